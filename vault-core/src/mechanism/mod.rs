@@ -1,0 +1,134 @@
+//! Mechanisms: every cryptographic operation the token performs (SPEC T4).
+//!
+//! This module is pure computation over key material; it knows nothing of sessions,
+//! PINs or storage. The token ([`crate::token`]) checks usage attributes
+//! (`CKA_SIGN`, …) and login state, then calls in here.
+//!
+//! Asymmetric primitives (RSA, ECDSA, ECDH) go through the backend seam in
+//! [`backend`], so another implementation (aws-lc-rs) can be swapped in behind a
+//! cargo feature; symmetric ciphers, MACs and digests are RustCrypto directly.
+
+use cryptoki_sys::*;
+use zeroize::Zeroizing;
+
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+
+/// A mechanism with its parameter, already converted from the C structures.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mechanism {
+    /// `CKM_*` value.
+    pub ty: CK_MECHANISM_TYPE,
+    /// Decoded parameter.
+    pub param: MechParam,
+}
+
+impl Mechanism {
+    /// A mechanism without parameter.
+    pub fn new(ty: CK_MECHANISM_TYPE) -> Self {
+        Mechanism { ty, param: MechParam::None }
+    }
+}
+
+/// Mechanism parameters, decoded by the adapter from `CK_MECHANISM.pParameter`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MechParam {
+    /// No parameter.
+    None,
+    /// A plain byte string: the IV of CBC modes, or any opaque parameter.
+    Bytes(Vec<u8>),
+    /// `CK_GCM_PARAMS`.
+    Gcm { iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64 },
+    /// `CK_RSA_PKCS_PSS_PARAMS`.
+    Pss { hash: CK_MECHANISM_TYPE, mgf: CK_RSA_PKCS_MGF_TYPE, salt_len: u64 },
+    /// `CK_RSA_PKCS_OAEP_PARAMS` (`source` is the label when `CKZ_DATA_SPECIFIED`).
+    Oaep { hash: CK_MECHANISM_TYPE, mgf: CK_RSA_PKCS_MGF_TYPE, source: Vec<u8> },
+    /// `CK_ECDH1_DERIVE_PARAMS`.
+    Ecdh1 { kdf: CK_EC_KDF_TYPE, shared_data: Vec<u8>, public_data: Vec<u8> },
+}
+
+/// What `C_GetMechanismInfo` reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MechInfo {
+    pub min_key_size: u64,
+    pub max_key_size: u64,
+    pub flags: CK_FLAGS,
+}
+
+pub mod backend;
+mod digest;
+pub mod encoding;
+mod keys;
+mod ops;
+
+pub use digest::digest_init;
+pub use keys::{generate_key, generate_key_pair, Key};
+pub use ops::{
+    decrypt_init, derive, encrypt_init, mechanism_info, mechanism_list, sign_init, unwrap,
+    verify_init, wrap,
+};
+
+/// A signature or MAC in progress (single- or multi-part).
+pub trait SignOp: Send {
+    /// Feeds more data (multi-part).
+    fn update(&mut self, data: &[u8]) -> Result<()>;
+    /// Produces the signature. Called once.
+    fn finish(&mut self) -> Result<Vec<u8>>;
+    /// The signature length this operation will produce (for the length query).
+    fn sig_len(&self) -> usize;
+}
+
+/// A verification in progress.
+pub trait VerifyOp: Send {
+    /// Feeds more data.
+    fn update(&mut self, data: &[u8]) -> Result<()>;
+    /// Checks `signature` over everything fed so far.
+    fn finish(&mut self, signature: &[u8]) -> Result<()>;
+}
+
+/// An encryption or decryption in progress.
+pub trait CipherOp: Send {
+    /// Processes a part; returns whatever output is ready.
+    fn update(&mut self, data: &[u8]) -> Result<Vec<u8>>;
+    /// Finishes (padding, tag); returns the remaining output.
+    fn finish(&mut self) -> Result<Vec<u8>>;
+    /// An upper bound of the output for `input_len` more bytes plus finishing
+    /// (for the length query).
+    fn max_output_len(&self, input_len: usize) -> usize;
+    /// Single-part operation over all of `data` (may be faster than update+finish
+    /// and is the only form for RSA and GCM decryption).
+    fn once(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let mut out = self.update(data)?;
+        out.extend_from_slice(&self.finish()?);
+        Ok(out)
+    }
+}
+
+/// A digest in progress.
+pub trait DigestOp: Send {
+    fn update(&mut self, data: &[u8]);
+    fn finish(&mut self) -> Vec<u8>;
+    fn len(&self) -> usize;
+    /// Always false: a digest has a fixed, non-zero length.
+    fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn random(buf: &mut [u8]) -> Result<()> {
+    use rand_core::RngCore;
+    rand_core::OsRng
+        .try_fill_bytes(buf)
+        .map_err(|e| Error::General(format!("OS random generator failed: {e}")))
+}
+
+/// Random bytes in a zeroizing buffer.
+pub fn random_secret(len: usize) -> Result<Zeroizing<Vec<u8>>> {
+    let mut v = Zeroizing::new(vec![0u8; len]);
+    random(&mut v)?;
+    Ok(v)
+}
+
+#[allow(dead_code)]
+fn _assert_types(_: &Attributes) {}
