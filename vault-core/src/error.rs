@@ -61,6 +61,8 @@ pub enum Error {
     KeyFunctionNotPermitted,
     #[error("key size out of range")]
     KeySizeRange,
+    #[error("key cannot be digested")]
+    KeyIndigestible,
     #[error("key cannot be wrapped")]
     KeyNotWrappable,
     #[error("key is unextractable")]
@@ -95,6 +97,8 @@ pub enum Error {
     WrappedKeyLenRange,
     #[error("buffer too small")]
     BufferTooSmall,
+    #[error("action prohibited by the object's attributes")]
+    ActionProhibited,
     #[error("function not supported")]
     FunctionNotSupported,
     #[error("function rejected by the user")]
@@ -143,6 +147,7 @@ impl Error {
             KeyTypeInconsistent => CKR_KEY_TYPE_INCONSISTENT,
             KeyFunctionNotPermitted => CKR_KEY_FUNCTION_NOT_PERMITTED,
             KeySizeRange => CKR_KEY_SIZE_RANGE,
+            KeyIndigestible => CKR_KEY_INDIGESTIBLE,
             KeyNotWrappable => CKR_KEY_NOT_WRAPPABLE,
             KeyUnextractable => CKR_KEY_UNEXTRACTABLE,
             TemplateIncomplete(_) => CKR_TEMPLATE_INCOMPLETE,
@@ -160,6 +165,7 @@ impl Error {
             WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,
             WrappedKeyLenRange => CKR_WRAPPED_KEY_LEN_RANGE,
             BufferTooSmall => CKR_BUFFER_TOO_SMALL,
+            ActionProhibited => CKR_ACTION_PROHIBITED,
             FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             FunctionRejected => CKR_FUNCTION_REJECTED,
             Corrupt(_) => CKR_DEVICE_ERROR,

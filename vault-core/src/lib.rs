@@ -14,8 +14,14 @@
 #![forbid(unsafe_code)]
 
 pub mod attr;
+pub mod config;
+pub mod store;
 pub mod error;
 pub mod mechanism;
+pub mod object;
+pub mod session;
+pub mod slots;
+pub mod token;
 
 pub use attr::Attributes;
 pub use error::{Error, Result};

@@ -1,0 +1,282 @@
+//! Configuration: `VTOKEN_CONF` (TOML) or the XDG defaults.
+//!
+//! A file holding the single line `token_dir = "/some/dir"` is a complete, valid
+//! configuration: every other key has a default, and the directory is created on
+//! first use. Without `VTOKEN_CONF`, `$XDG_CONFIG_HOME/vtoken/vtoken.toml`
+//! (`~/.config/vtoken/vtoken.toml`) is read if it exists, and tokens live in
+//! `$XDG_DATA_HOME/vtoken` (`~/.local/share/vtoken`).
+//!
+//! ```toml
+//! token_dir = "/var/lib/vtoken"   # where token files live
+//! kdf = "default"                 # "default" (Argon2id 19 MiB, t=2) or "test" (cheap: tests and CI only)
+//! # or explicit: [kdf] m_cost_kib = 65536, t_cost = 3, p_cost = 1
+//! [pin]
+//! min_len = 4
+//! max_len = 64
+//! user_max_tries = 5
+//! so_max_tries = 10
+//! [log]
+//! level = "info"                  # error|warn|info|debug|trace; VTOKEN_LOG overrides
+//! file = "/tmp/vtoken.log"        # default: stderr
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Argon2id cost parameters used to derive the keys that wrap a token's master key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_cost_kib: u32,
+    /// Iterations.
+    pub t_cost: u32,
+    /// Lanes.
+    pub p_cost: u32,
+}
+
+impl KdfParams {
+    /// The default cost: Argon2id, 19 MiB, 2 passes, 1 lane (OWASP's recommended
+    /// minimum). About 25–40 ms per PIN check on one core here.
+    pub const DEFAULT: KdfParams = KdfParams { m_cost_kib: 19 * 1024, t_cost: 2, p_cost: 1 };
+    /// A cheap cost for tests and CI. Never use it for a real token.
+    pub const TEST: KdfParams = KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KdfSetting {
+    Profile(String),
+    Explicit { m_cost_kib: u32, t_cost: u32, p_cost: Option<u32> },
+}
+
+/// PIN policy (SPEC T2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PinPolicy {
+    /// Shortest PIN accepted, in bytes.
+    pub min_len: usize,
+    /// Longest PIN accepted, in bytes.
+    pub max_len: usize,
+    /// Consecutive wrong user PINs before the user PIN locks.
+    pub user_max_tries: u32,
+    /// Consecutive wrong SO PINs before the SO PIN locks.
+    pub so_max_tries: u32,
+}
+
+impl Default for PinPolicy {
+    fn default() -> Self {
+        PinPolicy { min_len: 4, max_len: 64, user_max_tries: 5, so_max_tries: 10 }
+    }
+}
+
+/// Logging settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Level filter (`error`, `warn`, `info`, `debug`, `trace`).
+    pub level: Option<String>,
+    /// Log file; stderr when absent. Never stdout.
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    token_dir: Option<PathBuf>,
+    kdf: Option<KdfSetting>,
+    #[serde(default)]
+    pin: PinPolicy,
+    #[serde(default)]
+    log: LogConfig,
+}
+
+/// The effective configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Directory holding one `*.vtoken` file per token.
+    pub token_dir: PathBuf,
+    /// KDF cost for new PINs.
+    pub kdf: KdfParams,
+    /// PIN policy for new tokens.
+    pub pin: PinPolicy,
+    /// Logging.
+    pub log: LogConfig,
+    /// The file this configuration came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn xdg(var: &str, fallback: &str) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => home().join(fallback),
+    }
+}
+
+impl Config {
+    /// The default configuration file path (without `VTOKEN_CONF`).
+    pub fn default_path() -> PathBuf {
+        xdg("XDG_CONFIG_HOME", ".config").join("vtoken").join("vtoken.toml")
+    }
+
+    /// The default token directory.
+    pub fn default_token_dir() -> PathBuf {
+        xdg("XDG_DATA_HOME", ".local/share").join("vtoken")
+    }
+
+    /// Loads `VTOKEN_CONF` if set (it must exist), else the XDG file if it exists,
+    /// else the defaults.
+    pub fn load() -> Result<Config> {
+        match std::env::var_os("VTOKEN_CONF") {
+            Some(p) if !p.is_empty() => Config::from_file(Path::new(&p)),
+            _ => {
+                let p = Config::default_path();
+                if p.exists() {
+                    Config::from_file(&p)
+                } else {
+                    Config::from_toml("").map(|c| Config { source: None, ..c })
+                }
+            }
+        }
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let mut c = Config::from_toml(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        c.source = Some(path.to_path_buf());
+        Ok(c)
+    }
+
+    /// Parses TOML text (an empty text gives the defaults).
+    pub fn from_toml(text: &str) -> Result<Config> {
+        let raw: RawConfig =
+            toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+        let kdf = match raw.kdf {
+            None => KdfParams::DEFAULT,
+            Some(KdfSetting::Profile(p)) => match p.as_str() {
+                "default" => KdfParams::DEFAULT,
+                "test" => KdfParams::TEST,
+                other => {
+                    return Err(Error::Config(format!(
+                        "kdf = \"{other}\": expected \"default\", \"test\" or a table"
+                    )))
+                }
+            },
+            Some(KdfSetting::Explicit { m_cost_kib, t_cost, p_cost }) => {
+                let k = KdfParams { m_cost_kib, t_cost, p_cost: p_cost.unwrap_or(1) };
+                argon2::Params::new(k.m_cost_kib, k.t_cost, k.p_cost, Some(32))
+                    .map_err(|e| Error::Config(format!("kdf: {e}")))?;
+                k
+            }
+        };
+        let pin = raw.pin;
+        if pin.min_len == 0 || pin.min_len > pin.max_len || pin.max_len > 255 {
+            return Err(Error::Config(format!(
+                "pin: need 1 <= min_len <= max_len <= 255 (got {}..{})",
+                pin.min_len, pin.max_len
+            )));
+        }
+        if pin.user_max_tries == 0 || pin.so_max_tries == 0 {
+            return Err(Error::Config("pin: max tries must be at least 1".into()));
+        }
+        Ok(Config {
+            token_dir: raw.token_dir.unwrap_or_else(Config::default_token_dir),
+            kdf,
+            pin,
+            log: raw.log,
+            source: None,
+        })
+    }
+
+    /// A configuration for tests: the given directory, the cheap KDF.
+    pub fn for_dir(dir: impl Into<PathBuf>) -> Config {
+        Config {
+            token_dir: dir.into(),
+            kdf: KdfParams::TEST,
+            pin: PinPolicy::default(),
+            log: LogConfig::default(),
+            source: None,
+        }
+    }
+
+    /// Creates the token directory (mode 0700) if missing.
+    pub fn ensure_token_dir(&self) -> Result<()> {
+        if !self.token_dir.exists() {
+            std::fs::create_dir_all(&self.token_dir).map_err(|e| {
+                Error::Config(format!("cannot create {}: {e}", self.token_dir.display()))
+            })?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let _ = std::fs::set_permissions(
+                    &self.token_dir,
+                    std::fs::Permissions::from_mode(0o700),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Sets up `tracing` once per process: `VTOKEN_LOG` (`LEVEL` or `LEVEL:FILE`) wins
+/// over the config's `[log]`. Output goes to stderr or the file, never stdout.
+/// Without either, only warnings and errors reach stderr.
+pub fn init_logging(cfg: &LogConfig) {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let env = std::env::var("VTOKEN_LOG").ok().filter(|s| !s.is_empty());
+        let (level, file) = match env {
+            Some(s) => match s.split_once(':') {
+                Some((l, f)) => (l.to_string(), Some(PathBuf::from(f))),
+                None => (s, cfg.file.clone()),
+            },
+            None => (cfg.level.clone().unwrap_or_else(|| "warn".into()), cfg.file.clone()),
+        };
+        let filter = tracing_subscriber::EnvFilter::try_new(&level)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+        let res = match file.and_then(|f| {
+            std::fs::OpenOptions::new().create(true).append(true).open(f).ok()
+        }) {
+            Some(fh) => builder.with_writer(std::sync::Mutex::new(fh)).try_init(),
+            None => builder.with_writer(std::io::stderr).try_init(),
+        };
+        let _ = res;
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_line_config_is_complete() {
+        let c = Config::from_toml("token_dir = \"/tmp/x\"\n").unwrap();
+        assert_eq!(c.token_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.kdf, KdfParams::DEFAULT);
+        assert_eq!(c.pin, PinPolicy::default());
+    }
+
+    #[test]
+    fn profiles_and_errors() {
+        assert_eq!(Config::from_toml("kdf = \"test\"").unwrap().kdf, KdfParams::TEST);
+        let c = Config::from_toml("[kdf]\nm_cost_kib = 1024\nt_cost = 1\n").unwrap();
+        assert_eq!(c.kdf.m_cost_kib, 1024);
+        assert!(Config::from_toml("kdf = \"fast\"").is_err());
+        assert!(Config::from_toml("tokendir = \"/x\"").is_err());
+        assert!(Config::from_toml("[pin]\nmin_len = 9\nmax_len = 4\n").is_err());
+        let c = Config::from_toml("[pin]\nuser_max_tries = 3\n").unwrap();
+        assert_eq!(c.pin.user_max_tries, 3);
+        assert_eq!(c.pin.min_len, 4);
+    }
+}

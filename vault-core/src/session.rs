@@ -1,0 +1,930 @@
+//! Sessions, object access and cryptographic operations of one token.
+//!
+//! Each session has its own lock; a signature holds only its session's lock and an
+//! `Arc` of the parsed key, so threads on different sessions sign in parallel.
+//!
+//! Output follows PKCS#11's length protocol through [`OutLen`] and [`Output`]: a
+//! query or a too-small buffer returns [`Output::Needed`] and leaves the operation
+//! active (a computed result is kept for the next call); anything else ends it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use cryptoki_sys::*;
+use tracing::{debug, info};
+
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+use crate::mechanism::{self, CipherOp, DigestOp, Key, Mechanism, SignOp, VerifyOp};
+use crate::object::{self, Origin};
+use crate::store::IndexFilter;
+use crate::token::{CachedObject, Token, UserType, SESSION_OBJECT_BASE};
+
+/// Session handles are unique within the process across all tokens.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+/// How much room the caller has for output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutLen {
+    /// A length query (NULL buffer).
+    Query,
+    /// A buffer of this many bytes.
+    Buffer(usize),
+}
+
+/// The result of an operation that produces output.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Output {
+    /// The output; it fits the buffer.
+    Bytes(Vec<u8>),
+    /// The buffer is missing or too small: this many bytes are needed. The operation
+    /// stays active.
+    Needed(usize),
+}
+
+/// One attribute as `C_GetAttributeValue` reports it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum AttrResult {
+    Value(Vec<u8>),
+    Sensitive,
+    TypeInvalid,
+}
+
+/// `C_GetSessionInfo` in Rust form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// `CKS_*`.
+    pub state: CK_STATE,
+    /// R/W session.
+    pub rw: bool,
+}
+
+struct Stage<T: ?Sized> {
+    op: Box<T>,
+    multi: bool,
+    pending: Option<Vec<u8>>,
+}
+
+impl<T: ?Sized> Stage<T> {
+    fn new(op: Box<T>) -> Self {
+        Stage { op, multi: false, pending: None }
+    }
+}
+
+/// One session.
+pub struct Session {
+    id: u64,
+    rw: bool,
+    find: Option<Vec<u64>>,
+    sign: Option<Stage<dyn SignOp>>,
+    verify: Option<Stage<dyn VerifyOp>>,
+    encrypt: Option<Stage<dyn CipherOp>>,
+    decrypt: Option<Stage<dyn CipherOp>>,
+    digest: Option<Stage<dyn DigestOp>>,
+    /// Keys used by active operations, so logout can end the private ones.
+    private_op: bool,
+}
+
+impl Session {
+    fn end_all(&mut self) {
+        self.find = None;
+        self.sign = None;
+        self.verify = None;
+        self.encrypt = None;
+        self.decrypt = None;
+        self.digest = None;
+        self.private_op = false;
+    }
+}
+
+fn deliver(out: OutLen, bytes: Vec<u8>) -> (Output, Option<Vec<u8>>) {
+    match out {
+        OutLen::Query => (Output::Needed(bytes.len()), Some(bytes)),
+        OutLen::Buffer(n) if n < bytes.len() => (Output::Needed(bytes.len()), Some(bytes)),
+        OutLen::Buffer(_) => (Output::Bytes(bytes), None),
+    }
+}
+
+/// Runs one step of an operation held in `slot`: `f` computes the output (once; a
+/// kept result is reused), errors end the operation, a short buffer keeps it.
+fn step<T: ?Sized>(
+    slot: &mut Option<Stage<T>>,
+    out: OutLen,
+    ends: bool,
+    f: impl FnOnce(&mut Stage<T>) -> Result<Vec<u8>>,
+) -> Result<Output> {
+    let st = slot.as_mut().ok_or(Error::OperationNotInitialized)?;
+    let bytes = match st.pending.take() {
+        Some(b) => b,
+        None => match f(st) {
+            Ok(b) => b,
+            Err(e) => {
+                *slot = None;
+                return Err(e);
+            }
+        },
+    };
+    let (o, keep) = deliver(out, bytes);
+    match keep {
+        Some(b) => {
+            if let Some(st) = slot.as_mut() {
+                st.pending = Some(b);
+            }
+        }
+        None if ends => *slot = None,
+        None => {}
+    }
+    Ok(o)
+}
+
+fn ulong_list(v: &[u8]) -> Vec<u64> {
+    v.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+}
+
+impl Token {
+    // ------------------------------------------------------------------ sessions
+
+    /// `C_OpenSession`.
+    pub fn open_session(&self, rw: bool) -> Result<u64> {
+        if !rw && self.logged_in() == Some(UserType::So) {
+            return Err(Error::SessionReadOnlyExists);
+        }
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let s = Session {
+            id,
+            rw,
+            find: None,
+            sign: None,
+            verify: None,
+            encrypt: None,
+            decrypt: None,
+            digest: None,
+            private_op: false,
+        };
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(Mutex::new(s)));
+        debug!(serial = %self.serial(), session = id, rw, "session opened");
+        Ok(id)
+    }
+
+    /// `C_CloseSession`: its session objects go with it; the last session logs out.
+    pub fn close_session(&self, sid: u64) -> Result<()> {
+        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(&sid).ok_or(Error::SessionHandleInvalid)?;
+        let last = map.is_empty();
+        drop(map);
+        self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (owner, _)| *owner != sid);
+        if last {
+            let _ = self.logout();
+        }
+        Ok(())
+    }
+
+    /// `C_CloseAllSessions`.
+    pub fn close_all_sessions(&self) {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        let _ = self.logout();
+    }
+
+    /// Whether `sid` is a session of this token.
+    pub fn has_session(&self, sid: u64) -> bool {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&sid)
+    }
+
+    pub(crate) fn session_counts(&self) -> (u64, u64) {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let rw = map.values().filter(|s| s.lock().map(|s| s.rw).unwrap_or(false)).count();
+        (map.len() as u64, rw as u64)
+    }
+
+    pub(crate) fn has_read_only_session(&self) -> bool {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        map.values().any(|s| s.lock().map(|s| !s.rw).unwrap_or(false))
+    }
+
+    pub(crate) fn sessions_forget_private(&self) {
+        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        for s in map.values() {
+            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+            if s.private_op {
+                s.end_all();
+            }
+            s.find = None;
+        }
+        drop(map);
+        self.session_objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
+    }
+
+    fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&sid).cloned().ok_or(Error::SessionHandleInvalid)
+    }
+
+    fn lock_session(s: &Arc<Mutex<Session>>) -> MutexGuard<'_, Session> {
+        s.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `C_GetSessionInfo`.
+    pub fn session_info(&self, sid: u64) -> Result<SessionInfo> {
+        let s = self.session(sid)?;
+        let rw = Token::lock_session(&s).rw;
+        let state = match (self.logged_in(), rw) {
+            (Some(UserType::So), _) => CKS_RW_SO_FUNCTIONS,
+            (Some(UserType::User), true) => CKS_RW_USER_FUNCTIONS,
+            (Some(UserType::User), false) => CKS_RO_USER_FUNCTIONS,
+            (None, true) => CKS_RW_PUBLIC_SESSION,
+            (None, false) => CKS_RO_PUBLIC_SESSION,
+        };
+        Ok(SessionInfo { state, rw })
+    }
+
+    // ------------------------------------------------------------------ objects
+
+    fn user_in(&self) -> bool {
+        self.logged_in() == Some(UserType::User)
+    }
+
+    /// Looks up a visible object (token or session).
+    pub(crate) fn object(&self, id: u64) -> Result<Arc<CachedObject>> {
+        if id >= SESSION_OBJECT_BASE {
+            let map = self.session_objects.lock().unwrap_or_else(|p| p.into_inner());
+            let (_, o) = map.get(&id).ok_or(Error::ObjectHandleInvalid)?;
+            if o.attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
+                return Err(Error::ObjectHandleInvalid);
+            }
+            return Ok(o.clone());
+        }
+        let keys = self.master_keys();
+        let st = self.store();
+        let dv = st.data_version()?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((v, o)) = cache.objects.get(&id) {
+            if *v == dv {
+                let o = o.clone();
+                if o.attrs.bool_or(CKA_PRIVATE, true) && keys.is_none() {
+                    return Err(Error::ObjectHandleInvalid);
+                }
+                return Ok(o);
+            }
+        }
+        let row = st.row(id)?.ok_or_else(|| {
+            cache.objects.remove(&id);
+            Error::ObjectHandleInvalid
+        })?;
+        if row.private && keys.is_none() {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        if let Some((_, o)) = cache.objects.get(&id) {
+            if o.gen == row.gen {
+                let o = o.clone();
+                cache.objects.insert(id, (dv, o.clone()));
+                return Ok(o);
+            }
+        }
+        let (row, attrs) = st.load_object(id, keys.as_ref())?.ok_or(Error::ObjectHandleInvalid)?;
+        let o = Arc::new(CachedObject { gen: row.gen, attrs: Arc::new(attrs), key: Default::default() });
+        cache.objects.insert(id, (dv, o.clone()));
+        Ok(o)
+    }
+
+    fn check_write(&self, sid: u64, attrs: &Attributes) -> Result<()> {
+        let s = self.session(sid)?;
+        let rw = Token::lock_session(&s).rw;
+        let token = attrs.bool_or(CKA_TOKEN, false);
+        if token && !rw {
+            return Err(Error::SessionReadOnly);
+        }
+        if attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
+            return Err(Error::UserNotLoggedIn);
+        }
+        Ok(())
+    }
+
+    /// Stores a validated object; returns its id.
+    fn store_object(&self, sid: u64, attrs: Attributes) -> Result<u64> {
+        self.check_write(sid, &attrs)?;
+        let private = attrs.bool_or(CKA_PRIVATE, true);
+        if attrs.bool_or(CKA_TOKEN, false) {
+            let keys = self.master_keys();
+            let mut st = self.store();
+            let row = st.insert_object(private, &attrs, keys.as_ref())?;
+            let dv = st.data_version()?;
+            drop(st);
+            info!(serial = %self.serial(), id = row.id, class = attrs.class().unwrap_or(0), "token object created");
+            let o = Arc::new(CachedObject { gen: row.gen, attrs: Arc::new(attrs), key: Default::default() });
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.insert(row.id, (dv, o));
+            Ok(row.id)
+        } else {
+            let id = self.next_session_object.fetch_add(1, Ordering::Relaxed);
+            let o = Arc::new(CachedObject { gen: 0, attrs: Arc::new(attrs), key: Default::default() });
+            self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (sid, o));
+            Ok(id)
+        }
+    }
+
+    /// `C_CreateObject`.
+    pub fn create_object(&self, sid: u64, template: &Attributes) -> Result<u64> {
+        self.session(sid)?;
+        let attrs = object::build(template, Origin::Create, &Attributes::new())?;
+        self.store_object(sid, attrs)
+    }
+
+    /// `C_CopyObject`.
+    pub fn copy_object(&self, sid: u64, id: u64, template: &Attributes) -> Result<u64> {
+        self.session(sid)?;
+        let o = self.object(id)?;
+        let attrs = object::apply_copy(&o.attrs, template)?;
+        self.store_object(sid, attrs)
+    }
+
+    /// `C_DestroyObject`.
+    pub fn destroy_object(&self, sid: u64, id: u64) -> Result<()> {
+        let o = self.object(id)?;
+        self.check_write(sid, &o.attrs)?;
+        if !o.attrs.bool_or(CKA_DESTROYABLE, true) {
+            return Err(Error::ActionProhibited);
+        }
+        if id >= SESSION_OBJECT_BASE {
+            self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        } else {
+            self.store().delete_object(id)?;
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.remove(&id);
+            info!(serial = %self.serial(), id, "token object destroyed");
+        }
+        Ok(())
+    }
+
+    /// `C_GetAttributeValue`: one result per requested type.
+    pub fn get_attributes(&self, sid: u64, id: u64, types: &[CK_ATTRIBUTE_TYPE]) -> Result<Vec<AttrResult>> {
+        self.session(sid)?;
+        let o = self.object(id)?;
+        let class = o.attrs.class().unwrap_or(CKO_DATA);
+        let hide = object::hides_secrets(&o.attrs);
+        Ok(types
+            .iter()
+            .map(|&t| {
+                if hide && object::is_sensitive_attr(class, t) {
+                    return AttrResult::Sensitive;
+                }
+                match o.attrs.get(t) {
+                    Some(v) => AttrResult::Value(v.to_vec()),
+                    None if t == CKA_PUBLIC_KEY_INFO && matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) => {
+                        match mechanism::encoding::public_key_spki(&o.attrs) {
+                            Ok(v) => AttrResult::Value(v),
+                            Err(_) => AttrResult::Value(Vec::new()),
+                        }
+                    }
+                    None => AttrResult::TypeInvalid,
+                }
+            })
+            .collect())
+    }
+
+    /// `C_SetAttributeValue`.
+    pub fn set_attributes(&self, sid: u64, id: u64, template: &Attributes) -> Result<()> {
+        let o = self.object(id)?;
+        self.check_write(sid, &o.attrs)?;
+        let attrs = object::apply_update(&o.attrs, template)?;
+        if id >= SESSION_OBJECT_BASE {
+            let n = Arc::new(CachedObject { gen: 0, attrs: Arc::new(attrs), key: Default::default() });
+            let mut map = self.session_objects.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(e) = map.get_mut(&id) {
+                e.1 = n;
+            }
+        } else {
+            let keys = self.master_keys();
+            let private = attrs.bool_or(CKA_PRIVATE, true);
+            let mut st = self.store();
+            let row = st.update_object(id, private, &attrs, keys.as_ref())?;
+            let dv = st.data_version()?;
+            drop(st);
+            let n = Arc::new(CachedObject { gen: row.gen, attrs: Arc::new(attrs), key: Default::default() });
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.insert(id, (dv, n));
+        }
+        Ok(())
+    }
+
+    /// `C_GetObjectSize`: the size of the object's serialized attributes.
+    pub fn object_size(&self, sid: u64, id: u64) -> Result<usize> {
+        self.session(sid)?;
+        let o = self.object(id)?;
+        Ok(postcard::to_allocvec(&*o.attrs).map(|v| v.len()).unwrap_or(0))
+    }
+
+    /// Every visible object matching `template`, in id order (token objects first).
+    pub fn search(&self, template: &Attributes) -> Result<Vec<u64>> {
+        let keys = self.master_keys();
+        if template.get_bool(CKA_PRIVATE)? == Some(true) && keys.is_none() {
+            return Ok(Vec::new());
+        }
+        let filter = IndexFilter {
+            class: template.get_ulong(CKA_CLASS)?,
+            label: template.get(CKA_LABEL).map(|v| v.to_vec()),
+            id: template.get(CKA_ID).map(|v| v.to_vec()),
+            include_private: keys.is_some(),
+        };
+        let mut found = Vec::new();
+        if template.get_bool(CKA_TOKEN)? != Some(false) {
+            let st = self.store();
+            let dv = st.data_version()?;
+            let rows = st.candidates(&filter, keys.as_ref())?;
+            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut missing = Vec::new();
+            for r in &rows {
+                match cache.objects.get_mut(&r.id) {
+                    Some(e) if e.1.gen == r.gen => e.0 = dv,
+                    _ => missing.push(r.id),
+                }
+            }
+            for raw in st.raw_records(&missing)? {
+                let attrs = st.open_record(&raw, keys.as_ref())?;
+                let o = Arc::new(CachedObject { gen: raw.gen, attrs: Arc::new(attrs), key: Default::default() });
+                cache.objects.insert(raw.id, (dv, o));
+            }
+            for r in &rows {
+                if let Some((_, o)) = cache.objects.get(&r.id) {
+                    if o.attrs.matches(template) {
+                        found.push(r.id);
+                    }
+                }
+            }
+        }
+        if template.get_bool(CKA_TOKEN)? != Some(true) {
+            let user = self.user_in();
+            let map = self.session_objects.lock().unwrap_or_else(|p| p.into_inner());
+            let mut ids: Vec<u64> = map
+                .iter()
+                .filter(|(_, (_, o))| (user || !o.attrs.bool_or(CKA_PRIVATE, true)) && o.attrs.matches(template))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.sort_unstable();
+            found.extend(ids);
+        }
+        Ok(found)
+    }
+
+    /// The attributes of a visible object (for the CLI and Rust callers).
+    pub fn attributes(&self, id: u64) -> Result<Arc<Attributes>> {
+        Ok(self.object(id)?.attrs.clone())
+    }
+
+    /// `C_FindObjectsInit`.
+    pub fn find_init(&self, sid: u64, template: &Attributes) -> Result<()> {
+        let s = self.session(sid)?;
+        if Token::lock_session(&s).find.is_some() {
+            return Err(Error::OperationActive);
+        }
+        let mut ids = self.search(template)?;
+        ids.reverse();
+        Token::lock_session(&s).find = Some(ids);
+        Ok(())
+    }
+
+    /// `C_FindObjects`: up to `max` more handles.
+    pub fn find_next(&self, sid: u64, max: usize) -> Result<Vec<u64>> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let list = s.find.as_mut().ok_or(Error::OperationNotInitialized)?;
+        let n = max.min(list.len());
+        let at = list.len() - n;
+        let mut out = list.split_off(at);
+        out.reverse();
+        Ok(out)
+    }
+
+    /// `C_FindObjectsFinal`.
+    pub fn find_final(&self, sid: u64) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        s.find.take().ok_or(Error::OperationNotInitialized)?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ keys
+
+    /// The parsed key of an object, cached with it.
+    fn key_of(&self, id: u64, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<(Arc<Key>, bool)> {
+        let o = self.object(id).map_err(|e| match e {
+            Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
+            e => e,
+        })?;
+        let class = o.attrs.class().unwrap_or(CKO_DATA);
+        if !matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+            return Err(Error::KeyHandleInvalid);
+        }
+        if usage != 0 && !o.attrs.bool_or(usage, false) {
+            return Err(Error::KeyFunctionNotPermitted);
+        }
+        if let Some(allowed) = o.attrs.get(CKA_ALLOWED_MECHANISMS) {
+            if !allowed.is_empty() && !ulong_list(allowed).contains(&(mech.ty as u64)) {
+                return Err(Error::MechanismInvalid(mech.ty));
+            }
+        }
+        let key = match o.key.get() {
+            Some(k) => k.clone(),
+            None => {
+                let k = Arc::new(Key::from_attributes(&o.attrs)?);
+                let _ = o.key.set(k.clone());
+                k
+            }
+        };
+        Ok((key, o.attrs.bool_or(CKA_PRIVATE, true)))
+    }
+
+    fn check_mech_flag(mech: &Mechanism, flag: CK_FLAGS) -> Result<()> {
+        let info = mechanism::mechanism_info(mech.ty)?;
+        if info.flags & flag == 0 {
+            return Err(Error::MechanismInvalid(mech.ty));
+        }
+        Ok(())
+    }
+
+    /// `C_GenerateKey`.
+    pub fn generate_key(&self, sid: u64, mech: &Mechanism, template: &Attributes) -> Result<u64> {
+        self.session(sid)?;
+        Token::check_mech_flag(mech, CKF_GENERATE)?;
+        object::check_encoding(template)?;
+        let mut generated = mechanism::generate_key(mech, template)?;
+        generated.set_bool(CKA_LOCAL, true);
+        generated.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
+        let attrs = object::build(template, Origin::Generated, &generated)?;
+        self.check_write(sid, &attrs)?;
+        self.store_object(sid, attrs)
+    }
+
+    /// `C_GenerateKeyPair`: returns (public, private) ids.
+    pub fn generate_key_pair(&self, sid: u64, mech: &Mechanism, pub_t: &Attributes, priv_t: &Attributes) -> Result<(u64, u64)> {
+        self.session(sid)?;
+        Token::check_mech_flag(mech, CKF_GENERATE_KEY_PAIR)?;
+        object::check_encoding(pub_t)?;
+        object::check_encoding(priv_t)?;
+        let (mut gp, mut gs) = mechanism::generate_key_pair(mech, pub_t, priv_t)?;
+        for g in [&mut gp, &mut gs] {
+            g.set_bool(CKA_LOCAL, true);
+            g.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
+        }
+        let mut pub_attrs = object::build(pub_t, Origin::Generated, &gp)?;
+        let mut priv_attrs = object::build(priv_t, Origin::Generated, &gs)?;
+        // Both halves share one CKA_ID: the caller's, or the one derived from the public key.
+        let id = match (pub_t.get(CKA_ID), priv_t.get(CKA_ID)) {
+            (Some(a), _) if !a.is_empty() => a.to_vec(),
+            (_, Some(b)) if !b.is_empty() => b.to_vec(),
+            _ => object::derived_id(&pub_attrs).unwrap_or_default(),
+        };
+        if !pub_t.contains(CKA_ID) {
+            pub_attrs.set(CKA_ID, id.clone());
+        }
+        if !priv_t.contains(CKA_ID) {
+            priv_attrs.set(CKA_ID, id);
+        }
+        self.check_write(sid, &pub_attrs)?;
+        self.check_write(sid, &priv_attrs)?;
+        let p = self.store_object(sid, pub_attrs)?;
+        match self.store_object(sid, priv_attrs) {
+            Ok(s) => Ok((p, s)),
+            Err(e) => {
+                let _ = self.destroy_object(sid, p);
+                Err(e)
+            }
+        }
+    }
+
+    /// `C_WrapKey`.
+    pub fn wrap_key(&self, sid: u64, mech: &Mechanism, wrapping: u64, key: u64, out: OutLen) -> Result<Output> {
+        self.session(sid)?;
+        let (wk, _) = self.key_of(wrapping, CKA_WRAP, mech)?;
+        let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
+        if !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
+            return Err(Error::KeyUnextractable);
+        }
+        let bytes = mechanism::wrap(mech, &wk, &o.attrs)?;
+        Ok(deliver(out, bytes).0)
+    }
+
+    /// `C_UnwrapKey`.
+    pub fn unwrap_key(&self, sid: u64, mech: &Mechanism, unwrapping: u64, wrapped: &[u8], template: &Attributes) -> Result<u64> {
+        self.session(sid)?;
+        object::check_encoding(template)?;
+        let (uk, _) = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
+        let plain = mechanism::unwrap(mech, &uk, wrapped)?;
+        let mut generated = match template.class() {
+            Some(CKO_PRIVATE_KEY) => mechanism::encoding::pkcs8_to_attributes(&plain)?.1,
+            Some(CKO_SECRET_KEY) => {
+                let mut g = Attributes::new();
+                g.set(CKA_VALUE, plain.to_vec());
+                g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+                g
+            }
+            _ => return Err(Error::TemplateIncomplete("CKA_CLASS of the unwrapped key".into())),
+        };
+        generated.set_bool(CKA_LOCAL, false);
+        generated.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+        let mut attrs = object::build(template, Origin::Generated, &generated)?;
+        attrs.set_bool(CKA_ALWAYS_SENSITIVE, false);
+        attrs.set_bool(CKA_NEVER_EXTRACTABLE, false);
+        self.store_object(sid, attrs)
+    }
+
+    /// `C_DeriveKey`.
+    pub fn derive_key(&self, sid: u64, mech: &Mechanism, base: u64, template: &Attributes) -> Result<u64> {
+        self.session(sid)?;
+        object::check_encoding(template)?;
+        let (bk, _) = self.key_of(base, CKA_DERIVE, mech)?;
+        let secret = mechanism::derive(mech, &bk, template)?;
+        let mut g = Attributes::new();
+        g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+        if template.key_type().is_none() {
+            g.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
+        }
+        g.set(CKA_VALUE, secret.to_vec());
+        g.set_bool(CKA_LOCAL, false);
+        g.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+        let attrs = object::build(template, Origin::Generated, &g)?;
+        self.store_object(sid, attrs)
+    }
+
+    // ------------------------------------------------------------------ operations
+
+    /// `C_SignInit`.
+    pub fn sign_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        let s = self.session(sid)?;
+        if Token::lock_session(&s).sign.is_some() {
+            return Err(Error::OperationActive);
+        }
+        Token::check_mech_flag(mech, CKF_SIGN)?;
+        let (k, private) = self.key_of(key, CKA_SIGN, mech)?;
+        let op = mechanism::sign_init(mech, &k)?;
+        let mut s = Token::lock_session(&s);
+        s.sign = Some(Stage::new(op));
+        s.private_op |= private;
+        Ok(())
+    }
+
+    /// `C_Sign` (single part).
+    pub fn sign(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.sign.as_ref() {
+            if st.multi {
+                s.sign = None;
+                return Err(Error::OperationActive);
+            }
+            if out == OutLen::Query && st.pending.is_none() {
+                return Ok(Output::Needed(st.op.sig_len()));
+            }
+        }
+        step(&mut s.sign, out, true, |st| {
+            st.op.update(data)?;
+            st.op.finish()
+        })
+    }
+
+    /// `C_SignUpdate`.
+    pub fn sign_update(&self, sid: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let st = s.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
+        st.multi = true;
+        if let Err(e) = st.op.update(data) {
+            s.sign = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `C_SignFinal`.
+    pub fn sign_final(&self, sid: u64, out: OutLen) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.sign.as_ref() {
+            if out == OutLen::Query && st.pending.is_none() {
+                return Ok(Output::Needed(st.op.sig_len()));
+            }
+        }
+        step(&mut s.sign, out, true, |st| st.op.finish())
+    }
+
+    /// `C_VerifyInit`.
+    pub fn verify_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        let s = self.session(sid)?;
+        if Token::lock_session(&s).verify.is_some() {
+            return Err(Error::OperationActive);
+        }
+        Token::check_mech_flag(mech, CKF_VERIFY)?;
+        let (k, private) = self.key_of(key, CKA_VERIFY, mech)?;
+        let op = mechanism::verify_init(mech, &k)?;
+        let mut s = Token::lock_session(&s);
+        s.verify = Some(Stage::new(op));
+        s.private_op |= private;
+        Ok(())
+    }
+
+    /// `C_Verify` (single part). The operation ends whatever the outcome.
+    pub fn verify(&self, sid: u64, data: &[u8], signature: &[u8]) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
+        if st.multi {
+            return Err(Error::OperationActive);
+        }
+        st.op.update(data)?;
+        st.op.finish(signature)
+    }
+
+    /// `C_VerifyUpdate`.
+    pub fn verify_update(&self, sid: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let st = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
+        st.multi = true;
+        if let Err(e) = st.op.update(data) {
+            s.verify = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `C_VerifyFinal`.
+    pub fn verify_final(&self, sid: u64, signature: &[u8]) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
+        st.op.finish(signature)
+    }
+
+    fn cipher_init(&self, sid: u64, mech: &Mechanism, key: u64, enc: bool) -> Result<()> {
+        let s = self.session(sid)?;
+        {
+            let s = Token::lock_session(&s);
+            if (enc && s.encrypt.is_some()) || (!enc && s.decrypt.is_some()) {
+                return Err(Error::OperationActive);
+            }
+        }
+        Token::check_mech_flag(mech, if enc { CKF_ENCRYPT } else { CKF_DECRYPT })?;
+        let (k, private) = self.key_of(key, if enc { CKA_ENCRYPT } else { CKA_DECRYPT }, mech)?;
+        let op = if enc { mechanism::encrypt_init(mech, &k)? } else { mechanism::decrypt_init(mech, &k)? };
+        let mut s = Token::lock_session(&s);
+        if enc {
+            s.encrypt = Some(Stage::new(op));
+        } else {
+            s.decrypt = Some(Stage::new(op));
+        }
+        s.private_op |= private;
+        Ok(())
+    }
+
+    fn cipher_slot(s: &mut Session, enc: bool) -> &mut Option<Stage<dyn CipherOp>> {
+        if enc {
+            &mut s.encrypt
+        } else {
+            &mut s.decrypt
+        }
+    }
+
+    fn cipher_once(&self, sid: u64, data: &[u8], out: OutLen, enc: bool) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let slot = Token::cipher_slot(&mut s, enc);
+        if let Some(st) = slot.as_ref() {
+            if st.multi {
+                *slot = None;
+                return Err(Error::OperationActive);
+            }
+            // Encryption can answer a length query without doing the work.
+            if enc && out == OutLen::Query && st.pending.is_none() {
+                return Ok(Output::Needed(st.op.max_output_len(data.len())));
+            }
+        }
+        step(slot, out, true, |st| st.op.once(data))
+    }
+
+    fn cipher_update(&self, sid: u64, data: &[u8], out: OutLen, enc: bool) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let slot = Token::cipher_slot(&mut s, enc);
+        if let Some(st) = slot.as_mut() {
+            st.multi = true;
+        }
+        step(slot, out, false, |st| st.op.update(data))
+    }
+
+    fn cipher_final(&self, sid: u64, out: OutLen, enc: bool) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let slot = Token::cipher_slot(&mut s, enc);
+        step(slot, out, true, |st| st.op.finish())
+    }
+
+    /// `C_EncryptInit`.
+    pub fn encrypt_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        self.cipher_init(sid, mech, key, true)
+    }
+    /// `C_Encrypt`.
+    pub fn encrypt(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_once(sid, data, out, true)
+    }
+    /// `C_EncryptUpdate`.
+    pub fn encrypt_update(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_update(sid, data, out, true)
+    }
+    /// `C_EncryptFinal`.
+    pub fn encrypt_final(&self, sid: u64, out: OutLen) -> Result<Output> {
+        self.cipher_final(sid, out, true)
+    }
+    /// `C_DecryptInit`.
+    pub fn decrypt_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+        self.cipher_init(sid, mech, key, false)
+    }
+    /// `C_Decrypt`.
+    pub fn decrypt(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_once(sid, data, out, false)
+    }
+    /// `C_DecryptUpdate`.
+    pub fn decrypt_update(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_update(sid, data, out, false)
+    }
+    /// `C_DecryptFinal`.
+    pub fn decrypt_final(&self, sid: u64, out: OutLen) -> Result<Output> {
+        self.cipher_final(sid, out, false)
+    }
+
+    /// `C_DigestInit`.
+    pub fn digest_init(&self, sid: u64, mech: &Mechanism) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        if s.digest.is_some() {
+            return Err(Error::OperationActive);
+        }
+        s.digest = Some(Stage::new(mechanism::digest_init(mech)?));
+        Ok(())
+    }
+
+    /// `C_Digest`.
+    pub fn digest(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.digest.as_ref() {
+            if st.multi {
+                s.digest = None;
+                return Err(Error::OperationActive);
+            }
+            if st.pending.is_none() && out == OutLen::Query {
+                return Ok(Output::Needed(st.op.len()));
+            }
+        }
+        step(&mut s.digest, out, true, |st| {
+            st.op.update(data);
+            Ok(st.op.finish())
+        })
+    }
+
+    /// `C_DigestUpdate`.
+    pub fn digest_update(&self, sid: u64, data: &[u8]) -> Result<()> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        let st = s.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
+        st.multi = true;
+        st.op.update(data);
+        Ok(())
+    }
+
+    /// `C_DigestKey`: feeds a secret key's value into the digest.
+    pub fn digest_key(&self, sid: u64, key: u64) -> Result<()> {
+        let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
+        if o.attrs.class() != Some(CKO_SECRET_KEY) {
+            return Err(Error::KeyHandleInvalid);
+        }
+        if o.attrs.bool_or(CKA_SENSITIVE, true) && !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
+            return Err(Error::KeyIndigestible);
+        }
+        let v = o.attrs.get(CKA_VALUE).ok_or(Error::KeyIndigestible)?.to_vec();
+        let v = zeroize::Zeroizing::new(v);
+        self.digest_update(sid, &v)
+    }
+
+    /// `C_DigestFinal`.
+    pub fn digest_final(&self, sid: u64, out: OutLen) -> Result<Output> {
+        let s = self.session(sid)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.digest.as_ref() {
+            if st.pending.is_none() && out == OutLen::Query {
+                return Ok(Output::Needed(st.op.len()));
+            }
+        }
+        step(&mut s.digest, out, true, |st| Ok(st.op.finish()))
+    }
+
+    /// Ends every operation of a session (`C_SessionCancel`).
+    pub fn cancel(&self, sid: u64) -> Result<()> {
+        let s = self.session(sid)?;
+        Token::lock_session(&s).end_all();
+        Ok(())
+    }
+
+    /// The session's id (for logs).
+    pub fn session_id(s: &Session) -> u64 {
+        s.id
+    }
+}

@@ -1,0 +1,169 @@
+//! Slots: one per token file in the token directory, plus one free slot (SPEC T1).
+//!
+//! A slot ID is derived from its token's serial (the low 31 bits of the serial's
+//! first four bytes, so it fits the `atoi` that test suites use), which keeps it
+//! stable across processes and restarts. The free slot, where `C_InitToken` creates
+//! a new token, has the fixed ID [`FREE_SLOT_ID`]. Token files are re-read on every
+//! listing, so a token created by another process shows up without a restart.
+
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::token::Token;
+
+/// The free slot's ID (never the ID of a token: token IDs are at least 1).
+pub const FREE_SLOT_ID: u64 = 0;
+
+/// File extension of token files.
+pub const TOKEN_EXT: &str = "vtoken";
+
+/// One token found in the token directory.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenEntry {
+    /// Stable slot ID.
+    pub slot_id: u64,
+    /// Token serial.
+    pub serial: String,
+    /// Token label.
+    pub label: String,
+    /// The token file.
+    pub path: PathBuf,
+}
+
+/// The slot ID of a token with this serial.
+pub fn slot_id_for_serial(serial: &str) -> u64 {
+    let bytes = hex::decode(serial).unwrap_or_else(|_| serial.as_bytes().to_vec());
+    let mut b = [0u8; 4];
+    for (i, v) in bytes.iter().take(4).enumerate() {
+        b[i] = *v;
+    }
+    let id = (u32::from_be_bytes(b) & 0x7fff_ffff) as u64;
+    if id == FREE_SLOT_ID {
+        1
+    } else {
+        id
+    }
+}
+
+/// The token directory of a configuration.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    config: Config,
+}
+
+impl Registry {
+    /// A registry over `config.token_dir`.
+    pub fn new(config: Config) -> Registry {
+        Registry { config }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Every readable token, sorted by slot ID. Files that fail to open are logged
+    /// and skipped (they are reported by [`Registry::problems`]).
+    pub fn tokens(&self) -> Result<Vec<TokenEntry>> {
+        Ok(self.scan()?.0)
+    }
+
+    /// Token files that could not be opened, with the reason.
+    pub fn problems(&self) -> Result<Vec<(PathBuf, Error)>> {
+        Ok(self.scan()?.1)
+    }
+
+    fn scan(&self) -> Result<(Vec<TokenEntry>, Vec<(PathBuf, Error)>)> {
+        let dir = &self.config.token_dir;
+        let mut ok = Vec::new();
+        let mut bad = Vec::new();
+        let rd = match std::fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ok, bad)),
+            Err(e) => return Err(Error::Config(format!("cannot read {}: {e}", dir.display()))),
+        };
+        for ent in rd.flatten() {
+            let p = ent.path();
+            if p.extension().and_then(|e| e.to_str()) != Some(TOKEN_EXT) {
+                continue;
+            }
+            match Store::open(&p).and_then(|mut s| s.header().cloned()) {
+                Ok(h) => ok.push(TokenEntry {
+                    slot_id: slot_id_for_serial(&h.serial),
+                    serial: h.serial,
+                    label: h.label,
+                    path: p,
+                }),
+                Err(e) => {
+                    tracing::warn!(path = %p.display(), error = %e, "skipping unreadable token file");
+                    bad.push((p, e))
+                }
+            }
+        }
+        ok.sort_by(|a, b| a.slot_id.cmp(&b.slot_id).then(a.serial.cmp(&b.serial)));
+        Ok((ok, bad))
+    }
+
+    /// The token with this label or serial (serial wins; a label must be unique).
+    pub fn find(&self, label_or_serial: &str) -> Result<TokenEntry> {
+        let all = self.tokens()?;
+        if let Some(t) = all.iter().find(|t| t.serial.eq_ignore_ascii_case(label_or_serial)) {
+            return Ok(t.clone());
+        }
+        let by_label: Vec<_> = all.iter().filter(|t| t.label == label_or_serial).collect();
+        match by_label.len() {
+            1 => Ok(by_label[0].clone()),
+            0 => Err(Error::TokenNotPresent(format!(
+                "no token with label or serial '{label_or_serial}' in {}",
+                self.config.token_dir.display()
+            ))),
+            _ => Err(Error::ArgumentsBad(format!(
+                "several tokens are labelled '{label_or_serial}'; name one by serial"
+            ))),
+        }
+    }
+
+    /// The token in the slot `slot_id`.
+    pub fn by_slot(&self, slot_id: u64) -> Result<Option<TokenEntry>> {
+        Ok(self.tokens()?.into_iter().find(|t| t.slot_id == slot_id))
+    }
+
+    /// Creates a new token (the free slot's `C_InitToken`).
+    pub fn create(&self, label: &str, so_pin: &[u8]) -> Result<TokenEntry> {
+        self.config.ensure_token_dir()?;
+        let tmp_name = format!("new-{}.{TOKEN_EXT}", hex::encode(crate::mechanism::random_secret(8)?.as_slice()));
+        let tmp = self.config.token_dir.join(&tmp_name);
+        let serial = Token::create(&tmp, label, so_pin, &self.config)?;
+        let path = self.path_for(&serial);
+        std::fs::rename(&tmp, &path)?;
+        Ok(TokenEntry { slot_id: slot_id_for_serial(&serial), serial, label: label.to_string(), path })
+    }
+
+    /// Where the token with `serial` lives.
+    pub fn path_for(&self, serial: &str) -> PathBuf {
+        self.config.token_dir.join(format!("{serial}.{TOKEN_EXT}"))
+    }
+
+    /// Opens a token.
+    pub fn open(&self, entry: &TokenEntry) -> Result<std::sync::Arc<Token>> {
+        Token::open(&entry.path, &self.config)
+    }
+
+    /// Deletes a token file and its SQLite side files.
+    pub fn delete(&self, entry: &TokenEntry) -> Result<()> {
+        remove_token_file(&entry.path)
+    }
+}
+
+/// Removes a token file with its `-wal` and `-shm` companions.
+pub fn remove_token_file(path: &Path) -> Result<()> {
+    std::fs::remove_file(path)?;
+    for suffix in ["-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        let _ = std::fs::remove_file(PathBuf::from(p));
+    }
+    Ok(())
+}

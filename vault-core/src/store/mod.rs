@@ -1,0 +1,649 @@
+//! The token file: one SQLite database per token (WAL mode, `synchronous=FULL`).
+//!
+//! SQLite gives atomic commits, multi-process locking and O(log n) record updates;
+//! it never sees a secret. Layout (format version [`FORMAT_VERSION`]):
+//!
+//! | table | content |
+//! |---|---|
+//! | `meta(k, v)` | `format` (u32 LE, plain), `pubkey` (the public-record key + check), `header` (sealed [`Header`]) |
+//! | `counters(name, v)` | PIN failure counters, each sealed |
+//! | `objects(id, private, class, label_tag, id_tag, gen, blob)` | one sealed record per token object |
+//!
+//! Private objects are sealed under the master key (available only after login);
+//! public objects under the public-record key kept in the file, so they are readable
+//! before login. Associated data binds each record to its token serial, its object
+//! id and its index columns, so a changed byte, or a record moved to another object
+//! or token, fails to open. `label_tag`/`id_tag` are keyed 16-byte tags (blind
+//! indexes) so searches by `CKA_LABEL`/`CKA_ID` use an index without storing labels
+//! of private objects in the clear.
+
+pub mod seal;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::attr::Attributes;
+use crate::config::PinPolicy;
+use crate::error::{Error, Result};
+use seal::{Key32, WrappedKey};
+
+/// Current file format version. Bump it with a migration in [`MIGRATIONS`].
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Migrations: `MIGRATIONS[i]` upgrades a file from version `i + 1` to `i + 2`.
+/// Version 1 is the first format, so the list is empty; the hook is exercised by
+/// [`Store::open`] whenever a file's version is older than [`FORMAT_VERSION`].
+type Migration = fn(&rusqlite::Transaction<'_>) -> Result<()>;
+const MIGRATIONS: &[Migration] = &[];
+
+/// Token-wide state, sealed under the public-record key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Header {
+    /// 16 hex digits, unique per token.
+    pub serial: String,
+    /// Token label (at most 32 bytes).
+    pub label: String,
+    /// Unix time of initialization.
+    pub created: u64,
+    /// PIN policy fixed at initialization.
+    pub pin_policy: PinPolicy,
+    /// Master key under the SO PIN.
+    pub so: WrappedKey,
+    /// Master key under the user PIN, once `C_InitPIN` has run.
+    pub user: Option<WrappedKey>,
+    /// `CKF_USER_PIN_TO_BE_CHANGED`.
+    pub user_pin_to_be_changed: bool,
+    /// `CKF_SO_PIN_TO_BE_CHANGED`.
+    pub so_pin_to_be_changed: bool,
+    /// Room for later features (vault, gate) without a format bump.
+    pub ext: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// One object row as read from the file, before decryption.
+#[derive(Debug)]
+pub struct RawRecord {
+    pub id: u64,
+    pub private: bool,
+    pub class: u64,
+    pub gen: i64,
+    label_tag: Option<Vec<u8>>,
+    id_tag: Option<Vec<u8>>,
+    blob: Vec<u8>,
+}
+
+/// A candidate row of a search: id, generation and privacy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowRef {
+    pub id: u64,
+    pub gen: i64,
+    pub private: bool,
+}
+
+/// Search filter on the indexed columns.
+#[derive(Clone, Debug, Default)]
+pub struct IndexFilter {
+    pub class: Option<u64>,
+    pub label: Option<Vec<u8>>,
+    pub id: Option<Vec<u8>>,
+    pub include_private: bool,
+}
+
+/// An open token file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+    pub_key: Key32,
+    pub_index: Key32,
+    header: Header,
+    header_version: i64,
+    read_only: bool,
+}
+
+fn obj_ad(serial: &str, id: u64, private: bool, class: u64, lt: &Option<Vec<u8>>, it: &Option<Vec<u8>>) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(96);
+    ad.extend_from_slice(b"vtoken-obj-v1\0");
+    ad.extend_from_slice(serial.as_bytes());
+    ad.push(0);
+    ad.extend_from_slice(&id.to_le_bytes());
+    ad.push(private as u8);
+    ad.extend_from_slice(&class.to_le_bytes());
+    for t in [lt, it] {
+        match t {
+            Some(t) => {
+                ad.push(1);
+                ad.extend_from_slice(t);
+            }
+            None => ad.push(0),
+        }
+    }
+    ad
+}
+
+fn counter_ad(serial: &str, name: &str) -> Vec<u8> {
+    format!("vtoken-counter-v1\0{serial}\0{name}").into_bytes()
+}
+
+/// Associated data binding a wrapped master key to its token and role.
+pub fn wrap_ad(serial: &str, role: &str) -> Vec<u8> {
+    format!("vtoken-mk-v1\0{serial}\0{role}").into_bytes()
+}
+
+const HEADER_AD: &[u8] = b"vtoken-header-v1";
+
+fn pubkey_encode(k: &Key32) -> Vec<u8> {
+    let mut v = k.0.to_vec();
+    v.extend_from_slice(&Sha256::digest(k.0)[..8]);
+    v
+}
+
+fn pubkey_decode(v: &[u8]) -> Result<Key32> {
+    if v.len() != 40 || Sha256::digest(&v[..32])[..8] != v[32..] {
+        return Err(Error::Corrupt("public-record key damaged".into()));
+    }
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&v[..32]);
+    Ok(Key32(k))
+}
+
+fn configure(conn: &Connection) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(30))?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates a new token file at `path` (it must not exist) holding `header`.
+    pub fn create(path: &Path, header: &Header) -> Result<Store> {
+        if path.exists() {
+            return Err(Error::Storage(format!("{} already exists", path.display())));
+        }
+        let tmp = path.with_extension("vtoken-new");
+        let _ = std::fs::remove_file(&tmp);
+        {
+            let conn = Connection::open_with_flags(
+                &tmp,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+            )?;
+            configure(&conn)?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.execute_batch(
+                "CREATE TABLE meta(k TEXT PRIMARY KEY, v BLOB NOT NULL);
+                 CREATE TABLE counters(name TEXT PRIMARY KEY, v BLOB NOT NULL);
+                 CREATE TABLE objects(
+                    id INTEGER PRIMARY KEY,
+                    private INTEGER NOT NULL,
+                    class INTEGER NOT NULL,
+                    label_tag BLOB,
+                    id_tag BLOB,
+                    gen INTEGER NOT NULL,
+                    blob BLOB NOT NULL);
+                 CREATE INDEX objects_class ON objects(class);
+                 CREATE INDEX objects_label ON objects(label_tag);
+                 CREATE INDEX objects_id ON objects(id_tag);",
+            )?;
+            let pk = Key32::random()?;
+            let sealed = seal::seal(&pk, HEADER_AD, &postcard::to_allocvec(header).map_err(ser)?)?;
+            conn.execute("INSERT INTO meta VALUES('format', ?1)", [FORMAT_VERSION.to_le_bytes().to_vec()])?;
+            conn.execute("INSERT INTO meta VALUES('pubkey', ?1)", [pubkey_encode(&pk)])?;
+            conn.execute("INSERT INTO meta VALUES('header', ?1)", [sealed])?;
+            // Checkpoint so the new file is complete on its own before it is renamed.
+            conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+        }
+        // Publish atomically: a token file either exists complete or not at all.
+        let _ = std::fs::remove_file(tmp.with_extension("vtoken-new-wal"));
+        let _ = std::fs::remove_file(tmp.with_extension("vtoken-new-shm"));
+        std::fs::hard_link(&tmp, path)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::remove_file(&tmp)?;
+        Store::open(path)
+    }
+
+    /// Opens an existing token file; checks its format version, runs migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let meta = std::fs::metadata(path)
+            .map_err(|e| Error::TokenNotPresent(format!("{}: {e}", path.display())))?;
+        if meta.len() == 0 {
+            return Err(Error::Corrupt(format!("{} is empty", path.display())));
+        }
+        let read_only = meta.permissions().readonly()
+            || std::fs::OpenOptions::new().write(true).open(path).is_err();
+        let flags = if read_only {
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+        } else {
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        configure(&conn).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        let get = |k: &str| -> Result<Vec<u8>> {
+            conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get::<_, Vec<u8>>(0))
+                .optional()
+                .map_err(|e| Error::Corrupt(format!("{}: not a vtoken file ({e})", path.display())))?
+                .ok_or_else(|| Error::Corrupt(format!("{}: no '{k}' record", path.display())))
+        };
+        let fv = get("format")?;
+        let version = match <[u8; 4]>::try_from(fv.as_slice()) {
+            Ok(b) => u32::from_le_bytes(b),
+            Err(_) => return Err(Error::Corrupt("format record damaged".into())),
+        };
+        if version > FORMAT_VERSION {
+            return Err(Error::UnsupportedVersion(version));
+        }
+        if version == 0 {
+            return Err(Error::Corrupt("format version 0".into()));
+        }
+        let mut store = {
+            let pub_key = pubkey_decode(&get("pubkey")?)?;
+            let header = Store::decode_header(&pub_key, &get("header")?)?;
+            Store {
+                pub_index: pub_key.derive(b"index"),
+                pub_key,
+                header,
+                header_version: 0,
+                conn,
+                path: path.to_path_buf(),
+                read_only,
+            }
+        };
+        if version < FORMAT_VERSION {
+            if read_only {
+                return Err(Error::TokenWriteProtected(
+                    "file needs a format upgrade but is read-only".into(),
+                ));
+            }
+            let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            for m in &MIGRATIONS[(version - 1) as usize..] {
+                m(&tx)?;
+            }
+            tx.execute("UPDATE meta SET v = ?1 WHERE k = 'format'", [FORMAT_VERSION.to_le_bytes().to_vec()])?;
+            tx.commit()?;
+        }
+        if !read_only {
+            // WAL is a property of the file, but a file restored from a backup may
+            // have lost it; setting it again is a no-op otherwise.
+            let _ = store.conn.pragma_update(None, "journal_mode", "WAL");
+        }
+        store.header_version = store.data_version()?;
+        Ok(store)
+    }
+
+    fn decode_header(pub_key: &Key32, sealed: &[u8]) -> Result<Header> {
+        let plain = seal::open(pub_key, HEADER_AD, sealed)
+            .ok_or_else(|| Error::Corrupt("token header fails its integrity check".into()))?;
+        postcard::from_bytes(&plain).map_err(|e| Error::Corrupt(format!("token header: {e}")))
+    }
+
+    /// Path of the file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file could only be opened read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            Err(Error::TokenWriteProtected(format!("{} is read-only", self.path.display())))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// SQLite's `data_version`: changes whenever another connection commits.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+    }
+
+    /// The token header, reloaded if another process changed the file.
+    pub fn header(&mut self) -> Result<&Header> {
+        let v = self.data_version()?;
+        if v != self.header_version {
+            let sealed: Vec<u8> =
+                self.conn.query_row("SELECT v FROM meta WHERE k = 'header'", [], |r| r.get(0))?;
+            self.header = Store::decode_header(&self.pub_key, &sealed)?;
+            self.header_version = v;
+        }
+        Ok(&self.header)
+    }
+
+    /// Replaces the header.
+    pub fn write_header(&mut self, h: &Header) -> Result<()> {
+        self.writable()?;
+        let sealed = seal::seal(&self.pub_key, HEADER_AD, &postcard::to_allocvec(h).map_err(ser)?)?;
+        self.conn.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
+        self.header = h.clone();
+        self.header_version = self.data_version()?;
+        Ok(())
+    }
+
+    /// Reads a sealed counter (0 when absent).
+    pub fn counter(&self, name: &str) -> Result<u32> {
+        let v: Option<Vec<u8>> = self
+            .conn
+            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        match v {
+            None => Ok(0),
+            Some(s) => {
+                let p = seal::open(&self.pub_key, &counter_ad(&self.header.serial, name), &s)
+                    .ok_or_else(|| Error::Corrupt(format!("counter '{name}' fails its integrity check")))?;
+                <[u8; 4]>::try_from(&p[..])
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))
+            }
+        }
+    }
+
+    /// Writes a counter durably (committed before this returns).
+    pub fn set_counter(&self, name: &str, v: u32) -> Result<()> {
+        self.writable()?;
+        let s = seal::seal(&self.pub_key, &counter_ad(&self.header.serial, name), &v.to_le_bytes())?;
+        self.conn.execute(
+            "INSERT INTO counters(name, v) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET v = excluded.v",
+            params![name, s],
+        )?;
+        Ok(())
+    }
+
+    /// Atomically increments a counter and returns the new value (read and write in
+    /// one immediate transaction, so two processes never both see the old value).
+    pub fn increment_counter(&mut self, name: &str) -> Result<u32> {
+        self.writable()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let old: Option<Vec<u8>> = tx
+            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| r.get(0))
+            .optional()?;
+        let ad = counter_ad(&self.header.serial, name);
+        let old = match old {
+            None => 0,
+            Some(s) => {
+                let p = seal::open(&self.pub_key, &ad, &s)
+                    .ok_or_else(|| Error::Corrupt(format!("counter '{name}' fails its integrity check")))?;
+                <[u8; 4]>::try_from(&p[..])
+                    .map(u32::from_le_bytes)
+                    .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))?
+            }
+        };
+        let new = old.saturating_add(1);
+        let s = seal::seal(&self.pub_key, &ad, &new.to_le_bytes())?;
+        tx.execute(
+            "INSERT INTO counters(name, v) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET v = excluded.v",
+            params![name, s],
+        )?;
+        tx.commit()?;
+        Ok(new)
+    }
+
+    fn index_key<'a>(&'a self, private: bool, mk_index: Option<&'a Key32>) -> Result<&'a Key32> {
+        if private {
+            mk_index.ok_or(Error::UserNotLoggedIn)
+        } else {
+            Ok(&self.pub_index)
+        }
+    }
+
+    fn view(&self) -> SealView<'_> {
+        SealView { serial: &self.header.serial, pub_key: &self.pub_key, pub_index: &self.pub_index }
+    }
+
+    /// Stores a new object; returns its id and generation. Committed on return.
+    pub fn insert_object(&mut self, private: bool, attrs: &Attributes, mk: Option<&MasterKeys>) -> Result<RowRef> {
+        self.writable()?;
+        let gen = random_gen()?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: u64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM objects", [], |r| r.get::<_, i64>(0))? as u64;
+        // `self` is borrowed by the transaction, so seal with a helper view.
+        let (class, lt, it, blob) = SealView {
+            serial: &self.header.serial,
+            pub_key: &self.pub_key,
+            pub_index: &self.pub_index,
+        }
+        .seal_object(id, private, attrs, mk)?;
+        tx.execute(
+            "INSERT INTO objects(id, private, class, label_tag, id_tag, gen, blob) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![id as i64, private, class as i64, lt, it, gen, blob],
+        )?;
+        tx.commit()?;
+        Ok(RowRef { id, gen, private })
+    }
+
+    /// Replaces an object's attributes (the object keeps its id).
+    pub fn update_object(&mut self, id: u64, private: bool, attrs: &Attributes, mk: Option<&MasterKeys>) -> Result<RowRef> {
+        self.writable()?;
+        let gen = random_gen()?;
+        let (class, lt, it, blob) = self.view().seal_object(id, private, attrs, mk)?;
+        let n = self.conn.execute(
+            "UPDATE objects SET private = ?2, class = ?3, label_tag = ?4, id_tag = ?5, gen = ?6, blob = ?7 WHERE id = ?1",
+            params![id as i64, private, class as i64, lt, it, gen, blob],
+        )?;
+        if n == 0 {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(RowRef { id, gen, private })
+    }
+
+    /// Deletes an object; `ObjectHandleInvalid` if it is gone already.
+    pub fn delete_object(&mut self, id: u64) -> Result<()> {
+        self.writable()?;
+        let n = self.conn.execute("DELETE FROM objects WHERE id = ?1", [id as i64])?;
+        if n == 0 {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(())
+    }
+
+    /// Deletes every object and counter except the given ones (token re-initialization).
+    pub fn wipe(&mut self, header: &Header) -> Result<()> {
+        self.writable()?;
+        let sealed = seal::seal(&self.pub_key, HEADER_AD, &postcard::to_allocvec(header).map_err(ser)?)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM objects", [])?;
+        tx.execute("DELETE FROM counters", [])?;
+        tx.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
+        tx.commit()?;
+        self.header = header.clone();
+        self.header_version = self.data_version()?;
+        Ok(())
+    }
+
+    /// The generation of one object, if it exists.
+    pub fn row(&self, id: u64) -> Result<Option<RowRef>> {
+        Ok(self
+            .conn
+            .query_row("SELECT gen, private FROM objects WHERE id = ?1", [id as i64], |r| {
+                Ok(RowRef { id, gen: r.get(0)?, private: r.get(1)? })
+            })
+            .optional()?)
+    }
+
+    /// Reads and opens one object. `Corrupt` if its record fails the integrity check.
+    pub fn load_object(&self, id: u64, mk: Option<&MasterKeys>) -> Result<Option<(RowRef, Attributes)>> {
+        let raw = self
+            .conn
+            .query_row(
+                "SELECT private, class, label_tag, id_tag, gen, blob FROM objects WHERE id = ?1",
+                [id as i64],
+                |r| {
+                    Ok(RawRecord {
+                        id,
+                        private: r.get(0)?,
+                        class: r.get::<_, i64>(1)? as u64,
+                        label_tag: r.get(2)?,
+                        id_tag: r.get(3)?,
+                        gen: r.get(4)?,
+                        blob: r.get(5)?,
+                    })
+                },
+            )
+            .optional()?;
+        match raw {
+            None => Ok(None),
+            Some(raw) => {
+                let rr = RowRef { id: raw.id, gen: raw.gen, private: raw.private };
+                Ok(Some((rr, self.open_record(&raw, mk)?)))
+            }
+        }
+    }
+
+    /// Opens a raw record.
+    pub fn open_record(&self, raw: &RawRecord, mk: Option<&MasterKeys>) -> Result<Attributes> {
+        let key = if raw.private { &mk.ok_or(Error::UserNotLoggedIn)?.records } else { &self.pub_key };
+        let ad = obj_ad(&self.header.serial, raw.id, raw.private, raw.class, &raw.label_tag, &raw.id_tag);
+        let plain = seal::open(key, &ad, &raw.blob)
+            .ok_or_else(|| Error::Corrupt(format!("object {} fails its integrity check", raw.id)))?;
+        let attrs: Attributes = postcard::from_bytes(&plain)
+            .map_err(|e| Error::Corrupt(format!("object {}: {e}", raw.id)))?;
+        if attrs.class().unwrap_or(u64::MAX as _) as u64 != raw.class {
+            return Err(Error::Corrupt(format!("object {}: class column mismatch", raw.id)));
+        }
+        Ok(attrs)
+    }
+
+    /// Rows matching the indexed parts of a search (the caller still matches the
+    /// full template against the opened records).
+    pub fn candidates(&self, f: &IndexFilter, mk: Option<&MasterKeys>) -> Result<Vec<RowRef>> {
+        let mut out = Vec::new();
+        for private in [false, true] {
+            if private && !f.include_private {
+                continue;
+            }
+            let k = match self.index_key(private, mk.map(|m| &m.index)) {
+                Ok(k) => k,
+                Err(_) => continue,
+            };
+            let mut sql = String::from("SELECT id, gen FROM objects WHERE private = ?1");
+            let mut args: Vec<rusqlite::types::Value> = vec![(private as i64).into()];
+            if let Some(c) = f.class {
+                args.push((c as i64).into());
+                sql.push_str(&format!(" AND class = ?{}", args.len()));
+            }
+            if let Some(l) = &f.label {
+                args.push(k.tag(l).into());
+                sql.push_str(&format!(" AND label_tag = ?{}", args.len()));
+            }
+            if let Some(i) = &f.id {
+                args.push(k.tag(i).into());
+                sql.push_str(&format!(" AND id_tag = ?{}", args.len()));
+            }
+            sql.push_str(" ORDER BY id");
+            let mut st = self.conn.prepare_cached(&sql)?;
+            let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok(RowRef { id: r.get::<_, i64>(0)? as u64, gen: r.get(1)?, private })
+            })?;
+            for r in rows {
+                out.push(r?);
+            }
+        }
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Raw records for a list of ids (for batch opening after [`Store::candidates`]).
+    pub fn raw_records(&self, ids: &[u64]) -> Result<Vec<RawRecord>> {
+        let mut st = self.conn.prepare_cached(
+            "SELECT private, class, label_tag, id_tag, gen, blob FROM objects WHERE id = ?1",
+        )?;
+        let mut out = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(r) = st
+                .query_row([id as i64], |r| {
+                    Ok(RawRecord {
+                        id,
+                        private: r.get(0)?,
+                        class: r.get::<_, i64>(1)? as u64,
+                        label_tag: r.get(2)?,
+                        id_tag: r.get(3)?,
+                        gen: r.get(4)?,
+                        blob: r.get(5)?,
+                    })
+                })
+                .optional()?
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of objects (public, private).
+    pub fn counts(&self) -> Result<(u64, u64)> {
+        let mut st = self.conn.prepare_cached("SELECT private, COUNT(*) FROM objects GROUP BY private")?;
+        let mut p = (0, 0);
+        let rows = st.query_map([], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        for r in rows {
+            let (private, n) = r?;
+            if private {
+                p.1 = n
+            } else {
+                p.0 = n
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// Keys derived from the master key once a user (or SO) is logged in.
+#[derive(Clone, Debug)]
+pub struct MasterKeys {
+    /// The master key itself (needed to re-wrap it under a new PIN).
+    pub master: Key32,
+    /// Seals private records.
+    pub records: Key32,
+    /// Keys blind indexes of private records.
+    pub index: Key32,
+}
+
+impl MasterKeys {
+    /// Derives the working keys from the master key.
+    pub fn new(master: Key32) -> MasterKeys {
+        MasterKeys { records: master.derive(b"records"), index: master.derive(b"index"), master }
+    }
+}
+
+struct SealView<'a> {
+    serial: &'a str,
+    pub_key: &'a Key32,
+    pub_index: &'a Key32,
+}
+
+impl SealView<'_> {
+    fn seal_object(
+        &self,
+        id: u64,
+        private: bool,
+        attrs: &Attributes,
+        mk: Option<&MasterKeys>,
+    ) -> Result<(u64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>)> {
+        use cryptoki_sys::{CKA_ID, CKA_LABEL};
+        let class = attrs.class().unwrap_or(u64::MAX as _) as u64;
+        let ik = if private { &mk.ok_or(Error::UserNotLoggedIn)?.index } else { self.pub_index };
+        let lt = attrs.get(CKA_LABEL).map(|v| ik.tag(v));
+        let it = attrs.get(CKA_ID).map(|v| ik.tag(v));
+        let key = if private { &mk.ok_or(Error::UserNotLoggedIn)?.records } else { self.pub_key };
+        let plain = zeroize::Zeroizing::new(postcard::to_allocvec(attrs).map_err(ser)?);
+        let blob = seal::seal(key, &obj_ad(self.serial, id, private, class, &lt, &it), &plain)?;
+        Ok((class, lt, it, blob))
+    }
+}
+
+fn random_gen() -> Result<i64> {
+    let mut b = [0u8; 8];
+    crate::mechanism::random(&mut b)?;
+    Ok(i64::from_le_bytes(b))
+}
+
+fn ser(e: postcard::Error) -> Error {
+    Error::General(format!("serialization: {e}"))
+}

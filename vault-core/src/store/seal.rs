@@ -1,0 +1,143 @@
+//! Record sealing: AES-256-GCM with a fresh random nonce per write, and the
+//! Argon2id key derivation that wraps a token's master key under a PIN.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::config::KdfParams;
+use crate::error::{Error, Result};
+use crate::mechanism::random;
+
+/// A 256-bit key that zeroizes itself.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct Key32(pub(crate) [u8; 32]);
+
+impl Key32 {
+    /// A fresh random key.
+    pub fn random() -> Result<Key32> {
+        let mut k = [0u8; 32];
+        random(&mut k)?;
+        Ok(Key32(k))
+    }
+
+    /// Derives a sub-key for one purpose (HMAC-SHA256(self, label)).
+    pub fn derive(&self, label: &[u8]) -> Key32 {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        m.update(label);
+        Key32(m.finalize().into_bytes().into())
+    }
+
+    /// A 16-byte keyed tag of `data` (for blind indexes).
+    pub fn tag(&self, data: &[u8]) -> Vec<u8> {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
+        m.update(data);
+        m.finalize().into_bytes()[..16].to_vec()
+    }
+}
+
+impl std::fmt::Debug for Key32 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key32(..)")
+    }
+}
+
+/// Seals `plain` under `key` with associated data `ad`: nonce ‖ ciphertext ‖ tag.
+pub fn seal(key: &Key32, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
+    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
+    let mut nonce = [0u8; 12];
+    random(&mut nonce)?;
+    let ct = cipher
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: ad })
+        .map_err(|_| Error::General("record encryption failed".into()))?;
+    let mut out = Vec::with_capacity(12 + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// Opens a record sealed by [`seal`]; any change to it or to `ad` is an error.
+pub fn open(key: &Key32, ad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    if sealed.len() < 12 + 16 {
+        return None;
+    }
+    let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
+    cipher
+        .decrypt(Nonce::from_slice(&sealed[..12]), Payload { msg: &sealed[12..], aad: ad })
+        .ok()
+        .map(Zeroizing::new)
+}
+
+/// The token master key wrapped under a key derived from a PIN.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WrappedKey {
+    /// Argon2id cost used for this PIN.
+    pub kdf: KdfParams,
+    /// Random salt.
+    pub salt: [u8; 16],
+    /// `seal()` output of the master key.
+    pub sealed: Vec<u8>,
+}
+
+fn kek(pin: &[u8], salt: &[u8; 16], kdf: &KdfParams) -> Result<Key32> {
+    let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
+        .map_err(|e| Error::Corrupt(format!("bad KDF parameters: {e}")))?;
+    let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let mut out = [0u8; 32];
+    a.hash_password_into(pin, salt, &mut out)
+        .map_err(|e| Error::General(format!("KDF failed: {e}")))?;
+    Ok(Key32(out))
+}
+
+impl WrappedKey {
+    /// Wraps `master` under `pin`. `ad` binds the wrap to its token and role.
+    pub fn wrap(master: &Key32, pin: &[u8], kdf: KdfParams, ad: &[u8]) -> Result<WrappedKey> {
+        let mut salt = [0u8; 16];
+        random(&mut salt)?;
+        let k = kek(pin, &salt, &kdf)?;
+        Ok(WrappedKey { kdf, salt, sealed: seal(&k, ad, &master.0)? })
+    }
+
+    /// Unwraps with `pin`; `None` when the PIN is wrong (the GCM tag decides, so the
+    /// comparison is constant-time by construction).
+    pub fn unwrap(&self, pin: &[u8], ad: &[u8]) -> Result<Option<Key32>> {
+        let k = kek(pin, &self.salt, &self.kdf)?;
+        Ok(open(&k, ad, &self.sealed).and_then(|p| {
+            (p.len() == 32).then(|| {
+                let mut m = [0u8; 32];
+                m.copy_from_slice(&p);
+                Key32(m)
+            })
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_detects_any_change() {
+        let k = Key32::random().unwrap();
+        let s = seal(&k, b"ad", b"hello world").unwrap();
+        assert_eq!(&open(&k, b"ad", &s).unwrap()[..], b"hello world");
+        assert!(open(&k, b"ad2", &s).is_none());
+        for i in 0..s.len() {
+            let mut t = s.clone();
+            t[i] ^= 0x40;
+            assert!(open(&k, b"ad", &t).is_none(), "flip at {i} accepted");
+        }
+    }
+
+    #[test]
+    fn wrap_unwrap_with_pin() {
+        let m = Key32::random().unwrap();
+        let w = WrappedKey::wrap(&m, b"1234", KdfParams::TEST, b"t").unwrap();
+        assert_eq!(w.unwrap(b"1234", b"t").unwrap().unwrap().0, m.0);
+        assert!(w.unwrap(b"1235", b"t").unwrap().is_none());
+        assert!(w.unwrap(b"1234", b"u").unwrap().is_none());
+    }
+}

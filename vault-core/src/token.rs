@@ -1,0 +1,501 @@
+//! One token: lifecycle, PIN state machine (SPEC T2) and login state.
+//!
+//! A [`Token`] is one process's handle on one token file. Login state belongs to the
+//! process (PKCS#11: "per application") and is shared by all its sessions; several
+//! processes may hold the same token at once, each with its own login.
+//!
+//! PIN checks persist the failure counter *before* the check's outcome is known
+//! (count, check, then reset on success), so a process killed mid-check never gains
+//! a free try.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use cryptoki_sys::*;
+use tracing::{info, warn};
+
+use crate::attr::Attributes;
+use crate::config::{Config, KdfParams, PinPolicy};
+use crate::error::{Error, Result};
+use crate::mechanism::Key;
+use crate::session::Session;
+use crate::store::seal::{Key32, WrappedKey};
+use crate::store::{wrap_ad, Header, MasterKeys, Store};
+
+/// Who is logged in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserType {
+    /// The security officer (`CKU_SO`).
+    So,
+    /// The normal user (`CKU_USER`).
+    User,
+}
+
+impl UserType {
+    /// From `CKU_*`.
+    pub fn from_ck(u: CK_USER_TYPE) -> Result<UserType> {
+        match u {
+            CKU_SO => Ok(UserType::So),
+            CKU_USER | CKU_CONTEXT_SPECIFIC => Ok(UserType::User),
+            _ => Err(Error::UserTypeInvalid),
+        }
+    }
+    fn counter(self) -> &'static str {
+        match self {
+            UserType::So => "so_pin_failures",
+            UserType::User => "user_pin_failures",
+        }
+    }
+}
+
+/// PIN status flags of one PIN.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PinStatus {
+    /// Consecutive failures so far.
+    pub failures: u32,
+    /// Failures allowed before the PIN locks.
+    pub max_tries: u32,
+    /// `*_COUNT_LOW`: at least one failure since the last success.
+    pub count_low: bool,
+    /// `*_FINAL_TRY`: one more failure locks.
+    pub final_try: bool,
+    /// `*_LOCKED`.
+    pub locked: bool,
+    /// `*_TO_BE_CHANGED`.
+    pub to_be_changed: bool,
+}
+
+/// What `C_GetTokenInfo` reports, in Rust form.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct TokenInfo {
+    pub label: String,
+    pub manufacturer: String,
+    pub model: String,
+    pub serial: String,
+    /// `CKF_*` token flags.
+    pub flags: u64,
+    pub user_pin_initialized: bool,
+    pub user_pin: PinStatus,
+    pub so_pin: PinStatus,
+    pub min_pin_len: usize,
+    pub max_pin_len: usize,
+    pub public_objects: u64,
+    pub private_objects: u64,
+    pub sessions: u64,
+    pub rw_sessions: u64,
+    pub read_only: bool,
+    pub path: PathBuf,
+}
+
+/// Manufacturer ID reported in token and slot info.
+pub const MANUFACTURER: &str = "vtoken project";
+/// Model reported in token info.
+pub const MODEL: &str = "vtoken soft";
+
+#[derive(Default)]
+pub(crate) struct LoginState {
+    pub(crate) user: Option<UserType>,
+    pub(crate) keys: Option<MasterKeys>,
+}
+
+/// A token object as cached in memory.
+pub(crate) struct CachedObject {
+    pub(crate) gen: i64,
+    pub(crate) attrs: Arc<Attributes>,
+    pub(crate) key: std::sync::OnceLock<Arc<Key>>,
+}
+
+/// Token objects this process has opened, each with the SQLite `data_version` at
+/// which it was last known current.
+#[derive(Default)]
+pub(crate) struct Cache {
+    pub(crate) objects: HashMap<u64, (i64, Arc<CachedObject>)>,
+}
+
+/// One process's handle on one token file.
+pub struct Token {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) login: RwLock<LoginState>,
+    pub(crate) cache: Mutex<Cache>,
+    pub(crate) sessions: Mutex<HashMap<u64, Arc<Mutex<Session>>>>,
+    pub(crate) session_objects: Mutex<HashMap<u64, (u64, Arc<CachedObject>)>>,
+    pub(crate) next_session_object: AtomicU64,
+    serial: String,
+    path: PathBuf,
+    kdf: KdfParams,
+}
+
+/// Session objects get ids from this bit upward, token objects stay below.
+pub const SESSION_OBJECT_BASE: u64 = 1 << 40;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn check_label(label: &str) -> Result<()> {
+    if label.len() > 32 {
+        return Err(Error::ArgumentsBad("token label is longer than 32 bytes".into()));
+    }
+    Ok(())
+}
+
+/// Checks a PIN against the policy.
+pub fn check_pin_len(policy: &PinPolicy, pin: &[u8]) -> Result<()> {
+    if pin.len() < policy.min_len || pin.len() > policy.max_len {
+        return Err(Error::PinLenRange { min: policy.min_len, max: policy.max_len });
+    }
+    Ok(())
+}
+
+impl Token {
+    /// Creates a new token file at `path` with `label` and `so_pin` (the user PIN is
+    /// set later with [`Token::init_pin`]). Returns the new token's serial.
+    pub fn create(path: &Path, label: &str, so_pin: &[u8], config: &Config) -> Result<String> {
+        check_label(label)?;
+        check_pin_len(&config.pin, so_pin)?;
+        let mut sb = [0u8; 8];
+        crate::mechanism::random(&mut sb)?;
+        let serial = hex::encode_upper(sb);
+        let master = Key32::random()?;
+        let header = Header {
+            so: WrappedKey::wrap(&master, so_pin, config.kdf, &wrap_ad(&serial, "so"))?,
+            serial: serial.clone(),
+            label: label.to_string(),
+            created: now(),
+            pin_policy: config.pin,
+            user: None,
+            user_pin_to_be_changed: false,
+            so_pin_to_be_changed: false,
+            ext: Default::default(),
+        };
+        Store::create(path, &header)?;
+        info!(serial = %serial, label, "token created");
+        Ok(serial)
+    }
+
+    /// Opens a token file.
+    pub fn open(path: &Path, config: &Config) -> Result<Arc<Token>> {
+        let mut store = Store::open(path)?;
+        let serial = store.header()?.serial.clone();
+        Ok(Arc::new(Token {
+            store: Mutex::new(store),
+            login: RwLock::new(LoginState::default()),
+            cache: Mutex::new(Cache::default()),
+            sessions: Mutex::new(HashMap::new()),
+            session_objects: Mutex::new(HashMap::new()),
+            next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
+            serial,
+            path: path.to_path_buf(),
+            kdf: config.kdf,
+        }))
+    }
+
+    pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The token serial (16 hex digits).
+    pub fn serial(&self) -> &str {
+        &self.serial
+    }
+
+    /// The token file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The current label.
+    pub fn label(&self) -> Result<String> {
+        Ok(self.store().header()?.label.clone())
+    }
+
+    /// Who is logged in, if anyone.
+    pub fn logged_in(&self) -> Option<UserType> {
+        self.login.read().unwrap_or_else(|p| p.into_inner()).user
+    }
+
+    pub(crate) fn master_keys(&self) -> Option<MasterKeys> {
+        let l = self.login.read().unwrap_or_else(|p| p.into_inner());
+        match l.user {
+            Some(UserType::User) => l.keys.clone(),
+            _ => None,
+        }
+    }
+
+    fn pin_status(store: &mut Store, who: UserType) -> Result<PinStatus> {
+        let h = store.header()?.clone();
+        let max = match who {
+            UserType::User => h.pin_policy.user_max_tries,
+            UserType::So => h.pin_policy.so_max_tries,
+        };
+        let failures = store.counter(who.counter())?;
+        Ok(PinStatus {
+            failures,
+            max_tries: max,
+            count_low: failures > 0 && failures < max,
+            final_try: max > 1 && failures + 1 == max,
+            locked: failures >= max,
+            to_be_changed: match who {
+                UserType::User => h.user_pin_to_be_changed,
+                UserType::So => h.so_pin_to_be_changed,
+            },
+        })
+    }
+
+    /// Token information (label, serial, flags, PIN state, object counts).
+    pub fn info(&self) -> Result<TokenInfo> {
+        let mut st = self.store();
+        let h = st.header()?.clone();
+        let user = Token::pin_status(&mut st, UserType::User)?;
+        let so = Token::pin_status(&mut st, UserType::So)?;
+        let (public_objects, private_objects) = st.counts()?;
+        let read_only = st.read_only();
+        drop(st);
+        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED | CKF_DUAL_CRYPTO_OPERATIONS;
+        if read_only {
+            flags |= CKF_WRITE_PROTECTED;
+        }
+        if h.user.is_some() {
+            flags |= CKF_USER_PIN_INITIALIZED;
+        }
+        if user.count_low {
+            flags |= CKF_USER_PIN_COUNT_LOW;
+        }
+        if user.final_try {
+            flags |= CKF_USER_PIN_FINAL_TRY;
+        }
+        if user.locked {
+            flags |= CKF_USER_PIN_LOCKED;
+        }
+        if user.to_be_changed {
+            flags |= CKF_USER_PIN_TO_BE_CHANGED;
+        }
+        if so.count_low {
+            flags |= CKF_SO_PIN_COUNT_LOW;
+        }
+        if so.final_try {
+            flags |= CKF_SO_PIN_FINAL_TRY;
+        }
+        if so.locked {
+            flags |= CKF_SO_PIN_LOCKED;
+        }
+        if so.to_be_changed {
+            flags |= CKF_SO_PIN_TO_BE_CHANGED;
+        }
+        let (sessions, rw_sessions) = self.session_counts();
+        Ok(TokenInfo {
+            label: h.label,
+            manufacturer: MANUFACTURER.into(),
+            model: MODEL.into(),
+            serial: h.serial,
+            flags: flags as u64,
+            user_pin_initialized: h.user.is_some(),
+            user_pin: user,
+            so_pin: so,
+            min_pin_len: h.pin_policy.min_len,
+            max_pin_len: h.pin_policy.max_len,
+            public_objects,
+            private_objects,
+            sessions,
+            rw_sessions,
+            read_only,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Verifies `pin` for `who`: the failure counter is incremented and committed
+    /// first, the PIN checked, and the counter reset only on success.
+    fn verify_pin(&self, who: UserType, pin: &[u8]) -> Result<Key32> {
+        let mut st = self.store();
+        let h = st.header()?.clone();
+        let wrapped = match who {
+            UserType::So => h.so.clone(),
+            UserType::User => h.user.clone().ok_or(Error::UserPinNotInitialized)?,
+        };
+        let status = Token::pin_status(&mut st, who)?;
+        if status.locked {
+            warn!(serial = %self.serial, ?who, "login refused: PIN locked");
+            return Err(Error::PinLocked);
+        }
+        if pin.len() < h.pin_policy.min_len || pin.len() > h.pin_policy.max_len {
+            // A PIN the policy can never accept is not a guess: no try is used.
+            return Err(Error::PinIncorrect);
+        }
+        let name = who.counter();
+        let failures = st.increment_counter(name)?;
+        let role = if who == UserType::So { "so" } else { "user" };
+        match wrapped.unwrap(pin, &wrap_ad(&self.serial, role))? {
+            Some(master) => {
+                st.set_counter(name, 0)?;
+                info!(serial = %self.serial, ?who, "PIN verified");
+                Ok(master)
+            }
+            None => {
+                let max = status.max_tries;
+                warn!(serial = %self.serial, ?who, failures, max, "wrong PIN");
+                if failures >= max {
+                    Err(Error::PinLocked)
+                } else {
+                    Err(Error::PinIncorrect)
+                }
+            }
+        }
+    }
+
+    /// `C_Login`. Context-specific logins re-verify the user PIN without changing state.
+    pub fn login(&self, who: UserType, pin: &[u8]) -> Result<()> {
+        {
+            let l = self.login.read().unwrap_or_else(|p| p.into_inner());
+            match l.user {
+                Some(u) if u == who => return Err(Error::UserAlreadyLoggedIn),
+                Some(_) => return Err(Error::UserAnotherAlreadyLoggedIn),
+                None => {}
+            }
+        }
+        if who == UserType::So && self.has_read_only_session() {
+            return Err(Error::SessionReadOnlyExists);
+        }
+        let master = self.verify_pin(who, pin)?;
+        let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
+        l.user = Some(who);
+        l.keys = Some(MasterKeys::new(master));
+        Ok(())
+    }
+
+    /// Re-verifies the logged-in user's PIN (`CKU_CONTEXT_SPECIFIC`).
+    pub fn verify_user_pin(&self, pin: &[u8]) -> Result<()> {
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        self.verify_pin(UserType::User, pin).map(|_| ())
+    }
+
+    /// `C_Logout`: forgets the master key and private objects; ends operations.
+    pub fn logout(&self) -> Result<()> {
+        let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
+        if l.user.is_none() {
+            return Err(Error::UserNotLoggedIn);
+        }
+        l.user = None;
+        l.keys = None;
+        drop(l);
+        self.forget_private();
+        Ok(())
+    }
+
+    /// Drops private objects from the cache (after logout).
+    pub(crate) fn forget_private(&self) {
+        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        c.objects.retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
+        drop(c);
+        self.sessions_forget_private();
+    }
+
+    /// `C_InitPIN`: the SO sets (or resets and unlocks) the user PIN.
+    pub fn init_pin(&self, pin: &[u8]) -> Result<()> {
+        let keys = {
+            let l = self.login.read().unwrap_or_else(|p| p.into_inner());
+            if l.user != Some(UserType::So) {
+                return Err(Error::UserNotLoggedIn);
+            }
+            l.keys.clone().ok_or(Error::UserNotLoggedIn)?
+        };
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        check_pin_len(&h.pin_policy, pin)?;
+        h.user = Some(WrappedKey::wrap(&keys.master, pin, self.kdf, &wrap_ad(&self.serial, "user"))?);
+        h.user_pin_to_be_changed = false;
+        st.write_header(&h)?;
+        st.set_counter(UserType::User.counter(), 0)?;
+        info!(serial = %self.serial, "user PIN initialized by the SO");
+        Ok(())
+    }
+
+    /// `C_SetPIN`: changes the PIN of whoever is logged in, or the user PIN when no
+    /// one is. `old` is verified (and counted) like a login.
+    pub fn set_pin(&self, old: &[u8], new: &[u8]) -> Result<()> {
+        let who = self.logged_in().unwrap_or(UserType::User);
+        self.change_pin(who, old, new)
+    }
+
+    /// Changes the PIN of `who` after verifying `old`.
+    pub fn change_pin(&self, who: UserType, old: &[u8], new: &[u8]) -> Result<()> {
+        {
+            let mut st = self.store();
+            let policy = st.header()?.pin_policy;
+            check_pin_len(&policy, new)?;
+        }
+        let master = self.verify_pin(who, old)?;
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        match who {
+            UserType::User => {
+                h.user = Some(WrappedKey::wrap(&master, new, self.kdf, &wrap_ad(&self.serial, "user"))?);
+                h.user_pin_to_be_changed = false;
+            }
+            UserType::So => {
+                h.so = WrappedKey::wrap(&master, new, self.kdf, &wrap_ad(&self.serial, "so"))?;
+                h.so_pin_to_be_changed = false;
+            }
+        }
+        st.write_header(&h)?;
+        info!(serial = %self.serial, ?who, "PIN changed");
+        Ok(())
+    }
+
+    /// The SO unlocks the user PIN and sets a new one (`vtoken pin unlock`), without
+    /// a prior login: verifies `so_pin` like a login, then re-wraps.
+    pub fn unlock_user(&self, so_pin: &[u8], new_user_pin: &[u8]) -> Result<()> {
+        {
+            let mut st = self.store();
+            let policy = st.header()?.pin_policy;
+            check_pin_len(&policy, new_user_pin)?;
+        }
+        let master = self.verify_pin(UserType::So, so_pin)?;
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        h.user = Some(WrappedKey::wrap(&master, new_user_pin, self.kdf, &wrap_ad(&self.serial, "user"))?);
+        h.user_pin_to_be_changed = false;
+        st.write_header(&h)?;
+        st.set_counter(UserType::User.counter(), 0)?;
+        info!(serial = %self.serial, "user PIN reset and unlocked by the SO");
+        Ok(())
+    }
+
+    /// `C_InitToken` on an initialized token: with the right SO PIN, destroys every
+    /// object, clears the user PIN and sets the new label. A locked SO PIN refuses.
+    pub fn reinitialize(&self, so_pin: &[u8], label: &str) -> Result<()> {
+        check_label(label)?;
+        if !self.sessions.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+            return Err(Error::General("sessions are open on this token".into()));
+        }
+        let master = self.verify_pin(UserType::So, so_pin)?;
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        h.label = label.to_string();
+        h.user = None;
+        // A fresh master key: nothing encrypted under the old one survives.
+        let fresh = Key32::random()?;
+        h.so = WrappedKey::wrap(&fresh, so_pin, self.kdf, &wrap_ad(&self.serial, "so"))?;
+        drop(master);
+        st.wipe(&h)?;
+        drop(st);
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.clear();
+        let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
+        l.user = None;
+        l.keys = None;
+        info!(serial = %self.serial, label, "token re-initialized");
+        Ok(())
+    }
+
+    /// Whether the SO PIN is locked (such a token can only be deleted).
+    pub fn so_locked(&self) -> Result<bool> {
+        let mut st = self.store();
+        Ok(Token::pin_status(&mut st, UserType::So)?.locked)
+    }
+}
