@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::token::Token;
 
-/// The free slot's ID (never the ID of a token: token IDs are at least 1).
+/// Slot ID used for the free slot when no serial has been reserved for it.
+/// (The PKCS#11 module reserves the next token's serial in advance and gives the
+/// free slot that serial's ID, so a slot keeps its ID when its token is initialized.)
 pub const FREE_SLOT_ID: u64 = 0;
 
 /// File extension of token files.
@@ -130,13 +132,22 @@ impl Registry {
         Ok(self.tokens()?.into_iter().find(|t| t.slot_id == slot_id))
     }
 
-    /// Creates a new token (the free slot's `C_InitToken`).
-    pub fn create(&self, label: &str, so_pin: &[u8]) -> Result<TokenEntry> {
+    /// Creates a new token (the free slot's `C_InitToken`), with a random serial or
+    /// the one given (see [`Token::create_with_serial`]).
+    pub fn create(&self, label: &str, so_pin: &[u8], serial: Option<&str>) -> Result<TokenEntry> {
         self.config.ensure_token_dir()?;
-        let tmp_name = format!("new-{}.{TOKEN_EXT}", hex::encode(crate::mechanism::random_secret(8)?.as_slice()));
-        let tmp = self.config.token_dir.join(&tmp_name);
-        let serial = Token::create(&tmp, label, so_pin, &self.config)?;
+        let serial = match serial {
+            Some(s) => s.to_ascii_uppercase(),
+            None => crate::token::new_serial()?,
+        };
         let path = self.path_for(&serial);
+        if path.exists() {
+            return Err(Error::ArgumentsBad(format!("a token with serial {serial} exists")));
+        }
+        // Built under a temporary name (not *.vtoken, so no scan sees it half made),
+        // then published by an atomic rename.
+        let tmp = self.config.token_dir.join(format!(".{serial}.creating"));
+        let serial = Token::create_with_serial(&tmp, &serial, label, so_pin, &self.config)?;
         std::fs::rename(&tmp, &path)?;
         Ok(TokenEntry { slot_id: slot_id_for_serial(&serial), serial, label: label.to_string(), path })
     }

@@ -144,6 +144,13 @@ fn check_label(label: &str) -> Result<()> {
     Ok(())
 }
 
+/// A fresh random token serial: 16 upper-case hex digits.
+pub fn new_serial() -> Result<String> {
+    let mut sb = [0u8; 8];
+    crate::mechanism::random(&mut sb)?;
+    Ok(hex::encode_upper(sb))
+}
+
 /// Checks a PIN against the policy.
 pub fn check_pin_len(policy: &PinPolicy, pin: &[u8]) -> Result<()> {
     if pin.len() < policy.min_len || pin.len() > policy.max_len {
@@ -156,11 +163,19 @@ impl Token {
     /// Creates a new token file at `path` with `label` and `so_pin` (the user PIN is
     /// set later with [`Token::init_pin`]). Returns the new token's serial.
     pub fn create(path: &Path, label: &str, so_pin: &[u8], config: &Config) -> Result<String> {
+        Token::create_with_serial(path, &new_serial()?, label, so_pin, config)
+    }
+
+    /// Like [`Token::create`] with a serial chosen by the caller (16 hex digits): the
+    /// PKCS#11 module picks the serial of the free slot's next token in advance, so
+    /// the slot keeps its ID once the token is initialized.
+    pub fn create_with_serial(path: &Path, serial: &str, label: &str, so_pin: &[u8], config: &Config) -> Result<String> {
         check_label(label)?;
         check_pin_len(&config.pin, so_pin)?;
-        let mut sb = [0u8; 8];
-        crate::mechanism::random(&mut sb)?;
-        let serial = hex::encode_upper(sb);
+        if serial.len() != 16 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(Error::ArgumentsBad("a token serial is 16 hex digits".into()));
+        }
+        let serial = serial.to_ascii_uppercase();
         let master = Key32::random()?;
         let header = Header {
             so: WrappedKey::wrap(&master, so_pin, config.kdf, &wrap_ad(&serial, "so"))?,
