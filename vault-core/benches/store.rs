@@ -87,7 +87,10 @@ fn benches(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("login");
     g.sample_size(10);
-    for (name, kdf) in [("default_kdf", KdfParams::DEFAULT), ("test_kdf", KdfParams::TEST)] {
+    for (name, kdf) in [
+        ("default_kdf", KdfParams::DEFAULT),
+        ("test_kdf", KdfParams::TEST),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::for_dir(dir.path());
         cfg.kdf = kdf;

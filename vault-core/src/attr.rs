@@ -82,7 +82,7 @@ pub fn is_ulong_attr(t: CK_ATTRIBUTE_TYPE) -> bool {
 
 /// Encodes a `CK_ULONG` value.
 pub fn ulong_bytes(v: CK_ULONG) -> Vec<u8> {
-    (v as u64).to_le_bytes().to_vec()
+    v.to_le_bytes().to_vec()
 }
 
 impl Attributes {

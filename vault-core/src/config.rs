@@ -40,16 +40,28 @@ pub struct KdfParams {
 impl KdfParams {
     /// The default cost: Argon2id, 19 MiB, 2 passes, 1 lane (OWASP's recommended
     /// minimum). About 25–40 ms per PIN check on one core here.
-    pub const DEFAULT: KdfParams = KdfParams { m_cost_kib: 19 * 1024, t_cost: 2, p_cost: 1 };
+    pub const DEFAULT: KdfParams = KdfParams {
+        m_cost_kib: 19 * 1024,
+        t_cost: 2,
+        p_cost: 1,
+    };
     /// A cheap cost for tests and CI. Never use it for a real token.
-    pub const TEST: KdfParams = KdfParams { m_cost_kib: 64, t_cost: 1, p_cost: 1 };
+    pub const TEST: KdfParams = KdfParams {
+        m_cost_kib: 64,
+        t_cost: 1,
+        p_cost: 1,
+    };
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 enum KdfSetting {
     Profile(String),
-    Explicit { m_cost_kib: u32, t_cost: u32, p_cost: Option<u32> },
+    Explicit {
+        m_cost_kib: u32,
+        t_cost: u32,
+        p_cost: Option<u32>,
+    },
 }
 
 /// PIN policy (SPEC T2).
@@ -68,7 +80,12 @@ pub struct PinPolicy {
 
 impl Default for PinPolicy {
     fn default() -> Self {
-        PinPolicy { min_len: 4, max_len: 64, user_max_tries: 5, so_max_tries: 10 }
+        PinPolicy {
+            min_len: 4,
+            max_len: 64,
+            user_max_tries: 5,
+            so_max_tries: 10,
+        }
     }
 }
 
@@ -109,7 +126,9 @@ pub struct Config {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"))
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }
 
 fn xdg(var: &str, fallback: &str) -> PathBuf {
@@ -122,7 +141,9 @@ fn xdg(var: &str, fallback: &str) -> PathBuf {
 impl Config {
     /// The default configuration file path (without `VTOKEN_CONF`).
     pub fn default_path() -> PathBuf {
-        xdg("XDG_CONFIG_HOME", ".config").join("vtoken").join("vtoken.toml")
+        xdg("XDG_CONFIG_HOME", ".config")
+            .join("vtoken")
+            .join("vtoken.toml")
     }
 
     /// The default token directory.
@@ -171,8 +192,16 @@ impl Config {
                     )))
                 }
             },
-            Some(KdfSetting::Explicit { m_cost_kib, t_cost, p_cost }) => {
-                let k = KdfParams { m_cost_kib, t_cost, p_cost: p_cost.unwrap_or(1) };
+            Some(KdfSetting::Explicit {
+                m_cost_kib,
+                t_cost,
+                p_cost,
+            }) => {
+                let k = KdfParams {
+                    m_cost_kib,
+                    t_cost,
+                    p_cost: p_cost.unwrap_or(1),
+                };
                 argon2::Params::new(k.m_cost_kib, k.t_cost, k.p_cost, Some(32))
                     .map_err(|e| Error::Config(format!("kdf: {e}")))?;
                 k
@@ -240,13 +269,22 @@ pub fn init_logging(cfg: &LogConfig) {
                 Some((l, f)) => (l.to_string(), Some(PathBuf::from(f))),
                 None => (s, cfg.file.clone()),
             },
-            None => (cfg.level.clone().unwrap_or_else(|| "warn".into()), cfg.file.clone()),
+            None => (
+                cfg.level.clone().unwrap_or_else(|| "warn".into()),
+                cfg.file.clone(),
+            ),
         };
         let filter = tracing_subscriber::EnvFilter::try_new(&level)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_ansi(false);
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false);
         let res = match file.and_then(|f| {
-            std::fs::OpenOptions::new().create(true).append(true).open(f).ok()
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .ok()
         }) {
             Some(fh) => builder.with_writer(std::sync::Mutex::new(fh)).try_init(),
             None => builder.with_writer(std::io::stderr).try_init(),
@@ -269,7 +307,10 @@ mod tests {
 
     #[test]
     fn profiles_and_errors() {
-        assert_eq!(Config::from_toml("kdf = \"test\"").unwrap().kdf, KdfParams::TEST);
+        assert_eq!(
+            Config::from_toml("kdf = \"test\"").unwrap().kdf,
+            KdfParams::TEST
+        );
         let c = Config::from_toml("[kdf]\nm_cost_kib = 1024\nt_cost = 1\n").unwrap();
         assert_eq!(c.kdf.m_cost_kib, 1024);
         assert!(Config::from_toml("kdf = \"fast\"").is_err());

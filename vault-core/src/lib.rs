@@ -15,15 +15,15 @@
 
 pub mod attr;
 pub mod config;
-pub mod store;
 pub mod error;
 pub mod mechanism;
 pub mod object;
 pub mod session;
 pub mod slots;
+pub mod store;
 pub mod token;
 
 pub use attr::Attributes;
-pub use error::{Error, Result};
 /// Re-export of the PKCS#11 constants and types the API uses.
 pub use cryptoki_sys as pkcs11;
+pub use error::{Error, Result};

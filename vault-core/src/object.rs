@@ -18,8 +18,16 @@ pub enum Origin {
 }
 
 /// Attributes common to every object.
-const COMMON: &[CK_ATTRIBUTE_TYPE] =
-    &[CKA_CLASS, CKA_TOKEN, CKA_PRIVATE, CKA_MODIFIABLE, CKA_LABEL, CKA_COPYABLE, CKA_DESTROYABLE, CKA_UNIQUE_ID];
+const COMMON: &[CK_ATTRIBUTE_TYPE] = &[
+    CKA_CLASS,
+    CKA_TOKEN,
+    CKA_PRIVATE,
+    CKA_MODIFIABLE,
+    CKA_LABEL,
+    CKA_COPYABLE,
+    CKA_DESTROYABLE,
+    CKA_UNIQUE_ID,
+];
 const DATA: &[CK_ATTRIBUTE_TYPE] = &[CKA_APPLICATION, CKA_OBJECT_ID, CKA_VALUE];
 const CERT: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_CERTIFICATE_TYPE,
@@ -195,7 +203,14 @@ fn read_only_after_create(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool 
 
 /// Attributes that only the token sets (never in a creation template).
 fn token_only(t: CK_ATTRIBUTE_TYPE) -> bool {
-    matches!(t, CKA_LOCAL | CKA_ALWAYS_SENSITIVE | CKA_NEVER_EXTRACTABLE | CKA_KEY_GEN_MECHANISM | CKA_UNIQUE_ID)
+    matches!(
+        t,
+        CKA_LOCAL
+            | CKA_ALWAYS_SENSITIVE
+            | CKA_NEVER_EXTRACTABLE
+            | CKA_KEY_GEN_MECHANISM
+            | CKA_UNIQUE_ID
+    )
 }
 
 /// Checks value encodings (booleans one byte, ulongs eight or four bytes).
@@ -228,10 +243,15 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
         .ok_or_else(|| Error::TemplateIncomplete("CKA_CLASS is required".into()))?;
     if let (Some(a), Some(b)) = (template.class(), generated.class()) {
         if a != b {
-            return Err(Error::TemplateInconsistent("CKA_CLASS does not match the mechanism".into()));
+            return Err(Error::TemplateInconsistent(
+                "CKA_CLASS does not match the mechanism".into(),
+            ));
         }
     }
-    if !matches!(class, CKO_DATA | CKO_CERTIFICATE | CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+    if !matches!(
+        class,
+        CKO_DATA | CKO_CERTIFICATE | CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY
+    ) {
         return Err(Error::AttributeValueInvalid(CKA_CLASS));
     }
     for (t, _) in template.iter() {
@@ -241,23 +261,39 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
         if token_only(t) {
             return Err(Error::AttributeReadOnly(t));
         }
-        if origin == Origin::Generated && generated.contains(t) && t != CKA_CLASS && t != CKA_KEY_TYPE {
+        if origin == Origin::Generated
+            && generated.contains(t)
+            && t != CKA_CLASS
+            && t != CKA_KEY_TYPE
+        {
             // e.g. CKA_VALUE in a key-generation template
-            if t != CKA_EC_PARAMS && t != CKA_MODULUS_BITS && t != CKA_PUBLIC_EXPONENT && t != CKA_VALUE_LEN {
-                return Err(Error::TemplateInconsistent(format!("attribute 0x{t:x} is set by the token")));
+            if t != CKA_EC_PARAMS
+                && t != CKA_MODULUS_BITS
+                && t != CKA_PUBLIC_EXPONENT
+                && t != CKA_VALUE_LEN
+            {
+                return Err(Error::TemplateInconsistent(format!(
+                    "attribute 0x{t:x} is set by the token"
+                )));
             }
         }
     }
     if let (Some(a), Some(b)) = (template.key_type(), generated.key_type()) {
         if a != b {
-            return Err(Error::TemplateInconsistent("CKA_KEY_TYPE does not match the mechanism".into()));
+            return Err(Error::TemplateInconsistent(
+                "CKA_KEY_TYPE does not match the mechanism".into(),
+            ));
         }
     }
     let mut o = template.clone();
     o.merge(generated);
     o.set_ulong(CKA_CLASS, class);
     set_default_bool(&mut o, CKA_TOKEN, false);
-    set_default_bool(&mut o, CKA_PRIVATE, matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY));
+    set_default_bool(
+        &mut o,
+        CKA_PRIVATE,
+        matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY),
+    );
     set_default_bool(&mut o, CKA_MODIFIABLE, true);
     set_default_bool(&mut o, CKA_COPYABLE, true);
     set_default_bool(&mut o, CKA_DESTROYABLE, true);
@@ -296,7 +332,13 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
             if !o.contains(CKA_CERTIFICATE_CATEGORY) {
                 o.set_ulong(CKA_CERTIFICATE_CATEGORY, 0);
             }
-            for t in [CKA_ID, CKA_ISSUER, CKA_SERIAL_NUMBER, CKA_START_DATE, CKA_END_DATE] {
+            for t in [
+                CKA_ID,
+                CKA_ISSUER,
+                CKA_SERIAL_NUMBER,
+                CKA_START_DATE,
+                CKA_END_DATE,
+            ] {
                 if !o.contains(t) {
                     o.set(t, Vec::new());
                 }
@@ -313,7 +355,12 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
     Ok(o)
 }
 
-fn key_defaults(o: &mut Attributes, class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE, origin: Origin) -> Result<()> {
+fn key_defaults(
+    o: &mut Attributes,
+    class: CK_OBJECT_CLASS,
+    kt: CK_KEY_TYPE,
+    origin: Origin,
+) -> Result<()> {
     let local = origin == Origin::Generated;
     set_default_bool(o, CKA_DERIVE, false);
     if !local {
@@ -375,7 +422,14 @@ fn key_defaults(o: &mut Attributes, class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE, ori
             }
         }
         CKO_SECRET_KEY => {
-            for t in [CKA_ENCRYPT, CKA_DECRYPT, CKA_SIGN, CKA_VERIFY, CKA_WRAP, CKA_UNWRAP] {
+            for t in [
+                CKA_ENCRYPT,
+                CKA_DECRYPT,
+                CKA_SIGN,
+                CKA_VERIFY,
+                CKA_WRAP,
+                CKA_UNWRAP,
+            ] {
                 set_default_bool(o, t, true);
             }
             set_default_bool(o, CKA_SENSITIVE, true);
@@ -399,7 +453,9 @@ fn key_defaults(o: &mut Attributes, class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE, ori
             let len = o.require(CKA_VALUE)?.len();
             if let Some(want) = o.get_ulong(CKA_VALUE_LEN)? {
                 if origin == Origin::Create && want as usize != len {
-                    return Err(Error::TemplateInconsistent("CKA_VALUE_LEN does not match CKA_VALUE".into()));
+                    return Err(Error::TemplateInconsistent(
+                        "CKA_VALUE_LEN does not match CKA_VALUE".into(),
+                    ));
                 }
             }
             if kt == CKK_AES && ![16, 24, 32].contains(&len) {
@@ -424,7 +480,9 @@ fn key_defaults(o: &mut Attributes, class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE, ori
         }
     }
     // A CKA_ID derived from the public key when none is given (NSS pairs by it).
-    if matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) && o.get(CKA_ID).is_none_or(|v| v.is_empty()) {
+    if matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY)
+        && o.get(CKA_ID).is_none_or(|v| v.is_empty())
+    {
         if let Some(id) = derived_id(o) {
             o.set(CKA_ID, id);
         }
@@ -438,7 +496,14 @@ fn key_defaults(o: &mut Attributes, class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE, ori
 /// The CKA_ID the token derives for a key object (SHA-1 of the modulus or EC point).
 pub fn derived_id(o: &Attributes) -> Option<Vec<u8>> {
     let mut p = Attributes::new();
-    for t in [CKA_CLASS, CKA_KEY_TYPE, CKA_MODULUS, CKA_PUBLIC_EXPONENT, CKA_EC_PARAMS, CKA_EC_POINT] {
+    for t in [
+        CKA_CLASS,
+        CKA_KEY_TYPE,
+        CKA_MODULUS,
+        CKA_PUBLIC_EXPONENT,
+        CKA_EC_PARAMS,
+        CKA_EC_POINT,
+    ] {
         if let Some(v) = o.get(t) {
             p.set(t, v.to_vec());
         }
@@ -471,7 +536,13 @@ pub fn apply_update(obj: &Attributes, template: &Attributes) -> Result<Attribute
     check_encoding(template)?;
     let class = obj.class().unwrap_or(CKO_DATA);
     if !obj.bool_or(CKA_MODIFIABLE, true) {
-        return Err(Error::AttributeReadOnly(template.iter().next().map(|(t, _)| t).unwrap_or(CKA_MODIFIABLE)));
+        return Err(Error::AttributeReadOnly(
+            template
+                .iter()
+                .next()
+                .map(|(t, _)| t)
+                .unwrap_or(CKA_MODIFIABLE),
+        ));
     }
     let mut o = obj.clone();
     for (t, v) in template.iter() {
@@ -514,8 +585,10 @@ pub fn apply_copy(obj: &Attributes, template: &Attributes) -> Result<Attributes>
         if !valid_for(class, t) {
             return Err(Error::AttributeTypeInvalid(t));
         }
-        let allowed = matches!(t, CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE | CKA_DESTROYABLE | CKA_COPYABLE)
-            || !read_only_after_create(class, t);
+        let allowed = matches!(
+            t,
+            CKA_TOKEN | CKA_PRIVATE | CKA_MODIFIABLE | CKA_DESTROYABLE | CKA_COPYABLE
+        ) || !read_only_after_create(class, t);
         if !allowed && o.get(t) != Some(v) {
             return Err(Error::AttributeReadOnly(t));
         }
@@ -557,19 +630,34 @@ mod tests {
     fn template_errors() {
         let mut t = aes_template();
         t.set(CKA_VALUE, vec![1u8; 15]);
-        assert!(matches!(build(&t, Origin::Create, &Attributes::new()), Err(Error::AttributeValueInvalid(_))));
+        assert!(matches!(
+            build(&t, Origin::Create, &Attributes::new()),
+            Err(Error::AttributeValueInvalid(_))
+        ));
         let mut t = aes_template();
         t.set(CKA_MODULUS, vec![1]);
-        assert!(matches!(build(&t, Origin::Create, &Attributes::new()), Err(Error::AttributeTypeInvalid(_))));
+        assert!(matches!(
+            build(&t, Origin::Create, &Attributes::new()),
+            Err(Error::AttributeTypeInvalid(_))
+        ));
         let mut t = aes_template();
         t.set_bool(CKA_LOCAL, true);
-        assert!(matches!(build(&t, Origin::Create, &Attributes::new()), Err(Error::AttributeReadOnly(_))));
+        assert!(matches!(
+            build(&t, Origin::Create, &Attributes::new()),
+            Err(Error::AttributeReadOnly(_))
+        ));
         let mut t = Attributes::new();
         t.set(CKA_LABEL, b"x".to_vec());
-        assert!(matches!(build(&t, Origin::Create, &Attributes::new()), Err(Error::TemplateIncomplete(_))));
+        assert!(matches!(
+            build(&t, Origin::Create, &Attributes::new()),
+            Err(Error::TemplateIncomplete(_))
+        ));
         let mut t = aes_template();
         t.set(CKA_TOKEN, vec![1, 1]);
-        assert!(matches!(build(&t, Origin::Create, &Attributes::new()), Err(Error::AttributeValueInvalid(_))));
+        assert!(matches!(
+            build(&t, Origin::Create, &Attributes::new()),
+            Err(Error::AttributeValueInvalid(_))
+        ));
     }
 
     #[test]
@@ -580,10 +668,16 @@ mod tests {
         assert_eq!(apply_update(&o, &t).unwrap().get(CKA_ID), Some(&b"new"[..]));
         let mut t = Attributes::new();
         t.set_bool(CKA_SENSITIVE, false);
-        assert!(matches!(apply_update(&o, &t), Err(Error::AttributeReadOnly(_))));
+        assert!(matches!(
+            apply_update(&o, &t),
+            Err(Error::AttributeReadOnly(_))
+        ));
         let mut t = Attributes::new();
         t.set(CKA_VALUE, vec![0u8; 32]);
-        assert!(matches!(apply_update(&o, &t), Err(Error::AttributeReadOnly(_))));
+        assert!(matches!(
+            apply_update(&o, &t),
+            Err(Error::AttributeReadOnly(_))
+        ));
         let mut t = Attributes::new();
         t.set_bool(CKA_MODIFIABLE, false);
         let ro = apply_copy(&o, &t).unwrap();

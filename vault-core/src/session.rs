@@ -67,7 +67,11 @@ struct Stage<T: ?Sized> {
 
 impl<T: ?Sized> Stage<T> {
     fn new(op: Box<T>) -> Self {
-        Stage { op, multi: false, pending: None }
+        Stage {
+            op,
+            multi: false,
+            pending: None,
+        }
     }
 }
 
@@ -138,7 +142,9 @@ fn step<T: ?Sized>(
 }
 
 fn ulong_list(v: &[u8]) -> Vec<u64> {
-    v.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect()
+    v.chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect()
 }
 
 impl Token {
@@ -161,7 +167,10 @@ impl Token {
             digest: None,
             private_op: false,
         };
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(id, Arc::new(Mutex::new(s)));
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, Arc::new(Mutex::new(s)));
         debug!(serial = %self.serial(), session = id, rw, "session opened");
         Ok(id)
     }
@@ -172,7 +181,10 @@ impl Token {
         map.remove(&sid).ok_or(Error::SessionHandleInvalid)?;
         let last = map.is_empty();
         drop(map);
-        self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, (owner, _)| *owner != sid);
+        self.session_objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (owner, _)| *owner != sid);
         if last {
             let _ = self.logout();
         }
@@ -181,25 +193,38 @@ impl Token {
 
     /// `C_CloseAllSessions`.
     pub fn close_all_sessions(&self) {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).clear();
-        self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.session_objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         let _ = self.logout();
     }
 
     /// Whether `sid` is a session of this token.
     pub fn has_session(&self, sid: u64) -> bool {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&sid)
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&sid)
     }
 
     pub(crate) fn session_counts(&self) -> (u64, u64) {
         let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let rw = map.values().filter(|s| s.lock().map(|s| s.rw).unwrap_or(false)).count();
+        let rw = map
+            .values()
+            .filter(|s| s.lock().map(|s| s.rw).unwrap_or(false))
+            .count();
         (map.len() as u64, rw as u64)
     }
 
     pub(crate) fn has_read_only_session(&self) -> bool {
         let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.values().any(|s| s.lock().map(|s| !s.rw).unwrap_or(false))
+        map.values()
+            .any(|s| s.lock().map(|s| !s.rw).unwrap_or(false))
     }
 
     pub(crate) fn sessions_forget_private(&self) {
@@ -219,7 +244,12 @@ impl Token {
     }
 
     fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).get(&sid).cloned().ok_or(Error::SessionHandleInvalid)
+        self.sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&sid)
+            .cloned()
+            .ok_or(Error::SessionHandleInvalid)
     }
 
     fn lock_session(s: &Arc<Mutex<Session>>) -> MutexGuard<'_, Session> {
@@ -249,7 +279,10 @@ impl Token {
     /// Looks up a visible object (token or session).
     pub(crate) fn object(&self, id: u64) -> Result<Arc<CachedObject>> {
         if id >= SESSION_OBJECT_BASE {
-            let map = self.session_objects.lock().unwrap_or_else(|p| p.into_inner());
+            let map = self
+                .session_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let (_, o) = map.get(&id).ok_or(Error::ObjectHandleInvalid)?;
             if o.attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
                 return Err(Error::ObjectHandleInvalid);
@@ -283,8 +316,14 @@ impl Token {
                 return Ok(o);
             }
         }
-        let (row, attrs) = st.load_object(id, keys.as_ref())?.ok_or(Error::ObjectHandleInvalid)?;
-        let o = Arc::new(CachedObject { gen: row.gen, attrs: Arc::new(attrs), key: Default::default() });
+        let (row, attrs) = st
+            .load_object(id, keys.as_ref())?
+            .ok_or(Error::ObjectHandleInvalid)?;
+        let o = Arc::new(CachedObject {
+            gen: row.gen,
+            attrs: Arc::new(attrs),
+            key: Default::default(),
+        });
         cache.objects.insert(id, (dv, o.clone()));
         Ok(o)
     }
@@ -313,13 +352,28 @@ impl Token {
             let dv = st.data_version()?;
             drop(st);
             info!(serial = %self.serial(), id = row.id, class = attrs.class().unwrap_or(0), "token object created");
-            let o = Arc::new(CachedObject { gen: row.gen, attrs: Arc::new(attrs), key: Default::default() });
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.insert(row.id, (dv, o));
+            let o = Arc::new(CachedObject {
+                gen: row.gen,
+                attrs: Arc::new(attrs),
+                key: Default::default(),
+            });
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .objects
+                .insert(row.id, (dv, o));
             Ok(row.id)
         } else {
             let id = self.next_session_object.fetch_add(1, Ordering::Relaxed);
-            let o = Arc::new(CachedObject { gen: 0, attrs: Arc::new(attrs), key: Default::default() });
-            self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (sid, o));
+            let o = Arc::new(CachedObject {
+                gen: 0,
+                attrs: Arc::new(attrs),
+                key: Default::default(),
+            });
+            self.session_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(id, (sid, o));
             Ok(id)
         }
     }
@@ -347,17 +401,29 @@ impl Token {
             return Err(Error::ActionProhibited);
         }
         if id >= SESSION_OBJECT_BASE {
-            self.session_objects.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            self.session_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
         } else {
             self.store().delete_object(id)?;
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.remove(&id);
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .objects
+                .remove(&id);
             info!(serial = %self.serial(), id, "token object destroyed");
         }
         Ok(())
     }
 
     /// `C_GetAttributeValue`: one result per requested type.
-    pub fn get_attributes(&self, sid: u64, id: u64, types: &[CK_ATTRIBUTE_TYPE]) -> Result<Vec<AttrResult>> {
+    pub fn get_attributes(
+        &self,
+        sid: u64,
+        id: u64,
+        types: &[CK_ATTRIBUTE_TYPE],
+    ) -> Result<Vec<AttrResult>> {
         self.session(sid)?;
         let o = self.object(id)?;
         let class = o.attrs.class().unwrap_or(CKO_DATA);
@@ -370,7 +436,9 @@ impl Token {
                 }
                 match o.attrs.get(t) {
                     Some(v) => AttrResult::Value(v.to_vec()),
-                    None if t == CKA_PUBLIC_KEY_INFO && matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) => {
+                    None if t == CKA_PUBLIC_KEY_INFO
+                        && matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY) =>
+                    {
                         match mechanism::encoding::public_key_spki(&o.attrs) {
                             Ok(v) => AttrResult::Value(v),
                             Err(_) => AttrResult::Value(Vec::new()),
@@ -388,8 +456,15 @@ impl Token {
         self.check_write(sid, &o.attrs)?;
         let attrs = object::apply_update(&o.attrs, template)?;
         if id >= SESSION_OBJECT_BASE {
-            let n = Arc::new(CachedObject { gen: 0, attrs: Arc::new(attrs), key: Default::default() });
-            let mut map = self.session_objects.lock().unwrap_or_else(|p| p.into_inner());
+            let n = Arc::new(CachedObject {
+                gen: 0,
+                attrs: Arc::new(attrs),
+                key: Default::default(),
+            });
+            let mut map = self
+                .session_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(e) = map.get_mut(&id) {
                 e.1 = n;
             }
@@ -400,8 +475,16 @@ impl Token {
             let row = st.update_object(id, private, &attrs, keys.as_ref())?;
             let dv = st.data_version()?;
             drop(st);
-            let n = Arc::new(CachedObject { gen: row.gen, attrs: Arc::new(attrs), key: Default::default() });
-            self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.insert(id, (dv, n));
+            let n = Arc::new(CachedObject {
+                gen: row.gen,
+                attrs: Arc::new(attrs),
+                key: Default::default(),
+            });
+            self.cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .objects
+                .insert(id, (dv, n));
         }
         Ok(())
     }
@@ -410,7 +493,9 @@ impl Token {
     pub fn object_size(&self, sid: u64, id: u64) -> Result<usize> {
         self.session(sid)?;
         let o = self.object(id)?;
-        Ok(postcard::to_allocvec(&*o.attrs).map(|v| v.len()).unwrap_or(0))
+        Ok(postcard::to_allocvec(&*o.attrs)
+            .map(|v| v.len())
+            .unwrap_or(0))
     }
 
     /// Every visible object matching `template`, in id order (token objects first).
@@ -440,7 +525,11 @@ impl Token {
             }
             for raw in st.raw_records(&missing)? {
                 let attrs = st.open_record(&raw, keys.as_ref())?;
-                let o = Arc::new(CachedObject { gen: raw.gen, attrs: Arc::new(attrs), key: Default::default() });
+                let o = Arc::new(CachedObject {
+                    gen: raw.gen,
+                    attrs: Arc::new(attrs),
+                    key: Default::default(),
+                });
                 cache.objects.insert(raw.id, (dv, o));
             }
             for r in &rows {
@@ -453,10 +542,15 @@ impl Token {
         }
         if template.get_bool(CKA_TOKEN)? != Some(true) {
             let user = self.user_in();
-            let map = self.session_objects.lock().unwrap_or_else(|p| p.into_inner());
+            let map = self
+                .session_objects
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             let mut ids: Vec<u64> = map
                 .iter()
-                .filter(|(_, (_, o))| (user || !o.attrs.bool_or(CKA_PRIVATE, true)) && o.attrs.matches(template))
+                .filter(|(_, (_, o))| {
+                    (user || !o.attrs.bool_or(CKA_PRIVATE, true)) && o.attrs.matches(template)
+                })
                 .map(|(id, _)| *id)
                 .collect();
             ids.sort_unstable();
@@ -505,7 +599,12 @@ impl Token {
     // ------------------------------------------------------------------ keys
 
     /// The parsed key of an object, cached with it.
-    fn key_of(&self, id: u64, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<(Arc<Key>, bool)> {
+    fn key_of(
+        &self,
+        id: u64,
+        usage: CK_ATTRIBUTE_TYPE,
+        mech: &Mechanism,
+    ) -> Result<(Arc<Key>, bool)> {
         let o = self.object(id).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
             e => e,
@@ -518,7 +617,7 @@ impl Token {
             return Err(Error::KeyFunctionNotPermitted);
         }
         if let Some(allowed) = o.attrs.get(CKA_ALLOWED_MECHANISMS) {
-            if !allowed.is_empty() && !ulong_list(allowed).contains(&(mech.ty as u64)) {
+            if !allowed.is_empty() && !ulong_list(allowed).contains(&mech.ty) {
                 return Err(Error::MechanismInvalid(mech.ty));
             }
         }
@@ -555,7 +654,13 @@ impl Token {
     }
 
     /// `C_GenerateKeyPair`: returns (public, private) ids.
-    pub fn generate_key_pair(&self, sid: u64, mech: &Mechanism, pub_t: &Attributes, priv_t: &Attributes) -> Result<(u64, u64)> {
+    pub fn generate_key_pair(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        pub_t: &Attributes,
+        priv_t: &Attributes,
+    ) -> Result<(u64, u64)> {
         self.session(sid)?;
         Token::check_mech_flag(mech, CKF_GENERATE_KEY_PAIR)?;
         object::check_encoding(pub_t)?;
@@ -592,7 +697,14 @@ impl Token {
     }
 
     /// `C_WrapKey`.
-    pub fn wrap_key(&self, sid: u64, mech: &Mechanism, wrapping: u64, key: u64, out: OutLen) -> Result<Output> {
+    pub fn wrap_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        wrapping: u64,
+        key: u64,
+        out: OutLen,
+    ) -> Result<Output> {
         self.session(sid)?;
         let (wk, _) = self.key_of(wrapping, CKA_WRAP, mech)?;
         let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
@@ -604,7 +716,14 @@ impl Token {
     }
 
     /// `C_UnwrapKey`.
-    pub fn unwrap_key(&self, sid: u64, mech: &Mechanism, unwrapping: u64, wrapped: &[u8], template: &Attributes) -> Result<u64> {
+    pub fn unwrap_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        unwrapping: u64,
+        wrapped: &[u8],
+        template: &Attributes,
+    ) -> Result<u64> {
         self.session(sid)?;
         object::check_encoding(template)?;
         let (uk, _) = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
@@ -617,7 +736,11 @@ impl Token {
                 g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
                 g
             }
-            _ => return Err(Error::TemplateIncomplete("CKA_CLASS of the unwrapped key".into())),
+            _ => {
+                return Err(Error::TemplateIncomplete(
+                    "CKA_CLASS of the unwrapped key".into(),
+                ))
+            }
         };
         generated.set_bool(CKA_LOCAL, false);
         generated.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
@@ -628,7 +751,13 @@ impl Token {
     }
 
     /// `C_DeriveKey`.
-    pub fn derive_key(&self, sid: u64, mech: &Mechanism, base: u64, template: &Attributes) -> Result<u64> {
+    pub fn derive_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        base: u64,
+        template: &Attributes,
+    ) -> Result<u64> {
         self.session(sid)?;
         object::check_encoding(template)?;
         let (bk, _) = self.key_of(base, CKA_DERIVE, mech)?;
@@ -764,7 +893,11 @@ impl Token {
         }
         Token::check_mech_flag(mech, if enc { CKF_ENCRYPT } else { CKF_DECRYPT })?;
         let (k, private) = self.key_of(key, if enc { CKA_ENCRYPT } else { CKA_DECRYPT }, mech)?;
-        let op = if enc { mechanism::encrypt_init(mech, &k)? } else { mechanism::decrypt_init(mech, &k)? };
+        let op = if enc {
+            mechanism::encrypt_init(mech, &k)?
+        } else {
+            mechanism::decrypt_init(mech, &k)?
+        };
         let mut s = Token::lock_session(&s);
         if enc {
             s.encrypt = Some(Stage::new(op));
@@ -899,7 +1032,11 @@ impl Token {
         if o.attrs.bool_or(CKA_SENSITIVE, true) && !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
             return Err(Error::KeyIndigestible);
         }
-        let v = o.attrs.get(CKA_VALUE).ok_or(Error::KeyIndigestible)?.to_vec();
+        let v = o
+            .attrs
+            .get(CKA_VALUE)
+            .ok_or(Error::KeyIndigestible)?
+            .to_vec();
         let v = zeroize::Zeroizing::new(v);
         self.digest_update(sid, &v)
     }

@@ -49,6 +49,9 @@ pub fn slot_id_for_serial(serial: &str) -> u64 {
     }
 }
 
+/// Readable tokens, and unreadable files with the reason.
+type Scan = (Vec<TokenEntry>, Vec<(PathBuf, Error)>);
+
 /// The token directory of a configuration.
 #[derive(Clone, Debug)]
 pub struct Registry {
@@ -77,7 +80,7 @@ impl Registry {
         Ok(self.scan()?.1)
     }
 
-    fn scan(&self) -> Result<(Vec<TokenEntry>, Vec<(PathBuf, Error)>)> {
+    fn scan(&self) -> Result<Scan> {
         let dir = &self.config.token_dir;
         let mut ok = Vec::new();
         let mut bad = Vec::new();
@@ -111,7 +114,10 @@ impl Registry {
     /// The token with this label or serial (serial wins; a label must be unique).
     pub fn find(&self, label_or_serial: &str) -> Result<TokenEntry> {
         let all = self.tokens()?;
-        if let Some(t) = all.iter().find(|t| t.serial.eq_ignore_ascii_case(label_or_serial)) {
+        if let Some(t) = all
+            .iter()
+            .find(|t| t.serial.eq_ignore_ascii_case(label_or_serial))
+        {
             return Ok(t.clone());
         }
         let by_label: Vec<_> = all.iter().filter(|t| t.label == label_or_serial).collect();
@@ -142,14 +148,21 @@ impl Registry {
         };
         let path = self.path_for(&serial);
         if path.exists() {
-            return Err(Error::ArgumentsBad(format!("a token with serial {serial} exists")));
+            return Err(Error::ArgumentsBad(format!(
+                "a token with serial {serial} exists"
+            )));
         }
         // Built under a temporary name (not *.vtoken, so no scan sees it half made),
         // then published by an atomic rename.
         let tmp = self.config.token_dir.join(format!(".{serial}.creating"));
         let serial = Token::create_with_serial(&tmp, &serial, label, so_pin, &self.config)?;
         std::fs::rename(&tmp, &path)?;
-        Ok(TokenEntry { slot_id: slot_id_for_serial(&serial), serial, label: label.to_string(), path })
+        Ok(TokenEntry {
+            slot_id: slot_id_for_serial(&serial),
+            serial,
+            label: label.to_string(),
+            path,
+        })
     }
 
     /// Where the token with `serial` lives.

@@ -139,7 +139,9 @@ fn now() -> u64 {
 
 fn check_label(label: &str) -> Result<()> {
     if label.len() > 32 {
-        return Err(Error::ArgumentsBad("token label is longer than 32 bytes".into()));
+        return Err(Error::ArgumentsBad(
+            "token label is longer than 32 bytes".into(),
+        ));
     }
     Ok(())
 }
@@ -154,7 +156,10 @@ pub fn new_serial() -> Result<String> {
 /// Checks a PIN against the policy.
 pub fn check_pin_len(policy: &PinPolicy, pin: &[u8]) -> Result<()> {
     if pin.len() < policy.min_len || pin.len() > policy.max_len {
-        return Err(Error::PinLenRange { min: policy.min_len, max: policy.max_len });
+        return Err(Error::PinLenRange {
+            min: policy.min_len,
+            max: policy.max_len,
+        });
     }
     Ok(())
 }
@@ -169,11 +174,19 @@ impl Token {
     /// Like [`Token::create`] with a serial chosen by the caller (16 hex digits): the
     /// PKCS#11 module picks the serial of the free slot's next token in advance, so
     /// the slot keeps its ID once the token is initialized.
-    pub fn create_with_serial(path: &Path, serial: &str, label: &str, so_pin: &[u8], config: &Config) -> Result<String> {
+    pub fn create_with_serial(
+        path: &Path,
+        serial: &str,
+        label: &str,
+        so_pin: &[u8],
+        config: &Config,
+    ) -> Result<String> {
         check_label(label)?;
         check_pin_len(&config.pin, so_pin)?;
         if serial.len() != 16 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(Error::ArgumentsBad("a token serial is 16 hex digits".into()));
+            return Err(Error::ArgumentsBad(
+                "a token serial is 16 hex digits".into(),
+            ));
         }
         let serial = serial.to_ascii_uppercase();
         let master = Key32::random()?;
@@ -271,7 +284,8 @@ impl Token {
         let (public_objects, private_objects) = st.counts()?;
         let read_only = st.read_only();
         drop(st);
-        let mut flags = CKF_RNG | CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED | CKF_DUAL_CRYPTO_OPERATIONS;
+        let mut flags =
+            CKF_RNG | CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED | CKF_DUAL_CRYPTO_OPERATIONS;
         if read_only {
             flags |= CKF_WRITE_PROTECTED;
         }
@@ -308,7 +322,7 @@ impl Token {
             manufacturer: MANUFACTURER.into(),
             model: MODEL.into(),
             serial: h.serial,
-            flags: flags as u64,
+            flags,
             user_pin_initialized: h.user.is_some(),
             user_pin: user,
             so_pin: so,
@@ -406,7 +420,8 @@ impl Token {
     /// Drops private objects from the cache (after logout).
     pub(crate) fn forget_private(&self) {
         let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        c.objects.retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
+        c.objects
+            .retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
         drop(c);
         self.sessions_forget_private();
     }
@@ -423,7 +438,12 @@ impl Token {
         let mut st = self.store();
         let mut h = st.header()?.clone();
         check_pin_len(&h.pin_policy, pin)?;
-        h.user = Some(WrappedKey::wrap(&keys.master, pin, self.kdf, &wrap_ad(&self.serial, "user"))?);
+        h.user = Some(WrappedKey::wrap(
+            &keys.master,
+            pin,
+            self.kdf,
+            &wrap_ad(&self.serial, "user"),
+        )?);
         h.user_pin_to_be_changed = false;
         st.write_header(&h)?;
         st.set_counter(UserType::User.counter(), 0)?;
@@ -450,7 +470,12 @@ impl Token {
         let mut h = st.header()?.clone();
         match who {
             UserType::User => {
-                h.user = Some(WrappedKey::wrap(&master, new, self.kdf, &wrap_ad(&self.serial, "user"))?);
+                h.user = Some(WrappedKey::wrap(
+                    &master,
+                    new,
+                    self.kdf,
+                    &wrap_ad(&self.serial, "user"),
+                )?);
                 h.user_pin_to_be_changed = false;
             }
             UserType::So => {
@@ -474,7 +499,12 @@ impl Token {
         let master = self.verify_pin(UserType::So, so_pin)?;
         let mut st = self.store();
         let mut h = st.header()?.clone();
-        h.user = Some(WrappedKey::wrap(&master, new_user_pin, self.kdf, &wrap_ad(&self.serial, "user"))?);
+        h.user = Some(WrappedKey::wrap(
+            &master,
+            new_user_pin,
+            self.kdf,
+            &wrap_ad(&self.serial, "user"),
+        )?);
         h.user_pin_to_be_changed = false;
         st.write_header(&h)?;
         st.set_counter(UserType::User.counter(), 0)?;
@@ -486,7 +516,12 @@ impl Token {
     /// object, clears the user PIN and sets the new label. A locked SO PIN refuses.
     pub fn reinitialize(&self, so_pin: &[u8], label: &str) -> Result<()> {
         check_label(label)?;
-        if !self.sessions.lock().unwrap_or_else(|p| p.into_inner()).is_empty() {
+        if !self
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+        {
             return Err(Error::General("sessions are open on this token".into()));
         }
         let master = self.verify_pin(UserType::So, so_pin)?;
@@ -500,7 +535,11 @@ impl Token {
         drop(master);
         st.wipe(&h)?;
         drop(st);
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).objects.clear();
+        self.cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .objects
+            .clear();
         let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
         l.user = None;
         l.keys = None;

@@ -41,13 +41,16 @@ fn lifecycle_and_info() {
     assert_eq!(info.label, "test");
     assert_eq!(info.serial.len(), 16);
     assert!(info.user_pin_initialized);
-    assert!(info.flags & CKF_TOKEN_INITIALIZED as u64 != 0);
-    assert!(info.flags & CKF_USER_PIN_INITIALIZED as u64 != 0);
+    assert!(info.flags & CKF_TOKEN_INITIALIZED != 0);
+    assert!(info.flags & CKF_USER_PIN_INITIALIZED != 0);
     let all = reg.tokens().unwrap();
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].serial, info.serial);
     assert_eq!(reg.find("test").unwrap().serial, info.serial);
-    assert_eq!(reg.find(&info.serial.to_lowercase()).unwrap().serial, info.serial);
+    assert_eq!(
+        reg.find(&info.serial.to_lowercase()).unwrap().serial,
+        info.serial
+    );
     assert!(matches!(reg.find("nope"), Err(Error::TokenNotPresent(_))));
     // A second token gets a different serial and slot.
     let e2 = reg.create("second", SO, None).unwrap();
@@ -59,13 +62,22 @@ fn lifecycle_and_info() {
 fn pin_length_policy() {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new(Config::for_dir(dir.path()));
-    assert!(matches!(reg.create("x", b"123", None), Err(Error::PinLenRange { .. })));
+    assert!(matches!(
+        reg.create("x", b"123", None),
+        Err(Error::PinLenRange { .. })
+    ));
     let e = reg.create("x", SO, None).unwrap();
     let t = reg.open(&e).unwrap();
-    assert!(matches!(t.login(UserType::User, USER), Err(Error::UserPinNotInitialized)));
+    assert!(matches!(
+        t.login(UserType::User, USER),
+        Err(Error::UserPinNotInitialized)
+    ));
     t.login(UserType::So, SO).unwrap();
     assert!(matches!(t.init_pin(b"12"), Err(Error::PinLenRange { .. })));
-    assert!(matches!(t.init_pin(&[b'1'; 65]), Err(Error::PinLenRange { .. })));
+    assert!(matches!(
+        t.init_pin(&[b'1'; 65]),
+        Err(Error::PinLenRange { .. })
+    ));
     t.init_pin(b"1234").unwrap();
 }
 
@@ -78,25 +90,37 @@ fn lockout_flags_and_so_unlock() {
         assert_eq!(info.user_pin.failures, i);
         if i < 5 {
             assert!(matches!(r, Err(Error::PinIncorrect)), "try {i}: {r:?}");
-            assert!(info.flags & CKF_USER_PIN_COUNT_LOW as u64 != 0);
-            assert_eq!(info.flags & CKF_USER_PIN_FINAL_TRY as u64 != 0, i == 4);
+            assert!(info.flags & CKF_USER_PIN_COUNT_LOW != 0);
+            assert_eq!(info.flags & CKF_USER_PIN_FINAL_TRY != 0, i == 4);
         } else {
             assert!(matches!(r, Err(Error::PinLocked)));
-            assert!(info.flags & CKF_USER_PIN_LOCKED as u64 != 0);
+            assert!(info.flags & CKF_USER_PIN_LOCKED != 0);
         }
     }
     // Even the right PIN is refused now, and the refusal costs nothing more.
-    assert!(matches!(t.login(UserType::User, USER), Err(Error::PinLocked)));
+    assert!(matches!(
+        t.login(UserType::User, USER),
+        Err(Error::PinLocked)
+    ));
     // A fresh process view (a new Token on the same file) sees the lock.
     let e = reg.find("test").unwrap();
     let t2 = reg.open(&e).unwrap();
-    assert!(matches!(t2.login(UserType::User, USER), Err(Error::PinLocked)));
+    assert!(matches!(
+        t2.login(UserType::User, USER),
+        Err(Error::PinLocked)
+    ));
     // The SO resets and unlocks.
-    assert!(matches!(t2.unlock_user(b"bad-so-pin", b"new-pin-1"), Err(Error::PinIncorrect)));
+    assert!(matches!(
+        t2.unlock_user(b"bad-so-pin", b"new-pin-1"),
+        Err(Error::PinIncorrect)
+    ));
     t2.unlock_user(SO, b"new-pin-1").unwrap();
     let info = t2.info().unwrap();
     assert_eq!(info.user_pin.failures, 0);
-    assert_eq!(info.so_pin.failures, 0, "a successful SO check resets the SO counter");
+    assert_eq!(
+        info.so_pin.failures, 0,
+        "a successful SO check resets the SO counter"
+    );
     t2.login(UserType::User, b"new-pin-1").unwrap();
 }
 
@@ -107,16 +131,30 @@ fn success_resets_counter_and_change_pin() {
     assert_eq!(t.info().unwrap().user_pin.failures, 1);
     t.login(UserType::User, USER).unwrap();
     assert_eq!(t.info().unwrap().user_pin.failures, 0);
-    assert!(matches!(t.login(UserType::User, USER), Err(Error::UserAlreadyLoggedIn)));
-    assert!(matches!(t.login(UserType::So, SO), Err(Error::UserAnotherAlreadyLoggedIn)));
+    assert!(matches!(
+        t.login(UserType::User, USER),
+        Err(Error::UserAlreadyLoggedIn)
+    ));
+    assert!(matches!(
+        t.login(UserType::So, SO),
+        Err(Error::UserAnotherAlreadyLoggedIn)
+    ));
     // Change the user PIN while logged in; data stays readable with the new PIN.
     let s = t.open_session(true).unwrap();
-    let id = t.create_object(s, &data_object("secret", true, true)).unwrap();
+    let id = t
+        .create_object(s, &data_object("secret", true, true))
+        .unwrap();
     t.set_pin(USER, b"changed-1").unwrap();
     t.logout().unwrap();
-    assert!(matches!(t.login(UserType::User, USER), Err(Error::PinIncorrect)));
+    assert!(matches!(
+        t.login(UserType::User, USER),
+        Err(Error::PinIncorrect)
+    ));
     t.login(UserType::User, b"changed-1").unwrap();
-    assert_eq!(t.attributes(id).unwrap().get(CKA_VALUE), Some(&b"value of secret"[..]));
+    assert_eq!(
+        t.attributes(id).unwrap().get(CKA_VALUE),
+        Some(&b"value of secret"[..])
+    );
     // SO PIN change.
     t.logout().unwrap();
     t.change_pin(UserType::So, SO, b"so-changed").unwrap();
@@ -132,8 +170,14 @@ fn so_lock_is_final_until_delete() {
     let reg = Registry::new(cfg);
     let e = reg.create("x", SO, None).unwrap();
     let t = reg.open(&e).unwrap();
-    assert!(matches!(t.login(UserType::So, b"nope-nope"), Err(Error::PinIncorrect)));
-    assert!(matches!(t.login(UserType::So, b"nope-nope"), Err(Error::PinLocked)));
+    assert!(matches!(
+        t.login(UserType::So, b"nope-nope"),
+        Err(Error::PinIncorrect)
+    ));
+    assert!(matches!(
+        t.login(UserType::So, b"nope-nope"),
+        Err(Error::PinLocked)
+    ));
     assert!(t.so_locked().unwrap());
     assert!(matches!(t.reinitialize(SO, "new"), Err(Error::PinLocked)));
     assert!(matches!(t.unlock_user(SO, b"12345"), Err(Error::PinLocked)));
@@ -148,7 +192,10 @@ fn reinitialize_wipes_objects() {
     let s = t.open_session(true).unwrap();
     t.create_object(s, &data_object("a", false, true)).unwrap();
     t.close_all_sessions();
-    assert!(matches!(t.reinitialize(b"wrong-so", "fresh"), Err(Error::PinIncorrect)));
+    assert!(matches!(
+        t.reinitialize(b"wrong-so", "fresh"),
+        Err(Error::PinIncorrect)
+    ));
     t.reinitialize(SO, "fresh").unwrap();
     let info = t.info().unwrap();
     assert_eq!(info.label, "fresh");
@@ -161,24 +208,42 @@ fn private_objects_need_login_and_sessions_rules() {
     let (_d, reg, t) = setup();
     let ro = t.open_session(false).unwrap();
     // R/O session: no token objects.
-    assert!(matches!(t.create_object(ro, &data_object("p", false, true)), Err(Error::SessionReadOnly)));
+    assert!(matches!(
+        t.create_object(ro, &data_object("p", false, true)),
+        Err(Error::SessionReadOnly)
+    ));
     // Session objects are fine in an R/O session.
-    let sess_obj = t.create_object(ro, &data_object("s", false, false)).unwrap();
+    let sess_obj = t
+        .create_object(ro, &data_object("s", false, false))
+        .unwrap();
     let rw = t.open_session(true).unwrap();
     // Private objects need the user.
-    assert!(matches!(t.create_object(rw, &data_object("p", true, true)), Err(Error::UserNotLoggedIn)));
-    let public = t.create_object(rw, &data_object("pub", false, true)).unwrap();
+    assert!(matches!(
+        t.create_object(rw, &data_object("p", true, true)),
+        Err(Error::UserNotLoggedIn)
+    ));
+    let public = t
+        .create_object(rw, &data_object("pub", false, true))
+        .unwrap();
     t.login(UserType::User, USER).unwrap();
-    let private = t.create_object(rw, &data_object("priv", true, true)).unwrap();
+    let private = t
+        .create_object(rw, &data_object("priv", true, true))
+        .unwrap();
     let all = t.search(&Attributes::new()).unwrap();
     assert!(all.contains(&public) && all.contains(&private) && all.contains(&sess_obj));
     t.logout().unwrap();
     let visible = t.search(&Attributes::new()).unwrap();
     assert!(visible.contains(&public) && !visible.contains(&private));
-    assert!(matches!(t.attributes(private), Err(Error::ObjectHandleInvalid)));
+    assert!(matches!(
+        t.attributes(private),
+        Err(Error::ObjectHandleInvalid)
+    ));
     // Session objects die with their session.
     t.close_session(ro).unwrap();
-    assert!(matches!(t.attributes(sess_obj), Err(Error::ObjectHandleInvalid)));
+    assert!(matches!(
+        t.attributes(sess_obj),
+        Err(Error::ObjectHandleInvalid)
+    ));
     // Another process view sees the token objects, not the session object.
     let t2 = reg.open(&reg.find("test").unwrap()).unwrap();
     let mut lbl = Attributes::new();
@@ -201,7 +266,10 @@ fn search_by_label_id_class_and_find_protocol() {
     }
     let mut bad = data_object("x", false, true);
     bad.set(CKA_ID, vec![1]);
-    assert!(matches!(t.create_object(s, &bad), Err(Error::AttributeTypeInvalid(_))));
+    assert!(matches!(
+        t.create_object(s, &bad),
+        Err(Error::AttributeTypeInvalid(_))
+    ));
     let mut q = Attributes::new();
     q.set(CKA_LABEL, b"obj7".to_vec());
     assert_eq!(t.search(&q).unwrap().len(), 1);
@@ -216,7 +284,10 @@ fn search_by_label_id_class_and_find_protocol() {
     assert_eq!(t.search(&q).unwrap().len(), 10);
     // C_FindObjects protocol in chunks.
     t.find_init(s, &Attributes::new()).unwrap();
-    assert!(matches!(t.find_init(s, &Attributes::new()), Err(Error::OperationActive)));
+    assert!(matches!(
+        t.find_init(s, &Attributes::new()),
+        Err(Error::OperationActive)
+    ));
     let mut n = 0;
     loop {
         let chunk = t.find_next(s, 3).unwrap();
@@ -227,7 +298,10 @@ fn search_by_label_id_class_and_find_protocol() {
     }
     assert_eq!(n, 20);
     t.find_final(s).unwrap();
-    assert!(matches!(t.find_next(s, 1), Err(Error::OperationNotInitialized)));
+    assert!(matches!(
+        t.find_next(s, 1),
+        Err(Error::OperationNotInitialized)
+    ));
 }
 
 #[test]
@@ -242,7 +316,9 @@ fn attributes_sensitive_and_updates() {
     k.set(CKA_VALUE, vec![0x42; 32]);
     k.set(CKA_LABEL, b"aes".to_vec());
     let id = t.create_object(s, &k).unwrap();
-    let r = t.get_attributes(s, id, &[CKA_VALUE, CKA_LABEL, CKA_MODULUS, CKA_VALUE_LEN]).unwrap();
+    let r = t
+        .get_attributes(s, id, &[CKA_VALUE, CKA_LABEL, CKA_MODULUS, CKA_VALUE_LEN])
+        .unwrap();
     assert_eq!(r[0], AttrResult::Sensitive);
     assert_eq!(r[1], AttrResult::Value(b"aes".to_vec()));
     assert_eq!(r[2], AttrResult::TypeInvalid);
@@ -256,19 +332,34 @@ fn attributes_sensitive_and_updates() {
     assert_eq!(t.search(&q).unwrap(), vec![id]);
     let mut u = Attributes::new();
     u.set(CKA_VALUE, vec![0; 32]);
-    assert!(matches!(t.set_attributes(s, id, &u), Err(Error::AttributeReadOnly(_))));
+    assert!(matches!(
+        t.set_attributes(s, id, &u),
+        Err(Error::AttributeReadOnly(_))
+    ));
     let mut u = Attributes::new();
     u.set_bool(CKA_SENSITIVE, false);
-    assert!(matches!(t.set_attributes(s, id, &u), Err(Error::AttributeReadOnly(_))));
+    assert!(matches!(
+        t.set_attributes(s, id, &u),
+        Err(Error::AttributeReadOnly(_))
+    ));
     // Copy into a session object, then destroy both.
     let mut c = Attributes::new();
     c.set_bool(CKA_TOKEN, false);
     let copy = t.copy_object(s, id, &c).unwrap();
-    assert_eq!(t.attributes(copy).unwrap().get(CKA_VALUE), Some(&[0x42u8; 32][..]));
+    assert_eq!(
+        t.attributes(copy).unwrap().get(CKA_VALUE),
+        Some(&[0x42u8; 32][..])
+    );
     t.destroy_object(s, copy).unwrap();
     t.destroy_object(s, id).unwrap();
-    assert!(matches!(t.destroy_object(s, id), Err(Error::ObjectHandleInvalid)));
-    assert!(matches!(t.get_attributes(999, id, &[CKA_LABEL]), Err(Error::SessionHandleInvalid)));
+    assert!(matches!(
+        t.destroy_object(s, id),
+        Err(Error::ObjectHandleInvalid)
+    ));
+    assert!(matches!(
+        t.get_attributes(999, id, &[CKA_LABEL]),
+        Err(Error::SessionHandleInvalid)
+    ));
 }
 
 #[test]
@@ -287,19 +378,33 @@ fn newer_format_version_is_refused_and_file_untouched() {
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer format was accepted"),
     }
-    assert_eq!(std::fs::read(&path).unwrap(), bumped, "refusing must not modify the file");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bumped,
+        "refusing must not modify the file"
+    );
     // Empty and garbage files are clear errors, never panics.
     let empty = d.path().join("tokens").join("empty.vtoken");
     std::fs::write(&empty, b"").unwrap();
-    assert!(matches!(Token::open(&empty, reg.config()), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        Token::open(&empty, reg.config()),
+        Err(Error::Corrupt(_))
+    ));
     let garbage = d.path().join("tokens").join("garbage.vtoken");
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
-    assert!(matches!(Token::open(&garbage, reg.config()), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        Token::open(&garbage, reg.config()),
+        Err(Error::Corrupt(_))
+    ));
     assert_eq!(reg.problems().unwrap().len(), 3);
 }
 
 fn rusqlite_bump(path: &std::path::Path) -> rusqlite::Connection {
     let c = rusqlite::Connection::open(path).unwrap();
-    c.execute("UPDATE meta SET v = ?1 WHERE k = 'format'", [99u32.to_le_bytes().to_vec()]).unwrap();
+    c.execute(
+        "UPDATE meta SET v = ?1 WHERE k = 'format'",
+        [99u32.to_le_bytes().to_vec()],
+    )
+    .unwrap();
     c
 }

@@ -26,7 +26,10 @@ pub struct Mechanism {
 impl Mechanism {
     /// A mechanism without parameter.
     pub fn new(ty: CK_MECHANISM_TYPE) -> Self {
-        Mechanism { ty, param: MechParam::None }
+        Mechanism {
+            ty,
+            param: MechParam::None,
+        }
     }
 }
 
@@ -38,13 +41,29 @@ pub enum MechParam {
     /// A plain byte string: the IV of CBC modes, or any opaque parameter.
     Bytes(Vec<u8>),
     /// `CK_GCM_PARAMS`.
-    Gcm { iv: Vec<u8>, aad: Vec<u8>, tag_bits: u64 },
+    Gcm {
+        iv: Vec<u8>,
+        aad: Vec<u8>,
+        tag_bits: u64,
+    },
     /// `CK_RSA_PKCS_PSS_PARAMS`.
-    Pss { hash: CK_MECHANISM_TYPE, mgf: CK_RSA_PKCS_MGF_TYPE, salt_len: u64 },
+    Pss {
+        hash: CK_MECHANISM_TYPE,
+        mgf: CK_RSA_PKCS_MGF_TYPE,
+        salt_len: u64,
+    },
     /// `CK_RSA_PKCS_OAEP_PARAMS` (`source` is the label when `CKZ_DATA_SPECIFIED`).
-    Oaep { hash: CK_MECHANISM_TYPE, mgf: CK_RSA_PKCS_MGF_TYPE, source: Vec<u8> },
+    Oaep {
+        hash: CK_MECHANISM_TYPE,
+        mgf: CK_RSA_PKCS_MGF_TYPE,
+        source: Vec<u8>,
+    },
     /// `CK_ECDH1_DERIVE_PARAMS`.
-    Ecdh1 { kdf: CK_EC_KDF_TYPE, shared_data: Vec<u8>, public_data: Vec<u8> },
+    Ecdh1 {
+        kdf: CK_EC_KDF_TYPE,
+        shared_data: Vec<u8>,
+        public_data: Vec<u8>,
+    },
 }
 
 /// What `C_GetMechanismInfo` reports.
@@ -61,7 +80,7 @@ pub mod encoding;
 mod keys;
 mod ops;
 
-pub use digest::digest_init;
+pub use digest::{digest_init, HashAlg};
 pub use keys::{generate_key, generate_key_pair, Key};
 pub use ops::{
     decrypt_init, derive, encrypt_init, mechanism_info, mechanism_list, sign_init, unwrap,

@@ -103,7 +103,14 @@ pub struct Store {
     read_only: bool,
 }
 
-fn obj_ad(serial: &str, id: u64, private: bool, class: u64, lt: &Option<Vec<u8>>, it: &Option<Vec<u8>>) -> Vec<u8> {
+fn obj_ad(
+    serial: &str,
+    id: u64,
+    private: bool,
+    class: u64,
+    lt: &Option<Vec<u8>>,
+    it: &Option<Vec<u8>>,
+) -> Vec<u8> {
     let mut ad = Vec::with_capacity(96);
     ad.extend_from_slice(b"vtoken-obj-v1\0");
     ad.extend_from_slice(serial.as_bytes());
@@ -188,8 +195,14 @@ impl Store {
             )?;
             let pk = Key32::random()?;
             let sealed = seal::seal(&pk, HEADER_AD, &postcard::to_allocvec(header).map_err(ser)?)?;
-            conn.execute("INSERT INTO meta VALUES('format', ?1)", [FORMAT_VERSION.to_le_bytes().to_vec()])?;
-            conn.execute("INSERT INTO meta VALUES('pubkey', ?1)", [pubkey_encode(&pk)])?;
+            conn.execute(
+                "INSERT INTO meta VALUES('format', ?1)",
+                [FORMAT_VERSION.to_le_bytes().to_vec()],
+            )?;
+            conn.execute(
+                "INSERT INTO meta VALUES('pubkey', ?1)",
+                [pubkey_encode(&pk)],
+            )?;
             conn.execute("INSERT INTO meta VALUES('header', ?1)", [sealed])?;
             // Checkpoint so the new file is complete on its own before it is renamed.
             conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
@@ -226,10 +239,12 @@ impl Store {
             .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         configure(&conn).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         let get = |k: &str| -> Result<Vec<u8>> {
-            conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| r.get::<_, Vec<u8>>(0))
-                .optional()
-                .map_err(|e| Error::Corrupt(format!("{}: not a vtoken file ({e})", path.display())))?
-                .ok_or_else(|| Error::Corrupt(format!("{}: no '{k}' record", path.display())))
+            conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| {
+                r.get::<_, Vec<u8>>(0)
+            })
+            .optional()
+            .map_err(|e| Error::Corrupt(format!("{}: not a vtoken file ({e})", path.display())))?
+            .ok_or_else(|| Error::Corrupt(format!("{}: no '{k}' record", path.display())))
         };
         let fv = get("format")?;
         let version = match <[u8; 4]>::try_from(fv.as_slice()) {
@@ -261,11 +276,16 @@ impl Store {
                     "file needs a format upgrade but is read-only".into(),
                 ));
             }
-            let tx = store.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let tx = store
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)?;
             for m in &MIGRATIONS[(version - 1) as usize..] {
                 m(&tx)?;
             }
-            tx.execute("UPDATE meta SET v = ?1 WHERE k = 'format'", [FORMAT_VERSION.to_le_bytes().to_vec()])?;
+            tx.execute(
+                "UPDATE meta SET v = ?1 WHERE k = 'format'",
+                [FORMAT_VERSION.to_le_bytes().to_vec()],
+            )?;
             tx.commit()?;
         }
         if !read_only {
@@ -295,7 +315,10 @@ impl Store {
 
     fn writable(&self) -> Result<()> {
         if self.read_only {
-            Err(Error::TokenWriteProtected(format!("{} is read-only", self.path.display())))
+            Err(Error::TokenWriteProtected(format!(
+                "{} is read-only",
+                self.path.display()
+            )))
         } else {
             Ok(())
         }
@@ -303,7 +326,9 @@ impl Store {
 
     /// SQLite's `data_version`: changes whenever another connection commits.
     pub fn data_version(&self) -> Result<i64> {
-        Ok(self.conn.query_row("PRAGMA data_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     /// The token header, reloaded if another process changed the file.
@@ -311,7 +336,8 @@ impl Store {
         let v = self.data_version()?;
         if v != self.header_version {
             let sealed: Vec<u8> =
-                self.conn.query_row("SELECT v FROM meta WHERE k = 'header'", [], |r| r.get(0))?;
+                self.conn
+                    .query_row("SELECT v FROM meta WHERE k = 'header'", [], |r| r.get(0))?;
             self.header = Store::decode_header(&self.pub_key, &sealed)?;
             self.header_version = v;
         }
@@ -321,8 +347,13 @@ impl Store {
     /// Replaces the header.
     pub fn write_header(&mut self, h: &Header) -> Result<()> {
         self.writable()?;
-        let sealed = seal::seal(&self.pub_key, HEADER_AD, &postcard::to_allocvec(h).map_err(ser)?)?;
-        self.conn.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
+        let sealed = seal::seal(
+            &self.pub_key,
+            HEADER_AD,
+            &postcard::to_allocvec(h).map_err(ser)?,
+        )?;
+        self.conn
+            .execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
         self.header = h.clone();
         self.header_version = self.data_version()?;
         Ok(())
@@ -332,13 +363,17 @@ impl Store {
     pub fn counter(&self, name: &str) -> Result<u32> {
         let v: Option<Vec<u8>> = self
             .conn
-            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?;
         match v {
             None => Ok(0),
             Some(s) => {
                 let p = seal::open(&self.pub_key, &counter_ad(&self.header.serial, name), &s)
-                    .ok_or_else(|| Error::Corrupt(format!("counter '{name}' fails its integrity check")))?;
+                    .ok_or_else(|| {
+                        Error::Corrupt(format!("counter '{name}' fails its integrity check"))
+                    })?;
                 <[u8; 4]>::try_from(&p[..])
                     .map(u32::from_le_bytes)
                     .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))
@@ -349,7 +384,11 @@ impl Store {
     /// Writes a counter durably (committed before this returns).
     pub fn set_counter(&self, name: &str, v: u32) -> Result<()> {
         self.writable()?;
-        let s = seal::seal(&self.pub_key, &counter_ad(&self.header.serial, name), &v.to_le_bytes())?;
+        let s = seal::seal(
+            &self.pub_key,
+            &counter_ad(&self.header.serial, name),
+            &v.to_le_bytes(),
+        )?;
         self.conn.execute(
             "INSERT INTO counters(name, v) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET v = excluded.v",
             params![name, s],
@@ -361,16 +400,21 @@ impl Store {
     /// one immediate transaction, so two processes never both see the old value).
     pub fn increment_counter(&mut self, name: &str) -> Result<u32> {
         self.writable()?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         let old: Option<Vec<u8>> = tx
-            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| r.get(0))
+            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
             .optional()?;
         let ad = counter_ad(&self.header.serial, name);
         let old = match old {
             None => 0,
             Some(s) => {
-                let p = seal::open(&self.pub_key, &ad, &s)
-                    .ok_or_else(|| Error::Corrupt(format!("counter '{name}' fails its integrity check")))?;
+                let p = seal::open(&self.pub_key, &ad, &s).ok_or_else(|| {
+                    Error::Corrupt(format!("counter '{name}' fails its integrity check"))
+                })?;
                 <[u8; 4]>::try_from(&p[..])
                     .map(u32::from_le_bytes)
                     .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))?
@@ -395,15 +439,28 @@ impl Store {
     }
 
     fn view(&self) -> SealView<'_> {
-        SealView { serial: &self.header.serial, pub_key: &self.pub_key, pub_index: &self.pub_index }
+        SealView {
+            serial: &self.header.serial,
+            pub_key: &self.pub_key,
+            pub_index: &self.pub_index,
+        }
     }
 
     /// Stores a new object; returns its id and generation. Committed on return.
-    pub fn insert_object(&mut self, private: bool, attrs: &Attributes, mk: Option<&MasterKeys>) -> Result<RowRef> {
+    pub fn insert_object(
+        &mut self,
+        private: bool,
+        attrs: &Attributes,
+        mk: Option<&MasterKeys>,
+    ) -> Result<RowRef> {
         self.writable()?;
         let gen = random_gen()?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let id: u64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM objects", [], |r| r.get::<_, i64>(0))? as u64;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let id: u64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM objects", [], |r| {
+            r.get::<_, i64>(0)
+        })? as u64;
         // `self` is borrowed by the transaction, so seal with a helper view.
         let (class, lt, it, blob) = SealView {
             serial: &self.header.serial,
@@ -420,7 +477,13 @@ impl Store {
     }
 
     /// Replaces an object's attributes (the object keeps its id).
-    pub fn update_object(&mut self, id: u64, private: bool, attrs: &Attributes, mk: Option<&MasterKeys>) -> Result<RowRef> {
+    pub fn update_object(
+        &mut self,
+        id: u64,
+        private: bool,
+        attrs: &Attributes,
+        mk: Option<&MasterKeys>,
+    ) -> Result<RowRef> {
         self.writable()?;
         let gen = random_gen()?;
         let (class, lt, it, blob) = self.view().seal_object(id, private, attrs, mk)?;
@@ -437,7 +500,9 @@ impl Store {
     /// Deletes an object; `ObjectHandleInvalid` if it is gone already.
     pub fn delete_object(&mut self, id: u64) -> Result<()> {
         self.writable()?;
-        let n = self.conn.execute("DELETE FROM objects WHERE id = ?1", [id as i64])?;
+        let n = self
+            .conn
+            .execute("DELETE FROM objects WHERE id = ?1", [id as i64])?;
         if n == 0 {
             return Err(Error::ObjectHandleInvalid);
         }
@@ -447,8 +512,14 @@ impl Store {
     /// Deletes every object and counter except the given ones (token re-initialization).
     pub fn wipe(&mut self, header: &Header) -> Result<()> {
         self.writable()?;
-        let sealed = seal::seal(&self.pub_key, HEADER_AD, &postcard::to_allocvec(header).map_err(ser)?)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sealed = seal::seal(
+            &self.pub_key,
+            HEADER_AD,
+            &postcard::to_allocvec(header).map_err(ser)?,
+        )?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM objects", [])?;
         tx.execute("DELETE FROM counters", [])?;
         tx.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
@@ -462,14 +533,26 @@ impl Store {
     pub fn row(&self, id: u64) -> Result<Option<RowRef>> {
         Ok(self
             .conn
-            .query_row("SELECT gen, private FROM objects WHERE id = ?1", [id as i64], |r| {
-                Ok(RowRef { id, gen: r.get(0)?, private: r.get(1)? })
-            })
+            .query_row(
+                "SELECT gen, private FROM objects WHERE id = ?1",
+                [id as i64],
+                |r| {
+                    Ok(RowRef {
+                        id,
+                        gen: r.get(0)?,
+                        private: r.get(1)?,
+                    })
+                },
+            )
             .optional()?)
     }
 
     /// Reads and opens one object. `Corrupt` if its record fails the integrity check.
-    pub fn load_object(&self, id: u64, mk: Option<&MasterKeys>) -> Result<Option<(RowRef, Attributes)>> {
+    pub fn load_object(
+        &self,
+        id: u64,
+        mk: Option<&MasterKeys>,
+    ) -> Result<Option<(RowRef, Attributes)>> {
         let raw = self
             .conn
             .query_row(
@@ -491,7 +574,11 @@ impl Store {
         match raw {
             None => Ok(None),
             Some(raw) => {
-                let rr = RowRef { id: raw.id, gen: raw.gen, private: raw.private };
+                let rr = RowRef {
+                    id: raw.id,
+                    gen: raw.gen,
+                    private: raw.private,
+                };
                 Ok(Some((rr, self.open_record(&raw, mk)?)))
             }
         }
@@ -499,14 +586,29 @@ impl Store {
 
     /// Opens a raw record.
     pub fn open_record(&self, raw: &RawRecord, mk: Option<&MasterKeys>) -> Result<Attributes> {
-        let key = if raw.private { &mk.ok_or(Error::UserNotLoggedIn)?.records } else { &self.pub_key };
-        let ad = obj_ad(&self.header.serial, raw.id, raw.private, raw.class, &raw.label_tag, &raw.id_tag);
-        let plain = seal::open(key, &ad, &raw.blob)
-            .ok_or_else(|| Error::Corrupt(format!("object {} fails its integrity check", raw.id)))?;
+        let key = if raw.private {
+            &mk.ok_or(Error::UserNotLoggedIn)?.records
+        } else {
+            &self.pub_key
+        };
+        let ad = obj_ad(
+            &self.header.serial,
+            raw.id,
+            raw.private,
+            raw.class,
+            &raw.label_tag,
+            &raw.id_tag,
+        );
+        let plain = seal::open(key, &ad, &raw.blob).ok_or_else(|| {
+            Error::Corrupt(format!("object {} fails its integrity check", raw.id))
+        })?;
         let attrs: Attributes = postcard::from_bytes(&plain)
             .map_err(|e| Error::Corrupt(format!("object {}: {e}", raw.id)))?;
-        if attrs.class().unwrap_or(u64::MAX as _) as u64 != raw.class {
-            return Err(Error::Corrupt(format!("object {}: class column mismatch", raw.id)));
+        if attrs.class().unwrap_or(u64::MAX) != raw.class {
+            return Err(Error::Corrupt(format!(
+                "object {}: class column mismatch",
+                raw.id
+            )));
         }
         Ok(attrs)
     }
@@ -540,7 +642,11 @@ impl Store {
             sql.push_str(" ORDER BY id");
             let mut st = self.conn.prepare_cached(&sql)?;
             let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
-                Ok(RowRef { id: r.get::<_, i64>(0)? as u64, gen: r.get(1)?, private })
+                Ok(RowRef {
+                    id: r.get::<_, i64>(0)? as u64,
+                    gen: r.get(1)?,
+                    private,
+                })
             })?;
             for r in rows {
                 out.push(r?);
@@ -579,9 +685,13 @@ impl Store {
 
     /// Number of objects (public, private).
     pub fn counts(&self) -> Result<(u64, u64)> {
-        let mut st = self.conn.prepare_cached("SELECT private, COUNT(*) FROM objects GROUP BY private")?;
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT private, COUNT(*) FROM objects GROUP BY private")?;
         let mut p = (0, 0);
-        let rows = st.query_map([], |r| Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64)))?;
+        let rows = st.query_map([], |r| {
+            Ok((r.get::<_, bool>(0)?, r.get::<_, i64>(1)? as u64))
+        })?;
         for r in rows {
             let (private, n) = r?;
             if private {
@@ -608,9 +718,16 @@ pub struct MasterKeys {
 impl MasterKeys {
     /// Derives the working keys from the master key.
     pub fn new(master: Key32) -> MasterKeys {
-        MasterKeys { records: master.derive(b"records"), index: master.derive(b"index"), master }
+        MasterKeys {
+            records: master.derive(b"records"),
+            index: master.derive(b"index"),
+            master,
+        }
     }
 }
+
+/// A sealed object row: class, label tag, id tag, blob.
+type SealedRow = (u64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>);
 
 struct SealView<'a> {
     serial: &'a str,
@@ -625,15 +742,27 @@ impl SealView<'_> {
         private: bool,
         attrs: &Attributes,
         mk: Option<&MasterKeys>,
-    ) -> Result<(u64, Option<Vec<u8>>, Option<Vec<u8>>, Vec<u8>)> {
+    ) -> Result<SealedRow> {
         use cryptoki_sys::{CKA_ID, CKA_LABEL};
-        let class = attrs.class().unwrap_or(u64::MAX as _) as u64;
-        let ik = if private { &mk.ok_or(Error::UserNotLoggedIn)?.index } else { self.pub_index };
+        let class = attrs.class().unwrap_or(u64::MAX);
+        let ik = if private {
+            &mk.ok_or(Error::UserNotLoggedIn)?.index
+        } else {
+            self.pub_index
+        };
         let lt = attrs.get(CKA_LABEL).map(|v| ik.tag(v));
         let it = attrs.get(CKA_ID).map(|v| ik.tag(v));
-        let key = if private { &mk.ok_or(Error::UserNotLoggedIn)?.records } else { self.pub_key };
+        let key = if private {
+            &mk.ok_or(Error::UserNotLoggedIn)?.records
+        } else {
+            self.pub_key
+        };
         let plain = zeroize::Zeroizing::new(postcard::to_allocvec(attrs).map_err(ser)?);
-        let blob = seal::seal(key, &obj_ad(self.serial, id, private, class, &lt, &it), &plain)?;
+        let blob = seal::seal(
+            key,
+            &obj_ad(self.serial, id, private, class, &lt, &it),
+            &plain,
+        )?;
         Ok((class, lt, it, blob))
     }
 }

@@ -51,7 +51,13 @@ pub fn seal(key: &Key32, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
     let mut nonce = [0u8; 12];
     random(&mut nonce)?;
     let ct = cipher
-        .encrypt(Nonce::from_slice(&nonce), Payload { msg: plain, aad: ad })
+        .encrypt(
+            Nonce::from_slice(&nonce),
+            Payload {
+                msg: plain,
+                aad: ad,
+            },
+        )
         .map_err(|_| Error::General("record encryption failed".into()))?;
     let mut out = Vec::with_capacity(12 + ct.len());
     out.extend_from_slice(&nonce);
@@ -66,7 +72,13 @@ pub fn open(key: &Key32, ad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>>
     }
     let cipher = Aes256Gcm::new_from_slice(&key.0).expect("32-byte key");
     cipher
-        .decrypt(Nonce::from_slice(&sealed[..12]), Payload { msg: &sealed[12..], aad: ad })
+        .decrypt(
+            Nonce::from_slice(&sealed[..12]),
+            Payload {
+                msg: &sealed[12..],
+                aad: ad,
+            },
+        )
         .ok()
         .map(Zeroizing::new)
 }
@@ -98,7 +110,11 @@ impl WrappedKey {
         let mut salt = [0u8; 16];
         random(&mut salt)?;
         let k = kek(pin, &salt, &kdf)?;
-        Ok(WrappedKey { kdf, salt, sealed: seal(&k, ad, &master.0)? })
+        Ok(WrappedKey {
+            kdf,
+            salt,
+            sealed: seal(&k, ad, &master.0)?,
+        })
     }
 
     /// Unwraps with `pin`; `None` when the PIN is wrong (the GCM tag decides, so the
