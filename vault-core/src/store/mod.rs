@@ -228,14 +228,22 @@ impl Store {
         if meta.len() == 0 {
             return Err(Error::Corrupt(format!("{} is empty", path.display())));
         }
-        let read_only = meta.permissions().readonly()
-            || std::fs::OpenOptions::new().write(true).open(path).is_err();
-        let flags = if read_only {
+        // Never probe writability by opening the file with `std::fs`: closing any
+        // descriptor of a file drops every POSIX lock this process holds on it, so a
+        // probe would silently release the locks of a `Store` already open on this
+        // file in this process. Another process could then checkpoint and delete the
+        // WAL under that `Store`, which keeps reading and committing to the unlinked
+        // WAL: stale reads and lost acknowledged writes. SQLite opens a file it
+        // cannot write read-only and says so.
+        let flags = if meta.permissions().readonly() {
             OpenFlags::SQLITE_OPEN_READ_ONLY
         } else {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        let read_only = conn
+            .is_readonly(rusqlite::DatabaseName::Main)
             .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         configure(&conn).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         let get = |k: &str| -> Result<Vec<u8>> {
