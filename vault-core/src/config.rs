@@ -258,7 +258,7 @@ impl Config {
 
 /// Sets up `tracing` once per process: `VTOKEN_LOG` (`LEVEL` or `LEVEL:FILE`) wins
 /// over the config's `[log]`. Output goes to stderr or the file, never stdout.
-/// Without either, only warnings and errors reach stderr.
+/// Without either, only errors reach stderr.
 pub fn init_logging(cfg: &LogConfig) {
     use std::sync::Once;
     static ONCE: Once = Once::new();
@@ -270,7 +270,7 @@ pub fn init_logging(cfg: &LogConfig) {
                 None => (s, cfg.file.clone()),
             },
             None => (
-                cfg.level.clone().unwrap_or_else(|| "warn".into()),
+                cfg.level.clone().unwrap_or_else(|| "error".into()),
                 cfg.file.clone(),
             ),
         };

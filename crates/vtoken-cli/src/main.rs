@@ -1,1 +1,110 @@
-fn main() {}
+//! `vtoken`: the command-line administration tool for vtoken software tokens
+//! (SPEC T6). It drives a token through `vault-core` exactly as a PKCS#11 client
+//! would (sessions, logins, templates), in the manner of `softhsm2-util` and `ykman`.
+//!
+//! Output contract: results on stdout (text, or JSON with `--json`), diagnostics on
+//! stderr, failures as one `error: …` line with exit status 1; secrets are never
+//! printed.
+
+mod cli;
+mod context;
+mod error;
+mod keys;
+mod objects;
+mod output;
+mod pin;
+mod sign;
+mod tokens;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, KeyCommand, ObjectsCommand};
+use context::Ctx;
+use error::Result;
+use output::outln;
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    let ctx = Ctx::load(cli.token.clone())?;
+    let json = cli.json;
+    match &cli.command {
+        Command::Init { label, so, user } => tokens::init(&ctx, json, label, so, user)?,
+        Command::List => tokens::list(&ctx, json)?,
+        Command::Info => tokens::info(&ctx, json)?,
+        Command::Pin(p) => tokens::pin(&ctx, p)?,
+        Command::Key(KeyCommand::Generate {
+            kind,
+            label,
+            id,
+            extractable,
+            user,
+        }) => keys::generate(&ctx, json, *kind, label, id, *extractable, user)?,
+        Command::Import {
+            file,
+            label,
+            id,
+            user,
+        } => keys::import(&ctx, json, file, label, id, user)?,
+        Command::Export {
+            select,
+            kind,
+            der,
+            out,
+            user,
+        } => keys::export(&ctx, json, select, *kind, *der, out.as_deref(), user)?,
+        Command::Objects(ObjectsCommand::List { user }) => keys::list(&ctx, json, user)?,
+        Command::Delete {
+            select,
+            token_file,
+            force,
+            user,
+        } => {
+            if *token_file {
+                tokens::delete_token(&ctx, json, *force)?
+            } else {
+                keys::delete(&ctx, json, select, *force, user)?
+            }
+        }
+        Command::Sign {
+            select,
+            mechanism,
+            input,
+            out,
+            der,
+            user,
+        } => sign::sign(&ctx, select, mechanism, input, out.as_deref(), *der, user)?,
+        Command::Verify {
+            select,
+            mechanism,
+            input,
+            signature,
+            der,
+            user,
+        } => {
+            let valid = sign::verify(&ctx, select, mechanism, input, signature, *der, user)?;
+            if json {
+                output::print_json(&serde_json::json!({ "valid": valid }))?;
+            }
+            if !valid {
+                eprintln!("error: signature invalid");
+                return Ok(ExitCode::FAILURE);
+            }
+            if !json {
+                outln!("signature valid");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

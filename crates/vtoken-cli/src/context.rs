@@ -1,0 +1,139 @@
+//! Choosing a token and talking to it like a PKCS#11 client: one R/W session,
+//! logins with helpful messages, and a logout when done.
+
+use std::sync::Arc;
+
+use vault_core::config::Config;
+use vault_core::slots::{Registry, TokenEntry};
+use vault_core::token::{Token, UserType};
+use vault_core::Error;
+
+use crate::error::{bail, CliError, Result};
+use crate::pin::Pin;
+
+/// The loaded configuration and token registry.
+pub struct Ctx {
+    pub registry: Registry,
+    /// `--token`.
+    pub token: Option<String>,
+}
+
+impl Ctx {
+    /// Loads `VTOKEN_CONF` (or the XDG defaults) and starts logging.
+    pub fn load(token: Option<String>) -> Result<Ctx> {
+        let cfg = Config::load()?;
+        // The CLI reports failures itself (one `error:` line); the core's warnings
+        // (e.g. "wrong PIN") are noise here unless asked for with VTOKEN_LOG or [log].
+        let mut log = cfg.log.clone();
+        if log.level.is_none() {
+            log.level = Some("error".into());
+        }
+        vault_core::config::init_logging(&log);
+        Ok(Ctx {
+            registry: Registry::new(cfg),
+            token,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        self.registry.config()
+    }
+
+    /// The token named by `--token`, or the only token there is.
+    pub fn entry(&self) -> Result<TokenEntry> {
+        if let Some(name) = &self.token {
+            return Ok(self.registry.find(name)?);
+        }
+        let all = self.registry.tokens()?;
+        match all.len() {
+            1 => Ok(all.into_iter().next().expect("one token")),
+            0 => bail!(
+                "no token in {} (create one with `vtoken init --label LABEL`)",
+                self.config().token_dir.display()
+            ),
+            _ => {
+                let names: Vec<String> = all
+                    .iter()
+                    .map(|t| format!("{} ({})", t.label, t.serial))
+                    .collect();
+                bail!(
+                    "several tokens exist, choose one with --token LABEL|SERIAL: {}",
+                    names.join(", ")
+                )
+            }
+        }
+    }
+
+    /// Opens the selected token with one R/W session.
+    pub fn open(&self) -> Result<Open> {
+        let entry = self.entry()?;
+        let token = self.registry.open(&entry)?;
+        let sid = token.open_session(true)?;
+        Ok(Open { entry, token, sid })
+    }
+}
+
+/// An open token with its session. Dropping it closes the session (and so logs out).
+pub struct Open {
+    pub entry: TokenEntry,
+    pub token: Arc<Token>,
+    pub sid: u64,
+}
+
+impl Open {
+    /// Logs in as `who`, turning PIN errors into messages that say what to do next.
+    pub fn login(&self, who: UserType, pin: &Pin) -> Result<()> {
+        login(&self.token, who, pin)
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let _ = self.token.close_session(self.sid);
+    }
+}
+
+/// Logs in with a helpful error: tries left, or how to unlock.
+pub fn login(token: &Token, who: UserType, pin: &Pin) -> Result<()> {
+    match token.login(who, pin.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(pin_error(token, who, e)),
+    }
+}
+
+/// Explains a failed PIN check.
+pub fn pin_error(token: &Token, who: UserType, e: Error) -> CliError {
+    let name = match who {
+        UserType::User => "user PIN",
+        UserType::So => "SO PIN",
+    };
+    match e {
+        Error::PinIncorrect => {
+            let left = token.info().ok().map(|i| {
+                let s = if who == UserType::User {
+                    i.user_pin
+                } else {
+                    i.so_pin
+                };
+                s.max_tries.saturating_sub(s.failures)
+            });
+            match left {
+                Some(1) => CliError::new(format!("incorrect {name} (1 try left before it locks)")),
+                Some(n) => CliError::new(format!("incorrect {name} ({n} tries left)")),
+                None => CliError::new(format!("incorrect {name}")),
+            }
+        }
+        Error::PinLocked => match who {
+            UserType::User => CliError::new(
+                "the user PIN is locked after too many wrong tries; unlock it with \
+                 `vtoken pin unlock` (needs the SO PIN)",
+            ),
+            UserType::So => CliError::new(
+                "the SO PIN is locked; nothing can unlock this token: delete it with \
+                 `vtoken delete --token-file --force` and create a new one",
+            ),
+        },
+        e => e.into(),
+    }
+}

@@ -1,0 +1,597 @@
+//! Object commands: `key generate`, `import`, `export`, `objects list`, `delete`.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use cryptoki_sys::*;
+use der::Encode;
+use serde_json::json;
+use vault_core::mechanism::backend::Curve;
+use vault_core::mechanism::{encoding, random, Mechanism};
+use vault_core::token::UserType;
+use vault_core::Attributes;
+
+use crate::cli::{ExportKind, KeyType, Selector, UserPin};
+use crate::context::{Ctx, Open};
+use crate::error::{bail, CliError, Result};
+use crate::objects::{self, parse_id, ObjectInfo};
+use crate::output::{outln, print_json, read_in, write_out};
+use crate::pin;
+
+/// Logs in as the user: PIN given or prompted.
+fn login_user(open: &Open, user: &UserPin) -> Result<()> {
+    let p = pin::user(user)?;
+    open.login(UserType::User, &p)
+}
+
+/// Logs in as the user only if a PIN was given without prompting; returns whether.
+fn login_if_given(open: &Open, user: &UserPin) -> Result<bool> {
+    match pin::user_given(user)? {
+        Some(p) => open.login(UserType::User, &p).map(|_| true),
+        None => Ok(false),
+    }
+}
+
+fn base_template(
+    class: CK_OBJECT_CLASS,
+    kt: CK_KEY_TYPE,
+    label: &str,
+    id: &Option<Vec<u8>>,
+) -> Attributes {
+    let mut t = Attributes::new();
+    t.set_ulong(CKA_CLASS, class);
+    t.set_ulong(CKA_KEY_TYPE, kt);
+    t.set_bool(CKA_TOKEN, true);
+    t.set(CKA_LABEL, label.as_bytes().to_vec());
+    if let Some(id) = id {
+        t.set(CKA_ID, id.clone());
+    }
+    t
+}
+
+fn print_created(open: &Open, json: bool, what: &str, handles: &[u64]) -> Result<()> {
+    let infos: Vec<ObjectInfo> = handles
+        .iter()
+        .map(|h| open.token.attributes(*h).map(|a| ObjectInfo::new(*h, &a)))
+        .collect::<std::result::Result<_, _>>()?;
+    if json {
+        return print_json(&json!({ "created": infos }));
+    }
+    outln!("{what}:");
+    for i in &infos {
+        outln!("{}", i.line());
+    }
+    Ok(())
+}
+
+/// `vtoken key generate`.
+pub fn generate(
+    ctx: &Ctx,
+    json: bool,
+    kind: KeyType,
+    label: &str,
+    id: &Option<String>,
+    extractable: bool,
+    user: &UserPin,
+) -> Result<()> {
+    let id = id.as_deref().map(parse_id).transpose()?;
+    let open = ctx.open()?;
+    login_user(&open, user)?;
+    let pair = |kt: CK_KEY_TYPE| {
+        let mut p = base_template(CKO_PUBLIC_KEY, kt, label, &id);
+        p.set_bool(CKA_PRIVATE, false);
+        p.set_bool(CKA_VERIFY, true);
+        let mut s = base_template(CKO_PRIVATE_KEY, kt, label, &id);
+        s.set_bool(CKA_PRIVATE, true);
+        s.set_bool(CKA_SENSITIVE, true);
+        s.set_bool(CKA_EXTRACTABLE, extractable);
+        s.set_bool(CKA_SIGN, true);
+        (p, s)
+    };
+    let handles = match kind {
+        KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096 => {
+            let bits = match kind {
+                KeyType::Rsa2048 => 2048,
+                KeyType::Rsa3072 => 3072,
+                _ => 4096,
+            };
+            let (mut p, mut s) = pair(CKK_RSA);
+            p.set_ulong(CKA_MODULUS_BITS, bits);
+            p.set(CKA_PUBLIC_EXPONENT, vec![1, 0, 1]);
+            p.set_bool(CKA_ENCRYPT, true);
+            p.set_bool(CKA_WRAP, true);
+            s.set_bool(CKA_DECRYPT, true);
+            s.set_bool(CKA_UNWRAP, true);
+            let m = Mechanism::new(CKM_RSA_PKCS_KEY_PAIR_GEN);
+            let (a, b) = open.token.generate_key_pair(open.sid, &m, &p, &s)?;
+            vec![a, b]
+        }
+        KeyType::EcP256 | KeyType::EcP384 => {
+            let curve = if kind == KeyType::EcP256 {
+                Curve::P256
+            } else {
+                Curve::P384
+            };
+            let (mut p, mut s) = pair(CKK_EC);
+            p.set(CKA_EC_PARAMS, curve.ec_params().to_vec());
+            p.set_bool(CKA_ENCRYPT, false);
+            p.set_bool(CKA_WRAP, false);
+            s.set_bool(CKA_DECRYPT, false);
+            s.set_bool(CKA_UNWRAP, false);
+            s.set_bool(CKA_DERIVE, true);
+            let m = Mechanism::new(CKM_EC_KEY_PAIR_GEN);
+            let (a, b) = open.token.generate_key_pair(open.sid, &m, &p, &s)?;
+            vec![a, b]
+        }
+        KeyType::Aes128 | KeyType::Aes256 | KeyType::Hmac => {
+            let (kt, len, mech) = match kind {
+                KeyType::Aes128 => (CKK_AES, 16, CKM_AES_KEY_GEN),
+                KeyType::Aes256 => (CKK_AES, 32, CKM_AES_KEY_GEN),
+                _ => (CKK_GENERIC_SECRET, 32, CKM_GENERIC_SECRET_KEY_GEN),
+            };
+            // Secret keys have no public part to derive an id from: a random one.
+            let id = match &id {
+                Some(id) => id.clone(),
+                None => {
+                    let mut b = [0u8; 8];
+                    random(&mut b)?;
+                    b.to_vec()
+                }
+            };
+            let mut t = base_template(CKO_SECRET_KEY, kt, label, &Some(id));
+            t.set_bool(CKA_PRIVATE, true);
+            t.set_bool(CKA_SENSITIVE, true);
+            t.set_bool(CKA_EXTRACTABLE, extractable);
+            t.set_ulong(CKA_VALUE_LEN, len);
+            t.set_bool(CKA_SIGN, true);
+            t.set_bool(CKA_VERIFY, true);
+            let aes = kt == CKK_AES;
+            for a in [CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP] {
+                t.set_bool(a, aes);
+            }
+            vec![open
+                .token
+                .generate_key(open.sid, &Mechanism::new(mech), &t)?]
+        }
+    };
+    print_created(&open, json, "Generated", &handles)
+}
+
+/// One decoded input block: its PEM label (or the DER guess) and bytes.
+struct Block {
+    label: Option<String>,
+    der: Vec<u8>,
+}
+
+/// Splits a file into PEM blocks, or treats it as one DER blob.
+fn blocks(data: &[u8]) -> Result<Vec<Block>> {
+    let text = match std::str::from_utf8(data) {
+        Ok(t) if t.contains("-----BEGIN ") => t,
+        _ => {
+            return Ok(vec![Block {
+                label: None,
+                der: data.to_vec(),
+            }])
+        }
+    };
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        let after = &rest[start..];
+        let end_marker = after
+            .find("-----END ")
+            .ok_or_else(|| CliError::new("unterminated PEM block"))?;
+        let tail = &after[end_marker + 9..];
+        let close = tail
+            .find("-----")
+            .ok_or_else(|| CliError::new("unterminated PEM block"))?;
+        let block_len = end_marker + 9 + close + 5;
+        let pem = &after[..block_len];
+        let (label, der) = der::pem::decode_vec(pem.as_bytes())
+            .map_err(|e| CliError::new(format!("invalid PEM: {e}")))?;
+        out.push(Block {
+            label: Some(label.to_string()),
+            der,
+        });
+        rest = &after[block_len..];
+    }
+    Ok(out)
+}
+
+/// PKCS#1 `RSAPrivateKey` DER wrapped into a PKCS#8 `PrivateKeyInfo`.
+fn pkcs1_to_pkcs8(der: &[u8]) -> Result<Vec<u8>> {
+    const RSA: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    let info = pkcs8::PrivateKeyInfo::new(
+        spki::AlgorithmIdentifierRef {
+            oid: RSA,
+            parameters: Some(der::asn1::AnyRef::NULL),
+        },
+        der,
+    );
+    info.to_der()
+        .map_err(|e| CliError::new(format!("cannot re-encode the RSA key: {e}")))
+}
+
+/// What an input block holds.
+enum Material {
+    PrivateKey(Attributes, Attributes),
+    Certificate(Attributes),
+    PublicKey(Attributes),
+}
+
+fn classify(block: &Block) -> Result<Material> {
+    let key = |der: &[u8]| {
+        encoding::pkcs8_to_attributes(der)
+            .map(|(p, s)| Material::PrivateKey(p, s))
+            .map_err(|_| {
+                CliError::new(
+                    "the private key is not a supported PKCS#8 key (RSA, EC P-256 or P-384)",
+                )
+            })
+    };
+    let cert = |der: &[u8]| {
+        encoding::certificate_attributes(der)
+            .map(Material::Certificate)
+            .map_err(|_| CliError::new("the certificate does not parse as X.509"))
+    };
+    let public = |der: &[u8]| {
+        encoding::spki_to_attributes(der)
+            .map(Material::PublicKey)
+            .map_err(|_| {
+                CliError::new("the public key is not a supported RSA or EC (P-256, P-384) key")
+            })
+    };
+    match block.label.as_deref() {
+        Some("PRIVATE KEY") => key(&block.der),
+        Some("RSA PRIVATE KEY") => key(&pkcs1_to_pkcs8(&block.der)?),
+        Some("CERTIFICATE") | Some("X509 CERTIFICATE") | Some("TRUSTED CERTIFICATE") => cert(&block.der),
+        Some("PUBLIC KEY") => public(&block.der),
+        Some("ENCRYPTED PRIVATE KEY") => {
+            bail!("encrypted private keys are not read: decrypt first with `openssl pkcs8 -in FILE -out plain.pem`")
+        }
+        Some("EC PRIVATE KEY") => bail!(
+            "SEC1 'EC PRIVATE KEY' files are not read: convert with `openssl pkcs8 -topk8 -nocrypt -in FILE -out key.pem`"
+        ),
+        Some(other) => bail!("unsupported PEM block '{other}' (expected PRIVATE KEY, CERTIFICATE or PUBLIC KEY)"),
+        // OpenSSL 3.0 writes RSA keys in DER as PKCS#1: try that form too.
+        None => key(&block.der)
+            .or_else(|e| pkcs1_to_pkcs8(&block.der).and_then(|p8| key(&p8)).map_err(|_| e))
+            .or_else(|_| cert(&block.der))
+            .or_else(|_| public(&block.der))
+            .map_err(|_| {
+                CliError::new("the file is neither a PKCS#8 private key, an X.509 certificate nor a public key (DER)")
+            }),
+    }
+}
+
+/// An existing object of `class` with CKA_ID `id`, if any.
+fn existing(open: &Open, class: CK_OBJECT_CLASS, id: &[u8]) -> Result<Option<u64>> {
+    let mut t = Attributes::new();
+    t.set_ulong(CKA_CLASS, class);
+    t.set(CKA_ID, id.to_vec());
+    Ok(open.token.search(&t)?.into_iter().next())
+}
+
+/// The label of a key already on the token with CKA_ID `id`.
+fn key_label(open: &Open, id: &[u8]) -> Option<String> {
+    for class in [CKO_PRIVATE_KEY, CKO_PUBLIC_KEY] {
+        if let Ok(Some(h)) = existing(open, class, id) {
+            if let Ok(a) = open.token.attributes(h) {
+                if !a.label().is_empty() {
+                    return Some(a.label());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `vtoken import`.
+pub fn import(
+    ctx: &Ctx,
+    json: bool,
+    file: &Path,
+    label: &Option<String>,
+    id: &Option<String>,
+    user: &UserPin,
+) -> Result<()> {
+    let id = id.as_deref().map(parse_id).transpose()?;
+    let data = zeroize::Zeroizing::new(read_in(file)?);
+    let list = blocks(&data)?;
+    if list.is_empty() {
+        bail!("{}: no PEM block found", file.display());
+    }
+    let materials = list.iter().map(classify).collect::<Result<Vec<_>>>()?;
+    let open = ctx.open()?;
+    let needs_login = materials
+        .iter()
+        .any(|m| matches!(m, Material::PrivateKey(..)));
+    if needs_login {
+        login_user(&open, user)?;
+    } else {
+        login_if_given(&open, user)?;
+    }
+    let file_label = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut handles = Vec::new();
+    for m in materials {
+        match m {
+            Material::PrivateKey(mut p, mut s) => {
+                let kid = id.clone().unwrap_or_else(|| encoding::key_id(&p));
+                if existing(&open, CKO_PRIVATE_KEY, &kid)?.is_some() {
+                    bail!(
+                        "a private key with CKA_ID {} is on the token already",
+                        hex::encode(&kid)
+                    );
+                }
+                let l = label.clone().unwrap_or_else(|| file_label.clone());
+                for (a, private) in [(&mut p, false), (&mut s, true)] {
+                    a.set_bool(CKA_TOKEN, true);
+                    a.set_bool(CKA_PRIVATE, private);
+                    a.set(CKA_LABEL, l.as_bytes().to_vec());
+                    a.set(CKA_ID, kid.clone());
+                }
+                s.set_bool(CKA_SENSITIVE, true);
+                s.set_bool(CKA_EXTRACTABLE, false);
+                if s.key_type() == Some(CKK_EC) {
+                    // EC keys sign and derive; they do not encrypt or wrap.
+                    for a in [CKA_DECRYPT, CKA_UNWRAP] {
+                        s.set_bool(a, false);
+                    }
+                    s.set_bool(CKA_DERIVE, true);
+                    for a in [CKA_ENCRYPT, CKA_WRAP] {
+                        p.set_bool(a, false);
+                    }
+                }
+                let sh = open.token.create_object(open.sid, &s)?;
+                if existing(&open, CKO_PUBLIC_KEY, &kid)?.is_none() {
+                    match open.token.create_object(open.sid, &p) {
+                        Ok(ph) => handles.push(ph),
+                        Err(e) => {
+                            let _ = open.token.destroy_object(open.sid, sh);
+                            return Err(e.into());
+                        }
+                    }
+                }
+                handles.push(sh);
+            }
+            Material::Certificate(mut c) => {
+                if let Some(id) = &id {
+                    c.set(CKA_ID, id.clone());
+                }
+                let cid = c.get(CKA_ID).unwrap_or_default().to_vec();
+                if let Some(value) = c.get(CKA_VALUE).map(|v| v.to_vec()) {
+                    let mut t = Attributes::new();
+                    t.set_ulong(CKA_CLASS, CKO_CERTIFICATE);
+                    t.set(CKA_VALUE, value);
+                    if let Some(h) = open.token.search(&t)?.first() {
+                        bail!("this certificate is on the token already (handle {h})");
+                    }
+                }
+                let l = label
+                    .clone()
+                    .or_else(|| key_label(&open, &cid))
+                    .or_else(|| c.get(CKA_SUBJECT).and_then(common_name))
+                    .unwrap_or_else(|| file_label.clone());
+                c.set_bool(CKA_TOKEN, true);
+                c.set_bool(CKA_PRIVATE, false);
+                c.set(CKA_LABEL, l.into_bytes());
+                handles.push(open.token.create_object(open.sid, &c)?);
+            }
+            Material::PublicKey(mut p) => {
+                let kid = id.clone().unwrap_or_else(|| encoding::key_id(&p));
+                if existing(&open, CKO_PUBLIC_KEY, &kid)?.is_some() {
+                    bail!(
+                        "a public key with CKA_ID {} is on the token already",
+                        hex::encode(&kid)
+                    );
+                }
+                let l = label
+                    .clone()
+                    .or_else(|| key_label(&open, &kid))
+                    .unwrap_or_else(|| file_label.clone());
+                p.set_bool(CKA_TOKEN, true);
+                p.set_bool(CKA_PRIVATE, false);
+                p.set(CKA_LABEL, l.into_bytes());
+                p.set(CKA_ID, kid);
+                handles.push(open.token.create_object(open.sid, &p)?);
+            }
+        }
+    }
+    print_created(&open, json, "Imported", &handles)
+}
+
+/// The CN of a DER-encoded Name.
+fn common_name(name_der: &[u8]) -> Option<String> {
+    use der::Decode;
+    const CN: spki::ObjectIdentifier = spki::ObjectIdentifier::new_unwrap("2.5.4.3");
+    let name = x509_cert::name::Name::from_der(name_der).ok()?;
+    for rdn in name.0.iter() {
+        for atv in rdn.0.iter() {
+            if atv.oid == CN {
+                let s = atv.value.decode_as::<String>().ok().or_else(|| {
+                    std::str::from_utf8(atv.value.value())
+                        .ok()
+                        .map(|s| s.to_string())
+                });
+                if s.is_some() {
+                    return s;
+                }
+            }
+        }
+    }
+    None
+}
+
+/// `vtoken export`.
+pub fn export(
+    ctx: &Ctx,
+    json: bool,
+    select: &Selector,
+    kind: Option<ExportKind>,
+    der_out: bool,
+    out: Option<&Path>,
+    user: &UserPin,
+) -> Result<()> {
+    let open = ctx.open()?;
+    login_if_given(&open, user)?;
+    let all = objects::select(&open, select, &[])?;
+    let mut certs = Vec::new();
+    let mut pubs = Vec::new();
+    let mut secret = Vec::new();
+    for h in all {
+        let a = open.token.attributes(h)?;
+        match a.class() {
+            Some(CKO_CERTIFICATE) => certs.push((h, a)),
+            Some(CKO_PUBLIC_KEY) => pubs.push((h, a)),
+            Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY) => secret.push((h, a)),
+            _ => {}
+        }
+    }
+    let chosen = match kind {
+        Some(ExportKind::Cert) => &certs,
+        Some(ExportKind::Pubkey) => &pubs,
+        None if !certs.is_empty() => &certs,
+        None => &pubs,
+    };
+    let (handle, attrs) = match chosen.len() {
+        1 => &chosen[0],
+        0 if !secret.is_empty() => {
+            let what = match secret[0].1.class() {
+                Some(CKO_SECRET_KEY) => "secret key",
+                _ => "private key",
+            };
+            bail!(
+                "refusing to export a {what}: private and secret keys never leave the token \
+                 (export the public key or certificate instead)"
+            )
+        }
+        0 => bail!(
+            "no {} matches {}",
+            export_noun(kind),
+            objects::describe_selector(select)
+        ),
+        n => {
+            let hs: Vec<String> = chosen.iter().map(|(h, _)| h.to_string()).collect();
+            bail!(
+                "{n} objects match (handles {}); choose one with --handle or --id",
+                hs.join(", ")
+            )
+        }
+    };
+    let (der_bytes, pem_label) = match attrs.class() {
+        Some(CKO_CERTIFICATE) => (attrs.require(CKA_VALUE)?.to_vec(), "CERTIFICATE"),
+        _ => {
+            let spki = match attrs.get(CKA_PUBLIC_KEY_INFO).filter(|v| !v.is_empty()) {
+                Some(v) => v.to_vec(),
+                None => encoding::public_key_spki(attrs)?,
+            };
+            (spki, "PUBLIC KEY")
+        }
+    };
+    let bytes = if der_out {
+        der_bytes
+    } else {
+        der::pem::encode_string(pem_label, der::pem::LineEnding::LF, &der_bytes)
+            .map_err(|e| CliError::new(format!("PEM: {e}")))?
+            .into_bytes()
+    };
+    if json && out.is_some() {
+        write_out(out, &bytes)?;
+        return print_json(&json!({"exported": ObjectInfo::new(*handle, attrs), "file": out}));
+    }
+    write_out(out, &bytes)?;
+    if let Some(p) = out {
+        eprintln!(
+            "wrote {} (handle {handle}) to {}",
+            pem_label.to_lowercase(),
+            p.display()
+        );
+    }
+    Ok(())
+}
+
+fn export_noun(kind: Option<ExportKind>) -> &'static str {
+    match kind {
+        Some(ExportKind::Cert) => "certificate",
+        Some(ExportKind::Pubkey) => "public key",
+        None => "certificate or public key",
+    }
+}
+
+/// `vtoken objects list`.
+pub fn list(ctx: &Ctx, json: bool, user: &UserPin) -> Result<()> {
+    let open = ctx.open()?;
+    let logged_in = login_if_given(&open, user)?;
+    let mut infos = Vec::new();
+    for h in open.token.search(&Attributes::new())? {
+        let a = open.token.attributes(h)?;
+        infos.push(ObjectInfo::new(h, &a));
+    }
+    if json {
+        return print_json(&infos);
+    }
+    outln!(
+        "Token '{}' ({}): {} object(s)",
+        open.entry.label,
+        open.entry.serial,
+        infos.len()
+    );
+    for i in &infos {
+        outln!("{}", i.line());
+    }
+    if !logged_in {
+        let info = open.token.info()?;
+        if info.private_objects > 0 {
+            eprintln!(
+                "({} private object(s) hidden: give the user PIN with --pin or VTOKEN_PIN to list them)",
+                info.private_objects
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `vtoken delete` (objects).
+pub fn delete(ctx: &Ctx, json: bool, select: &Selector, force: bool, user: &UserPin) -> Result<()> {
+    let open = ctx.open()?;
+    login_user(&open, user)?;
+    let handles = objects::select(&open, select, &[])?;
+    if handles.is_empty() {
+        bail!("no object matches {}", objects::describe_selector(select));
+    }
+    let infos: Vec<ObjectInfo> = handles
+        .iter()
+        .map(|h| open.token.attributes(*h).map(|a| ObjectInfo::new(*h, &a)))
+        .collect::<std::result::Result<_, _>>()?;
+    if !force {
+        if !std::io::stdin().is_terminal() {
+            bail!(
+                "refusing to delete {} object(s) without --force (stdin is not a terminal)",
+                infos.len()
+            );
+        }
+        eprintln!("About to delete:");
+        for i in &infos {
+            eprintln!("{}", i.line());
+        }
+        eprint!("Delete {} object(s)? [y/N] ", infos.len());
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            bail!("not deleted");
+        }
+    }
+    for h in &handles {
+        open.token.destroy_object(open.sid, *h)?;
+    }
+    if json {
+        return print_json(&json!({ "deleted": infos }));
+    }
+    for i in &infos {
+        outln!("deleted {}", i.line().trim_start());
+    }
+    Ok(())
+}
