@@ -41,6 +41,8 @@ pub enum Error {
     SessionReadOnly,
     #[error("a read-only session exists while the SO is logging in")]
     SessionReadOnlyExists,
+    #[error("the SO is logged in: only read/write sessions can be opened")]
+    SessionReadWriteSoExists,
     #[error("invalid session handle")]
     SessionHandleInvalid,
     #[error("invalid object handle")]
@@ -137,6 +139,7 @@ impl Error {
             TokenWriteProtected(_) => CKR_TOKEN_WRITE_PROTECTED,
             SessionReadOnly => CKR_SESSION_READ_ONLY,
             SessionReadOnlyExists => CKR_SESSION_READ_ONLY_EXISTS,
+            SessionReadWriteSoExists => CKR_SESSION_READ_WRITE_SO_EXISTS,
             SessionHandleInvalid => CKR_SESSION_HANDLE_INVALID,
             ObjectHandleInvalid => CKR_OBJECT_HANDLE_INVALID,
             KeyHandleInvalid => CKR_KEY_HANDLE_INVALID,

@@ -153,7 +153,7 @@ impl Token {
     /// `C_OpenSession`.
     pub fn open_session(&self, rw: bool) -> Result<u64> {
         if !rw && self.logged_in() == Some(UserType::So) {
-            return Err(Error::SessionReadOnlyExists);
+            return Err(Error::SessionReadWriteSoExists);
         }
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let s = Session {

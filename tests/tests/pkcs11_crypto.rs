@@ -1,0 +1,743 @@
+//! PKCS#11 through `cryptoki`: key generation, signatures, ciphers, digests, HMAC,
+//! key wrapping, ECDH derivation and the random generator, with their error codes.
+mod pkcs11_common;
+
+use cryptoki::error::RvError;
+use cryptoki::mechanism::aead::GcmParams;
+use cryptoki::mechanism::elliptic_curve::{EcKdf, Ecdh1DeriveParams};
+use cryptoki::mechanism::rsa::{PkcsMgfType, PkcsOaepParams, PkcsOaepSource, PkcsPssParams};
+use cryptoki::mechanism::{Mechanism, MechanismType};
+use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
+use cryptoki::session::Session;
+use cryptoki_sys::*;
+use pkcs11_common::*;
+
+const MSG: &[u8] = b"the quick brown fox jumps over the lazy dog";
+
+fn sha256(s: &Session, data: &[u8]) -> Vec<u8> {
+    s.digest(&Mechanism::Sha256, data).unwrap()
+}
+
+fn pss() -> PkcsPssParams {
+    PkcsPssParams {
+        hash_alg: MechanismType::SHA256,
+        mgf: PkcsMgfType::MGF1_SHA256,
+        s_len: 32.into(),
+    }
+}
+
+/// Sign `data` in three parts, then verify it in other parts.
+fn multipart_sign_verify(s: &Session, m: &Mechanism, private: ObjectHandle, public: ObjectHandle) {
+    s.sign_init(m, private).unwrap();
+    for part in MSG.chunks(7) {
+        s.sign_update(part).unwrap();
+    }
+    let sig = s.sign_final().unwrap();
+    s.verify(m, public, MSG, &sig).unwrap();
+    s.verify_init(m, public).unwrap();
+    for part in MSG.chunks(11) {
+        s.verify_update(part).unwrap();
+    }
+    s.verify_final(&sig).unwrap();
+    // And a single-part signature verifies in parts.
+    let sig = s.sign(m, private, MSG).unwrap();
+    s.verify_init(m, public).unwrap();
+    s.verify_update(&MSG[..5]).unwrap();
+    s.verify_update(&MSG[5..]).unwrap();
+    s.verify_final(&sig).unwrap();
+}
+
+#[test]
+fn rsa_signatures() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (public, private) = rsa_pair(&s, "rsa-sign", false);
+    assert_eq!(attr_bytes(&s, public, AttributeType::Modulus).len(), 256);
+    assert_eq!(
+        attr_bytes(&s, public, AttributeType::PublicExponent),
+        vec![1, 0, 1]
+    );
+
+    let m = Mechanism::Sha256RsaPkcs;
+    let sig = s.sign(&m, private, MSG).unwrap();
+    assert_eq!(sig.len(), 256);
+    s.verify(&m, public, MSG, &sig).unwrap();
+    assert_eq!(
+        sig,
+        s.sign(&m, private, MSG).unwrap(),
+        "PKCS#1 v1.5 is deterministic"
+    );
+    let mut bad = sig.clone();
+    bad[100] ^= 1;
+    assert_eq!(
+        rv(s.verify(&m, public, MSG, &bad)),
+        RvError::SignatureInvalid
+    );
+    assert_eq!(
+        rv(s.verify(&m, public, b"other", &sig)),
+        RvError::SignatureInvalid
+    );
+    let short = rv(s.verify(&m, public, MSG, &sig[..255]));
+    assert!(
+        matches!(
+            short,
+            RvError::SignatureLenRange | RvError::SignatureInvalid
+        ),
+        "short RSA signature: {short:?}"
+    );
+    multipart_sign_verify(&s, &m, private, public);
+
+    // Raw PSS over a SHA-256 hash and SHA256-RSA-PSS over the message agree.
+    let raw_pss = Mechanism::RsaPkcsPss(pss());
+    let hashed_pss = Mechanism::Sha256RsaPkcsPss(pss());
+    let hash = sha256(&s, MSG);
+    let sig = s.sign(&raw_pss, private, &hash).unwrap();
+    assert_eq!(sig.len(), 256);
+    s.verify(&raw_pss, public, &hash, &sig).unwrap();
+    s.verify(&hashed_pss, public, MSG, &sig).unwrap();
+    let sig2 = s.sign(&hashed_pss, private, MSG).unwrap();
+    assert_ne!(sig, sig2, "PSS is randomized");
+    s.verify(&raw_pss, public, &hash, &sig2).unwrap();
+    let mut bad = sig2.clone();
+    bad[0] ^= 0x40;
+    assert_eq!(
+        rv(s.verify(&hashed_pss, public, MSG, &bad)),
+        RvError::SignatureInvalid
+    );
+    multipart_sign_verify(&s, &hashed_pss, private, public);
+}
+
+#[test]
+fn ecdsa_signatures_p256_and_p384() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    for (curve, len) in [(P256, 64usize), (P384, 96)] {
+        let (public, private) = ec_pair(&s, curve, "ec", false);
+        let point = unwrap_octet_string(&attr_bytes(&s, public, AttributeType::EcPoint));
+        assert_eq!(point.len(), 1 + len, "uncompressed point");
+        let attrs = s
+            .get_attributes(public, &[AttributeType::EcParams])
+            .unwrap();
+        assert_eq!(attrs, vec![Attribute::EcParams(curve.to_vec())]);
+
+        let m = Mechanism::EcdsaSha256;
+        let sig = s.sign(&m, private, MSG).unwrap();
+        assert_eq!(sig.len(), len, "r || s");
+        s.verify(&m, public, MSG, &sig).unwrap();
+        // Raw ECDSA over the SHA-256 hash verifies the same signature.
+        let hash = sha256(&s, MSG);
+        s.verify(&Mechanism::Ecdsa, public, &hash, &sig).unwrap();
+        let raw_sig = s.sign(&Mechanism::Ecdsa, private, &hash).unwrap();
+        s.verify(&m, public, MSG, &raw_sig).unwrap();
+
+        let mut bad = sig.clone();
+        bad[len / 2 + 3] ^= 1;
+        assert_eq!(
+            rv(s.verify(&m, public, MSG, &bad)),
+            RvError::SignatureInvalid
+        );
+        let wrong_len = rv(s.verify(&m, public, MSG, &sig[..len - 1]));
+        assert!(
+            matches!(
+                wrong_len,
+                RvError::SignatureLenRange | RvError::SignatureInvalid
+            ),
+            "ECDSA signature of the wrong length: {wrong_len:?}"
+        );
+        multipart_sign_verify(&s, &m, private, public);
+    }
+}
+
+#[test]
+fn sign_length_protocol_raw() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (public, private) = ec_pair(&s, P256, "len", false);
+    let h = s.handle();
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_ECDSA,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    let mut hash = sha256(&s, MSG);
+    let hlen = hash.len() as CK_ULONG;
+    assert_eq!(rawcall!(C_SignInit, h, &mut mech, private.handle()), CKR_OK);
+    let mut len: CK_ULONG = 0;
+    assert_eq!(
+        rawcall!(
+            C_Sign,
+            h,
+            hash.as_mut_ptr(),
+            hlen,
+            std::ptr::null_mut(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    assert_eq!(len, 64);
+    let mut sig = vec![0u8; 64];
+    let mut short: CK_ULONG = 10;
+    assert_eq!(
+        rawcall!(
+            C_Sign,
+            h,
+            hash.as_mut_ptr(),
+            hlen,
+            sig.as_mut_ptr(),
+            &mut short
+        ),
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(short, 64, "CKR_BUFFER_TOO_SMALL reports the needed length");
+    assert_eq!(
+        rawcall!(
+            C_Sign,
+            h,
+            hash.as_mut_ptr(),
+            hlen,
+            sig.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OK,
+        "the operation stays active after CKR_BUFFER_TOO_SMALL"
+    );
+    assert_eq!(len, 64);
+    s.verify(&Mechanism::Ecdsa, public, &hash, &sig).unwrap();
+    assert_eq!(
+        rawcall!(
+            C_Sign,
+            h,
+            hash.as_mut_ptr(),
+            hlen,
+            sig.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OPERATION_NOT_INITIALIZED,
+        "a successful C_Sign ends the operation"
+    );
+    // Multi-part: C_SignFinal follows the same protocol.
+    assert_eq!(rawcall!(C_SignInit, h, &mut mech, private.handle()), CKR_OK);
+    assert_eq!(rawcall!(C_SignUpdate, h, hash.as_mut_ptr(), hlen), CKR_OK);
+    let mut len: CK_ULONG = 0;
+    assert_eq!(
+        rawcall!(C_SignFinal, h, std::ptr::null_mut(), &mut len),
+        CKR_OK
+    );
+    assert_eq!(len, 64);
+    let mut short: CK_ULONG = 1;
+    assert_eq!(
+        rawcall!(C_SignFinal, h, sig.as_mut_ptr(), &mut short),
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(rawcall!(C_SignFinal, h, sig.as_mut_ptr(), &mut len), CKR_OK);
+    s.verify(&Mechanism::Ecdsa, public, &hash, &sig).unwrap();
+}
+
+#[test]
+fn sign_operation_errors() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (public, private) = ec_pair(&s, P256, "errs", false);
+    assert_eq!(rv(s.sign_update(MSG)), RvError::OperationNotInitialized);
+    assert_eq!(rv(s.sign_final()), RvError::OperationNotInitialized);
+    assert_eq!(rv(s.verify_update(MSG)), RvError::OperationNotInitialized);
+    let mut out = [0u8; 64];
+    let mut len: CK_ULONG = 64;
+    let mut data = MSG.to_vec();
+    assert_eq!(
+        rawcall!(
+            C_Sign,
+            s.handle(),
+            data.as_mut_ptr(),
+            data.len() as CK_ULONG,
+            out.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+    s.sign_init(&Mechanism::EcdsaSha256, private).unwrap();
+    assert_eq!(
+        rv(s.sign_init(&Mechanism::EcdsaSha256, private)),
+        RvError::OperationActive
+    );
+    s.sign_update(MSG).unwrap();
+    s.sign_final().unwrap();
+
+    let no_sign = s
+        .generate_key_pair(
+            &Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::EcParams(P256.to_vec()),
+                Attribute::Verify(true),
+            ],
+            &[
+                Attribute::Token(false),
+                Attribute::Private(true),
+                Attribute::Sign(false),
+            ],
+        )
+        .unwrap()
+        .1;
+    assert_eq!(
+        rv(s.sign(&Mechanism::EcdsaSha256, no_sign, MSG)),
+        RvError::KeyFunctionNotPermitted
+    );
+    let aes = aes_key(&s, &[Attribute::Sign(true)]);
+    assert_eq!(
+        rv(s.sign_init(&Mechanism::Ecdsa, aes)),
+        RvError::KeyTypeInconsistent
+    );
+    // A public key cannot sign; RSA mechanisms do not take EC keys.
+    assert!(s.sign_init(&Mechanism::Ecdsa, public).is_err());
+    assert_eq!(
+        rv(s.sign_init(&Mechanism::Sha256RsaPkcs, private)),
+        RvError::KeyTypeInconsistent
+    );
+    let bad = unsafe { ObjectHandle::new_from_raw(0x7777_7777) };
+    assert_eq!(
+        rv(s.sign_init(&Mechanism::Ecdsa, bad)),
+        RvError::KeyHandleInvalid
+    );
+}
+
+#[test]
+fn aes_cbc_pad_and_ecb() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let key = aes_key(&s, &[]);
+    let iv = [0x42u8; 16];
+    let m = Mechanism::AesCbcPad(iv);
+    let plain: Vec<u8> = (0..37u8).collect();
+    let ct = s.encrypt(&m, key, &plain).unwrap();
+    assert_eq!(ct.len(), 48);
+    assert_eq!(s.decrypt(&m, key, &ct).unwrap(), plain);
+    // Multi-part encryption gives the same ciphertext.
+    s.encrypt_init(&m, key).unwrap();
+    let mut parts = Vec::new();
+    for chunk in plain.chunks(10) {
+        parts.extend(s.encrypt_update(chunk).unwrap());
+    }
+    parts.extend(s.encrypt_final().unwrap());
+    assert_eq!(parts, ct);
+    s.decrypt_init(&m, key).unwrap();
+    let mut back = Vec::new();
+    for chunk in ct.chunks(13) {
+        back.extend(s.decrypt_update(chunk).unwrap());
+    }
+    back.extend(s.decrypt_final().unwrap());
+    assert_eq!(back, plain);
+    assert_eq!(rv(s.encrypt_update(b"x")), RvError::OperationNotInitialized);
+    // Bad padding.
+    let mut bad = ct.clone();
+    bad[47] ^= 0xff;
+    let r = rv(s.decrypt(&m, key, &bad));
+    assert!(
+        matches!(
+            r,
+            RvError::EncryptedDataInvalid | RvError::EncryptedDataLenRange
+        ),
+        "bad CBC padding: {r:?}"
+    );
+    assert_eq!(
+        rv(s.decrypt(&m, key, &ct[..47])),
+        RvError::EncryptedDataLenRange
+    );
+
+    // FIPS-197 C.3 (AES-256).
+    let fips_key: Vec<u8> = (0u8..32).collect();
+    let k = secret_key(
+        &s,
+        KeyType::AES,
+        &fips_key,
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    );
+    let pt = hex::decode("00112233445566778899aabbccddeeff").unwrap();
+    let ct = s.encrypt(&Mechanism::AesEcb, k, &pt).unwrap();
+    assert_eq!(hex::encode(&ct), "8ea2b7ca516745bfeafc49904b496089");
+    assert_eq!(s.decrypt(&Mechanism::AesEcb, k, &ct).unwrap(), pt);
+    assert_eq!(
+        rv(s.encrypt(&Mechanism::AesEcb, k, &pt[..15])),
+        RvError::DataLenRange
+    );
+}
+
+#[test]
+fn aes_gcm_with_aad() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let key = aes_key(&s, &[]);
+    let aad = b"header";
+    let plain = b"attack at dawn, bring snacks".to_vec();
+    let mut iv = [7u8; 12];
+    let ct = {
+        let p = GcmParams::new(&mut iv, aad, 128.into()).unwrap();
+        s.encrypt(&Mechanism::AesGcm(p), key, &plain).unwrap()
+    };
+    assert_eq!(ct.len(), plain.len() + 16);
+    let dec = |data: &[u8], aad: &[u8]| {
+        let mut iv = [7u8; 12];
+        let p = GcmParams::new(&mut iv, aad, 128.into()).unwrap();
+        s.decrypt(&Mechanism::AesGcm(p), key, data)
+    };
+    assert_eq!(dec(&ct, aad).unwrap(), plain);
+    let mut tampered = ct.clone();
+    *tampered.last_mut().unwrap() ^= 1;
+    assert_eq!(rv(dec(&tampered, aad)), RvError::EncryptedDataInvalid);
+    assert_eq!(rv(dec(&ct, b"other header")), RvError::EncryptedDataInvalid);
+}
+
+#[test]
+fn rsa_oaep_and_pkcs_encryption() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (public, private) = rsa_pair(&s, "rsa-enc", false);
+    let oaep = Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
+        MechanismType::SHA256,
+        PkcsMgfType::MGF1_SHA256,
+        PkcsOaepSource::empty(),
+    ));
+    let secret = b"a 32 byte secret for the oaep ok".to_vec();
+    let ct = s.encrypt(&oaep, public, &secret).unwrap();
+    assert_eq!(ct.len(), 256);
+    assert_ne!(
+        ct,
+        s.encrypt(&oaep, public, &secret).unwrap(),
+        "OAEP is randomized"
+    );
+    assert_eq!(s.decrypt(&oaep, private, &ct).unwrap(), secret);
+    let mut bad = ct.clone();
+    bad[5] ^= 1;
+    assert_eq!(
+        rv(s.decrypt(&oaep, private, &bad)),
+        RvError::EncryptedDataInvalid
+    );
+    let ct = s.encrypt(&Mechanism::RsaPkcs, public, &secret).unwrap();
+    assert_eq!(
+        s.decrypt(&Mechanism::RsaPkcs, private, &ct).unwrap(),
+        secret
+    );
+    assert_eq!(
+        rv(s.encrypt(&oaep, public, &[0u8; 200])),
+        RvError::DataLenRange
+    );
+}
+
+#[test]
+fn sha256_digest() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    assert_eq!(hex::encode(sha256(&s, b"abc")), abc);
+    s.digest_init(&Mechanism::Sha256).unwrap();
+    s.digest_update(b"a").unwrap();
+    s.digest_update(b"").unwrap();
+    s.digest_update(b"bc").unwrap();
+    assert_eq!(hex::encode(s.digest_final().unwrap()), abc);
+    assert_eq!(rv(s.digest_update(b"x")), RvError::OperationNotInitialized);
+    s.digest_init(&Mechanism::Sha256).unwrap();
+    assert_eq!(
+        rv(s.digest_init(&Mechanism::Sha256)),
+        RvError::OperationActive
+    );
+    // Raw length protocol.
+    let h = s.handle();
+    let mut data = b"abc".to_vec();
+    let mut len: CK_ULONG = 0;
+    assert_eq!(
+        rawcall!(
+            C_Digest,
+            h,
+            data.as_mut_ptr(),
+            3,
+            std::ptr::null_mut(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    assert_eq!(len, 32);
+    let mut out = [0u8; 32];
+    let mut short: CK_ULONG = 31;
+    assert_eq!(
+        rawcall!(
+            C_Digest,
+            h,
+            data.as_mut_ptr(),
+            3,
+            out.as_mut_ptr(),
+            &mut short
+        ),
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(short, 32);
+    assert_eq!(
+        rawcall!(
+            C_Digest,
+            h,
+            data.as_mut_ptr(),
+            3,
+            out.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    assert_eq!(hex::encode(out), abc);
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_SHA256_HMAC,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    assert_eq!(rawcall!(C_DigestInit, h, &mut mech), CKR_MECHANISM_INVALID);
+}
+
+#[test]
+fn digest_key() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let value = b"0123456789abcdef0123456789abcdef".to_vec();
+    let key = secret_key(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &value,
+        &[Attribute::Sensitive(false), Attribute::Extractable(true)],
+    );
+    s.digest_init(&Mechanism::Sha256).unwrap();
+    s.digest_update(b"prefix").unwrap();
+    s.digest_key(key).unwrap();
+    let got = s.digest_final().unwrap();
+    let mut expected_input = b"prefix".to_vec();
+    expected_input.extend_from_slice(&value);
+    assert_eq!(got, sha256(&s, &expected_input));
+    assert_eq!(rv(s.digest_key(key)), RvError::OperationNotInitialized);
+}
+
+#[test]
+fn hmac_sha256_rfc4231_case_2() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let key = secret_key(
+        &s,
+        KeyType::GENERIC_SECRET,
+        b"Jefe",
+        &[Attribute::Sign(true), Attribute::Verify(true)],
+    );
+    let data = b"what do ya want for nothing?";
+    let mac = s.sign(&Mechanism::Sha256Hmac, key, data).unwrap();
+    assert_eq!(
+        hex::encode(&mac),
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+    );
+    s.verify(&Mechanism::Sha256Hmac, key, data, &mac).unwrap();
+    let mut bad = mac.clone();
+    bad[0] ^= 1;
+    assert_eq!(
+        rv(s.verify(&Mechanism::Sha256Hmac, key, data, &bad)),
+        RvError::SignatureInvalid
+    );
+    // Multi-part gives the same MAC.
+    s.sign_init(&Mechanism::Sha256Hmac, key).unwrap();
+    s.sign_update(&data[..10]).unwrap();
+    s.sign_update(&data[10..]).unwrap();
+    assert_eq!(s.sign_final().unwrap(), mac);
+}
+
+#[test]
+fn wrap_and_unwrap_with_aes_key_wrap_pad() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let kek = aes_key(&s, &[Attribute::Wrap(true), Attribute::Unwrap(true)]);
+    let value: Vec<u8> = (100u8..132).collect();
+    let target = secret_key(
+        &s,
+        KeyType::AES,
+        &value,
+        &[
+            Attribute::Extractable(true),
+            Attribute::Sensitive(true),
+            Attribute::Encrypt(true),
+        ],
+    );
+    let m = Mechanism::AesKeyWrapPad;
+    let wrapped = s.wrap_key(&m, kek, target).unwrap();
+    assert_eq!(wrapped.len(), 40, "32-byte key + 8-byte KWP header");
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::AES),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+        Attribute::Decrypt(true),
+    ];
+    let unwrapped = s.unwrap_key(&m, kek, &wrapped, &template).unwrap();
+    assert_eq!(attr_bytes(&s, unwrapped, AttributeType::Value), value);
+    let ct = s.encrypt(&Mechanism::AesEcb, target, &[5u8; 16]).unwrap();
+    assert_eq!(
+        s.decrypt(&Mechanism::AesEcb, unwrapped, &ct).unwrap(),
+        vec![5u8; 16]
+    );
+
+    let mut bad = wrapped.clone();
+    bad[20] ^= 1;
+    assert_eq!(
+        rv(s.unwrap_key(&m, kek, &bad, &template)),
+        RvError::WrappedKeyInvalid
+    );
+    let locked = aes_key(&s, &[Attribute::Extractable(false)]);
+    assert_eq!(rv(s.wrap_key(&m, kek, locked)), RvError::KeyUnextractable);
+    let no_wrap = aes_key(&s, &[Attribute::Wrap(false)]);
+    assert_eq!(
+        rv(s.wrap_key(&m, no_wrap, target)),
+        RvError::KeyFunctionNotPermitted
+    );
+}
+
+#[test]
+fn ecdh_derive_gives_equal_secrets() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (pub_a, priv_a) = ec_pair(&s, P256, "a", false);
+    let (pub_b, priv_b) = ec_pair(&s, P256, "b", false);
+    let point_a = unwrap_octet_string(&attr_bytes(&s, pub_a, AttributeType::EcPoint));
+    let point_b = unwrap_octet_string(&attr_bytes(&s, pub_b, AttributeType::EcPoint));
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::ValueLen(32.into()),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    let derive = |private: ObjectHandle, peer: &[u8]| {
+        let m = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), peer));
+        s.derive_key(&m, private, &template)
+    };
+    let ab = derive(priv_a, &point_b).unwrap();
+    let ba = derive(priv_b, &point_a).unwrap();
+    let secret = attr_bytes(&s, ab, AttributeType::Value);
+    assert_eq!(secret.len(), 32);
+    assert_eq!(secret, attr_bytes(&s, ba, AttributeType::Value));
+    // A point that is not on the curve.
+    let mut off_curve = point_b.clone();
+    off_curve[40] ^= 1;
+    assert!(derive(priv_a, &off_curve).is_err());
+}
+
+#[test]
+fn random_generation() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let a = s.generate_random_vec(32).unwrap();
+    let b = s.generate_random_vec(32).unwrap();
+    assert_eq!(a.len(), 32);
+    assert_ne!(a, b);
+    let mut big = vec![0u8; 4096];
+    s.generate_random_slice(&mut big).unwrap();
+    assert!(big.iter().any(|&x| x != 0));
+    match s.seed_random(b"some seed") {
+        Ok(()) => {}
+        Err(e) => assert_eq!(rv::<()>(Err(e)), RvError::RandomSeedNotSupported),
+    }
+}
+
+#[test]
+fn encrypt_decrypt_length_protocol_raw() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let key = aes_key(&s, &[]).handle();
+    let h = s.handle();
+    let mut iv = [9u8; 16];
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_AES_CBC_PAD,
+        pParameter: iv.as_mut_ptr() as *mut std::ffi::c_void,
+        ulParameterLen: 16,
+    };
+    let mut plain: Vec<u8> = (0..37u8).collect();
+    let plen = plain.len() as CK_ULONG;
+    assert_eq!(rawcall!(C_EncryptInit, h, &mut mech, key), CKR_OK);
+    assert_eq!(
+        rawcall!(C_EncryptInit, h, &mut mech, key),
+        CKR_OPERATION_ACTIVE
+    );
+    let mut len: CK_ULONG = 0;
+    let null = std::ptr::null_mut::<u8>();
+    assert_eq!(
+        rawcall!(C_Encrypt, h, plain.as_mut_ptr(), plen, null, &mut len),
+        CKR_OK
+    );
+    assert!(len >= 48, "length query: {len}");
+    let mut ct = vec![0u8; len as usize];
+    let mut short: CK_ULONG = 16;
+    assert_eq!(
+        rawcall!(
+            C_Encrypt,
+            h,
+            plain.as_mut_ptr(),
+            plen,
+            ct.as_mut_ptr(),
+            &mut short
+        ),
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert!(short >= 48);
+    assert_eq!(
+        rawcall!(
+            C_Encrypt,
+            h,
+            plain.as_mut_ptr(),
+            plen,
+            ct.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    assert_eq!(len, 48);
+    ct.truncate(48);
+
+    assert_eq!(rawcall!(C_DecryptInit, h, &mut mech, key), CKR_OK);
+    assert_eq!(
+        rawcall!(C_DecryptInit, h, &mut mech, key),
+        CKR_OPERATION_ACTIVE
+    );
+    let mut len: CK_ULONG = 0;
+    assert_eq!(
+        rawcall!(C_Decrypt, h, ct.as_mut_ptr(), 48, null, &mut len),
+        CKR_OK
+    );
+    assert!(len >= 37, "length query: {len}");
+    let mut out = vec![0u8; len as usize];
+    let mut short: CK_ULONG = 8;
+    assert_eq!(
+        rawcall!(
+            C_Decrypt,
+            h,
+            ct.as_mut_ptr(),
+            48,
+            out.as_mut_ptr(),
+            &mut short
+        ),
+        CKR_BUFFER_TOO_SMALL
+    );
+    assert_eq!(
+        rawcall!(
+            C_Decrypt,
+            h,
+            ct.as_mut_ptr(),
+            48,
+            out.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    assert_eq!(&out[..len as usize], &plain[..]);
+    assert_eq!(
+        rawcall!(
+            C_Decrypt,
+            h,
+            ct.as_mut_ptr(),
+            48,
+            out.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+}
