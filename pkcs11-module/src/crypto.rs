@@ -1,0 +1,349 @@
+//! Cryptographic operations: encrypt, decrypt, digest, sign, verify, random.
+//!
+//! Each call finds the session's token (locks released), then runs the operation
+//! under the core's per-session lock only, so sessions work in parallel. Output
+//! follows the PKCS#11 length protocol (see `convert::deliver`).
+
+use cryptoki_sys::*;
+use vault_core::session::{OutLen, Output};
+use vault_core::token::Token;
+
+use crate::convert::{bytes, deliver, mechanism, out_len, BAD};
+use crate::guard::{call, CallResult, Rv};
+use crate::state;
+
+/// Runs an operation that produces output into `buf`/`len`.
+unsafe fn produce(
+    name: &'static str,
+    h: CK_SESSION_HANDLE,
+    buf: *mut CK_BYTE,
+    len: *mut CK_ULONG,
+    op: impl FnOnce(&Token, OutLen) -> Result<Output, Rv>,
+) -> CK_RV {
+    call(name, || {
+        let e = state::state()?.session(h)?;
+        let room = out_len(buf, len)?;
+        let out = op(&e.token, room)?;
+        deliver(out, buf, len)
+    })
+}
+
+/// Runs an operation without output.
+fn run(name: &'static str, h: CK_SESSION_HANDLE, op: impl FnOnce(&Token) -> CallResult) -> CK_RV {
+    call(name, || {
+        let e = state::state()?.session(h)?;
+        op(&e.token)
+    })
+}
+
+/// Runs an `*Init` call: decodes the mechanism, then `op`.
+unsafe fn init(
+    name: &'static str,
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    op: impl FnOnce(&Token, &vault_core::mechanism::Mechanism) -> vault_core::Result<()>,
+) -> CK_RV {
+    call(name, || {
+        let e = state::state()?.session(h)?;
+        let m = mechanism(mech)?;
+        op(&e.token, &m)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------- encryption
+
+/// `C_EncryptInit`.
+#[no_mangle]
+pub unsafe extern "C" fn C_EncryptInit(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    init("C_EncryptInit", h, mech, |t, m| t.encrypt_init(h, m, key))
+}
+
+/// `C_Encrypt`.
+#[no_mangle]
+pub unsafe extern "C" fn C_Encrypt(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_Encrypt", h, out, out_len, |t, o| {
+        Ok(t.encrypt(h, bytes(data, data_len)?, o)?)
+    })
+}
+
+/// `C_EncryptUpdate`.
+#[no_mangle]
+pub unsafe extern "C" fn C_EncryptUpdate(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_EncryptUpdate", h, out, out_len, |t, o| {
+        Ok(t.encrypt_update(h, bytes(data, data_len)?, o)?)
+    })
+}
+
+/// `C_EncryptFinal`.
+#[no_mangle]
+pub unsafe extern "C" fn C_EncryptFinal(
+    h: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_EncryptFinal", h, out, out_len, |t, o| {
+        Ok(t.encrypt_final(h, o)?)
+    })
+}
+
+/// `C_DecryptInit`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DecryptInit(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    init("C_DecryptInit", h, mech, |t, m| t.decrypt_init(h, m, key))
+}
+
+/// `C_Decrypt`.
+#[no_mangle]
+pub unsafe extern "C" fn C_Decrypt(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_Decrypt", h, out, out_len, |t, o| {
+        Ok(t.decrypt(h, bytes(data, data_len)?, o)?)
+    })
+}
+
+/// `C_DecryptUpdate`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DecryptUpdate(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_DecryptUpdate", h, out, out_len, |t, o| {
+        Ok(t.decrypt_update(h, bytes(data, data_len)?, o)?)
+    })
+}
+
+/// `C_DecryptFinal`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DecryptFinal(
+    h: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_DecryptFinal", h, out, out_len, |t, o| {
+        Ok(t.decrypt_final(h, o)?)
+    })
+}
+
+// ---------------------------------------------------------------- digests
+
+/// `C_DigestInit`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) -> CK_RV {
+    init("C_DigestInit", h, mech, |t, m| t.digest_init(h, m))
+}
+
+/// `C_Digest`.
+#[no_mangle]
+pub unsafe extern "C" fn C_Digest(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_Digest", h, out, out_len, |t, o| {
+        Ok(t.digest(h, bytes(data, data_len)?, o)?)
+    })
+}
+
+/// `C_DigestUpdate`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestUpdate(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    run("C_DigestUpdate", h, |t| {
+        t.digest_update(h, bytes(data, data_len)?)?;
+        Ok(())
+    })
+}
+
+/// `C_DigestKey`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
+    run("C_DigestKey", h, |t| {
+        t.digest_key(h, key)?;
+        Ok(())
+    })
+}
+
+/// `C_DigestFinal`.
+#[no_mangle]
+pub unsafe extern "C" fn C_DigestFinal(
+    h: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    out_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_DigestFinal", h, out, out_len, |t, o| {
+        Ok(t.digest_final(h, o)?)
+    })
+}
+
+// ---------------------------------------------------------------- signatures and MACs
+
+/// `C_SignInit`.
+#[no_mangle]
+pub unsafe extern "C" fn C_SignInit(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    init("C_SignInit", h, mech, |t, m| t.sign_init(h, m, key))
+}
+
+/// `C_Sign`.
+#[no_mangle]
+pub unsafe extern "C" fn C_Sign(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    sig: *mut CK_BYTE,
+    sig_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_Sign", h, sig, sig_len, |t, o| {
+        Ok(t.sign(h, bytes(data, data_len)?, o)?)
+    })
+}
+
+/// `C_SignUpdate`.
+#[no_mangle]
+pub unsafe extern "C" fn C_SignUpdate(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    run("C_SignUpdate", h, |t| {
+        t.sign_update(h, bytes(data, data_len)?)?;
+        Ok(())
+    })
+}
+
+/// `C_SignFinal`.
+#[no_mangle]
+pub unsafe extern "C" fn C_SignFinal(
+    h: CK_SESSION_HANDLE,
+    sig: *mut CK_BYTE,
+    sig_len: *mut CK_ULONG,
+) -> CK_RV {
+    produce("C_SignFinal", h, sig, sig_len, |t, o| {
+        Ok(t.sign_final(h, o)?)
+    })
+}
+
+/// `C_VerifyInit`.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyInit(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+) -> CK_RV {
+    init("C_VerifyInit", h, mech, |t, m| t.verify_init(h, m, key))
+}
+
+/// `C_Verify`.
+#[no_mangle]
+pub unsafe extern "C" fn C_Verify(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+    sig: *mut CK_BYTE,
+    sig_len: CK_ULONG,
+) -> CK_RV {
+    run("C_Verify", h, |t| {
+        t.verify(h, bytes(data, data_len)?, bytes(sig, sig_len)?)?;
+        Ok(())
+    })
+}
+
+/// `C_VerifyUpdate`.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyUpdate(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    run("C_VerifyUpdate", h, |t| {
+        t.verify_update(h, bytes(data, data_len)?)?;
+        Ok(())
+    })
+}
+
+/// `C_VerifyFinal`.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifyFinal(
+    h: CK_SESSION_HANDLE,
+    sig: *mut CK_BYTE,
+    sig_len: CK_ULONG,
+) -> CK_RV {
+    run("C_VerifyFinal", h, |t| {
+        t.verify_final(h, bytes(sig, sig_len)?)?;
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------- random
+
+/// `C_SeedRandom`: accepted and ignored, as SoftHSM does. Random bytes come from
+/// the operating system's CSPRNG, which seeds itself; clients (the `cryptoki`
+/// crate's suite, `pkcs11-tool --test`) expect `CKR_OK` here.
+#[no_mangle]
+pub unsafe extern "C" fn C_SeedRandom(
+    h: CK_SESSION_HANDLE,
+    seed: *mut CK_BYTE,
+    seed_len: CK_ULONG,
+) -> CK_RV {
+    run("C_SeedRandom", h, |_| {
+        bytes(seed, seed_len)?;
+        Ok(())
+    })
+}
+
+/// `C_GenerateRandom`: bytes from the operating system's CSPRNG.
+#[no_mangle]
+pub unsafe extern "C" fn C_GenerateRandom(
+    h: CK_SESSION_HANDLE,
+    out: *mut CK_BYTE,
+    len: CK_ULONG,
+) -> CK_RV {
+    run("C_GenerateRandom", h, |_| {
+        if len == 0 {
+            return Ok(());
+        }
+        if out.is_null() {
+            return Err(BAD);
+        }
+        let buf = std::slice::from_raw_parts_mut(out, len as usize);
+        vault_core::mechanism::random(buf)?;
+        Ok(())
+    })
+}

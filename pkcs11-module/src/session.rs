@@ -1,0 +1,192 @@
+//! Session management and login: open/close, session info, login/logout, PINs.
+//!
+//! Login state is per application: the core's `Token` is shared by every session
+//! this process has on it, so logging in on one session logs in all of them.
+
+use std::ffi::c_void;
+
+use cryptoki_sys::*;
+use vault_core::token::UserType;
+
+use crate::convert::{bytes, non_null, pin};
+use crate::guard::{call, Rv};
+use crate::state::{self, SessionEntry};
+
+/// `C_OpenSession`: serial sessions only; the free slot has no token to open.
+#[no_mangle]
+pub unsafe extern "C" fn C_OpenSession(
+    slot: CK_SLOT_ID,
+    flags: CK_FLAGS,
+    _application: *mut c_void,
+    _notify: CK_NOTIFY,
+    session: *mut CK_SESSION_HANDLE,
+) -> CK_RV {
+    call("C_OpenSession", || {
+        let st = state::state()?;
+        non_null(session)?;
+        if flags & CKF_SERIAL_SESSION == 0 {
+            return Err(Rv(CKR_SESSION_PARALLEL_NOT_SUPPORTED));
+        }
+        let token = st.slot_token(slot)?;
+        let h = token.open_session(flags & CKF_RW_SESSION != 0)?;
+        st.add_session(h as CK_SESSION_HANDLE, SessionEntry { slot, token });
+        *session = h as CK_SESSION_HANDLE;
+        Ok(())
+    })
+}
+
+/// `C_CloseSession`.
+#[no_mangle]
+pub unsafe extern "C" fn C_CloseSession(h: CK_SESSION_HANDLE) -> CK_RV {
+    call("C_CloseSession", || {
+        let st = state::state()?;
+        let e = st.session(h)?;
+        st.remove_session(h);
+        e.token.close_session(h)?;
+        Ok(())
+    })
+}
+
+/// `C_CloseAllSessions`: every session of this process on the slot's token.
+#[no_mangle]
+pub unsafe extern "C" fn C_CloseAllSessions(slot: CK_SLOT_ID) -> CK_RV {
+    call("C_CloseAllSessions", || {
+        let st = state::state()?;
+        match st.slot(slot)? {
+            state::Slot::Free => Ok(()),
+            state::Slot::Token(e) => {
+                let token = st.token(&e)?;
+                st.remove_token_sessions(&token);
+                token.close_all_sessions();
+                Ok(())
+            }
+        }
+    })
+}
+
+/// `C_GetSessionInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSessionInfo(
+    h: CK_SESSION_HANDLE,
+    info: *mut CK_SESSION_INFO,
+) -> CK_RV {
+    call("C_GetSessionInfo", || {
+        let st = state::state()?;
+        let e = st.session(h)?;
+        non_null(info)?;
+        let si = e.token.session_info(h)?;
+        let mut flags = CKF_SERIAL_SESSION;
+        if si.rw {
+            flags |= CKF_RW_SESSION;
+        }
+        *info = CK_SESSION_INFO {
+            slotID: e.slot,
+            state: si.state,
+            flags,
+            ulDeviceError: 0,
+        };
+        Ok(())
+    })
+}
+
+fn login(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
+    e.token.session_info(h)?;
+    if user == CKU_CONTEXT_SPECIFIC {
+        e.token.verify_user_pin(pin)?;
+    } else {
+        e.token.login(UserType::from_ck(user)?, pin)?;
+    }
+    Ok(())
+}
+
+/// `C_Login`. `CKU_CONTEXT_SPECIFIC` re-verifies the user PIN.
+#[no_mangle]
+pub unsafe extern "C" fn C_Login(
+    h: CK_SESSION_HANDLE,
+    user: CK_USER_TYPE,
+    pin_ptr: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
+    call("C_Login", || {
+        let e = state::state()?.session(h)?;
+        login(&e, h, user, pin(pin_ptr, pin_len)?)
+    })
+}
+
+/// `C_LoginUser` (3.0): user names are not supported by this token and ignored.
+#[no_mangle]
+pub unsafe extern "C" fn C_LoginUser(
+    h: CK_SESSION_HANDLE,
+    user: CK_USER_TYPE,
+    pin_ptr: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+    username: *mut CK_UTF8CHAR,
+    username_len: CK_ULONG,
+) -> CK_RV {
+    call("C_LoginUser", || {
+        let e = state::state()?.session(h)?;
+        bytes(username, username_len)?;
+        login(&e, h, user, pin(pin_ptr, pin_len)?)
+    })
+}
+
+/// `C_Logout`.
+#[no_mangle]
+pub unsafe extern "C" fn C_Logout(h: CK_SESSION_HANDLE) -> CK_RV {
+    call("C_Logout", || {
+        let e = state::state()?.session(h)?;
+        e.token.logout()?;
+        Ok(())
+    })
+}
+
+/// Fails with `CKR_SESSION_READ_ONLY` for a read-only session.
+fn require_rw(e: &SessionEntry, h: CK_SESSION_HANDLE) -> Result<(), Rv> {
+    if e.token.session_info(h)?.rw {
+        Ok(())
+    } else {
+        Err(Rv(CKR_SESSION_READ_ONLY))
+    }
+}
+
+/// `C_InitPIN`: the SO sets the user PIN.
+#[no_mangle]
+pub unsafe extern "C" fn C_InitPIN(
+    h: CK_SESSION_HANDLE,
+    pin_ptr: *mut CK_UTF8CHAR,
+    pin_len: CK_ULONG,
+) -> CK_RV {
+    call("C_InitPIN", || {
+        let e = state::state()?.session(h)?;
+        require_rw(&e, h)?;
+        e.token.init_pin(pin(pin_ptr, pin_len)?)?;
+        Ok(())
+    })
+}
+
+/// `C_SetPIN`: changes the PIN of whoever is logged in (the user when no one is).
+#[no_mangle]
+pub unsafe extern "C" fn C_SetPIN(
+    h: CK_SESSION_HANDLE,
+    old: *mut CK_UTF8CHAR,
+    old_len: CK_ULONG,
+    new: *mut CK_UTF8CHAR,
+    new_len: CK_ULONG,
+) -> CK_RV {
+    call("C_SetPIN", || {
+        let e = state::state()?.session(h)?;
+        require_rw(&e, h)?;
+        e.token.set_pin(pin(old, old_len)?, pin(new, new_len)?)?;
+        Ok(())
+    })
+}
+
+/// `C_SessionCancel` (3.0): ends every active operation of the session.
+#[no_mangle]
+pub unsafe extern "C" fn C_SessionCancel(h: CK_SESSION_HANDLE, _flags: CK_FLAGS) -> CK_RV {
+    call("C_SessionCancel", || {
+        let e = state::state()?.session(h)?;
+        e.token.cancel(h)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,213 @@
+//! Slot and token management: slot list, slot/token info, mechanisms,
+//! `C_InitToken` and `C_WaitForSlotEvent` (SPEC T1).
+//!
+//! One slot per token file (its ID derives from the token serial), then one free
+//! slot last, where `C_InitToken` creates a token. The token directory is rescanned
+//! on every `C_GetSlotList`, so tokens made by other processes appear at once.
+
+use std::ffi::c_void;
+use std::time::Duration;
+
+use cryptoki_sys::*;
+use vault_core::mechanism;
+use vault_core::token::{TokenInfo, MANUFACTURER, MODEL};
+
+use crate::convert::{deliver_list, label32, non_null, padded, pin, BAD};
+use crate::guard::{call, Rv};
+use crate::state::{self, Slot};
+
+const SLOT_DESCRIPTION: &str = "vtoken slot";
+/// How often a blocking `C_WaitForSlotEvent` looks at the token directory.
+const EVENT_POLL: Duration = Duration::from_millis(500);
+
+/// `C_GetSlotList`: every slot has a token present (the free slot's is blank).
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSlotList(
+    _token_present: CK_BBOOL,
+    list: *mut CK_SLOT_ID,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    call("C_GetSlotList", || {
+        let st = state::state()?;
+        non_null(count)?;
+        let ids = st.slot_list()?;
+        deliver_list(&ids, list, count)
+    })
+}
+
+/// `C_GetSlotInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO) -> CK_RV {
+    call("C_GetSlotInfo", || {
+        let st = state::state()?;
+        non_null(info)?;
+        st.slot(slot)?;
+        *info = CK_SLOT_INFO {
+            slotDescription: padded(SLOT_DESCRIPTION),
+            manufacturerID: padded(MANUFACTURER),
+            flags: CKF_TOKEN_PRESENT,
+            hardwareVersion: crate::LIBRARY_VERSION,
+            firmwareVersion: crate::LIBRARY_VERSION,
+        };
+        Ok(())
+    })
+}
+
+fn token_info(i: &TokenInfo) -> CK_TOKEN_INFO {
+    CK_TOKEN_INFO {
+        label: padded(&i.label),
+        manufacturerID: padded(&i.manufacturer),
+        model: padded(&i.model),
+        serialNumber: padded(&i.serial),
+        flags: i.flags as CK_FLAGS,
+        ulMaxSessionCount: CK_EFFECTIVELY_INFINITE,
+        ulSessionCount: i.sessions as CK_ULONG,
+        ulMaxRwSessionCount: CK_EFFECTIVELY_INFINITE,
+        ulRwSessionCount: i.rw_sessions as CK_ULONG,
+        ulMaxPinLen: i.max_pin_len as CK_ULONG,
+        ulMinPinLen: i.min_pin_len as CK_ULONG,
+        ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
+        ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
+        ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,
+        ulFreePrivateMemory: CK_UNAVAILABLE_INFORMATION,
+        hardwareVersion: crate::LIBRARY_VERSION,
+        firmwareVersion: crate::LIBRARY_VERSION,
+        utcTime: [b' '; 16],
+    }
+}
+
+/// The free slot's uninitialized token.
+fn free_token_info(min_pin: usize, max_pin: usize) -> CK_TOKEN_INFO {
+    CK_TOKEN_INFO {
+        label: [b' '; 32],
+        manufacturerID: padded(MANUFACTURER),
+        model: padded(MODEL),
+        serialNumber: [b' '; 16],
+        flags: CKF_RNG | CKF_LOGIN_REQUIRED,
+        ulMaxSessionCount: CK_EFFECTIVELY_INFINITE,
+        ulSessionCount: 0,
+        ulMaxRwSessionCount: CK_EFFECTIVELY_INFINITE,
+        ulRwSessionCount: 0,
+        ulMaxPinLen: max_pin as CK_ULONG,
+        ulMinPinLen: min_pin as CK_ULONG,
+        ulTotalPublicMemory: CK_UNAVAILABLE_INFORMATION,
+        ulFreePublicMemory: CK_UNAVAILABLE_INFORMATION,
+        ulTotalPrivateMemory: CK_UNAVAILABLE_INFORMATION,
+        ulFreePrivateMemory: CK_UNAVAILABLE_INFORMATION,
+        hardwareVersion: crate::LIBRARY_VERSION,
+        firmwareVersion: crate::LIBRARY_VERSION,
+        utcTime: [b' '; 16],
+    }
+}
+
+/// `C_GetTokenInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_INFO) -> CK_RV {
+    call("C_GetTokenInfo", || {
+        let st = state::state()?;
+        non_null(info)?;
+        *info = match st.slot(slot)? {
+            Slot::Token(e) => token_info(&st.token(&e)?.info()?),
+            Slot::Free => {
+                let p = st.pin_policy();
+                free_token_info(p.min_len, p.max_len)
+            }
+        };
+        Ok(())
+    })
+}
+
+/// `C_GetMechanismList`: the same list for every slot.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetMechanismList(
+    slot: CK_SLOT_ID,
+    list: *mut CK_MECHANISM_TYPE,
+    count: *mut CK_ULONG,
+) -> CK_RV {
+    call("C_GetMechanismList", || {
+        let st = state::state()?;
+        non_null(count)?;
+        st.slot(slot)?;
+        let mechs: Vec<CK_MECHANISM_TYPE> = mechanism::mechanism_list();
+        deliver_list(&mechs, list, count)
+    })
+}
+
+/// `C_GetMechanismInfo`.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetMechanismInfo(
+    slot: CK_SLOT_ID,
+    ty: CK_MECHANISM_TYPE,
+    info: *mut CK_MECHANISM_INFO,
+) -> CK_RV {
+    call("C_GetMechanismInfo", || {
+        let st = state::state()?;
+        non_null(info)?;
+        st.slot(slot)?;
+        let m = mechanism::mechanism_info(ty)?;
+        *info = CK_MECHANISM_INFO {
+            ulMinKeySize: m.min_key_size as CK_ULONG,
+            ulMaxKeySize: m.max_key_size as CK_ULONG,
+            flags: m.flags,
+        };
+        Ok(())
+    })
+}
+
+/// `C_InitToken`: on the free slot creates a token (the slot keeps its ID and a
+/// new free slot appears); on a token slot re-initializes it with the SO PIN.
+#[no_mangle]
+pub unsafe extern "C" fn C_InitToken(
+    slot: CK_SLOT_ID,
+    so_pin: *mut CK_UTF8CHAR,
+    so_pin_len: CK_ULONG,
+    label: *mut CK_UTF8CHAR,
+) -> CK_RV {
+    call("C_InitToken", || {
+        let st = state::state()?;
+        let so_pin = pin(so_pin, so_pin_len)?;
+        let label = label32(label)?;
+        match st.slot(slot)? {
+            Slot::Free => st.create_token(&label, so_pin),
+            Slot::Token(e) => {
+                let token = st.token(&e)?;
+                if st.has_sessions(&token) {
+                    return Err(Rv(CKR_SESSION_EXISTS));
+                }
+                token.reinitialize(so_pin, &label)?;
+                Ok(())
+            }
+        }
+    })
+}
+
+/// `C_WaitForSlotEvent`: a slot whose token file appeared or disappeared since
+/// the last call. `CKF_DONT_BLOCK` answers `CKR_NO_EVENT` at once; otherwise the
+/// token directory is polled until a change or `C_Finalize`.
+#[no_mangle]
+pub unsafe extern "C" fn C_WaitForSlotEvent(
+    flags: CK_FLAGS,
+    slot: *mut CK_SLOT_ID,
+    reserved: *mut c_void,
+) -> CK_RV {
+    call("C_WaitForSlotEvent", || {
+        let st = state::state()?;
+        non_null(slot)?;
+        if !reserved.is_null() {
+            return Err(BAD);
+        }
+        loop {
+            if let Some(id) = st.slot_event()? {
+                *slot = id;
+                return Ok(());
+            }
+            if flags & CKF_DONT_BLOCK != 0 {
+                return Err(Rv(CKR_NO_EVENT));
+            }
+            std::thread::sleep(EVENT_POLL);
+            if !state::is_current(&st) {
+                return Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED));
+            }
+        }
+    })
+}

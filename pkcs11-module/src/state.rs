@@ -1,0 +1,270 @@
+//! The module's global state between `C_Initialize` and `C_Finalize`: the token
+//! directory, the tokens this process has opened, the free slot, and the map from
+//! session handle to token.
+//!
+//! Locks are held only long enough to look something up: a call clones the
+//! `Arc<State>` and the session's `Arc<Token>`, releases every lock here, then calls
+//! the token. So many threads sign at once; each session has its own lock in the core.
+//!
+//! Fork: the state remembers the pid that initialized it. In a child, every call
+//! answers `CKR_CRYPTOKI_NOT_INITIALIZED` until the child calls `C_Initialize`,
+//! which discards the parent's state without closing its SQLite handles (closing a
+//! connection that the parent still uses could disturb the parent's locks).
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use cryptoki_sys::*;
+use vault_core::config::Config;
+use vault_core::slots::{slot_id_for_serial, Registry, TokenEntry};
+use vault_core::token::{new_serial, Token};
+
+use crate::guard::Rv;
+
+/// The process's state, present between `C_Initialize` and `C_Finalize`.
+static GLOBAL: RwLock<Option<Arc<State>>> = RwLock::new(None);
+
+/// A session handle's token.
+#[derive(Clone)]
+pub(crate) struct SessionEntry {
+    /// The slot the session was opened on.
+    pub slot: CK_SLOT_ID,
+    /// The token (shared by all sessions on it: login state is per application).
+    pub token: Arc<Token>,
+}
+
+/// What a slot ID names.
+pub(crate) enum Slot {
+    /// An initialized token.
+    Token(TokenEntry),
+    /// The free slot with its uninitialized token.
+    Free,
+}
+
+struct Slots {
+    /// The last scan of the token directory.
+    entries: Vec<TokenEntry>,
+    /// Tokens opened by this process, by file.
+    open: HashMap<PathBuf, Arc<Token>>,
+    /// The serial the free slot's next token will get (its slot ID derives from it).
+    free_serial: String,
+}
+
+/// Global state of an initialized module.
+pub(crate) struct State {
+    pid: u32,
+    registry: Registry,
+    slots: Mutex<Slots>,
+    sessions: RwLock<HashMap<CK_SESSION_HANDLE, SessionEntry>>,
+    /// Slot IDs seen by the last `C_WaitForSlotEvent`.
+    seen: Mutex<BTreeSet<CK_SLOT_ID>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn pid() -> u32 {
+    std::process::id()
+}
+
+/// The current state, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child
+/// that has not called `C_Initialize` yet).
+pub(crate) fn state() -> Result<Arc<State>, Rv> {
+    let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
+    match g.as_ref() {
+        Some(s) if s.pid == pid() => Ok(s.clone()),
+        _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+/// Whether `s` is still the live state (a blocking wait ends when it is not).
+pub(crate) fn is_current(s: &Arc<State>) -> bool {
+    let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
+    matches!(g.as_ref(), Some(cur) if Arc::ptr_eq(cur, s))
+}
+
+/// `C_Initialize`: builds the state from `config`.
+pub(crate) fn initialize(config: Config) -> Result<(), Rv> {
+    let mut g = GLOBAL.write().unwrap_or_else(|p| p.into_inner());
+    if let Some(old) = g.take() {
+        if old.pid == pid() {
+            *g = Some(old);
+            return Err(Rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
+        }
+        // A forked child: the parent's tokens and SQLite handles are not ours to close.
+        tracing::info!(
+            parent = old.pid,
+            "C_Initialize in a forked child: discarding the parent's state"
+        );
+        std::mem::forget(old);
+    }
+    let state = State::new(config)?;
+    *g = Some(Arc::new(state));
+    Ok(())
+}
+
+/// `C_Finalize`: drops the state (tokens close when their last user returns).
+pub(crate) fn finalize() -> Result<(), Rv> {
+    let mut g = GLOBAL.write().unwrap_or_else(|p| p.into_inner());
+    match g.take() {
+        Some(s) if s.pid == pid() => Ok(()),
+        Some(s) => {
+            // A child finalizing the parent's state: leave its handles alone.
+            std::mem::forget(s);
+            Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED))
+        }
+        None => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+impl State {
+    fn new(config: Config) -> Result<State, Rv> {
+        let registry = Registry::new(config);
+        let entries = registry.tokens()?;
+        let seen = entries.iter().map(|e| e.slot_id).collect();
+        Ok(State {
+            pid: pid(),
+            registry,
+            slots: Mutex::new(Slots {
+                entries,
+                open: HashMap::new(),
+                free_serial: new_serial()?,
+            }),
+            sessions: RwLock::new(HashMap::new()),
+            seen: Mutex::new(seen),
+        })
+    }
+
+    /// Rescans the token directory (tokens made by other processes appear).
+    fn rescan(&self) -> Result<Vec<TokenEntry>, Rv> {
+        let entries = self.registry.tokens()?;
+        let mut s = lock(&self.slots);
+        // Forget tokens whose file is gone and that no session uses.
+        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        s.open.retain(|path, t| {
+            entries.iter().any(|e| &e.path == path)
+                || sessions.values().any(|e| Arc::ptr_eq(&e.token, t))
+        });
+        drop(sessions);
+        s.entries = entries.clone();
+        Ok(entries)
+    }
+
+    /// The PIN policy new tokens get (reported by the free slot).
+    pub(crate) fn pin_policy(&self) -> vault_core::config::PinPolicy {
+        self.registry.config().pin
+    }
+
+    /// The free slot's ID.
+    pub(crate) fn free_slot_id(&self) -> CK_SLOT_ID {
+        slot_id_for_serial(&lock(&self.slots).free_serial)
+    }
+
+    /// Every slot: one per token (sorted), then the free slot last.
+    pub(crate) fn slot_list(&self) -> Result<Vec<CK_SLOT_ID>, Rv> {
+        let mut ids: Vec<CK_SLOT_ID> = self.rescan()?.iter().map(|e| e.slot_id).collect();
+        ids.push(self.free_slot_id());
+        Ok(ids)
+    }
+
+    /// What `slot` names; rescans once when it is unknown.
+    pub(crate) fn slot(&self, slot: CK_SLOT_ID) -> Result<Slot, Rv> {
+        {
+            let s = lock(&self.slots);
+            if slot == slot_id_for_serial(&s.free_serial) {
+                return Ok(Slot::Free);
+            }
+            if let Some(e) = s.entries.iter().find(|e| e.slot_id == slot) {
+                return Ok(Slot::Token(e.clone()));
+            }
+        }
+        match self.rescan()?.into_iter().find(|e| e.slot_id == slot) {
+            Some(e) => Ok(Slot::Token(e)),
+            None => Err(Rv(CKR_SLOT_ID_INVALID)),
+        }
+    }
+
+    /// This process's handle on a token (opened once, then shared).
+    pub(crate) fn token(&self, entry: &TokenEntry) -> Result<Arc<Token>, Rv> {
+        let mut s = lock(&self.slots);
+        if let Some(t) = s.open.get(&entry.path) {
+            return Ok(t.clone());
+        }
+        let t = self.registry.open(entry)?;
+        s.open.insert(entry.path.clone(), t.clone());
+        Ok(t)
+    }
+
+    /// The token of an initialized slot; the free slot has none.
+    pub(crate) fn slot_token(&self, slot: CK_SLOT_ID) -> Result<Arc<Token>, Rv> {
+        match self.slot(slot)? {
+            Slot::Token(e) => self.token(&e),
+            Slot::Free => Err(Rv(CKR_TOKEN_NOT_RECOGNIZED)),
+        }
+    }
+
+    /// `C_InitToken` on the free slot: creates the token under the reserved serial
+    /// (so the slot keeps its ID) and reserves a new serial for the next free slot.
+    pub(crate) fn create_token(&self, label: &str, so_pin: &[u8]) -> Result<(), Rv> {
+        let mut s = lock(&self.slots);
+        let entry = self.registry.create(label, so_pin, Some(&s.free_serial))?;
+        s.free_serial = new_serial()?;
+        s.entries.push(entry);
+        s.entries
+            .sort_by(|a, b| a.slot_id.cmp(&b.slot_id).then(a.serial.cmp(&b.serial)));
+        Ok(())
+    }
+
+    /// The session `h`, or `CKR_SESSION_HANDLE_INVALID`.
+    pub(crate) fn session(&self, h: CK_SESSION_HANDLE) -> Result<SessionEntry, Rv> {
+        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
+        map.get(&h).cloned().ok_or(Rv(CKR_SESSION_HANDLE_INVALID))
+    }
+
+    /// Records a new session.
+    pub(crate) fn add_session(&self, h: CK_SESSION_HANDLE, entry: SessionEntry) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(h, entry);
+    }
+
+    /// Forgets a session.
+    pub(crate) fn remove_session(&self, h: CK_SESSION_HANDLE) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&h);
+    }
+
+    /// Forgets every session of `token`.
+    pub(crate) fn remove_token_sessions(&self, token: &Arc<Token>) {
+        self.sessions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, e| !Arc::ptr_eq(&e.token, token));
+    }
+
+    /// Whether `token` has sessions in this process.
+    pub(crate) fn has_sessions(&self, token: &Arc<Token>) -> bool {
+        self.sessions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|e| Arc::ptr_eq(&e.token, token))
+    }
+
+    /// For `C_WaitForSlotEvent`: a slot that appeared or disappeared since the last
+    /// look, if any.
+    pub(crate) fn slot_event(&self) -> Result<Option<CK_SLOT_ID>, Rv> {
+        let now: BTreeSet<CK_SLOT_ID> = self.rescan()?.iter().map(|e| e.slot_id).collect();
+        let mut seen = lock(&self.seen);
+        let changed = now.symmetric_difference(&seen).next().copied();
+        if changed.is_some() {
+            *seen = now;
+        }
+        Ok(changed)
+    }
+}
