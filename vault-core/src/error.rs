@@ -43,6 +43,8 @@ pub enum Error {
     SessionReadOnlyExists,
     #[error("the SO is logged in: only read/write sessions can be opened")]
     SessionReadWriteSoExists,
+    #[error("sessions are open on this token")]
+    SessionExists,
     #[error("invalid session handle")]
     SessionHandleInvalid,
     #[error("invalid object handle")]
@@ -140,6 +142,7 @@ impl Error {
             SessionReadOnly => CKR_SESSION_READ_ONLY,
             SessionReadOnlyExists => CKR_SESSION_READ_ONLY_EXISTS,
             SessionReadWriteSoExists => CKR_SESSION_READ_WRITE_SO_EXISTS,
+            SessionExists => CKR_SESSION_EXISTS,
             SessionHandleInvalid => CKR_SESSION_HANDLE_INVALID,
             ObjectHandleInvalid => CKR_OBJECT_HANDLE_INVALID,
             KeyHandleInvalid => CKR_KEY_HANDLE_INVALID,

@@ -258,6 +258,10 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
         if !valid_for(class, t) {
             return Err(Error::AttributeTypeInvalid(t));
         }
+        if t == CKA_UNIQUE_ID {
+            // Assigned by the token only; cryptoki and kryoptic expect TYPE_INVALID.
+            return Err(Error::AttributeTypeInvalid(t));
+        }
         if token_only(t) {
             return Err(Error::AttributeReadOnly(t));
         }

@@ -342,8 +342,13 @@ impl Token {
     }
 
     /// Stores a validated object; returns its id.
-    fn store_object(&self, sid: u64, attrs: Attributes) -> Result<u64> {
+    fn store_object(&self, sid: u64, mut attrs: Attributes) -> Result<u64> {
         self.check_write(sid, &attrs)?;
+        // PKCS#11 3.0 CKA_UNIQUE_ID: assigned by the token, never by a template.
+        attrs.set(
+            CKA_UNIQUE_ID,
+            hex::encode(mechanism::random_secret(16)?.as_slice()).into_bytes(),
+        );
         let private = attrs.bool_or(CKA_PRIVATE, true);
         if attrs.bool_or(CKA_TOKEN, false) {
             let keys = self.master_keys();

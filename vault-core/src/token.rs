@@ -522,7 +522,7 @@ impl Token {
             .unwrap_or_else(|p| p.into_inner())
             .is_empty()
         {
-            return Err(Error::General("sessions are open on this token".into()));
+            return Err(Error::SessionExists);
         }
         let master = self.verify_pin(UserType::So, so_pin)?;
         let mut st = self.store();

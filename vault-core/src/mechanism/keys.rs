@@ -192,6 +192,24 @@ pub fn generate_key(mech: &Mechanism, template: &Attributes) -> Result<Attribute
             let kt = template.key_type().unwrap_or(CKK_GENERIC_SECRET);
             (kt, len, true)
         }
+        // PKCS#11 3.0 HMAC key generation: a secret of CKA_VALUE_LEN bytes (default:
+        // the hash's output length) of the matching CKK_SHA*_HMAC type.
+        CKM_SHA_1_KEY_GEN | CKM_SHA224_KEY_GEN | CKM_SHA256_KEY_GEN | CKM_SHA384_KEY_GEN
+        | CKM_SHA512_KEY_GEN => {
+            let (kt, default_len) = match mech.ty {
+                CKM_SHA_1_KEY_GEN => (CKK_SHA_1_HMAC, 20),
+                CKM_SHA224_KEY_GEN => (CKK_SHA224_HMAC, 28),
+                CKM_SHA256_KEY_GEN => (CKK_SHA256_HMAC, 32),
+                CKM_SHA384_KEY_GEN => (CKK_SHA384_HMAC, 48),
+                _ => (CKK_SHA512_HMAC, 64),
+            };
+            check_template_type(template, CKO_SECRET_KEY, &[kt, CKK_GENERIC_SECRET])?;
+            let len = template.get_ulong(CKA_VALUE_LEN)?.unwrap_or(default_len) as usize;
+            if !(1..=512).contains(&len) {
+                return Err(Error::KeySizeRange);
+            }
+            (template.key_type().unwrap_or(kt), len, true)
+        }
         CKM_DES3_KEY_GEN => {
             check_template_type(template, CKO_SECRET_KEY, &[CKK_DES3])?;
             if let Some(l) = template.get_ulong(CKA_VALUE_LEN)? {
