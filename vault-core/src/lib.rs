@@ -18,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod mechanism;
 pub mod object;
+pub mod prompt;
 pub mod session;
 pub mod slots;
 pub mod store;

@@ -122,6 +122,7 @@ pub struct Token {
     pub(crate) sessions: Mutex<HashMap<u64, Arc<Mutex<Session>>>>,
     pub(crate) session_objects: Mutex<HashMap<u64, (u64, Arc<CachedObject>)>>,
     pub(crate) next_session_object: AtomicU64,
+    pub(crate) prompt: RwLock<Arc<dyn crate::prompt::Prompt>>,
     serial: String,
     path: PathBuf,
     kdf: KdfParams,
@@ -217,6 +218,7 @@ impl Token {
             sessions: Mutex::new(HashMap::new()),
             session_objects: Mutex::new(HashMap::new()),
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
+            prompt: RwLock::new(Arc::new(crate::prompt::Deny)),
             serial,
             path: path.to_path_buf(),
             kdf: config.kdf,
@@ -225,6 +227,31 @@ impl Token {
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the prompt agent used for user-presence confirmations.
+    pub fn set_prompt(&self, p: Arc<dyn crate::prompt::Prompt>) {
+        *self.prompt.write().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// Asks the user through the prompt agent; `Ok(())` only on confirmation.
+    /// A refusal, a timeout or an agent failure is `FunctionRejected` (logged).
+    pub fn confirm(&self, req: &crate::prompt::Request) -> Result<()> {
+        let agent = self.prompt.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match agent.confirm(req) {
+            Ok(crate::prompt::Answer::Confirmed) => {
+                info!(serial = %self.serial, agent = agent.name(), title = %req.title, "confirmed by the user");
+                Ok(())
+            }
+            Ok(a) => {
+                warn!(serial = %self.serial, agent = agent.name(), title = %req.title, answer = ?a, "not confirmed");
+                Err(Error::FunctionRejected)
+            }
+            Err(e) => {
+                warn!(serial = %self.serial, agent = agent.name(), error = %e, "no prompt could be shown");
+                Err(Error::FunctionRejected)
+            }
+        }
     }
 
     /// The token serial (16 hex digits).
