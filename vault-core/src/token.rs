@@ -67,6 +67,23 @@ pub struct PinStatus {
     pub to_be_changed: bool,
 }
 
+impl PinStatus {
+    /// The token flags for this PIN, given its `[COUNT_LOW, FINAL_TRY, LOCKED,
+    /// TO_BE_CHANGED]` flag values.
+    fn flags(&self, names: [CK_FLAGS; 4]) -> CK_FLAGS {
+        [
+            self.count_low,
+            self.final_try,
+            self.locked,
+            self.to_be_changed,
+        ]
+        .iter()
+        .zip(names)
+        .filter(|(on, _)| **on)
+        .fold(0, |acc, (_, f)| acc | f)
+    }
+}
+
 /// What `C_GetTokenInfo` reports, in Rust form.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TokenInfo {
@@ -237,7 +254,11 @@ impl Token {
     /// Asks the user through the prompt agent; `Ok(())` only on confirmation.
     /// A refusal, a timeout or an agent failure is `FunctionRejected` (logged).
     pub fn confirm(&self, req: &crate::prompt::Request) -> Result<()> {
-        let agent = self.prompt.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let agent = self
+            .prompt
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         match agent.confirm(req) {
             Ok(crate::prompt::Answer::Confirmed) => {
                 info!(serial = %self.serial, agent = agent.name(), title = %req.title, "confirmed by the user");
@@ -319,30 +340,18 @@ impl Token {
         if h.user.is_some() {
             flags |= CKF_USER_PIN_INITIALIZED;
         }
-        if user.count_low {
-            flags |= CKF_USER_PIN_COUNT_LOW;
-        }
-        if user.final_try {
-            flags |= CKF_USER_PIN_FINAL_TRY;
-        }
-        if user.locked {
-            flags |= CKF_USER_PIN_LOCKED;
-        }
-        if user.to_be_changed {
-            flags |= CKF_USER_PIN_TO_BE_CHANGED;
-        }
-        if so.count_low {
-            flags |= CKF_SO_PIN_COUNT_LOW;
-        }
-        if so.final_try {
-            flags |= CKF_SO_PIN_FINAL_TRY;
-        }
-        if so.locked {
-            flags |= CKF_SO_PIN_LOCKED;
-        }
-        if so.to_be_changed {
-            flags |= CKF_SO_PIN_TO_BE_CHANGED;
-        }
+        flags |= user.flags([
+            CKF_USER_PIN_COUNT_LOW,
+            CKF_USER_PIN_FINAL_TRY,
+            CKF_USER_PIN_LOCKED,
+            CKF_USER_PIN_TO_BE_CHANGED,
+        ]);
+        flags |= so.flags([
+            CKF_SO_PIN_COUNT_LOW,
+            CKF_SO_PIN_FINAL_TRY,
+            CKF_SO_PIN_LOCKED,
+            CKF_SO_PIN_TO_BE_CHANGED,
+        ]);
         let (sessions, rw_sessions) = self.session_counts();
         Ok(TokenInfo {
             label: h.label,
