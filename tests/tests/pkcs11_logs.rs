@@ -2,7 +2,7 @@
 //! `VTOKEN_LOG=trace:<file>`, then the log is searched for the PINs and the bytes of
 //! keys that went through the token.
 
-#[allow(unused_imports, dead_code)]
+#[allow(unused_imports)]
 mod pkcs11_common;
 
 use std::process::Command;
