@@ -18,6 +18,15 @@
 //! [log]
 //! level = "info"                  # error|warn|info|debug|trace; VTOKEN_LOG overrides
 //! file = "/tmp/vtoken.log"        # default: stderr
+//! [prompt]                        # user presence (SPEC V5/V6), see `crate::prompt`
+//! agent = "deny"                  # deny|pinentry|tty|command; VTOKEN_PROMPT overrides
+//! program = "/usr/bin/pinentry-curses"  # pinentry; default: first of pinentry-curses,
+//!                                 # pinentry-tty, pinentry in PATH
+//! command = "/usr/local/bin/ask --quiet" # command agent: split on whitespace, or an array
+//! timeout_secs = 60               # unanswered prompts time out (a refusal)
+//! tty = "/dev/pts/3"              # terminal for pinentry/tty; default $GPG_TTY or this one
+//! confirm = ["vault-write"]       # operations needing confirmation: vault-write,
+//!                                 # vault-read, otp-code, key-export
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -99,6 +108,199 @@ pub struct LogConfig {
     pub file: Option<PathBuf>,
 }
 
+/// Which prompt agent asks the user (SPEC V5/V6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptAgent {
+    /// Refuse everything (fail closed; the headless default).
+    #[default]
+    Deny,
+    /// A GnuPG pinentry program spoken to over Assuan.
+    Pinentry,
+    /// A direct prompt on the terminal device.
+    Tty,
+    /// An external command: exit 0 confirms, 1 refuses.
+    Command,
+}
+
+impl PromptAgent {
+    /// The agent's name as written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptAgent::Deny => "deny",
+            PromptAgent::Pinentry => "pinentry",
+            PromptAgent::Tty => "tty",
+            PromptAgent::Command => "command",
+        }
+    }
+}
+
+impl std::str::FromStr for PromptAgent {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "deny" => Ok(PromptAgent::Deny),
+            "pinentry" => Ok(PromptAgent::Pinentry),
+            "tty" => Ok(PromptAgent::Tty),
+            "command" => Ok(PromptAgent::Command),
+            other => Err(Error::Config(format!(
+                "prompt agent \"{other}\": expected \"deny\", \"pinentry\", \"tty\" or \"command\""
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum CommandSetting {
+    Line(String),
+    Argv(Vec<String>),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawPrompt {
+    agent: Option<PromptAgent>,
+    program: Option<PathBuf>,
+    command: Option<CommandSetting>,
+    timeout_secs: Option<u64>,
+    tty: Option<PathBuf>,
+    confirm: Option<Vec<String>>,
+}
+
+/// Prompt settings: `[prompt]` (see [`crate::prompt`] for the agents and the
+/// `VTOKEN_PROMPT` override).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromptConfig {
+    /// The agent.
+    pub agent: PromptAgent,
+    /// The pinentry program; `None`: the first of `pinentry-curses`, `pinentry-tty`,
+    /// `pinentry` found in `PATH`.
+    pub program: Option<PathBuf>,
+    /// The command agent's program and arguments (empty unless configured).
+    pub command: Vec<String>,
+    /// Seconds before an unanswered prompt counts as timed out (at least 1).
+    pub timeout_secs: u64,
+    /// The terminal for `pinentry` and `tty`; `None`: `$GPG_TTY`, then this
+    /// process's terminal.
+    pub tty: Option<PathBuf>,
+    /// Operations that need the user's confirmation (see [`PromptConfig::OPERATIONS`]).
+    pub confirm: Vec<String>,
+}
+
+impl Default for PromptConfig {
+    fn default() -> Self {
+        PromptConfig {
+            agent: PromptAgent::Deny,
+            program: None,
+            command: Vec::new(),
+            timeout_secs: PromptConfig::DEFAULT_TIMEOUT_SECS,
+            tty: None,
+            confirm: vec!["vault-write".to_string()],
+        }
+    }
+}
+
+impl PromptConfig {
+    /// Default prompt timeout.
+    pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+    /// The operation names `confirm` may list.
+    pub const OPERATIONS: &'static [&'static str] =
+        &["vault-write", "vault-read", "otp-code", "key-export"];
+
+    /// Whether operation `op` (`"vault-write"`, ...) needs the user's confirmation.
+    pub fn needs(&self, op: &str) -> bool {
+        self.confirm.iter().any(|c| c == op)
+    }
+
+    /// The prompt timeout.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
+    }
+
+    /// Applies an override in the `VTOKEN_PROMPT` syntax: `deny`, `tty`,
+    /// `pinentry`, `pinentry:/usr/bin/pinentry-tty`, `command:/path/to/script args`.
+    /// The timeout, terminal and `confirm` list are kept.
+    pub fn with_override(&self, spec: &str) -> Result<PromptConfig> {
+        let spec = spec.trim();
+        let (kind, rest) = match spec.split_once(':') {
+            Some((k, r)) => (k.trim(), Some(r.trim())),
+            None => (spec, None),
+        };
+        let agent: PromptAgent = kind
+            .parse()
+            .map_err(|e: Error| Error::Config(format!("VTOKEN_PROMPT={spec}: {e}")))?;
+        let mut c = self.clone();
+        c.agent = agent;
+        match (agent, rest) {
+            (_, None) => {}
+            (PromptAgent::Pinentry, Some(p)) if !p.is_empty() => c.program = Some(p.into()),
+            (PromptAgent::Tty, Some(p)) if !p.is_empty() => c.tty = Some(p.into()),
+            (PromptAgent::Command, Some(cmd)) => {
+                c.command = cmd.split_whitespace().map(str::to_string).collect()
+            }
+            (_, Some(_)) => {
+                return Err(Error::Config(format!(
+                    "VTOKEN_PROMPT={spec}: \"{kind}\" takes no argument"
+                )))
+            }
+        }
+        if c.agent == PromptAgent::Command && c.command.is_empty() {
+            return Err(Error::Config(format!(
+                "VTOKEN_PROMPT={spec}: the command agent needs a command (command:/path/to/program)"
+            )));
+        }
+        Ok(c)
+    }
+
+    /// This configuration with `VTOKEN_PROMPT` applied, if set and not empty.
+    pub fn effective(&self) -> Result<PromptConfig> {
+        match std::env::var("VTOKEN_PROMPT") {
+            Ok(s) if !s.trim().is_empty() => self.with_override(&s),
+            _ => Ok(self.clone()),
+        }
+    }
+
+    fn from_raw(raw: RawPrompt) -> Result<PromptConfig> {
+        let d = PromptConfig::default();
+        let command = match raw.command {
+            None => Vec::new(),
+            Some(CommandSetting::Line(l)) => l.split_whitespace().map(str::to_string).collect(),
+            Some(CommandSetting::Argv(v)) => v,
+        };
+        let c = PromptConfig {
+            agent: raw.agent.unwrap_or(d.agent),
+            program: raw.program,
+            command,
+            timeout_secs: raw.timeout_secs.unwrap_or(d.timeout_secs),
+            tty: raw.tty,
+            confirm: raw.confirm.unwrap_or(d.confirm),
+        };
+        if c.timeout_secs == 0 || c.timeout_secs > 24 * 3600 {
+            return Err(Error::Config(format!(
+                "prompt: timeout_secs must be 1..=86400 (got {})",
+                c.timeout_secs
+            )));
+        }
+        if c.agent == PromptAgent::Command && c.command.is_empty() {
+            return Err(Error::Config(
+                "prompt: agent = \"command\" needs `command = \"/path/to/program args\"`".into(),
+            ));
+        }
+        if let Some(bad) = c
+            .confirm
+            .iter()
+            .find(|op| !PromptConfig::OPERATIONS.contains(&op.as_str()))
+        {
+            return Err(Error::Config(format!(
+                "prompt: confirm: unknown operation \"{bad}\" (known: {})",
+                PromptConfig::OPERATIONS.join(", ")
+            )));
+        }
+        Ok(c)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -108,6 +310,8 @@ struct RawConfig {
     pin: PinPolicy,
     #[serde(default)]
     log: LogConfig,
+    #[serde(default)]
+    prompt: Option<RawPrompt>,
 }
 
 /// The effective configuration.
@@ -121,6 +325,8 @@ pub struct Config {
     pub pin: PinPolicy,
     /// Logging.
     pub log: LogConfig,
+    /// User-presence prompt (`[prompt]`).
+    pub prompt: PromptConfig,
     /// The file this configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -217,11 +423,13 @@ impl Config {
         if pin.user_max_tries == 0 || pin.so_max_tries == 0 {
             return Err(Error::Config("pin: max tries must be at least 1".into()));
         }
+        let prompt = PromptConfig::from_raw(raw.prompt.unwrap_or_default())?;
         Ok(Config {
             token_dir: raw.token_dir.unwrap_or_else(Config::default_token_dir),
             kdf,
             pin,
             log: raw.log,
+            prompt,
             source: None,
         })
     }
@@ -233,6 +441,7 @@ impl Config {
             kdf: KdfParams::TEST,
             pin: PinPolicy::default(),
             log: LogConfig::default(),
+            prompt: PromptConfig::default(),
             source: None,
         }
     }

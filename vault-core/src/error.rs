@@ -107,6 +107,12 @@ pub enum Error {
     FunctionNotSupported,
     #[error("function rejected by the user")]
     FunctionRejected,
+    /// The vault is not activated, disabled or locked (`CKR_ACTION_PROHIBITED`).
+    #[error("{0}")]
+    VaultUnavailable(String),
+    /// A wrong vault activation code (`CKR_PIN_INCORRECT`).
+    #[error("incorrect vault activation code ({tries_left} tries left)")]
+    VaultCodeIncorrect { tries_left: u32 },
     #[error("token file is corrupt or was tampered with: {0}")]
     Corrupt(String),
     #[error("token file format version {0} is newer than this vtoken supports")]
@@ -174,6 +180,8 @@ impl Error {
             ActionProhibited => CKR_ACTION_PROHIBITED,
             FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             FunctionRejected => CKR_FUNCTION_REJECTED,
+            VaultUnavailable(_) => CKR_ACTION_PROHIBITED,
+            VaultCodeIncorrect { .. } => CKR_PIN_INCORRECT,
             Corrupt(_) => CKR_DEVICE_ERROR,
             UnsupportedVersion(_) => CKR_DEVICE_ERROR,
             Storage(_) => CKR_DEVICE_ERROR,

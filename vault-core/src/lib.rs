@@ -18,11 +18,13 @@ pub mod config;
 pub mod error;
 pub mod mechanism;
 pub mod object;
+pub mod otp;
 pub mod prompt;
 pub mod session;
 pub mod slots;
 pub mod store;
 pub mod token;
+pub mod vault;
 
 pub use attr::Attributes;
 /// Re-export of the PKCS#11 constants and types the API uses.

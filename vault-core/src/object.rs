@@ -126,7 +126,7 @@ pub const CKA_VTOKEN_GATED: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0001
 
 /// Whether `t` is a valid attribute for objects of `class`.
 pub fn valid_for(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool {
-    if COMMON.contains(&t) || t == CKA_VTOKEN_GATED {
+    if COMMON.contains(&t) || t == CKA_VTOKEN_GATED || t == crate::otp::CKA_VTOKEN_OTP {
         return true;
     }
     match class {
@@ -552,6 +552,10 @@ pub fn apply_update(obj: &Attributes, template: &Attributes) -> Result<Attribute
     for (t, v) in template.iter() {
         if !valid_for(class, t) {
             return Err(Error::AttributeTypeInvalid(t));
+        }
+        if t == crate::otp::CKA_VTOKEN_OTP {
+            // OTP parameters (the HOTP counter) change only through the token itself.
+            return Err(Error::AttributeReadOnly(t));
         }
         if read_only_after_create(class, t) {
             if o.get(t) == Some(v) {

@@ -276,8 +276,18 @@ impl Token {
         self.logged_in() == Some(UserType::User)
     }
 
-    /// Looks up a visible object (token or session).
+    /// Looks up a visible object (token or session). Vault entries are invisible
+    /// while the vault is not activated and enabled.
     pub(crate) fn object(&self, id: u64) -> Result<Arc<CachedObject>> {
+        let o = self.object_unchecked(id)?;
+        if crate::vault::is_vault_object(&o.attrs) && !self.vault_usable() {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(o)
+    }
+
+    /// [`Token::object`] without the vault check.
+    pub(crate) fn object_unchecked(&self, id: u64) -> Result<Arc<CachedObject>> {
         if id >= SESSION_OBJECT_BASE {
             let map = self
                 .session_objects
@@ -386,7 +396,11 @@ impl Token {
     /// `C_CreateObject`.
     pub fn create_object(&self, sid: u64, template: &Attributes) -> Result<u64> {
         self.session(sid)?;
-        let attrs = object::build(template, Origin::Create, &Attributes::new())?;
+        let mut attrs = object::build(template, Origin::Create, &Attributes::new())?;
+        if crate::vault::is_vault_object(&attrs) {
+            self.check_write(sid, &attrs)?;
+            self.vault_before_write(None, &mut attrs, "Store")?;
+        }
         self.store_object(sid, attrs)
     }
 
@@ -394,7 +408,11 @@ impl Token {
     pub fn copy_object(&self, sid: u64, id: u64, template: &Attributes) -> Result<u64> {
         self.session(sid)?;
         let o = self.object(id)?;
-        let attrs = object::apply_copy(&o.attrs, template)?;
+        let mut attrs = object::apply_copy(&o.attrs, template)?;
+        if crate::vault::is_vault_object(&o.attrs) || crate::vault::is_vault_object(&attrs) {
+            self.check_write(sid, &attrs)?;
+            self.vault_before_write(Some(&o.attrs), &mut attrs, "Copy")?;
+        }
         self.store_object(sid, attrs)
     }
 
@@ -404,6 +422,9 @@ impl Token {
         self.check_write(sid, &o.attrs)?;
         if !o.attrs.bool_or(CKA_DESTROYABLE, true) {
             return Err(Error::ActionProhibited);
+        }
+        if crate::vault::is_vault_object(&o.attrs) {
+            self.vault_before_destroy(&o.attrs)?;
         }
         if id >= SESSION_OBJECT_BASE {
             self.session_objects
@@ -459,7 +480,10 @@ impl Token {
     pub fn set_attributes(&self, sid: u64, id: u64, template: &Attributes) -> Result<()> {
         let o = self.object(id)?;
         self.check_write(sid, &o.attrs)?;
-        let attrs = object::apply_update(&o.attrs, template)?;
+        let mut attrs = object::apply_update(&o.attrs, template)?;
+        if crate::vault::is_vault_object(&o.attrs) || crate::vault::is_vault_object(&attrs) {
+            self.vault_before_write(Some(&o.attrs), &mut attrs, "Change")?;
+        }
         if id >= SESSION_OBJECT_BASE {
             let n = Arc::new(CachedObject {
                 gen: 0,
@@ -517,6 +541,7 @@ impl Token {
         };
         let mut found = Vec::new();
         if template.get_bool(CKA_TOKEN)? != Some(false) {
+            let vault_usable = keys.is_some() && self.vault_usable();
             let st = self.store();
             let dv = st.data_version()?;
             let rows = st.candidates(&filter, keys.as_ref())?;
@@ -539,7 +564,9 @@ impl Token {
             }
             for r in &rows {
                 if let Some((_, o)) = cache.objects.get(&r.id) {
-                    if o.attrs.matches(template) {
+                    if o.attrs.matches(template)
+                        && (vault_usable || !crate::vault::is_vault_object(&o.attrs))
+                    {
                         found.push(r.id);
                     }
                 }

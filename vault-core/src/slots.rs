@@ -170,9 +170,16 @@ impl Registry {
         self.config.token_dir.join(format!("{serial}.{TOKEN_EXT}"))
     }
 
-    /// Opens a token.
+    /// Opens a token, with the prompt agent of the configuration (`[prompt]`,
+    /// `VTOKEN_PROMPT`); an agent that cannot be built leaves the token on `deny`
+    /// (fail closed) and logs why.
     pub fn open(&self, entry: &TokenEntry) -> Result<std::sync::Arc<Token>> {
-        Token::open(&entry.path, &self.config)
+        let t = Token::open(&entry.path, &self.config)?;
+        match crate::prompt::from_config(&self.config.prompt) {
+            Ok(p) => t.set_prompt(p),
+            Err(e) => tracing::warn!(error = %e, "prompt agent unavailable; confirmations are refused"),
+        }
+        Ok(t)
     }
 
     /// Deletes a token file and its SQLite side files.

@@ -565,6 +565,8 @@ impl Token {
         let mut h = st.header()?.clone();
         h.label = label.to_string();
         h.user = None;
+        // An optional vault goes back to its factory state (not activated).
+        crate::vault::reset_for_reinit(&mut h)?;
         // A fresh master key: nothing encrypted under the old one survives.
         let fresh = Key32::random()?;
         h.so = WrappedKey::wrap(&fresh, so_pin, self.kdf, &wrap_ad(&self.serial, "so"))?;

@@ -99,7 +99,8 @@ a random serial.
 Examples:
   vtoken init --label work --so-pin 12345678 --pin 1234
   VTOKEN_SO_PIN=12345678 VTOKEN_PIN=1234 vtoken init --label work
-  vtoken init --label work          # prompts for both PINs")]
+  vtoken init --label work          # prompts for both PINs
+  vtoken init --label work --vault optional   # prints the vault activation code once")]
     Init {
         /// Token label (at most 32 bytes).
         #[arg(long)]
@@ -108,6 +109,8 @@ Examples:
         so: SoPin,
         #[command(flatten)]
         user: UserPin,
+        #[command(flatten)]
+        vault: crate::vault::InitVault,
     },
 
     /// List tokens (with slot id, serial, label, PIN state, object counts) and the free slot.
@@ -270,6 +273,15 @@ Examples:
         #[command(flatten)]
         user: UserPin,
     },
+
+    /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, delete, show.
+    #[command(subcommand)]
+    Otp(crate::otp::OtpCommand),
+
+    /// The vault: bank cards, logins and custom entries kept on the token (add, list,
+    /// show, get, edit, delete, activate, enable, CSV import/export).
+    #[command(subcommand)]
+    Vault(Box<crate::vault::VaultCommand>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,10 +11,12 @@ mod context;
 mod error;
 mod keys;
 mod objects;
+mod otp;
 mod output;
 mod pin;
 mod sign;
 mod tokens;
+mod vault;
 
 use std::process::ExitCode;
 
@@ -29,7 +31,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::load(cli.token.clone())?;
     let json = cli.json;
     match &cli.command {
-        Command::Init { label, so, user } => tokens::init(&ctx, json, label, so, user)?,
+        Command::Init {
+            label,
+            so,
+            user,
+            vault,
+        } => tokens::init(&ctx, json, label, so, user, vault)?,
         Command::List => tokens::list(&ctx, json)?,
         Command::Info => tokens::info(&ctx, json)?,
         Command::Pin(p) => tokens::pin(&ctx, p)?,
@@ -66,6 +73,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 keys::delete(&ctx, json, select, *force, user)?
             }
         }
+        Command::Otp(c) => otp::run(&ctx, json, c)?,
+        Command::Vault(c) => vault::run(&ctx, json, c)?,
         Command::Sign {
             select,
             mechanism,

@@ -13,7 +13,14 @@ use crate::output::{outln, print_json};
 use crate::pin::{self, Role};
 
 /// `vtoken init`.
-pub fn init(ctx: &Ctx, json: bool, label: &str, so: &SoPin, user: &UserPin) -> Result<()> {
+pub fn init(
+    ctx: &Ctx,
+    json: bool,
+    label: &str,
+    so: &SoPin,
+    user: &UserPin,
+    vault: &crate::vault::InitVault,
+) -> Result<()> {
     let policy = ctx.config().pin;
     let so_pin = match pin::so_given(so)? {
         Some(p) => p,
@@ -35,24 +42,30 @@ pub fn init(ctx: &Ctx, json: bool, label: &str, so: &SoPin, user: &UserPin) -> R
     }
     let entry = ctx.registry.create(label, so_pin.as_bytes(), None)?;
     // Set the user PIN as the SO would through PKCS#11; undo the creation on failure.
-    let set_user = || -> Result<()> {
+    // The vault's factory setting too (SPEC V4), while the SO is logged in.
+    let set_user = || -> Result<Option<String>> {
         let token = ctx.registry.open(&entry)?;
         let sid = token.open_session(true)?;
         let res = login(&token, UserType::So, &so_pin)
-            .and_then(|_| token.init_pin(user_pin.as_bytes()).map_err(Into::into));
+            .and_then(|_| token.init_pin(user_pin.as_bytes()).map_err(Into::into))
+            .and_then(|_| crate::vault::setup(&token, vault));
         let _ = token.close_session(sid);
         res
     };
-    if let Err(e) = set_user() {
-        let _ = remove_token_file(&entry.path);
-        return Err(e);
-    }
+    let vault_code = match set_user() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = remove_token_file(&entry.path);
+            return Err(e);
+        }
+    };
     if json {
         print_json(&json!({
             "label": entry.label,
             "serial": entry.serial,
             "slot_id": entry.slot_id,
             "path": entry.path,
+            "vault": crate::vault::init_json(vault, &vault_code),
         }))
     } else {
         outln!("Token initialized");
@@ -60,6 +73,7 @@ pub fn init(ctx: &Ctx, json: bool, label: &str, so: &SoPin, user: &UserPin) -> R
         outln!("  serial:  {}", entry.serial);
         outln!("  slot id: {} (0x{:x})", entry.slot_id, entry.slot_id);
         outln!("  file:    {}", entry.path.display());
+        crate::vault::init_text(vault, &vault_code);
         Ok(())
     }
 }

@@ -20,7 +20,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     token.login(UserType::So, b"so-pin-123")?;
     token.init_pin(b"user-pin-123")?;
     token.logout()?;
-    println!("token {} (serial {}) in slot {}", entry.label, entry.serial, entry.slot_id);
+    println!(
+        "token {} (serial {}) in slot {}",
+        entry.label, entry.serial, entry.slot_id
+    );
 
     token.login(UserType::User, b"user-pin-123")?;
     let s = token.open_session(true)?;
@@ -33,7 +36,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     private.set(CKA_LABEL, b"example-key".to_vec());
     let (pub_id, priv_id) =
         token.generate_key_pair(s, &Mechanism::new(CKM_EC_KEY_PAIR_GEN), &public, &private)?;
-    println!("key pair: CKA_ID {}", hex::encode(token.attributes(priv_id)?.get(CKA_ID).unwrap_or_default()));
+    println!(
+        "key pair: CKA_ID {}",
+        hex::encode(token.attributes(priv_id)?.get(CKA_ID).unwrap_or_default())
+    );
 
     let message = b"hello from vtoken";
     token.sign_init(s, &Mechanism::new(CKM_ECDSA_SHA256), priv_id)?;
@@ -43,7 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     token.verify_init(s, &Mechanism::new(CKM_ECDSA_SHA256), pub_id)?;
     token.verify(s, message, &signature)?;
-    println!("ECDSA-SHA256 signature ({} bytes) verified", signature.len());
+    println!(
+        "ECDSA-SHA256 signature ({} bytes) verified",
+        signature.len()
+    );
 
     let uri = otp_core::OtpUri::parse(
         "otpauth://totp/Example:alice@example.com?secret=JBSWY3DPEHPK3PXP&issuer=Example",

@@ -7,8 +7,56 @@
 //!
 //! Agents (configured in `[prompt]`): a GnuPG pinentry (Assuan), a direct `/dev/tty`
 //! prompt, a command (for scripted tests), or `deny` (the headless default).
+//!
+//! | agent      | type                   | what the user sees / does                          |
+//! |------------|------------------------|----------------------------------------------------|
+//! | `deny`     | [`Deny`]               | nothing: every request is refused                   |
+//! | `pinentry` | [`pinentry::Pinentry`] | a GnuPG pinentry dialog (curses, tty, gtk, qt)      |
+//! | `tty`      | [`tty::Tty`]           | `Confirm? [y/N]` on the terminal device             |
+//! | `command`  | [`command::Command`]   | whatever the program does; exit 0 confirms, 1 refuses |
+//!
+//! ## Configuration
+//!
+//! ```toml
+//! [prompt]
+//! agent = "pinentry"                     # deny (default) | pinentry | tty | command
+//! program = "/usr/bin/pinentry-curses"   # default: first of pinentry-curses, pinentry-tty, pinentry in PATH
+//! command = "/usr/local/bin/ask-user -q" # command agent: split on whitespace, or an array
+//! timeout_secs = 60                      # unanswered: TimedOut (a refusal)
+//! tty = "/dev/pts/3"                     # default: $GPG_TTY, else this process's terminal
+//! confirm = ["vault-write"]              # vault-write, vault-read, otp-code, key-export
+//! ```
+//!
+//! ## `VTOKEN_PROMPT`: the environment wins over the file
+//!
+//! `VTOKEN_PROMPT` (when set and not empty) replaces the agent chosen in the file;
+//! the timeout, terminal and `confirm` list still come from the file:
+//!
+//! - `VTOKEN_PROMPT=deny`
+//! - `VTOKEN_PROMPT=tty` or `tty:/dev/pts/3`
+//! - `VTOKEN_PROMPT=pinentry` or `pinentry:/usr/bin/pinentry-tty`
+//! - `VTOKEN_PROMPT=command:/path/to/script arg1 arg2` (split on whitespace)
+//!
+//! [`from_config`] applies it; [`build`] takes a configuration as it is.
+//!
+//! What the agents show is made safe for a terminal first ([`display_safe`]): control
+//! characters (ANSI escapes, carriage returns) and bidirectional overrides in a
+//! description are shown as `\x..` escapes, so a client cannot repaint the prompt.
 
-use crate::error::Result;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::config::{PromptAgent, PromptConfig};
+use crate::error::{Error, Result};
+
+mod child;
+pub mod command;
+pub mod pinentry;
+pub mod tty;
+
+pub use command::Command;
+pub use pinentry::Pinentry;
+pub use tty::Tty;
 
 /// A request shown to the user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,4 +99,100 @@ impl Prompt for Deny {
     fn name(&self) -> &str {
         "deny"
     }
+}
+
+/// The agent `cfg` describes, after applying the `VTOKEN_PROMPT` override (see the
+/// module docs).
+pub fn from_config(cfg: &PromptConfig) -> Result<Arc<dyn Prompt>> {
+    build(&cfg.effective()?)
+}
+
+/// The agent `cfg` describes, ignoring `VTOKEN_PROMPT`.
+pub fn build(cfg: &PromptConfig) -> Result<Arc<dyn Prompt>> {
+    let timeout = cfg.timeout();
+    Ok(match cfg.agent {
+        PromptAgent::Deny => Arc::new(Deny),
+        PromptAgent::Tty => Arc::new(Tty {
+            device: cfg
+                .tty
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(tty::DEFAULT_DEVICE)),
+            timeout,
+        }),
+        PromptAgent::Command => {
+            let (program, args) = cfg
+                .command
+                .split_first()
+                .ok_or_else(|| Error::Config("prompt: the command agent needs a command".into()))?;
+            Arc::new(Command {
+                program: program.clone(),
+                args: args.to_vec(),
+                timeout,
+            })
+        }
+        PromptAgent::Pinentry => {
+            let program = match &cfg.program {
+                Some(p) => {
+                    let found = if p.components().count() > 1 {
+                        p.is_file().then(|| p.clone())
+                    } else {
+                        find_in_path(&p.to_string_lossy())
+                    };
+                    found.ok_or_else(|| {
+                        Error::Config(format!(
+                            "prompt: pinentry program {} not found",
+                            p.display()
+                        ))
+                    })?
+                }
+                None => pinentry::default_program().ok_or_else(|| {
+                    Error::Config(
+                        "prompt: no pinentry found in PATH (tried pinentry-curses, pinentry-tty, \
+                         pinentry); install one or set [prompt] program"
+                            .into(),
+                    )
+                })?,
+            };
+            let mut p = Pinentry::new(program, timeout);
+            p.tty = cfg.tty.clone().or_else(pinentry::detect_tty);
+            Arc::new(p)
+        }
+    })
+}
+
+/// `name` resolved through `PATH` (the first executable file found).
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// `s` made safe to print on a terminal: newlines and tabs stay, every other control
+/// character (ESC, CR, C1 controls such as CSI) and the bidirectional overrides are
+/// written as `\x..` / `\u{..}` escapes.
+pub fn display_safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\n' | '\t' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c if c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') =>
+            {
+                out.push_str(&format!("\\u{{{:x}}}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }

@@ -505,6 +505,33 @@ impl Store {
         Ok(RowRef { id, gen, private })
     }
 
+    /// Like [`Store::update_object`], but only while the row still has generation
+    /// `expected_gen` (a compare-and-swap in one statement, atomic across processes).
+    /// `Ok(None)`: another writer changed the object first (re-read and retry).
+    pub fn update_object_if_gen(
+        &mut self,
+        id: u64,
+        expected_gen: i64,
+        private: bool,
+        attrs: &Attributes,
+        mk: Option<&MasterKeys>,
+    ) -> Result<Option<RowRef>> {
+        self.writable()?;
+        let gen = random_gen()?;
+        let (class, lt, it, blob) = self.view().seal_object(id, private, attrs, mk)?;
+        let n = self.conn.execute(
+            "UPDATE objects SET private = ?2, class = ?3, label_tag = ?4, id_tag = ?5, gen = ?6, blob = ?7 WHERE id = ?1 AND gen = ?8",
+            params![id as i64, private, class as i64, lt, it, gen, blob, expected_gen],
+        )?;
+        if n == 0 {
+            return match self.row(id)? {
+                None => Err(Error::ObjectHandleInvalid),
+                Some(_) => Ok(None),
+            };
+        }
+        Ok(Some(RowRef { id, gen, private }))
+    }
+
     /// Deletes an object; `ObjectHandleInvalid` if it is gone already.
     pub fn delete_object(&mut self, id: u64) -> Result<()> {
         self.writable()?;

@@ -1,0 +1,1012 @@
+//! `vtoken vault`: the token's second storage area (SPEC V1–V5, V9, V10): bank
+//! cards, online-banking, website and e-mail logins and custom entries, kept as
+//! private data objects on the token; activation and enable; password output in
+//! the clear, RSA-OAEP-encrypted or as a dynamic password; clipboard copy with
+//! automatic clearing; KeePassXC CSV import and export.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+use vault_core::prompt::Request;
+use vault_core::token::{Token, UserType};
+use vault_core::vault::{
+    Entry, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, VaultStatus, BANKS, MASK,
+};
+use zeroize::Zeroizing;
+
+use crate::cli::UserPin;
+use crate::context::{Ctx, Open};
+use crate::error::{bail, CliError, Result};
+use crate::output::{outln, print_json, write_out};
+use crate::pin;
+
+// ---------------------------------------------------------------------- clap
+
+/// `vtoken init` options for the vault.
+#[derive(Debug, Args, Clone, Default)]
+pub struct InitVault {
+    /// The vault: `available` (usable at once) or `optional` (needs the activation
+    /// code printed once at init, then `vtoken vault enable`).
+    #[arg(long = "vault", value_enum, default_value_t = InitMode::Available)]
+    pub vault: InitMode,
+    /// With --vault optional: use this activation code (supplied by the issuer)
+    /// instead of generating one.
+    #[arg(long, value_name = "CODE", requires = "vault")]
+    pub vault_code: Option<String>,
+}
+
+/// `--vault` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum InitMode {
+    #[default]
+    Available,
+    Optional,
+}
+
+/// Entry kinds on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KindArg {
+    Website,
+    BankCard,
+    OnlineBanking,
+    Email,
+    Custom,
+}
+
+impl From<KindArg> for Kind {
+    fn from(k: KindArg) -> Kind {
+        match k {
+            KindArg::Website => Kind::Website,
+            KindArg::BankCard => Kind::BankCard,
+            KindArg::OnlineBanking => Kind::OnlineBanking,
+            KindArg::Email => Kind::Email,
+            KindArg::Custom => Kind::Custom,
+        }
+    }
+}
+
+/// Field values of `add` and `edit`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FieldArgs {
+    /// The URL (website, online banking).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The user name (website, online banking).
+    #[arg(long)]
+    pub username: Option<String>,
+    /// The password (visible in the process list: prefer the no-echo prompt).
+    #[arg(long)]
+    pub password: Option<String>,
+    /// The bank, one of the preset list (`vtoken vault banks`).
+    #[arg(long, conflicts_with = "bank_other")]
+    pub bank: Option<String>,
+    /// A bank that is not in the preset list.
+    #[arg(long, value_name = "NAME")]
+    pub bank_other: Option<String>,
+    /// Bank card: the card number (secret).
+    #[arg(long, value_name = "NUMBER")]
+    pub card_number: Option<String>,
+    /// Bank card: the card PIN (secret).
+    #[arg(long, value_name = "PIN")]
+    pub card_pin: Option<String>,
+    /// E-mail: the address.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// E-mail: the server.
+    #[arg(long)]
+    pub server: Option<String>,
+    /// Notes.
+    #[arg(long)]
+    pub notes: Option<String>,
+    /// A field shown in listings (repeatable).
+    #[arg(long = "field", value_name = "NAME=VALUE")]
+    pub fields: Vec<String>,
+    /// A secret field, masked unless revealed (repeatable).
+    #[arg(long = "secret-field", value_name = "NAME=VALUE")]
+    pub secret_fields: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VaultCommand {
+    /// Show the vault state (mode, activated, enabled, activation tries).
+    Status,
+    /// Enter the activation code of an optional vault (then it is enabled).
+    #[command(after_help = "\
+The code is the one printed by `vtoken init --vault optional` (or supplied by the
+issuer); spaces, dashes and case do not matter. Wrong codes are counted: after 5 the
+vault can never be activated on this token (only re-initializing it helps).")]
+    Activate {
+        /// The activation code [default: asked without echo].
+        #[arg(
+            long,
+            value_name = "CODE",
+            env = "VTOKEN_VAULT_CODE",
+            hide_env_values = true
+        )]
+        code: Option<String>,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Switch an activated vault on.
+    Enable {
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Switch the vault off: its entries stay on the token, invisible and unusable.
+    Disable {
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// The preset bank list of bank-card and online-banking entries.
+    Banks,
+    /// Add an entry (shown through the prompt agent for confirmation first).
+    #[command(after_help = "\
+Kinds and their fields:
+  website         --url, --username, --password, --notes
+  bank-card       --bank|--bank-other, --card-number, --card-pin
+  online-banking  --bank|--bank-other, --username, --password, --url
+  email           --address, --password, --server
+  custom          --field NAME=VALUE / --secret-field NAME=VALUE only
+Any kind takes extra --field / --secret-field values. A missing password, card
+number or card PIN is asked for without echo when stdin is a terminal.
+
+The token shows the entry (secrets masked) through the prompt agent ([prompt] in
+the configuration, or VTOKEN_PROMPT) and stores it only once the user confirms.
+
+Examples:
+  vtoken vault add --kind website --title github --url https://github.com --username me
+  vtoken vault add --kind bank-card --title visa --bank HSBC --card-number 4111111111111111
+  vtoken vault add --kind custom --title wifi --field ssid=home --secret-field psk=...")]
+    Add {
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        #[arg(long)]
+        title: String,
+        #[command(flatten)]
+        fields: FieldArgs,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Change an entry (confirmed like `add`).
+    Edit {
+        /// The entry: its id or its title.
+        entry: String,
+        /// A new title.
+        #[arg(long)]
+        title: Option<String>,
+        #[command(flatten)]
+        fields: FieldArgs,
+        /// Remove a field (repeatable).
+        #[arg(long = "remove-field", value_name = "NAME")]
+        remove: Vec<String>,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Delete an entry (confirmed through the prompt agent).
+    Delete {
+        /// The entry: its id or its title.
+        entry: String,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// List entries (no secrets).
+    List {
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Search entries by title or URL (case-insensitive substring) and kind.
+    Search {
+        /// Text to find in the title or the URL.
+        text: Option<String>,
+        /// Text to find in the URL only.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_enum)]
+        kind: Option<KindArg>,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Show an entry, secrets masked unless --reveal.
+    Show {
+        /// The entry: its id or its title.
+        entry: String,
+        /// Show secret values.
+        #[arg(long)]
+        reveal: bool,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Output a password: in the clear, encrypted to a public key, or as a dynamic
+    /// password; or copy it to the clipboard.
+    #[command(after_help = "\
+Forms:
+  (default)              the value itself, on stdout
+  --encrypt-to LABEL     RSA-OAEP (SHA-256, MGF1-SHA-256) to the RSA key LABEL on the
+                         token; --encrypt-to-pem FILE: to a public key in a PEM/DER file.
+                         Binary: use -o FILE (or --json for hex). Decrypt with e.g.
+                         openssl pkeyutl -decrypt -inkey key.pem -pkeyopt rsa_padding_mode:oaep
+                           -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256
+  --dynamic              a dynamic password (SPEC V9) from the value: --time (default;
+                         --period 30), --counter N, or both; --digits 6..10
+  -c/--clip              copy to the clipboard (wl-copy, xclip or xsel) and clear it
+                         after --clip-seconds (45), like `pass -c`
+
+Examples:
+  vtoken vault get github
+  vtoken vault get github --field username
+  vtoken vault get github -c
+  vtoken vault get 12 --encrypt-to web-key -o pw.bin
+  vtoken vault get visa --field card_pin --dynamic --counter 3")]
+    Get {
+        /// The entry: its id or its title.
+        entry: String,
+        /// The field [default: password, else card_pin, else the first secret field].
+        #[arg(long)]
+        field: Option<String>,
+        /// Encrypt to the RSA key with this label on the token.
+        #[arg(long, value_name = "KEY_LABEL", conflicts_with_all = ["encrypt_to_pem", "dynamic"])]
+        encrypt_to: Option<String>,
+        /// Encrypt to the RSA public key in this file (PEM or DER SubjectPublicKeyInfo).
+        #[arg(long, value_name = "FILE", conflicts_with = "dynamic")]
+        encrypt_to_pem: Option<PathBuf>,
+        /// A dynamic password instead of the value.
+        #[arg(long)]
+        dynamic: bool,
+        /// Dynamic password length.
+        #[arg(long, default_value_t = 6, requires = "dynamic")]
+        digits: u32,
+        /// Dynamic password: the event counter.
+        #[arg(long, requires = "dynamic")]
+        counter: Option<u64>,
+        /// Dynamic password: use the time (the default without --counter).
+        #[arg(long, requires = "dynamic")]
+        time: bool,
+        /// Dynamic password: time step in seconds.
+        #[arg(long, default_value_t = 30, requires = "dynamic")]
+        period: u64,
+        /// Copy to the clipboard instead of printing.
+        #[arg(short = 'c', long = "clip", conflicts_with_all = ["encrypt_to", "encrypt_to_pem", "out"])]
+        clip: bool,
+        /// Clear the clipboard after this many seconds.
+        #[arg(long, default_value_t = 45, requires = "clip")]
+        clip_seconds: u64,
+        /// Write to this file instead of stdout.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Import a KeePassXC CSV export as website entries (one confirmation for all).
+    ImportCsv {
+        file: PathBuf,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Export the vault as KeePassXC CSV; with secrets (the default) only after the
+    /// user confirms through the prompt agent.
+    ExportCsv {
+        /// Output file ("-" for stdout).
+        file: PathBuf,
+        /// Leave passwords and other secrets out (no confirmation needed).
+        #[arg(long)]
+        no_secrets: bool,
+        #[command(flatten)]
+        user: UserPin,
+    },
+}
+
+// ---------------------------------------------------------------------- init
+
+/// Sets the vault up on a new token (the SO is logged in). Returns the activation
+/// code to show once.
+pub fn setup(token: &Token, v: &InitVault) -> Result<Option<String>> {
+    match (v.vault, &v.vault_code) {
+        (InitMode::Available, Some(_)) => bail!("--vault-code needs --vault optional"),
+        (InitMode::Available, None) => Ok(token.vault_setup(VaultMode::Available)?),
+        (InitMode::Optional, None) => Ok(token.vault_setup(VaultMode::Optional)?),
+        (InitMode::Optional, Some(c)) => {
+            token.vault_setup_with_code(VaultMode::Optional, Some(c))?;
+            Ok(None)
+        }
+    }
+}
+
+/// What `vtoken init` reports about the vault (JSON).
+pub fn init_json(v: &InitVault, code: &Option<String>) -> serde_json::Value {
+    json!({
+        "mode": match v.vault { InitMode::Available => "available", InitMode::Optional => "optional" },
+        "activation_code": code,
+    })
+}
+
+/// What `vtoken init` prints about the vault (text).
+pub fn init_text(v: &InitVault, code: &Option<String>) {
+    match (v.vault, code) {
+        (InitMode::Available, _) => outln!("  vault:   available"),
+        (InitMode::Optional, Some(c)) => {
+            outln!("  vault:   optional, not activated");
+            outln!();
+            outln!("Vault activation code (shown only this once; keep it safe):");
+            outln!("  {c}");
+            outln!("Activate the vault with `vtoken vault activate`.");
+        }
+        (InitMode::Optional, None) => {
+            outln!("  vault:   optional, not activated (activation code from the issuer)")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------- helpers
+
+fn cerr(e: vault_core::Error) -> CliError {
+    use vault_core::Error as E;
+    match e {
+        E::FunctionRejected => CliError::new(
+            "not confirmed: the user refused, the prompt timed out, or no prompt agent is \
+             configured ([prompt] in the configuration, or VTOKEN_PROMPT); nothing was written",
+        ),
+        E::UserNotLoggedIn => CliError::new("not logged in (give the user PIN)"),
+        e => CliError::new(e.to_string()),
+    }
+}
+
+fn open_user(ctx: &Ctx, user: &UserPin) -> Result<Open> {
+    let p = pin::user(user)?;
+    let open = ctx.open()?;
+    open.login(UserType::User, &p)?;
+    match vault_core::prompt::from_config(&ctx.config().prompt) {
+        Ok(agent) => open.token.set_prompt(agent),
+        Err(e) => eprintln!("warning: no prompt agent ({e}); confirmations are refused"),
+    }
+    Ok(open)
+}
+
+/// The id of the entry named by `sel`: an id, else an exact title.
+fn resolve(token: &Token, sel: &str) -> Result<u64> {
+    let list = token.vault_list().map_err(cerr)?;
+    if let Ok(id) = sel.parse::<u64>() {
+        if list.iter().any(|(i, _)| *i == id) {
+            return Ok(id);
+        }
+    }
+    let hits: Vec<u64> = list
+        .iter()
+        .filter(|(_, s)| s.title == sel)
+        .map(|(i, _)| *i)
+        .collect();
+    match hits.len() {
+        1 => Ok(hits[0]),
+        0 => bail!("no vault entry with id or title \"{sel}\" (see `vtoken vault list`)"),
+        _ => bail!(
+            "several vault entries are titled \"{sel}\" (ids {}): give the id",
+            hits.iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn split_kv(s: &str) -> Result<(&str, &str)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim(), v)),
+        _ => bail!("\"{s}\": expected NAME=VALUE"),
+    }
+}
+
+/// A secret asked for without echo when stdin is a terminal.
+fn ask_secret(what: &str, flag: &str) -> Result<Zeroizing<String>> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no {what} given and stdin is not a terminal: use {flag}");
+    }
+    let v = rpassword::prompt_password(format!("Enter {what}: "))
+        .map(Zeroizing::new)
+        .map_err(|e| CliError::new(format!("cannot read the {what}: {e}")))?;
+    if v.is_empty() {
+        bail!("empty {what}");
+    }
+    Ok(v)
+}
+
+fn bank_name(f: &FieldArgs) -> Result<Option<String>> {
+    if let Some(b) = &f.bank_other {
+        return Ok(Some(b.clone()));
+    }
+    match &f.bank {
+        None => Ok(None),
+        Some(b) => match BANKS.iter().find(|x| x.eq_ignore_ascii_case(b)) {
+            Some(x) => Ok(Some(x.to_string())),
+            None => bail!(
+                "\"{b}\" is not in the preset bank list (see `vtoken vault banks`); use \
+                 --bank-other \"{b}\" for another bank"
+            ),
+        },
+    }
+}
+
+/// Applies the field flags to `e`. `new`: prompt for missing preset secrets.
+fn apply_fields(e: &mut Entry, f: &FieldArgs, new: bool) -> Result<()> {
+    if let Some(u) = &f.url {
+        e.url = u.clone();
+    }
+    if let Some(b) = bank_name(f)? {
+        e.set("bank", &b, false);
+    }
+    let plain = [
+        ("username", &f.username),
+        ("address", &f.address),
+        ("server", &f.server),
+        ("notes", &f.notes),
+    ];
+    for (name, v) in plain {
+        if let Some(v) = v {
+            e.set(name, v, false);
+        }
+    }
+    let secret = [
+        ("password", &f.password),
+        ("card_number", &f.card_number),
+        ("card_pin", &f.card_pin),
+    ];
+    for (name, v) in secret {
+        if let Some(v) = v {
+            e.set(name, v, true);
+        }
+    }
+    for kv in &f.fields {
+        let (k, v) = split_kv(kv)?;
+        e.set(k, v, false);
+    }
+    for kv in &f.secret_fields {
+        let (k, v) = split_kv(kv)?;
+        e.set(k, v, true);
+    }
+    if new {
+        // Ask for the preset secrets still missing (the required ones, and a
+        // website's password) when a terminal is there to ask on.
+        for &(name, secret, required) in e.kind.preset() {
+            let wanted = required || (e.kind == Kind::Website && name == "password");
+            if secret && wanted && e.field(name).is_none() {
+                let flag = format!("--{}", name.replace('_', "-"));
+                if !required && !std::io::stdin().is_terminal() {
+                    continue;
+                }
+                let v = ask_secret(&name.replace('_', " "), &flag)?;
+                e.set(name, &v, true);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn when(t: u64) -> String {
+    vault_core::vault::csv::iso8601(t)
+}
+
+fn print_status(s: &VaultStatus, json: bool) -> Result<()> {
+    if json {
+        return print_json(s);
+    }
+    let mode = match s.mode {
+        VaultMode::Available => "available",
+        VaultMode::Optional => "optional",
+    };
+    outln!("mode:       {mode}");
+    outln!("activated:  {}", if s.activated { "yes" } else { "no" });
+    outln!("enabled:    {}", if s.enabled { "yes" } else { "no" });
+    if !s.activated {
+        outln!(
+            "activation: {} of {} wrong codes{}",
+            s.activation_failures,
+            s.activation_max_tries,
+            if s.activation_locked {
+                " — LOCKED (only re-initializing the token helps)"
+            } else {
+                ""
+            }
+        );
+    }
+    outln!(
+        "state:      {}",
+        if s.usable {
+            "usable"
+        } else if !s.activated {
+            "not activated: run `vtoken vault activate`"
+        } else {
+            "disabled: run `vtoken vault enable`"
+        }
+    );
+    Ok(())
+}
+
+fn print_list(list: &[(u64, vault_core::vault::EntrySummary)], json: bool) -> Result<()> {
+    if json {
+        let v: Vec<_> = list
+            .iter()
+            .map(|(id, s)| {
+                json!({
+                    "id": id, "kind": s.kind, "title": s.title, "url": s.url,
+                    "username": s.username, "modified": s.modified,
+                })
+            })
+            .collect();
+        return print_json(&v);
+    }
+    if list.is_empty() {
+        outln!("no vault entries");
+        return Ok(());
+    }
+    outln!(
+        "{:>5}  {:<15} {:<28} {:<20} URL",
+        "ID",
+        "KIND",
+        "TITLE",
+        "USER"
+    );
+    for (id, s) in list {
+        outln!(
+            "{:>5}  {:<15} {:<28} {:<20} {}",
+            id,
+            s.kind.as_str(),
+            s.title,
+            s.username,
+            s.url
+        );
+    }
+    Ok(())
+}
+
+/// Asks the prompt agent before a secret is revealed when `[prompt] confirm`
+/// lists `vault-read`.
+fn confirm_read(ctx: &Ctx, token: &Token, e: &Entry, what: &str) -> Result<()> {
+    if ctx.config().prompt.needs("vault-read") {
+        token
+            .confirm(&Request {
+                title: "Reveal a vault secret?".into(),
+                description: format!("{what} of \"{}\" ({})", e.title, e.kind),
+            })
+            .map_err(cerr)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------- clipboard
+
+struct Clipboard {
+    copy: Vec<&'static str>,
+    paste: &'static str,
+    clear: &'static str,
+}
+
+fn clipboard() -> Option<Clipboard> {
+    let has = |n: &str| vault_core::prompt::find_in_path(n).is_some();
+    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
+    if set("WAYLAND_DISPLAY") && has("wl-copy") && has("wl-paste") {
+        return Some(Clipboard {
+            copy: vec!["wl-copy"],
+            paste: "wl-paste -n",
+            clear: "wl-copy --clear",
+        });
+    }
+    if set("DISPLAY") {
+        if has("xclip") {
+            return Some(Clipboard {
+                copy: vec!["xclip", "-selection", "clipboard"],
+                paste: "xclip -o -selection clipboard",
+                clear: "printf '' | xclip -selection clipboard",
+            });
+        }
+        if has("xsel") {
+            return Some(Clipboard {
+                copy: vec!["xsel", "--clipboard", "--input"],
+                paste: "xsel --clipboard --output",
+                clear: "xsel --clipboard --delete",
+            });
+        }
+    }
+    None
+}
+
+fn pipe_to(argv: &[&str], data: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut child = Command::new(argv[0])
+        .args(&argv[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::new(format!("cannot run {}: {e}", argv[0])))?;
+    if let Some(mut i) = child.stdin.take() {
+        i.write_all(data)?;
+    }
+    let st = child.wait()?;
+    if !st.success() {
+        bail!("{} failed ({st})", argv[0]);
+    }
+    Ok(())
+}
+
+/// Copies `value` to the clipboard and leaves a detached child that clears it after
+/// `seconds`, unless something else was copied meanwhile (as `pass -c` does).
+fn clip(value: &[u8], seconds: u64) -> Result<()> {
+    let cb = clipboard().ok_or_else(|| {
+        CliError::new(
+            "no clipboard: needs a Wayland (wl-copy, wl-paste) or X11 (xclip or xsel) session; \
+             print the value instead (without -c)",
+        )
+    })?;
+    pipe_to(&cb.copy, value)?;
+    // The secret travels on the child's stdin, never in its arguments.
+    let script = format!(
+        "IFS= read -r s; sleep \"$1\"; cur=$({paste} 2>/dev/null); \
+         if [ \"$cur\" = \"$s\" ]; then {clear} >/dev/null 2>&1; fi",
+        paste = cb.paste,
+        clear = cb.clear
+    );
+    let mut cmd = match vault_core::prompt::find_in_path("setsid") {
+        Some(s) => {
+            let mut c = Command::new(s);
+            c.arg("sh");
+            c
+        }
+        None => Command::new("sh"),
+    };
+    let mut child = cmd
+        .args(["-c", &script, "vtoken-clip", &seconds.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| CliError::new(format!("cannot start the clipboard clearer: {e}")))?;
+    if let Some(mut i) = child.stdin.take() {
+        use std::io::Write;
+        i.write_all(value)?;
+        i.write_all(b"\n")?;
+    }
+    // Not waited for: it outlives this process.
+    drop(child);
+    Ok(())
+}
+
+fn read_spki(path: &Path) -> Result<Vec<u8>> {
+    use spki::der::{Decode, DecodePem, Encode};
+    let bytes = crate::output::read_in(path)?;
+    let info = match std::str::from_utf8(&bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN"))
+    {
+        Some(text) => spki::SubjectPublicKeyInfoOwned::from_pem(text.as_bytes()),
+        None => spki::SubjectPublicKeyInfoOwned::from_der(&bytes),
+    }
+    .map_err(|e| {
+        CliError::new(format!(
+            "{}: not a public key (PEM \"PUBLIC KEY\" or DER SubjectPublicKeyInfo): {e}",
+            path.display()
+        ))
+    })?;
+    info.to_der()
+        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
+}
+
+fn key_by_label(token: &Token, label: &str) -> Result<u64> {
+    use cryptoki_sys::*;
+    let mut t = vault_core::Attributes::new();
+    t.set(CKA_LABEL, label.as_bytes().to_vec());
+    t.set_ulong(CKA_KEY_TYPE, CKK_RSA);
+    let ids = token.search(&t)?;
+    // Prefer the public key; a private key object carries the public part too.
+    let by_class = |c| {
+        ids.iter().copied().find(|id| {
+            token
+                .attributes(*id)
+                .map(|a| a.class() == Some(c))
+                .unwrap_or(false)
+        })
+    };
+    by_class(CKO_PUBLIC_KEY)
+        .or_else(|| by_class(CKO_PRIVATE_KEY))
+        .ok_or_else(|| CliError::new(format!("no RSA key labelled \"{label}\" on the token")))
+}
+
+// ---------------------------------------------------------------------- run
+
+/// Runs `vtoken vault …`.
+pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
+    match cmd {
+        VaultCommand::Status => {
+            let open = ctx.open()?;
+            print_status(&open.token.vault_status()?, json)
+        }
+        VaultCommand::Banks => {
+            if json {
+                return print_json(BANKS);
+            }
+            for b in BANKS {
+                outln!("{b}");
+            }
+            Ok(())
+        }
+        VaultCommand::Activate { code, user } => {
+            let open = open_user(ctx, user)?;
+            let code = match code {
+                Some(c) if !c.is_empty() => Zeroizing::new(c.clone()),
+                _ => ask_secret("vault activation code", "--code or VTOKEN_VAULT_CODE")?,
+            };
+            open.token.vault_activate(&code).map_err(cerr)?;
+            if json {
+                print_status(&open.token.vault_status()?, true)
+            } else {
+                outln!("vault activated and enabled");
+                Ok(())
+            }
+        }
+        VaultCommand::Enable { user } | VaultCommand::Disable { user } => {
+            let on = matches!(cmd, VaultCommand::Enable { .. });
+            let open = open_user(ctx, user)?;
+            if on {
+                open.token.vault_enable()
+            } else {
+                open.token.vault_disable()
+            }
+            .map_err(cerr)?;
+            if json {
+                print_status(&open.token.vault_status()?, true)
+            } else {
+                outln!("vault {}", if on { "enabled" } else { "disabled" });
+                Ok(())
+            }
+        }
+        VaultCommand::Add {
+            kind,
+            title,
+            fields,
+            user,
+        } => {
+            let mut e = Entry::new((*kind).into(), title);
+            apply_fields(&mut e, fields, true)?;
+            e.normalize().map_err(cerr)?;
+            let open = open_user(ctx, user)?;
+            let id = open.token.vault_add(&e).map_err(cerr)?;
+            if json {
+                print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
+            } else {
+                outln!("vault entry {id} added: {}", e.title);
+                Ok(())
+            }
+        }
+        VaultCommand::Edit {
+            entry,
+            title,
+            fields,
+            remove,
+            user,
+        } => {
+            let open = open_user(ctx, user)?;
+            let id = resolve(&open.token, entry)?;
+            let mut e = open.token.vault_get(id).map_err(cerr)?;
+            if let Some(t) = title {
+                e.title = t.clone();
+            }
+            apply_fields(&mut e, fields, false)?;
+            for r in remove {
+                if !e.remove(r) {
+                    bail!("the entry has no field \"{r}\"");
+                }
+            }
+            open.token.vault_update(id, &e).map_err(cerr)?;
+            if json {
+                print_json(&json!({ "id": id, "title": e.title }))
+            } else {
+                outln!("vault entry {id} changed");
+                Ok(())
+            }
+        }
+        VaultCommand::Delete { entry, user } => {
+            let open = open_user(ctx, user)?;
+            let id = resolve(&open.token, entry)?;
+            open.token.vault_delete(id).map_err(cerr)?;
+            if json {
+                print_json(&json!({ "deleted": id }))
+            } else {
+                outln!("vault entry {id} deleted");
+                Ok(())
+            }
+        }
+        VaultCommand::List { kind, user } => {
+            let open = open_user(ctx, user)?;
+            let list = open
+                .token
+                .vault_search(&Query {
+                    kind: kind.map(Into::into),
+                    ..Query::default()
+                })
+                .map_err(cerr)?;
+            print_list(&list, json)
+        }
+        VaultCommand::Search {
+            text,
+            url,
+            kind,
+            user,
+        } => {
+            let open = open_user(ctx, user)?;
+            let list = open
+                .token
+                .vault_search(&Query {
+                    text: text.clone(),
+                    url: url.clone(),
+                    kind: kind.map(Into::into),
+                })
+                .map_err(cerr)?;
+            print_list(&list, json)
+        }
+        VaultCommand::Show {
+            entry,
+            reveal,
+            user,
+        } => {
+            let open = open_user(ctx, user)?;
+            let id = resolve(&open.token, entry)?;
+            let e = open.token.vault_get(id).map_err(cerr)?;
+            if *reveal && e.fields.iter().any(|f| f.secret) {
+                confirm_read(ctx, &open.token, &e, "the secrets")?;
+            }
+            let value = |f: &vault_core::vault::Field| -> String {
+                if *reveal || !f.secret {
+                    f.value.clone()
+                } else {
+                    MASK.to_string()
+                }
+            };
+            if json {
+                let fields: Vec<_> = e
+                    .fields
+                    .iter()
+                    .map(|f| json!({ "name": f.name, "value": value(f), "secret": f.secret }))
+                    .collect();
+                return print_json(&json!({
+                    "id": id, "kind": e.kind, "title": e.title, "url": e.url,
+                    "fields": fields, "created": e.created, "modified": e.modified,
+                }));
+            }
+            outln!("id:       {id}");
+            outln!("kind:     {}", e.kind);
+            outln!("title:    {}", e.title);
+            if !e.url.is_empty() {
+                outln!("url:      {}", e.url);
+            }
+            for f in &e.fields {
+                outln!("{:<9} {}", format!("{}:", f.name), value(f));
+            }
+            outln!("created:  {}", when(e.created));
+            outln!("modified: {}", when(e.modified));
+            Ok(())
+        }
+        VaultCommand::Get {
+            entry,
+            field,
+            encrypt_to,
+            encrypt_to_pem,
+            dynamic,
+            digits,
+            counter,
+            time,
+            period,
+            clip: to_clip,
+            clip_seconds,
+            out,
+            user,
+        } => {
+            let open = open_user(ctx, user)?;
+            let id = resolve(&open.token, entry)?;
+            let output = if let Some(label) = encrypt_to {
+                PasswordOutput::RsaOaep(PublicKeyRef::Object(key_by_label(&open.token, label)?))
+            } else if let Some(f) = encrypt_to_pem {
+                PasswordOutput::RsaOaep(PublicKeyRef::Spki(read_spki(f)?))
+            } else if *dynamic {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                let use_time = *time || counter.is_none();
+                PasswordOutput::Dynamic {
+                    time: use_time.then_some((now, *period)),
+                    counter: *counter,
+                    digits: *digits,
+                }
+            } else {
+                PasswordOutput::Plain
+            };
+            if matches!(output, PasswordOutput::Plain) {
+                let e = open.token.vault_get(id).map_err(cerr)?;
+                let what = field.as_deref().unwrap_or("the password");
+                if field.is_none() || e.field(what).is_some_and(|f| f.secret) {
+                    confirm_read(ctx, &open.token, &e, what)?;
+                }
+            }
+            let v = open
+                .token
+                .vault_password(id, field.as_deref(), &output)
+                .map_err(cerr)?;
+            let binary = matches!(output, PasswordOutput::RsaOaep(_));
+            if *to_clip {
+                clip(&v, *clip_seconds)?;
+                eprintln!("copied to the clipboard; it is cleared in {clip_seconds} seconds");
+                return Ok(());
+            }
+            if json {
+                let value = if binary {
+                    hex::encode(&v[..])
+                } else {
+                    String::from_utf8_lossy(&v).into_owned()
+                };
+                let key = if binary { "ciphertext_hex" } else { "value" };
+                return print_json(&json!({ "id": id, key: value }));
+            }
+            if binary || out.is_some() {
+                return write_out(out.as_deref(), &v);
+            }
+            let mut line = Zeroizing::new(v.to_vec());
+            line.push(b'\n');
+            write_out(None, &line)
+        }
+        VaultCommand::ImportCsv { file, user } => {
+            let bytes = Zeroizing::new(crate::output::read_in(file)?);
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| CliError::new(format!("{}: not UTF-8 text", file.display())))?;
+            let open = open_user(ctx, user)?;
+            let ids = open.token.vault_import_csv(text).map_err(cerr)?;
+            if json {
+                print_json(&json!({ "imported": ids }))
+            } else {
+                outln!("{} vault entries imported", ids.len());
+                Ok(())
+            }
+        }
+        VaultCommand::ExportCsv {
+            file,
+            no_secrets,
+            user,
+        } => {
+            let open = open_user(ctx, user)?;
+            let text = open.token.vault_export_csv(!no_secrets).map_err(cerr)?;
+            if file != Path::new("-") {
+                write_private(file, text.as_bytes())?;
+                eprintln!(
+                    "vault exported to {}{}",
+                    file.display(),
+                    if *no_secrets {
+                        " (without secrets)"
+                    } else {
+                        " WITH secrets in the clear: protect or delete the file"
+                    }
+                );
+                Ok(())
+            } else {
+                write_out(None, text.as_bytes())
+            }
+        }
+    }
+}
+
+/// Writes a file readable by its owner only (it may hold secrets).
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))?;
+    f.write_all(bytes)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", path.display())))
+}

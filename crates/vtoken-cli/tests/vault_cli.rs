@@ -1,0 +1,508 @@
+//! `vtoken vault` end to end: the binary, a temporary token directory, and a real
+//! command prompt agent (a shell script that exits 0 or 1).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const SO_PIN: &str = "12345678";
+const PIN: &str = "1234";
+const SECRET: &str = "S3cret-Marker-9931";
+
+struct Env {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    prompt: PathBuf,
+    extra_env: Vec<(String, String)>,
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("vtoken.toml");
+        let tokens = dir.path().join("tokens");
+        std::fs::write(
+            &conf,
+            format!("token_dir = \"{}\"\nkdf = \"test\"\n", tokens.display()),
+        )
+        .unwrap();
+        let prompt = dir.path().join("prompt.sh");
+        let e = Env {
+            dir,
+            conf,
+            prompt,
+            extra_env: Vec::new(),
+        };
+        e.answer(true);
+        e
+    }
+
+    /// The prompt agent: records the request, then confirms or refuses.
+    fn answer(&self, yes: bool) {
+        let log = self.path("prompts.log");
+        script(
+            &self.prompt,
+            &format!(
+                "echo \"== $VTOKEN_PROMPT_TITLE\" >> '{}'\ncat >> '{}'\nexit {}",
+                log.display(),
+                log.display(),
+                if yes { 0 } else { 1 }
+            ),
+        );
+    }
+
+    fn prompts(&self) -> String {
+        std::fs::read_to_string(self.path("prompts.log")).unwrap_or_default()
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vtoken"));
+        c.args(args)
+            .env("VTOKEN_CONF", &self.conf)
+            .env(
+                "VTOKEN_PROMPT",
+                format!("command:{}", self.prompt.display()),
+            )
+            .env("VTOKEN_PIN", PIN)
+            .env("VTOKEN_SO_PIN", SO_PIN)
+            .env_remove("VTOKEN_TOKEN")
+            .env_remove("VTOKEN_LOG")
+            .env_remove("VTOKEN_VAULT_CODE")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "vtoken {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "vtoken {args:?} should fail: {o:?}"
+        );
+        let err = String::from_utf8(o.stderr).unwrap();
+        assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
+        err
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    fn token_bytes(&self) -> Vec<u8> {
+        let mut all = Vec::new();
+        for f in std::fs::read_dir(self.path("tokens")).unwrap() {
+            all.extend(std::fs::read(f.unwrap().path()).unwrap_or_default());
+        }
+        all
+    }
+}
+
+fn add_site(env: &Env, title: &str) -> u64 {
+    let v = env.json(&[
+        "--json",
+        "vault",
+        "add",
+        "--kind",
+        "website",
+        "--title",
+        title,
+        "--url",
+        "https://example.com",
+        "--username",
+        "alice",
+        "--password",
+        SECRET,
+    ]);
+    v["id"].as_u64().unwrap()
+}
+
+#[test]
+fn add_list_show_get_with_confirmation() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    let st = env.json(&["--json", "vault", "status"]);
+    assert_eq!(st["usable"], true);
+    assert_eq!(st["mode"], "available");
+
+    // Refused: nothing written.
+    env.answer(false);
+    let err = env.fails(&[
+        "vault",
+        "add",
+        "--kind",
+        "website",
+        "--title",
+        "site",
+        "--password",
+        SECRET,
+    ]);
+    assert!(err.contains("not confirmed"), "{err}");
+    assert!(env.prompts().contains("site"));
+    assert!(
+        !env.prompts().contains(SECRET),
+        "secret shown in the prompt"
+    );
+    assert!(env.ok(&["vault", "list"]).contains("no vault entries"));
+
+    env.answer(true);
+    let id = add_site(&env, "site");
+    let list = env.json(&["--json", "vault", "list"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["title"], "site");
+    assert_eq!(list[0]["username"], "alice");
+    assert!(!list.to_string().contains(SECRET));
+
+    let shown = env.ok(&["vault", "show", "site"]);
+    assert!(
+        shown.contains("alice") && shown.contains("••••••"),
+        "{shown}"
+    );
+    assert!(!shown.contains(SECRET));
+    let revealed = env.ok(&["vault", "show", &id.to_string(), "--reveal"]);
+    assert!(revealed.contains(SECRET));
+
+    assert_eq!(env.ok(&["vault", "get", "site"]), format!("{SECRET}\n"));
+    assert_eq!(
+        env.ok(&["vault", "get", "site", "--field", "username"]),
+        "alice\n"
+    );
+
+    // Search by title, URL and kind.
+    env.ok(&[
+        "vault",
+        "add",
+        "--kind",
+        "bank-card",
+        "--title",
+        "visa",
+        "--bank",
+        "hsbc",
+        "--card-number",
+        "4111111111111111",
+        "--card-pin",
+        "0000",
+    ]);
+    env.fails(&[
+        "vault",
+        "add",
+        "--kind",
+        "bank-card",
+        "--title",
+        "x",
+        "--bank",
+        "Nobank",
+        "--card-number",
+        "1",
+    ]);
+    env.ok(&[
+        "vault",
+        "add",
+        "--kind",
+        "bank-card",
+        "--title",
+        "local",
+        "--bank-other",
+        "Nobank",
+        "--card-number",
+        "1",
+    ]);
+    let s = env.json(&["--json", "vault", "search", "--kind", "bank-card"]);
+    assert_eq!(s.as_array().unwrap().len(), 2);
+    let s = env.json(&["--json", "vault", "search", "EXAMPLE.com"]);
+    assert_eq!(s[0]["title"], "site");
+    let card = env.json(&["--json", "vault", "show", "visa"]);
+    assert_eq!(card["fields"][0]["value"], "HSBC");
+    assert_eq!(card["fields"][1]["value"], "••••••");
+
+    // Edit and delete, both confirmed.
+    env.ok(&[
+        "vault",
+        "edit",
+        "site",
+        "--title",
+        "site2",
+        "--field",
+        "team=blue",
+    ]);
+    assert!(env.ok(&["vault", "show", "site2"]).contains("team"));
+    env.answer(false);
+    env.fails(&["vault", "delete", "site2"]);
+    env.answer(true);
+    env.ok(&["vault", "delete", "site2"]);
+    env.fails(&["vault", "get", "site2"]);
+
+    // Nothing readable on disk.
+    let bytes = env.token_bytes();
+    for needle in ["4111111111111111", "alice", "visa"] {
+        assert!(
+            !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} on disk"
+        );
+    }
+}
+
+#[test]
+fn optional_vault_activation_enable_disable() {
+    let env = Env::new();
+    let init = env.json(&["--json", "init", "--label", "t", "--vault", "optional"]);
+    let code = init["vault"]["activation_code"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(code.len(), 23);
+
+    for args in [
+        &["vault", "list"][..],
+        &["vault", "search", "x"],
+        &[
+            "vault", "add", "--kind", "custom", "--title", "c", "--field", "a=b",
+        ],
+        &["vault", "export-csv", "-"],
+    ] {
+        let err = env.fails(args);
+        assert!(err.contains("not activated"), "{args:?}: {err}");
+    }
+    assert!(env.prompts().is_empty(), "no prompt for a missing vault");
+
+    let err = env.fails(&["vault", "activate", "--code", "WRONG-WRONG"]);
+    assert!(err.contains("4 tries left"), "{err}");
+    assert_eq!(
+        env.json(&["--json", "vault", "status"])["activation_failures"],
+        1
+    );
+    env.ok(&["vault", "activate", "--code", &code.to_lowercase()]);
+    add_site(&env, "site");
+    env.ok(&["vault", "disable"]);
+    let err = env.fails(&["vault", "get", "site"]);
+    assert!(err.contains("vtoken vault enable"), "{err}");
+    // Invisible to the key/object listing too.
+    let objs = env.ok(&["objects", "list"]);
+    assert!(!objs.contains("site"), "{objs}");
+    env.ok(&["vault", "enable"]);
+    assert_eq!(env.ok(&["vault", "get", "site"]), format!("{SECRET}\n"));
+}
+
+#[test]
+fn activation_locks_after_five_wrong_codes() {
+    let env = Env::new();
+    env.ok(&[
+        "init",
+        "--label",
+        "t",
+        "--vault",
+        "optional",
+        "--vault-code",
+        "ISSUER-CODE-0001",
+    ]);
+    for _ in 0..4 {
+        env.fails(&["vault", "activate", "--code", "nope-nope-nope"]);
+    }
+    let err = env.fails(&["vault", "activate", "--code", "nope-nope-nope"]);
+    assert!(err.contains("re-initializing"), "{err}");
+    let err = env.fails(&["vault", "activate", "--code", "ISSUER-CODE-0001"]);
+    assert!(err.contains("locked"), "{err}");
+    assert_eq!(
+        env.json(&["--json", "vault", "status"])["activation_locked"],
+        true
+    );
+}
+
+#[test]
+fn encrypted_and_dynamic_output() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    let id = add_site(&env, "site");
+    // Dynamic password = otp_core::dynamic_password over the stored password.
+    let code = env.ok(&[
+        "vault",
+        "get",
+        "site",
+        "--dynamic",
+        "--counter",
+        "5",
+        "--digits",
+        "8",
+    ]);
+    assert_eq!(
+        code.trim(),
+        otp_core::dynamic_password(SECRET, None, Some(5), 8).unwrap()
+    );
+    // RSA-OAEP to a key on the token, decrypted by openssl with a key we hold: use
+    // an imported key pair so openssl has the private half.
+    let have_openssl = Command::new("openssl").arg("version").output().is_ok();
+    if !have_openssl {
+        eprintln!("openssl missing: RSA-OAEP CLI check skipped");
+        return;
+    }
+    let key = env.path("k.pem");
+    let pubk = env.path("k.pub.pem");
+    assert!(Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out"
+        ])
+        .arg(&key)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success());
+    assert!(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pubk)
+        .status()
+        .unwrap()
+        .success());
+    let decrypt = |ct: &Path| -> Vec<u8> {
+        let o = Command::new("openssl")
+            .args(["pkeyutl", "-decrypt", "-inkey"])
+            .arg(&key)
+            .args([
+                "-pkeyopt",
+                "rsa_padding_mode:oaep",
+                "-pkeyopt",
+                "rsa_oaep_md:sha256",
+                "-pkeyopt",
+                "rsa_mgf1_md:sha256",
+                "-in",
+            ])
+            .arg(ct)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        o.stdout
+    };
+    let ct = env.path("pw.bin");
+    env.ok(&[
+        "vault",
+        "get",
+        &id.to_string(),
+        "--encrypt-to-pem",
+        pubk.to_str().unwrap(),
+        "-o",
+        ct.to_str().unwrap(),
+    ]);
+    assert_eq!(decrypt(&ct), SECRET.as_bytes());
+    // To a key on the token, by label.
+    env.ok(&["import", "--file", key.to_str().unwrap(), "--label", "rsa"]);
+    let ct2 = env.path("pw2.bin");
+    env.ok(&[
+        "vault",
+        "get",
+        "site",
+        "--encrypt-to",
+        "rsa",
+        "-o",
+        ct2.to_str().unwrap(),
+    ]);
+    assert_eq!(decrypt(&ct2), SECRET.as_bytes());
+}
+
+#[test]
+fn csv_import_export() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    let csv = env.path("in.csv");
+    std::fs::write(
+        &csv,
+        "\"Group\",\"Title\",\"Username\",\"Password\",\"URL\",\"Notes\",\"TOTP\",\"Icon\",\"Last Modified\",\"Created\"\n\
+         \"Root\",\"Example\",\"alice\",\"pw,1\",\"https://example.com\",\"two\nlines\",\"\",\"0\",\"2024-01-31T12:00:00Z\",\"2024-01-31T12:00:00Z\"\n\
+         \"Root\",\"Other\",\"bob\",\"hunter2\",\"https://other.example\",\"\",\"\",\"0\",\"2024-01-31T12:00:00Z\",\"2024-01-31T12:00:00Z\"\n",
+    )
+    .unwrap();
+    env.answer(false);
+    env.fails(&["vault", "import-csv", csv.to_str().unwrap()]);
+    env.answer(true);
+    assert!(env
+        .ok(&["vault", "import-csv", csv.to_str().unwrap()])
+        .contains("2 vault entries imported"));
+    assert_eq!(env.ok(&["vault", "get", "Example"]), "pw,1\n");
+    // Export without secrets needs no confirmation; with secrets it does.
+    let out = env.path("out.csv");
+    env.answer(false);
+    env.ok(&["vault", "export-csv", out.to_str().unwrap(), "--no-secrets"]);
+    assert!(!std::fs::read_to_string(&out).unwrap().contains("hunter2"));
+    let err = env.fails(&["vault", "export-csv", out.to_str().unwrap()]);
+    assert!(err.contains("not confirmed"), "{err}");
+    env.answer(true);
+    env.ok(&["vault", "export-csv", out.to_str().unwrap()]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(text.contains("\"hunter2\""), "{text}");
+    assert!(text.contains("\"two\nlines\""), "{text}");
+    // Round trip into a second token.
+    let env2 = Env::new();
+    env2.ok(&["init", "--label", "u"]);
+    env2.ok(&["vault", "import-csv", out.to_str().unwrap()]);
+    assert_eq!(env2.ok(&["vault", "get", "Other"]), "hunter2\n");
+}
+
+#[test]
+fn clipboard_copy_and_clear() {
+    let mut env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    add_site(&env, "site");
+    // No clipboard: a clear error.
+    let err = env.fails(&["vault", "get", "site", "-c"]);
+    assert!(err.contains("no clipboard"), "{err}");
+    // A fake xclip keeping the clipboard in a file.
+    let bin = env.path("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let board = env.path("board");
+    script(
+        &bin.join("xclip"),
+        &format!(
+            "case \" $* \" in *\" -o \"*) cat '{b}' 2>/dev/null;; *) cat > '{b}';; esac",
+            b = board.display()
+        ),
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    env.extra_env = vec![("DISPLAY".into(), ":0".into()), ("PATH".into(), path)];
+    env.ok(&["vault", "get", "site", "-c", "--clip-seconds", "1"]);
+    assert_eq!(std::fs::read_to_string(&board).unwrap(), SECRET);
+    let mut cleared = false;
+    for _ in 0..50 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if std::fs::read_to_string(&board).unwrap().is_empty() {
+            cleared = true;
+            break;
+        }
+    }
+    assert!(cleared, "clipboard not cleared");
+}

@@ -1,0 +1,292 @@
+//! The prompt agents on a real terminal, tried as a new user would: a tmux session
+//! (private server `tmux -L vtoken-test-<pid>`) runs `vault-core`'s `prompt_demo`
+//! example, the test reads the screen, presses the keys a person would, and checks
+//! the answer the program prints. Standard input and output of the program are
+//! redirected, as inside a PKCS#11 host, so the agents must find the terminal
+//! themselves.
+//!
+//! Needs `tmux` and `pinentry-tty` (`pinentry-curses` is tried when installed); the
+//! test fails without them unless `VTOKEN_SKIP_TMUX=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Builds the example and returns its path.
+fn build_demo() -> PathBuf {
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args([
+        "build",
+        "-p",
+        "vault-core",
+        "--example",
+        "prompt_demo",
+        "--message-format=json",
+    ])
+    .current_dir(&root)
+    .stderr(Stdio::inherit());
+    if !cfg!(debug_assertions) {
+        cmd.arg("--release");
+    }
+    let out = cmd.output().expect("run cargo build --example prompt_demo");
+    assert!(
+        out.status.success(),
+        "cargo build --example prompt_demo failed"
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "prompt_demo")
+        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
+        .expect("prompt_demo executable in cargo's output")
+}
+
+/// A private tmux server, killed on drop.
+struct Tmux {
+    program: PathBuf,
+    socket: String,
+}
+
+impl Tmux {
+    fn new(program: PathBuf) -> Tmux {
+        let t = Tmux {
+            program,
+            socket: format!("vtoken-test-{}", std::process::id()),
+        };
+        // A session that outlives the cases, so the server does not exit (and race
+        // the next `new-session`) each time a case's program ends.
+        t.start("keeper", "sleep 600");
+        t
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.program)
+            .args(["-L", &self.socket, "-f", "/dev/null"])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run tmux")
+    }
+
+    /// Starts `line` (a shell command line) in a new 100x30 session.
+    fn start(&self, session: &str, line: &str) {
+        let out = self.cmd(&[
+            "new-session",
+            "-d",
+            "-s",
+            session,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            line,
+        ]);
+        assert!(
+            out.status.success(),
+            "tmux new-session: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn screen(&self, session: &str) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", session]).stdout)
+            .into_owned()
+    }
+
+    /// Waits up to 10 s for `text` on the screen; returns the screen.
+    fn wait_for(&self, session: &str, text: &str) -> String {
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.screen(session);
+            if s.contains(text) {
+                return s;
+            }
+            assert!(
+                Instant::now() < end,
+                "waited 10 s for {text:?} in session {session}; the screen shows:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends keys (tmux key names such as `Enter`, `Escape`, or literal letters).
+    fn keys(&self, session: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", session];
+        args.extend_from_slice(keys);
+        let out = self.cmd(&args);
+        assert!(out.status.success(), "tmux send-keys {keys:?}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// Waits up to 10 s for the program's one line of output.
+fn answer(out: &Path, screen_on_fail: impl Fn() -> String) -> String {
+    let end = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(s) = std::fs::read_to_string(out) {
+            if s.ends_with('\n') {
+                return s.trim().to_string();
+            }
+        }
+        assert!(
+            Instant::now() < end,
+            "no answer in {} after 10 s; the screen shows:\n{}",
+            out.display(),
+            screen_on_fail()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+struct Case<'a> {
+    spec: String,
+    timeout_secs: u64,
+    /// Text that shows the prompt is up.
+    ready: &'a str,
+    keys: &'a [&'a str],
+    expect: &'a str,
+}
+
+fn run(tmux: &Tmux, demo: &Path, dir: &Path, n: usize, case: &Case) {
+    let session = format!("case{n}");
+    let out = dir.join(format!("case{n}.out"));
+    let err = dir.join(format!("case{n}.err"));
+    // stdin and stdout are not the terminal: the agents must open it themselves.
+    let line = format!(
+        "'{}' '{}' {} </dev/null >'{}' 2>'{}'",
+        demo.display(),
+        case.spec,
+        case.timeout_secs,
+        out.display(),
+        err.display()
+    );
+    tmux.start(&session, &line);
+    let screen = tmux.wait_for(&session, case.ready);
+    assert!(
+        screen.contains("demo@example.org"),
+        "{}: the description is not on the screen:\n{screen}",
+        case.spec
+    );
+    if !case.keys.is_empty() {
+        // Let the prompt finish drawing and start reading.
+        std::thread::sleep(Duration::from_millis(300));
+        tmux.keys(&session, case.keys);
+    }
+    let got = answer(&out, || tmux.screen(&session));
+    assert_eq!(
+        got,
+        case.expect,
+        "{} with keys {:?}; stderr: {}",
+        case.spec,
+        case.keys,
+        std::fs::read_to_string(&err).unwrap_or_default()
+    );
+}
+
+#[test]
+fn prompts_on_a_real_terminal() {
+    if std::env::var("VTOKEN_SKIP_TMUX").as_deref() == Ok("1") {
+        eprintln!("VTOKEN_SKIP_TMUX=1: skipping the tmux prompt test");
+        return;
+    }
+    let tmux = which("tmux").unwrap_or_else(|| {
+        panic!("tmux is not installed: install it (apt-get install tmux) or set VTOKEN_SKIP_TMUX=1")
+    });
+    let pinentry_tty = which("pinentry-tty").unwrap_or_else(|| {
+        panic!(
+            "pinentry-tty is not installed: install it (apt-get install pinentry-tty) \
+             or set VTOKEN_SKIP_TMUX=1"
+        )
+    });
+    let demo = build_demo();
+    let dir = tempfile::tempdir().unwrap();
+    let tmux = Tmux::new(tmux);
+
+    let pe = format!("pinentry:{}", pinentry_tty.display());
+    let mut cases = vec![
+        // pinentry-tty shows the description, "Yes", "No" and "[yn]?", and takes
+        // one key.
+        Case {
+            spec: pe.clone(),
+            timeout_secs: 30,
+            ready: "[yn]?",
+            keys: &["y"],
+            expect: "Confirmed",
+        },
+        Case {
+            spec: pe.clone(),
+            timeout_secs: 30,
+            ready: "[yn]?",
+            keys: &["n"],
+            expect: "Refused",
+        },
+        // Nobody answers: pinentry's own SETTIMEOUT ends it.
+        Case {
+            spec: pe.clone(),
+            timeout_secs: 2,
+            ready: "[yn]?",
+            keys: &[],
+            expect: "TimedOut",
+        },
+        // The tty agent: a line, then Enter.
+        Case {
+            spec: "tty".into(),
+            timeout_secs: 30,
+            ready: "Confirm? [y/N]",
+            keys: &["y", "Enter"],
+            expect: "Confirmed",
+        },
+        Case {
+            spec: "tty".into(),
+            timeout_secs: 30,
+            ready: "Confirm? [y/N]",
+            keys: &["n", "o", "Enter"],
+            expect: "Refused",
+        },
+        Case {
+            spec: "tty".into(),
+            timeout_secs: 2,
+            ready: "Confirm? [y/N]",
+            keys: &[],
+            expect: "TimedOut",
+        },
+    ];
+    // pinentry-curses: a dialog with <Yes> focused; Enter takes it, Right moves to
+    // <No>. (Escape does nothing in its confirm dialog.)
+    if let Some(curses) = which("pinentry-curses") {
+        let pc = format!("pinentry:{}", curses.display());
+        cases.push(Case {
+            spec: pc.clone(),
+            timeout_secs: 30,
+            ready: "<Yes>",
+            keys: &["Enter"],
+            expect: "Confirmed",
+        });
+        cases.push(Case {
+            spec: pc,
+            timeout_secs: 30,
+            ready: "<Yes>",
+            keys: &["Right", "Enter"],
+            expect: "Refused",
+        });
+    } else {
+        eprintln!("pinentry-curses not installed: only pinentry-tty tried");
+    }
+    for (n, case) in cases.iter().enumerate() {
+        run(&tmux, &demo, dir.path(), n, case);
+    }
+}
