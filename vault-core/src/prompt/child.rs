@@ -73,3 +73,20 @@ pub(crate) fn kill_tree(child: &mut Child) {
     }
     let _ = child.wait();
 }
+
+/// `cmd.spawn()`, retried briefly on `ETXTBSY`: a program written a moment ago
+/// can still be open for writing in a process another thread just forked (until
+/// that one calls exec), and exec then fails with "Text file busy".
+pub(crate) fn spawn(cmd: &mut std::process::Command) -> std::io::Result<Child> {
+    const ETXTBSY: i32 = 26;
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10 * tries));
+            }
+            r => return r,
+        }
+    }
+}

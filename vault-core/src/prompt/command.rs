@@ -14,7 +14,7 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use super::child::{kill_tree, wait_until};
+use super::child::{self, kill_tree, wait_until};
 use super::{Answer, Prompt, Request};
 use crate::error::{Error, Result};
 
@@ -61,20 +61,21 @@ impl Command {
 
 impl Prompt for Command {
     fn confirm(&self, req: &Request) -> Result<Answer> {
-        let mut child = std::process::Command::new(&self.program)
-            .args(&self.args)
-            .env(TITLE_ENV, env_value(&req.title))
-            .env(DESCRIPTION_ENV, env_value(&req.description))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                Error::General(format!(
-                    "prompt command {}: cannot start: {e}",
-                    self.program
-                ))
-            })?;
+        let mut child = child::spawn(
+            std::process::Command::new(&self.program)
+                .args(&self.args)
+                .env(TITLE_ENV, env_value(&req.title))
+                .env(DESCRIPTION_ENV, env_value(&req.description))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::inherit()),
+        )
+        .map_err(|e| {
+            Error::General(format!(
+                "prompt command {}: cannot start: {e}",
+                self.program
+            ))
+        })?;
         let deadline = Instant::now() + self.timeout;
         if let Some(mut stdin) = child.stdin.take() {
             // A writer thread: a program that never reads its input cannot block us

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroizing;
 
-use super::child::{kill_tree, wait_until};
+use super::child::{self, kill_tree, wait_until};
 use super::{display_safe, Answer, Prompt, Request};
 use crate::error::{Error, Result};
 
@@ -185,12 +185,13 @@ struct Conn {
 impl Conn {
     fn start(p: &Pinentry) -> Result<Conn> {
         let program = p.program.display().to_string();
-        let mut child = std::process::Command::new(&p.program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| Error::General(format!("pinentry {program}: cannot start: {e}")))?;
+        let mut child = child::spawn(
+            std::process::Command::new(&p.program)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        )
+        .map_err(|e| Error::General(format!("pinentry {program}: cannot start: {e}")))?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
