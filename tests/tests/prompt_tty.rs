@@ -1,4 +1,5 @@
-//! The prompt agents on a real terminal, tried as a new user would: a tmux session
+//! The prompt agents on a real terminal, tried as a new user would (and `vtoken vault
+//! add` with the tty agent, end to end): a tmux session
 //! (private server `tmux -L vtoken-test-<pid>`) runs `vault-core`'s `prompt_demo`
 //! example, the test reads the screen, presses the keys a person would, and checks
 //! the answer the program prints. Standard input and output of the program are
@@ -22,32 +23,33 @@ fn which(name: &str) -> Option<PathBuf> {
 
 /// Builds the example and returns its path.
 fn build_demo() -> PathBuf {
+    build(
+        &["-p", "vault-core", "--example", "prompt_demo"],
+        "prompt_demo",
+    )
+}
+
+/// Runs `cargo build ARGS` (release when the tests are) and returns the path of the
+/// executable named `name`.
+fn build(args: &[&str], name: &str) -> PathBuf {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args([
-        "build",
-        "-p",
-        "vault-core",
-        "--example",
-        "prompt_demo",
-        "--message-format=json",
-    ])
-    .current_dir(&root)
-    .stderr(Stdio::inherit());
+    cmd.arg("build")
+        .args(args)
+        .arg("--message-format=json")
+        .current_dir(&root)
+        .stderr(Stdio::inherit());
     if !cfg!(debug_assertions) {
         cmd.arg("--release");
     }
-    let out = cmd.output().expect("run cargo build --example prompt_demo");
-    assert!(
-        out.status.success(),
-        "cargo build --example prompt_demo failed"
-    );
+    let out = cmd.output().expect("run cargo build");
+    assert!(out.status.success(), "cargo build {args:?} failed");
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == "prompt_demo")
+        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
         .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .expect("prompt_demo executable in cargo's output")
+        .unwrap_or_else(|| panic!("{name} executable in cargo's output"))
 }
 
 /// A private tmux server, killed on drop.
@@ -288,5 +290,90 @@ fn prompts_on_a_real_terminal() {
     }
     for (n, case) in cases.iter().enumerate() {
         run(&tmux, &demo, dir.path(), n, case);
+    }
+}
+
+/// `vtoken vault add` as a new user runs it in a terminal: the password is asked
+/// without echo, the entry is shown with the password masked through the tty agent,
+/// and only "y" stores it.
+#[test]
+fn vault_add_in_a_terminal() {
+    if std::env::var("VTOKEN_SKIP_TMUX").as_deref() == Ok("1") {
+        eprintln!("VTOKEN_SKIP_TMUX=1: skipping the tmux vault test");
+        return;
+    }
+    let tmux = which("tmux").unwrap_or_else(|| {
+        panic!("tmux is not installed: install it (apt-get install tmux) or set VTOKEN_SKIP_TMUX=1")
+    });
+    let vtoken = build(&["-p", "vtoken-cli", "--bin", "vtoken"], "vtoken");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("vtoken.toml");
+    std::fs::write(
+        &conf,
+        format!(
+            "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"tty\"\ntimeout_secs = 30\n",
+            dir.path().join("tokens").display()
+        ),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(&vtoken)
+            .args(args)
+            .env("VTOKEN_CONF", &conf)
+            .env("VTOKEN_PIN", "1234")
+            .env_remove("VTOKEN_PROMPT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let init = run(&[
+        "init", "--label", "tty", "--so-pin", "12345678", "--pin", "1234",
+    ]);
+    assert!(init.status.success(), "{init:?}");
+    let tmux = Tmux::new(tmux);
+    for (n, (answer_keys, stored)) in [(&["y", "Enter"][..], true), (&["n", "Enter"][..], false)]
+        .into_iter()
+        .enumerate()
+    {
+        let session = format!("vault{n}");
+        let title = format!("mail{n}");
+        let line = format!(
+            "VTOKEN_CONF='{}' VTOKEN_PIN=1234 '{}' vault add --kind website --title {title} \
+             --url https://mail.example.org --username alice; echo EXIT=$?; sleep 30",
+            conf.display(),
+            vtoken.display()
+        );
+        tmux.start(&session, &line);
+        // The password prompt (no echo), then the confirmation on the terminal.
+        let screen = tmux.wait_for(&session, "assword");
+        assert!(
+            !screen.contains("Confirm?"),
+            "confirmation before the password:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        tmux.keys(&session, &["-l", "S3cret-pass!"]);
+        tmux.keys(&session, &["Enter"]);
+        let screen = tmux.wait_for(&session, "Confirm? [y/N]");
+        assert!(screen.contains(&title), "the entry is not shown:\n{screen}");
+        assert!(
+            screen.contains("mail.example.org"),
+            "the URL is not shown:\n{screen}"
+        );
+        assert!(
+            !screen.contains("S3cret-pass!"),
+            "the password is visible:\n{screen}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+        tmux.keys(&session, answer_keys);
+        let screen = tmux.wait_for(&session, "EXIT=");
+        assert_eq!(
+            screen.contains("EXIT=0"),
+            stored,
+            "exit status; screen:\n{screen}"
+        );
+        let list = run(&["vault", "list", "--json"]);
+        assert!(list.status.success(), "{list:?}");
+        let listed = String::from_utf8_lossy(&list.stdout).contains(&title);
+        assert_eq!(listed, stored, "entry {title} stored = {listed}");
     }
 }
