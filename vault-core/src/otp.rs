@@ -192,7 +192,8 @@ impl Token {
     }
 
     fn otp_confirm(&self, what: &str, name: &str, p: &OtpParams) -> Result<()> {
-        if !p.confirm {
+        // The credential's own flag, or `otp-code` in `[prompt] confirm`.
+        if !p.confirm && !self.needs_confirmation("otp-code") {
             return Ok(());
         }
         self.confirm(&Request {

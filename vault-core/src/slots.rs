@@ -177,7 +177,9 @@ impl Registry {
         let t = Token::open(&entry.path, &self.config)?;
         match crate::prompt::from_config(&self.config.prompt) {
             Ok(p) => t.set_prompt(p),
-            Err(e) => tracing::warn!(error = %e, "prompt agent unavailable; confirmations are refused"),
+            Err(e) => {
+                tracing::warn!(error = %e, "prompt agent unavailable; confirmations are refused")
+            }
         }
         Ok(t)
     }

@@ -140,6 +140,8 @@ pub struct Token {
     pub(crate) session_objects: Mutex<HashMap<u64, (u64, Arc<CachedObject>)>>,
     pub(crate) next_session_object: AtomicU64,
     pub(crate) prompt: RwLock<Arc<dyn crate::prompt::Prompt>>,
+    /// Operations that need the user's confirmation (`[prompt] confirm`).
+    pub(crate) confirm_ops: RwLock<Vec<String>>,
     serial: String,
     path: PathBuf,
     kdf: KdfParams,
@@ -236,6 +238,7 @@ impl Token {
             session_objects: Mutex::new(HashMap::new()),
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
             prompt: RwLock::new(Arc::new(crate::prompt::Deny)),
+            confirm_ops: RwLock::new(config.prompt.confirm.clone()),
             serial,
             path: path.to_path_buf(),
             kdf: config.kdf,
@@ -249,6 +252,26 @@ impl Token {
     /// Sets the prompt agent used for user-presence confirmations.
     pub fn set_prompt(&self, p: Arc<dyn crate::prompt::Prompt>) {
         *self.prompt.write().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// Whether operation `op` (`vault-write`, `vault-read`, `otp-code`, `key-export`)
+    /// needs the user's confirmation under this token's configuration.
+    pub fn needs_confirmation(&self, op: &str) -> bool {
+        self.confirm_ops
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|o| o == op)
+    }
+
+    /// [`Token::confirm`] when the configuration lists `op` (`[prompt] confirm`),
+    /// else `Ok(())` at once.
+    pub fn confirm_for(&self, op: &str, req: &crate::prompt::Request) -> Result<()> {
+        if self.needs_confirmation(op) {
+            self.confirm(req)
+        } else {
+            Ok(())
+        }
     }
 
     /// Asks the user through the prompt agent; `Ok(())` only on confirmation.

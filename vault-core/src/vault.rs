@@ -811,10 +811,13 @@ impl Token {
         let t = now();
         e.created = t;
         e.modified = t;
-        self.confirm(&crate::prompt::Request {
-            title: "Store this vault entry?".into(),
-            description: e.describe(),
-        })?;
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Store this vault entry?".into(),
+                description: e.describe(),
+            },
+        )?;
         self.vault_insert(entry_attributes(&e)?)
     }
 
@@ -827,10 +830,13 @@ impl Token {
         e.normalize()?;
         e.created = old.created;
         e.modified = now();
-        self.confirm(&crate::prompt::Request {
-            title: "Change this vault entry?".into(),
-            description: format!("{}\n(was: {})", e.describe(), old.title),
-        })?;
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Change this vault entry?".into(),
+                description: format!("{}\n(was: {})", e.describe(), old.title),
+            },
+        )?;
         let mut attrs = (*o.attrs).clone();
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
@@ -846,10 +852,13 @@ impl Token {
         self.vault_require_user()?;
         let o = self.vault_object(id)?;
         let e = entry_of(&o.attrs)?;
-        self.confirm(&crate::prompt::Request {
-            title: "Delete this vault entry?".into(),
-            description: e.describe(),
-        })?;
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Delete this vault entry?".into(),
+                description: e.describe(),
+            },
+        )?;
         self.store().delete_object(id)?;
         self.forget_cached(id);
         info!(serial = %self.serial(), id, "vault entry deleted");
@@ -1008,10 +1017,13 @@ impl Token {
         e.modified = t;
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
-        self.confirm(&crate::prompt::Request {
-            title: format!("{what} this vault entry?"),
-            description: e.describe(),
-        })
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: format!("{what} this vault entry?"),
+                description: e.describe(),
+            },
+        )
     }
 
     /// Checks the deletion of a vault object through PKCS#11 (the user confirms).
@@ -1021,10 +1033,13 @@ impl Token {
             Ok(e) => e.describe(),
             Err(_) => format!("Title: {}", attrs.label()),
         };
-        self.confirm(&crate::prompt::Request {
-            title: "Delete this vault entry?".into(),
-            description,
-        })
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Delete this vault entry?".into(),
+                description,
+            },
+        )
     }
 
     // ------------------------------------------------------------------ CSV
@@ -1052,10 +1067,13 @@ impl Token {
                 e.url
             ));
         }
-        self.confirm(&crate::prompt::Request {
-            title: "Import these vault entries?".into(),
-            description,
-        })?;
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Import these vault entries?".into(),
+                description,
+            },
+        )?;
         let mut ids = Vec::with_capacity(entries.len());
         for e in &entries {
             ids.push(self.vault_insert(entry_attributes(e)?)?);

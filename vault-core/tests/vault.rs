@@ -603,3 +603,43 @@ fn reinitialize_resets_an_optional_vault() {
     t.vault_activate(code.as_deref().unwrap()).unwrap();
     assert!(t.vault_status().unwrap().usable);
 }
+
+/// `[prompt] confirm` decides which operations ask: without `vault-write` a write
+/// goes through without the agent being asked; with it (the default) the agent's
+/// refusal stops the write.
+#[test]
+fn confirmation_follows_the_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_dir(dir.path().join("tokens"));
+    assert!(
+        cfg.prompt.confirm.iter().any(|o| o == "vault-write"),
+        "default asks for writes"
+    );
+    cfg.prompt.confirm.clear();
+    let reg = Registry::new(cfg);
+    let e = reg.create("noconfirm", SO, None).unwrap();
+    let t = reg.open(&e).unwrap();
+    t.login(UserType::So, SO).unwrap();
+    t.init_pin(USER).unwrap();
+    t.vault_setup(VaultMode::Available).unwrap();
+    t.logout().unwrap();
+    let p = Scripted::new(Answer::Refused);
+    t.set_prompt(p.clone());
+    t.login(UserType::User, USER).unwrap();
+    assert!(!t.needs_confirmation("vault-write"));
+    t.vault_add(&website("unasked")).unwrap();
+    assert_eq!(
+        p.count(),
+        0,
+        "the agent was asked although the configuration says not to"
+    );
+
+    let (_d, t2, p2, _) = setup(VaultMode::Available);
+    p2.set(Answer::Refused);
+    t2.login(UserType::User, USER).unwrap();
+    assert!(matches!(
+        t2.vault_add(&website("refused")),
+        Err(vault_core::Error::FunctionRejected)
+    ));
+    assert_eq!(p2.count(), 1);
+}
