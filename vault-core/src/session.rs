@@ -454,6 +454,22 @@ impl Token {
         let o = self.object(id)?;
         let class = o.attrs.class().unwrap_or(CKO_DATA);
         let hide = object::hides_secrets(&o.attrs);
+        if types.contains(&CKA_VALUE)
+            && o.attrs.get(CKA_APPLICATION) == Some(crate::vault::VAULT_APPLICATION)
+        {
+            // A vault entry read through PKCS#11 holds its secrets: the same
+            // `vault-read` confirmation as `vtoken vault get`.
+            self.confirm_for(
+                "vault-read",
+                &crate::prompt::Request {
+                    title: "Reveal a vault entry?".into(),
+                    description: format!(
+                        "vault entry \"{}\" read through PKCS#11",
+                        o.attrs.label()
+                    ),
+                },
+            )?;
+        }
         Ok(types
             .iter()
             .map(|&t| {

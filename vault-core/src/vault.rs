@@ -944,6 +944,17 @@ impl Token {
                 Error::ArgumentsBad(format!("the entry \"{}\" has no password", e.title))
             })?,
         };
+        if matches!(output, PasswordOutput::Plain) && f.secret {
+            // `[prompt] confirm` may list "vault-read": a secret leaves the token in
+            // the clear only after the user agrees.
+            self.confirm_for(
+                "vault-read",
+                &crate::prompt::Request {
+                    title: "Reveal a vault secret?".into(),
+                    description: format!("{} of \"{}\" ({})", f.name, e.title, e.kind),
+                },
+            )?;
+        }
         let value = Zeroizing::new(f.value.as_bytes().to_vec());
         match output {
             PasswordOutput::Plain => Ok(value),

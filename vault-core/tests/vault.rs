@@ -643,3 +643,38 @@ fn confirmation_follows_the_configuration() {
     ));
     assert_eq!(p2.count(), 1);
 }
+
+/// With `vault-read` in `[prompt] confirm`, a secret leaves the token in the clear
+/// (the API's plain output, or CKA_VALUE through PKCS#11) only after confirmation.
+#[test]
+fn vault_read_confirmation_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::for_dir(dir.path().join("tokens"));
+    cfg.prompt.confirm = vec!["vault-write".into(), "vault-read".into()];
+    let reg = Registry::new(cfg);
+    let e = reg.create("reads", SO, None).unwrap();
+    let t = reg.open(&e).unwrap();
+    t.login(UserType::So, SO).unwrap();
+    t.init_pin(USER).unwrap();
+    t.vault_setup(VaultMode::Available).unwrap();
+    t.logout().unwrap();
+    let p = Scripted::new(Answer::Confirmed);
+    t.set_prompt(p.clone());
+    t.login(UserType::User, USER).unwrap();
+    let id = t.vault_add(&website("guarded")).unwrap();
+    p.set(Answer::Refused);
+    assert!(matches!(
+        t.vault_password(id, None, &PasswordOutput::Plain),
+        Err(Error::FunctionRejected)
+    ));
+    let s = t.open_session(false).unwrap();
+    assert!(matches!(
+        t.get_attributes(s, id, &[CKA_VALUE]),
+        Err(Error::FunctionRejected)
+    ));
+    // The label alone needs no confirmation.
+    assert!(t.get_attributes(s, id, &[CKA_LABEL]).is_ok());
+    p.set(Answer::Confirmed);
+    let v = t.vault_password(id, None, &PasswordOutput::Plain).unwrap();
+    assert_eq!(&v[..], PASSWORD.as_bytes());
+}

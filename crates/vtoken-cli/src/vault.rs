@@ -563,16 +563,16 @@ fn print_list(list: &[(u64, vault_core::vault::EntrySummary)], json: bool) -> Re
 
 /// Asks the prompt agent before a secret is revealed when `[prompt] confirm`
 /// lists `vault-read`.
-fn confirm_read(ctx: &Ctx, token: &Token, e: &Entry, what: &str) -> Result<()> {
-    if ctx.config().prompt.needs("vault-read") {
-        token
-            .confirm(&Request {
+fn confirm_read(_ctx: &Ctx, token: &Token, e: &Entry, what: &str) -> Result<()> {
+    token
+        .confirm_for(
+            "vault-read",
+            &Request {
                 title: "Reveal a vault secret?".into(),
                 description: format!("{what} of \"{}\" ({})", e.title, e.kind),
-            })
-            .map_err(cerr)?;
-    }
-    Ok(())
+            },
+        )
+        .map_err(cerr)
 }
 
 // ---------------------------------------------------------------------- clipboard
@@ -922,13 +922,8 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             } else {
                 PasswordOutput::Plain
             };
-            if matches!(output, PasswordOutput::Plain) {
-                let e = open.token.vault_get(id).map_err(cerr)?;
-                let what = field.as_deref().unwrap_or("the password");
-                if field.is_none() || e.field(what).is_some_and(|f| f.secret) {
-                    confirm_read(ctx, &open.token, &e, what)?;
-                }
-            }
+            // `vault_password` asks the prompt agent itself when `[prompt] confirm`
+            // lists "vault-read".
             let v = open
                 .token
                 .vault_password(id, field.as_deref(), &output)
