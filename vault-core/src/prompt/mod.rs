@@ -78,6 +78,32 @@ pub enum Answer {
     TimedOut,
 }
 
+/// A picture challenge for the user (the gate, SPEC C1–C6).
+#[derive(Clone, Debug)]
+pub struct Captcha<'a> {
+    /// One line: what is asked ("Picture check for signing with key 'k1'").
+    pub title: String,
+    /// What the request is, and how many chances are left.
+    pub description: String,
+    /// The challenge picture (PNG). The answer is never given to the agent.
+    pub png: &'a [u8],
+    /// How long the user has (monotonic clock; the token enforces it too).
+    pub lifetime: std::time::Duration,
+}
+
+/// The user's reply to a picture challenge.
+#[derive(Debug, PartialEq, Eq)]
+pub enum CaptchaReply {
+    /// The text the user read from the picture.
+    Answer(zeroize::Zeroizing<String>),
+    /// The user asked for another picture (uses a chance, SPEC C5).
+    Refresh,
+    /// The user refused.
+    Refused,
+    /// Nobody answered in time.
+    TimedOut,
+}
+
 /// A prompt agent.
 pub trait Prompt: Send + Sync {
     /// Shows `req` and waits for confirmation. `Err` when no prompt can be shown
@@ -86,6 +112,14 @@ pub trait Prompt: Send + Sync {
 
     /// A short name for logs (`pinentry`, `tty`, `command`, `deny`).
     fn name(&self) -> &str;
+
+    /// Shows a picture challenge (SPEC C2–C4) and returns what the user typed, or
+    /// that they asked for a new picture, refused, or let it time out. Agents that
+    /// cannot show a picture return `Err` (the gated call is then rejected).
+    fn captcha(&self, challenge: &Captcha<'_>) -> Result<CaptchaReply> {
+        let _ = challenge;
+        Err(Error::FunctionNotSupported)
+    }
 }
 
 /// The agent that refuses everything (fail closed).
