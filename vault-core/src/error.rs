@@ -113,6 +113,19 @@ pub enum Error {
     /// A wrong vault activation code (`CKR_PIN_INCORRECT`).
     #[error("incorrect vault activation code ({tries_left} tries left)")]
     VaultCodeIncorrect { tries_left: u32 },
+    /// A picture check of the gate failed (wrong, late, refreshed or unanswered;
+    /// `CKR_FUNCTION_REJECTED`, like a refusal).
+    #[error("picture check failed: {0}")]
+    GateRejected(String),
+    /// The gate locked the token after too many failed picture checks (SPEC C5):
+    /// every operation fails with `CKR_DEVICE_REMOVED` — the software counterpart
+    /// of a USB key that must be unplugged and replugged — until the user runs
+    /// `vtoken reattach`.
+    #[error(
+        "the token is locked after too many failed picture checks: this machine may be \
+         compromised; after checking it, run `vtoken reattach` (needs the user PIN)"
+    )]
+    GateLocked,
     #[error("token file is corrupt or was tampered with: {0}")]
     Corrupt(String),
     #[error("token file format version {0} is newer than this vtoken supports")]
@@ -182,6 +195,8 @@ impl Error {
             FunctionRejected => CKR_FUNCTION_REJECTED,
             VaultUnavailable(_) => CKR_ACTION_PROHIBITED,
             VaultCodeIncorrect { .. } => CKR_PIN_INCORRECT,
+            GateRejected(_) => CKR_FUNCTION_REJECTED,
+            GateLocked => CKR_DEVICE_REMOVED,
             Corrupt(_) => CKR_DEVICE_ERROR,
             UnsupportedVersion(_) => CKR_DEVICE_ERROR,
             Storage(_) => CKR_DEVICE_ERROR,

@@ -16,6 +16,7 @@
 pub mod attr;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod mechanism;
 pub mod object;
 pub mod otp;

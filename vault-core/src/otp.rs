@@ -163,6 +163,7 @@ fn secret_of(attrs: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
 impl Token {
     /// The master keys of the logged-in user, or `UserNotLoggedIn`.
     fn otp_keys(&self) -> Result<MasterKeys> {
+        self.gate_ensure_unlocked()?;
         if self.logged_in() != Some(UserType::User) {
             return Err(Error::UserNotLoggedIn);
         }
@@ -306,6 +307,11 @@ impl Token {
     pub fn otp_code(&self, name: &str, unix_time: u64) -> Result<String> {
         let keys = self.otp_keys()?;
         let (id, o, p) = self.otp_find(name)?;
+        self.gate_check(
+            crate::gate::OpClass::OtpCode,
+            Some(&o.attrs),
+            &format!("generate a one-time password for \"{name}\""),
+        )?;
         self.otp_confirm("Generate a one-time password?", name, &p)?;
         let alg = p.algorithm()?;
         match p.kind()? {
@@ -368,6 +374,11 @@ impl Token {
     pub fn otp_uri(&self, name: &str) -> Result<OtpUri> {
         self.otp_keys()?;
         let (_, o, p) = self.otp_find(name)?;
+        self.gate_check(
+            crate::gate::OpClass::KeyExport,
+            Some(&o.attrs),
+            &format!("reveal the OTP secret of \"{name}\""),
+        )?;
         self.otp_confirm("Reveal an OTP secret?", name, &p)?;
         let secret = secret_of(&o.attrs)?;
         let mut uri = match p.kind()? {

@@ -152,6 +152,7 @@ impl Token {
 
     /// `C_OpenSession`.
     pub fn open_session(&self, rw: bool) -> Result<u64> {
+        self.gate_ensure_unlocked()?;
         if !rw && self.logged_in() == Some(UserType::So) {
             return Err(Error::SessionReadWriteSoExists);
         }
@@ -244,6 +245,8 @@ impl Token {
     }
 
     fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
+        // A token locked by the picture-verification gate refuses every operation.
+        self.gate_ensure_unlocked()?;
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -454,6 +457,10 @@ impl Token {
         let o = self.object(id)?;
         let class = o.attrs.class().unwrap_or(CKO_DATA);
         let hide = object::hides_secrets(&o.attrs);
+        if types.contains(&CKA_VALUE) {
+            // Reading an extractable key's value is a key export (gate, SPEC C1).
+            self.gate_check_value_read(&o.attrs)?;
+        }
         if types.contains(&CKA_VALUE)
             && o.attrs.get(CKA_APPLICATION) == Some(crate::vault::VAULT_APPLICATION)
         {
@@ -545,6 +552,7 @@ impl Token {
 
     /// Every visible object matching `template`, in id order (token objects first).
     pub fn search(&self, template: &Attributes) -> Result<Vec<u64>> {
+        self.gate_ensure_unlocked()?;
         let keys = self.master_keys();
         if template.get_bool(CKA_PRIVATE)? == Some(true) && keys.is_none() {
             return Ok(Vec::new());
@@ -759,6 +767,7 @@ impl Token {
         if !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
             return Err(Error::KeyUnextractable);
         }
+        self.gate_check_key(crate::gate::OpClass::KeyExport, key, "export by wrapping")?;
         let bytes = mechanism::wrap(mech, &wk, &o.attrs)?;
         Ok(deliver(out, bytes).0)
     }
@@ -775,6 +784,7 @@ impl Token {
         self.session(sid)?;
         object::check_encoding(template)?;
         let (uk, _) = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
+        self.gate_check_key(crate::gate::OpClass::Unwrap, unwrapping, "unwrap a key")?;
         let plain = mechanism::unwrap(mech, &uk, wrapped)?;
         let mut generated = match template.class() {
             Some(CKO_PRIVATE_KEY) => mechanism::encoding::pkcs8_to_attributes(&plain)?.1,
@@ -809,6 +819,7 @@ impl Token {
         self.session(sid)?;
         object::check_encoding(template)?;
         let (bk, _) = self.key_of(base, CKA_DERIVE, mech)?;
+        self.gate_check_key(crate::gate::OpClass::Derive, base, "derive a key")?;
         let secret = mechanism::derive(mech, &bk, template)?;
         let mut g = Attributes::new();
         g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
@@ -833,6 +844,7 @@ impl Token {
         Token::check_mech_flag(mech, CKF_SIGN)?;
         let (k, private) = self.key_of(key, CKA_SIGN, mech)?;
         let op = mechanism::sign_init(mech, &k)?;
+        self.gate_check_key(crate::gate::OpClass::Sign, key, "sign")?;
         let mut s = Token::lock_session(&s);
         s.sign = Some(Stage::new(op));
         s.private_op |= private;
@@ -946,6 +958,9 @@ impl Token {
         } else {
             mechanism::decrypt_init(mech, &k)?
         };
+        if !enc {
+            self.gate_check_key(crate::gate::OpClass::Decrypt, key, "decrypt")?;
+        }
         let mut s = Token::lock_session(&s);
         if enc {
             s.encrypt = Some(Stage::new(op));

@@ -104,6 +104,8 @@ pub struct TokenInfo {
     pub rw_sessions: u64,
     pub read_only: bool,
     pub path: PathBuf,
+    /// Initial, PIN-verified or locked (the picture-verification gate, SPEC C6).
+    pub gate: crate::gate::GateState,
 }
 
 /// Manufacturer ID reported in token and slot info.
@@ -142,6 +144,8 @@ pub struct Token {
     pub(crate) prompt: RwLock<Arc<dyn crate::prompt::Prompt>>,
     /// Operations that need the user's confirmation (`[prompt] confirm`).
     pub(crate) confirm_ops: RwLock<Vec<String>>,
+    /// The picture-verification gate's in-process state.
+    pub(crate) gate: crate::gate::GateRuntime,
     serial: String,
     path: PathBuf,
     kdf: KdfParams,
@@ -239,6 +243,7 @@ impl Token {
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
             prompt: RwLock::new(Arc::new(crate::prompt::Deny)),
             confirm_ops: RwLock::new(config.prompt.confirm.clone()),
+            gate: Default::default(),
             serial,
             path: path.to_path_buf(),
             kdf: config.kdf,
@@ -355,6 +360,7 @@ impl Token {
         let (public_objects, private_objects) = st.counts()?;
         let read_only = st.read_only();
         drop(st);
+        let gate = crate::gate::GateState::of(&h, self.logged_in());
         let mut flags =
             CKF_RNG | CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED | CKF_DUAL_CRYPTO_OPERATIONS;
         if read_only {
@@ -393,12 +399,13 @@ impl Token {
             rw_sessions,
             read_only,
             path: self.path.clone(),
+            gate,
         })
     }
 
     /// Verifies `pin` for `who`: the failure counter is incremented and committed
     /// first, the PIN checked, and the counter reset only on success.
-    fn verify_pin(&self, who: UserType, pin: &[u8]) -> Result<Key32> {
+    pub(crate) fn verify_pin(&self, who: UserType, pin: &[u8]) -> Result<Key32> {
         let mut st = self.store();
         let h = st.header()?.clone();
         let wrapped = match who {
@@ -448,10 +455,15 @@ impl Token {
         if who == UserType::So && self.has_read_only_session() {
             return Err(Error::SessionReadOnlyExists);
         }
+        self.gate_ensure_unlocked()?;
         let master = self.verify_pin(who, pin)?;
         let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
         l.user = Some(who);
         l.keys = Some(MasterKeys::new(master));
+        drop(l);
+        if who == UserType::User {
+            self.gate_log_state(crate::gate::GateState::PinVerified);
+        }
         Ok(())
     }
 
@@ -469,10 +481,14 @@ impl Token {
         if l.user.is_none() {
             return Err(Error::UserNotLoggedIn);
         }
+        let was_user = l.user == Some(UserType::User);
         l.user = None;
         l.keys = None;
         drop(l);
         self.forget_private();
+        if was_user && !self.gate_locked().unwrap_or(false) {
+            self.gate_log_state(crate::gate::GateState::Initial);
+        }
         Ok(())
     }
 

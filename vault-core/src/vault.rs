@@ -618,6 +618,7 @@ impl Token {
 
     /// `Ok` when the vault is usable, else the reason.
     pub fn vault_require(&self) -> Result<()> {
+        self.gate_ensure_unlocked()?;
         let (s, failures) = self.vault_state()?;
         match unavailable(&s, failures) {
             Some(e) => Err(e),
@@ -936,6 +937,11 @@ impl Token {
         output: &PasswordOutput,
     ) -> Result<Zeroizing<Vec<u8>>> {
         let e = self.vault_get(id)?;
+        self.gate_check(
+            crate::gate::OpClass::VaultPassword,
+            None,
+            &format!("output a password of vault entry \"{}\"", e.title),
+        )?;
         let f = match field {
             Some(n) => e.field(n).ok_or_else(|| {
                 Error::ArgumentsBad(format!("the entry \"{}\" has no field \"{n}\"", e.title))

@@ -155,6 +155,10 @@ Examples:
         /// CKA_ID in hex [default: derived from the public key].
         #[arg(long, value_name = "HEX")]
         id: Option<String>,
+        /// Flag the private key as gated: every use needs a picture check after the PIN
+        /// (see `vtoken gate`). Fixed at import.
+        #[arg(long)]
+        gate: bool,
         #[command(flatten)]
         user: UserPin,
     },
@@ -282,6 +286,22 @@ Examples:
     /// show, get, edit, delete, activate, enable, CSV import/export).
     #[command(subcommand)]
     Vault(Box<crate::vault::VaultCommand>),
+
+    /// The picture-verification gate: high-privilege requests need a picture check
+    /// after the PIN (status, configure, reattach).
+    #[command(subcommand)]
+    Gate(crate::gate::GateCommand),
+
+    /// Clear the lock the gate sets after too many failed picture checks (asks for
+    /// the user PIN). Only the user at the machine should do this, after checking it.
+    #[command(after_help = "\
+Examples:
+  vtoken reattach                 # prompts for the user PIN
+  vtoken reattach --pin-file pin.txt")]
+    Reattach {
+        #[command(flatten)]
+        user: UserPin,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -356,6 +376,11 @@ Examples:
         /// Allow the private or secret key to be wrapped out of the token (CKA_EXTRACTABLE).
         #[arg(long)]
         extractable: bool,
+        /// Flag the key as gated: every private use (sign, decrypt, unwrap, derive,
+        /// export) needs a picture check after the PIN (see `vtoken gate`). Fixed at
+        /// creation.
+        #[arg(long)]
+        gate: bool,
         #[command(flatten)]
         user: UserPin,
     },

@@ -65,6 +65,7 @@ fn print_created(open: &Open, json: bool, what: &str, handles: &[u64]) -> Result
 }
 
 /// `vtoken key generate`.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     ctx: &Ctx,
     json: bool,
@@ -72,6 +73,7 @@ pub fn generate(
     label: &str,
     id: &Option<String>,
     extractable: bool,
+    gate: bool,
     user: &UserPin,
 ) -> Result<()> {
     let id = id.as_deref().map(parse_id).transpose()?;
@@ -86,6 +88,9 @@ pub fn generate(
         s.set_bool(CKA_SENSITIVE, true);
         s.set_bool(CKA_EXTRACTABLE, extractable);
         s.set_bool(CKA_SIGN, true);
+        if gate {
+            s.set_bool(vault_core::gate::CKA_VTOKEN_GATED, true);
+        }
         (p, s)
     };
     let handles = match kind {
@@ -143,6 +148,9 @@ pub fn generate(
             t.set_bool(CKA_SENSITIVE, true);
             t.set_bool(CKA_EXTRACTABLE, extractable);
             t.set_ulong(CKA_VALUE_LEN, len);
+            if gate {
+                t.set_bool(vault_core::gate::CKA_VTOKEN_GATED, true);
+            }
             t.set_bool(CKA_SIGN, true);
             t.set_bool(CKA_VERIFY, true);
             let aes = kt == CKK_AES;
@@ -293,6 +301,7 @@ pub fn import(
     file: &Path,
     label: &Option<String>,
     id: &Option<String>,
+    gate: bool,
     user: &UserPin,
 ) -> Result<()> {
     let id = id.as_deref().map(parse_id).transpose()?;
@@ -335,6 +344,9 @@ pub fn import(
                 }
                 s.set_bool(CKA_SENSITIVE, true);
                 s.set_bool(CKA_EXTRACTABLE, false);
+                if gate {
+                    s.set_bool(vault_core::gate::CKA_VTOKEN_GATED, true);
+                }
                 if s.key_type() == Some(CKK_EC) {
                     // EC keys sign and derive; they do not encrypt or wrap.
                     for a in [CKA_DECRYPT, CKA_UNWRAP] {

@@ -9,6 +9,7 @@
 mod cli;
 mod context;
 mod error;
+mod gate;
 mod keys;
 mod objects;
 mod otp;
@@ -45,14 +46,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             label,
             id,
             extractable,
+            gate,
             user,
-        }) => keys::generate(&ctx, json, *kind, label, id, *extractable, user)?,
+        }) => keys::generate(&ctx, json, *kind, label, id, *extractable, *gate, user)?,
         Command::Import {
             file,
             label,
             id,
+            gate,
             user,
-        } => keys::import(&ctx, json, file, label, id, user)?,
+        } => keys::import(&ctx, json, file, label, id, *gate, user)?,
         Command::Export {
             select,
             kind,
@@ -75,6 +78,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Otp(c) => otp::run(&ctx, json, c)?,
         Command::Vault(c) => vault::run(&ctx, json, c)?,
+        Command::Gate(c) => gate::run(&ctx, json, c)?,
+        Command::Reattach { user } => gate::reattach(&ctx, json, user)?,
         Command::Sign {
             select,
             mechanism,

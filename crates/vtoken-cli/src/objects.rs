@@ -142,6 +142,9 @@ pub struct ObjectInfo {
     pub usage: Vec<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Private or secret key flagged for the picture-verification gate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gated: Option<bool>,
 }
 
 impl ObjectInfo {
@@ -199,6 +202,7 @@ impl ObjectInfo {
             } else {
                 None
             },
+            gated: secret_bearing.then(|| a.bool_or(vault_core::gate::CKA_VTOKEN_GATED, false)),
         }
     }
 
@@ -223,6 +227,9 @@ impl ObjectInfo {
         }
         if !self.token {
             flags.push("session");
+        }
+        if self.gated == Some(true) {
+            flags.push("gated");
         }
         if !flags.is_empty() {
             s.push_str(&format!(" [{}]", flags.join(",")));

@@ -173,6 +173,15 @@ pub fn sign(
     if der_out && !is_ecdsa(n) {
         bail!("--der applies to ECDSA signatures only");
     }
+    // A gated key or class: the picture check on this terminal first (SPEC C1–C3).
+    crate::gate::before(
+        ctx,
+        &open,
+        vault_core::gate::OpClass::Sign,
+        Some(&attrs),
+        &format!("sign with key \"{}\"", attrs.label()),
+        input != Path::new("-"),
+    )?;
     open.token.sign_init(open.sid, &mechanism_of(n), h)?;
     let sig = match open
         .token

@@ -237,6 +237,11 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
         info.private_objects
     );
     outln!("  read-only:      {}", info.read_only);
+    outln!("  state:          {}", info.gate);
+    if info.gate == vault_core::gate::GateState::Locked {
+        outln!("  LOCKED by the picture-verification gate: this machine may be compromised;");
+        outln!("  check it, then run `vtoken reattach` (needs the user PIN).");
+    }
     Ok(())
 }
 

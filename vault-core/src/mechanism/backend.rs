@@ -222,10 +222,25 @@ pub trait EcPublicOps: Sized + Send + Sync {
     fn verify_prehash(&self, hash: &[u8], sig: &[u8]) -> Result<()>;
 }
 
-// The one place that chooses the backend. With an `aws-lc` feature this becomes
-// `#[cfg(not(feature = "aws-lc"))]` on these two items plus the `awslc` pair.
+// The one place that chooses the backend. RustCrypto is always compiled: the
+// `aws-lc` backend falls back to it for the RSA combinations aws-lc-rs lacks
+// (see `backend/awslc.rs`).
+#[cfg_attr(feature = "aws-lc", allow(dead_code))]
 mod rustcrypto;
+#[cfg(not(feature = "aws-lc"))]
 pub use rustcrypto::{EcPrivateKey, EcPublicKey, RsaPrivateKey, RsaPublicKey};
+
+#[cfg(feature = "aws-lc")]
+mod awslc;
+#[cfg(feature = "aws-lc")]
+pub use awslc::{EcPrivateKey, EcPublicKey, RsaPrivateKey, RsaPublicKey};
+
+/// Name of the active asymmetric backend (for diagnostics and benchmarks).
+pub const BACKEND: &str = if cfg!(feature = "aws-lc") {
+    "aws-lc-rs"
+} else {
+    "rustcrypto"
+};
 
 #[cfg(test)]
 mod tests {

@@ -8,20 +8,45 @@
 //! matters); standard error is inherited. Exit status 0 confirms, 1 refuses; any
 //! other status, a signal or a failure to start is an error. A program still
 //! running after the timeout is killed, with the processes it started, and the
-//! answer is [`Answer::TimedOut`].
+//! answer is [`Answer::TimedOut`]. `VTOKEN_PROMPT_KIND` is `confirm`.
+//!
+//! ## Picture challenges
+//!
+//! For [`Prompt::captcha`] (the gate, SPEC C2–C4) the picture is written to a
+//! private temporary file (mode 0600, removed afterwards) and the program runs with
+//! `VTOKEN_PROMPT_KIND=captcha`, `VTOKEN_PROMPT_TITLE`, `VTOKEN_PROMPT_DESCRIPTION`,
+//! `VTOKEN_PROMPT_IMAGE` (the PNG's path) and `VTOKEN_PROMPT_LIFETIME_SECS`, and the
+//! description on its standard input. Its standard output is read: exit status 0
+//! with the answer on the first line is [`CaptchaReply::Answer`], 2 asks for a new
+//! picture ([`CaptchaReply::Refresh`]), 1 refuses; any other status is an error. The
+//! program has the challenge's lifetime; after it, it is killed as above and the
+//! reply is [`CaptchaReply::TimedOut`].
 
-use std::io::Write;
-use std::process::Stdio;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use zeroize::Zeroizing;
+
 use super::child::{self, kill_tree, wait_until};
-use super::{Answer, Prompt, Request};
+use super::{Answer, Captcha, CaptchaReply, Prompt, Request};
 use crate::error::{Error, Result};
 
 /// Environment variable carrying the request's title.
 pub const TITLE_ENV: &str = "VTOKEN_PROMPT_TITLE";
 /// Environment variable carrying the request's description.
 pub const DESCRIPTION_ENV: &str = "VTOKEN_PROMPT_DESCRIPTION";
+/// Environment variable telling what is asked: `confirm` or `captcha`.
+pub const KIND_ENV: &str = "VTOKEN_PROMPT_KIND";
+/// Environment variable carrying the path of a picture challenge's PNG.
+pub const IMAGE_ENV: &str = "VTOKEN_PROMPT_IMAGE";
+/// Environment variable carrying a picture challenge's lifetime, in whole seconds.
+pub const LIFETIME_ENV: &str = "VTOKEN_PROMPT_LIFETIME_SECS";
+
+/// Longest answer line read from a captcha program, in bytes.
+const ANSWER_MAX: usize = 1024;
 
 /// Longest value put in [`TITLE_ENV`] / [`DESCRIPTION_ENV`], in bytes.
 pub const ENV_MAX: usize = 32 * 1024;
@@ -59,46 +84,145 @@ impl Command {
     }
 }
 
-impl Prompt for Command {
-    fn confirm(&self, req: &Request) -> Result<Answer> {
-        let mut child = child::spawn(
-            std::process::Command::new(&self.program)
-                .args(&self.args)
-                .env(TITLE_ENV, env_value(&req.title))
-                .env(DESCRIPTION_ENV, env_value(&req.description))
-                .stdin(Stdio::piped())
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
-        )
-        .map_err(|e| {
+/// A private temporary file holding a challenge picture, removed on drop.
+struct TempPng(PathBuf);
+
+impl TempPng {
+    fn write(png: &[u8]) -> Result<TempPng> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::env::temp_dir();
+        let mut last = None;
+        for _ in 0..8 {
+            let name = format!(
+                "vtoken-captcha-{}-{:016x}.png",
+                std::process::id(),
+                rand::random::<u64>()
+            );
+            let path = dir.join(name);
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(mut f) => {
+                    let t = TempPng(path);
+                    f.write_all(png).and_then(|_| f.sync_all()).map_err(|e| {
+                        Error::General(format!("prompt command: writing {}: {e}", t.0.display()))
+                    })?;
+                    return Ok(t);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => {
+                    return Err(Error::General(format!(
+                        "prompt command: cannot create a picture file in {}: {e}",
+                        dir.display()
+                    )))
+                }
+            }
+        }
+        Err(Error::General(format!(
+            "prompt command: cannot create a picture file in {}: {}",
+            dir.display(),
+            last.map(|e| e.to_string()).unwrap_or_default()
+        )))
+    }
+}
+
+impl Drop for TempPng {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// How a run ended.
+enum Run {
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+impl Command {
+    /// Starts the program with `env` and `stdin_text` on its standard input, and
+    /// waits for it until `timeout` (killing it then).
+    fn run(
+        &self,
+        env: &[(&str, &str)],
+        stdin_text: String,
+        stdout: Stdio,
+        timeout: Duration,
+        on_start: impl FnOnce(&mut Child),
+    ) -> Result<Run> {
+        let mut cmd = std::process::Command::new(&self.program);
+        cmd.args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(stdout)
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = child::spawn(&mut cmd).map_err(|e| {
             Error::General(format!(
                 "prompt command {}: cannot start: {e}",
                 self.program
             ))
         })?;
-        let deadline = Instant::now() + self.timeout;
+        let deadline = Instant::now() + timeout;
         if let Some(mut stdin) = child.stdin.take() {
             // A writer thread: a program that never reads its input cannot block us
             // (and one that exits early only gives the thread an EPIPE).
-            let text = format!("{}\n", req.description);
             std::thread::spawn(move || {
-                let _ = stdin.write_all(text.as_bytes());
+                let _ = stdin.write_all(stdin_text.as_bytes());
             });
         }
-        let status = match wait_until(&mut child, deadline) {
-            Ok(Some(st)) => st,
+        on_start(&mut child);
+        match wait_until(&mut child, deadline) {
+            Ok(Some(st)) => Ok(Run::Exited(st)),
             Ok(None) => {
                 kill_tree(&mut child);
-                tracing::warn!(program = %self.program, timeout = ?self.timeout, "prompt command timed out; killed");
-                return Ok(Answer::TimedOut);
+                tracing::warn!(program = %self.program, ?timeout, "prompt command timed out; killed");
+                Ok(Run::TimedOut)
             }
             Err(e) => {
                 kill_tree(&mut child);
-                return Err(Error::General(format!(
+                Err(Error::General(format!(
                     "prompt command {}: wait failed: {e}",
                     self.program
-                )));
+                )))
             }
+        }
+    }
+}
+
+/// Reads the first line of `r` (at most [`ANSWER_MAX`] bytes, newline and CR
+/// removed), then drains the rest so the writer never blocks on a full pipe.
+fn first_line(r: impl Read) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    let mut r = BufReader::new(r);
+    let mut line = Zeroizing::new(Vec::new());
+    (&mut r)
+        .take(ANSWER_MAX as u64)
+        .read_until(b'\n', &mut line)?;
+    while matches!(line.last(), Some(b'\n' | b'\r')) {
+        line.pop();
+    }
+    Ok(line)
+}
+
+impl Prompt for Command {
+    fn confirm(&self, req: &Request) -> Result<Answer> {
+        let env = [
+            (KIND_ENV, "confirm"),
+            (TITLE_ENV, env_value(&req.title)),
+            (DESCRIPTION_ENV, env_value(&req.description)),
+        ];
+        let status = match self.run(
+            &env,
+            format!("{}\n", req.description),
+            Stdio::null(),
+            self.timeout,
+            |_| {},
+        )? {
+            Run::Exited(st) => st,
+            Run::TimedOut => return Ok(Answer::TimedOut),
         };
         match status.code() {
             Some(0) => Ok(Answer::Confirmed),
@@ -116,5 +240,76 @@ impl Prompt for Command {
 
     fn name(&self) -> &str {
         "command"
+    }
+
+    fn captcha(&self, challenge: &Captcha<'_>) -> Result<CaptchaReply> {
+        let file = TempPng::write(challenge.png)?;
+        let image = file.0.to_string_lossy().into_owned();
+        let lifetime = challenge.lifetime.as_secs().max(1).to_string();
+        let env = [
+            (KIND_ENV, "captcha"),
+            (TITLE_ENV, env_value(&challenge.title)),
+            (DESCRIPTION_ENV, env_value(&challenge.description)),
+            (IMAGE_ENV, image.as_str()),
+            (LIFETIME_ENV, lifetime.as_str()),
+        ];
+        let (tx, rx) = mpsc::channel();
+        let run = self.run(
+            &env,
+            format!("{}\n", challenge.description),
+            Stdio::piped(),
+            challenge.lifetime,
+            |child| {
+                if let Some(out) = child.stdout.take() {
+                    std::thread::spawn(move || {
+                        let mut out = out;
+                        let r = first_line(&mut out);
+                        let _ = tx.send(r);
+                        let _ = std::io::copy(&mut out, &mut std::io::sink());
+                    });
+                }
+            },
+        );
+        drop(file);
+        let status = match run? {
+            Run::Exited(st) => st,
+            Run::TimedOut => return Ok(CaptchaReply::TimedOut),
+        };
+        match status.code() {
+            Some(0) => {
+                // The line was written before the exit; a grandchild still holding
+                // the pipe open must not keep us waiting long.
+                let line = match rx.recv_timeout(Duration::from_secs(2)) {
+                    Ok(Ok(l)) => l,
+                    Ok(Err(e)) => {
+                        return Err(Error::General(format!(
+                            "prompt command {}: reading its answer: {e}",
+                            self.program
+                        )))
+                    }
+                    Err(_) => Zeroizing::new(Vec::new()),
+                };
+                let text = std::str::from_utf8(&line).map_err(|_| {
+                    Error::General(format!(
+                        "prompt command {}: the answer is not valid UTF-8",
+                        self.program
+                    ))
+                })?;
+                Ok(CaptchaReply::Answer(Zeroizing::new(
+                    text.trim().to_string(),
+                )))
+            }
+            Some(1) => Ok(CaptchaReply::Refused),
+            Some(2) => Ok(CaptchaReply::Refresh),
+            Some(c) => Err(Error::General(format!(
+                "prompt command {} exited with status {c} (0 answers, 1 refuses, 2 asks \
+                 for a new picture)",
+                self.program
+            ))),
+            None => Err(Error::General(format!(
+                "prompt command {} was killed by a signal ({status})",
+                self.program
+            ))),
+        }
     }
 }

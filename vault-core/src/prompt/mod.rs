@@ -51,6 +51,7 @@ use crate::error::{Error, Result};
 
 mod child;
 pub mod command;
+pub mod picture;
 pub mod pinentry;
 pub mod tty;
 

@@ -23,6 +23,20 @@
 //! answered `timeout + 2 s` after it started, so a hung pinentry never blocks the
 //! token. An `ERR` carrying a system error (pinentry could not open the terminal,
 //! say) is an `Err` ("no prompt could be shown"); any other `ERR` is a refusal.
+//!
+//! ## Picture challenges
+//!
+//! A pinentry shows text, not images; but a terminal pinentry (`GETINFO flavor` is
+//! `curses` or `tty`, possibly after a graphical one's fallback: `gtk2:curses`)
+//! shows a description made of half blocks as a picture. [`Prompt::captcha`] draws
+//! the challenge with [`super::picture::to_half_blocks`] as wide as fits one Assuan
+//! line ([`CAPTCHA_MAX_COLS`] down to [`CAPTCHA_MIN_COLS`] columns), puts it under
+//! the title and description with `SETDESC`, and asks for the answer with `GETPIN`
+//! (`SETTIMEOUT`: the challenge's lifetime). The PIN field is the answer; an empty
+//! one asks for a new picture; cancel refuses. A graphical pinentry (proportional
+//! fonts would scramble the picture), one that does not say its flavor, or a
+//! picture that does not fit is `Err(FunctionNotSupported)` (nothing was shown;
+//! the reason is logged at `warn`): use the `tty` or `command` agent then.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -33,7 +47,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::child::{self, kill_tree, wait_until};
-use super::{display_safe, Answer, Prompt, Request};
+use super::{display_safe, Answer, Captcha, CaptchaReply, Prompt, Request};
 use crate::error::{Error, Result};
 
 /// Extra time the watchdog gives a pinentry beyond its own timeout.
@@ -47,6 +61,11 @@ const GPG_ERR_TIMEOUT: u32 = 62;
 const GPG_ERR_CANCELED: u32 = 99;
 const GPG_ERR_NOT_CONFIRMED: u32 = 114;
 const GPG_ERR_SYSTEM_ERROR: u32 = 0x8000;
+
+/// Widest picture tried in a pinentry description, in columns.
+pub const CAPTCHA_MAX_COLS: u16 = 64;
+/// Narrowest picture shown in a pinentry description; below it, `Err`.
+pub const CAPTCHA_MIN_COLS: u16 = 32;
 
 /// The pinentry programs tried, in order, when none is configured.
 pub const DEFAULT_PROGRAMS: &[&str] = &["pinentry-curses", "pinentry-tty", "pinentry"];
@@ -428,6 +447,102 @@ impl Pinentry {
     }
 }
 
+/// Whether a pinentry flavor (`GETINFO flavor`) draws on a terminal.
+fn is_terminal_flavor(flavor: &str) -> bool {
+    // "curses", "tty", or "<gui>:curses" when a graphical one fell back.
+    matches!(flavor.rsplit(':').next(), Some("curses" | "tty"))
+}
+
+/// The `SETDESC` text for a challenge: title, description and the picture, as
+/// wide as fits one Assuan line.
+fn captcha_desc(challenge: &Captcha<'_>) -> Result<String> {
+    let mut head = display_safe(&challenge.title);
+    if !challenge.description.is_empty() {
+        head.push('\n');
+        head.push_str(&display_safe(&challenge.description));
+    }
+    let secs = challenge.lifetime.as_secs_f64().round() as u64;
+    let tail = format!("Type the characters in the picture within {secs} s (empty: new picture).");
+    let room = MAX_LINE - "SETDESC ".len();
+    let mut cols = CAPTCHA_MAX_COLS;
+    while cols >= CAPTCHA_MIN_COLS {
+        let pic = super::picture::to_half_blocks(challenge.png, cols)?;
+        let desc = format!("{head}\n\n{pic}\n\n{tail}");
+        if escape(&desc).len() <= room {
+            return Ok(desc);
+        }
+        cols -= 4;
+    }
+    Err(Error::General(format!(
+        "pinentry: the picture does not fit a pinentry description (even {CAPTCHA_MIN_COLS} \
+         columns wide); use the tty or command prompt agent for picture checks"
+    )))
+}
+
+impl Pinentry {
+    fn captcha_inner(
+        &self,
+        conn: &mut Conn,
+        challenge: &Captcha<'_>,
+    ) -> std::result::Result<CaptchaReply, Fail> {
+        conn.setup(self, &challenge.title)?;
+        let mut flavor = Zeroizing::new(Vec::new());
+        let flavor = match conn.command("GETINFO flavor", &mut flavor)? {
+            Status::Ok => String::from_utf8_lossy(&flavor).trim().to_string(),
+            Status::Err { .. } => String::new(),
+        };
+        if !is_terminal_flavor(&flavor) {
+            let shown = if flavor.is_empty() {
+                "unknown"
+            } else {
+                &flavor
+            };
+            // Nothing was shown: "cannot show pictures" (the gate gives the chance back).
+            tracing::warn!(
+                program = %conn.program,
+                flavor = shown,
+                "this pinentry cannot show a picture (only the curses and tty pinentries \
+                 draw one); use the tty or command prompt agent for picture checks"
+            );
+            return Err(Fail::Other(Error::FunctionNotSupported));
+        }
+        let desc = match captcha_desc(challenge) {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(program = %conn.program, error = %e, "no picture shown");
+                return Err(Fail::Other(Error::FunctionNotSupported));
+            }
+        };
+        conn.set("SETDESC", &desc)?;
+        conn.set("SETPROMPT", "Answer:")?;
+        conn.set("SETOK", "_OK")?;
+        conn.set("SETCANCEL", "_Refuse")?;
+        let mut data = Zeroizing::new(Vec::new());
+        Ok(match conn.command("GETPIN", &mut data)? {
+            Status::Ok => {
+                let text = std::str::from_utf8(&data)
+                    .map_err(|_| conn.err("the answer is not valid UTF-8"))?
+                    .trim();
+                if text.is_empty() {
+                    CaptchaReply::Refresh
+                } else {
+                    CaptchaReply::Answer(Zeroizing::new(text.to_string()))
+                }
+            }
+            Status::Err { code, text } if is_timeout(code, &text) => CaptchaReply::TimedOut,
+            Status::Err { code, text } if is_system_error(code) => {
+                return Err(conn.err(format!("cannot show a prompt: {text} (ERR {code})")))
+            }
+            Status::Err { code, text } => {
+                if code & 0xffff != GPG_ERR_CANCELED {
+                    tracing::warn!(program = %conn.program, code, %text, "pinentry error; taken as a refusal");
+                }
+                CaptchaReply::Refused
+            }
+        })
+    }
+}
+
 impl Prompt for Pinentry {
     fn confirm(&self, req: &Request) -> Result<Answer> {
         let mut conn = Conn::start(self)?;
@@ -450,6 +565,32 @@ impl Prompt for Pinentry {
 
     fn name(&self) -> &str {
         "pinentry"
+    }
+
+    fn captcha(&self, challenge: &Captcha<'_>) -> Result<CaptchaReply> {
+        // The challenge's lifetime is the timeout (SETTIMEOUT and the watchdog).
+        let p = Pinentry {
+            timeout: challenge.lifetime.max(Duration::from_secs(1)),
+            ..self.clone()
+        };
+        // A picture that cannot be decoded fails before a pinentry starts.
+        super::picture::to_half_blocks(challenge.png, CAPTCHA_MIN_COLS)?;
+        let mut conn = Conn::start(&p)?;
+        match p.captcha_inner(&mut conn, challenge) {
+            Ok(r) => {
+                conn.bye();
+                Ok(r)
+            }
+            Err(Fail::Watchdog) => {
+                tracing::warn!(program = %conn.program, "pinentry did not answer in time; killed");
+                conn.kill();
+                Ok(CaptchaReply::TimedOut)
+            }
+            Err(Fail::Other(e)) => {
+                conn.kill();
+                Err(e)
+            }
+        }
     }
 }
 

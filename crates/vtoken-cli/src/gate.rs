@@ -1,0 +1,323 @@
+//! `vtoken gate …` and `vtoken reattach`: the picture-verification gate (SPEC C1–C6),
+//! and the CLI's own picture check before a gated operation.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::Subcommand;
+use serde_json::json;
+use vault_core::config::PromptAgent;
+use vault_core::gate::{GatePolicy, OpClass};
+use vault_core::prompt::picture;
+use vault_core::{Attributes, Error};
+use zeroize::Zeroizing;
+
+use crate::cli::UserPin;
+use crate::context::{pin_error, Ctx, Open};
+use crate::error::{bail, CliError, Result};
+use crate::output::{outln, print_json};
+use crate::pin;
+
+#[derive(Debug, Subcommand)]
+pub enum GateCommand {
+    /// Show the gate: state (initial, pin-verified, locked), policy and chances left.
+    Status,
+    /// Change the gate policy (needs the user PIN; weakening it also needs a picture check).
+    #[command(after_help = "\
+High-privilege requests must pass a picture check after the PIN: a key flagged at
+creation (`vtoken key generate --gate`, `vtoken import --gate`) for any private
+use, and every key for the operation classes listed here.
+
+Classes: sign, decrypt, unwrap, derive, vault-password, otp-code, key-export
+(or `none`). Options not given keep their current value.
+
+Making the policy weaker (--off, dropping a class, more chances, a longer
+lifetime, a shorter string) asks for a picture check first, so a program that
+knows the PIN cannot switch the gate off.
+
+Examples:
+  vtoken gate configure --classes sign,decrypt
+  vtoken gate configure --chances 3 --lifetime 5
+  vtoken gate configure --off")]
+    Configure {
+        /// Gated operation classes, comma-separated (replaces the list; `none` clears it).
+        #[arg(long, value_name = "LIST")]
+        classes: Option<String>,
+        /// Failed pictures in a row before the token locks (1-10).
+        #[arg(long, value_name = "N")]
+        chances: Option<u32>,
+        /// Seconds the user has to answer a picture (1-120).
+        #[arg(long, value_name = "SECS")]
+        lifetime: Option<f64>,
+        /// Extra seconds allowed for transport (0-10).
+        #[arg(long, value_name = "SECS")]
+        transport: Option<f64>,
+        /// Characters per picture (4-12).
+        #[arg(long, value_name = "N")]
+        length: Option<u32>,
+        /// Characters pictures are drawn from (letters and digits, at least 10).
+        #[arg(long, value_name = "CHARS")]
+        alphabet: Option<String>,
+        /// Switch the gate off (nothing is gated, not even flagged keys).
+        #[arg(long, conflicts_with = "on")]
+        off: bool,
+        /// Switch the gate back on.
+        #[arg(long)]
+        on: bool,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Clear the lock after too many failed picture checks (same as `vtoken reattach`).
+    Reattach {
+        #[command(flatten)]
+        user: UserPin,
+    },
+}
+
+/// `vtoken gate …`.
+pub fn run(ctx: &Ctx, json: bool, cmd: &GateCommand) -> Result<()> {
+    match cmd {
+        GateCommand::Status => status(ctx, json),
+        GateCommand::Configure {
+            classes,
+            chances,
+            lifetime,
+            transport,
+            length,
+            alphabet,
+            off,
+            on,
+            user,
+        } => {
+            let open = ctx.open()?;
+            open.login(vault_core::token::UserType::User, &pin::user(user)?)?;
+            let mut p = open.token.gate_policy()?;
+            if let Some(list) = classes {
+                p.classes = parse_classes(list)?;
+            }
+            if let Some(n) = chances {
+                p.chances = *n;
+            }
+            if let Some(s) = lifetime {
+                p.lifetime_ms = secs_to_ms(*s, "--lifetime")?;
+            }
+            if let Some(s) = transport {
+                p.transport_ms = secs_to_ms(*s, "--transport")?;
+            }
+            if let Some(n) = length {
+                p.length = *n;
+            }
+            if let Some(a) = alphabet {
+                p.alphabet = a.clone();
+            }
+            if *off {
+                p.enabled = false;
+            }
+            if *on {
+                p.enabled = true;
+            }
+            let p = p.validated()?;
+            if open.token.gate_policy()?.weakened_by(&p) {
+                eprintln!("This change weakens the gate: a picture check comes first.");
+                picture_check(&open, OpClass::Configure, "weaken the picture-check policy")?;
+            }
+            open.token.gate_configure(p)?;
+            drop(open);
+            status(ctx, json)
+        }
+        GateCommand::Reattach { user } => reattach(ctx, json, user),
+    }
+}
+
+fn secs_to_ms(s: f64, flag: &str) -> Result<u32> {
+    if !s.is_finite() || !(0.0..=3600.0).contains(&s) {
+        bail!("{flag}: a number of seconds");
+    }
+    Ok((s * 1000.0).round() as u32)
+}
+
+fn parse_classes(list: &str) -> Result<Vec<OpClass>> {
+    if list.trim().eq_ignore_ascii_case("none") || list.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|c| OpClass::parse(c).map_err(CliError::from))
+        .collect()
+}
+
+fn policy_json(p: &GatePolicy) -> serde_json::Value {
+    json!({
+        "enabled": p.enabled,
+        "classes": p.classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "chances": p.chances,
+        "lifetime_ms": p.lifetime_ms,
+        "transport_ms": p.transport_ms,
+        "length": p.length,
+        "alphabet": p.alphabet,
+    })
+}
+
+/// `vtoken gate status`.
+pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
+    let entry = ctx.entry()?;
+    let token = ctx.registry.open(&entry)?;
+    let s = token.gate_status()?;
+    if json {
+        return print_json(&json!({
+            "state": s.state.as_str(),
+            "locked": s.locked,
+            "locked_at": s.locked_at,
+            "failures": s.failures,
+            "chances_left": s.chances_left,
+            "policy": policy_json(&s.policy),
+        }));
+    }
+    let p = &s.policy;
+    outln!("Token '{}' ({})", entry.label, entry.serial);
+    outln!("  state:          {}", s.state);
+    if s.locked {
+        outln!("  LOCKED after too many failed picture checks: this machine may be compromised.");
+        outln!("  Check it, then run `vtoken reattach` (needs the user PIN).");
+    }
+    outln!("  gate:           {}", if p.enabled { "on" } else { "off" });
+    outln!(
+        "  gated classes:  {}",
+        if p.classes.is_empty() {
+            "none (only keys flagged --gate)".to_string()
+        } else {
+            p.classes
+                .iter()
+                .map(|c| c.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+    );
+    outln!("  chances:        {} of {} left", s.chances_left, p.chances);
+    outln!(
+        "  lifetime:       {} s (+{} s transport)",
+        p.lifetime_ms as f64 / 1000.0,
+        p.transport_ms as f64 / 1000.0
+    );
+    outln!("  challenge:      {} of {}", p.length, p.alphabet);
+    Ok(())
+}
+
+/// `vtoken reattach`: clears the lock with the user PIN.
+pub fn reattach(ctx: &Ctx, json: bool, user: &UserPin) -> Result<()> {
+    let entry = ctx.entry()?;
+    let token = ctx.registry.open(&entry)?;
+    let was = token.gate_locked()?;
+    let p = pin::user(user)?;
+    token
+        .gate_reattach(p.as_bytes())
+        .map_err(|e| pin_error(&token, vault_core::token::UserType::User, e))?;
+    if json {
+        return print_json(&json!({ "reattached": true, "was_locked": was }));
+    }
+    if was {
+        outln!("Token '{}' reattached: the lock is cleared.", entry.label);
+    } else {
+        outln!(
+            "Token '{}' was not locked; the picture-check chances are reset.",
+            entry.label
+        );
+    }
+    Ok(())
+}
+
+/// Whether this process can show a picture and read its answer itself: standard
+/// input is free and either a terminal or the only way in (no prompt agent).
+pub fn can_answer_here(ctx: &Ctx, stdin_free: bool) -> bool {
+    if !stdin_free {
+        return false;
+    }
+    if std::io::stdin().is_terminal() {
+        return true;
+    }
+    matches!(
+        ctx.config().prompt.effective().map(|c| c.agent),
+        Ok(PromptAgent::Deny)
+    )
+}
+
+/// Before a request of `class` with the key `key`: when it is gated and this
+/// process can answer ([`can_answer_here`]), runs the picture check here (the pass
+/// is then used by the request). Otherwise the token asks through the prompt agent.
+pub fn before(
+    ctx: &Ctx,
+    open: &Open,
+    class: OpClass,
+    key: Option<&Attributes>,
+    what: &str,
+    stdin_free: bool,
+) -> Result<()> {
+    if !open.token.gate_applies(class, key)? || !can_answer_here(ctx, stdin_free) {
+        return Ok(());
+    }
+    picture_check(open, class, what)
+}
+
+/// Shows pictures on the terminal (stderr) until one is answered right, the user
+/// gives up, or the token locks.
+pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
+    let stdin = std::io::stdin();
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false)
+        && std::env::var_os("NO_COLOR").is_none();
+    loop {
+        let c = open.token.gate_challenge(class).map_err(gate_error)?;
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "Picture check: {what}.");
+        let style = if colour {
+            picture::Style::Colour
+        } else {
+            picture::Style::Mono
+        };
+        match picture::render(&c.png, 200, style) {
+            Ok(s) => {
+                let _ = writeln!(err, "{s}");
+            }
+            Err(e) => {
+                let _ = writeln!(err, "(cannot draw the picture here: {e})");
+            }
+        }
+        if let Some(path) = std::env::var_os("VTOKEN_GATE_PNG") {
+            match std::fs::write(&path, &c.png) {
+                Ok(()) => {
+                    let _ = writeln!(err, "(picture saved to {})", path.to_string_lossy());
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "(cannot save the picture: {e})");
+                }
+            }
+        }
+        let _ = write!(
+            err,
+            "Type the characters ({} s, {} chance{} left; Enter alone: new picture, q: give up): ",
+            c.lifetime.as_secs_f64(),
+            c.chances_left,
+            if c.chances_left == 1 { "" } else { "s" }
+        );
+        let _ = err.flush();
+        drop(err);
+        let mut line = Zeroizing::new(String::new());
+        let n = stdin.lock().read_line(&mut line)?;
+        let answer = line.trim();
+        if n == 0 || answer.eq_ignore_ascii_case("q") {
+            open.token.gate_cancel(c.id).map_err(gate_error)?;
+            bail!("picture check abandoned (the picture's chance is used)");
+        }
+        if answer.is_empty() {
+            continue; // a refresh: the next challenge replaces this one
+        }
+        match open.token.gate_answer(c.id, answer) {
+            Ok(()) => return Ok(()),
+            Err(Error::GateRejected(m)) => eprintln!("Picture check failed: {m}."),
+            Err(e) => return Err(gate_error(e)),
+        }
+    }
+}
+
+/// A gate error with what to do next.
+pub fn gate_error(e: Error) -> CliError {
+    e.into()
+}

@@ -1,0 +1,455 @@
+//! `vtoken gate`, `vtoken reattach`, `--gate` and the CLI's picture check, end to end.
+//!
+//! Tests that type the right answer need a `vtoken` built with the test-only hook;
+//! they build it once into `target/test-hooks` (never touching the normal build):
+//!
+//! ```sh
+//! CARGO_TARGET_DIR=target/test-hooks cargo build -p vtoken-cli --features vault-core/test-hooks
+//! ```
+//!
+//! or use the binary named by `VTOKEN_HOOKED_BIN` when set.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const SO_PIN: &str = "12345678";
+const PIN: &str = "1234";
+
+struct Env {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("vtoken.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "token_dir = \"{}\"\nkdf = \"test\"\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("data"), b"pay 100 to bob\n").unwrap();
+        let env = Env { dir, conf };
+        env.ok(&["init", "--label", "gate", "--so-pin", SO_PIN, "--pin", PIN]);
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn cmd_with(&self, bin: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(bin);
+        c.args(args)
+            .env("VTOKEN_CONF", &self.conf)
+            .env_remove("VTOKEN_PIN")
+            .env_remove("VTOKEN_SO_PIN")
+            .env_remove("VTOKEN_TOKEN")
+            .env_remove("VTOKEN_LOG")
+            .env_remove("VTOKEN_PROMPT")
+            .env_remove("VTOKEN_GATE_PNG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        self.cmd_with(Path::new(env!("CARGO_BIN_EXE_vtoken")), args)
+    }
+
+    /// Runs with `input` on stdin.
+    fn run_in(&self, args: &[&str], input: &str) -> Output {
+        let mut c = self.cmd(args);
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.cmd(args).output().unwrap();
+        assert!(
+            o.status.success(),
+            "vtoken {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.cmd(args).output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "vtoken {args:?} should fail: {o:?}"
+        );
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+    }
+
+    fn status(&self) -> Value {
+        self.json(&["gate", "status", "--json"])
+    }
+
+    fn sign_args<'a>(&self, label: &'a str, out: &'a str) -> Vec<&'a str> {
+        vec![
+            "sign", "--label", label, "-i", "DATA", "-o", out, "--pin", PIN,
+        ]
+    }
+}
+
+/// `vtoken sign` arguments with the data file filled in.
+fn with_data(env: &Env, args: Vec<&str>) -> Vec<String> {
+    let data = env.path("data");
+    args.into_iter()
+        .map(|a| {
+            if a == "DATA" {
+                data.to_string_lossy().into_owned()
+            } else {
+                a.to_string()
+            }
+        })
+        .collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+#[test]
+fn off_by_default_status_and_info() {
+    let env = Env::new();
+    let s = env.status();
+    assert_eq!(s["state"], "initial");
+    assert_eq!(s["locked"], false);
+    assert_eq!(s["policy"]["enabled"], true);
+    assert_eq!(s["policy"]["classes"], serde_json::json!([]));
+    assert_eq!(s["policy"]["chances"], 3);
+    assert_eq!(s["policy"]["lifetime_ms"], 5000);
+    assert_eq!(s["policy"]["transport_ms"], 1000);
+    assert_eq!(s["chances_left"], 3);
+    let info = env.json(&["info", "--json"]);
+    assert_eq!(info["gate"], "initial");
+    assert!(env.ok(&["info"]).contains("state:          initial"));
+    // An unflagged key signs without any picture.
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "k", "--pin", PIN,
+    ]);
+    let out = env.path("sig").to_string_lossy().into_owned();
+    let args = with_data(&env, env.sign_args("k", &out));
+    env.ok(&strs(&args));
+}
+
+#[test]
+fn gate_flag_at_generation_and_in_listing() {
+    let env = Env::new();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "g", "--gate", "--pin", PIN,
+    ]);
+    env.ok(&[
+        "key", "generate", "--type", "aes256", "--label", "s", "--gate", "--pin", PIN,
+    ]);
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "p", "--pin", PIN,
+    ]);
+    let list = env.json(&["objects", "list", "--json", "--pin", PIN]);
+    let gated: Vec<(String, Value)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (format!("{}/{}", o["label"], o["class"]), o["gated"].clone()))
+        .collect();
+    for (what, g) in &gated {
+        let want = if what.contains("public") {
+            Value::Null
+        } else if what.contains("\"p\"") {
+            Value::Bool(false)
+        } else {
+            Value::Bool(true)
+        };
+        assert_eq!(g, &want, "{what}: {gated:?}");
+    }
+    let text = env.ok(&["objects", "list", "--pin", PIN]);
+    assert_eq!(text.matches("gated").count(), 2, "{text}");
+}
+
+#[test]
+fn wrong_answers_lock_until_reattach() {
+    let env = Env::new();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "k", "--pin", PIN,
+    ]);
+    env.ok(&["gate", "configure", "--classes", "sign", "--pin", PIN]);
+    assert_eq!(
+        env.status()["policy"]["classes"],
+        serde_json::json!(["sign"])
+    );
+    let out = env.path("sig").to_string_lossy().into_owned();
+    let args = with_data(&env, env.sign_args("k", &out));
+    // A wrong answer, a refresh (empty line), another wrong answer: locked.
+    let o = env.run_in(&strs(&args), "WRONG1\n\nWRONG2\n");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Picture check failed: wrong answer; 2 chances left"),
+        "{err}"
+    );
+    assert!(err.contains("locked"), "{err}");
+    assert!(err.contains("may be compromised"), "{err}");
+    assert!(err.contains("vtoken reattach"), "{err}");
+    assert!(!Path::new(&out).exists());
+    // The lock is in the token file: a new process sees it, and everything fails.
+    let s = env.status();
+    assert_eq!(s["state"], "locked");
+    assert_eq!(s["locked"], true);
+    assert_eq!(env.json(&["info", "--json"])["gate"], "locked");
+    assert!(env.ok(&["info"]).contains("LOCKED"));
+    for args in [
+        vec!["objects", "list"],
+        vec!["objects", "list", "--pin", PIN],
+        vec![
+            "key", "generate", "--type", "ec-p256", "--label", "x", "--pin", PIN,
+        ],
+        vec!["otp", "list", "--pin", PIN],
+        vec![
+            "gate",
+            "configure",
+            "--classes",
+            "sign,decrypt",
+            "--pin",
+            PIN,
+        ],
+    ] {
+        let e = env.fails(&args);
+        assert!(e.contains("locked"), "{args:?}: {e}");
+    }
+    // Reattach: a wrong PIN does not clear it.
+    let e = env.fails(&["reattach", "--pin", "9999"]);
+    assert!(e.contains("incorrect user PIN"), "{e}");
+    assert_eq!(env.status()["locked"], true);
+    let out2 = env.ok(&["reattach", "--pin", PIN]);
+    assert!(out2.contains("reattached"), "{out2}");
+    let s = env.status();
+    assert_eq!(
+        (s["locked"].clone(), s["chances_left"].clone()),
+        (Value::Bool(false), Value::from(3))
+    );
+    // `gate reattach` is the same command; quitting a picture uses its chance.
+    env.ok(&["gate", "reattach", "--pin", PIN]);
+    let o = env.run_in(&strs(&args), "q\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("abandoned"));
+    assert_eq!(env.status()["chances_left"], 2);
+}
+
+#[test]
+fn low_privilege_requests_pass_untouched() {
+    let env = Env::new();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "k", "--pin", PIN,
+    ]);
+    env.ok(&[
+        "gate",
+        "configure",
+        "--classes",
+        "decrypt,unwrap",
+        "--chances",
+        "2",
+        "--pin",
+        PIN,
+    ]);
+    let out = env.path("sig").to_string_lossy().into_owned();
+    let args = with_data(&env, env.sign_args("k", &out));
+    env.ok(&strs(&args));
+    let data = env.path("data").to_string_lossy().into_owned();
+    env.ok(&["verify", "--label", "k", "-i", &data, "--signature", &out]);
+    assert_eq!(env.status()["chances_left"], 2);
+}
+
+#[test]
+fn weakening_needs_a_picture_and_bad_options_are_refused() {
+    let env = Env::new();
+    env.ok(&[
+        "gate",
+        "configure",
+        "--classes",
+        "sign,otp-code",
+        "--pin",
+        PIN,
+    ]);
+    // Strengthening: PIN only.
+    env.ok(&[
+        "gate",
+        "configure",
+        "--chances",
+        "2",
+        "--lifetime",
+        "4",
+        "--pin",
+        PIN,
+    ]);
+    let s = env.status();
+    assert_eq!(s["policy"]["chances"], 2);
+    assert_eq!(s["policy"]["lifetime_ms"], 4000);
+    // Weakening: a picture first; giving up leaves the policy as it was.
+    let o = env.run_in(&["gate", "configure", "--off", "--pin", PIN], "q\n");
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("weakens"));
+    assert_eq!(env.status()["policy"]["enabled"], true);
+    for bad in [
+        vec![
+            "gate",
+            "configure",
+            "--classes",
+            "sign,teleport",
+            "--pin",
+            PIN,
+        ],
+        vec!["gate", "configure", "--classes", "configure", "--pin", PIN],
+        vec!["gate", "configure", "--chances", "0", "--pin", PIN],
+        vec!["gate", "configure", "--length", "3", "--pin", PIN],
+    ] {
+        env.fails(&bad);
+    }
+}
+
+// ---------------------------------------------------------------- with the test hook
+
+/// The `vtoken` built with `vault-core/test-hooks`, in its own target directory.
+fn hooked_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("VTOKEN_HOOKED_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let target = root.join("target/test-hooks");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let st = Command::new(cargo)
+            .current_dir(&root)
+            .env("CARGO_TARGET_DIR", &target)
+            .args([
+                "build",
+                "-p",
+                "vtoken-cli",
+                "--features",
+                "vault-core/test-hooks",
+            ])
+            .status()
+            .expect("cargo build (test-hooks)");
+        assert!(st.success(), "building the test-hooks vtoken failed");
+        target.join("debug/vtoken")
+    })
+    .clone()
+}
+
+/// Waits for the hook to write the next answer; removes the file.
+fn next_answer(file: &Path, child: &mut Child) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(a) = std::fs::read_to_string(file) {
+            if !a.is_empty() {
+                std::fs::remove_file(file).unwrap();
+                return a;
+            }
+        }
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("vtoken exited ({st}) before showing a picture");
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "no picture");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn hooked_sign(env: &Env, label: &str, out: &str) -> (Child, PathBuf) {
+    let answer_file = env.path("answer");
+    let _ = std::fs::remove_file(&answer_file);
+    let args = with_data(env, env.sign_args(label, out));
+    let mut c = env.cmd_with(&hooked_bin(), &strs(&args));
+    c.env("VTOKEN_TEST_CAPTCHA_ANSWER_FILE", &answer_file)
+        .env("VTOKEN_GATE_PNG", env.path("challenge.png"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (c.spawn().unwrap(), answer_file)
+}
+
+#[test]
+fn right_answer_signs_and_the_signature_verifies() {
+    let env = Env::new();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "k", "--gate", "--pin", PIN,
+    ]);
+    let out = env.path("sig").to_string_lossy().into_owned();
+    let (mut child, file) = hooked_sign(&env, "k", &out);
+    let mut stdin = child.stdin.take().unwrap();
+    // A wrong answer first, then the right one to the next picture.
+    let _ = next_answer(&file, &mut child);
+    stdin.write_all(b"WRONG1\n").unwrap();
+    let a = next_answer(&file, &mut child);
+    stdin.write_all(format!("{a}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("wrong answer"), "{err}");
+    // The picture was a PNG of the configured size.
+    let png = std::fs::read(env.path("challenge.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    // The answer never reaches the output.
+    assert!(!err.contains(&a), "answer printed: {err}");
+    let data = env.path("data").to_string_lossy().into_owned();
+    env.ok(&["verify", "--label", "k", "-i", &data, "--signature", &out]);
+    // A right answer gives the chances back.
+    assert_eq!(env.status()["chances_left"], 3);
+}
+
+#[test]
+fn late_answer_uses_a_chance() {
+    let env = Env::new();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "k", "--pin", PIN,
+    ]);
+    env.ok(&[
+        "gate",
+        "configure",
+        "--classes",
+        "sign",
+        "--lifetime",
+        "1",
+        "--transport",
+        "0",
+        "--pin",
+        PIN,
+    ]);
+    let out = env.path("sig").to_string_lossy().into_owned();
+    let (mut child, file) = hooked_sign(&env, "k", &out);
+    let mut stdin = child.stdin.take().unwrap();
+    let a = next_answer(&file, &mut child);
+    std::thread::sleep(Duration::from_millis(1300));
+    stdin.write_all(format!("{a}\n").as_bytes()).unwrap();
+    // The late answer fails; a third wrong one... here: quit.
+    let _ = next_answer(&file, &mut child);
+    stdin.write_all(b"q\n").unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("too late"), "{err}");
+    assert_eq!(env.status()["chances_left"], 1);
+}

@@ -1,0 +1,909 @@
+//! The picture-verification gate (SPEC C1–C6, after CN102609656A).
+//!
+//! After the PIN, a *high-privilege* request must also pass a picture check that
+//! only the person at the machine can answer, so a program that learnt the PIN
+//! still cannot sign in the user's name.
+//!
+//! # Policy (C1)
+//!
+//! A request is gated when the gate is enabled and either
+//! - the key it uses carries [`CKA_VTOKEN_GATED`] = true (set at generation or
+//!   import, read-only afterwards; `vtoken key generate --gate`), or
+//! - its operation class ([`OpClass`]) is in the token's gated classes:
+//!   `sign`, `decrypt`, `unwrap`, `derive`, `vault-password`, `otp-code`,
+//!   `key-export` (`C_WrapKey` of a key, reading `CKA_VALUE` of an extractable
+//!   key, `vtoken otp show` of an OTP secret).
+//!
+//! Everything else (digests, verification, encryption with a public key, an
+//! unflagged key of an ungated class, listing) never sees the gate. A token
+//! starts with no gated class and no flagged key, so the gate is off unless
+//! configured.
+//!
+//! The policy ([`GatePolicy`]) and the lock live in the token header
+//! (`ext["gate"]`, postcard), so they travel with the token file. Changing the
+//! policy needs the user logged in; a change that *weakens* it (switching it off,
+//! removing a class, more chances, a longer lifetime, a shorter or poorer string)
+//! needs a passed picture check as well ([`OpClass::Configure`]), so a program
+//! holding the PIN cannot simply switch the gate off.
+//!
+//! # Challenges (C2–C4)
+//!
+//! A challenge is a random string ([`GatePolicy::length`] characters of
+//! [`GatePolicy::alphabet`], default 6 of [`challenge::DEFAULT_ALPHABET`]) drawn
+//! into a distorted, noisy PNG ([`challenge::render`]). The answer is compared in
+//! constant time, ignoring case and spaces, and counts only if it arrives within
+//! `lifetime_ms + transport_ms` (default 5 s + 1 s) of the picture being handed
+//! over, measured on the monotonic clock ([`std::time::Instant`]). A refresh
+//! replaces the picture.
+//!
+//! # Chances and the lock (C5)
+//!
+//! Every picture handed out uses one chance, counted in the token file's sealed
+//! `gate_failures` counter and committed *before* the picture exists; a right
+//! answer in time gives it back (the counter returns to 0). So a wrong answer, a
+//! late one, a refresh, a timeout, a refusal and a picture abandoned by a killed
+//! process each use exactly one chance. The one exception: an agent that cannot
+//! show pictures at all (`Error::FunctionNotSupported`, e.g. `deny`) gets the
+//! chance back, since nobody saw anything.
+//!
+//! When the chances ([`GatePolicy::chances`], default 3) are used up, the token
+//! locks: the lock is written to the token header, the process logs out, the user
+//! is warned that the machine may be compromised (log at `warn`, the error text,
+//! and a notice through the prompt agent), and every operation of every process
+//! fails with [`Error::GateLocked`] = **`CKR_DEVICE_REMOVED`** — the software
+//! counterpart of a USB key that locked itself and must be unplugged. Restarting
+//! the process does not clear it. Only the user clears it, with `vtoken reattach`
+//! ([`Token::gate_reattach`]), which verifies the user PIN (counted like a login).
+//!
+//! # States (C6)
+//!
+//! [`GateState`]: `initial` (no user login in this process), `pin-verified`,
+//! `locked`; shown by `vtoken info` / `vtoken gate status` and logged on change.
+//!
+//! # Two ways to answer
+//!
+//! - **Through the prompt agent** (the PKCS#11 module, any program): the gated
+//!   call (`C_SignInit`, `C_DecryptInit`, …) blocks while the token shows the
+//!   picture through the trusted prompt agent ([`crate::prompt::Prompt::captcha`]).
+//!   A wrong or late answer or a refresh brings the next picture while chances
+//!   remain; a refusal or an agent failure returns `CKR_FUNCTION_REJECTED`
+//!   ([`Error::FunctionRejected`]); a timeout returns it as
+//!   [`Error::GateRejected`] (also `CKR_FUNCTION_REJECTED`).
+//! - **Captcha-aware programs** (the CLI, Rust callers): [`Token::gate_challenge`]
+//!   returns the PNG, [`Token::gate_answer`] takes the answer; a right answer
+//!   grants a one-time pass for the next gated operation of that class in this
+//!   process, valid for the challenge lifetime, which the gated call then consumes
+//!   instead of asking the agent.
+//!
+//! No build meant for users reveals the answer by any other path. Only with the
+//! cargo feature `test-hooks` (never enabled by configuration) does the token
+//! write each answer to the file named by `VTOKEN_TEST_CAPTCHA_ANSWER_FILE`.
+//!
+//! # Limits
+//!
+//! A software token's file is readable by its owner: a program running as the
+//! same user that knows the PIN can decrypt the file directly. The gate protects
+//! the token's *interfaces* (the module, the CLI, the Rust API) — a program that
+//! can only reach the token through them cannot sign without the user.
+
+pub mod challenge;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cryptoki_sys::*;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use tracing::{info, warn};
+use zeroize::Zeroizing;
+
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+pub use crate::object::CKA_VTOKEN_GATED;
+use crate::prompt::{Captcha, CaptchaReply, Prompt};
+use crate::store::{Header, Store};
+use crate::token::{Token, UserType};
+
+/// The header extension key of the gate state.
+pub const EXT_KEY: &str = "gate";
+/// The counter of chances used since the last passed check.
+pub const COUNTER: &str = "gate_failures";
+/// The environment variable the `test-hooks` feature reads (test builds only).
+pub const TEST_ANSWER_FILE_ENV: &str = "VTOKEN_TEST_CAPTCHA_ANSWER_FILE";
+
+/// A class of high-privilege operations (SPEC C1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpClass {
+    /// `C_SignInit` (and `vtoken sign`).
+    Sign,
+    /// `C_DecryptInit`.
+    Decrypt,
+    /// `C_UnwrapKey` (the unwrapping key).
+    Unwrap,
+    /// `C_DeriveKey` (the base key).
+    Derive,
+    /// `Token::vault_password` (`vtoken vault get`).
+    VaultPassword,
+    /// `Token::otp_code` (`vtoken otp code`).
+    OtpCode,
+    /// A key leaving the token: `C_WrapKey` (the wrapped key), `CKA_VALUE` of an
+    /// extractable key, an OTP secret (`Token::otp_uri`).
+    KeyExport,
+    /// Weakening the gate policy itself (never listed in the classes: always gated
+    /// while the gate is on).
+    Configure,
+}
+
+impl OpClass {
+    /// The classes a policy may list.
+    pub const CONFIGURABLE: [OpClass; 7] = [
+        OpClass::Sign,
+        OpClass::Decrypt,
+        OpClass::Unwrap,
+        OpClass::Derive,
+        OpClass::VaultPassword,
+        OpClass::OtpCode,
+        OpClass::KeyExport,
+    ];
+
+    /// The name used in configuration and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpClass::Sign => "sign",
+            OpClass::Decrypt => "decrypt",
+            OpClass::Unwrap => "unwrap",
+            OpClass::Derive => "derive",
+            OpClass::VaultPassword => "vault-password",
+            OpClass::OtpCode => "otp-code",
+            OpClass::KeyExport => "key-export",
+            OpClass::Configure => "configure",
+        }
+    }
+
+    /// Parses a configurable class name.
+    pub fn parse(s: &str) -> Result<OpClass> {
+        let s = s.trim().to_ascii_lowercase().replace('_', "-");
+        OpClass::CONFIGURABLE
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| {
+                let all: Vec<&str> = OpClass::CONFIGURABLE.iter().map(|c| c.as_str()).collect();
+                Error::ArgumentsBad(format!(
+                    "unknown gate class {s:?} (known: {})",
+                    all.join(", ")
+                ))
+            })
+    }
+}
+
+impl std::fmt::Display for OpClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which requests are gated, and how challenges look (per token).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatePolicy {
+    /// The master switch. Off: nothing is gated, not even flagged keys.
+    pub enabled: bool,
+    /// Operation classes gated for every key.
+    pub classes: Vec<OpClass>,
+    /// Pictures that may fail in a row before the token locks (1..=10).
+    pub chances: u32,
+    /// Time the user has for one picture, in milliseconds (1000..=120000).
+    pub lifetime_ms: u32,
+    /// Extra time allowed for transport, in milliseconds (0..=10000).
+    pub transport_ms: u32,
+    /// Characters per challenge (4..=12).
+    pub length: u32,
+    /// Characters challenges are drawn from (upper-case letters and digits, at
+    /// least 10 distinct).
+    pub alphabet: String,
+}
+
+impl Default for GatePolicy {
+    fn default() -> Self {
+        GatePolicy {
+            enabled: true,
+            classes: Vec::new(),
+            chances: 3,
+            lifetime_ms: 5000,
+            transport_ms: 1000,
+            length: 6,
+            alphabet: challenge::DEFAULT_ALPHABET.to_string(),
+        }
+    }
+}
+
+impl GatePolicy {
+    /// The policy checked and normalized (classes sorted, alphabet upper case).
+    pub fn validated(mut self) -> Result<GatePolicy> {
+        if self.classes.contains(&OpClass::Configure) {
+            return Err(Error::ArgumentsBad(
+                "\"configure\" is not a class a policy lists".into(),
+            ));
+        }
+        self.classes.sort();
+        self.classes.dedup();
+        if !(1..=10).contains(&self.chances) {
+            return Err(Error::ArgumentsBad("gate chances: 1 to 10".into()));
+        }
+        if !(1000..=120_000).contains(&self.lifetime_ms) {
+            return Err(Error::ArgumentsBad(
+                "gate lifetime: 1 to 120 seconds".into(),
+            ));
+        }
+        if self.transport_ms > 10_000 {
+            return Err(Error::ArgumentsBad(
+                "gate transport allowance: at most 10 seconds".into(),
+            ));
+        }
+        if !(4..=12).contains(&self.length) {
+            return Err(Error::ArgumentsBad(
+                "gate challenge length: 4 to 12 characters".into(),
+            ));
+        }
+        let mut chars: Vec<char> = self
+            .alphabet
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .map(|c| c.to_ascii_uppercase())
+            .collect();
+        if chars.iter().any(|c| !c.is_ascii_alphanumeric()) {
+            return Err(Error::ArgumentsBad(
+                "gate alphabet: letters and digits only".into(),
+            ));
+        }
+        chars.sort_unstable();
+        chars.dedup();
+        if chars.len() < 10 {
+            return Err(Error::ArgumentsBad(
+                "gate alphabet: at least 10 distinct characters".into(),
+            ));
+        }
+        self.alphabet = chars.into_iter().collect();
+        Ok(self)
+    }
+
+    /// How long a picture's answer is accepted: lifetime plus transport.
+    pub fn limit(&self) -> Duration {
+        Duration::from_millis(u64::from(self.lifetime_ms) + u64::from(self.transport_ms))
+    }
+
+    /// The time the user is told they have.
+    pub fn lifetime(&self) -> Duration {
+        Duration::from_millis(u64::from(self.lifetime_ms))
+    }
+
+    /// Whether moving from `self` to `new` makes the gate weaker in any way.
+    pub fn weakened_by(&self, new: &GatePolicy) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let alphabet_poorer = {
+            let old: std::collections::BTreeSet<char> = self.alphabet.chars().collect();
+            let n: std::collections::BTreeSet<char> = new.alphabet.chars().collect();
+            !n.is_superset(&old)
+        };
+        !new.enabled
+            || self.classes.iter().any(|c| !new.classes.contains(c))
+            || new.chances > self.chances
+            || new.lifetime_ms > self.lifetime_ms
+            || new.transport_ms > self.transport_ms
+            || new.length < self.length
+            || alphabet_poorer
+    }
+
+    /// Whether a request of `class` with a key of attributes `key` is gated.
+    pub fn applies(&self, class: OpClass, key: Option<&Attributes>) -> bool {
+        self.enabled
+            && (self.classes.contains(&class)
+                || key.is_some_and(|a| a.bool_or(CKA_VTOKEN_GATED, false)))
+    }
+}
+
+/// What the header keeps.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Persisted {
+    policy: GatePolicy,
+    locked: bool,
+    /// Unix time of the lock (0 when not locked).
+    locked_at: u64,
+}
+
+fn persisted(h: &Header) -> Result<Persisted> {
+    match h.ext.get(EXT_KEY) {
+        None => Ok(Persisted::default()),
+        Some(b) => {
+            postcard::from_bytes(b).map_err(|e| Error::Corrupt(format!("gate state damaged: {e}")))
+        }
+    }
+}
+
+fn save(st: &mut Store, p: &Persisted) -> Result<()> {
+    let mut h = st.header()?.clone();
+    let b = postcard::to_allocvec(p).map_err(|e| Error::General(format!("gate state: {e}")))?;
+    h.ext.insert(EXT_KEY.to_string(), b);
+    st.write_header(&h)
+}
+
+/// Whether the header records the lock.
+pub(crate) fn locked_in(h: &Header) -> bool {
+    persisted(h).map(|p| p.locked).unwrap_or(true)
+}
+
+/// The token's state (SPEC C6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GateState {
+    /// No user login in this process (after "plug-in").
+    Initial,
+    /// The user PIN was verified in this process.
+    PinVerified,
+    /// Too many failed picture checks: every operation fails until `vtoken reattach`.
+    Locked,
+}
+
+impl GateState {
+    /// `initial`, `pin-verified` or `locked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateState::Initial => "initial",
+            GateState::PinVerified => "pin-verified",
+            GateState::Locked => "locked",
+        }
+    }
+
+    pub(crate) fn of(h: &Header, user: Option<UserType>) -> GateState {
+        if locked_in(h) {
+            GateState::Locked
+        } else if user == Some(UserType::User) {
+            GateState::PinVerified
+        } else {
+            GateState::Initial
+        }
+    }
+}
+
+impl std::fmt::Display for GateState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The gate as `vtoken gate status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GateStatus {
+    pub state: GateState,
+    pub locked: bool,
+    /// Unix time of the lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locked_at: Option<u64>,
+    pub policy: GatePolicy,
+    /// Chances used since the last passed check.
+    pub failures: u32,
+    pub chances_left: u32,
+}
+
+/// A picture challenge handed to a captcha-aware caller.
+#[derive(Clone, Debug)]
+pub struct GateChallenge {
+    /// Names the challenge in [`Token::gate_answer`].
+    pub id: u64,
+    /// The picture (PNG).
+    pub png: Vec<u8>,
+    /// The time the user has (the token also allows the transport time).
+    pub lifetime: Duration,
+    /// Chances left, this picture included.
+    pub chances_left: u32,
+}
+
+/// A picture handed out: its chance is already used.
+struct Issued {
+    id: u64,
+    class: OpClass,
+    answer: Zeroizing<String>,
+    png: Vec<u8>,
+    /// Chances used, this picture included.
+    used: u32,
+    policy: GatePolicy,
+    at: Instant,
+}
+
+impl Issued {
+    /// Whether `reply` is the answer and arrived in time (both always evaluated;
+    /// the comparison is constant-time).
+    fn accepts(&self, reply: &str) -> (bool, bool) {
+        let norm: Zeroizing<String> = Zeroizing::new(
+            reply
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+        );
+        let right: bool = norm.as_bytes().ct_eq(self.answer.as_bytes()).into();
+        let in_time = self.at.elapsed() <= self.policy.limit();
+        (right, in_time)
+    }
+
+    fn chances_left(&self) -> u32 {
+        self.policy.chances.saturating_sub(self.used) + 1
+    }
+}
+
+struct Pass {
+    class: OpClass,
+    until: Instant,
+}
+
+/// The gate's in-process state (pictures and passes never leave the process).
+#[derive(Default)]
+pub(crate) struct GateRuntime {
+    /// One picture at a time through the agent.
+    run: Mutex<()>,
+    /// The picture a captcha-aware caller holds.
+    pending: Mutex<Option<Issued>>,
+    /// One-time passes earned through [`Token::gate_answer`].
+    passes: Mutex<Vec<Pass>>,
+    next_id: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+const COMPROMISED: &str = "the token locked itself after too many failed picture checks: \
+     this machine may be compromised (a program may be using your PIN). \
+     Check it, then run `vtoken reattach` (needs the user PIN)";
+
+impl Token {
+    // ------------------------------------------------------------------ state
+
+    fn gate_persisted(&self) -> Result<Persisted> {
+        let mut st = self.store();
+        persisted(st.header()?)
+    }
+
+    /// The token's gate policy.
+    pub fn gate_policy(&self) -> Result<GatePolicy> {
+        Ok(self.gate_persisted()?.policy)
+    }
+
+    /// Whether the token is locked by the gate (as recorded in the token file).
+    pub fn gate_locked(&self) -> Result<bool> {
+        Ok(self.gate_persisted()?.locked)
+    }
+
+    /// The state: initial, PIN-verified or locked (SPEC C6).
+    pub fn gate_state(&self) -> Result<GateState> {
+        let mut st = self.store();
+        let h = st.header()?;
+        Ok(GateState::of(h, self.logged_in()))
+    }
+
+    /// Policy, state and chances.
+    pub fn gate_status(&self) -> Result<GateStatus> {
+        let mut st = self.store();
+        let p = persisted(st.header()?)?;
+        let failures = st.counter(COUNTER)?;
+        drop(st);
+        let state = if p.locked {
+            GateState::Locked
+        } else if self.logged_in() == Some(UserType::User) {
+            GateState::PinVerified
+        } else {
+            GateState::Initial
+        };
+        Ok(GateStatus {
+            state,
+            locked: p.locked,
+            locked_at: p.locked.then_some(p.locked_at),
+            chances_left: p.policy.chances.saturating_sub(failures),
+            policy: p.policy,
+            failures,
+        })
+    }
+
+    /// `Err(GateLocked)` while the token is locked. Every operation calls it.
+    pub(crate) fn gate_ensure_unlocked(&self) -> Result<()> {
+        let mut st = self.store();
+        if locked_in(st.header()?) {
+            return Err(Error::GateLocked);
+        }
+        Ok(())
+    }
+
+    /// Whether a request of `class` using a key with attributes `key` is gated.
+    pub fn gate_applies(&self, class: OpClass, key: Option<&Attributes>) -> Result<bool> {
+        Ok(self.gate_policy()?.applies(class, key))
+    }
+
+    pub(crate) fn gate_log_state(&self, state: GateState) {
+        info!(serial = %self.serial(), state = state.as_str(), "token state");
+    }
+
+    // ------------------------------------------------------------------ the check
+
+    /// The gate for one request: `Err(GateLocked)` when locked, `Ok` at once when
+    /// the request is not gated, else a picture check — a pass earned through
+    /// [`Token::gate_answer`], or the prompt agent (blocking). `what` describes the
+    /// request to the user ("sign with key \"k1\"").
+    pub fn gate_check(&self, class: OpClass, key: Option<&Attributes>, what: &str) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        if !self.gate_applies(class, key)? {
+            return Ok(());
+        }
+        info!(serial = %self.serial(), class = class.as_str(), what, "high-privilege request: picture check");
+        self.gate_run(class, what)
+    }
+
+    /// [`Token::gate_check`] for the key object `id` (its label names it).
+    pub(crate) fn gate_check_key(&self, class: OpClass, id: u64, verb: &str) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        let o = self.object(id).map_err(|e| match e {
+            Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
+            e => e,
+        })?;
+        if !self.gate_applies(class, Some(&o.attrs))? {
+            return Ok(());
+        }
+        let what = format!("{verb} (key \"{}\")", o.attrs.label());
+        self.gate_check(class, Some(&o.attrs), &what)
+    }
+
+    fn gate_take_pass(&self, class: OpClass) -> bool {
+        let mut passes = lock(&self.gate.passes);
+        let now = Instant::now();
+        passes.retain(|p| p.until >= now);
+        match passes.iter().position(|p| p.class == class) {
+            Some(i) => {
+                passes.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands out a picture: the chance is counted and committed first.
+    fn gate_issue(&self, class: OpClass) -> Result<Issued> {
+        let mut st = self.store();
+        let p = persisted(st.header()?)?;
+        if p.locked {
+            return Err(Error::GateLocked);
+        }
+        let policy = p.policy;
+        let used = st.counter(COUNTER)?;
+        if used >= policy.chances {
+            // Chances used up without a recorded lock (a process died holding the
+            // last picture): lock now.
+            drop(st);
+            return Err(self.gate_lock(None));
+        }
+        let used = st.increment_counter(COUNTER)?;
+        drop(st);
+        if used > policy.chances {
+            return Err(self.gate_lock(None));
+        }
+        let answer = challenge::random_text(&policy.alphabet, policy.length as usize)?;
+        let png = challenge::render(&answer)?;
+        #[cfg(feature = "test-hooks")]
+        if let Some(path) = std::env::var_os(TEST_ANSWER_FILE_ENV) {
+            let _ = std::fs::write(path, answer.as_bytes());
+        }
+        let id = self.gate.next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        info!(serial = %self.serial(), class = class.as_str(), used, chances = policy.chances, "picture challenge issued");
+        Ok(Issued {
+            id,
+            class,
+            answer,
+            png,
+            used,
+            policy,
+            at: Instant::now(),
+        })
+    }
+
+    /// A right answer in time: the chances are back.
+    fn gate_passed(&self, iss: &Issued) -> Result<()> {
+        let mut st = self.store();
+        st.set_counter(COUNTER, 0)?;
+        let locked = locked_in(st.header()?);
+        drop(st);
+        if locked {
+            // Another process locked the token meanwhile.
+            return Err(Error::GateLocked);
+        }
+        info!(serial = %self.serial(), class = iss.class.as_str(), "picture check passed");
+        Ok(())
+    }
+
+    /// A picture that failed (`reason`): locks when it was the last chance.
+    fn gate_failed(&self, iss: &Issued, reason: &str, agent: Option<&dyn Prompt>) -> Error {
+        warn!(serial = %self.serial(), class = iss.class.as_str(), reason, used = iss.used, chances = iss.policy.chances, "picture check failed");
+        if iss.used >= iss.policy.chances {
+            return self.gate_lock(agent);
+        }
+        let left = iss.policy.chances - iss.used;
+        Error::GateRejected(format!(
+            "{reason}; {left} chance{} left",
+            if left == 1 { "" } else { "s" }
+        ))
+    }
+
+    /// Locks the token (persisted), logs out and warns the user.
+    fn gate_lock(&self, agent: Option<&dyn Prompt>) -> Error {
+        let res = (|| -> Result<bool> {
+            let mut st = self.store();
+            let mut p = persisted(st.header()?)?;
+            if p.locked {
+                return Ok(false);
+            }
+            p.locked = true;
+            p.locked_at = now();
+            save(&mut st, &p)?;
+            Ok(true)
+        })();
+        match res {
+            Ok(true) => {
+                warn!(serial = %self.serial(), state = "locked", "{COMPROMISED}");
+                if let Some(agent) = agent {
+                    let _ = agent.confirm(&crate::prompt::Request {
+                        title: "WARNING: token locked".into(),
+                        description: COMPROMISED.into(),
+                    });
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn!(serial = %self.serial(), error = %e, "could not record the gate lock"),
+        }
+        *lock(&self.gate.pending) = None;
+        lock(&self.gate.passes).clear();
+        let _ = self.logout();
+        Error::GateLocked
+    }
+
+    /// The picture check through the prompt agent (or a pass).
+    fn gate_run(&self, class: OpClass, what: &str) -> Result<()> {
+        if self.gate_take_pass(class) {
+            info!(serial = %self.serial(), class = class.as_str(), "picture check: one-time pass used");
+            return Ok(());
+        }
+        let _one_at_a_time = lock(&self.gate.run);
+        if self.gate_take_pass(class) {
+            return Ok(());
+        }
+        let agent: Arc<dyn Prompt> = self
+            .prompt
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut note = String::new();
+        loop {
+            let iss = self.gate_issue(class)?;
+            let left = iss.chances_left();
+            let description = format!(
+                "{note}Type the characters shown in the picture to {what}.\n\
+                 {left} chance{} left (a wrong answer, a refresh, a refusal or no answer \
+                 within {} s uses one; then the token locks).",
+                if left == 1 { "" } else { "s" },
+                iss.policy.lifetime_ms.div_ceil(1000),
+            );
+            let reply = agent.captcha(&Captcha {
+                title: format!("Picture check: {what}"),
+                description,
+                png: &iss.png,
+                lifetime: iss.policy.lifetime(),
+            });
+            let reason = match reply {
+                Ok(CaptchaReply::Answer(a)) => {
+                    let (right, in_time) = iss.accepts(&a);
+                    drop(a);
+                    if right && in_time {
+                        return self.gate_passed(&iss);
+                    }
+                    if right {
+                        "the answer came too late"
+                    } else {
+                        "wrong answer"
+                    }
+                }
+                Ok(CaptchaReply::Refresh) => "new picture requested",
+                Ok(CaptchaReply::TimedOut) => {
+                    return Err(self.gate_failed(&iss, "no answer in time", Some(&*agent)))
+                }
+                Ok(CaptchaReply::Refused) => {
+                    return match self.gate_failed(&iss, "refused by the user", Some(&*agent)) {
+                        Error::GateLocked => Err(Error::GateLocked),
+                        _ => Err(Error::FunctionRejected),
+                    };
+                }
+                Err(Error::FunctionNotSupported) => {
+                    // Nothing was shown: the chance is given back.
+                    let st = self.store();
+                    let n = st.counter(COUNTER)?;
+                    st.set_counter(COUNTER, n.saturating_sub(1))?;
+                    warn!(serial = %self.serial(), agent = agent.name(), "the prompt agent cannot show pictures: gated request rejected");
+                    return Err(Error::FunctionRejected);
+                }
+                Err(e) => {
+                    warn!(serial = %self.serial(), agent = agent.name(), error = %e, "no picture could be shown");
+                    return match self.gate_failed(&iss, "the prompt agent failed", Some(&*agent)) {
+                        Error::GateLocked => Err(Error::GateLocked),
+                        _ => Err(Error::FunctionRejected),
+                    };
+                }
+            };
+            match self.gate_failed(&iss, reason, Some(&*agent)) {
+                Error::GateLocked => return Err(Error::GateLocked),
+                _ => note = format!("{}. ", capitalized(reason)),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ captcha-aware API
+
+    /// A picture challenge for the next gated request of `class` (user logged in).
+    /// A picture still pending is replaced (a refresh). Its chance is used now and
+    /// given back by a right answer in time ([`Token::gate_answer`]).
+    pub fn gate_challenge(&self, class: OpClass) -> Result<GateChallenge> {
+        self.gate_ensure_unlocked()?;
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let old = lock(&self.gate.pending).take();
+        if let Some(old) = old {
+            if let Error::GateLocked = self.gate_failed(&old, "replaced by a new picture", None) {
+                return Err(Error::GateLocked);
+            }
+        }
+        let iss = self.gate_issue(class)?;
+        let c = GateChallenge {
+            id: iss.id,
+            png: iss.png.clone(),
+            lifetime: iss.policy.lifetime(),
+            chances_left: iss.chances_left(),
+        };
+        *lock(&self.gate.pending) = Some(iss);
+        Ok(c)
+    }
+
+    /// The answer to challenge `id`. Right and in time: a one-time pass for the
+    /// next gated request of the challenge's class in this process (valid for the
+    /// challenge lifetime plus transport). Wrong or late: [`Error::GateRejected`],
+    /// or [`Error::GateLocked`] when that was the last chance.
+    pub fn gate_answer(&self, id: u64, answer: &str) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        let iss = {
+            let mut p = lock(&self.gate.pending);
+            match p.as_ref() {
+                Some(i) if i.id == id => p.take().expect("pending"),
+                _ => {
+                    return Err(Error::ArgumentsBad(
+                        "no such picture challenge (answered, replaced or never issued)".into(),
+                    ))
+                }
+            }
+        };
+        let (right, in_time) = iss.accepts(answer);
+        if right && in_time {
+            self.gate_passed(&iss)?;
+            lock(&self.gate.passes).push(Pass {
+                class: iss.class,
+                until: Instant::now() + iss.policy.limit(),
+            });
+            return Ok(());
+        }
+        let reason = if right {
+            "the answer came too late"
+        } else {
+            "wrong answer"
+        };
+        Err(self.gate_failed(&iss, reason, None))
+    }
+
+    /// Gives up challenge `id` (the user quit): its chance stays used, and when it
+    /// was the last one the token locks now ([`Error::GateLocked`]).
+    pub fn gate_cancel(&self, id: u64) -> Result<()> {
+        let iss = {
+            let mut p = lock(&self.gate.pending);
+            match p.as_ref() {
+                Some(i) if i.id == id => p.take().expect("pending"),
+                _ => return Ok(()),
+            }
+        };
+        match self.gate_failed(&iss, "abandoned", None) {
+            Error::GateLocked => Err(Error::GateLocked),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a one-time pass for `class` is held (for callers deciding whether
+    /// to ask for a picture).
+    pub fn gate_has_pass(&self, class: OpClass) -> bool {
+        let now = Instant::now();
+        lock(&self.gate.passes)
+            .iter()
+            .any(|p| p.class == class && p.until >= now)
+    }
+
+    // ------------------------------------------------------------------ administration
+
+    /// Sets the policy (user logged in). A change that weakens the current policy
+    /// ([`GatePolicy::weakened_by`]) needs a picture check first (class
+    /// [`OpClass::Configure`]: a pass from [`Token::gate_challenge`], or the agent).
+    pub fn gate_configure(&self, policy: GatePolicy) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let policy = policy.validated()?;
+        let current = self.gate_policy()?;
+        if current.weakened_by(&policy) {
+            self.gate_run(OpClass::Configure, "weaken the picture-check policy")?;
+        }
+        let mut st = self.store();
+        let mut p = persisted(st.header()?)?;
+        if p.locked {
+            return Err(Error::GateLocked);
+        }
+        p.policy = policy;
+        save(&mut st, &p)?;
+        info!(serial = %self.serial(), enabled = p.policy.enabled,
+              classes = ?p.policy.classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+              chances = p.policy.chances, lifetime_ms = p.policy.lifetime_ms,
+              "gate policy changed");
+        Ok(())
+    }
+
+    /// `vtoken reattach`: the user clears the lock (and the used chances) with the
+    /// user PIN, verified and counted like a login. Does not log in.
+    pub fn gate_reattach(&self, user_pin: &[u8]) -> Result<()> {
+        self.verify_pin(UserType::User, user_pin)?;
+        let mut st = self.store();
+        let mut p = persisted(st.header()?)?;
+        let was = p.locked;
+        p.locked = false;
+        p.locked_at = 0;
+        save(&mut st, &p)?;
+        st.set_counter(COUNTER, 0)?;
+        drop(st);
+        *lock(&self.gate.pending) = None;
+        lock(&self.gate.passes).clear();
+        if was {
+            info!(serial = %self.serial(), state = "initial", "token reattached by the user: gate lock cleared");
+        } else {
+            info!(serial = %self.serial(), "reattach: the token was not locked; chances reset");
+        }
+        Ok(())
+    }
+
+    /// The key-value read check of `C_GetAttributeValue`: reading `CKA_VALUE` of a
+    /// private or secret key whose value is not hidden is a key export.
+    pub(crate) fn gate_check_value_read(&self, attrs: &Attributes) -> Result<()> {
+        if matches!(attrs.class(), Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
+            && !crate::object::hides_secrets(attrs)
+        {
+            let what = format!("export the value of key \"{}\"", attrs.label());
+            return self.gate_check(OpClass::KeyExport, Some(attrs), &what);
+        }
+        Ok(())
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
