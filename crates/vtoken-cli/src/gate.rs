@@ -272,7 +272,17 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
         } else {
             picture::Style::Mono
         };
-        match picture::render(&c.png, 200, style) {
+        // As wide as the terminal allows (a picture wider than the terminal wraps
+        // into noise), never wider than the picture itself.
+        let cols = match picture::png_size(&c.png) {
+            Ok((w, h)) => vault_core::prompt::tty::picture_cols(
+                vault_core::prompt::tty::terminal_size(std::path::Path::new("/dev/tty")),
+                w,
+                h,
+            ),
+            Err(_) => 76,
+        };
+        match picture::render(&c.png, cols, style) {
             Ok(s) => {
                 let _ = writeln!(err, "{s}");
             }

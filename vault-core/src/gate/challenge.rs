@@ -19,9 +19,9 @@ use crate::error::{Error, Result};
 /// (and no lower case, so no `l`).
 pub const DEFAULT_ALPHABET: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 /// Picture width in pixels.
-pub const WIDTH: u32 = 200;
+pub const WIDTH: u32 = 240;
 /// Picture height in pixels.
-pub const HEIGHT: u32 = 70;
+pub const HEIGHT: u32 = 80;
 
 static FONT_BYTES: &[u8] = include_bytes!("DejaVuSansMono-Bold.ttf");
 
@@ -227,11 +227,11 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
     let step = (w as f32 - 2.0 * margin) / n as f32;
     let mut colors = Vec::with_capacity(n);
     for (i, &c) in chars.iter().enumerate() {
-        let size = rng.gen_range(38.0..48.0f32);
+        let size = rng.gen_range(44.0..54.0f32);
         let g = glyph_map(&font, c, size)?;
-        let angle = rng.gen_range(-0.5..0.5f32);
+        let angle = rng.gen_range(-0.35..0.35f32);
         let (sin, cos) = angle.sin_cos();
-        let shear = rng.gen_range(-0.25..0.25f32);
+        let shear = rng.gen_range(-0.2..0.2f32);
         let cx = margin + step * (i as f32 + 0.5) + rng.gen_range(-3.0..3.0f32);
         let cy = h as f32 / 2.0 + rng.gen_range(-7.0..7.0f32);
         let color = dark_color(&mut rng);
@@ -254,7 +254,7 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
 
     // Curves through the text band, in the characters' colours, so that
     // segmentation by colour or by connected components fails.
-    for k in 0..3 {
+    for k in 0..2 {
         let color = colors
             .get(rng.gen_range(0..colors.len().max(1)))
             .copied()
@@ -263,10 +263,12 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
         let amp = rng.gen_range(6.0..16.0f32);
         let period = rng.gen_range(60.0..160.0f32);
         let phase = rng.gen_range(0.0..std::f32::consts::TAU);
+        // Thin enough that a person reads through them, in the characters'
+        // colours so that colour segmentation fails.
         let thick = if k == 0 {
-            rng.gen_range(1.0..1.6f32)
+            rng.gen_range(0.8..1.1f32)
         } else {
-            rng.gen_range(0.6..1.0f32)
+            rng.gen_range(0.5..0.8f32)
         };
         let mut x = 0.0f32;
         while x < w as f32 {
@@ -287,7 +289,7 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
             t += 0.5;
         }
     }
-    for _ in 0..260 {
+    for _ in 0..180 {
         let color = if rng.gen_bool(0.5) {
             dark_color(&mut rng)
         } else {

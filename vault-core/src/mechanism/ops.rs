@@ -797,9 +797,38 @@ macro_rules! gcm_fast {
     };
 }
 
+/// AES-GCM through aws-lc-rs (`aws-lc` builds): 12-byte IVs, 128/192/256-bit keys.
+#[cfg(feature = "aws-lc")]
+fn lc_gcm_key(
+    key: &[u8],
+    iv: &[u8],
+) -> Option<(aws_lc_rs::aead::LessSafeKey, aws_lc_rs::aead::Nonce)> {
+    use aws_lc_rs::aead;
+    let alg = match key.len() {
+        16 => &aead::AES_128_GCM,
+        24 => &aead::AES_192_GCM,
+        32 => &aead::AES_256_GCM,
+        _ => return None,
+    };
+    let nonce = aead::Nonce::try_assume_unique_for_key(iv).ok()?;
+    let key = aead::UnboundKey::new(alg, key).ok()?;
+    Some((aead::LessSafeKey::new(key), nonce))
+}
+
 /// AES-GCM encryption: ciphertext followed by the (truncated) tag.
 fn gcm_seal(key: &[u8], iv: &[u8], aad: &[u8], data: &[u8], tag_len: usize) -> Result<Vec<u8>> {
-    let mut out = data.to_vec();
+    // One allocation, one copy: the ciphertext is produced in place and the tag
+    // appended without growing the buffer.
+    let mut out = Vec::with_capacity(data.len() + 16);
+    out.extend_from_slice(data);
+    #[cfg(feature = "aws-lc")]
+    if let Some((k, nonce)) = lc_gcm_key(key, iv) {
+        let tag = k
+            .seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), &mut out)
+            .map_err(|_| Error::DataLenRange)?;
+        out.extend_from_slice(&tag.as_ref()[..tag_len]);
+        return Ok(out);
+    }
     let tag: [u8; 16] = if iv.len() == 12 {
         let nonce = GenericArray::from_slice(iv);
         gcm_fast!(key, c => c
@@ -825,6 +854,18 @@ fn gcm_open(
         return Err(Error::EncryptedDataLenRange);
     }
     let (ct, tag) = data.split_at(data.len() - tag_len);
+    #[cfg(feature = "aws-lc")]
+    if tag_len == 16 {
+        if let Some((k, nonce)) = lc_gcm_key(key, iv) {
+            let mut out = Zeroizing::new(data.to_vec());
+            let n = k
+                .open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad), &mut out)
+                .map_err(|_| Error::EncryptedDataInvalid)?
+                .len();
+            out.truncate(n);
+            return Ok(out);
+        }
+    }
     let mut out = Zeroizing::new(ct.to_vec());
     if iv.len() == 12 && tag_len == 16 {
         let nonce = GenericArray::from_slice(iv);
@@ -865,10 +906,29 @@ impl CipherOp for GcmOp {
     fn finish(&mut self) -> Result<Vec<u8>> {
         let data = std::mem::take(&mut *self.buf);
         let data = Zeroizing::new(data);
+        self.once(&data)
+    }
+
+    /// Single part: works on the caller's data directly (no staging buffer).
+    fn once(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        if !self.buf.is_empty() {
+            let mut all = Zeroizing::new(std::mem::take(&mut *self.buf));
+            all.extend_from_slice(data);
+            return self.once(&all);
+        }
+        if data.len() > MAX_BUFFER {
+            return Err(if self.encrypt {
+                Error::DataLenRange
+            } else {
+                Error::EncryptedDataLenRange
+            });
+        }
         if self.encrypt {
-            gcm_seal(&self.key, &self.iv, &self.aad, &data, self.tag_len)
+            gcm_seal(&self.key, &self.iv, &self.aad, data, self.tag_len)
         } else {
-            Ok(gcm_open(&self.key, &self.iv, &self.aad, &data, self.tag_len)?.to_vec())
+            let mut plain = gcm_open(&self.key, &self.iv, &self.aad, data, self.tag_len)?;
+            // Hand the buffer over without a copy; the caller owns the plaintext now.
+            Ok(std::mem::take(&mut *plain))
         }
     }
 

@@ -113,8 +113,8 @@ impl LcRsa {
             qInv: &c.qinv[..],
         };
         let pair = signature::RsaKeyPair::from_components(&comps).ok()?;
-        let pkcs8 = aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair)
-            .ok()?;
+        let pkcs8 =
+            aws_lc_rs::encoding::AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&pair).ok()?;
         let dec = lc_rsa::PrivateDecryptingKey::from_pkcs8(pkcs8.as_ref()).ok()?;
         Some(LcRsa {
             pair,
@@ -550,16 +550,19 @@ impl EcPrivateOps for EcPrivateKey {
         if !in_range {
             return Err(bad());
         }
-        let ecdh = agreement::PrivateKey::from_private_key(ecdh_alg(curve), &padded)
-            .map_err(|_| bad())?;
+        let ecdh =
+            agreement::PrivateKey::from_private_key(ecdh_alg(curve), &padded).map_err(|_| bad())?;
         let point = ecdh
             .compute_public_key()
             .map_err(|_| bad())?
             .as_ref()
             .to_vec();
-        let ecdsa =
-            signature::EcdsaKeyPair::from_private_key_and_public_key(signing_alg(curve), &padded, &point)
-                .map_err(|_| bad())?;
+        let ecdsa = signature::EcdsaKeyPair::from_private_key_and_public_key(
+            signing_alg(curve),
+            &padded,
+            &point,
+        )
+        .map_err(|_| bad())?;
         Ok(EcPrivateKey {
             curve,
             scalar: padded,
@@ -728,7 +731,9 @@ mod tests {
         let (lc, rck) = rsa_pair(1024);
         assert!(lc.lc.is_none());
         let h = HashAlg::Sha256.digest(&[b"m"]);
-        let s = lc.sign_pss(&h, HashAlg::Sha256, HashAlg::Sha256, 32).unwrap();
+        let s = lc
+            .sign_pss(&h, HashAlg::Sha256, HashAlg::Sha256, 32)
+            .unwrap();
         rck.public()
             .verify_pss(&h, &s, HashAlg::Sha256, HashAlg::Sha256, 32)
             .unwrap();
