@@ -84,6 +84,44 @@ impl Command {
     }
 }
 
+/// The program's standard input: `text` in an unlinked private temporary file.
+///
+/// Not a pipe: a program that exits without reading its input would make our write
+/// raise SIGPIPE, which kills a C host process (pkcs11-tool, Firefox) that keeps the
+/// default disposition. Reading a regular file never signals anyone.
+fn stdin_file(text: &str) -> Result<Stdio> {
+    use std::io::{Seek, SeekFrom};
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| Error::General(format!("prompt command: stdin file: {e}"));
+    let dir = std::env::temp_dir();
+    for _ in 0..8 {
+        let path = dir.join(format!(
+            "vtoken-prompt-{}-{:016x}.txt",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(mut f) => {
+                let _ = std::fs::remove_file(&path);
+                f.write_all(text.as_bytes()).map_err(fail)?;
+                f.seek(SeekFrom::Start(0)).map_err(fail)?;
+                return Ok(Stdio::from(f));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    Err(Error::General(
+        "prompt command: cannot create a stdin file".into(),
+    ))
+}
+
 /// A private temporary file holding a challenge picture, removed on drop.
 struct TempPng(PathBuf);
 
@@ -154,7 +192,7 @@ impl Command {
     ) -> Result<Run> {
         let mut cmd = std::process::Command::new(&self.program);
         cmd.args(&self.args)
-            .stdin(Stdio::piped())
+            .stdin(stdin_file(&stdin_text)?)
             .stdout(stdout)
             .stderr(Stdio::inherit());
         for (k, v) in env {
@@ -167,13 +205,6 @@ impl Command {
             ))
         })?;
         let deadline = Instant::now() + timeout;
-        if let Some(mut stdin) = child.stdin.take() {
-            // A writer thread: a program that never reads its input cannot block us
-            // (and one that exits early only gives the thread an EPIPE).
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(stdin_text.as_bytes());
-            });
-        }
         on_start(&mut child);
         match wait_until(&mut child, deadline) {
             Ok(Some(st)) => Ok(Run::Exited(st)),
