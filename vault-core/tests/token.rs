@@ -408,3 +408,62 @@ fn rusqlite_bump(path: &std::path::Path) -> rusqlite::Connection {
     .unwrap();
     c
 }
+
+#[test]
+fn truncated_and_read_only_files_give_clear_errors_and_stay_untouched() {
+    use std::os::unix::fs::PermissionsExt;
+    let (d, reg, t) = setup();
+    t.login(UserType::User, USER).unwrap();
+    let s = t.open_session(true).unwrap();
+    for i in 0..50 {
+        t.create_object(s, &data_object(&format!("o{i}"), i % 2 == 0, true))
+            .unwrap();
+    }
+    let path = t.path().to_path_buf();
+    drop(t);
+    let full = std::fs::read(&path).unwrap();
+    // Truncated copies: a clear error (or, cut inside free pages, a token that still
+    // opens), never a panic, and the file is not modified by the attempt.
+    for cut in [10usize, 100, 4096, full.len() / 2, full.len() - 1] {
+        let p = d.path().join("tokens").join(format!("cut{cut}.vtoken"));
+        std::fs::write(&p, &full[..cut]).unwrap();
+        let r = Token::open(&p, reg.config()).and_then(|t| {
+            t.login(UserType::User, USER)?;
+            t.search(&Attributes::new())
+        });
+        if let Err(e) = &r {
+            assert!(
+                matches!(e, Error::Corrupt(_) | Error::Storage(_)),
+                "cut at {cut}: unexpected error {e:?}"
+            );
+        }
+        assert_eq!(
+            std::fs::read(&p).unwrap(),
+            &full[..cut],
+            "cut at {cut}: file modified"
+        );
+    }
+    // A read-only token file: public objects readable, writes and logins refused
+    // with TokenWriteProtected (a login must be able to count a failure first).
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let ro = Token::open(&path, reg.config()).unwrap();
+    assert!(ro.info().unwrap().read_only);
+    let mut q = Attributes::new();
+    q.set_bool(CKA_PRIVATE, false);
+    assert_eq!(ro.search(&q).unwrap().len(), 25);
+    assert!(matches!(
+        ro.login(UserType::User, USER),
+        Err(Error::TokenWriteProtected(_))
+    ));
+    let s = ro.open_session(true).unwrap();
+    assert!(matches!(
+        ro.create_object(s, &data_object("new", false, true)),
+        Err(Error::TokenWriteProtected(_))
+    ));
+    drop(ro);
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        full,
+        "the read-only file was modified"
+    );
+}

@@ -246,6 +246,18 @@ impl Store {
             .is_readonly(rusqlite::DatabaseName::Main)
             .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         configure(&conn).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        // A file cut short is refused before anything can write to it (SQLite itself
+        // would read what is left and a login would then write the counter).
+        let page_size: i64 = conn
+            .pragma_query_value(None, "page_size", |r| r.get(0))
+            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        if page_size <= 0 || meta.len() % page_size as u64 != 0 {
+            return Err(Error::Corrupt(format!(
+                "{} is truncated ({} bytes is not a whole number of {page_size}-byte pages)",
+                path.display(),
+                meta.len()
+            )));
+        }
         let get = |k: &str| -> Result<Vec<u8>> {
             conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| {
                 r.get::<_, Vec<u8>>(0)
