@@ -419,7 +419,12 @@ fn assert_picture(screen: &str, rows: usize, cols: usize, question: &str) {
     let Some((start, got_rows, width, blocks)) = picture_on(screen) else {
         panic!("no half-block picture on the screen:\n{screen}");
     };
-    assert_eq!(got_rows, rows, "picture height; the screen:\n{screen}");
+    // The picture's top or bottom row may be blank paper (random noise), which the
+    // screen shows as an empty line: allow two such rows.
+    assert!(
+        got_rows <= rows && got_rows + 2 >= rows,
+        "picture height {got_rows}, expected {rows}; the screen:\n{screen}"
+    );
     assert!(
         width <= cols && width + 8 >= cols,
         "picture width {width}, expected about {cols}; the screen:\n{screen}"
@@ -511,7 +516,7 @@ fn gated_vtoken_sign_draws_the_picture_in_a_terminal() {
     // It fits the terminal: whole rows (no wrapping), the proportions of the PNG.
     let (fw, fh) = picture::fitted_size(PNG_W, PNG_H, width as u16);
     assert!(
-        width < COLS as usize && rows >= 8 && rows.abs_diff(fh as usize / 2) <= 1,
+        width < COLS as usize && rows >= 8 && rows.abs_diff(fh as usize / 2) <= 2,
         "picture {width}x{rows} (expected about {fw}x{}) in a {COLS}x{ROWS} terminal:\n{screen}",
         fh / 2
     );
