@@ -78,12 +78,14 @@ fn harness_catches_acks_before_writes() {
     let o = harness(40, s, true);
     let (out, err) = text(&o);
     assert_eq!(o.status.code(), Some(1), "{err}{out}");
-    let lost: usize = field(&out, "lost").unwrap().parse().unwrap();
-    let pins: usize = field(&out, "forgotten_pin_failures")
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(lost + pins > 0, "no violation found: {out}");
+    // Which check trips first depends on where the kills land (in a release build
+    // the window between the early ack and the write is tiny): any reported
+    // violation shows the harness is not vacuous.
+    let found: usize = ["lost", "forgotten_pin_failures", "partial", "other"]
+        .iter()
+        .map(|k| field(&out, k).unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert!(found > 0, "no violation found: {out}");
     eprintln!("early-ack control: {}", out.trim());
 }
 
