@@ -507,12 +507,10 @@ fn check(
 // ------------------------------------------------------------------ runs
 
 fn sigkill(child: &mut Child) -> Res<std::process::ExitStatus> {
-    let pid = child.id() as libc::pid_t;
-    // SAFETY: kill(2) on our own child, not yet reaped (its pid cannot be reused).
-    let rc = unsafe { libc::kill(pid, libc::SIGKILL) };
-    if rc != 0 {
-        return Err(format!("kill({pid}): {}", std::io::Error::last_os_error()));
-    }
+    // `Child::kill` sends SIGKILL on Unix, to our own not-yet-reaped child.
+    child
+        .kill()
+        .map_err(|e| format!("kill({}): {e}", child.id()))?;
     child.wait().map_err(|e| format!("wait: {e}"))
 }
 
