@@ -1,0 +1,149 @@
+//! Blocking HTTP client for the CA server and the relay (E6, E8, E10), used by the
+//! `vtoken enroll` command and by the relay itself.
+//!
+//! `base_url` is the server root, e.g. `http://127.0.0.1:8440` (no trailing path).
+
+use std::io::Read;
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+use crate::api::{self, BatchRequest, BatchResponse, ErrorBody};
+use crate::{csr_token_serial, pkcs7, Error, Result};
+
+/// Largest answer body read (a batch of certificates fits easily).
+const MAX_BODY: u64 = 64 << 20;
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(10))
+        .timeout(Duration::from_secs(300))
+        .build()
+}
+
+fn url(base_url: &str, path: &str) -> String {
+    format!("{}{path}", base_url.trim_end_matches('/'))
+}
+
+fn read_body(resp: ureq::Response) -> Result<Vec<u8>> {
+    let mut body = Vec::new();
+    resp.into_reader()
+        .take(MAX_BODY)
+        .read_to_end(&mut body)
+        .map_err(|e| Error::Transport(format!("reading the answer: {e}")))?;
+    Ok(body)
+}
+
+/// Turn a ureq outcome into the body or an [`Error::Http`] / [`Error::Transport`].
+fn answer(r: std::result::Result<ureq::Response, ureq::Error>) -> Result<Vec<u8>> {
+    match r {
+        Ok(resp) => read_body(resp),
+        Err(ureq::Error::Status(status, resp)) => {
+            let body = read_body(resp).unwrap_or_default();
+            let message = serde_json::from_slice::<ErrorBody>(&body)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&body).trim().to_string());
+            Err(Error::Http { status, message })
+        }
+        Err(e) => Err(Error::Transport(e.to_string())),
+    }
+}
+
+/// One batch result: the token serial and its DER certificate or the refusal message.
+pub type BatchOutcome = (String, std::result::Result<Vec<u8>, String>);
+
+/// Send one DER PKCS#10 request; returns the DER certificate.
+pub fn enroll(base_url: &str, csr_der: &[u8]) -> Result<Vec<u8>> {
+    answer(
+        agent()
+            .post(&url(base_url, api::ENROLL))
+            .set("Content-Type", api::CT_PKCS10)
+            .send_bytes(csr_der),
+    )
+}
+
+/// Send a batch of DER requests in one call; returns one `(token serial, outcome)` per
+/// request, in request order. The serial is read from each request locally, so results
+/// match back to tokens even when the CA refuses a request.
+pub fn enroll_batch(base_url: &str, csrs: Vec<Vec<u8>>) -> Result<Vec<BatchOutcome>> {
+    let body = raw_batch(
+        base_url,
+        &BatchRequest {
+            csrs: csrs.iter().map(|c| STANDARD.encode(c)).collect(),
+        },
+    )?;
+    if body.results.len() != csrs.len() {
+        return Err(Error::Protocol(format!(
+            "{} results for {} requests",
+            body.results.len(),
+            csrs.len()
+        )));
+    }
+    Ok(csrs
+        .iter()
+        .zip(body.results)
+        .map(|(csr, item)| {
+            let serial = csr_token_serial(csr).unwrap_or(item.serial);
+            let outcome = match (item.cert, item.error) {
+                (Some(b64), _) => STANDARD
+                    .decode(b64)
+                    .map_err(|e| format!("bad base64 certificate from the server: {e}")),
+                (None, Some(err)) => Err(err),
+                (None, None) => Err("the server gave neither a certificate nor an error".into()),
+            };
+            (serial, outcome)
+        })
+        .collect())
+}
+
+/// The batch call with the JSON messages as they are (the relay forwards these).
+pub fn raw_batch(base_url: &str, req: &BatchRequest) -> Result<BatchResponse> {
+    let body = serde_json::to_string(req).map_err(|e| Error::Protocol(e.to_string()))?;
+    let answer = answer(
+        agent()
+            .post(&url(base_url, api::ENROLL_BATCH))
+            .set("Content-Type", "application/json")
+            .send_string(&body),
+    )?;
+    serde_json::from_slice(&answer)
+        .map_err(|e| Error::Protocol(format!("batch answer is not valid JSON: {e}")))
+}
+
+/// The newest certificate the CA published for token `serial` (E8), or `None` (404).
+pub fn fetch_cert(base_url: &str, serial: &str) -> Result<Option<Vec<u8>>> {
+    if serial.is_empty() || !serial.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::InvalidSerial(serial.to_string()));
+    }
+    match answer(
+        agent()
+            .get(&url(base_url, &format!("{}{serial}", api::CERTS)))
+            .call(),
+    ) {
+        Ok(der) => Ok(Some(der)),
+        Err(Error::Http { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The CA certificates (DER), from the EST `cacerts` endpoint.
+pub fn ca_certs(base_url: &str) -> Result<Vec<Vec<u8>>> {
+    let body = answer(agent().get(&url(base_url, api::EST_CACERTS)).call())?;
+    let certs = pkcs7::parse_certs_only(&pkcs7::base64_decode(&body)?)?;
+    if certs.is_empty() {
+        return Err(Error::Protocol("cacerts holds no certificate".into()));
+    }
+    Ok(certs)
+}
+
+/// EST simple enrollment (RFC 7030 4.2): base64 request in, certificates out.
+pub fn est_simpleenroll(base_url: &str, csr_der: &[u8]) -> Result<Vec<Vec<u8>>> {
+    let body = answer(
+        agent()
+            .post(&url(base_url, api::EST_SIMPLEENROLL))
+            .set("Content-Type", api::CT_PKCS10)
+            .set("Content-Transfer-Encoding", "base64")
+            .send_string(&pkcs7::base64_lines(csr_der)),
+    )?;
+    pkcs7::parse_certs_only(&pkcs7::base64_decode(&body)?)
+}
