@@ -91,6 +91,10 @@ pub enum Error {
     EncryptedDataInvalid,
     #[error("encrypted data length out of range")]
     EncryptedDataLenRange,
+    /// A sealed envelope or CMS message that is malformed, unsupported, changed, or
+    /// not sealed to this token (`CKR_ENCRYPTED_DATA_INVALID`).
+    #[error("sealed envelope: {0}")]
+    Envelope(String),
     #[error("signature invalid")]
     SignatureInvalid,
     #[error("signature length out of range")]
@@ -185,6 +189,7 @@ impl Error {
             DataInvalid => CKR_DATA_INVALID,
             EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID,
             EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
+            Envelope(_) => CKR_ENCRYPTED_DATA_INVALID,
             SignatureInvalid => CKR_SIGNATURE_INVALID,
             SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
             WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,

@@ -21,6 +21,7 @@ pub mod mechanism;
 pub mod object;
 pub mod otp;
 pub mod prompt;
+pub mod sealed;
 pub mod session;
 pub mod slots;
 pub mod store;
