@@ -192,6 +192,20 @@ fn decrypt_failed() -> Error {
     envelope("decryption failed: the envelope was changed or is not sealed to this key")
 }
 
+/// Parses a `ContentInfo`, with a way out for BER (e.g. `openssl cms -stream`).
+fn parse_content_info(der_bytes: &[u8]) -> Result<ContentInfo> {
+    ContentInfo::from_der(der_bytes).map_err(|e| {
+        if der_bytes.get(1) == Some(&0x80) {
+            envelope(
+                "BER with indefinite lengths is not supported: re-encode it as DER \
+                 (`openssl cms -cmsout -inform DER -outform DER`)",
+            )
+        } else {
+            envelope(format!("not a DER CMS ContentInfo: {e}"))
+        }
+    })
+}
+
 fn der_err(what: &str) -> impl FnOnce(der::Error) -> Error + '_ {
     move |e| envelope(format!("{what}: {e}"))
 }
@@ -315,11 +329,11 @@ pub fn seal(recipient_cert_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
         .encrypt(&mut OsRng, Oaep::new::<Sha256>(), cek.as_ref())
         .map_err(|e| Error::General(format!("RSA-OAEP encryption: {e}")))?;
 
-    let mut buf = plaintext.to_vec();
+    let mut buf = Zeroizing::new(plaintext.to_vec());
     let cipher = aes_gcm::Aes256Gcm::new_from_slice(cek.as_ref())
         .map_err(|_| Error::General("AES-256-GCM key".into()))?;
     let tag = cipher
-        .encrypt_in_place_detached((&nonce).into(), &[], &mut buf)
+        .encrypt_in_place_detached((&nonce).into(), &[], buf.as_mut_slice())
         .map_err(|_| Error::General("AES-256-GCM encryption failed".into()))?;
 
     let ktri = KeyTransRecipientInfo {
@@ -347,7 +361,10 @@ pub fn seal(recipient_cert_der: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
                 oid: rfc5911::ID_AES_256_GCM,
                 parameters: Some(any_of("GCM parameters", &gcm_params)?),
             },
-            encrypted_content: Some(OctetString::new(buf).map_err(der_err("encrypted content"))?),
+            encrypted_content: Some(
+                OctetString::new(std::mem::take(&mut *buf))
+                    .map_err(der_err("encrypted content"))?,
+            ),
         },
         auth_attrs: None,
         mac: OctetString::new(tag.to_vec()).map_err(der_err("GCM tag"))?,
@@ -555,7 +572,7 @@ pub fn open(
     rsa_oaep_decrypt: impl FnOnce(&KeyTransport, &[u8]) -> Result<Zeroizing<Vec<u8>>>,
     my_cert_der: Option<&[u8]>,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let ci = ContentInfo::from_der(cms_der).map_err(der_err("not a DER CMS ContentInfo"))?;
+    let ci = parse_content_info(cms_der)?;
     let (infos, eci, mac, aad) = if ci.content_type == rfc5911::ID_ENVELOPED_DATA {
         let ed: EnvelopedData = ci.content.decode_as().map_err(der_err("EnvelopedData"))?;
         (ed.recip_infos, ed.encrypted_content, None, None)
@@ -817,7 +834,7 @@ struct Verified {
 }
 
 fn verify_inner(der_bytes: &[u8]) -> Result<Verified> {
-    let ci = ContentInfo::from_der(der_bytes).map_err(der_err("not a DER CMS ContentInfo"))?;
+    let ci = parse_content_info(der_bytes)?;
     if ci.content_type != rfc5911::ID_SIGNED_DATA {
         return Err(envelope(format!(
             "CMS content type {} is not SignedData",
@@ -884,6 +901,12 @@ fn verify_inner(der_bytes: &[u8]) -> Result<Verified> {
 
     let attrs_der;
     let signed: &[u8] = match &signer.signed_attrs {
+        // RFC 5652 §5.3: without signed attributes nothing binds the content type.
+        None if content_type != rfc5911::ID_DATA => {
+            return Err(envelope(
+                "SignedData over non-data content without signed attributes",
+            ))
+        }
         None => &content,
         Some(attrs) => {
             let single = |oid: ObjectIdentifier, name: &str| -> Result<Any> {

@@ -409,6 +409,10 @@ fn tampered_envelopes_fail() {
     let mut longer = cms.clone();
     longer.push(0);
     assert!(open_as(a, &longer).is_err());
+    // BER (streamed) input: refused with a way out.
+    let streamed = openssl_encrypt(a, &msg, &["-stream", "-keyopt", "rsa_padding_mode:oaep"]);
+    let err = open_as(a, &streamed).unwrap_err();
+    assert!(err.to_string().contains("-cmsout"), "{err}");
     // Garbage and other CMS types.
     assert!(open_as(a, b"").is_err());
     assert!(open_as(a, &[0x30, 0x80, 0, 0]).is_err());
