@@ -246,6 +246,24 @@ fn openssl_oaep_envelopes_open() {
         assert_eq!(pt.as_slice(), msg.as_slice(), "{cipher}");
         assert_eq!(kt, OAEP_SHA256, "{cipher}");
     }
+    // The recipient named by subject key identifier instead of issuer and serial.
+    let cms = openssl_encrypt(
+        a,
+        &msg,
+        &["-keyid", "-keyopt", "rsa_padding_mode:oaep", "-aes-256-gcm"],
+    );
+    assert_eq!(open_as(a, &cms).unwrap().0.as_slice(), msg.as_slice());
+    let mut seen = None;
+    let err = sealed::open(
+        &cms,
+        bob().unwrapper(false, &mut seen),
+        Some(&bob().cert_der),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not sealed to this certificate"),
+        "{err}"
+    );
     // OAEP with its defaults (SHA-1, MGF1-SHA-1).
     let cms = openssl_encrypt(
         a,
