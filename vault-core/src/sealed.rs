@@ -22,11 +22,27 @@
 //! - [`seal_signed`] / [`open_signed`] make and open a backup bundle (V11):
 //!   `SignedData` by the source token over an `AuthEnvelopedData` to the target.
 //!
-//! Only DER is read: BER with indefinite lengths (what `openssl cms -stream` or
-//! S/MIME output can contain) is refused; use `-outform DER` without `-stream`.
+//! [`open`] and [`verify_signed`] read DER or PEM (`-outform DER` or `-outform PEM`);
+//! BER with indefinite lengths (what `-stream` writes) is refused with a hint to
+//! re-encode (`openssl cms -cmsout -outform DER`); S/MIME is not read.
 //! Every malformed or tampered input is an [`Error::Envelope`] (or
 //! [`Error::SignatureInvalid`] for a signature), never a panic. Content keys and
 //! plaintexts live in [`Zeroizing`] buffers.
+//!
+//! # With OpenSSL (checked against OpenSSL 3.0 in `vault-core/tests/sealed.rs`)
+//!
+//! ```text
+//! # seal to a token (the token opens it with `open`): OAEP + AES-GCM, or any of
+//! # -aes-{128,192,256}-{gcm,cbc}; plain `-aes256` uses PKCS#1 v1.5 key transport
+//! openssl cms -encrypt -binary -in data -outform DER -out data.cms -recip token.pem \
+//!     -keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256 -aes-256-gcm
+//! # open what `seal` made, where the private key is at hand
+//! openssl cms -decrypt -binary -inform DER -in data.cms -inkey key.pem -recip token.pem
+//! # check what `sign` made (the certificate chain: -CAfile root.pem)
+//! openssl cms -verify -binary -inform DER -in signed.cms -CAfile root.pem
+//! # sign for `verify_signed`
+//! openssl cms -sign -binary -nodetach -in data -signer cert.pem -inkey key.pem -outform DER
+//! ```
 
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
@@ -192,8 +208,17 @@ fn decrypt_failed() -> Error {
     envelope("decryption failed: the envelope was changed or is not sealed to this key")
 }
 
-/// Parses a `ContentInfo`, with a way out for BER (e.g. `openssl cms -stream`).
+/// Parses a `ContentInfo` from DER or PEM (`-----BEGIN CMS-----` or `PKCS7`, as
+/// `openssl cms -outform PEM` writes), with a way out for BER (`-stream`).
 fn parse_content_info(der_bytes: &[u8]) -> Result<ContentInfo> {
+    if der_bytes.starts_with(b"-----BEGIN ") {
+        let (label, der_bytes) =
+            der::pem::decode_vec(der_bytes).map_err(|e| envelope(format!("PEM: {e}")))?;
+        if !matches!(label, "CMS" | "PKCS7") {
+            return Err(envelope(format!("PEM label {label} is not CMS or PKCS7")));
+        }
+        return parse_content_info(&der_bytes);
+    }
     ContentInfo::from_der(der_bytes).map_err(|e| {
         if der_bytes.get(1) == Some(&0x80) {
             envelope(

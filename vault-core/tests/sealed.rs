@@ -246,6 +246,20 @@ fn openssl_oaep_envelopes_open() {
         assert_eq!(pt.as_slice(), msg.as_slice(), "{cipher}");
         assert_eq!(kt, OAEP_SHA256, "{cipher}");
     }
+    // PEM output.
+    let cms = openssl_encrypt(
+        a,
+        &msg,
+        &[
+            "-keyopt",
+            "rsa_padding_mode:oaep",
+            "-aes-256-gcm",
+            "-outform",
+            "PEM",
+        ],
+    );
+    assert!(cms.starts_with(b"-----BEGIN CMS-----"));
+    assert_eq!(open_as(a, &cms).unwrap().0.as_slice(), msg.as_slice());
     // The recipient named by subject key identifier instead of issuer and serial.
     let cms = openssl_encrypt(
         a,
@@ -578,13 +592,15 @@ fn sign_verifies_with_openssl_and_back() {
     ]);
     assert_eq!(out, msg);
 
-    // openssl-made SignedData: default, without signed attributes, SHA-512.
+    // openssl-made SignedData: default, without signed attributes, SHA-512 and
+    // SHA-384, PEM.
     std::fs::write(t.path().join("msg"), &msg).unwrap();
     for opts in [
         &[][..],
         &["-noattr"][..],
         &["-md", "sha512"][..],
         &["-md", "sha384", "-keyopt", "rsa_padding_mode:pkcs1"][..],
+        &["-outform", "PEM"][..],
     ] {
         let mut args = vec![
             "cms",
