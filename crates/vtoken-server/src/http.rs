@@ -1,0 +1,227 @@
+//! The HTTP API (paths in [`vtoken_pki::api`]) over a [`Backend`]: the CA itself or a
+//! relay in front of it.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use vtoken_pki::api::{self, BatchItem, BatchRequest, BatchResponse, ErrorBody};
+use vtoken_pki::{cert_der_to_pem, pkcs7};
+
+/// Why a request was not served: an HTTP status and a one-line message.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// HTTP status code.
+    pub status: u16,
+    /// Message for the client and the log.
+    pub message: String,
+}
+
+impl Refusal {
+    /// 400: malformed request or bad signature.
+    pub fn bad_request(message: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 400,
+            message: message.into(),
+        }
+    }
+
+    /// 500: the server's own failure.
+    pub fn internal(message: impl Into<String>) -> Refusal {
+        Refusal {
+            status: 500,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = serde_json::to_vec(&ErrorBody {
+            error: self.message,
+        })
+        .unwrap_or_default();
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+/// What answers the API: blocking calls, run off the async threads.
+pub trait Backend: Send + Sync + 'static {
+    /// One DER PKCS#10 request to a DER certificate.
+    fn enroll(&self, csr_der: &[u8]) -> Result<Vec<u8>, Refusal>;
+    /// A batch; per-request refusals go into the items.
+    fn enroll_batch(&self, req: BatchRequest) -> Result<BatchResponse, Refusal>;
+    /// The newest published certificate of a token.
+    fn cert(&self, token_serial: &str) -> Result<Option<Vec<u8>>, Refusal>;
+    /// The CA certificates (DER), the root last.
+    fn ca_certs(&self) -> Result<Vec<Vec<u8>>, Refusal>;
+}
+
+/// Decode one batch entry, or the error item for it.
+pub fn batch_entry(b64: &str) -> Result<Vec<u8>, BatchItem> {
+    STANDARD.decode(b64.trim()).map_err(|e| BatchItem {
+        serial: String::new(),
+        cert: None,
+        error: Some(format!("request is not base64: {e}")),
+    })
+}
+
+/// The batch result for one request.
+pub fn batch_item(csr: &[u8], outcome: Result<Vec<u8>, Refusal>) -> BatchItem {
+    let serial = vtoken_pki::csr_token_serial(csr).unwrap_or_default();
+    match outcome {
+        Ok(cert) => BatchItem {
+            serial,
+            cert: Some(STANDARD.encode(cert)),
+            error: None,
+        },
+        Err(r) => BatchItem {
+            serial,
+            cert: None,
+            error: Some(r.message),
+        },
+    }
+}
+
+/// A request body as DER: DER as is, PEM, or base64.
+fn csr_from_body(body: &[u8]) -> Result<Vec<u8>, Refusal> {
+    if body.first() == Some(&0x30) {
+        return Ok(body.to_vec());
+    }
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Refusal::bad_request("request body is neither DER, PEM nor base64"))?;
+    if text.trim_start().starts_with("-----BEGIN") {
+        let (_, der) = der::pem::decode_vec(text.trim().as_bytes())
+            .map_err(|e| Refusal::bad_request(format!("PEM request: {e}")))?;
+        return Ok(der);
+    }
+    pkcs7::base64_decode(body).map_err(|e| Refusal::bad_request(e.to_string()))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
+) -> Result<T, Refusal> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Refusal::internal(format!("worker failed: {e}")))?
+}
+
+type Shared = Arc<dyn Backend>;
+
+async fn enroll(State(b): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+    let csr = csr_from_body(&body)?;
+    let cert = blocking(move || b.enroll(&csr)).await?;
+    Ok(([(header::CONTENT_TYPE, api::CT_CERT)], cert).into_response())
+}
+
+async fn enroll_batch(State(b): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+    let req: BatchRequest = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::bad_request(format!("batch body: {e}")))?;
+    if req.csrs.len() > api::MAX_BATCH {
+        return Err(Refusal::bad_request(format!(
+            "{} requests in one batch (at most {})",
+            req.csrs.len(),
+            api::MAX_BATCH
+        )));
+    }
+    let resp = blocking(move || b.enroll_batch(req)).await?;
+    let json = serde_json::to_vec(&resp).map_err(|e| Refusal::internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+async fn cert(State(b): State<Shared>, Path(serial): Path<String>) -> Result<Response, Refusal> {
+    let lookup = serial.clone();
+    match blocking(move || b.cert(&lookup)).await? {
+        Some(der) => Ok(([(header::CONTENT_TYPE, api::CT_CERT)], der).into_response()),
+        None => Err(Refusal {
+            status: 404,
+            message: format!("no certificate published for token {serial}"),
+        }),
+    }
+}
+
+async fn ca_pem(State(b): State<Shared>) -> Result<Response, Refusal> {
+    let certs = blocking(move || b.ca_certs()).await?;
+    let pem: String = certs.iter().map(|c| cert_der_to_pem(c)).collect();
+    Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
+}
+
+fn est_reply(certs: &[Vec<u8>]) -> Result<Response, Refusal> {
+    let p7 = pkcs7::certs_only(certs).map_err(|e| Refusal::internal(e.to_string()))?;
+    let mut resp = pkcs7::base64_lines(&p7).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(api::CT_PKCS7_CERTS),
+    );
+    h.insert(
+        "content-transfer-encoding",
+        HeaderValue::from_static("base64"),
+    );
+    Ok(resp)
+}
+
+async fn est_cacerts(State(b): State<Shared>) -> Result<Response, Refusal> {
+    let certs = blocking(move || b.ca_certs()).await?;
+    est_reply(&certs)
+}
+
+async fn est_simpleenroll(State(b): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+    let csr = csr_from_body(&body)?;
+    let cert = blocking(move || b.enroll(&csr)).await?;
+    est_reply(&[cert])
+}
+
+/// The router serving the whole API from `backend`.
+pub fn router(backend: Shared) -> Router {
+    Router::new()
+        .route(api::ENROLL, post(enroll))
+        .route(api::ENROLL_BATCH, post(enroll_batch))
+        .route(&format!("{}:serial", api::CERTS), get(cert))
+        .route(api::CA_PEM, get(ca_pem))
+        .route(api::EST_CACERTS, get(est_cacerts))
+        .route(api::EST_SIMPLEENROLL, post(est_simpleenroll))
+        .route("/.well-known/est/simplereenroll", post(est_simpleenroll))
+        .layer(DefaultBodyLimit::max(16 << 20))
+        .with_state(backend)
+}
+
+/// Serve `router` on `listen` until Ctrl-C or SIGTERM; prints the bound address on
+/// stdout first (so callers can listen on port 0).
+pub async fn serve(what: &str, listen: &str, router: Router) -> std::io::Result<()> {
+    use std::io::Write;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!("vtoken-server: {what} listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, "{what} listening");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown())
+        .await
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
