@@ -775,3 +775,141 @@ fn der_len(out: &mut Vec<u8>, len: usize) {
         out.extend_from_slice(&bytes[skip..]);
     }
 }
+
+/// `AuthEnvelopedData` (RFC 5083 §2.1), written out here independently of the
+/// module, to make envelopes with authenticated attributes (OpenSSL 3.0's CLI
+/// cannot).
+#[derive(der::Sequence)]
+struct TestAuthEnvelopedData {
+    version: cms::content_info::CmsVersion,
+    recip_infos: cms::enveloped_data::RecipientInfos,
+    auth_encrypted_content: cms::enveloped_data::EncryptedContentInfo,
+    #[asn1(
+        context_specific = "1",
+        tag_mode = "IMPLICIT",
+        constructed = "true",
+        optional = "true"
+    )]
+    auth_attrs: Option<x509_cert::attr::Attributes>,
+    mac: der::asn1::OctetString,
+}
+
+/// Seals `msg` to `to` with the given authenticated attributes; the GCM associated
+/// data is the DER of `aad_attrs` (the attributes as sent unless a test lies).
+fn seal_with_auth_attrs(
+    to: &Ident,
+    msg: &[u8],
+    attrs: Option<x509_cert::attr::Attributes>,
+    aad_attrs: Option<&x509_cert::attr::Attributes>,
+) -> Vec<u8> {
+    use aes_gcm::aead::{AeadInPlace, KeyInit};
+    use cms::enveloped_data::{
+        EncryptedContentInfo, KeyTransRecipientInfo, RecipientIdentifier, RecipientInfo,
+        RecipientInfos,
+    };
+    use const_oid::db::{rfc5911, rfc5912};
+    use der::asn1::{OctetString, SetOfVec};
+    use der::{Any, Decode, Encode};
+    use rsa::traits::PublicKeyParts;
+
+    let cert = x509_cert::Certificate::from_der(&to.cert_der).unwrap();
+    let cek = [7u8; 32];
+    let nonce = [9u8; 12];
+    let aad = aad_attrs.map(|a| a.to_der().unwrap()).unwrap_or_default();
+    let mut buf = msg.to_vec();
+    let tag = aes_gcm::Aes256Gcm::new_from_slice(&cek)
+        .unwrap()
+        .encrypt_in_place_detached((&nonce).into(), &aad, &mut buf)
+        .unwrap();
+    let public = rsa::RsaPublicKey::new(to.key.n().clone(), to.key.e().clone()).unwrap();
+    let enc_key = public
+        .encrypt(&mut rand::rngs::OsRng, Oaep::new::<Sha256>(), &cek)
+        .unwrap();
+    let oaep_params = rsa::pkcs1::RsaOaepParams::new::<Sha256>().to_der().unwrap();
+    let mut recips = SetOfVec::new();
+    recips
+        .insert(RecipientInfo::Ktri(KeyTransRecipientInfo {
+            version: cms::content_info::CmsVersion::V0,
+            rid: RecipientIdentifier::IssuerAndSerialNumber(cms::cert::IssuerAndSerialNumber {
+                issuer: cert.tbs_certificate.issuer.clone(),
+                serial_number: cert.tbs_certificate.serial_number.clone(),
+            }),
+            key_enc_alg: spki::AlgorithmIdentifierOwned {
+                oid: rfc5912::ID_RSAES_OAEP,
+                parameters: Some(Any::from_der(&oaep_params).unwrap()),
+            },
+            enc_key: OctetString::new(enc_key).unwrap(),
+        }))
+        .unwrap();
+    // GCMParameters: nonce, ICV length 16.
+    let mut gcm = vec![0x30, 0x11, 0x04, 0x0c];
+    gcm.extend_from_slice(&nonce);
+    gcm.extend_from_slice(&[0x02, 0x01, 0x10]);
+    let aed = TestAuthEnvelopedData {
+        version: cms::content_info::CmsVersion::V0,
+        recip_infos: RecipientInfos(recips),
+        auth_encrypted_content: EncryptedContentInfo {
+            content_type: rfc5911::ID_DATA,
+            content_enc_alg: spki::AlgorithmIdentifierOwned {
+                oid: rfc5911::ID_AES_256_GCM,
+                parameters: Some(Any::from_der(&gcm).unwrap()),
+            },
+            encrypted_content: Some(OctetString::new(buf).unwrap()),
+        },
+        auth_attrs: attrs,
+        mac: OctetString::new(tag.to_vec()).unwrap(),
+    };
+    cms::content_info::ContentInfo {
+        content_type: rfc5911::ID_CT_AUTH_ENVELOPED_DATA,
+        content: Any::from_der(&aed.to_der().unwrap()).unwrap(),
+    }
+    .to_der()
+    .unwrap()
+}
+
+#[test]
+fn authenticated_attributes_are_authenticated() {
+    use const_oid::db::rfc5911;
+    use der::asn1::SetOfVec;
+    use der::{Any, Decode, Encode};
+    use x509_cert::attr::{Attribute, Attributes};
+
+    let a = alice();
+    let msg = b"with authenticated attributes";
+    let attr = |oid, value: Any| {
+        let mut values = SetOfVec::new();
+        values.insert(value).unwrap();
+        Attribute { oid, values }
+    };
+    let content_type = attr(
+        rfc5911::ID_CONTENT_TYPE,
+        Any::from_der(&rfc5911::ID_DATA.to_der().unwrap()).unwrap(),
+    );
+    let signing_time = attr(
+        rfc5911::ID_SIGNING_TIME,
+        Any::from_der(&[
+            0x17, 0x0d, b'2', b'6', b'1', b'1', b'2', b'3', b'0', b'0', b'0', b'0', b'0', b'0',
+            b'Z',
+        ])
+        .unwrap(),
+    );
+    let attrs: Attributes = SetOfVec::try_from(vec![content_type.clone()]).unwrap();
+    let other: Attributes = SetOfVec::try_from(vec![content_type, signing_time]).unwrap();
+
+    // Sanity: the hand-made envelope without attributes opens.
+    let plain = seal_with_auth_attrs(a, msg, None, None);
+    assert_eq!(open_as(a, &plain).unwrap().0.as_slice(), msg);
+    // With attributes, authenticated as the DER of the SET OF (RFC 5083 §2.1).
+    let good = seal_with_auth_attrs(a, msg, Some(attrs.clone()), Some(&attrs));
+    assert_eq!(open_as(a, &good).unwrap().0.as_slice(), msg);
+    // Attributes changed, added or dropped after sealing: the tag no longer matches.
+    for bad in [
+        seal_with_auth_attrs(a, msg, Some(other.clone()), Some(&attrs)),
+        seal_with_auth_attrs(a, msg, Some(attrs.clone()), Some(&other)),
+        seal_with_auth_attrs(a, msg, None, Some(&attrs)),
+        seal_with_auth_attrs(a, msg, Some(attrs.clone()), None),
+    ] {
+        let err = open_as(a, &bad).unwrap_err();
+        assert!(err.to_string().contains("decryption failed"), "{err}");
+    }
+}
