@@ -24,6 +24,11 @@ impl Key32 {
         Ok(Key32(k))
     }
 
+    /// A key from its 32 bytes (e.g. a fixed key for tests and fuzzing).
+    pub fn from_bytes(bytes: [u8; 32]) -> Key32 {
+        Key32(bytes)
+    }
+
     /// Derives a sub-key for one purpose (HMAC-SHA256(self, label)).
     pub fn derive(&self, label: &[u8]) -> Key32 {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length");
