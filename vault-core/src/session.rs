@@ -147,6 +147,14 @@ fn ulong_list(v: &[u8]) -> Vec<u64> {
         .collect()
 }
 
+/// A key object ready for an operation, with the gate record read at the same time.
+struct KeyUse {
+    key: Arc<Key>,
+    private: bool,
+    obj: Arc<CachedObject>,
+    gate: Arc<crate::gate::GateRecord>,
+}
+
 impl Token {
     // ------------------------------------------------------------------ sessions
 
@@ -245,8 +253,9 @@ impl Token {
     }
 
     fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
-        // A token locked by the picture-verification gate refuses every operation.
-        self.gate_ensure_unlocked()?;
+        // A token locked by the picture-verification gate refuses every operation
+        // (the state last seen; each operation's init looks at the file).
+        self.gate_ensure_unlocked_cached()?;
         self.sessions
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -282,7 +291,13 @@ impl Token {
     /// Looks up a visible object (token or session). Vault entries are invisible
     /// while the vault is not activated and enabled.
     pub(crate) fn object(&self, id: u64) -> Result<Arc<CachedObject>> {
-        let o = self.object_unchecked(id)?;
+        self.object_at(id, None)
+    }
+
+    /// [`Token::object`] as of `data_version` `dv` when the caller just read it
+    /// (saves a query), else as of now.
+    fn object_at(&self, id: u64, dv: Option<i64>) -> Result<Arc<CachedObject>> {
+        let o = self.object_unchecked_at(id, dv)?;
         if crate::vault::is_vault_object(&o.attrs) && !self.vault_usable() {
             return Err(Error::ObjectHandleInvalid);
         }
@@ -291,6 +306,10 @@ impl Token {
 
     /// [`Token::object`] without the vault check.
     pub(crate) fn object_unchecked(&self, id: u64) -> Result<Arc<CachedObject>> {
+        self.object_unchecked_at(id, None)
+    }
+
+    fn object_unchecked_at(&self, id: u64, dv: Option<i64>) -> Result<Arc<CachedObject>> {
         if id >= SESSION_OBJECT_BASE {
             let map = self
                 .session_objects
@@ -304,7 +323,10 @@ impl Token {
         }
         let keys = self.master_keys();
         let st = self.store();
-        let dv = st.data_version()?;
+        let dv = match dv {
+            Some(v) => v,
+            None => st.data_version()?,
+        };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((v, o)) = cache.objects.get(&id) {
             if *v == dv {
@@ -655,13 +677,11 @@ impl Token {
     // ------------------------------------------------------------------ keys
 
     /// The parsed key of an object, cached with it.
-    fn key_of(
-        &self,
-        id: u64,
-        usage: CK_ATTRIBUTE_TYPE,
-        mech: &Mechanism,
-    ) -> Result<(Arc<Key>, bool)> {
-        let o = self.object(id).map_err(|e| match e {
+    fn key_of(&self, id: u64, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<KeyUse> {
+        // Each operation's init looks at the file once: a gate lock set by another
+        // process stops it here, and the object is read as of the same version.
+        let (dv, gate) = self.gate_fresh()?;
+        let o = self.object_at(id, Some(dv)).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
             e => e,
         })?;
@@ -685,7 +705,12 @@ impl Token {
                 k
             }
         };
-        Ok((key, o.attrs.bool_or(CKA_PRIVATE, true)))
+        Ok(KeyUse {
+            private: o.attrs.bool_or(CKA_PRIVATE, true),
+            key,
+            obj: o,
+            gate,
+        })
     }
 
     fn check_mech_flag(mech: &Mechanism, flag: CK_FLAGS) -> Result<()> {
@@ -762,13 +787,18 @@ impl Token {
         out: OutLen,
     ) -> Result<Output> {
         self.session(sid)?;
-        let (wk, _) = self.key_of(wrapping, CKA_WRAP, mech)?;
+        let w = self.key_of(wrapping, CKA_WRAP, mech)?;
         let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
         if !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
             return Err(Error::KeyUnextractable);
         }
-        self.gate_check_key(crate::gate::OpClass::KeyExport, key, "export by wrapping")?;
-        let bytes = mechanism::wrap(mech, &wk, &o.attrs)?;
+        self.gate_check_key(
+            crate::gate::OpClass::KeyExport,
+            &o.attrs,
+            &w.gate,
+            "export by wrapping",
+        )?;
+        let bytes = mechanism::wrap(mech, &w.key, &o.attrs)?;
         Ok(deliver(out, bytes).0)
     }
 
@@ -783,8 +813,14 @@ impl Token {
     ) -> Result<u64> {
         self.session(sid)?;
         object::check_encoding(template)?;
-        let (uk, _) = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
-        self.gate_check_key(crate::gate::OpClass::Unwrap, unwrapping, "unwrap a key")?;
+        let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
+        self.gate_check_key(
+            crate::gate::OpClass::Unwrap,
+            &u.obj.attrs,
+            &u.gate,
+            "unwrap a key",
+        )?;
+        let uk = u.key;
         let plain = mechanism::unwrap(mech, &uk, wrapped)?;
         let mut generated = match template.class() {
             Some(CKO_PRIVATE_KEY) => mechanism::encoding::pkcs8_to_attributes(&plain)?.1,
@@ -818,8 +854,14 @@ impl Token {
     ) -> Result<u64> {
         self.session(sid)?;
         object::check_encoding(template)?;
-        let (bk, _) = self.key_of(base, CKA_DERIVE, mech)?;
-        self.gate_check_key(crate::gate::OpClass::Derive, base, "derive a key")?;
+        let b = self.key_of(base, CKA_DERIVE, mech)?;
+        self.gate_check_key(
+            crate::gate::OpClass::Derive,
+            &b.obj.attrs,
+            &b.gate,
+            "derive a key",
+        )?;
+        let bk = b.key;
         let secret = mechanism::derive(mech, &bk, template)?;
         let mut g = Attributes::new();
         g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
@@ -842,9 +884,10 @@ impl Token {
             return Err(Error::OperationActive);
         }
         Token::check_mech_flag(mech, CKF_SIGN)?;
-        let (k, private) = self.key_of(key, CKA_SIGN, mech)?;
-        let op = mechanism::sign_init(mech, &k)?;
-        self.gate_check_key(crate::gate::OpClass::Sign, key, "sign")?;
+        let k = self.key_of(key, CKA_SIGN, mech)?;
+        let op = mechanism::sign_init(mech, &k.key)?;
+        self.gate_check_key(crate::gate::OpClass::Sign, &k.obj.attrs, &k.gate, "sign")?;
+        let private = k.private;
         let mut s = Token::lock_session(&s);
         s.sign = Some(Stage::new(op));
         s.private_op |= private;
@@ -902,8 +945,9 @@ impl Token {
             return Err(Error::OperationActive);
         }
         Token::check_mech_flag(mech, CKF_VERIFY)?;
-        let (k, private) = self.key_of(key, CKA_VERIFY, mech)?;
-        let op = mechanism::verify_init(mech, &k)?;
+        let k = self.key_of(key, CKA_VERIFY, mech)?;
+        let op = mechanism::verify_init(mech, &k.key)?;
+        let private = k.private;
         let mut s = Token::lock_session(&s);
         s.verify = Some(Stage::new(op));
         s.private_op |= private;
@@ -952,14 +996,20 @@ impl Token {
             }
         }
         Token::check_mech_flag(mech, if enc { CKF_ENCRYPT } else { CKF_DECRYPT })?;
-        let (k, private) = self.key_of(key, if enc { CKA_ENCRYPT } else { CKA_DECRYPT }, mech)?;
+        let k = self.key_of(key, if enc { CKA_ENCRYPT } else { CKA_DECRYPT }, mech)?;
+        let private = k.private;
         let op = if enc {
-            mechanism::encrypt_init(mech, &k)?
+            mechanism::encrypt_init(mech, &k.key)?
         } else {
-            mechanism::decrypt_init(mech, &k)?
+            mechanism::decrypt_init(mech, &k.key)?
         };
         if !enc {
-            self.gate_check_key(crate::gate::OpClass::Decrypt, key, "decrypt")?;
+            self.gate_check_key(
+                crate::gate::OpClass::Decrypt,
+                &k.obj.attrs,
+                &k.gate,
+                "decrypt",
+            )?;
         }
         let mut s = Token::lock_session(&s);
         if enc {

@@ -467,3 +467,37 @@ fn truncated_and_read_only_files_give_clear_errors_and_stay_untouched() {
         "the read-only file was modified"
     );
 }
+
+/// Searches by label or ID (with or without a class) use that tag's index, never a
+/// walk over every object of the class (10 000-object tokens stay fast).
+#[test]
+fn label_and_id_searches_use_their_index() {
+    use vault_core::store::{IndexFilter, Store};
+    let (_d, reg, t) = setup();
+    t.login(UserType::User, USER).unwrap();
+    let s = t.open_session(true).unwrap();
+    for i in 0..20 {
+        t.create_object(s, &data_object(&format!("o{i}"), true, true))
+            .unwrap();
+    }
+    let path = reg.tokens().unwrap()[0].path.clone();
+    drop(t);
+    let st = Store::open(&path).unwrap();
+    let plan = |class: Option<u64>, label: bool, id: bool| {
+        st.explain_candidates(&IndexFilter {
+            class,
+            label: label.then(|| b"o7".to_vec()),
+            id: id.then(|| b"\x01".to_vec()),
+            include_private: true,
+        })
+        .unwrap()
+    };
+    let p = plan(Some(CKO_DATA), true, false);
+    assert!(p.contains("objects_label"), "{p}");
+    let p = plan(Some(CKO_DATA), false, true);
+    assert!(p.contains("objects_id"), "{p}");
+    let p = plan(None, true, false);
+    assert!(p.contains("objects_label"), "{p}");
+    let p = plan(Some(CKO_DATA), false, false);
+    assert!(p.contains("objects_class"), "{p}");
+}

@@ -88,7 +88,7 @@
 
 pub mod challenge;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -305,9 +305,12 @@ impl GatePolicy {
     }
 }
 
+/// The gate record as read for one operation (what the header keeps).
+pub(crate) type GateRecord = Persisted;
+
 /// What the header keeps.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-struct Persisted {
+pub(crate) struct Persisted {
     policy: GatePolicy,
     locked: bool,
     /// Unix time of the lock (0 when not locked).
@@ -449,6 +452,12 @@ pub(crate) struct GateRuntime {
     /// One-time passes earned through [`Token::gate_answer`].
     passes: Mutex<Vec<Pass>>,
     next_id: AtomicU64,
+    /// The persisted state as last read, keyed by the store's header version: the
+    /// per-operation checks parse the header's gate record once per change.
+    view: Mutex<Option<(u64, Arc<Persisted>)>>,
+    /// Whether the last look at the file (or this process) found the token locked:
+    /// the check on every session call reads only this (see [`Token::gate_view`]).
+    locked_seen: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -469,9 +478,40 @@ const COMPROMISED: &str = "the token locked itself after too many failed picture
 impl Token {
     // ------------------------------------------------------------------ state
 
-    fn gate_persisted(&self) -> Result<Persisted> {
+    /// The gate record as of the file's current version, with that `data_version`:
+    /// one store lock and one query; the record is parsed again only when the header
+    /// changed. Refreshes the flag [`Token::gate_ensure_unlocked_cached`] reads.
+    /// A damaged record is `Err(GateLocked)` (fail closed).
+    pub(crate) fn gate_fresh(&self) -> Result<(i64, Arc<Persisted>)> {
         let mut st = self.store();
-        persisted(st.header()?)
+        let dv = st.data_version()?;
+        st.header_at(dv)?;
+        let version = st.header_generation();
+        let mut view = lock(&self.gate.view);
+        if let Some((v, p)) = view.as_ref() {
+            if *v == version {
+                return Ok((dv, p.clone()));
+            }
+        }
+        let p = match persisted(st.header_at(dv)?) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                self.gate.locked_seen.store(true, Ordering::Relaxed);
+                warn!(serial = %self.serial(), error = %e, "gate record unreadable: locked");
+                return Err(Error::GateLocked);
+            }
+        };
+        self.gate.locked_seen.store(p.locked, Ordering::Relaxed);
+        *view = Some((version, p.clone()));
+        Ok((dv, p))
+    }
+
+    fn gate_view(&self) -> Result<Arc<Persisted>> {
+        Ok(self.gate_fresh()?.1)
+    }
+
+    fn gate_persisted(&self) -> Result<Persisted> {
+        Ok((*self.gate_view()?).clone())
     }
 
     /// The token's gate policy.
@@ -514,10 +554,22 @@ impl Token {
         })
     }
 
-    /// `Err(GateLocked)` while the token is locked. Every operation calls it.
+    /// `Err(GateLocked)` while the token file records the lock (read fresh: a lock
+    /// set by another process is seen). Session-level entry points (open session,
+    /// login, find, every operation's init) call it.
     pub(crate) fn gate_ensure_unlocked(&self) -> Result<()> {
-        let mut st = self.store();
-        if locked_in(st.header()?) {
+        if self.gate_view()?.locked {
+            return Err(Error::GateLocked);
+        }
+        Ok(())
+    }
+
+    /// [`Token::gate_ensure_unlocked`] without touching the file: the state this
+    /// process last saw (its own lock at once; another process's lock at this
+    /// process's next fresh check). Calls that continue an operation use it, so a
+    /// signature does not pay a file lock per call.
+    pub(crate) fn gate_ensure_unlocked_cached(&self) -> Result<()> {
+        if self.gate.locked_seen.load(Ordering::Relaxed) {
             return Err(Error::GateLocked);
         }
         Ok(())
@@ -547,18 +599,23 @@ impl Token {
         self.gate_run(class, what)
     }
 
-    /// [`Token::gate_check`] for the key object `id` (its label names it).
-    pub(crate) fn gate_check_key(&self, class: OpClass, id: u64, verb: &str) -> Result<()> {
-        self.gate_ensure_unlocked()?;
-        let o = self.object(id).map_err(|e| match e {
-            Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
-            e => e,
-        })?;
-        if !self.gate_applies(class, Some(&o.attrs))? {
+    /// [`Token::gate_check`] for a key object (its label names it). The common case
+    /// (not gated) costs one fresh look at the gate record.
+    pub(crate) fn gate_check_key(
+        &self,
+        class: OpClass,
+        key: &Attributes,
+        record: &GateRecord,
+        verb: &str,
+    ) -> Result<()> {
+        if record.locked {
+            return Err(Error::GateLocked);
+        }
+        if !record.policy.applies(class, Some(key)) {
             return Ok(());
         }
-        let what = format!("{verb} (key \"{}\")", o.attrs.label());
-        self.gate_check(class, Some(&o.attrs), &what)
+        let what = format!("{verb} (key \"{}\")", key.label());
+        self.gate_check(class, Some(key), &what)
     }
 
     fn gate_take_pass(&self, class: OpClass) -> bool {
@@ -666,6 +723,7 @@ impl Token {
             Ok(false) => {}
             Err(e) => warn!(serial = %self.serial(), error = %e, "could not record the gate lock"),
         }
+        self.gate.locked_seen.store(true, Ordering::Relaxed);
         *lock(&self.gate.pending) = None;
         lock(&self.gate.passes).clear();
         let _ = self.logout();
@@ -877,6 +935,7 @@ impl Token {
         save(&mut st, &p)?;
         st.set_counter(COUNTER, 0)?;
         drop(st);
+        self.gate.locked_seen.store(false, Ordering::Relaxed);
         *lock(&self.gate.pending) = None;
         lock(&self.gate.passes).clear();
         if was {

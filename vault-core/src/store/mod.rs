@@ -100,6 +100,8 @@ pub struct Store {
     pub_index: Key32,
     header: Header,
     header_version: i64,
+    /// Counts every change of the in-memory header (reload or own write).
+    header_gen: u64,
     read_only: bool,
 }
 
@@ -285,6 +287,7 @@ impl Store {
                 pub_key,
                 header,
                 header_version: 0,
+                header_gen: 0,
                 conn,
                 path: path.to_path_buf(),
                 read_only,
@@ -348,18 +351,31 @@ impl Store {
     pub fn data_version(&self) -> Result<i64> {
         Ok(self
             .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
+    }
+
+    /// Changes whenever the in-memory header changes (reloaded after another
+    /// process's commit, or written here): a cache key for anything derived from it.
+    pub fn header_generation(&self) -> u64 {
+        self.header_gen
     }
 
     /// The token header, reloaded if another process changed the file.
     pub fn header(&mut self) -> Result<&Header> {
         let v = self.data_version()?;
+        self.header_at(v)
+    }
+
+    /// [`Store::header`] for a `data_version` the caller has just read.
+    pub fn header_at(&mut self, v: i64) -> Result<&Header> {
         if v != self.header_version {
             let sealed: Vec<u8> =
                 self.conn
                     .query_row("SELECT v FROM meta WHERE k = 'header'", [], |r| r.get(0))?;
             self.header = Store::decode_header(&self.pub_key, &sealed)?;
             self.header_version = v;
+            self.header_gen += 1;
         }
         Ok(&self.header)
     }
@@ -375,6 +391,7 @@ impl Store {
         self.conn
             .execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
         self.header = h.clone();
+        self.header_gen += 1;
         self.header_version = self.data_version()?;
         Ok(())
     }
@@ -572,6 +589,7 @@ impl Store {
         tx.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
         tx.commit()?;
         self.header = header.clone();
+        self.header_gen += 1;
         self.header_version = self.data_version()?;
         Ok(())
     }
@@ -672,21 +690,7 @@ impl Store {
                 Ok(k) => k,
                 Err(_) => continue,
             };
-            let mut sql = String::from("SELECT id, gen FROM objects WHERE private = ?1");
-            let mut args: Vec<rusqlite::types::Value> = vec![(private as i64).into()];
-            if let Some(c) = f.class {
-                args.push((c as i64).into());
-                sql.push_str(&format!(" AND class = ?{}", args.len()));
-            }
-            if let Some(l) = &f.label {
-                args.push(k.tag(l).into());
-                sql.push_str(&format!(" AND label_tag = ?{}", args.len()));
-            }
-            if let Some(i) = &f.id {
-                args.push(k.tag(i).into());
-                sql.push_str(&format!(" AND id_tag = ?{}", args.len()));
-            }
-            sql.push_str(" ORDER BY id");
+            let (sql, args) = candidates_query(f, private, |v| k.tag(v));
             let mut st = self.conn.prepare_cached(&sql)?;
             let rows = st.query_map(rusqlite::params_from_iter(args), |r| {
                 Ok(RowRef {
@@ -701,6 +705,15 @@ impl Store {
         }
         out.sort_by_key(|r| r.id);
         Ok(out)
+    }
+
+    /// SQLite's plan for the candidate query of `f` (tests check that label and ID
+    /// searches use their index).
+    pub fn explain_candidates(&self, f: &IndexFilter) -> Result<String> {
+        let (sql, args) = candidates_query(f, false, |v| v.to_vec());
+        let mut st = self.conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+        let rows = st.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))?;
+        Ok(rows.collect::<std::result::Result<Vec<_>, _>>()?.join("; "))
     }
 
     /// Raw records for a list of ids (for batch opening after [`Store::candidates`]).
@@ -822,4 +835,36 @@ fn random_gen() -> Result<i64> {
 
 fn ser(e: postcard::Error) -> Error {
     Error::General(format!("serialization: {e}"))
+}
+
+/// The candidate query of [`Store::candidates`] for one privacy class; `tag` maps a
+/// label or ID to its blind index.
+fn candidates_query(
+    f: &IndexFilter,
+    private: bool,
+    tag: impl Fn(&[u8]) -> Vec<u8>,
+) -> (String, Vec<rusqlite::types::Value>) {
+    let mut sql = String::from("SELECT id, gen FROM objects WHERE private = ?1");
+    let mut args: Vec<rusqlite::types::Value> = vec![(private as i64).into()];
+    if let Some(c) = f.class {
+        args.push((c as i64).into());
+        // With a label or ID tag, that tag's index is the selective one: `+class`
+        // keeps SQLite from walking every object of the class.
+        let unary = if f.label.is_some() || f.id.is_some() {
+            "+"
+        } else {
+            ""
+        };
+        sql.push_str(&format!(" AND {unary}class = ?{}", args.len()));
+    }
+    if let Some(l) = &f.label {
+        args.push(tag(l).into());
+        sql.push_str(&format!(" AND label_tag = ?{}", args.len()));
+    }
+    if let Some(i) = &f.id {
+        args.push(tag(i).into());
+        sql.push_str(&format!(" AND id_tag = ?{}", args.len()));
+    }
+    sql.push_str(" ORDER BY id");
+    (sql, args)
 }
