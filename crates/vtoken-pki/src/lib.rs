@@ -14,6 +14,32 @@
 //! * [`pkcs7`] — certs-only PKCS#7 (CMS SignedData without signers) for EST (RFC 7030).
 //!
 //! Nothing here depends on vault-core: a token signs through the [`build_csr`] callback.
+//!
+//! ```
+//! use std::time::SystemTime;
+//! use p256::ecdsa::{signature::Signer, Signature, SigningKey};
+//! use pkcs8::EncodePublicKey;
+//! use vtoken_pki::{build_csr, verify_chain, verify_csr, LocalCa, SigAlg, Usage};
+//!
+//! let ca = LocalCa::generate("Example CA", 365)?;
+//! // Stand-in for a token key: with a token, the closure calls C_Sign (CKM_ECDSA_SHA256)
+//! // and returns its raw r || s output.
+//! let key = SigningKey::random(&mut rand_core::OsRng);
+//! let spki = key.verifying_key().to_public_key_der().unwrap();
+//! let csr = build_csr(
+//!     spki.as_bytes(),
+//!     "00000000CAFEF00D",
+//!     Usage::Device,
+//!     |tbs| Ok::<_, String>(Signer::<Signature>::sign(&key, tbs).to_bytes().to_vec()),
+//!     SigAlg::EcdsaSha256,
+//! )?;
+//! let info = verify_csr(&csr)?; // what the CA (or a relay) checks
+//! let cert = ca.issue(&info, 365)?;
+//! let checked = verify_chain(&cert, &[], ca.cert_der(), SystemTime::now())?;
+//! assert_eq!(checked.token_serial, "00000000CAFEF00D");
+//! assert_eq!(checked.spki, spki.as_bytes());
+//! # Ok::<(), vtoken_pki::Error>(())
+//! ```
 
 #![forbid(unsafe_code)]
 

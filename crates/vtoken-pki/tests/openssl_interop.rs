@@ -238,6 +238,38 @@ fn we_accept_openssl_requests() {
             "{key}: tampered request accepted"
         );
     }
+    // Personal data in a request's subject never reaches the certificate (E7).
+    openssl(
+        d,
+        &[
+            "req", "-new", "-key", "p256.key", "-subj",
+            "/CN=Alice Example/O=Alice Corp/emailAddress=alice@example.com/serialNumber=0000000000000ABD",
+            "-outform", "DER", "-out", "personal.csr",
+        ],
+    );
+    let info = verify_csr(&std::fs::read(d.join("personal.csr")).unwrap()).unwrap();
+    let ca = LocalCa::generate("interop", 30).unwrap();
+    std::fs::write(
+        d.join("personal.pem"),
+        vtoken_pki::cert_der_to_pem(&ca.issue(&info, 30).unwrap()),
+    )
+    .unwrap();
+    let subject = openssl(
+        d,
+        &[
+            "x509",
+            "-in",
+            "personal.pem",
+            "-noout",
+            "-subject",
+            "-nameopt",
+            "RFC2253",
+        ],
+    );
+    assert_eq!(
+        subject.trim(),
+        "subject=serialNumber=0000000000000ABD,CN=vtoken 0000000000000ABD"
+    );
     // No serial in the subject: refused with a clear error.
     openssl(
         d,
