@@ -23,8 +23,12 @@ pub struct Authority {
 impl Authority {
     /// Load the CA from `dir` (made by `ca init`) and open its database.
     pub fn open(dir: &Path, range: SerialRange, days: u32) -> Result<Authority, String> {
-        let ca = LocalCa::load(dir)
-            .map_err(|e| format!("loading the CA from {}: {e}", dir.display()))?;
+        let ca = LocalCa::load(dir).map_err(|e| {
+            format!(
+                "loading the CA from {d}: {e} (create one with `vtoken-server ca init --dir {d}`)",
+                d = dir.display()
+            )
+        })?;
         let db = dir.join(DB_FILE);
         let store = Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
         Ok(Authority {

@@ -207,6 +207,23 @@ fn ca_refuses_bad_signature_and_out_of_range() {
 }
 
 #[test]
+fn concurrent_re_enrollment_issues_once() {
+    let (_tmp, dir) = init_ca();
+    let ca = Server::ca(&dir);
+    let token = Token::new(0xC0C0);
+    let csr = token.csr();
+    let certs: Vec<Vec<u8>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| client::enroll(&ca.url, &csr).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(certs.windows(2).all(|w| w[0] == w[1]));
+    assert_eq!(cert_count(&dir), 1);
+    assert_eq!(request_count(&dir), 8);
+}
+
+#[test]
 fn restart_keeps_the_database() {
     let (_tmp, dir) = init_ca();
     let token = Token::new(0xAB_CDEF);
