@@ -2,6 +2,10 @@
 //! `vtoken enroll` command and by the relay itself.
 //!
 //! `base_url` is the server root, e.g. `http://127.0.0.1:8440` (no trailing path).
+//! Plain HTTP only for now (no TLS backend is compiled in). Integrity does not rest on
+//! the transport: requests are self-signed, and the station checks each certificate
+//! against a CA certificate it got out of band ([`crate::verify_chain`], E9) — do not
+//! trust [`ca_certs`] fetched over plain HTTP as the root.
 
 use std::io::Read;
 use std::time::Duration;
