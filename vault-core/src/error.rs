@@ -95,6 +95,9 @@ pub enum Error {
     /// not sealed to this token (`CKR_ENCRYPTED_DATA_INVALID`).
     #[error("sealed envelope: {0}")]
     Envelope(String),
+    /// The token has no device key pair yet (made when the user PIN is first set).
+    #[error("the token has no device identity yet (it is made when the user PIN is set)")]
+    DeviceIdentityMissing,
     #[error("signature invalid")]
     SignatureInvalid,
     #[error("signature length out of range")]
@@ -190,6 +193,7 @@ impl Error {
             EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID,
             EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
             Envelope(_) => CKR_ENCRYPTED_DATA_INVALID,
+            DeviceIdentityMissing => CKR_FUNCTION_FAILED,
             SignatureInvalid => CKR_SIGNATURE_INVALID,
             SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
             WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,

@@ -15,6 +15,7 @@
 
 pub mod attr;
 pub mod config;
+pub mod device;
 pub mod error;
 pub mod gate;
 pub mod mechanism;

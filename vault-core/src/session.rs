@@ -377,7 +377,7 @@ impl Token {
     }
 
     /// Stores a validated object; returns its id.
-    fn store_object(&self, sid: u64, mut attrs: Attributes) -> Result<u64> {
+    pub(crate) fn store_object(&self, sid: u64, mut attrs: Attributes) -> Result<u64> {
         self.check_write(sid, &attrs)?;
         // PKCS#11 3.0 CKA_UNIQUE_ID: assigned by the token, never by a template.
         attrs.set(

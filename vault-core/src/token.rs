@@ -323,6 +323,15 @@ impl Token {
         self.login.read().unwrap_or_else(|p| p.into_inner()).user
     }
 
+    /// The master keys of whoever is logged in (user or SO).
+    pub(crate) fn any_master_keys(&self) -> Option<MasterKeys> {
+        self.login
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys
+            .clone()
+    }
+
     pub(crate) fn master_keys(&self) -> Option<MasterKeys> {
         let l = self.login.read().unwrap_or_else(|p| p.into_inner());
         match l.user {
@@ -522,7 +531,10 @@ impl Token {
         h.user_pin_to_be_changed = false;
         st.write_header(&h)?;
         st.set_counter(UserType::User.counter(), 0)?;
+        drop(st);
         info!(serial = %self.serial, "user PIN initialized by the SO");
+        // The token's device identity is made with its first user PIN (SPEC V7).
+        self.device_ensure()?;
         Ok(())
     }
 

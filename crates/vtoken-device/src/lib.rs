@@ -1,0 +1,171 @@
+//! vtoken device identity, both sides (SPEC V7, V8, V11):
+//!
+//! * [`attest`] (token side) answers a challenge with a signature and the device
+//!   certificate chain; [`verify_attestation`] (client side) checks the chain against
+//!   a root, the serial, the nonce (so a replayed answer fails) and the signature.
+//! * [`certify_local`] certifies a token's device key with a local root
+//!   ([`vtoken_pki::LocalCa`], `vtoken ca init`).
+//! * [`backup`]: token-to-token backup — mutual device authentication, a bundle
+//!   signed by the source and sealed to the target (CMS, [`vault_core::sealed`]),
+//!   shown to the user on the target through the trusted prompt, stored only on
+//!   confirmation.
+//!
+//! The token side works on a [`vault_core::token::Token`] the caller has opened and
+//! logged in; nothing here asks for PINs.
+
+#![forbid(unsafe_code)]
+
+pub mod backup;
+
+use std::time::SystemTime;
+
+use rsa::pkcs1v15::{Signature, VerifyingKey};
+use rsa::pkcs8::DecodePublicKey;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use signature::Verifier;
+use vault_core::device::{attestation_message, MIN_NONCE_LEN};
+use vault_core::token::Token;
+use vtoken_pki::{verify_chain, LocalCa, Usage, VerifiedCert};
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// From the token.
+    #[error(transparent)]
+    Token(#[from] vault_core::Error),
+    /// From certificate handling.
+    #[error(transparent)]
+    Pki(#[from] vtoken_pki::Error),
+    /// A failed check: the message says which.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, Error>;
+
+fn rejected<T>(why: impl Into<String>) -> Result<T> {
+    Err(Error::Rejected(why.into()))
+}
+
+/// A token's answer to a challenge (JSON: hex strings).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attestation {
+    /// Token serial (16 hex digits).
+    pub serial: String,
+    /// The challenge, hex.
+    pub nonce: String,
+    /// RSA PKCS#1 v1.5 SHA-256 signature over
+    /// [`vault_core::device::attestation_message`], hex.
+    pub signature: String,
+    /// Device certificate chain, leaf first, DER as hex.
+    pub chain: Vec<String>,
+}
+
+/// Token side of V7: signs `nonce` with the device key and attaches the chain.
+/// The token must be certified and logged in.
+pub fn attest(token: &Token, nonce: &[u8]) -> Result<Attestation> {
+    let info = token.device_info()?;
+    if info.chain.is_empty() {
+        return rejected(format!(
+            "token {} has no device certificate yet (vtoken device certify)",
+            info.serial
+        ));
+    }
+    let sig = token.device_attest(nonce)?;
+    Ok(Attestation {
+        serial: info.serial,
+        nonce: hex::encode(nonce),
+        signature: hex::encode(sig),
+        chain: info.chain.iter().map(hex::encode).collect(),
+    })
+}
+
+fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
+    hex::decode(s).map_err(|e| Error::Rejected(format!("{what}: not hex ({e})")))
+}
+
+/// Checks a certificate chain (leaf first, the root itself may be included at the
+/// end) against the trusted `root_der`.
+pub fn verify_device_chain(
+    chain: &[Vec<u8>],
+    root_der: &[u8],
+    now: SystemTime,
+) -> Result<VerifiedCert> {
+    let Some((leaf, rest)) = chain.split_first() else {
+        return rejected("no device certificate");
+    };
+    let intermediates: Vec<Vec<u8>> = rest
+        .iter()
+        .filter(|c| c.as_slice() != root_der)
+        .cloned()
+        .collect();
+    Ok(verify_chain(leaf, &intermediates, root_der, now)?)
+}
+
+/// Client side of V7: the chain must lead to `root_der`, certify the serial the
+/// answer claims, the nonce must be the one this client sent (`expected_nonce`),
+/// and the signature must verify with the certified key.
+pub fn verify_attestation(
+    att: &Attestation,
+    root_der: &[u8],
+    expected_nonce: &[u8],
+    now: SystemTime,
+) -> Result<VerifiedCert> {
+    let nonce = unhex("nonce", &att.nonce)?;
+    if nonce != expected_nonce {
+        return rejected("the answer is not for this challenge (nonce differs: a replay?)");
+    }
+    let chain: Vec<Vec<u8>> = att
+        .chain
+        .iter()
+        .map(|c| unhex("certificate", c))
+        .collect::<Result<_>>()?;
+    let v = verify_device_chain(&chain, root_der, now)
+        .map_err(|e| Error::Rejected(format!("device certificate rejected: {e}")))?;
+    if v.token_serial != att.serial {
+        return rejected(format!(
+            "the certificate is for token {}, the answer claims {}",
+            v.token_serial, att.serial
+        ));
+    }
+    let sig = unhex("signature", &att.signature)?;
+    verify_device_signature(&v.spki, &attestation_message(&att.serial, &nonce), &sig).map_err(
+        |_| {
+            Error::Rejected(
+                "the signature does not verify: not signed by the certified device key".into(),
+            )
+        },
+    )?;
+    Ok(v)
+}
+
+/// RSA PKCS#1 v1.5 / SHA-256 verification with a device key (SPKI DER).
+pub fn verify_device_signature(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
+    let key = rsa::RsaPublicKey::from_public_key_der(spki)
+        .map_err(|e| Error::Rejected(format!("device key: {e}")))?;
+    let sig = Signature::try_from(sig).map_err(|_| Error::Rejected("bad signature".into()))?;
+    VerifyingKey::<Sha256>::new(key)
+        .verify(msg, &sig)
+        .map_err(|_| Error::Rejected("bad signature".into()))
+}
+
+/// A fresh random challenge.
+pub fn new_nonce() -> Result<Vec<u8>> {
+    let mut n = vec![0u8; 32];
+    vault_core::mechanism::random(&mut n)?;
+    debug_assert!(n.len() >= MIN_NONCE_LEN);
+    Ok(n)
+}
+
+/// Certifies the token's device key with a local root: issues the device
+/// certificate and stores the chain `[leaf, root]` (user logged in). Returns the
+/// leaf DER.
+pub fn certify_local(token: &Token, ca: &LocalCa) -> Result<Vec<u8>> {
+    token.device_ensure()?;
+    let info = token.device_info()?;
+    let leaf = ca.issue_for_spki(&info.spki, &info.serial, Usage::Device)?;
+    token.device_set_chain(vec![leaf.clone(), ca.cert_der().to_vec()], &info.spki)?;
+    Ok(leaf)
+}

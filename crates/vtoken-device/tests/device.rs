@@ -1,0 +1,356 @@
+//! Device identity, attestation and token-to-token backup on real token files.
+
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use otp_core::OtpUri;
+use vault_core::config::{Config, KdfParams};
+use vault_core::mechanism::Mechanism;
+use vault_core::pkcs11::*;
+use vault_core::prompt::{Answer, Prompt, Request};
+use vault_core::session::{OutLen, Output};
+use vault_core::slots::Registry;
+use vault_core::token::{Token, UserType};
+use vault_core::vault::{Entry, Kind};
+use vault_core::Attributes;
+use vtoken_device::backup::{self, Summary};
+use vtoken_device::{attest, certify_local, new_nonce, verify_attestation, Attestation};
+use vtoken_pki::LocalCa;
+
+const SO: &[u8] = b"so-secret-1";
+const USER: &[u8] = b"user-1234";
+
+struct Scripted {
+    answer: Mutex<Answer>,
+    seen: Mutex<Vec<Request>>,
+}
+
+impl Prompt for Scripted {
+    fn confirm(&self, req: &Request) -> vault_core::Result<Answer> {
+        self.seen.lock().unwrap().push(req.clone());
+        Ok(*self.answer.lock().unwrap())
+    }
+    fn name(&self) -> &str {
+        "scripted"
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    reg: Registry,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::for_dir(dir.path().join("tokens"));
+        cfg.kdf = KdfParams::TEST;
+        Fixture {
+            reg: Registry::new(cfg),
+            _dir: dir,
+        }
+    }
+
+    /// A token with its user PIN set (so a device key), logged in as the user.
+    fn token(&self, label: &str, allow_key_backup: bool) -> (Arc<Token>, Arc<Scripted>) {
+        let e = self.reg.create(label, SO, None).unwrap();
+        let t = self.reg.open(&e).unwrap();
+        t.login(UserType::So, SO).unwrap();
+        t.set_key_backup_allowed(allow_key_backup).unwrap();
+        t.init_pin(USER).unwrap();
+        // Fixed once the user PIN is set.
+        assert!(t.set_key_backup_allowed(!allow_key_backup).is_err());
+        t.logout().unwrap();
+        // A session that stays open: closing a token's last session logs out.
+        t.open_session(false).unwrap();
+        t.login(UserType::User, USER).unwrap();
+        let p = Arc::new(Scripted {
+            answer: Mutex::new(Answer::Confirmed),
+            seen: Mutex::new(Vec::new()),
+        });
+        t.set_prompt(p.clone());
+        (t, p)
+    }
+}
+
+fn objects(t: &Token) -> Vec<Attributes> {
+    let mut q = Attributes::new();
+    q.set_bool(CKA_TOKEN, true);
+    let mut v: Vec<Attributes> = t
+        .search(&q)
+        .unwrap()
+        .into_iter()
+        .map(|id| {
+            let mut a = (*t.attributes(id).unwrap()).clone();
+            a.remove(CKA_UNIQUE_ID);
+            a
+        })
+        .collect();
+    v.sort_by_key(|a| (a.label(), a.class()));
+    v
+}
+
+fn sign(t: &Token, key: u64, msg: &[u8]) -> Vec<u8> {
+    let s = t.open_session(false).unwrap();
+    t.sign_init(s, &Mechanism::new(CKM_ECDSA_SHA256), key)
+        .unwrap();
+    let out = t.sign(s, msg, OutLen::Buffer(256)).unwrap();
+    t.close_session(s).unwrap();
+    match out {
+        Output::Bytes(b) => b,
+        Output::Needed(n) => panic!("needs {n}"),
+    }
+}
+
+fn find_label(t: &Token, class: CK_OBJECT_CLASS, label: &str) -> u64 {
+    let mut q = Attributes::new();
+    q.set_ulong(CKA_CLASS, class);
+    q.set(CKA_LABEL, label.as_bytes().to_vec());
+    let v = t.search(&q).unwrap();
+    assert_eq!(v.len(), 1, "{label}");
+    v[0]
+}
+
+/// Fills a token with one of everything that travels.
+fn fill(t: &Token) {
+    let s = t.open_session(true).unwrap();
+    t.vault_add(
+        &Entry::new(Kind::Website, "mail")
+            .with_url("https://mail.example")
+            .with("username", "alice", false)
+            .with("password", "s3cret-marker", true),
+    )
+    .unwrap();
+    t.otp_add(
+        &OtpUri::parse("otpauth://totp/Example:alice?secret=JBSWY3DPEHPK3PXP&issuer=Example")
+            .unwrap(),
+        false,
+    )
+    .unwrap();
+    // A non-extractable signing key pair and an extractable AES key.
+    let mut pubt = Attributes::new();
+    pubt.set_bool(CKA_TOKEN, true);
+    pubt.set(CKA_LABEL, b"sig".to_vec());
+    pubt.set(
+        CKA_EC_PARAMS,
+        vec![0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07],
+    );
+    let mut privt = Attributes::new();
+    privt.set_bool(CKA_TOKEN, true);
+    privt.set_bool(CKA_SIGN, true);
+    privt.set_bool(CKA_EXTRACTABLE, false);
+    privt.set(CKA_LABEL, b"sig".to_vec());
+    t.generate_key_pair(s, &Mechanism::new(CKM_EC_KEY_PAIR_GEN), &pubt, &privt)
+        .unwrap();
+    let mut at = Attributes::new();
+    at.set_bool(CKA_TOKEN, true);
+    at.set_bool(CKA_EXTRACTABLE, true);
+    at.set_ulong(CKA_VALUE_LEN, 32);
+    at.set(CKA_LABEL, b"aes".to_vec());
+    t.generate_key(s, &Mechanism::new(CKM_AES_KEY_GEN), &at)
+        .unwrap();
+    t.close_session(s).unwrap();
+}
+
+#[test]
+fn device_key_made_with_the_user_pin_and_hidden_from_pkcs11() {
+    let f = Fixture::new();
+    let e = f.reg.create("fresh", SO, None).unwrap();
+    let t = f.reg.open(&e).unwrap();
+    assert!(matches!(
+        t.device_info(),
+        Err(vault_core::Error::DeviceIdentityMissing)
+    ));
+    t.login(UserType::So, SO).unwrap();
+    t.init_pin(USER).unwrap();
+    let info = t.device_info().unwrap();
+    assert!(info.chain.is_empty());
+    assert!(!info.allow_key_backup);
+    // Not a PKCS#11 object: an empty token stays empty.
+    t.logout().unwrap();
+    t.login(UserType::User, USER).unwrap();
+    assert!(t.search(&Attributes::new()).unwrap().is_empty());
+    // The public part survives a reopen and needs no login.
+    drop(t);
+    let t = f.reg.open(&e).unwrap();
+    assert_eq!(t.device_info().unwrap().spki, info.spki);
+    // The private key needs a login.
+    assert!(matches!(
+        t.device_attest(&[7; 32]),
+        Err(vault_core::Error::UserNotLoggedIn)
+    ));
+}
+
+#[test]
+fn attestation_verifies_and_rejects_forgery_wrong_root_and_replay() {
+    let f = Fixture::new();
+    let (t, _) = f.token("a", false);
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let nonce = new_nonce().unwrap();
+    // Uncertified: no attestation.
+    assert!(attest(&t, &nonce).is_err());
+    certify_local(&t, &ca).unwrap();
+    let att = attest(&t, &nonce).unwrap();
+    let now = SystemTime::now();
+    let v = verify_attestation(&att, ca.cert_der(), &nonce, now).unwrap();
+    assert_eq!(v.token_serial, t.serial());
+
+    // Replay: the same answer to a new challenge.
+    let fresh = new_nonce().unwrap();
+    let e = verify_attestation(&att, ca.cert_der(), &fresh, now).unwrap_err();
+    assert!(e.to_string().contains("nonce"), "{e}");
+
+    // Wrong root.
+    let other = LocalCa::generate("vtoken test root", 30).unwrap();
+    let e = verify_attestation(&att, other.cert_der(), &nonce, now).unwrap_err();
+    assert!(e.to_string().contains("certificate rejected"), "{e}");
+
+    // Forged certificate: same subject, same key, issued by another CA, presented
+    // against the real root.
+    let info = t.device_info().unwrap();
+    let forged_leaf = other
+        .issue_for_spki(&info.spki, t.serial(), vtoken_pki::Usage::Device)
+        .unwrap();
+    let mut forged = att.clone();
+    forged.chain = vec![hex::encode(&forged_leaf)];
+    assert!(verify_attestation(&forged, ca.cert_der(), &nonce, now).is_err());
+
+    // A genuine certificate of another token with this token's signature.
+    let (t2, _) = f.token("b", false);
+    certify_local(&t2, &ca).unwrap();
+    let att2 = attest(&t2, &nonce).unwrap();
+    let mut swapped: Attestation = att.clone();
+    swapped.chain = att2.chain.clone();
+    assert!(verify_attestation(&swapped, ca.cert_der(), &nonce, now).is_err());
+    let mut bad_sig = att.clone();
+    bad_sig.signature = att2.signature.clone();
+    assert!(verify_attestation(&bad_sig, ca.cert_der(), &nonce, now).is_err());
+    // Short nonces are refused by the token.
+    assert!(t.device_attest(&[1; 8]).is_err());
+    // The device key signs nothing but attestations and CMS signed attributes.
+    assert!(t.device_sign_cms(b"arbitrary data").is_err());
+}
+
+#[test]
+fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, _) = f.token("source", true);
+    let (b, pb) = f.token("target", false);
+    certify_local(&a, &ca).unwrap();
+    certify_local(&b, &ca).unwrap();
+    fill(&a);
+    let before = objects(&a);
+    assert_eq!(before.len(), 5, "vault entry, OTP, EC pair, AES key");
+
+    let sid = b.open_session(true).unwrap();
+    let summary = backup::backup_local(&a, &b, sid, ca.cert_der()).unwrap();
+    assert_eq!(summary.vault_entries, 1);
+    assert_eq!(summary.otp_credentials, 1);
+    assert_eq!(summary.keys, 2);
+    assert_eq!(summary.non_extractable_keys, 1);
+    assert_eq!(summary.public_keys, 1);
+    // The target showed what it stores.
+    let seen = pb.seen.lock().unwrap().last().cloned().unwrap();
+    assert!(seen.description.contains(a.serial()), "{seen:?}");
+    assert!(seen.description.contains("mail"), "{seen:?}");
+    assert!(!seen.description.contains("s3cret-marker"));
+
+    assert_eq!(objects(&b), before, "every attribute restored");
+    // Restored keys work: B signs, A's public key verifies.
+    let msg = b"signed on the restored token";
+    let sig = sign(&b, find_label(&b, CKO_PRIVATE_KEY, "sig"), msg);
+    let s = a.open_session(false).unwrap();
+    a.verify_init(
+        s,
+        &Mechanism::new(CKM_ECDSA_SHA256),
+        find_label(&a, CKO_PUBLIC_KEY, "sig"),
+    )
+    .unwrap();
+    a.verify(s, msg, &sig).unwrap();
+    // Vault and OTP work on B.
+    let code_a = a.otp_code("Example:alice", 1_700_000_000).unwrap();
+    assert_eq!(b.otp_code("Example:alice", 1_700_000_000).unwrap(), code_a);
+}
+
+fn certified_pair(
+    f: &Fixture,
+    ca: &LocalCa,
+    allow: bool,
+) -> (Arc<Token>, Arc<Token>, Arc<Scripted>) {
+    let (a, _) = f.token("source", allow);
+    let (b, pb) = f.token("target", false);
+    certify_local(&a, ca).unwrap();
+    certify_local(&b, ca).unwrap();
+    fill(&a);
+    (a, b, pb)
+}
+
+#[test]
+fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, pb) = certified_pair(&f, &ca, false);
+    let now = SystemTime::now();
+    let b_chain = b.device_info().unwrap().chain;
+    let (bundle, summary): (Vec<u8>, Summary) =
+        backup::export_bundle(&a, &b_chain, ca.cert_der(), now).unwrap();
+    // The non-extractable key stays on A (policy not allowed at init).
+    assert_eq!(summary.skipped_keys, 1);
+    assert_eq!(summary.keys, 1);
+    let sid = b.open_session(true).unwrap();
+
+    // Tampered bundles: a byte flipped in several places.
+    for pos in [bundle.len() / 3, bundle.len() / 2, bundle.len() - 40] {
+        let mut t = bundle.clone();
+        t[pos] ^= 0x01;
+        assert!(backup::import_bundle(&b, sid, &t, ca.cert_der(), None, now).is_err());
+        assert!(objects(&b).is_empty(), "tampered bundle stored something");
+    }
+    // Truncated.
+    assert!(backup::import_bundle(
+        &b,
+        sid,
+        &bundle[..bundle.len() - 1],
+        ca.cert_der(),
+        None,
+        now
+    )
+    .is_err());
+    // Wrong expected source.
+    assert!(backup::import_bundle(
+        &b,
+        sid,
+        &bundle,
+        ca.cert_der(),
+        Some("0000000000000000"),
+        now
+    )
+    .is_err());
+    // Wrong root.
+    let other = LocalCa::generate("other root", 30).unwrap();
+    assert!(backup::import_bundle(&b, sid, &bundle, other.cert_der(), None, now).is_err());
+    // Refused on the target's prompt.
+    *pb.answer.lock().unwrap() = Answer::Refused;
+    assert!(backup::import_bundle(&b, sid, &bundle, ca.cert_der(), None, now).is_err());
+    assert!(objects(&b).is_empty());
+    // A bundle for B cannot be opened by a third token.
+    let (c, _) = f.token("third", false);
+    certify_local(&c, &ca).unwrap();
+    let csid = c.open_session(true).unwrap();
+    assert!(backup::import_bundle(&c, csid, &bundle, ca.cert_der(), None, now).is_err());
+    assert!(objects(&c).is_empty());
+    // A target not certified by the root gets nothing.
+    let (d, _) = f.token("rogue", false);
+    certify_local(&d, &other).unwrap();
+    let d_chain = d.device_info().unwrap().chain;
+    assert!(backup::export_bundle(&a, &d_chain, ca.cert_der(), now).is_err());
+    assert!(backup::authenticate_pair(&a, &d, ca.cert_der(), now).is_err());
+
+    // Finally accepted: B holds what travelled.
+    *pb.answer.lock().unwrap() = Answer::Confirmed;
+    let got =
+        backup::import_bundle(&b, sid, &bundle, ca.cert_der(), Some(a.serial()), now).unwrap();
+    assert_eq!(got.vault_entries, 1);
+    assert_eq!(objects(&b).len(), 4);
+}

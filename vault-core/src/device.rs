@@ -1,0 +1,336 @@
+//! Device identity (SPEC V7, V8, V11): every token has an RSA-2048 **device key
+//! pair**, made when its user PIN is first set (`C_InitPIN`, `vtoken init`), and,
+//! once certified, the device certificate chain (leaf first).
+//!
+//! The device key lives outside the PKCS#11 object space: clients never see, use,
+//! export or delete it (as a hardware token's attestation key). It is kept in the
+//! token header's extension map: the public key and the certificates in clear
+//! (readable without a PIN, like a certificate on a smart card), the private key
+//! sealed with AES-256-GCM under a key derived from the token's master key (so only
+//! a logged-in user or SO can use it; a stolen file does not reveal it).
+//!
+//! What the key does, each with its own domain separation so one use cannot stand
+//! in for another:
+//! * [`Token::device_attest`]: signs `ATTEST_CONTEXT || serial || nonce`
+//!   (RSA PKCS#1 v1.5, SHA-256) — the answer to a client's challenge;
+//! * [`Token::device_sign_cms`]: signs the DER `SET OF` signed attributes of a CMS
+//!   SignedData (a backup bundle) — input must be such a SET;
+//! * [`Token::device_open`]: opens a CMS envelope sealed to the device certificate
+//!   ([`crate::sealed`]); only RSA-OAEP key transport is accepted (PKCS#1 v1.5 is
+//!   refused: RUSTSEC-2023-0071).
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use zeroize::Zeroizing;
+
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+use crate::mechanism::{self, HashAlg, Key, MechParam, Mechanism};
+use crate::pkcs11::*;
+use crate::sealed::KeyTransport;
+use crate::store::seal::{self, Key32};
+use crate::store::MasterKeys;
+use crate::token::{Token, UserType};
+
+/// The header extension holding the device identity.
+const EXT_KEY: &str = "device";
+/// Authenticated data of the sealed private key.
+const PRIVATE_AD: &[u8] = b"vtoken device private key v1";
+/// Label of the key that seals the private key (derived from the master key).
+const SEAL_LABEL: &[u8] = b"vtoken device seal key";
+/// Prefix of every attestation signature.
+pub const ATTEST_CONTEXT: &[u8] = b"vtoken device attestation v1\0";
+/// Device key size.
+pub const DEVICE_KEY_BITS: usize = 2048;
+/// Attestation nonces: at least this many bytes (a replay must not be guessable).
+pub const MIN_NONCE_LEN: usize = 16;
+
+/// What the header keeps.
+#[derive(Clone, Serialize, Deserialize)]
+struct Record {
+    /// SubjectPublicKeyInfo DER.
+    spki: Vec<u8>,
+    /// postcard of the private key's attributes, sealed (see module docs).
+    sealed_private: Vec<u8>,
+    /// Device certificate, then its issuers (leaf first); empty until certified.
+    chain: Vec<Vec<u8>>,
+}
+
+/// The public part of a token's device identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeviceInfo {
+    /// Token serial.
+    pub serial: String,
+    /// Device public key, SubjectPublicKeyInfo DER.
+    pub spki: Vec<u8>,
+    /// Certificate chain, leaf first (empty: not certified yet).
+    pub chain: Vec<Vec<u8>>,
+    /// Whether non-extractable keys may travel in a backup to another vtoken.
+    pub allow_key_backup: bool,
+}
+
+/// The bytes an attestation signs (the verifier rebuilds them).
+pub fn attestation_message(serial: &str, nonce: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(ATTEST_CONTEXT.len() + serial.len() + 1 + nonce.len());
+    m.extend_from_slice(ATTEST_CONTEXT);
+    m.extend_from_slice(serial.as_bytes());
+    m.push(0);
+    m.extend_from_slice(nonce);
+    m
+}
+
+fn record_of(h: &crate::store::Header) -> Result<Option<Record>> {
+    match h.ext.get(EXT_KEY) {
+        None => Ok(None),
+        Some(b) => postcard::from_bytes(b)
+            .map(Some)
+            .map_err(|e| Error::Corrupt(format!("device identity damaged: {e}"))),
+    }
+}
+
+fn seal_key(keys: &MasterKeys) -> Key32 {
+    keys.master.derive(SEAL_LABEL)
+}
+
+fn ck_hash(h: HashAlg) -> (CK_MECHANISM_TYPE, CK_RSA_PKCS_MGF_TYPE) {
+    match h {
+        HashAlg::Sha1 => (CKM_SHA_1, CKG_MGF1_SHA1),
+        HashAlg::Sha224 => (CKM_SHA224, CKG_MGF1_SHA224),
+        HashAlg::Sha256 => (CKM_SHA256, CKG_MGF1_SHA256),
+        HashAlg::Sha384 => (CKM_SHA384, CKG_MGF1_SHA384),
+        HashAlg::Sha512 => (CKM_SHA512, CKG_MGF1_SHA512),
+    }
+}
+
+/// The header extension recording the key-backup policy chosen at initialization.
+const BACKUP_POLICY_KEY: &str = "key_backup";
+
+impl Token {
+    /// Whether non-extractable keys may travel in a backup to another authenticated
+    /// vtoken (chosen at initialization, SPEC V11; default no).
+    pub fn key_backup_allowed(&self) -> Result<bool> {
+        let mut st = self.store();
+        Ok(st
+            .header()?
+            .ext
+            .get(BACKUP_POLICY_KEY)
+            .map(|v| v.as_slice())
+            == Some(&[1u8][..]))
+    }
+
+    /// Sets the key-backup policy: only during initialization (the SO logged in,
+    /// the user PIN not set yet); afterwards it is fixed (`ActionProhibited`).
+    pub fn set_key_backup_allowed(&self, allow: bool) -> Result<()> {
+        if self.logged_in() != Some(UserType::So) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        if h.user.is_some() {
+            // Fixed once the user PIN is set.
+            return Err(Error::ActionProhibited);
+        }
+        h.ext
+            .insert(BACKUP_POLICY_KEY.to_string(), vec![allow as u8]);
+        st.write_header(&h)
+    }
+
+    fn device_record(&self) -> Result<Option<Record>> {
+        let mut st = self.store();
+        record_of(st.header()?)
+    }
+
+    fn device_write(&self, r: &Record) -> Result<()> {
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let b = postcard::to_allocvec(r).map_err(|e| Error::General(format!("device: {e}")))?;
+        h.ext.insert(EXT_KEY.to_string(), b);
+        st.write_header(&h)
+    }
+
+    /// The master keys of whoever is logged in (user or SO).
+    fn device_keys(&self) -> Result<MasterKeys> {
+        self.any_master_keys().ok_or(Error::UserNotLoggedIn)
+    }
+
+    /// Makes the device key pair if the token has none (user or SO logged in).
+    /// Called by `C_InitPIN`; returns whether a key was made.
+    pub fn device_ensure(&self) -> Result<bool> {
+        if self.device_record()?.is_some() {
+            return Ok(false);
+        }
+        let keys = self.device_keys()?;
+        let mut pub_t = Attributes::new();
+        pub_t.set_ulong(CKA_MODULUS_BITS, DEVICE_KEY_BITS as CK_ULONG);
+        let (public, private) = mechanism::generate_key_pair(
+            &Mechanism::new(CKM_RSA_PKCS_KEY_PAIR_GEN),
+            &pub_t,
+            &Attributes::new(),
+        )?;
+        let spki = mechanism::encoding::public_key_spki(&public)?;
+        let plain = Zeroizing::new(
+            postcard::to_allocvec(&private).map_err(|e| Error::General(format!("device: {e}")))?,
+        );
+        let sealed_private = seal::seal(&seal_key(&keys), PRIVATE_AD, &plain)?;
+        // Another handle may have made one meanwhile: keep the first.
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        if record_of(&h)?.is_some() {
+            return Ok(false);
+        }
+        let r = Record {
+            spki,
+            sealed_private,
+            chain: Vec::new(),
+        };
+        let b = postcard::to_allocvec(&r).map_err(|e| Error::General(format!("device: {e}")))?;
+        h.ext.insert(EXT_KEY.to_string(), b);
+        st.write_header(&h)?;
+        info!(serial = %self.serial(), "device key pair made");
+        Ok(true)
+    }
+
+    /// The device identity's public part (no login needed). `DeviceIdentityMissing`
+    /// (`CKR_KEY_NEEDED`) when the token has none yet (user PIN never set).
+    pub fn device_info(&self) -> Result<DeviceInfo> {
+        let r = self.device_record()?.ok_or(Error::DeviceIdentityMissing)?;
+        Ok(DeviceInfo {
+            serial: self.serial().to_string(),
+            spki: r.spki,
+            chain: r.chain,
+            allow_key_backup: self.key_backup_allowed()?,
+        })
+    }
+
+    /// Stores the device certificate chain (leaf first; the user logged in). The
+    /// leaf must certify this token's device key: the caller (who checked the chain
+    /// against its root) passes the leaf's SubjectPublicKeyInfo as `leaf_spki`.
+    pub fn device_set_chain(&self, chain: Vec<Vec<u8>>, leaf_spki: &[u8]) -> Result<()> {
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let mut r = self.device_record()?.ok_or(Error::DeviceIdentityMissing)?;
+        if chain.is_empty() || leaf_spki != r.spki.as_slice() {
+            return Err(Error::Envelope(
+                "the certificate does not certify this token's device key".into(),
+            ));
+        }
+        r.chain = chain;
+        self.device_write(&r)?;
+        info!(serial = %self.serial(), "device certificate stored");
+        Ok(())
+    }
+
+    fn device_private(&self) -> Result<Key> {
+        let keys = self.device_keys()?;
+        let r = self.device_record()?.ok_or(Error::DeviceIdentityMissing)?;
+        let plain = seal::open(&seal_key(&keys), PRIVATE_AD, &r.sealed_private)
+            .ok_or_else(|| Error::Corrupt("device key fails its integrity check".into()))?;
+        let attrs: Attributes =
+            postcard::from_bytes(&plain).map_err(|e| Error::Corrupt(format!("device key: {e}")))?;
+        Key::from_attributes(&attrs)
+    }
+
+    fn device_sign_raw(&self, data: &[u8]) -> Result<Vec<u8>> {
+        self.gate_ensure_unlocked()?;
+        let key = self.device_private()?;
+        let mut op = mechanism::sign_init(&Mechanism::new(CKM_SHA256_RSA_PKCS), &key)?;
+        op.update(data)?;
+        op.finish()
+    }
+
+    /// Answers a challenge: RSA PKCS#1 v1.5 / SHA-256 signature over
+    /// [`attestation_message`]`(serial, nonce)` (user or SO logged in).
+    pub fn device_attest(&self, nonce: &[u8]) -> Result<Vec<u8>> {
+        if nonce.len() < MIN_NONCE_LEN || nonce.len() > 1024 {
+            return Err(Error::ArgumentsBad(format!(
+                "an attestation nonce has {MIN_NONCE_LEN} to 1024 bytes"
+            )));
+        }
+        let sig = self.device_sign_raw(&attestation_message(self.serial(), nonce))?;
+        info!(serial = %self.serial(), "device attestation signed");
+        Ok(sig)
+    }
+
+    /// Signs the DER signed attributes of a CMS SignedData (a backup bundle). The
+    /// input must be a DER `SET` (tag 0x31): the device key signs nothing else.
+    pub fn device_sign_cms(&self, signed_attrs_der: &[u8]) -> Result<Vec<u8>> {
+        if signed_attrs_der.first() != Some(&0x31) {
+            return Err(Error::ArgumentsBad(
+                "the device key signs only CMS signed attributes".into(),
+            ));
+        }
+        self.device_sign_raw(signed_attrs_der)
+    }
+
+    /// The key-transport step of opening an envelope sealed to this token: RSA-OAEP
+    /// only (PKCS#1 v1.5 is refused: its decryption is not constant-time in the
+    /// `rsa` crate, RUSTSEC-2023-0071).
+    pub fn device_unwrap_cek(&self, kt: &KeyTransport, enc: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        self.gate_ensure_unlocked()?;
+        let (hash, mgf_hash, label) = match kt {
+            KeyTransport::Oaep {
+                hash,
+                mgf_hash,
+                label,
+            } => (*hash, *mgf_hash, label.clone()),
+            KeyTransport::Pkcs1v15 => {
+                return Err(Error::Envelope(
+                    "RSA PKCS#1 v1.5 key transport is refused: seal with RSA-OAEP \
+                     (openssl cms -encrypt -keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256)"
+                        .into(),
+                ))
+            }
+        };
+        let key = self.device_private()?;
+        let m = Mechanism {
+            ty: CKM_RSA_PKCS_OAEP,
+            param: MechParam::Oaep {
+                hash: ck_hash(hash).0,
+                mgf: ck_hash(mgf_hash).1,
+                source: label,
+            },
+        };
+        let mut op = mechanism::decrypt_init(&m, &key)?;
+        Ok(Zeroizing::new(op.once(enc)?))
+    }
+
+    /// Opens a CMS envelope (EnvelopedData / AuthEnvelopedData) sealed to this
+    /// token's device certificate, inside the token.
+    pub fn device_open(&self, cms_der: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let info = self.device_info()?;
+        let leaf = info.chain.first().map(|c| c.as_slice());
+        crate::sealed::open(cms_der, |kt, enc| self.device_unwrap_cek(kt, enc), leaf)
+    }
+}
+
+impl Token {
+    /// Restores an object exactly as it was on another token (SPEC V11: "restore
+    /// keeps every attribute"): a token object written as given, without template
+    /// rules (`CKA_LOCAL`, `CKA_ALWAYS_SENSITIVE`, `CKA_NEVER_EXTRACTABLE`, values
+    /// all kept), except `CKA_UNIQUE_ID`, which the token assigns. The user must be
+    /// logged in with a R/W session. Used only after the backup bundle's signature
+    /// and the user's confirmation were checked.
+    pub fn restore_object(&self, sid: u64, mut attrs: Attributes) -> Result<u64> {
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        match attrs.class() {
+            Some(
+                CKO_DATA | CKO_CERTIFICATE | CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY,
+            ) => {}
+            _ => {
+                return Err(Error::TemplateInconsistent(
+                    "not a restorable object".into(),
+                ))
+            }
+        }
+        if !attrs.bool_or(CKA_TOKEN, false) {
+            return Err(Error::TemplateInconsistent(
+                "only token objects are restored".into(),
+            ));
+        }
+        attrs.remove(CKA_UNIQUE_ID);
+        self.store_object(sid, attrs)
+    }
+}
