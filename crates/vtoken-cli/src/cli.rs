@@ -292,6 +292,10 @@ Examples:
     #[command(subcommand)]
     Gate(crate::gate::GateCommand),
 
+    /// Issuing station: enrol tokens with the CA (operator login, free or new key pair,
+    /// PKCS#10 signed in the token, certificate verified and written back); batches.
+    Enroll(Box<crate::enroll::EnrollArgs>),
+
     /// Clear the lock the gate sets after too many failed picture checks (asks for
     /// the user PIN). Only the user at the machine should do this, after checking it.
     #[command(after_help = "\

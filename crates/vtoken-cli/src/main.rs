@@ -8,6 +8,7 @@
 
 mod cli;
 mod context;
+mod enroll;
 mod error;
 mod gate;
 mod keys;
@@ -80,6 +81,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vault(c) => vault::run(&ctx, json, c)?,
         Command::Gate(c) => gate::run(&ctx, json, c)?,
         Command::Reattach { user } => gate::reattach(&ctx, json, user)?,
+        Command::Enroll(args) => return enroll::run(&ctx, json, args),
         Command::Sign {
             select,
             mechanism,
