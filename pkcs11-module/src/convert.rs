@@ -124,6 +124,10 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
     let m = std::ptr::read_unaligned(p);
     let ty = m.mechanism;
     let (pp, len) = (m.pParameter as *const std::ffi::c_void, m.ulParameterLen);
+    if pp.is_null() && len != 0 {
+        // A length without a structure: never read, never replaced by defaults.
+        return Err(Rv(CKR_MECHANISM_PARAM_INVALID));
+    }
     if pp.is_null() || len == 0 {
         // Missing parameters: the core applies defaults or refuses.
         return Ok(Mechanism::new(ty));

@@ -6,6 +6,7 @@ use cryptoki_sys::*;
 
 use crate::attr::{is_bool_attr, is_ulong_attr, Attributes};
 use crate::error::{Error, Result};
+use crate::mechanism::backend::Curve;
 use crate::mechanism::encoding;
 
 /// How an object comes into being; decides which attributes the caller may set.
@@ -15,6 +16,19 @@ pub enum Origin {
     Create,
     /// Key generation, derivation or unwrapping: values come from the token.
     Generated,
+}
+
+/// A `CKA_EC_PARAMS` value must be one complete DER value (a curve OID, a curve
+/// name, NULL or explicit parameters) with nothing after it; malformed bytes are
+/// `CKR_ATTRIBUTE_VALUE_INVALID`. Returns the curve when the token knows it, so its
+/// `CKA_EC_POINT` can be checked too (other curves are stored but never used).
+fn check_ec_params(params: &[u8]) -> Result<Option<Curve>> {
+    use der::Decode;
+    let curve = Curve::from_ec_params(params);
+    if curve.is_none() && der::asn1::AnyRef::from_der(params).is_err() {
+        return Err(Error::AttributeValueInvalid(CKA_EC_PARAMS));
+    }
+    Ok(curve)
 }
 
 /// Attributes common to every object.
@@ -391,8 +405,11 @@ fn key_defaults(
                     o.set_ulong(CKA_MODULUS_BITS, bits as CK_ULONG);
                 }
                 CKK_EC => {
-                    o.require(CKA_EC_PARAMS)?;
-                    o.require(CKA_EC_POINT)?;
+                    let curve = check_ec_params(o.require(CKA_EC_PARAMS)?)?;
+                    let point = o.require(CKA_EC_POINT)?;
+                    if let Some(c) = curve {
+                        encoding::ec_point_raw(c, point)?;
+                    }
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
@@ -416,7 +433,7 @@ fn key_defaults(
                     o.set_ulong(CKA_MODULUS_BITS, bit_len(&n) as CK_ULONG);
                 }
                 CKK_EC => {
-                    o.require(CKA_EC_PARAMS)?;
+                    check_ec_params(o.require(CKA_EC_PARAMS)?)?;
                     o.require(CKA_VALUE)?;
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
