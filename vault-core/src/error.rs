@@ -139,6 +139,10 @@ pub enum Error {
     UnsupportedVersion(u32),
     #[error("storage error: {0}")]
     Storage(String),
+    /// The disk holding the token file is full: the write was refused and the file
+    /// keeps its previous state (`CKR_DEVICE_MEMORY`).
+    #[error("no space left for the token file; nothing was written: {0}")]
+    DeviceMemory(String),
     #[error("configuration error: {0}")]
     Config(String),
     #[error("out of memory")]
@@ -209,6 +213,7 @@ impl Error {
             Corrupt(_) => CKR_DEVICE_ERROR,
             UnsupportedVersion(_) => CKR_DEVICE_ERROR,
             Storage(_) => CKR_DEVICE_ERROR,
+            DeviceMemory(_) => CKR_DEVICE_MEMORY,
             Config(_) => CKR_GENERAL_ERROR,
             HostMemory => CKR_HOST_MEMORY,
             General(_) => CKR_GENERAL_ERROR,
@@ -218,7 +223,11 @@ impl Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Error::Storage(e.to_string())
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            Error::DeviceMemory(e.to_string())
+        } else {
+            Error::Storage(e.to_string())
+        }
     }
 }
 
