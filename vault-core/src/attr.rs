@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use cryptoki_sys::*;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroize;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::{Error, Result};
 
@@ -187,6 +187,21 @@ impl Attributes {
             .unwrap_or_default()
     }
 
+    /// The postcard encoding of the attributes (the plaintext of a sealed record) in
+    /// a buffer wiped on drop. The buffer is sized before serializing, so it never
+    /// grows: a growing `Vec` would leave copies of secret values in freed memory.
+    pub fn to_sealable(&self) -> Result<Zeroizing<Vec<u8>>> {
+        // A varint is at most 10 bytes: the map length, then per attribute its type,
+        // its value's length and the value.
+        let bound = 10 + self.0.values().map(|v| 20 + v.len()).sum::<usize>();
+        let mut buf = Zeroizing::new(vec![0u8; bound]);
+        let used = postcard::to_slice(self, &mut buf[..])
+            .map_err(|e| Error::General(format!("record encoding: {e}")))?
+            .len();
+        buf.truncate(used);
+        Ok(buf)
+    }
+
     /// Iterates over (type, value).
     pub fn iter(&self) -> impl Iterator<Item = (CK_ATTRIBUTE_TYPE, &[u8])> {
         self.0.iter().map(|(k, v)| (*k, v.as_slice()))
@@ -252,6 +267,22 @@ mod tests {
         assert_eq!(a.class(), Some(CKO_SECRET_KEY));
         a.set(CKA_TOKEN, vec![1, 2]);
         assert!(a.get_bool(CKA_TOKEN).is_err());
+    }
+
+    #[test]
+    fn sealable_encoding_is_postcard() {
+        let mut a = Attributes::new();
+        assert_eq!(
+            &a.to_sealable().unwrap()[..],
+            &postcard::to_allocvec(&a).unwrap()[..]
+        );
+        a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+        a.set(CKA_VALUE, vec![0xab; 70_000]);
+        a.set(CKA_VENDOR_DEFINED | 0xffff_ffff, vec![]);
+        a.set(u64::MAX as CK_ATTRIBUTE_TYPE, vec![1; 200]);
+        let enc = a.to_sealable().unwrap();
+        assert_eq!(&enc[..], &postcard::to_allocvec(&a).unwrap()[..]);
+        assert_eq!(postcard::from_bytes::<Attributes>(&enc).unwrap(), a);
     }
 
     #[test]

@@ -817,7 +817,7 @@ impl SealView<'_> {
         } else {
             self.pub_key
         };
-        let plain = zeroize::Zeroizing::new(postcard::to_allocvec(attrs).map_err(ser)?);
+        let plain = attrs.to_sealable()?;
         let blob = seal::seal(
             key,
             &obj_ad(self.serial, id, private, class, &lt, &it),
