@@ -1,0 +1,738 @@
+//! `vtoken enroll` (SPEC E1–E5, E9, E10) end to end: the real `vtoken` binary against
+//! the real `vtoken-server` CA and relay on 127.0.0.1, with certificates checked by
+//! `openssl verify` and by NSS (`modutil`/`certutil` on the real PKCS#11 module).
+//!
+//! `vtoken-server` and `libvtoken_pkcs11.so` are found beside the `vtoken` binary
+//! (`target/release/`): build them first with `cargo build --release --workspace
+//! --bins --lib`, as `scripts/test` does before `cargo test`.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::SystemTime;
+
+use cryptoki_sys::*;
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+use vault_core::config::Config;
+use vault_core::slots::Registry;
+use vault_core::token::UserType;
+use vault_core::Attributes;
+
+const SO_PIN: &str = "12345678";
+const OPERATOR_PIN: &str = "operator-2468";
+const SECRET: &str = "station secret for the enroll tests\n";
+/// The serials the CA (and the verifying relay) accept. Test serials differ in their
+/// first four bytes, from which slot IDs are derived (NSS tells tokens apart by slot).
+const RANGE: &str = "1000000000000000-1FFFFFFFFFFFFFFF";
+
+/// A binary built beside `vtoken` (target/release or target/debug).
+fn sibling(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_vtoken")).parent().unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build it first with `cargo build --release --workspace --bins --lib` \
+         (scripts/test does)",
+        p.display()
+    );
+    p
+}
+
+/// A running `vtoken-server`; killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(sibling("vtoken-server"))
+            .args(args)
+            .args(["--listen", "127.0.0.1:0"])
+            .env("VTOKEN_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start vtoken-server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        Server { child, url }
+    }
+
+    fn ca(dir: &Path) -> Server {
+        Server::start(&[
+            "ca",
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--serial-range",
+            RANGE,
+        ])
+    }
+
+    fn relay(upstream: &str) -> Server {
+        Server::start(&[
+            "relay",
+            "serve",
+            "--upstream",
+            upstream,
+            "--verify",
+            "--serial-range",
+            RANGE,
+        ])
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A token directory (cheap KDF), an operator token, a CA directory and scratch files.
+struct Env {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+    ca_dir: PathBuf,
+}
+
+impl Env {
+    fn new() -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("vtoken.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "token_dir = \"{}\"\nkdf = \"test\"\n",
+                dir.path().join("tokens").display()
+            ),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
+        std::fs::write(dir.path().join("op.pin"), format!("{OPERATOR_PIN}\n")).unwrap();
+        let ca_dir = dir.path().join("ca");
+        let out = Command::new(sibling("vtoken-server"))
+            .args(["ca", "init", "--dir", ca_dir.to_str().unwrap()])
+            .args(["--name", "Enroll Test CA"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let env = Env { dir, conf, ca_dir };
+        env.token("operator", "0F0F0F0F00000000", OPERATOR_PIN);
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn registry(&self) -> Registry {
+        Registry::new(Config::from_file(&self.conf).unwrap())
+    }
+
+    /// A token with this label, serial and user PIN (as an issuer prepares it).
+    fn token(&self, label: &str, serial: &str, pin: &str) {
+        let reg = self.registry();
+        let entry = reg.create(label, SO_PIN.as_bytes(), Some(serial)).unwrap();
+        let t = reg.open(&entry).unwrap();
+        let sid = t.open_session(true).unwrap();
+        t.login(UserType::So, SO_PIN.as_bytes()).unwrap();
+        t.init_pin(pin.as_bytes()).unwrap();
+        t.close_session(sid).unwrap();
+    }
+
+    /// The DER certificates on a token, and its number of private keys.
+    fn contents(&self, serial: &str, pin: &str) -> (Vec<Vec<u8>>, usize) {
+        let reg = self.registry();
+        let t = reg.open(&reg.find(serial).unwrap()).unwrap();
+        let sid = t.open_session(false).unwrap();
+        t.login(UserType::User, pin.as_bytes()).unwrap();
+        let of = |class| {
+            let mut a = Attributes::new();
+            a.set_ulong(CKA_CLASS, class);
+            t.search(&a).unwrap()
+        };
+        let certs = of(CKO_CERTIFICATE)
+            .into_iter()
+            .map(|h| t.attributes(h).unwrap().get(CKA_VALUE).unwrap().to_vec())
+            .collect();
+        let keys = of(CKO_PRIVATE_KEY).len();
+        t.close_session(sid).unwrap();
+        (certs, keys)
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_vtoken"));
+        c.env("VTOKEN_CONF", &self.conf)
+            .env_remove("VTOKEN_PIN")
+            .env_remove("VTOKEN_OPERATOR_PIN")
+            .env_remove("VTOKEN_TOKEN")
+            .env_remove("VTOKEN_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// `vtoken enroll --json --operator operator --operator-pin-file op.pin ARGS`.
+    fn enroll(&self, url: &str, args: &[&str]) -> (Option<i32>, Value, String) {
+        let out = self.run(&self.enroll_args(url, args));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+        (out.status.code(), json, stderr)
+    }
+
+    fn enroll_args(&self, url: &str, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = [
+            "--json",
+            "enroll",
+            "--ca",
+            url,
+            "--operator",
+            "operator",
+            "--operator-pin-file",
+            self.path("op.pin").to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    fn ca_pem(&self) -> PathBuf {
+        self.ca_dir.join("ca.pem")
+    }
+}
+
+/// The documented E2 algorithm, written out independently of the CLI.
+fn derived_pin(serial: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.trim_end().as_bytes()).unwrap();
+    mac.update(serial.as_bytes());
+    let h = mac.finalize().into_bytes();
+    let o = (h[31] & 0x0f) as usize;
+    let v = u32::from_be_bytes([h[o] & 0x7f, h[o + 1], h[o + 2], h[o + 3]]);
+    format!("{:08}", v % 100_000_000)
+}
+
+fn serial(n: u32) -> String {
+    format!("{:08X}{:08X}", 0x1000_0000 + n, 0xE000 + n)
+}
+
+/// The summary row of `serial`.
+fn row<'a>(json: &'a Value, serial: &str) -> &'a Value {
+    json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["serial"] == serial)
+        .unwrap_or_else(|| panic!("no row for {serial}: {json:#}"))
+}
+
+/// A certificate verifies against the CA, carries `serial` and is the only one.
+fn assert_one_valid_cert(env: &Env, serial: &str, pin: &str) {
+    let (certs, _) = env.contents(serial, pin);
+    assert_eq!(certs.len(), 1, "token {serial}");
+    let ca = vtoken_pki::certs_from_pem(&std::fs::read_to_string(env.ca_pem()).unwrap()).unwrap();
+    let v = vtoken_pki::verify_chain(&certs[0], &[], &ca[0], SystemTime::now()).unwrap();
+    assert_eq!(v.token_serial, serial);
+}
+
+fn tool(cmd: &str, args: &[&str], conf: &Path) -> String {
+    let out = Command::new(cmd)
+        .args(args)
+        .env("VTOKEN_CONF", conf)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn batch_of_twenty_with_derived_pins_verifies_with_openssl_and_pairs_in_nss() {
+    let env = Env::new();
+    let serials: Vec<String> = (1..=20).map(serial).collect();
+    for (i, s) in serials.iter().enumerate() {
+        env.token(&format!("tok{:02}", i + 1), s, &derived_pin(s));
+    }
+    let ca = Server::ca(&env.ca_dir);
+    let secret = env.path("secret");
+    let (code, json, stderr) = env.enroll(
+        &ca.url,
+        &[
+            "--all",
+            "--pin-from-serial",
+            secret.to_str().unwrap(),
+            "--mode",
+            "batch",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json:#}\n{stderr}");
+    assert_eq!(json["enrolled"], 20, "{json:#}");
+    assert_eq!(json["failed"], 0);
+    assert_eq!(
+        json["tokens"].as_array().unwrap().len(),
+        20,
+        "operator skipped"
+    );
+    assert!(stderr.contains("SHA-256"), "fingerprint printed: {stderr}");
+    assert!(stderr.contains("[20/20]"), "progress lines: {stderr}");
+
+    // Every certificate, exported by the CLI, verifies with openssl against the CA.
+    let mut files = Vec::new();
+    for s in &serials {
+        let f = env.path(&format!("{s}.pem"));
+        let out = env.run(&[
+            "--token",
+            s,
+            "export",
+            "--label",
+            "enroll-device",
+            "--type",
+            "cert",
+            "-o",
+            f.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        files.push(f.to_str().unwrap().to_string());
+    }
+    let ca_pem = env.ca_pem();
+    let mut args = vec!["verify", "-CAfile", ca_pem.to_str().unwrap()];
+    args.extend(files.iter().map(|s| s.as_str()));
+    let verified = tool("openssl", &args, &env.conf);
+    assert_eq!(verified.matches(": OK").count(), 20, "{verified}");
+    let subject = tool(
+        "openssl",
+        &["x509", "-noout", "-subject", "-in", &files[4]],
+        &env.conf,
+    );
+    assert!(subject.contains(&serials[4]), "{subject}");
+
+    // NSS loads the module, lists each certificate and pairs it with its key.
+    let db = env.path("nssdb");
+    std::fs::create_dir(&db).unwrap();
+    let dbs = format!("sql:{}", db.display());
+    tool(
+        "certutil",
+        &["-N", "-d", &dbs, "--empty-password"],
+        &env.conf,
+    );
+    let module = sibling("libvtoken_pkcs11.so");
+    tool(
+        "modutil",
+        &[
+            "-dbdir",
+            &dbs,
+            "-add",
+            "vtoken",
+            "-libfile",
+            module.to_str().unwrap(),
+            "-force",
+        ],
+        &env.conf,
+    );
+    for i in [0usize, 9, 19] {
+        let label = format!("tok{:02}", i + 1);
+        let nick = format!("{label}:enroll-device");
+        // NSS logs in to list a login-required token's certificates too.
+        let pw = env.path("nss.pw");
+        std::fs::write(&pw, derived_pin(&serials[i])).unwrap();
+        let listed = tool(
+            "certutil",
+            &["-d", &dbs, "-L", "-h", &label, "-f", pw.to_str().unwrap()],
+            &env.conf,
+        );
+        // "u,u,u": NSS found the private key of the certificate (a user certificate).
+        let cert_line = listed
+            .lines()
+            .find(|l| l.contains(&nick))
+            .unwrap_or_else(|| panic!("{nick} not listed: {listed}"));
+        assert!(
+            cert_line.ends_with("u,u,u"),
+            "not paired with a key: {listed}"
+        );
+        let keys = tool(
+            "certutil",
+            &["-d", &dbs, "-K", "-h", &label, "-f", pw.to_str().unwrap()],
+            &env.conf,
+        );
+        let key_id = row(&json, &serials[i])["key_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let line = keys
+            .lines()
+            .find(|l| l.contains(&key_id))
+            .unwrap_or_else(|| panic!("key {key_id} not listed: {keys}"));
+        assert!(line.contains("enroll-device"), "{line}");
+    }
+
+    // A second run finds every token enrolled and changes nothing.
+    let (code, json, _) = env.enroll(
+        &ca.url,
+        &[
+            "--all",
+            "--pin-from-serial",
+            secret.to_str().unwrap(),
+            "--mode",
+            "batch",
+        ],
+    );
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["already_enrolled"], 20, "{json:#}");
+    assert_one_valid_cert(&env, &serials[7], &derived_pin(&serials[7]));
+}
+
+#[test]
+fn relay_with_verify_refuses_a_serial_outside_the_range_and_enrols_the_rest() {
+    let env = Env::new();
+    let outside = "2000000100000001";
+    let inside: Vec<String> = (1..=4).map(serial).collect();
+    for (i, s) in inside.iter().enumerate() {
+        env.token(&format!("r{i}"), s, "1234");
+        if i == 1 {
+            env.token("far", outside, "1234");
+        }
+    }
+    let ca = Server::ca(&env.ca_dir);
+    let relay = Server::relay(&ca.url);
+    std::fs::write(env.path("pin"), "1234\n").unwrap();
+    let (code, json, stderr) = env.enroll(
+        &relay.url,
+        &[
+            "--all",
+            "--pin-file",
+            env.path("pin").to_str().unwrap(),
+            "--ca-cert",
+            env.ca_pem().to_str().unwrap(),
+            "--mode",
+            "batch",
+            "--usage",
+            "client",
+        ],
+    );
+    assert_eq!(code, Some(1), "{json:#}\n{stderr}");
+    assert_eq!(json["enrolled"], 4, "{json:#}");
+    assert_eq!(json["failed"], 1);
+    let far = row(&json, outside);
+    assert_eq!(far["result"], "failed");
+    let err = far["error"].as_str().unwrap();
+    assert!(err.contains("outside the agreed range"), "{err}");
+    assert!(stderr.contains(outside), "{stderr}");
+    assert!(env.contents(outside, "1234").0.is_empty());
+    for s in &inside {
+        assert_eq!(row(&json, s)["result"], "enrolled");
+        assert_one_valid_cert(&env, s, "1234");
+    }
+    // The usage asked for is the usage certified (clientAuth).
+    let f = env.path("r0.pem");
+    let out = env.run(&[
+        "--token",
+        "r0",
+        "export",
+        "--label",
+        "enroll-client",
+        "--type",
+        "cert",
+        "-o",
+        f.to_str().unwrap(),
+    ]);
+    assert!(out.status.success());
+    let text = tool(
+        "openssl",
+        &[
+            "x509",
+            "-noout",
+            "-ext",
+            "extendedKeyUsage",
+            "-in",
+            f.to_str().unwrap(),
+        ],
+        &env.conf,
+    );
+    assert!(text.contains("TLS Web Client Authentication"), "{text}");
+}
+
+#[test]
+fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
+    let env = Env::new();
+    let serials: Vec<String> = (1..=12).map(serial).collect();
+    for (i, s) in serials.iter().enumerate() {
+        env.token(&format!("k{i:02}"), s, "1234");
+    }
+    let mut ca = Server::ca(&env.ca_dir);
+    // RSA key generation makes each token take a noticeable time.
+    let args = env.enroll_args(
+        &ca.url,
+        &[
+            "--all",
+            "--pin",
+            "1234",
+            "--key-type",
+            "rsa2048",
+            "--mode",
+            "sequential",
+        ],
+    );
+    let mut child = env
+        .cmd()
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut successes = 0;
+    let mut seen = Vec::new();
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("): enrolled") {
+            successes += 1;
+            if successes == 3 {
+                ca.kill();
+            }
+        }
+        seen.push(line);
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{seen:#?}");
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let failed = json["failed"].as_u64().unwrap();
+    assert!(failed >= 5, "the run after the kill failed: {json:#}");
+    let errors: Vec<&str> = json["tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["error"].as_str())
+        .collect();
+    assert!(errors.iter().all(|e| e.contains("CA")), "{errors:?}");
+    // Every token holds no certificate or exactly one valid one; keys stay for reuse.
+    for s in &serials {
+        let (certs, keys) = env.contents(s, "1234");
+        assert!(certs.len() <= 1, "{s}: {} certificates", certs.len());
+        if certs.len() == 1 {
+            assert_one_valid_cert(&env, s, "1234");
+        }
+        assert!(keys <= 1, "{s}: {keys} private keys");
+        assert_eq!(
+            row(&json, s)["result"] == "enrolled",
+            certs.len() == 1,
+            "{s}"
+        );
+    }
+
+    // Restart the CA on the same directory and rerun: everything is enrolled, with the
+    // key pairs generated the first time (no new key on any token).
+    let ca = Server::ca(&env.ca_dir);
+    let (code, json, stderr) = env.enroll(
+        &ca.url,
+        &["--all", "--pin", "1234", "--key-type", "rsa2048"],
+    );
+    assert_eq!(code, Some(0), "{json:#}\n{stderr}");
+    assert_eq!(
+        json["enrolled"].as_u64().unwrap() + json["already_enrolled"].as_u64().unwrap(),
+        12,
+        "{json:#}"
+    );
+    for s in &serials {
+        assert_one_valid_cert(&env, s, "1234");
+        assert_eq!(env.contents(s, "1234").1, 1, "{s}: one key pair");
+        assert_eq!(row(&json, s)["key_generated"], false, "{s}");
+    }
+}
+
+#[test]
+fn wrong_operator_pin_enrols_nothing() {
+    let env = Env::new();
+    let serials: Vec<String> = (1..=3).map(serial).collect();
+    for (i, s) in serials.iter().enumerate() {
+        env.token(&format!("w{i}"), s, "1234");
+    }
+    let ca = Server::ca(&env.ca_dir);
+    let out = env.run(&[
+        "enroll",
+        "--ca",
+        &ca.url,
+        "--operator",
+        "operator",
+        "--operator-pin",
+        "not-the-pin",
+        "--all",
+        "--pin",
+        "1234",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("operator authentication failed") && err.contains("incorrect user PIN"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    for s in &serials {
+        assert_eq!(env.contents(s, "1234"), (vec![], 0), "{s} untouched");
+    }
+    // No operator PIN at all, without a terminal: a clear error.
+    let out = env.run(&[
+        "enroll",
+        "--ca",
+        &ca.url,
+        "--operator",
+        "operator",
+        "--all",
+        "--pin",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no operator PIN given"));
+}
+
+#[test]
+fn wrong_pin_and_locked_tokens_are_reported_and_the_others_enrolled() {
+    let env = Env::new();
+    let serials: Vec<String> = (1..=6).map(serial).collect();
+    for (i, s) in serials.iter().enumerate() {
+        let pin = if i == 2 { "9999" } else { "1234" };
+        env.token(&format!("m{i}"), s, pin);
+    }
+    // Token 5's user PIN is locked.
+    {
+        let reg = env.registry();
+        let t = reg.open(&reg.find(&serials[4]).unwrap()).unwrap();
+        for _ in 0..10 {
+            assert!(t.login(UserType::User, b"0000").is_err());
+            if t.info().unwrap().user_pin.locked {
+                break;
+            }
+        }
+        assert!(t.info().unwrap().user_pin.locked);
+    }
+    let ca = Server::ca(&env.ca_dir);
+    let (code, json, stderr) =
+        env.enroll(&ca.url, &["--tokens", &serials.join(","), "--pin", "1234"]);
+    assert_eq!(code, Some(1), "{json:#}\n{stderr}");
+    assert_eq!(json["enrolled"], 4, "{json:#}");
+    assert_eq!(json["failed"], 2);
+    let wrong = row(&json, &serials[2]);
+    assert!(
+        wrong["error"]
+            .as_str()
+            .unwrap()
+            .contains("incorrect user PIN"),
+        "{wrong}"
+    );
+    let locked = row(&json, &serials[4]);
+    assert!(
+        locked["error"].as_str().unwrap().contains("locked"),
+        "{locked}"
+    );
+    assert_eq!(env.contents(&serials[2], "9999"), (vec![], 0));
+    for i in [0, 1, 3, 5] {
+        assert_one_valid_cert(&env, &serials[i], "1234");
+    }
+    // The text summary names the failures too.
+    let out = env.run(&env.enroll_args(&ca.url, &["--tokens", &serials[2], "--pin", "1234"])[1..]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("FAILED") && text.contains("1 failed"),
+        "{text}"
+    );
+    // An unknown token is reported as such, and the run does not stop for it.
+    let (code, json, _) = env.enroll(
+        &ca.url,
+        &[
+            "--tokens",
+            &format!("nosuch,{}", serials[0]),
+            "--pin",
+            "1234",
+        ],
+    );
+    assert_eq!(code, Some(1));
+    assert_eq!(json["already_enrolled"], 1, "{json:#}");
+    assert!(row(&json, "nosuch")["error"]
+        .as_str()
+        .unwrap()
+        .contains("no token"));
+}
+
+#[test]
+fn derive_pin_follows_the_documented_algorithm_and_help_teaches() {
+    let env = Env::new();
+    let secret = env.path("secret");
+    for s in ["00000000000000A1", "0000000100000001"] {
+        let out = env.run(&[
+            "enroll",
+            "derive-pin",
+            "--serial",
+            &s.to_ascii_lowercase(),
+            "--secret-file",
+            secret.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        let pin = String::from_utf8(out.stdout).unwrap();
+        // The MAC by openssl, the truncation by hand.
+        let mac = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "printf %s {s} | openssl dgst -sha256 -mac HMAC -macopt 'key:{}' -r",
+                SECRET.trim_end()
+            ))
+            .output()
+            .unwrap();
+        let hexmac = String::from_utf8(mac.stdout).unwrap();
+        let h = hex::decode(hexmac.split_whitespace().next().unwrap()).unwrap();
+        let o = (h[31] & 0x0f) as usize;
+        let v = u32::from_be_bytes([h[o] & 0x7f, h[o + 1], h[o + 2], h[o + 3]]);
+        assert_eq!(pin.trim(), format!("{:08}", v % 100_000_000));
+        assert_eq!(pin.trim(), derived_pin(s));
+    }
+    let short = env.path("short");
+    std::fs::write(&short, "tiny\n").unwrap();
+    let out = env.run(&[
+        "enroll",
+        "derive-pin",
+        "--serial",
+        "01",
+        "--secret-file",
+        short.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shorter than 16 bytes"));
+
+    let out = env.run(&["enroll", "--help"]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "HMAC-SHA256",
+        "--pin-from-serial",
+        "Examples:",
+        "derive-pin",
+        "--mode",
+    ] {
+        assert!(help.contains(needle), "help lacks {needle}");
+    }
+    let out = env.run(&["enroll", "--operator", "operator"]);
+    assert_eq!(out.status.code(), Some(2), "--ca is required");
+}
