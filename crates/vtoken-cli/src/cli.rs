@@ -111,6 +111,8 @@ Examples:
         user: UserPin,
         #[command(flatten)]
         vault: crate::vault::InitVault,
+        #[command(flatten)]
+        device: crate::device::InitDevice,
     },
 
     /// List tokens (with slot id, serial, label, PIN state, object counts) and the free slot.
@@ -291,6 +293,17 @@ Examples:
     /// after the PIN (status, configure, reattach).
     #[command(subcommand)]
     Gate(crate::gate::GateCommand),
+
+    /// A local root CA for certifying device keys on one machine.
+    #[command(subcommand)]
+    Ca(crate::device::CaCommand),
+
+    /// The token's device identity: certificate, attestation, sealed envelopes.
+    #[command(subcommand)]
+    Device(crate::device::DeviceCommand),
+
+    /// Back up one token into another (mutual authentication, signed + sealed transfer).
+    Backup(crate::device::Backup),
 
     /// Issuing station: enrol tokens with the CA (operator login, free or new key pair,
     /// PKCS#10 signed in the token, certificate verified and written back); batches.

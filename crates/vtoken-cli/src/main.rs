@@ -8,6 +8,7 @@
 
 mod cli;
 mod context;
+mod device;
 mod enroll;
 mod error;
 mod gate;
@@ -38,7 +39,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             so,
             user,
             vault,
-        } => tokens::init(&ctx, json, label, so, user, vault)?,
+            device,
+        } => tokens::init(&ctx, json, label, so, user, vault, device)?,
         Command::List => tokens::list(&ctx, json)?,
         Command::Info => tokens::info(&ctx, json)?,
         Command::Pin(p) => tokens::pin(&ctx, p)?,
@@ -81,6 +83,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Vault(c) => vault::run(&ctx, json, c)?,
         Command::Gate(c) => gate::run(&ctx, json, c)?,
         Command::Reattach { user } => gate::reattach(&ctx, json, user)?,
+        Command::Ca(c) => device::ca(&ctx, json, c)?,
+        Command::Device(c) => device::device(&ctx, json, c)?,
+        Command::Backup(b) => device::backup(&ctx, json, b)?,
         Command::Enroll(args) => return enroll::run(&ctx, json, args),
         Command::Sign {
             select,

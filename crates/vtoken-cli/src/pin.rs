@@ -97,6 +97,11 @@ pub fn flag_or_prompt(
     prompt_text(role, what, confirm)
 }
 
+/// Asks for a user PIN described as `what` ("source token's user PIN").
+pub fn prompt_named(what: &str) -> Result<Pin> {
+    prompt_text(Role::User, what, false)
+}
+
 /// Asks for a PIN on the terminal without echo.
 pub fn prompt(role: Role, confirm: bool) -> Result<Pin> {
     prompt_text(role, role.name(), confirm)

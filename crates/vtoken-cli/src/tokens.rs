@@ -20,6 +20,7 @@ pub fn init(
     so: &SoPin,
     user: &UserPin,
     vault: &crate::vault::InitVault,
+    device: &crate::device::InitDevice,
 ) -> Result<()> {
     let policy = ctx.config().pin;
     let so_pin = match pin::so_given(so)? {
@@ -47,8 +48,21 @@ pub fn init(
         let token = ctx.registry.open(&entry)?;
         let sid = token.open_session(true)?;
         let res = login(&token, UserType::So, &so_pin)
+            .and_then(|_| {
+                token
+                    .set_key_backup_allowed(device.allow_key_backup)
+                    .map_err(Into::into)
+            })
             .and_then(|_| token.init_pin(user_pin.as_bytes()).map_err(Into::into))
-            .and_then(|_| crate::vault::setup(&token, vault));
+            .and_then(|_| crate::vault::setup(&token, vault))
+            .and_then(|code| {
+                if let Some(dir) = &device.certify_with {
+                    token.logout()?;
+                    login(&token, UserType::User, &user_pin)?;
+                    crate::device::certify_with(&token, dir)?;
+                }
+                Ok(code)
+            });
         let _ = token.close_session(sid);
         res
     };

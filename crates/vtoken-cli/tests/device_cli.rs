@@ -1,0 +1,662 @@
+//! `vtoken ca`, `vtoken device` and `vtoken backup` end to end (SPEC V7, V8, V11),
+//! cross-checked with `openssl cms` / `openssl dgst`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+const SO: &str = "12345678";
+const PIN: &str = "1234";
+
+struct Station {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Station {
+    /// Tokens in a temp dir, cheap KDF, and a prompt agent that answers with
+    /// `answer` ("true" confirms, "false" refuses).
+    fn new() -> Station {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("vtoken.toml");
+        let s = Station { dir, conf };
+        s.prompt_answers(true);
+        s
+    }
+
+    fn prompt_answers(&self, yes: bool) {
+        std::fs::write(
+            &self.conf,
+            format!(
+                "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
+                self.p("tokens").display(),
+                if yes { "true" } else { "false" }
+            ),
+        )
+        .unwrap();
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.p(name).display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_vtoken"))
+            .args(args)
+            .env("VTOKEN_CONF", &self.conf)
+            .env_remove("VTOKEN_PIN")
+            .env_remove("VTOKEN_TOKEN")
+            .env_remove("VTOKEN_PROMPT")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "vtoken {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "vtoken {args:?} should fail: {o:?}"
+        );
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    fn objects(&self, token: &str) -> usize {
+        self.json(&["--token", token, "objects", "list", "--pin", PIN])
+            .as_array()
+            .unwrap()
+            .len()
+    }
+}
+
+fn openssl(args: &[&str]) -> Output {
+    let o = Command::new("openssl").args(args).output().unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    o
+}
+
+fn init(st: &Station, label: &str, extra: &[&str]) {
+    let ca = st.s("ca");
+    let mut a = vec![
+        "init",
+        "--label",
+        label,
+        "--so-pin",
+        SO,
+        "--pin",
+        PIN,
+        "--certify-with",
+        &ca,
+    ];
+    a.extend_from_slice(extra);
+    st.ok(&a);
+}
+
+fn write(path: &Path, data: &[u8]) {
+    std::fs::write(path, data).unwrap();
+}
+
+#[test]
+fn certify_attest_verify_and_refuse_replay_and_wrong_root() {
+    let st = Station::new();
+    let ca = st.s("ca");
+    st.ok(&["ca", "init", "--dir", &ca]);
+    // Refuses to overwrite a root.
+    st.fails(&["ca", "init", "--dir", &ca]);
+    init(&st, "a", &[]);
+    let info = st.json(&["--token", "a", "device", "info"]);
+    assert_eq!(info["certified"], true);
+    assert_eq!(info["allow_key_backup"], false);
+    // The certificate carries the serial and chains to the root (openssl agrees).
+    st.ok(&["--token", "a", "device", "cert", "-o", &st.s("a.pem")]);
+    let text = openssl(&["x509", "-in", &st.s("a.pem"), "-noout", "-subject"]);
+    let serial = info["serial"].as_str().unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains(serial));
+    openssl(&["verify", "-CAfile", &st.s("ca/ca.pem"), &st.s("a.pem")]);
+
+    // Local challenge.
+    let out = st.ok(&[
+        "--token",
+        "a",
+        "device",
+        "verify",
+        "--root",
+        &st.s("ca/ca.pem"),
+        "--pin",
+        PIN,
+    ]);
+    assert!(out.contains("device authenticated"), "{out}");
+    // Remote-style: answer to a chosen nonce, checked elsewhere.
+    let nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    st.ok(&[
+        "--token",
+        "a",
+        "device",
+        "attest",
+        "--nonce",
+        nonce,
+        "-o",
+        &st.s("att.json"),
+        "--pin",
+        PIN,
+    ]);
+    let att = st.s("att.json");
+    st.ok(&[
+        "device",
+        "verify",
+        "--root",
+        &st.s("ca/ca.pem"),
+        "--attestation",
+        &att,
+        "--nonce",
+        nonce,
+    ]);
+    // Replay against a new challenge.
+    let other_nonce = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    let e = st.fails(&[
+        "device",
+        "verify",
+        "--root",
+        &st.s("ca/ca.pem"),
+        "--attestation",
+        &att,
+        "--nonce",
+        other_nonce,
+    ]);
+    assert!(e.contains("NOT authenticated"), "{e}");
+    // Wrong root.
+    st.ok(&["ca", "init", "--dir", &st.s("ca2")]);
+    st.fails(&[
+        "device",
+        "verify",
+        "--root",
+        &st.s("ca2/ca.pem"),
+        "--attestation",
+        &att,
+        "--nonce",
+        nonce,
+    ]);
+    // A forged answer: signature bytes changed.
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&att).unwrap()).unwrap();
+    let sig = v["signature"].as_str().unwrap().to_string();
+    let flipped = format!(
+        "{}{}",
+        if sig.starts_with('0') { "1" } else { "0" },
+        &sig[1..]
+    );
+    v["signature"] = Value::String(flipped);
+    write(&st.p("forged.json"), v.to_string().as_bytes());
+    st.fails(&[
+        "device",
+        "verify",
+        "--root",
+        &st.s("ca/ca.pem"),
+        "--attestation",
+        &st.s("forged.json"),
+        "--nonce",
+        nonce,
+    ]);
+    // Wrong PIN: no attestation.
+    st.fails(&[
+        "--token", "a", "device", "attest", "--nonce", nonce, "--pin", "9999",
+    ]);
+}
+
+#[test]
+fn openssl_seals_to_the_token_and_the_token_opens_inside() {
+    let st = Station::new();
+    st.ok(&["ca", "init", "--dir", &st.s("ca")]);
+    init(&st, "a", &[]);
+    st.ok(&["--token", "a", "device", "cert", "-o", &st.s("a.pem")]);
+
+    // An EC key made by openssl, sealed by openssl (OAEP + AES-256-GCM), opened into
+    // the token, then used to sign; openssl verifies with the original public key.
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+        &st.s("k.pem"),
+    ]);
+    // PKCS#8 DER (genpkey's DER output is SEC1).
+    openssl(&[
+        "pkcs8",
+        "-topk8",
+        "-nocrypt",
+        "-in",
+        &st.s("k.pem"),
+        "-outform",
+        "DER",
+        "-out",
+        &st.s("k.der"),
+    ]);
+    openssl(&[
+        "pkey",
+        "-inform",
+        "DER",
+        "-in",
+        &st.s("k.der"),
+        "-pubout",
+        "-out",
+        &st.s("k.pub.pem"),
+    ]);
+    openssl(&[
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-outform",
+        "DER",
+        "-aes-256-gcm",
+        "-recip",
+        &st.s("a.pem"),
+        "-keyopt",
+        "rsa_padding_mode:oaep",
+        "-keyopt",
+        "rsa_oaep_md:sha256",
+        "-in",
+        &st.s("k.der"),
+        "-out",
+        &st.s("k.cms"),
+    ]);
+    st.ok(&[
+        "--token",
+        "a",
+        "device",
+        "open",
+        "--in",
+        &st.s("k.cms"),
+        "--as",
+        "key",
+        "--label",
+        "sealed",
+        "--pin",
+        PIN,
+    ]);
+    write(&st.p("msg"), b"signed with a key that arrived sealed");
+    st.ok(&[
+        "--token",
+        "a",
+        "sign",
+        "--label",
+        "sealed",
+        "-i",
+        &st.s("msg"),
+        "-o",
+        &st.s("sig"),
+        "--der",
+        "--pin",
+        PIN,
+    ]);
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &st.s("k.pub.pem"),
+        "-signature",
+        &st.s("sig"),
+        &st.s("msg"),
+    ]);
+
+    // A password into the vault, sealed by vtoken's own client side.
+    write(&st.p("pw"), b"correct horse battery staple");
+    st.ok(&[
+        "device",
+        "seal",
+        "--to",
+        &st.s("a.pem"),
+        "--in",
+        &st.s("pw"),
+        "-o",
+        &st.s("pw.cms"),
+    ]);
+    st.ok(&[
+        "--token",
+        "a",
+        "device",
+        "open",
+        "--in",
+        &st.s("pw.cms"),
+        "--as",
+        "vault",
+        "--label",
+        "mail",
+        "--pin",
+        PIN,
+    ]);
+    let out = st.ok(&["--token", "a", "vault", "list", "--pin", PIN]);
+    assert!(out.contains("mail"), "{out}");
+
+    // PKCS#1 v1.5 key transport (openssl's default) is refused; a tampered envelope too.
+    openssl(&[
+        "cms",
+        "-encrypt",
+        "-binary",
+        "-outform",
+        "DER",
+        "-aes-256-cbc",
+        "-recip",
+        &st.s("a.pem"),
+        "-in",
+        &st.s("pw"),
+        "-out",
+        &st.s("v15.cms"),
+    ]);
+    let e = st.fails(&[
+        "--token",
+        "a",
+        "device",
+        "open",
+        "--in",
+        &st.s("v15.cms"),
+        "--as",
+        "vault",
+        "--label",
+        "x",
+        "--pin",
+        PIN,
+    ]);
+    assert!(e.contains("v1.5"), "{e}");
+    let mut t = std::fs::read(st.p("pw.cms")).unwrap();
+    let n = t.len();
+    t[n - 20] ^= 1;
+    write(&st.p("bad.cms"), &t);
+    st.fails(&[
+        "--token",
+        "a",
+        "device",
+        "open",
+        "--in",
+        &st.s("bad.cms"),
+        "--as",
+        "vault",
+        "--label",
+        "y",
+        "--pin",
+        PIN,
+    ]);
+}
+
+#[test]
+fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
+    let st = Station::new();
+    st.ok(&["ca", "init", "--dir", &st.s("ca")]);
+    init(&st, "src", &["--allow-key-backup"]);
+    init(&st, "dst", &[]);
+    init(&st, "spare", &[]);
+    let root = st.s("ca/ca.pem");
+    // Content: a non-extractable signing key, an OTP credential, a vault entry.
+    st.ok(&[
+        "--token", "src", "key", "generate", "--type", "ec-p256", "--label", "signer", "--pin", PIN,
+    ]);
+    st.ok(&[
+        "--token",
+        "src",
+        "export",
+        "--label",
+        "signer",
+        "-o",
+        &st.s("signer.pub.pem"),
+    ]);
+    st.ok(&[
+        "--token",
+        "src",
+        "otp",
+        "add",
+        "--uri",
+        "otpauth://totp/Ex:bob?secret=JBSWY3DPEHPK3PXP&issuer=Ex",
+        "--pin",
+        PIN,
+    ]);
+    let src_count = st.objects("src");
+    assert!(src_count >= 3, "{src_count}");
+
+    // Wrong PIN on either side: nothing moves.
+    let e = st.fails(&[
+        "backup",
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--root",
+        &root,
+        "--from-pin",
+        "0000",
+        "--to-pin",
+        PIN,
+    ]);
+    assert!(e.contains("source token"), "{e}");
+    st.fails(&[
+        "backup",
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--root",
+        &root,
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        "0000",
+    ]);
+    assert_eq!(st.objects("dst"), 0);
+    // Refused on the target's prompt: nothing moves.
+    st.prompt_answers(false);
+    st.fails(&[
+        "backup",
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--root",
+        &root,
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        PIN,
+    ]);
+    assert_eq!(st.objects("dst"), 0);
+    // Wrong root: nothing moves.
+    st.prompt_answers(true);
+    st.ok(&["ca", "init", "--dir", &st.s("ca2")]);
+    st.fails(&[
+        "backup",
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--root",
+        &st.s("ca2/ca.pem"),
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        PIN,
+    ]);
+    assert_eq!(st.objects("dst"), 0);
+
+    // Confirmed: dst holds what src held, and signs with the restored key.
+    let out = st.ok(&[
+        "backup",
+        "--from",
+        "src",
+        "--to",
+        "dst",
+        "--root",
+        &root,
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        PIN,
+    ]);
+    assert!(out.contains("1 non-extractable"), "{out}");
+    assert_eq!(st.objects("dst"), src_count);
+    write(&st.p("m"), b"restored key at work");
+    st.ok(&[
+        "--token",
+        "dst",
+        "sign",
+        "--label",
+        "signer",
+        "-i",
+        &st.s("m"),
+        "-o",
+        &st.s("m.sig"),
+        "--der",
+        "--pin",
+        PIN,
+    ]);
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-verify",
+        &st.s("signer.pub.pem"),
+        "-signature",
+        &st.s("m.sig"),
+        &st.s("m"),
+    ]);
+    let a = st.ok(&["--token", "src", "otp", "list", "--pin", PIN]);
+    let b = st.ok(&["--token", "dst", "otp", "list", "--pin", PIN]);
+    assert_eq!(a, b);
+
+    // Across machines: a bundle for `spare`; tampering and a wrong source move nothing.
+    st.ok(&[
+        "--token",
+        "spare",
+        "device",
+        "cert",
+        "--chain",
+        "-o",
+        &st.s("spare.pem"),
+    ]);
+    st.ok(&[
+        "backup",
+        "export",
+        "--from",
+        "src",
+        "--to-cert",
+        &st.s("spare.pem"),
+        "--root",
+        &root,
+        "-o",
+        &st.s("b.p7m"),
+        "--from-pin",
+        PIN,
+    ]);
+    let bundle = std::fs::read(st.p("b.p7m")).unwrap();
+    let mut bad = bundle.clone();
+    let n = bad.len();
+    bad[n / 2] ^= 0x40;
+    write(&st.p("bad.p7m"), &bad);
+    st.fails(&[
+        "backup",
+        "import",
+        "--to",
+        "spare",
+        "--in",
+        &st.s("bad.p7m"),
+        "--root",
+        &root,
+        "--to-pin",
+        PIN,
+    ]);
+    st.fails(&[
+        "backup",
+        "import",
+        "--to",
+        "spare",
+        "--in",
+        &st.s("b.p7m"),
+        "--root",
+        &root,
+        "--from-serial",
+        "0000000000000001",
+        "--to-pin",
+        PIN,
+    ]);
+    // The bundle is for spare, not dst.
+    st.fails(&[
+        "backup",
+        "import",
+        "--to",
+        "dst",
+        "--in",
+        &st.s("b.p7m"),
+        "--root",
+        &root,
+        "--to-pin",
+        PIN,
+    ]);
+    assert_eq!(st.objects("spare"), 0);
+    // A target certified by another root gets no bundle.
+    st.ok(&[
+        "init",
+        "--label",
+        "rogue",
+        "--so-pin",
+        SO,
+        "--pin",
+        PIN,
+        "--certify-with",
+        &st.s("ca2"),
+    ]);
+    st.ok(&[
+        "--token",
+        "rogue",
+        "device",
+        "cert",
+        "-o",
+        &st.s("rogue.pem"),
+    ]);
+    st.fails(&[
+        "backup",
+        "export",
+        "--from",
+        "src",
+        "--to-cert",
+        &st.s("rogue.pem"),
+        "--root",
+        &root,
+        "-o",
+        &st.s("r.p7m"),
+        "--from-pin",
+        PIN,
+    ]);
+    // The real thing.
+    st.ok(&[
+        "backup",
+        "import",
+        "--to",
+        "spare",
+        "--in",
+        &st.s("b.p7m"),
+        "--root",
+        &root,
+        "--to-pin",
+        PIN,
+    ]);
+    assert_eq!(st.objects("spare"), src_count);
+}
