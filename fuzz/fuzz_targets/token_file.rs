@@ -1,3 +1,6 @@
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| vtoken_fuzz::token_file::run(data));
+libfuzzer_sys::fuzz_target!(
+    init: vtoken_fuzz::token_file::init(),
+    |data: &[u8]| vtoken_fuzz::token_file::run(data)
+);

@@ -35,7 +35,7 @@ const MASTER: [u8; 32] = [0x5a; 32];
 // `template_opens_and_logs_in` in the replay test catches).
 const HEADER_AD: &[u8] = b"vtoken-header-v1";
 const COUNTERS: [&str; 2] = ["user_pin_failures", "so_pin_failures"];
-const EXT_KEYS: [&str; 3] = ["gate", "vault", "x"];
+const EXT_KEYS: [&str; 4] = ["gate", "vault", "device", "x"];
 
 fn counter_ad(serial: &str, name: &str) -> Vec<u8> {
     format!("vtoken-counter-v1\0{serial}\0{name}").into_bytes()
@@ -135,6 +135,11 @@ fn fixture() -> &'static Fixture {
             dir,
         }
     })
+}
+
+/// Builds the template once per process (outside any timed input).
+pub fn init() {
+    fixture();
 }
 
 /// The template token file, for seeding the corpus (`[0]` + file is a raw input).

@@ -12,6 +12,7 @@ mod c_abi;
 
 #[test]
 fn c_abi_corpus_replays() {
+    c_abi::init();
     let n = support::replay("c_abi", c_abi::run);
     assert!(n >= 20, "only {n} corpus files");
 }

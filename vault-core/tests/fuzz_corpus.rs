@@ -28,6 +28,7 @@ fn config_corpus_replays() {
 /// file format, or the fuzzer would only ever see integrity failures.
 #[test]
 fn token_file_template_matches_the_format() {
+    token_file::init();
     // Odd mode without edits: the template itself (one public, one private object).
     assert_eq!(token_file::objects_after_login(&[1]), Some(2));
     // Even mode: the same file as raw bytes.
