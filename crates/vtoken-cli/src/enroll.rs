@@ -488,6 +488,15 @@ impl Progress {
         }
     }
 
+    /// On a terminal, shows what is going on without advancing the count.
+    fn tick(&self, tail: &str) {
+        if self.tty {
+            let mut e = std::io::stderr().lock();
+            let _ = write!(e, "\r\x1b[2K");
+            self.draw(&mut e, tail);
+        }
+    }
+
     fn draw(&self, e: &mut impl Write, tail: &str) {
         const WIDTH: usize = 30;
         let filled = (self.done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
@@ -836,7 +845,13 @@ impl Station<'_> {
     fn batch(&self, entries: &[TokenEntry], progress: &mut Progress, rows: &mut Vec<Row>) {
         let mut pending: Vec<(TokenEntry, Request)> = Vec::new();
         progress.note(&format!("building {} request(s)", entries.len()));
-        for entry in entries {
+        for (i, entry) in entries.iter().enumerate() {
+            progress.tick(&format!(
+                "request {}/{}: {}",
+                i + 1,
+                entries.len(),
+                entry.serial
+            ));
             let prepared = self.open(entry).and_then(|open| self.prepare(&open));
             match prepared {
                 Ok(Prepared::Request(r)) => pending.push((entry.clone(), r)),

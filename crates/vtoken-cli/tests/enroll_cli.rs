@@ -565,7 +565,7 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
 }
 
 #[test]
-fn wrong_operator_pin_enrols_nothing() {
+fn wrong_operator_pin_or_ca_fingerprint_enrols_nothing() {
     let env = Env::new();
     let serials: Vec<String> = (1..=3).map(serial).collect();
     for (i, s) in serials.iter().enumerate() {
@@ -591,6 +591,26 @@ fn wrong_operator_pin_enrols_nothing() {
         "{err}"
     );
     assert!(out.stdout.is_empty());
+    for s in &serials {
+        assert_eq!(env.contents(s, "1234"), (vec![], 0), "{s} untouched");
+    }
+    // A CA certificate other than the one pinned: refused before any token is touched.
+    let out = env.run(&[
+        "enroll",
+        "--ca",
+        &ca.url,
+        "--ca-fingerprint",
+        "00:11:22",
+        "--operator",
+        "operator",
+        "--operator-pin",
+        OPERATOR_PIN,
+        "--all",
+        "--pin",
+        "1234",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to enrol"));
     for s in &serials {
         assert_eq!(env.contents(s, "1234"), (vec![], 0), "{s} untouched");
     }
