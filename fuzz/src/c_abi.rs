@@ -132,7 +132,9 @@ fn copy_dir(from: &PathBuf, to: &PathBuf) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        // Not `fs::copy`: its copy_file_range is not retried when libFuzzer's
+        // timer signal interrupts it (EINTR); read and write_all are.
+        std::fs::write(to.join(e.file_name()), std::fs::read(e.path()).unwrap()).unwrap();
     }
 }
 
