@@ -19,9 +19,10 @@ pub struct Key32(pub(crate) [u8; 32]);
 impl Key32 {
     /// A fresh random key.
     pub fn random() -> Result<Key32> {
-        let mut k = [0u8; 32];
-        random(&mut k)?;
-        Ok(Key32(k))
+        // Filled in place: a local array moved into the key would stay on the stack.
+        let mut k = Key32([0u8; 32]);
+        random(&mut k.0)?;
+        Ok(k)
     }
 
     /// A key from its 32 bytes (e.g. a fixed key for tests and fuzzing).
@@ -103,10 +104,11 @@ fn kek(pin: &[u8], salt: &[u8; 16], kdf: &KdfParams) -> Result<Key32> {
     let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
         .map_err(|e| Error::Corrupt(format!("bad KDF parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-    let mut out = [0u8; 32];
-    a.hash_password_into(pin, salt, &mut out)
+    // Derived straight into the key (wiped on drop), never into a plain array.
+    let mut k = Key32([0u8; 32]);
+    a.hash_password_into(pin, salt, &mut k.0)
         .map_err(|e| Error::General(format!("KDF failed: {e}")))?;
-    Ok(Key32(out))
+    Ok(k)
 }
 
 impl WrappedKey {
@@ -128,9 +130,9 @@ impl WrappedKey {
         let k = kek(pin, &self.salt, &self.kdf)?;
         Ok(open(&k, ad, &self.sealed).and_then(|p| {
             (p.len() == 32).then(|| {
-                let mut m = [0u8; 32];
-                m.copy_from_slice(&p);
-                Key32(m)
+                let mut m = Key32([0u8; 32]);
+                m.0.copy_from_slice(&p);
+                m
             })
         }))
     }
