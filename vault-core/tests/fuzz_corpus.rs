@@ -49,7 +49,7 @@ fn token_file_template_matches_the_format() {
     };
     assert_eq!(token_file::objects_after_login(&object(0)), Some(3));
     assert_eq!(token_file::objects_after_login(&object(1)), Some(3));
-    // The same record with a flipped class column fails its integrity check.
+    // The same record with a changed class column fails its integrity check.
     let mut moved = object(1);
     moved.extend([4, 4, 9, 0]);
     moved.extend(7u64.to_le_bytes());
