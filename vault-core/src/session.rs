@@ -591,6 +591,24 @@ impl Token {
             let st = self.store();
             let dv = st.data_version()?;
             let rows = st.candidates(&filter, keys.as_ref())?;
+            // A template of indexed attributes only (class, label, ID, token,
+            // private) is answered from the index columns alone: nothing is
+            // decrypted until a caller reads an object (a find over 10 000 objects
+            // stays a single index scan). Hidden vault entries need the records.
+            if vault_usable
+                && template.iter().all(|(t, _)| {
+                    matches!(t, CKA_CLASS | CKA_LABEL | CKA_ID | CKA_TOKEN | CKA_PRIVATE)
+                })
+            {
+                let private = template.get_bool(CKA_PRIVATE)?;
+                found.extend(
+                    rows.iter()
+                        .filter(|r| private.is_none_or(|p| p == r.private))
+                        .map(|r| r.id),
+                );
+                drop(st);
+                return self.with_session_objects(template, found);
+            }
             let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             let mut missing = Vec::new();
             for r in &rows {
@@ -618,6 +636,12 @@ impl Token {
                 }
             }
         }
+        self.with_session_objects(template, found)
+    }
+
+    /// [`Token::search`]'s tail: appends the matching session objects (unless the
+    /// template asks for token objects only).
+    fn with_session_objects(&self, template: &Attributes, mut found: Vec<u64>) -> Result<Vec<u64>> {
         if template.get_bool(CKA_TOKEN)? != Some(true) {
             let user = self.user_in();
             let map = self
