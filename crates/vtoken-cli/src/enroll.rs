@@ -587,6 +587,9 @@ impl Station<'_> {
         if !info.user_pin_initialized {
             bail!("the token has no user PIN yet (not initialised for issuance)");
         }
+        if info.read_only {
+            bail!("the token is read-only (its file cannot be written)");
+        }
         if info.user_pin.locked {
             bail!("the user PIN is locked (unlock it with `vtoken pin unlock`)");
         }
