@@ -1,7 +1,7 @@
 //! Slots: one per token file in the token directory, plus one free slot (SPEC T1).
 //!
-//! A slot ID is derived from its token's serial (the low 31 bits of the serial's
-//! first four bytes, so it fits the `atoi` that test suites use), which keeps it
+//! A slot ID is derived from its token's serial (31 bits of SHA-256 of the serial,
+//! so it fits the `atoi` that test suites use), which keeps it
 //! stable across processes and restarts. The free slot, where `C_InitToken` creates
 //! a new token, has the fixed ID [`FREE_SLOT_ID`]. Token files are re-read on every
 //! listing, so a token created by another process shows up without a restart.
@@ -34,14 +34,13 @@ pub struct TokenEntry {
     pub path: PathBuf,
 }
 
-/// The slot ID of a token with this serial.
+/// The slot ID of a token with this serial: 31 bits of SHA-256(serial), so it is the
+/// same in every process and after restarts, and serials that share a prefix (an
+/// issuer's range) still get distinct slots.
 pub fn slot_id_for_serial(serial: &str) -> u64 {
-    let bytes = hex::decode(serial).unwrap_or_else(|_| serial.as_bytes().to_vec());
-    let mut b = [0u8; 4];
-    for (i, v) in bytes.iter().take(4).enumerate() {
-        b[i] = *v;
-    }
-    let id = (u32::from_be_bytes(b) & 0x7fff_ffff) as u64;
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(serial.to_ascii_uppercase().as_bytes());
+    let id = (u32::from_be_bytes([d[0], d[1], d[2], d[3]]) & 0x7fff_ffff) as u64;
     if id == FREE_SLOT_ID {
         1
     } else {
@@ -199,4 +198,24 @@ pub fn remove_token_file(path: &Path) -> Result<()> {
         let _ = std::fs::remove_file(PathBuf::from(p));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod slot_id_tests {
+    use super::*;
+
+    #[test]
+    fn slot_ids_differ_for_serials_sharing_a_prefix() {
+        let ids: std::collections::BTreeSet<u64> = (0..1000u64)
+            .map(|i| slot_id_for_serial(&format!("{i:016X}")))
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        assert!(ids
+            .iter()
+            .all(|&id| id != FREE_SLOT_ID && id <= 0x7fff_ffff));
+        assert_eq!(
+            slot_id_for_serial("00000000000000ab"),
+            slot_id_for_serial("00000000000000AB")
+        );
+    }
 }
