@@ -13,7 +13,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 
 use cryptoki_sys::*;
 use vault_core::config::Config;
@@ -65,8 +66,35 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// This process's id, cached: `getpid` is a system call and every entry point asks.
+/// A `pthread_atfork` child handler clears the cache, so a forked child sees its own
+/// id (and so the parent's state is not its own).
+static PID: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn forget_pid_in_child() {
+    // Async-signal-safe: a relaxed atomic store.
+    PID.store(0, Ordering::Relaxed);
+}
+
 fn pid() -> u32 {
-    std::process::id()
+    static AT_FORK: Once = Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only stores to an atomic; no pointers are
+        // kept. If registration fails the cache is never used (PID stays 0 below).
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(forget_pid_in_child)) };
+        if rc != 0 {
+            PID.store(u32::MAX, Ordering::Relaxed);
+        }
+    });
+    match PID.load(Ordering::Relaxed) {
+        0 => {
+            let p = std::process::id();
+            PID.store(p, Ordering::Relaxed);
+            p
+        }
+        u32::MAX => std::process::id(),
+        p => p,
+    }
 }
 
 /// The current state, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child
