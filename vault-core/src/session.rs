@@ -567,9 +567,8 @@ impl Token {
     pub fn object_size(&self, sid: u64, id: u64) -> Result<usize> {
         self.session(sid)?;
         let o = self.object(id)?;
-        Ok(postcard::to_allocvec(&*o.attrs)
-            .map(|v| v.len())
-            .unwrap_or(0))
+        // A zeroizing buffer: the serialization holds secret values.
+        Ok(o.attrs.to_sealable().map(|v| v.len()).unwrap_or(0))
     }
 
     /// Every visible object matching `template`, in id order (token objects first).

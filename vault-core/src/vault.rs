@@ -186,12 +186,16 @@ fn code_ad(serial: &str) -> Vec<u8> {
 
 /// Normalizes an activation code: upper case, without spaces and dashes.
 fn normalize_code(code: &str) -> Zeroizing<String> {
-    Zeroizing::new(
-        code.chars()
-            .filter(|c| !c.is_whitespace() && *c != '-')
-            .flat_map(|c| c.to_uppercase())
-            .collect(),
-    )
+    // Sized up front so growing never leaves partial copies in freed memory.
+    let mut s = Zeroizing::new(String::with_capacity(code.len() * 3 + 4));
+    for c in code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(|c| c.to_uppercase())
+    {
+        s.push(c);
+    }
+    s
 }
 
 /// A fresh activation code: 4 groups of 5 base32 characters (100 bits).
