@@ -60,6 +60,34 @@ impl KdfParams {
         t_cost: 1,
         p_cost: 1,
     };
+    /// The largest cost accepted, in the configuration and in a token file (a forged
+    /// header must not make a login allocate gigabytes or run for hours).
+    pub const MAX: KdfParams = KdfParams {
+        m_cost_kib: 1024 * 1024,
+        t_cost: 64,
+        p_cost: 16,
+    };
+
+    /// `Err` unless Argon2 accepts the cost and it is within [`KdfParams::MAX`].
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.m_cost_kib > Self::MAX.m_cost_kib
+            || self.t_cost > Self::MAX.t_cost
+            || self.p_cost > Self::MAX.p_cost
+        {
+            return Err(format!(
+                "Argon2 cost m={} KiB t={} p={} above the maximum m={} KiB t={} p={}",
+                self.m_cost_kib,
+                self.t_cost,
+                self.p_cost,
+                Self::MAX.m_cost_kib,
+                Self::MAX.t_cost,
+                Self::MAX.p_cost
+            ));
+        }
+        argon2::Params::new(self.m_cost_kib, self.t_cost, self.p_cost, Some(32))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -408,8 +436,7 @@ impl Config {
                     t_cost,
                     p_cost: p_cost.unwrap_or(1),
                 };
-                argon2::Params::new(k.m_cost_kib, k.t_cost, k.p_cost, Some(32))
-                    .map_err(|e| Error::Config(format!("kdf: {e}")))?;
+                k.check().map_err(|e| Error::Config(format!("kdf: {e}")))?;
                 k
             }
         };
@@ -520,6 +547,8 @@ mod tests {
             Config::from_toml("kdf = \"test\"").unwrap().kdf,
             KdfParams::TEST
         );
+        assert!(Config::from_toml("[kdf]\nm_cost_kib = 4194304\nt_cost = 1\n").is_err());
+        assert!(Config::from_toml("[kdf]\nm_cost_kib = 1024\nt_cost = 1000\n").is_err());
         let c = Config::from_toml("[kdf]\nm_cost_kib = 1024\nt_cost = 1\n").unwrap();
         assert_eq!(c.kdf.m_cost_kib, 1024);
         assert!(Config::from_toml("kdf = \"fast\"").is_err());

@@ -351,7 +351,7 @@ impl Token {
             failures,
             max_tries: max,
             count_low: failures > 0 && failures < max,
-            final_try: max > 1 && failures + 1 == max,
+            final_try: max > 1 && failures.checked_add(1) == Some(max),
             locked: failures >= max,
             to_be_changed: match who {
                 UserType::User => h.user_pin_to_be_changed,

@@ -9,11 +9,9 @@ use vault_core::Error;
 /// 4-billion-times-failed file): token info and login must report the PIN as
 /// locked. Found by the `token_file` target (input `01 03 00 04 ff ff ff ff`: a
 /// sealed counter of u32::MAX). `Token::pin_status` computes `failures + 1`, which
-/// overflows: a panic in builds with overflow checks (debug, fuzzing), a wrap to 0
-/// in release. vault-core/src/token.rs belongs to another change in progress;
-/// remove the `ignore` once `pin_status` uses `failures.checked_add(1)`.
+/// overflowed: a panic in builds with overflow checks (debug, fuzzing), a wrap to 0
+/// in release. Fixed with `failures.checked_add(1)`.
 #[test]
-#[ignore = "token.rs: Token::pin_status computes failures + 1, which overflows for u32::MAX"]
 fn saturated_pin_failure_counter_reads_as_locked() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = Config::for_dir(dir.path());
