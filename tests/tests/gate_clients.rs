@@ -319,9 +319,12 @@ const ROWS: u16 = 40;
 
 impl Tmux {
     fn new(program: PathBuf) -> Tmux {
+        // One server per Tmux: tests run in parallel threads of one process.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t = Tmux {
             program,
-            socket: format!("vtoken-gate-{}", std::process::id()),
+            socket: format!("vtoken-gate-{}-{n}", std::process::id()),
         };
         t.start("keeper", "sleep 600");
         t

@@ -1,6 +1,6 @@
 //! The prompt agents on a real terminal, tried as a new user would (and `vtoken vault
 //! add` with the tty agent, end to end): a tmux session
-//! (private server `tmux -L vtoken-test-<pid>`) runs `vault-core`'s `prompt_demo`
+//! (private server `tmux -L vtoken-test-<pid>-<n>`, one per test) runs `vault-core`'s `prompt_demo`
 //! example, the test reads the screen, presses the keys a person would, and checks
 //! the answer the program prints. Standard input and output of the program are
 //! redirected, as inside a PKCS#11 host, so the agents must find the terminal
@@ -60,9 +60,14 @@ struct Tmux {
 
 impl Tmux {
     fn new(program: PathBuf) -> Tmux {
+        // One server per test: the tests of this file run in parallel threads of
+        // one process, so the pid alone would give them the same server (and the
+        // first one to finish would kill the other's sessions).
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let t = Tmux {
             program,
-            socket: format!("vtoken-test-{}", std::process::id()),
+            socket: format!("vtoken-test-{}-{n}", std::process::id()),
         };
         // A session that outlives the cases, so the server does not exit (and race
         // the next `new-session`) each time a case's program ends.
