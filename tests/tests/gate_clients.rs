@@ -89,10 +89,18 @@ fn cargo_build(args: &[&str], target_dir: Option<&Path>, names: &[&str]) -> Vec<
         .collect()
 }
 
-/// The module and CLI with the gate's test hook (built once, in `target/test-hooks`).
+/// The module and CLI with the gate's test hook (built once, in `target/test-hooks`;
+/// `VTOKEN_HOOKED_MODULE` and `VTOKEN_HOOKED_BIN` name prebuilt ones, as
+/// `scripts/test` does).
 fn hooked_build() -> &'static (PathBuf, PathBuf) {
     static B: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     B.get_or_init(|| {
+        if let (Some(m), Some(b)) = (
+            std::env::var_os("VTOKEN_HOOKED_MODULE"),
+            std::env::var_os("VTOKEN_HOOKED_BIN"),
+        ) {
+            return (m.into(), b.into());
+        }
         let dir = root().join("target").join("test-hooks");
         let v = cargo_build(
             &[
@@ -110,10 +118,14 @@ fn hooked_build() -> &'static (PathBuf, PathBuf) {
     })
 }
 
-/// The normal CLI.
+/// The normal CLI (`VTOKEN_TEST_CLI` when set, else built).
 fn vtoken() -> &'static PathBuf {
     static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| cargo_build(&["-p", "vtoken-cli"], None, &["vtoken"]).remove(0))
+    B.get_or_init(|| {
+        std::env::var_os("VTOKEN_TEST_CLI")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cargo_build(&["-p", "vtoken-cli"], None, &["vtoken"]).remove(0))
+    })
 }
 
 fn show(o: &Output) -> String {
@@ -299,8 +311,12 @@ fn pkcs11_tool_signs_with_a_gated_key_only_when_the_picture_is_answered() {
     assert!(rejected(&o), "CKR_FUNCTION_REJECTED: {}", show(&o));
 
     // The hooked module lives apart from the normal artifacts.
+    let canon = |p: &Path| {
+        p.canonicalize()
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    };
     assert!(
-        module.starts_with(root().join("target").join("test-hooks")),
+        canon(module).starts_with(canon(&root().join("target").join("test-hooks"))),
         "{} is the hooked build",
         module.display()
     );

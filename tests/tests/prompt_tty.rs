@@ -310,7 +310,9 @@ fn vault_add_in_a_terminal() {
     let tmux = which("tmux").unwrap_or_else(|| {
         panic!("tmux is not installed: install it (apt-get install tmux) or set VTOKEN_SKIP_TMUX=1")
     });
-    let vtoken = build(&["-p", "vtoken-cli", "--bin", "vtoken"], "vtoken");
+    let vtoken = std::env::var_os("VTOKEN_TEST_CLI")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| build(&["-p", "vtoken-cli", "--bin", "vtoken"], "vtoken"));
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("vtoken.toml");
     std::fs::write(

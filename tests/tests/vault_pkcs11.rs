@@ -28,10 +28,20 @@ struct Binaries {
 }
 
 /// Builds `vtoken-pkcs11` and `vtoken-cli` once per test binary (same profile as
-/// the test) and returns their paths.
+/// the test) and returns their paths; `VTOKEN_P11_TEST_MODULE` and `VTOKEN_TEST_CLI`
+/// name prebuilt ones instead (`scripts/test` sets both).
 fn binaries() -> &'static Binaries {
     static B: OnceLock<Binaries> = OnceLock::new();
     B.get_or_init(|| {
+        if let (Some(module), Some(cli)) = (
+            std::env::var_os("VTOKEN_P11_TEST_MODULE"),
+            std::env::var_os("VTOKEN_TEST_CLI"),
+        ) {
+            return Binaries {
+                cli: cli.into(),
+                module: module.into(),
+            };
+        }
         let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "vtoken-pkcs11", "-p", "vtoken-cli"])

@@ -1,13 +1,16 @@
 //! `vtoken gate`, `vtoken reattach`, `--gate` and the CLI's picture check, end to end.
 //!
 //! Tests that type the right answer need a `vtoken` built with the test-only hook;
-//! they build it once into `target/test-hooks` (never touching the normal build):
+//! they build it once into `target/test-hooks` (never touching the normal build),
+//! in the profile of the tests and with the same package selection as
+//! `tests/tests/gate_clients.rs`, so one build serves both:
 //!
 //! ```sh
-//! CARGO_TARGET_DIR=target/test-hooks cargo build -p vtoken-cli --features vault-core/test-hooks
+//! CARGO_TARGET_DIR=target/test-hooks cargo build --release -p vtoken-pkcs11 -p vtoken-cli \
+//!     --features vault-core/test-hooks
 //! ```
 //!
-//! or use the binary named by `VTOKEN_HOOKED_BIN` when set.
+//! or use the binary named by `VTOKEN_HOOKED_BIN` when set (`scripts/test` does).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -340,20 +343,27 @@ fn hooked_bin() -> PathBuf {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let target = root.join("target/test-hooks");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let st = Command::new(cargo)
-            .current_dir(&root)
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&root)
             .env("CARGO_TARGET_DIR", &target)
             .args([
                 "build",
                 "-p",
+                "vtoken-pkcs11",
+                "-p",
                 "vtoken-cli",
                 "--features",
                 "vault-core/test-hooks",
-            ])
-            .status()
-            .expect("cargo build (test-hooks)");
+            ]);
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            cmd.arg("--release");
+            "release"
+        };
+        let st = cmd.status().expect("cargo build (test-hooks)");
         assert!(st.success(), "building the test-hooks vtoken failed");
-        target.join("debug/vtoken")
+        target.join(profile).join("vtoken")
     })
     .clone()
 }
