@@ -575,6 +575,30 @@ fn generated_key_pairs_get_a_shared_id() {
     let point = attr_bytes(&s, public, AttributeType::EcPoint);
     let raw_point = unwrap_octet_string(&point);
     assert_eq!((raw_point.len(), raw_point[0]), (65, 0x04));
+    // NSS-style: SHA-1 of the uncompressed point.
+    let sha1 = s
+        .digest(&cryptoki::mechanism::Mechanism::Sha1, &raw_point)
+        .unwrap();
+    assert_eq!(id, sha1, "CKA_ID = SHA-1(EC point)");
+
+    // A CKA_ID given on one half only is shared by the other.
+    let (public, private) = s
+        .generate_key_pair(
+            &cryptoki::mechanism::Mechanism::EccKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::EcParams(P256.to_vec()),
+                Attribute::Verify(true),
+            ],
+            &[
+                Attribute::Token(false),
+                Attribute::Sign(true),
+                Attribute::Id(b"given".to_vec()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(attr_bytes(&s, public, AttributeType::Id), b"given");
+    assert_eq!(attr_bytes(&s, private, AttributeType::Id), b"given");
 }
 
 #[test]

@@ -774,20 +774,25 @@ impl Token {
             g.set_bool(CKA_LOCAL, true);
             g.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
         }
-        let mut pub_attrs = object::build(pub_t, Origin::Generated, &gp)?;
-        let mut priv_attrs = object::build(priv_t, Origin::Generated, &gs)?;
-        // Both halves share one CKA_ID: the caller's, or the one derived from the public key.
+        // Both halves share one CKA_ID: the caller's, or the one derived from the
+        // generated public key. It goes into the templates before the objects are
+        // built, so building the private half does not derive it again from the
+        // scalar (for EC that is a PKCS#8 round trip with two scalar
+        // multiplications: three quarters of a session key pair's cost).
         let id = match (pub_t.get(CKA_ID), priv_t.get(CKA_ID)) {
             (Some(a), _) if !a.is_empty() => a.to_vec(),
             (_, Some(b)) if !b.is_empty() => b.to_vec(),
-            _ => object::derived_id(&pub_attrs).unwrap_or_default(),
+            _ => object::derived_id(&gp).unwrap_or_default(),
         };
-        if !pub_t.contains(CKA_ID) {
-            pub_attrs.set(CKA_ID, id.clone());
-        }
-        if !priv_t.contains(CKA_ID) {
-            priv_attrs.set(CKA_ID, id);
-        }
+        let with_id = |t: &Attributes| {
+            let mut t = t.clone();
+            if !t.contains(CKA_ID) {
+                t.set(CKA_ID, id.clone());
+            }
+            t
+        };
+        let pub_attrs = object::build(&with_id(pub_t), Origin::Generated, &gp)?;
+        let priv_attrs = object::build(&with_id(priv_t), Origin::Generated, &gs)?;
         self.check_write(sid, &pub_attrs)?;
         self.check_write(sid, &priv_attrs)?;
         let p = self.store_object(sid, pub_attrs)?;
