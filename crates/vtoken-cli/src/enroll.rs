@@ -105,6 +105,10 @@ pub struct EnrollArgs {
     /// SHA-256 fingerprint (hex, colons allowed) the fetched CA certificate must have.
     #[arg(long, value_name = "HEX", conflicts_with = "ca_cert")]
     pub ca_fingerprint: Option<String>,
+    /// For an https:// --ca: trust only these PEM root certificates for the server's
+    /// TLS certificate [default: the Mozilla roots].
+    #[arg(long, value_name = "PEM")]
+    pub tls_ca: Option<PathBuf>,
 
     /// The operator's token (label or serial); the run needs its user PIN.
     #[arg(long, value_name = "LABEL|SERIAL", required = true)]
@@ -960,6 +964,12 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<std::process::Exi
         .ca
         .clone()
         .ok_or_else(|| CliError::new("--ca URL is required"))?;
+    if let Some(f) = &args.tls_ca {
+        let pem = std::fs::read(f)
+            .map_err(|e| CliError::new(format!("--tls-ca {}: {e}", f.display())))?;
+        client::trust_tls_roots(&pem)
+            .map_err(|e| CliError::new(format!("--tls-ca {}: {e}", f.display())))?;
+    }
     let operator = args
         .operator
         .as_deref()

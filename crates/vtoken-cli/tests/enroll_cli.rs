@@ -62,7 +62,7 @@ impl Server {
             .unwrap();
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         Server { child, url }
@@ -562,6 +562,71 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
         assert_eq!(env.contents(s, "1234").1, 1, "{s}: one key pair");
         assert_eq!(row(&json, s)["key_generated"], false, "{s}");
     }
+}
+
+#[test]
+fn enrols_over_https_when_given_the_tls_root() {
+    let env = Env::new();
+    let s = serial(1);
+    env.token("tls", &s, "1234");
+    // A private TLS root and a server certificate for 127.0.0.1 issued by it.
+    let p = |n: &str| env.path(n).to_str().unwrap().to_string();
+    std::fs::write(
+        env.path("tls.ext"),
+        "basicConstraints=CA:FALSE\nsubjectAltName=IP:127.0.0.1\n",
+    )
+    .unwrap();
+    let script = format!(
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+         -subj '/CN=enroll TLS root' -keyout {rk} -out {r} && \
+         openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+         -subj /CN=127.0.0.1 -keyout {k} -out {q} && \
+         openssl x509 -req -in {q} -CA {r} -CAkey {rk} -CAcreateserial -days 2 \
+         -extfile {e} -out {c}",
+        rk = p("root.key"),
+        r = p("root.pem"),
+        k = p("tls.key"),
+        q = p("tls.csr"),
+        e = p("tls.ext"),
+        c = p("tls.pem"),
+    );
+    let out = Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let ca = Server::start(&[
+        "ca",
+        "serve",
+        "--dir",
+        env.ca_dir.to_str().unwrap(),
+        "--serial-range",
+        RANGE,
+        "--tls-cert",
+        &p("tls.pem"),
+        "--tls-key",
+        &p("tls.key"),
+    ]);
+    assert!(ca.url.starts_with("https://"), "{}", ca.url);
+    let args = ["--all", "--pin", "1234"];
+    // Without the root the server is not trusted: nothing is touched.
+    let out = env.run(&env.enroll_args(&ca.url, &args));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    assert_eq!(env.contents(&s, "1234"), (vec![], 0), "untouched");
+    // --tls-ca names a file that is not PEM: a clear error.
+    let mut bad = args.to_vec();
+    let notpem = p("tls.ext");
+    bad.extend(["--tls-ca", &notpem]);
+    let out = env.run(&env.enroll_args(&ca.url, &bad));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-ca"));
+    // With it, the token is enrolled.
+    let root = p("root.pem");
+    let mut good = args.to_vec();
+    good.extend(["--tls-ca", &root]);
+    let (code, json, err) = env.enroll(&ca.url, &good);
+    assert_eq!(code, Some(0), "{json:#} {err}");
+    assert_eq!(row(&json, &s)["result"], "enrolled", "{json:#}");
+    assert_one_valid_cert(&env, &s, "1234");
 }
 
 #[test]

@@ -1,13 +1,17 @@
 //! Blocking HTTP client for the CA server and the relay (E6, E8, E10), used by the
 //! `vtoken enroll` command and by the relay itself.
 //!
-//! `base_url` is the server root, e.g. `http://127.0.0.1:8440` (no trailing path).
-//! Plain HTTP only for now (no TLS backend is compiled in). Integrity does not rest on
-//! the transport: requests are self-signed, and the station checks each certificate
-//! against a CA certificate it got out of band ([`crate::verify_chain`], E9) — do not
-//! trust [`ca_certs`] fetched over plain HTTP as the root.
+//! `base_url` is the server root, e.g. `http://127.0.0.1:8440` or, when the server
+//! runs with `--tls-cert`/`--tls-key`, `https://ca.example.org:8440` (no trailing
+//! path). HTTPS server certificates are checked against the Mozilla roots, or only
+//! against the roots given to [`trust_tls_roots`] once that is called (a private CA).
+//! Integrity does not rest on the transport: requests are self-signed, and the station
+//! checks each certificate against a CA certificate it got out of band
+//! ([`crate::verify_chain`], E9) — do not trust [`ca_certs`] fetched over plain HTTP
+//! as the root.
 
 use std::io::Read;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
@@ -19,11 +23,47 @@ use crate::{csr_token_serial, pkcs7, Error, Result};
 /// Largest answer body read (a batch of certificates fits easily).
 const MAX_BODY: u64 = 64 << 20;
 
+/// The TLS client configuration set by [`trust_tls_roots`], if any.
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Trust only the certificates in `pem` (one or more PEM `CERTIFICATE` blocks) as
+/// roots for HTTPS server certificates, for the rest of the process. Returns how many
+/// were read. Call it before the first request; a second call is an error.
+pub fn trust_tls_roots(pem: &[u8]) -> Result<usize> {
+    use der::Encode;
+    let certs = x509_cert::Certificate::load_pem_chain(pem)
+        .map_err(|e| Error::Transport(format!("TLS roots: not PEM certificates: {e}")))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in &certs {
+        let der = c
+            .to_der()
+            .map_err(|e| Error::Transport(format!("TLS roots: {e}")))?;
+        roots
+            .add(der.into())
+            .map_err(|e| Error::Transport(format!("TLS roots: unusable certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(Error::Transport("TLS roots: no certificate found".into()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::Transport(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    TLS.set(Arc::new(config))
+        .map_err(|_| Error::Transport("TLS roots are already set".into()))?;
+    Ok(certs.len())
+}
+
 fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
+    let mut b = ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(10))
-        .timeout(Duration::from_secs(300))
-        .build()
+        .timeout(Duration::from_secs(300));
+    if let Some(tls) = TLS.get() {
+        b = b.tls_config(tls.clone());
+    }
+    b.build()
 }
 
 fn url(base_url: &str, path: &str) -> String {

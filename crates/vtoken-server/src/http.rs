@@ -193,17 +193,64 @@ pub fn router(backend: Shared) -> Router {
         .with_state(backend)
 }
 
-/// Serve `router` on `listen` until Ctrl-C or SIGTERM; prints the bound address on
-/// stdout first (so callers can listen on port 0).
-pub async fn serve(what: &str, listen: &str, router: Router) -> std::io::Result<()> {
+/// The server's TLS certificate chain and key (PEM files), for HTTPS.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: std::path::PathBuf,
+}
+
+/// Serve `router` on `listen` until Ctrl-C or SIGTERM, over HTTPS (rustls) when `tls`
+/// is given; prints the bound address on stdout first (so callers can listen on
+/// port 0).
+pub async fn serve(
+    what: &str,
+    listen: &str,
+    router: Router,
+    tls: Option<&Tls>,
+) -> std::io::Result<()> {
     use std::io::Write;
-    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let Some(tls) = tls else {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        println!("vtoken-server: {what} listening on http://{addr}");
+        std::io::stdout().flush()?;
+        tracing::info!(%addr, "{what} listening");
+        return axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown())
+            .await;
+    };
+    // ring is the one crypto provider compiled in; installing it twice is harmless.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+        .await
+        .map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "TLS certificate {} / key {}: {e}",
+                    tls.cert.display(),
+                    tls.key.display()
+                ),
+            )
+        })?;
+    let listener = std::net::TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    println!("vtoken-server: {what} listening on http://{addr}");
+    println!("vtoken-server: {what} listening on https://{addr}");
     std::io::stdout().flush()?;
-    tracing::info!(%addr, "{what} listening");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown())
+    tracing::info!(%addr, "{what} listening (TLS)");
+    let handle = axum_server::Handle::new();
+    let stop = handle.clone();
+    tokio::spawn(async move {
+        shutdown().await;
+        stop.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+    });
+    axum_server::from_tcp_rustls(listener, config)
+        .handle(handle)
+        .serve(router.into_make_service())
         .await
 }
 

@@ -90,7 +90,29 @@ Example:
         /// Validity of issued certificates, in days.
         #[arg(long, default_value_t = DEFAULT_LEAF_DAYS)]
         days: u32,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
+}
+
+/// HTTPS (rustls): both or neither.
+#[derive(clap::Args)]
+struct TlsArgs {
+    /// Serve HTTPS with this PEM certificate chain (server certificate first).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsArgs {
+    fn get(&self) -> Option<http::Tls> {
+        Some(http::Tls {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+        })
+    }
 }
 
 #[derive(Subcommand)]
@@ -116,6 +138,12 @@ Example:
         /// Token serials the relay lets through, LO-HI in hex (with --verify).
         #[arg(long, requires = "verify")]
         serial_range: Option<SerialRange>,
+        /// For an https:// upstream: trust only these PEM root certificates
+        /// [default: the Mozilla roots].
+        #[arg(long, value_name = "PEM")]
+        upstream_tls_ca: Option<PathBuf>,
+        #[command(flatten)]
+        tls: TlsArgs,
     },
 }
 
@@ -156,6 +184,7 @@ fn run(cli: Cli) -> Result<(), String> {
             listen,
             serial_range,
             days,
+            tls,
         }) => {
             let authority = authority::Authority::open(&dir, serial_range, days)?;
             tracing::info!(
@@ -166,7 +195,7 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             let router = http::router(Arc::new(authority));
             runtime()?
-                .block_on(http::serve("CA", &listen, router))
+                .block_on(http::serve("CA", &listen, router, tls.get().as_ref()))
                 .map_err(|e| format!("{listen}: {e}"))
         }
         Command::Relay(RelayCommand::Serve {
@@ -174,7 +203,14 @@ fn run(cli: Cli) -> Result<(), String> {
             upstream,
             verify,
             serial_range,
+            upstream_tls_ca,
+            tls,
         }) => {
+            if let Some(f) = &upstream_tls_ca {
+                let pem = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                vtoken_pki::client::trust_tls_roots(&pem)
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
+            }
             let relay = relay::Relay {
                 upstream: upstream.trim_end_matches('/').to_string(),
                 verify: if verify { serial_range } else { None },
@@ -182,7 +218,7 @@ fn run(cli: Cli) -> Result<(), String> {
             tracing::info!(%upstream, verify, "relay");
             let router = http::router(Arc::new(relay));
             runtime()?
-                .block_on(http::serve("relay", &listen, router))
+                .block_on(http::serve("relay", &listen, router, tls.get().as_ref()))
                 .map_err(|e| format!("{listen}: {e}"))
         }
     }
