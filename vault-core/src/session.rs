@@ -325,7 +325,7 @@ impl Token {
         let st = self.store();
         let dv = match dv {
             Some(v) => v,
-            None => st.data_version()?,
+            None => st.data_version_recent()?,
         };
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((v, o)) = cache.objects.get(&id) {

@@ -501,3 +501,37 @@ fn label_and_id_searches_use_their_index() {
     let p = plan(Some(CKO_DATA), false, false);
     assert!(p.contains("objects_class"), "{p}");
 }
+
+#[test]
+fn another_connections_changes_are_seen_within_the_look_window() {
+    let (_d, reg, a) = setup();
+    // `b` is a second, independent open of the same file: another process, in effect.
+    let b = Token::open(a.path(), reg.config()).unwrap();
+    let sa = a.open_session(true).unwrap();
+    let id = a
+        .create_object(sa, &data_object("before", false, true))
+        .unwrap();
+    let label = |t: &Token, s| match &t.get_attributes(s, id, &[CKA_LABEL]).unwrap()[0] {
+        AttrResult::Value(v) => String::from_utf8(v.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(label(&a, sa), "before"); // cached in `a`
+    let sb = b.open_session(true).unwrap();
+    let mut u = Attributes::new();
+    u.set(CKA_LABEL, b"after".to_vec());
+    b.set_attributes(sb, id, &u).unwrap();
+    // A search always looks at the file: `a` finds the new label at once.
+    let mut q = Attributes::new();
+    q.set(CKA_LABEL, b"after".to_vec());
+    assert_eq!(a.search(&q).unwrap(), vec![id]);
+    // Attribute reads and operation inits trust a look for LOOK_WINDOW at most.
+    std::thread::sleep(vault_core::store::LOOK_WINDOW * 2);
+    assert_eq!(label(&a, sa), "after");
+    // A destroyed object: gone for `a` after the window, through any entry point.
+    b.destroy_object(sb, id).unwrap();
+    std::thread::sleep(vault_core::store::LOOK_WINDOW * 2);
+    assert!(matches!(
+        a.get_attributes(sa, id, &[CKA_LABEL]),
+        Err(Error::ObjectHandleInvalid)
+    ));
+}

@@ -478,13 +478,13 @@ const COMPROMISED: &str = "the token locked itself after too many failed picture
 impl Token {
     // ------------------------------------------------------------------ state
 
-    /// The gate record as of the file's current version, with that `data_version`:
-    /// one store lock and one query; the record is parsed again only when the header
-    /// changed. Refreshes the flag [`Token::gate_ensure_unlocked_cached`] reads.
+    /// The gate record as of the file's version (looked at within the last
+    /// [`crate::store::LOOK_WINDOW`]), with that `data_version`: one store lock and at
+    /// most one query; the record is parsed again only when the header changed. Refreshes the flag [`Token::gate_ensure_unlocked_cached`] reads.
     /// A damaged record is `Err(GateLocked)` (fail closed).
     pub(crate) fn gate_fresh(&self) -> Result<(i64, Arc<Persisted>)> {
         let mut st = self.store();
-        let dv = st.data_version()?;
+        let dv = st.data_version_recent()?;
         st.header_at(dv)?;
         let version = st.header_generation();
         let mut view = lock(&self.gate.view);
@@ -555,7 +555,7 @@ impl Token {
     }
 
     /// `Err(GateLocked)` while the token file records the lock (read fresh: a lock
-    /// set by another process is seen). Session-level entry points (open session,
+    /// set by another process is seen within [`crate::store::LOOK_WINDOW`]). Session-level entry points (open session,
     /// login, find, every operation's init) call it.
     pub(crate) fn gate_ensure_unlocked(&self) -> Result<()> {
         if self.gate_view()?.locked {
