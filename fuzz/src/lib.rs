@@ -4,7 +4,9 @@
 //! `pkcs11-module/tests/fuzz_corpus.rs` include these files by path).
 
 pub mod c_abi;
+pub mod cms;
 pub mod config;
 pub mod otpauth;
+pub mod pkcs10;
 pub mod support;
 pub mod token_file;

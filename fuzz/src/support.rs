@@ -9,14 +9,16 @@ thread_local! {
     static PANICS: Cell<usize> = const { Cell::new(0) };
 }
 
-/// The corpus directory of `target`, found from the including crate's manifest
-/// directory (a sibling of `fuzz/`, or `fuzz/` itself).
+/// The corpus directory of `target`: `fuzz/corpus/<target>` in the nearest ancestor
+/// of the including crate's manifest directory that has one (the repository root
+/// for `vault-core/`, `crates/vtoken-pki/`, ...; `fuzz/` itself).
 pub fn corpus_dir(target: &str) -> PathBuf {
     let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    here.parent()
-        .unwrap()
-        .join("fuzz")
-        .join("corpus")
+    here.ancestors()
+        .map(|a| a.join("fuzz").join("corpus"))
+        .chain(std::iter::once(here.join("corpus")))
+        .find(|c| c.is_dir())
+        .unwrap_or_else(|| panic!("no fuzz/corpus above {}", here.display()))
         .join(target)
 }
 

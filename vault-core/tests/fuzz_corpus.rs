@@ -55,3 +55,29 @@ fn token_file_template_matches_the_format() {
     moved.extend(7u64.to_le_bytes());
     assert_eq!(token_file::objects_after_login(&moved), None);
 }
+
+#[path = "../../fuzz/src/cms.rs"]
+mod cms;
+
+#[test]
+fn cms_corpus_replays() {
+    let n = support::replay("cms", cms::run);
+    assert!(n >= 6, "only {n} corpus files");
+}
+
+/// The seeds really open with the harness's test key: the fuzzer starts past the
+/// key transport, inside content decryption.
+#[test]
+fn cms_seeds_open_with_the_test_key() {
+    let dir = support::corpus_dir("cms");
+    for seed in [
+        "seed-cbc-pkcs1",
+        "seed-cbc-oaep",
+        "seed-gcm-oaep256",
+        "seed-gcm128-pkcs1",
+    ] {
+        let data = std::fs::read(dir.join(seed)).unwrap();
+        let plain = cms::open_for_test(&data).unwrap_or_else(|e| panic!("{seed}: {e}"));
+        assert!(plain.starts_with(b"vtoken vault entry"), "{seed}");
+    }
+}
