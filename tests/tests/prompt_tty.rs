@@ -21,8 +21,12 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Builds the example and returns its path.
+/// The example's path: `VTOKEN_PROMPT_DEMO` when set (scripts/test builds it with the
+/// workspace), else built here.
 fn build_demo() -> PathBuf {
+    if let Some(p) = std::env::var_os("VTOKEN_PROMPT_DEMO") {
+        return PathBuf::from(p);
+    }
     build(
         &["-p", "vault-core", "--example", "prompt_demo"],
         "prompt_demo",
