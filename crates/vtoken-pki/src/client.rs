@@ -31,7 +31,7 @@ static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
 /// were read. Call it before the first request; a second call is an error.
 pub fn trust_tls_roots(pem: &[u8]) -> Result<usize> {
     use der::Encode;
-    let certs = x509_cert::Certificate::load_pem_chain(pem)
+    let certs = crate::load_pem_chain(pem)
         .map_err(|e| Error::Transport(format!("TLS roots: not PEM certificates: {e}")))?;
     let mut roots = rustls::RootCertStore::empty();
     for c in &certs {

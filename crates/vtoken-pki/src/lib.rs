@@ -71,10 +71,21 @@ pub fn cert_der_to_pem(der: &[u8]) -> String {
         .expect("PEM encoding of a byte string cannot fail")
 }
 
+/// `x509_cert::Certificate::load_pem_chain`, refusing text that is empty once its
+/// trailing line breaks are gone: x509-cert 0.2.5 computes `len - 1` of it (an
+/// arithmetic overflow — a panic where overflow checks are on; found by the `pkcs10`
+/// fuzz target).
+pub(crate) fn load_pem_chain(pem: &[u8]) -> Result<Vec<x509_cert::Certificate>> {
+    if pem.iter().all(|b| matches!(b, b'\r' | b'\n')) {
+        return Err(Error::Malformed("no certificate in PEM text".into()));
+    }
+    Ok(x509_cert::Certificate::load_pem_chain(pem)?)
+}
+
 /// Read every certificate from PEM text (one or more `CERTIFICATE` blocks), as DER.
 pub fn certs_from_pem(pem: &str) -> Result<Vec<Vec<u8>>> {
     use der::Encode;
-    let certs = x509_cert::Certificate::load_pem_chain(pem.as_bytes())?;
+    let certs = load_pem_chain(pem.as_bytes())?;
     if certs.is_empty() {
         return Err(Error::Malformed("no certificate in PEM text".into()));
     }

@@ -31,3 +31,15 @@ fn pkcs10_seeds_verify() {
     let p7 = std::fs::read(dir.join("seed-p7")).unwrap();
     assert_eq!(vtoken_pki::pkcs7::parse_certs_only(&p7).unwrap().len(), 1);
 }
+
+/// Found by the `pkcs10` target: empty PEM text (or only line breaks) made
+/// x509-cert 0.2.5 compute `0 - 1` (a panic with overflow checks). Now a clear
+/// error, through both PEM readers.
+#[test]
+fn empty_pem_text_is_an_error() {
+    for text in ["", "\n", "\r\n\n"] {
+        let e = vtoken_pki::certs_from_pem(text).unwrap_err();
+        assert!(e.to_string().contains("no certificate"), "{text:?}: {e}");
+        assert!(vtoken_pki::client::trust_tls_roots(text.as_bytes()).is_err());
+    }
+}
