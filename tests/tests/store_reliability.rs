@@ -779,6 +779,9 @@ fn tampered_records_are_reported_corrupt() {
         &c,
         &format!("UPDATE objects SET gen = gen + 1 WHERE id = {priv1}"),
     );
+    // Attribute reads trust a look at the file for up to LOOK_WINDOW (the cached,
+    // untampered copy until then); after it, the change is seen.
+    std::thread::sleep(vault_core::store::LOOK_WINDOW * 2);
     assert!(
         matches!(t.attributes(priv1), Err(Error::Corrupt(_))),
         "live tamper with a new generation"
