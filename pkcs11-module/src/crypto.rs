@@ -21,7 +21,7 @@ unsafe fn produce(
     op: impl FnOnce(&Token, OutLen) -> Result<Output, Rv>,
 ) -> CK_RV {
     call(name, || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let room = out_len(buf, len)?;
         let out = op(&e.token, room)?;
         deliver(out, buf, len)
@@ -31,7 +31,7 @@ unsafe fn produce(
 /// Runs an operation without output.
 fn run(name: &'static str, h: CK_SESSION_HANDLE, op: impl FnOnce(&Token) -> CallResult) -> CK_RV {
     call(name, || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         op(&e.token)
     })
 }
@@ -44,7 +44,7 @@ unsafe fn init(
     op: impl FnOnce(&Token, &vault_core::mechanism::Mechanism) -> vault_core::Result<()>,
 ) -> CK_RV {
     call(name, || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let m = mechanism(mech)?;
         op(&e.token, &m)?;
         Ok(())

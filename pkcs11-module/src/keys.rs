@@ -16,7 +16,7 @@ pub unsafe extern "C" fn C_GenerateKey(
     key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call("C_GenerateKey", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let m = mechanism(mech)?;
         let t = template(tmpl, count)?;
         non_null(key)?;
@@ -38,7 +38,7 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
     priv_key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call("C_GenerateKeyPair", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let m = mechanism(mech)?;
         let pt = template(pub_tmpl, pub_count)?;
         let st = template(priv_tmpl, priv_count)?;
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn C_WrapKey(
     wrapped_len: *mut CK_ULONG,
 ) -> CK_RV {
     call("C_WrapKey", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let m = mechanism(mech)?;
         let room = out_len(wrapped, wrapped_len)?;
         let out = e.token.wrap_key(h, &m, wrapping, key, room)?;
@@ -83,7 +83,7 @@ pub unsafe extern "C" fn C_UnwrapKey(
     key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call("C_UnwrapKey", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let m = mechanism(mech)?;
         let w = bytes(wrapped, wrapped_len)?;
         let t = template(tmpl, count)?;
@@ -104,7 +104,7 @@ pub unsafe extern "C" fn C_DeriveKey(
     key: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call("C_DeriveKey", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let m = mechanism(mech)?;
         let t = template(tmpl, count)?;
         non_null(key)?;

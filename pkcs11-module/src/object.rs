@@ -18,7 +18,7 @@ pub unsafe extern "C" fn C_CreateObject(
     object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call("C_CreateObject", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let t = template(tmpl, count)?;
         non_null(object)?;
         *object = e.token.create_object(h, &t)? as CK_OBJECT_HANDLE;
@@ -36,7 +36,7 @@ pub unsafe extern "C" fn C_CopyObject(
     object: *mut CK_OBJECT_HANDLE,
 ) -> CK_RV {
     call("C_CopyObject", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let t = template(tmpl, count)?;
         non_null(object)?;
         *object = e.token.copy_object(h, source, &t)? as CK_OBJECT_HANDLE;
@@ -48,7 +48,7 @@ pub unsafe extern "C" fn C_CopyObject(
 #[no_mangle]
 pub unsafe extern "C" fn C_DestroyObject(h: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> CK_RV {
     call("C_DestroyObject", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         e.token.destroy_object(h, object)?;
         Ok(())
     })
@@ -62,7 +62,7 @@ pub unsafe extern "C" fn C_GetObjectSize(
     size: *mut CK_ULONG,
 ) -> CK_RV {
     call("C_GetObjectSize", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         non_null(size)?;
         *size = e.token.object_size(h, object)? as CK_ULONG;
         Ok(())
@@ -106,7 +106,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
     count: CK_ULONG,
 ) -> CK_RV {
     call("C_GetAttributeValue", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let attrs = attr_slice(tmpl, count)?;
         let types: Vec<CK_ATTRIBUTE_TYPE> = attrs.iter().map(|a| a.type_).collect();
         let results = e.token.get_attributes(h, object, &types)?;
@@ -134,7 +134,7 @@ pub unsafe extern "C" fn C_SetAttributeValue(
     count: CK_ULONG,
 ) -> CK_RV {
     call("C_SetAttributeValue", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let t = template(tmpl, count)?;
         e.token.set_attributes(h, object, &t)?;
         Ok(())
@@ -149,7 +149,7 @@ pub unsafe extern "C" fn C_FindObjectsInit(
     count: CK_ULONG,
 ) -> CK_RV {
     call("C_FindObjectsInit", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         let t = template(tmpl, count)?;
         e.token.find_init(h, &t)?;
         Ok(())
@@ -165,7 +165,7 @@ pub unsafe extern "C" fn C_FindObjects(
     found: *mut CK_ULONG,
 ) -> CK_RV {
     call("C_FindObjects", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         non_null(found)?;
         if objects.is_null() && max > 0 {
             return Err(BAD);
@@ -183,7 +183,7 @@ pub unsafe extern "C" fn C_FindObjects(
 #[no_mangle]
 pub unsafe extern "C" fn C_FindObjectsFinal(h: CK_SESSION_HANDLE) -> CK_RV {
     call("C_FindObjectsFinal", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         e.token.find_final(h)?;
         Ok(())
     })

@@ -108,7 +108,7 @@ pub unsafe extern "C" fn C_Login(
     pin_len: CK_ULONG,
 ) -> CK_RV {
     call("C_Login", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         login(&e, h, user, pin(pin_ptr, pin_len)?)
     })
 }
@@ -124,7 +124,7 @@ pub unsafe extern "C" fn C_LoginUser(
     username_len: CK_ULONG,
 ) -> CK_RV {
     call("C_LoginUser", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         bytes(username, username_len)?;
         login(&e, h, user, pin(pin_ptr, pin_len)?)
     })
@@ -134,7 +134,7 @@ pub unsafe extern "C" fn C_LoginUser(
 #[no_mangle]
 pub unsafe extern "C" fn C_Logout(h: CK_SESSION_HANDLE) -> CK_RV {
     call("C_Logout", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         e.token.logout()?;
         Ok(())
     })
@@ -157,7 +157,7 @@ pub unsafe extern "C" fn C_InitPIN(
     pin_len: CK_ULONG,
 ) -> CK_RV {
     call("C_InitPIN", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         require_rw(&e, h)?;
         e.token.init_pin(pin(pin_ptr, pin_len)?)?;
         Ok(())
@@ -174,7 +174,7 @@ pub unsafe extern "C" fn C_SetPIN(
     new_len: CK_ULONG,
 ) -> CK_RV {
     call("C_SetPIN", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         require_rw(&e, h)?;
         e.token.set_pin(pin(old, old_len)?, pin(new, new_len)?)?;
         Ok(())
@@ -185,7 +185,7 @@ pub unsafe extern "C" fn C_SetPIN(
 #[no_mangle]
 pub unsafe extern "C" fn C_SessionCancel(h: CK_SESSION_HANDLE, _flags: CK_FLAGS) -> CK_RV {
     call("C_SessionCancel", || {
-        let e = state::state()?.session(h)?;
+        let e = state::session(h)?;
         e.token.cancel(h)?;
         Ok(())
     })

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
 use cryptoki_sys::*;
 use vault_core::config::Config;
 use vault_core::slots::{slot_id_for_serial, Registry, TokenEntry};
-use vault_core::token::{new_serial, Token};
+use vault_core::token::{new_serial, HandleMap, Token};
 
 use crate::guard::Rv;
 
@@ -57,7 +57,7 @@ pub(crate) struct State {
     pid: u32,
     registry: Registry,
     slots: Mutex<Slots>,
-    sessions: RwLock<HashMap<CK_SESSION_HANDLE, SessionEntry>>,
+    sessions: RwLock<HandleMap<SessionEntry>>,
     /// Slot IDs seen by the last `C_WaitForSlotEvent`.
     seen: Mutex<BTreeSet<CK_SLOT_ID>>,
 }
@@ -103,6 +103,16 @@ pub(crate) fn state() -> Result<Arc<State>, Rv> {
     let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
     match g.as_ref() {
         Some(s) if s.pid == pid() => Ok(s.clone()),
+        _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+/// The entry of session `h` in the current state (as `state()?.session(h)`, without
+/// taking a reference on the state: the per-call path of every session function).
+pub(crate) fn session(h: CK_SESSION_HANDLE) -> Result<SessionEntry, Rv> {
+    let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
+    match g.as_ref() {
+        Some(s) if s.pid == pid() => s.session(h),
         _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
     }
 }
@@ -160,7 +170,7 @@ impl State {
                 open: HashMap::new(),
                 free_serial: new_serial()?,
             }),
-            sessions: RwLock::new(HashMap::new()),
+            sessions: RwLock::new(HandleMap::default()),
             seen: Mutex::new(seen),
         })
     }

@@ -2,10 +2,12 @@
 //! "floor" that `scripts/bench` compares each sign/verify workload against.
 //!
 //! ```sh
-//! cargo run -p vault-core --release --example primitives [--features aws-lc] -- [ROUND_MS] [ROUNDS]
+//! cargo run -p vault-core --release --example primitives [--features aws-lc] -- [ROUND_MS] [ROUNDS] [PREFIX,...]
 //! ```
-//! Prints one JSON object: backend name and median ops/s per workload (names as in
-//! p11bench). The inputs match p11bench's: RSA-2048 e=65537, PKCS#1 v1.5 over the
+//! Prints one JSON object: backend name, median ops/s per workload (names as in
+//! p11bench) and the operations counted per workload (warm-up excluded, for
+//! instructions-per-operation counts under `perf stat`). PREFIX,... keeps only the
+//! workloads whose names start with one of them. The inputs match p11bench's: RSA-2048 e=65537, PKCS#1 v1.5 over the
 //! SHA-256 DigestInfo of a 32-byte message (hash included, as CKM_SHA256_RSA_PKCS
 //! does), PSS SHA-256/MGF1-SHA256/sLen 32 on a 32-byte hash, ECDSA on a 32-/48-byte
 //! hash, OAEP SHA-256 decryption of 32 bytes.
@@ -18,11 +20,13 @@ use vault_core::mechanism::backend::{
 };
 use vault_core::mechanism::HashAlg;
 
-fn measure(round: Duration, rounds: usize, mut op: impl FnMut()) -> f64 {
+/// Median ops/s over `rounds` rounds of `round`, and the operations counted.
+fn measure(round: Duration, rounds: usize, mut op: impl FnMut()) -> (f64, u64) {
     let warm = Instant::now();
     while warm.elapsed() < round / 3 {
         op();
     }
+    let mut total = 0u64;
     let mut rates: Vec<f64> = (0..rounds)
         .map(|_| {
             let t = Instant::now();
@@ -31,11 +35,12 @@ fn measure(round: Duration, rounds: usize, mut op: impl FnMut()) -> f64 {
                 op();
                 n += 1;
             }
+            total += n;
             n as f64 / t.elapsed().as_secs_f64()
         })
         .collect();
     rates.sort_by(|a, b| a.total_cmp(b));
-    rates[rates.len() / 2]
+    (rates[rates.len() / 2], total)
 }
 
 fn main() {
@@ -43,6 +48,11 @@ fn main() {
     let ms: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1000);
     let rounds: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let round = Duration::from_millis(ms);
+    let only: Vec<String> = args
+        .next()
+        .map(|a| a.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only.iter().any(|p| name.starts_with(p.as_str()));
 
     let c = RsaPrivateKey::generate(2048, &[1, 0, 1]).expect("RSA keygen");
     let rsa = RsaPrivateKey::from_components(&c.n, &c.e, &c.d, Some((&c.p, &c.q))).unwrap();
@@ -64,68 +74,51 @@ fn main() {
         p384.sign_prehash(&h48).unwrap(),
     );
 
-    let mut out: Vec<(&str, f64)> = Vec::new();
-    out.push((
-        "sign.rsa2048-pkcs1-sha256",
-        measure(round, rounds, || {
-            rsa.sign_pkcs1(&di(&msg)).unwrap();
-        }),
-    ));
-    out.push((
-        "verify.rsa2048-pkcs1-sha256",
-        measure(round, rounds, || {
-            rpub.verify_pkcs1(&di(&msg), &sig_pkcs1).unwrap();
-        }),
-    ));
-    out.push((
-        "sign.rsa2048-pss",
-        measure(round, rounds, || {
-            rsa.sign_pss(&mhash, h, h, 32).unwrap();
-        }),
-    ));
-    out.push((
-        "verify.rsa2048-pss",
-        measure(round, rounds, || {
-            rpub.verify_pss(&mhash, &sig_pss, h, h, 32).unwrap();
-        }),
-    ));
-    out.push((
-        "sign.ecdsa-p256",
-        measure(round, rounds, || {
-            p256.sign_prehash(&h32).unwrap();
-        }),
-    ));
-    out.push((
-        "verify.ecdsa-p256",
-        measure(round, rounds, || {
-            q256.verify_prehash(&h32, &s256).unwrap();
-        }),
-    ));
-    out.push((
-        "sign.ecdsa-p384",
-        measure(round, rounds, || {
-            p384.sign_prehash(&h48).unwrap();
-        }),
-    ));
-    out.push((
-        "verify.ecdsa-p384",
-        measure(round, rounds, || {
-            q384.verify_prehash(&h48, &s384).unwrap();
-        }),
-    ));
-    out.push((
-        "decrypt.rsa2048-oaep",
-        measure(round, rounds, || {
-            rsa.decrypt_oaep(&ct, h, h, b"").unwrap();
-        }),
-    ));
+    let mut out: Vec<(&str, (f64, u64))> = Vec::new();
+    let mut bench = |name: &'static str, op: &mut dyn FnMut()| {
+        if wanted(name) {
+            out.push((name, measure(round, rounds, op)));
+        }
+    };
+    bench("sign.rsa2048-pkcs1-sha256", &mut || {
+        rsa.sign_pkcs1(&di(&msg)).unwrap();
+    });
+    bench("verify.rsa2048-pkcs1-sha256", &mut || {
+        rpub.verify_pkcs1(&di(&msg), &sig_pkcs1).unwrap();
+    });
+    bench("sign.rsa2048-pss", &mut || {
+        rsa.sign_pss(&mhash, h, h, 32).unwrap();
+    });
+    bench("verify.rsa2048-pss", &mut || {
+        rpub.verify_pss(&mhash, &sig_pss, h, h, 32).unwrap();
+    });
+    bench("sign.ecdsa-p256", &mut || {
+        p256.sign_prehash(&h32).unwrap();
+    });
+    bench("verify.ecdsa-p256", &mut || {
+        q256.verify_prehash(&h32, &s256).unwrap();
+    });
+    bench("sign.ecdsa-p384", &mut || {
+        p384.sign_prehash(&h48).unwrap();
+    });
+    bench("verify.ecdsa-p384", &mut || {
+        q384.verify_prehash(&h48, &s384).unwrap();
+    });
+    bench("decrypt.rsa2048-oaep", &mut || {
+        rsa.decrypt_oaep(&ct, h, h, b"").unwrap();
+    });
 
-    let body: Vec<String> = out
+    let rates: Vec<String> = out
         .iter()
-        .map(|(k, v)| format!("\"{k}\": {v:.1}"))
+        .map(|(k, (v, _))| format!("\"{k}\": {v:.1}"))
+        .collect();
+    let totals: Vec<String> = out
+        .iter()
+        .map(|(k, (_, n))| format!("\"{k}\": {n}"))
         .collect();
     println!(
-        "{{\"backend\": \"{BACKEND}\", \"ops_s\": {{{}}}}}",
-        body.join(", ")
+        "{{\"backend\": \"{BACKEND}\", \"ops_s\": {{{}}}, \"ops_total\": {{{}}}}}",
+        rates.join(", "),
+        totals.join(", ")
     );
 }

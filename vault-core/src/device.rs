@@ -149,7 +149,7 @@ impl Token {
     }
 
     /// The master keys of whoever is logged in (user or SO).
-    fn device_keys(&self) -> Result<MasterKeys> {
+    fn device_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
         self.any_master_keys().ok_or(Error::UserNotLoggedIn)
     }
 

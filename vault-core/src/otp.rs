@@ -162,7 +162,7 @@ fn secret_of(attrs: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
 
 impl Token {
     /// The master keys of the logged-in user, or `UserNotLoggedIn`.
-    fn otp_keys(&self) -> Result<MasterKeys> {
+    fn otp_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
         self.gate_ensure_unlocked()?;
         if self.logged_in() != Some(UserType::User) {
             return Err(Error::UserNotLoggedIn);

@@ -321,7 +321,6 @@ impl Token {
             }
             return Ok(o.clone());
         }
-        let keys = self.master_keys();
         let st = self.store();
         let dv = match dv {
             Some(v) => v,
@@ -330,13 +329,14 @@ impl Token {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((v, o)) = cache.objects.get(&id) {
             if *v == dv {
-                let o = o.clone();
-                if o.attrs.bool_or(CKA_PRIVATE, true) && keys.is_none() {
+                // A cache hit needs only whether the user is in, not the keys.
+                if o.attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
                     return Err(Error::ObjectHandleInvalid);
                 }
-                return Ok(o);
+                return Ok(o.clone());
             }
         }
+        let keys = self.master_keys();
         let row = st.row(id)?.ok_or_else(|| {
             cache.objects.remove(&id);
             Error::ObjectHandleInvalid
@@ -352,7 +352,7 @@ impl Token {
             }
         }
         let (row, attrs) = st
-            .load_object(id, keys.as_ref())?
+            .load_object(id, keys.as_deref())?
             .ok_or(Error::ObjectHandleInvalid)?;
         let o = Arc::new(CachedObject {
             gen: row.gen,
@@ -388,7 +388,7 @@ impl Token {
         if attrs.bool_or(CKA_TOKEN, false) {
             let keys = self.master_keys();
             let mut st = self.store();
-            let row = st.insert_object(private, &attrs, keys.as_ref())?;
+            let row = st.insert_object(private, &attrs, keys.as_deref())?;
             let dv = st.data_version()?;
             drop(st);
             info!(serial = %self.serial(), id = row.id, class = attrs.class().unwrap_or(0), "token object created");
@@ -546,7 +546,7 @@ impl Token {
             let keys = self.master_keys();
             let private = attrs.bool_or(CKA_PRIVATE, true);
             let mut st = self.store();
-            let row = st.update_object(id, private, &attrs, keys.as_ref())?;
+            let row = st.update_object(id, private, &attrs, keys.as_deref())?;
             let dv = st.data_version()?;
             drop(st);
             let n = Arc::new(CachedObject {
@@ -589,7 +589,7 @@ impl Token {
             let vault_usable = keys.is_some() && self.vault_usable();
             let st = self.store();
             let dv = st.data_version()?;
-            let rows = st.candidates(&filter, keys.as_ref())?;
+            let rows = st.candidates(&filter, keys.as_deref())?;
             // A template of indexed attributes only (class, label, ID, token,
             // private) is answered from the index columns alone: nothing is
             // decrypted until a caller reads an object (a find over 10 000 objects
@@ -617,7 +617,7 @@ impl Token {
                 }
             }
             for raw in st.raw_records(&missing)? {
-                let attrs = st.open_record(&raw, keys.as_ref())?;
+                let attrs = st.open_record(&raw, keys.as_deref())?;
                 let o = Arc::new(CachedObject {
                     gen: raw.gen,
                     attrs: Arc::new(attrs),

@@ -116,8 +116,14 @@ pub const MODEL: &str = "vtoken soft";
 #[derive(Default)]
 pub(crate) struct LoginState {
     pub(crate) user: Option<UserType>,
-    pub(crate) keys: Option<MasterKeys>,
+    /// Shared, not copied: every lookup that needs them takes a reference count,
+    /// so the keys exist once in memory (zeroized when the last user drops them).
+    pub(crate) keys: Option<Arc<MasterKeys>>,
 }
+
+/// A map keyed by handles this process hands out (sessions, objects): a fast
+/// non-cryptographic hasher, since the keys are ours, not attacker-chosen.
+pub type HandleMap<V> = HashMap<u64, V, rustc_hash::FxBuildHasher>;
 
 /// A token object as cached in memory.
 pub(crate) struct CachedObject {
@@ -130,7 +136,7 @@ pub(crate) struct CachedObject {
 /// which it was last known current.
 #[derive(Default)]
 pub(crate) struct Cache {
-    pub(crate) objects: HashMap<u64, (i64, Arc<CachedObject>)>,
+    pub(crate) objects: HandleMap<(i64, Arc<CachedObject>)>,
 }
 
 /// One process's handle on one token file.
@@ -138,8 +144,8 @@ pub struct Token {
     pub(crate) store: Mutex<Store>,
     pub(crate) login: RwLock<LoginState>,
     pub(crate) cache: Mutex<Cache>,
-    pub(crate) sessions: Mutex<HashMap<u64, Arc<Mutex<Session>>>>,
-    pub(crate) session_objects: Mutex<HashMap<u64, (u64, Arc<CachedObject>)>>,
+    pub(crate) sessions: Mutex<HandleMap<Arc<Mutex<Session>>>>,
+    pub(crate) session_objects: Mutex<HandleMap<(u64, Arc<CachedObject>)>>,
     pub(crate) next_session_object: AtomicU64,
     pub(crate) prompt: RwLock<Arc<dyn crate::prompt::Prompt>>,
     /// Operations that need the user's confirmation (`[prompt] confirm`).
@@ -238,8 +244,8 @@ impl Token {
             store: Mutex::new(store),
             login: RwLock::new(LoginState::default()),
             cache: Mutex::new(Cache::default()),
-            sessions: Mutex::new(HashMap::new()),
-            session_objects: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HandleMap::default()),
+            session_objects: Mutex::new(HandleMap::default()),
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
             prompt: RwLock::new(Arc::new(crate::prompt::Deny)),
             confirm_ops: RwLock::new(config.prompt.confirm.clone()),
@@ -324,7 +330,7 @@ impl Token {
     }
 
     /// The master keys of whoever is logged in (user or SO).
-    pub(crate) fn any_master_keys(&self) -> Option<MasterKeys> {
+    pub(crate) fn any_master_keys(&self) -> Option<Arc<MasterKeys>> {
         self.login
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -332,7 +338,7 @@ impl Token {
             .clone()
     }
 
-    pub(crate) fn master_keys(&self) -> Option<MasterKeys> {
+    pub(crate) fn master_keys(&self) -> Option<Arc<MasterKeys>> {
         let l = self.login.read().unwrap_or_else(|p| p.into_inner());
         match l.user {
             Some(UserType::User) => l.keys.clone(),
@@ -468,7 +474,7 @@ impl Token {
         let master = self.verify_pin(who, pin)?;
         let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
         l.user = Some(who);
-        l.keys = Some(MasterKeys::new(master));
+        l.keys = Some(Arc::new(MasterKeys::new(master)));
         drop(l);
         if who == UserType::User {
             self.gate_log_state(crate::gate::GateState::PinVerified);

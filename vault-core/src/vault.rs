@@ -630,7 +630,7 @@ impl Token {
         }
     }
 
-    fn vault_require_user(&self) -> Result<crate::store::MasterKeys> {
+    fn vault_require_user(&self) -> Result<std::sync::Arc<crate::store::MasterKeys>> {
         self.vault_require()?;
         self.master_keys().ok_or(Error::UserNotLoggedIn)
     }
