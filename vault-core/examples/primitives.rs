@@ -7,7 +7,8 @@
 //! Prints one JSON object: backend name, median ops/s per workload (names as in
 //! p11bench) and the operations counted per workload (warm-up excluded, for
 //! instructions-per-operation counts under `perf stat`). PREFIX,... keeps only the
-//! workloads whose names start with one of them. The inputs match p11bench's: RSA-2048 e=65537, PKCS#1 v1.5 over the
+//! workloads whose names start with one of them; `mt` (ECDSA P-256 on one and on two
+//! threads) runs only when named. The inputs match p11bench's: RSA-2048 e=65537, PKCS#1 v1.5 over the
 //! SHA-256 DigestInfo of a 32-byte message (hash included, as CKM_SHA256_RSA_PKCS
 //! does), PSS SHA-256/MGF1-SHA256/sLen 32 on a 32-byte hash, ECDSA on a 32-/48-byte
 //! hash, OAEP SHA-256 decryption of 32 bytes.
@@ -107,6 +108,30 @@ fn main() {
     bench("decrypt.rsa2048-oaep", &mut || {
         rsa.decrypt_oaep(&ct, h, h, b"").unwrap();
     });
+    drop(bench);
+    // Two threads signing with one key, total ops/s: the scaling the hardware allows
+    // (p11bench's mt.ecdsa-p256.t2 through PKCS#11). Only when asked for by name.
+    for (name, threads) in [("mt.ecdsa-p256.t1", 1), ("mt.ecdsa-p256.t2", 2)] {
+        if only
+            .iter()
+            .any(|p| p.starts_with("mt") && name.starts_with(p.as_str()))
+        {
+            let runs: Vec<(f64, u64)> = std::thread::scope(|sc| {
+                let hs: Vec<_> = (0..threads)
+                    .map(|_| {
+                        sc.spawn(|| {
+                            measure(round, rounds, || {
+                                p256.sign_prehash(&h32).unwrap();
+                            })
+                        })
+                    })
+                    .collect();
+                hs.into_iter().map(|t| t.join().unwrap()).collect()
+            });
+            let total = runs.iter().fold((0.0, 0), |(r, n), (a, b)| (r + a, n + b));
+            out.push((name, total));
+        }
+    }
 
     let rates: Vec<String> = out
         .iter()
