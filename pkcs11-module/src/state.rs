@@ -50,6 +50,15 @@ struct Slots {
     open: HashMap<PathBuf, Arc<Token>>,
     /// The serial the free slot's next token will get (its slot ID derives from it).
     free_serial: String,
+    /// `slot_id_for_serial(free_serial)`, kept beside it (a SHA-256 per lookup otherwise).
+    free_slot: CK_SLOT_ID,
+}
+
+impl Slots {
+    fn set_free_serial(&mut self, serial: String) {
+        self.free_slot = slot_id_for_serial(&serial);
+        self.free_serial = serial;
+    }
 }
 
 /// Global state of an initialized module.
@@ -162,13 +171,15 @@ impl State {
         let registry = Registry::new(config);
         let entries = registry.tokens()?;
         let seen = entries.iter().map(|e| e.slot_id).collect();
+        let free_serial = new_serial()?;
         Ok(State {
             pid: pid(),
             registry,
             slots: Mutex::new(Slots {
                 entries,
                 open: HashMap::new(),
-                free_serial: new_serial()?,
+                free_slot: slot_id_for_serial(&free_serial),
+                free_serial,
             }),
             sessions: RwLock::new(HandleMap::default()),
             seen: Mutex::new(seen),
@@ -197,7 +208,7 @@ impl State {
 
     /// The free slot's ID.
     pub(crate) fn free_slot_id(&self) -> CK_SLOT_ID {
-        slot_id_for_serial(&lock(&self.slots).free_serial)
+        lock(&self.slots).free_slot
     }
 
     /// Every slot: one per token (sorted), then the free slot last.
@@ -211,7 +222,7 @@ impl State {
     pub(crate) fn slot(&self, slot: CK_SLOT_ID) -> Result<Slot, Rv> {
         {
             let s = lock(&self.slots);
-            if slot == slot_id_for_serial(&s.free_serial) {
+            if slot == s.free_slot {
                 return Ok(Slot::Free);
             }
             if let Some(e) = s.entries.iter().find(|e| e.slot_id == slot) {
@@ -237,6 +248,17 @@ impl State {
 
     /// The token of an initialized slot; the free slot has none.
     pub(crate) fn slot_token(&self, slot: CK_SLOT_ID) -> Result<Arc<Token>, Rv> {
+        // Fast path (every C_OpenSession): a known slot whose token is open already.
+        {
+            let s = lock(&self.slots);
+            if let Some(e) = s.entries.iter().find(|e| e.slot_id == slot) {
+                // Byte comparison over the few open tokens: cheaper than hashing a path.
+                let path = e.path.as_os_str();
+                if let Some((_, t)) = s.open.iter().find(|(p, _)| p.as_os_str() == path) {
+                    return Ok(t.clone());
+                }
+            }
+        }
         match self.slot(slot)? {
             Slot::Token(e) => self.token(&e),
             Slot::Free => Err(Rv(CKR_TOKEN_NOT_RECOGNIZED)),
@@ -248,7 +270,7 @@ impl State {
     pub(crate) fn create_token(&self, label: &str, so_pin: &[u8]) -> Result<(), Rv> {
         let mut s = lock(&self.slots);
         let entry = self.registry.create(label, so_pin, Some(&s.free_serial))?;
-        s.free_serial = new_serial()?;
+        s.set_free_serial(new_serial()?);
         s.entries.push(entry);
         s.entries
             .sort_by(|a, b| a.slot_id.cmp(&b.slot_id).then(a.serial.cmp(&b.serial)));
