@@ -108,7 +108,6 @@ fn main() {
     bench("decrypt.rsa2048-oaep", &mut || {
         rsa.decrypt_oaep(&ct, h, h, b"").unwrap();
     });
-    drop(bench);
     // Two threads signing with one key, total ops/s: the scaling the hardware allows
     // (p11bench's mt.ecdsa-p256.t2 through PKCS#11). Only when asked for by name.
     for (name, threads) in [("mt.ecdsa-p256.t1", 1), ("mt.ecdsa-p256.t2", 2)] {
