@@ -2,9 +2,11 @@
 //! directory, the tokens this process has opened, the free slot, and the map from
 //! session handle to token.
 //!
-//! Locks are held only long enough to look something up: a call clones the
-//! `Arc<State>` and the session's `Arc<Token>`, releases every lock here, then calls
-//! the token. So many threads sign at once; each session has its own lock in the core.
+//! Locks are held only long enough to look something up: a call loads the state
+//! (lock-free, `arc-swap`), takes a reference on its session's entry from a sharded
+//! map, releases every lock here, then calls the token. So many threads sign at once:
+//! threads on different sessions write no cache line in common on this path, and
+//! each session has its own lock in the core.
 //!
 //! Fork: the state remembers the pid that initialized it. In a child, every call
 //! answers `CKR_CRYPTOKI_NOT_INITIALIZED` until the child calls `C_Initialize`,
@@ -14,20 +16,26 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Once, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
+
+use arc_swap::ArcSwapOption;
 
 use cryptoki_sys::*;
 use vault_core::config::Config;
 use vault_core::slots::{slot_id_for_serial, Registry, TokenEntry};
-use vault_core::token::{new_serial, HandleMap, Token};
+use vault_core::token::{new_serial, ShardedHandles, Token};
 
 use crate::guard::Rv;
 
 /// The process's state, present between `C_Initialize` and `C_Finalize`.
-static GLOBAL: RwLock<Option<Arc<State>>> = RwLock::new(None);
+static GLOBAL: ArcSwapOption<State> = ArcSwapOption::const_empty();
 
-/// A session handle's token.
-#[derive(Clone)]
+/// Serializes `C_Initialize` and `C_Finalize` (readers never wait for it).
+static LIFECYCLE: Mutex<()> = Mutex::new(());
+
+/// A session handle's token. Each entry is its own allocation on its own cache
+/// lines (the per-call path takes a reference on it).
+#[repr(align(128))]
 pub(crate) struct SessionEntry {
     /// The slot the session was opened on.
     pub slot: CK_SLOT_ID,
@@ -66,7 +74,7 @@ pub(crate) struct State {
     pid: u32,
     registry: Registry,
     slots: Mutex<Slots>,
-    sessions: RwLock<HandleMap<SessionEntry>>,
+    sessions: ShardedHandles<Arc<SessionEntry>>,
     /// Slot IDs seen by the last `C_WaitForSlotEvent`.
     seen: Mutex<BTreeSet<CK_SLOT_ID>>,
 }
@@ -109,7 +117,7 @@ fn pid() -> u32 {
 /// The current state, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child
 /// that has not called `C_Initialize` yet).
 pub(crate) fn state() -> Result<Arc<State>, Rv> {
-    let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
+    let g = GLOBAL.load();
     match g.as_ref() {
         Some(s) if s.pid == pid() => Ok(s.clone()),
         _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
@@ -118,8 +126,8 @@ pub(crate) fn state() -> Result<Arc<State>, Rv> {
 
 /// The entry of session `h` in the current state (as `state()?.session(h)`, without
 /// taking a reference on the state: the per-call path of every session function).
-pub(crate) fn session(h: CK_SESSION_HANDLE) -> Result<SessionEntry, Rv> {
-    let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
+pub(crate) fn session(h: CK_SESSION_HANDLE) -> Result<Arc<SessionEntry>, Rv> {
+    let g = GLOBAL.load();
     match g.as_ref() {
         Some(s) if s.pid == pid() => s.session(h),
         _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
@@ -128,18 +136,18 @@ pub(crate) fn session(h: CK_SESSION_HANDLE) -> Result<SessionEntry, Rv> {
 
 /// Whether `s` is still the live state (a blocking wait ends when it is not).
 pub(crate) fn is_current(s: &Arc<State>) -> bool {
-    let g = GLOBAL.read().unwrap_or_else(|p| p.into_inner());
-    matches!(g.as_ref(), Some(cur) if Arc::ptr_eq(cur, s))
+    matches!(GLOBAL.load().as_ref(), Some(cur) if Arc::ptr_eq(cur, s))
 }
 
 /// `C_Initialize`: builds the state from `config`.
 pub(crate) fn initialize(config: Config) -> Result<(), Rv> {
-    let mut g = GLOBAL.write().unwrap_or_else(|p| p.into_inner());
-    if let Some(old) = g.take() {
+    let _g = lock(&LIFECYCLE);
+    if let Some(old) = GLOBAL.load().as_ref() {
         if old.pid == pid() {
-            *g = Some(old);
             return Err(Rv(CKR_CRYPTOKI_ALREADY_INITIALIZED));
         }
+    }
+    if let Some(old) = GLOBAL.swap(None) {
         // A forked child: the parent's tokens and SQLite handles are not ours to close.
         tracing::info!(
             parent = old.pid,
@@ -148,14 +156,14 @@ pub(crate) fn initialize(config: Config) -> Result<(), Rv> {
         std::mem::forget(old);
     }
     let state = State::new(config)?;
-    *g = Some(Arc::new(state));
+    GLOBAL.store(Some(Arc::new(state)));
     Ok(())
 }
 
 /// `C_Finalize`: drops the state (tokens close when their last user returns).
 pub(crate) fn finalize() -> Result<(), Rv> {
-    let mut g = GLOBAL.write().unwrap_or_else(|p| p.into_inner());
-    match g.take() {
+    let _g = lock(&LIFECYCLE);
+    match GLOBAL.swap(None) {
         Some(s) if s.pid == pid() => Ok(()),
         Some(s) => {
             // A child finalizing the parent's state: leave its handles alone.
@@ -181,7 +189,7 @@ impl State {
                 free_slot: slot_id_for_serial(&free_serial),
                 free_serial,
             }),
-            sessions: RwLock::new(HandleMap::default()),
+            sessions: ShardedHandles::default(),
             seen: Mutex::new(seen),
         })
     }
@@ -191,12 +199,10 @@ impl State {
         let entries = self.registry.tokens()?;
         let mut s = lock(&self.slots);
         // Forget tokens whose file is gone and that no session uses.
-        let sessions = self.sessions.read().unwrap_or_else(|p| p.into_inner());
         s.open.retain(|path, t| {
             entries.iter().any(|e| &e.path == path)
-                || sessions.values().any(|e| Arc::ptr_eq(&e.token, t))
+                || self.sessions.any(|e| Arc::ptr_eq(&e.token, t))
         });
-        drop(sessions);
         s.entries = entries.clone();
         Ok(entries)
     }
@@ -278,42 +284,28 @@ impl State {
     }
 
     /// The session `h`, or `CKR_SESSION_HANDLE_INVALID`.
-    pub(crate) fn session(&self, h: CK_SESSION_HANDLE) -> Result<SessionEntry, Rv> {
-        let map = self.sessions.read().unwrap_or_else(|p| p.into_inner());
-        map.get(&h).cloned().ok_or(Rv(CKR_SESSION_HANDLE_INVALID))
+    pub(crate) fn session(&self, h: CK_SESSION_HANDLE) -> Result<Arc<SessionEntry>, Rv> {
+        self.sessions.get(h).ok_or(Rv(CKR_SESSION_HANDLE_INVALID))
     }
 
     /// Records a new session.
     pub(crate) fn add_session(&self, h: CK_SESSION_HANDLE, entry: SessionEntry) {
-        self.sessions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(h, entry);
+        self.sessions.insert(h, Arc::new(entry));
     }
 
     /// Forgets a session.
     pub(crate) fn remove_session(&self, h: CK_SESSION_HANDLE) {
-        self.sessions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&h);
+        self.sessions.remove(h);
     }
 
     /// Forgets every session of `token`.
     pub(crate) fn remove_token_sessions(&self, token: &Arc<Token>) {
-        self.sessions
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, e| !Arc::ptr_eq(&e.token, token));
+        self.sessions.retain(|_, e| !Arc::ptr_eq(&e.token, token));
     }
 
     /// Whether `token` has sessions in this process.
     pub(crate) fn has_sessions(&self, token: &Arc<Token>) -> bool {
-        self.sessions
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .any(|e| Arc::ptr_eq(&e.token, token))
+        self.sessions.any(|e| Arc::ptr_eq(&e.token, token))
     }
 
     /// For `C_WaitForSlotEvent`: a slot that appeared or disappeared since the last

@@ -259,11 +259,7 @@ impl Token {
             attrs: Arc::new(attrs),
             key: Default::default(),
         });
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .objects
-            .insert(id, (dv, o));
+        self.cache_write().objects.insert(id, (dv, o));
     }
 
     /// Every OTP credential, sorted by name. Needs the user logged in.
@@ -359,11 +355,7 @@ impl Token {
         self.otp_keys()?;
         let (id, _, _) = self.otp_find(name)?;
         self.store().delete_object(id)?;
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .objects
-            .remove(&id);
+        self.cache_write().objects.remove(&id);
         tracing::info!(serial = %self.serial(), id, "OTP credential deleted");
         Ok(())
     }

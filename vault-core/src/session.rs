@@ -75,7 +75,9 @@ impl<T: ?Sized> Stage<T> {
     }
 }
 
-/// One session.
+/// One session. Aligned so that no two sessions share a cache line (their locks are
+/// taken on every call, by different threads).
+#[repr(align(128))]
 pub struct Session {
     id: u64,
     rw: bool,
@@ -87,6 +89,9 @@ pub struct Session {
     digest: Option<Stage<dyn DigestOp>>,
     /// Keys used by active operations, so logout can end the private ones.
     private_op: bool,
+    /// The key the last operation's init here used (token objects only): the next
+    /// init with the same key reuses it while the file and the process are unchanged.
+    last_key: Option<KeyUse>,
 }
 
 impl Session {
@@ -141,18 +146,53 @@ fn step<T: ?Sized>(
     Ok(o)
 }
 
-fn ulong_list(v: &[u8]) -> Vec<u64> {
+fn ulongs(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
     v.chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
-        .collect()
 }
 
-/// A key object ready for an operation, with the gate record read at the same time.
+/// A key object ready for an operation, with the gate record read at the same time,
+/// and what it is current as of: the file's `data_version` it was read at and the
+/// token's epoch taken before ([`crate::store::Freshness`]).
 struct KeyUse {
+    id: u64,
     key: Arc<Key>,
     private: bool,
     obj: Arc<CachedObject>,
     gate: Arc<crate::gate::GateRecord>,
+    dv: i64,
+    epoch: u64,
+}
+
+/// Whether an object may serve as the key of an operation: a key class, the usage
+/// attribute set (`usage` 0: no usage needed), the mechanism allowed.
+fn check_use(attrs: &Attributes, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<()> {
+    let class = attrs.class().unwrap_or(CKO_DATA);
+    if !matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+        return Err(Error::KeyHandleInvalid);
+    }
+    if usage != 0 && !attrs.bool_or(usage, false) {
+        return Err(Error::KeyFunctionNotPermitted);
+    }
+    if let Some(allowed) = attrs.get(CKA_ALLOWED_MECHANISMS) {
+        if !allowed.is_empty() && !ulongs(allowed).any(|m| m == mech.ty) {
+            return Err(Error::MechanismInvalid(mech.ty));
+        }
+    }
+    Ok(())
+}
+
+/// The operation slot an init fills.
+type Slot<T> = fn(&mut Session) -> &mut Option<Stage<T>>;
+
+/// How an operation's init turns a key into an operation, and what it checks.
+struct InitKind<T: ?Sized> {
+    usage: CK_ATTRIBUTE_TYPE,
+    flag: CK_FLAGS,
+    /// The gate's class and verb, for operations the gate may stop.
+    gate: Option<(crate::gate::OpClass, &'static str)>,
+    slot: Slot<T>,
+    make: fn(&Mechanism, &Key) -> Result<Box<T>>,
 }
 
 impl Token {
@@ -175,21 +215,21 @@ impl Token {
             decrypt: None,
             digest: None,
             private_op: false,
+            last_key: None,
         };
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, Arc::new(Mutex::new(s)));
+        self.sessions.insert(id, Arc::new(Mutex::new(s)));
         debug!(serial = %self.serial(), session = id, rw, "session opened");
         Ok(id)
     }
 
     /// `C_CloseSession`: its session objects go with it; the last session logs out.
     pub fn close_session(&self, sid: u64) -> Result<()> {
-        let mut map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&sid).ok_or(Error::SessionHandleInvalid)?;
-        let last = map.is_empty();
-        drop(map);
+        self.sessions
+            .remove(sid)
+            .ok_or(Error::SessionHandleInvalid)?;
+        // (Two last closes at once may both see none left: the second logout is a
+        // no-op.)
+        let last = self.sessions.is_empty();
         self.session_objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -202,10 +242,7 @@ impl Token {
 
     /// `C_CloseAllSessions`.
     pub fn close_all_sessions(&self) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        self.sessions.clear();
         self.session_objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -215,37 +252,31 @@ impl Token {
 
     /// Whether `sid` is a session of this token.
     pub fn has_session(&self, sid: u64) -> bool {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(&sid)
+        self.sessions.contains(sid)
     }
 
     pub(crate) fn session_counts(&self) -> (u64, u64) {
-        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        let rw = map
-            .values()
-            .filter(|s| s.lock().map(|s| s.rw).unwrap_or(false))
-            .count();
-        (map.len() as u64, rw as u64)
+        let (mut all, mut rw) = (0, 0);
+        self.sessions.for_each(|s| {
+            all += 1;
+            rw += u64::from(Token::lock_session(s).rw);
+        });
+        (all, rw)
     }
 
     pub(crate) fn has_read_only_session(&self) -> bool {
-        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        map.values()
-            .any(|s| s.lock().map(|s| !s.rw).unwrap_or(false))
+        self.sessions.any(|s| !Token::lock_session(s).rw)
     }
 
     pub(crate) fn sessions_forget_private(&self) {
-        let map = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        for s in map.values() {
-            let mut s = s.lock().unwrap_or_else(|p| p.into_inner());
+        self.sessions.for_each(|s| {
+            let mut s = Token::lock_session(s);
             if s.private_op {
                 s.end_all();
             }
             s.find = None;
-        }
-        drop(map);
+            s.last_key = None;
+        });
         self.session_objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -256,12 +287,7 @@ impl Token {
         // A token locked by the picture-verification gate refuses every operation
         // (the state last seen; each operation's init looks at the file).
         self.gate_ensure_unlocked_cached()?;
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&sid)
-            .cloned()
-            .ok_or(Error::SessionHandleInvalid)
+        self.sessions.get(sid).ok_or(Error::SessionHandleInvalid)
     }
 
     fn lock_session(s: &Arc<Mutex<Session>>) -> MutexGuard<'_, Session> {
@@ -326,7 +352,7 @@ impl Token {
             Some(v) => v,
             None => st.data_version_recent()?,
         };
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.cache_read();
         if let Some((v, o)) = cache.objects.get(&id) {
             if *v == dv {
                 // A cache hit needs only whether the user is in, not the keys.
@@ -397,11 +423,7 @@ impl Token {
                 attrs: Arc::new(attrs),
                 key: Default::default(),
             });
-            self.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .objects
-                .insert(row.id, (dv, o));
+            self.cache_write().objects.insert(row.id, (dv, o));
             Ok(row.id)
         } else {
             let id = self.next_session_object.fetch_add(1, Ordering::Relaxed);
@@ -458,11 +480,7 @@ impl Token {
                 .remove(&id);
         } else {
             self.store().delete_object(id)?;
-            self.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .objects
-                .remove(&id);
+            self.cache_write().objects.remove(&id);
             info!(serial = %self.serial(), id, "token object destroyed");
         }
         Ok(())
@@ -554,11 +572,7 @@ impl Token {
                 attrs: Arc::new(attrs),
                 key: Default::default(),
             });
-            self.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .objects
-                .insert(id, (dv, n));
+            self.cache_write().objects.insert(id, (dv, n));
         }
         Ok(())
     }
@@ -608,7 +622,7 @@ impl Token {
                 drop(st);
                 return self.with_session_objects(template, found);
             }
-            let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self.cache_read();
             let mut missing = Vec::new();
             for r in &rows {
                 match cache.objects.get_mut(&r.id) {
@@ -701,6 +715,8 @@ impl Token {
 
     /// The parsed key of an object, cached with it.
     fn key_of(&self, id: u64, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<KeyUse> {
+        // Taken before anything is read: a change from here on moves it.
+        let epoch = self.fresh.epoch();
         // Each operation's init looks at the file once: a gate lock set by another
         // process stops it here, and the object is read as of the same version.
         let (dv, gate) = self.gate_fresh()?;
@@ -708,18 +724,7 @@ impl Token {
             Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
             e => e,
         })?;
-        let class = o.attrs.class().unwrap_or(CKO_DATA);
-        if !matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
-            return Err(Error::KeyHandleInvalid);
-        }
-        if usage != 0 && !o.attrs.bool_or(usage, false) {
-            return Err(Error::KeyFunctionNotPermitted);
-        }
-        if let Some(allowed) = o.attrs.get(CKA_ALLOWED_MECHANISMS) {
-            if !allowed.is_empty() && !ulong_list(allowed).contains(&mech.ty) {
-                return Err(Error::MechanismInvalid(mech.ty));
-            }
-        }
+        check_use(&o.attrs, usage, mech)?;
         let key = match o.key.get() {
             Some(k) => k.clone(),
             None => {
@@ -729,11 +734,95 @@ impl Token {
             }
         };
         Ok(KeyUse {
+            id,
             private: o.attrs.bool_or(CKA_PRIVATE, true),
             key,
             obj: o,
             gate,
+            dv,
+            epoch,
         })
+    }
+
+    /// The key this session's last init used, if it is `id` and still current: the
+    /// token's epoch unchanged (no commit, login change or cache change in this
+    /// process) and the file's `data_version` as of a look within the look window
+    /// unchanged (no commit by another process; `dv` is the caller's look). No store,
+    /// cache or login lock. The checks an init
+    /// makes on the object are made again; a key the gate would stop, or any failed
+    /// check, goes the full way (which reports the error).
+    fn reuse<'s>(
+        &self,
+        s: &'s Session,
+        dv: Option<i64>,
+        id: u64,
+        usage: CK_ATTRIBUTE_TYPE,
+        mech: &Mechanism,
+        gate: Option<crate::gate::OpClass>,
+    ) -> Option<&'s KeyUse> {
+        let k = s.last_key.as_ref().filter(|k| k.id == id)?;
+        if k.epoch != self.fresh.epoch() {
+            return None;
+        }
+        if dv != Some(k.dv) || check_use(&k.obj.attrs, usage, mech).is_err() {
+            return None;
+        }
+        if !k.gate.lets_through(gate, &k.obj.attrs) {
+            return None;
+        }
+        Some(k)
+    }
+
+    /// Every keyed operation's init (`C_SignInit`, `C_VerifyInit`, `C_EncryptInit`,
+    /// `C_DecryptInit`): one session lock when the session's last key is reused,
+    /// else the key looked up (file look, object cache, parsed key), the gate asked,
+    /// and the key kept for the next init.
+    fn init_keyed<T: ?Sized>(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        key: u64,
+        kind: InitKind<T>,
+    ) -> Result<()> {
+        let s = self.session(sid)?;
+        // The file's version as of a recent look (a look now if there was none), taken
+        // before the session's lock: the store's lock is never taken under it.
+        let dv = if key < SESSION_OBJECT_BASE {
+            self.fresh
+                .recent()
+                .or_else(|| self.store().data_version_recent().ok())
+        } else {
+            None
+        };
+        let mut g = Token::lock_session(&s);
+        if (kind.slot)(&mut g).is_some() {
+            return Err(Error::OperationActive);
+        }
+        Token::check_mech_flag(mech, kind.flag)?;
+        if key < SESSION_OBJECT_BASE {
+            let class = kind.gate.map(|c| c.0);
+            if let Some(k) = self.reuse(&g, dv, key, kind.usage, mech, class) {
+                let private = k.private;
+                let op = (kind.make)(mech, &k.key)?;
+                *(kind.slot)(&mut g) = Some(Stage::new(op));
+                g.private_op |= private;
+                return Ok(());
+            }
+        }
+        // The full way runs without the session's lock (the gate may ask the user).
+        drop(g);
+        let k = self.key_of(key, kind.usage, mech)?;
+        let op = (kind.make)(mech, &k.key)?;
+        if let Some((class, verb)) = kind.gate {
+            self.gate_check_key(class, &k.obj.attrs, &k.gate, verb)?;
+        }
+        let mut g = Token::lock_session(&s);
+        *(kind.slot)(&mut g) = Some(Stage::new(op));
+        g.private_op |= k.private;
+        if key < SESSION_OBJECT_BASE {
+            g.last_key = Some(k);
+        }
+        Ok(())
     }
 
     fn check_mech_flag(mech: &Mechanism, flag: CK_FLAGS) -> Result<()> {
@@ -907,19 +996,18 @@ impl Token {
 
     /// `C_SignInit`.
     pub fn sign_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let s = self.session(sid)?;
-        if Token::lock_session(&s).sign.is_some() {
-            return Err(Error::OperationActive);
-        }
-        Token::check_mech_flag(mech, CKF_SIGN)?;
-        let k = self.key_of(key, CKA_SIGN, mech)?;
-        let op = mechanism::sign_init(mech, &k.key)?;
-        self.gate_check_key(crate::gate::OpClass::Sign, &k.obj.attrs, &k.gate, "sign")?;
-        let private = k.private;
-        let mut s = Token::lock_session(&s);
-        s.sign = Some(Stage::new(op));
-        s.private_op |= private;
-        Ok(())
+        self.init_keyed(
+            sid,
+            mech,
+            key,
+            InitKind {
+                usage: CKA_SIGN,
+                flag: CKF_SIGN,
+                gate: Some((crate::gate::OpClass::Sign, "sign")),
+                slot: |s| &mut s.sign,
+                make: mechanism::sign_init,
+            },
+        )
     }
 
     /// `C_Sign` (single part).
@@ -968,18 +1056,18 @@ impl Token {
 
     /// `C_VerifyInit`.
     pub fn verify_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
-        let s = self.session(sid)?;
-        if Token::lock_session(&s).verify.is_some() {
-            return Err(Error::OperationActive);
-        }
-        Token::check_mech_flag(mech, CKF_VERIFY)?;
-        let k = self.key_of(key, CKA_VERIFY, mech)?;
-        let op = mechanism::verify_init(mech, &k.key)?;
-        let private = k.private;
-        let mut s = Token::lock_session(&s);
-        s.verify = Some(Stage::new(op));
-        s.private_op |= private;
-        Ok(())
+        self.init_keyed(
+            sid,
+            mech,
+            key,
+            InitKind {
+                usage: CKA_VERIFY,
+                flag: CKF_VERIFY,
+                gate: None,
+                slot: |s| &mut s.verify,
+                make: mechanism::verify_init,
+            },
+        )
     }
 
     /// `C_Verify` (single part). The operation ends whatever the outcome.
@@ -1016,37 +1104,24 @@ impl Token {
     }
 
     fn cipher_init(&self, sid: u64, mech: &Mechanism, key: u64, enc: bool) -> Result<()> {
-        let s = self.session(sid)?;
-        {
-            let s = Token::lock_session(&s);
-            if (enc && s.encrypt.is_some()) || (!enc && s.decrypt.is_some()) {
-                return Err(Error::OperationActive);
+        let kind = if enc {
+            InitKind {
+                usage: CKA_ENCRYPT,
+                flag: CKF_ENCRYPT,
+                gate: None,
+                slot: |s| &mut s.encrypt,
+                make: mechanism::encrypt_init,
             }
-        }
-        Token::check_mech_flag(mech, if enc { CKF_ENCRYPT } else { CKF_DECRYPT })?;
-        let k = self.key_of(key, if enc { CKA_ENCRYPT } else { CKA_DECRYPT }, mech)?;
-        let private = k.private;
-        let op = if enc {
-            mechanism::encrypt_init(mech, &k.key)?
         } else {
-            mechanism::decrypt_init(mech, &k.key)?
+            InitKind {
+                usage: CKA_DECRYPT,
+                flag: CKF_DECRYPT,
+                gate: Some((crate::gate::OpClass::Decrypt, "decrypt")),
+                slot: |s| &mut s.decrypt,
+                make: mechanism::decrypt_init,
+            }
         };
-        if !enc {
-            self.gate_check_key(
-                crate::gate::OpClass::Decrypt,
-                &k.obj.attrs,
-                &k.gate,
-                "decrypt",
-            )?;
-        }
-        let mut s = Token::lock_session(&s);
-        if enc {
-            s.encrypt = Some(Stage::new(op));
-        } else {
-            s.decrypt = Some(Stage::new(op));
-        }
-        s.private_op |= private;
-        Ok(())
+        self.init_keyed(sid, mech, key, kind)
     }
 
     fn cipher_slot(s: &mut Session, enc: bool) -> &mut Option<Stage<dyn CipherOp>> {

@@ -125,6 +125,103 @@ pub(crate) struct LoginState {
 /// non-cryptographic hasher, since the keys are ours, not attacker-chosen.
 pub type HandleMap<V> = HashMap<u64, V, rustc_hash::FxBuildHasher>;
 
+/// A [`HandleMap`] split by handle into shards, each with its own lock and on its
+/// own cache lines: threads working on different sessions (consecutive handles) take
+/// different locks, so the per-call lookup shares no written cache line between them.
+/// Whole-map operations visit the shards one after another (not one snapshot).
+pub struct ShardedHandles<V> {
+    shards: [Shard<V>; SHARDS],
+}
+
+const SHARDS: usize = 16;
+
+#[repr(align(128))]
+struct Shard<V>(RwLock<HandleMap<V>>);
+
+impl<V> Default for ShardedHandles<V> {
+    fn default() -> Self {
+        ShardedHandles {
+            shards: std::array::from_fn(|_| Shard(RwLock::new(HandleMap::default()))),
+        }
+    }
+}
+
+impl<V> ShardedHandles<V> {
+    fn shard(&self, h: u64) -> &RwLock<HandleMap<V>> {
+        &self.shards[(h % SHARDS as u64) as usize].0
+    }
+
+    fn read_shard(m: &RwLock<HandleMap<V>>) -> std::sync::RwLockReadGuard<'_, HandleMap<V>> {
+        m.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_shard(m: &RwLock<HandleMap<V>>) -> std::sync::RwLockWriteGuard<'_, HandleMap<V>> {
+        m.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A clone of the value of `h`.
+    pub fn get(&self, h: u64) -> Option<V>
+    where
+        V: Clone,
+    {
+        Self::read_shard(self.shard(h)).get(&h).cloned()
+    }
+
+    /// Whether `h` is present.
+    pub fn contains(&self, h: u64) -> bool {
+        Self::read_shard(self.shard(h)).contains_key(&h)
+    }
+
+    /// Sets the value of `h`; returns the old one.
+    pub fn insert(&self, h: u64, v: V) -> Option<V> {
+        Self::write_shard(self.shard(h)).insert(h, v)
+    }
+
+    /// Removes `h`; returns its value.
+    pub fn remove(&self, h: u64) -> Option<V> {
+        Self::write_shard(self.shard(h)).remove(&h)
+    }
+
+    /// Keeps the entries for which `keep` says so.
+    pub fn retain(&self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
+        for s in &self.shards {
+            Self::write_shard(&s.0).retain(&mut keep);
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.retain(|_, _| false);
+    }
+
+    /// Whether some value satisfies `f`.
+    pub fn any(&self, mut f: impl FnMut(&V) -> bool) -> bool {
+        self.shards
+            .iter()
+            .any(|s| Self::read_shard(&s.0).values().any(&mut f))
+    }
+
+    /// Calls `f` on every value.
+    pub fn for_each(&self, mut f: impl FnMut(&V)) {
+        for s in &self.shards {
+            Self::read_shard(&s.0).values().for_each(&mut f);
+        }
+    }
+
+    /// The number of entries.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| Self::read_shard(&s.0).len())
+            .sum()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        !self.any(|_| true)
+    }
+}
+
 /// A token object as cached in memory.
 pub(crate) struct CachedObject {
     pub(crate) gen: i64,
@@ -139,12 +236,42 @@ pub(crate) struct Cache {
     pub(crate) objects: HandleMap<(i64, Arc<CachedObject>)>,
 }
 
+/// [`Token::cache_write`]'s guard.
+pub(crate) struct CacheWrite<'a> {
+    guard: MutexGuard<'a, Cache>,
+    fresh: &'a crate::store::Freshness,
+}
+
+impl std::ops::Deref for CacheWrite<'_> {
+    type Target = Cache;
+    fn deref(&self) -> &Cache {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for CacheWrite<'_> {
+    fn deref_mut(&mut self) -> &mut Cache {
+        &mut self.guard
+    }
+}
+
+impl Drop for CacheWrite<'_> {
+    fn drop(&mut self) {
+        // Still under the cache's lock: a reader that took the old epoch sees the
+        // change as a new epoch, one that takes the new epoch sees the change.
+        self.fresh.bump();
+    }
+}
+
 /// One process's handle on one token file.
 pub struct Token {
     pub(crate) store: Mutex<Store>,
     pub(crate) login: RwLock<LoginState>,
     pub(crate) cache: Mutex<Cache>,
-    pub(crate) sessions: Mutex<HandleMap<Arc<Mutex<Session>>>>,
+    /// The store's look-and-epoch record, read without the store's lock by the
+    /// per-session key reuse of every operation's init (see [`Token::cache_write`]).
+    pub(crate) fresh: Arc<crate::store::Freshness>,
+    pub(crate) sessions: ShardedHandles<Arc<Mutex<Session>>>,
     pub(crate) session_objects: Mutex<HandleMap<(u64, Arc<CachedObject>)>>,
     pub(crate) next_session_object: AtomicU64,
     pub(crate) prompt: RwLock<Arc<dyn crate::prompt::Prompt>>,
@@ -240,11 +367,13 @@ impl Token {
     pub fn open(path: &Path, config: &Config) -> Result<Arc<Token>> {
         let mut store = Store::open(path)?;
         let serial = store.header()?.serial.clone();
+        let fresh = store.freshness();
         Ok(Arc::new(Token {
             store: Mutex::new(store),
             login: RwLock::new(LoginState::default()),
             cache: Mutex::new(Cache::default()),
-            sessions: Mutex::new(HandleMap::default()),
+            fresh,
+            sessions: ShardedHandles::default(),
             session_objects: Mutex::new(HandleMap::default()),
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
             prompt: RwLock::new(Arc::new(crate::prompt::Deny)),
@@ -258,6 +387,21 @@ impl Token {
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The object cache, for a lookup (entries may be added or refreshed, but not
+    /// changed: what a reader derived from an entry stays true).
+    pub(crate) fn cache_read(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The object cache, to change or drop entries: the epoch moves on when the
+    /// guard goes, so nothing derived from an old entry is reused afterwards.
+    pub(crate) fn cache_write(&self) -> CacheWrite<'_> {
+        CacheWrite {
+            guard: self.cache_read(),
+            fresh: &self.fresh,
+        }
     }
 
     /// Sets the prompt agent used for user-presence confirmations.
@@ -476,6 +620,7 @@ impl Token {
         l.user = Some(who);
         l.keys = Some(Arc::new(MasterKeys::new(master)));
         drop(l);
+        self.fresh.bump();
         if who == UserType::User {
             self.gate_log_state(crate::gate::GateState::PinVerified);
         }
@@ -500,6 +645,7 @@ impl Token {
         l.user = None;
         l.keys = None;
         drop(l);
+        self.fresh.bump();
         self.forget_private();
         if was_user && !self.gate_locked().unwrap_or(false) {
             self.gate_log_state(crate::gate::GateState::Initial);
@@ -509,7 +655,7 @@ impl Token {
 
     /// Drops private objects from the cache (after logout).
     pub(crate) fn forget_private(&self) {
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut c = self.cache_write();
         c.objects
             .retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
         drop(c);
@@ -609,12 +755,7 @@ impl Token {
     /// object, clears the user PIN and sets the new label. A locked SO PIN refuses.
     pub fn reinitialize(&self, so_pin: &[u8], label: &str) -> Result<()> {
         check_label(label)?;
-        if !self
-            .sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty()
-        {
+        if !self.sessions.is_empty() {
             return Err(Error::SessionExists);
         }
         let master = self.verify_pin(UserType::So, so_pin)?;
@@ -630,14 +771,12 @@ impl Token {
         drop(master);
         st.wipe(&h)?;
         drop(st);
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .objects
-            .clear();
+        self.cache_write().objects.clear();
         let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
         l.user = None;
         l.keys = None;
+        drop(l);
+        self.fresh.bump();
         info!(serial = %self.serial, label, "token re-initialized");
         Ok(())
     }

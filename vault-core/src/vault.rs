@@ -871,11 +871,7 @@ impl Token {
     }
 
     fn forget_cached(&self, id: u64) {
-        self.cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .objects
-            .remove(&id);
+        self.cache_write().objects.remove(&id);
     }
 
     /// Every entry (id, summary), in id order.

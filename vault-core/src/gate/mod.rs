@@ -317,6 +317,15 @@ pub(crate) struct Persisted {
     locked_at: u64,
 }
 
+impl Persisted {
+    /// Whether an operation passes the gate without asking anything: the token is
+    /// not locked, and the policy does not cover `class` (`None`: an operation the
+    /// gate never stops) for this key.
+    pub(crate) fn lets_through(&self, class: Option<OpClass>, key: &Attributes) -> bool {
+        !self.locked && class.is_none_or(|c| !self.policy.applies(c, Some(key)))
+    }
+}
+
 fn persisted(h: &Header) -> Result<Persisted> {
     match h.ext.get(EXT_KEY) {
         None => Ok(Persisted::default()),

@@ -19,8 +19,9 @@
 
 pub mod seal;
 
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension, TransactionBehavior};
@@ -104,8 +105,68 @@ pub struct Store {
     /// Counts every change of the in-memory header (reload or own write).
     header_gen: u64,
     read_only: bool,
-    /// The last look at `data_version`: when, and what it said.
-    look: Cell<Option<(Instant, i64)>>,
+    /// The last look at `data_version` and this connection's commit count, readable
+    /// without the store's lock.
+    fresh: Arc<Freshness>,
+}
+
+/// What a hot path needs to know, without taking the store's lock, to reuse
+/// something it derived from the file earlier: the last look at `data_version` (when,
+/// and what it said: another process's commits) and an epoch that moves on every commit
+/// of this connection (its own writes, which `data_version` does not count) and on
+/// every in-process change a reader must not miss ([`Freshness::bump`]: login state,
+/// the object cache).
+///
+/// A reader takes [`Freshness::epoch`] *before* deriving anything and keeps the value
+/// with what it derived; the result is current while the epoch is unchanged and
+/// [`Freshness::recent`] still gives the same `data_version`.
+#[derive(Debug)]
+pub struct Freshness {
+    base: Instant,
+    /// Nanoseconds after `base` of the last look, plus one (0: no look yet).
+    look_at: AtomicU64,
+    look_dv: AtomicI64,
+    epoch: AtomicU64,
+}
+
+impl Freshness {
+    fn new() -> Self {
+        Freshness {
+            base: Instant::now(),
+            look_at: AtomicU64::new(0),
+            look_dv: AtomicI64::new(0),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX - 1) + 1
+    }
+
+    fn looked(&self, dv: i64) {
+        // dv first: a reader that sees the new time sees this dv (or a later one).
+        self.look_dv.store(dv, Ordering::Release);
+        self.look_at.store(self.now(), Ordering::Release);
+    }
+
+    /// `data_version` as of a look less than [`LOOK_WINDOW`] ago, if there was one.
+    pub fn recent(&self) -> Option<i64> {
+        let at = self.look_at.load(Ordering::Acquire);
+        if at == 0 || self.now().saturating_sub(at) >= LOOK_WINDOW.as_nanos() as u64 {
+            return None;
+        }
+        Some(self.look_dv.load(Ordering::Acquire))
+    }
+
+    /// The current epoch (see the type's documentation).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Moves the epoch on: call after an in-process change is complete.
+    pub fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
 }
 
 /// How long one look at the file stays current for the hot paths
@@ -300,7 +361,7 @@ impl Store {
                 header,
                 header_version: 0,
                 header_gen: 0,
-                look: Cell::new(None),
+                fresh: Arc::new(Freshness::new()),
                 conn,
                 path: path.to_path_buf(),
                 read_only,
@@ -323,6 +384,16 @@ impl Store {
                 [FORMAT_VERSION.to_le_bytes().to_vec()],
             )?;
             tx.commit()?;
+        }
+        {
+            // Every commit of this connection moves the epoch on (own writes are
+            // invisible to `data_version`). The hook runs inside the commit, under the
+            // store's lock; it never vetoes.
+            let fresh = store.fresh.clone();
+            store.conn.commit_hook(Some(move || {
+                fresh.bump();
+                false
+            }));
         }
         if !read_only {
             // WAL is a property of the file, but a file restored from a backup may
@@ -366,19 +437,22 @@ impl Store {
             .conn
             .prepare_cached("PRAGMA data_version")?
             .query_row([], |r| r.get(0))?;
-        self.look.set(Some((Instant::now(), v)));
+        self.fresh.looked(v);
         Ok(v)
+    }
+
+    /// The look-and-epoch record the hot paths read without this store's lock.
+    pub fn freshness(&self) -> Arc<Freshness> {
+        self.fresh.clone()
     }
 
     /// [`Store::data_version`] as of the last look if that was less than
     /// [`LOOK_WINDOW`] ago, else a fresh look.
     pub fn data_version_recent(&self) -> Result<i64> {
-        if let Some((t, v)) = self.look.get() {
-            if t.elapsed() < LOOK_WINDOW {
-                return Ok(v);
-            }
+        match self.fresh.recent() {
+            Some(v) => Ok(v),
+            None => self.data_version(),
         }
-        self.data_version()
     }
 
     /// Changes whenever the in-memory header changes (reloaded after another
