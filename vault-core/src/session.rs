@@ -162,7 +162,16 @@ struct KeyUse {
     gate: Arc<crate::gate::GateRecord>,
     dv: i64,
     epoch: u64,
+    /// The last (usage, mechanism, gate class) [`Token::reuse`] found this key good
+    /// for without asking the gate: the same init again needs no attribute scans.
+    passed: std::cell::Cell<Option<Use>>,
 }
+
+type Use = (
+    CK_ATTRIBUTE_TYPE,
+    CK_MECHANISM_TYPE,
+    Option<crate::gate::OpClass>,
+);
 
 /// Whether an object may serve as the key of an operation: a key class, the usage
 /// attribute set (`usage` 0: no usage needed), the mechanism allowed.
@@ -741,6 +750,7 @@ impl Token {
             gate,
             dv,
             epoch,
+            passed: Default::default(),
         })
     }
 
@@ -764,12 +774,20 @@ impl Token {
         if k.epoch != self.fresh.epoch() {
             return None;
         }
-        if dv != Some(k.dv) || check_use(&k.obj.attrs, usage, mech).is_err() {
+        if dv != Some(k.dv) {
             return None;
         }
-        if !k.gate.lets_through(gate, &k.obj.attrs) {
+        // Nothing the checks read can change while epoch and version stand.
+        let this: Use = (usage, mech.ty, gate);
+        if k.passed.get() == Some(this) {
+            return Some(k);
+        }
+        if check_use(&k.obj.attrs, usage, mech).is_err()
+            || !k.gate.lets_through(gate, &k.obj.attrs)
+        {
             return None;
         }
+        k.passed.set(Some(this));
         Some(k)
     }
 
