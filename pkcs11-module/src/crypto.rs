@@ -5,7 +5,7 @@
 //! follows the PKCS#11 length protocol (see `convert::deliver`).
 
 use cryptoki_sys::*;
-use vault_core::session::{OutLen, Output};
+use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::token::Token;
 
 use crate::convert::{bytes, deliver, mechanism, out_len, BAD};
@@ -18,21 +18,25 @@ unsafe fn produce(
     h: CK_SESSION_HANDLE,
     buf: *mut CK_BYTE,
     len: *mut CK_ULONG,
-    op: impl FnOnce(&Token, OutLen) -> Result<Output, Rv>,
+    op: impl FnOnce(&Token, &SessionRef, OutLen) -> Result<Output, Rv>,
 ) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
         let room = out_len(buf, len)?;
-        let out = op(&e.token, room)?;
+        let out = op(&e.token, &e.core, room)?;
         deliver(out, buf, len)
     })
 }
 
 /// Runs an operation without output.
-fn run(name: &'static str, h: CK_SESSION_HANDLE, op: impl FnOnce(&Token) -> CallResult) -> CK_RV {
+fn run(
+    name: &'static str,
+    h: CK_SESSION_HANDLE,
+    op: impl FnOnce(&Token, &SessionRef) -> CallResult,
+) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
-        op(&e.token)
+        op(&e.token, &e.core)
     })
 }
 
@@ -41,12 +45,12 @@ unsafe fn init(
     name: &'static str,
     h: CK_SESSION_HANDLE,
     mech: *mut CK_MECHANISM,
-    op: impl FnOnce(&Token, &vault_core::mechanism::Mechanism) -> vault_core::Result<()>,
+    op: impl FnOnce(&Token, &SessionRef, &vault_core::mechanism::Mechanism) -> vault_core::Result<()>,
 ) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
         let m = mechanism(mech)?;
-        op(&e.token, &m)?;
+        op(&e.token, &e.core, &m)?;
         Ok(())
     })
 }
@@ -60,7 +64,9 @@ pub unsafe extern "C" fn C_EncryptInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_EncryptInit", h, mech, |t, m| t.encrypt_init(h, m, key))
+    init("C_EncryptInit", h, mech, |t, s, m| {
+        t.encrypt_init(s, m, key)
+    })
 }
 
 /// `C_Encrypt`.
@@ -72,8 +78,8 @@ pub unsafe extern "C" fn C_Encrypt(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Encrypt", h, out, out_len, |t, o| {
-        Ok(t.encrypt(h, bytes(data, data_len)?, o)?)
+    produce("C_Encrypt", h, out, out_len, |t, s, o| {
+        Ok(t.encrypt(s, bytes(data, data_len)?, o)?)
     })
 }
 
@@ -86,8 +92,8 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_EncryptUpdate", h, out, out_len, |t, o| {
-        Ok(t.encrypt_update(h, bytes(data, data_len)?, o)?)
+    produce("C_EncryptUpdate", h, out, out_len, |t, s, o| {
+        Ok(t.encrypt_update(s, bytes(data, data_len)?, o)?)
     })
 }
 
@@ -98,8 +104,8 @@ pub unsafe extern "C" fn C_EncryptFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_EncryptFinal", h, out, out_len, |t, o| {
-        Ok(t.encrypt_final(h, o)?)
+    produce("C_EncryptFinal", h, out, out_len, |t, s, o| {
+        Ok(t.encrypt_final(s, o)?)
     })
 }
 
@@ -110,7 +116,9 @@ pub unsafe extern "C" fn C_DecryptInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_DecryptInit", h, mech, |t, m| t.decrypt_init(h, m, key))
+    init("C_DecryptInit", h, mech, |t, s, m| {
+        t.decrypt_init(s, m, key)
+    })
 }
 
 /// `C_Decrypt`.
@@ -122,8 +130,8 @@ pub unsafe extern "C" fn C_Decrypt(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Decrypt", h, out, out_len, |t, o| {
-        Ok(t.decrypt(h, bytes(data, data_len)?, o)?)
+    produce("C_Decrypt", h, out, out_len, |t, s, o| {
+        Ok(t.decrypt(s, bytes(data, data_len)?, o)?)
     })
 }
 
@@ -136,8 +144,8 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_DecryptUpdate", h, out, out_len, |t, o| {
-        Ok(t.decrypt_update(h, bytes(data, data_len)?, o)?)
+    produce("C_DecryptUpdate", h, out, out_len, |t, s, o| {
+        Ok(t.decrypt_update(s, bytes(data, data_len)?, o)?)
     })
 }
 
@@ -148,8 +156,8 @@ pub unsafe extern "C" fn C_DecryptFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_DecryptFinal", h, out, out_len, |t, o| {
-        Ok(t.decrypt_final(h, o)?)
+    produce("C_DecryptFinal", h, out, out_len, |t, s, o| {
+        Ok(t.decrypt_final(s, o)?)
     })
 }
 
@@ -158,7 +166,7 @@ pub unsafe extern "C" fn C_DecryptFinal(
 /// `C_DigestInit`.
 #[no_mangle]
 pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) -> CK_RV {
-    init("C_DigestInit", h, mech, |t, m| t.digest_init(h, m))
+    init("C_DigestInit", h, mech, |t, s, m| t.digest_init(s, m))
 }
 
 /// `C_Digest`.
@@ -170,8 +178,8 @@ pub unsafe extern "C" fn C_Digest(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Digest", h, out, out_len, |t, o| {
-        Ok(t.digest(h, bytes(data, data_len)?, o)?)
+    produce("C_Digest", h, out, out_len, |t, s, o| {
+        Ok(t.digest(s, bytes(data, data_len)?, o)?)
     })
 }
 
@@ -182,8 +190,8 @@ pub unsafe extern "C" fn C_DigestUpdate(
     data: *mut CK_BYTE,
     data_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_DigestUpdate", h, |t| {
-        t.digest_update(h, bytes(data, data_len)?)?;
+    run("C_DigestUpdate", h, |t, s| {
+        t.digest_update(s, bytes(data, data_len)?)?;
         Ok(())
     })
 }
@@ -191,8 +199,8 @@ pub unsafe extern "C" fn C_DigestUpdate(
 /// `C_DigestKey`.
 #[no_mangle]
 pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
-    run("C_DigestKey", h, |t| {
-        t.digest_key(h, key)?;
+    run("C_DigestKey", h, |t, s| {
+        t.digest_key(s, key)?;
         Ok(())
     })
 }
@@ -204,8 +212,8 @@ pub unsafe extern "C" fn C_DigestFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_DigestFinal", h, out, out_len, |t, o| {
-        Ok(t.digest_final(h, o)?)
+    produce("C_DigestFinal", h, out, out_len, |t, s, o| {
+        Ok(t.digest_final(s, o)?)
     })
 }
 
@@ -218,7 +226,7 @@ pub unsafe extern "C" fn C_SignInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_SignInit", h, mech, |t, m| t.sign_init(h, m, key))
+    init("C_SignInit", h, mech, |t, s, m| t.sign_init(s, m, key))
 }
 
 /// `C_Sign`.
@@ -230,8 +238,8 @@ pub unsafe extern "C" fn C_Sign(
     sig: *mut CK_BYTE,
     sig_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Sign", h, sig, sig_len, |t, o| {
-        Ok(t.sign(h, bytes(data, data_len)?, o)?)
+    produce("C_Sign", h, sig, sig_len, |t, s, o| {
+        Ok(t.sign(s, bytes(data, data_len)?, o)?)
     })
 }
 
@@ -242,8 +250,8 @@ pub unsafe extern "C" fn C_SignUpdate(
     data: *mut CK_BYTE,
     data_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_SignUpdate", h, |t| {
-        t.sign_update(h, bytes(data, data_len)?)?;
+    run("C_SignUpdate", h, |t, s| {
+        t.sign_update(s, bytes(data, data_len)?)?;
         Ok(())
     })
 }
@@ -255,8 +263,8 @@ pub unsafe extern "C" fn C_SignFinal(
     sig: *mut CK_BYTE,
     sig_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_SignFinal", h, sig, sig_len, |t, o| {
-        Ok(t.sign_final(h, o)?)
+    produce("C_SignFinal", h, sig, sig_len, |t, s, o| {
+        Ok(t.sign_final(s, o)?)
     })
 }
 
@@ -267,7 +275,7 @@ pub unsafe extern "C" fn C_VerifyInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_VerifyInit", h, mech, |t, m| t.verify_init(h, m, key))
+    init("C_VerifyInit", h, mech, |t, s, m| t.verify_init(s, m, key))
 }
 
 /// `C_Verify`.
@@ -279,8 +287,8 @@ pub unsafe extern "C" fn C_Verify(
     sig: *mut CK_BYTE,
     sig_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_Verify", h, |t| {
-        t.verify(h, bytes(data, data_len)?, bytes(sig, sig_len)?)?;
+    run("C_Verify", h, |t, s| {
+        t.verify(s, bytes(data, data_len)?, bytes(sig, sig_len)?)?;
         Ok(())
     })
 }
@@ -292,8 +300,8 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     data: *mut CK_BYTE,
     data_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_VerifyUpdate", h, |t| {
-        t.verify_update(h, bytes(data, data_len)?)?;
+    run("C_VerifyUpdate", h, |t, s| {
+        t.verify_update(s, bytes(data, data_len)?)?;
         Ok(())
     })
 }
@@ -305,8 +313,8 @@ pub unsafe extern "C" fn C_VerifyFinal(
     sig: *mut CK_BYTE,
     sig_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_VerifyFinal", h, |t| {
-        t.verify_final(h, bytes(sig, sig_len)?)?;
+    run("C_VerifyFinal", h, |t, s| {
+        t.verify_final(s, bytes(sig, sig_len)?)?;
         Ok(())
     })
 }
@@ -322,7 +330,7 @@ pub unsafe extern "C" fn C_SeedRandom(
     seed: *mut CK_BYTE,
     seed_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_SeedRandom", h, |_| {
+    run("C_SeedRandom", h, |_, _| {
         bytes(seed, seed_len)?;
         Ok(())
     })
@@ -335,7 +343,7 @@ pub unsafe extern "C" fn C_GenerateRandom(
     out: *mut CK_BYTE,
     len: CK_ULONG,
 ) -> CK_RV {
-    run("C_GenerateRandom", h, |_| {
+    run("C_GenerateRandom", h, |_, _| {
         if len == 0 {
             return Ok(());
         }

@@ -29,7 +29,15 @@ pub unsafe extern "C" fn C_OpenSession(
         }
         let token = st.slot_token(slot)?;
         let h = token.open_session(flags & CKF_RW_SESSION != 0)?;
-        st.add_session(h as CK_SESSION_HANDLE, SessionEntry { slot, token });
+        let core = match token.session_ref(h) {
+            Ok(c) => c,
+            Err(e) => {
+                // (The gate locked the token in between.) No half-open session.
+                let _ = token.close_session(h);
+                return Err(e.into());
+            }
+        };
+        st.add_session(h as CK_SESSION_HANDLE, SessionEntry { slot, token, core });
         *session = h as CK_SESSION_HANDLE;
         Ok(())
     })

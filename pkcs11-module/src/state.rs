@@ -41,6 +41,8 @@ pub(crate) struct SessionEntry {
     pub slot: CK_SLOT_ID,
     /// The token (shared by all sessions on it: login state is per application).
     pub token: Arc<Token>,
+    /// The token's session itself, so a call does not look it up again by handle.
+    pub core: vault_core::session::SessionRef,
 }
 
 /// What a slot ID names.

@@ -173,6 +173,68 @@ type Use = (
     Option<crate::gate::OpClass>,
 );
 
+/// A session as a caller names it: by handle (`u64`, looked up in the token's
+/// session map) or by a [`SessionRef`] the caller keeps (no lookup: the PKCS#11
+/// module keeps one beside each handle). The operation functions take either.
+pub trait SessionKey: Copy {
+    #[doc(hidden)]
+    fn resolve<'t>(self, t: &'t Token) -> Result<Resolved<'t>>
+    where
+        Self: 't;
+}
+
+/// A session found for a call ([`SessionKey`]).
+#[doc(hidden)]
+pub enum Resolved<'a> {
+    Found(Arc<Mutex<Session>>),
+    Held(&'a Arc<Mutex<Session>>),
+}
+
+impl std::ops::Deref for Resolved<'_> {
+    type Target = Arc<Mutex<Session>>;
+    fn deref(&self) -> &Arc<Mutex<Session>> {
+        match self {
+            Resolved::Found(s) => s,
+            Resolved::Held(s) => s,
+        }
+    }
+}
+
+impl SessionKey for u64 {
+    fn resolve<'t>(self, t: &'t Token) -> Result<Resolved<'t>>
+    where
+        Self: 't,
+    {
+        t.session(self).map(Resolved::Found)
+    }
+}
+
+/// A session of one token, held by the caller instead of looked up by handle on
+/// every call ([`Token::session_ref`]). Valid for calls on that token only; after
+/// `C_CloseSession` the caller must drop it (the PKCS#11 module drops it with the
+/// handle).
+#[derive(Clone)]
+pub struct SessionRef {
+    session: Arc<Mutex<Session>>,
+    /// Names the token the session belongs to (checked on use): its store's record,
+    /// one per open token.
+    token: Arc<crate::store::Freshness>,
+}
+
+impl SessionKey for &SessionRef {
+    fn resolve<'t>(self, t: &'t Token) -> Result<Resolved<'t>>
+    where
+        Self: 't,
+    {
+        if !Arc::ptr_eq(&self.token, &t.fresh) {
+            return Err(Error::SessionHandleInvalid);
+        }
+        // As a lookup by handle does: a token the gate locked refuses every call.
+        t.gate_ensure_unlocked_cached()?;
+        Ok(Resolved::Held(&self.session))
+    }
+}
+
 /// Whether an object may serve as the key of an operation: a key class, the usage
 /// attribute set (`usage` 0: no usage needed), the mechanism allowed.
 fn check_use(attrs: &Attributes, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<()> {
@@ -290,6 +352,15 @@ impl Token {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
+    }
+
+    /// Session `sid` as a [`SessionRef`], for callers that keep it beside the
+    /// handle and pass it to the operation functions instead of `sid`.
+    pub fn session_ref(&self, sid: u64) -> Result<SessionRef> {
+        Ok(SessionRef {
+            session: self.session(sid)?,
+            token: self.fresh.clone(),
+        })
     }
 
     fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
@@ -782,8 +853,7 @@ impl Token {
         if k.passed.get() == Some(this) {
             return Some(k);
         }
-        if check_use(&k.obj.attrs, usage, mech).is_err()
-            || !k.gate.lets_through(gate, &k.obj.attrs)
+        if check_use(&k.obj.attrs, usage, mech).is_err() || !k.gate.lets_through(gate, &k.obj.attrs)
         {
             return None;
         }
@@ -797,12 +867,12 @@ impl Token {
     /// and the key kept for the next init.
     fn init_keyed<T: ?Sized>(
         &self,
-        sid: u64,
+        sid: impl SessionKey,
         mech: &Mechanism,
         key: u64,
         kind: InitKind<T>,
     ) -> Result<()> {
-        let s = self.session(sid)?;
+        let s = sid.resolve(self)?;
         // The file's version as of a recent look (a look now if there was none), taken
         // before the session's lock: the store's lock is never taken under it.
         let dv = if key < SESSION_OBJECT_BASE {
@@ -1013,7 +1083,7 @@ impl Token {
     // ------------------------------------------------------------------ operations
 
     /// `C_SignInit`.
-    pub fn sign_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn sign_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
         self.init_keyed(
             sid,
             mech,
@@ -1029,8 +1099,8 @@ impl Token {
     }
 
     /// `C_Sign` (single part).
-    pub fn sign(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
-        let s = self.session(sid)?;
+    pub fn sign(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         if let Some(st) = s.sign.as_ref() {
             if st.multi {
@@ -1048,8 +1118,8 @@ impl Token {
     }
 
     /// `C_SignUpdate`.
-    pub fn sign_update(&self, sid: u64, data: &[u8]) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn sign_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let st = s.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
@@ -1061,8 +1131,8 @@ impl Token {
     }
 
     /// `C_SignFinal`.
-    pub fn sign_final(&self, sid: u64, out: OutLen) -> Result<Output> {
-        let s = self.session(sid)?;
+    pub fn sign_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         if let Some(st) = s.sign.as_ref() {
             if out == OutLen::Query && st.pending.is_none() {
@@ -1073,7 +1143,7 @@ impl Token {
     }
 
     /// `C_VerifyInit`.
-    pub fn verify_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn verify_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
         self.init_keyed(
             sid,
             mech,
@@ -1089,8 +1159,8 @@ impl Token {
     }
 
     /// `C_Verify` (single part). The operation ends whatever the outcome.
-    pub fn verify(&self, sid: u64, data: &[u8], signature: &[u8]) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn verify(&self, sid: impl SessionKey, data: &[u8], signature: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
         if st.multi {
@@ -1101,8 +1171,8 @@ impl Token {
     }
 
     /// `C_VerifyUpdate`.
-    pub fn verify_update(&self, sid: u64, data: &[u8]) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn verify_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let st = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
@@ -1114,14 +1184,20 @@ impl Token {
     }
 
     /// `C_VerifyFinal`.
-    pub fn verify_final(&self, sid: u64, signature: &[u8]) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn verify_final(&self, sid: impl SessionKey, signature: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
         st.op.finish(signature)
     }
 
-    fn cipher_init(&self, sid: u64, mech: &Mechanism, key: u64, enc: bool) -> Result<()> {
+    fn cipher_init(
+        &self,
+        sid: impl SessionKey,
+        mech: &Mechanism,
+        key: u64,
+        enc: bool,
+    ) -> Result<()> {
         let kind = if enc {
             InitKind {
                 usage: CKA_ENCRYPT,
@@ -1150,8 +1226,14 @@ impl Token {
         }
     }
 
-    fn cipher_once(&self, sid: u64, data: &[u8], out: OutLen, enc: bool) -> Result<Output> {
-        let s = self.session(sid)?;
+    fn cipher_once(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: OutLen,
+        enc: bool,
+    ) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
         if let Some(st) = slot.as_ref() {
@@ -1167,8 +1249,14 @@ impl Token {
         step(slot, out, true, |st| st.op.once(data))
     }
 
-    fn cipher_update(&self, sid: u64, data: &[u8], out: OutLen, enc: bool) -> Result<Output> {
-        let s = self.session(sid)?;
+    fn cipher_update(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: OutLen,
+        enc: bool,
+    ) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
         if let Some(st) = slot.as_mut() {
@@ -1177,49 +1265,49 @@ impl Token {
         step(slot, out, false, |st| st.op.update(data))
     }
 
-    fn cipher_final(&self, sid: u64, out: OutLen, enc: bool) -> Result<Output> {
-        let s = self.session(sid)?;
+    fn cipher_final(&self, sid: impl SessionKey, out: OutLen, enc: bool) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
         step(slot, out, true, |st| st.op.finish())
     }
 
     /// `C_EncryptInit`.
-    pub fn encrypt_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn encrypt_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
         self.cipher_init(sid, mech, key, true)
     }
     /// `C_Encrypt`.
-    pub fn encrypt(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn encrypt(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_once(sid, data, out, true)
     }
     /// `C_EncryptUpdate`.
-    pub fn encrypt_update(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn encrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_update(sid, data, out, true)
     }
     /// `C_EncryptFinal`.
-    pub fn encrypt_final(&self, sid: u64, out: OutLen) -> Result<Output> {
+    pub fn encrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
         self.cipher_final(sid, out, true)
     }
     /// `C_DecryptInit`.
-    pub fn decrypt_init(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn decrypt_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
         self.cipher_init(sid, mech, key, false)
     }
     /// `C_Decrypt`.
-    pub fn decrypt(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn decrypt(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_once(sid, data, out, false)
     }
     /// `C_DecryptUpdate`.
-    pub fn decrypt_update(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn decrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_update(sid, data, out, false)
     }
     /// `C_DecryptFinal`.
-    pub fn decrypt_final(&self, sid: u64, out: OutLen) -> Result<Output> {
+    pub fn decrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
         self.cipher_final(sid, out, false)
     }
 
     /// `C_DigestInit`.
-    pub fn digest_init(&self, sid: u64, mech: &Mechanism) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn digest_init(&self, sid: impl SessionKey, mech: &Mechanism) -> Result<()> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         if s.digest.is_some() {
             return Err(Error::OperationActive);
@@ -1229,8 +1317,8 @@ impl Token {
     }
 
     /// `C_Digest`.
-    pub fn digest(&self, sid: u64, data: &[u8], out: OutLen) -> Result<Output> {
-        let s = self.session(sid)?;
+    pub fn digest(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         if let Some(st) = s.digest.as_ref() {
             if st.multi {
@@ -1248,8 +1336,8 @@ impl Token {
     }
 
     /// `C_DigestUpdate`.
-    pub fn digest_update(&self, sid: u64, data: &[u8]) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn digest_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let st = s.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
@@ -1258,7 +1346,7 @@ impl Token {
     }
 
     /// `C_DigestKey`: feeds a secret key's value into the digest.
-    pub fn digest_key(&self, sid: u64, key: u64) -> Result<()> {
+    pub fn digest_key(&self, sid: impl SessionKey, key: u64) -> Result<()> {
         let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
         if o.attrs.class() != Some(CKO_SECRET_KEY) {
             return Err(Error::KeyHandleInvalid);
@@ -1276,8 +1364,8 @@ impl Token {
     }
 
     /// `C_DigestFinal`.
-    pub fn digest_final(&self, sid: u64, out: OutLen) -> Result<Output> {
-        let s = self.session(sid)?;
+    pub fn digest_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         if let Some(st) = s.digest.as_ref() {
             if st.pending.is_none() && out == OutLen::Query {
@@ -1288,8 +1376,8 @@ impl Token {
     }
 
     /// Ends every operation of a session (`C_SessionCancel`).
-    pub fn cancel(&self, sid: u64) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn cancel(&self, sid: impl SessionKey) -> Result<()> {
+        let s = sid.resolve(self)?;
         Token::lock_session(&s).end_all();
         Ok(())
     }

@@ -207,3 +207,22 @@ fn two_sessions_reuse_their_own_keys_on_two_threads() {
         assert!(matches!(e, Error::KeyHandleInvalid), "{e:?}");
     }
 }
+
+#[test]
+fn a_session_ref_names_its_session_on_its_token_only() {
+    let f = setup();
+    let r = f.t.session_ref(f.sid).unwrap();
+    let m = Mechanism::new(CKM_ECDSA);
+    f.t.sign_init(&r, &m, f.private).unwrap();
+    // The same session, by handle or by reference: the operation is active.
+    let e = f.t.sign_init(f.sid, &m, f.private).unwrap_err();
+    assert!(matches!(e, Error::OperationActive), "{e:?}");
+    assert!(matches!(
+        f.t.sign(&r, &[0x11; 32], OutLen::Buffer(256)).unwrap(),
+        Output::Bytes(_)
+    ));
+    // Another open of the same file is another token: the reference means nothing there.
+    let b = f.reg.open(&f.entry).unwrap();
+    let e = b.sign_init(&r, &m, f.private).unwrap_err();
+    assert!(matches!(e, Error::SessionHandleInvalid), "{e:?}");
+}
