@@ -28,16 +28,8 @@ pub unsafe extern "C" fn C_OpenSession(
             return Err(Rv(CKR_SESSION_PARALLEL_NOT_SUPPORTED));
         }
         let token = st.slot_token(slot)?;
-        let h = token.open_session(flags & CKF_RW_SESSION != 0)?;
-        let core = match token.session_ref(h) {
-            Ok(c) => c,
-            Err(e) => {
-                // (The gate locked the token in between.) No half-open session.
-                let _ = token.close_session(h);
-                return Err(e.into());
-            }
-        };
-        st.add_session(h as CK_SESSION_HANDLE, SessionEntry { slot, token, core });
+        let (h, core) = token.open_session_ref(flags & CKF_RW_SESSION != 0)?;
+        st.add_session(h as CK_SESSION_HANDLE, SessionEntry::new(slot, token, core));
         *session = h as CK_SESSION_HANDLE;
         Ok(())
     })
@@ -48,8 +40,7 @@ pub unsafe extern "C" fn C_OpenSession(
 pub unsafe extern "C" fn C_CloseSession(h: CK_SESSION_HANDLE) -> CK_RV {
     call("C_CloseSession", || {
         let st = state::state()?;
-        let e = st.session(h)?;
-        st.remove_session(h);
+        let e = st.remove_session(h).ok_or(Rv(CKR_SESSION_HANDLE_INVALID))?;
         e.token.close_session(h)?;
         Ok(())
     })

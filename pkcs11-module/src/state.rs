@@ -33,9 +33,10 @@ static GLOBAL: ArcSwapOption<State> = ArcSwapOption::const_empty();
 /// Serializes `C_Initialize` and `C_Finalize` (readers never wait for it).
 static LIFECYCLE: Mutex<()> = Mutex::new(());
 
-/// A session handle's token. Each entry is its own allocation on its own cache
-/// lines (the per-call path takes a reference on it).
-#[repr(align(128))]
+/// A session handle's token. The per-call path takes a reference on it, so
+/// `_cold_tail` (fields in declaration order) keeps the next heap block (often the
+/// entry of the session opened next, used by another thread) off its cache line.
+#[repr(C)]
 pub(crate) struct SessionEntry {
     /// The slot the session was opened on.
     pub slot: CK_SLOT_ID,
@@ -43,6 +44,22 @@ pub(crate) struct SessionEntry {
     pub token: Arc<Token>,
     /// The token's session itself, so a call does not look it up again by handle.
     pub core: vault_core::session::SessionRef,
+    _cold_tail: [u8; 64],
+}
+
+impl SessionEntry {
+    pub(crate) fn new(
+        slot: CK_SLOT_ID,
+        token: Arc<Token>,
+        core: vault_core::session::SessionRef,
+    ) -> Self {
+        SessionEntry {
+            slot,
+            token,
+            core,
+            _cold_tail: [0; 64],
+        }
+    }
 }
 
 /// What a slot ID names.
@@ -118,11 +135,24 @@ fn pid() -> u32 {
 
 /// The current state, or `CKR_CRYPTOKI_NOT_INITIALIZED` (also in a forked child
 /// that has not called `C_Initialize` yet).
-pub(crate) fn state() -> Result<Arc<State>, Rv> {
+/// Holds the state for one call without taking a reference count on it (an
+/// `arc-swap` guard: `C_Finalize` does not wait for it).
+pub(crate) fn state() -> Result<StateRef, Rv> {
     let g = GLOBAL.load();
     match g.as_ref() {
-        Some(s) if s.pid == pid() => Ok(s.clone()),
+        Some(s) if s.pid == pid() => Ok(StateRef(g)),
         _ => Err(Rv(CKR_CRYPTOKI_NOT_INITIALIZED)),
+    }
+}
+
+/// [`state`]'s answer: derefs to the live `Arc<State>`.
+pub(crate) struct StateRef(arc_swap::Guard<Option<Arc<State>>>);
+
+impl std::ops::Deref for StateRef {
+    type Target = Arc<State>;
+    fn deref(&self) -> &Arc<State> {
+        // `state` checked it is `Some`.
+        self.0.as_ref().expect("state() checked")
     }
 }
 
@@ -295,9 +325,9 @@ impl State {
         self.sessions.insert(h, Arc::new(entry));
     }
 
-    /// Forgets a session.
-    pub(crate) fn remove_session(&self, h: CK_SESSION_HANDLE) {
-        self.sessions.remove(h);
+    /// Forgets a session; returns its entry.
+    pub(crate) fn remove_session(&self, h: CK_SESSION_HANDLE) -> Option<Arc<SessionEntry>> {
+        self.sessions.remove(h)
     }
 
     /// Forgets every session of `token`.

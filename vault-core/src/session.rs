@@ -75,9 +75,11 @@ impl<T: ?Sized> Stage<T> {
     }
 }
 
-/// One session. Aligned so that no two sessions share a cache line (their locks are
-/// taken on every call, by different threads).
-#[repr(align(128))]
+/// One session. Its lock and operation slots are written on every call, by whichever
+/// thread uses it; `_cold_tail` (fields in declaration order) keeps the next heap block
+/// (often another session, opened right after this one) off this one's written cache
+/// lines, without the cost of an over-aligned allocation.
+#[repr(C)]
 pub struct Session {
     id: u64,
     rw: bool,
@@ -92,6 +94,7 @@ pub struct Session {
     /// The key the last operation's init here used (token objects only): the next
     /// init with the same key reuses it while the file and the process are unchanged.
     last_key: Option<KeyUse>,
+    _cold_tail: [u8; 64],
 }
 
 impl Session {
@@ -216,9 +219,8 @@ impl SessionKey for u64 {
 #[derive(Clone)]
 pub struct SessionRef {
     session: Arc<Mutex<Session>>,
-    /// Names the token the session belongs to (checked on use): its store's record,
-    /// one per open token.
-    token: Arc<crate::store::Freshness>,
+    /// The token the session belongs to ([`Token::instance`], checked on use).
+    token: u64,
 }
 
 impl SessionKey for &SessionRef {
@@ -226,7 +228,7 @@ impl SessionKey for &SessionRef {
     where
         Self: 't,
     {
-        if !Arc::ptr_eq(&self.token, &t.fresh) {
+        if self.token != t.instance() {
             return Err(Error::SessionHandleInvalid);
         }
         // As a lookup by handle does: a token the gate locked refuses every call.
@@ -271,6 +273,12 @@ impl Token {
 
     /// `C_OpenSession`.
     pub fn open_session(&self, rw: bool) -> Result<u64> {
+        Ok(self.open_session_ref(rw)?.0)
+    }
+
+    /// `C_OpenSession` for a caller that keeps the session's [`SessionRef`] beside
+    /// its handle.
+    pub fn open_session_ref(&self, rw: bool) -> Result<(u64, SessionRef)> {
         self.gate_ensure_unlocked()?;
         if !rw && self.logged_in() == Some(UserType::So) {
             return Err(Error::SessionReadWriteSoExists);
@@ -287,10 +295,18 @@ impl Token {
             digest: None,
             private_op: false,
             last_key: None,
+            _cold_tail: [0; 64],
         };
-        self.sessions.insert(id, Arc::new(Mutex::new(s)));
+        let s = Arc::new(Mutex::new(s));
+        self.sessions.insert(id, s.clone());
         debug!(serial = %self.serial(), session = id, rw, "session opened");
-        Ok(id)
+        Ok((
+            id,
+            SessionRef {
+                session: s,
+                token: self.instance(),
+            },
+        ))
     }
 
     /// `C_CloseSession`: its session objects go with it; the last session logs out.
@@ -359,7 +375,7 @@ impl Token {
     pub fn session_ref(&self, sid: u64) -> Result<SessionRef> {
         Ok(SessionRef {
             session: self.session(sid)?,
-            token: self.fresh.clone(),
+            token: self.instance(),
         })
     }
 
@@ -905,6 +921,10 @@ impl Token {
             self.gate_check_key(class, &k.obj.attrs, &k.gate, verb)?;
         }
         let mut g = Token::lock_session(&s);
+        if k.private && !self.user_in() {
+            // A logout came in between and may have passed this session already.
+            return Err(Error::KeyHandleInvalid);
+        }
         *(kind.slot)(&mut g) = Some(Stage::new(op));
         g.private_op |= k.private;
         if key < SESSION_OBJECT_BASE {

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use cryptoki_sys::*;
@@ -131,6 +131,9 @@ pub type HandleMap<V> = HashMap<u64, V, rustc_hash::FxBuildHasher>;
 /// Whole-map operations visit the shards one after another (not one snapshot).
 pub struct ShardedHandles<V> {
     shards: [Shard<V>; SHARDS],
+    /// Entries in all shards (changed under the shard's lock; written only on insert
+    /// and remove, so it is not on the per-call path).
+    len: std::sync::atomic::AtomicUsize,
 }
 
 const SHARDS: usize = 16;
@@ -142,6 +145,7 @@ impl<V> Default for ShardedHandles<V> {
     fn default() -> Self {
         ShardedHandles {
             shards: std::array::from_fn(|_| Shard(RwLock::new(HandleMap::default()))),
+            len: Default::default(),
         }
     }
 }
@@ -174,18 +178,30 @@ impl<V> ShardedHandles<V> {
 
     /// Sets the value of `h`; returns the old one.
     pub fn insert(&self, h: u64, v: V) -> Option<V> {
-        Self::write_shard(self.shard(h)).insert(h, v)
+        let old = Self::write_shard(self.shard(h)).insert(h, v);
+        if old.is_none() {
+            self.len.fetch_add(1, Ordering::AcqRel);
+        }
+        old
     }
 
     /// Removes `h`; returns its value.
     pub fn remove(&self, h: u64) -> Option<V> {
-        Self::write_shard(self.shard(h)).remove(&h)
+        let mut shard = Self::write_shard(self.shard(h));
+        let old = shard.remove(&h);
+        if old.is_some() {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+        }
+        old
     }
 
     /// Keeps the entries for which `keep` says so.
     pub fn retain(&self, mut keep: impl FnMut(&u64, &mut V) -> bool) {
         for s in &self.shards {
-            Self::write_shard(&s.0).retain(&mut keep);
+            let mut shard = Self::write_shard(&s.0);
+            let before = shard.len();
+            shard.retain(&mut keep);
+            self.len.fetch_sub(before - shard.len(), Ordering::AcqRel);
         }
     }
 
@@ -210,15 +226,12 @@ impl<V> ShardedHandles<V> {
 
     /// The number of entries.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| Self::read_shard(&s.0).len())
-            .sum()
+        self.len.load(Ordering::Acquire)
     }
 
     /// Whether there are no entries.
     pub fn is_empty(&self) -> bool {
-        !self.any(|_| true)
+        self.len() == 0
     }
 }
 
@@ -271,6 +284,8 @@ pub struct Token {
     /// The store's look-and-epoch record, read without the store's lock by the
     /// per-session key reuse of every operation's init (see [`Token::cache_write`]).
     pub(crate) fresh: Arc<crate::store::Freshness>,
+    /// Unique among the tokens this process opens (names it in a `SessionRef`).
+    instance: u64,
     pub(crate) sessions: ShardedHandles<Arc<Mutex<Session>>>,
     pub(crate) session_objects: Mutex<HandleMap<(u64, Arc<CachedObject>)>>,
     pub(crate) next_session_object: AtomicU64,
@@ -373,6 +388,10 @@ impl Token {
             login: RwLock::new(LoginState::default()),
             cache: Mutex::new(Cache::default()),
             fresh,
+            instance: {
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
             sessions: ShardedHandles::default(),
             session_objects: Mutex::new(HandleMap::default()),
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
@@ -383,6 +402,11 @@ impl Token {
             path: path.to_path_buf(),
             kdf: config.kdf,
         }))
+    }
+
+    /// This open token's number: unique in the process, never reused.
+    pub fn instance(&self) -> u64 {
+        self.instance
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {

@@ -536,6 +536,11 @@ fn lock_seen_by_an_other_open_handle() {
     let osid = other.open_session(true).unwrap();
     let (_, plain) = ec_pair(&other, osid, "plain", false);
     sign(&other, osid, plain, b"before").unwrap();
+    // Session opens check the gate; the second reuses the first's look.
+    for _ in 0..2 {
+        let s = other.open_session(false).unwrap();
+        other.close_session(s).unwrap();
+    }
 
     t.login(UserType::User, USER).unwrap();
     for _ in 0..3 {
@@ -543,6 +548,11 @@ fn lock_seen_by_an_other_open_handle() {
         let _ = t.gate_answer(c.id, "bad");
     }
     assert!(t.gate_locked().unwrap());
+    // A fresh look at the file (token info reads the header) and, within the look
+    // window, a session open: the open must not trust its earlier "unlocked".
+    assert_eq!(other.info().unwrap().gate, GateState::Locked);
+    let e = other.open_session(false).unwrap_err();
+    assert!(matches!(e, Error::GateLocked), "{e:?}");
     let e = sign(&other, osid, plain, b"after").unwrap_err();
     assert_eq!(e.ckr(), CKR_DEVICE_REMOVED);
     assert!(matches!(other.otp_list(), Err(Error::GateLocked)));

@@ -467,6 +467,17 @@ pub(crate) struct GateRuntime {
     /// Whether the last look at the file (or this process) found the token locked:
     /// the check on every session call reads only this (see [`Token::gate_view`]).
     locked_seen: AtomicBool,
+    /// The (file version, epoch) at which [`Token::gate_ensure_unlocked`] last found
+    /// the token unlocked, packed by [`unlocked_mark`] (0: none).
+    unlocked_at: AtomicU64,
+}
+
+/// `data_version` and the token's epoch in one word, when both fit in 32 bits (else
+/// `None`: no shortcut, the full check every time).
+fn unlocked_mark(dv: i64, epoch: u64) -> Option<u64> {
+    let dv = u32::try_from(dv).ok()?;
+    let epoch = u32::try_from(epoch).ok()?;
+    Some(((dv as u64) << 32 | epoch as u64) + 1)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -567,8 +578,23 @@ impl Token {
     /// set by another process is seen within [`crate::store::LOOK_WINDOW`]). Session-level entry points (open session,
     /// login, find, every operation's init) call it.
     pub(crate) fn gate_ensure_unlocked(&self) -> Result<()> {
-        if self.gate_view()?.locked {
+        // Unlocked at this file version and epoch already: nothing to read again.
+        if let Some(dv) = self.fresh.recent() {
+            let mark = unlocked_mark(dv, self.fresh.epoch());
+            if mark.is_some()
+                && mark == Some(self.gate.unlocked_at.load(Ordering::Acquire))
+                && !self.gate.locked_seen.load(Ordering::Acquire)
+            {
+                return Ok(());
+            }
+        }
+        let epoch = self.fresh.epoch(); // before the look, as every reuse does
+        let (dv, view) = self.gate_fresh()?;
+        if view.locked {
             return Err(Error::GateLocked);
+        }
+        if let Some(mark) = unlocked_mark(dv, epoch) {
+            self.gate.unlocked_at.store(mark, Ordering::Release);
         }
         Ok(())
     }
