@@ -300,13 +300,7 @@ impl Token {
         let s = Arc::new(Mutex::new(s));
         self.sessions.insert(id, s.clone());
         debug!(serial = %self.serial(), session = id, rw, "session opened");
-        Ok((
-            id,
-            SessionRef {
-                session: s,
-                token: self.instance(),
-            },
-        ))
+        Ok((id, self.session_ref_to(s)))
     }
 
     /// `C_CloseSession`: its session objects go with it; the last session logs out.
@@ -373,10 +367,14 @@ impl Token {
     /// Session `sid` as a [`SessionRef`], for callers that keep it beside the
     /// handle and pass it to the operation functions instead of `sid`.
     pub fn session_ref(&self, sid: u64) -> Result<SessionRef> {
-        Ok(SessionRef {
-            session: self.session(sid)?,
+        Ok(self.session_ref_to(self.session(sid)?))
+    }
+
+    fn session_ref_to(&self, session: Arc<Mutex<Session>>) -> SessionRef {
+        SessionRef {
+            session,
             token: self.instance(),
-        })
+        }
     }
 
     fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
@@ -845,9 +843,9 @@ impl Token {
     /// token's epoch unchanged (no commit, login change or cache change in this
     /// process) and the file's `data_version` as of a look within the look window
     /// unchanged (no commit by another process; `dv` is the caller's look). No store,
-    /// cache or login lock. The checks an init
-    /// makes on the object are made again; a key the gate would stop, or any failed
-    /// check, goes the full way (which reports the error).
+    /// cache or login lock. The checks an init makes on the object are made again
+    /// (once per usage, mechanism and gate class); a key the gate would stop, or any
+    /// failed check, goes the full way (which reports the error).
     fn reuse<'s>(
         &self,
         s: &'s Session,

@@ -477,7 +477,7 @@ pub(crate) struct GateRuntime {
 fn unlocked_mark(dv: i64, epoch: u64) -> Option<u64> {
     let dv = u32::try_from(dv).ok()?;
     let epoch = u32::try_from(epoch).ok()?;
-    Some(((dv as u64) << 32 | epoch as u64) + 1)
+    ((dv as u64) << 32 | epoch as u64).checked_add(1)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
