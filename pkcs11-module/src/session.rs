@@ -91,7 +91,8 @@ pub unsafe extern "C" fn C_GetSessionInfo(
 fn login(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
     e.token.session_info(h)?;
     if user == CKU_CONTEXT_SPECIFIC {
-        e.token.verify_user_pin(pin)?;
+        // Also lets an operation waiting for it (CKA_ALWAYS_AUTHENTICATE key) run.
+        e.token.context_login(h, pin)?;
     } else {
         e.token.login(UserType::from_ck(user)?, pin)?;
     }

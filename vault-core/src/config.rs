@@ -340,6 +340,24 @@ struct RawConfig {
     log: LogConfig,
     #[serde(default)]
     prompt: Option<RawPrompt>,
+    #[serde(default)]
+    policy: PolicyConfig,
+}
+
+/// Key-use policy: `[policy]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// A sensitive key is wrapped only by a key that cannot also decrypt (a
+    /// secret key with `CKA_DECRYPT`) and is at least as strong as the wrapped key
+    /// (`CKR_KEY_NOT_WRAPPABLE` otherwise). `false` only for legacy clients.
+    pub strict_wrap: bool,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig { strict_wrap: true }
+    }
 }
 
 /// The effective configuration.
@@ -355,6 +373,8 @@ pub struct Config {
     pub log: LogConfig,
     /// User-presence prompt (`[prompt]`).
     pub prompt: PromptConfig,
+    /// Key-use policy (`[policy]`).
+    pub policy: PolicyConfig,
     /// The file this configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -457,6 +477,7 @@ impl Config {
             pin,
             log: raw.log,
             prompt,
+            policy: raw.policy,
             source: None,
         })
     }
@@ -469,6 +490,7 @@ impl Config {
             pin: PinPolicy::default(),
             log: LogConfig::default(),
             prompt: PromptConfig::default(),
+            policy: PolicyConfig::default(),
             source: None,
         }
     }
@@ -557,5 +579,13 @@ mod tests {
         let c = Config::from_toml("[pin]\nuser_max_tries = 3\n").unwrap();
         assert_eq!(c.pin.user_max_tries, 3);
         assert_eq!(c.pin.min_len, 4);
+    }
+
+    #[test]
+    fn strict_wrap_is_on_unless_turned_off() {
+        assert!(Config::from_toml("").unwrap().policy.strict_wrap);
+        let c = Config::from_toml("[policy]\nstrict_wrap = false\n").unwrap();
+        assert!(!c.policy.strict_wrap);
+        assert!(Config::from_toml("[policy]\nstrict = false\n").is_err());
     }
 }

@@ -171,6 +171,37 @@ pub fn is_sensitive_attr(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool {
     }
 }
 
+/// Whether the object is private: `CKA_PRIVATE`, and every private or secret key and
+/// OTP credential whatever its `CKA_PRIVATE` says (records written before
+/// `CKA_PRIVATE=false` was refused on keys may still carry it until migrated).
+pub fn is_private(obj: &Attributes) -> bool {
+    obj.bool_or(CKA_PRIVATE, true)
+        || matches!(obj.class(), Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
+        || obj.contains(crate::otp::CKA_VTOKEN_OTP)
+}
+
+/// Whether a search `template` would compare a value `obj` keeps secret: a
+/// sensitive attribute of a key that hides its secrets, or the value of a vault
+/// entry. Such a template never matches the object (no guessing oracle).
+pub fn probes_secret(obj: &Attributes, template: &Attributes) -> bool {
+    let class = obj.class().unwrap_or(CKO_DATA);
+    if class == CKO_DATA {
+        return template.contains(CKA_VALUE) && crate::vault::is_vault_object(obj);
+    }
+    hides_secrets(obj) && template.iter().any(|(t, _)| is_sensitive_attr(class, t))
+}
+
+/// Refuses `CKA_PRIVATE=false` on a private or secret key: their records hold key
+/// material and are sealed under the master key only.
+fn check_key_private(class: CK_OBJECT_CLASS, template: &Attributes) -> Result<()> {
+    if matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY)
+        && template.get_bool(CKA_PRIVATE)? == Some(false)
+    {
+        return Err(Error::AttributeValueInvalid(CKA_PRIVATE));
+    }
+    Ok(())
+}
+
 /// Whether the object's sensitive attributes are hidden.
 pub fn hides_secrets(obj: &Attributes) -> bool {
     matches!(obj.class(), Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
@@ -296,6 +327,7 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
             }
         }
     }
+    check_key_private(class, template)?;
     if let (Some(a), Some(b)) = (template.key_type(), generated.key_type()) {
         if a != b {
             return Err(Error::TemplateInconsistent(
@@ -565,6 +597,7 @@ pub fn apply_update(obj: &Attributes, template: &Attributes) -> Result<Attribute
                 .unwrap_or(CKA_MODIFIABLE),
         ));
     }
+    check_key_private(class, template)?;
     let mut o = obj.clone();
     for (t, v) in template.iter() {
         if !valid_for(class, t) {
@@ -605,6 +638,7 @@ pub fn apply_copy(obj: &Attributes, template: &Attributes) -> Result<Attributes>
         return Err(Error::FunctionNotSupported);
     }
     let class = obj.class().unwrap_or(CKO_DATA);
+    check_key_private(class, template)?;
     let mut o = obj.clone();
     for (t, v) in template.iter() {
         if !valid_for(class, t) {
@@ -624,6 +658,10 @@ pub fn apply_copy(obj: &Attributes, template: &Attributes) -> Result<Attributes>
             return Err(Error::AttributeReadOnly(t));
         }
         o.set(t, v.to_vec());
+    }
+    if matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+        // A copy of a key written before keys were always private is private.
+        o.set_bool(CKA_PRIVATE, true);
     }
     Ok(o)
 }

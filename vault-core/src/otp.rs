@@ -3,7 +3,8 @@
 //!
 //! A credential is an ordinary token object, so PKCS#11 clients see it too: a
 //! private, sensitive, unextractable `CKO_SECRET_KEY` of type `CKK_GENERIC_SECRET`
-//! with `CKA_SIGN` (an HMAC key for `CKM_SHA_1_HMAC` and friends), `CKA_LABEL` = the
+//! with no usage attribute set (every PKCS#11 operation's init refuses it, so codes
+//! come only from [`Token::otp_code`], which commits the counter), `CKA_LABEL` = the
 //! credential's name (`issuer:account`, or `account`), `CKA_ID` = `otp:` + name,
 //! `CKA_VALUE` = the secret, and the vendor attribute [`CKA_VTOKEN_OTP`] holding the
 //! parameters ([`OtpParams`], JSON). Only the token changes that attribute
@@ -228,9 +229,17 @@ impl Token {
         t.set_bool(CKA_PRIVATE, true);
         t.set_bool(CKA_SENSITIVE, true);
         t.set_bool(CKA_EXTRACTABLE, false);
-        t.set_bool(CKA_SIGN, true);
-        t.set_bool(CKA_VERIFY, true);
-        for f in [CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP, CKA_DERIVE] {
+        // No usage at all: codes come only from `Token::otp_code` (committed
+        // counter, `otp-code` gate); the PKCS#11 inits refuse OTP credentials anyway.
+        for f in [
+            CKA_SIGN,
+            CKA_VERIFY,
+            CKA_ENCRYPT,
+            CKA_DECRYPT,
+            CKA_WRAP,
+            CKA_UNWRAP,
+            CKA_DERIVE,
+        ] {
             t.set_bool(f, false);
         }
         t.set_bool(CKA_MODIFIABLE, false);

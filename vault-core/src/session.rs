@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cryptoki_sys::*;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -63,6 +63,9 @@ struct Stage<T: ?Sized> {
     op: Box<T>,
     multi: bool,
     pending: Option<Vec<u8>>,
+    /// The key has `CKA_ALWAYS_AUTHENTICATE`: no step runs until a
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` on this session after the init.
+    needs_auth: bool,
 }
 
 impl<T: ?Sized> Stage<T> {
@@ -71,7 +74,17 @@ impl<T: ?Sized> Stage<T> {
             op,
             multi: false,
             pending: None,
+            needs_auth: false,
         }
+    }
+}
+
+/// `CKR_USER_NOT_LOGGED_IN` while an operation waits for its context-specific
+/// login; the operation stays active.
+fn check_auth<T: ?Sized>(slot: &Option<Stage<T>>) -> Result<()> {
+    match slot {
+        Some(st) if st.needs_auth => Err(Error::UserNotLoggedIn),
+        _ => Ok(()),
     }
 }
 
@@ -161,6 +174,8 @@ struct KeyUse {
     id: u64,
     key: Arc<Key>,
     private: bool,
+    /// `CKA_ALWAYS_AUTHENTICATE` (read once, here).
+    always_auth: bool,
     obj: Arc<CachedObject>,
     gate: Arc<crate::gate::GateRecord>,
     dv: i64,
@@ -244,6 +259,12 @@ fn check_use(attrs: &Attributes, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> 
     if !matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
         return Err(Error::KeyHandleInvalid);
     }
+    if attrs.contains(crate::otp::CKA_VTOKEN_OTP) {
+        // An OTP credential computes codes only through `Token::otp_code`, which
+        // commits the HOTP counter first and is gated as `otp-code`: an HMAC over a
+        // chosen counter through PKCS#11 would skip both, whatever its CKA_SIGN.
+        return Err(Error::KeyFunctionNotPermitted);
+    }
     if usage != 0 && !attrs.bool_or(usage, false) {
         return Err(Error::KeyFunctionNotPermitted);
     }
@@ -251,6 +272,59 @@ fn check_use(attrs: &Attributes, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> 
         if !allowed.is_empty() && !ulongs(allowed).any(|m| m == mech.ty) {
             return Err(Error::MechanismInvalid(mech.ty));
         }
+    }
+    Ok(())
+}
+
+/// Whether a key made from `template` (unwrap, derive) could be read back: it is
+/// extractable or not sensitive (the defaults of [`object::build`] otherwise).
+fn exposes_value(template: &Attributes) -> bool {
+    template.bool_or(CKA_EXTRACTABLE, false) || !template.bool_or(CKA_SENSITIVE, true)
+}
+
+/// A key's security strength in bits (NIST SP 800-57 Part 1, table 2): symmetric
+/// keys their length (three-key DES3: 112), RSA by modulus size, EC by
+/// half the curve order. `None`: unknown (treated as weakest when wrapping,
+/// strongest when wrapped).
+fn strength(attrs: &Attributes) -> Option<usize> {
+    match attrs.key_type()? {
+        CKK_DES3 => Some(112),
+        CKK_RSA => {
+            let bits = match attrs.get_ulong(CKA_MODULUS_BITS).ok().flatten() {
+                Some(b) => b as usize,
+                None => attrs.get(CKA_MODULUS).map(|n| {
+                    let lead = n.iter().take_while(|b| **b == 0).count();
+                    (n.len() - lead) * 8
+                })?,
+            };
+            Some(match bits {
+                0..=1023 => 0,
+                1024..=2047 => 80,
+                2048..=3071 => 112,
+                3072..=7679 => 128,
+                7680..=15359 => 192,
+                _ => 256,
+            })
+        }
+        CKK_EC => {
+            let curve = crate::mechanism::backend::Curve::from_ec_params(attrs.get(CKA_EC_PARAMS)?)?;
+            Some(curve.bits() / 2)
+        }
+        _ => attrs.get(CKA_VALUE).map(|v| (v.len() * 8).min(256)),
+    }
+}
+
+/// `[policy] strict_wrap` for a sensitive `target`: the wrapping key must not be a
+/// secret key that can also decrypt (the wrapped blob would decrypt to the value
+/// with `C_Decrypt`), nor weaker than the target. `CKR_KEY_NOT_WRAPPABLE`: the
+/// token cannot wrap this key with that wrapping key (PKCS#11 §5.18).
+fn check_strict_wrap(wrapping: &Attributes, target: &Attributes) -> Result<()> {
+    if wrapping.class() == Some(CKO_SECRET_KEY) && wrapping.bool_or(CKA_DECRYPT, true) {
+        return Err(Error::KeyNotWrappable);
+    }
+    let need = strength(target).unwrap_or(usize::MAX);
+    if strength(wrapping).unwrap_or(0) < need {
+        return Err(Error::KeyNotWrappable);
     }
     Ok(())
 }
@@ -264,6 +338,8 @@ struct InitKind<T: ?Sized> {
     flag: CK_FLAGS,
     /// The gate's class and verb, for operations the gate may stop.
     gate: Option<(crate::gate::OpClass, &'static str)>,
+    /// A second class the operation also counts as (either gated: gated).
+    also: Option<crate::gate::OpClass>,
     slot: Slot<T>,
     make: fn(&Mechanism, &Key) -> Result<Box<T>>,
 }
@@ -361,7 +437,7 @@ impl Token {
         self.session_objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (_, o)| !o.attrs.bool_or(CKA_PRIVATE, true));
+            .retain(|_, (_, o)| !object::is_private(&o.attrs));
     }
 
     /// Session `sid` as a [`SessionRef`], for callers that keep it beside the
@@ -436,7 +512,7 @@ impl Token {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             let (_, o) = map.get(&id).ok_or(Error::ObjectHandleInvalid)?;
-            if o.attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
+            if object::is_private(&o.attrs) && !self.user_in() {
                 return Err(Error::ObjectHandleInvalid);
             }
             return Ok(o.clone());
@@ -450,7 +526,7 @@ impl Token {
         if let Some((v, o)) = cache.objects.get(&id) {
             if *v == dv {
                 // A cache hit needs only whether the user is in, not the keys.
-                if o.attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
+                if object::is_private(&o.attrs) && !self.user_in() {
                     return Err(Error::ObjectHandleInvalid);
                 }
                 return Ok(o.clone());
@@ -480,7 +556,21 @@ impl Token {
             key: Default::default(),
         });
         cache.objects.insert(id, (dv, o.clone()));
+        if object::is_private(&o.attrs) && !self.user_in() {
+            // A key record sealed as public by an older version (not yet migrated).
+            return Err(Error::ObjectHandleInvalid);
+        }
         Ok(o)
+    }
+
+    /// `CKA_TRUSTED` is set true by the SO only (PKCS#11 §4.4: an application cannot
+    /// make a key trusted); `CKR_ATTRIBUTE_READ_ONLY` for anyone else.
+    fn check_trusted_template(&self, template: &Attributes) -> Result<()> {
+        if template.get_bool(CKA_TRUSTED)? == Some(true) && self.logged_in() != Some(UserType::So)
+        {
+            return Err(Error::AttributeReadOnly(CKA_TRUSTED));
+        }
+        Ok(())
     }
 
     fn check_write(&self, sid: u64, attrs: &Attributes) -> Result<()> {
@@ -490,7 +580,7 @@ impl Token {
         if token && !rw {
             return Err(Error::SessionReadOnly);
         }
-        if attrs.bool_or(CKA_PRIVATE, true) && !self.user_in() {
+        if object::is_private(&attrs) && !self.user_in() {
             return Err(Error::UserNotLoggedIn);
         }
         Ok(())
@@ -504,7 +594,7 @@ impl Token {
             CKA_UNIQUE_ID,
             hex::encode(mechanism::random_secret(16)?.as_slice()).into_bytes(),
         );
-        let private = attrs.bool_or(CKA_PRIVATE, true);
+        let private = object::is_private(&attrs);
         if attrs.bool_or(CKA_TOKEN, false) {
             let keys = self.master_keys();
             let mut st = self.store();
@@ -537,6 +627,7 @@ impl Token {
     /// `C_CreateObject`.
     pub fn create_object(&self, sid: u64, template: &Attributes) -> Result<u64> {
         self.session(sid)?;
+        self.check_trusted_template(template)?;
         let mut attrs = object::build(template, Origin::Create, &Attributes::new())?;
         if crate::vault::is_vault_object(&attrs) {
             self.check_write(sid, &attrs)?;
@@ -549,7 +640,12 @@ impl Token {
     pub fn copy_object(&self, sid: u64, id: u64, template: &Attributes) -> Result<u64> {
         self.session(sid)?;
         let o = self.object(id)?;
+        self.check_trusted_template(template)?;
         let mut attrs = object::apply_copy(&o.attrs, template)?;
+        if self.logged_in() != Some(UserType::So) && attrs.bool_or(CKA_TRUSTED, false) {
+            // Trust is the SO's to give: a user's copy is not trusted.
+            attrs.set_bool(CKA_TRUSTED, false);
+        }
         if crate::vault::is_vault_object(&o.attrs) || crate::vault::is_vault_object(&attrs) {
             self.check_write(sid, &attrs)?;
             self.vault_before_write(Some(&o.attrs), &mut attrs, "Copy")?;
@@ -595,6 +691,15 @@ impl Token {
             // Reading an extractable key's value is a key export (gate, SPEC C1).
             self.gate_check_value_read(&o.attrs)?;
         }
+        if types.contains(&CKA_VALUE) && crate::vault::is_vault_object(&o.attrs) {
+            // A vault entry's value holds its passwords: `vault-password`, as
+            // `vtoken vault get` is.
+            self.gate_check(
+                crate::gate::OpClass::VaultPassword,
+                Some(&o.attrs),
+                &format!("reveal vault entry \"{}\" through PKCS#11", o.attrs.label()),
+            )?;
+        }
         if types.contains(&CKA_VALUE)
             && o.attrs.get(CKA_APPLICATION) == Some(crate::vault::VAULT_APPLICATION)
         {
@@ -637,6 +742,7 @@ impl Token {
     pub fn set_attributes(&self, sid: u64, id: u64, template: &Attributes) -> Result<()> {
         let o = self.object(id)?;
         self.check_write(sid, &o.attrs)?;
+        self.check_trusted_template(template)?;
         let mut attrs = object::apply_update(&o.attrs, template)?;
         if crate::vault::is_vault_object(&o.attrs) || crate::vault::is_vault_object(&attrs) {
             self.vault_before_write(Some(&o.attrs), &mut attrs, "Change")?;
@@ -656,7 +762,7 @@ impl Token {
             }
         } else {
             let keys = self.master_keys();
-            let private = attrs.bool_or(CKA_PRIVATE, true);
+            let private = object::is_private(&attrs);
             let mut st = self.store();
             let row = st.update_object(id, private, &attrs, keys.as_deref())?;
             let dv = st.data_version()?;
@@ -733,9 +839,12 @@ impl Token {
                 });
                 cache.objects.insert(raw.id, (dv, o));
             }
+            let user = self.user_in();
             for r in &rows {
                 if let Some((_, o)) = cache.objects.get(&r.id) {
                     if o.attrs.matches(template)
+                        && (user || !object::is_private(&o.attrs))
+                        && !object::probes_secret(&o.attrs, template)
                         && (vault_usable || !crate::vault::is_vault_object(&o.attrs))
                     {
                         found.push(r.id);
@@ -758,7 +867,9 @@ impl Token {
             let mut ids: Vec<u64> = map
                 .iter()
                 .filter(|(_, (_, o))| {
-                    (user || !o.attrs.bool_or(CKA_PRIVATE, true)) && o.attrs.matches(template)
+                    (user || !object::is_private(&o.attrs))
+                        && o.attrs.matches(template)
+                        && !object::probes_secret(&o.attrs, template)
                 })
                 .map(|(id, _)| *id)
                 .collect();
@@ -829,7 +940,8 @@ impl Token {
         };
         Ok(KeyUse {
             id,
-            private: o.attrs.bool_or(CKA_PRIVATE, true),
+            private: object::is_private(&o.attrs),
+            always_auth: o.attrs.bool_or(CKA_ALWAYS_AUTHENTICATE, false),
             key,
             obj: o,
             gate,
@@ -854,6 +966,7 @@ impl Token {
         usage: CK_ATTRIBUTE_TYPE,
         mech: &Mechanism,
         gate: Option<crate::gate::OpClass>,
+        also: Option<crate::gate::OpClass>,
     ) -> Option<&'s KeyUse> {
         let k = s.last_key.as_ref().filter(|k| k.id == id)?;
         if k.epoch != self.fresh.epoch() {
@@ -867,7 +980,10 @@ impl Token {
         if k.passed.get() == Some(this) {
             return Some(k);
         }
-        if check_use(&k.obj.attrs, usage, mech).is_err() || !k.gate.lets_through(gate, &k.obj.attrs)
+        // `also` follows from usage and mechanism, so `this` covers it.
+        if check_use(&k.obj.attrs, usage, mech).is_err()
+            || !k.gate.lets_through(gate, &k.obj.attrs)
+            || !k.gate.lets_through(also, &k.obj.attrs)
         {
             return None;
         }
@@ -903,10 +1019,11 @@ impl Token {
         Token::check_mech_flag(mech, kind.flag)?;
         if key < SESSION_OBJECT_BASE {
             let class = kind.gate.map(|c| c.0);
-            if let Some(k) = self.reuse(&g, dv, key, kind.usage, mech, class) {
+            if let Some(k) = self.reuse(&g, dv, key, kind.usage, mech, class, kind.also) {
                 let private = k.private;
-                let op = (kind.make)(mech, &k.key)?;
-                *(kind.slot)(&mut g) = Some(Stage::new(op));
+                let mut st = Stage::new((kind.make)(mech, &k.key)?);
+                st.needs_auth = k.always_auth && Token::needs_context_login(kind.usage);
+                *(kind.slot)(&mut g) = Some(st);
                 g.private_op |= private;
                 return Ok(());
             }
@@ -916,19 +1033,70 @@ impl Token {
         let k = self.key_of(key, kind.usage, mech)?;
         let op = (kind.make)(mech, &k.key)?;
         if let Some((class, verb)) = kind.gate {
-            self.gate_check_key(class, &k.obj.attrs, &k.gate, verb)?;
+            // One picture for the first class that is gated (either is enough).
+            let gated = [Some(class), kind.also]
+                .into_iter()
+                .flatten()
+                .find(|c| !k.gate.lets_through(Some(*c), &k.obj.attrs));
+            if let Some(c) = gated {
+                self.gate_check_key(c, &k.obj.attrs, &k.gate, verb)?;
+            }
         }
         let mut g = Token::lock_session(&s);
         if k.private && !self.user_in() {
             // A logout came in between and may have passed this session already.
             return Err(Error::KeyHandleInvalid);
         }
-        *(kind.slot)(&mut g) = Some(Stage::new(op));
+        let mut st = Stage::new(op);
+        st.needs_auth = k.always_auth && Token::needs_context_login(kind.usage);
+        *(kind.slot)(&mut g) = Some(st);
         g.private_op |= k.private;
         if key < SESSION_OBJECT_BASE {
             g.last_key = Some(k);
         }
         Ok(())
+    }
+
+    /// Whether an init with `usage` on a `CKA_ALWAYS_AUTHENTICATE` key waits for a
+    /// context-specific login (signatures and decryptions, PKCS#11 §4.9).
+    fn needs_context_login(usage: CK_ATTRIBUTE_TYPE) -> bool {
+        matches!(usage, CKA_SIGN | CKA_DECRYPT)
+    }
+
+    /// `C_Login(CKU_CONTEXT_SPECIFIC)` on session `sid`: the user PIN verified again
+    /// (counted like a login) lets the operations initialized on this session with
+    /// a `CKA_ALWAYS_AUTHENTICATE` key run (each later init needs a new one).
+    pub fn context_login(&self, sid: u64, pin: &[u8]) -> Result<()> {
+        let s = self.session(sid)?;
+        self.verify_user_pin(pin)?;
+        let mut g = Token::lock_session(&s);
+        if let Some(st) = g.sign.as_mut() {
+            st.needs_auth = false;
+        }
+        if let Some(st) = g.decrypt.as_mut() {
+            st.needs_auth = false;
+        }
+        Ok(())
+    }
+
+    /// Re-seals key records an older version sealed as public (see
+    /// [`crate::store::Store::migrate_public_keys`]); runs at user login. A failure
+    /// (a read-only file) is logged: such records stay invisible without login.
+    pub(crate) fn migrate_public_keys(&self) {
+        let Some(keys) = self.master_keys() else {
+            return;
+        };
+        let res = self.store().migrate_public_keys(&keys);
+        match res {
+            Ok(0) => {}
+            Ok(n) => {
+                self.cache_write().objects.clear();
+                warn!(serial = %self.serial(), records = n, "key records sealed as public by an older version re-sealed under the master key");
+            }
+            Err(e) => {
+                warn!(serial = %self.serial(), error = %e, "public key records could not be re-sealed")
+            }
+        }
     }
 
     fn check_mech_flag(mech: &Mechanism, flag: CK_FLAGS) -> Result<()> {
@@ -944,6 +1112,7 @@ impl Token {
         self.session(sid)?;
         Token::check_mech_flag(mech, CKF_GENERATE)?;
         object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
         let mut generated = mechanism::generate_key(mech, template)?;
         generated.set_bool(CKA_LOCAL, true);
         generated.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
@@ -964,6 +1133,8 @@ impl Token {
         Token::check_mech_flag(mech, CKF_GENERATE_KEY_PAIR)?;
         object::check_encoding(pub_t)?;
         object::check_encoding(priv_t)?;
+        self.check_trusted_template(pub_t)?;
+        self.check_trusted_template(priv_t)?;
         let (mut gp, mut gs) = mechanism::generate_key_pair(mech, pub_t, priv_t)?;
         for g in [&mut gp, &mut gs] {
             g.set_bool(CKA_LOCAL, true);
@@ -1015,6 +1186,13 @@ impl Token {
         if !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
             return Err(Error::KeyUnextractable);
         }
+        if o.attrs.bool_or(CKA_WRAP_WITH_TRUSTED, false) && !w.obj.attrs.bool_or(CKA_TRUSTED, false)
+        {
+            return Err(Error::KeyNotWrappable);
+        }
+        if self.strict_wrap && o.attrs.bool_or(CKA_SENSITIVE, true) {
+            check_strict_wrap(&w.obj.attrs, &o.attrs)?;
+        }
         self.gate_check_key(
             crate::gate::OpClass::KeyExport,
             &o.attrs,
@@ -1036,6 +1214,7 @@ impl Token {
     ) -> Result<u64> {
         self.session(sid)?;
         object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
         let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
         self.gate_check_key(
             crate::gate::OpClass::Unwrap,
@@ -1043,6 +1222,15 @@ impl Token {
             &u.gate,
             "unwrap a key",
         )?;
+        if exposes_value(template) {
+            // The unwrapped value can be read back: the unwrap is a decryption.
+            self.gate_check_key(
+                crate::gate::OpClass::Decrypt,
+                &u.obj.attrs,
+                &u.gate,
+                "unwrap into an extractable key",
+            )?;
+        }
         let uk = u.key;
         let plain = mechanism::unwrap(mech, &uk, wrapped)?;
         let mut generated = match template.class() {
@@ -1077,6 +1265,7 @@ impl Token {
     ) -> Result<u64> {
         self.session(sid)?;
         object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
         let b = self.key_of(base, CKA_DERIVE, mech)?;
         self.gate_check_key(
             crate::gate::OpClass::Derive,
@@ -1084,6 +1273,15 @@ impl Token {
             &b.gate,
             "derive a key",
         )?;
+        if exposes_value(template) {
+            // The derived value can be read back: the derivation is a decryption.
+            self.gate_check_key(
+                crate::gate::OpClass::Decrypt,
+                &b.obj.attrs,
+                &b.gate,
+                "derive an extractable key",
+            )?;
+        }
         let bk = b.key;
         let secret = mechanism::derive(mech, &bk, template)?;
         let mut g = Attributes::new();
@@ -1110,6 +1308,7 @@ impl Token {
                 usage: CKA_SIGN,
                 flag: CKF_SIGN,
                 gate: Some((crate::gate::OpClass::Sign, "sign")),
+                also: None,
                 slot: |s| &mut s.sign,
                 make: mechanism::sign_init,
             },
@@ -1120,6 +1319,7 @@ impl Token {
     pub fn sign(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
+        check_auth(&s.sign)?;
         if let Some(st) = s.sign.as_ref() {
             if st.multi {
                 s.sign = None;
@@ -1139,6 +1339,7 @@ impl Token {
     pub fn sign_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
+        check_auth(&s.sign)?;
         let st = s.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
         if let Err(e) = st.op.update(data) {
@@ -1152,6 +1353,7 @@ impl Token {
     pub fn sign_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
+        check_auth(&s.sign)?;
         if let Some(st) = s.sign.as_ref() {
             if out == OutLen::Query && st.pending.is_none() {
                 return Ok(Output::Needed(st.op.sig_len()));
@@ -1170,6 +1372,7 @@ impl Token {
                 usage: CKA_VERIFY,
                 flag: CKF_VERIFY,
                 gate: None,
+                also: None,
                 slot: |s| &mut s.verify,
                 make: mechanism::verify_init,
             },
@@ -1221,6 +1424,7 @@ impl Token {
                 usage: CKA_ENCRYPT,
                 flag: CKF_ENCRYPT,
                 gate: None,
+                also: None,
                 slot: |s| &mut s.encrypt,
                 make: mechanism::encrypt_init,
             }
@@ -1229,6 +1433,10 @@ impl Token {
                 usage: CKA_DECRYPT,
                 flag: CKF_DECRYPT,
                 gate: Some((crate::gate::OpClass::Decrypt, "decrypt")),
+                // A raw or PKCS#1 v1.5 RSA decryption with a private key turns an
+                // encoded digest into a signature: it is a signature too.
+                also: matches!(mech.ty, CKM_RSA_X_509 | CKM_RSA_PKCS)
+                    .then_some(crate::gate::OpClass::Sign),
                 slot: |s| &mut s.decrypt,
                 make: mechanism::decrypt_init,
             }
@@ -1254,6 +1462,7 @@ impl Token {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
+        check_auth(slot)?;
         if let Some(st) = slot.as_ref() {
             if st.multi {
                 *slot = None;
@@ -1277,6 +1486,7 @@ impl Token {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
+        check_auth(slot)?;
         if let Some(st) = slot.as_mut() {
             st.multi = true;
         }
@@ -1287,6 +1497,7 @@ impl Token {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
+        check_auth(slot)?;
         step(slot, out, true, |st| st.op.finish())
     }
 

@@ -297,6 +297,9 @@ pub struct Token {
     serial: String,
     path: PathBuf,
     kdf: KdfParams,
+    /// `[policy] strict_wrap`: sensitive keys are wrapped only by keys that cannot
+    /// decrypt and are at least as strong.
+    pub(crate) strict_wrap: bool,
 }
 
 /// Session objects get ids from this bit upward, token objects stay below.
@@ -401,6 +404,7 @@ impl Token {
             serial,
             path: path.to_path_buf(),
             kdf: config.kdf,
+            strict_wrap: config.policy.strict_wrap,
         }))
     }
 
@@ -647,6 +651,7 @@ impl Token {
         self.fresh.bump();
         if who == UserType::User {
             self.gate_log_state(crate::gate::GateState::PinVerified);
+            self.migrate_public_keys();
         }
         Ok(())
     }

@@ -591,6 +591,7 @@ impl Store {
         mk: Option<&MasterKeys>,
     ) -> Result<RowRef> {
         self.writable()?;
+        let private = sealed_private(private, attrs);
         let gen = random_gen()?;
         let tx = self
             .conn
@@ -622,6 +623,7 @@ impl Store {
         mk: Option<&MasterKeys>,
     ) -> Result<RowRef> {
         self.writable()?;
+        let private = sealed_private(private, attrs);
         let gen = random_gen()?;
         let (class, lt, it, blob) = self.view().seal_object(id, private, attrs, mk)?;
         let n = self.conn.execute(
@@ -646,6 +648,7 @@ impl Store {
         mk: Option<&MasterKeys>,
     ) -> Result<Option<RowRef>> {
         self.writable()?;
+        let private = sealed_private(private, attrs);
         let gen = random_gen()?;
         let (class, lt, it, blob) = self.view().seal_object(id, private, attrs, mk)?;
         let n = self.conn.execute(
@@ -861,6 +864,87 @@ impl Store {
             }
         }
         Ok(p)
+    }
+}
+
+/// Whether a record is sealed under the master key: when the caller says so, and
+/// always for what holds key material or vault data (private and secret keys, OTP
+/// credentials, vault entries), whatever their `CKA_PRIVATE` says.
+pub fn sealed_private(private: bool, attrs: &Attributes) -> bool {
+    private || crate::object::is_private(attrs) || crate::vault::is_vault_object(attrs)
+}
+
+impl Store {
+    /// Re-seals under the master key every key record an older version sealed under
+    /// the public-record key (a key created with `CKA_PRIVATE=false`), with
+    /// `CKA_PRIVATE` set true; returns how many. Runs at user login. The old
+    /// ciphertext is overwritten (`secure_delete`) and the WAL truncated, so a later
+    /// copy of the file keeps no record the public-record key opens.
+    pub fn migrate_public_keys(&mut self, mk: &MasterKeys) -> Result<usize> {
+        use cryptoki_sys::{CKA_PRIVATE, CKO_PRIVATE_KEY, CKO_SECRET_KEY};
+        // The class column is in the clear: finding them costs one index scan.
+        let ids: Vec<u64> = {
+            let mut st = self.conn.prepare_cached(
+                "SELECT id FROM objects WHERE private = 0 AND class IN (?1, ?2)",
+            )?;
+            let rows = st.query_map(
+                params![CKO_PRIVATE_KEY as i64, CKO_SECRET_KEY as i64],
+                |r| r.get::<_, i64>(0),
+            )?;
+            rows.map(|r| r.map(|v| v as u64))
+                .collect::<std::result::Result<_, _>>()?
+        };
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        self.writable()?;
+        self.conn.pragma_update(None, "secure_delete", "ON")?;
+        let records = self.raw_records(&ids)?;
+        let mut sealed = Vec::with_capacity(records.len());
+        for raw in &records {
+            let mut attrs = self.open_record(raw, None)?;
+            attrs.set_bool(CKA_PRIVATE, true);
+            let row = self.view().seal_object(raw.id, true, &attrs, Some(mk))?;
+            sealed.push((raw.id, row, random_gen()?));
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for (id, (class, lt, it, blob), gen) in &sealed {
+            // Only rows still public: another process may have migrated them first.
+            tx.execute(
+                "UPDATE objects SET private = 1, class = ?2, label_tag = ?3, id_tag = ?4, gen = ?5, blob = ?6 WHERE id = ?1 AND private = 0",
+                params![*id as i64, *class as i64, lt, it, gen, blob],
+            )?;
+        }
+        tx.commit()?;
+        let _ = self.conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+        Ok(sealed.len())
+    }
+
+    /// Writes `attrs` as a record sealed under the public-record key whatever its
+    /// class, as versions before keys were always private did. Only for tests of
+    /// [`Store::migrate_public_keys`] (it reveals nothing: the public-record key is
+    /// in the file); the token never calls it.
+    #[doc(hidden)]
+    pub fn insert_legacy_public_record(&mut self, attrs: &Attributes) -> Result<RowRef> {
+        self.writable()?;
+        let gen = random_gen()?;
+        let id: u64 = self
+            .conn
+            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM objects", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64;
+        let (class, lt, it, blob) = self.view().seal_object(id, false, attrs, None)?;
+        self.conn.execute(
+            "INSERT INTO objects(id, private, class, label_tag, id_tag, gen, blob) VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6)",
+            params![id as i64, class as i64, lt, it, gen, blob],
+        )?;
+        Ok(RowRef {
+            id,
+            gen,
+            private: false,
+        })
     }
 }
 
