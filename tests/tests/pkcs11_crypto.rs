@@ -545,7 +545,20 @@ fn hmac_sha256_rfc4231_case_2() {
 fn wrap_and_unwrap_with_aes_key_wrap_pad() {
     let ctx = Ctx::new();
     let (_, s) = ctx.user_session();
-    let kek = aes_key(&s, &[Attribute::Wrap(true), Attribute::Unwrap(true)]);
+    // A wrap-only key: strict wrapping refuses a key that could also decrypt the
+    // blob of a sensitive key.
+    let kek = s
+        .generate_key(
+            &Mechanism::AesKeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Wrap(true),
+                Attribute::Unwrap(true),
+                Attribute::Decrypt(false),
+            ],
+        )
+        .expect("AES key");
     let value: Vec<u8> = (100u8..132).collect();
     let target = secret_key(
         &s,
