@@ -380,10 +380,38 @@ fn gate_child() -> bool {
             let uri = otp_core::OtpUri::new_hotp(None, "bank", b"12345678901234567890".to_vec(), 0);
             t.otp_add(&uri, false).unwrap();
         }
+        "vault" => {
+            // The user confirms the write (the test's stand-in for the prompt).
+            t.set_prompt(std::sync::Arc::new(Confirm));
+            let mut e = vault_core::vault::Entry::new(vault_core::vault::Kind::Website, "bank");
+            e.fields.push(vault_core::vault::Field {
+                name: "password".into(),
+                value: VAULT_SECRET.into(),
+                secret: true,
+            });
+            t.vault_add(&e).unwrap();
+        }
         other => panic!("unknown role {other}"),
     }
     true
 }
+
+/// A prompt that confirms every request (vault writes in the `vault` child).
+struct Confirm;
+
+impl vault_core::prompt::Prompt for Confirm {
+    fn confirm(
+        &self,
+        _: &vault_core::prompt::Request,
+    ) -> vault_core::error::Result<vault_core::prompt::Answer> {
+        Ok(vault_core::prompt::Answer::Confirmed)
+    }
+    fn name(&self) -> &str {
+        "test-confirm"
+    }
+}
+
+const VAULT_SECRET: &str = "correct-horse-battery";
 
 fn gate_on(test: &str, classes: &str) {
     child_out(test, "gate", &[(GATE_TEST_ENV, classes.to_string())]);
@@ -529,6 +557,31 @@ fn otp_credentials_compute_no_codes_through_pkcs11() {
         .unwrap();
     let e = rv(s.sign(&Mechanism::Sha1Hmac, old, &0u64.to_be_bytes()));
     assert_eq!(e, RvError::KeyFunctionNotPermitted);
+}
+
+const VAULT_GATE_TEST: &str = "pkcs11_value_reads_of_vault_entries_are_gated_as_vault_password";
+
+#[test]
+fn pkcs11_value_reads_of_vault_entries_are_gated_as_vault_password() {
+    if gate_child() {
+        return;
+    }
+    let ctx = Ctx::new();
+    let (_, s) = user_session(&ctx);
+    child_out(VAULT_GATE_TEST, "vault", &[]);
+    let vault = [
+        Attribute::Class(ObjectClass::DATA),
+        Attribute::Application(vault_core::vault::VAULT_APPLICATION.to_vec()),
+    ];
+    let entry = find(&s, &vault);
+    assert_eq!(entry.len(), 1);
+    // Gate off: the value read gives the password (what the gate must stop).
+    let value = attr_bytes(&s, entry[0], AttributeType::Value);
+    assert!(contains(&value, VAULT_SECRET.as_bytes()));
+    gate_on(VAULT_GATE_TEST, "vault-password");
+    gate_refused(rv(s.get_attributes(entry[0], &[AttributeType::Value])));
+    // What is not secret still reads.
+    assert_eq!(attr_bytes(&s, entry[0], AttributeType::Label), b"bank");
 }
 
 // ---------------------------------------------------------------------- item 9
