@@ -1,5 +1,5 @@
 //! OTP credentials on the token: add/list/code/delete, RFC 4226/6238 vectors,
-//! agreement with `oathtool`, counter persistence and the PKCS#11 HMAC view.
+//! agreement with `oathtool`, counter persistence and the PKCS#11 view (no codes).
 
 use std::process::Command;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use vault_core::mechanism::Mechanism;
 use vault_core::otp::{OtpParams, CKA_VTOKEN_OTP};
 use vault_core::pkcs11::*;
 use vault_core::prompt::{Answer, Prompt, Request};
-use vault_core::session::{AttrResult, OutLen, Output};
+use vault_core::session::{AttrResult, OutLen};
 use vault_core::slots::{Registry, TokenEntry};
 use vault_core::token::{Token, UserType};
 use vault_core::{Attributes, Error};
@@ -272,7 +272,7 @@ fn codes_agree_with_oathtool() {
 }
 
 #[test]
-fn credential_is_an_hmac_key_for_pkcs11_clients() {
+fn credential_is_visible_to_pkcs11_but_computes_codes_only_through_otp_code() {
     let (_d, _r, _e, t) = setup();
     t.otp_add(
         &OtpUri::new_hotp(Some("Mod"), "hmac", RFC_SECRET.to_vec(), 3),
@@ -311,9 +311,9 @@ fn credential_is_an_hmac_key_for_pkcs11_clients() {
     );
     assert_eq!(attrs[2], AttrResult::Value(b"otp:Mod:hmac".to_vec()));
     assert_eq!(attrs[3], AttrResult::Sensitive);
-    assert_eq!(attrs[4], AttrResult::Value(vec![1]));
     assert_eq!(attrs[5], AttrResult::Value(vec![1]));
     assert_eq!(attrs[6], AttrResult::Value(vec![0]));
+    assert_eq!(attrs[4], AttrResult::Value(vec![0]), "no CKA_SIGN");
     let AttrResult::Value(params) = &attrs[7] else {
         panic!("no OTP parameters")
     };
@@ -322,22 +322,21 @@ fn credential_is_an_hmac_key_for_pkcs11_clients() {
     let p = OtpParams::from_attributes(&pa).unwrap().unwrap();
     assert_eq!((p.kind.as_str(), p.counter, p.digits), ("hotp", 3, 6));
 
-    // HMAC-SHA1 of the 8-byte counter through C_Sign, then RFC 4226 truncation.
-    t.sign_init(sid, &Mechanism::new(CKM_SHA_1_HMAC), key)
-        .unwrap();
-    let Output::Bytes(mac) = t
+    // An HMAC over a chosen counter through C_Sign would skip the committed
+    // counter and the `otp-code` gate: every PKCS#11 init refuses the credential.
+    for m in [CKM_SHA_1_HMAC, CKM_SHA256_HMAC] {
+        assert!(matches!(
+            t.sign_init(sid, &Mechanism::new(m), key),
+            Err(Error::KeyFunctionNotPermitted)
+        ));
+        assert!(matches!(
+            t.verify_init(sid, &Mechanism::new(m), key),
+            Err(Error::KeyFunctionNotPermitted)
+        ));
+    }
+    assert!(t
         .sign(sid, &3u64.to_be_bytes(), OutLen::Buffer(64))
-        .unwrap()
-    else {
-        panic!("short buffer")
-    };
-    use hmac::Mac;
-    let mut m = hmac::Hmac::<sha1::Sha1>::new_from_slice(RFC_SECRET).unwrap();
-    m.update(&3u64.to_be_bytes());
-    assert_eq!(mac, m.finalize().into_bytes().to_vec());
-    let off = (mac[19] & 0x0f) as usize;
-    let bin = u32::from_be_bytes(mac[off..off + 4].try_into().unwrap()) & 0x7fff_ffff;
-    assert_eq!(format!("{:06}", bin % 1_000_000), RFC_HOTP[3]);
+        .is_err());
     assert_eq!(t.otp_code("Mod:hmac", 0).unwrap(), RFC_HOTP[3]);
 
     // Clients cannot move the counter, copy the credential or read the secret.
