@@ -700,6 +700,68 @@ fn always_authenticate_keys_need_a_context_login_before_each_use() {
         let sig = s.sign_final().unwrap();
         s.verify(&Mechanism::Ecdsa, public, &data, &sig).unwrap();
     }
+    // Decryption likewise (C_Decrypt through the raw function list: the operation
+    // stays initialized across the refusal and the context login).
+    let (rsa_pub, rsa_priv) = s
+        .generate_key_pair(
+            &Mechanism::RsaPkcsKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::ModulusBits(2048.into()),
+                Attribute::PublicExponent(vec![1, 0, 1]),
+                Attribute::Encrypt(true),
+            ],
+            &[
+                Attribute::Token(false),
+                Attribute::Decrypt(true),
+                Attribute::AlwaysAuthenticate(true),
+            ],
+        )
+        .unwrap();
+    let oaep = Mechanism::RsaPkcsOaep(PkcsOaepParams::new(
+        MechanismType::SHA256,
+        PkcsMgfType::MGF1_SHA256,
+        PkcsOaepSource::empty(),
+    ));
+    let ct = s.encrypt(&oaep, rsa_pub, b"attack at dawn").unwrap();
+    let mut oaep_raw = CK_RSA_PKCS_OAEP_PARAMS {
+        hashAlg: CKM_SHA256,
+        mgf: CKG_MGF1_SHA256,
+        source: CKZ_DATA_SPECIFIED,
+        pSourceData: std::ptr::null_mut(),
+        ulSourceDataLen: 0,
+    };
+    let mut mech = CK_MECHANISM {
+        mechanism: CKM_RSA_PKCS_OAEP,
+        pParameter: &mut oaep_raw as *mut _ as *mut std::ffi::c_void,
+        ulParameterLen: std::mem::size_of::<CK_RSA_PKCS_OAEP_PARAMS>() as CK_ULONG,
+    };
+    let h = s.handle();
+    assert_eq!(
+        rawcall!(C_DecryptInit, h, &mut mech, rsa_priv.handle()),
+        CKR_OK
+    );
+    let mut ct = ct;
+    let mut out = [0u8; 256];
+    let mut len: CK_ULONG = out.len() as CK_ULONG;
+    let decrypt = |out: &mut [u8; 256], len: &mut CK_ULONG, ct: &mut Vec<u8>| {
+        rawcall!(
+            C_Decrypt,
+            h,
+            ct.as_mut_ptr(),
+            ct.len() as CK_ULONG,
+            out.as_mut_ptr(),
+            len
+        )
+    };
+    assert_eq!(
+        decrypt(&mut out, &mut len, &mut ct),
+        CKR_USER_NOT_LOGGED_IN
+    );
+    s.login(UserType::ContextSpecific, Some(&pin(PIN6)))
+        .unwrap();
+    assert_eq!(decrypt(&mut out, &mut len, &mut ct), CKR_OK);
+    assert_eq!(&out[..len as usize], b"attack at dawn");
 }
 
 #[test]

@@ -627,6 +627,10 @@ pub fn apply_update(obj: &Attributes, template: &Attributes) -> Result<Attribute
         }
         o.set(t, v.to_vec());
     }
+    if matches!(class, CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
+        // A key record from before keys were always private is written back private.
+        o.set_bool(CKA_PRIVATE, true);
+    }
     Ok(o)
 }
 
@@ -747,5 +751,53 @@ mod tests {
         let mut t = Attributes::new();
         t.set(CKA_LABEL, b"l".to_vec());
         assert!(apply_update(&ro, &t).is_err());
+    }
+
+    #[test]
+    fn keys_are_always_private() {
+        let mut t = aes_template();
+        t.set_bool(CKA_PRIVATE, false);
+        assert!(matches!(
+            build(&t, Origin::Create, &Attributes::new()),
+            Err(Error::AttributeValueInvalid(CKA_PRIVATE))
+        ));
+        let o = build(&aes_template(), Origin::Create, &Attributes::new()).unwrap();
+        let mut p = Attributes::new();
+        p.set_bool(CKA_PRIVATE, false);
+        assert!(apply_copy(&o, &p).is_err());
+        assert!(apply_update(&o, &p).is_err());
+        // A record an older version wrote with CKA_PRIVATE=false: still private, and
+        // private again once copied or changed.
+        let mut old = o.clone();
+        old.set_bool(CKA_PRIVATE, false);
+        assert!(is_private(&old));
+        let copy = apply_copy(&old, &Attributes::new()).unwrap();
+        assert_eq!(copy.get_bool(CKA_PRIVATE).unwrap(), Some(true));
+        let mut l = Attributes::new();
+        l.set(CKA_LABEL, b"x".to_vec());
+        let upd = apply_update(&old, &l).unwrap();
+        assert_eq!(upd.get_bool(CKA_PRIVATE).unwrap(), Some(true));
+        // Public keys and data objects may be public.
+        let mut d = Attributes::new();
+        d.set_ulong(CKA_CLASS, CKO_DATA);
+        d.set_bool(CKA_PRIVATE, false);
+        assert!(!is_private(&build(&d, Origin::Create, &Attributes::new()).unwrap()));
+    }
+
+    #[test]
+    fn a_template_naming_a_hidden_value_never_matches() {
+        let o = build(&aes_template(), Origin::Create, &Attributes::new()).unwrap();
+        let mut guess = Attributes::new();
+        guess.set(CKA_VALUE, vec![7u8; 32]);
+        assert!(o.matches(&guess), "the guess is right");
+        assert!(probes_secret(&o, &guess));
+        let mut t = aes_template();
+        t.set_bool(CKA_SENSITIVE, false);
+        t.set_bool(CKA_EXTRACTABLE, true);
+        let open = build(&t, Origin::Create, &Attributes::new()).unwrap();
+        assert!(!probes_secret(&open, &guess));
+        let mut label = Attributes::new();
+        label.set(CKA_LABEL, Vec::new());
+        assert!(!probes_secret(&o, &label));
     }
 }
