@@ -926,7 +926,11 @@ fn mechanism_parameters_of_the_wrong_size() {
     // AES key wrap with pad: an IV of 3 bytes. The wrapped key is not sensitive:
     // a sensitive one would be refused by strict wrapping (`aes` can decrypt)
     // before the parameter is looked at.
-    let plain = aes_key(&s, &[Attribute::Extractable(true), Attribute::Sensitive(false)]).handle();
+    let plain = aes_key(
+        &s,
+        &[Attribute::Extractable(true), Attribute::Sensitive(false)],
+    )
+    .handle();
     let mut m = mech(CKM_AES_KEY_WRAP_PAD, iv.as_mut_ptr() as *mut c_void, 3);
     let mut len: CK_ULONG = 64;
     let mut wrapped = [0u8; 64];

@@ -23,9 +23,8 @@ use vault_core::attr::Attributes;
 const PIN6: &str = "123456";
 /// The value of the key an old version stored as a public record.
 const LEGACY_VALUE: [u8; 32] = [
-    0x3c, 0xa1, 0x5e, 0x77, 0x09, 0xd2, 0x4b, 0x88, 0xf0, 0x13, 0x6a, 0xce, 0x21, 0x9d, 0x54,
-    0xb7, 0x0e, 0x62, 0xfa, 0x35, 0xc9, 0x18, 0x7d, 0xe4, 0x4f, 0xa6, 0x93, 0x2b, 0xd8, 0x71,
-    0x06, 0xbe,
+    0x3c, 0xa1, 0x5e, 0x77, 0x09, 0xd2, 0x4b, 0x88, 0xf0, 0x13, 0x6a, 0xce, 0x21, 0x9d, 0x54, 0xb7,
+    0x0e, 0x62, 0xfa, 0x35, 0xc9, 0x18, 0x7d, 0xe4, 0x4f, 0xa6, 0x93, 0x2b, 0xd8, 0x71, 0x06, 0xbe,
 ];
 
 /// A new token with user PIN [`PIN6`]; an R/W session logged in as the user.
@@ -84,7 +83,8 @@ fn child_out(test: &str, role: &str, env: &[(&str, String)]) -> String {
 
 // ---------------------------------------------------------------------- item 1
 
-const MIGRATION_TEST: &str = "keys_are_private_on_every_path_and_old_public_key_records_are_migrated";
+const MIGRATION_TEST: &str =
+    "keys_are_private_on_every_path_and_old_public_key_records_are_migrated";
 
 /// Child roles of [`MIGRATION_TEST`]: `plant` writes a sensitive, non-extractable
 /// AES key as the old code did with `CKA_PRIVATE=false` (a record sealed under the
@@ -184,7 +184,9 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
         )
         .unwrap();
     invalid(s.copy_object(key, &[Attribute::Private(false)]));
-    assert!(s.update_attributes(key, &[Attribute::Private(false)]).is_err());
+    assert!(s
+        .update_attributes(key, &[Attribute::Private(false)])
+        .is_err());
     // C_UnwrapKey and C_DeriveKey templates.
     let kek = s
         .generate_key(
@@ -253,7 +255,10 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
     // Without login the module neither lists nor uses it.
     ctx.reinit();
     let s = ctx.p11().open_rw_session(slot).unwrap();
-    assert!(find(&s, &[]).is_empty(), "no object is visible before login");
+    assert!(
+        find(&s, &[]).is_empty(),
+        "no object is visible before login"
+    );
     assert!(find(&s, &[Attribute::Label(b"legacy".to_vec())]).is_empty());
     let mut mech = CK_MECHANISM {
         mechanism: CKM_AES_ECB,
@@ -643,7 +648,10 @@ fn wrap_with_trusted_needs_a_wrapping_key_the_so_trusted() {
         rv(s.wrap_key(&oaep, user_pub, target)),
         RvError::KeyNotWrappable
     );
-    assert_eq!(rv(s.wrap_key(&oaep, copy, target)), RvError::KeyNotWrappable);
+    assert_eq!(
+        rv(s.wrap_key(&oaep, copy, target)),
+        RvError::KeyNotWrappable
+    );
     let wrapped = s.wrap_key(&oaep, trusted, target).unwrap();
     let back = s
         .unwrap_key(
@@ -754,10 +762,7 @@ fn always_authenticate_keys_need_a_context_login_before_each_use() {
             len
         )
     };
-    assert_eq!(
-        decrypt(&mut out, &mut len, &mut ct),
-        CKR_USER_NOT_LOGGED_IN
-    );
+    assert_eq!(decrypt(&mut out, &mut len, &mut ct), CKR_USER_NOT_LOGGED_IN);
     s.login(UserType::ContextSpecific, Some(&pin(PIN6)))
         .unwrap();
     assert_eq!(decrypt(&mut out, &mut len, &mut ct), CKR_OK);

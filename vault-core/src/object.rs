@@ -781,7 +781,9 @@ mod tests {
         let mut d = Attributes::new();
         d.set_ulong(CKA_CLASS, CKO_DATA);
         d.set_bool(CKA_PRIVATE, false);
-        assert!(!is_private(&build(&d, Origin::Create, &Attributes::new()).unwrap()));
+        assert!(!is_private(
+            &build(&d, Origin::Create, &Attributes::new()).unwrap()
+        ));
     }
 
     #[test]

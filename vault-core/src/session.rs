@@ -307,7 +307,8 @@ fn strength(attrs: &Attributes) -> Option<usize> {
             })
         }
         CKK_EC => {
-            let curve = crate::mechanism::backend::Curve::from_ec_params(attrs.get(CKA_EC_PARAMS)?)?;
+            let curve =
+                crate::mechanism::backend::Curve::from_ec_params(attrs.get(CKA_EC_PARAMS)?)?;
             Some(curve.bits() / 2)
         }
         _ => attrs.get(CKA_VALUE).map(|v| (v.len() * 8).min(256)),
@@ -566,8 +567,7 @@ impl Token {
     /// `CKA_TRUSTED` is set true by the SO only (PKCS#11 §4.4: an application cannot
     /// make a key trusted); `CKR_ATTRIBUTE_READ_ONLY` for anyone else.
     fn check_trusted_template(&self, template: &Attributes) -> Result<()> {
-        if template.get_bool(CKA_TRUSTED)? == Some(true) && self.logged_in() != Some(UserType::So)
-        {
+        if template.get_bool(CKA_TRUSTED)? == Some(true) && self.logged_in() != Some(UserType::So) {
             return Err(Error::AttributeReadOnly(CKA_TRUSTED));
         }
         Ok(())
@@ -580,7 +580,7 @@ impl Token {
         if token && !rw {
             return Err(Error::SessionReadOnly);
         }
-        if object::is_private(&attrs) && !self.user_in() {
+        if object::is_private(attrs) && !self.user_in() {
             return Err(Error::UserNotLoggedIn);
         }
         Ok(())
@@ -965,8 +965,7 @@ impl Token {
         id: u64,
         usage: CK_ATTRIBUTE_TYPE,
         mech: &Mechanism,
-        gate: Option<crate::gate::OpClass>,
-        also: Option<crate::gate::OpClass>,
+        (gate, also): (Option<crate::gate::OpClass>, Option<crate::gate::OpClass>),
     ) -> Option<&'s KeyUse> {
         let k = s.last_key.as_ref().filter(|k| k.id == id)?;
         if k.epoch != self.fresh.epoch() {
@@ -1019,7 +1018,7 @@ impl Token {
         Token::check_mech_flag(mech, kind.flag)?;
         if key < SESSION_OBJECT_BASE {
             let class = kind.gate.map(|c| c.0);
-            if let Some(k) = self.reuse(&g, dv, key, kind.usage, mech, class, kind.also) {
+            if let Some(k) = self.reuse(&g, dv, key, kind.usage, mech, (class, kind.also)) {
                 let private = k.private;
                 let mut st = Stage::new((kind.make)(mech, &k.key)?);
                 st.needs_auth = k.always_auth && Token::needs_context_login(kind.usage);

@@ -884,9 +884,9 @@ impl Store {
         use cryptoki_sys::{CKA_PRIVATE, CKO_PRIVATE_KEY, CKO_SECRET_KEY};
         // The class column is in the clear: finding them costs one index scan.
         let ids: Vec<u64> = {
-            let mut st = self.conn.prepare_cached(
-                "SELECT id FROM objects WHERE private = 0 AND class IN (?1, ?2)",
-            )?;
+            let mut st = self
+                .conn
+                .prepare_cached("SELECT id FROM objects WHERE private = 0 AND class IN (?1, ?2)")?;
             let rows = st.query_map(
                 params![CKO_PRIVATE_KEY as i64, CKO_SECRET_KEY as i64],
                 |r| r.get::<_, i64>(0),
@@ -930,11 +930,11 @@ impl Store {
     pub fn insert_legacy_public_record(&mut self, attrs: &Attributes) -> Result<RowRef> {
         self.writable()?;
         let gen = random_gen()?;
-        let id: u64 = self
-            .conn
-            .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM objects", [], |r| {
-                r.get::<_, i64>(0)
-            })? as u64;
+        let id: u64 =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM objects", [], |r| {
+                    r.get::<_, i64>(0)
+                })? as u64;
         let (class, lt, it, blob) = self.view().seal_object(id, false, attrs, None)?;
         self.conn.execute(
             "INSERT INTO objects(id, private, class, label_tag, id_tag, gen, blob) VALUES(?1, 0, ?2, ?3, ?4, ?5, ?6)",
