@@ -318,7 +318,7 @@ fn strength(attrs: &Attributes) -> Option<usize> {
 /// `[policy] strict_wrap` for a sensitive `target`: the wrapping key must not be a
 /// secret key that can also decrypt (the wrapped blob would decrypt to the value
 /// with `C_Decrypt`), nor weaker than the target. `CKR_KEY_NOT_WRAPPABLE`: the
-/// token cannot wrap this key with that wrapping key (PKCS#11 §5.18).
+/// token cannot wrap this key with that wrapping key (PKCS#11's meaning of it).
 fn check_strict_wrap(wrapping: &Attributes, target: &Attributes) -> Result<()> {
     if wrapping.class() == Some(CKO_SECRET_KEY) && wrapping.bool_or(CKA_DECRYPT, true) {
         return Err(Error::KeyNotWrappable);
@@ -564,7 +564,7 @@ impl Token {
         Ok(o)
     }
 
-    /// `CKA_TRUSTED` is set true by the SO only (PKCS#11 §4.4: an application cannot
+    /// `CKA_TRUSTED` is set true by the SO only (PKCS#11: an application cannot
     /// make a key trusted); `CKR_ATTRIBUTE_READ_ONLY` for anyone else.
     fn check_trusted_template(&self, template: &Attributes) -> Result<()> {
         if template.get_bool(CKA_TRUSTED)? == Some(true) && self.logged_in() != Some(UserType::So) {
@@ -1057,7 +1057,7 @@ impl Token {
     }
 
     /// Whether an init with `usage` on a `CKA_ALWAYS_AUTHENTICATE` key waits for a
-    /// context-specific login (signatures and decryptions, PKCS#11 §4.9).
+    /// context-specific login (signatures and decryptions, as PKCS#11 defines the attribute).
     fn needs_context_login(usage: CK_ATTRIBUTE_TYPE) -> bool {
         matches!(usage, CKA_SIGN | CKA_DECRYPT)
     }
