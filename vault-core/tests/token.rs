@@ -258,7 +258,8 @@ fn search_by_label_id_class_and_find_protocol() {
     let s = t.open_session(true).unwrap();
     for i in 0..20 {
         // Keys carry CKA_ID (data objects may not: CKR_ATTRIBUTE_TYPE_INVALID).
-        let mut a = data_object(&format!("obj{i}"), i % 2 == 0, true);
+        // Secret keys are always private (CKA_PRIVATE=false is refused on keys).
+        let mut a = data_object(&format!("obj{i}"), true, true);
         a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         a.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
         a.set(CKA_ID, vec![i as u8]);
@@ -281,7 +282,9 @@ fn search_by_label_id_class_and_find_protocol() {
     let mut q = Attributes::new();
     q.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
     q.set_bool(CKA_PRIVATE, true);
-    assert_eq!(t.search(&q).unwrap().len(), 10);
+    assert_eq!(t.search(&q).unwrap().len(), 20);
+    q.set_bool(CKA_PRIVATE, false);
+    assert_eq!(t.search(&q).unwrap().len(), 0);
     // C_FindObjects protocol in chunks.
     t.find_init(s, &Attributes::new()).unwrap();
     assert!(matches!(
