@@ -112,6 +112,9 @@ fn trace_logs_hold_no_pins_or_key_bytes() {
                 "aes",
                 "--id",
                 "a1",
+                // pkcs11-tool writes secret keys with CKA_PRIVATE=false unless told
+                // otherwise, which vtoken refuses (keys are always private).
+                "--private",
             ],
         ),
     );
