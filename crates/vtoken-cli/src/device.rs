@@ -601,7 +601,12 @@ fn open_named(ctx: &Ctx, name: &str) -> Result<Open> {
     Ok(Open { entry, token, sid })
 }
 
-fn print_summary(json: bool, verb: &str, s: &backup::Summary, extra: serde_json::Value) -> Result<()> {
+fn print_summary(
+    json: bool,
+    verb: &str,
+    s: &backup::Summary,
+    extra: serde_json::Value,
+) -> Result<()> {
     let warning = s.skipped_warning();
     if json {
         if let Some(w) = &warning {
@@ -648,7 +653,9 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
     match &b.command {
         None => {
             let (Some(from), Some(to)) = (&b.from, &b.to) else {
-                bail!("give --from and --to (or a subcommand: request, export, import); see --help");
+                bail!(
+                    "give --from and --to (or a subcommand: request, export, import); see --help"
+                );
             };
             let root = root_opt(&b.root)?;
             let src = open_named(ctx, from)?;
@@ -719,8 +726,10 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 bail!("give --request FILE (made on the target by `vtoken backup request`)");
             };
             let root = root_opt(root)?;
-            let req: backup::BackupRequest = serde_json::from_slice(&read_in(request)?)
-                .map_err(|e| CliError::new(format!("{}: not a backup request: {e}", request.display())))?;
+            let req: backup::BackupRequest =
+                serde_json::from_slice(&read_in(request)?).map_err(|e| {
+                    CliError::new(format!("{}: not a backup request: {e}", request.display()))
+                })?;
             let src = open_named(ctx, from)?;
             login(
                 &src.token,
@@ -736,7 +745,11 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
             write_out(Some(out), &bundle)?;
             print_summary(
                 json,
-                &format!("Bundle for token {} written to {}", req.attestation.serial, out.display()),
+                &format!(
+                    "Bundle for token {} written to {}",
+                    req.attestation.serial,
+                    out.display()
+                ),
                 &s,
                 json!({"bundle": out, "target_serial": req.attestation.serial}),
             )

@@ -131,8 +131,18 @@ impl Station {
         let t = ["--token", label];
         let mut a = t.to_vec();
         a.extend_from_slice(&[
-            "vault", "add", "--kind", "website", "--title", "mail", "--username", "alice", "--password", SECRET,
-            "--pin", PIN,
+            "vault",
+            "add",
+            "--kind",
+            "website",
+            "--title",
+            "mail",
+            "--username",
+            "alice",
+            "--password",
+            SECRET,
+            "--pin",
+            PIN,
         ]);
         self.ok(&a);
         let mut a = t.to_vec();
@@ -269,7 +279,10 @@ fn attacker_root_and_attacker_token_get_nothing() {
     let mut a = st.export_args("t1", "evil.req", "b2");
     a.extend(["--root".to_string(), evil_root.clone()]);
     let e = st.fails(&strs(&a));
-    assert!(e.contains("not the device root this source token trusts"), "{e}");
+    assert!(
+        e.contains("not the device root this source token trusts"),
+        "{e}"
+    );
     assert!(!st.p("b2").exists());
     // Without --root: the source's own root decides.
     let e = st.fails(&strs(&st.export_args("t1", "evil.req", "b3")));

@@ -179,7 +179,11 @@ impl Summary {
                 "{} non-extractable key{} NOT in the backup (the source was initialized without \
                  --allow-key-backup): {}",
                 self.skipped_labels.len(),
-                if self.skipped_labels.len() == 1 { " is" } else { "s are" },
+                if self.skipped_labels.len() == 1 {
+                    " is"
+                } else {
+                    "s are"
+                },
                 self.skipped_labels.join(", ")
             )
         })
@@ -298,10 +302,11 @@ fn gate_export(source: &Token, items: &[Attributes], what: &str) -> Result<()> {
             return Ok(source.gate_check(class, None, what)?);
         }
     }
-    if let Some(k) = items
-        .iter()
-        .find(|a| source.gate_applies(OpClass::KeyExport, Some(a)).unwrap_or(true))
-    {
+    if let Some(k) = items.iter().find(|a| {
+        source
+            .gate_applies(OpClass::KeyExport, Some(a))
+            .unwrap_or(true)
+    }) {
         return Ok(source.gate_check(OpClass::KeyExport, Some(k), what)?);
     }
     // Not gated: still refuse while the gate is locked.

@@ -196,9 +196,8 @@ pub fn check_device_usage(cert_der: &[u8]) -> Result<()> {
     use der::Decode;
     use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 
-    let not_device = |why: &str| -> Result<()> {
-        rejected(format!("not a device certificate: {why}"))
-    };
+    let not_device =
+        |why: &str| -> Result<()> { rejected(format!("not a device certificate: {why}")) };
     let cert = x509_cert::Certificate::from_der(cert_der)
         .map_err(|e| Error::Rejected(format!("certificate unreadable: {e}")))?;
     let exts = cert.tbs_certificate.extensions.as_deref().unwrap_or(&[]);
@@ -252,7 +251,10 @@ pub fn verify_device_chain_for(
         ))
     })?;
     if v.usage != Usage::Device {
-        return rejected(format!("not a device certificate: its usage is {}", v.usage));
+        return rejected(format!(
+            "not a device certificate: its usage is {}",
+            v.usage
+        ));
     }
     check_device_usage(&chain[0])?;
     Ok(v)

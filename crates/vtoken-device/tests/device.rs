@@ -303,7 +303,10 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     a.set_attributes(s, aes, &t).unwrap();
     a.close_session(s).unwrap();
     let fourth = backup::backup_local(&a, &b, sid, None).unwrap();
-    assert_eq!((fourth.created, fourth.updated, fourth.unchanged), (0, 1, 4));
+    assert_eq!(
+        (fourth.created, fourth.updated, fourth.unchanged),
+        (0, 1, 4)
+    );
     assert_eq!(objects(&b).len(), 6);
     find_label(&b, CKO_SECRET_KEY, "aes-renamed");
     let mut q = Attributes::new();
@@ -350,13 +353,10 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     // Truncated.
     assert!(backup::import_bundle(&b, sid, &bundle[..bundle.len() - 1], None, None, now).is_err());
     // Wrong expected source.
-    assert!(
-        backup::import_bundle(&b, sid, &bundle, None, Some("0000000000000000"), now).is_err()
-    );
+    assert!(backup::import_bundle(&b, sid, &bundle, None, Some("0000000000000000"), now).is_err());
     // A root the caller names that is not the target's own.
     let other = LocalCa::generate("other root", 30).unwrap();
-    let e = backup::import_bundle(&b, sid, &bundle, Some(other.cert_der()), None, now)
-        .unwrap_err();
+    let e = backup::import_bundle(&b, sid, &bundle, Some(other.cert_der()), None, now).unwrap_err();
     assert!(e.to_string().contains("not the device root"), "{e}");
     // Refused on the target's prompt: nothing stored, the request stays usable.
     *pb.answer.lock().unwrap() = Answer::Refused;
@@ -373,7 +373,10 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     certify_local(&d, &other).unwrap();
     let req_d = backup::request(&d).unwrap();
     let e = backup::export_bundle(&a, &req_d, None, now).unwrap_err();
-    assert!(e.to_string().contains("does not chain to the device root"), "{e}");
+    assert!(
+        e.to_string().contains("does not chain to the device root"),
+        "{e}"
+    );
     let e = backup::export_bundle(&a, &req_d, Some(other.cert_der()), now).unwrap_err();
     assert!(e.to_string().contains("not the device root"), "{e}");
     assert!(backup::authenticate_pair(&a, &d, now).is_err());
@@ -405,10 +408,7 @@ fn device_root_is_fixed_and_only_device_certificates_receive() {
     let evil = LocalCa::generate("vtoken test root", 30).unwrap();
     let e = certify_local(&a, &evil).unwrap_err();
     assert!(e.to_string().contains("device root is fixed"), "{e}");
-    assert_eq!(
-        vtoken_device::own_root(&a).unwrap(),
-        ca.cert_der().to_vec()
-    );
+    assert_eq!(vtoken_device::own_root(&a).unwrap(), ca.cert_der().to_vec());
     // Renewal under the same root is fine.
     certify_local(&a, &ca).unwrap();
     // A certificate of the right root for B's key, but with the client usage.
@@ -448,7 +448,10 @@ fn export_needs_the_source_prompt_and_the_gate() {
     assert!(backup::export_bundle(&a, &req, None, now).is_err());
     let seen = pa.seen.lock().unwrap().last().cloned().unwrap();
     assert!(seen.description.contains(b.serial()), "{seen:?}");
-    assert!(seen.description.contains("sig"), "skipped key named: {seen:?}");
+    assert!(
+        seen.description.contains("sig"),
+        "skipped key named: {seen:?}"
+    );
     // Confirmed: a bundle.
     *pa.answer.lock().unwrap() = Answer::Confirmed;
     backup::export_bundle(&a, &req, None, now).unwrap();
