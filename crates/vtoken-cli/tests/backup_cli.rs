@@ -570,3 +570,42 @@ fn skipped_keys_are_named() {
     ]);
     assert!(out.contains("sealed-signer"), "{out}");
 }
+
+/// Replay by racing: several processes import the same bundle at once; exactly one
+/// stores it (the nonce is consumed by one committed transaction).
+#[test]
+fn concurrent_imports_of_one_bundle_store_it_once() {
+    let st = Station::new();
+    st.source("t1", &["--allow-key-backup"]);
+    st.init("t2", "ca", &[]);
+    let n1 = st.objects("t1");
+    st.request("t2", "r");
+    st.ok(&strs(&st.export_args("t1", "r", "b")));
+    let args = st.import_args("t2", "b");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_vtoken"))
+                .args(&args)
+                .env("VTOKEN_CONF", &st.conf)
+                .env_remove("VTOKEN_PIN")
+                .env_remove("VTOKEN_TOKEN")
+                .env_remove("VTOKEN_PROMPT")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outs:?}");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("already imported"), "{e}");
+    }
+    assert_eq!(st.objects("t2"), n1);
+}
