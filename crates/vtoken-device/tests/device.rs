@@ -455,4 +455,38 @@ fn export_needs_the_source_prompt_and_the_gate() {
     // Confirmed: a bundle.
     *pa.answer.lock().unwrap() = Answer::Confirmed;
     backup::export_bundle(&a, &req, None, now).unwrap();
+
+    // A gated key among what travels gates the whole export, even with no class
+    // listed: the prompt agent cannot show the picture, so nothing is sealed.
+    let s = a.open_session(true).unwrap();
+    let mut at = Attributes::new();
+    at.set_bool(CKA_TOKEN, true);
+    at.set_bool(CKA_EXTRACTABLE, true);
+    at.set_bool(vault_core::object::CKA_VTOKEN_GATED, true);
+    at.set_ulong(CKA_VALUE_LEN, 32);
+    at.set(CKA_LABEL, b"gated-aes".to_vec());
+    a.generate_key(s, &Mechanism::new(CKM_AES_KEY_GEN), &at)
+        .unwrap();
+    a.close_session(s).unwrap();
+    a.gate_configure(vault_core::gate::GatePolicy {
+        enabled: true,
+        classes: vec![],
+        ..Default::default()
+    })
+    .unwrap();
+    let asked = pa.seen.lock().unwrap().len();
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            vtoken_device::Error::Token(
+                vault_core::Error::FunctionRejected
+                    | vault_core::Error::GateRejected(_)
+                    | vault_core::Error::GateLocked
+            )
+        ),
+        "{e}"
+    );
+    // The gate stopped it: the confirmation was never asked.
+    assert_eq!(pa.seen.lock().unwrap().len(), asked);
 }
