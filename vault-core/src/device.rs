@@ -20,6 +20,7 @@
 //!   refused: RUSTSEC-2023-0071).
 
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use tracing::info;
 use zeroize::Zeroizing;
 
@@ -102,6 +103,54 @@ fn ck_hash(h: HashAlg) -> (CK_MECHANISM_TYPE, CK_RSA_PKCS_MGF_TYPE) {
     }
 }
 
+/// The header extension holding the sealed device root (see [`Token::device_root`]).
+const ROOT_KEY: &str = "device_root";
+/// Label of the key that authenticates the device root (derived from the master key).
+const ROOT_LABEL: &[u8] = b"vtoken device root binding key";
+/// The header extension listing pending backup request nonces.
+const REQUESTS_KEY: &str = "backup_requests";
+/// Pending backup requests kept at most.
+pub const MAX_BACKUP_REQUESTS: usize = 16;
+/// Seconds a backup request stays valid.
+pub const BACKUP_REQUEST_LIFETIME: u64 = 7 * 24 * 3600;
+
+/// vtoken's vendor attribute on an object restored from a backup: a stable
+/// identity of the source object (SHA-256 over the source serial and its
+/// `CKA_UNIQUE_ID`), so importing a newer bundle updates instead of duplicating.
+/// Set only by [`Token::restore_object`]; templates cannot name it.
+pub const CKA_VTOKEN_BACKUP_ORIGIN: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0020;
+
+#[derive(Clone, Serialize, Deserialize)]
+struct PendingRequest {
+    nonce: Vec<u8>,
+    created: u64,
+}
+
+fn pending_of(h: &crate::store::Header) -> Result<Vec<PendingRequest>> {
+    match h.ext.get(REQUESTS_KEY) {
+        None => Ok(Vec::new()),
+        Some(b) => postcard::from_bytes(b)
+            .map_err(|e| Error::Corrupt(format!("backup requests damaged: {e}"))),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn root_key(keys: &MasterKeys) -> Key32 {
+    keys.master.derive(ROOT_LABEL)
+}
+
+fn root_ad(serial: &str) -> Vec<u8> {
+    let mut ad = b"vtoken device root v1\0".to_vec();
+    ad.extend_from_slice(serial.as_bytes());
+    ad
+}
+
 /// The header extension recording the key-backup policy chosen at initialization.
 const BACKUP_POLICY_KEY: &str = "key_backup";
 
@@ -138,14 +187,6 @@ impl Token {
     fn device_record(&self) -> Result<Option<Record>> {
         let mut st = self.store();
         record_of(st.header()?)
-    }
-
-    fn device_write(&self, r: &Record) -> Result<()> {
-        let mut st = self.store();
-        let mut h = st.header()?.clone();
-        let b = postcard::to_allocvec(r).map_err(|e| Error::General(format!("device: {e}")))?;
-        h.ext.insert(EXT_KEY.to_string(), b);
-        st.write_header(&h)
     }
 
     /// The master keys of whoever is logged in (user or SO).
@@ -215,9 +256,135 @@ impl Token {
                 "the certificate does not certify this token's device key".into(),
             ));
         }
+        // The chain's last certificate is the root this token trusts for device
+        // certificates (backup targets and sources must chain to it). It is bound
+        // at the first certification, sealed under the master key, and fixed from
+        // then on: a user-PIN holder cannot re-root the token to a CA of their own
+        // and so make it trust (and back up to) a token of theirs.
+        let root = match chain.as_slice() {
+            [_, .., root] => root.clone(),
+            _ => {
+                return Err(Error::ArgumentsBad(
+                    "a device certificate chain holds the leaf and its root".into(),
+                ))
+            }
+        };
+        let bound = self.device_root()?;
+        if let Some(b) = &bound {
+            if b.as_slice() != root.as_slice() {
+                return Err(Error::ArgumentsBad(
+                    "this token's device root is fixed at its first certification; \
+                     the new certificate chains to another root (re-initialize the token \
+                     to move it to another CA)"
+                        .into(),
+                ));
+            }
+        }
         r.chain = chain;
-        self.device_write(&r)?;
+        let keys = self.device_keys()?;
+        let sealed_root = seal::seal(&root_key(&keys), &root_ad(self.serial()), &root)?;
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let b = postcard::to_allocvec(&r).map_err(|e| Error::General(format!("device: {e}")))?;
+        h.ext.insert(EXT_KEY.to_string(), b);
+        if bound.is_none() {
+            h.ext.insert(ROOT_KEY.to_string(), sealed_root);
+        }
+        st.write_header(&h)?;
+        drop(st);
         info!(serial = %self.serial(), "device certificate stored");
+        Ok(())
+    }
+
+    /// The device root this token trusts (DER), bound at its first certification
+    /// and authenticated under the master key (user or SO logged in). `None` when
+    /// the token was never certified (or certified before roots were bound: certify
+    /// it again). A record that fails its check is `Corrupt`: the clear header is
+    /// writable by anyone who can write the file, so it is never trusted unsealed.
+    pub fn device_root(&self) -> Result<Option<Vec<u8>>> {
+        let sealed = {
+            let mut st = self.store();
+            st.header()?.ext.get(ROOT_KEY).cloned()
+        };
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let keys = self.device_keys()?;
+        let root = seal::open(&root_key(&keys), &root_ad(self.serial()), &sealed)
+            .ok_or_else(|| Error::Corrupt("the device root fails its integrity check".into()))?;
+        Ok(Some(root.to_vec()))
+    }
+
+    /// Target side of a backup (SPEC V11): a fresh 32-byte nonce the next bundle for
+    /// this token must carry, remembered in the token (user logged in). At most
+    /// [`MAX_BACKUP_REQUESTS`] stay pending (the oldest go first), each for
+    /// [`BACKUP_REQUEST_LIFETIME`] seconds.
+    pub fn backup_issue_nonce(&self) -> Result<Vec<u8>> {
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let nonce = mechanism::random_secret(32)?.to_vec();
+        let now = unix_now();
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let mut pending = pending_of(&h)?;
+        pending.retain(|p| now.saturating_sub(p.created) < BACKUP_REQUEST_LIFETIME);
+        pending.push(PendingRequest {
+            nonce: nonce.clone(),
+            created: now,
+        });
+        let excess = pending.len().saturating_sub(MAX_BACKUP_REQUESTS);
+        pending.drain(..excess);
+        h.ext.insert(
+            REQUESTS_KEY.to_string(),
+            postcard::to_allocvec(&pending).map_err(|e| Error::General(format!("device: {e}")))?,
+        );
+        st.write_header(&h)?;
+        info!(serial = %self.serial(), "backup request nonce issued");
+        Ok(nonce)
+    }
+
+    /// Whether `nonce` was issued by [`Token::backup_issue_nonce`], is still
+    /// pending and not expired (read only; [`Token::backup_take_nonce`] consumes).
+    pub fn backup_nonce_pending(&self, nonce: &[u8]) -> Result<bool> {
+        let now = unix_now();
+        let mut st = self.store();
+        let pending = pending_of(st.header()?)?;
+        Ok(pending.iter().any(|p| {
+            now.saturating_sub(p.created) < BACKUP_REQUEST_LIFETIME
+                && bool::from(p.nonce.as_slice().ct_eq(nonce))
+        }))
+    }
+
+    /// Consumes a pending backup nonce, once: `Ok` for exactly one caller across
+    /// every process. The one-shot is a committed counter increment (one immediate
+    /// SQLite transaction): whoever moves it from 0 to 1 owns the nonce; everyone
+    /// else, including a replay after the pending list was restored, is refused.
+    pub fn backup_take_nonce(&self, nonce: &[u8]) -> Result<()> {
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let used = Error::ArgumentsBad(
+            "this backup bundle was already imported, or its request expired or is unknown \
+             to this token: make a new request (vtoken backup request)"
+                .into(),
+        );
+        if !self.backup_nonce_pending(nonce)? {
+            return Err(used);
+        }
+        let mut st = self.store();
+        let name = format!("backup-nonce-{}", hex::encode(nonce));
+        if st.increment_counter(&name)? != 1 {
+            return Err(used);
+        }
+        let mut h = st.header()?.clone();
+        let mut pending = pending_of(&h)?;
+        pending.retain(|p| !bool::from(p.nonce.as_slice().ct_eq(nonce)));
+        h.ext.insert(
+            REQUESTS_KEY.to_string(),
+            postcard::to_allocvec(&pending).map_err(|e| Error::General(format!("device: {e}")))?,
+        );
+        st.write_header(&h)?;
         Ok(())
     }
 

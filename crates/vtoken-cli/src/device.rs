@@ -199,18 +199,29 @@ pub struct BackupPins {
 #[command(
     args_conflicts_with_subcommands = true,
     after_help = "\
-Both tokens must be certified by the same root (vtoken ca init + vtoken device certify,
-or vtoken enroll). The tokens authenticate each other (each signs the other's random),
-the data travels signed by the source and sealed to the target, and the target shows
-what it will store through its prompt agent ([prompt] in the configuration) before
-storing anything. What travels: vault entries, OTP credentials, certificates, public
-keys, data objects, extractable keys, and non-extractable keys only if the source was
-initialized with --allow-key-backup.
+Both tokens must be certified under the same root (vtoken ca init + vtoken device
+certify). Each token trusts only the root it was itself certified under (bound to it
+at certification): a target whose device certificate does not chain to the SOURCE
+token's own root, or is not a device certificate, gets nothing. --root is only an
+extra check and must name that same root.
 
-Examples:
-  vtoken backup --from work --to spare --root ca.pem
-  vtoken backup export --from work --to-cert spare.pem --root ca.pem -o work.bundle
-  vtoken backup import --to spare --in work.bundle --root ca.pem"
+Across machines, three steps:
+  1. on the target:  vtoken backup request --to spare -o spare.req
+     (a fresh nonce the target remembers, signed by its device key, with its chain)
+  2. on the source:  vtoken backup export --from work --request spare.req -o work.bundle
+     (passes the picture gate as key-export and vault-password and asks the source's
+     prompt agent to confirm; nothing is sealed otherwise)
+  3. on the target:  vtoken backup import --to spare --in work.bundle
+     (shows what it will store through the target's prompt agent; the bundle imports
+     once: a second import is refused)
+
+On one machine, `vtoken backup --from work --to spare` runs the same steps.
+
+What travels: vault entries, OTP credentials, certificates, public keys, data
+objects, extractable keys, and non-extractable keys only if the source was
+initialized with --allow-key-backup; keys left behind are named in a warning.
+Importing a newer bundle of the same source updates what an earlier one stored
+(no duplicates); OTP credentials already on the target keep their counter."
 )]
 pub struct Backup {
     #[command(subcommand)]
@@ -221,7 +232,7 @@ pub struct Backup {
     /// Target token (label or serial).
     #[arg(long, value_name = "LABEL|SERIAL")]
     pub to: Option<String>,
-    /// The root both tokens' device certificates chain to.
+    /// Extra check: the root both tokens are bound to (must be their own root).
     #[arg(long, value_name = "ROOT.pem")]
     pub root: Option<PathBuf>,
     #[command(flatten)]
@@ -231,24 +242,38 @@ pub struct Backup {
 /// Backup across machines.
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// On the source machine: a bundle addressed to the target's device certificate.
+    /// On the target machine: a request (fresh nonce + device chain) for the source.
+    Request {
+        /// Target token (label or serial).
+        #[arg(long, value_name = "LABEL|SERIAL")]
+        to: String,
+        /// The request (JSON).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        pins: BackupPins,
+    },
+    /// On the source machine: a bundle answering the target's request.
     Export {
         /// Source token (label or serial).
         #[arg(long, value_name = "LABEL|SERIAL")]
         from: String,
-        /// The target token's device certificate chain (`vtoken device cert --chain`).
-        #[arg(long, value_name = "CERT.pem")]
-        to_cert: PathBuf,
-        /// The root the target's certificate must chain to.
+        /// The target's request (`vtoken backup request`).
+        #[arg(long, value_name = "FILE")]
+        request: Option<PathBuf>,
+        /// No longer accepted: a certificate alone binds no nonce; use --request.
+        #[arg(long, value_name = "CERT.pem", hide = true)]
+        to_cert: Option<PathBuf>,
+        /// Extra check: must be the source token's own device root.
         #[arg(long, value_name = "ROOT.pem")]
-        root: PathBuf,
+        root: Option<PathBuf>,
         /// The bundle (DER CMS).
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
         #[command(flatten)]
         pins: BackupPins,
     },
-    /// On the target machine: check, show, and (on confirmation) store a bundle.
+    /// On the target machine: check, show, and (on confirmation) store a bundle, once.
     Import {
         /// Target token (label or serial).
         #[arg(long, value_name = "LABEL|SERIAL")]
@@ -256,9 +281,9 @@ pub enum BackupCommand {
         /// The bundle.
         #[arg(long = "in", short = 'i', value_name = "FILE")]
         input: PathBuf,
-        /// The root the source's certificate must chain to.
+        /// Extra check: must be the target token's own device root.
         #[arg(long, value_name = "ROOT.pem")]
-        root: PathBuf,
+        root: Option<PathBuf>,
         /// Accept only a bundle from this source serial.
         #[arg(long, value_name = "SERIAL")]
         from_serial: Option<String>,
@@ -576,9 +601,23 @@ fn open_named(ctx: &Ctx, name: &str) -> Result<Open> {
     Ok(Open { entry, token, sid })
 }
 
-fn print_summary(json: bool, verb: &str, s: &backup::Summary) -> Result<()> {
+fn print_summary(
+    json: bool,
+    verb: &str,
+    s: &backup::Summary,
+    extra: serde_json::Value,
+) -> Result<()> {
+    let warning = s.skipped_warning();
     if json {
-        return print_json(s);
+        if let Some(w) = &warning {
+            eprintln!("warning: {w}");
+        }
+        let mut v = serde_json::to_value(s).map_err(|e| CliError::new(e.to_string()))?;
+        if let (Some(o), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
+            o.extend(extra.clone());
+            o.insert("warnings".into(), json!(warning.iter().collect::<Vec<_>>()));
+        }
+        return print_json(&v);
     }
     outln!(
         "{verb}: {} vault entries, {} OTP credentials, {} certificates, {} keys ({} non-extractable), {} public keys, {} data objects",
@@ -590,13 +629,22 @@ fn print_summary(json: bool, verb: &str, s: &backup::Summary) -> Result<()> {
         s.public_keys,
         s.data_objects
     );
-    if s.skipped_keys > 0 {
+    if s.created + s.updated + s.unchanged > 0 {
         outln!(
-            "{} non-extractable keys stayed on the source (initialized without --allow-key-backup)",
-            s.skipped_keys
+            "  {} stored new, {} replaced an older copy, {} already here",
+            s.created,
+            s.updated,
+            s.unchanged
         );
     }
+    if let Some(w) = &warning {
+        outln!("WARNING: {w}");
+    }
     Ok(())
+}
+
+fn root_opt(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>> {
+    path.as_deref().map(root_of).transpose()
 }
 
 /// `vtoken backup …`.
@@ -604,10 +652,12 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
     let now = SystemTime::now();
     match &b.command {
         None => {
-            let (Some(from), Some(to), Some(root)) = (&b.from, &b.to, &b.root) else {
-                bail!("give --from, --to and --root (or a subcommand: export, import); see --help");
+            let (Some(from), Some(to)) = (&b.from, &b.to) else {
+                bail!(
+                    "give --from and --to (or a subcommand: request, export, import); see --help"
+                );
             };
-            let root = root_of(root)?;
+            let root = root_opt(&b.root)?;
             let src = open_named(ctx, from)?;
             let dst = open_named(ctx, to)?;
             if src.entry.serial == dst.entry.serial {
@@ -626,22 +676,60 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 &pin_of(&p.to_pin, &p.to_pin_file, "target token's user PIN")?,
             )
             .map_err(|e| CliError::new(format!("target token: {e}")))?;
-            let s = backup::backup_local(&src.token, &dst.token, dst.sid, &root).map_err(dev)?;
+            let s = backup::backup_local(&src.token, &dst.token, dst.sid, root.as_deref())
+                .map_err(dev)?;
             print_summary(
                 json,
                 &format!("Backed up {} to {}", src.entry.serial, dst.entry.serial),
                 &s,
+                json!({}),
             )
+        }
+        Some(BackupCommand::Request { to, out, pins }) => {
+            let dst = open_named(ctx, to)?;
+            login(
+                &dst.token,
+                UserType::User,
+                &pin_of(&pins.to_pin, &pins.to_pin_file, "target token's user PIN")?,
+            )?;
+            let req = backup::request(&dst.token).map_err(dev)?;
+            let text =
+                serde_json::to_string_pretty(&req).map_err(|e| CliError::new(e.to_string()))?;
+            write_out(Some(out), format!("{text}\n").as_bytes())?;
+            if json {
+                print_json(&json!({"request": out, "serial": dst.entry.serial}))
+            } else {
+                outln!(
+                    "Backup request of token {} written to {} (valid for 7 days, for one bundle)",
+                    dst.entry.serial,
+                    out.display()
+                );
+                Ok(())
+            }
         }
         Some(BackupCommand::Export {
             from,
+            request,
             to_cert,
             root,
             out,
             pins,
         }) => {
-            let root = root_of(root)?;
-            let chain = read_certs(to_cert)?;
+            if to_cert.is_some() {
+                bail!(
+                    "--to-cert is no longer accepted: the target must make a request \
+                     (vtoken backup request --to TARGET -o FILE) and the export answers it \
+                     (--request FILE); nothing was exported"
+                );
+            }
+            let Some(request) = request else {
+                bail!("give --request FILE (made on the target by `vtoken backup request`)");
+            };
+            let root = root_opt(root)?;
+            let req: backup::BackupRequest =
+                serde_json::from_slice(&read_in(request)?).map_err(|e| {
+                    CliError::new(format!("{}: not a backup request: {e}", request.display()))
+                })?;
             let src = open_named(ctx, from)?;
             login(
                 &src.token,
@@ -652,12 +740,18 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                     "source token's user PIN",
                 )?,
             )?;
-            let (bundle, s) = backup::export_bundle(&src.token, &chain, &root, now).map_err(dev)?;
+            let (bundle, s) =
+                backup::export_bundle(&src.token, &req, root.as_deref(), now).map_err(dev)?;
             write_out(Some(out), &bundle)?;
             print_summary(
                 json,
-                &format!("Bundle for the target written to {}", out.display()),
+                &format!(
+                    "Bundle for token {} written to {}",
+                    req.attestation.serial,
+                    out.display()
+                ),
                 &s,
+                json!({"bundle": out, "target_serial": req.attestation.serial}),
             )
         }
         Some(BackupCommand::Import {
@@ -667,7 +761,7 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
             from_serial,
             pins,
         }) => {
-            let root = root_of(root)?;
+            let root = root_opt(root)?;
             let bundle = read_in(input)?;
             let dst = open_named(ctx, to)?;
             login(
@@ -679,12 +773,12 @@ pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 &dst.token,
                 dst.sid,
                 &bundle,
-                &root,
+                root.as_deref(),
                 from_serial.as_deref(),
                 now,
             )
             .map_err(dev)?;
-            print_summary(json, "Restored", &s)
+            print_summary(json, "Restored", &s, json!({}))
         }
     }
 }

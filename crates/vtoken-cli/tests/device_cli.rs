@@ -542,23 +542,25 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
     let b = st.ok(&["--token", "dst", "otp", "list", "--pin", PIN]);
     assert_eq!(a, b);
 
-    // Across machines: a bundle for `spare`; tampering and a wrong source move nothing.
+    // Across machines: a request from `spare`, a bundle for it; tampering and a
+    // wrong source move nothing.
     st.ok(&[
-        "--token",
+        "backup",
+        "request",
+        "--to",
         "spare",
-        "device",
-        "cert",
-        "--chain",
         "-o",
-        &st.s("spare.pem"),
+        &st.s("spare.req"),
+        "--to-pin",
+        PIN,
     ]);
     st.ok(&[
         "backup",
         "export",
         "--from",
         "src",
-        "--to-cert",
-        &st.s("spare.pem"),
+        "--request",
+        &st.s("spare.req"),
         "--root",
         &root,
         "-o",
@@ -624,28 +626,29 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         &st.s("ca2"),
     ]);
     st.ok(&[
-        "--token",
+        "backup",
+        "request",
+        "--to",
         "rogue",
-        "device",
-        "cert",
         "-o",
-        &st.s("rogue.pem"),
+        &st.s("rogue.req"),
+        "--to-pin",
+        PIN,
     ]);
     st.fails(&[
         "backup",
         "export",
         "--from",
         "src",
-        "--to-cert",
-        &st.s("rogue.pem"),
-        "--root",
-        &root,
+        "--request",
+        &st.s("rogue.req"),
         "-o",
         &st.s("r.p7m"),
         "--from-pin",
         PIN,
     ]);
-    // The real thing.
+    assert!(!st.p("r.p7m").exists());
+    // The real thing (--root optional: the target checks against its own root).
     st.ok(&[
         "backup",
         "import",
@@ -653,8 +656,6 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         "spare",
         "--in",
         &st.s("b.p7m"),
-        "--root",
-        &root,
         "--to-pin",
         PIN,
     ]);

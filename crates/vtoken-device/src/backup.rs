@@ -1,25 +1,39 @@
 //! Token-to-token backup (SPEC V11).
 //!
-//! 1. Mutual device authentication ([`authenticate_pair`]): each side sends a random,
-//!    the other signs it with its device key and returns its certificate chain; both
-//!    chains must lead to the same root. Any failure stops everything.
-//! 2. The source collects what may travel ([`collect`]): vault entries, OTP
-//!    credentials, certificates, public keys, other data objects, and keys whose
-//!    policy allows it — extractable keys always; non-extractable ones only if the
-//!    source token was initialized to allow key backup (`vtoken init
-//!    --allow-key-backup`), since the target is always an authenticated vtoken.
-//! 3. The bundle ([`export_bundle`]) is a CMS SignedData by the source's device key
-//!    over an AuthEnvelopedData sealed to the target's device certificate: only the
-//!    target opens it, and any change breaks the signature.
-//! 4. The target ([`import_bundle`]) checks the signer against the root (and the
-//!    expected source serial), opens the envelope inside the token, shows what it
-//!    will store through the trusted prompt, and stores it only on confirmation.
-//!    If storing fails half-way, what was stored is removed again.
+//! Trust comes from the tokens, never from the caller: each token trusts only the
+//! device root bound to it when it was certified ([`crate::own_root`]), and a
+//! certificate counts only with the device usage ([`crate::check_device_usage`]).
+//!
+//! 1. The target makes a [`BackupRequest`] ([`request`]): a fresh nonce it
+//!    remembers, attested with its device key, and its certificate chain.
+//! 2. The source checks the request ([`export_bundle`]): the chain leads to the
+//!    source's own root, the leaf is a device certificate, the attestation
+//!    verifies. Then it collects what may travel ([`collect`]): vault entries, OTP
+//!    credentials, certificates, public keys, data objects, and keys whose policy
+//!    allows it — extractable keys always; non-extractable ones only if the source
+//!    was initialized with `--allow-key-backup`. Keys left behind are named.
+//! 3. The export is a high-privilege act on the source: it passes the picture
+//!    gate as `key-export` and `vault-password` and is confirmed through the
+//!    source's trusted prompt; nothing is sealed otherwise.
+//! 4. The bundle is a CMS SignedData by the source's device key over an
+//!    AuthEnvelopedData sealed to the target's device certificate; the signed
+//!    payload carries the target's nonce.
+//! 5. The target ([`import_bundle`]) checks the signer against its own root and
+//!    usage, opens the envelope inside the token, checks that the nonce is one it
+//!    issued and has not consumed, shows what it will store, and on confirmation
+//!    consumes the nonce (once, across processes) and stores. Objects carry a
+//!    stable identity of their source object ([`CKA_VTOKEN_BACKUP_ORIGIN`]): a
+//!    later bundle updates them instead of duplicating. If storing fails half-way,
+//!    what was stored is removed again.
 
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+use vault_core::device::CKA_VTOKEN_BACKUP_ORIGIN;
+use vault_core::gate::OpClass;
 use vault_core::otp::CKA_VTOKEN_OTP;
 use vault_core::pkcs11::*;
 use vault_core::prompt::Request;
@@ -27,10 +41,28 @@ use vault_core::token::Token;
 use vault_core::Attributes;
 use zeroize::Zeroizing;
 
-use crate::{attest, new_nonce, rejected, verify_attestation, verify_device_chain, Error, Result};
+use crate::{
+    attest, check_device_usage, new_nonce, own_root, rejected, unhex, verify_attestation,
+    verify_device_chain, verify_device_chain_for, Attestation, Error, Result,
+};
 
 /// Payload format version.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Request format version.
+pub const REQUEST_VERSION: u32 = 1;
+/// Nonce length of a request.
+const NONCE_LEN: usize = 32;
+
+/// What a target hands to the source (JSON): a fresh nonce the target remembers,
+/// signed with its device key, and its device certificate chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupRequest {
+    /// Format version ([`REQUEST_VERSION`]).
+    pub version: u32,
+    /// The target's attestation over its own nonce.
+    #[serde(flatten)]
+    pub attestation: Attestation,
+}
 
 /// What travels (postcard, inside the sealed envelope).
 #[derive(Serialize, Deserialize)]
@@ -38,6 +70,8 @@ struct Payload {
     version: u32,
     source_serial: String,
     target_serial: String,
+    /// The target's request nonce: the bundle imports once.
+    nonce: Vec<u8>,
     created: u64,
     items: Vec<Attributes>,
 }
@@ -63,8 +97,29 @@ pub struct Summary {
     pub data_objects: usize,
     /// Keys left behind because the source's policy keeps them on the token.
     pub skipped_keys: usize,
+    /// Their labels.
+    pub skipped_labels: Vec<String>,
     /// Labels, in order.
     pub labels: Vec<String>,
+    /// On import: objects stored new.
+    pub created: usize,
+    /// On import: objects that replaced an older copy of the same source object.
+    pub updated: usize,
+    /// On import: objects the target already held unchanged (not stored again),
+    /// and OTP credentials whose target copy was kept (its counter never goes back).
+    pub unchanged: usize,
+}
+
+/// A label for messages (never empty).
+fn label_of(a: &Attributes) -> String {
+    let l = a.label();
+    if !l.is_empty() {
+        return l;
+    }
+    match a.get(CKA_ID) {
+        Some(id) if !id.is_empty() => format!("(no label, id {})", hex::encode(id)),
+        _ => "(no label)".to_string(),
+    }
 }
 
 impl Summary {
@@ -82,15 +137,13 @@ impl Summary {
             Some(CKO_PUBLIC_KEY) => self.public_keys += 1,
             _ => self.data_objects += 1,
         }
-        self.labels.push(a.label().to_string());
+        self.labels.push(label_of(a));
     }
 
-    /// The text the target's prompt shows.
-    pub fn describe(&self) -> String {
-        let mut s = format!(
-            "Restore a backup from token {} into this token:\n  {} vault entries, {} OTP credentials, \
-             {} certificates, {} keys ({} non-extractable), {} public keys, {} data objects",
-            self.source_serial,
+    fn counts(&self) -> String {
+        format!(
+            "{} vault entries, {} OTP credentials, {} certificates, {} keys ({} non-extractable), \
+             {} public keys, {} data objects",
             self.vault_entries,
             self.otp_credentials,
             self.certificates,
@@ -98,6 +151,19 @@ impl Summary {
             self.non_extractable_keys,
             self.public_keys,
             self.data_objects
+        )
+    }
+
+    /// The text the target's prompt shows.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "Restore a backup from token {} into this token:\n  {}\n  {} new, {} replacing an \
+             older copy, {} already here",
+            self.source_serial,
+            self.counts(),
+            self.created,
+            self.updated,
+            self.unchanged
         );
         if !self.labels.is_empty() {
             s.push_str("\nLabels: ");
@@ -105,34 +171,67 @@ impl Summary {
         }
         s
     }
+
+    /// The warning about keys that stay on the source (None when none stay).
+    pub fn skipped_warning(&self) -> Option<String> {
+        (!self.skipped_labels.is_empty()).then(|| {
+            format!(
+                "{} non-extractable key{} NOT in the backup (the source was initialized without \
+                 --allow-key-backup): {}",
+                self.skipped_labels.len(),
+                if self.skipped_labels.len() == 1 {
+                    " is"
+                } else {
+                    "s are"
+                },
+                self.skipped_labels.join(", ")
+            )
+        })
+    }
 }
 
-/// Step 1 for two tokens in one process: each attests to the other's random; both
-/// chains must lead to `root_der`. Returns the target's chain (leaf first).
-pub fn authenticate_pair(
-    source: &Token,
-    target: &Token,
-    root_der: &[u8],
-    now: SystemTime,
-) -> Result<Vec<Vec<u8>>> {
+/// Mutual device authentication of two tokens in one process: each attests to the
+/// other's random, and each checks the other against the root IT trusts (its own
+/// bound device root) and for the device usage. Returns the target's chain.
+pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Result<Vec<Vec<u8>>> {
     if source.serial() == target.serial() {
         return rejected("source and target are the same token");
     }
-    // The source challenges the target ...
-    let n_source = new_nonce()?;
-    let from_target = attest(target, &n_source)?;
-    verify_attestation(&from_target, root_der, &n_source, now)
-        .map_err(|e| Error::Rejected(format!("target token not authenticated: {e}")))?;
-    // ... and the target challenges the source.
-    let n_target = new_nonce()?;
-    let from_source = attest(source, &n_target)?;
-    verify_attestation(&from_source, root_der, &n_target, now)
-        .map_err(|e| Error::Rejected(format!("source token not authenticated: {e}")))?;
+    let check = |verifier: &Token, prover: &Token, who: &str| -> Result<()> {
+        let n = new_nonce()?;
+        let att = attest(prover, &n)?;
+        let chain: Vec<Vec<u8>> = att
+            .chain
+            .iter()
+            .map(|c| unhex("certificate", c))
+            .collect::<Result<_>>()?;
+        verify_device_chain_for(verifier, &chain, now)
+            .and_then(|_| verify_attestation(&att, &own_root(verifier)?, &n, now))
+            .map_err(|e| Error::Rejected(format!("{who} token not authenticated: {e}")))?;
+        Ok(())
+    };
+    check(source, target, "target")?;
+    check(target, source, "source")?;
     info!(source = %source.serial(), target = %target.serial(), "backup: mutual device authentication done");
     Ok(target.device_info()?.chain)
 }
 
-/// Step 2: the objects that travel (user logged in on `source`) and their summary.
+/// Target side, step 1 (user logged in on `target`): a fresh nonce the token
+/// remembers, attested with the device key, with the device chain.
+pub fn request(target: &Token) -> Result<BackupRequest> {
+    if target.device_info()?.chain.is_empty() {
+        return rejected("the target token has no device certificate (vtoken device certify)");
+    }
+    // Checked here too, so a token that cannot verify a bundle issues no request.
+    own_root(target)?;
+    let nonce = target.backup_issue_nonce()?;
+    Ok(BackupRequest {
+        version: REQUEST_VERSION,
+        attestation: attest(target, &nonce)?,
+    })
+}
+
+/// The objects that travel (user logged in on `source`) and their summary.
 pub fn collect(source: &Token) -> Result<(Vec<Attributes>, Summary)> {
     let allow_nx = source.key_backup_allowed()?;
     let mut summary = Summary {
@@ -148,6 +247,7 @@ pub fn collect(source: &Token) -> Result<(Vec<Attributes>, Summary)> {
             && !a.contains(CKA_VTOKEN_OTP);
         if secret && !a.bool_or(CKA_EXTRACTABLE, false) && !allow_nx {
             summary.skipped_keys += 1;
+            summary.skipped_labels.push(label_of(&a));
             continue;
         }
         summary.add(&a);
@@ -163,18 +263,77 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Step 3: a bundle for the target whose certificate chain is `target_chain`
-/// (checked against `root_der` first: a target not certified by the root gets
-/// nothing). The source must be certified and logged in.
+/// Checks `request` against the source's own root and for the device usage and
+/// returns the target's chain and serial.
+fn check_request(
+    source: &Token,
+    request: &BackupRequest,
+    now: SystemTime,
+) -> Result<(Vec<Vec<u8>>, String, Vec<u8>)> {
+    if request.version != REQUEST_VERSION {
+        return rejected(format!(
+            "backup request version {} not supported",
+            request.version
+        ));
+    }
+    let att = &request.attestation;
+    let nonce = unhex("nonce", &att.nonce)?;
+    if nonce.len() != NONCE_LEN {
+        return rejected("the backup request's nonce is not 32 bytes");
+    }
+    let chain: Vec<Vec<u8>> = att
+        .chain
+        .iter()
+        .map(|c| unhex("certificate", c))
+        .collect::<Result<_>>()?;
+    let v = verify_device_chain_for(source, &chain, now)
+        .map_err(|e| Error::Rejected(format!("target certificate refused: {e}")))?;
+    verify_attestation(att, &own_root(source)?, &nonce, now)
+        .map_err(|e| Error::Rejected(format!("target not authenticated: {e}")))?;
+    Ok((chain, v.token_serial, nonce))
+}
+
+/// The gate for an export: it reveals keys and vault secrets, so it is gated when
+/// the policy covers `key-export` or `vault-password`, or any key that travels is
+/// itself gated. One picture check covers the export.
+fn gate_export(source: &Token, items: &[Attributes], what: &str) -> Result<()> {
+    for class in [OpClass::KeyExport, OpClass::VaultPassword] {
+        if source.gate_applies(class, None)? {
+            return Ok(source.gate_check(class, None, what)?);
+        }
+    }
+    if let Some(k) = items.iter().find(|a| {
+        source
+            .gate_applies(OpClass::KeyExport, Some(a))
+            .unwrap_or(true)
+    }) {
+        return Ok(source.gate_check(OpClass::KeyExport, Some(k), what)?);
+    }
+    // Not gated: still refuse while the gate is locked.
+    Ok(source.gate_check(OpClass::KeyExport, None, what)?)
+}
+
+/// A bundle answering the target's `request` (user logged in on `source`).
+///
+/// The target's certificate must chain to the source's own device root and be a
+/// device certificate; `expect_root`, when given, must be that same root (an
+/// extra check, never a substitute). Then the gate and the source's prompt;
+/// nothing is sealed unless every check passed and the user confirmed.
 pub fn export_bundle(
     source: &Token,
-    target_chain: &[Vec<u8>],
-    root_der: &[u8],
+    request: &BackupRequest,
+    expect_root: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<(Vec<u8>, Summary)> {
-    let target = verify_device_chain(target_chain, root_der, now)
-        .map_err(|e| Error::Rejected(format!("target certificate rejected: {e}")))?;
-    if target.token_serial == source.serial() {
+    let root = own_root(source)?;
+    if expect_root.is_some_and(|r| r != root.as_slice()) {
+        return rejected(
+            "the root given is not the device root this source token trusts: a backup goes \
+             only to tokens certified under the source's own root",
+        );
+    }
+    let (target_chain, target_serial, nonce) = check_request(source, request, now)?;
+    if target_serial == source.serial() {
         return rejected("source and target are the same token");
     }
     let info = source.device_info()?;
@@ -182,10 +341,28 @@ pub fn export_bundle(
         return rejected("the source token has no device certificate (vtoken device certify)");
     };
     let (items, summary) = collect(source)?;
+    let what = format!(
+        "export a backup of {} objects to token {target_serial}",
+        items.len()
+    );
+    gate_export(source, &items, &what)?;
+    let mut description = format!(
+        "Send a backup of this token to token {target_serial}:\n  {}",
+        summary.counts()
+    );
+    if let Some(w) = summary.skipped_warning() {
+        description.push('\n');
+        description.push_str(&w);
+    }
+    source.confirm(&Request {
+        title: "Export a backup?".into(),
+        description,
+    })?;
     let payload = Payload {
         version: VERSION,
         source_serial: source.serial().to_string(),
-        target_serial: target.token_serial.clone(),
+        target_serial: target_serial.clone(),
+        nonce,
         created: now_secs(),
         items,
     };
@@ -197,21 +374,59 @@ pub fn export_bundle(
     let bundle = vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, |attrs| {
         source.device_sign_cms(attrs)
     })?;
-    info!(source = %source.serial(), target = %target.token_serial, items = summary.labels.len(), "backup bundle made");
+    info!(source = %source.serial(), target = %target_serial, items = summary.labels.len(), "backup bundle made");
     Ok((bundle, summary))
 }
 
-/// Step 4 (user logged in on `target`, `sid` a R/W session): verifies, opens,
-/// asks, stores. `expected_source` pins the source serial when known. Nothing is
-/// stored unless every check passed and the user confirmed.
+/// SHA-256 over every attribute but the token-assigned identity ones.
+fn content_hash(a: &Attributes) -> Result<[u8; 32]> {
+    let mut c = a.clone();
+    c.remove(CKA_UNIQUE_ID);
+    c.remove(CKA_VTOKEN_BACKUP_ORIGIN);
+    let b = Zeroizing::new(
+        postcard::to_allocvec(&c).map_err(|e| Error::Rejected(format!("object: {e}")))?,
+    );
+    Ok(Sha256::digest(&*b).into())
+}
+
+/// The stable identity of a source object: its serial and `CKA_UNIQUE_ID` (or its
+/// content, for an object without one).
+fn origin_of(source_serial: &str, a: &Attributes) -> Result<Vec<u8>> {
+    let mut h = Sha256::new();
+    h.update(b"vtoken backup origin v1\0");
+    h.update(source_serial.as_bytes());
+    h.update([0]);
+    match a.get(CKA_UNIQUE_ID) {
+        Some(u) if !u.is_empty() => h.update(u),
+        _ => h.update(content_hash(a)?),
+    }
+    Ok(h.finalize().to_vec())
+}
+
+enum Plan {
+    New(Attributes),
+    Replace(Attributes, u64),
+    Keep,
+}
+
+/// Import (user logged in on `target`, `sid` a R/W session): verifies, opens,
+/// asks, stores. The signer must chain to the target's own device root (
+/// `expect_root`, when given, must equal it) with the device usage;
+/// `expected_source` pins the source serial when known. Nothing is stored unless
+/// every check passed and the user confirmed; the bundle's nonce is consumed with
+/// the import, so the same bundle never imports twice.
 pub fn import_bundle(
     target: &Token,
     sid: u64,
     bundle: &[u8],
-    root_der: &[u8],
+    expect_root: Option<&[u8]>,
     expected_source: Option<&str>,
     now: SystemTime,
 ) -> Result<Summary> {
+    let root = own_root(target)?;
+    if expect_root.is_some_and(|r| r != root.as_slice()) {
+        return rejected("the root given is not the device root this target token trusts");
+    }
     let info = target.device_info()?;
     let Some(my_leaf) = info.chain.first() else {
         return rejected("the target token has no device certificate (vtoken device certify)");
@@ -220,9 +435,17 @@ pub fn import_bundle(
     let plain = vault_core::sealed::open_signed(
         bundle,
         |signer| {
-            let v = verify_device_chain(&[signer.to_vec()], root_der, now).map_err(|e| {
-                vault_core::Error::Envelope(format!("source certificate rejected: {e}"))
-            })?;
+            let v = verify_device_chain(&[signer.to_vec()], &root, now)
+                .and_then(|v| {
+                    if v.usage != vtoken_pki::Usage::Device {
+                        return rejected(format!("its usage is {}, not device", v.usage));
+                    }
+                    check_device_usage(signer)?;
+                    Ok(v)
+                })
+                .map_err(|e| {
+                    vault_core::Error::Envelope(format!("source certificate rejected: {e}"))
+                })?;
             if v.token_serial == target.serial() {
                 return Err(vault_core::Error::Envelope(
                     "the bundle was signed by this token".into(),
@@ -254,21 +477,71 @@ pub fn import_bundle(
     if payload.source_serial != signer_serial || payload.target_serial != target.serial() {
         return rejected("the bundle's serials do not match its signer and this token");
     }
+    if !target.backup_nonce_pending(&payload.nonce)? {
+        return rejected(
+            "this bundle was already imported, or its request expired or was not made by this \
+             token: make a new request (vtoken backup request) and a new bundle",
+        );
+    }
+
+    // What the target holds already, by source identity and by content.
+    let mut by_origin: HashMap<Vec<u8>, (u64, [u8; 32])> = HashMap::new();
+    let mut contents: HashSet<[u8; 32]> = HashSet::new();
+    let mut q = Attributes::new();
+    q.set_bool(CKA_TOKEN, true);
+    for id in target.search(&q)? {
+        let a = target.attributes(id)?;
+        let h = content_hash(&a)?;
+        contents.insert(h);
+        if let Some(o) = a.get(CKA_VTOKEN_BACKUP_ORIGIN) {
+            by_origin.entry(o.to_vec()).or_insert((id, h));
+        }
+    }
     let mut summary = Summary {
         source_serial: payload.source_serial.clone(),
         ..Summary::default()
     };
-    for a in &payload.items {
-        summary.add(a);
+    let mut plan = Vec::with_capacity(payload.items.len());
+    for mut a in payload.items {
+        summary.add(&a);
+        let origin = origin_of(&payload.source_serial, &a)?;
+        let h = content_hash(&a)?;
+        a.set(CKA_VTOKEN_BACKUP_ORIGIN, origin.clone());
+        let p = match by_origin.get(&origin) {
+            _ if contents.contains(&h) => Plan::Keep,
+            // The target's OTP credential keeps its counter: never moved back.
+            Some(_) if a.contains(CKA_VTOKEN_OTP) => Plan::Keep,
+            Some(&(old, _)) => Plan::Replace(a, old),
+            None => Plan::New(a),
+        };
+        match &p {
+            Plan::New(_) => summary.created += 1,
+            Plan::Replace(..) => summary.updated += 1,
+            Plan::Keep => summary.unchanged += 1,
+        }
+        plan.push(p);
     }
     target.confirm(&Request {
         title: "Restore backup?".into(),
         description: summary.describe(),
     })?;
+    // Consumed before anything is written: a second import (even a concurrent one
+    // in another process) is refused here, and a failure below removes what was
+    // stored, so the nonce is spent for nothing at worst, never twice.
+    target.backup_take_nonce(&payload.nonce)?;
     let mut stored = Vec::new();
-    for a in payload.items {
+    let mut replaced = Vec::new();
+    for p in plan {
+        let (a, old) = match p {
+            Plan::New(a) => (a, None),
+            Plan::Replace(a, old) => (a, Some(old)),
+            Plan::Keep => continue,
+        };
         match target.restore_object(sid, a) {
-            Ok(id) => stored.push(id),
+            Ok(id) => {
+                stored.push(id);
+                replaced.extend(old);
+            }
             Err(e) => {
                 for id in stored {
                     let _ = target.destroy_object(sid, id);
@@ -277,27 +550,38 @@ pub fn import_bundle(
             }
         }
     }
+    // The new copies are in: the older ones go.
+    for old in replaced {
+        if let Err(e) = target.destroy_object(sid, old) {
+            warn!(serial = %target.serial(), id = old, error = %e, "backup: an older copy could not be removed");
+        }
+    }
     info!(source = %summary.source_serial, target = %target.serial(), objects = stored.len(), "backup restored");
     Ok(summary)
 }
 
-/// Both token files on one machine: authenticate, export, import (both logged in;
-/// `target_sid` a R/W session on the target).
+/// Both token files on one machine (both logged in; `target_sid` a R/W session on
+/// the target): the same steps as across machines — mutual authentication, the
+/// target's request, the export (gated and confirmed on the source), the import.
 pub fn backup_local(
     source: &Token,
     target: &Token,
     target_sid: u64,
-    root_der: &[u8],
+    expect_root: Option<&[u8]>,
 ) -> Result<Summary> {
     let now = SystemTime::now();
-    let chain = authenticate_pair(source, target, root_der, now)?;
-    let (bundle, _) = export_bundle(source, &chain, root_der, now)?;
-    import_bundle(
+    authenticate_pair(source, target, now)?;
+    let req = request(target)?;
+    let (bundle, exported) = export_bundle(source, &req, expect_root, now)?;
+    let mut s = import_bundle(
         target,
         target_sid,
         &bundle,
-        root_der,
+        expect_root,
         Some(source.serial()),
         now,
-    )
+    )?;
+    s.skipped_keys = exported.skipped_keys;
+    s.skipped_labels = exported.skipped_labels;
+    Ok(s)
 }

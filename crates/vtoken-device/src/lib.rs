@@ -82,7 +82,7 @@ pub fn attest(token: &Token, nonce: &[u8]) -> Result<Attestation> {
     })
 }
 
-fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
+pub(crate) fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
     hex::decode(s).map_err(|e| Error::Rejected(format!("{what}: not hex ({e})")))
 }
 
@@ -168,4 +168,94 @@ pub fn certify_local(token: &Token, ca: &LocalCa) -> Result<Vec<u8>> {
     let leaf = ca.issue_for_spki(&info.spki, &info.serial, Usage::Device)?;
     token.device_set_chain(vec![leaf.clone(), ca.cert_der().to_vec()], &info.spki)?;
     Ok(leaf)
+}
+
+/// The device root `token` itself trusts (DER): the root its own device
+/// certificate was issued under, bound at certification and authenticated under
+/// its master key ([`Token::device_root`]; user or SO logged in). Backup trusts
+/// this root only, never one a caller names.
+pub fn own_root(token: &Token) -> Result<Vec<u8>> {
+    match token.device_root()? {
+        Some(r) => Ok(r),
+        None => rejected(format!(
+            "token {} has no bound device root: certify it (vtoken device certify); a token \
+             certified by an older vtoken must be certified again",
+            token.serial()
+        )),
+    }
+}
+
+/// Checks that a certificate is a device certificate (the `device` profile of
+/// [`Usage`]): keyUsage present with digitalSignature and keyEncipherment (the
+/// backup seals to the key with RSA-OAEP) and nothing a CA, signing or TLS
+/// certificate carries (keyCertSign, cRLSign, nonRepudiation, a CA basic
+/// constraint, an extended key usage). A missing keyUsage is refused: reading
+/// "no extension" as `device` would accept any certificate the root ever issued.
+pub fn check_device_usage(cert_der: &[u8]) -> Result<()> {
+    use const_oid::db::rfc5280::{ID_CE_BASIC_CONSTRAINTS, ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE};
+    use der::Decode;
+    use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
+
+    let not_device =
+        |why: &str| -> Result<()> { rejected(format!("not a device certificate: {why}")) };
+    let cert = x509_cert::Certificate::from_der(cert_der)
+        .map_err(|e| Error::Rejected(format!("certificate unreadable: {e}")))?;
+    let exts = cert.tbs_certificate.extensions.as_deref().unwrap_or(&[]);
+    let mut key_usage = None;
+    for e in exts {
+        let v = e.extn_value.as_bytes();
+        if e.extn_id == ID_CE_KEY_USAGE {
+            let ku = KeyUsage::from_der(v)
+                .map_err(|e| Error::Rejected(format!("keyUsage unreadable: {e}")))?;
+            key_usage = Some(ku);
+        } else if e.extn_id == ID_CE_EXT_KEY_USAGE {
+            return not_device("it has an extended key usage (a TLS or signing certificate)");
+        } else if e.extn_id == ID_CE_BASIC_CONSTRAINTS {
+            let bc = BasicConstraints::from_der(v)
+                .map_err(|e| Error::Rejected(format!("basicConstraints unreadable: {e}")))?;
+            if bc.ca {
+                return not_device("it is a CA certificate");
+            }
+        }
+    }
+    let Some(ku) = key_usage else {
+        return not_device("it has no keyUsage");
+    };
+    if !ku.0.contains(KeyUsages::DigitalSignature) || !ku.0.contains(KeyUsages::KeyEncipherment) {
+        return not_device("its keyUsage lacks digitalSignature or keyEncipherment");
+    }
+    for bad in [
+        KeyUsages::KeyCertSign,
+        KeyUsages::CRLSign,
+        KeyUsages::NonRepudiation,
+    ] {
+        if ku.0.contains(bad) {
+            return not_device("its keyUsage allows certificate, CRL or document signing");
+        }
+    }
+    Ok(())
+}
+
+/// [`verify_device_chain`] against the root `token` itself trusts ([`own_root`]),
+/// plus [`check_device_usage`] on the leaf.
+pub fn verify_device_chain_for(
+    token: &Token,
+    chain: &[Vec<u8>],
+    now: SystemTime,
+) -> Result<VerifiedCert> {
+    let root = own_root(token)?;
+    let v = verify_device_chain(chain, &root, now).map_err(|e| {
+        Error::Rejected(format!(
+            "does not chain to the device root token {} trusts: {e}",
+            token.serial()
+        ))
+    })?;
+    if v.usage != Usage::Device {
+        return rejected(format!(
+            "not a device certificate: its usage is {}",
+            v.usage
+        ));
+    }
+    check_device_usage(&chain[0])?;
+    Ok(v)
 }

@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use otp_core::OtpUri;
 use vault_core::config::{Config, KdfParams};
+use vault_core::device::CKA_VTOKEN_BACKUP_ORIGIN;
 use vault_core::mechanism::Mechanism;
 use vault_core::pkcs11::*;
 use vault_core::prompt::{Answer, Prompt, Request};
@@ -83,6 +84,7 @@ fn objects(t: &Token) -> Vec<Attributes> {
         .map(|id| {
             let mut a = (*t.attributes(id).unwrap()).clone();
             a.remove(CKA_UNIQUE_ID);
+            a.remove(CKA_VTOKEN_BACKUP_ORIGIN);
             a
         })
         .collect();
@@ -244,7 +246,8 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     assert_eq!(before.len(), 5, "vault entry, OTP, EC pair, AES key");
 
     let sid = b.open_session(true).unwrap();
-    let summary = backup::backup_local(&a, &b, sid, ca.cert_der()).unwrap();
+    let summary = backup::backup_local(&a, &b, sid, Some(ca.cert_der())).unwrap();
+    assert_eq!(summary.created, 5);
     assert_eq!(summary.vault_entries, 1);
     assert_eq!(summary.otp_credentials, 1);
     assert_eq!(summary.keys, 2);
@@ -271,6 +274,44 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     // Vault and OTP work on B.
     let code_a = a.otp_code("Example:alice", 1_700_000_000).unwrap();
     assert_eq!(b.otp_code("Example:alice", 1_700_000_000).unwrap(), code_a);
+
+    // A second backup of the same objects: nothing duplicated, nothing new.
+    let again = backup::backup_local(&a, &b, sid, None).unwrap();
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 5));
+    assert_eq!(objects(&b), before, "no duplicates");
+    // A changed vault entry on the source replaces its older copy on the target.
+    let s = a.open_session(true).unwrap();
+    let vid = find_label(&a, CKO_DATA, "mail");
+    a.destroy_object(s, vid).unwrap();
+    a.vault_add(
+        &Entry::new(Kind::Website, "mail")
+            .with_url("https://mail.example")
+            .with("username", "alice", false)
+            .with("password", "n3w-marker", true),
+    )
+    .unwrap();
+    a.close_session(s).unwrap();
+    let third = backup::backup_local(&a, &b, sid, None).unwrap();
+    assert_eq!((third.created, third.updated, third.unchanged), (1, 0, 4));
+    // (A re-added entry is a new source object: its identity differs.)
+    assert_eq!(objects(&b).len(), 6);
+    // A source object changed in place (same CKA_UNIQUE_ID) replaces its copy.
+    let s = a.open_session(true).unwrap();
+    let aes = find_label(&a, CKO_SECRET_KEY, "aes");
+    let mut t = Attributes::new();
+    t.set(CKA_LABEL, b"aes-renamed".to_vec());
+    a.set_attributes(s, aes, &t).unwrap();
+    a.close_session(s).unwrap();
+    let fourth = backup::backup_local(&a, &b, sid, None).unwrap();
+    assert_eq!(
+        (fourth.created, fourth.updated, fourth.unchanged),
+        (0, 1, 4)
+    );
+    assert_eq!(objects(&b).len(), 6);
+    find_label(&b, CKO_SECRET_KEY, "aes-renamed");
+    let mut q = Attributes::new();
+    q.set(CKA_LABEL, b"aes".to_vec());
+    assert!(b.search(&q).unwrap().is_empty(), "the older copy is gone");
 }
 
 fn certified_pair(
@@ -292,11 +333,13 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     let ca = LocalCa::generate("vtoken test root", 30).unwrap();
     let (a, b, pb) = certified_pair(&f, &ca, false);
     let now = SystemTime::now();
-    let b_chain = b.device_info().unwrap().chain;
+    let req = backup::request(&b).unwrap();
     let (bundle, summary): (Vec<u8>, Summary) =
-        backup::export_bundle(&a, &b_chain, ca.cert_der(), now).unwrap();
-    // The non-extractable key stays on A (policy not allowed at init).
+        backup::export_bundle(&a, &req, Some(ca.cert_der()), now).unwrap();
+    // The non-extractable key stays on A (policy not allowed at init), named.
     assert_eq!(summary.skipped_keys, 1);
+    assert_eq!(summary.skipped_labels, vec!["sig".to_string()]);
+    assert!(summary.skipped_warning().unwrap().contains("sig"));
     assert_eq!(summary.keys, 1);
     let sid = b.open_session(true).unwrap();
 
@@ -304,53 +347,146 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     for pos in [bundle.len() / 3, bundle.len() / 2, bundle.len() - 40] {
         let mut t = bundle.clone();
         t[pos] ^= 0x01;
-        assert!(backup::import_bundle(&b, sid, &t, ca.cert_der(), None, now).is_err());
+        assert!(backup::import_bundle(&b, sid, &t, None, None, now).is_err());
         assert!(objects(&b).is_empty(), "tampered bundle stored something");
     }
     // Truncated.
-    assert!(backup::import_bundle(
-        &b,
-        sid,
-        &bundle[..bundle.len() - 1],
-        ca.cert_der(),
-        None,
-        now
-    )
-    .is_err());
+    assert!(backup::import_bundle(&b, sid, &bundle[..bundle.len() - 1], None, None, now).is_err());
     // Wrong expected source.
-    assert!(backup::import_bundle(
-        &b,
-        sid,
-        &bundle,
-        ca.cert_der(),
-        Some("0000000000000000"),
-        now
-    )
-    .is_err());
-    // Wrong root.
+    assert!(backup::import_bundle(&b, sid, &bundle, None, Some("0000000000000000"), now).is_err());
+    // A root the caller names that is not the target's own.
     let other = LocalCa::generate("other root", 30).unwrap();
-    assert!(backup::import_bundle(&b, sid, &bundle, other.cert_der(), None, now).is_err());
-    // Refused on the target's prompt.
+    let e = backup::import_bundle(&b, sid, &bundle, Some(other.cert_der()), None, now).unwrap_err();
+    assert!(e.to_string().contains("not the device root"), "{e}");
+    // Refused on the target's prompt: nothing stored, the request stays usable.
     *pb.answer.lock().unwrap() = Answer::Refused;
-    assert!(backup::import_bundle(&b, sid, &bundle, ca.cert_der(), None, now).is_err());
+    assert!(backup::import_bundle(&b, sid, &bundle, None, None, now).is_err());
     assert!(objects(&b).is_empty());
     // A bundle for B cannot be opened by a third token.
     let (c, _) = f.token("third", false);
     certify_local(&c, &ca).unwrap();
     let csid = c.open_session(true).unwrap();
-    assert!(backup::import_bundle(&c, csid, &bundle, ca.cert_der(), None, now).is_err());
+    assert!(backup::import_bundle(&c, csid, &bundle, None, None, now).is_err());
     assert!(objects(&c).is_empty());
-    // A target not certified by the root gets nothing.
+    // A target certified by another root gets nothing, whatever root the caller names.
     let (d, _) = f.token("rogue", false);
     certify_local(&d, &other).unwrap();
-    let d_chain = d.device_info().unwrap().chain;
-    assert!(backup::export_bundle(&a, &d_chain, ca.cert_der(), now).is_err());
-    assert!(backup::authenticate_pair(&a, &d, ca.cert_der(), now).is_err());
+    let req_d = backup::request(&d).unwrap();
+    let e = backup::export_bundle(&a, &req_d, None, now).unwrap_err();
+    assert!(
+        e.to_string().contains("does not chain to the device root"),
+        "{e}"
+    );
+    let e = backup::export_bundle(&a, &req_d, Some(other.cert_der()), now).unwrap_err();
+    assert!(e.to_string().contains("not the device root"), "{e}");
+    assert!(backup::authenticate_pair(&a, &d, now).is_err());
 
     // Finally accepted: B holds what travelled.
     *pb.answer.lock().unwrap() = Answer::Confirmed;
-    let got =
-        backup::import_bundle(&b, sid, &bundle, ca.cert_der(), Some(a.serial()), now).unwrap();
+    let got = backup::import_bundle(&b, sid, &bundle, None, Some(a.serial()), now).unwrap();
     assert_eq!(got.vault_entries, 1);
     assert_eq!(objects(&b).len(), 4);
+    // Replay: the same bundle again is refused and stores nothing.
+    let e = backup::import_bundle(&b, sid, &bundle, None, None, now).unwrap_err();
+    assert!(e.to_string().contains("already imported"), "{e}");
+    assert_eq!(objects(&b).len(), 4);
+    // A new request and bundle of the same objects: no duplicates.
+    let req2 = backup::request(&b).unwrap();
+    let (bundle2, _) = backup::export_bundle(&a, &req2, None, now).unwrap();
+    let got = backup::import_bundle(&b, sid, &bundle2, None, None, now).unwrap();
+    assert_eq!((got.created, got.unchanged), (0, 4));
+    assert_eq!(objects(&b).len(), 4);
+}
+
+#[test]
+fn device_root_is_fixed_and_only_device_certificates_receive() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, _) = certified_pair(&f, &ca, false);
+    let now = SystemTime::now();
+    // PIN holder re-roots the source to a CA of their own: refused, root unchanged.
+    let evil = LocalCa::generate("vtoken test root", 30).unwrap();
+    let e = certify_local(&a, &evil).unwrap_err();
+    assert!(e.to_string().contains("device root is fixed"), "{e}");
+    assert_eq!(vtoken_device::own_root(&a).unwrap(), ca.cert_der().to_vec());
+    // Renewal under the same root is fine.
+    certify_local(&a, &ca).unwrap();
+    // A certificate of the right root for B's key, but with the client usage.
+    let mut req = backup::request(&b).unwrap();
+    let info = b.device_info().unwrap();
+    let client = ca
+        .issue_for_spki(&info.spki, b.serial(), vtoken_pki::Usage::Client)
+        .unwrap();
+    req.attestation.chain = vec![hex::encode(&client), hex::encode(ca.cert_der())];
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("not a device certificate"), "{e}");
+    let signing = ca
+        .issue_for_spki(&info.spki, b.serial(), vtoken_pki::Usage::Signing)
+        .unwrap();
+    req.attestation.chain = vec![hex::encode(&signing)];
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("not a device certificate"), "{e}");
+}
+
+#[test]
+fn export_needs_the_source_prompt_and_the_gate() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, _) = f.token("source", false);
+    let (b, _) = f.token("target", false);
+    certify_local(&a, &ca).unwrap();
+    certify_local(&b, &ca).unwrap();
+    fill(&a);
+    let now = SystemTime::now();
+    let req = backup::request(&b).unwrap();
+    // The source's prompt: refused, nothing sealed.
+    let pa = Arc::new(Scripted {
+        answer: Mutex::new(Answer::Refused),
+        seen: Mutex::new(Vec::new()),
+    });
+    a.set_prompt(pa.clone());
+    assert!(backup::export_bundle(&a, &req, None, now).is_err());
+    let seen = pa.seen.lock().unwrap().last().cloned().unwrap();
+    assert!(seen.description.contains(b.serial()), "{seen:?}");
+    assert!(
+        seen.description.contains("sig"),
+        "skipped key named: {seen:?}"
+    );
+    // Confirmed: a bundle.
+    *pa.answer.lock().unwrap() = Answer::Confirmed;
+    backup::export_bundle(&a, &req, None, now).unwrap();
+
+    // A gated key among what travels gates the whole export, even with no class
+    // listed: the prompt agent cannot show the picture, so nothing is sealed.
+    let s = a.open_session(true).unwrap();
+    let mut at = Attributes::new();
+    at.set_bool(CKA_TOKEN, true);
+    at.set_bool(CKA_EXTRACTABLE, true);
+    at.set_bool(vault_core::object::CKA_VTOKEN_GATED, true);
+    at.set_ulong(CKA_VALUE_LEN, 32);
+    at.set(CKA_LABEL, b"gated-aes".to_vec());
+    a.generate_key(s, &Mechanism::new(CKM_AES_KEY_GEN), &at)
+        .unwrap();
+    a.close_session(s).unwrap();
+    a.gate_configure(vault_core::gate::GatePolicy {
+        enabled: true,
+        classes: vec![],
+        ..Default::default()
+    })
+    .unwrap();
+    let asked = pa.seen.lock().unwrap().len();
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            vtoken_device::Error::Token(
+                vault_core::Error::FunctionRejected
+                    | vault_core::Error::GateRejected(_)
+                    | vault_core::Error::GateLocked
+            )
+        ),
+        "{e}"
+    );
+    // The gate stopped it: the confirmation was never asked.
+    assert_eq!(pa.seen.lock().unwrap().len(), asked);
 }

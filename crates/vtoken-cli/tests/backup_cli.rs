@@ -1,0 +1,611 @@
+//! Attacks on `vtoken backup` with the real CLI binary (issue 15, item 6): the
+//! target must chain to the SOURCE token's own device root and be a device
+//! certificate, the export is gated and confirmed on the source, a bundle imports
+//! once, re-imports merge, and keys left behind are named.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+const SO: &str = "12345678";
+const PIN: &str = "123456";
+/// A vault password that must never appear anywhere an attacker can read.
+const SECRET: &str = "vault-secret-7d1c";
+
+struct Station {
+    dir: tempfile::TempDir,
+    conf: PathBuf,
+}
+
+impl Station {
+    /// Tokens in a temp dir, cheap KDF, a local root in `ca`, and a prompt agent
+    /// that confirms.
+    fn new() -> Station {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("vtoken.toml");
+        let s = Station { dir, conf };
+        s.prompt_answers(true);
+        s.ok(&["ca", "init", "--dir", &s.s("ca")]);
+        s
+    }
+
+    fn prompt_answers(&self, yes: bool) {
+        std::fs::write(
+            &self.conf,
+            format!(
+                "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
+                self.p("tokens").display(),
+                if yes { "true" } else { "false" }
+            ),
+        )
+        .unwrap();
+    }
+
+    fn p(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn s(&self, name: &str) -> String {
+        self.p(name).display().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let o = Command::new(env!("CARGO_BIN_EXE_vtoken"))
+            .args(args)
+            .env("VTOKEN_CONF", &self.conf)
+            .env_remove("VTOKEN_PIN")
+            .env_remove("VTOKEN_TOKEN")
+            .env_remove("VTOKEN_PROMPT")
+            .env_remove("VTOKEN_FROM_PIN")
+            .env_remove("VTOKEN_TO_PIN")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        // Nothing ever shows the vault password.
+        for out in [&o.stdout, &o.stderr] {
+            assert!(
+                !String::from_utf8_lossy(out).contains(SECRET),
+                "vtoken {args:?} revealed the secret"
+            );
+        }
+        o
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert!(
+            o.status.success(),
+            "vtoken {args:?}: {}{}",
+            String::from_utf8_lossy(&o.stderr),
+            String::from_utf8_lossy(&o.stdout)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    }
+
+    /// Fails with exit status 1; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "vtoken {args:?} should fail: {o:?}"
+        );
+        String::from_utf8(o.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut a = vec!["--json"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&a)).unwrap()
+    }
+
+    fn objects(&self, token: &str) -> usize {
+        self.json(&["--token", token, "objects", "list", "--pin", PIN])
+            .as_array()
+            .unwrap()
+            .len()
+    }
+
+    /// A token certified by the root in `ca_dir`.
+    fn init(&self, label: &str, ca_dir: &str, extra: &[&str]) {
+        let ca = self.s(ca_dir);
+        let mut a = vec![
+            "init",
+            "--label",
+            label,
+            "--so-pin",
+            SO,
+            "--pin",
+            PIN,
+            "--certify-with",
+            &ca,
+        ];
+        a.extend_from_slice(extra);
+        self.ok(&a);
+    }
+
+    /// A source with a vault entry, an OTP credential and a non-extractable key.
+    fn source(&self, label: &str, extra: &[&str]) {
+        self.init(label, "ca", extra);
+        let t = ["--token", label];
+        let mut a = t.to_vec();
+        a.extend_from_slice(&[
+            "vault",
+            "add",
+            "--kind",
+            "website",
+            "--title",
+            "mail",
+            "--username",
+            "alice",
+            "--password",
+            SECRET,
+            "--pin",
+            PIN,
+        ]);
+        self.ok(&a);
+        let mut a = t.to_vec();
+        a.extend_from_slice(&[
+            "otp",
+            "add",
+            "--uri",
+            "otpauth://totp/Ex:bob?secret=JBSWY3DPEHPK3PXP&issuer=Ex",
+            "--pin",
+            PIN,
+        ]);
+        self.ok(&a);
+        let mut a = t.to_vec();
+        a.extend_from_slice(&[
+            "key",
+            "generate",
+            "--type",
+            "ec-p256",
+            "--label",
+            "sealed-signer",
+            "--pin",
+            PIN,
+        ]);
+        self.ok(&a);
+    }
+
+    fn request(&self, to: &str, out: &str) {
+        self.ok(&[
+            "backup",
+            "request",
+            "--to",
+            to,
+            "-o",
+            &self.s(out),
+            "--to-pin",
+            PIN,
+        ]);
+    }
+
+    fn export_args<'a>(&'a self, from: &'a str, req: &'a str, out: &'a str) -> Vec<String> {
+        [
+            "backup",
+            "export",
+            "--from",
+            from,
+            "--request",
+            &self.s(req),
+            "-o",
+            &self.s(out),
+            "--from-pin",
+            PIN,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn import_args(&self, to: &str, bundle: &str) -> Vec<String> {
+        [
+            "backup",
+            "import",
+            "--to",
+            to,
+            "--in",
+            &self.s(bundle),
+            "--to-pin",
+            PIN,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(|s| s.as_str()).collect()
+}
+
+fn openssl(args: &[&str]) -> Output {
+    let o = Command::new("openssl").args(args).output().unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {o:?}");
+    o
+}
+
+fn pem_der(path: &std::path::Path) -> Vec<u8> {
+    let o = openssl(&[
+        "x509",
+        "-in",
+        &path.display().to_string(),
+        "-outform",
+        "DER",
+    ]);
+    o.stdout
+}
+
+#[test]
+fn attacker_root_and_attacker_token_get_nothing() {
+    let st = Station::new();
+    st.source("t1", &[]);
+    // The attacker's own CA and a token certified by it.
+    st.ok(&["ca", "init", "--dir", &st.s("evil-ca")]);
+    st.init("evil", "evil-ca", &[]);
+    st.ok(&[
+        "--token",
+        "evil",
+        "device",
+        "cert",
+        "--chain",
+        "-o",
+        &st.s("evil.pem"),
+    ]);
+    let evil_root = st.s("evil-ca/ca.pem");
+
+    // The command of the report, verbatim: refused, no bundle.
+    let e = st.fails(&[
+        "backup",
+        "export",
+        "--from",
+        "t1",
+        "--to-cert",
+        &st.s("evil.pem"),
+        "--root",
+        &evil_root,
+        "-o",
+        &st.s("b1"),
+        "--from-pin",
+        PIN,
+    ]);
+    assert!(e.contains("--to-cert is no longer accepted"), "{e}");
+    assert!(!st.p("b1").exists());
+
+    // Through the request flow: the attacker's request, the attacker's root named.
+    st.request("evil", "evil.req");
+    let mut a = st.export_args("t1", "evil.req", "b2");
+    a.extend(["--root".to_string(), evil_root.clone()]);
+    let e = st.fails(&strs(&a));
+    assert!(
+        e.contains("not the device root this source token trusts"),
+        "{e}"
+    );
+    assert!(!st.p("b2").exists());
+    // Without --root: the source's own root decides.
+    let e = st.fails(&strs(&st.export_args("t1", "evil.req", "b3")));
+    assert!(e.contains("target certificate refused"), "{e}");
+    assert!(e.contains("does not chain to the device root"), "{e}");
+    assert!(!st.p("b3").exists());
+
+    // The PIN holder re-roots t1 to the attacker's CA first: refused, and the
+    // export is still refused.
+    let e = st.fails(&[
+        "--token",
+        "t1",
+        "device",
+        "certify",
+        "--ca-dir",
+        &st.s("evil-ca"),
+        "--pin",
+        PIN,
+    ]);
+    assert!(e.contains("device root is fixed"), "{e}");
+    st.fails(&strs(&st.export_args("t1", "evil.req", "b4")));
+    assert!(!st.p("b4").exists());
+
+    // Both tokens on this machine, the attacker's root named: nothing moves.
+    st.fails(&[
+        "backup",
+        "--from",
+        "t1",
+        "--to",
+        "evil",
+        "--root",
+        &evil_root,
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        PIN,
+    ]);
+    st.fails(&[
+        "backup",
+        "--from",
+        "t1",
+        "--to",
+        "evil",
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        PIN,
+    ]);
+    assert_eq!(st.objects("evil"), 0);
+}
+
+/// A request whose certificate chains to the right root but is not a device
+/// certificate: the attacker holds the key (an openssl key), signs the request,
+/// and the certificate was issued by the real CA with another usage.
+#[test]
+fn right_root_without_device_usage_is_refused() {
+    let st = Station::new();
+    st.source("t1", &[]);
+    openssl(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        &st.s("k.pem"),
+    ]);
+    let serial = "00000000DEADBEEF";
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        &st.s("k.pem"),
+        "-subj",
+        &format!("/CN=vtoken {serial}/serialNumber={serial}"),
+        "-out",
+        &st.s("k.csr"),
+    ]);
+    std::fs::write(
+        st.p("ext.cnf"),
+        "[client]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=clientAuth\n[bare]\nbasicConstraints=critical,CA:FALSE\n\
+         [device]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
+    )
+    .unwrap();
+    let nonce = [0x5a_u8; 32];
+    let mut msg = b"vtoken device attestation v1\0".to_vec();
+    msg.extend_from_slice(serial.as_bytes());
+    msg.push(0);
+    msg.extend_from_slice(&nonce);
+    std::fs::write(st.p("msg"), &msg).unwrap();
+    openssl(&[
+        "dgst",
+        "-sha256",
+        "-sign",
+        &st.s("k.pem"),
+        "-out",
+        &st.s("sig"),
+        &st.s("msg"),
+    ]);
+    let sig = std::fs::read(st.p("sig")).unwrap();
+    let root = pem_der(&st.p("ca/ca.pem"));
+    for (section, why) in [
+        ("client", "usage is client"),
+        ("bare", "no keyUsage"),
+        ("device", ""),
+    ] {
+        let cert = st.s(&format!("{section}.pem"));
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &st.s("k.csr"),
+            "-CA",
+            &st.s("ca/ca.pem"),
+            "-CAkey",
+            &st.s("ca/ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-sha256",
+            "-extfile",
+            &st.s("ext.cnf"),
+            "-extensions",
+            section,
+            "-out",
+            &cert,
+        ]);
+        // It does chain to the real root.
+        openssl(&["verify", "-CAfile", &st.s("ca/ca.pem"), &cert]);
+        let req = json!({
+            "version": 1,
+            "serial": serial,
+            "nonce": hex::encode(nonce),
+            "signature": hex::encode(&sig),
+            "chain": [hex::encode(pem_der(&st.p(&format!("{section}.pem")))), hex::encode(&root)],
+        });
+        std::fs::write(st.p("x.req"), req.to_string()).unwrap();
+        if section == "device" {
+            // Control: the same request with the device profile passes every check
+            // (so the refusals above are the usage check's, nothing else's).
+            st.ok(&strs(&st.export_args("t1", "x.req", "ok")));
+            assert!(st.p("ok").exists());
+            continue;
+        }
+        let e = st.fails(&strs(&st.export_args("t1", "x.req", "b")));
+        assert!(e.contains("not a device certificate"), "{section}: {e}");
+        assert!(e.contains(why), "{section}: {e}");
+        assert!(!st.p("b").exists());
+    }
+}
+
+#[test]
+fn a_bundle_imports_once_and_a_new_one_merges_without_duplicates() {
+    let st = Station::new();
+    st.source("t1", &["--allow-key-backup"]);
+    st.init("t2", "ca", &[]);
+    let n1 = st.objects("t1");
+    st.request("t2", "r1");
+    st.ok(&strs(&st.export_args("t1", "r1", "b1")));
+    st.ok(&strs(&st.import_args("t2", "b1")));
+    assert_eq!(st.objects("t2"), n1);
+    // (c) Replay: refused, nothing written.
+    let e = st.fails(&strs(&st.import_args("t2", "b1")));
+    assert!(e.contains("already imported"), "{e}");
+    assert_eq!(st.objects("t2"), n1);
+    // A second bundle for the same (already answered) request is refused as well.
+    st.ok(&strs(&st.export_args("t1", "r1", "b1b")));
+    let e = st.fails(&strs(&st.import_args("t2", "b1b")));
+    assert!(e.contains("already imported"), "{e}");
+    assert_eq!(st.objects("t2"), n1);
+
+    // (d) A new request, a new bundle of the same objects: no duplicates.
+    st.request("t2", "r2");
+    st.ok(&strs(&st.export_args("t1", "r2", "b2")));
+    let mut a = vec!["--json".to_string()];
+    a.extend(st.import_args("t2", "b2"));
+    let v: Value = serde_json::from_str(&st.ok(&strs(&a))).unwrap();
+    assert_eq!(v["created"], 0, "{v}");
+    assert_eq!(v["unchanged"], n1, "{v}");
+    assert_eq!(st.objects("t2"), n1);
+    // And the local form (same steps internally) twice: still no duplicates.
+    for _ in 0..2 {
+        st.ok(&[
+            "backup",
+            "--from",
+            "t1",
+            "--to",
+            "t2",
+            "--root",
+            &st.s("ca/ca.pem"),
+            "--from-pin",
+            PIN,
+            "--to-pin",
+            PIN,
+        ]);
+        assert_eq!(st.objects("t2"), n1);
+    }
+    // The restored vault entry is there (shown only through the gate-free list).
+    let list = st.ok(&["--token", "t2", "vault", "list", "--pin", PIN]);
+    assert!(list.contains("mail"), "{list}");
+}
+
+#[test]
+fn export_is_gated_and_confirmed_on_the_source() {
+    let st = Station::new();
+    st.source("ke", &["--allow-key-backup"]);
+    st.source("vp", &["--allow-key-backup"]);
+    st.init("t2", "ca", &[]);
+    st.ok(&[
+        "--token",
+        "ke",
+        "gate",
+        "configure",
+        "--classes",
+        "key-export",
+        "--pin",
+        PIN,
+    ]);
+    st.ok(&[
+        "--token",
+        "vp",
+        "gate",
+        "configure",
+        "--classes",
+        "vault-password",
+        "--pin",
+        PIN,
+    ]);
+    // (e) No one types the picture: refused, no bundle.
+    for src in ["ke", "vp"] {
+        st.request("t2", "r");
+        let e = st.fails(&strs(&st.export_args(src, "r", "b")));
+        assert!(e.to_lowercase().contains("picture"), "{src}: {e}");
+        assert!(!st.p("b").exists(), "{src}");
+    }
+    assert_eq!(st.objects("t2"), 0);
+
+    // (f) The source's prompt refuses: nothing exported.
+    st.source("t1", &["--allow-key-backup"]);
+    st.request("t2", "r");
+    st.prompt_answers(false);
+    st.fails(&strs(&st.export_args("t1", "r", "b")));
+    assert!(!st.p("b").exists());
+    // Confirmed: exported.
+    st.prompt_answers(true);
+    st.ok(&strs(&st.export_args("t1", "r", "b")));
+    assert!(st.p("b").exists());
+}
+
+#[test]
+fn skipped_keys_are_named() {
+    let st = Station::new();
+    st.source("t1", &[]);
+    st.init("t2", "ca", &[]);
+    st.request("t2", "r");
+    let out = st.ok(&strs(&st.export_args("t1", "r", "b")));
+    assert!(out.contains("WARNING"), "{out}");
+    assert!(out.contains("sealed-signer"), "{out}");
+    assert!(out.contains("NOT in the backup"), "{out}");
+    st.request("t2", "r2");
+    let mut a = vec!["--json".to_string()];
+    a.extend(st.export_args("t1", "r2", "b2"));
+    let o = st.run(&strs(&a));
+    assert!(o.status.success(), "{o:?}");
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["skipped_labels"], json!(["sealed-signer"]), "{v}");
+    assert_eq!(v["skipped_keys"], 1);
+    assert!(
+        v["warnings"][0].as_str().unwrap().contains("sealed-signer"),
+        "{v}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("sealed-signer"));
+    // The local form names them as well.
+    let out = st.ok(&[
+        "backup",
+        "--from",
+        "t1",
+        "--to",
+        "t2",
+        "--from-pin",
+        PIN,
+        "--to-pin",
+        PIN,
+    ]);
+    assert!(out.contains("sealed-signer"), "{out}");
+}
+
+/// Replay by racing: several processes import the same bundle at once; exactly one
+/// stores it (the nonce is consumed by one committed transaction).
+#[test]
+fn concurrent_imports_of_one_bundle_store_it_once() {
+    let st = Station::new();
+    st.source("t1", &["--allow-key-backup"]);
+    st.init("t2", "ca", &[]);
+    let n1 = st.objects("t1");
+    st.request("t2", "r");
+    st.ok(&strs(&st.export_args("t1", "r", "b")));
+    let args = st.import_args("t2", "b");
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_vtoken"))
+                .args(&args)
+                .env("VTOKEN_CONF", &st.conf)
+                .env_remove("VTOKEN_PIN")
+                .env_remove("VTOKEN_TOKEN")
+                .env_remove("VTOKEN_PROMPT")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<Output> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{outs:?}");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains("already imported"), "{e}");
+    }
+    assert_eq!(st.objects("t2"), n1);
+}
