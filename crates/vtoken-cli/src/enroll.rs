@@ -641,64 +641,61 @@ fn search(open: &Open, class: CK_OBJECT_CLASS, id: Option<&[u8]>) -> Result<Vec<
 /// Generates a token key pair labelled `label` (sign-only private key, never
 /// extractable); the token derives its CKA_ID from the public key.
 fn generate_key_pair(open: &Open, key_type: EnrollKeyType, label: &str) -> Result<KeyPair> {
-        let label = label.as_bytes().to_vec();
-        let template = |class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE| {
-            let mut t = Attributes::new();
-            t.set_ulong(CKA_CLASS, class);
-            t.set_ulong(CKA_KEY_TYPE, kt);
-            t.set_bool(CKA_TOKEN, true);
-            t.set(CKA_LABEL, label.clone());
-            t
-        };
-        let rsa = matches!(
-            key_type,
-            EnrollKeyType::Rsa2048 | EnrollKeyType::Rsa3072
-        );
-        let kt = if rsa { CKK_RSA } else { CKK_EC };
-        let mut p = template(CKO_PUBLIC_KEY, kt);
-        let mut s = template(CKO_PRIVATE_KEY, kt);
-        p.set_bool(CKA_PRIVATE, false);
-        p.set_bool(CKA_VERIFY, true);
-        s.set_bool(CKA_PRIVATE, true);
-        s.set_bool(CKA_SENSITIVE, true);
-        s.set_bool(CKA_EXTRACTABLE, false);
-        s.set_bool(CKA_SIGN, true);
-        let mech = if rsa {
-            let bits = if key_type == EnrollKeyType::Rsa2048 {
-                2048
-            } else {
-                3072
-            };
-            p.set_ulong(CKA_MODULUS_BITS, bits);
-            p.set(CKA_PUBLIC_EXPONENT, vec![1, 0, 1]);
-            p.set_bool(CKA_ENCRYPT, true);
-            p.set_bool(CKA_WRAP, true);
-            s.set_bool(CKA_DECRYPT, true);
-            s.set_bool(CKA_UNWRAP, true);
-            CKM_RSA_PKCS_KEY_PAIR_GEN
+    let label = label.as_bytes().to_vec();
+    let template = |class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE| {
+        let mut t = Attributes::new();
+        t.set_ulong(CKA_CLASS, class);
+        t.set_ulong(CKA_KEY_TYPE, kt);
+        t.set_bool(CKA_TOKEN, true);
+        t.set(CKA_LABEL, label.clone());
+        t
+    };
+    let rsa = matches!(key_type, EnrollKeyType::Rsa2048 | EnrollKeyType::Rsa3072);
+    let kt = if rsa { CKK_RSA } else { CKK_EC };
+    let mut p = template(CKO_PUBLIC_KEY, kt);
+    let mut s = template(CKO_PRIVATE_KEY, kt);
+    p.set_bool(CKA_PRIVATE, false);
+    p.set_bool(CKA_VERIFY, true);
+    s.set_bool(CKA_PRIVATE, true);
+    s.set_bool(CKA_SENSITIVE, true);
+    s.set_bool(CKA_EXTRACTABLE, false);
+    s.set_bool(CKA_SIGN, true);
+    let mech = if rsa {
+        let bits = if key_type == EnrollKeyType::Rsa2048 {
+            2048
         } else {
-            let curve = if key_type == EnrollKeyType::EcP256 {
-                Curve::P256
-            } else {
-                Curve::P384
-            };
-            p.set(CKA_EC_PARAMS, curve.ec_params().to_vec());
-            s.set_bool(CKA_DERIVE, true);
-            CKM_EC_KEY_PAIR_GEN
+            3072
         };
-        let (ph, sh) = open
-            .token
-            .generate_key_pair(open.sid, &Mechanism::new(mech), &p, &s)?;
-        let pa = open.token.attributes(ph)?;
-        let sa = open.token.attributes(sh)?;
-        Ok(KeyPair {
-            private: sh,
-            id: sa.get(CKA_ID).unwrap_or_default().to_vec(),
-            label: sa.label(),
-            spki: encoding::public_key_spki(&pa)?,
-            generated: true,
-        })
-    }
+        p.set_ulong(CKA_MODULUS_BITS, bits);
+        p.set(CKA_PUBLIC_EXPONENT, vec![1, 0, 1]);
+        p.set_bool(CKA_ENCRYPT, true);
+        p.set_bool(CKA_WRAP, true);
+        s.set_bool(CKA_DECRYPT, true);
+        s.set_bool(CKA_UNWRAP, true);
+        CKM_RSA_PKCS_KEY_PAIR_GEN
+    } else {
+        let curve = if key_type == EnrollKeyType::EcP256 {
+            Curve::P256
+        } else {
+            Curve::P384
+        };
+        p.set(CKA_EC_PARAMS, curve.ec_params().to_vec());
+        s.set_bool(CKA_DERIVE, true);
+        CKM_EC_KEY_PAIR_GEN
+    };
+    let (ph, sh) = open
+        .token
+        .generate_key_pair(open.sid, &Mechanism::new(mech), &p, &s)?;
+    let pa = open.token.attributes(ph)?;
+    let sa = open.token.attributes(sh)?;
+    Ok(KeyPair {
+        private: sh,
+        id: sa.get(CKA_ID).unwrap_or_default().to_vec(),
+        label: sa.label(),
+        spki: encoding::public_key_spki(&pa)?,
+        generated: true,
+    })
+}
 
 /// A PKCS#10 request for `key` naming the token serial and `usage`, signed inside
 /// the token (E5).
@@ -1095,7 +1092,12 @@ fn operator_credential(op: &Open, profile: Usage) -> Result<Credential> {
 
 /// `vtoken enroll operator-request`: the operator key (made if missing) and its request.
 fn operator_request(ctx: &Ctx, args: &OperatorArgs, out: &Path) -> Result<()> {
-    let op = operator_login(ctx, &args.operator, &args.operator_pin, &args.operator_pin_file)?;
+    let op = operator_login(
+        ctx,
+        &args.operator,
+        &args.operator_pin,
+        &args.operator_pin_file,
+    )?;
     let mut t = Attributes::new();
     t.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
     t.set(CKA_LABEL, OPERATOR_LABEL.as_bytes().to_vec());
@@ -1148,7 +1150,12 @@ fn operator_install(ctx: &Ctx, args: &OperatorArgs, cert_file: &Path) -> Result<
     };
     let spki = vtoken_pki::cert_spki(&cert)
         .map_err(|e| CliError::new(format!("{}: {e}", cert_file.display())))?;
-    let op = operator_login(ctx, &args.operator, &args.operator_pin, &args.operator_pin_file)?;
+    let op = operator_login(
+        ctx,
+        &args.operator,
+        &args.operator_pin,
+        &args.operator_pin_file,
+    )?;
     let mut id = None;
     for p in search(&op, CKO_PUBLIC_KEY, None)? {
         let a = op.token.attributes(p)?;

@@ -923,7 +923,10 @@ fn enrolment_needs_a_registered_operator_credential_and_its_policy() {
     );
     assert_eq!(code, Some(1), "{json:#}");
     let e = row(&json, &s)["error"].as_str().unwrap().to_string();
-    assert!(e.contains("403") && e.contains("may not request signing"), "{e}");
+    assert!(
+        e.contains("403") && e.contains("may not request signing"),
+        "{e}"
+    );
     assert!(env.contents(&s, "123456").0.is_empty(), "no certificate");
     // The operator removed from the CA: its signed requests are refused (403).
     env.server(&["ca", "operator", "remove", "--name", "station"]);

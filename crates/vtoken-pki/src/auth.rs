@@ -238,7 +238,11 @@ pub fn verify<'a>(
         )));
     }
     let nonce = get(H_NONCE)?.trim().to_string();
-    if nonce.len() != 32 || !nonce.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+    if nonce.len() != 32
+        || !nonce
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return Err(bad("nonce must be 32 lower-case hex digits"));
     }
     let profile_text = header(H_PROFILE).unwrap_or("").trim().to_string();
@@ -332,8 +336,14 @@ mod tests {
         assert!(verify_now(get2, "POST", "/api/v1/enroll", b"body").is_err());
         // Outside the time window.
         let t: u64 = h[H_TIME].parse().unwrap();
-        let e = verify(get, "POST", "/api/v1/enroll", b"body", t + MAX_SKEW_SECS + 1)
-            .unwrap_err();
+        let e = verify(
+            get,
+            "POST",
+            "/api/v1/enroll",
+            b"body",
+            t + MAX_SKEW_SECS + 1,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("from the server"), "{e}");
         // No headers at all.
         let e = verify_now(|_| None, "POST", "/api/v1/enroll", b"body").unwrap_err();

@@ -154,7 +154,10 @@ pub fn require_usage(cert_der: &[u8], usage: Usage) -> Result<()> {
     };
     let want = usage.key_usages(rsa_key);
     if ku.0 != want {
-        return Err(wrong(format!("keyUsage is {:?}, the profile sets {want:?}", ku.0)));
+        return Err(wrong(format!(
+            "keyUsage is {:?}, the profile sets {want:?}",
+            ku.0
+        )));
     }
     let eku = ext::find::<ExtendedKeyUsage>(exts)?.map(|(_, e)| e.0);
     let mut have = eku.unwrap_or_default();

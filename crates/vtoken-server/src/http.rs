@@ -381,7 +381,7 @@ pub async fn serve(
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown())
-            .await;
+        .await;
     };
     // ring is the one crypto provider compiled in; installing it twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();

@@ -73,7 +73,9 @@ enum CaCommand {
     Operator(OperatorCommand),
     /// Revoke certificates by certificate serial or token serial: the token may then
     /// enroll a new key (a live certificate for another key is refused with 409).
-    #[command(after_help = "Example:\n  vtoken-server ca revoke --dir /srv/vtoken-ca --serial 00000000000000A1")]
+    #[command(
+        after_help = "Example:\n  vtoken-server ca revoke --dir /srv/vtoken-ca --serial 00000000000000A1"
+    )]
     Revoke {
         /// CA directory.
         #[arg(long)]
@@ -144,7 +146,12 @@ Examples:
         #[arg(long)]
         name: String,
         /// The operator's certificate (PEM or DER); registered exactly (by SHA-256).
-        #[arg(long, value_name = "FILE", required_unless_present = "csr", conflicts_with = "csr")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "csr",
+            conflicts_with = "csr"
+        )]
         cert: Option<PathBuf>,
         /// A PKCS#10 request signed by the operator's key (from `vtoken enroll operator-request`).
         #[arg(long, value_name = "FILE")]
@@ -288,7 +295,9 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
             profiles,
         } => {
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
-                return Err(format!("operator name {name:?}: 1 to 64 printable characters"));
+                return Err(format!(
+                    "operator name {name:?}: 1 to 64 printable characters"
+                ));
             }
             let store = open(&dir)?;
             let issued = csr.is_some();
@@ -298,9 +307,11 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                     let ca = LocalCa::load(&dir).map_err(|e| e.to_string())?;
                     let data = std::fs::read(&r).map_err(|e| format!("{}: {e}", r.display()))?;
                     let req = match std::str::from_utf8(&data) {
-                        Ok(t) if t.contains("-----BEGIN") => der::pem::decode_vec(t.trim().as_bytes())
-                            .map(|(_, d)| d)
-                            .map_err(|e| format!("{}: {e}", r.display()))?,
+                        Ok(t) if t.contains("-----BEGIN") => {
+                            der::pem::decode_vec(t.trim().as_bytes())
+                                .map(|(_, d)| d)
+                                .map_err(|e| format!("{}: {e}", r.display()))?
+                        }
                         _ => data,
                     };
                     let info = vtoken_pki::verify_csr(&req)
@@ -309,7 +320,8 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                         usage: Usage::Operator,
                         ..info
                     };
-                    ca.issue(&info, DEFAULT_LEAF_DAYS).map_err(|e| e.to_string())?
+                    ca.issue(&info, DEFAULT_LEAF_DAYS)
+                        .map_err(|e| e.to_string())?
                 }
                 (None, None) => return Err("give --cert or --csr".into()),
             };
@@ -337,7 +349,11 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
             }
             eprintln!(
                 "registered operator {name} (certificate SHA-256 {fingerprint}), profiles {}",
-                profiles.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(",")
+                profiles
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
             );
             Ok(())
         }
@@ -347,13 +363,19 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                     "{}\t{}\t{}",
                     op.name,
                     op.fingerprint,
-                    op.profiles.iter().map(|u| u.as_str()).collect::<Vec<_>>().join(",")
+                    op.profiles
+                        .iter()
+                        .map(|u| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 );
             }
             Ok(())
         }
         OperatorCommand::Remove { dir, name } => {
-            let n = open(&dir)?.remove_operator(&name).map_err(|e| e.to_string())?;
+            let n = open(&dir)?
+                .remove_operator(&name)
+                .map_err(|e| e.to_string())?;
             if n == 0 {
                 return Err(format!("no operator {name:?}"));
             }
@@ -401,7 +423,9 @@ fn run(cli: Cli) -> Result<(), String> {
             let store = store::Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
             let revoked = store.revoke(serial.trim()).map_err(|e| e.to_string())?;
             if revoked.is_empty() {
-                return Err(format!("no live certificate with serial or token serial {serial}"));
+                return Err(format!(
+                    "no live certificate with serial or token serial {serial}"
+                ));
             }
             for s in revoked {
                 println!("revoked certificate {s}");
@@ -446,8 +470,9 @@ fn run(cli: Cli) -> Result<(), String> {
                 vtoken_pki::client::trust_tls_roots(&pem)
                     .map_err(|e| format!("{}: {e}", f.display()))?;
             }
-            let credential = vtoken_pki::auth::Credential::from_pem_files(&client_cert, &client_key)
-                .map_err(|e| format!("relay credential: {e}"))?;
+            let credential =
+                vtoken_pki::auth::Credential::from_pem_files(&client_cert, &client_key)
+                    .map_err(|e| format!("relay credential: {e}"))?;
             let mut stations = Vec::new();
             for f in &station_cert {
                 for (i, der) in read_cert(f)?.into_iter().enumerate() {

@@ -15,6 +15,9 @@ use vtoken_pki::{client, verify_csr, Error, SerialRange};
 
 use crate::http::{batch_entry, batch_item, Backend, Caller, Refusal};
 
+/// Nonces of recent requests, and (time, nonce) in arrival order for forgetting them.
+pub type SeenNonces = (HashSet<String>, Vec<(u64, String)>);
+
 /// A relay in front of the CA at `upstream`.
 pub struct Relay {
     /// CA base URL, e.g. `http://127.0.0.1:8440`.
@@ -26,7 +29,7 @@ pub struct Relay {
     /// The relay's own operator credential at the CA.
     pub credential: Credential,
     /// Nonces seen within the time window (replay protection), with their time.
-    pub seen: Mutex<(HashSet<String>, Vec<(u64, String)>)>,
+    pub seen: Mutex<SeenNonces>,
 }
 
 impl Relay {
@@ -92,13 +95,16 @@ impl Relay {
 
 impl Backend for Relay {
     fn authenticate(&self, auth: &Authenticated) -> Result<Caller, Refusal> {
-        let name = self.stations.get(&auth.fingerprint).ok_or_else(|| Refusal {
-            status: 403,
-            message: format!(
-                "the station certificate (SHA-256 {}) is not agreed with this relay",
-                auth.fingerprint
-            ),
-        })?;
+        let name = self
+            .stations
+            .get(&auth.fingerprint)
+            .ok_or_else(|| Refusal {
+                status: 403,
+                message: format!(
+                    "the station certificate (SHA-256 {}) is not agreed with this relay",
+                    auth.fingerprint
+                ),
+            })?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())

@@ -131,10 +131,7 @@ impl Store {
             fingerprint: r.get(1)?,
             cert: r.get(2)?,
             // An unreadable profile grants nothing (fail closed).
-            profiles: profiles
-                .split(',')
-                .filter_map(|p| p.parse().ok())
-                .collect(),
+            profiles: profiles.split(',').filter_map(|p| p.parse().ok()).collect(),
         })
     }
 

@@ -258,7 +258,10 @@ fn second_key_for_a_serial_is_409_until_revoked() {
     let first = Token::new(0x5EC);
     let cert = client::enroll(&ca.url, &first.csr(), Some(&op)).unwrap();
     // Same key again: the same certificate (idempotent).
-    assert_eq!(client::enroll(&ca.url, &first.csr(), Some(&op)).unwrap(), cert);
+    assert_eq!(
+        client::enroll(&ca.url, &first.csr(), Some(&op)).unwrap(),
+        cert
+    );
     let second = Token {
         serial: first.serial.clone(),
         key: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
@@ -369,10 +372,17 @@ fn relay_refuses_unknown_stations_and_the_ca_refuses_an_unregistered_relay() {
         "openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out {} 2>/dev/null",
         bad_key.display()
     ));
-    let mut args: Vec<String> = ["relay", "serve", "--upstream", &ca.url, "--listen", "127.0.0.1:0"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut args: Vec<String> = [
+        "relay",
+        "serve",
+        "--upstream",
+        &ca.url,
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     args.extend(files);
     let k = args.iter().position(|a| a == "--client-key").unwrap();
     args[k + 1] = bad_key.display().to_string();
