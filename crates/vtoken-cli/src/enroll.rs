@@ -152,7 +152,8 @@ pub struct EnrollArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=9))]
     pub pin_digits: u32,
 
-    /// Certificate usage to request: device, client or signing.
+    /// Certificate profile to ask the CA for: device, client or signing (the CA issues
+    /// it only if its policy for this operator allows it; 403 otherwise).
     #[arg(long, default_value = "device", value_parser = parse_usage)]
     pub usage: Usage,
     /// Key type to generate when a token has no free key pair.
