@@ -470,6 +470,20 @@ fn run(cli: Cli) -> Result<(), String> {
                 vtoken_pki::client::trust_tls_roots(&pem)
                     .map_err(|e| format!("{}: {e}", f.display()))?;
             }
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&client_key)
+                    .map_err(|e| format!("{}: {e}", client_key.display()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "the relay key {} is readable by others (mode {:o}): chmod 600 it",
+                        client_key.display(),
+                        mode & 0o777
+                    );
+                }
+            }
             let credential =
                 vtoken_pki::auth::Credential::from_pem_files(&client_cert, &client_key)
                     .map_err(|e| format!("relay credential: {e}"))?;

@@ -351,7 +351,31 @@ fn relay_refuses_unknown_stations_and_the_ca_refuses_an_unregistered_relay() {
         "not agreed with this relay",
     );
     assert_eq!(request_count(&dir), seen, "the CA saw nothing");
-    client::enroll(&relay.url, &Token::new(0x83).csr(), Some(&station.cred())).unwrap();
+    // A signed request replayed to the relay: refused there.
+    let csr = Token::new(0x83).csr();
+    let file = tmp.path().join("r83.der");
+    std::fs::write(&file, &csr).unwrap();
+    let headers: String = station
+        .cred()
+        .headers("POST", "/api/v1/enroll", &csr)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| format!("-H '{k}: {v}' "))
+        .collect();
+    let send = || {
+        curl(&format!(
+            "-o /dev/null {headers} -H 'Content-Type: application/pkcs10' --data-binary @{} {}/api/v1/enroll",
+            file.display(),
+            relay.url
+        ))
+    };
+    assert_eq!(send().trim(), "200");
+    let out = curl(&format!(
+        "{headers} -H 'Content-Type: application/pkcs10' --data-binary @{} {}/api/v1/enroll",
+        file.display(),
+        relay.url
+    ));
+    assert!(out.ends_with(" 401") && out.contains("replayed"), "{out}");
     // The relay is removed from the CA: the station's requests now fail at the CA.
     let out = Command::new(BIN)
         .args(["ca", "operator", "remove", "--dir", dir.to_str().unwrap()])
