@@ -27,6 +27,7 @@ use vault_core::session::{OutLen, Output};
 use vault_core::slots::TokenEntry;
 use vault_core::token::UserType;
 use vault_core::Attributes;
+use vtoken_pki::auth::Credential;
 use vtoken_pki::{client, SigAlg, Usage};
 use zeroize::Zeroizing;
 
@@ -56,7 +57,12 @@ whose certificate did not verify. Progress goes to stderr, the summary table to 
 
 Operator (E1): --operator names the operator's token; the run starts only after a login
 with its user PIN (--operator-pin-file, --operator-pin, VTOKEN_OPERATOR_PIN, or a
-prompt). The operator token is never enrolled.
+prompt). The operator token is never enrolled. It holds the operator credential (a key
+and the certificate labelled vtoken-operator, made once with `vtoken enroll
+operator-request` and `operator-install`, registered with the CA): every request to the
+CA or relay is signed with it inside the token, and the CA refuses unsigned requests and
+operators it does not know. The usage asked for (--usage) must be one the CA's policy
+for this operator allows.
 
 CA certificate: --ca-cert FILE (PEM or DER; trusted as given), else fetched from the CA
 (EST cacerts) and its SHA-256 fingerprint printed on stderr; --ca-fingerprint pins it.
@@ -146,7 +152,8 @@ pub struct EnrollArgs {
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=9))]
     pub pin_digits: u32,
 
-    /// Certificate usage to request: device, client or signing.
+    /// Certificate profile to ask the CA for: device, client or signing (the CA issues
+    /// it only if its policy for this operator allows it; 403 otherwise).
     #[arg(long, default_value = "device", value_parser = parse_usage)]
     pub usage: Usage,
     /// Key type to generate when a token has no free key pair.
@@ -160,8 +167,55 @@ pub struct EnrollArgs {
     pub mode: Mode,
 }
 
+/// The operator token and its PIN (E1).
+#[derive(Debug, Args)]
+pub struct OperatorArgs {
+    /// The operator's token (label or serial).
+    #[arg(long, value_name = "LABEL|SERIAL")]
+    pub operator: String,
+    /// The operator token's PIN (visible in the process list: prefer the file or the variable).
+    #[arg(
+        long,
+        env = "VTOKEN_OPERATOR_PIN",
+        hide_env_values = true,
+        value_name = "PIN"
+    )]
+    pub operator_pin: Option<String>,
+    /// Read the operator PIN from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    pub operator_pin_file: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum EnrollAction {
+    /// Make the operator credential's key on the operator token (EC P-256, labelled
+    /// vtoken-operator, never leaves the token) if it has none, and write a PKCS#10
+    /// request for it, signed inside the token, for the CA to register
+    /// (`vtoken-server ca operator add --csr FILE`).
+    #[command(after_help = "\
+Example:
+  vtoken enroll operator-request --operator station-1 --operator-pin-file op.pin -o station-1.csr
+  vtoken-server ca operator add --dir ca --name station-1 --csr station-1.csr -o station-1.pem
+  vtoken enroll operator-install --operator station-1 --operator-pin-file op.pin --cert station-1.pem")]
+    OperatorRequest {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// Where to write the request (DER).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Store the operator certificate the CA issued (or registered) on the operator
+    /// token, beside its key: `vtoken enroll` signs every request with it.
+    #[command(after_help = "\
+Example:
+  vtoken enroll operator-install --operator station-1 --operator-pin-file op.pin --cert station-1.pem")]
+    OperatorInstall {
+        #[command(flatten)]
+        op: OperatorArgs,
+        /// The operator certificate (PEM or DER); its key must be on the token.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+    },
     /// Print the PIN derived from a token serial (see `vtoken enroll --help`), to
     /// initialise tokens for --pin-from-serial. It prints a PIN: mind where it goes.
     #[command(after_help = "\
@@ -540,6 +594,8 @@ struct Station<'a> {
     key_type: EnrollKeyType,
     key_label: String,
     url: String,
+    /// The operator credential every request is signed with.
+    credential: Credential,
 }
 
 /// A request ready to send, or a token that needs none.
@@ -581,6 +637,75 @@ fn search(open: &Open, class: CK_OBJECT_CLASS, id: Option<&[u8]>) -> Result<Vec<
         t.set(CKA_ID, id.to_vec());
     }
     Ok(open.token.search(&t)?)
+}
+
+/// Generates a token key pair labelled `label` (sign-only private key, never
+/// extractable); the token derives its CKA_ID from the public key.
+fn generate_key_pair(open: &Open, key_type: EnrollKeyType, label: &str) -> Result<KeyPair> {
+    let label = label.as_bytes().to_vec();
+    let template = |class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE| {
+        let mut t = Attributes::new();
+        t.set_ulong(CKA_CLASS, class);
+        t.set_ulong(CKA_KEY_TYPE, kt);
+        t.set_bool(CKA_TOKEN, true);
+        t.set(CKA_LABEL, label.clone());
+        t
+    };
+    let rsa = matches!(key_type, EnrollKeyType::Rsa2048 | EnrollKeyType::Rsa3072);
+    let kt = if rsa { CKK_RSA } else { CKK_EC };
+    let mut p = template(CKO_PUBLIC_KEY, kt);
+    let mut s = template(CKO_PRIVATE_KEY, kt);
+    p.set_bool(CKA_PRIVATE, false);
+    p.set_bool(CKA_VERIFY, true);
+    s.set_bool(CKA_PRIVATE, true);
+    s.set_bool(CKA_SENSITIVE, true);
+    s.set_bool(CKA_EXTRACTABLE, false);
+    s.set_bool(CKA_SIGN, true);
+    let mech = if rsa {
+        let bits = if key_type == EnrollKeyType::Rsa2048 {
+            2048
+        } else {
+            3072
+        };
+        p.set_ulong(CKA_MODULUS_BITS, bits);
+        p.set(CKA_PUBLIC_EXPONENT, vec![1, 0, 1]);
+        p.set_bool(CKA_ENCRYPT, true);
+        p.set_bool(CKA_WRAP, true);
+        s.set_bool(CKA_DECRYPT, true);
+        s.set_bool(CKA_UNWRAP, true);
+        CKM_RSA_PKCS_KEY_PAIR_GEN
+    } else {
+        let curve = if key_type == EnrollKeyType::EcP256 {
+            Curve::P256
+        } else {
+            Curve::P384
+        };
+        p.set(CKA_EC_PARAMS, curve.ec_params().to_vec());
+        s.set_bool(CKA_DERIVE, true);
+        CKM_EC_KEY_PAIR_GEN
+    };
+    let (ph, sh) = open
+        .token
+        .generate_key_pair(open.sid, &Mechanism::new(mech), &p, &s)?;
+    let pa = open.token.attributes(ph)?;
+    let sa = open.token.attributes(sh)?;
+    Ok(KeyPair {
+        private: sh,
+        id: sa.get(CKA_ID).unwrap_or_default().to_vec(),
+        label: sa.label(),
+        spki: encoding::public_key_spki(&pa)?,
+        generated: true,
+    })
+}
+
+/// A PKCS#10 request for `key` naming the token serial and `usage`, signed inside
+/// the token (E5).
+fn sign_request(open: &Open, key: &KeyPair, usage: Usage) -> Result<Vec<u8>> {
+    let alg = SigAlg::for_spki(&key.spki).map_err(cli_err)?;
+    let mech = mechanism_for(alg)?;
+    let sign = |tbs: &[u8]| token_sign(&open.token, open.sid, key.private, mech, tbs);
+    vtoken_pki::build_csr(&key.spki, open.token.serial(), usage, sign, alg)
+        .map_err(|e| CliError::new(format!("building the request: {e}")))
 }
 
 impl Station<'_> {
@@ -668,86 +793,12 @@ impl Station<'_> {
 
     /// Generates a token key pair; the token derives its CKA_ID from the public key.
     fn generate(&self, open: &Open) -> Result<KeyPair> {
-        let label = self.key_label.as_bytes().to_vec();
-        let template = |class: CK_OBJECT_CLASS, kt: CK_KEY_TYPE| {
-            let mut t = Attributes::new();
-            t.set_ulong(CKA_CLASS, class);
-            t.set_ulong(CKA_KEY_TYPE, kt);
-            t.set_bool(CKA_TOKEN, true);
-            t.set(CKA_LABEL, label.clone());
-            t
-        };
-        let rsa = matches!(
-            self.key_type,
-            EnrollKeyType::Rsa2048 | EnrollKeyType::Rsa3072
-        );
-        let kt = if rsa { CKK_RSA } else { CKK_EC };
-        let mut p = template(CKO_PUBLIC_KEY, kt);
-        let mut s = template(CKO_PRIVATE_KEY, kt);
-        p.set_bool(CKA_PRIVATE, false);
-        p.set_bool(CKA_VERIFY, true);
-        s.set_bool(CKA_PRIVATE, true);
-        s.set_bool(CKA_SENSITIVE, true);
-        s.set_bool(CKA_EXTRACTABLE, false);
-        s.set_bool(CKA_SIGN, true);
-        let mech = if rsa {
-            let bits = if self.key_type == EnrollKeyType::Rsa2048 {
-                2048
-            } else {
-                3072
-            };
-            p.set_ulong(CKA_MODULUS_BITS, bits);
-            p.set(CKA_PUBLIC_EXPONENT, vec![1, 0, 1]);
-            p.set_bool(CKA_ENCRYPT, true);
-            p.set_bool(CKA_WRAP, true);
-            s.set_bool(CKA_DECRYPT, true);
-            s.set_bool(CKA_UNWRAP, true);
-            CKM_RSA_PKCS_KEY_PAIR_GEN
-        } else {
-            let curve = if self.key_type == EnrollKeyType::EcP256 {
-                Curve::P256
-            } else {
-                Curve::P384
-            };
-            p.set(CKA_EC_PARAMS, curve.ec_params().to_vec());
-            s.set_bool(CKA_DERIVE, true);
-            CKM_EC_KEY_PAIR_GEN
-        };
-        let (ph, sh) = open
-            .token
-            .generate_key_pair(open.sid, &Mechanism::new(mech), &p, &s)?;
-        let pa = open.token.attributes(ph)?;
-        let sa = open.token.attributes(sh)?;
-        Ok(KeyPair {
-            private: sh,
-            id: sa.get(CKA_ID).unwrap_or_default().to_vec(),
-            label: sa.label(),
-            spki: encoding::public_key_spki(&pa)?,
-            generated: true,
-        })
+        generate_key_pair(open, self.key_type, &self.key_label)
     }
 
     /// Builds the PKCS#10 request, signed by the token (E5).
     fn request(&self, open: &Open, key: &KeyPair) -> Result<Vec<u8>> {
-        let alg = SigAlg::for_spki(&key.spki).map_err(cli_err)?;
-        let mech = match alg {
-            SigAlg::EcdsaSha256 => CKM_ECDSA_SHA256,
-            SigAlg::EcdsaSha384 => CKM_ECDSA_SHA384,
-            SigAlg::RsaPkcs1Sha256 => CKM_SHA256_RSA_PKCS,
-            other => bail!("no token mechanism for {other:?}"),
-        };
-        let sign = |tbs: &[u8]| -> std::result::Result<Vec<u8>, String> {
-            open.token
-                .sign_init(open.sid, &Mechanism::new(mech), key.private)
-                .map_err(|e| format!("signing in the token: {e}"))?;
-            match open.token.sign(open.sid, tbs, OutLen::Buffer(usize::MAX)) {
-                Ok(Output::Bytes(b)) => Ok(b),
-                Ok(Output::Needed(_)) => Err("signature buffer too small".into()),
-                Err(e) => Err(format!("signing in the token: {e}")),
-            }
-        };
-        vtoken_pki::build_csr(&key.spki, open.token.serial(), self.usage, sign, alg)
-            .map_err(|e| CliError::new(format!("building the request: {e}")))
+        sign_request(open, key, self.usage)
     }
 
     /// Steps 1–5 up to the request.
@@ -841,7 +892,7 @@ impl Station<'_> {
             Ok(Prepared::Request(r)) => r,
             Err(e) => return Row::failed(&entry.serial, &entry.label, e.message),
         };
-        let result = client::enroll(&self.url, &req.csr)
+        let result = client::enroll(&self.url, &req.csr, Some(&self.credential))
             .map_err(|e| CliError::new(format!("CA: {e}")))
             .and_then(|cert| self.store(&open, &req, &cert));
         self.row_for(entry, &req, result)
@@ -880,7 +931,7 @@ impl Station<'_> {
         for chunk in pending.chunks(vtoken_pki::api::MAX_BATCH) {
             progress.note(&format!("sending {} request(s) in one batch", chunk.len()));
             let csrs = chunk.iter().map(|(_, r)| r.csr.clone()).collect();
-            let answers = match client::enroll_batch(&self.url, csrs) {
+            let answers = match client::enroll_batch(&self.url, csrs, Some(&self.credential)) {
                 Ok(a) => a,
                 Err(e) => {
                     for (entry, req) in chunk {
@@ -934,6 +985,216 @@ impl Station<'_> {
     }
 }
 
+// ------------------------------------------------------------------ the operator
+
+/// Label of the operator credential's key and certificate on the operator token.
+pub const OPERATOR_LABEL: &str = "vtoken-operator";
+
+/// Opens the operator token and logs in (E1); a wrong PIN stops everything.
+fn operator_login(
+    ctx: &Ctx,
+    operator: &str,
+    pin: &Option<String>,
+    pin_file: &Option<PathBuf>,
+) -> Result<Open> {
+    let op_entry = ctx
+        .registry
+        .find(operator)
+        .map_err(|e| CliError::new(format!("operator token: {}", CliError::from(e).message)))?;
+    let op_pin = match pin::user_given(&UserPin {
+        pin: pin.clone(),
+        pin_file: pin_file.clone(),
+    })? {
+        Some(p) => p,
+        None if std::io::stdin().is_terminal() => {
+            pin::flag_or_prompt(&None, Role::User, "operator PIN", false)?
+        }
+        None => bail!(
+            "no operator PIN given: use --operator-pin-file, --operator-pin or \
+             VTOKEN_OPERATOR_PIN"
+        ),
+    };
+    let op_token = ctx.registry.open(&op_entry)?;
+    let op_sid = op_token.open_session(true)?;
+    let op = Open {
+        entry: op_entry.clone(),
+        token: op_token,
+        sid: op_sid,
+    };
+    op.login(UserType::User, &op_pin).map_err(|e| {
+        CliError::new(format!(
+            "operator authentication failed on token '{}': {}; nothing was enrolled",
+            op_entry.label, e.message
+        ))
+    })?;
+    Ok(op)
+}
+
+fn mechanism_for(alg: SigAlg) -> Result<CK_MECHANISM_TYPE> {
+    Ok(match alg {
+        SigAlg::EcdsaSha256 => CKM_ECDSA_SHA256,
+        SigAlg::EcdsaSha384 => CKM_ECDSA_SHA384,
+        SigAlg::RsaPkcs1Sha256 => CKM_SHA256_RSA_PKCS,
+        other => bail!("no token mechanism for {other:?}"),
+    })
+}
+
+/// Signs with private key `key` inside the token (the key never leaves it).
+fn token_sign(
+    token: &vault_core::token::Token,
+    sid: u64,
+    key: u64,
+    mech: CK_MECHANISM_TYPE,
+    msg: &[u8],
+) -> std::result::Result<Vec<u8>, String> {
+    token
+        .sign_init(sid, &Mechanism::new(mech), key)
+        .map_err(|e| format!("signing in the token: {e}"))?;
+    match token.sign(sid, msg, OutLen::Buffer(usize::MAX)) {
+        Ok(Output::Bytes(b)) => Ok(b),
+        Ok(Output::Needed(_)) => Err("signature buffer too small".into()),
+        Err(e) => Err(format!("signing in the token: {e}")),
+    }
+}
+
+/// The operator credential on the logged-in operator token: the certificate labelled
+/// [`OPERATOR_LABEL`] and the private key with its CKA_ID, signing inside the token.
+fn operator_credential(op: &Open, profile: Usage) -> Result<Credential> {
+    let mut t = Attributes::new();
+    t.set_ulong(CKA_CLASS, CKO_CERTIFICATE);
+    t.set(CKA_LABEL, OPERATOR_LABEL.as_bytes().to_vec());
+    for h in op.token.search(&t)?.into_iter().rev() {
+        let a = op.token.attributes(h)?;
+        let (Some(cert), Some(id)) = (a.get(CKA_VALUE), a.get(CKA_ID)) else {
+            continue;
+        };
+        let Some(&key) = search(op, CKO_PRIVATE_KEY, Some(id))?.first() else {
+            continue;
+        };
+        let spki = vtoken_pki::cert_spki(cert).map_err(cli_err)?;
+        let mech = mechanism_for(SigAlg::for_spki(&spki).map_err(cli_err)?)?;
+        let (token, sid) = (op.token.clone(), op.sid);
+        let mut cred = Credential::new(
+            cert.to_vec(),
+            Box::new(move |msg| token_sign(&token, sid, key, mech, msg)),
+        )
+        .map_err(cli_err)?;
+        cred.profile = Some(profile);
+        return Ok(cred);
+    }
+    bail!(
+        "the operator token '{}' holds no operator credential (a certificate labelled \
+         {OPERATOR_LABEL} with its key): make one with `vtoken enroll operator-request`, \
+         have the CA register it (`vtoken-server ca operator add --csr`), then \
+         `vtoken enroll operator-install`; nothing was enrolled",
+        op.entry.label
+    )
+}
+
+/// `vtoken enroll operator-request`: the operator key (made if missing) and its request.
+fn operator_request(ctx: &Ctx, args: &OperatorArgs, out: &Path) -> Result<()> {
+    let op = operator_login(
+        ctx,
+        &args.operator,
+        &args.operator_pin,
+        &args.operator_pin_file,
+    )?;
+    let mut t = Attributes::new();
+    t.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    t.set(CKA_LABEL, OPERATOR_LABEL.as_bytes().to_vec());
+    let existing = op.token.search(&t)?;
+    let key = match existing.first() {
+        Some(&h) => {
+            let a = op.token.attributes(h)?;
+            let id = a.get(CKA_ID).unwrap_or_default().to_vec();
+            let spki = search(&op, CKO_PUBLIC_KEY, Some(&id))?
+                .into_iter()
+                .find_map(|p| {
+                    let pa = op.token.attributes(p).ok()?;
+                    encoding::public_key_spki(&pa).ok()
+                })
+                .map_or_else(|| encoding::public_key_spki(&a), Ok)?;
+            KeyPair {
+                private: h,
+                id,
+                label: OPERATOR_LABEL.into(),
+                spki,
+                generated: false,
+            }
+        }
+        None => generate_key_pair(&op, EnrollKeyType::EcP256, OPERATOR_LABEL)?,
+    };
+    let csr = sign_request(&op, &key, Usage::Operator)?;
+    std::fs::write(out, &csr)
+        .map_err(|e| CliError::new(format!("cannot write {}: {e}", out.display())))?;
+    eprintln!(
+        "operator request for token {} written to {} ({} key {}); register it with \
+         `vtoken-server ca operator add --csr {}`",
+        op.token.serial(),
+        out.display(),
+        if key.generated { "new" } else { "existing" },
+        hex::encode(&key.id),
+        out.display()
+    );
+    Ok(())
+}
+
+/// `vtoken enroll operator-install`: the operator certificate beside its key.
+fn operator_install(ctx: &Ctx, args: &OperatorArgs, cert_file: &Path) -> Result<()> {
+    let data = std::fs::read(cert_file)
+        .map_err(|e| CliError::new(format!("cannot read {}: {e}", cert_file.display())))?;
+    let cert = match std::str::from_utf8(&data) {
+        Ok(t) if t.contains("-----BEGIN") => vtoken_pki::certs_from_pem(t)
+            .map_err(|e| CliError::new(format!("{}: {e}", cert_file.display())))?
+            .remove(0),
+        _ => data,
+    };
+    let spki = vtoken_pki::cert_spki(&cert)
+        .map_err(|e| CliError::new(format!("{}: {e}", cert_file.display())))?;
+    let op = operator_login(
+        ctx,
+        &args.operator,
+        &args.operator_pin,
+        &args.operator_pin_file,
+    )?;
+    let mut id = None;
+    for p in search(&op, CKO_PUBLIC_KEY, None)? {
+        let a = op.token.attributes(p)?;
+        if encoding::public_key_spki(&a).ok().as_deref() == Some(&spki[..]) {
+            let pid = a.get(CKA_ID).unwrap_or_default().to_vec();
+            if !search(&op, CKO_PRIVATE_KEY, Some(&pid))?.is_empty() {
+                id = Some(pid);
+                break;
+            }
+        }
+    }
+    let Some(id) = id else {
+        bail!(
+            "{} certifies a key that is not on the operator token '{}' (make the request \
+             with `vtoken enroll operator-request` on this token)",
+            cert_file.display(),
+            op.entry.label
+        );
+    };
+    let mut dup = Attributes::new();
+    dup.set_ulong(CKA_CLASS, CKO_CERTIFICATE);
+    dup.set(CKA_VALUE, cert.clone());
+    if op.token.search(&dup)?.is_empty() {
+        let mut t = encoding::certificate_attributes(&cert)?;
+        t.set(CKA_ID, id);
+        t.set(CKA_LABEL, OPERATOR_LABEL.as_bytes().to_vec());
+        t.set_bool(CKA_TOKEN, true);
+        t.set_bool(CKA_PRIVATE, false);
+        op.token.create_object(op.sid, &t)?;
+    }
+    eprintln!(
+        "operator certificate (SHA-256 {}) installed on token {}",
+        vtoken_pki::auth::fingerprint(&cert),
+        op.token.serial()
+    );
+    Ok(())
+}
+
 // ------------------------------------------------------------------ the command
 
 /// `vtoken enroll` and `vtoken enroll derive-pin`.
@@ -959,6 +1220,17 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<std::process::Exi
             outln!("{}", pin.as_str());
         }
         return Ok(std::process::ExitCode::SUCCESS);
+    }
+    match &args.action {
+        Some(EnrollAction::OperatorRequest { op, out }) => {
+            operator_request(ctx, op, out)?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        Some(EnrollAction::OperatorInstall { op, cert }) => {
+            operator_install(ctx, op, cert)?;
+            return Ok(std::process::ExitCode::SUCCESS);
+        }
+        _ => {}
     }
     let url = args
         .ca
@@ -1000,38 +1272,10 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<std::process::Exi
             }
         };
 
-    // The operator (E1): nothing happens without this login.
-    let op_entry = ctx
-        .registry
-        .find(operator)
-        .map_err(|e| CliError::new(format!("operator token: {}", CliError::from(e).message)))?;
-    let op_pin = match pin::user_given(&UserPin {
-        pin: args.operator_pin.clone(),
-        pin_file: args.operator_pin_file.clone(),
-    })? {
-        Some(p) => p,
-        None if std::io::stdin().is_terminal() => {
-            pin::flag_or_prompt(&None, Role::User, "operator PIN", false)?
-        }
-        None => bail!(
-            "no operator PIN given: use --operator-pin-file, --operator-pin or \
-             VTOKEN_OPERATOR_PIN"
-        ),
-    };
-    let op_token = ctx.registry.open(&op_entry)?;
-    let op_sid = op_token.open_session(false)?;
-    let op = Open {
-        entry: op_entry.clone(),
-        token: op_token,
-        sid: op_sid,
-    };
-    op.login(UserType::User, &op_pin).map_err(|e| {
-        CliError::new(format!(
-            "operator authentication failed on token '{}': {}; nothing was enrolled",
-            op_entry.label, e.message
-        ))
-    })?;
-    drop(op_pin);
+    // The operator (E1): nothing happens without this login and its credential.
+    let op = operator_login(ctx, operator, &args.operator_pin, &args.operator_pin_file)?;
+    let op_entry = op.entry.clone();
+    let credential = operator_credential(&op, args.usage)?;
 
     // Which tokens.
     let mut rows = Vec::new();
@@ -1096,6 +1340,7 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<std::process::Exi
             .clone()
             .unwrap_or_else(|| format!("enroll-{}", args.usage)),
         url,
+        credential,
     };
 
     let mut progress = Progress::new(entries.len() + rows.len());

@@ -79,7 +79,31 @@ impl Server {
         ])
     }
 
-    fn relay(upstream: &str) -> Server {
+    /// A relay serving the test station, with its own credential (a self-signed
+    /// certificate made by openssl) registered at the CA.
+    fn relay(env: &Env, upstream: &str) -> Server {
+        let (cert, key) = (env.path("relay.pem"), env.path("relay.key"));
+        let out = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+            .args(["ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
+            .args(["-subj", "/CN=enroll test relay", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        env.server(&[
+            "ca",
+            "operator",
+            "add",
+            "--name",
+            "relay",
+            "--profiles",
+            "device,client",
+            "--cert",
+            cert.to_str().unwrap(),
+        ]);
         Server::start(&[
             "relay",
             "serve",
@@ -88,6 +112,12 @@ impl Server {
             "--verify",
             "--serial-range",
             RANGE,
+            "--station-cert",
+            env.path("op.pem").to_str().unwrap(),
+            "--client-cert",
+            cert.to_str().unwrap(),
+            "--client-key",
+            key.to_str().unwrap(),
         ])
     }
 
@@ -133,7 +163,55 @@ impl Env {
         assert!(out.status.success(), "{out:?}");
         let env = Env { dir, conf, ca_dir };
         env.token("operator", "0F0F0F0F00000000", OPERATOR_PIN);
+        env.register_operator("station", "device,client");
         env
+    }
+
+    /// The operator credential: key and request made in the operator token, the
+    /// certificate issued by `vtoken-server ca operator add --csr`, installed beside
+    /// the key.
+    fn register_operator(&self, name: &str, profiles: &str) {
+        let (csr, pem) = (self.path("op.csr"), self.path("op.pem"));
+        let pin = self.path("op.pin");
+        let op = |sub: &str, flag: &str, file: &Path| {
+            let out = self.run(&[
+                "enroll",
+                sub,
+                "--operator",
+                "operator",
+                "--operator-pin-file",
+                pin.to_str().unwrap(),
+                flag,
+                file.to_str().unwrap(),
+            ]);
+            assert!(out.status.success(), "{out:?}");
+        };
+        op("operator-request", "-o", &csr);
+        self.server(&[
+            "ca",
+            "operator",
+            "add",
+            "--name",
+            name,
+            "--profiles",
+            profiles,
+            "--csr",
+            csr.to_str().unwrap(),
+            "-o",
+            pem.to_str().unwrap(),
+        ]);
+        op("operator-install", "--cert", &pem);
+    }
+
+    /// `vtoken-server ARGS --dir CA` (a CA administration command), which must succeed.
+    fn server(&self, args: &[&str]) -> Output {
+        let out = Command::new(sibling("vtoken-server"))
+            .args(args)
+            .args(["--dir", self.ca_dir.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        out
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -418,7 +496,7 @@ fn relay_with_verify_refuses_a_serial_outside_the_range_and_enrols_the_rest() {
         }
     }
     let ca = Server::ca(&env.ca_dir);
-    let relay = Server::relay(&ca.url);
+    let relay = Server::relay(&env, &ca.url);
     std::fs::write(env.path("pin"), "1234\n").unwrap();
     let (code, json, stderr) = env.enroll(
         &relay.url,
@@ -820,4 +898,113 @@ fn derive_pin_follows_the_documented_algorithm_and_help_teaches() {
     }
     let out = env.run(&["enroll", "--operator", "operator"]);
     assert_eq!(out.status.code(), Some(2), "--ca is required");
+}
+
+#[test]
+fn enrolment_needs_a_registered_operator_credential_and_its_policy() {
+    let env = Env::new();
+    let s = serial(1);
+    env.token("t1", &s, "123456");
+    let ca = Server::ca(&env.ca_dir);
+    // An operator token without a credential: refused before any token is touched.
+    env.token("bare", "0F0F0F0F00000001", OPERATOR_PIN);
+    let mut args = env.enroll_args(&ca.url, &["--tokens", &s, "--pin", "123456"]);
+    let at = args.iter().position(|a| a == "operator").unwrap();
+    args[at] = "bare".into();
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("holds no operator credential"), "{err}");
+    assert_eq!(env.contents(&s, "123456"), (vec![], 0), "untouched");
+    // A usage the CA's policy does not grant this operator: refused by the CA.
+    let (code, json, _) = env.enroll(
+        &ca.url,
+        &["--tokens", &s, "--pin", "123456", "--usage", "signing"],
+    );
+    assert_eq!(code, Some(1), "{json:#}");
+    let e = row(&json, &s)["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("403") && e.contains("may not request signing"),
+        "{e}"
+    );
+    assert!(env.contents(&s, "123456").0.is_empty(), "no certificate");
+    // The operator removed from the CA: its signed requests are refused (403).
+    env.server(&["ca", "operator", "remove", "--name", "station"]);
+    let (code, json, _) = env.enroll(&ca.url, &["--tokens", &s, "--pin", "123456"]);
+    assert_eq!(code, Some(1), "{json:#}");
+    let e = row(&json, &s)["error"].as_str().unwrap().to_string();
+    assert!(e.contains("403") && e.contains("not registered"), "{e}");
+    assert!(env.contents(&s, "123456").0.is_empty(), "no certificate");
+    assert_eq!(
+        vtoken_pki::client::fetch_cert(&ca.url, &s).unwrap(),
+        None,
+        "nothing issued or published"
+    );
+}
+
+#[test]
+fn device_verify_refuses_an_attestation_whose_certificate_is_not_device_identity() {
+    use vtoken_pki::{LocalCa, Usage};
+    let env = Env::new();
+    let s = serial(7);
+    env.token("dev", &s, "123456");
+    let root = LocalCa::generate("Attestation Test Root", 30).unwrap();
+    let root_pem = env.path("root.pem");
+    std::fs::write(&root_pem, root.cert_pem()).unwrap();
+    let certify = |usage: Usage| {
+        let reg = env.registry();
+        let t = reg.open(&reg.find(&s).unwrap()).unwrap();
+        let sid = t.open_session(true).unwrap();
+        t.login(UserType::User, b"123456").unwrap();
+        let spki = t.device_info().unwrap().spki;
+        let leaf = root.issue_for_spki(&spki, &s, usage).unwrap();
+        t.device_set_chain(vec![leaf, root.cert_der().to_vec()], &spki)
+            .unwrap();
+        t.close_session(sid).unwrap();
+    };
+    let nonce = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    let attest_and_verify = || {
+        let a = env.path("a.json");
+        let out = env.run(&[
+            "--token",
+            "dev",
+            "device",
+            "attest",
+            "--nonce",
+            nonce,
+            "--pin",
+            "123456",
+            "-o",
+            a.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+        env.run(&[
+            "device",
+            "verify",
+            "--root",
+            root_pem.to_str().unwrap(),
+            "--attestation",
+            a.to_str().unwrap(),
+            "--nonce",
+            nonce,
+        ])
+    };
+    // A clientAuth certificate of the same root for the token's own device key:
+    // chain, serial, nonce and signature are all right, the usage is not.
+    for usage in [Usage::Client, Usage::Signing, Usage::Operator] {
+        certify(usage);
+        let out = attest_and_verify();
+        assert_eq!(out.status.code(), Some(1), "{usage}: {out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("device NOT authenticated") && err.contains("not a device certificate"),
+            "{usage}: {err}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    // The device profile passes (control).
+    certify(Usage::Device);
+    let out = attest_and_verify();
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("device authenticated"));
 }

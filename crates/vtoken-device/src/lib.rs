@@ -104,9 +104,11 @@ pub fn verify_device_chain(
     Ok(verify_chain(leaf, &intermediates, root_der, now)?)
 }
 
-/// Client side of V7: the chain must lead to `root_der`, certify the serial the
-/// answer claims, the nonce must be the one this client sent (`expected_nonce`),
-/// and the signature must verify with the certified key.
+/// Client side of V7: the chain must lead to `root_der`, the leaf must carry the
+/// device-identity profile ([`vtoken_pki::require_usage`] with [`Usage::Device`]: a
+/// client, signing or operator certificate of the same root proves no device), certify
+/// the serial the answer claims, the nonce must be the one this client sent
+/// (`expected_nonce`), and the signature must verify with the certified key.
 pub fn verify_attestation(
     att: &Attestation,
     root_der: &[u8],
@@ -123,6 +125,8 @@ pub fn verify_attestation(
         .map(|c| unhex("certificate", c))
         .collect::<Result<_>>()?;
     let v = verify_device_chain(&chain, root_der, now)
+        .map_err(|e| Error::Rejected(format!("device certificate rejected: {e}")))?;
+    vtoken_pki::require_usage(&chain[0], Usage::Device)
         .map_err(|e| Error::Rejected(format!("device certificate rejected: {e}")))?;
     if v.token_serial != att.serial {
         return rejected(format!(

@@ -10,8 +10,13 @@
 //! | `GET /.well-known/est/cacerts` | — | base64 certs-only PKCS#7 (RFC 7030 4.1) |
 //! | `POST /.well-known/est/simpleenroll` | base64 PKCS#10 | base64 certs-only PKCS#7 (RFC 7030 4.2) |
 //!
-//! Errors are HTTP 400 (malformed request, bad signature), 403 (serial outside the
-//! agreed range), 404, 502 (relay: CA unreachable), with an [`ErrorBody`] JSON body.
+//! Every POST must be signed by a registered operator ([`crate::auth`]).
+//!
+//! Errors are HTTP 400 (malformed request, bad signature), 401 (no or bad operator
+//! signature, replayed nonce), 403 (unknown operator, profile not allowed, serial
+//! outside the agreed range), 404, 409 (the token holds a live certificate for
+//! another key), 429 (rate limit), 502 (relay: CA unreachable), with an [`ErrorBody`]
+//! JSON body.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +32,9 @@ pub const CA_PEM: &str = "/api/v1/ca.pem";
 pub const EST_CACERTS: &str = "/.well-known/est/cacerts";
 /// EST simple enrollment.
 pub const EST_SIMPLEENROLL: &str = "/.well-known/est/simpleenroll";
+
+/// EST simple re-enrollment.
+pub const EST_SIMPLEREENROLL: &str = "/.well-known/est/simplereenroll";
 
 /// Content type of a DER PKCS#10 request.
 pub const CT_PKCS10: &str = "application/pkcs10";

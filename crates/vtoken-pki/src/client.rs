@@ -5,7 +5,8 @@
 //! runs with `--tls-cert`/`--tls-key`, `https://ca.example.org:8440` (no trailing
 //! path). HTTPS server certificates are checked against the Mozilla roots, or only
 //! against the roots given to [`trust_tls_roots`] once that is called (a private CA).
-//! Integrity does not rest on the transport: requests are self-signed, and the station
+//! Integrity does not rest on the transport: requests are self-signed and signed by the
+//! operator's credential ([`crate::auth`]), and the station
 //! checks each certificate against a CA certificate it got out of band
 //! ([`crate::verify_chain`], E9) — do not trust [`ca_certs`] fetched over plain HTTP
 //! as the root.
@@ -18,6 +19,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
 use crate::api::{self, BatchRequest, BatchResponse, ErrorBody};
+use crate::auth::Credential;
 use crate::{csr_token_serial, pkcs7, Error, Result};
 
 /// Largest answer body read (a batch of certificates fits easily).
@@ -79,6 +81,29 @@ fn read_body(resp: ureq::Response) -> Result<Vec<u8>> {
     Ok(body)
 }
 
+/// POST `body` to `path`, signed by `auth` when given (see [`crate::auth`]).
+fn post(
+    base_url: &str,
+    path: &str,
+    content_type: &str,
+    extra: &[(&str, &str)],
+    body: &[u8],
+    auth: Option<&Credential>,
+) -> Result<Vec<u8>> {
+    let mut req = agent()
+        .post(&url(base_url, path))
+        .set("Content-Type", content_type);
+    for (k, v) in extra {
+        req = req.set(k, v);
+    }
+    if let Some(cred) = auth {
+        for (k, v) in cred.headers("POST", path, body)? {
+            req = req.set(k, &v);
+        }
+    }
+    answer(req.send_bytes(body))
+}
+
 /// Turn a ureq outcome into the body or an [`Error::Http`] / [`Error::Transport`].
 fn answer(r: std::result::Result<ureq::Response, ureq::Error>) -> Result<Vec<u8>> {
     match r {
@@ -97,25 +122,26 @@ fn answer(r: std::result::Result<ureq::Response, ureq::Error>) -> Result<Vec<u8>
 /// One batch result: the token serial and its DER certificate or the refusal message.
 pub type BatchOutcome = (String, std::result::Result<Vec<u8>, String>);
 
-/// Send one DER PKCS#10 request; returns the DER certificate.
-pub fn enroll(base_url: &str, csr_der: &[u8]) -> Result<Vec<u8>> {
-    answer(
-        agent()
-            .post(&url(base_url, api::ENROLL))
-            .set("Content-Type", api::CT_PKCS10)
-            .send_bytes(csr_der),
-    )
+/// Send one DER PKCS#10 request, signed by the operator credential `auth` (the CA
+/// refuses unsigned requests with 401); returns the DER certificate.
+pub fn enroll(base_url: &str, csr_der: &[u8], auth: Option<&Credential>) -> Result<Vec<u8>> {
+    post(base_url, api::ENROLL, api::CT_PKCS10, &[], csr_der, auth)
 }
 
 /// Send a batch of DER requests in one call; returns one `(token serial, outcome)` per
 /// request, in request order. The serial is read from each request locally, so results
 /// match back to tokens even when the CA refuses a request.
-pub fn enroll_batch(base_url: &str, csrs: Vec<Vec<u8>>) -> Result<Vec<BatchOutcome>> {
+pub fn enroll_batch(
+    base_url: &str,
+    csrs: Vec<Vec<u8>>,
+    auth: Option<&Credential>,
+) -> Result<Vec<BatchOutcome>> {
     let body = raw_batch(
         base_url,
         &BatchRequest {
             csrs: csrs.iter().map(|c| STANDARD.encode(c)).collect(),
         },
+        auth,
     )?;
     if body.results.len() != csrs.len() {
         return Err(Error::Protocol(format!(
@@ -142,13 +168,19 @@ pub fn enroll_batch(base_url: &str, csrs: Vec<Vec<u8>>) -> Result<Vec<BatchOutco
 }
 
 /// The batch call with the JSON messages as they are (the relay forwards these).
-pub fn raw_batch(base_url: &str, req: &BatchRequest) -> Result<BatchResponse> {
+pub fn raw_batch(
+    base_url: &str,
+    req: &BatchRequest,
+    auth: Option<&Credential>,
+) -> Result<BatchResponse> {
     let body = serde_json::to_string(req).map_err(|e| Error::Protocol(e.to_string()))?;
-    let answer = answer(
-        agent()
-            .post(&url(base_url, api::ENROLL_BATCH))
-            .set("Content-Type", "application/json")
-            .send_string(&body),
+    let answer = post(
+        base_url,
+        api::ENROLL_BATCH,
+        "application/json",
+        &[],
+        body.as_bytes(),
+        auth,
     )?;
     serde_json::from_slice(&answer)
         .map_err(|e| Error::Protocol(format!("batch answer is not valid JSON: {e}")))
@@ -181,13 +213,18 @@ pub fn ca_certs(base_url: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 /// EST simple enrollment (RFC 7030 4.2): base64 request in, certificates out.
-pub fn est_simpleenroll(base_url: &str, csr_der: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let body = answer(
-        agent()
-            .post(&url(base_url, api::EST_SIMPLEENROLL))
-            .set("Content-Type", api::CT_PKCS10)
-            .set("Content-Transfer-Encoding", "base64")
-            .send_string(&pkcs7::base64_lines(csr_der)),
+pub fn est_simpleenroll(
+    base_url: &str,
+    csr_der: &[u8],
+    auth: Option<&Credential>,
+) -> Result<Vec<Vec<u8>>> {
+    let body = post(
+        base_url,
+        api::EST_SIMPLEENROLL,
+        api::CT_PKCS10,
+        &[("Content-Transfer-Encoding", "base64")],
+        pkcs7::base64_lines(csr_der).as_bytes(),
+        auth,
     )?;
     pkcs7::parse_certs_only(&pkcs7::base64_decode(&body)?)
 }

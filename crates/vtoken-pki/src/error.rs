@@ -36,6 +36,12 @@ pub enum Error {
     /// A key file or key that cannot be used.
     #[error("key: {0}")]
     Key(String),
+    /// A certificate does not carry the profile (usage) a use requires.
+    #[error("certificate usage: {0}")]
+    WrongUsage(String),
+    /// A signed API request that is not authenticated: why.
+    #[error("request authentication: {0}")]
+    Auth(String),
     /// Chain verification failed (which link and why).
     #[error("certificate chain: {0}")]
     Chain(String),

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod auth;
 mod ca;
 mod chain;
 pub mod client;
@@ -63,7 +64,7 @@ pub use csr::{build_csr, csr_token_serial, verify_csr, CsrInfo};
 pub use error::{Error, Result};
 pub use serial::SerialRange;
 pub use sig::SigAlg;
-pub use usage::Usage;
+pub use usage::{require_usage, Usage, ID_KP_CMC_RA};
 
 /// Convert a certificate from DER to PEM (`-----BEGIN CERTIFICATE-----`).
 pub fn cert_der_to_pem(der: &[u8]) -> String {

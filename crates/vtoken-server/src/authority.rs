@@ -1,5 +1,7 @@
-//! The certificate authority behind the API (E7, E8): checks each request, issues,
-//! stores and publishes certificates.
+//! The certificate authority behind the API (E7, E8): authenticates the operator of
+//! each request (seed 001: only pre-agreed stations and relays may ask), checks the
+//! request, issues the profile its policy grants (never the usage the request asks
+//! for), stores and publishes certificates.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -7,9 +9,10 @@ use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 use vtoken_pki::api::{BatchRequest, BatchResponse};
-use vtoken_pki::{verify_chain, verify_csr, LocalCa, SerialRange};
+use vtoken_pki::auth::{Authenticated, MAX_SKEW_SECS};
+use vtoken_pki::{verify_chain, verify_csr, CsrInfo, LocalCa, SerialRange};
 
-use crate::http::{batch_entry, batch_item, Backend, Refusal};
+use crate::http::{batch_entry, batch_item, Backend, Caller, Refusal};
 use crate::store::{IssuedCert, Store, DB_FILE};
 
 /// The CA: its key and certificate, its database, the serial range it serves.
@@ -18,11 +21,18 @@ pub struct Authority {
     store: Mutex<Store>,
     range: SerialRange,
     days: u32,
+    log_keep: u64,
 }
 
 impl Authority {
-    /// Load the CA from `dir` (made by `ca init`) and open its database.
-    pub fn open(dir: &Path, range: SerialRange, days: u32) -> Result<Authority, String> {
+    /// Load the CA from `dir` (made by `ca init`) and open its database; the request
+    /// log keeps the newest `log_keep` entries.
+    pub fn open(
+        dir: &Path,
+        range: SerialRange,
+        days: u32,
+        log_keep: u64,
+    ) -> Result<Authority, String> {
         let ca = LocalCa::load(dir).map_err(|e| {
             format!(
                 "loading the CA from {d}: {e} (create one with `vtoken-server ca init --dir {d}`)",
@@ -36,6 +46,7 @@ impl Authority {
             store: Mutex::new(store),
             range,
             days,
+            log_keep,
         })
     }
 
@@ -60,9 +71,26 @@ impl Authority {
         Refusal::internal(format!("CA database: {e}"))
     }
 
-    fn decide(&self, store: &Store, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
+    fn decide(&self, store: &Store, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
         let info = verify_csr(csr_der)
             .map_err(|e| Refusal::bad_request(format!("request refused: {e}")))?;
+        // The profile is the operator's policy; whatever usage the request asks for
+        // is ignored (authenticate() resolved it).
+        let Some(profile) = caller.profile else {
+            return Err(Refusal::internal("no profile resolved for the caller"));
+        };
+        if info.usage != profile {
+            tracing::info!(
+                token = %info.serial,
+                asked = %info.usage,
+                %profile,
+                "the request asks for another usage: issuing the policy's profile"
+            );
+        }
+        let info = CsrInfo {
+            usage: profile,
+            ..info
+        };
         if !self.range.contains(&info.serial) {
             return Err(Refusal {
                 status: 403,
@@ -81,6 +109,21 @@ impl Authority {
             tracing::info!(token = %info.serial, "re-enrollment: returning the stored certificate");
             return Ok(der);
         }
+        // One live identity per token: a certificate for a new key replaces nothing
+        // silently; the old one must be revoked first.
+        let others = store
+            .live_for_other_key(&info.serial, &spki_sha256)
+            .map_err(Self::db_err)?;
+        if let Some(old) = others.first() {
+            return Err(Refusal {
+                status: 409,
+                message: format!(
+                    "token {} already holds live certificate {old} for another key; \
+                     revoke it first (vtoken-server ca revoke --serial {old})",
+                    info.serial
+                ),
+            });
+        }
         let der = self
             .ca
             .issue(&info, self.days)
@@ -97,15 +140,86 @@ impl Authority {
                 der: der.clone(),
             })
             .map_err(Self::db_err)?;
-        tracing::info!(token = %info.serial, cert = %checked.cert_serial, %usage, "issued");
+        tracing::info!(
+            token = %info.serial,
+            cert = %checked.cert_serial,
+            %usage,
+            operator = %caller.name,
+            "issued"
+        );
         Ok(der)
     }
 }
 
 impl Backend for Authority {
-    fn enroll(&self, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
+    fn authenticate(&self, auth: &Authenticated) -> Result<Caller, Refusal> {
         let store = self.store();
-        let outcome = self.decide(&store, csr_der);
+        let op = store
+            .operator_by_fingerprint(&auth.fingerprint)
+            .map_err(Self::db_err)?
+            .ok_or_else(|| Refusal {
+                status: 403,
+                message: format!(
+                    "the operator certificate (SHA-256 {}) is not registered with this CA",
+                    auth.fingerprint
+                ),
+            })?;
+        if !store
+            .fresh_nonce(&auth.nonce, MAX_SKEW_SECS)
+            .map_err(Self::db_err)?
+        {
+            return Err(Refusal {
+                status: 401,
+                message: format!("replayed request (nonce {} already used)", auth.nonce),
+            });
+        }
+        let profile = match auth.profile {
+            None => op.profiles.first().copied(),
+            Some(p) if op.profiles.contains(&p) => Some(p),
+            Some(p) => {
+                return Err(Refusal {
+                    status: 403,
+                    message: format!(
+                        "operator {} may not request {p} certificates (allowed: {})",
+                        op.name,
+                        op.profiles
+                            .iter()
+                            .map(|u| u.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                })
+            }
+        };
+        if profile.is_none() {
+            return Err(Refusal {
+                status: 403,
+                message: format!("operator {} may request no profile", op.name),
+            });
+        }
+        Ok(Caller {
+            name: op.name,
+            profile,
+        })
+    }
+
+    fn log_refusal(&self, client: &str, body: &[u8], refusal: &Refusal) {
+        // Best effort: the serial a (possibly unsigned) request names, for the log only.
+        let serial = vtoken_pki::csr_token_serial(body).unwrap_or_default();
+        if let Err(e) = self.store().log_request(
+            &serial,
+            client,
+            refusal.status,
+            &refusal.message,
+            self.log_keep,
+        ) {
+            tracing::error!("database: {e}");
+        }
+    }
+
+    fn enroll(&self, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let store = self.store();
+        let outcome = self.decide(&store, caller, csr_der);
         let serial = vtoken_pki::csr_token_serial(csr_der).unwrap_or_default();
         let (status, text) = match &outcome {
             Ok(_) => (200, "issued".to_string()),
@@ -115,17 +229,17 @@ impl Backend for Authority {
             }
         };
         store
-            .log_request(&serial, status, &text)
+            .log_request(&serial, &caller.name, status, &text, self.log_keep)
             .map_err(Self::db_err)?;
         outcome
     }
 
-    fn enroll_batch(&self, req: BatchRequest) -> Result<BatchResponse, Refusal> {
+    fn enroll_batch(&self, caller: &Caller, req: BatchRequest) -> Result<BatchResponse, Refusal> {
         let mut results = Vec::with_capacity(req.csrs.len());
         for b64 in &req.csrs {
             results.push(match batch_entry(b64) {
                 Ok(csr) => {
-                    match self.enroll(&csr) {
+                    match self.enroll(caller, &csr) {
                         // Our own failure: stop, the client reruns the batch.
                         Err(r) if r.status >= 500 => return Err(r),
                         outcome => batch_item(&csr, outcome),

@@ -1,18 +1,23 @@
 //! The HTTP API (paths in [`vtoken_pki::api`]) over a [`Backend`]: the CA itself or a
 //! relay in front of it.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use vtoken_pki::api::{self, BatchItem, BatchRequest, BatchResponse, ErrorBody};
-use vtoken_pki::{cert_der_to_pem, pkcs7};
+use vtoken_pki::auth::Authenticated;
+use vtoken_pki::{cert_der_to_pem, pkcs7, Usage};
 
 /// Why a request was not served: an HTTP status and a one-line message.
 #[derive(Debug, Clone)]
@@ -52,16 +57,86 @@ impl IntoResponse for Refusal {
     }
 }
 
+/// Who made an enrollment request, once authenticated and allowed by policy.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The operator's registered name (for the log).
+    pub name: String,
+    /// The profile to issue (CA: resolved from policy) or to ask for (relay: what the
+    /// station asked; the CA applies the relay's policy).
+    pub profile: Option<Usage>,
+}
+
 /// What answers the API: blocking calls, run off the async threads.
 pub trait Backend: Send + Sync + 'static {
+    /// Decide whether a request with a verified signature comes from a registered
+    /// operator with a fresh nonce, and which profile it gets. 401/403 otherwise.
+    fn authenticate(&self, auth: &Authenticated) -> Result<Caller, Refusal>;
+    /// Record a request refused before it reached [`Backend::enroll`] (unauthenticated,
+    /// unknown operator, rate limit).
+    fn log_refusal(&self, client: &str, body: &[u8], refusal: &Refusal);
     /// One DER PKCS#10 request to a DER certificate.
-    fn enroll(&self, csr_der: &[u8]) -> Result<Vec<u8>, Refusal>;
+    fn enroll(&self, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal>;
     /// A batch; per-request refusals go into the items.
-    fn enroll_batch(&self, req: BatchRequest) -> Result<BatchResponse, Refusal>;
+    fn enroll_batch(&self, caller: &Caller, req: BatchRequest) -> Result<BatchResponse, Refusal>;
     /// The newest published certificate of a token.
     fn cert(&self, token_serial: &str) -> Result<Option<Vec<u8>>, Refusal>;
     /// The CA certificates (DER), the root last.
     fn ca_certs(&self) -> Result<Vec<Vec<u8>>, Refusal>;
+}
+
+/// Token buckets keyed by client (peer address or operator): `per_minute` requests a
+/// minute on average, bursts of up to `per_minute`.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+/// Most clients tracked at once; idle full buckets are dropped beyond this.
+const MAX_TRACKED: usize = 10_000;
+
+impl RateLimiter {
+    /// A limiter allowing `per_minute` requests a minute per client (at least 1).
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute: per_minute.max(1),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Take one request from `key`'s bucket; a 429 refusal when it is empty.
+    pub fn take(&self, key: &str) -> Result<(), Refusal> {
+        let cap = f64::from(self.per_minute);
+        let rate = cap / 60.0;
+        let now = Instant::now();
+        let mut b = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if b.len() >= MAX_TRACKED && !b.contains_key(key) {
+            b.retain(|_, (tokens, at)| {
+                *tokens + now.duration_since(*at).as_secs_f64() * rate < cap
+            });
+        }
+        let (tokens, at) = b.entry(key.to_string()).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(cap);
+        *at = now;
+        if *tokens < 1.0 {
+            return Err(Refusal {
+                status: 429,
+                message: format!(
+                    "too many requests from {key} (at most {} a minute); try again later",
+                    self.per_minute
+                ),
+            });
+        }
+        *tokens -= 1.0;
+        Ok(())
+    }
+}
+
+/// The router's state: the backend and the rate limiter.
+#[derive(Clone)]
+pub struct AppState {
+    backend: Arc<dyn Backend>,
+    limiter: Arc<RateLimiter>,
 }
 
 /// Decode one batch entry, or the error item for it.
@@ -113,15 +188,80 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Refusal::internal(format!("worker failed: {e}")))?
 }
 
-type Shared = Arc<dyn Backend>;
+/// Every enrollment request passes here: the operator's signature (401 without a
+/// valid one), its registration, the nonce and the policy (403/401), and the
+/// per-operator rate limit (429). Refusals are logged by the backend.
+async fn admit(
+    s: &AppState,
+    peer: SocketAddr,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Caller, Refusal> {
+    let backend = s.backend.clone();
+    let limiter = s.limiter.clone();
+    let path = uri.path().to_string();
+    let headers = headers.clone();
+    let body = body.clone();
+    blocking(move || {
+        let client = peer.ip().to_string();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        let outcome = vtoken_pki::auth::verify_now(header, "POST", &path, &body)
+            .map_err(|e| Refusal {
+                status: 401,
+                message: format!("{e}"),
+            })
+            .and_then(|auth| backend.authenticate(&auth))
+            .and_then(|caller| {
+                limiter.take(&format!("operator {}", caller.name))?;
+                Ok(caller)
+            });
+        if let Err(r) = &outcome {
+            tracing::warn!(%client, status = r.status, "refused: {}", r.message);
+            backend.log_refusal(&client, &body, r);
+        }
+        outcome
+    })
+    .await
+}
 
-async fn enroll(State(b): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+async fn limit_by_peer(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    req: Request,
+    next: Next,
+) -> Response {
+    match s.limiter.take(&peer.ip().to_string()) {
+        Ok(()) => next.run(req).await,
+        Err(r) => {
+            tracing::warn!(client = %peer.ip(), "{}", r.message);
+            r.into_response()
+        }
+    }
+}
+
+async fn enroll(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let caller = admit(&s, peer, &uri, &headers, &body).await?;
     let csr = csr_from_body(&body)?;
-    let cert = blocking(move || b.enroll(&csr)).await?;
+    let b = s.backend.clone();
+    let cert = blocking(move || b.enroll(&caller, &csr)).await?;
     Ok(([(header::CONTENT_TYPE, api::CT_CERT)], cert).into_response())
 }
 
-async fn enroll_batch(State(b): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+async fn enroll_batch(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let caller = admit(&s, peer, &uri, &headers, &body).await?;
     let req: BatchRequest = serde_json::from_slice(&body)
         .map_err(|e| Refusal::bad_request(format!("batch body: {e}")))?;
     if req.csrs.len() > api::MAX_BATCH {
@@ -131,13 +271,15 @@ async fn enroll_batch(State(b): State<Shared>, body: Bytes) -> Result<Response, 
             api::MAX_BATCH
         )));
     }
-    let resp = blocking(move || b.enroll_batch(req)).await?;
+    let b = s.backend.clone();
+    let resp = blocking(move || b.enroll_batch(&caller, req)).await?;
     let json = serde_json::to_vec(&resp).map_err(|e| Refusal::internal(e.to_string()))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
 }
 
-async fn cert(State(b): State<Shared>, Path(serial): Path<String>) -> Result<Response, Refusal> {
+async fn cert(State(s): State<AppState>, Path(serial): Path<String>) -> Result<Response, Refusal> {
     let lookup = serial.clone();
+    let b = s.backend.clone();
     match blocking(move || b.cert(&lookup)).await? {
         Some(der) => Ok(([(header::CONTENT_TYPE, api::CT_CERT)], der).into_response()),
         None => Err(Refusal {
@@ -147,7 +289,8 @@ async fn cert(State(b): State<Shared>, Path(serial): Path<String>) -> Result<Res
     }
 }
 
-async fn ca_pem(State(b): State<Shared>) -> Result<Response, Refusal> {
+async fn ca_pem(State(s): State<AppState>) -> Result<Response, Refusal> {
+    let b = s.backend.clone();
     let certs = blocking(move || b.ca_certs()).await?;
     let pem: String = certs.iter().map(|c| cert_der_to_pem(c)).collect();
     Ok(([(header::CONTENT_TYPE, "application/x-pem-file")], pem).into_response())
@@ -168,19 +311,33 @@ fn est_reply(certs: &[Vec<u8>]) -> Result<Response, Refusal> {
     Ok(resp)
 }
 
-async fn est_cacerts(State(b): State<Shared>) -> Result<Response, Refusal> {
+async fn est_cacerts(State(s): State<AppState>) -> Result<Response, Refusal> {
+    let b = s.backend.clone();
     let certs = blocking(move || b.ca_certs()).await?;
     est_reply(&certs)
 }
 
-async fn est_simpleenroll(State(b): State<Shared>, body: Bytes) -> Result<Response, Refusal> {
+async fn est_simpleenroll(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, Refusal> {
+    let caller = admit(&s, peer, &uri, &headers, &body).await?;
     let csr = csr_from_body(&body)?;
-    let cert = blocking(move || b.enroll(&csr)).await?;
+    let b = s.backend.clone();
+    let cert = blocking(move || b.enroll(&caller, &csr)).await?;
     est_reply(&[cert])
 }
 
-/// The router serving the whole API from `backend`.
-pub fn router(backend: Shared) -> Router {
+/// The router serving the whole API from `backend`, every client limited to
+/// `per_minute` requests a minute (per peer address, and per operator on enrollment).
+pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
+    let state = AppState {
+        backend,
+        limiter: Arc::new(RateLimiter::new(per_minute)),
+    };
     Router::new()
         .route(api::ENROLL, post(enroll))
         .route(api::ENROLL_BATCH, post(enroll_batch))
@@ -188,9 +345,10 @@ pub fn router(backend: Shared) -> Router {
         .route(api::CA_PEM, get(ca_pem))
         .route(api::EST_CACERTS, get(est_cacerts))
         .route(api::EST_SIMPLEENROLL, post(est_simpleenroll))
-        .route("/.well-known/est/simplereenroll", post(est_simpleenroll))
+        .route(api::EST_SIMPLEREENROLL, post(est_simpleenroll))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_by_peer))
         .layer(DefaultBodyLimit::max(16 << 20))
-        .with_state(backend)
+        .with_state(state)
 }
 
 /// The server's TLS certificate chain and key (PEM files), for HTTPS.
@@ -218,9 +376,12 @@ pub async fn serve(
         println!("vtoken-server: {what} listening on http://{addr}");
         std::io::stdout().flush()?;
         tracing::info!(%addr, "{what} listening");
-        return axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown())
-            .await;
+        return axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown())
+        .await;
     };
     // ring is the one crypto provider compiled in; installing it twice is harmless.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -250,7 +411,7 @@ pub async fn serve(
     });
     axum_server::from_tcp_rustls(listener, config)
         .handle(handle)
-        .serve(router.into_make_service())
+        .serve(router.into_make_service_with_connect_info::<SocketAddr>())
         .await
 }
 

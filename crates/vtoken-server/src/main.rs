@@ -13,14 +13,19 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use vtoken_pki::{LocalCa, SerialRange, DEFAULT_LEAF_DAYS};
+use vtoken_pki::{LocalCa, SerialRange, Usage, DEFAULT_LEAF_DAYS};
 
 const EXAMPLES: &str = "\
 Examples:
   vtoken-server ca init --dir /srv/vtoken-ca --name 'Example token CA'
+  vtoken enroll operator-request --operator station-1 -o station-1.csr   # on the station
+  vtoken-server ca operator add --dir /srv/vtoken-ca --name station-1 --csr station-1.csr \\
+      -o station-1.pem                       # then: vtoken enroll operator-install ...
   vtoken-server ca serve --dir /srv/vtoken-ca --listen 127.0.0.1:8440 \\
       --serial-range 0000000000000000-00000000FFFFFFFF
+  vtoken-server ca revoke --dir /srv/vtoken-ca --serial 00000000000000A1
   vtoken-server relay serve --listen 127.0.0.1:8441 --upstream http://127.0.0.1:8440 \\
+      --station-cert station-1.pem --client-cert relay.pem --client-key relay.key \\
       --verify --serial-range 0000000000000000-00000000FFFFFFFF
 
   # EST with curl (RFC 7030):
@@ -62,8 +67,31 @@ enum CaCommand {
         #[arg(long, default_value = "vtoken CA")]
         name: String,
     },
+    /// Register, list and remove operators: the issuing stations and relays allowed to
+    /// request certificates, and the profiles each may request.
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+    /// Revoke certificates by certificate serial or token serial: the token may then
+    /// enroll a new key (a live certificate for another key is refused with 409).
+    #[command(
+        after_help = "Example:\n  vtoken-server ca revoke --dir /srv/vtoken-ca --serial 00000000000000A1"
+    )]
+    Revoke {
+        /// CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A certificate serial (hex) or a token serial (revokes all its live certificates).
+        #[arg(long)]
+        serial: String,
+    },
     /// Serve the enrollment API and EST on LISTEN.
     #[command(after_help = "\
+Every POST must be signed by a registered operator (headers x-vtoken-operator-cert,
+-time, -nonce, -profile, -signature; see vtoken_pki::auth): 401 without a valid
+signature or with a replayed nonce, 403 for an unregistered operator or a profile its
+policy does not allow. The certificate's usage is the operator's policy profile (the
+one it asks for in x-vtoken-profile if allowed, else its first), never the request's.
+
 Endpoints:
   POST /api/v1/enroll                 DER PKCS#10 (application/pkcs10) -> DER certificate
   POST /api/v1/enroll-batch           {\"csrs\": [base64, ...]} -> {\"results\": [{serial, cert|error}, ...]}
@@ -71,8 +99,10 @@ Endpoints:
   GET  /api/v1/ca.pem                 the CA certificate
   GET  /.well-known/est/cacerts       EST: base64 certs-only PKCS#7
   POST /.well-known/est/simpleenroll  EST: base64 PKCS#10 -> base64 certs-only PKCS#7
-Refusals: 400 bad request or signature, 403 serial outside the range (JSON {\"error\": ...}).
-Re-enrolling the same token, key and usage returns the stored certificate.
+Refusals: 400 bad request or signature, 401/403 (above), 403 serial outside the range,
+409 the token holds a live certificate for another key (revoke it first), 429 rate limit
+(JSON {\"error\": ...}). Re-enrolling the same token, key and profile returns the stored
+certificate.
 
 Example:
   vtoken-server ca serve --dir /srv/vtoken-ca --listen 127.0.0.1:8440 \\
@@ -90,9 +120,78 @@ Example:
         /// Validity of issued certificates, in days.
         #[arg(long, default_value_t = DEFAULT_LEAF_DAYS)]
         days: u32,
+        /// Requests kept in the database's request log (older ones are deleted).
+        #[arg(long, default_value_t = store::DEFAULT_LOG_KEEP)]
+        log_keep: u64,
+        #[command(flatten)]
+        limit: LimitArgs,
         #[command(flatten)]
         tls: TlsArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum OperatorCommand {
+    /// Register an operator from its certificate (--cert), or from a PKCS#10 request
+    /// (--csr) for which the CA issues an operator certificate (written to -o).
+    #[command(after_help = "\
+Examples:
+  vtoken-server ca operator add --dir ca --name station-1 --csr station-1.csr -o station-1.pem
+  vtoken-server ca operator add --dir ca --name relay --cert relay.pem --profiles device,client")]
+    Add {
+        /// CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Unique operator name (shown in the log).
+        #[arg(long)]
+        name: String,
+        /// The operator's certificate (PEM or DER); registered exactly (by SHA-256).
+        #[arg(
+            long,
+            value_name = "FILE",
+            required_unless_present = "csr",
+            conflicts_with = "csr"
+        )]
+        cert: Option<PathBuf>,
+        /// A PKCS#10 request signed by the operator's key (from `vtoken enroll operator-request`).
+        #[arg(long, value_name = "FILE")]
+        csr: Option<PathBuf>,
+        /// With --csr: where to write the issued operator certificate (PEM) [default: stdout].
+        #[arg(short = 'o', long, value_name = "FILE", requires = "csr")]
+        out: Option<PathBuf>,
+        /// Profiles it may request, comma-separated; the first is its default
+        /// (device, client, signing, operator).
+        #[arg(long, value_delimiter = ',', default_value = "device", value_parser = parse_usage)]
+        profiles: Vec<Usage>,
+    },
+    /// List the registered operators.
+    List {
+        /// CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Remove an operator (by name or certificate fingerprint): its requests are refused.
+    Remove {
+        /// CA directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Operator name or SHA-256 fingerprint.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn parse_usage(s: &str) -> Result<Usage, String> {
+    s.parse().map_err(|e: vtoken_pki::Error| e.to_string())
+}
+
+/// The per-client rate limit.
+#[derive(clap::Args)]
+struct LimitArgs {
+    /// Requests a minute each client may make (per peer address, and per operator on
+    /// enrollment); bursts up to the same number. Beyond it: 429.
+    #[arg(long, default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit: u32,
 }
 
 /// HTTPS (rustls): both or neither.
@@ -119,8 +218,13 @@ impl TlsArgs {
 enum RelayCommand {
     /// Forward the enrollment API and EST to the CA at UPSTREAM.
     #[command(after_help = "\
-With --verify the relay checks each request's signature and that its token serial lies
-in --serial-range, and refuses bad requests itself (400/403) without contacting the CA.
+The relay serves only the issuing stations agreed with it (--station-cert: their
+operator certificates; every POST signed as for the CA, 401/403 otherwise) and forwards
+their requests signed with its own credential (--client-cert/--client-key), which the CA
+must know (`vtoken-server ca operator add --name relay --cert relay.pem ...`): the CA
+applies the relay's policy. With --verify the relay also checks each request's
+signature and that its token serial lies in --serial-range, and refuses bad requests
+itself (400/403) without contacting the CA.
 
 Example:
   vtoken-server relay serve --listen 127.0.0.1:8441 --upstream http://127.0.0.1:8440 \\
@@ -142,9 +246,143 @@ Example:
         /// [default: the Mozilla roots].
         #[arg(long, value_name = "PEM")]
         upstream_tls_ca: Option<PathBuf>,
+        /// Operator certificate(s) of a station this relay serves (PEM, one or more per
+        /// file; repeat the option for more files).
+        #[arg(long, value_name = "PEM", required = true)]
+        station_cert: Vec<PathBuf>,
+        /// The relay's own operator certificate at the CA (PEM).
+        #[arg(long, value_name = "PEM")]
+        client_cert: PathBuf,
+        /// The private key of --client-cert (PKCS#8 PEM, P-256 or RSA; keep it 0600).
+        #[arg(long, value_name = "PEM")]
+        client_key: PathBuf,
+        #[command(flatten)]
+        limit: LimitArgs,
         #[command(flatten)]
         tls: TlsArgs,
     },
+}
+
+/// A certificate file, PEM (first certificate) or DER.
+fn read_cert(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let data = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    match std::str::from_utf8(&data) {
+        Ok(t) if t.contains("-----BEGIN") => {
+            vtoken_pki::certs_from_pem(t).map_err(|e| format!("{}: {e}", path.display()))
+        }
+        _ => Ok(vec![data]),
+    }
+}
+
+fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
+    let open = |dir: &PathBuf| {
+        let db = dir.join(store::DB_FILE);
+        if !dir.join(vtoken_pki::CA_CERT_FILE).exists() {
+            return Err(format!(
+                "{} is not a CA directory (create one with `vtoken-server ca init`)",
+                dir.display()
+            ));
+        }
+        store::Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))
+    };
+    match cmd {
+        OperatorCommand::Add {
+            dir,
+            name,
+            cert,
+            csr,
+            out,
+            profiles,
+        } => {
+            if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+                return Err(format!(
+                    "operator name {name:?}: 1 to 64 printable characters"
+                ));
+            }
+            let store = open(&dir)?;
+            let issued = csr.is_some();
+            let der = match (cert, csr) {
+                (Some(c), _) => read_cert(&c)?.remove(0),
+                (None, Some(r)) => {
+                    let ca = LocalCa::load(&dir).map_err(|e| e.to_string())?;
+                    let data = std::fs::read(&r).map_err(|e| format!("{}: {e}", r.display()))?;
+                    let req = match std::str::from_utf8(&data) {
+                        Ok(t) if t.contains("-----BEGIN") => {
+                            der::pem::decode_vec(t.trim().as_bytes())
+                                .map(|(_, d)| d)
+                                .map_err(|e| format!("{}: {e}", r.display()))?
+                        }
+                        _ => data,
+                    };
+                    let info = vtoken_pki::verify_csr(&req)
+                        .map_err(|e| format!("{}: {e}", r.display()))?;
+                    let info = vtoken_pki::CsrInfo {
+                        usage: Usage::Operator,
+                        ..info
+                    };
+                    ca.issue(&info, DEFAULT_LEAF_DAYS)
+                        .map_err(|e| e.to_string())?
+                }
+                (None, None) => return Err("give --cert or --csr".into()),
+            };
+            let fingerprint = vtoken_pki::auth::fingerprint(&der);
+            store
+                .add_operator(&store::Operator {
+                    name: name.clone(),
+                    fingerprint: fingerprint.clone(),
+                    cert: der.clone(),
+                    profiles: profiles.clone(),
+                })
+                .map_err(|e| match e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+                    {
+                        format!("an operator named {name:?} or with this certificate is already registered")
+                    }
+                    e => e.to_string(),
+                })?;
+            let pem = vtoken_pki::cert_der_to_pem(&der);
+            match out {
+                Some(f) => std::fs::write(&f, &pem).map_err(|e| format!("{}: {e}", f.display()))?,
+                None if issued => print!("{pem}"),
+                None => {}
+            }
+            eprintln!(
+                "registered operator {name} (certificate SHA-256 {fingerprint}), profiles {}",
+                profiles
+                    .iter()
+                    .map(|u| u.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            Ok(())
+        }
+        OperatorCommand::List { dir } => {
+            for op in open(&dir)?.operators().map_err(|e| e.to_string())? {
+                println!(
+                    "{}\t{}\t{}",
+                    op.name,
+                    op.fingerprint,
+                    op.profiles
+                        .iter()
+                        .map(|u| u.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+            }
+            Ok(())
+        }
+        OperatorCommand::Remove { dir, name } => {
+            let n = open(&dir)?
+                .remove_operator(&name)
+                .map_err(|e| e.to_string())?;
+            if n == 0 {
+                return Err(format!("no operator {name:?}"));
+            }
+            eprintln!("removed operator {name}");
+            Ok(())
+        }
+    }
 }
 
 fn init_logging() {
@@ -179,21 +417,38 @@ fn run(cli: Cli) -> Result<(), String> {
             );
             Ok(())
         }
+        Command::Ca(CaCommand::Operator(cmd)) => operator_command(cmd),
+        Command::Ca(CaCommand::Revoke { dir, serial }) => {
+            let db = dir.join(store::DB_FILE);
+            let store = store::Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+            let revoked = store.revoke(serial.trim()).map_err(|e| e.to_string())?;
+            if revoked.is_empty() {
+                return Err(format!(
+                    "no live certificate with serial or token serial {serial}"
+                ));
+            }
+            for s in revoked {
+                println!("revoked certificate {s}");
+            }
+            Ok(())
+        }
         Command::Ca(CaCommand::Serve {
             dir,
             listen,
             serial_range,
             days,
+            log_keep,
+            limit,
             tls,
         }) => {
-            let authority = authority::Authority::open(&dir, serial_range, days)?;
+            let authority = authority::Authority::open(&dir, serial_range, days, log_keep)?;
             tracing::info!(
                 ca = %authority.subject(),
                 range = %serial_range,
                 issued = authority.issued(),
                 "CA loaded"
             );
-            let router = http::router(Arc::new(authority));
+            let router = http::router(Arc::new(authority), limit.rate_limit);
             runtime()?
                 .block_on(http::serve("CA", &listen, router, tls.get().as_ref()))
                 .map_err(|e| format!("{listen}: {e}"))
@@ -204,6 +459,10 @@ fn run(cli: Cli) -> Result<(), String> {
             verify,
             serial_range,
             upstream_tls_ca,
+            station_cert,
+            client_cert,
+            client_key,
+            limit,
             tls,
         }) => {
             if let Some(f) = &upstream_tls_ca {
@@ -211,12 +470,40 @@ fn run(cli: Cli) -> Result<(), String> {
                 vtoken_pki::client::trust_tls_roots(&pem)
                     .map_err(|e| format!("{}: {e}", f.display()))?;
             }
-            let relay = relay::Relay {
-                upstream: upstream.trim_end_matches('/').to_string(),
-                verify: if verify { serial_range } else { None },
-            };
-            tracing::info!(%upstream, verify, "relay");
-            let router = http::router(Arc::new(relay));
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&client_key)
+                    .map_err(|e| format!("{}: {e}", client_key.display()))?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    tracing::warn!(
+                        "the relay key {} is readable by others (mode {:o}): chmod 600 it",
+                        client_key.display(),
+                        mode & 0o777
+                    );
+                }
+            }
+            let credential =
+                vtoken_pki::auth::Credential::from_pem_files(&client_cert, &client_key)
+                    .map_err(|e| format!("relay credential: {e}"))?;
+            let mut stations = Vec::new();
+            for f in &station_cert {
+                for (i, der) in read_cert(f)?.into_iter().enumerate() {
+                    let name = vtoken_pki::cert_token_serial(&der)
+                        .map(|s| format!("station {s}"))
+                        .unwrap_or_else(|_| format!("{}#{i}", f.display()));
+                    stations.push((name, der));
+                }
+            }
+            let relay = relay::Relay::new(
+                upstream.trim_end_matches('/').to_string(),
+                if verify { serial_range } else { None },
+                stations,
+                credential,
+            );
+            tracing::info!(%upstream, verify, stations = relay.stations.len(), "relay");
+            let router = http::router(Arc::new(relay), limit.rate_limit);
             runtime()?
                 .block_on(http::serve("relay", &listen, router, tls.get().as_ref()))
                 .map_err(|e| format!("{listen}: {e}"))

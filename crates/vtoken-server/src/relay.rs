@@ -1,10 +1,22 @@
-//! The relay (E6): forwards the API to the CA; with `--verify` it checks each request's
-//! signature and serial range first and refuses bad ones without contacting the CA.
+//! The relay (E6): authenticates the issuing stations agreed with it (their operator
+//! certificates, seed 001: "the local device and the relay agree in advance to trust
+//! each other"), forwards the API to the CA under its own credential (the CA knows the
+//! relay as a registered operator and applies the relay's policy); with `--verify` it
+//! also checks each request's signature and serial range and refuses bad ones without
+//! contacting the CA.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use vtoken_pki::api::{BatchItem, BatchRequest, BatchResponse};
+use vtoken_pki::auth::{fingerprint, Authenticated, Credential, MAX_SKEW_SECS};
 use vtoken_pki::{client, verify_csr, Error, SerialRange};
 
-use crate::http::{batch_entry, batch_item, Backend, Refusal};
+use crate::http::{batch_entry, batch_item, Backend, Caller, Refusal};
+
+/// Nonces of recent requests, and (time, nonce) in arrival order for forgetting them.
+pub type SeenNonces = (HashSet<String>, Vec<(u64, String)>);
 
 /// A relay in front of the CA at `upstream`.
 pub struct Relay {
@@ -12,6 +24,41 @@ pub struct Relay {
     pub upstream: String,
     /// When set, requests are checked here first (signature and this range).
     pub verify: Option<SerialRange>,
+    /// The stations it serves: certificate fingerprint → name.
+    pub stations: HashMap<String, String>,
+    /// The relay's own operator credential at the CA.
+    pub credential: Credential,
+    /// Nonces seen within the time window (replay protection), with their time.
+    pub seen: Mutex<SeenNonces>,
+}
+
+impl Relay {
+    /// The relay with its stations' certificates (DER, with names) and its credential.
+    pub fn new(
+        upstream: String,
+        verify: Option<SerialRange>,
+        stations: Vec<(String, Vec<u8>)>,
+        credential: Credential,
+    ) -> Relay {
+        Relay {
+            upstream,
+            verify,
+            stations: stations
+                .into_iter()
+                .map(|(name, der)| (fingerprint(&der), name))
+                .collect(),
+            credential,
+            seen: Mutex::new((HashSet::new(), Vec::new())),
+        }
+    }
+
+    /// The credential to forward one caller's request with: the relay's own, asking
+    /// for the profile the station asked for.
+    fn forward_as(&self, caller: &Caller) -> Credential {
+        let mut c = self.credential.clone();
+        c.profile = caller.profile;
+        c
+    }
 }
 
 /// Map a client error from the CA into what the relay answers.
@@ -47,17 +94,60 @@ impl Relay {
 }
 
 impl Backend for Relay {
-    fn enroll(&self, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
+    fn authenticate(&self, auth: &Authenticated) -> Result<Caller, Refusal> {
+        let name = self
+            .stations
+            .get(&auth.fingerprint)
+            .ok_or_else(|| Refusal {
+                status: 403,
+                message: format!(
+                    "the station certificate (SHA-256 {}) is not agreed with this relay",
+                    auth.fingerprint
+                ),
+            })?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *seen;
+        // Forget nonces older than twice the window: their requests fail the time check.
+        let cut = order
+            .iter()
+            .position(|(t, _)| now.saturating_sub(*t) <= 2 * MAX_SKEW_SECS)
+            .unwrap_or(order.len());
+        for (_, n) in order.drain(..cut) {
+            set.remove(&n);
+        }
+        if !set.insert(auth.nonce.clone()) {
+            return Err(Refusal {
+                status: 401,
+                message: format!("replayed request (nonce {} already used)", auth.nonce),
+            });
+        }
+        order.push((now, auth.nonce.clone()));
+        Ok(Caller {
+            name: name.clone(),
+            profile: auth.profile,
+        })
+    }
+
+    fn log_refusal(&self, client: &str, _body: &[u8], refusal: &Refusal) {
+        tracing::warn!(%client, status = refusal.status, "refused: {}", refusal.message);
+    }
+
+    fn enroll(&self, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
         if let Err(r) = self.check(csr_der) {
-            tracing::warn!(status = r.status, "{}", r.message);
+            tracing::warn!(station = %caller.name, status = r.status, "{}", r.message);
             return Err(r);
         }
-        let cert = client::enroll(&self.upstream, csr_der).map_err(upstream_err)?;
-        tracing::info!("forwarded one request");
+        let cred = self.forward_as(caller);
+        let cert = client::enroll(&self.upstream, csr_der, Some(&cred)).map_err(upstream_err)?;
+        tracing::info!(station = %caller.name, "forwarded one request");
         Ok(cert)
     }
 
-    fn enroll_batch(&self, req: BatchRequest) -> Result<BatchResponse, Refusal> {
+    fn enroll_batch(&self, caller: &Caller, req: BatchRequest) -> Result<BatchResponse, Refusal> {
         // Check locally, forward the good ones in one batch, merge back in order.
         let mut slots: Vec<Option<BatchItem>> = Vec::with_capacity(req.csrs.len());
         let mut forward = Vec::new();
@@ -81,15 +171,17 @@ impl Backend for Relay {
             Vec::new()
         } else {
             let n = forward.len();
-            let resp = client::raw_batch(&self.upstream, &BatchRequest { csrs: forward })
-                .map_err(upstream_err)?;
+            let cred = self.forward_as(caller);
+            let resp =
+                client::raw_batch(&self.upstream, &BatchRequest { csrs: forward }, Some(&cred))
+                    .map_err(upstream_err)?;
             if resp.results.len() != n {
                 return Err(Refusal {
                     status: 502,
                     message: format!("CA gave {} results for {n} requests", resp.results.len()),
                 });
             }
-            tracing::info!(requests = n, "forwarded a batch");
+            tracing::info!(station = %caller.name, requests = n, "forwarded a batch");
             resp.results
         };
         let mut forwarded = forwarded.into_iter();

@@ -1,5 +1,7 @@
-//! The CA's SQLite database: every issued certificate (published by token serial, E8)
-//! and an audit log of every request the CA saw, accepted or refused.
+//! The CA's SQLite database: every issued certificate (published by token serial, E8),
+//! the registered operators (issuing stations and relays) and their policy, the nonces
+//! of recent signed requests (replay protection), and a bounded audit log of the
+//! requests the CA saw, accepted or refused.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -27,7 +29,41 @@ CREATE TABLE IF NOT EXISTS requests (
     status       INTEGER NOT NULL,
     outcome      TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS operators (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    fingerprint  TEXT NOT NULL UNIQUE,
+    cert         BLOB NOT NULL,
+    profiles     TEXT NOT NULL,
+    added_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nonces (
+    nonce        TEXT PRIMARY KEY,
+    at           INTEGER NOT NULL
+);
 ";
+
+/// Columns added after the first release; added to older databases on open.
+const ADDED_COLUMNS: &[(&str, &str)] = &[
+    ("certs", "revoked_at INTEGER"),
+    ("requests", "client TEXT NOT NULL DEFAULT ''"),
+];
+
+/// Requests kept in the audit log by default (older ones are deleted).
+pub const DEFAULT_LOG_KEEP: u64 = 10_000;
+
+/// A registered operator: who may ask for certificates, and which profiles.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Operator {
+    /// Unique name (for the log and `operator remove`).
+    pub name: String,
+    /// Hex SHA-256 of the certificate DER.
+    pub fingerprint: String,
+    /// The certificate, DER.
+    pub cert: Vec<u8>,
+    /// Profiles it may request; the first is its default.
+    pub profiles: Vec<vtoken_pki::Usage>,
+}
 
 /// A certificate as stored.
 pub struct IssuedCert {
@@ -63,7 +99,117 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.execute_batch(SCHEMA)?;
+        for (table, column) in ADDED_COLUMNS {
+            let name = column.split_whitespace().next().unwrap_or_default();
+            let present: bool = conn.query_row(
+                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
+                params![name],
+                |r| r.get::<_, i64>(0).map(|n| n > 0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
+            }
+        }
         Ok(Store { conn })
+    }
+
+    /// Register an operator. Fails if the name or certificate is already registered.
+    pub fn add_operator(&self, op: &Operator) -> rusqlite::Result<()> {
+        let profiles: Vec<&str> = op.profiles.iter().map(|u| u.as_str()).collect();
+        self.conn.execute(
+            "INSERT INTO operators (name, fingerprint, cert, profiles, added_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![op.name, op.fingerprint, op.cert, profiles.join(","), now()],
+        )?;
+        Ok(())
+    }
+
+    fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operator> {
+        let profiles: String = r.get(3)?;
+        Ok(Operator {
+            name: r.get(0)?,
+            fingerprint: r.get(1)?,
+            cert: r.get(2)?,
+            // An unreadable profile grants nothing (fail closed).
+            profiles: profiles.split(',').filter_map(|p| p.parse().ok()).collect(),
+        })
+    }
+
+    /// The operator registered with this certificate fingerprint.
+    pub fn operator_by_fingerprint(&self, fingerprint: &str) -> rusqlite::Result<Option<Operator>> {
+        self.conn
+            .query_row(
+                "SELECT name, fingerprint, cert, profiles FROM operators WHERE fingerprint = ?1",
+                params![fingerprint],
+                Self::operator_row,
+            )
+            .optional()
+    }
+
+    /// Every registered operator, by name.
+    pub fn operators(&self) -> rusqlite::Result<Vec<Operator>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT name, fingerprint, cert, profiles FROM operators ORDER BY name")?;
+        let rows = st.query_map([], Self::operator_row)?;
+        rows.collect()
+    }
+
+    /// Unregister an operator by name or fingerprint; returns how many were removed.
+    pub fn remove_operator(&self, name_or_fingerprint: &str) -> rusqlite::Result<usize> {
+        self.conn.execute(
+            "DELETE FROM operators WHERE name = ?1 OR fingerprint = lower(?1)",
+            params![name_or_fingerprint],
+        )
+    }
+
+    /// Record a request nonce; `false` if it was seen before (a replay). Nonces older
+    /// than `window` seconds are forgotten: requests that old fail the time check.
+    pub fn fresh_nonce(&self, nonce: &str, window: u64) -> rusqlite::Result<bool> {
+        let t = now();
+        self.conn.execute(
+            "DELETE FROM nonces WHERE at < ?1",
+            params![t - 2 * window as i64],
+        )?;
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO nonces (nonce, at) VALUES (?1, ?2)",
+            params![nonce, t],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// The live (not revoked) certificates of a token for a key other than
+    /// `spki_sha256`: their certificate serials.
+    pub fn live_for_other_key(
+        &self,
+        token_serial: &str,
+        spki_sha256: &str,
+    ) -> rusqlite::Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT cert_serial FROM certs WHERE upper(token_serial) = upper(?1)
+             AND spki_sha256 != ?2 AND revoked_at IS NULL ORDER BY id",
+        )?;
+        let rows = st.query_map(params![token_serial, spki_sha256], |r| r.get(0))?;
+        rows.collect()
+    }
+
+    /// Revoke the certificates whose certificate serial or token serial is `serial`
+    /// (case-insensitive); returns the certificate serials revoked.
+    pub fn revoke(&self, serial: &str) -> rusqlite::Result<Vec<String>> {
+        let mut st = self.conn.prepare(
+            "SELECT cert_serial FROM certs WHERE revoked_at IS NULL AND
+             (upper(cert_serial) = upper(?1) OR upper(token_serial) = upper(?1)) ORDER BY id",
+        )?;
+        let serials: Vec<String> = st
+            .query_map(params![serial], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for s in &serials {
+            self.conn.execute(
+                "UPDATE certs SET revoked_at = ?1 WHERE cert_serial = ?2",
+                params![now(), s],
+            )?;
+        }
+        Ok(serials)
     }
 
     /// The certificate already issued for this token, key and usage, if any
@@ -77,7 +223,7 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT cert FROM certs WHERE token_serial = ?1 AND spki_sha256 = ?2 AND usage = ?3
-                 ORDER BY id DESC LIMIT 1",
+                 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
                 params![token_serial, spki_sha256, usage],
                 |r| r.get(0),
             )
@@ -106,23 +252,32 @@ impl Store {
         self.conn
             .query_row(
                 "SELECT cert FROM certs WHERE upper(token_serial) = upper(?1)
-                 ORDER BY id DESC LIMIT 1",
+                 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
                 params![token_serial],
                 |r| r.get(0),
             )
             .optional()
     }
 
-    /// Append to the audit log.
+    /// Append to the audit log, keeping only the newest `keep` entries. `client` names
+    /// who asked (operator name, or the peer address of an unauthenticated request).
     pub fn log_request(
         &self,
         token_serial: &str,
+        client: &str,
         status: u16,
         outcome: &str,
+        keep: u64,
     ) -> rusqlite::Result<()> {
         self.conn.execute(
-            "INSERT INTO requests (at, token_serial, status, outcome) VALUES (?1, ?2, ?3, ?4)",
-            params![now(), token_serial, status, outcome],
+            "INSERT INTO requests (at, token_serial, client, status, outcome)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now(), token_serial, client, status, outcome],
+        )?;
+        let last = self.conn.last_insert_rowid();
+        self.conn.execute(
+            "DELETE FROM requests WHERE id <= ?1",
+            params![last - keep as i64],
         )?;
         Ok(())
     }

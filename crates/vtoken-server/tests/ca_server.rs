@@ -13,13 +13,14 @@ use vtoken_pki::{client, verify_chain, Error};
 fn enroll_with_the_client_and_check_with_openssl() {
     let (_tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
+    let op = Operator::register(&dir, "station", "device,client").cred();
     let roots = client::ca_certs(&ca.url).unwrap();
     assert_eq!(roots.len(), 1);
     let root_file = std::fs::read_to_string(dir.join("ca.pem")).unwrap();
     assert_eq!(vtoken_pki::certs_from_pem(&root_file).unwrap(), roots);
 
     let token = Token::new(0x1234_5678);
-    let cert = client::enroll(&ca.url, &token.csr()).unwrap();
+    let cert = client::enroll(&ca.url, &token.csr(), Some(&op)).unwrap();
     let v = verify_chain(&cert, &[], &roots[0], SystemTime::now()).unwrap();
     assert_eq!(v.token_serial, token.serial);
     assert_eq!(v.spki, token.spki());
@@ -41,7 +42,7 @@ fn enroll_with_the_client_and_check_with_openssl() {
         vtoken_pki::SigAlg::RsaPkcs1Sha256,
     )
     .unwrap();
-    let rsa_cert = client::enroll(&ca.url, &csr).unwrap();
+    let rsa_cert = client::enroll(&ca.url, &csr, Some(&op)).unwrap();
     openssl_verify(&dir, &rsa_cert);
 
     // Published by serial (E8); the PEM endpoint gives the root.
@@ -62,6 +63,7 @@ fn enroll_with_the_client_and_check_with_openssl() {
 fn est_with_curl_and_openssl() {
     let (tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
+    let op = Operator::register(&dir, "station", "device").cred();
     let t = tmp.path();
     let certs = sh(&format!(
         "curl -sf {}/.well-known/est/cacerts | openssl base64 -d | openssl pkcs7 -inform DER -print_certs",
@@ -78,18 +80,22 @@ fn est_with_curl_and_openssl() {
          -subj '/CN=vtoken 00000000000000E5/serialNumber=00000000000000E5' -outform DER -out r.der 2>/dev/null",
         t = t.display()
     ));
-    let headers = sh(&format!(
-        "cd {t} && openssl base64 -in r.der | curl -sf -D headers.txt -o reply.b64 --data-binary @- \
-         -H 'Content-Type: application/pkcs10' {u}/.well-known/est/simpleenroll && cat headers.txt",
+    // Unsigned, curl gets 401 and nothing is issued (the station signs: below).
+    let status = sh(&format!(
+        "cd {t} && openssl base64 -in r.der | curl -s -o /dev/null -w '%{{http_code}}' \
+         --data-binary @- -H 'Content-Type: application/pkcs10' {u}/.well-known/est/simpleenroll",
         t = t.display(),
         u = ca.url
     ));
-    assert!(
-        headers
-            .to_ascii_lowercase()
-            .contains("application/pkcs7-mime; smime-type=certs-only"),
-        "{headers}"
-    );
+    assert_eq!(status, "401");
+    assert_eq!(cert_count(&dir), 0);
+    let req = std::fs::read(t.join("r.der")).unwrap();
+    let reply = client::est_simpleenroll(&ca.url, &req, Some(&op)).unwrap();
+    std::fs::write(
+        t.join("reply.b64"),
+        vtoken_pki::pkcs7::base64_lines(&vtoken_pki::pkcs7::certs_only(&reply).unwrap()),
+    )
+    .unwrap();
     let printed = sh(&format!(
         "cd {t} && openssl base64 -d -in reply.b64 | openssl pkcs7 -inform DER -print_certs -out leaf.pem && \
          openssl verify -CAfile {ca} leaf.pem && openssl x509 -in leaf.pem -noout -subject -nameopt RFC2253",
@@ -103,7 +109,7 @@ fn est_with_curl_and_openssl() {
     );
     // The same through the library's EST client.
     let token = Token::new(0xE6);
-    let got = client::est_simpleenroll(&ca.url, &token.csr()).unwrap();
+    let got = client::est_simpleenroll(&ca.url, &token.csr(), Some(&op)).unwrap();
     assert_eq!(got.len(), 1);
     assert_eq!(
         vtoken_pki::cert_token_serial(&got[0]).unwrap(),
@@ -115,9 +121,10 @@ fn est_with_curl_and_openssl() {
 fn batch_of_twenty_then_rerun_is_idempotent() {
     let (_tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
+    let op = Operator::register(&dir, "station", "device").cred();
     let tokens: Vec<Token> = (0..20).map(|i| Token::new(0x1000 + i)).collect();
     let csrs: Vec<Vec<u8>> = tokens.iter().map(Token::csr).collect();
-    let first = client::enroll_batch(&ca.url, csrs.clone()).unwrap();
+    let first = client::enroll_batch(&ca.url, csrs.clone(), Some(&op)).unwrap();
     assert_eq!(first.len(), 20);
     let root = &client::ca_certs(&ca.url).unwrap()[0];
     for ((serial, outcome), token) in first.iter().zip(&tokens) {
@@ -131,34 +138,24 @@ fn batch_of_twenty_then_rerun_is_idempotent() {
     assert_eq!(cert_count(&dir), 20);
 
     // An interrupted batch is simply rerun: the same certificates come back, no new ones.
-    let again = client::enroll_batch(&ca.url, csrs).unwrap();
+    let again = client::enroll_batch(&ca.url, csrs, Some(&op)).unwrap();
     assert_eq!(again, first);
     assert_eq!(cert_count(&dir), 20);
     // A single re-enrollment of the same token and key too.
     assert_eq!(
-        &client::enroll(&ca.url, &tokens[3].csr()).unwrap(),
+        &client::enroll(&ca.url, &tokens[3].csr(), Some(&op)).unwrap(),
         first[3].1.as_ref().unwrap()
     );
-    // A new key for the same token gets a new certificate (pairs may coexist, E3).
-    let rekeyed = Token {
-        serial: tokens[3].serial.clone(),
-        key: p256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
-    };
-    let newer = client::enroll(&ca.url, &rekeyed.csr()).unwrap();
-    assert_ne!(&newer, first[3].1.as_ref().unwrap());
-    assert_eq!(cert_count(&dir), 21);
-    assert_eq!(
-        client::fetch_cert(&ca.url, &tokens[3].serial).unwrap(),
-        Some(newer)
-    );
+    // A new key for the same token: enroll_auth.rs (409 until revoked).
 }
 
 #[test]
 fn ca_refuses_bad_signature_and_out_of_range() {
     let (_tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
+    let op = Operator::register(&dir, "station", "device").cred();
     let good = Token::new(0x42);
-    match client::enroll(&ca.url, &good.forged_csr()) {
+    match client::enroll(&ca.url, &good.forged_csr(), Some(&op)) {
         Err(Error::Http {
             status: 400,
             message,
@@ -168,7 +165,7 @@ fn ca_refuses_bad_signature_and_out_of_range() {
         other => panic!("{other:?}"),
     }
     let outside = Token::new(0x1_0000_0000);
-    match client::enroll(&ca.url, &outside.csr()) {
+    match client::enroll(&ca.url, &outside.csr(), Some(&op)) {
         Err(Error::Http {
             status: 403,
             message,
@@ -180,17 +177,21 @@ fn ca_refuses_bad_signature_and_out_of_range() {
     }
     // Garbage.
     assert!(matches!(
-        client::enroll(&ca.url, b"\x30\x03\x02\x01\x00"),
+        client::enroll(&ca.url, b"\x30\x03\x02\x01\x00", Some(&op)),
         Err(Error::Http { status: 400, .. })
     ));
     // Mixed batch: the good one is issued, the others carry their reasons.
-    let res =
-        client::enroll_batch(&ca.url, vec![good.forged_csr(), good.csr(), outside.csr()]).unwrap();
+    let res = client::enroll_batch(
+        &ca.url,
+        vec![good.forged_csr(), good.csr(), outside.csr()],
+        Some(&op),
+    )
+    .unwrap();
     assert!(res[0].1.as_ref().unwrap_err().contains("signature"));
     assert!(res[1].1.is_ok());
     assert_eq!(res[2].0, outside.serial);
     assert!(res[2].1.as_ref().unwrap_err().contains("range"));
-    // curl sees a JSON error and the status.
+    // curl sees a JSON error and the status (401: curl does not sign).
     let forged = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(forged.path(), good.forged_csr()).unwrap();
     let out = sh(&format!(
@@ -199,7 +200,7 @@ fn ca_refuses_bad_signature_and_out_of_range() {
         ca.url
     ));
     assert!(
-        out.starts_with("{\"error\":") && out.ends_with(" 400"),
+        out.starts_with("{\"error\":") && out.ends_with(" 401"),
         "{out}"
     );
     assert_eq!(cert_count(&dir), 1);
@@ -210,11 +211,12 @@ fn ca_refuses_bad_signature_and_out_of_range() {
 fn concurrent_re_enrollment_issues_once() {
     let (_tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
+    let op = Operator::register(&dir, "station", "device").cred();
     let token = Token::new(0xC0C0);
     let csr = token.csr();
     let certs: Vec<Vec<u8>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)
-            .map(|_| s.spawn(|| client::enroll(&ca.url, &csr).unwrap()))
+            .map(|_| s.spawn(|| client::enroll(&ca.url, &csr, Some(&op)).unwrap()))
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
@@ -226,18 +228,19 @@ fn concurrent_re_enrollment_issues_once() {
 #[test]
 fn restart_keeps_the_database() {
     let (_tmp, dir) = init_ca();
+    let op = Operator::register(&dir, "station", "device").cred();
     let token = Token::new(0xAB_CDEF);
     let csr = token.csr();
     let cert = {
         let ca = Server::ca(&dir);
-        client::enroll(&ca.url, &csr).unwrap()
+        client::enroll(&ca.url, &csr, Some(&op)).unwrap()
     }; // killed here
     let ca = Server::ca(&dir);
     assert_eq!(
         client::fetch_cert(&ca.url, &token.serial).unwrap().as_ref(),
         Some(&cert)
     );
-    assert_eq!(client::enroll(&ca.url, &csr).unwrap(), cert);
+    assert_eq!(client::enroll(&ca.url, &csr, Some(&op)).unwrap(), cert);
     assert_eq!(cert_count(&dir), 1);
 }
 

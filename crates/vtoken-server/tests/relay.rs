@@ -12,10 +12,12 @@ use vtoken_pki::{client, verify_chain, Error};
 fn verifying_relay_forwards_good_and_refuses_bad_locally() {
     let (_tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
-    let relay = Server::relay(&ca.url, true);
+    let station = Operator::register(&dir, "station", "device");
+    let st = station.cred();
+    let relay = Server::relay(&dir, &ca.url, true, &station);
 
     let token = Token::new(0x77);
-    let cert = client::enroll(&relay.url, &token.csr()).unwrap();
+    let cert = client::enroll(&relay.url, &token.csr(), Some(&st)).unwrap();
     let roots = client::ca_certs(&relay.url).unwrap();
     assert_eq!(roots, client::ca_certs(&ca.url).unwrap());
     verify_chain(&cert, &[], &roots[0], SystemTime::now()).unwrap();
@@ -31,7 +33,7 @@ fn verifying_relay_forwards_good_and_refuses_bad_locally() {
     );
 
     let seen = request_count(&dir);
-    match client::enroll(&relay.url, &token.forged_csr()) {
+    match client::enroll(&relay.url, &token.forged_csr(), Some(&st)) {
         Err(Error::Http {
             status: 400,
             message,
@@ -39,7 +41,7 @@ fn verifying_relay_forwards_good_and_refuses_bad_locally() {
         other => panic!("{other:?}"),
     }
     let outside = Token::new(0xFFFF_FFFF_0000);
-    match client::enroll(&relay.url, &outside.csr()) {
+    match client::enroll(&relay.url, &outside.csr(), Some(&st)) {
         Err(Error::Http {
             status: 403,
             message,
@@ -57,7 +59,7 @@ fn verifying_relay_forwards_good_and_refuses_bad_locally() {
     let mut csrs: Vec<Vec<u8>> = good.iter().map(Token::csr).collect();
     csrs.insert(2, outside.csr());
     csrs.insert(4, token.forged_csr());
-    let res = client::enroll_batch(&relay.url, csrs).unwrap();
+    let res = client::enroll_batch(&relay.url, csrs, Some(&st)).unwrap();
     assert_eq!(res.len(), 7);
     assert!(res[2].1.as_ref().unwrap_err().contains("range"));
     assert!(res[4].1.as_ref().unwrap_err().contains("signature"));
@@ -79,7 +81,7 @@ fn verifying_relay_forwards_good_and_refuses_bad_locally() {
         relay.url
     ));
     assert!(certs.contains("Test Token CA"), "{certs}");
-    let est = client::est_simpleenroll(&relay.url, &Token::new(0x88).csr()).unwrap();
+    let est = client::est_simpleenroll(&relay.url, &Token::new(0x88).csr(), Some(&st)).unwrap();
     openssl_verify(&dir, &est[0]);
 }
 
@@ -87,10 +89,12 @@ fn verifying_relay_forwards_good_and_refuses_bad_locally() {
 fn plain_relay_passes_the_ca_refusal_through() {
     let (_tmp, dir) = init_ca();
     let ca = Server::ca(&dir);
-    let relay = Server::relay(&ca.url, false);
+    let station = Operator::register(&dir, "station", "device");
+    let st = station.cred();
+    let relay = Server::relay(&dir, &ca.url, false, &station);
     let token = Token::new(0x99);
     let seen = request_count(&dir);
-    match client::enroll(&relay.url, &token.forged_csr()) {
+    match client::enroll(&relay.url, &token.forged_csr(), Some(&st)) {
         Err(Error::Http {
             status: 400,
             message,
@@ -102,7 +106,7 @@ fn plain_relay_passes_the_ca_refusal_through() {
     }
     // This time the CA saw (and refused) it.
     assert_eq!(request_count(&dir), seen + 1);
-    let res = client::enroll_batch(&relay.url, vec![token.csr()]).unwrap();
+    let res = client::enroll_batch(&relay.url, vec![token.csr()], Some(&st)).unwrap();
     assert!(res[0].1.is_ok());
     assert_eq!(cert_count(&dir), 1);
 }
@@ -115,8 +119,10 @@ fn relay_reports_an_unreachable_ca() {
         .local_addr()
         .unwrap()
         .port();
-    let relay = Server::relay(&format!("http://127.0.0.1:{port}"), true);
-    match client::enroll(&relay.url, &Token::new(1).csr()) {
+    let (_tmp, dir) = init_ca();
+    let station = Operator::register(&dir, "station", "device");
+    let relay = Server::relay(&dir, &format!("http://127.0.0.1:{port}"), true, &station);
+    match client::enroll(&relay.url, &Token::new(1).csr(), Some(&station.cred())) {
         Err(Error::Http {
             status: 502,
             message,

@@ -72,6 +72,8 @@ fn https_ca_and_relay_with_a_private_tls_root() {
         k,
     ]);
     assert!(ca.url.starts_with("https://127.0.0.1:"), "{}", ca.url);
+    let station = Operator::register(&dir, "station", "device");
+    let op = station.cred();
 
     // curl trusting the TLS root: EST answers with the CA certificate.
     let certs = sh(&format!(
@@ -93,12 +95,12 @@ fn https_ca_and_relay_with_a_private_tls_root() {
 
     // The Rust client, before it trusts the root, fails at the handshake.
     let t = Token::new(0x71);
-    let e = client::enroll(&ca.url, &t.csr()).unwrap_err();
+    let e = client::enroll(&ca.url, &t.csr(), Some(&op)).unwrap_err();
     assert!(matches!(e, vtoken_pki::Error::Transport(_)), "{e}");
     assert_eq!(cert_count(&dir), 0);
 
     client::trust_tls_roots(&std::fs::read(&root).unwrap()).unwrap();
-    let leaf = client::enroll(&ca.url, &t.csr()).unwrap();
+    let leaf = client::enroll(&ca.url, &t.csr(), Some(&op)).unwrap();
     openssl_verify(&dir, &leaf);
     assert!(
         client::trust_tls_roots(&std::fs::read(&root).unwrap()).is_err(),
@@ -106,7 +108,8 @@ fn https_ca_and_relay_with_a_private_tls_root() {
     );
 
     // A TLS relay in front of the TLS CA, trusting the CA's TLS root.
-    let relay = Server::start(&[
+    let files = relay_files(&dir, &station);
+    let mut args = vec![
         "relay",
         "serve",
         "--upstream",
@@ -117,15 +120,19 @@ fn https_ca_and_relay_with_a_private_tls_root() {
         c,
         "--tls-key",
         k,
-    ]);
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let relay = Server::start(&args);
     assert!(relay.url.starts_with("https://"), "{}", relay.url);
-    let leaf = client::enroll(&relay.url, &Token::new(0x72).csr()).unwrap();
+    let leaf = client::enroll(&relay.url, &Token::new(0x72).csr(), Some(&op)).unwrap();
     openssl_verify(&dir, &leaf);
     assert_eq!(cert_count(&dir), 2);
 
     // A relay without the root (Mozilla roots only) cannot reach the CA.
-    let blind = Server::start(&["relay", "serve", "--upstream", &ca.url]);
-    let e = client::enroll(&blind.url, &Token::new(0x73).csr()).unwrap_err();
+    let mut args = vec!["relay", "serve", "--upstream", &ca.url];
+    args.extend(files.iter().map(String::as_str));
+    let blind = Server::start(&args);
+    let e = client::enroll(&blind.url, &Token::new(0x73).csr(), Some(&op)).unwrap_err();
     match &e {
         vtoken_pki::Error::Http {
             status: 502,

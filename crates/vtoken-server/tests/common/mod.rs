@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use p256::ecdsa::{signature::Signer, Signature, SigningKey};
-use pkcs8::EncodePublicKey;
-use vtoken_pki::{build_csr, Error, SigAlg, Usage};
+use pkcs8::{EncodePrivateKey, EncodePublicKey};
+use vtoken_pki::auth::Credential;
+use vtoken_pki::{build_csr, Error, LocalCa, SigAlg, Usage};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_vtoken-server");
 pub const RANGE: &str = "0000000000000000-00000000FFFFFFFF";
@@ -54,12 +55,145 @@ impl Server {
         ])
     }
 
-    pub fn relay(upstream: &str, verify: bool) -> Server {
+    /// A CA with extra options (e.g. `--rate-limit`).
+    pub fn ca_with(dir: &Path, extra: &[&str]) -> Server {
+        let mut args = vec![
+            "ca",
+            "serve",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--serial-range",
+            RANGE,
+        ];
+        args.extend(extra);
+        Server::start(&args)
+    }
+
+    /// A relay serving `station`, with its own credential registered at the CA in
+    /// `ca_dir` as operator `relay` (profiles device,client).
+    pub fn relay(ca_dir: &Path, upstream: &str, verify: bool, station: &Operator) -> Server {
+        Server::relay_with(ca_dir, upstream, verify, station, &[])
+    }
+
+    pub fn relay_with(
+        ca_dir: &Path,
+        upstream: &str,
+        verify: bool,
+        station: &Operator,
+        extra: &[&str],
+    ) -> Server {
+        let files = relay_files(ca_dir, station);
         let mut args = vec!["relay", "serve", "--upstream", upstream];
+        args.extend(files.iter().map(String::as_str));
         if verify {
             args.extend(["--verify", "--serial-range", RANGE]);
         }
+        args.extend(extra);
         Server::start(&args)
+    }
+}
+
+/// The relay's credential files (registered at the CA once) and the station's
+/// certificate file, as `relay serve` options.
+pub fn relay_files(ca_dir: &Path, station: &Operator) -> Vec<String> {
+    let dir = ca_dir.parent().unwrap();
+    let (cert, key) = (dir.join("relay.pem"), dir.join("relay.key"));
+    if !cert.exists() {
+        let relay = Operator::register(ca_dir, "relay", "device,client");
+        std::fs::write(&cert, vtoken_pki::cert_der_to_pem(&relay.cert)).unwrap();
+        std::fs::write(
+            &key,
+            relay
+                .key
+                .to_pkcs8_pem(pkcs8::LineEnding::LF)
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+    }
+    let st = dir.join(format!("station-{}.pem", station.name));
+    std::fs::write(&st, vtoken_pki::cert_der_to_pem(&station.cert)).unwrap();
+    vec![
+        "--station-cert".into(),
+        st.display().to_string(),
+        "--client-cert".into(),
+        cert.display().to_string(),
+        "--client-key".into(),
+        key.display().to_string(),
+    ]
+}
+
+/// An operator (issuing station or relay): a P-256 key and its certificate.
+pub struct Operator {
+    pub name: String,
+    pub key: SigningKey,
+    pub cert: Vec<u8>,
+}
+
+impl Operator {
+    /// Register a new operator with `vtoken-server ca operator add --csr` (the real
+    /// binary): the CA issues its certificate.
+    pub fn register(ca_dir: &Path, name: &str, profiles: &str) -> Operator {
+        let key = SigningKey::random(&mut rand_core::OsRng);
+        let spki = key.verifying_key().to_public_key_der().unwrap();
+        let csr = build_csr(
+            spki.as_bytes(),
+            "0F0F0F0F00000001",
+            Usage::Operator,
+            |m| Ok::<_, Error>(Signer::<Signature>::sign(&key, m).to_bytes().to_vec()),
+            SigAlg::EcdsaSha256,
+        )
+        .unwrap();
+        let dir = ca_dir.parent().unwrap();
+        let csr_file = dir.join(format!("{name}.csr"));
+        std::fs::write(&csr_file, csr).unwrap();
+        let out = Command::new(BIN)
+            .args(["ca", "operator", "add", "--dir", ca_dir.to_str().unwrap()])
+            .args(["--name", name, "--profiles", profiles, "--csr"])
+            .arg(&csr_file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let cert = vtoken_pki::certs_from_pem(&String::from_utf8(out.stdout).unwrap())
+            .unwrap()
+            .remove(0);
+        Operator {
+            name: name.into(),
+            key,
+            cert,
+        }
+    }
+
+    /// An operator the CA does not know: its certificate from another CA (same name).
+    pub fn unregistered(name: &str) -> Operator {
+        let other = LocalCa::generate("Test Token CA", 30).unwrap();
+        let key = SigningKey::random(&mut rand_core::OsRng);
+        let spki = key.verifying_key().to_public_key_der().unwrap();
+        let cert = other
+            .issue_for_spki(spki.as_bytes(), "0F0F0F0F00000002", Usage::Operator)
+            .unwrap();
+        Operator {
+            name: name.into(),
+            key,
+            cert,
+        }
+    }
+
+    /// Its credential, asking for the default profile.
+    pub fn cred(&self) -> Credential {
+        let key = self.key.clone();
+        Credential::new(
+            self.cert.clone(),
+            Box::new(move |m| Ok(Signer::<Signature>::sign(&key, m).to_bytes().to_vec())),
+        )
+        .unwrap()
+    }
+
+    /// Its credential, asking for `profile`.
+    pub fn cred_for(&self, profile: Usage) -> Credential {
+        let mut c = self.cred();
+        c.profile = Some(profile);
+        c
     }
 }
 
