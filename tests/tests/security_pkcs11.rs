@@ -134,23 +134,10 @@ fn migration_child() -> bool {
     true
 }
 
-#[test]
-fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
-    if migration_child() {
-        return;
-    }
-    let mut ctx = Ctx::new();
-    let (slot, s) = user_session(&ctx);
-    let invalid = |r: cryptoki::error::Result<ObjectHandle>| {
-        let e = rv(r);
-        assert!(
-            matches!(
-                e,
-                RvError::AttributeValueInvalid | RvError::TemplateInconsistent
-            ),
-            "CKA_PRIVATE=false on a key must be refused, got {e:?}"
-        );
-    };
+/// Asks for a public private/secret key on every creating path (C_GenerateKey,
+/// C_CreateObject, C_GenerateKeyPair, C_UnwrapKey, C_DeriveKey: `each` gets each
+/// result), and shows that copying or updating a key to public is always refused.
+fn public_key_requests(s: &Session, mut each: impl FnMut(cryptoki::error::Result<ObjectHandle>)) {
     let public_aes = [
         Attribute::Token(true),
         Attribute::Private(false),
@@ -158,9 +145,8 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
         Attribute::Sensitive(true),
         Attribute::Extractable(false),
     ];
-    // (a) Every creating path refuses a public private/secret key.
-    invalid(s.generate_key(&Mechanism::AesKeyGen, &public_aes));
-    invalid(s.create_object(&[
+    each(s.generate_key(&Mechanism::AesKeyGen, &public_aes));
+    each(s.create_object(&[
         Attribute::Class(ObjectClass::SECRET_KEY),
         Attribute::KeyType(KeyType::AES),
         Attribute::Token(true),
@@ -172,7 +158,7 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
         &[Attribute::EcParams(P256.to_vec()), Attribute::Token(true)],
         &[Attribute::Token(true), Attribute::Private(false)],
     );
-    invalid(r.map(|p| p.1));
+    each(r.map(|p| p.1));
     let key = s
         .generate_key(
             &Mechanism::AesKeyGen,
@@ -183,11 +169,17 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
             ],
         )
         .unwrap();
-    invalid(s.copy_object(key, &[Attribute::Private(false)]));
+    let e = rv(s.copy_object(key, &[Attribute::Private(false)]));
+    assert!(
+        matches!(
+            e,
+            RvError::AttributeValueInvalid | RvError::TemplateInconsistent
+        ),
+        "a copy of a key is never public, got {e:?}"
+    );
     assert!(s
         .update_attributes(key, &[Attribute::Private(false)])
         .is_err());
-    // C_UnwrapKey and C_DeriveKey templates.
     let kek = s
         .generate_key(
             &Mechanism::AesKeyGen,
@@ -201,7 +193,7 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
         )
         .unwrap();
     let wrapped = s.wrap_key(&Mechanism::AesKeyWrapPad, kek, key).unwrap();
-    invalid(s.unwrap_key(
+    each(s.unwrap_key(
         &Mechanism::AesKeyWrapPad,
         kek,
         &wrapped,
@@ -212,9 +204,9 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
             Attribute::Private(false),
         ],
     ));
-    let (pub_a, priv_a) = ec_pair(&s, P256, "a", false);
-    let point = unwrap_octet_string(&attr_bytes(&s, pub_a, AttributeType::EcPoint));
-    invalid(s.derive_key(
+    let (pub_a, priv_a) = ec_pair(s, P256, "a", false);
+    let point = unwrap_octet_string(&attr_bytes(s, pub_a, AttributeType::EcPoint));
+    each(s.derive_key(
         &Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), &point)),
         priv_a,
         &[
@@ -225,6 +217,59 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
             Attribute::Private(false),
         ],
     ));
+}
+
+#[test]
+fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
+    if migration_child() {
+        return;
+    }
+    let mut ctx = Ctx::new();
+    // `[policy] key_privacy = "refuse"`: every creating path refuses a public
+    // private/secret key. The default (`force`) makes the same requests private keys:
+    // pkcs11-tool and the cryptoki crate send CKA_PRIVATE=false on every secret key.
+    let conf = std::fs::read_to_string(&ctx.conf).unwrap();
+    std::fs::write(
+        &ctx.conf,
+        format!("{conf}[policy]\nkey_privacy = \"refuse\"\n"),
+    )
+    .unwrap();
+    ctx.reinit();
+    let (slot, s) = user_session(&ctx);
+    public_key_requests(&s, |r| {
+        let e = rv(r);
+        assert!(
+            matches!(
+                e,
+                RvError::AttributeValueInvalid | RvError::TemplateInconsistent
+            ),
+            "CKA_PRIVATE=false on a key must be refused, got {e:?}"
+        );
+    });
+    s.logout().unwrap();
+    drop(s);
+    std::fs::write(&ctx.conf, &conf).unwrap();
+    ctx.reinit();
+    let s = ctx.p11().open_rw_session(slot).unwrap();
+    s.login(UserType::User, Some(&pin(PIN6))).unwrap();
+    let made = std::cell::RefCell::new(Vec::new());
+    public_key_requests(&s, |r| made.borrow_mut().push(r.expect("made private")));
+    let made = made.into_inner();
+    assert_eq!(made.len(), 5, "five creating paths");
+    for h in made {
+        match &s.get_attributes(h, &[AttributeType::Private]).unwrap()[..] {
+            [Attribute::Private(p)] => assert!(*p, "a key asked public is made private"),
+            other => panic!("{other:?}"),
+        }
+    }
+    s.logout().unwrap();
+    let s2 = ctx.p11().open_ro_session(slot).unwrap();
+    assert!(
+        find(&s2, &[Attribute::Class(ObjectClass::SECRET_KEY)]).is_empty()
+            && find(&s2, &[Attribute::Class(ObjectClass::PRIVATE_KEY)]).is_empty(),
+        "no key is visible without login"
+    );
+    drop(s2);
     drop(s);
     ctx.finalize().unwrap();
 

@@ -352,11 +352,30 @@ pub struct PolicyConfig {
     /// secret key with `CKA_DECRYPT`) and is at least as strong as the wrapped key
     /// (`CKR_KEY_NOT_WRAPPABLE` otherwise). `false` only for legacy clients.
     pub strict_wrap: bool,
+    /// What a creation template asking for `CKA_PRIVATE = false` on a private or
+    /// secret key gets. Key material is always sealed under the master key and usable
+    /// only after login; the question is only whether the request is refused.
+    pub key_privacy: KeyPrivacy,
+}
+
+/// `[policy] key_privacy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyPrivacy {
+    /// The key is created private (`CKA_PRIVATE` reads `CK_TRUE`). pkcs11-tool's
+    /// `--keygen` and the `cryptoki` crate send `CKA_PRIVATE = false` for every
+    /// secret key unless told otherwise, so refusing would break their defaults.
+    Force,
+    /// The template is refused with `CKR_ATTRIBUTE_VALUE_INVALID`.
+    Refuse,
 }
 
 impl Default for PolicyConfig {
     fn default() -> Self {
-        PolicyConfig { strict_wrap: true }
+        PolicyConfig {
+            strict_wrap: true,
+            key_privacy: KeyPrivacy::Force,
+        }
     }
 }
 
@@ -584,6 +603,13 @@ mod tests {
     #[test]
     fn strict_wrap_is_on_unless_turned_off() {
         assert!(Config::from_toml("").unwrap().policy.strict_wrap);
+        assert_eq!(
+            Config::from_toml("").unwrap().policy.key_privacy,
+            KeyPrivacy::Force
+        );
+        let r = Config::from_toml("[policy]\nkey_privacy = \"refuse\"\n").unwrap();
+        assert_eq!(r.policy.key_privacy, KeyPrivacy::Refuse);
+        assert!(Config::from_toml("[policy]\nkey_privacy = \"public\"\n").is_err());
         let c = Config::from_toml("[policy]\nstrict_wrap = false\n").unwrap();
         assert!(!c.policy.strict_wrap);
         assert!(Config::from_toml("[policy]\nstrict = false\n").is_err());

@@ -628,7 +628,8 @@ impl Token {
     pub fn create_object(&self, sid: u64, template: &Attributes) -> Result<u64> {
         self.session(sid)?;
         self.check_trusted_template(template)?;
-        let mut attrs = object::build(template, Origin::Create, &Attributes::new())?;
+        let template = self.key_template(template, template.class());
+        let mut attrs = object::build(&template, Origin::Create, &Attributes::new())?;
         if crate::vault::is_vault_object(&attrs) {
             self.check_write(sid, &attrs)?;
             self.vault_before_write(None, &mut attrs, "Store")?;
@@ -1115,7 +1116,8 @@ impl Token {
         let mut generated = mechanism::generate_key(mech, template)?;
         generated.set_bool(CKA_LOCAL, true);
         generated.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
-        let attrs = object::build(template, Origin::Generated, &generated)?;
+        let template = self.key_template(template, generated.class());
+        let attrs = object::build(&template, Origin::Generated, &generated)?;
         self.check_write(sid, &attrs)?;
         self.store_object(sid, attrs)
     }
@@ -1157,7 +1159,9 @@ impl Token {
             t
         };
         let pub_attrs = object::build(&with_id(pub_t), Origin::Generated, &gp)?;
-        let priv_attrs = object::build(&with_id(priv_t), Origin::Generated, &gs)?;
+        let priv_t = with_id(priv_t);
+        let priv_t = self.key_template(&priv_t, Some(CKO_PRIVATE_KEY));
+        let priv_attrs = object::build(&priv_t, Origin::Generated, &gs)?;
         self.check_write(sid, &pub_attrs)?;
         self.check_write(sid, &priv_attrs)?;
         let p = self.store_object(sid, pub_attrs)?;
@@ -1248,7 +1252,8 @@ impl Token {
         };
         generated.set_bool(CKA_LOCAL, false);
         generated.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-        let mut attrs = object::build(template, Origin::Generated, &generated)?;
+        let template = self.key_template(template, generated.class());
+        let mut attrs = object::build(&template, Origin::Generated, &generated)?;
         attrs.set_bool(CKA_ALWAYS_SENSITIVE, false);
         attrs.set_bool(CKA_NEVER_EXTRACTABLE, false);
         self.store_object(sid, attrs)
@@ -1291,8 +1296,29 @@ impl Token {
         g.set(CKA_VALUE, secret.to_vec());
         g.set_bool(CKA_LOCAL, false);
         g.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-        let attrs = object::build(template, Origin::Generated, &g)?;
+        let template = self.key_template(template, Some(CKO_SECRET_KEY));
+        let attrs = object::build(&template, Origin::Generated, &g)?;
         self.store_object(sid, attrs)
+    }
+
+    /// A creation template for an object of `class` under `[policy] key_privacy`:
+    /// with `force`, `CKA_PRIVATE = false` on a private or secret key becomes `true`
+    /// (the key is private either way; `object::build` refuses what is left).
+    fn key_template<'a>(
+        &self,
+        template: &'a Attributes,
+        class: Option<CK_OBJECT_CLASS>,
+    ) -> std::borrow::Cow<'a, Attributes> {
+        let class = template.class().or(class);
+        if self.key_privacy == crate::config::KeyPrivacy::Force
+            && matches!(class, Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
+            && template.get(CKA_PRIVATE) == Some(&[0u8][..])
+        {
+            let mut t = template.clone();
+            t.set_bool(CKA_PRIVATE, true);
+            return std::borrow::Cow::Owned(t);
+        }
+        std::borrow::Cow::Borrowed(template)
     }
 
     // ------------------------------------------------------------------ operations

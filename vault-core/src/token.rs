@@ -300,6 +300,9 @@ pub struct Token {
     /// `[policy] strict_wrap`: sensitive keys are wrapped only by keys that cannot
     /// decrypt and are at least as strong.
     pub(crate) strict_wrap: bool,
+    /// `[policy] key_privacy`: whether `CKA_PRIVATE = false` on a key template is
+    /// turned into a private key or refused.
+    pub(crate) key_privacy: crate::config::KeyPrivacy,
 }
 
 /// Session objects get ids from this bit upward, token objects stay below.
@@ -405,6 +408,7 @@ impl Token {
             path: path.to_path_buf(),
             kdf: config.kdf,
             strict_wrap: config.policy.strict_wrap,
+            key_privacy: config.policy.key_privacy,
         }))
     }
 
