@@ -53,6 +53,7 @@ mod child;
 pub mod command;
 pub mod picture;
 pub mod pinentry;
+pub mod policy;
 pub mod tty;
 
 pub use command::Command;
