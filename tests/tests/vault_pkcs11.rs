@@ -205,8 +205,28 @@ impl World {
             .collect()
     }
 
+    /// Makes `prompt` the prompt agent of every token here. The agent is token
+    /// policy that only the SO sets (`vtoken prompt set`): the module ignores the
+    /// caller's `VTOKEN_PROMPT`.
+    fn use_agent(&self, prompt: &str) {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.cli_ok(&["list", "--json"])).unwrap();
+        let tokens = list
+            .as_array()
+            .or_else(|| list["tokens"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        for t in tokens {
+            let serial = t["serial"].as_str().unwrap().to_string();
+            self.cli_ok(&[
+                "--token", &serial, "prompt", "set", "--agent", prompt, "--so-pin", SO_PIN,
+            ]);
+        }
+    }
+
     /// `pkcs11-tool --module <module> args...` with the prompt agent `prompt`.
     fn tool(&self, prompt: &str, args: &[&str]) -> Output {
+        self.use_agent(prompt);
         Command::new("pkcs11-tool")
             .arg("--module")
             .arg(&binaries().module)
@@ -445,6 +465,7 @@ fn require_python_pkcs11() {
 /// Runs [`PY_SCRIPT`] with agent `prompt`; returns its JSON lines.
 fn python(w: &World, label: &str, prompt: &str, entry: &str) -> Vec<serde_json::Value> {
     use std::io::Write;
+    w.use_agent(prompt);
     let mut child = Command::new("python3")
         .arg("-")
         .env("PKCS11_MODULE", &binaries().module)
