@@ -1136,10 +1136,7 @@ impl Token {
             self.gate_check(
                 crate::gate::OpClass::VaultPassword,
                 None,
-                &format!(
-                    "export {} vault entries with their secrets",
-                    entries.len()
-                ),
+                &format!("export {} vault entries with their secrets", entries.len()),
             )?;
             self.confirm(&crate::prompt::Request {
                 title: "Export the vault WITH its secrets?".into(),

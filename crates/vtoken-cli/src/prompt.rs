@@ -63,7 +63,10 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &PromptCommand) -> Result<()> {
                 if let AgentSpec::Command(argv) = &p.agent {
                     // A relative program would be looked up in the caller's PATH.
                     if !argv[0].starts_with('/') {
-                        bail!("--agent command:PATH needs an absolute path (got {:?})", argv[0]);
+                        bail!(
+                            "--agent command:PATH needs an absolute path (got {:?})",
+                            argv[0]
+                        );
                     }
                 }
             }
@@ -85,7 +88,9 @@ fn parse_ops(list: &str) -> Vec<String> {
     if l.is_empty() || l.eq_ignore_ascii_case("none") {
         return Vec::new();
     }
-    l.split(',').map(|o| o.trim().to_ascii_lowercase()).collect()
+    l.split(',')
+        .map(|o| o.trim().to_ascii_lowercase())
+        .collect()
 }
 
 /// `vtoken prompt show`.

@@ -153,8 +153,9 @@ Kinds and their fields:
 Any kind takes extra --field / --secret-field values. A missing password, card
 number or card PIN is asked for without echo when stdin is a terminal.
 
-The token shows the entry (secrets masked) through the prompt agent ([prompt] in
-the configuration, or VTOKEN_PROMPT) and stores it only once the user confirms.
+The token shows the entry (secrets masked) through its prompt agent (token policy:
+`vtoken prompt show`; the SO changes it with `vtoken prompt set`) and stores it
+only once the user confirms.
 
 Examples:
   vtoken vault add --kind website --title github --url https://github.com --username me

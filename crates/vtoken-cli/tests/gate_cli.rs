@@ -249,7 +249,11 @@ fn wrong_answers_lock_until_reattach() {
         "{e}"
     );
     assert_eq!(env.status()["locked"], true);
-    let o = env.cmd(&["reattach"]).env("VTOKEN_PIN", PIN).output().unwrap();
+    let o = env
+        .cmd(&["reattach"])
+        .env("VTOKEN_PIN", PIN)
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -374,7 +378,15 @@ fn so_pin_sets_any_policy_without_a_picture() {
     assert_eq!(env.status()["policy"], before);
     // The SO PIN: weaker settings, no picture, nothing on stdin.
     env.ok(&[
-        "gate", "configure", "--so", "--chances", "5", "--classes", "none", "--so-pin", SO_PIN,
+        "gate",
+        "configure",
+        "--so",
+        "--chances",
+        "5",
+        "--classes",
+        "none",
+        "--so-pin",
+        SO_PIN,
     ]);
     let s = env.status();
     assert_eq!(s["policy"]["chances"], 5);

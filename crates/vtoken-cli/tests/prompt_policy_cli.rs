@@ -107,10 +107,17 @@ impl Env {
     /// Fails with exit status 1 and one `error:` line; nothing secret printed.
     fn fails(&self, args: &[&str], env: &[(&str, String)]) -> String {
         let o = self.run(args, env);
-        assert_eq!(o.status.code(), Some(1), "vtoken {args:?} should fail: {o:?}");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "vtoken {args:?} should fail: {o:?}"
+        );
         let out = String::from_utf8_lossy(&o.stdout);
         let err = String::from_utf8(o.stderr).unwrap();
-        assert!(!out.contains(SECRET) && !err.contains(SECRET), "secret printed");
+        assert!(
+            !out.contains(SECRET) && !err.contains(SECRET),
+            "secret printed"
+        );
         assert!(err.contains("error: "), "{err}");
         err
     }
@@ -127,11 +134,9 @@ impl Env {
     }
 
     fn titles(&self) -> Vec<String> {
-        let v: Value = serde_json::from_str(&self.ok(
-            &["--json", "vault", "list", "--pin", PIN],
-            &[],
-        ))
-        .unwrap();
+        let v: Value =
+            serde_json::from_str(&self.ok(&["--json", "vault", "list", "--pin", PIN], &[]))
+                .unwrap();
         v.as_array()
             .unwrap()
             .iter()
@@ -142,7 +147,16 @@ impl Env {
 
 fn add(title: &str) -> Vec<&str> {
     vec![
-        "vault", "add", "--kind", "website", "--title", title, "--password", SECRET, "--pin", PIN,
+        "vault",
+        "add",
+        "--kind",
+        "website",
+        "--title",
+        title,
+        "--password",
+        SECRET,
+        "--pin",
+        PIN,
     ]
 }
 
@@ -187,8 +201,15 @@ fn vtoken_prompt_cannot_replace_the_policy_agent() {
     // The gate's picture does not reach the caller's program either.
     env.ok(
         &[
-            "gate", "configure", "--so", "--classes", "vault-password", "--chances", "10",
-            "--so-pin", SO_PIN,
+            "gate",
+            "configure",
+            "--so",
+            "--classes",
+            "vault-password",
+            "--chances",
+            "10",
+            "--so-pin",
+            SO_PIN,
         ],
         &[],
     );
@@ -211,7 +232,10 @@ fn config_confirm_empty_does_not_skip_confirmation() {
     env.config("[prompt]\nagent = \"command\"\ncommand = \"/bin/true\"\nconfirm = []\n");
     let e = env.fails(&add("sneaky"), &[]);
     assert!(e.contains("not confirmed"), "{e}");
-    assert!(env.calls("no").contains("Store"), "the token's agent was not asked");
+    assert!(
+        env.calls("no").contains("Store"),
+        "the token's agent was not asked"
+    );
     assert!(env.titles().is_empty());
     // The policy is unchanged by the configuration.
     let p = env.policy();
@@ -224,8 +248,7 @@ fn config_confirm_empty_does_not_skip_confirmation() {
         &[],
     );
     let u: Value =
-        serde_json::from_str(&env.ok(&["--token", "u", "prompt", "show", "--json"], &[]))
-            .unwrap();
+        serde_json::from_str(&env.ok(&["--token", "u", "prompt", "show", "--json"], &[])).unwrap();
     assert_eq!(u["agent"], "command:/bin/true");
     assert_eq!(u["confirm"], serde_json::json!([]));
 }
@@ -274,7 +297,14 @@ fn prompt_set_needs_the_so_pin() {
     assert_eq!(env.policy(), before);
     // Bad values.
     for bad in [
-        vec!["prompt", "set", "--agent", "command:true", "--so-pin", SO_PIN],
+        vec![
+            "prompt",
+            "set",
+            "--agent",
+            "command:true",
+            "--so-pin",
+            SO_PIN,
+        ],
         vec!["prompt", "set", "--agent", "telepathy", "--so-pin", SO_PIN],
         vec!["prompt", "set", "--confirm", "teleport", "--so-pin", SO_PIN],
         vec!["prompt", "set", "--so-pin", SO_PIN],

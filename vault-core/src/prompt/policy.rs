@@ -193,8 +193,7 @@ pub(crate) fn stored(h: &Header) -> Result<Option<PromptPolicy>> {
 
 /// Puts `p` into `h` (the caller writes the header).
 pub(crate) fn put(h: &mut Header, p: &PromptPolicy) -> Result<()> {
-    let b =
-        postcard::to_allocvec(p).map_err(|e| Error::General(format!("prompt policy: {e}")))?;
+    let b = postcard::to_allocvec(p).map_err(|e| Error::General(format!("prompt policy: {e}")))?;
     h.ext.insert(EXT_KEY.to_string(), b);
     Ok(())
 }
