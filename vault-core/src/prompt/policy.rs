@@ -197,3 +197,83 @@ pub(crate) fn put(h: &mut Header, p: &PromptPolicy) -> Result<()> {
     h.ext.insert(EXT_KEY.to_string(), b);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::store::Store;
+    use crate::token::Token;
+
+    const SO: &[u8] = b"12345678";
+
+    /// A token file whose header extension is replaced by `ext` (`None`: removed).
+    fn token_with(ext: Option<&[u8]>) -> (tempfile::TempDir, std::sync::Arc<Token>) {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = Config::for_dir(dir.path().join("tokens"));
+        std::fs::create_dir_all(&cfg.token_dir).unwrap();
+        let path = cfg.token_dir.join("t.vtoken");
+        Token::create(&path, "t", SO, &cfg).unwrap();
+        {
+            let mut st = Store::open(&path).unwrap();
+            let mut h = st.header().unwrap().clone();
+            assert!(
+                h.ext.contains_key(EXT_KEY),
+                "a new token carries its policy"
+            );
+            match ext {
+                None => h.ext.remove(EXT_KEY),
+                Some(b) => h.ext.insert(EXT_KEY.into(), b.to_vec()),
+            };
+            st.write_header(&h).unwrap();
+        }
+        let t = Token::open(&path, &cfg).unwrap();
+        (dir, t)
+    }
+
+    /// An old file without a policy fails closed: the default confirmations, and
+    /// `tty` only when there is a terminal (else `deny`).
+    #[test]
+    fn old_file_without_policy_fails_closed() {
+        let (_d, t) = token_with(None);
+        assert_eq!(t.prompt_policy_stored().unwrap(), None);
+        let p = t.prompt_policy().unwrap();
+        assert_eq!(p, PromptPolicy::fallback());
+        assert!(matches!(p.agent, AgentSpec::Deny | AgentSpec::Tty(None)));
+        assert!(t.needs_confirmation("vault-write"));
+        assert!(!t.needs_confirmation("vault-read"));
+    }
+
+    /// A damaged policy: every operation asks, and the agent is `deny`.
+    #[test]
+    fn damaged_policy_asks_everything_and_denies() {
+        let (_d, t) = token_with(Some(&[0xff, 0xff, 0xff]));
+        assert!(t.prompt_policy().is_err());
+        for op in PromptConfig::OPERATIONS {
+            assert!(t.needs_confirmation(op), "{op}");
+        }
+        assert_eq!(t.prompt_agent_name(), "deny");
+    }
+
+    #[test]
+    fn agent_specs_parse_and_print() {
+        for s in [
+            "deny",
+            "tty",
+            "tty:/dev/pts/3",
+            "pinentry",
+            "pinentry:/usr/bin/pinentry-tty",
+            "command:/usr/local/bin/ask -q",
+        ] {
+            assert_eq!(AgentSpec::parse(s).unwrap().to_string(), s);
+        }
+        assert!(AgentSpec::parse("telepathy").is_err());
+        assert!(AgentSpec::parse("command:").is_err());
+        assert!(PromptPolicy {
+            agent: AgentSpec::Deny,
+            confirm: vec!["teleport".into()],
+        }
+        .validated()
+        .is_err());
+    }
+}
