@@ -497,8 +497,15 @@ fn gated_vtoken_sign_draws_the_picture_in_a_terminal() {
         cli = shell_quote(cli),
     );
 
-    // (a) The token's tty agent: stdin is not a terminal, so the CLI leaves the
-    // check to the prompt agent, which draws on the terminal device.
+    // (a) The token's tty agent (token policy, set by the SO): stdin is not a
+    // terminal, so the CLI leaves the check to the prompt agent, which draws on the
+    // terminal device.
+    s.cli_ok(
+        cli,
+        &[
+            "--token", "gated", "prompt", "set", "--agent", "tty", "--so-pin", SO_PIN,
+        ],
+    );
     let line = format!(
         "VTOKEN_PROMPT=tty; export VTOKEN_PROMPT; {base} < /dev/null; echo EXIT=$?; sleep 600"
     );
@@ -530,6 +537,12 @@ fn gated_vtoken_sign_draws_the_picture_in_a_terminal() {
     );
 
     // (b) The CLI itself (captcha-aware): a terminal on stdin, no prompt agent.
+    s.cli_ok(
+        cli,
+        &[
+            "--token", "gated", "prompt", "set", "--agent", "deny", "--so-pin", SO_PIN,
+        ],
+    );
     let line = format!("VTOKEN_PROMPT=deny; export VTOKEN_PROMPT; {base}; echo EXIT=$?; sleep 600");
     tmux.start("cli", &line);
     let q = "Type the characters";

@@ -2,7 +2,7 @@
 //! an agent that answers wrong locks the token after the allowed chances; the lock
 //! survives `C_Finalize`/`C_Initialize` and a new process (pkcs11-tool), every call
 //! then fails with `CKR_DEVICE_REMOVED`, low-privilege work included; only a reattach
-//! with the user PIN clears it.
+//! with the SO PIN clears it (the user PIN does not).
 //!
 //! The gate policy and the reattach go through `vault-core` directly, in a child
 //! process: one process must not open the same token file through two SQLite
@@ -19,7 +19,7 @@ use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType};
 use cryptoki::session::UserType;
 use pkcs11_common::{
-    assert_child_ok, module_path, pin, run_child, rv, Ctx, CHILD_ENV, P256, USER_PIN,
+    assert_child_ok, module_path, pin, run_child, rv, Ctx, CHILD_ENV, P256, SO_PIN, USER_PIN,
 };
 use vault_core::config::Config;
 use vault_core::gate::GatePolicy;
@@ -27,7 +27,8 @@ use vault_core::slots::Registry;
 
 const TEST: &str = "wrong_answers_lock_the_token_across_finalize_and_processes_until_reattach";
 
-/// Child roles: `gate-on` switches the gate on; `reattach-wrong` / `reattach` try to
+/// Child roles: `gate-on` switches the gate on; `reattach-wrong` / `reattach-user` /
+/// `reattach` try to
 /// clear the lock (printing `locked=<bool>` afterwards).
 fn child() -> bool {
     let Ok(role) = std::env::var(CHILD_ENV) else {
@@ -47,7 +48,12 @@ fn child() -> bool {
             .unwrap();
         }
         "reattach-wrong" => assert!(t.gate_reattach(b"not-the-pin").is_err()),
-        "reattach" => t.gate_reattach(USER_PIN.as_bytes()).unwrap(),
+        // The user PIN is not the SO PIN: it never clears the lock.
+        "reattach-user" => assert!(matches!(
+            t.gate_reattach(USER_PIN.as_bytes()),
+            Err(vault_core::Error::PinIncorrect)
+        )),
+        "reattach" => t.gate_reattach(SO_PIN.as_bytes()).unwrap(),
         other => panic!("unknown role {other}"),
     }
     println!("locked={}", t.gate_locked().unwrap());
@@ -158,8 +164,9 @@ fn wrong_answers_lock_the_token_across_finalize_and_processes_until_reattach() {
         "pkcs11-tool: {text}"
     );
 
-    // Reattach: a wrong PIN does not clear it, the user PIN does.
+    // Reattach: a wrong PIN does not clear it, nor does the user PIN; the SO PIN does.
     assert!(child_says("reattach-wrong").contains("locked=true"));
+    assert!(child_says("reattach-user").contains("locked=true"));
     assert!(child_says("reattach").contains("locked=false"));
     ctx.reinit();
     let s = ctx.p11().open_rw_session(slot).unwrap();

@@ -106,6 +106,9 @@ fn entry_json(title: &str) -> String {
 struct World {
     dir: tempfile::TempDir,
     conf: PathBuf,
+    /// The `VTOKEN_PROMPT` the PKCS#11 clients run with (`None`: the agent the
+    /// token's policy names, i.e. the caller asks for what the SO set).
+    caller_prompt: std::cell::RefCell<Option<String>>,
 }
 
 impl World {
@@ -122,7 +125,11 @@ impl World {
             ),
         )
         .unwrap();
-        World { dir, conf }
+        World {
+            dir,
+            conf,
+            caller_prompt: Default::default(),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -205,14 +212,35 @@ impl World {
             .collect()
     }
 
+    /// Makes `prompt` the prompt agent of every token here. The agent is token
+    /// policy that only the SO sets (`vtoken prompt set`): the module ignores the
+    /// caller's `VTOKEN_PROMPT`.
+    fn use_agent(&self, prompt: &str) {
+        let list: serde_json::Value =
+            serde_json::from_str(&self.cli_ok(&["list", "--json"])).unwrap();
+        let tokens = list
+            .as_array()
+            .or_else(|| list["tokens"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        for t in tokens {
+            let serial = t["serial"].as_str().unwrap().to_string();
+            self.cli_ok(&[
+                "--token", &serial, "prompt", "set", "--agent", prompt, "--so-pin", SO_PIN,
+            ]);
+        }
+    }
+
     /// `pkcs11-tool --module <module> args...` with the prompt agent `prompt`.
     fn tool(&self, prompt: &str, args: &[&str]) -> Output {
+        self.use_agent(prompt);
+        let caller = self.caller_prompt.borrow().clone();
         Command::new("pkcs11-tool")
             .arg("--module")
             .arg(&binaries().module)
             .args(args)
             .env("VTOKEN_CONF", &self.conf)
-            .env("VTOKEN_PROMPT", prompt)
+            .env("VTOKEN_PROMPT", caller.as_deref().unwrap_or(prompt))
             .output()
             .unwrap_or_else(|e| panic!("pkcs11-tool not runnable ({e}); install opensc"))
     }
@@ -370,6 +398,24 @@ fn pkcs11_tool_write_refused() {
     assert!(w.vault_titles().is_empty());
 }
 
+/// The module takes its agent from the token's policy, not from the caller: with
+/// the SO's policy `deny`, a client run with `VTOKEN_PROMPT=command:/bin/true` (the
+/// normal module) writes nothing; with the SO's confirming agent, a caller's
+/// `VTOKEN_PROMPT=deny` does not stop the write either.
+#[test]
+fn pkcs11_caller_cannot_choose_the_agent() {
+    let w = World::new();
+    w.init("vault-p", false);
+    *w.caller_prompt.borrow_mut() = Some("command:/bin/true".into());
+    let out = w.write_entry("deny", "T", &entry_json("Forced"));
+    assert_rejected(&out, "VTOKEN_PROMPT=command:/bin/true under a deny policy");
+    assert!(w.vault_titles().is_empty());
+    *w.caller_prompt.borrow_mut() = Some("deny".into());
+    let out = w.write_entry(&w.confirm_agent(), "T", &entry_json("Policy"));
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(w.vault_titles(), vec!["Policy".to_string()]);
+}
+
 /// (c) An agent that never answers: killed after `timeout_secs` (2 s), a refusal.
 #[test]
 fn pkcs11_tool_write_timed_out() {
@@ -445,6 +491,7 @@ fn require_python_pkcs11() {
 /// Runs [`PY_SCRIPT`] with agent `prompt`; returns its JSON lines.
 fn python(w: &World, label: &str, prompt: &str, entry: &str) -> Vec<serde_json::Value> {
     use std::io::Write;
+    w.use_agent(prompt);
     let mut child = Command::new("python3")
         .arg("-")
         .env("PKCS11_MODULE", &binaries().module)

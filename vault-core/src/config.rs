@@ -18,7 +18,9 @@
 //! [log]
 //! level = "info"                  # error|warn|info|debug|trace; VTOKEN_LOG overrides
 //! file = "/tmp/vtoken.log"        # default: stderr
-//! [prompt]                        # user presence (SPEC V5/V6), see `crate::prompt`
+//! [prompt]                        # user presence (SPEC V5/V6), see `crate::prompt`:
+//!                                 # defaults for NEW tokens (agent, confirm); an existing
+//!                                 # token's agent and confirmations are its own policy
 //! agent = "deny"                  # deny|pinentry|tty|command; VTOKEN_PROMPT overrides
 //! program = "/usr/bin/pinentry-curses"  # pinentry; default: first of pinentry-curses,
 //!                                 # pinentry-tty, pinentry in PATH

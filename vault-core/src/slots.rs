@@ -169,18 +169,10 @@ impl Registry {
         self.config.token_dir.join(format!("{serial}.{TOKEN_EXT}"))
     }
 
-    /// Opens a token, with the prompt agent of the configuration (`[prompt]`,
-    /// `VTOKEN_PROMPT`); an agent that cannot be built leaves the token on `deny`
-    /// (fail closed) and logs why.
+    /// Opens a token. Its prompt agent and confirmations are the token's own policy
+    /// (see [`crate::prompt::policy`]), not the caller's configuration.
     pub fn open(&self, entry: &TokenEntry) -> Result<std::sync::Arc<Token>> {
-        let t = Token::open(&entry.path, &self.config)?;
-        match crate::prompt::from_config(&self.config.prompt) {
-            Ok(p) => t.set_prompt(p),
-            Err(e) => {
-                tracing::warn!(error = %e, "prompt agent unavailable; confirmations are refused")
-            }
-        }
-        Ok(t)
+        Token::open(&entry.path, &self.config)
     }
 
     /// Deletes a token file and its SQLite side files.

@@ -917,6 +917,30 @@ impl Token {
         entry_of(&self.vault_object(id)?.attrs)
     }
 
+    /// Entry `id` with its secrets, to be shown in the clear (`vtoken vault show
+    /// --reveal`): a read of vault secrets, so it passes the gate as
+    /// [`crate::gate::OpClass::VaultPassword`] and, when the token's prompt policy
+    /// lists `vault-read`, the user's confirmation. An entry without secrets passes
+    /// neither (nothing secret leaves).
+    pub fn vault_reveal(&self, id: u64) -> Result<Entry> {
+        let e = self.vault_get(id)?;
+        if e.fields.iter().any(|f| f.secret) {
+            self.gate_check(
+                crate::gate::OpClass::VaultPassword,
+                None,
+                &format!("reveal the secrets of vault entry \"{}\"", e.title),
+            )?;
+            self.confirm_for(
+                "vault-read",
+                &crate::prompt::Request {
+                    title: "Reveal a vault secret?".into(),
+                    description: format!("the secrets of \"{}\" ({})", e.title, e.kind),
+                },
+            )?;
+        }
+        Ok(e)
+    }
+
     /// Entries whose title is exactly `title`.
     pub fn vault_find_title(&self, title: &str) -> Result<Vec<u64>> {
         Ok(self
@@ -1099,8 +1123,9 @@ impl Token {
     }
 
     /// Exports every entry in KeePassXC's CSV format. With `secrets` the passwords
-    /// and other secret values are included, after the user confirms; without, they
-    /// are left empty.
+    /// and other secret values are included, after the gate (class
+    /// [`crate::gate::OpClass::VaultPassword`]: every secret of the vault leaves) and
+    /// the user's confirmation; without, they are left empty.
     pub fn vault_export_csv(&self, secrets: bool) -> Result<Zeroizing<String>> {
         self.vault_require_user()?;
         let mut entries = Vec::new();
@@ -1108,6 +1133,11 @@ impl Token {
             entries.push(self.vault_get(id)?);
         }
         if secrets {
+            self.gate_check(
+                crate::gate::OpClass::VaultPassword,
+                None,
+                &format!("export {} vault entries with their secrets", entries.len()),
+            )?;
             self.confirm(&crate::prompt::Request {
                 title: "Export the vault WITH its secrets?".into(),
                 description: format!(

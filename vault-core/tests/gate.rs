@@ -322,17 +322,20 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     locked(t2.login(UserType::User, USER));
     locked(t2.open_session(true).map(|_| ()));
 
-    // Reattach: a wrong PIN does nothing (and counts like a login), the right one
-    // clears the lock.
+    // Reattach: a wrong PIN does nothing (and counts like an SO login), the user
+    // PIN is no better (it is not the SO PIN), the SO PIN clears the lock.
     assert!(matches!(
         t2.gate_reattach(b"wrong-pin-1"),
         Err(Error::PinIncorrect)
     ));
     assert!(t2.gate_locked().unwrap());
-    assert_eq!(t2.info().unwrap().user_pin.failures, 1);
-    t2.gate_reattach(USER).unwrap();
+    assert_eq!(t2.info().unwrap().so_pin.failures, 1);
+    assert!(matches!(t2.gate_reattach(USER), Err(Error::PinIncorrect)));
+    assert!(t2.gate_locked().unwrap());
+    assert_eq!(t2.info().unwrap().so_pin.failures, 2);
+    t2.gate_reattach(SO).unwrap();
     assert!(!t2.gate_locked().unwrap());
-    assert_eq!(t2.info().unwrap().user_pin.failures, 0);
+    assert_eq!(t2.info().unwrap().so_pin.failures, 0);
     assert_eq!(failures(&t2), 0);
     assert_eq!(t2.gate_state().unwrap(), GateState::Initial);
     // The first handle sees it too.
@@ -511,7 +514,7 @@ fn policy_validation_persistence_and_weakening() {
         ));
         // Reset the used chance for the next round (the refusal used one).
         assert!(!t.gate_locked().unwrap());
-        t.gate_reattach(USER).unwrap();
+        t.gate_reattach(SO).unwrap();
     }
     assert_eq!(t.gate_policy().unwrap().classes.len(), 3);
     // While the gate is off, anything goes.

@@ -309,16 +309,35 @@ Examples:
     /// PKCS#10 signed in the token, certificate verified and written back); batches.
     Enroll(Box<crate::enroll::EnrollArgs>),
 
-    /// Clear the lock the gate sets after too many failed picture checks (asks for
-    /// the user PIN). Only the user at the machine should do this, after checking it.
+    /// Clear the lock the gate sets after too many failed picture checks (needs the
+    /// SO PIN). Only the user at the machine should do this, after checking it.
     #[command(after_help = "\
+The user PIN does not clear the lock: a program that learnt it must not be able to
+keep guessing pictures. Give the SO PIN (--so-pin, VTOKEN_SO_PIN, --so-pin-file or
+the prompt).
+
 Examples:
-  vtoken reattach                 # prompts for the user PIN
-  vtoken reattach --pin-file pin.txt")]
-    Reattach {
-        #[command(flatten)]
-        user: UserPin,
-    },
+  vtoken reattach                 # prompts for the SO PIN
+  vtoken reattach --so-pin-file so-pin.txt")]
+    Reattach(ReattachArgs),
+
+    /// The token's prompt policy: which agent asks the user, which operations ask
+    /// (show; set needs the SO PIN).
+    #[command(subcommand)]
+    Prompt(crate::prompt::PromptCommand),
+}
+
+/// `vtoken reattach` / `vtoken gate reattach`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct ReattachArgs {
+    #[command(flatten)]
+    pub so: SoPin,
+    /// Not accepted: the user PIN cannot clear a gate lock (named only to say so).
+    #[arg(long, hide = true, value_name = "PIN")]
+    pub pin: Option<String>,
+    /// Not accepted: see --pin.
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub pin_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

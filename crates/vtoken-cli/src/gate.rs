@@ -5,13 +5,12 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::Subcommand;
 use serde_json::json;
-use vault_core::config::PromptAgent;
 use vault_core::gate::{GatePolicy, OpClass};
 use vault_core::prompt::picture;
 use vault_core::{Attributes, Error};
 use zeroize::Zeroizing;
 
-use crate::cli::UserPin;
+use crate::cli::{ReattachArgs, SoPin, UserPin};
 use crate::context::{pin_error, Ctx, Open};
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json};
@@ -21,7 +20,8 @@ use crate::pin;
 pub enum GateCommand {
     /// Show the gate: state (initial, pin-verified, locked), policy and chances left.
     Status,
-    /// Change the gate policy (needs the user PIN; weakening it also needs a picture check).
+    /// Change the gate policy (needs the user PIN; weakening it also needs a picture
+    /// check; with --so, the SO PIN sets any policy without a picture).
     #[command(after_help = "\
 High-privilege requests must pass a picture check after the PIN: a key flagged at
 creation (`vtoken key generate --gate`, `vtoken import --gate`) for any private
@@ -32,12 +32,15 @@ Classes: sign, decrypt, unwrap, derive, vault-password, otp-code, key-export
 
 Making the policy weaker (--off, dropping a class, more chances, a longer
 lifetime, a shorter string) asks for a picture check first, so a program that
-knows the PIN cannot switch the gate off.
+knows the PIN cannot switch the gate off. With --so the security officer sets
+any policy with the SO PIN and no picture (a user who cannot pass the picture is
+never trapped).
 
 Examples:
   vtoken gate configure --classes sign,decrypt
   vtoken gate configure --chances 3 --lifetime 5
-  vtoken gate configure --off")]
+  vtoken gate configure --off
+  vtoken gate configure --so --off --so-pin-file so-pin.txt")]
     Configure {
         /// Gated operation classes, comma-separated (replaces the list; `none` clears it).
         #[arg(long, value_name = "LIST")]
@@ -63,14 +66,17 @@ Examples:
         /// Switch the gate back on.
         #[arg(long)]
         on: bool,
+        /// Act as the security officer: the SO PIN sets any policy, no picture.
+        #[arg(long)]
+        so: bool,
         #[command(flatten)]
         user: UserPin,
-    },
-    /// Clear the lock after too many failed picture checks (same as `vtoken reattach`).
-    Reattach {
         #[command(flatten)]
-        user: UserPin,
+        so_pin: SoPin,
     },
+    /// Clear the lock after too many failed picture checks with the SO PIN (same as
+    /// `vtoken reattach`).
+    Reattach(ReattachArgs),
 }
 
 /// `vtoken gate …`.
@@ -86,10 +92,15 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &GateCommand) -> Result<()> {
             alphabet,
             off,
             on,
+            so,
             user,
+            so_pin,
         } => {
             let open = ctx.open()?;
-            open.login(vault_core::token::UserType::User, &pin::user(user)?)?;
+            let so_pin = if *so { Some(pin::so(so_pin)?) } else { None };
+            if so_pin.is_none() {
+                open.login(vault_core::token::UserType::User, &pin::user(user)?)?;
+            }
             let mut p = open.token.gate_policy()?;
             if let Some(list) = classes {
                 p.classes = parse_classes(list)?;
@@ -116,6 +127,13 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &GateCommand) -> Result<()> {
                 p.enabled = true;
             }
             let p = p.validated()?;
+            if let Some(so_pin) = so_pin {
+                open.token
+                    .gate_configure_so(so_pin.as_bytes(), p)
+                    .map_err(|e| pin_error(&open.token, vault_core::token::UserType::So, e))?;
+                drop(open);
+                return status(ctx, json);
+            }
             if open.token.gate_policy()?.weakened_by(&p) {
                 eprintln!("This change weakens the gate: a picture check comes first.");
                 picture_check(&open, OpClass::Configure, "weaken the picture-check policy")?;
@@ -124,7 +142,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &GateCommand) -> Result<()> {
             drop(open);
             status(ctx, json)
         }
-        GateCommand::Reattach { user } => reattach(ctx, json, user),
+        GateCommand::Reattach(r) => reattach(ctx, json, r),
     }
 }
 
@@ -176,7 +194,7 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
     outln!("  state:          {}", s.state);
     if s.locked {
         outln!("  LOCKED after too many failed picture checks: this machine may be compromised.");
-        outln!("  Check it, then run `vtoken reattach` (needs the user PIN).");
+        outln!("  Check it, then run `vtoken reattach` (needs the SO PIN).");
     }
     outln!("  gate:           {}", if p.enabled { "on" } else { "off" });
     outln!(
@@ -201,15 +219,25 @@ pub fn status(ctx: &Ctx, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// `vtoken reattach`: clears the lock with the user PIN.
-pub fn reattach(ctx: &Ctx, json: bool, user: &UserPin) -> Result<()> {
+/// `vtoken reattach`: clears the lock with the SO PIN (never the user PIN).
+pub fn reattach(ctx: &Ctx, json: bool, r: &ReattachArgs) -> Result<()> {
+    if r.pin.is_some() || r.pin_file.is_some() {
+        bail!(
+            "the user PIN cannot clear a gate lock: `vtoken reattach` needs the SO PIN \
+             (--so-pin, VTOKEN_SO_PIN, --so-pin-file or the prompt); the token stays as it is"
+        );
+    }
     let entry = ctx.entry()?;
     let token = ctx.registry.open(&entry)?;
     let was = token.gate_locked()?;
-    let p = pin::user(user)?;
+    let p = pin::so(&r.so).map_err(|e| {
+        CliError::new(format!(
+            "{e} (clearing a gate lock needs the SO PIN; the user PIN cannot clear it)"
+        ))
+    })?;
     token
         .gate_reattach(p.as_bytes())
-        .map_err(|e| pin_error(&token, vault_core::token::UserType::User, e))?;
+        .map_err(|e| pin_error(&token, vault_core::token::UserType::So, e))?;
     if json {
         return print_json(&json!({ "reattached": true, "was_locked": was }));
     }
@@ -225,32 +253,30 @@ pub fn reattach(ctx: &Ctx, json: bool, user: &UserPin) -> Result<()> {
 }
 
 /// Whether this process can show a picture and read its answer itself: standard
-/// input is free and either a terminal or the only way in (no prompt agent).
-pub fn can_answer_here(ctx: &Ctx, stdin_free: bool) -> bool {
+/// input is free and either a terminal or the only way in (the token's prompt
+/// agent is `deny`).
+pub fn can_answer_here(open: &Open, stdin_free: bool) -> bool {
     if !stdin_free {
         return false;
     }
     if std::io::stdin().is_terminal() {
         return true;
     }
-    matches!(
-        ctx.config().prompt.effective().map(|c| c.agent),
-        Ok(PromptAgent::Deny)
-    )
+    open.token.prompt_agent_name() == "deny"
 }
 
 /// Before a request of `class` with the key `key`: when it is gated and this
 /// process can answer ([`can_answer_here`]), runs the picture check here (the pass
 /// is then used by the request). Otherwise the token asks through the prompt agent.
 pub fn before(
-    ctx: &Ctx,
+    _ctx: &Ctx,
     open: &Open,
     class: OpClass,
     key: Option<&Attributes>,
     what: &str,
     stdin_free: bool,
 ) -> Result<()> {
-    if !open.token.gate_applies(class, key)? || !can_answer_here(ctx, stdin_free) {
+    if !open.token.gate_applies(class, key)? || !can_answer_here(open, stdin_free) {
         return Ok(());
     }
     picture_check(open, class, what)

@@ -17,6 +17,7 @@ mod objects;
 mod otp;
 mod output;
 mod pin;
+mod prompt;
 mod sign;
 mod tokens;
 mod vault;
@@ -82,7 +83,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Otp(c) => otp::run(&ctx, json, c)?,
         Command::Vault(c) => vault::run(&ctx, json, c)?,
         Command::Gate(c) => gate::run(&ctx, json, c)?,
-        Command::Reattach { user } => gate::reattach(&ctx, json, user)?,
+        Command::Reattach(r) => gate::reattach(&ctx, json, r)?,
+        Command::Prompt(c) => prompt::run(&ctx, json, c)?,
         Command::Ca(c) => device::ca(&ctx, json, c)?,
         Command::Device(c) => device::device(&ctx, json, c)?,
         Command::Backup(b) => device::backup(&ctx, json, b)?,

@@ -140,14 +140,6 @@ fn open_user(ctx: &Ctx, user: &UserPin) -> Result<Open> {
     Ok(open)
 }
 
-/// Installs the configured prompt agent for credentials flagged `--confirm`.
-fn use_prompt(ctx: &Ctx, open: &Open) {
-    match vault_core::prompt::from_config(&ctx.config().prompt) {
-        Ok(agent) => open.token.set_prompt(agent),
-        Err(e) => eprintln!("warning: no prompt agent ({e}); confirmations are refused"),
-    }
-}
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -258,7 +250,6 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &OtpCommand) -> Result<()> {
         }
         OtpCommand::Code { name, time, user } => {
             let open = open_user(ctx, user)?;
-            use_prompt(ctx, &open);
             let code = open
                 .token
                 .otp_code(name, time.unwrap_or_else(now))
@@ -285,7 +276,6 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &OtpCommand) -> Result<()> {
         }
         OtpCommand::Show { name, qr, user } => {
             let open = open_user(ctx, user)?;
-            use_prompt(ctx, &open);
             let uri = open.token.otp_uri(name)?;
             let text = Zeroizing::new(uri.to_uri());
             let drawn = if *qr { Some(qr_text(&text)?) } else { None };

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
-use vault_core::prompt::Request;
+use vault_core::gate::OpClass;
 use vault_core::token::{Token, UserType};
 use vault_core::vault::{
     Entry, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, VaultStatus, BANKS, MASK,
@@ -153,8 +153,9 @@ Kinds and their fields:
 Any kind takes extra --field / --secret-field values. A missing password, card
 number or card PIN is asked for without echo when stdin is a terminal.
 
-The token shows the entry (secrets masked) through the prompt agent ([prompt] in
-the configuration, or VTOKEN_PROMPT) and stores it only once the user confirms.
+The token shows the entry (secrets masked) through its prompt agent (token policy:
+`vtoken prompt show`; the SO changes it with `vtoken prompt set`) and stores it
+only once the user confirms.
 
 Examples:
   vtoken vault add --kind website --title github --url https://github.com --username me
@@ -347,8 +348,9 @@ fn cerr(e: vault_core::Error) -> CliError {
     use vault_core::Error as E;
     match e {
         E::FunctionRejected => CliError::new(
-            "not confirmed: the user refused, the prompt timed out, or no prompt agent is \
-             configured ([prompt] in the configuration, or VTOKEN_PROMPT); nothing was written",
+            "not confirmed: the user refused, the prompt timed out, or the token's prompt \
+             agent cannot ask (see `vtoken prompt show`; the SO sets it with `vtoken prompt \
+             set`), or the picture check was not passed; nothing was written or revealed",
         ),
         E::UserNotLoggedIn => CliError::new("not logged in (give the user PIN)"),
         e => CliError::new(e.to_string()),
@@ -359,10 +361,6 @@ fn open_user(ctx: &Ctx, user: &UserPin) -> Result<Open> {
     let p = pin::user(user)?;
     let open = ctx.open()?;
     open.login(UserType::User, &p)?;
-    match vault_core::prompt::from_config(&ctx.config().prompt) {
-        Ok(agent) => open.token.set_prompt(agent),
-        Err(e) => eprintln!("warning: no prompt agent ({e}); confirmations are refused"),
-    }
     Ok(open)
 }
 
@@ -559,20 +557,6 @@ fn print_list(list: &[(u64, vault_core::vault::EntrySummary)], json: bool) -> Re
         );
     }
     Ok(())
-}
-
-/// Asks the prompt agent before a secret is revealed when `[prompt] confirm`
-/// lists `vault-read`.
-fn confirm_read(_ctx: &Ctx, token: &Token, e: &Entry, what: &str) -> Result<()> {
-    token
-        .confirm_for(
-            "vault-read",
-            &Request {
-                title: "Reveal a vault secret?".into(),
-                description: format!("{what} of \"{}\" ({})", e.title, e.kind),
-            },
-        )
-        .map_err(cerr)
 }
 
 // ---------------------------------------------------------------------- clipboard
@@ -852,10 +836,21 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
         } => {
             let open = open_user(ctx, user)?;
             let id = resolve(&open.token, entry)?;
-            let e = open.token.vault_get(id).map_err(cerr)?;
-            if *reveal && e.fields.iter().any(|f| f.secret) {
-                confirm_read(ctx, &open.token, &e, "the secrets")?;
-            }
+            let e = if *reveal {
+                // Secrets shown in the clear: the gate (vault-password) and the
+                // token's vault-read confirmation, in the core.
+                crate::gate::before(
+                    ctx,
+                    &open,
+                    OpClass::VaultPassword,
+                    None,
+                    "reveal the secrets of a vault entry",
+                    true,
+                )?;
+                open.token.vault_reveal(id).map_err(cerr)?
+            } else {
+                open.token.vault_get(id).map_err(cerr)?
+            };
             let value = |f: &vault_core::vault::Field| -> String {
                 if *reveal || !f.secret {
                     f.value.clone()
@@ -922,8 +917,16 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             } else {
                 PasswordOutput::Plain
             };
-            // `vault_password` asks the prompt agent itself when `[prompt] confirm`
-            // lists "vault-read".
+            // `vault_password` passes the gate (vault-password) and asks the prompt
+            // agent itself when the token's policy confirms "vault-read".
+            crate::gate::before(
+                ctx,
+                &open,
+                OpClass::VaultPassword,
+                None,
+                "output a vault password",
+                true,
+            )?;
             let v = open
                 .token
                 .vault_password(id, field.as_deref(), &output)
@@ -969,6 +972,16 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             user,
         } => {
             let open = open_user(ctx, user)?;
+            if !*no_secrets {
+                crate::gate::before(
+                    ctx,
+                    &open,
+                    OpClass::VaultPassword,
+                    None,
+                    "export the vault with its secrets",
+                    true,
+                )?;
+            }
             let text = open.token.vault_export_csv(!no_secrets).map_err(cerr)?;
             if file != Path::new("-") {
                 write_private(file, text.as_bytes())?;

@@ -241,11 +241,35 @@ fn wrong_answers_lock_until_reattach() {
         let e = env.fails(&args);
         assert!(e.contains("locked"), "{args:?}: {e}");
     }
-    // Reattach: a wrong PIN does not clear it.
-    let e = env.fails(&["reattach", "--pin", "9999"]);
-    assert!(e.contains("incorrect user PIN"), "{e}");
+    // The attack: a script holding the user PIN tries to clear the lock and go on
+    // guessing. The user PIN never clears it, however it is given.
+    let e = env.fails(&["reattach", "--pin", PIN]);
+    assert!(
+        e.contains("the user PIN cannot clear a gate lock") && e.contains("SO PIN"),
+        "{e}"
+    );
     assert_eq!(env.status()["locked"], true);
-    let out2 = env.ok(&["reattach", "--pin", PIN]);
+    let o = env
+        .cmd(&["reattach"])
+        .env("VTOKEN_PIN", PIN)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("no SO PIN given") && e.contains("the user PIN cannot clear it"),
+        "{e}"
+    );
+    assert_eq!(env.status()["locked"], true);
+    // The user PIN passed as the SO PIN is just a wrong SO PIN.
+    let e = env.fails(&["reattach", "--so-pin", PIN]);
+    assert!(e.contains("incorrect SO PIN"), "{e}");
+    let e = env.fails(&["reattach", "--so-pin", "99999999"]);
+    assert!(e.contains("incorrect SO PIN"), "{e}");
+    assert_eq!(env.status()["locked"], true);
+    assert_eq!(env.status()["state"], "locked");
+    // The SO PIN clears it.
+    let out2 = env.ok(&["reattach", "--so-pin", SO_PIN]);
     assert!(out2.contains("reattached"), "{out2}");
     let s = env.status();
     assert_eq!(
@@ -253,7 +277,7 @@ fn wrong_answers_lock_until_reattach() {
         (Value::Bool(false), Value::from(3))
     );
     // `gate reattach` is the same command; quitting a picture uses its chance.
-    env.ok(&["gate", "reattach", "--pin", PIN]);
+    env.ok(&["gate", "reattach", "--so-pin", SO_PIN]);
     let o = env.run_in(&strs(&args), "q\n");
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("abandoned"));
@@ -329,6 +353,46 @@ fn weakening_needs_a_picture_and_bad_options_are_refused() {
     ] {
         env.fails(&bad);
     }
+}
+
+/// The SO PIN sets any policy without a picture (a user who cannot pass the picture
+/// is never trapped, even while locked); without it, or with a wrong one, nothing
+/// changes, and the user PIN still cannot weaken the gate without a picture.
+#[test]
+fn so_pin_sets_any_policy_without_a_picture() {
+    let env = Env::new();
+    env.ok(&["gate", "configure", "--classes", "sign", "--pin", PIN]);
+    let before = env.status()["policy"].clone();
+    // No SO PIN from a script: refused before anything is read or written.
+    let e = env.fails(&["gate", "configure", "--so", "--off"]);
+    assert!(e.contains("no SO PIN given"), "{e}");
+    // A wrong SO PIN, or the user PIN in its place: refused, policy unchanged.
+    for wrong in ["99999999", PIN] {
+        let e = env.fails(&["gate", "configure", "--so", "--off", "--so-pin", wrong]);
+        assert!(e.contains("incorrect SO PIN"), "{e}");
+        assert_eq!(env.status()["policy"], before);
+    }
+    // The user PIN alone cannot weaken without a picture (stdin closed: abandoned).
+    let e = env.fails(&["gate", "configure", "--off", "--pin", PIN]);
+    assert!(e.contains("abandoned"), "{e}");
+    assert_eq!(env.status()["policy"], before);
+    // The SO PIN: weaker settings, no picture, nothing on stdin.
+    env.ok(&[
+        "gate",
+        "configure",
+        "--so",
+        "--chances",
+        "5",
+        "--classes",
+        "none",
+        "--so-pin",
+        SO_PIN,
+    ]);
+    let s = env.status();
+    assert_eq!(s["policy"]["chances"], 5);
+    assert_eq!(s["policy"]["classes"], serde_json::json!([]));
+    env.ok(&["gate", "configure", "--so", "--off", "--so-pin", SO_PIN]);
+    assert_eq!(env.status()["policy"]["enabled"], false);
 }
 
 // ---------------------------------------------------------------- with the test hook

@@ -506,3 +506,68 @@ fn clipboard_copy_and_clear() {
     }
     assert!(cleared, "clipboard not cleared");
 }
+
+/// Every CLI read of vault secrets is gated as `vault-password` (issue 15, item 3):
+/// with the gate on that class and no picture answered (a script: stdin closed),
+/// `vault show --reveal`, `vault export-csv` (stdout or file) and `vault get` fail
+/// with a clear error and print nothing secret; the masked `show`, the list and an
+/// export without secrets stay ungated.
+#[test]
+fn vault_secret_reads_pass_the_gate() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    add_site(&env, "site");
+    env.ok(&[
+        "gate",
+        "configure",
+        "--so",
+        "--classes",
+        "vault-password",
+        "--chances",
+        "10",
+    ]);
+    let out_file = env.path("export.csv");
+    let out_s = out_file.to_string_lossy().into_owned();
+    let reads = [
+        vec!["vault", "show", "site", "--reveal"],
+        vec!["--json", "vault", "show", "site", "--reveal"],
+        vec!["vault", "export-csv", "-"],
+        vec!["vault", "export-csv", &out_s],
+        vec!["vault", "get", "site"],
+        vec!["vault", "get", "site", "--dynamic"],
+    ];
+    // Twice: the token's agent refuses the picture; then the agent is `deny` and
+    // the CLI shows the picture itself, but nobody answers (stdin closed).
+    for round in 0..2 {
+        if round == 0 {
+            env.answer(false);
+        } else {
+            env.ok(&["prompt", "set", "--agent", "deny"]);
+            env.ok(&["reattach"]);
+        }
+        for args in &reads {
+            let o = env.run(args);
+            assert_eq!(o.status.code(), Some(1), "{args:?} passed the gate: {o:?}");
+            let out = String::from_utf8_lossy(&o.stdout);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                !out.contains(SECRET) && !err.contains(SECRET),
+                "{args:?}: secret printed"
+            );
+            assert!(out.is_empty(), "{args:?}: printed {out}");
+            assert!(err.contains("error: "), "{args:?}: {err}");
+            if round == 1 {
+                assert!(err.contains("Picture check"), "{args:?}: {err}");
+            }
+            assert!(!out_file.exists(), "{args:?}: export file written");
+        }
+        let s = env.json(&["gate", "status", "--json"]);
+        assert_eq!(s["failures"], 6, "each read used one picture: {s}");
+        assert_eq!(s["locked"], false);
+    }
+    // Not secret reads: no picture.
+    assert!(!env.ok(&["vault", "show", "site"]).contains(SECRET));
+    env.ok(&["vault", "list"]);
+    let csv = env.ok(&["vault", "export-csv", "-", "--no-secrets"]);
+    assert!(csv.contains("site") && !csv.contains(SECRET), "{csv}");
+}

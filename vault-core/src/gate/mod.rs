@@ -21,7 +21,7 @@
 //!
 //! The policy ([`GatePolicy`]) and the lock live in the token header
 //! (`ext["gate"]`, postcard), so they travel with the token file. Changing the
-//! policy needs the user logged in; a change that *weakens* it (switching it off,
+//! policy needs the user logged in (or the SO PIN, which may set any policy); a change that *weakens* it (switching it off,
 //! removing a class, more chances, a longer lifetime, a shorter or poorer string)
 //! needs a passed picture check as well ([`OpClass::Configure`]), so a program
 //! holding the PIN cannot simply switch the gate off.
@@ -52,8 +52,12 @@
 //! and a notice through the prompt agent), and every operation of every process
 //! fails with [`Error::GateLocked`] = **`CKR_DEVICE_REMOVED`** — the software
 //! counterpart of a USB key that locked itself and must be unplugged. Restarting
-//! the process does not clear it. Only the user clears it, with `vtoken reattach`
-//! ([`Token::gate_reattach`]), which verifies the user PIN (counted like a login).
+//! the process does not clear it. Only the security officer clears it, with
+//! `vtoken reattach` ([`Token::gate_reattach`]), which verifies the SO PIN (counted
+//! like a login): a program that learnt the user PIN cannot unlock and try again.
+//! The SO PIN also sets any policy without a picture
+//! ([`Token::gate_configure_so`]), so a user who cannot pass the picture is never
+//! trapped.
 //!
 //! # States (C6)
 //!
@@ -493,7 +497,7 @@ fn now() -> u64 {
 
 const COMPROMISED: &str = "the token locked itself after too many failed picture checks: \
      this machine may be compromised (a program may be using your PIN). \
-     Check it, then run `vtoken reattach` (needs the user PIN)";
+     Check it, then run `vtoken reattach` (needs the SO PIN)";
 
 impl Token {
     // ------------------------------------------------------------------ state
@@ -775,11 +779,7 @@ impl Token {
         if self.gate_take_pass(class) {
             return Ok(());
         }
-        let agent: Arc<dyn Prompt> = self
-            .prompt
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let agent: Arc<dyn Prompt> = self.prompt_agent();
         let mut note = String::new();
         loop {
             let iss = self.gate_issue(class)?;
@@ -958,10 +958,31 @@ impl Token {
         Ok(())
     }
 
-    /// `vtoken reattach`: the user clears the lock (and the used chances) with the
-    /// user PIN, verified and counted like a login. Does not log in.
-    pub fn gate_reattach(&self, user_pin: &[u8]) -> Result<()> {
-        self.verify_pin(UserType::User, user_pin)?;
+    /// The SO sets any gate policy, stronger or weaker, without a picture check:
+    /// `so_pin` is verified and counted like a login. So a user who cannot pass the
+    /// picture in time is never trapped, while a program holding only the user PIN
+    /// still cannot weaken the gate. Works while the token is locked (the lock stays).
+    pub fn gate_configure_so(&self, so_pin: &[u8], policy: GatePolicy) -> Result<()> {
+        let policy = policy.validated()?;
+        self.verify_pin(UserType::So, so_pin)?;
+        let mut st = self.store();
+        let mut p = persisted(st.header()?)?;
+        p.policy = policy;
+        save(&mut st, &p)?;
+        info!(serial = %self.serial(), enabled = p.policy.enabled,
+              classes = ?p.policy.classes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+              chances = p.policy.chances, lifetime_ms = p.policy.lifetime_ms,
+              "gate policy set by the SO");
+        Ok(())
+    }
+
+    /// `vtoken reattach`: clears the lock (and the used chances) with the SO PIN,
+    /// verified and counted like a login. The user PIN does not clear it: a program
+    /// that learnt the user PIN must not be able to loop picture, guess, lock,
+    /// reattach (the SO PIN is the software counterpart of unplugging the key).
+    /// Does not log in.
+    pub fn gate_reattach(&self, so_pin: &[u8]) -> Result<()> {
+        self.verify_pin(UserType::So, so_pin)?;
         let mut st = self.store();
         let mut p = persisted(st.header()?)?;
         let was = p.locked;
@@ -974,7 +995,7 @@ impl Token {
         *lock(&self.gate.pending) = None;
         lock(&self.gate.passes).clear();
         if was {
-            info!(serial = %self.serial(), state = "initial", "token reattached by the user: gate lock cleared");
+            info!(serial = %self.serial(), state = "initial", "token reattached with the SO PIN: gate lock cleared");
         } else {
             info!(serial = %self.serial(), "reattach: the token was not locked; chances reset");
         }

@@ -5,7 +5,9 @@
 //! through the agent and waits: a refusal, a timeout or an agent that cannot be
 //! shown all mean "no", and nothing is written (`CKR_FUNCTION_REJECTED`).
 //!
-//! Agents (configured in `[prompt]`): a GnuPG pinentry (Assuan), a direct `/dev/tty`
+//! Which agent asks, and which operations ask, is token policy stored in the token
+//! file and changed only with the SO PIN ([`policy`]); `[prompt]` and
+//! `VTOKEN_PROMPT` give the defaults of new tokens. Agents: a GnuPG pinentry (Assuan), a direct `/dev/tty`
 //! prompt, a command (for scripted tests), or `deny` (the headless default).
 //!
 //! | agent      | type                   | what the user sees / does                          |
@@ -27,10 +29,12 @@
 //! confirm = ["vault-write"]              # vault-write, vault-read, otp-code, key-export
 //! ```
 //!
-//! ## `VTOKEN_PROMPT`: the environment wins over the file
+//! ## `VTOKEN_PROMPT`: the default agent of a new token
 //!
-//! `VTOKEN_PROMPT` (when set and not empty) replaces the agent chosen in the file;
-//! the timeout, terminal and `confirm` list still come from the file:
+//! `VTOKEN_PROMPT` (when set and not empty) replaces the agent chosen in the file when
+//! a token is created ([`policy::PromptPolicy::defaults_from`]); it never changes an
+//! existing token's agent (only a `test-hooks` build honours it at use time). The
+//! same syntax names agents in `vtoken prompt set --agent`:
 //!
 //! - `VTOKEN_PROMPT=deny`
 //! - `VTOKEN_PROMPT=tty` or `tty:/dev/pts/3`
@@ -53,6 +57,7 @@ mod child;
 pub mod command;
 pub mod picture;
 pub mod pinentry;
+pub mod policy;
 pub mod tty;
 
 pub use command::Command;

@@ -105,8 +105,8 @@ fn readers() -> &'static Mutex<HashMap<PathBuf, LineRx>> {
 
 fn open_err(dev: &Path, e: std::io::Error) -> Error {
     Error::General(format!(
-        "tty prompt: cannot open terminal {}: {e} (no terminal here? set [prompt] agent \
-         or VTOKEN_PROMPT)",
+        "tty prompt: cannot open terminal {}: {e} (no terminal here? the SO can set \
+         another agent with `vtoken prompt set`)",
         dev.display()
     ))
 }
