@@ -33,11 +33,17 @@ fn root() -> PathBuf {
 /// `artifact` in its release directory.
 fn cargo_build(args: &[&str], target_dir: Option<&Path>, artifact: &str) -> PathBuf {
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build").arg("--release").args(args).current_dir(root());
+    cmd.arg("build")
+        .arg("--release")
+        .args(args)
+        .current_dir(root());
     if let Some(t) = target_dir {
         cmd.env("CARGO_TARGET_DIR", t);
     }
-    assert!(cmd.status().expect("cargo build").success(), "cargo build {args:?}");
+    assert!(
+        cmd.status().expect("cargo build").success(),
+        "cargo build {args:?}"
+    );
     let t = target_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| root().join("target"));
@@ -315,7 +321,11 @@ fn concurrent_logins_check_at_most_the_limit() {
         .wait_with_output()
         .unwrap();
     assert_eq!(result_of(&o), "PinLocked", "right PIN at the limit");
-    assert_eq!(count_arrived(&pause), LIMIT, "the right PIN was not checked");
+    assert_eq!(
+        count_arrived(&pause),
+        LIMIT,
+        "the right PIN was not checked"
+    );
     std::fs::write(pause.join("release"), b"").unwrap();
     let mut results: Vec<String> = kids
         .into_iter()
@@ -364,7 +374,11 @@ fn deleting_the_counter_row_keeps_the_pin_locked() {
         .expect("run sqlite3");
     assert!(st.success());
     let o = env.run(&["objects", "list"], &[]);
-    assert!(!o.status.success(), "right PIN after the deletion: {}", show(&o));
+    assert!(
+        !o.status.success(),
+        "right PIN after the deletion: {}",
+        show(&o)
+    );
     let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
     assert!(err.contains("locked"), "{err}");
     let normal = module();
@@ -436,12 +450,20 @@ fn triggers_and_views_in_the_token_file_are_refused() {
             err.contains("schema") || err.contains("malformed"),
             "{name}: {err}"
         );
-        assert_eq!(std::fs::read(&file).unwrap(), before, "{name}: file written");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            before,
+            "{name}: file written"
+        );
         let o = env
             .child("labels", module(), &[])
             .wait_with_output()
             .unwrap();
-        assert!(!lists_t(&result_of(&o)), "{name}: the module lists it: {}", show(&o));
+        assert!(
+            !lists_t(&result_of(&o)),
+            "{name}: the module lists it: {}",
+            show(&o)
+        );
     }
 }
 
@@ -572,7 +594,9 @@ fn files_the_cli_writes_are_private() {
     }
     // The gate's picture.
     let o = env.run(
-        &["key", "generate", "--type", "ec-p256", "--label", "k", "--gate"],
+        &[
+            "key", "generate", "--type", "ec-p256", "--label", "k", "--gate",
+        ],
         &[],
     );
     assert!(o.status.success(), "gated key: {}", show(&o));
@@ -599,7 +623,10 @@ fn files_the_cli_writes_are_private() {
         .unwrap();
     let start = Instant::now();
     while !png.exists() || std::fs::metadata(&png).unwrap().len() == 0 {
-        assert!(start.elapsed() < Duration::from_secs(30), "no picture saved");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no picture saved"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let mode = std::fs::metadata(&png).unwrap().permissions().mode() & 0o777;
@@ -635,7 +662,10 @@ fn terminal_escapes_in_vault_data_are_shown_escaped() {
     let clean = |s: &str| !s.chars().any(|c| c.is_control() && c != '\n');
     let list = run(&["vault", "list"]);
     assert!(clean(&list), "raw control characters: {list:?}");
-    assert!(list.contains("evil\\x1b]0;owned\\x07\\x1b[2J\\u{9b}31m\\x7f"), "{list}");
+    assert!(
+        list.contains("evil\\x1b]0;owned\\x07\\x1b[2J\\u{9b}31m\\x7f"),
+        "{list}"
+    );
     assert!(list.contains("al\\x1b[8mice"), "{list}");
     let json: serde_json::Value = serde_json::from_str(&run(&["--json", "vault", "list"])).unwrap();
     let id = json[0]["id"].to_string();
@@ -643,7 +673,14 @@ fn terminal_escapes_in_vault_data_are_shown_escaped() {
     let show_out = run(&["vault", "show", &id]);
     assert!(clean(&show_out), "raw control characters: {show_out:?}");
     assert!(show_out.contains("\\x1b[1A"), "{show_out}");
-    let added = run(&["vault", "add", "--kind", "website", "--title", "a\u{1b}[2Jb"]);
+    let added = run(&[
+        "vault",
+        "add",
+        "--kind",
+        "website",
+        "--title",
+        "a\u{1b}[2Jb",
+    ]);
     assert!(clean(&added) && added.contains("a\\x1b[2Jb"), "{added:?}");
 }
 
@@ -692,9 +729,9 @@ fn the_cli_dumps_no_core_and_is_not_dumpable() {
         owner = std::os::unix::fs::MetadataExt::uid(
             &std::fs::metadata(proc_dir.join("status")).unwrap(),
         );
-        let core_off = limits
-            .lines()
-            .any(|l| l.starts_with("Max core file size") && l.split_whitespace().nth(4) == Some("0"));
+        let core_off = limits.lines().any(|l| {
+            l.starts_with("Max core file size") && l.split_whitespace().nth(4) == Some("0")
+        });
         if exe.file_name().is_some_and(|n| n == "vtoken") && core_off && owner == 0 {
             break;
         }
@@ -713,5 +750,8 @@ fn the_cli_dumps_no_core_and_is_not_dumpable() {
         Some(&["0", "0"][..]),
         "core limit (soft, hard): {core}"
     );
-    assert_eq!(owner, 0, "/proc/{pid} of a non-dumpable process belongs to root");
+    assert_eq!(
+        owner, 0,
+        "/proc/{pid} of a non-dumpable process belongs to root"
+    );
 }

@@ -526,7 +526,7 @@ impl Token {
             UserType::So => h.pin_policy.so_max_tries,
         };
         // A missing row is a locked PIN (see `PIN_COUNTERS`).
-        let failures = store.pin_counter(who.counter())?.unwrap_or(u32::MAX).min(max);
+        let failures = store.pin_counter(who.counter())?.unwrap_or(max);
         Ok(PinStatus {
             failures,
             max_tries: max,
