@@ -51,7 +51,8 @@ fn login_ms(kdf: KdfParams) -> ((f64, f64), (f64, f64)) {
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     let bare = time(7, || {
         let mut out = [0u8; 32];
-        a.hash_password_into(b"123456", &[7u8; 16], &mut out).unwrap();
+        a.hash_password_into(b"123456", &[7u8; 16], &mut out)
+            .unwrap();
     });
     (login, bare)
 }

@@ -1208,15 +1208,27 @@ mod tests {
     fn missing_pin_counter_is_locked() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = Store::create(&dir.path().join("t.vtoken"), &header()).unwrap();
-        assert_eq!(s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(), PinAttempt::Check(1));
-        assert_eq!(s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(), PinAttempt::Check(2));
-        assert_eq!(s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(), PinAttempt::Locked);
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(),
+            PinAttempt::Check(1)
+        );
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(),
+            PinAttempt::Check(2)
+        );
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(),
+            PinAttempt::Locked
+        );
         assert_eq!(s.pin_counter(PIN_COUNTERS[0]).unwrap(), Some(2));
         s.conn
             .execute("DELETE FROM counters WHERE name = ?1", [PIN_COUNTERS[1]])
             .unwrap();
         assert_eq!(s.pin_counter(PIN_COUNTERS[1]).unwrap(), None);
-        assert_eq!(s.pin_attempt(PIN_COUNTERS[1], 10).unwrap(), PinAttempt::Locked);
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[1], 10).unwrap(),
+            PinAttempt::Locked
+        );
     }
 
     /// A file from before the counter rows were written at creation: a token
