@@ -486,7 +486,10 @@ fn writable_token_directory_is_refused() {
         let r = result_of(&o);
         assert!(!lists_t(&r), "{mode:o}: the module used it: {r}");
         let log = String::from_utf8_lossy(&o.stderr);
-        assert!(log.contains(word), "{mode:o}: the module does not say why: {log}");
+        assert!(
+            log.contains(word),
+            "{mode:o}: the module does not say why: {log}"
+        );
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let o = env.run(&["list"], &[]);
