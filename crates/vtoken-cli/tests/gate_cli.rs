@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 const SO_PIN: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 
 struct Env {
     dir: tempfile::TempDir,
@@ -242,7 +242,7 @@ fn wrong_answers_lock_until_reattach() {
         assert!(e.contains("locked"), "{args:?}: {e}");
     }
     // Reattach: a wrong PIN does not clear it.
-    let e = env.fails(&["reattach", "--pin", "9999"]);
+    let e = env.fails(&["reattach", "--pin", "999999"]);
     assert!(e.contains("incorrect user PIN"), "{e}");
     assert_eq!(env.status()["locked"], true);
     let out2 = env.ok(&["reattach", "--pin", PIN]);
