@@ -76,15 +76,15 @@ fn lifecycle() {
         );
         assert_eq!(C_OpenSession(free, rw, null_mut(), None, &mut h), CKR_OK);
         assert_eq!(C_Login(h, CKU_SO, so.as_mut_ptr(), 8), CKR_OK);
-        let mut user = *b"1234";
-        assert_eq!(C_InitPIN(h, user.as_mut_ptr(), 4), CKR_OK);
+        let mut user = *b"123456";
+        assert_eq!(C_InitPIN(h, user.as_mut_ptr(), 6), CKR_OK);
         assert_eq!(C_Logout(h), CKR_OK);
-        let mut wrong = *b"0000";
+        let mut wrong = *b"000000";
         assert_eq!(
-            C_Login(h, CKU_USER, wrong.as_mut_ptr(), 4),
+            C_Login(h, CKU_USER, wrong.as_mut_ptr(), 6),
             CKR_PIN_INCORRECT
         );
-        assert_eq!(C_Login(h, CKU_USER, user.as_mut_ptr(), 4), CKR_OK);
+        assert_eq!(C_Login(h, CKU_USER, user.as_mut_ptr(), 6), CKR_OK);
         let mut si = CK_SESSION_INFO::default();
         assert_eq!(C_GetSessionInfo(h, &mut si), CKR_OK);
         assert_eq!((si.slotID, si.state), (free, CKS_RW_USER_FUNCTIONS));

@@ -209,7 +209,10 @@ pub(crate) fn finalize() -> Result<(), Rv> {
 impl State {
     fn new(config: Config) -> Result<State, Rv> {
         let registry = Registry::new(config);
-        let entries = registry.tokens()?;
+        // E.g. a token directory others can write to: say why C_Initialize fails.
+        let entries = registry.tokens().inspect_err(|e| {
+            tracing::error!(error = %e, "cannot use the token directory");
+        })?;
         let seen = entries.iter().map(|e| e.slot_id).collect();
         let free_serial = new_serial()?;
         Ok(State {

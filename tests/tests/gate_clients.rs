@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use vault_core::prompt::{picture, tty};
 
 const SO_PIN: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 /// The gate's default picture size (`vault_core::gate::challenge`).
 const PNG_W: u32 = vault_core::gate::challenge::WIDTH;
 const PNG_H: u32 = vault_core::gate::challenge::HEIGHT;

@@ -308,7 +308,7 @@ fn token_info_flags() {
     let info = ctx.p11().get_token_info(slot).unwrap();
     assert!(info.user_pin_initialized());
     assert!(!info.user_pin_count_low() && !info.user_pin_locked());
-    assert!(info.min_pin_length() <= 4 && info.max_pin_length() >= 8);
+    assert!(info.min_pin_length() <= 6 && info.max_pin_length() >= 8);
     assert_eq!(info.session_count(), Some(1));
     assert_eq!(info.rw_session_count(), Some(1));
 }
@@ -319,7 +319,7 @@ fn wrong_pins_set_count_flags_then_lock() {
     let slot = ctx.init_token();
     let s = ctx.p11().open_rw_session(slot).unwrap();
     let flags = || ctx.p11().get_token_info(slot).unwrap();
-    let wrong = pin("9999");
+    let wrong = pin("999999");
     assert_eq!(
         rv(s.login(UserType::User, Some(&wrong))),
         RvError::PinIncorrect
@@ -354,10 +354,10 @@ fn wrong_pins_set_count_flags_then_lock() {
     );
     // The SO unlocks by setting a new user PIN.
     s.login(UserType::So, Some(&pin(SO_PIN))).unwrap();
-    s.init_pin(&pin("5678")).unwrap();
+    s.init_pin(&pin("567890")).unwrap();
     s.logout().unwrap();
     assert!(!flags().user_pin_locked());
-    s.login(UserType::User, Some(&pin("5678"))).unwrap();
+    s.login(UserType::User, Some(&pin("567890"))).unwrap();
 }
 
 #[test]
@@ -440,7 +440,7 @@ fn login_errors() {
     let s = ctx.p11().open_rw_session(slot).unwrap();
     assert_eq!(rv(s.logout()), RvError::UserNotLoggedIn);
     assert_eq!(
-        rv(s.login(UserType::User, Some(&pin("0000")))),
+        rv(s.login(UserType::User, Some(&pin("000000")))),
         RvError::PinIncorrect
     );
     assert_eq!(
@@ -470,7 +470,7 @@ fn login_errors() {
     assert_eq!(rv(s.logout()), RvError::UserNotLoggedIn);
     // A user type out of range.
     let h = s.handle();
-    let mut p = *b"1234";
+    let mut p = *b"123456";
     assert_eq!(
         rawcall!(C_Login, h, 7, p.as_mut_ptr(), 4),
         CKR_USER_TYPE_INVALID
@@ -507,23 +507,23 @@ fn set_pin_changes_the_pin() {
     let slot = ctx.init_token();
     let ro = ctx.p11().open_ro_session(slot).unwrap();
     assert_eq!(
-        rv(ro.set_pin(&pin(USER_PIN), &pin("4321"))),
+        rv(ro.set_pin(&pin(USER_PIN), &pin("654321"))),
         RvError::SessionReadOnly
     );
     drop(ro);
     let s = ctx.p11().open_rw_session(slot).unwrap();
     s.login(UserType::User, Some(&pin(USER_PIN))).unwrap();
     assert_eq!(
-        rv(s.set_pin(&pin("0000"), &pin("4321"))),
+        rv(s.set_pin(&pin("000000"), &pin("654321"))),
         RvError::PinIncorrect
     );
-    s.set_pin(&pin(USER_PIN), &pin("4321")).unwrap();
+    s.set_pin(&pin(USER_PIN), &pin("654321")).unwrap();
     s.logout().unwrap();
     assert_eq!(
         rv(s.login(UserType::User, Some(&pin(USER_PIN)))),
         RvError::PinIncorrect
     );
-    s.login(UserType::User, Some(&pin("4321"))).unwrap();
+    s.login(UserType::User, Some(&pin("654321"))).unwrap();
     s.logout().unwrap();
     // The SO changes its own PIN.
     s.login(UserType::So, Some(&pin(SO_PIN))).unwrap();

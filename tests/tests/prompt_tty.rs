@@ -331,14 +331,14 @@ fn vault_add_in_a_terminal() {
         Command::new(&vtoken)
             .args(args)
             .env("VTOKEN_CONF", &conf)
-            .env("VTOKEN_PIN", "1234")
+            .env("VTOKEN_PIN", "123456")
             .env_remove("VTOKEN_PROMPT")
             .stdin(Stdio::null())
             .output()
             .unwrap()
     };
     let init = run(&[
-        "init", "--label", "tty", "--so-pin", "12345678", "--pin", "1234",
+        "init", "--label", "tty", "--so-pin", "12345678", "--pin", "123456",
     ]);
     assert!(init.status.success(), "{init:?}");
     let tmux = Tmux::new(tmux);
@@ -349,7 +349,7 @@ fn vault_add_in_a_terminal() {
         let session = format!("vault{n}");
         let title = format!("mail{n}");
         let line = format!(
-            "VTOKEN_CONF='{}' VTOKEN_PIN=1234 '{}' vault add --kind website --title {title} \
+            "VTOKEN_CONF='{}' VTOKEN_PIN=123456 '{}' vault add --kind website --title {title} \
              --url https://mail.example.org --username alice; echo EXIT=$?; sleep 30",
             conf.display(),
             vtoken.display()

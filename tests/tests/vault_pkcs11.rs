@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 const SO_PIN: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 /// The password of the test entries: searched for in the token files.
 const PASSWORD: &str = "Vlt-pw-7Qx2Rk9ZmT4w";
 /// An unusual note, also searched for in the token files.

@@ -8,10 +8,10 @@
 //!
 //! ```toml
 //! token_dir = "/var/lib/vtoken"   # where token files live
-//! kdf = "default"                 # "default" (Argon2id 19 MiB, t=2) or "test" (cheap: tests and CI only)
+//! kdf = "default"                 # "default" (Argon2id 64 MiB, t=1) or "test" (cheap: tests and CI only)
 //! # or explicit: [kdf] m_cost_kib = 65536, t_cost = 3, p_cost = 1
 //! [pin]
-//! min_len = 4
+//! min_len = 6
 //! max_len = 64
 //! user_max_tries = 5
 //! so_max_tries = 10
@@ -29,6 +29,9 @@
 //! tty = "/dev/pts/3"              # terminal for pinentry/tty; default $GPG_TTY or this one
 //! confirm = ["vault-write"]       # operations needing confirmation: vault-write,
 //!                                 # vault-read, otp-code, key-export
+//! [policy]
+//! rsa_pkcs1_decrypt = false       # pure-Rust build only: allow CKM_RSA_PKCS decrypt/unwrap
+//!                                 # (not constant-time there: RUSTSEC-2023-0071)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -49,11 +52,14 @@ pub struct KdfParams {
 }
 
 impl KdfParams {
-    /// The default cost: Argon2id, 19 MiB, 2 passes, 1 lane (OWASP's recommended
-    /// minimum). About 25–40 ms per PIN check on one core here.
+    /// The default cost: Argon2id, 64 MiB, 1 pass, 1 lane — above OWASP's minimums
+    /// (19 MiB t=2, 46 MiB t=1), and as far as a login of at most 100 ms allows on
+    /// the reference machine: ~75 ms of CPU per PIN check (72 MiB already takes
+    /// ~95 ms; `tests/kdf_cost.rs` measures). That is also what each offline guess
+    /// against a copied token file costs, per core (README, threat model).
     pub const DEFAULT: KdfParams = KdfParams {
-        m_cost_kib: 19 * 1024,
-        t_cost: 2,
+        m_cost_kib: 64 * 1024,
+        t_cost: 1,
         p_cost: 1,
     };
     /// A cheap cost for tests and CI. Never use it for a real token.
@@ -120,7 +126,9 @@ pub struct PinPolicy {
 impl Default for PinPolicy {
     fn default() -> Self {
         PinPolicy {
-            min_len: 4,
+            // Six characters: every 4-digit PIN falls to an offline search of a
+            // copied token file in minutes (see README, threat model).
+            min_len: 6,
             max_len: 64,
             user_max_tries: 5,
             so_max_tries: 10,
@@ -346,7 +354,7 @@ struct RawConfig {
     policy: PolicyConfig,
 }
 
-/// Key-use policy: `[policy]`.
+/// Token-wide policy switches: `[policy]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PolicyConfig {
@@ -358,6 +366,10 @@ pub struct PolicyConfig {
     /// secret key gets. Key material is always sealed under the master key and usable
     /// only after login; the question is only whether the request is refused.
     pub key_privacy: KeyPrivacy,
+    /// Allow `CKM_RSA_PKCS` decryption and unwrap in a build without `aws-lc`,
+    /// whose RSA is not constant-time (RUSTSEC-2023-0071). Off by default; the
+    /// `aws-lc` build ignores it (always on there).
+    pub rsa_pkcs1_decrypt: bool,
 }
 
 /// `[policy] key_privacy`.
@@ -377,6 +389,7 @@ impl Default for PolicyConfig {
         PolicyConfig {
             strict_wrap: true,
             key_privacy: KeyPrivacy::Force,
+            rsa_pkcs1_decrypt: false,
         }
     }
 }
@@ -394,7 +407,7 @@ pub struct Config {
     pub log: LogConfig,
     /// User-presence prompt (`[prompt]`).
     pub prompt: PromptConfig,
-    /// Key-use policy (`[policy]`).
+    /// Policy switches (`[policy]`).
     pub policy: PolicyConfig,
     /// The file this configuration came from, if any.
     pub source: Option<PathBuf>,
@@ -516,8 +529,14 @@ impl Config {
         }
     }
 
-    /// Creates the token directory (mode 0700) if missing.
+    /// Creates the token directory (mode 0700) if missing, and checks it
+    /// ([`check_token_dir`]).
     pub fn ensure_token_dir(&self) -> Result<()> {
+        self.create_token_dir()?;
+        check_token_dir(&self.token_dir)
+    }
+
+    fn create_token_dir(&self) -> Result<()> {
         if !self.token_dir.exists() {
             std::fs::create_dir_all(&self.token_dir).map_err(|e| {
                 Error::Config(format!("cannot create {}: {e}", self.token_dir.display()))
@@ -533,6 +552,57 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Refuses a token directory that someone else could write into: group- or
+/// world-writable without the sticky bit (another user could replace or remove
+/// token files, or plant one), or owned by another user than this process's (or
+/// root). A missing directory is fine (nothing to trust yet; it is created 0700).
+pub fn check_token_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = match std::fs::metadata(dir) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "cannot read token directory {}: {e}",
+                    dir.display()
+                )))
+            }
+        };
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+            return Err(Error::Config(format!(
+                "token directory {} is {}-writable (mode {mode:04o}): refusing to use it; \
+                 run `chmod 700 {}`",
+                dir.display(),
+                if mode & 0o002 != 0 { "world" } else { "group" },
+                dir.display()
+            )));
+        }
+        let me = effective_uid();
+        if me.is_some_and(|me| meta.uid() != me) && meta.uid() != 0 {
+            let me = me.unwrap_or_default();
+            return Err(Error::Config(format!(
+                "token directory {} belongs to uid {}, not to this user (uid {me}) or root: \
+                 refusing to use it",
+                dir.display(),
+                meta.uid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// This process's effective uid, from `/proc/self/status` (this crate has no
+/// `unsafe` for `geteuid`); `None` where there is no such file.
+#[cfg(unix)]
+fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// Sets up `tracing` once per process: `VTOKEN_LOG` (`LEVEL` or `LEVEL:FILE`) wins
@@ -559,11 +629,12 @@ pub fn init_logging(cfg: &LogConfig) {
             .with_env_filter(filter)
             .with_ansi(false);
         let res = match file.and_then(|f| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(f)
-                .ok()
+            let mut o = std::fs::OpenOptions::new();
+            o.create(true).append(true);
+            // A new log file is the user's alone (it names tokens and operations).
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+            o.open(f).ok()
         }) {
             Some(fh) => builder.with_writer(std::sync::Mutex::new(fh)).try_init(),
             None => builder.with_writer(std::io::stderr).try_init(),
@@ -599,7 +670,7 @@ mod tests {
         assert!(Config::from_toml("[pin]\nmin_len = 9\nmax_len = 4\n").is_err());
         let c = Config::from_toml("[pin]\nuser_max_tries = 3\n").unwrap();
         assert_eq!(c.pin.user_max_tries, 3);
-        assert_eq!(c.pin.min_len, 4);
+        assert_eq!(c.pin.min_len, 6);
     }
 
     #[test]

@@ -26,6 +26,8 @@ pub mod sealed;
 pub mod session;
 pub mod slots;
 pub mod store;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 pub mod token;
 pub mod vault;
 

@@ -81,6 +81,7 @@ impl Registry {
 
     fn scan(&self) -> Result<Scan> {
         let dir = &self.config.token_dir;
+        crate::config::check_token_dir(dir)?;
         let mut ok = Vec::new();
         let mut bad = Vec::new();
         let rd = match std::fs::read_dir(dir) {

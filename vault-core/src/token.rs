@@ -6,7 +6,9 @@
 //!
 //! PIN checks persist the failure counter *before* the check's outcome is known
 //! (count, check, then reset on success), so a process killed mid-check never gains
-//! a free try.
+//! a free try. The committed count alone decides whether a PIN is checked at all
+//! ([`crate::store::Store::pin_attempt`]): processes trying at once can never check
+//! more PINs than the limit, and a missing counter row reads as locked.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::mechanism::Key;
 use crate::session::Session;
 use crate::store::seal::{Key32, WrappedKey};
-use crate::store::{wrap_ad, Header, MasterKeys, Store};
+use crate::store::{wrap_ad, Header, MasterKeys, PinAttempt, Store, PIN_COUNTERS_MARK};
 
 /// Who is logged in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,8 +46,8 @@ impl UserType {
     }
     fn counter(self) -> &'static str {
         match self {
-            UserType::So => "so_pin_failures",
-            UserType::User => "user_pin_failures",
+            UserType::So => crate::store::PIN_COUNTERS[1],
+            UserType::User => crate::store::PIN_COUNTERS[0],
         }
     }
 }
@@ -384,7 +386,8 @@ impl Token {
             user: None,
             user_pin_to_be_changed: false,
             so_pin_to_be_changed: false,
-            ext: Default::default(),
+            // The file's PIN counter rows exist from the start (see `PIN_COUNTERS`).
+            ext: [(PIN_COUNTERS_MARK.to_string(), vec![1])].into(),
         };
         crate::prompt::policy::put(&mut header, &prompt)?;
         Store::create(path, &header)?;
@@ -394,7 +397,9 @@ impl Token {
 
     /// Opens a token file.
     pub fn open(path: &Path, config: &Config) -> Result<Arc<Token>> {
+        crate::mechanism::backend::set_rsa_pkcs1_decrypt(config.policy.rsa_pkcs1_decrypt);
         let mut store = Store::open(path)?;
+        store.upgrade_pin_counters()?;
         let serial = store.header()?.serial.clone();
         let fresh = store.freshness();
         Ok(Arc::new(Token {
@@ -612,7 +617,8 @@ impl Token {
             UserType::User => h.pin_policy.user_max_tries,
             UserType::So => h.pin_policy.so_max_tries,
         };
-        let failures = store.counter(who.counter())?;
+        // A missing row is a locked PIN (see `PIN_COUNTERS`).
+        let failures = store.pin_counter(who.counter())?.unwrap_or(max);
         Ok(PinStatus {
             failures,
             max_tries: max,
@@ -678,8 +684,17 @@ impl Token {
         })
     }
 
-    /// Verifies `pin` for `who`: the failure counter is incremented and committed
-    /// first, the PIN checked, and the counter reset only on success.
+    /// Verifies `pin` for `who`. The try is counted and committed first, and that
+    /// committed count alone decides whether the PIN is checked: a counter already
+    /// at the limit (or a missing counter row) is `PinLocked` without a check, so
+    /// processes racing each other check at most the limit between two successes.
+    /// The counter is reset only on success.
+    ///
+    /// A PIN whose length the token's policy can never accept is a wrong PIN like
+    /// any other: it uses a try (and sets the count-low flag), but is not run
+    /// through the KDF. PKCS#11 has one answer for a wrong PIN (`CKR_PIN_INCORRECT`),
+    /// and a client that keeps sending a short PIN must see the PIN lock as it would
+    /// with any other wrong one.
     pub(crate) fn verify_pin(&self, who: UserType, pin: &[u8]) -> Result<Key32> {
         let mut st = self.store();
         let h = st.header()?.clone();
@@ -687,26 +702,33 @@ impl Token {
             UserType::So => h.so.clone(),
             UserType::User => h.user.clone().ok_or(Error::UserPinNotInitialized)?,
         };
-        let status = Token::pin_status(&mut st, who)?;
-        if status.locked {
-            warn!(serial = %self.serial, ?who, "login refused: PIN locked");
-            return Err(Error::PinLocked);
-        }
-        if pin.len() < h.pin_policy.min_len || pin.len() > h.pin_policy.max_len {
-            // A PIN the policy can never accept is not a guess: no try is used.
-            return Err(Error::PinIncorrect);
-        }
+        let max = match who {
+            UserType::User => h.pin_policy.user_max_tries,
+            UserType::So => h.pin_policy.so_max_tries,
+        };
         let name = who.counter();
-        let failures = st.increment_counter(name)?;
+        let failures = match st.pin_attempt(name, max)? {
+            PinAttempt::Check(n) => n,
+            PinAttempt::Locked => {
+                warn!(serial = %self.serial, ?who, "login refused: PIN locked");
+                return Err(Error::PinLocked);
+            }
+        };
+        #[cfg(feature = "test-hooks")]
+        crate::test_hooks::pin_check_pause();
         let role = if who == UserType::So { "so" } else { "user" };
-        match wrapped.unwrap(pin, &wrap_ad(&self.serial, role))? {
+        let right = if pin.len() < h.pin_policy.min_len || pin.len() > h.pin_policy.max_len {
+            None
+        } else {
+            wrapped.unwrap(pin, &wrap_ad(&self.serial, role))?
+        };
+        match right {
             Some(master) => {
                 st.set_counter(name, 0)?;
                 info!(serial = %self.serial, ?who, "PIN verified");
                 Ok(master)
             }
             None => {
-                let max = status.max_tries;
                 warn!(serial = %self.serial, ?who, failures, max, "wrong PIN");
                 if failures >= max {
                     Err(Error::PinLocked)

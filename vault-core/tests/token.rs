@@ -78,7 +78,7 @@ fn pin_length_policy() {
         t.init_pin(&[b'1'; 65]),
         Err(Error::PinLenRange { .. })
     ));
-    t.init_pin(b"1234").unwrap();
+    t.init_pin(b"123456").unwrap();
 }
 
 #[test]
@@ -180,7 +180,10 @@ fn so_lock_is_final_until_delete() {
     ));
     assert!(t.so_locked().unwrap());
     assert!(matches!(t.reinitialize(SO, "new"), Err(Error::PinLocked)));
-    assert!(matches!(t.unlock_user(SO, b"12345"), Err(Error::PinLocked)));
+    assert!(matches!(
+        t.unlock_user(SO, b"1234567"),
+        Err(Error::PinLocked)
+    ));
     reg.delete(&e).unwrap();
     assert!(reg.tokens().unwrap().is_empty());
 }

@@ -15,7 +15,7 @@ PINs are taken, in this order, from a --pin-file / --so-pin-file (first line), t
 interactive prompt (only when stdin is a terminal). PINs are never printed.
 
 Examples:
-  vtoken init --label work --so-pin 12345678 --pin 1234
+  vtoken init --label work --so-pin 12345678 --pin 123456
   vtoken list
   vtoken --token work key generate --type ec-p256 --label signing
   vtoken sign --label signing -i data.bin -o data.sig --der
@@ -97,8 +97,8 @@ The token file is created in the configured token directory (the free slot), und
 a random serial.
 
 Examples:
-  vtoken init --label work --so-pin 12345678 --pin 1234
-  VTOKEN_SO_PIN=12345678 VTOKEN_PIN=1234 vtoken init --label work
+  vtoken init --label work --so-pin 12345678 --pin 123456
+  VTOKEN_SO_PIN=12345678 VTOKEN_PIN=123456 vtoken init --label work
   vtoken init --label work          # prompts for both PINs
   vtoken init --label work --vault optional   # prints the vault activation code once")]
     Init {
@@ -348,7 +348,7 @@ The old PIN comes from --old-pin, else VTOKEN_PIN / VTOKEN_SO_PIN, else a prompt
 new PIN from --new-pin, else a prompt (asked twice).
 
 Examples:
-  vtoken pin change --old-pin 1234 --new-pin 5678
+  vtoken pin change --old-pin 123456 --new-pin 567890
   vtoken pin change --so --old-pin 12345678 --new-pin 87654321")]
     Change {
         /// Change the SO PIN instead of the user PIN.
@@ -364,7 +364,7 @@ Examples:
     /// Reset and unlock the user PIN with the SO PIN (after too many wrong tries).
     #[command(after_help = "\
 Examples:
-  vtoken pin unlock --so-pin 12345678 --new-pin 4321
+  vtoken pin unlock --so-pin 12345678 --new-pin 654321
 If the SO PIN itself is locked, nothing can unlock the token: delete it with
 `vtoken delete --token-file --force` and create a new one.")]
     Unlock {
@@ -428,7 +428,7 @@ pub enum ObjectsCommand {
     #[command(after_help = "\
 Examples:
   vtoken objects list
-  VTOKEN_PIN=1234 vtoken objects list --json")]
+  VTOKEN_PIN=123456 vtoken objects list --json")]
     List {
         #[command(flatten)]
         user: UserPin,

@@ -84,7 +84,7 @@ Examples:
   vtoken enroll --ca http://ca.example:8440 --operator station-1 --all \\
       --pin-from-serial /etc/vtoken/station.secret --operator-pin-file op.pin
   vtoken enroll --ca http://relay:8441 --ca-cert ca.pem --operator station-1 \\
-      --tokens 00000000000000A1,00000000000000A2 --pin 1234 --usage client --mode batch
+      --tokens 00000000000000A1,00000000000000A2 --pin 123456 --usage client --mode batch
   vtoken enroll derive-pin --serial 00000000000000A1 --secret-file station.secret
   vtoken init --label t1 --so-pin 12345678 --pin 00000000   # then, with its serial S:
   vtoken --token t1 pin change --old-pin 00000000 \\

@@ -317,7 +317,9 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
             }
         }
         if let Some(path) = std::env::var_os("VTOKEN_GATE_PNG") {
-            match std::fs::write(&path, &c.png) {
+            let saved = crate::output::create_private(std::path::Path::new(&path))
+                .and_then(|mut f| std::io::Write::write_all(&mut f, &c.png));
+            match saved {
                 Ok(()) => {
                     let _ = writeln!(err, "(picture saved to {})", path.to_string_lossy());
                 }

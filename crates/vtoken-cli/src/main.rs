@@ -121,7 +121,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// No core dump of this process, and no ptrace/`/proc/PID/mem` access by other
+/// processes of the user that are not its parent-debuggers (`PR_SET_DUMPABLE` 0
+/// also makes `/proc/PID/*` root-owned): the CLI holds PINs, master keys and vault
+/// passwords in memory. Best effort: a failure is reported on stderr, not fatal.
+/// (The PKCS#11 module does not do this: it runs inside its host, e.g. Firefox,
+/// whose own choice it must not change.)
+fn protect_process() {
+    // SAFETY: setrlimit and prctl with these arguments only change this
+    // process's own limits and flags; no pointers outlive the calls.
+    unsafe {
+        let none = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::setrlimit(libc::RLIMIT_CORE, &none) != 0 {
+            eprintln!(
+                "warning: cannot turn core dumps off: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        #[cfg(target_os = "linux")]
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            eprintln!(
+                "warning: cannot mark the process non-dumpable: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    protect_process();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,

@@ -75,7 +75,7 @@ pub enum OtpCommand {
     /// Add an HOTP or TOTP credential, from an otpauth:// URI or a base32 secret.
     #[command(after_help = "\
 Examples:
-  vtoken otp add --pin 1234 --uri 'otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP&issuer=ACME'
+  vtoken otp add --pin 123456 --uri 'otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP&issuer=ACME'
   vtoken otp add --name ACME:alice --secret JBSWY3DPEHPK3PXP
   vtoken otp add --name bob --issuer Bank --secret GEZDGNBV... --hotp --counter 0 --digits 8
   vtoken otp add --uri \"$URI\" --confirm     # every use asks the prompt agent")]
@@ -96,7 +96,7 @@ An HOTP counter is advanced and saved on the token before the code is shown, so 
 counter is ever used twice, even if vtoken is killed.
 
 Examples:
-  vtoken otp code --pin 1234 ACME:alice
+  vtoken otp code --pin 123456 ACME:alice
   vtoken otp code ACME:alice --time 1700000000     # TOTP at a given Unix time")]
     Code {
         /// The credential (`issuer:account`, as `vtoken otp list` shows it).

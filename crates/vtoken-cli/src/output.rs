@@ -23,10 +23,57 @@ pub fn print_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path`, or to stdout when `path` is `None` or `-`.
+/// `s` as it may go to a terminal: control characters (C0 including ESC, DEL, C1)
+/// and the bidirectional-text controls become `\x1b`, `\u{9b}`, … escapes, so text
+/// from a token or an imported file (a vault title, URL or user name) cannot move
+/// the cursor, rewrite the screen or reorder what is shown. Other text is
+/// unchanged (and not copied).
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control() // C0, DEL and C1
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if !unsafe_char(c) {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// Creates (or truncates) `path` for writing: a new file is readable by its owner
+/// only (`-o` files may hold secrets), and an existing regular file is set to 0600.
+pub fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        if f.metadata()?.is_file() {
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    o.open(path)
+}
+
+/// Writes `bytes` to `path` (created 0600, see [`create_private`]), or to stdout
+/// when `path` is `None` or `-`.
 pub fn write_out(path: Option<&Path>, bytes: &[u8]) -> Result<()> {
     match path {
-        Some(p) if p != Path::new("-") => std::fs::write(p, bytes)
+        Some(p) if p != Path::new("-") => create_private(p)
+            .and_then(|mut f| f.write_all(bytes))
             .map_err(|e| CliError::new(format!("cannot write {}: {e}", p.display()))),
         _ => {
             let mut out = std::io::stdout().lock();

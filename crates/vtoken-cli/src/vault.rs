@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use crate::cli::UserPin;
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
-use crate::output::{outln, print_json, write_out};
+use crate::output::{outln, print_json, printable, write_out};
 use crate::pin;
 
 // ---------------------------------------------------------------------- clap
@@ -551,9 +551,9 @@ fn print_list(list: &[(u64, vault_core::vault::EntrySummary)], json: bool) -> Re
             "{:>5}  {:<15} {:<28} {:<20} {}",
             id,
             s.kind.as_str(),
-            s.title,
-            s.username,
-            s.url
+            printable(&s.title),
+            printable(&s.username),
+            printable(&s.url)
         );
     }
     Ok(())
@@ -759,7 +759,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             if json {
                 print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
             } else {
-                outln!("vault entry {id} added: {}", e.title);
+                outln!("vault entry {id} added: {}", printable(&e.title));
                 Ok(())
             }
         }
@@ -871,12 +871,13 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             }
             outln!("id:       {id}");
             outln!("kind:     {}", e.kind);
-            outln!("title:    {}", e.title);
+            outln!("title:    {}", printable(&e.title));
             if !e.url.is_empty() {
-                outln!("url:      {}", e.url);
+                outln!("url:      {}", printable(&e.url));
             }
             for f in &e.fields {
-                outln!("{:<9} {}", format!("{}:", f.name), value(f));
+                let name = format!("{}:", printable(&f.name));
+                outln!("{name:<9} {}", printable(&value(f)));
             }
             outln!("created:  {}", when(e.created));
             outln!("modified: {}", when(e.modified));

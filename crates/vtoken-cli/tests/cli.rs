@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 const SO_PIN: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 
 /// A temporary configuration (`token_dir`, cheap KDF) and a scratch directory.
 struct Env {
@@ -183,7 +183,7 @@ fn pins_from_env_and_file_and_no_tty() {
     let o = Command::new(env!("CARGO_BIN_EXE_vtoken"))
         .args(["objects", "list", "--pin-file", pin_file])
         .env("VTOKEN_CONF", &env.conf)
-        .env("VTOKEN_PIN", "9999")
+        .env("VTOKEN_PIN", "999999")
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -199,14 +199,14 @@ fn pins_from_env_and_file_and_no_tty() {
 fn wrong_pin_lockout_and_unlock() {
     let env = Env::new();
     env.init("t");
-    let err = env.fails(&["objects", "list", "--pin", "0000"]);
+    let err = env.fails(&["objects", "list", "--pin", "000000"]);
     assert!(
         err.contains("incorrect user PIN") && err.contains("4 tries left"),
         "{err}"
     );
     assert_eq!(err.lines().count(), 1, "one error line: {err}");
     for _ in 0..4 {
-        env.fails(&["objects", "list", "--pin", "0000"]);
+        env.fails(&["objects", "list", "--pin", "000000"]);
     }
     let info = env.json(&["info", "--json"]);
     assert_eq!(info["user_pin"]["locked"], true);
@@ -226,22 +226,36 @@ fn wrong_pin_lockout_and_unlock() {
         "{err}"
     );
     // A wrong SO PIN does not unlock.
-    env.fails(&["pin", "unlock", "--so-pin", "87654321", "--new-pin", "4321"]);
-    env.ok(&["pin", "unlock", "--so-pin", SO_PIN, "--new-pin", "4321"]);
+    env.fails(&[
+        "pin",
+        "unlock",
+        "--so-pin",
+        "87654321",
+        "--new-pin",
+        "654321",
+    ]);
+    env.ok(&["pin", "unlock", "--so-pin", SO_PIN, "--new-pin", "654321"]);
     let info = env.json(&["info", "--json"]);
     assert_eq!(info["user_pin"]["locked"], false);
     assert_eq!(info["so_pin"]["failures"], 0);
-    env.ok(&["objects", "list", "--pin", "4321"]);
+    env.ok(&["objects", "list", "--pin", "654321"]);
 }
 
 #[test]
 fn pin_change() {
     let env = Env::new();
     env.init("t");
-    env.ok(&["pin", "change", "--old-pin", PIN, "--new-pin", "5678"]);
+    env.ok(&["pin", "change", "--old-pin", PIN, "--new-pin", "567890"]);
     env.fails(&["objects", "list", "--pin", PIN]);
-    env.ok(&["objects", "list", "--pin", "5678"]);
-    env.fails(&["pin", "change", "--old-pin", "0000", "--new-pin", "9999"]);
+    env.ok(&["objects", "list", "--pin", "567890"]);
+    env.fails(&[
+        "pin",
+        "change",
+        "--old-pin",
+        "000000",
+        "--new-pin",
+        "999999",
+    ]);
     env.ok(&[
         "pin",
         "change",
@@ -251,9 +265,16 @@ fn pin_change() {
         "--new-pin",
         "87654321",
     ]);
-    env.fails(&["pin", "unlock", "--so-pin", SO_PIN, "--new-pin", "4321"]);
-    env.ok(&["pin", "unlock", "--so-pin", "87654321", "--new-pin", "4321"]);
-    env.ok(&["objects", "list", "--pin", "4321"]);
+    env.fails(&["pin", "unlock", "--so-pin", SO_PIN, "--new-pin", "654321"]);
+    env.ok(&[
+        "pin",
+        "unlock",
+        "--so-pin",
+        "87654321",
+        "--new-pin",
+        "654321",
+    ]);
+    env.ok(&["objects", "list", "--pin", "654321"]);
 }
 
 fn find<'a>(objs: &'a Value, class: &str, label: &str) -> &'a Value {
@@ -515,7 +536,7 @@ fn generate_sign_verify_and_openssl_cross_check() {
         "-o",
         &d("x"),
         "--pin",
-        "9999",
+        "999999",
     ]);
     assert!(err.contains("incorrect user PIN"), "{err}");
 
@@ -788,10 +809,17 @@ fn delete_objects_and_token() {
 
     // The whole token: only with --force, and it needs no PIN (a locked SO PIN).
     for _ in 0..10 {
-        env.fails(&["pin", "unlock", "--so-pin", "00000000", "--new-pin", "4321"]);
+        env.fails(&[
+            "pin",
+            "unlock",
+            "--so-pin",
+            "00000000",
+            "--new-pin",
+            "654321",
+        ]);
     }
     assert_eq!(env.json(&["list", "--json"])[0]["so_pin_locked"], true);
-    let err = env.fails(&["pin", "unlock", "--so-pin", SO_PIN, "--new-pin", "4321"]);
+    let err = env.fails(&["pin", "unlock", "--so-pin", SO_PIN, "--new-pin", "654321"]);
     assert!(err.contains("--token-file"), "{err}");
     let path = env.json(&["list", "--json"])[0]["path"]
         .as_str()

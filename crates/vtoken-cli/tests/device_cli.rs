@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 const SO: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 
 struct Station {
     dir: tempfile::TempDir,
@@ -231,7 +231,7 @@ fn certify_attest_verify_and_refuse_replay_and_wrong_root() {
     ]);
     // Wrong PIN: no attestation.
     st.fails(&[
-        "--token", "a", "device", "attest", "--nonce", nonce, "--pin", "9999",
+        "--token", "a", "device", "attest", "--nonce", nonce, "--pin", "999999",
     ]);
 }
 
@@ -455,7 +455,7 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         "--root",
         &root,
         "--from-pin",
-        "0000",
+        "000000",
         "--to-pin",
         PIN,
     ]);
@@ -471,7 +471,7 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         "--from-pin",
         PIN,
         "--to-pin",
-        "0000",
+        "000000",
     ]);
     assert_eq!(st.objects("dst"), 0);
     // Refused on the target's prompt: nothing moves.

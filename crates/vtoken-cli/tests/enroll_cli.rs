@@ -490,14 +490,14 @@ fn relay_with_verify_refuses_a_serial_outside_the_range_and_enrols_the_rest() {
     let outside = "2000000100000001";
     let inside: Vec<String> = (1..=4).map(serial).collect();
     for (i, s) in inside.iter().enumerate() {
-        env.token(&format!("r{i}"), s, "1234");
+        env.token(&format!("r{i}"), s, "123456");
         if i == 1 {
-            env.token("far", outside, "1234");
+            env.token("far", outside, "123456");
         }
     }
     let ca = Server::ca(&env.ca_dir);
     let relay = Server::relay(&env, &ca.url);
-    std::fs::write(env.path("pin"), "1234\n").unwrap();
+    std::fs::write(env.path("pin"), "123456\n").unwrap();
     let (code, json, stderr) = env.enroll(
         &relay.url,
         &[
@@ -520,10 +520,10 @@ fn relay_with_verify_refuses_a_serial_outside_the_range_and_enrols_the_rest() {
     let err = far["error"].as_str().unwrap();
     assert!(err.contains("outside the agreed range"), "{err}");
     assert!(stderr.contains(outside), "{stderr}");
-    assert!(env.contents(outside, "1234").0.is_empty());
+    assert!(env.contents(outside, "123456").0.is_empty());
     for s in &inside {
         assert_eq!(row(&json, s)["result"], "enrolled");
-        assert_one_valid_cert(&env, s, "1234");
+        assert_one_valid_cert(&env, s, "123456");
     }
     // The usage asked for is the usage certified (clientAuth).
     let f = env.path("r0.pem");
@@ -559,7 +559,7 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
     let env = Env::new();
     let serials: Vec<String> = (1..=12).map(serial).collect();
     for (i, s) in serials.iter().enumerate() {
-        env.token(&format!("k{i:02}"), s, "1234");
+        env.token(&format!("k{i:02}"), s, "123456");
     }
     let mut ca = Server::ca(&env.ca_dir);
     // RSA key generation makes each token take a noticeable time.
@@ -568,7 +568,7 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
         &[
             "--all",
             "--pin",
-            "1234",
+            "123456",
             "--key-type",
             "rsa2048",
             "--mode",
@@ -609,10 +609,10 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
     assert!(errors.iter().all(|e| e.contains("CA")), "{errors:?}");
     // Every token holds no certificate or exactly one valid one; keys stay for reuse.
     for s in &serials {
-        let (certs, keys) = env.contents(s, "1234");
+        let (certs, keys) = env.contents(s, "123456");
         assert!(certs.len() <= 1, "{s}: {} certificates", certs.len());
         if certs.len() == 1 {
-            assert_one_valid_cert(&env, s, "1234");
+            assert_one_valid_cert(&env, s, "123456");
         }
         assert!(keys <= 1, "{s}: {keys} private keys");
         assert_eq!(
@@ -627,7 +627,7 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
     let ca = Server::ca(&env.ca_dir);
     let (code, json, stderr) = env.enroll(
         &ca.url,
-        &["--all", "--pin", "1234", "--key-type", "rsa2048"],
+        &["--all", "--pin", "123456", "--key-type", "rsa2048"],
     );
     assert_eq!(code, Some(0), "{json:#}\n{stderr}");
     assert_eq!(
@@ -636,8 +636,8 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
         "{json:#}"
     );
     for s in &serials {
-        assert_one_valid_cert(&env, s, "1234");
-        assert_eq!(env.contents(s, "1234").1, 1, "{s}: one key pair");
+        assert_one_valid_cert(&env, s, "123456");
+        assert_eq!(env.contents(s, "123456").1, 1, "{s}: one key pair");
         assert_eq!(row(&json, s)["key_generated"], false, "{s}");
     }
 }
@@ -646,7 +646,7 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
 fn enrols_over_https_when_given_the_tls_root() {
     let env = Env::new();
     let s = serial(1);
-    env.token("tls", &s, "1234");
+    env.token("tls", &s, "123456");
     // A private TLS root and a server certificate for 127.0.0.1 issued by it.
     let p = |n: &str| env.path(n).to_str().unwrap().to_string();
     std::fs::write(
@@ -683,13 +683,13 @@ fn enrols_over_https_when_given_the_tls_root() {
         &p("tls.key"),
     ]);
     assert!(ca.url.starts_with("https://"), "{}", ca.url);
-    let args = ["--all", "--pin", "1234"];
+    let args = ["--all", "--pin", "123456"];
     // Without the root the server is not trusted: nothing is touched.
     let out = env.run(&env.enroll_args(&ca.url, &args));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.to_lowercase().contains("certificate"), "{err}");
-    assert_eq!(env.contents(&s, "1234"), (vec![], 0), "untouched");
+    assert_eq!(env.contents(&s, "123456"), (vec![], 0), "untouched");
     // --tls-ca names a file that is not PEM: a clear error.
     let mut bad = args.to_vec();
     let notpem = p("tls.ext");
@@ -704,7 +704,7 @@ fn enrols_over_https_when_given_the_tls_root() {
     let (code, json, err) = env.enroll(&ca.url, &good);
     assert_eq!(code, Some(0), "{json:#} {err}");
     assert_eq!(row(&json, &s)["result"], "enrolled", "{json:#}");
-    assert_one_valid_cert(&env, &s, "1234");
+    assert_one_valid_cert(&env, &s, "123456");
 }
 
 #[test]
@@ -712,7 +712,7 @@ fn wrong_operator_pin_or_ca_fingerprint_enrols_nothing() {
     let env = Env::new();
     let serials: Vec<String> = (1..=3).map(serial).collect();
     for (i, s) in serials.iter().enumerate() {
-        env.token(&format!("w{i}"), s, "1234");
+        env.token(&format!("w{i}"), s, "123456");
     }
     let ca = Server::ca(&env.ca_dir);
     let out = env.run(&[
@@ -725,7 +725,7 @@ fn wrong_operator_pin_or_ca_fingerprint_enrols_nothing() {
         "not-the-pin",
         "--all",
         "--pin",
-        "1234",
+        "123456",
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
@@ -735,7 +735,7 @@ fn wrong_operator_pin_or_ca_fingerprint_enrols_nothing() {
     );
     assert!(out.stdout.is_empty());
     for s in &serials {
-        assert_eq!(env.contents(s, "1234"), (vec![], 0), "{s} untouched");
+        assert_eq!(env.contents(s, "123456"), (vec![], 0), "{s} untouched");
     }
     // A CA certificate other than the one pinned: refused before any token is touched.
     let out = env.run(&[
@@ -750,12 +750,12 @@ fn wrong_operator_pin_or_ca_fingerprint_enrols_nothing() {
         OPERATOR_PIN,
         "--all",
         "--pin",
-        "1234",
+        "123456",
     ]);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to enrol"));
     for s in &serials {
-        assert_eq!(env.contents(s, "1234"), (vec![], 0), "{s} untouched");
+        assert_eq!(env.contents(s, "123456"), (vec![], 0), "{s} untouched");
     }
     // No operator PIN at all, without a terminal: a clear error.
     let out = env.run(&[
@@ -777,7 +777,7 @@ fn wrong_pin_and_locked_tokens_are_reported_and_the_others_enrolled() {
     let env = Env::new();
     let serials: Vec<String> = (1..=6).map(serial).collect();
     for (i, s) in serials.iter().enumerate() {
-        let pin = if i == 2 { "9999" } else { "1234" };
+        let pin = if i == 2 { "999999" } else { "123456" };
         env.token(&format!("m{i}"), s, pin);
     }
     // Token 5's user PIN is locked.
@@ -785,7 +785,7 @@ fn wrong_pin_and_locked_tokens_are_reported_and_the_others_enrolled() {
         let reg = env.registry();
         let t = reg.open(&reg.find(&serials[4]).unwrap()).unwrap();
         for _ in 0..10 {
-            assert!(t.login(UserType::User, b"0000").is_err());
+            assert!(t.login(UserType::User, b"000000").is_err());
             if t.info().unwrap().user_pin.locked {
                 break;
             }
@@ -793,8 +793,10 @@ fn wrong_pin_and_locked_tokens_are_reported_and_the_others_enrolled() {
         assert!(t.info().unwrap().user_pin.locked);
     }
     let ca = Server::ca(&env.ca_dir);
-    let (code, json, stderr) =
-        env.enroll(&ca.url, &["--tokens", &serials.join(","), "--pin", "1234"]);
+    let (code, json, stderr) = env.enroll(
+        &ca.url,
+        &["--tokens", &serials.join(","), "--pin", "123456"],
+    );
     assert_eq!(code, Some(1), "{json:#}\n{stderr}");
     assert_eq!(json["enrolled"], 4, "{json:#}");
     assert_eq!(json["failed"], 2);
@@ -811,12 +813,13 @@ fn wrong_pin_and_locked_tokens_are_reported_and_the_others_enrolled() {
         locked["error"].as_str().unwrap().contains("locked"),
         "{locked}"
     );
-    assert_eq!(env.contents(&serials[2], "9999"), (vec![], 0));
+    assert_eq!(env.contents(&serials[2], "999999"), (vec![], 0));
     for i in [0, 1, 3, 5] {
-        assert_one_valid_cert(&env, &serials[i], "1234");
+        assert_one_valid_cert(&env, &serials[i], "123456");
     }
     // The text summary names the failures too.
-    let out = env.run(&env.enroll_args(&ca.url, &["--tokens", &serials[2], "--pin", "1234"])[1..]);
+    let out =
+        env.run(&env.enroll_args(&ca.url, &["--tokens", &serials[2], "--pin", "123456"])[1..]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -830,7 +833,7 @@ fn wrong_pin_and_locked_tokens_are_reported_and_the_others_enrolled() {
             "--tokens",
             &format!("nosuch,{}", serials[0]),
             "--pin",
-            "1234",
+            "123456",
         ],
     );
     assert_eq!(code, Some(1));

@@ -12,7 +12,7 @@ use otp_core::{hotp, Algorithm};
 use serde_json::Value;
 
 const SO_PIN: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 /// RFC 4226's secret "12345678901234567890" in base32.
 const RFC_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const RFC_HEX: &str = "3132333435363738393031323334353637383930";
@@ -238,7 +238,7 @@ fn wrong_pin_fails_and_leaves_the_counter() {
     let env = Env::new();
     let uri = format!("otpauth://hotp/W:x?secret={RFC_B32}&issuer=W&counter=0");
     env.ok(&["otp", "add", "--pin", PIN, "--uri", &uri]);
-    let err = env.fails(&["otp", "code", "--pin", "9999", "W:x"]);
+    let err = env.fails(&["otp", "code", "--pin", "999999", "W:x"]);
     assert!(err.contains("incorrect user PIN"), "{err}");
     // No PIN and no terminal: an error, not a hang.
     env.fails(&["otp", "code", "W:x"]);
@@ -246,7 +246,7 @@ fn wrong_pin_fails_and_leaves_the_counter() {
         "otp",
         "add",
         "--pin",
-        "0000",
+        "000000",
         "--uri",
         &uri.replace("W:x", "W:y"),
     ]);
@@ -309,7 +309,7 @@ fn show_prints_the_uri_and_a_half_block_qr_code() {
         "otp",
         "show",
         "--pin",
-        "0000",
+        "000000",
         "Example:alice@example.com",
         "--qr",
     ]);

@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 const SO_PIN: &str = "12345678";
-const PIN: &str = "1234";
+const PIN: &str = "123456";
 const SECRET: &str = "S3cret-Marker-9931";
 
 struct Env {
@@ -208,7 +208,7 @@ fn add_list_show_get_with_confirmation() {
         "--card-number",
         "4111111111111111",
         "--card-pin",
-        "0000",
+        "000000",
     ]);
     env.fails(&[
         "vault",

@@ -25,7 +25,7 @@ use cryptoki_sys::*;
 /// SO PIN of every test token.
 pub const SO_PIN: &str = "12345678";
 /// User PIN of every test token.
-pub const USER_PIN: &str = "1234";
+pub const USER_PIN: &str = "123456";
 /// Env var naming the built module for child processes (they skip the build).
 pub const MODULE_ENV: &str = "VTOKEN_P11_TEST_MODULE";
 /// Env var telling a spawned copy of the test binary what to do as a child.

@@ -235,6 +235,43 @@ mod awslc;
 #[cfg(feature = "aws-lc")]
 pub use awslc::{EcPrivateKey, EcPublicKey, RsaPrivateKey, RsaPublicKey};
 
+/// Whether RSAES-PKCS1-v1_5 decryption and unwrap (`CKM_RSA_PKCS`) are on. The
+/// pure-Rust `rsa` crate's private-key operation is not constant-time (the Marvin
+/// attack, RUSTSEC-2023-0071: a padding oracle's timing recovers plaintexts), so in
+/// a build without `aws-lc` they are off unless `[policy] rsa_pkcs1_decrypt = true`.
+/// With `aws-lc` they are always on.
+static RSA_PKCS1_DECRYPT: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(cfg!(feature = "aws-lc"));
+
+/// Applies `[policy] rsa_pkcs1_decrypt` (ignored with `aws-lc`: always on there).
+pub fn set_rsa_pkcs1_decrypt(on: bool) {
+    RSA_PKCS1_DECRYPT.store(
+        on || cfg!(feature = "aws-lc"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+}
+
+/// Whether `CKM_RSA_PKCS` decryption and unwrap are on (see [`set_rsa_pkcs1_decrypt`]).
+pub fn rsa_pkcs1_decrypt_allowed() -> bool {
+    RSA_PKCS1_DECRYPT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `Ok` when `CKM_RSA_PKCS` decryption (or unwrap) may run; else
+/// `MechanismInvalid`, logged with how to turn it on.
+pub fn check_rsa_pkcs1_decrypt() -> Result<()> {
+    if rsa_pkcs1_decrypt_allowed() {
+        return Ok(());
+    }
+    tracing::warn!(
+        "CKM_RSA_PKCS decryption/unwrap refused: this pure-Rust build's RSA is not \
+         constant-time (Marvin attack, RUSTSEC-2023-0071); use the aws-lc build, or set \
+         `[policy] rsa_pkcs1_decrypt = true` in the configuration to accept the risk"
+    );
+    Err(crate::error::Error::MechanismInvalid(
+        cryptoki_sys::CKM_RSA_PKCS,
+    ))
+}
+
 /// Name of the active asymmetric backend (for diagnostics and benchmarks).
 pub const BACKEND: &str = if cfg!(feature = "aws-lc") {
     "aws-lc-rs"

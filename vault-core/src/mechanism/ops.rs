@@ -110,7 +110,11 @@ pub fn mechanism_info(ty: CK_MECHANISM_TYPE) -> Result<MechInfo> {
         .map(|&(_, min_key_size, max_key_size, flags)| MechInfo {
             min_key_size,
             max_key_size,
-            flags,
+            flags: if ty == CKM_RSA_PKCS && !super::backend::rsa_pkcs1_decrypt_allowed() {
+                flags & !(CKF_DECRYPT | CKF_UNWRAP)
+            } else {
+                flags
+            },
         })
         .ok_or(Error::MechanismInvalid(ty))
 }
@@ -1167,6 +1171,9 @@ fn cipher_init(mech: &Mechanism, key: &Key, encrypt: bool) -> Result<Box<dyn Cip
             }))
         }
         CKM_RSA_PKCS | CKM_RSA_X_509 | CKM_RSA_PKCS_OAEP => {
+            if mech.ty == CKM_RSA_PKCS && !encrypt {
+                super::backend::check_rsa_pkcs1_decrypt()?;
+            }
             let scheme = match mech.ty {
                 CKM_RSA_PKCS => RsaEnc::Pkcs1,
                 CKM_RSA_X_509 => RsaEnc::X509,

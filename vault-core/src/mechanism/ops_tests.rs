@@ -14,6 +14,18 @@ fn h(s: &str) -> Vec<u8> {
     hex::decode(s.replace([' ', '\n'], "")).unwrap()
 }
 
+/// Runs `f` with `CKM_RSA_PKCS` decryption switched on (`[policy]
+/// rsa_pkcs1_decrypt`; a no-op with aws-lc), then back to the default. The switch is
+/// process-wide: the tests that touch it take this lock.
+fn with_pkcs1_decrypt<T>(on: bool, f: impl FnOnce() -> T) -> T {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    super::super::backend::set_rsa_pkcs1_decrypt(on);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    super::super::backend::set_rsa_pkcs1_decrypt(false);
+    r.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
 fn secret(kt: CK_KEY_TYPE, value: &[u8]) -> Key {
     let mut a = Attributes::new();
     a.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
@@ -947,8 +959,45 @@ fn rsa_pss_raw_and_hashed_all_hashes_and_mgfs() {
     }
 }
 
+/// Without aws-lc, CKM_RSA_PKCS decryption and unwrap are refused and not
+/// advertised unless configured (Marvin attack, RUSTSEC-2023-0071); with aws-lc
+/// they are always on.
+#[test]
+fn rsa_pkcs1_decrypt_needs_the_policy_without_aws_lc() {
+    let (sk, pk) = rsa_keys();
+    let m = Mechanism::new(CKM_RSA_PKCS);
+    with_pkcs1_decrypt(false, || {
+        let ct = encrypt(&m, &pk, b"key").unwrap();
+        let flags = mechanism_info(CKM_RSA_PKCS).unwrap().flags;
+        assert_ne!(flags & CKF_ENCRYPT, 0);
+        if cfg!(feature = "aws-lc") {
+            assert_eq!(&decrypt(&m, &sk, &ct).unwrap()[..], b"key");
+            assert_ne!(flags & CKF_DECRYPT, 0);
+        } else {
+            assert!(matches!(
+                decrypt_init(&m, &sk),
+                Err(Error::MechanismInvalid(CKM_RSA_PKCS))
+            ));
+            assert!(matches!(
+                unwrap(&m, &sk, &ct),
+                Err(Error::MechanismInvalid(CKM_RSA_PKCS))
+            ));
+            assert_eq!(flags & (CKF_DECRYPT | CKF_UNWRAP), 0);
+        }
+    });
+    with_pkcs1_decrypt(true, || {
+        let flags = mechanism_info(CKM_RSA_PKCS).unwrap().flags;
+        assert_ne!(flags & CKF_DECRYPT, 0);
+        assert_ne!(flags & CKF_UNWRAP, 0);
+    });
+}
+
 #[test]
 fn rsa_encryption_pkcs1_and_oaep() {
+    with_pkcs1_decrypt(true, rsa_encryption_pkcs1_and_oaep_on)
+}
+
+fn rsa_encryption_pkcs1_and_oaep_on() {
     let (sk, pk) = rsa_keys();
     let msg = b"a 32 byte session key..........";
     let m = Mechanism::new(CKM_RSA_PKCS);
@@ -1047,6 +1096,10 @@ fn rsa_key_from_attributes_without_primes() {
 
 #[test]
 fn wrap_unwrap_private_and_secret_keys() {
+    with_pkcs1_decrypt(true, wrap_unwrap_private_and_secret_keys_on)
+}
+
+fn wrap_unwrap_private_and_secret_keys_on() {
     let kek = secret(CKK_AES, &[9; 32]);
     // EC private key under AES-CBC-PAD and AES-KWP, back through PKCS#8.
     let mut pt = Attributes::new();

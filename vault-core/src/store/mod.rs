@@ -209,6 +209,14 @@ fn counter_ad(serial: &str, name: &str) -> Vec<u8> {
     format!("vtoken-counter-v1\0{serial}\0{name}").into_bytes()
 }
 
+fn open_counter(pub_key: &Key32, serial: &str, name: &str, sealed: &[u8]) -> Result<u32> {
+    let p = seal::open(pub_key, &counter_ad(serial, name), sealed)
+        .ok_or_else(|| Error::Corrupt(format!("counter '{name}' fails its integrity check")))?;
+    <[u8; 4]>::try_from(&p[..])
+        .map(u32::from_le_bytes)
+        .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))
+}
+
 /// Associated data binding a wrapped master key to its token and role.
 pub fn wrap_ad(serial: &str, role: &str) -> Vec<u8> {
     format!("vtoken-mk-v1\0{serial}\0{role}").into_bytes()
@@ -231,11 +239,83 @@ fn pubkey_decode(v: &[u8]) -> Result<Key32> {
     Ok(Key32(k))
 }
 
+/// Every connection to a token file: the file is not trusted to carry code. With
+/// `trusted_schema=OFF` SQL functions with side effects cannot run from the schema
+/// (views, triggers, defaults, index expressions); defensive mode refuses
+/// `PRAGMA writable_schema` and other ways of corrupting the file through SQL;
+/// triggers are off (the token has none; [`check_schema`] refuses files with one).
 fn configure(conn: &Connection) -> Result<()> {
+    use rusqlite::config::DbConfig;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)?;
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
+    conn.pragma_update(None, "trusted_schema", "OFF")?;
     conn.busy_timeout(Duration::from_secs(30))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
     Ok(())
+}
+
+/// Refuses a file whose schema holds anything but tables and indexes: a trigger or
+/// view added to a token file (by `sqlite3`, or with `writable_schema`) would run
+/// SQL inside the token's own transactions, e.g. a trigger resetting the PIN
+/// counter on every failed try. Checked once per open, from the schema's SQL text
+/// (what SQLite itself parses), not from its `type` column alone.
+fn check_schema(conn: &Connection) -> Result<()> {
+    let mut st = conn.prepare("SELECT type, name, sql FROM sqlite_schema")?;
+    let rows = st.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Option<String>>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (ty, name, sql) = row?;
+        let sql = sql.unwrap_or_default();
+        let head: String = sql
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
+        let ok = match ty.as_str() {
+            "table" => head.starts_with("CREATE TABLE "),
+            // Automatic indexes of UNIQUE/PRIMARY KEY constraints have no SQL.
+            "index" => {
+                sql.is_empty() && name.starts_with("sqlite_autoindex_")
+                    || head.starts_with("CREATE INDEX ")
+                    || head.starts_with("CREATE UNIQUE INDEX")
+            }
+            _ => false,
+        };
+        if !ok {
+            return Err(Error::Corrupt(format!(
+                "unexpected {ty} '{name}' in the token file's schema (a token file holds \
+                 only tables and indexes; triggers and views are refused)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The PIN failure counters (user, SO). Each row is written when the token is
+/// created (and again when it is re-initialized); from then on a missing row reads
+/// as a locked PIN ([`Store::pin_counter`]), so deleting a row never gives tries back.
+pub const PIN_COUNTERS: [&str; 2] = ["user_pin_failures", "so_pin_failures"];
+
+/// `Header::ext` key present once the file's PIN counter rows are known to exist
+/// (set at creation; older files get it from [`Store::upgrade_pin_counters`]). It
+/// lives in the sealed header, so `sqlite3` alone cannot remove it.
+pub const PIN_COUNTERS_MARK: &str = "pin-counters";
+
+/// What one committed PIN try decided ([`Store::pin_attempt`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinAttempt {
+    /// The try was counted (this is the committed count); the PIN may be checked.
+    Check(u32),
+    /// The PIN is locked (tries used up, or the counter row is missing): no try
+    /// was counted and the PIN must not be checked.
+    Locked,
 }
 
 impl Store {
@@ -279,6 +359,15 @@ impl Store {
                 [pubkey_encode(&pk)],
             )?;
             conn.execute("INSERT INTO meta VALUES('header', ?1)", [sealed])?;
+            for name in PIN_COUNTERS {
+                conn.execute(
+                    "INSERT INTO counters(name, v) VALUES(?1, ?2)",
+                    params![
+                        name,
+                        seal::seal(&pk, &counter_ad(&header.serial, name), &0u32.to_le_bytes())?
+                    ],
+                )?;
+            }
             // Checkpoint so the new file is complete on its own before it is renamed.
             conn.pragma_update(None, "wal_checkpoint", "TRUNCATE")?;
         }
@@ -321,6 +410,10 @@ impl Store {
             .is_readonly(rusqlite::DatabaseName::Main)
             .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
         configure(&conn).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+        check_schema(&conn).map_err(|e| match e {
+            Error::Corrupt(m) => Error::Corrupt(format!("{}: {m}", path.display())),
+            e => Error::Corrupt(format!("{}: {e}", path.display())),
+        })?;
         // A file cut short is refused before anything can write to it (SQLite itself
         // would read what is left and a login would then write the counter).
         let page_size: i64 = conn
@@ -498,24 +591,106 @@ impl Store {
 
     /// Reads a sealed counter (0 when absent).
     pub fn counter(&self, name: &str) -> Result<u32> {
+        Ok(self.counter_row(name)?.unwrap_or(0))
+    }
+
+    /// Reads a sealed counter; `None` when its row is absent.
+    fn counter_row(&self, name: &str) -> Result<Option<u32>> {
         let v: Option<Vec<u8>> = self
             .conn
             .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
             .optional()?;
-        match v {
-            None => Ok(0),
-            Some(s) => {
-                let p = seal::open(&self.pub_key, &counter_ad(&self.header.serial, name), &s)
-                    .ok_or_else(|| {
-                        Error::Corrupt(format!("counter '{name}' fails its integrity check"))
-                    })?;
-                <[u8; 4]>::try_from(&p[..])
-                    .map(u32::from_le_bytes)
-                    .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))
-            }
+        v.map(|s| open_counter(&self.pub_key, &self.header.serial, name, &s))
+            .transpose()
+    }
+
+    /// A PIN failure counter ([`PIN_COUNTERS`]); `None`: its row is missing, which
+    /// means locked (see [`PIN_COUNTERS`]).
+    pub fn pin_counter(&self, name: &str) -> Result<Option<u32>> {
+        self.counter_row(name)
+    }
+
+    /// One PIN try, decided by the committed counter: in one immediate transaction
+    /// (so no two processes see the same value) a counter below `max` is incremented
+    /// and committed, and only then may the PIN be checked ([`PinAttempt::Check`]);
+    /// a counter at `max` or a missing row is [`PinAttempt::Locked`] and nothing is
+    /// written. However many processes try at once, at most `max` PINs are checked
+    /// between two resets.
+    pub fn pin_attempt(&mut self, name: &str, max: u32) -> Result<PinAttempt> {
+        self.writable()?;
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let old: Option<Vec<u8>> = tx
+            .query_row("SELECT v FROM counters WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?;
+        let old = match old {
+            None => return Ok(PinAttempt::Locked),
+            Some(s) => open_counter(&self.pub_key, &self.header.serial, name, &s)?,
+        };
+        if old >= max {
+            return Ok(PinAttempt::Locked);
         }
+        let new = old + 1;
+        let ad = counter_ad(&self.header.serial, name);
+        let s = seal::seal(&self.pub_key, &ad, &new.to_le_bytes())?;
+        tx.execute(
+            "UPDATE counters SET v = ?2 WHERE name = ?1",
+            params![name, s],
+        )?;
+        tx.commit()?;
+        Ok(PinAttempt::Check(new))
+    }
+
+    /// Gives a file made before [`PIN_COUNTERS_MARK`] its PIN counter rows, once:
+    /// the SO row at 0 when it is missing and no user PIN is set (a token whose SO
+    /// never logged in had no row); any other missing row stays missing, i.e. locked
+    /// (every path that sets a user PIN logs the SO in and writes both rows, so only
+    /// a deletion removes them). Then marks the header. Read-only files are left as
+    /// they are (their PINs cannot be tried anyway: a try writes the counter).
+    pub fn upgrade_pin_counters(&mut self) -> Result<()> {
+        if self.read_only || self.header.ext.contains_key(PIN_COUNTERS_MARK) {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let sealed: Vec<u8> =
+            tx.query_row("SELECT v FROM meta WHERE k = 'header'", [], |r| r.get(0))?;
+        let mut h = Store::decode_header(&self.pub_key, &sealed)?;
+        if !h.ext.contains_key(PIN_COUNTERS_MARK) {
+            let so = PIN_COUNTERS[1];
+            let so_row: Option<i64> = tx
+                .query_row("SELECT 1 FROM counters WHERE name = ?1", [so], |r| r.get(0))
+                .optional()?;
+            if so_row.is_none() && h.user.is_none() {
+                let s = seal::seal(
+                    &self.pub_key,
+                    &counter_ad(&h.serial, so),
+                    &0u32.to_le_bytes(),
+                )?;
+                tx.execute(
+                    "INSERT INTO counters(name, v) VALUES(?1, ?2)",
+                    params![so, s],
+                )?;
+            }
+            h.ext.insert(PIN_COUNTERS_MARK.to_string(), vec![1]);
+            let sealed = seal::seal(
+                &self.pub_key,
+                HEADER_AD,
+                &postcard::to_allocvec(&h).map_err(ser)?,
+            )?;
+            tx.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
+        }
+        tx.commit()?;
+        self.header = h;
+        self.header_gen += 1;
+        self.header_version = self.data_version()?;
+        Ok(())
     }
 
     /// Writes a counter durably (committed before this returns).
@@ -548,14 +723,7 @@ impl Store {
         let ad = counter_ad(&self.header.serial, name);
         let old = match old {
             None => 0,
-            Some(s) => {
-                let p = seal::open(&self.pub_key, &ad, &s).ok_or_else(|| {
-                    Error::Corrupt(format!("counter '{name}' fails its integrity check"))
-                })?;
-                <[u8; 4]>::try_from(&p[..])
-                    .map(u32::from_le_bytes)
-                    .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))?
-            }
+            Some(s) => open_counter(&self.pub_key, &self.header.serial, name, &s)?,
         };
         let new = old.saturating_add(1);
         let s = seal::seal(&self.pub_key, &ad, &new.to_le_bytes())?;
@@ -676,7 +844,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes every object and counter except the given ones (token re-initialization).
+    /// Deletes every object and counter and writes the PIN counters at 0 (token
+    /// re-initialization).
     pub fn wipe(&mut self, header: &Header) -> Result<()> {
         self.writable()?;
         let sealed = seal::seal(
@@ -689,6 +858,17 @@ impl Store {
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute("DELETE FROM objects", [])?;
         tx.execute("DELETE FROM counters", [])?;
+        for name in PIN_COUNTERS {
+            let s = seal::seal(
+                &self.pub_key,
+                &counter_ad(&header.serial, name),
+                &0u32.to_le_bytes(),
+            )?;
+            tx.execute(
+                "INSERT INTO counters(name, v) VALUES(?1, ?2)",
+                params![name, s],
+            )?;
+        }
         tx.execute("UPDATE meta SET v = ?1 WHERE k = 'header'", [sealed])?;
         tx.commit()?;
         self.header = header.clone();
@@ -1051,4 +1231,117 @@ fn candidates_query(
     }
     sql.push_str(" ORDER BY id");
     (sql, args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> Header {
+        Header {
+            serial: "0123456789ABCDEF".into(),
+            label: "t".into(),
+            created: 0,
+            pin_policy: PinPolicy::default(),
+            so: WrappedKey::wrap(
+                &Key32::random().unwrap(),
+                b"12345678",
+                crate::config::KdfParams::TEST,
+                b"so",
+            )
+            .unwrap(),
+            user: None,
+            user_pin_to_be_changed: false,
+            so_pin_to_be_changed: false,
+            ext: [(PIN_COUNTERS_MARK.to_string(), vec![1])].into(),
+        }
+    }
+
+    /// The store's own connection refuses the `writable_schema` route to planting
+    /// a trigger (defensive mode), and runs no trigger (triggers off), whatever SQL
+    /// reaches it.
+    #[test]
+    fn connection_is_defensive() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::create(&dir.path().join("t.vtoken"), &header()).unwrap();
+        let _ = s.conn.execute_batch("PRAGMA writable_schema = ON");
+        let r = s.conn.execute(
+            "INSERT INTO sqlite_schema(type, name, tbl_name, rootpage, sql) VALUES('trigger',
+             'x', 'counters', 0, 'CREATE TRIGGER x AFTER UPDATE ON counters BEGIN DELETE FROM counters; END')",
+            [],
+        );
+        assert!(r.is_err(), "sqlite_schema written: {r:?}");
+        // A trigger created through SQL does not fire on this connection.
+        s.conn
+            .execute_batch(
+                "CREATE TRIGGER y AFTER UPDATE ON counters BEGIN DELETE FROM counters; END",
+            )
+            .unwrap();
+        s.set_counter(PIN_COUNTERS[0], 1).unwrap();
+        assert_eq!(s.pin_counter(PIN_COUNTERS[0]).unwrap(), Some(1));
+        drop(s);
+        // And the file carrying it no longer opens.
+        match Store::open(&dir.path().join("t.vtoken")) {
+            Err(Error::Corrupt(m)) => assert!(m.contains("trigger 'y'"), "{m}"),
+            other => panic!("opened: {:?}", other.map(|_| ())),
+        }
+    }
+
+    /// A missing PIN counter row is `None` (locked) and a try on it counts nothing.
+    #[test]
+    fn missing_pin_counter_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::create(&dir.path().join("t.vtoken"), &header()).unwrap();
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(),
+            PinAttempt::Check(1)
+        );
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(),
+            PinAttempt::Check(2)
+        );
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[0], 2).unwrap(),
+            PinAttempt::Locked
+        );
+        assert_eq!(s.pin_counter(PIN_COUNTERS[0]).unwrap(), Some(2));
+        s.conn
+            .execute("DELETE FROM counters WHERE name = ?1", [PIN_COUNTERS[1]])
+            .unwrap();
+        assert_eq!(s.pin_counter(PIN_COUNTERS[1]).unwrap(), None);
+        assert_eq!(
+            s.pin_attempt(PIN_COUNTERS[1], 10).unwrap(),
+            PinAttempt::Locked
+        );
+    }
+
+    /// A file from before the counter rows were written at creation: a token
+    /// whose SO never logged in gets its SO row (at 0) once; with a user PIN set,
+    /// a missing row stays missing (only a deletion removes it), i.e. locked.
+    #[test]
+    fn old_files_get_their_counter_rows_once() {
+        for with_user in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("t.vtoken");
+            let mut h = header();
+            h.ext.clear();
+            if with_user {
+                h.user = Some(h.so.clone());
+            }
+            let s = Store::create(&path, &h).unwrap();
+            s.conn.execute("DELETE FROM counters", []).unwrap();
+            drop(s);
+            let mut s = Store::open(&path).unwrap();
+            s.upgrade_pin_counters().unwrap();
+            assert!(s.header().unwrap().ext.contains_key(PIN_COUNTERS_MARK));
+            let so = s.pin_counter(PIN_COUNTERS[1]).unwrap();
+            assert_eq!(so, if with_user { None } else { Some(0) });
+            // Marked: deleting the row now reads as locked.
+            s.conn.execute("DELETE FROM counters", []).unwrap();
+            drop(s);
+            let mut s = Store::open(&path).unwrap();
+            s.upgrade_pin_counters().unwrap();
+            assert_eq!(s.pin_counter(PIN_COUNTERS[1]).unwrap(), None);
+        }
+    }
 }
