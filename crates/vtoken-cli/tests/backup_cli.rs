@@ -30,13 +30,26 @@ impl Station {
         s
     }
 
+    /// The tokens' agent is a script fixed in each token's prompt policy when the
+    /// token is created (the config only gives new tokens their default); changing
+    /// the script changes the answer.
     fn prompt_answers(&self, yes: bool) {
+        use std::os::unix::fs::PermissionsExt;
+        let agent = self.p("agent.sh");
+        let tmp = self.p("agent.sh.new");
+        std::fs::write(
+            &tmp,
+            format!("#!/bin/sh\nexit {}\n", if yes { 0 } else { 1 }),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::rename(&tmp, &agent).unwrap();
         std::fs::write(
             &self.conf,
             format!(
                 "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
                 self.p("tokens").display(),
-                if yes { "true" } else { "false" }
+                agent.display()
             ),
         )
         .unwrap();
