@@ -3,6 +3,10 @@
 //!
 //! Every function here takes raw pointers from the caller; each checks them
 //! (NULL with a non-zero length is `CKR_ARGUMENTS_BAD`) before reading or writing.
+//! What no function can check (that a non-NULL pointer really points to as many
+//! bytes as its length says) is the PKCS#11 caller's contract: the `# Safety`
+//! section of each function states it, and each adapter asserts it in a `SAFETY:`
+//! comment where it passes the caller's pointers on.
 
 use std::mem::size_of;
 
@@ -34,7 +38,9 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: CK_ULONG) -> Result<&'a [u8], 
         return Ok(&[]);
     }
     non_null(p)?;
-    Ok(std::slice::from_raw_parts(p, len as usize))
+    // SAFETY: `p` is not NULL (checked above) and, by this function's contract,
+    // points to `len` readable bytes that outlive `'a`.
+    Ok(unsafe { std::slice::from_raw_parts(p, len as usize) })
 }
 
 /// A PIN argument. NULL (protected authentication path) is not supported.
@@ -43,13 +49,15 @@ pub(crate) unsafe fn bytes<'a>(p: *const u8, len: CK_ULONG) -> Result<&'a [u8], 
 /// As [`bytes`].
 pub(crate) unsafe fn pin<'a>(p: *const u8, len: CK_ULONG) -> Result<&'a [u8], Rv> {
     non_null(p)?;
-    bytes(p, len)
+    // SAFETY: this function's contract is `bytes`'s.
+    unsafe { bytes(p, len) }
 }
 
 /// A caller's attribute array as a slice. `count > 0` with a NULL array is bad.
 ///
 /// # Safety
-/// `p` must be NULL or point to `count` attributes.
+/// `p` must be NULL or point to `count` attributes, readable and writable, that
+/// outlive `'a` and that nothing else accesses meanwhile.
 pub(crate) unsafe fn attr_slice<'a>(
     p: *mut CK_ATTRIBUTE,
     count: CK_ULONG,
@@ -58,7 +66,9 @@ pub(crate) unsafe fn attr_slice<'a>(
         return Ok(&mut []);
     }
     non_null(p)?;
-    Ok(std::slice::from_raw_parts_mut(p, count as usize))
+    // SAFETY: `p` is not NULL (checked above) and, by this function's contract,
+    // points to `count` attributes exclusively ours for `'a`.
+    Ok(unsafe { std::slice::from_raw_parts_mut(p, count as usize) })
 }
 
 /// A template (`CK_ATTRIBUTE` array with values) as core [`Attributes`], values
@@ -69,24 +79,39 @@ pub(crate) unsafe fn attr_slice<'a>(
 /// point to `ulValueLen` readable bytes.
 pub(crate) unsafe fn template(p: *mut CK_ATTRIBUTE, count: CK_ULONG) -> Result<Attributes, Rv> {
     let mut attrs = Attributes::new();
-    for a in attr_slice(p, count)?.iter() {
-        let v = bytes(a.pValue as *const u8, a.ulValueLen)?;
+    // SAFETY: by this function's contract `p` is NULL or points to `count`
+    // attributes; they are only read here.
+    for a in unsafe { attr_slice(p, count) }?.iter() {
+        // SAFETY: by this function's contract each `pValue` is NULL or points to
+        // `ulValueLen` readable bytes; the bytes are copied before returning.
+        let v = unsafe { bytes(a.pValue as *const u8, a.ulValueLen) }?;
         attrs.set(a.type_, v.to_vec());
     }
     Ok(attrs)
 }
 
 /// Reads a parameter structure of type `T`, which must be exactly `len` bytes.
+///
+/// # Safety
+/// `p` must be NULL or point to `len` readable bytes; `T` must be a plain C
+/// structure (integers and raw pointers: every bit pattern is a value).
 unsafe fn param_struct<T: Copy>(p: *const std::ffi::c_void, len: CK_ULONG) -> Result<T, Rv> {
     if p.is_null() || len as usize != size_of::<T>() {
         return Err(Rv(CKR_MECHANISM_PARAM_INVALID));
     }
-    Ok(std::ptr::read_unaligned(p as *const T))
+    // SAFETY: `p` is not NULL and points to `len == size_of::<T>()` readable bytes
+    // (checked above and by the contract); any bits are a valid `T`; the caller's
+    // buffer need not be aligned, hence the unaligned read.
+    Ok(unsafe { std::ptr::read_unaligned(p as *const T) })
 }
 
 /// A byte string inside a mechanism parameter (bad pointers are a bad parameter).
+///
+/// # Safety
+/// As [`bytes`].
 unsafe fn param_bytes(p: *const u8, len: CK_ULONG) -> Result<Vec<u8>, Rv> {
-    bytes(p, len)
+    // SAFETY: this function's contract is `bytes`'s; the bytes are copied at once.
+    unsafe { bytes(p, len) }
         .map(|b| b.to_vec())
         .map_err(|_| Rv(CKR_MECHANISM_PARAM_INVALID))
 }
@@ -121,7 +146,9 @@ fn is_pss(ty: CK_MECHANISM_TYPE) -> bool {
 /// NULL, points to `ulParameterLen` readable bytes (and so on for nested pointers).
 pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> {
     non_null(p)?;
-    let m = std::ptr::read_unaligned(p);
+    // SAFETY: `p` is not NULL (checked above) and points to a `CK_MECHANISM` by
+    // this function's contract; the caller's copy may be unaligned.
+    let m = unsafe { std::ptr::read_unaligned(p) };
     let ty = m.mechanism;
     let (pp, len) = (m.pParameter as *const std::ffi::c_void, m.ulParameterLen);
     if pp.is_null() && len != 0 {
@@ -132,26 +159,48 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
         // Missing parameters: the core applies defaults or refuses.
         return Ok(Mechanism::new(ty));
     }
+    // Each arm reads the structure its mechanism defines, then the byte strings it
+    // points to; a length that does not fit the structure is refused unread.
     let param = match ty {
         CKM_AES_GCM => {
             if len as usize == size_of::<GcmParamsV240>() {
-                let g: GcmParamsV240 = param_struct(pp, len)?;
+                // SAFETY: `pp` points to `len` readable bytes (this function's
+                // contract); `GcmParamsV240` is a plain C structure.
+                let g: GcmParamsV240 = unsafe { param_struct(pp, len) }?;
+                // SAFETY: the IV and AAD pointers of a GCM parameter point to their
+                // lengths' bytes (this function's contract: nested pointers).
+                let (iv, aad) = unsafe {
+                    (
+                        param_bytes(g.p_iv, g.ul_iv_len)?,
+                        param_bytes(g.p_aad, g.ul_aad_len)?,
+                    )
+                };
                 MechParam::Gcm {
-                    iv: param_bytes(g.p_iv, g.ul_iv_len)?,
-                    aad: param_bytes(g.p_aad, g.ul_aad_len)?,
+                    iv,
+                    aad,
                     tag_bits: g.ul_tag_bits,
                 }
             } else {
-                let g: CK_GCM_PARAMS = param_struct(pp, len)?;
+                // SAFETY: as above, for the `CK_GCM_PARAMS` layout.
+                let g: CK_GCM_PARAMS = unsafe { param_struct(pp, len) }?;
+                // SAFETY: as above.
+                let (iv, aad) = unsafe {
+                    (
+                        param_bytes(g.pIv, g.ulIvLen)?,
+                        param_bytes(g.pAAD, g.ulAADLen)?,
+                    )
+                };
                 MechParam::Gcm {
-                    iv: param_bytes(g.pIv, g.ulIvLen)?,
-                    aad: param_bytes(g.pAAD, g.ulAADLen)?,
+                    iv,
+                    aad,
                     tag_bits: g.ulTagBits,
                 }
             }
         }
         t if is_pss(t) => {
-            let s: CK_RSA_PKCS_PSS_PARAMS = param_struct(pp, len)?;
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_RSA_PKCS_PSS_PARAMS` holds integers only.
+            let s: CK_RSA_PKCS_PSS_PARAMS = unsafe { param_struct(pp, len) }?;
             MechParam::Pss {
                 hash: s.hashAlg,
                 mgf: s.mgf,
@@ -159,9 +208,15 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
             }
         }
         CKM_RSA_PKCS_OAEP => {
-            let o: CK_RSA_PKCS_OAEP_PARAMS = param_struct(pp, len)?;
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_RSA_PKCS_OAEP_PARAMS` is a plain C structure.
+            let o: CK_RSA_PKCS_OAEP_PARAMS = unsafe { param_struct(pp, len) }?;
             let source = match o.source {
-                CKZ_DATA_SPECIFIED => param_bytes(o.pSourceData as *const u8, o.ulSourceDataLen)?,
+                CKZ_DATA_SPECIFIED => {
+                    // SAFETY: the label points to `ulSourceDataLen` bytes (this
+                    // function's contract: nested pointers).
+                    unsafe { param_bytes(o.pSourceData as *const u8, o.ulSourceDataLen) }?
+                }
                 // Some clients leave the source type zero for "no label".
                 0 if o.ulSourceDataLen == 0 => Vec::new(),
                 _ => return Err(Rv(CKR_MECHANISM_PARAM_INVALID)),
@@ -173,56 +228,93 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
             }
         }
         CKM_ECDH1_DERIVE | CKM_ECDH1_COFACTOR_DERIVE => {
-            let e: CK_ECDH1_DERIVE_PARAMS = param_struct(pp, len)?;
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_ECDH1_DERIVE_PARAMS` is a plain C structure.
+            let e: CK_ECDH1_DERIVE_PARAMS = unsafe { param_struct(pp, len) }?;
+            // SAFETY: the shared and public data pointers point to their lengths'
+            // bytes (this function's contract: nested pointers).
+            let (shared_data, public_data) = unsafe {
+                (
+                    param_bytes(e.pSharedData, e.ulSharedDataLen)?,
+                    param_bytes(e.pPublicData, e.ulPublicDataLen)?,
+                )
+            };
             MechParam::Ecdh1 {
                 kdf: e.kdf,
-                shared_data: param_bytes(e.pSharedData, e.ulSharedDataLen)?,
-                public_data: param_bytes(e.pPublicData, e.ulPublicDataLen)?,
+                shared_data,
+                public_data,
             }
         }
-        _ => MechParam::Bytes(param_bytes(pp as *const u8, len)?),
+        // SAFETY: any other parameter is an opaque byte string of `len` bytes at
+        // `pp` (this function's contract).
+        _ => MechParam::Bytes(unsafe { param_bytes(pp as *const u8, len) }?),
     };
     Ok(Mechanism { ty, param })
 }
 
-/// The caller's output room: a NULL buffer is a length query.
+/// The caller's output buffer and its length (`pBuf`/`pulBufLen`) for the
+/// PKCS#11 length protocol: a NULL buffer is a length query.
 ///
-/// # Safety
-/// `len` must be NULL or point to a readable `CK_ULONG`.
-pub(crate) unsafe fn out_len(buf: *const u8, len: *const CK_ULONG) -> Result<OutLen, Rv> {
-    non_null(len)?;
-    Ok(if buf.is_null() {
-        OutLen::Query
-    } else {
-        OutLen::Buffer(*len as usize)
-    })
+/// Only [`OutBuf::new`] is unsafe: it takes the caller's word for the two pointers,
+/// so reading the room and delivering the output are safe and check the NULLs.
+#[derive(Clone, Copy)]
+pub(crate) struct OutBuf {
+    buf: *mut u8,
+    len: *mut CK_ULONG,
 }
 
-/// Writes a core [`Output`] back: bytes are copied and their length set; a needed
-/// length is reported in `*len` with `CKR_OK` for a query and
-/// `CKR_BUFFER_TOO_SMALL` for a short buffer.
-///
-/// # Safety
-/// `buf` must be NULL or point to `*len` writable bytes; `len` must be writable.
-pub(crate) unsafe fn deliver(out: Output, buf: *mut u8, len: *mut CK_ULONG) -> Result<(), Rv> {
-    non_null(len)?;
-    match out {
-        Output::Needed(n) => {
-            *len = n as CK_ULONG;
-            if buf.is_null() {
+impl OutBuf {
+    /// # Safety
+    /// Until the call returns, `len` must be NULL or point to a readable and
+    /// writable `CK_ULONG`, and `buf` must be NULL or point to `*len` writable bytes.
+    pub(crate) unsafe fn new(buf: *mut u8, len: *mut CK_ULONG) -> OutBuf {
+        OutBuf { buf, len }
+    }
+
+    /// The room the caller offers (`CKR_ARGUMENTS_BAD` for a NULL length).
+    pub(crate) fn room(&self) -> Result<OutLen, Rv> {
+        non_null(self.len)?;
+        Ok(if self.buf.is_null() {
+            OutLen::Query
+        } else {
+            // SAFETY: `len` is not NULL (checked above) and readable (`new`'s contract).
+            OutLen::Buffer(unsafe { *self.len } as usize)
+        })
+    }
+
+    /// Writes a core [`Output`] back: bytes are copied and their length set; a
+    /// needed length is reported in `*len` with `CKR_OK` for a query and
+    /// `CKR_BUFFER_TOO_SMALL` for a short buffer.
+    pub(crate) fn deliver(&self, out: Output) -> Result<(), Rv> {
+        let (buf, len) = (self.buf, self.len);
+        non_null(len)?;
+        match out {
+            Output::Needed(n) => {
+                // SAFETY: `len` is not NULL (checked above) and writable (`new`'s contract).
+                unsafe { *len = n as CK_ULONG };
+                if buf.is_null() {
+                    Ok(())
+                } else {
+                    Err(Rv(CKR_BUFFER_TOO_SMALL))
+                }
+            }
+            Output::Bytes(v) => {
+                // SAFETY: `len` is not NULL (checked above) and readable (`new`'s contract).
+                let room = unsafe { *len } as usize;
+                if buf.is_null() || room < v.len() {
+                    // SAFETY: `len` is not NULL and writable, as above.
+                    unsafe { *len = v.len() as CK_ULONG };
+                    return Err(Rv(CKR_BUFFER_TOO_SMALL));
+                }
+                // SAFETY: `buf` is not NULL and holds `*len >= v.len()` writable bytes
+                // (checked above; `new`'s contract); the caller's buffer cannot overlap
+                // the core's fresh vector; `len` is writable, as above.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(v.as_ptr(), buf, v.len());
+                    *len = v.len() as CK_ULONG;
+                }
                 Ok(())
-            } else {
-                Err(Rv(CKR_BUFFER_TOO_SMALL))
             }
-        }
-        Output::Bytes(v) => {
-            if buf.is_null() || (*len as usize) < v.len() {
-                *len = v.len() as CK_ULONG;
-                return Err(Rv(CKR_BUFFER_TOO_SMALL));
-            }
-            std::ptr::copy_nonoverlapping(v.as_ptr(), buf, v.len());
-            *len = v.len() as CK_ULONG;
-            Ok(())
         }
     }
 }
@@ -230,7 +322,8 @@ pub(crate) unsafe fn deliver(out: Output, buf: *mut u8, len: *mut CK_ULONG) -> R
 /// Writes a list (`C_GetSlotList`, `C_GetMechanismList`) with the length protocol.
 ///
 /// # Safety
-/// `buf` must be NULL or point to `*count` writable elements; `count` writable.
+/// `buf` must be NULL or point to `*count` writable elements; `count` must be
+/// NULL or point to a readable, writable `CK_ULONG`.
 pub(crate) unsafe fn deliver_list<T: Copy>(
     items: &[T],
     buf: *mut T,
@@ -239,15 +332,24 @@ pub(crate) unsafe fn deliver_list<T: Copy>(
     non_null(count)?;
     let n = items.len();
     if buf.is_null() {
-        *count = n as CK_ULONG;
+        // SAFETY: `count` is not NULL (checked above) and writable (contract).
+        unsafe { *count = n as CK_ULONG };
         return Ok(());
     }
-    if (*count as usize) < n {
-        *count = n as CK_ULONG;
+    // SAFETY: `count` is not NULL (checked above) and readable (contract).
+    let room = unsafe { *count } as usize;
+    if room < n {
+        // SAFETY: `count` is not NULL and writable, as above.
+        unsafe { *count = n as CK_ULONG };
         return Err(Rv(CKR_BUFFER_TOO_SMALL));
     }
-    std::ptr::copy_nonoverlapping(items.as_ptr(), buf, n);
-    *count = n as CK_ULONG;
+    // SAFETY: `buf` is not NULL and holds `*count >= n` writable elements (checked
+    // above; contract); `items` is ours, so it cannot overlap the caller's array;
+    // `count` is writable, as above.
+    unsafe {
+        std::ptr::copy_nonoverlapping(items.as_ptr(), buf, n);
+        *count = n as CK_ULONG;
+    }
     Ok(())
 }
 
@@ -268,7 +370,9 @@ pub(crate) fn padded<const N: usize>(s: &str) -> [u8; N] {
 /// `p` must be NULL or point to 32 readable bytes.
 pub(crate) unsafe fn label32(p: *const u8) -> Result<String, Rv> {
     non_null(p)?;
-    let raw = std::slice::from_raw_parts(p, 32);
+    // SAFETY: `p` is not NULL (checked above) and points to the 32 bytes of a
+    // `C_InitToken` label (contract).
+    let raw = unsafe { std::slice::from_raw_parts(p, 32) };
     let raw = raw.split(|&b| b == 0).next().unwrap_or(&[]);
     let s = std::str::from_utf8(raw).map_err(|_| BAD)?;
     Ok(s.trim_end_matches(' ').to_string())
@@ -288,6 +392,7 @@ mod tests {
     #[test]
     fn labels_are_trimmed() {
         let l = padded::<32>("Test Token");
+        // SAFETY: `l` is 32 bytes.
         assert_eq!(unsafe { label32(l.as_ptr()) }.unwrap(), "Test Token");
     }
 
@@ -306,12 +411,15 @@ mod tests {
                 ulValueLen: 0,
             },
         ];
+        // SAFETY: `t` holds 2 attributes whose values are NULL or `v`'s 1 byte.
         let a = unsafe { template(t.as_mut_ptr(), 2) }.unwrap();
         assert_eq!(a.get_bool(CKA_TOKEN).unwrap(), Some(true));
         assert_eq!(a.get(CKA_LABEL), Some(&[][..]));
         t[1].ulValueLen = 3;
+        // SAFETY: as above; the NULL value with a length is refused unread.
         assert_eq!(unsafe { template(t.as_mut_ptr(), 2) }.unwrap_err(), BAD);
         assert_eq!(
+            // SAFETY: a NULL array is refused unread.
             unsafe { template(std::ptr::null_mut(), 1) }.unwrap_err(),
             BAD
         );
@@ -339,6 +447,7 @@ mod tests {
             aad: aad.to_vec(),
             tag_bits: 128,
         };
+        // SAFETY: `m` points to `g`, whose IV and AAD point to `iv` and `aad`.
         assert_eq!(unsafe { mechanism(&m) }.unwrap().param, want);
         let mut old = GcmParamsV240 {
             p_iv: iv.as_mut_ptr(),
@@ -352,29 +461,38 @@ mod tests {
             pParameter: &mut old as *mut _ as *mut _,
             ulParameterLen: size_of::<GcmParamsV240>() as CK_ULONG,
         };
+        // SAFETY: `m` points to `old`, whose IV and AAD point to `iv` and `aad`.
         assert_eq!(unsafe { mechanism(&m) }.unwrap().param, want);
         let m = CK_MECHANISM {
             ulParameterLen: 7,
             ..m
         };
         assert_eq!(
+            // SAFETY: a length of no known layout is refused unread.
             unsafe { mechanism(&m) }.unwrap_err(),
             Rv(CKR_MECHANISM_PARAM_INVALID)
         );
+        // SAFETY: NULL is refused unread.
         assert_eq!(unsafe { mechanism(std::ptr::null()) }.unwrap_err(), BAD);
     }
 
     #[test]
     fn output_length_protocol() {
         let mut len: CK_ULONG = 0;
-        unsafe { deliver(Output::Needed(9), std::ptr::null_mut(), &mut len) }.unwrap();
+        // SAFETY: `len` is a live local; the buffer is NULL.
+        let query = unsafe { OutBuf::new(std::ptr::null_mut(), &mut len) };
+        query.deliver(Output::Needed(9)).unwrap();
         assert_eq!(len, 9);
         let mut buf = [0u8; 4];
         len = 4;
-        let e = unsafe { deliver(Output::Needed(9), buf.as_mut_ptr(), &mut len) }.unwrap_err();
+        // SAFETY: `buf` holds the 4 bytes `len` says; both are live locals.
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) };
+        let e = out.deliver(Output::Needed(9)).unwrap_err();
         assert_eq!((e, len), (Rv(CKR_BUFFER_TOO_SMALL), 9));
         len = 4;
-        unsafe { deliver(Output::Bytes(vec![1, 2]), buf.as_mut_ptr(), &mut len) }.unwrap();
+        // SAFETY: as above (a fresh pointer: `len` was written directly meanwhile).
+        let out = unsafe { OutBuf::new(buf.as_mut_ptr(), &mut len) };
+        out.deliver(Output::Bytes(vec![1, 2])).unwrap();
         assert_eq!((len, &buf[..2]), (2, &[1u8, 2][..]));
     }
 }

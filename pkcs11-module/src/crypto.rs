@@ -8,23 +8,22 @@ use cryptoki_sys::*;
 use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::token::Token;
 
-use crate::convert::{bytes, deliver, mechanism, out_len, BAD};
+use crate::convert::{bytes, mechanism, OutBuf, BAD};
 use crate::guard::{call, CallResult, Rv};
 use crate::state;
 
-/// Runs an operation that produces output into `buf`/`len`.
-unsafe fn produce(
+/// Runs an operation that produces output into the caller's buffer `out`.
+fn produce(
     name: &'static str,
     h: CK_SESSION_HANDLE,
-    buf: *mut CK_BYTE,
-    len: *mut CK_ULONG,
+    out: OutBuf,
     op: impl FnOnce(&Token, &SessionRef, OutLen) -> Result<Output, Rv>,
 ) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
-        let room = out_len(buf, len)?;
-        let out = op(&e.token, &e.core, room)?;
-        deliver(out, buf, len)
+        let room = out.room()?;
+        let output = op(&e.token, &e.core, room)?;
+        out.deliver(output)
     })
 }
 
@@ -41,6 +40,9 @@ fn run(
 }
 
 /// Runs an `*Init` call: decodes the mechanism, then `op`.
+///
+/// # Safety
+/// `mech` must be NULL or point to a `CK_MECHANISM` as [`mechanism`] requires.
 unsafe fn init(
     name: &'static str,
     h: CK_SESSION_HANDLE,
@@ -49,7 +51,8 @@ unsafe fn init(
 ) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
-        let m = mechanism(mech)?;
+        // SAFETY: `mech` is NULL or a valid `CK_MECHANISM` (this function's contract).
+        let m = unsafe { mechanism(mech) }?;
         op(&e.token, &e.core, &m)?;
         Ok(())
     })
@@ -64,9 +67,13 @@ pub unsafe extern "C" fn C_EncryptInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_EncryptInit", h, mech, |t, s, m| {
-        t.encrypt_init(s, m, key)
-    })
+    // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+    // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+    unsafe {
+        init("C_EncryptInit", h, mech, |t, s, m| {
+            t.encrypt_init(s, m, key)
+        })
+    }
 }
 
 /// `C_Encrypt`.
@@ -78,8 +85,14 @@ pub unsafe extern "C" fn C_Encrypt(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Encrypt", h, out, out_len, |t, s, o| {
-        Ok(t.encrypt(s, bytes(data, data_len)?, o)?)
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_Encrypt", h, out, |t, s, o| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        Ok(t.encrypt(s, data, o)?)
     })
 }
 
@@ -92,8 +105,14 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_EncryptUpdate", h, out, out_len, |t, s, o| {
-        Ok(t.encrypt_update(s, bytes(data, data_len)?, o)?)
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_EncryptUpdate", h, out, |t, s, o| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        Ok(t.encrypt_update(s, data, o)?)
     })
 }
 
@@ -104,7 +123,10 @@ pub unsafe extern "C" fn C_EncryptFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_EncryptFinal", h, out, out_len, |t, s, o| {
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_EncryptFinal", h, out, |t, s, o| {
         Ok(t.encrypt_final(s, o)?)
     })
 }
@@ -116,9 +138,13 @@ pub unsafe extern "C" fn C_DecryptInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_DecryptInit", h, mech, |t, s, m| {
-        t.decrypt_init(s, m, key)
-    })
+    // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+    // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+    unsafe {
+        init("C_DecryptInit", h, mech, |t, s, m| {
+            t.decrypt_init(s, m, key)
+        })
+    }
 }
 
 /// `C_Decrypt`.
@@ -130,8 +156,14 @@ pub unsafe extern "C" fn C_Decrypt(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Decrypt", h, out, out_len, |t, s, o| {
-        Ok(t.decrypt(s, bytes(data, data_len)?, o)?)
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_Decrypt", h, out, |t, s, o| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        Ok(t.decrypt(s, data, o)?)
     })
 }
 
@@ -144,8 +176,14 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_DecryptUpdate", h, out, out_len, |t, s, o| {
-        Ok(t.decrypt_update(s, bytes(data, data_len)?, o)?)
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_DecryptUpdate", h, out, |t, s, o| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        Ok(t.decrypt_update(s, data, o)?)
     })
 }
 
@@ -156,7 +194,10 @@ pub unsafe extern "C" fn C_DecryptFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_DecryptFinal", h, out, out_len, |t, s, o| {
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_DecryptFinal", h, out, |t, s, o| {
         Ok(t.decrypt_final(s, o)?)
     })
 }
@@ -166,7 +207,9 @@ pub unsafe extern "C" fn C_DecryptFinal(
 /// `C_DigestInit`.
 #[no_mangle]
 pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) -> CK_RV {
-    init("C_DigestInit", h, mech, |t, s, m| t.digest_init(s, m))
+    // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+    // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+    unsafe { init("C_DigestInit", h, mech, |t, s, m| t.digest_init(s, m)) }
 }
 
 /// `C_Digest`.
@@ -178,8 +221,14 @@ pub unsafe extern "C" fn C_Digest(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Digest", h, out, out_len, |t, s, o| {
-        Ok(t.digest(s, bytes(data, data_len)?, o)?)
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_Digest", h, out, |t, s, o| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        Ok(t.digest(s, data, o)?)
     })
 }
 
@@ -191,7 +240,10 @@ pub unsafe extern "C" fn C_DigestUpdate(
     data_len: CK_ULONG,
 ) -> CK_RV {
     run("C_DigestUpdate", h, |t, s| {
-        t.digest_update(s, bytes(data, data_len)?)?;
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        t.digest_update(s, data)?;
         Ok(())
     })
 }
@@ -212,9 +264,10 @@ pub unsafe extern "C" fn C_DigestFinal(
     out: *mut CK_BYTE,
     out_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_DigestFinal", h, out, out_len, |t, s, o| {
-        Ok(t.digest_final(s, o)?)
-    })
+    // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(out, out_len) };
+    produce("C_DigestFinal", h, out, |t, s, o| Ok(t.digest_final(s, o)?))
 }
 
 // ---------------------------------------------------------------- signatures and MACs
@@ -226,7 +279,9 @@ pub unsafe extern "C" fn C_SignInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_SignInit", h, mech, |t, s, m| t.sign_init(s, m, key))
+    // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+    // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+    unsafe { init("C_SignInit", h, mech, |t, s, m| t.sign_init(s, m, key)) }
 }
 
 /// `C_Sign`.
@@ -238,8 +293,14 @@ pub unsafe extern "C" fn C_Sign(
     sig: *mut CK_BYTE,
     sig_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_Sign", h, sig, sig_len, |t, s, o| {
-        Ok(t.sign(s, bytes(data, data_len)?, o)?)
+    // SAFETY: `sig`/`sig_len` are the caller's signature buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*sig_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(sig, sig_len) };
+    produce("C_Sign", h, out, |t, s, o| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        Ok(t.sign(s, data, o)?)
     })
 }
 
@@ -251,7 +312,10 @@ pub unsafe extern "C" fn C_SignUpdate(
     data_len: CK_ULONG,
 ) -> CK_RV {
     run("C_SignUpdate", h, |t, s| {
-        t.sign_update(s, bytes(data, data_len)?)?;
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        t.sign_update(s, data)?;
         Ok(())
     })
 }
@@ -263,9 +327,10 @@ pub unsafe extern "C" fn C_SignFinal(
     sig: *mut CK_BYTE,
     sig_len: *mut CK_ULONG,
 ) -> CK_RV {
-    produce("C_SignFinal", h, sig, sig_len, |t, s, o| {
-        Ok(t.sign_final(s, o)?)
-    })
+    // SAFETY: `sig`/`sig_len` are the caller's signature buffer and length: NULL, or
+    // a writable `CK_ULONG` and `*sig_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(sig, sig_len) };
+    produce("C_SignFinal", h, out, |t, s, o| Ok(t.sign_final(s, o)?))
 }
 
 /// `C_VerifyInit`.
@@ -275,7 +340,9 @@ pub unsafe extern "C" fn C_VerifyInit(
     mech: *mut CK_MECHANISM,
     key: CK_OBJECT_HANDLE,
 ) -> CK_RV {
-    init("C_VerifyInit", h, mech, |t, s, m| t.verify_init(s, m, key))
+    // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+    // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+    unsafe { init("C_VerifyInit", h, mech, |t, s, m| t.verify_init(s, m, key)) }
 }
 
 /// `C_Verify`.
@@ -288,7 +355,13 @@ pub unsafe extern "C" fn C_Verify(
     sig_len: CK_ULONG,
 ) -> CK_RV {
     run("C_Verify", h, |t, s| {
-        t.verify(s, bytes(data, data_len)?, bytes(sig, sig_len)?)?;
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        // SAFETY: `sig` is NULL with length 0 or points to `sig_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let sig = unsafe { bytes(sig, sig_len) }?;
+        t.verify(s, data, sig)?;
         Ok(())
     })
 }
@@ -301,7 +374,10 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     data_len: CK_ULONG,
 ) -> CK_RV {
     run("C_VerifyUpdate", h, |t, s| {
-        t.verify_update(s, bytes(data, data_len)?)?;
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        t.verify_update(s, data)?;
         Ok(())
     })
 }
@@ -314,7 +390,10 @@ pub unsafe extern "C" fn C_VerifyFinal(
     sig_len: CK_ULONG,
 ) -> CK_RV {
     run("C_VerifyFinal", h, |t, s| {
-        t.verify_final(s, bytes(sig, sig_len)?)?;
+        // SAFETY: `sig` is NULL with length 0 or points to `sig_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let sig = unsafe { bytes(sig, sig_len) }?;
+        t.verify_final(s, sig)?;
         Ok(())
     })
 }
@@ -331,7 +410,9 @@ pub unsafe extern "C" fn C_SeedRandom(
     seed_len: CK_ULONG,
 ) -> CK_RV {
     run("C_SeedRandom", h, |_, _| {
-        bytes(seed, seed_len)?;
+        // SAFETY: `seed` is NULL with length 0 or points to `seed_len` readable
+        // bytes (PKCS#11); it is checked, then ignored.
+        unsafe { bytes(seed, seed_len) }?;
         Ok(())
     })
 }
@@ -350,7 +431,9 @@ pub unsafe extern "C" fn C_GenerateRandom(
         if out.is_null() {
             return Err(BAD);
         }
-        let buf = std::slice::from_raw_parts_mut(out, len as usize);
+        // SAFETY: `out` is not NULL (checked above) and points to `len` writable
+        // bytes that nothing else uses during the call (PKCS#11).
+        let buf = unsafe { std::slice::from_raw_parts_mut(out, len as usize) };
         vault_core::mechanism::random(buf)?;
         Ok(())
     })

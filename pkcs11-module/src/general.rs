@@ -14,11 +14,16 @@ const DESCRIPTION: &str = "vtoken PKCS#11 module";
 
 /// Checks `CK_C_INITIALIZE_ARGS`: we lock with the OS, so application mutex
 /// callbacks are accepted only together with `CKF_OS_LOCKING_OK`.
+///
+/// # Safety
+/// `args` must be NULL or point to a readable `CK_C_INITIALIZE_ARGS`.
 unsafe fn check_init_args(args: *const CK_C_INITIALIZE_ARGS) -> Result<(), Rv> {
     if args.is_null() {
         return Ok(());
     }
-    let a = std::ptr::read_unaligned(args);
+    // SAFETY: `args` is not NULL (checked above) and points to a readable
+    // `CK_C_INITIALIZE_ARGS` (contract); the caller's copy may be unaligned.
+    let a = unsafe { std::ptr::read_unaligned(args) };
     if !a.pReserved.is_null() {
         return Err(BAD);
     }
@@ -42,7 +47,8 @@ unsafe fn check_init_args(args: *const CK_C_INITIALIZE_ARGS) -> Result<(), Rv> {
 #[no_mangle]
 pub unsafe extern "C" fn C_Initialize(init_args: *mut c_void) -> CK_RV {
     call("C_Initialize", || {
-        check_init_args(init_args as *const CK_C_INITIALIZE_ARGS)?;
+        // SAFETY: `init_args` is NULL or points to a `CK_C_INITIALIZE_ARGS` (PKCS#11).
+        unsafe { check_init_args(init_args as *const CK_C_INITIALIZE_ARGS) }?;
         let config = match Config::load() {
             Ok(c) => c,
             Err(e) => {
@@ -67,17 +73,23 @@ pub unsafe extern "C" fn C_Finalize(reserved: *mut c_void) -> CK_RV {
     })
 }
 
+/// `C_GetInfo` reporting Cryptoki `version`.
+///
+/// # Safety
+/// `info` must be NULL or point to a writable `CK_INFO`.
 unsafe fn get_info(info: *mut CK_INFO, version: CK_VERSION) -> CK_RV {
     call("C_GetInfo", || {
         state::state()?;
         non_null(info)?;
-        *info = CK_INFO {
+        let i = CK_INFO {
             cryptokiVersion: version,
             manufacturerID: padded(vault_core::token::MANUFACTURER),
             flags: 0,
             libraryDescription: padded(DESCRIPTION),
             libraryVersion: crate::LIBRARY_VERSION,
         };
+        // SAFETY: `info` is not NULL (checked above) and writable (contract).
+        unsafe { *info = i };
         Ok(())
     })
 }
@@ -85,18 +97,22 @@ unsafe fn get_info(info: *mut CK_INFO, version: CK_VERSION) -> CK_RV {
 /// `C_GetInfo` of the v2.40 function list: reports Cryptoki 2.40.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetInfo(info: *mut CK_INFO) -> CK_RV {
-    get_info(
-        info,
-        CK_VERSION {
-            major: 2,
-            minor: 40,
-        },
-    )
+    // SAFETY: `info` is NULL or points to a writable `CK_INFO` (PKCS#11).
+    unsafe {
+        get_info(
+            info,
+            CK_VERSION {
+                major: 2,
+                minor: 40,
+            },
+        )
+    }
 }
 
 /// `C_GetInfo` of the v3.0 function list: reports Cryptoki 3.0.
 pub(crate) unsafe extern "C" fn get_info_v3(info: *mut CK_INFO) -> CK_RV {
-    get_info(info, CK_VERSION { major: 3, minor: 0 })
+    // SAFETY: `info` is NULL or points to a writable `CK_INFO` (PKCS#11).
+    unsafe { get_info(info, CK_VERSION { major: 3, minor: 0 }) }
 }
 
 #[cfg(test)]
@@ -119,16 +135,22 @@ mod tests {
             flags: CKF_OS_LOCKING_OK,
             pReserved: std::ptr::null_mut(),
         };
+        // SAFETY (each call below): `&a` is a live, readable `CK_C_INITIALIZE_ARGS`.
+        // SAFETY: see above.
         assert!(unsafe { check_init_args(&a) }.is_ok());
         a.CreateMutex = Some(create);
+        // SAFETY: see above.
         assert_eq!(unsafe { check_init_args(&a) }, Err(BAD));
         a.DestroyMutex = Some(other);
         a.LockMutex = Some(other);
         a.UnlockMutex = Some(other);
+        // SAFETY: see above.
         assert!(unsafe { check_init_args(&a) }.is_ok());
         a.flags = 0;
+        // SAFETY: see above.
         assert_eq!(unsafe { check_init_args(&a) }, Err(Rv(CKR_CANT_LOCK)));
         a.pReserved = std::ptr::dangling_mut::<c_void>();
+        // SAFETY: see above (`pReserved` is only compared with NULL).
         assert_eq!(unsafe { check_init_args(&a) }, Err(BAD));
     }
 }

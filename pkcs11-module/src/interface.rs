@@ -24,175 +24,143 @@ const V2_40: CK_VERSION = CK_VERSION {
 };
 const V3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
 
-/// The PKCS#11 v2.40 function list.
-static FUNCTIONS_V2: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
-    version: V2_40,
-    C_Initialize: Some(C_Initialize),
-    C_Finalize: Some(C_Finalize),
-    C_GetInfo: Some(C_GetInfo),
-    C_GetFunctionList: Some(C_GetFunctionList),
-    C_GetSlotList: Some(C_GetSlotList),
-    C_GetSlotInfo: Some(C_GetSlotInfo),
-    C_GetTokenInfo: Some(C_GetTokenInfo),
-    C_GetMechanismList: Some(C_GetMechanismList),
-    C_GetMechanismInfo: Some(C_GetMechanismInfo),
-    C_InitToken: Some(C_InitToken),
-    C_InitPIN: Some(C_InitPIN),
-    C_SetPIN: Some(C_SetPIN),
-    C_OpenSession: Some(C_OpenSession),
-    C_CloseSession: Some(C_CloseSession),
-    C_CloseAllSessions: Some(C_CloseAllSessions),
-    C_GetSessionInfo: Some(C_GetSessionInfo),
-    C_GetOperationState: Some(C_GetOperationState),
-    C_SetOperationState: Some(C_SetOperationState),
-    C_Login: Some(C_Login),
-    C_Logout: Some(C_Logout),
-    C_CreateObject: Some(C_CreateObject),
-    C_CopyObject: Some(C_CopyObject),
-    C_DestroyObject: Some(C_DestroyObject),
-    C_GetObjectSize: Some(C_GetObjectSize),
-    C_GetAttributeValue: Some(C_GetAttributeValue),
-    C_SetAttributeValue: Some(C_SetAttributeValue),
-    C_FindObjectsInit: Some(C_FindObjectsInit),
-    C_FindObjects: Some(C_FindObjects),
-    C_FindObjectsFinal: Some(C_FindObjectsFinal),
-    C_EncryptInit: Some(C_EncryptInit),
-    C_Encrypt: Some(C_Encrypt),
-    C_EncryptUpdate: Some(C_EncryptUpdate),
-    C_EncryptFinal: Some(C_EncryptFinal),
-    C_DecryptInit: Some(C_DecryptInit),
-    C_Decrypt: Some(C_Decrypt),
-    C_DecryptUpdate: Some(C_DecryptUpdate),
-    C_DecryptFinal: Some(C_DecryptFinal),
-    C_DigestInit: Some(C_DigestInit),
-    C_Digest: Some(C_Digest),
-    C_DigestUpdate: Some(C_DigestUpdate),
-    C_DigestKey: Some(C_DigestKey),
-    C_DigestFinal: Some(C_DigestFinal),
-    C_SignInit: Some(C_SignInit),
-    C_Sign: Some(C_Sign),
-    C_SignUpdate: Some(C_SignUpdate),
-    C_SignFinal: Some(C_SignFinal),
-    C_SignRecoverInit: Some(C_SignRecoverInit),
-    C_SignRecover: Some(C_SignRecover),
-    C_VerifyInit: Some(C_VerifyInit),
-    C_Verify: Some(C_Verify),
-    C_VerifyUpdate: Some(C_VerifyUpdate),
-    C_VerifyFinal: Some(C_VerifyFinal),
-    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
-    C_VerifyRecover: Some(C_VerifyRecover),
-    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
-    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
-    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
-    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
-    C_GenerateKey: Some(C_GenerateKey),
-    C_GenerateKeyPair: Some(C_GenerateKeyPair),
-    C_WrapKey: Some(C_WrapKey),
-    C_UnwrapKey: Some(C_UnwrapKey),
-    C_DeriveKey: Some(C_DeriveKey),
-    C_SeedRandom: Some(C_SeedRandom),
-    C_GenerateRandom: Some(C_GenerateRandom),
-    C_GetFunctionStatus: Some(C_GetFunctionStatus),
-    C_CancelFunction: Some(C_CancelFunction),
-    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
-};
+/// Builds both function lists from one list of names, so the two cannot drift:
+/// `both` fills the v2.40 `CK_FUNCTION_LIST` and the same fields of the v3.0
+/// `CK_FUNCTION_LIST_3_0` (a name with `(v3: f)` puts `f` in the 3.0 list instead),
+/// and `v3_only` fills the fields that exist in 3.0 alone. Each field holds the
+/// adapter's own address: a host calls the `extern "C"` function directly, as it
+/// calls the exported symbol. Neither literal has a `..` default, so the compiler
+/// refuses a list that leaves a field out.
+macro_rules! function_lists {
+    (
+        both: [$($f:ident $((v3: $f3:ident))?),* $(,)?],
+        v3_only: [$($g:ident),* $(,)?] $(,)?
+    ) => {
+        /// The PKCS#11 v2.40 function list.
+        static FUNCTIONS_V2: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
+            version: V2_40,
+            $($f: Some($f),)*
+        };
 
-/// The PKCS#11 v3.0 function list (its `C_GetInfo` reports Cryptoki 3.0).
-static FUNCTIONS_V3: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
-    version: V3_0,
-    C_Initialize: Some(C_Initialize),
-    C_Finalize: Some(C_Finalize),
-    C_GetInfo: Some(get_info_v3),
-    C_GetFunctionList: Some(C_GetFunctionList),
-    C_GetSlotList: Some(C_GetSlotList),
-    C_GetSlotInfo: Some(C_GetSlotInfo),
-    C_GetTokenInfo: Some(C_GetTokenInfo),
-    C_GetMechanismList: Some(C_GetMechanismList),
-    C_GetMechanismInfo: Some(C_GetMechanismInfo),
-    C_InitToken: Some(C_InitToken),
-    C_InitPIN: Some(C_InitPIN),
-    C_SetPIN: Some(C_SetPIN),
-    C_OpenSession: Some(C_OpenSession),
-    C_CloseSession: Some(C_CloseSession),
-    C_CloseAllSessions: Some(C_CloseAllSessions),
-    C_GetSessionInfo: Some(C_GetSessionInfo),
-    C_GetOperationState: Some(C_GetOperationState),
-    C_SetOperationState: Some(C_SetOperationState),
-    C_Login: Some(C_Login),
-    C_Logout: Some(C_Logout),
-    C_CreateObject: Some(C_CreateObject),
-    C_CopyObject: Some(C_CopyObject),
-    C_DestroyObject: Some(C_DestroyObject),
-    C_GetObjectSize: Some(C_GetObjectSize),
-    C_GetAttributeValue: Some(C_GetAttributeValue),
-    C_SetAttributeValue: Some(C_SetAttributeValue),
-    C_FindObjectsInit: Some(C_FindObjectsInit),
-    C_FindObjects: Some(C_FindObjects),
-    C_FindObjectsFinal: Some(C_FindObjectsFinal),
-    C_EncryptInit: Some(C_EncryptInit),
-    C_Encrypt: Some(C_Encrypt),
-    C_EncryptUpdate: Some(C_EncryptUpdate),
-    C_EncryptFinal: Some(C_EncryptFinal),
-    C_DecryptInit: Some(C_DecryptInit),
-    C_Decrypt: Some(C_Decrypt),
-    C_DecryptUpdate: Some(C_DecryptUpdate),
-    C_DecryptFinal: Some(C_DecryptFinal),
-    C_DigestInit: Some(C_DigestInit),
-    C_Digest: Some(C_Digest),
-    C_DigestUpdate: Some(C_DigestUpdate),
-    C_DigestKey: Some(C_DigestKey),
-    C_DigestFinal: Some(C_DigestFinal),
-    C_SignInit: Some(C_SignInit),
-    C_Sign: Some(C_Sign),
-    C_SignUpdate: Some(C_SignUpdate),
-    C_SignFinal: Some(C_SignFinal),
-    C_SignRecoverInit: Some(C_SignRecoverInit),
-    C_SignRecover: Some(C_SignRecover),
-    C_VerifyInit: Some(C_VerifyInit),
-    C_Verify: Some(C_Verify),
-    C_VerifyUpdate: Some(C_VerifyUpdate),
-    C_VerifyFinal: Some(C_VerifyFinal),
-    C_VerifyRecoverInit: Some(C_VerifyRecoverInit),
-    C_VerifyRecover: Some(C_VerifyRecover),
-    C_DigestEncryptUpdate: Some(C_DigestEncryptUpdate),
-    C_DecryptDigestUpdate: Some(C_DecryptDigestUpdate),
-    C_SignEncryptUpdate: Some(C_SignEncryptUpdate),
-    C_DecryptVerifyUpdate: Some(C_DecryptVerifyUpdate),
-    C_GenerateKey: Some(C_GenerateKey),
-    C_GenerateKeyPair: Some(C_GenerateKeyPair),
-    C_WrapKey: Some(C_WrapKey),
-    C_UnwrapKey: Some(C_UnwrapKey),
-    C_DeriveKey: Some(C_DeriveKey),
-    C_SeedRandom: Some(C_SeedRandom),
-    C_GenerateRandom: Some(C_GenerateRandom),
-    C_GetFunctionStatus: Some(C_GetFunctionStatus),
-    C_CancelFunction: Some(C_CancelFunction),
-    C_WaitForSlotEvent: Some(C_WaitForSlotEvent),
-    C_GetInterfaceList: Some(C_GetInterfaceList),
-    C_GetInterface: Some(C_GetInterface),
-    C_LoginUser: Some(C_LoginUser),
-    C_SessionCancel: Some(C_SessionCancel),
-    C_MessageEncryptInit: Some(C_MessageEncryptInit),
-    C_EncryptMessage: Some(C_EncryptMessage),
-    C_EncryptMessageBegin: Some(C_EncryptMessageBegin),
-    C_EncryptMessageNext: Some(C_EncryptMessageNext),
-    C_MessageEncryptFinal: Some(C_MessageEncryptFinal),
-    C_MessageDecryptInit: Some(C_MessageDecryptInit),
-    C_DecryptMessage: Some(C_DecryptMessage),
-    C_DecryptMessageBegin: Some(C_DecryptMessageBegin),
-    C_DecryptMessageNext: Some(C_DecryptMessageNext),
-    C_MessageDecryptFinal: Some(C_MessageDecryptFinal),
-    C_MessageSignInit: Some(C_MessageSignInit),
-    C_SignMessage: Some(C_SignMessage),
-    C_SignMessageBegin: Some(C_SignMessageBegin),
-    C_SignMessageNext: Some(C_SignMessageNext),
-    C_MessageSignFinal: Some(C_MessageSignFinal),
-    C_MessageVerifyInit: Some(C_MessageVerifyInit),
-    C_VerifyMessage: Some(C_VerifyMessage),
-    C_VerifyMessageBegin: Some(C_VerifyMessageBegin),
-    C_VerifyMessageNext: Some(C_VerifyMessageNext),
-    C_MessageVerifyFinal: Some(C_MessageVerifyFinal),
-};
+        /// The PKCS#11 v3.0 function list.
+        static FUNCTIONS_V3: CK_FUNCTION_LIST_3_0 = CK_FUNCTION_LIST_3_0 {
+            version: V3_0,
+            $($f: Some(v3_entry!($f $(, $f3)?)),)*
+            $($g: Some($g),)*
+        };
+    };
+}
+
+/// The 3.0 list's function for a field of both lists: the shared one unless
+/// `function_lists!` names another.
+macro_rules! v3_entry {
+    ($f:ident) => {
+        $f
+    };
+    ($f:ident, $f3:ident) => {
+        $f3
+    };
+}
+
+function_lists! {
+    both: [
+        C_Initialize,
+        C_Finalize,
+        // The 3.0 list's `C_GetInfo` reports Cryptoki 3.0.
+        C_GetInfo (v3: get_info_v3),
+        C_GetFunctionList,
+        C_GetSlotList,
+        C_GetSlotInfo,
+        C_GetTokenInfo,
+        C_GetMechanismList,
+        C_GetMechanismInfo,
+        C_InitToken,
+        C_InitPIN,
+        C_SetPIN,
+        C_OpenSession,
+        C_CloseSession,
+        C_CloseAllSessions,
+        C_GetSessionInfo,
+        C_GetOperationState,
+        C_SetOperationState,
+        C_Login,
+        C_Logout,
+        C_CreateObject,
+        C_CopyObject,
+        C_DestroyObject,
+        C_GetObjectSize,
+        C_GetAttributeValue,
+        C_SetAttributeValue,
+        C_FindObjectsInit,
+        C_FindObjects,
+        C_FindObjectsFinal,
+        C_EncryptInit,
+        C_Encrypt,
+        C_EncryptUpdate,
+        C_EncryptFinal,
+        C_DecryptInit,
+        C_Decrypt,
+        C_DecryptUpdate,
+        C_DecryptFinal,
+        C_DigestInit,
+        C_Digest,
+        C_DigestUpdate,
+        C_DigestKey,
+        C_DigestFinal,
+        C_SignInit,
+        C_Sign,
+        C_SignUpdate,
+        C_SignFinal,
+        C_SignRecoverInit,
+        C_SignRecover,
+        C_VerifyInit,
+        C_Verify,
+        C_VerifyUpdate,
+        C_VerifyFinal,
+        C_VerifyRecoverInit,
+        C_VerifyRecover,
+        C_DigestEncryptUpdate,
+        C_DecryptDigestUpdate,
+        C_SignEncryptUpdate,
+        C_DecryptVerifyUpdate,
+        C_GenerateKey,
+        C_GenerateKeyPair,
+        C_WrapKey,
+        C_UnwrapKey,
+        C_DeriveKey,
+        C_SeedRandom,
+        C_GenerateRandom,
+        C_GetFunctionStatus,
+        C_CancelFunction,
+        C_WaitForSlotEvent,
+    ],
+    v3_only: [
+        C_GetInterfaceList,
+        C_GetInterface,
+        C_LoginUser,
+        C_SessionCancel,
+        C_MessageEncryptInit,
+        C_EncryptMessage,
+        C_EncryptMessageBegin,
+        C_EncryptMessageNext,
+        C_MessageEncryptFinal,
+        C_MessageDecryptInit,
+        C_DecryptMessage,
+        C_DecryptMessageBegin,
+        C_DecryptMessageNext,
+        C_MessageDecryptFinal,
+        C_MessageSignInit,
+        C_SignMessage,
+        C_SignMessageBegin,
+        C_SignMessageNext,
+        C_MessageSignFinal,
+        C_MessageVerifyInit,
+        C_VerifyMessage,
+        C_VerifyMessageBegin,
+        C_VerifyMessageNext,
+        C_MessageVerifyFinal,
+    ],
+}
 
 /// The interface name every PKCS#11 3.0 module offers.
 const INTERFACE_NAME: &CStr = c"PKCS 11";
@@ -200,7 +168,10 @@ const INTERFACE_NAME: &CStr = c"PKCS 11";
 /// The interface table (raw pointers to the immutable statics above).
 struct Interfaces([(CK_INTERFACE, CK_VERSION); 2]);
 
-// SAFETY: the pointers point to immutable statics that are never written through.
+// SAFETY: the raw pointers point to the immutable statics `INTERFACE_NAME`,
+// `FUNCTIONS_V3` and `FUNCTIONS_V2`, which live for the whole program and are
+// never written through (PKCS#11 hosts only read interfaces), so sharing them
+// between threads shares read-only data.
 unsafe impl Sync for Interfaces {}
 
 static INTERFACES: Interfaces = Interfaces([
@@ -227,7 +198,9 @@ static INTERFACES: Interfaces = Interfaces([
 pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> CK_RV {
     call("C_GetFunctionList", || {
         non_null(list)?;
-        *list = &FUNCTIONS_V2 as *const CK_FUNCTION_LIST as *mut CK_FUNCTION_LIST;
+        // SAFETY: `list` is not NULL (checked above) and points to a writable
+        // `CK_FUNCTION_LIST_PTR` (PKCS#11); the list itself is a static.
+        unsafe { *list = &FUNCTIONS_V2 as *const CK_FUNCTION_LIST as *mut CK_FUNCTION_LIST };
         Ok(())
     })
 }
@@ -241,7 +214,9 @@ pub unsafe extern "C" fn C_GetInterfaceList(
     call("C_GetInterfaceList", || {
         non_null(count)?;
         let all: Vec<CK_INTERFACE> = INTERFACES.0.iter().map(|(i, _)| *i).collect();
-        crate::convert::deliver_list(&all, list, count)
+        // SAFETY: `count` points to a readable, writable `CK_ULONG` (checked not NULL
+        // above) and `list` is NULL or holds `*count` writable interfaces (PKCS#11).
+        unsafe { crate::convert::deliver_list(&all, list, count) }
     })
 }
 
@@ -256,13 +231,20 @@ pub unsafe extern "C" fn C_GetInterface(
 ) -> CK_RV {
     call("C_GetInterface", || {
         non_null(interface)?;
-        if !name.is_null() && CStr::from_ptr(name as *const std::ffi::c_char) != INTERFACE_NAME {
-            return Err(BAD);
+        if !name.is_null() {
+            // SAFETY: `name` is not NULL (checked above) and points to a NUL-terminated
+            // string (PKCS#11: `pInterfaceName` is a C string).
+            let name = unsafe { CStr::from_ptr(name as *const std::ffi::c_char) };
+            if name != INTERFACE_NAME {
+                return Err(BAD);
+            }
         }
         let want = if version.is_null() {
             None
         } else {
-            Some(*version)
+            // SAFETY: `version` is not NULL (checked above) and points to a readable
+            // `CK_VERSION` (PKCS#11).
+            Some(unsafe { *version })
         };
         let found = INTERFACES.0.iter().find(|(i, v)| {
             let version_ok = match want {
@@ -273,7 +255,9 @@ pub unsafe extern "C" fn C_GetInterface(
         });
         match found {
             Some((i, _)) => {
-                *interface = i as *const CK_INTERFACE as *mut CK_INTERFACE;
+                // SAFETY: `interface` is not NULL (checked above) and points to a
+                // writable `CK_INTERFACE_PTR` (PKCS#11); `i` is inside a static.
+                unsafe { *interface = i as *const CK_INTERFACE as *mut CK_INTERFACE };
                 Ok(())
             }
             None => Err(Rv(CKR_ARGUMENTS_BAD)),
@@ -288,40 +272,51 @@ mod tests {
     #[test]
     fn default_interface_is_v3() {
         let mut p: *mut CK_INTERFACE = std::ptr::null_mut();
-        assert_eq!(
-            unsafe { C_GetInterface(std::ptr::null_mut(), std::ptr::null_mut(), &mut p, 0) },
-            CKR_OK
-        );
-        let list = unsafe { (*p).pFunctionList as *const CK_FUNCTION_LIST_3_0 };
-        assert_eq!(unsafe { (*list).version.major }, 3);
         let mut v = V2_40;
         let mut n = *b"PKCS 11\0";
-        assert_eq!(
-            unsafe { C_GetInterface(n.as_mut_ptr(), &mut v, &mut p, 0) },
-            CKR_OK
-        );
-        let list = unsafe { (*p).pFunctionList as *const CK_FUNCTION_LIST };
-        assert_eq!(unsafe { (*list).version.minor }, 40);
         let mut bad = *b"Vendor\0";
-        assert_eq!(
-            unsafe { C_GetInterface(bad.as_mut_ptr(), &mut v, &mut p, 0) },
-            CKR_ARGUMENTS_BAD
-        );
+        // SAFETY: every pointer passed is a live local (names NUL-terminated); `p` is
+        // read only after `CKR_OK` set it to one of the static interfaces.
+        unsafe {
+            assert_eq!(
+                C_GetInterface(std::ptr::null_mut(), std::ptr::null_mut(), &mut p, 0),
+                CKR_OK
+            );
+            let list = (*p).pFunctionList as *const CK_FUNCTION_LIST_3_0;
+            assert_eq!((*list).version.major, 3);
+            assert_eq!(C_GetInterface(n.as_mut_ptr(), &mut v, &mut p, 0), CKR_OK);
+            let list = (*p).pFunctionList as *const CK_FUNCTION_LIST;
+            assert_eq!((*list).version.minor, 40);
+            assert_eq!(
+                C_GetInterface(bad.as_mut_ptr(), &mut v, &mut p, 0),
+                CKR_ARGUMENTS_BAD
+            );
+        }
     }
 
     #[test]
     fn interface_list_length_protocol() {
         let mut n: CK_ULONG = 0;
-        assert_eq!(
-            unsafe { C_GetInterfaceList(std::ptr::null_mut(), &mut n) },
-            CKR_OK
-        );
-        assert_eq!(n, 2);
+        // SAFETY: a NULL list with a live count is a length query.
+        let rv = unsafe { C_GetInterfaceList(std::ptr::null_mut(), &mut n) };
+        assert_eq!((rv, n), (CKR_OK, 2));
         let mut buf = [CK_INTERFACE::default(); 1];
         n = 1;
-        assert_eq!(
-            unsafe { C_GetInterfaceList(buf.as_mut_ptr(), &mut n) },
-            CKR_BUFFER_TOO_SMALL
-        );
+        // SAFETY: `buf` holds the 1 interface `n` says.
+        let rv = unsafe { C_GetInterfaceList(buf.as_mut_ptr(), &mut n) };
+        assert_eq!(rv, CKR_BUFFER_TOO_SMALL);
+    }
+
+    #[test]
+    fn lists_share_their_functions() {
+        // The lists hold the adapters themselves, the same in both but `C_GetInfo`.
+        let (v2, v3) = (&FUNCTIONS_V2, &FUNCTIONS_V3);
+        let sign: unsafe extern "C" fn(_, _, _, _, _) -> CK_RV = C_Sign;
+        assert_eq!(v2.C_Sign.map(|f| f as usize), Some(sign as usize));
+        assert_eq!(v3.C_Sign.map(|f| f as usize), Some(sign as usize));
+        let info_v2: unsafe extern "C" fn(_) -> CK_RV = C_GetInfo;
+        let info_v3: unsafe extern "C" fn(_) -> CK_RV = get_info_v3;
+        assert_eq!(v2.C_GetInfo.map(|f| f as usize), Some(info_v2 as usize));
+        assert_eq!(v3.C_GetInfo.map(|f| f as usize), Some(info_v3 as usize));
     }
 }

@@ -2,7 +2,7 @@
 
 use cryptoki_sys::*;
 
-use crate::convert::{bytes, deliver, mechanism, non_null, out_len, template};
+use crate::convert::{bytes, mechanism, non_null, template, OutBuf};
 use crate::guard::call;
 use crate::state;
 
@@ -17,10 +17,17 @@ pub unsafe extern "C" fn C_GenerateKey(
 ) -> CK_RV {
     call("C_GenerateKey", || {
         let e = state::session(h)?;
-        let m = mechanism(mech)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        *key = e.token.generate_key(h, &m, &t)? as CK_OBJECT_HANDLE;
+        let id = e.token.generate_key(h, &m, &t)?;
+        // SAFETY: `key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *key = id as CK_OBJECT_HANDLE };
         Ok(())
     })
 }
@@ -39,14 +46,24 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
 ) -> CK_RV {
     call("C_GenerateKeyPair", || {
         let e = state::session(h)?;
-        let m = mechanism(mech)?;
-        let pt = template(pub_tmpl, pub_count)?;
-        let st = template(priv_tmpl, priv_count)?;
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        // SAFETY: `pub_tmpl` is NULL with `pub_count` 0 or holds `pub_count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let pt = unsafe { template(pub_tmpl, pub_count) }?;
+        // SAFETY: `priv_tmpl` is NULL with `priv_count` 0 or holds `priv_count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let st = unsafe { template(priv_tmpl, priv_count) }?;
         non_null(pub_key)?;
         non_null(priv_key)?;
         let (p, s) = e.token.generate_key_pair(h, &m, &pt, &st)?;
-        *pub_key = p as CK_OBJECT_HANDLE;
-        *priv_key = s as CK_OBJECT_HANDLE;
+        // SAFETY: `pub_key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *pub_key = p as CK_OBJECT_HANDLE };
+        // SAFETY: `priv_key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *priv_key = s as CK_OBJECT_HANDLE };
         Ok(())
     })
 }
@@ -61,12 +78,17 @@ pub unsafe extern "C" fn C_WrapKey(
     wrapped: *mut CK_BYTE,
     wrapped_len: *mut CK_ULONG,
 ) -> CK_RV {
+    // SAFETY: `wrapped`/`wrapped_len` are the caller's output buffer and length:
+    // NULL, or a writable `CK_ULONG` and `*wrapped_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(wrapped, wrapped_len) };
     call("C_WrapKey", || {
         let e = state::session(h)?;
-        let m = mechanism(mech)?;
-        let room = out_len(wrapped, wrapped_len)?;
-        let out = e.token.wrap_key(h, &m, wrapping, key, room)?;
-        deliver(out, wrapped, wrapped_len)
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        let room = out.room()?;
+        let output = e.token.wrap_key(h, &m, wrapping, key, room)?;
+        out.deliver(output)
     })
 }
 
@@ -84,11 +106,20 @@ pub unsafe extern "C" fn C_UnwrapKey(
 ) -> CK_RV {
     call("C_UnwrapKey", || {
         let e = state::session(h)?;
-        let m = mechanism(mech)?;
-        let w = bytes(wrapped, wrapped_len)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        // SAFETY: `wrapped` is NULL with length 0 or points to `wrapped_len`
+        // readable bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let w = unsafe { bytes(wrapped, wrapped_len) }?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        *key = e.token.unwrap_key(h, &m, unwrapping, w, &t)? as CK_OBJECT_HANDLE;
+        let id = e.token.unwrap_key(h, &m, unwrapping, w, &t)?;
+        // SAFETY: `key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *key = id as CK_OBJECT_HANDLE };
         Ok(())
     })
 }
@@ -105,10 +136,17 @@ pub unsafe extern "C" fn C_DeriveKey(
 ) -> CK_RV {
     call("C_DeriveKey", || {
         let e = state::session(h)?;
-        let m = mechanism(mech)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        *key = e.token.derive_key(h, &m, base, &t)? as CK_OBJECT_HANDLE;
+        let id = e.token.derive_key(h, &m, base, &t)?;
+        // SAFETY: `key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *key = id as CK_OBJECT_HANDLE };
         Ok(())
     })
 }

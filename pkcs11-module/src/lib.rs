@@ -19,6 +19,8 @@
 //! - `guard`: the panic/error/logging frame of every call;
 //! - [`general`], [`slot`], [`session`], [`object`], [`crypto`], [`keys`]: the
 //!   function groups of the standard; [`unsupported`]: the refused ones.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![allow(clippy::missing_safety_doc)]
 #![allow(non_snake_case)]
 #![allow(clippy::too_many_arguments)]

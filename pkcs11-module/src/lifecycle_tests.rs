@@ -14,6 +14,7 @@ use crate::slot::*;
 
 fn slots() -> Vec<CK_SLOT_ID> {
     let mut n: CK_ULONG = 0;
+    // SAFETY: `n` is a live local; `v` holds the `n` slot IDs the count says.
     unsafe {
         assert_eq!(C_GetSlotList(CK_TRUE, null_mut(), &mut n), CKR_OK);
         let mut v = vec![0; n as usize];
@@ -32,6 +33,8 @@ fn lifecycle() {
     );
     std::fs::write(&conf, toml).unwrap();
     std::env::set_var("VTOKEN_CONF", &conf);
+    // SAFETY: every pointer passed below is NULL where the function allows it or
+    // points to a live local of the type and length the call states, as a C caller's.
     unsafe {
         let mut n: CK_ULONG = 0;
         assert_eq!(

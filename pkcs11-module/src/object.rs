@@ -19,9 +19,14 @@ pub unsafe extern "C" fn C_CreateObject(
 ) -> CK_RV {
     call("C_CreateObject", || {
         let e = state::session(h)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         non_null(object)?;
-        *object = e.token.create_object(h, &t)? as CK_OBJECT_HANDLE;
+        let id = e.token.create_object(h, &t)?;
+        // SAFETY: `object` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *object = id as CK_OBJECT_HANDLE };
         Ok(())
     })
 }
@@ -37,9 +42,14 @@ pub unsafe extern "C" fn C_CopyObject(
 ) -> CK_RV {
     call("C_CopyObject", || {
         let e = state::session(h)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         non_null(object)?;
-        *object = e.token.copy_object(h, source, &t)? as CK_OBJECT_HANDLE;
+        let id = e.token.copy_object(h, source, &t)?;
+        // SAFETY: `object` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *object = id as CK_OBJECT_HANDLE };
         Ok(())
     })
 }
@@ -64,12 +74,18 @@ pub unsafe extern "C" fn C_GetObjectSize(
     call("C_GetObjectSize", || {
         let e = state::session(h)?;
         non_null(size)?;
-        *size = e.token.object_size(h, object)? as CK_ULONG;
+        let n = e.token.object_size(h, object)?;
+        // SAFETY: `size` is not NULL (checked above) and points to a writable
+        // `CK_ULONG` (PKCS#11).
+        unsafe { *size = n as CK_ULONG };
         Ok(())
     })
 }
 
 /// Fills one caller attribute from the core's answer; returns its error, if any.
+///
+/// # Safety
+/// `a.pValue` must be NULL or point to `a.ulValueLen` writable bytes.
 unsafe fn fill(a: &mut CK_ATTRIBUTE, r: AttrResult) -> Option<CK_RV> {
     match r {
         AttrResult::Sensitive => {
@@ -88,7 +104,10 @@ unsafe fn fill(a: &mut CK_ATTRIBUTE, r: AttrResult) -> Option<CK_RV> {
                 a.ulValueLen = CK_UNAVAILABLE_INFORMATION;
                 Some(CKR_BUFFER_TOO_SMALL)
             } else {
-                std::ptr::copy_nonoverlapping(v.as_ptr(), a.pValue as *mut u8, v.len());
+                // SAFETY: `pValue` is not NULL and holds `ulValueLen >= v.len()` writable
+                // bytes (checked above; this function's contract); `v` is the core's
+                // fresh vector, so the two cannot overlap.
+                unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), a.pValue as *mut u8, v.len()) };
                 a.ulValueLen = v.len() as CK_ULONG;
                 None
             }
@@ -107,7 +126,9 @@ pub unsafe extern "C" fn C_GetAttributeValue(
 ) -> CK_RV {
     call("C_GetAttributeValue", || {
         let e = state::session(h)?;
-        let attrs = attr_slice(tmpl, count)?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes that the
+        // caller leaves to us for the call (PKCS#11); the values are written below.
+        let attrs = unsafe { attr_slice(tmpl, count) }?;
         let types: Vec<CK_ATTRIBUTE_TYPE> = attrs.iter().map(|a| a.type_).collect();
         let results = e.token.get_attributes(h, object, &types)?;
         if results.len() != attrs.len() {
@@ -115,7 +136,9 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         }
         let mut rv = None;
         for (a, r) in attrs.iter_mut().zip(results) {
-            let err = fill(a, r);
+            // SAFETY: each `pValue` of the caller's template is NULL or points to
+            // `ulValueLen` writable bytes (PKCS#11).
+            let err = unsafe { fill(a, r) };
             rv = rv.or(err);
         }
         match rv {
@@ -135,7 +158,9 @@ pub unsafe extern "C" fn C_SetAttributeValue(
 ) -> CK_RV {
     call("C_SetAttributeValue", || {
         let e = state::session(h)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         e.token.set_attributes(h, object, &t)?;
         Ok(())
     })
@@ -150,7 +175,9 @@ pub unsafe extern "C" fn C_FindObjectsInit(
 ) -> CK_RV {
     call("C_FindObjectsInit", || {
         let e = state::session(h)?;
-        let t = template(tmpl, count)?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
         e.token.find_init(h, &t)?;
         Ok(())
     })
@@ -171,10 +198,17 @@ pub unsafe extern "C" fn C_FindObjects(
             return Err(BAD);
         }
         let ids = e.token.find_next(h, max as usize)?;
+        // `find_next` returns at most `max` handles; the bound is enforced here too,
+        // so the writes below stay inside the caller's array whatever the core does.
+        let ids = &ids[..ids.len().min(max as usize)];
         for (i, id) in ids.iter().enumerate() {
-            *objects.add(i) = *id as CK_OBJECT_HANDLE;
+            // SAFETY: `i < ids.len() <= max`, so `max > 0` and `objects` is not NULL
+            // (checked above); it holds `max` writable handles (PKCS#11).
+            unsafe { *objects.add(i) = *id as CK_OBJECT_HANDLE };
         }
-        *found = ids.len() as CK_ULONG;
+        // SAFETY: `found` is not NULL (checked above) and points to a writable
+        // `CK_ULONG` (PKCS#11).
+        unsafe { *found = ids.len() as CK_ULONG };
         Ok(())
     })
 }

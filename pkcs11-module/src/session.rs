@@ -30,7 +30,9 @@ pub unsafe extern "C" fn C_OpenSession(
         let token = st.slot_token(slot)?;
         let (h, core) = token.open_session_ref(flags & CKF_RW_SESSION != 0)?;
         st.add_session(h as CK_SESSION_HANDLE, SessionEntry::new(slot, token, core));
-        *session = h as CK_SESSION_HANDLE;
+        // SAFETY: `session` is not NULL (checked above) and points to a writable
+        // `CK_SESSION_HANDLE` (PKCS#11).
+        unsafe { *session = h as CK_SESSION_HANDLE };
         Ok(())
     })
 }
@@ -78,12 +80,15 @@ pub unsafe extern "C" fn C_GetSessionInfo(
         if si.rw {
             flags |= CKF_RW_SESSION;
         }
-        *info = CK_SESSION_INFO {
+        let si = CK_SESSION_INFO {
             slotID: e.slot,
             state: si.state,
             flags,
             ulDeviceError: 0,
         };
+        // SAFETY: `info` is not NULL (checked above) and points to a writable
+        // `CK_SESSION_INFO` (PKCS#11).
+        unsafe { *info = si };
         Ok(())
     })
 }
@@ -109,7 +114,10 @@ pub unsafe extern "C" fn C_Login(
 ) -> CK_RV {
     call("C_Login", || {
         let e = state::session(h)?;
-        login(&e, h, user, pin(pin_ptr, pin_len)?)
+        // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
+        // refuses NULL.
+        let pin = unsafe { pin(pin_ptr, pin_len) }?;
+        login(&e, h, user, pin)
     })
 }
 
@@ -125,8 +133,13 @@ pub unsafe extern "C" fn C_LoginUser(
 ) -> CK_RV {
     call("C_LoginUser", || {
         let e = state::session(h)?;
-        bytes(username, username_len)?;
-        login(&e, h, user, pin(pin_ptr, pin_len)?)
+        // SAFETY: `username` is NULL with length 0 or points to `username_len`
+        // readable bytes (PKCS#11); it is checked, then ignored.
+        unsafe { bytes(username, username_len) }?;
+        // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
+        // refuses NULL.
+        let pin = unsafe { pin(pin_ptr, pin_len) }?;
+        login(&e, h, user, pin)
     })
 }
 
@@ -159,7 +172,10 @@ pub unsafe extern "C" fn C_InitPIN(
     call("C_InitPIN", || {
         let e = state::session(h)?;
         require_rw(&e, h)?;
-        e.token.init_pin(pin(pin_ptr, pin_len)?)?;
+        // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
+        // refuses NULL.
+        let pin = unsafe { pin(pin_ptr, pin_len) }?;
+        e.token.init_pin(pin)?;
         Ok(())
     })
 }
@@ -176,7 +192,10 @@ pub unsafe extern "C" fn C_SetPIN(
     call("C_SetPIN", || {
         let e = state::session(h)?;
         require_rw(&e, h)?;
-        e.token.set_pin(pin(old, old_len)?, pin(new, new_len)?)?;
+        // SAFETY: `old` and `new` point to `old_len` and `new_len` readable bytes
+        // (PKCS#11); `pin` refuses NULL.
+        let (old, new) = unsafe { (pin(old, old_len)?, pin(new, new_len)?) };
+        e.token.set_pin(old, new)?;
         Ok(())
     })
 }

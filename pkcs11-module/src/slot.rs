@@ -31,7 +31,9 @@ pub unsafe extern "C" fn C_GetSlotList(
         let st = state::state()?;
         non_null(count)?;
         let ids = st.slot_list()?;
-        deliver_list(&ids, list, count)
+        // SAFETY: `count` points to a readable, writable `CK_ULONG` and `list` is NULL
+        // or holds `*count` writable slot IDs (PKCS#11); NULLs are checked there.
+        unsafe { deliver_list(&ids, list, count) }
     })
 }
 
@@ -42,13 +44,16 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO
         let st = state::state()?;
         non_null(info)?;
         st.slot(slot)?;
-        *info = CK_SLOT_INFO {
+        let si = CK_SLOT_INFO {
             slotDescription: padded(SLOT_DESCRIPTION),
             manufacturerID: padded(MANUFACTURER),
             flags: CKF_TOKEN_PRESENT,
             hardwareVersion: crate::LIBRARY_VERSION,
             firmwareVersion: crate::LIBRARY_VERSION,
         };
+        // SAFETY: `info` is not NULL (checked above) and points to a writable
+        // `CK_SLOT_INFO` (PKCS#11).
+        unsafe { *info = si };
         Ok(())
     })
 }
@@ -106,13 +111,16 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
     call("C_GetTokenInfo", || {
         let st = state::state()?;
         non_null(info)?;
-        *info = match st.slot(slot)? {
+        let ti = match st.slot(slot)? {
             Slot::Token(e) => token_info(&st.token(&e)?.info()?),
             Slot::Free => {
                 let p = st.pin_policy();
                 free_token_info(p.min_len, p.max_len)
             }
         };
+        // SAFETY: `info` is not NULL (checked above) and points to a writable
+        // `CK_TOKEN_INFO` (PKCS#11).
+        unsafe { *info = ti };
         Ok(())
     })
 }
@@ -129,7 +137,9 @@ pub unsafe extern "C" fn C_GetMechanismList(
         non_null(count)?;
         st.slot(slot)?;
         let mechs: Vec<CK_MECHANISM_TYPE> = mechanism::mechanism_list();
-        deliver_list(&mechs, list, count)
+        // SAFETY: `count` points to a readable, writable `CK_ULONG` and `list` is NULL
+        // or holds `*count` writable mechanism types (PKCS#11); NULLs are checked there.
+        unsafe { deliver_list(&mechs, list, count) }
     })
 }
 
@@ -145,11 +155,14 @@ pub unsafe extern "C" fn C_GetMechanismInfo(
         non_null(info)?;
         st.slot(slot)?;
         let m = mechanism::mechanism_info(ty)?;
-        *info = CK_MECHANISM_INFO {
+        let mi = CK_MECHANISM_INFO {
             ulMinKeySize: m.min_key_size as CK_ULONG,
             ulMaxKeySize: m.max_key_size as CK_ULONG,
             flags: m.flags,
         };
+        // SAFETY: `info` is not NULL (checked above) and points to a writable
+        // `CK_MECHANISM_INFO` (PKCS#11).
+        unsafe { *info = mi };
         Ok(())
     })
 }
@@ -165,8 +178,12 @@ pub unsafe extern "C" fn C_InitToken(
 ) -> CK_RV {
     call("C_InitToken", || {
         let st = state::state()?;
-        let so_pin = pin(so_pin, so_pin_len)?;
-        let label = label32(label)?;
+        // SAFETY: `so_pin` points to `so_pin_len` readable bytes (PKCS#11); `pin`
+        // refuses NULL.
+        let so_pin = unsafe { pin(so_pin, so_pin_len) }?;
+        // SAFETY: `label` points to the 32 bytes of a blank-padded label (PKCS#11);
+        // `label32` refuses NULL.
+        let label = unsafe { label32(label) }?;
         match st.slot(slot)? {
             Slot::Free => st.create_token(&label, so_pin),
             Slot::Token(e) => {
@@ -198,7 +215,9 @@ pub unsafe extern "C" fn C_WaitForSlotEvent(
         }
         loop {
             if let Some(id) = st.slot_event()? {
-                *slot = id;
+                // SAFETY: `slot` is not NULL (checked above) and points to a writable
+                // `CK_SLOT_ID` (PKCS#11).
+                unsafe { *slot = id };
                 return Ok(());
             }
             if flags & CKF_DONT_BLOCK != 0 {
