@@ -252,6 +252,27 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
     Ok(Mechanism { ty, param })
 }
 
+/// The caller's `CK_MECHANISM` pointer, decoded when the call gets to it (after
+/// the session lookup, so a bad handle is reported first).
+///
+/// Only [`MechPtr::new`] is unsafe: it takes the caller's word for the pointer.
+#[derive(Clone, Copy)]
+pub(crate) struct MechPtr(*const CK_MECHANISM);
+
+impl MechPtr {
+    /// # Safety
+    /// Until the call returns, `p` must satisfy [`mechanism`]'s contract.
+    pub(crate) unsafe fn new(p: *const CK_MECHANISM) -> MechPtr {
+        MechPtr(p)
+    }
+
+    /// The mechanism with its parameter, as [`mechanism`] decodes it.
+    pub(crate) fn decode(self) -> Result<Mechanism, Rv> {
+        // SAFETY: `new`'s contract is `mechanism`'s, for as long as the call runs.
+        unsafe { mechanism(self.0) }
+    }
+}
+
 /// The caller's output buffer and its length (`pBuf`/`pulBufLen`) for the
 /// PKCS#11 length protocol: a NULL buffer is a length query.
 ///

@@ -8,7 +8,7 @@ use cryptoki_sys::*;
 use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::token::Token;
 
-use crate::convert::{bytes, mechanism, OutBuf, BAD};
+use crate::convert::{bytes, MechPtr, OutBuf, BAD};
 use crate::guard::{call, CallResult, Rv};
 use crate::state;
 
@@ -40,19 +40,15 @@ fn run(
 }
 
 /// Runs an `*Init` call: decodes the mechanism, then `op`.
-///
-/// # Safety
-/// `mech` must be NULL or point to a `CK_MECHANISM` as [`mechanism`] requires.
-unsafe fn init(
+fn init(
     name: &'static str,
     h: CK_SESSION_HANDLE,
-    mech: *mut CK_MECHANISM,
+    mech: MechPtr,
     op: impl FnOnce(&Token, &SessionRef, &vault_core::mechanism::Mechanism) -> vault_core::Result<()>,
 ) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
-        // SAFETY: `mech` is NULL or a valid `CK_MECHANISM` (this function's contract).
-        let m = unsafe { mechanism(mech) }?;
+        let m = mech.decode()?;
         op(&e.token, &e.core, &m)?;
         Ok(())
     })
@@ -69,11 +65,10 @@ pub unsafe extern "C" fn C_EncryptInit(
 ) -> CK_RV {
     // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
     // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
-    unsafe {
-        init("C_EncryptInit", h, mech, |t, s, m| {
-            t.encrypt_init(s, m, key)
-        })
-    }
+    let mech = unsafe { MechPtr::new(mech) };
+    init("C_EncryptInit", h, mech, |t, s, m| {
+        t.encrypt_init(s, m, key)
+    })
 }
 
 /// `C_Encrypt`.
@@ -140,11 +135,10 @@ pub unsafe extern "C" fn C_DecryptInit(
 ) -> CK_RV {
     // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
     // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
-    unsafe {
-        init("C_DecryptInit", h, mech, |t, s, m| {
-            t.decrypt_init(s, m, key)
-        })
-    }
+    let mech = unsafe { MechPtr::new(mech) };
+    init("C_DecryptInit", h, mech, |t, s, m| {
+        t.decrypt_init(s, m, key)
+    })
 }
 
 /// `C_Decrypt`.
@@ -209,7 +203,8 @@ pub unsafe extern "C" fn C_DecryptFinal(
 pub unsafe extern "C" fn C_DigestInit(h: CK_SESSION_HANDLE, mech: *mut CK_MECHANISM) -> CK_RV {
     // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
     // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
-    unsafe { init("C_DigestInit", h, mech, |t, s, m| t.digest_init(s, m)) }
+    let mech = unsafe { MechPtr::new(mech) };
+    init("C_DigestInit", h, mech, |t, s, m| t.digest_init(s, m))
 }
 
 /// `C_Digest`.
@@ -281,7 +276,8 @@ pub unsafe extern "C" fn C_SignInit(
 ) -> CK_RV {
     // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
     // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
-    unsafe { init("C_SignInit", h, mech, |t, s, m| t.sign_init(s, m, key)) }
+    let mech = unsafe { MechPtr::new(mech) };
+    init("C_SignInit", h, mech, |t, s, m| t.sign_init(s, m, key))
 }
 
 /// `C_Sign`.
@@ -342,7 +338,8 @@ pub unsafe extern "C" fn C_VerifyInit(
 ) -> CK_RV {
     // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
     // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
-    unsafe { init("C_VerifyInit", h, mech, |t, s, m| t.verify_init(s, m, key)) }
+    let mech = unsafe { MechPtr::new(mech) };
+    init("C_VerifyInit", h, mech, |t, s, m| t.verify_init(s, m, key))
 }
 
 /// `C_Verify`.

@@ -135,22 +135,21 @@ mod tests {
             flags: CKF_OS_LOCKING_OK,
             pReserved: std::ptr::null_mut(),
         };
-        // SAFETY (each call below): `&a` is a live, readable `CK_C_INITIALIZE_ARGS`.
-        // SAFETY: see above.
+        // SAFETY: `&a` is a live `CK_C_INITIALIZE_ARGS` (so are all below).
         assert!(unsafe { check_init_args(&a) }.is_ok());
         a.CreateMutex = Some(create);
-        // SAFETY: see above.
+        // SAFETY: as above.
         assert_eq!(unsafe { check_init_args(&a) }, Err(BAD));
         a.DestroyMutex = Some(other);
         a.LockMutex = Some(other);
         a.UnlockMutex = Some(other);
-        // SAFETY: see above.
+        // SAFETY: as above.
         assert!(unsafe { check_init_args(&a) }.is_ok());
         a.flags = 0;
-        // SAFETY: see above.
+        // SAFETY: as above.
         assert_eq!(unsafe { check_init_args(&a) }, Err(Rv(CKR_CANT_LOCK)));
         a.pReserved = std::ptr::dangling_mut::<c_void>();
-        // SAFETY: see above (`pReserved` is only compared with NULL).
+        // SAFETY: as above; `pReserved` is only compared with NULL.
         assert_eq!(unsafe { check_init_args(&a) }, Err(BAD));
     }
 }

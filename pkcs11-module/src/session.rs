@@ -80,7 +80,7 @@ pub unsafe extern "C" fn C_GetSessionInfo(
         if si.rw {
             flags |= CKF_RW_SESSION;
         }
-        let si = CK_SESSION_INFO {
+        let answer = CK_SESSION_INFO {
             slotID: e.slot,
             state: si.state,
             flags,
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn C_GetSessionInfo(
         };
         // SAFETY: `info` is not NULL (checked above) and points to a writable
         // `CK_SESSION_INFO` (PKCS#11).
-        unsafe { *info = si };
+        unsafe { *info = answer };
         Ok(())
     })
 }
