@@ -1,4 +1,5 @@
-//! Cryptographic operations: encrypt, decrypt, digest, sign, verify, random.
+//! Cryptographic operations: encrypt, decrypt, digest, sign, verify, random
+//! (SPEC T4).
 //!
 //! Each call finds the session's token (locks released), then runs the operation
 //! under the core's per-session lock only, so sessions work in parallel. Output

@@ -1,6 +1,7 @@
 //! The function lists and the entry points that hand them out:
 //! `C_GetFunctionList` (v2.40 list), `C_GetInterfaceList` and `C_GetInterface`
-//! (two "PKCS 11" interfaces: the v3.0 list, the default, and the v2.40 list).
+//! (two "PKCS 11" interfaces: the v3.0 list, the default, and the v2.40 list),
+//! as SPEC T5 asks.
 //!
 //! These three work before `C_Initialize`, as the standard requires.
 

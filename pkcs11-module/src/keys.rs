@@ -1,4 +1,4 @@
-//! Key management: generate, generate pair, wrap, unwrap, derive.
+//! Key management: generate, generate pair, wrap, unwrap, derive (SPEC T4).
 
 use cryptoki_sys::*;
 

@@ -1,4 +1,5 @@
-//! Object management: create, copy, destroy, attributes, size, search.
+//! Object management: create, copy, destroy, attributes, size, search (SPEC T3:
+//! the attribute rules live in the core).
 //!
 //! Object handles are the core's object ids unchanged.
 

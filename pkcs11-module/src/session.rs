@@ -1,4 +1,5 @@
-//! Session management and login: open/close, session info, login/logout, PINs.
+//! Session management and login: open/close, session info, login/logout, PINs
+//! (SPEC T2: the PIN rules live in the core).
 //!
 //! Login state is per application: the core's `Token` is shared by every session
 //! this process has on it, so logging in on one session logs in all of them.

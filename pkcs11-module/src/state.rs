@@ -2,11 +2,11 @@
 //! directory, the tokens this process has opened, the free slot, and the map from
 //! session handle to token.
 //!
-//! Locks are held only long enough to look something up: a call loads the state
-//! (lock-free, `arc-swap`), takes a reference on its session's entry from a sharded
-//! map, releases every lock here, then calls the token. So many threads sign at once:
-//! threads on different sessions write no cache line in common on this path, and
-//! each session has its own lock in the core.
+//! Thread safety (SPEC T5): locks are held only long enough to look something up:
+//! a call loads the state (lock-free, `arc-swap`), takes a reference on its
+//! session's entry from a sharded map, releases every lock here, then calls the
+//! token. So many threads sign at once: threads on different sessions write no
+//! cache line in common on this path, and each session has its own lock in the core.
 //!
 //! Fork: the state remembers the pid that initialized it. In a child, every call
 //! answers `CKR_CRYPTOKI_NOT_INITIALIZED` until the child calls `C_Initialize`,
