@@ -27,7 +27,7 @@
 //! re-encode (`openssl cms -cmsout -outform DER`); S/MIME is not read.
 //! Every malformed or tampered input is an [`Error::Envelope`] (or
 //! [`Error::SignatureInvalid`] for a signature), never a panic. Content keys and
-//! plaintexts live in [`Zeroizing`] buffers.
+//! plaintexts live in [`Zeroizing`](zeroize::Zeroizing) buffers.
 //!
 //! # With OpenSSL (checked against OpenSSL 3.0 in `vault-core/tests/sealed.rs`)
 //!

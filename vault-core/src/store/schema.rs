@@ -14,7 +14,7 @@ use super::seal::{self, Key32};
 use super::Store;
 use crate::error::{Error, Result};
 
-/// Current file format version. Bump it with a migration in [`MIGRATIONS`].
+/// Current file format version. Bump it with a migration in `MIGRATIONS`.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// Migrations: `MIGRATIONS[i]` upgrades a file from version `i + 1` to `i + 2`.
