@@ -10,6 +10,8 @@ use super::seal::{self, Key32};
 use super::Store;
 use crate::error::{Error, Result};
 
+/// Associated data of a sealed counter: a counter row copied to another name or
+/// token fails to open.
 pub(super) fn counter_ad(serial: &str, name: &str) -> Vec<u8> {
     format!("vtoken-counter-v1\0{serial}\0{name}").into_bytes()
 }

@@ -38,8 +38,11 @@ pub fn wrap_ad(serial: &str, role: &str) -> Vec<u8> {
     format!("vtoken-mk-v1\0{serial}\0{role}").into_bytes()
 }
 
+/// Associated data of the sealed header.
 pub(super) const HEADER_AD: &[u8] = b"vtoken-header-v1";
 
+/// The public-record key as stored in `meta`: its 32 bytes and the first 8 bytes of
+/// their SHA-256, so a damaged key is reported as such.
 pub(super) fn pubkey_encode(k: &Key32) -> Vec<u8> {
     let mut v = k.0.to_vec();
     v.extend_from_slice(&Sha256::digest(k.0)[..8]);
@@ -79,6 +82,7 @@ impl Store {
     }
 }
 
+/// A serialization failure of something the token wrote itself (a bug, not a bad file).
 pub(super) fn ser(e: postcard::Error) -> Error {
     Error::General(format!("serialization: {e}"))
 }

@@ -29,6 +29,9 @@ pub struct RowRef {
     pub private: bool,
 }
 
+/// Associated data of an object record: the token serial, the object id, its privacy,
+/// class and index tags. A record copied to another id or token, or whose clear
+/// columns were changed, fails to open.
 fn obj_ad(
     serial: &str,
     id: u64,
@@ -412,6 +415,8 @@ impl SealView<'_> {
     }
 }
 
+/// A new row generation, random so that an `(id, gen)` pair names one version of an
+/// object ([`Store::update_object_if_gen`] compares it).
 fn random_gen() -> Result<i64> {
     let mut b = [0u8; 8];
     crate::mechanism::random(&mut b)?;
