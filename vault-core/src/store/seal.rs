@@ -1,5 +1,6 @@
 //! Record sealing: AES-256-GCM with a fresh random nonce per write, and the
-//! Argon2id key derivation that wraps a token's master key under a PIN.
+//! Argon2id key derivation that wraps a token's master key under a PIN (SPEC T1, T2),
+//! and the working keys derived from the master key at login ([`MasterKeys`]).
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -138,6 +139,28 @@ impl WrappedKey {
                 m
             })
         }))
+    }
+}
+
+/// Keys derived from the master key once a user (or SO) is logged in.
+#[derive(Clone, Debug)]
+pub struct MasterKeys {
+    /// The master key itself (needed to re-wrap it under a new PIN).
+    pub master: Key32,
+    /// Seals private records.
+    pub records: Key32,
+    /// Keys blind indexes of private records.
+    pub index: Key32,
+}
+
+impl MasterKeys {
+    /// Derives the working keys from the master key.
+    pub fn new(master: Key32) -> MasterKeys {
+        MasterKeys {
+            records: master.derive(b"records"),
+            index: master.derive(b"index"),
+            master,
+        }
     }
 }
 
