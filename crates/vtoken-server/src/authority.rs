@@ -1,5 +1,5 @@
 //! The certificate authority behind the API (E7, E8): authenticates the operator of
-//! each request (seed 001: only pre-agreed stations and relays may ask), checks the
+//! each request (E1; seed 001: only pre-agreed stations and relays may ask), checks the
 //! request, issues the profile its policy grants (never the usage the request asks
 //! for), stores and publishes certificates.
 
