@@ -1,5 +1,5 @@
 //! A local root CA: ECDSA P-256 key and self-signed certificate in PEM files. It
-//! certifies device identity keys on one machine (`vtoken ca init`, V7) and is the
+//! certifies token identity keys on one machine (`vtoken ca init`, V7) and is the
 //! signing core of the CA server (E7).
 
 use std::fs;
@@ -194,7 +194,7 @@ impl LocalCa {
     }
 
     /// Issue a certificate for a token's public key without a request (the local-root
-    /// path: a token's device certificate, V7), valid for [`DEFAULT_LEAF_DAYS`].
+    /// path: a token's identity certificate, V7), valid for [`DEFAULT_LEAF_DAYS`].
     pub fn issue_for_spki(
         &self,
         spki_der: &[u8],

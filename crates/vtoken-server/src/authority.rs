@@ -71,6 +71,8 @@ impl Authority {
         Refusal::internal(format!("CA database: {e}"))
     }
 
+    /// The CA's decision on one request (E7): the request's own signature, then the
+    /// certificate under the caller's profile, stored and published by serial (E8).
     fn decide(&self, store: &Store, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
         let info = verify_csr(csr_der)
             .map_err(|e| Refusal::bad_request(format!("request refused: {e}")))?;

@@ -248,7 +248,7 @@ impl Store {
         Ok(())
     }
 
-    /// The newest certificate published for a token serial (case-insensitive).
+    /// The newest certificate published for a token serial (case-insensitive; E8).
     pub fn latest(&self, token_serial: &str) -> rusqlite::Result<Option<Vec<u8>>> {
         self.conn
             .query_row(
