@@ -1,4 +1,4 @@
-//! V9: a dynamic password derived from a vault entry.
+//! A dynamic password derived from a vault entry (SPEC V9).
 //!
 //! A vault entry (any text, typically a stored password) is turned into an
 //! HOTP key with [`seed_from_entry`], and a code is then produced with HMAC-SHA-1

@@ -1,6 +1,7 @@
 //! # otp-core
 //!
-//! One-time passwords for vtoken:
+//! One-time passwords for vtoken: the codes of the token's OTP credentials (`vtoken
+//! otp`, X5) and the dynamic passwords derived from vault entries (SPEC V9):
 //!
 //! * [`hotp`] — HMAC-based one-time passwords, RFC 4226, with dynamic
 //!   truncation and 6 to 10 zero-padded digits;

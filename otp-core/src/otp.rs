@@ -1,4 +1,5 @@
-//! HOTP (RFC 4226) and TOTP (RFC 6238) generation and verification.
+//! HOTP (RFC 4226) and TOTP (RFC 6238) generation and verification: the codes of the
+//! token's OTP credentials (X5) and the core of V9's dynamic passwords.
 
 use std::fmt;
 use std::str::FromStr;

@@ -1,4 +1,5 @@
-//! `otpauth://` URIs in the Google Authenticator
+//! `otpauth://` URIs (how OTP credentials move between vtoken and authenticator apps,
+//! X5) in the Google Authenticator
 //! [Key URI format](https://github.com/google/google-authenticator/wiki/Key-Uri-Format):
 //!
 //! ```text

@@ -1,22 +1,22 @@
 //! Token-to-token backup (SPEC V11).
 //!
 //! Trust comes from the tokens, never from the caller: each token trusts only the
-//! device root bound to it when it was certified ([`crate::own_root`]), and a
-//! certificate counts only with the device usage ([`crate::check_device_usage`]).
+//! identity root bound to it when it was certified ([`crate::own_root`]), and a
+//! certificate counts only with the identity profile ([`crate::check_identity_usage`]).
 //!
 //! 1. The target makes a [`BackupRequest`] ([`request`]): a fresh nonce it
-//!    remembers, attested with its device key, and its certificate chain.
+//!    remembers, attested with its identity key (V7), and its certificate chain.
 //! 2. The source checks the request ([`export_bundle`]): the chain leads to the
-//!    source's own root, the leaf is a device certificate, the attestation
+//!    source's own root, the leaf is a identity certificate, the attestation
 //!    verifies. Then it collects what may travel ([`collect`]): vault entries, OTP
 //!    credentials, certificates, public keys, data objects, and keys whose policy
 //!    allows it — extractable keys always; non-extractable ones only if the source
 //!    was initialized with `--allow-key-backup`. Keys left behind are named.
 //! 3. The export is a high-privilege act on the source: it passes the picture
-//!    gate as `key-export` and `vault-password` and is confirmed through the
-//!    source's trusted prompt; nothing is sealed otherwise.
-//! 4. The bundle is a CMS SignedData by the source's device key over an
-//!    AuthEnvelopedData sealed to the target's device certificate; the signed
+//!    gate (C1) as `key-export` and `vault-password` and is confirmed through the
+//!    source's trusted prompt (V5); nothing is sealed otherwise.
+//! 4. The bundle is a CMS SignedData by the source's identity key over an
+//!    AuthEnvelopedData sealed to the target's identity certificate (V8); the signed
 //!    payload carries the target's nonce.
 //! 5. The target ([`import_bundle`]) checks the signer against its own root and
 //!    usage, opens the envelope inside the token, checks that the nonce is one it
@@ -42,8 +42,8 @@ use vault_core::Attributes;
 use zeroize::Zeroizing;
 
 use crate::{
-    attest, check_device_usage, new_nonce, own_root, rejected, unhex, verify_attestation,
-    verify_device_chain, verify_device_chain_for, Attestation, Error, Result,
+    attest, check_identity_usage, new_nonce, own_root, rejected, unhex, verify_attestation,
+    verify_identity_chain, verify_identity_chain_for, Attestation, Error, Result,
 };
 
 /// Payload format version.
@@ -54,7 +54,7 @@ pub const REQUEST_VERSION: u32 = 1;
 const NONCE_LEN: usize = 32;
 
 /// What a target hands to the source (JSON): a fresh nonce the target remembers,
-/// signed with its device key, and its device certificate chain.
+/// signed with its identity key, and its identity certificate chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRequest {
     /// Format version ([`REQUEST_VERSION`]).
@@ -190,9 +190,9 @@ impl Summary {
     }
 }
 
-/// Mutual device authentication of two tokens in one process: each attests to the
+/// Mutual authentication of two tokens in one process (V11 over V7): each attests to the
 /// other's random, and each checks the other against the root IT trusts (its own
-/// bound device root) and for the device usage. Returns the target's chain.
+/// bound identity root) and for the identity profile. Returns the target's chain.
 pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Result<Vec<Vec<u8>>> {
     if source.serial() == target.serial() {
         return rejected("source and target are the same token");
@@ -205,7 +205,7 @@ pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Res
             .iter()
             .map(|c| unhex("certificate", c))
             .collect::<Result<_>>()?;
-        verify_device_chain_for(verifier, &chain, now)
+        verify_identity_chain_for(verifier, &chain, now)
             .and_then(|_| verify_attestation(&att, &own_root(verifier)?, &n, now))
             .map_err(|e| Error::Rejected(format!("{who} token not authenticated: {e}")))?;
         Ok(())
@@ -217,7 +217,7 @@ pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Res
 }
 
 /// Target side, step 1 (user logged in on `target`): a fresh nonce the token
-/// remembers, attested with the device key, with the device chain.
+/// remembers, attested with the identity key, with the identity chain.
 pub fn request(target: &Token) -> Result<BackupRequest> {
     if target.device_info()?.chain.is_empty() {
         return rejected("the target token has no device certificate (vtoken device certify)");
@@ -263,7 +263,7 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Checks `request` against the source's own root and for the device usage and
+/// Checks `request` against the source's own root and for the identity profile and
 /// returns the target's chain and serial.
 fn check_request(
     source: &Token,
@@ -286,7 +286,7 @@ fn check_request(
         .iter()
         .map(|c| unhex("certificate", c))
         .collect::<Result<_>>()?;
-    let v = verify_device_chain_for(source, &chain, now)
+    let v = verify_identity_chain_for(source, &chain, now)
         .map_err(|e| Error::Rejected(format!("target certificate refused: {e}")))?;
     verify_attestation(att, &own_root(source)?, &nonce, now)
         .map_err(|e| Error::Rejected(format!("target not authenticated: {e}")))?;
@@ -315,9 +315,9 @@ fn gate_export(source: &Token, items: &[Attributes], what: &str) -> Result<()> {
 
 /// A bundle answering the target's `request` (user logged in on `source`).
 ///
-/// The target's certificate must chain to the source's own device root and be a
-/// device certificate; `expect_root`, when given, must be that same root (an
-/// extra check, never a substitute). Then the gate and the source's prompt;
+/// The target's certificate must chain to the source's own identity root and be a
+/// identity certificate; `expect_root`, when given, must be that same root (an
+/// extra check, never a substitute). Then the gate (C1) and the source's prompt (V5);
 /// nothing is sealed unless every check passed and the user confirmed.
 pub fn export_bundle(
     source: &Token,
@@ -410,11 +410,12 @@ enum Plan {
 }
 
 /// Import (user logged in on `target`, `sid` a R/W session): verifies, opens,
-/// asks, stores. The signer must chain to the target's own device root (
-/// `expect_root`, when given, must equal it) with the device usage;
+/// asks, stores. The signer must chain to the target's own identity root (
+/// `expect_root`, when given, must equal it) with the identity profile;
 /// `expected_source` pins the source serial when known. Nothing is stored unless
 /// every check passed and the user confirmed; the bundle's nonce is consumed with
-/// the import, so the same bundle never imports twice.
+/// the import, so the same bundle never imports twice (V11: the target shows the
+/// data and stores it only on the user's confirmation).
 pub fn import_bundle(
     target: &Token,
     sid: u64,
@@ -435,12 +436,12 @@ pub fn import_bundle(
     let plain = vault_core::sealed::open_signed(
         bundle,
         |signer| {
-            let v = verify_device_chain(&[signer.to_vec()], &root, now)
+            let v = verify_identity_chain(&[signer.to_vec()], &root, now)
                 .and_then(|v| {
                     if v.usage != vtoken_pki::Usage::Device {
                         return rejected(format!("its usage is {}, not device", v.usage));
                     }
-                    check_device_usage(signer)?;
+                    check_identity_usage(signer)?;
                     Ok(v)
                 })
                 .map_err(|e| {

@@ -1,14 +1,22 @@
-//! vtoken device identity, both sides (SPEC V7, V8, V11):
+//! The protocols around a token's identity, both sides (SPEC V7, V8, V11):
 //!
-//! * [`attest`] (token side) answers a challenge with a signature and the device
-//!   certificate chain; [`verify_attestation`] (client side) checks the chain against
-//!   a root, the serial, the nonce (so a replayed answer fails) and the signature.
-//! * [`certify_local`] certifies a token's device key with a local root
+//! * [`attest`] (token side, V7) answers a challenge with a signature and the
+//!   identity certificate chain; [`verify_attestation`] (client side, V7) checks the
+//!   chain against a root, the serial, the nonce (so a replayed answer fails) and the
+//!   signature.
+//! * [`certify_local`] certifies a token's identity key with a local root
 //!   ([`vtoken_pki::LocalCa`], `vtoken ca init`).
-//! * [`backup`]: token-to-token backup — mutual device authentication, a bundle
-//!   signed by the source and sealed to the target (CMS, [`vault_core::sealed`]),
-//!   shown to the user on the target through the trusted prompt, stored only on
+//! * [`backup`]: token-to-token backup (V11) — mutual authentication, a bundle
+//!   signed by the source and sealed to the target (CMS, [`vault_core::sealed`], V8),
+//!   shown to the user on the target through the trusted prompt (V5), stored only on
 //!   confirmation.
+//!
+//! Words: the *identity key* is the RSA key pair every token makes with its first
+//! user PIN (vault-core's `device` module, `Token::device_*`); its *identity
+//! certificate* is issued with the `device` profile ([`Usage::Device`]); the
+//! *identity root* is the root a token's identity certificate was issued under,
+//! bound to the token at certification. The crate and the `vtoken device` commands
+//! keep the word "device" for this identity.
 //!
 //! The token side works on a [`vault_core::token::Token`] the caller has opened and
 //! logged in; nothing here asks for PINs.
@@ -59,11 +67,11 @@ pub struct Attestation {
     /// RSA PKCS#1 v1.5 SHA-256 signature over
     /// [`vault_core::device::attestation_message`], hex.
     pub signature: String,
-    /// Device certificate chain, leaf first, DER as hex.
+    /// Identity certificate chain, leaf first, DER as hex.
     pub chain: Vec<String>,
 }
 
-/// Token side of V7: signs `nonce` with the device key and attaches the chain.
+/// Token side of V7: signs `nonce` with the identity key and attaches the chain.
 /// The token must be certified and logged in.
 pub fn attest(token: &Token, nonce: &[u8]) -> Result<Attestation> {
     let info = token.device_info()?;
@@ -88,7 +96,7 @@ pub(crate) fn unhex(what: &str, s: &str) -> Result<Vec<u8>> {
 
 /// Checks a certificate chain (leaf first, the root itself may be included at the
 /// end) against the trusted `root_der`.
-pub fn verify_device_chain(
+pub fn verify_identity_chain(
     chain: &[Vec<u8>],
     root_der: &[u8],
     now: SystemTime,
@@ -105,8 +113,8 @@ pub fn verify_device_chain(
 }
 
 /// Client side of V7: the chain must lead to `root_der`, the leaf must carry the
-/// device-identity profile ([`vtoken_pki::require_usage`] with [`Usage::Device`]: a
-/// client, signing or operator certificate of the same root proves no device), certify
+/// identity profile ([`vtoken_pki::require_usage`] with [`Usage::Device`]: a client,
+/// signing or operator certificate of the same root proves no identity), certify
 /// the serial the answer claims, the nonce must be the one this client sent
 /// (`expected_nonce`), and the signature must verify with the certified key.
 pub fn verify_attestation(
@@ -124,7 +132,7 @@ pub fn verify_attestation(
         .iter()
         .map(|c| unhex("certificate", c))
         .collect::<Result<_>>()?;
-    let v = verify_device_chain(&chain, root_der, now)
+    let v = verify_identity_chain(&chain, root_der, now)
         .map_err(|e| Error::Rejected(format!("device certificate rejected: {e}")))?;
     vtoken_pki::require_usage(&chain[0], Usage::Device)
         .map_err(|e| Error::Rejected(format!("device certificate rejected: {e}")))?;
@@ -135,7 +143,7 @@ pub fn verify_attestation(
         ));
     }
     let sig = unhex("signature", &att.signature)?;
-    verify_device_signature(&v.spki, &attestation_message(&att.serial, &nonce), &sig).map_err(
+    verify_identity_signature(&v.spki, &attestation_message(&att.serial, &nonce), &sig).map_err(
         |_| {
             Error::Rejected(
                 "the signature does not verify: not signed by the certified device key".into(),
@@ -145,8 +153,8 @@ pub fn verify_attestation(
     Ok(v)
 }
 
-/// RSA PKCS#1 v1.5 / SHA-256 verification with a device key (SPKI DER).
-pub fn verify_device_signature(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
+/// RSA PKCS#1 v1.5 / SHA-256 verification with a identity key (SPKI DER).
+pub fn verify_identity_signature(spki: &[u8], msg: &[u8], sig: &[u8]) -> Result<()> {
     let key = rsa::RsaPublicKey::from_public_key_der(spki)
         .map_err(|e| Error::Rejected(format!("device key: {e}")))?;
     let sig = Signature::try_from(sig).map_err(|_| Error::Rejected("bad signature".into()))?;
@@ -163,7 +171,7 @@ pub fn new_nonce() -> Result<Vec<u8>> {
     Ok(n)
 }
 
-/// Certifies the token's device key with a local root: issues the device
+/// Certifies the token's identity key with a local root (V7): issues the identity
 /// certificate and stores the chain `[leaf, root]` (user logged in). Returns the
 /// leaf DER.
 pub fn certify_local(token: &Token, ca: &LocalCa) -> Result<Vec<u8>> {
@@ -174,7 +182,7 @@ pub fn certify_local(token: &Token, ca: &LocalCa) -> Result<Vec<u8>> {
     Ok(leaf)
 }
 
-/// The device root `token` itself trusts (DER): the root its own device
+/// The identity root `token` itself trusts (DER): the root its own identity
 /// certificate was issued under, bound at certification and authenticated under
 /// its master key ([`Token::device_root`]; user or SO logged in). Backup trusts
 /// this root only, never one a caller names.
@@ -189,18 +197,18 @@ pub fn own_root(token: &Token) -> Result<Vec<u8>> {
     }
 }
 
-/// Checks that a certificate is a device certificate (the `device` profile of
+/// Checks that a certificate is an identity certificate (the `device` profile of
 /// [`Usage`]): keyUsage present with digitalSignature and keyEncipherment (the
 /// backup seals to the key with RSA-OAEP) and nothing a CA, signing or TLS
 /// certificate carries (keyCertSign, cRLSign, nonRepudiation, a CA basic
 /// constraint, an extended key usage). A missing keyUsage is refused: reading
 /// "no extension" as `device` would accept any certificate the root ever issued.
-pub fn check_device_usage(cert_der: &[u8]) -> Result<()> {
+pub fn check_identity_usage(cert_der: &[u8]) -> Result<()> {
     use const_oid::db::rfc5280::{ID_CE_BASIC_CONSTRAINTS, ID_CE_EXT_KEY_USAGE, ID_CE_KEY_USAGE};
     use der::Decode;
     use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, KeyUsages};
 
-    let not_device =
+    let not_identity =
         |why: &str| -> Result<()> { rejected(format!("not a device certificate: {why}")) };
     let cert = x509_cert::Certificate::from_der(cert_der)
         .map_err(|e| Error::Rejected(format!("certificate unreadable: {e}")))?;
@@ -213,20 +221,20 @@ pub fn check_device_usage(cert_der: &[u8]) -> Result<()> {
                 .map_err(|e| Error::Rejected(format!("keyUsage unreadable: {e}")))?;
             key_usage = Some(ku);
         } else if e.extn_id == ID_CE_EXT_KEY_USAGE {
-            return not_device("it has an extended key usage (a TLS or signing certificate)");
+            return not_identity("it has an extended key usage (a TLS or signing certificate)");
         } else if e.extn_id == ID_CE_BASIC_CONSTRAINTS {
             let bc = BasicConstraints::from_der(v)
                 .map_err(|e| Error::Rejected(format!("basicConstraints unreadable: {e}")))?;
             if bc.ca {
-                return not_device("it is a CA certificate");
+                return not_identity("it is a CA certificate");
             }
         }
     }
     let Some(ku) = key_usage else {
-        return not_device("it has no keyUsage");
+        return not_identity("it has no keyUsage");
     };
     if !ku.0.contains(KeyUsages::DigitalSignature) || !ku.0.contains(KeyUsages::KeyEncipherment) {
-        return not_device("its keyUsage lacks digitalSignature or keyEncipherment");
+        return not_identity("its keyUsage lacks digitalSignature or keyEncipherment");
     }
     for bad in [
         KeyUsages::KeyCertSign,
@@ -234,21 +242,21 @@ pub fn check_device_usage(cert_der: &[u8]) -> Result<()> {
         KeyUsages::NonRepudiation,
     ] {
         if ku.0.contains(bad) {
-            return not_device("its keyUsage allows certificate, CRL or document signing");
+            return not_identity("its keyUsage allows certificate, CRL or document signing");
         }
     }
     Ok(())
 }
 
-/// [`verify_device_chain`] against the root `token` itself trusts ([`own_root`]),
-/// plus [`check_device_usage`] on the leaf.
-pub fn verify_device_chain_for(
+/// [`verify_identity_chain`] against the root `token` itself trusts ([`own_root`]),
+/// plus [`check_identity_usage`] on the leaf.
+pub fn verify_identity_chain_for(
     token: &Token,
     chain: &[Vec<u8>],
     now: SystemTime,
 ) -> Result<VerifiedCert> {
     let root = own_root(token)?;
-    let v = verify_device_chain(chain, &root, now).map_err(|e| {
+    let v = verify_identity_chain(chain, &root, now).map_err(|e| {
         Error::Rejected(format!(
             "does not chain to the device root token {} trusts: {e}",
             token.serial()
@@ -260,6 +268,6 @@ pub fn verify_device_chain_for(
             v.usage
         ));
     }
-    check_device_usage(&chain[0])?;
+    check_identity_usage(&chain[0])?;
     Ok(v)
 }

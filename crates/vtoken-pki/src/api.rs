@@ -1,5 +1,5 @@
-//! The CA server's HTTP API: paths and JSON messages, shared by the server, the relay
-//! and [`crate::client`].
+//! The CA server's HTTP API (E6–E8): paths and JSON messages, shared by the server,
+//! the relay and [`crate::client`].
 //!
 //! | method, path | request | answer |
 //! |---|---|---|

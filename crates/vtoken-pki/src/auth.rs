@@ -1,5 +1,5 @@
-//! Enrollment requests signed by a registered operator (seed 001: pre-agreed trust
-//! between the issuing station, the relay and the CA).
+//! Enrollment requests signed by a registered operator (E1, E6; seed 001: pre-agreed
+//! trust between the issuing station, the relay and the CA).
 //!
 //! Every enrollment call carries five headers: the operator's certificate, a time, a
 //! random nonce, the requested profile and a signature by the operator's key (inside

@@ -1,4 +1,6 @@
-//! A local root CA: ECDSA P-256 key and self-signed certificate in PEM files.
+//! A local root CA: ECDSA P-256 key and self-signed certificate in PEM files. It
+//! certifies token identity keys on one machine (`vtoken ca init`, V7) and is the
+//! signing core of the CA server (E7).
 
 use std::fs;
 use std::io::Write;
@@ -186,13 +188,13 @@ impl LocalCa {
     }
 
     /// Issue an end-entity certificate for a verified request ([`crate::verify_csr`]),
-    /// valid for `validity_days`.
+    /// valid for `validity_days` (E7: the subject carries the token serial only).
     pub fn issue(&self, csr: &CsrInfo, validity_days: u32) -> Result<Vec<u8>> {
         self.issue_leaf(&csr.spki, &csr.serial, csr.usage, validity_days)
     }
 
     /// Issue a certificate for a token's public key without a request (the local-root
-    /// path: a token's device certificate), valid for [`DEFAULT_LEAF_DAYS`].
+    /// path: a token's identity certificate, V7), valid for [`DEFAULT_LEAF_DAYS`].
     pub fn issue_for_spki(
         &self,
         spki_der: &[u8],

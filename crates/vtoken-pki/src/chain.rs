@@ -77,7 +77,8 @@ fn check_issuer(c: &Certificate, below: usize, what: &str) -> Result<()> {
 /// with SHA-256/384, RSA PKCS#1 v1.5 with SHA-256/384/512), each validity period,
 /// issuer/subject name chaining, CA flags and keyCertSign on issuers, path lengths.
 /// The root is trusted as given (its own validity and CA flag are still checked).
-/// The leaf must carry a token serial.
+/// The leaf must carry a token serial. Used for identity certificates (V7) and by the
+/// issuing station before it writes a certificate into a token (E9).
 pub fn verify_chain(
     leaf_der: &[u8],
     intermediates: &[Vec<u8>],

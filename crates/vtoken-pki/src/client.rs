@@ -123,14 +123,14 @@ fn answer(r: std::result::Result<ureq::Response, ureq::Error>) -> Result<Vec<u8>
 pub type BatchOutcome = (String, std::result::Result<Vec<u8>, String>);
 
 /// Send one DER PKCS#10 request, signed by the operator credential `auth` (the CA
-/// refuses unsigned requests with 401); returns the DER certificate.
+/// refuses unsigned requests with 401); returns the DER certificate (E6, E8).
 pub fn enroll(base_url: &str, csr_der: &[u8], auth: Option<&Credential>) -> Result<Vec<u8>> {
     post(base_url, api::ENROLL, api::CT_PKCS10, &[], csr_der, auth)
 }
 
 /// Send a batch of DER requests in one call; returns one `(token serial, outcome)` per
 /// request, in request order. The serial is read from each request locally, so results
-/// match back to tokens even when the CA refuses a request.
+/// match back to tokens even when the CA refuses a request (E10).
 pub fn enroll_batch(
     base_url: &str,
     csrs: Vec<Vec<u8>>,

@@ -30,6 +30,7 @@ pub struct CsrInfo {
 /// and returns the signature made with the private key of `spki_der` under `alg`
 /// (for ECDSA raw `r || s` or DER; see [`SigAlg`]). The signature is checked against
 /// `spki_der` before the request is returned, so a wrong key or mechanism fails here.
+/// This is the issuing station's request, signed inside the token (E5).
 pub fn build_csr<E>(
     spki_der: &[u8],
     token_serial: &str,
@@ -90,7 +91,8 @@ pub(crate) fn signed_part(der: &[u8]) -> Result<&[u8]> {
 }
 
 /// Check a DER PKCS#10 request's self-signature (ECDSA P-256/P-384, RSA PKCS#1 v1.5)
-/// and read the token serial, public key and usage from it.
+/// and read the token serial, public key and usage from it: the check a verifying
+/// relay (E6) and the CA (E7) make before anything else.
 pub fn verify_csr(der: &[u8]) -> Result<CsrInfo> {
     let req = CertReq::from_der(der)?;
     let tbs = signed_part(der)?;

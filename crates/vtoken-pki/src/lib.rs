@@ -3,7 +3,7 @@
 //! * [`LocalCa`] — a root CA (ECDSA P-256 / SHA-256) kept as two PEM files in a
 //!   directory; it issues end-entity certificates whose subject carries only the token
 //!   serial ([`LocalCa::issue`] from a verified request, [`LocalCa::issue_for_spki`] for a
-//!   token's device certificate without a request round trip).
+//!   token's identity certificate without a request round trip).
 //! * [`build_csr`] — a PKCS#10 request whose signature is computed by a callback, so the
 //!   private key never leaves the token; [`verify_csr`] checks one and returns [`CsrInfo`].
 //! * [`verify_chain`] — a leaf, its intermediates and a trusted root: signatures, validity,

@@ -1,5 +1,6 @@
 //! Certs-only PKCS#7 (a CMS SignedData with no signers, RFC 5652 / RFC 7030 4.1.3) and
-//! the base64 transfer encoding EST uses.
+//! the base64 transfer encoding EST uses (how EST clients fetch the CA certificates
+//! and receive theirs, E8).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;

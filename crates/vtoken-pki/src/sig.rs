@@ -1,4 +1,5 @@
-//! Signature algorithms: identifiers, signature formats and verification.
+//! Signature algorithms: identifiers, signature formats and verification (the
+//! algorithm id a token's request carries, E5, and the CA's checks, E7).
 
 use const_oid::db::{rfc5912, rfc5912::ID_EC_PUBLIC_KEY, rfc5912::RSA_ENCRYPTION};
 use const_oid::ObjectIdentifier;

@@ -22,7 +22,9 @@ use crate::{ext, Error, Result};
 /// | `Signing` | digitalSignature + nonRepudiation | — |
 /// | `Operator` | digitalSignature | clientAuth + id-kp-cmcRA |
 ///
-/// `Device` is the token's identity (device authentication, V7/V11 envelopes).
+/// `Device` certifies a key that identifies a token (its wire name `device` stays in
+/// requests, operator policies and the CLI): the identity certificate V7 attestation
+/// and V11 backup check, and the default profile of enrollment (E5).
 /// `Operator` certifies an issuing station or relay: a registration authority in the
 /// sense of RFC 6402 (id-kp-cmcRA) and RFC 7030, allowed to ask the CA for
 /// certificates. A request without a keyUsage/extendedKeyUsage request reads as
@@ -32,7 +34,7 @@ use crate::{ext, Error, Result};
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Usage {
-    /// Device identity: authentication and key transport/agreement.
+    /// A token's identity: authentication and key transport/agreement.
     Device,
     /// TLS client authentication.
     Client,

@@ -32,9 +32,9 @@ fn pkcs10_seeds_verify() {
     assert_eq!(vtoken_pki::pkcs7::parse_certs_only(&p7).unwrap().len(), 1);
 }
 
-/// Found by the `pkcs10` target: empty PEM text (or only line breaks) made
-/// x509-cert 0.2.5 compute `0 - 1` (a panic with overflow checks). Now a clear
-/// error, through both PEM readers.
+/// Found by the `pkcs10` target: on empty PEM text (or only line breaks) x509-cert
+/// 0.2.5 computes `0 - 1`, a panic with overflow checks; both PEM readers must give
+/// a clear error instead.
 #[test]
 fn empty_pem_text_is_an_error() {
     for text in ["", "\n", "\r\n\n"] {

@@ -1,5 +1,5 @@
 //! The certificate authority behind the API (E7, E8): authenticates the operator of
-//! each request (seed 001: only pre-agreed stations and relays may ask), checks the
+//! each request (E1; seed 001: only pre-agreed stations and relays may ask), checks the
 //! request, issues the profile its policy grants (never the usage the request asks
 //! for), stores and publishes certificates.
 
@@ -71,6 +71,8 @@ impl Authority {
         Refusal::internal(format!("CA database: {e}"))
     }
 
+    /// The CA's decision on one request (E7): the request's own signature, then the
+    /// certificate under the caller's profile, stored and published by serial (E8).
     fn decide(&self, store: &Store, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
         let info = verify_csr(csr_der)
             .map_err(|e| Refusal::bad_request(format!("request refused: {e}")))?;

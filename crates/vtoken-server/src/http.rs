@@ -1,5 +1,5 @@
-//! The HTTP API (paths in [`vtoken_pki::api`]) over a [`Backend`]: the CA itself or a
-//! relay in front of it.
+//! The HTTP API (paths in [`vtoken_pki::api`]) over a [`Backend`]: the CA itself (E7,
+//! E8) or a relay in front of it (E6).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
-//! `vtoken-server`: the servers of vtoken's protocols. Today: the certificate authority
-//! for token enrollment (SPEC E6–E10, EST RFC 7030) and the relay in front of it.
+//! `vtoken-server`: the servers of vtoken's protocols: the certificate authority for
+//! token enrollment (SPEC E6–E10, EST RFC 7030) and the relay in front of it.
 
 #![forbid(unsafe_code)]
 

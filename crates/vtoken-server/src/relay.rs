@@ -74,6 +74,8 @@ fn upstream_err(e: Error) -> Refusal {
 }
 
 impl Relay {
+    /// With `--verify` (E6): the request's signature and its serial's range, checked
+    /// here so a bad request never reaches the CA.
     fn check(&self, csr: &[u8]) -> Result<(), Refusal> {
         let Some(range) = &self.verify else {
             return Ok(());

@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS nonces (
 );
 ";
 
-/// Columns added after the first release; added to older databases on open.
+/// Columns a database made by the first schema lacks; [`Store::open`] adds them, so
+/// every database the server opens has the full schema.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("certs", "revoked_at INTEGER"),
     ("requests", "client TEXT NOT NULL DEFAULT ''"),
@@ -247,7 +248,7 @@ impl Store {
         Ok(())
     }
 
-    /// The newest certificate published for a token serial (case-insensitive).
+    /// The newest certificate published for a token serial (case-insensitive; E8).
     pub fn latest(&self, token_serial: &str) -> rusqlite::Result<Option<Vec<u8>>> {
         self.conn
             .query_row(
