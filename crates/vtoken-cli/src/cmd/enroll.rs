@@ -31,7 +31,7 @@ use vtoken_pki::auth::Credential;
 use vtoken_pki::{client, SigAlg, Usage};
 use zeroize::Zeroizing;
 
-use crate::cli::UserPin;
+use crate::args::UserPin;
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json};

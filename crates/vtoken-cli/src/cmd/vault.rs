@@ -17,34 +17,14 @@ use vault_core::vault::{
 };
 use zeroize::Zeroizing;
 
-use crate::cli::UserPin;
+use crate::args::UserPin;
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
+use crate::gated;
 use crate::output::{outln, print_json, printable, write_out};
 use crate::pin;
 
 // ---------------------------------------------------------------------- clap
-
-/// `vtoken init` options for the vault.
-#[derive(Debug, Args, Clone, Default)]
-pub struct InitVault {
-    /// The vault: `available` (usable at once) or `optional` (needs the activation
-    /// code printed once at init, then `vtoken vault enable`).
-    #[arg(long = "vault", value_enum, default_value_t = InitMode::Available)]
-    pub vault: InitMode,
-    /// With --vault optional: use this activation code (supplied by the issuer)
-    /// instead of generating one.
-    #[arg(long, value_name = "CODE", requires = "vault")]
-    pub vault_code: Option<String>,
-}
-
-/// `--vault` values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum InitMode {
-    #[default]
-    Available,
-    Optional,
-}
 
 /// Entry kinds on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -299,47 +279,6 @@ Examples:
         #[command(flatten)]
         user: UserPin,
     },
-}
-
-// ---------------------------------------------------------------------- init
-
-/// Sets the vault up on a new token (the SO is logged in). Returns the activation
-/// code to show once.
-pub fn setup(token: &Token, v: &InitVault) -> Result<Option<String>> {
-    match (v.vault, &v.vault_code) {
-        (InitMode::Available, Some(_)) => bail!("--vault-code needs --vault optional"),
-        (InitMode::Available, None) => Ok(token.vault_setup(VaultMode::Available)?),
-        (InitMode::Optional, None) => Ok(token.vault_setup(VaultMode::Optional)?),
-        (InitMode::Optional, Some(c)) => {
-            token.vault_setup_with_code(VaultMode::Optional, Some(c))?;
-            Ok(None)
-        }
-    }
-}
-
-/// What `vtoken init` reports about the vault (JSON).
-pub fn init_json(v: &InitVault, code: &Option<String>) -> serde_json::Value {
-    json!({
-        "mode": match v.vault { InitMode::Available => "available", InitMode::Optional => "optional" },
-        "activation_code": code,
-    })
-}
-
-/// What `vtoken init` prints about the vault (text).
-pub fn init_text(v: &InitVault, code: &Option<String>) {
-    match (v.vault, code) {
-        (InitMode::Available, _) => outln!("  vault:   available"),
-        (InitMode::Optional, Some(c)) => {
-            outln!("  vault:   optional, not activated");
-            outln!();
-            outln!("Vault activation code (shown only this once; keep it safe):");
-            outln!("  {c}");
-            outln!("Activate the vault with `vtoken vault activate`.");
-        }
-        (InitMode::Optional, None) => {
-            outln!("  vault:   optional, not activated (activation code from the issuer)")
-        }
-    }
 }
 
 // ---------------------------------------------------------------------- helpers
@@ -839,7 +778,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             let e = if *reveal {
                 // Secrets shown in the clear: the gate (vault-password) and the
                 // token's vault-read confirmation, in the core.
-                crate::gate::before(
+                gated::before(
                     ctx,
                     &open,
                     OpClass::VaultPassword,
@@ -920,7 +859,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             };
             // `vault_password` passes the gate (vault-password) and asks the prompt
             // agent itself when the token's policy confirms "vault-read".
-            crate::gate::before(
+            gated::before(
                 ctx,
                 &open,
                 OpClass::VaultPassword,
@@ -974,7 +913,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
         } => {
             let open = open_user(ctx, user)?;
             if !*no_secrets {
-                crate::gate::before(
+                gated::before(
                     ctx,
                     &open,
                     OpClass::VaultPassword,
