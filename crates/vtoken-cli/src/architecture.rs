@@ -73,7 +73,7 @@ fn ident_at(s: &str) -> (&str, &str) {
 fn referenced(line: &str, here: &[String]) -> Vec<Vec<String>> {
     let mut found = Vec::new();
     let mut rest = line;
-    while let Some(i) = rest.find(|c: char| c == 'c' || c == 's') {
+    while let Some(i) = rest.find(['c', 's']) {
         let at = &rest[i..];
         let boundary = i == 0
             || !rest[..i]
