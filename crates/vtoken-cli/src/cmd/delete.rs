@@ -15,6 +15,8 @@ use crate::output::{outln, print_json};
 use crate::pin;
 use crate::select::{self, ObjectInfo};
 
+// `vtoken delete`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
 #[derive(Debug, Args)]
 pub struct DeleteArgs {
     #[command(flatten)]

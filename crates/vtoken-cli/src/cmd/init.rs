@@ -16,6 +16,8 @@ use crate::identity;
 use crate::output::{outln, print_json};
 use crate::pin::{self, Role};
 
+// `vtoken init`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Token label (at most 32 bytes).

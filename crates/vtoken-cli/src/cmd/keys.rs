@@ -65,6 +65,8 @@ Examples:
     },
 }
 
+// `vtoken import`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// The file to import.
@@ -83,6 +85,8 @@ pub struct ImportArgs {
     #[command(flatten)]
     pub user: UserPin,
 }
+// `vtoken export`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     #[command(flatten)]

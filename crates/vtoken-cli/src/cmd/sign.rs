@@ -22,6 +22,8 @@ use crate::output::{outln, print_json, read_in, write_out};
 use crate::pin;
 use crate::select::{self, curve_of};
 
+// `vtoken sign`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
 #[derive(Debug, Args)]
 pub struct SignArgs {
     #[command(flatten)]
@@ -41,6 +43,8 @@ pub struct SignArgs {
     #[command(flatten)]
     pub user: UserPin,
 }
+// `vtoken verify`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
