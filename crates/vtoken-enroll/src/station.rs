@@ -475,3 +475,66 @@ impl<'a> Station<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vault_core::config::Config;
+
+    const SO: &[u8] = b"12345678";
+
+    fn registry(dir: &tempfile::TempDir) -> Registry {
+        Registry::new(Config::for_dir(dir.path().join("tokens")))
+    }
+
+    #[test]
+    fn all_skips_the_operator() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(&dir);
+        let op = reg.create("op", SO, None).unwrap();
+        let a = reg.create("a", SO, None).unwrap();
+        let (entries, outcomes) = select_tokens(&reg, &Selection::All, &op.serial).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].serial, a.serial);
+        assert!(outcomes.is_empty());
+    }
+
+    #[test]
+    fn named_tokens_are_deduplicated_and_unknown_names_fail_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(&dir);
+        let op = reg.create("op", SO, None).unwrap();
+        let a = reg.create("a", SO, None).unwrap();
+        let names = vec![
+            "a".to_string(),
+            format!(" {} ", a.serial),
+            "nope".into(),
+            " ".into(),
+        ];
+        let (entries, outcomes) =
+            select_tokens(&reg, &Selection::Named(names), &op.serial).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(outcomes.len(), 1);
+        assert_eq!(outcomes[0].serial, "nope");
+        assert_eq!(outcomes[0].status, Status::Failed);
+        assert!(matches!(outcomes[0].error, Some(Error::Token(_))));
+    }
+
+    #[test]
+    fn the_operator_is_never_enrolled_and_nothing_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = registry(&dir);
+        let op = reg.create("op", SO, None).unwrap();
+        let named = Selection::Named(vec!["op".into()]);
+        match select_tokens(&reg, &named, &op.serial) {
+            Err(Error::IsOperator(n)) => assert_eq!(n, "op"),
+            other => panic!("{:?}", other.map(|r| r.0.len())),
+        }
+        match select_tokens(&reg, &Selection::All, &op.serial) {
+            Err(e @ Error::NoTokens { .. }) => {
+                assert!(e.to_string().starts_with("no token to enrol in "), "{e}")
+            }
+            other => panic!("{:?}", other.map(|r| r.0.len())),
+        }
+    }
+}

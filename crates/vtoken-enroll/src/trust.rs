@@ -175,4 +175,31 @@ mod tests {
             "{e}"
         );
     }
+
+    #[test]
+    fn a_root_from_der_or_pem_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = vtoken_pki::LocalCa::init(&dir.path().join("ca"), "station test root").unwrap();
+        let t = Trust::from_certs(vec![ca.cert_der().to_vec()], "test").unwrap();
+        assert_eq!(t.subject(), ca.subject());
+        assert_eq!(t.fingerprint(), fingerprint(ca.cert_der()));
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, vtoken_pki::cert_der_to_pem(ca.cert_der())).unwrap();
+        assert_eq!(
+            Trust::from_file(&pem).unwrap().fingerprint(),
+            t.fingerprint()
+        );
+        let der = dir.path().join("ca.der");
+        std::fs::write(&der, ca.cert_der()).unwrap();
+        assert_eq!(Trust::from_file(&der).unwrap().subject(), t.subject());
+        assert!(matches!(
+            Trust::from_file(&dir.path().join("none")),
+            Err(Error::File { .. })
+        ));
+        // Something that is not a certificate of this root is refused.
+        let e = t
+            .check(b"junk", "00", b"", vtoken_pki::Usage::Device)
+            .unwrap_err();
+        assert!(matches!(e, Error::CertificateRejected(_)), "{e}");
+    }
 }
