@@ -8,7 +8,7 @@ use vault_core::slots::{Registry, TokenEntry};
 use vault_core::token::{Token, UserType};
 use vault_core::Error;
 
-use crate::error::{bail, CliError, Result};
+use crate::error::{bail, describe, CliError, Result};
 use crate::pin::Pin;
 
 /// The loaded configuration and token registry.
@@ -104,26 +104,32 @@ pub fn login(token: &Token, who: UserType, pin: &Pin) -> Result<()> {
 
 /// Explains a failed PIN check.
 pub fn pin_error(token: &Token, who: UserType, e: Error) -> CliError {
+    let tries_left = match e {
+        Error::PinIncorrect => token.info().ok().map(|i| {
+            let s = if who == UserType::User {
+                i.user_pin
+            } else {
+                i.so_pin
+            };
+            s.max_tries.saturating_sub(s.failures)
+        }),
+        _ => None,
+    };
+    pin_message(who, &e, tries_left)
+}
+
+/// Explains a failed PIN check, given the tries the token has left after it.
+pub fn pin_message(who: UserType, e: &Error, tries_left: Option<u32>) -> CliError {
     let name = match who {
         UserType::User => "user PIN",
         UserType::So => "SO PIN",
     };
     match e {
-        Error::PinIncorrect => {
-            let left = token.info().ok().map(|i| {
-                let s = if who == UserType::User {
-                    i.user_pin
-                } else {
-                    i.so_pin
-                };
-                s.max_tries.saturating_sub(s.failures)
-            });
-            match left {
-                Some(1) => CliError::new(format!("incorrect {name} (1 try left before it locks)")),
-                Some(n) => CliError::new(format!("incorrect {name} ({n} tries left)")),
-                None => CliError::new(format!("incorrect {name}")),
-            }
-        }
+        Error::PinIncorrect => match tries_left {
+            Some(1) => CliError::new(format!("incorrect {name} (1 try left before it locks)")),
+            Some(n) => CliError::new(format!("incorrect {name} ({n} tries left)")),
+            None => CliError::new(format!("incorrect {name}")),
+        },
         Error::PinLocked => match who {
             UserType::User => CliError::new(
                 "the user PIN is locked after too many wrong tries; unlock it with \
@@ -134,6 +140,6 @@ pub fn pin_error(token: &Token, who: UserType, e: Error) -> CliError {
                  `vtoken delete --token-file --force` and create a new one",
             ),
         },
-        e => e.into(),
+        e => CliError::new(describe(e)),
     }
 }

@@ -29,15 +29,21 @@ impl fmt::Display for CliError {
 
 impl From<vault_core::Error> for CliError {
     fn from(e: vault_core::Error) -> Self {
-        use vault_core::Error as E;
-        let message = match &e {
-            E::UserNotLoggedIn => "not logged in (give the user PIN)".to_string(),
-            E::UserPinNotInitialized => {
-                "the user PIN is not set on this token (set one with `vtoken pin unlock`)".into()
-            }
-            _ => e.to_string(),
-        };
-        CliError { message }
+        CliError {
+            message: describe(&e),
+        }
+    }
+}
+
+/// A token error in the CLI's words: what to do next where there is something to do.
+pub fn describe(e: &vault_core::Error) -> String {
+    use vault_core::Error as E;
+    match e {
+        E::UserNotLoggedIn => "not logged in (give the user PIN)".to_string(),
+        E::UserPinNotInitialized => {
+            "the user PIN is not set on this token (set one with `vtoken pin unlock`)".into()
+        }
+        _ => e.to_string(),
     }
 }
 

@@ -6,117 +6,53 @@
 //! stderr, failures as one `error: …` line with exit status 1; secrets are never
 //! printed.
 
+mod args;
 mod cli;
+mod cmd;
 mod context;
-mod device;
-mod enroll;
 mod error;
-mod gate;
-mod keys;
-mod objects;
-mod otp;
+mod gated;
+mod identity;
 mod output;
 mod pin;
-mod prompt;
-mod sign;
-mod tokens;
-mod vault;
+mod select;
+
+#[cfg(test)]
+mod architecture;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{Cli, Command, KeyCommand, ObjectsCommand};
+use cli::{Cli, Command};
 use context::Ctx;
 use error::Result;
-use output::outln;
 
+/// Parses nothing and prints nothing itself: hands each command to its module.
 fn run(cli: Cli) -> Result<ExitCode> {
     let ctx = Ctx::load(cli.token.clone())?;
     let json = cli.json;
     match &cli.command {
-        Command::Init {
-            label,
-            so,
-            user,
-            vault,
-            device,
-        } => tokens::init(&ctx, json, label, so, user, vault, device)?,
-        Command::List => tokens::list(&ctx, json)?,
-        Command::Info => tokens::info(&ctx, json)?,
-        Command::Pin(p) => tokens::pin(&ctx, p)?,
-        Command::Key(KeyCommand::Generate {
-            kind,
-            label,
-            id,
-            extractable,
-            gate,
-            user,
-        }) => keys::generate(&ctx, json, *kind, label, id, *extractable, *gate, user)?,
-        Command::Import {
-            file,
-            label,
-            id,
-            gate,
-            user,
-        } => keys::import(&ctx, json, file, label, id, *gate, user)?,
-        Command::Export {
-            select,
-            kind,
-            der,
-            out,
-            user,
-        } => keys::export(&ctx, json, select, *kind, *der, out.as_deref(), user)?,
-        Command::Objects(ObjectsCommand::List { user }) => keys::list(&ctx, json, user)?,
-        Command::Delete {
-            select,
-            token_file,
-            force,
-            user,
-        } => {
-            if *token_file {
-                tokens::delete_token(&ctx, json, *force)?
-            } else {
-                keys::delete(&ctx, json, select, *force, user)?
-            }
-        }
-        Command::Otp(c) => otp::run(&ctx, json, c)?,
-        Command::Vault(c) => vault::run(&ctx, json, c)?,
-        Command::Gate(c) => gate::run(&ctx, json, c)?,
-        Command::Reattach(r) => gate::reattach(&ctx, json, r)?,
-        Command::Prompt(c) => prompt::run(&ctx, json, c)?,
-        Command::Ca(c) => device::ca(&ctx, json, c)?,
-        Command::Device(c) => device::device(&ctx, json, c)?,
-        Command::Backup(b) => device::backup(&ctx, json, b)?,
-        Command::Enroll(args) => return enroll::run(&ctx, json, args),
-        Command::Sign {
-            select,
-            mechanism,
-            input,
-            out,
-            der,
-            user,
-        } => sign::sign(&ctx, select, mechanism, input, out.as_deref(), *der, user)?,
-        Command::Verify {
-            select,
-            mechanism,
-            input,
-            signature,
-            der,
-            user,
-        } => {
-            let valid = sign::verify(&ctx, select, mechanism, input, signature, *der, user)?;
-            if json {
-                output::print_json(&serde_json::json!({ "valid": valid }))?;
-            }
-            if !valid {
-                eprintln!("error: signature invalid");
-                return Ok(ExitCode::FAILURE);
-            }
-            if !json {
-                outln!("signature valid");
-            }
-        }
+        Command::Init(a) => cmd::init::run(&ctx, json, a)?,
+        Command::List => cmd::tokens::list(&ctx, json)?,
+        Command::Info => cmd::tokens::info(&ctx, json)?,
+        Command::Pin(c) => cmd::pin::run(&ctx, c)?,
+        Command::Key(c) => cmd::keys::run(&ctx, json, c)?,
+        Command::Import(a) => cmd::keys::import(&ctx, json, a)?,
+        Command::Export(a) => cmd::keys::export(&ctx, json, a)?,
+        Command::Objects(c) => cmd::objects::run(&ctx, json, c)?,
+        Command::Delete(a) => cmd::delete::run(&ctx, json, a)?,
+        Command::Otp(c) => cmd::otp::run(&ctx, json, c)?,
+        Command::Vault(c) => cmd::vault::run(&ctx, json, c)?,
+        Command::Gate(c) => cmd::gate::run(&ctx, json, c)?,
+        Command::Reattach(r) => cmd::gate::reattach(&ctx, json, r)?,
+        Command::Prompt(c) => cmd::prompt::run(&ctx, json, c)?,
+        Command::Ca(c) => cmd::device::ca(&ctx, json, c)?,
+        Command::Device(c) => cmd::device::device(&ctx, json, c)?,
+        Command::Backup(b) => cmd::backup::run(&ctx, json, b)?,
+        Command::Enroll(a) => return cmd::enroll::run(&ctx, json, a),
+        Command::Sign(a) => cmd::sign::sign(&ctx, a)?,
+        Command::Verify(a) => return cmd::sign::verify(&ctx, json, a),
     }
     Ok(ExitCode::SUCCESS)
 }

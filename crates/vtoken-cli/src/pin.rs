@@ -6,7 +6,7 @@ use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::cli::{SoPin, UserPin};
+use crate::args::{SoPin, UserPin};
 use crate::error::{bail, Result};
 
 /// A PIN held in memory that is wiped when dropped.

@@ -8,7 +8,7 @@ use vault_core::otp::OtpSummary;
 use vault_core::token::UserType;
 use zeroize::Zeroizing;
 
-use crate::cli::UserPin;
+use crate::args::UserPin;
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json};

@@ -1,7 +1,10 @@
 //! `vtoken sign` and `vtoken verify`: mechanism names, key choice, and the
 //! conversion between PKCS#11's raw ECDSA signatures (`r || s`) and ASN.1 DER.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
 
 use cryptoki_sys::*;
 use der::asn1::UintRef;
@@ -11,12 +14,56 @@ use vault_core::session::{OutLen, Output};
 use vault_core::token::UserType;
 use vault_core::{Attributes, Error};
 
-use crate::cli::{Selector, UserPin};
+use crate::args::{Selector, UserPin};
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
-use crate::objects::{self, curve_of};
-use crate::output::{read_in, write_out};
+use crate::gated;
+use crate::output::{outln, print_json, read_in, write_out};
 use crate::pin;
+use crate::select::{self, curve_of};
+
+// `vtoken sign`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    #[command(flatten)]
+    pub select: Selector,
+    /// Signature mechanism [default: from the key type].
+    #[arg(long, short = 'm')]
+    pub mechanism: Option<String>,
+    /// Input file ("-" for stdin).
+    #[arg(short = 'i', long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// Output file [default: stdout].
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// ECDSA: write the signature as ASN.1 DER instead of raw r||s.
+    #[arg(long)]
+    pub der: bool,
+    #[command(flatten)]
+    pub user: UserPin,
+}
+// `vtoken verify`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub select: Selector,
+    /// Signature mechanism [default: from the key type].
+    #[arg(long, short = 'm')]
+    pub mechanism: Option<String>,
+    /// Input file ("-" for stdin).
+    #[arg(short = 'i', long = "in", value_name = "FILE")]
+    pub input: PathBuf,
+    /// The signature file.
+    #[arg(long, short = 's', value_name = "FILE")]
+    pub signature: PathBuf,
+    /// ECDSA: the signature is ASN.1 DER (as OpenSSL writes it), not raw r||s.
+    #[arg(long)]
+    pub der: bool,
+    #[command(flatten)]
+    pub user: UserPin,
+}
 
 /// A signature mechanism as named on the command line.
 struct Named {
@@ -117,7 +164,7 @@ fn mechanism_of(n: &Named) -> Mechanism {
 fn one(open: &Open, handles: Vec<u64>, sel: &Selector, what: &str) -> Result<(u64, Attributes)> {
     match handles.len() {
         1 => Ok((handles[0], (*open.token.attributes(handles[0])?).clone())),
-        0 => bail!("no {what} matches {}", objects::describe_selector(sel)),
+        0 => bail!("no {what} matches {}", select::describe_selector(sel)),
         n => {
             let hs: Vec<String> = handles.iter().map(|h| h.to_string()).collect();
             bail!(
@@ -134,7 +181,7 @@ fn check_key(n: &Named, a: &Attributes) -> Result<()> {
         None => a.class() == Some(CKO_SECRET_KEY),
     };
     if !ok {
-        let kt = objects::key_type_name(a.key_type()).unwrap_or("unknown");
+        let kt = select::key_type_name(a.key_type()).unwrap_or("unknown");
         bail!("mechanism {} does not fit this {kt} key", n.name);
     }
     Ok(())
@@ -154,27 +201,27 @@ fn is_ecdsa(n: &Named) -> bool {
 }
 
 /// `vtoken sign`.
-#[allow(clippy::too_many_arguments)]
-pub fn sign(
-    ctx: &Ctx,
-    sel: &Selector,
-    mech: &Option<String>,
-    input: &Path,
-    out: Option<&Path>,
-    der_out: bool,
-    user: &UserPin,
-) -> Result<()> {
+pub fn sign(ctx: &Ctx, args: &SignArgs) -> Result<()> {
+    let SignArgs {
+        select: sel,
+        mechanism: mech,
+        input,
+        out,
+        der: der_out,
+        user,
+    } = args;
+    let (out, der_out) = (out.as_deref(), *der_out);
     let data = read_in(input)?;
     let open = ctx.open()?;
     open.login(UserType::User, &pin::user(user)?)?;
-    let handles = objects::select(&open, sel, &[CKO_PRIVATE_KEY, CKO_SECRET_KEY])?;
+    let handles = select::select(&open, sel, &[CKO_PRIVATE_KEY, CKO_SECRET_KEY])?;
     let (h, attrs) = one(&open, handles, sel, "private or secret key")?;
     let n = choose(&attrs, mech)?;
     if der_out && !is_ecdsa(n) {
         bail!("--der applies to ECDSA signatures only");
     }
     // A gated key or class: the picture check on this terminal first (SPEC C1–C3).
-    crate::gate::before(
+    gated::before(
         ctx,
         &open,
         vault_core::gate::OpClass::Sign,
@@ -209,15 +256,33 @@ pub fn sign(
 
 /// `vtoken verify`: `Ok(true)` when valid, `Ok(false)` when invalid.
 #[allow(clippy::too_many_arguments)]
-pub fn verify(
-    ctx: &Ctx,
-    sel: &Selector,
-    mech: &Option<String>,
-    input: &Path,
-    signature: &Path,
-    der_in: bool,
-    user: &UserPin,
-) -> Result<bool> {
+/// `vtoken verify`: exit status 0 for a valid signature, 1 for an invalid one.
+pub fn verify(ctx: &Ctx, json: bool, args: &VerifyArgs) -> Result<ExitCode> {
+    let valid = check(ctx, args)?;
+    if json {
+        print_json(&serde_json::json!({ "valid": valid }))?;
+    }
+    if !valid {
+        eprintln!("error: signature invalid");
+        return Ok(ExitCode::FAILURE);
+    }
+    if !json {
+        outln!("signature valid");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the signature of `args` verifies.
+fn check(ctx: &Ctx, args: &VerifyArgs) -> Result<bool> {
+    let VerifyArgs {
+        select: sel,
+        mechanism: mech,
+        input,
+        signature,
+        der: der_in,
+        user,
+    } = args;
+    let der_in = *der_in;
     let data = read_in(input)?;
     let sig = read_in(signature)?;
     let open = ctx.open()?;
@@ -225,11 +290,11 @@ pub fn verify(
         Some(p) => open.login(UserType::User, &p).map(|_| true)?,
         None => false,
     };
-    let mut handles = objects::select(&open, sel, &[CKO_PUBLIC_KEY, CKO_SECRET_KEY])?;
+    let mut handles = select::select(&open, sel, &[CKO_PUBLIC_KEY, CKO_SECRET_KEY])?;
     if handles.is_empty() && !logged_in {
         // Perhaps a secret (HMAC) key, visible only after login.
         open.login(UserType::User, &pin::user(user)?)?;
-        handles = objects::select(&open, sel, &[CKO_PUBLIC_KEY, CKO_SECRET_KEY])?;
+        handles = select::select(&open, sel, &[CKO_PUBLIC_KEY, CKO_SECRET_KEY])?;
     }
     let (h, attrs) = one(&open, handles, sel, "public or secret key")?;
     let n = choose(&attrs, mech)?;

@@ -4,47 +4,28 @@
 //! the clear, RSA-OAEP-encrypted or as a dynamic password; clipboard copy with
 //! automatic clearing; KeePassXC CSV import and export.
 
-use std::io::IsTerminal;
+mod helpers;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use vault_core::gate::OpClass;
-use vault_core::token::{Token, UserType};
-use vault_core::vault::{
-    Entry, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, VaultStatus, BANKS, MASK,
-};
+use vault_core::vault::{Entry, Kind, PasswordOutput, PublicKeyRef, Query, BANKS, MASK};
 use zeroize::Zeroizing;
 
-use crate::cli::UserPin;
-use crate::context::{Ctx, Open};
+use crate::args::UserPin;
+use crate::context::Ctx;
 use crate::error::{bail, CliError, Result};
+use crate::gated;
 use crate::output::{outln, print_json, printable, write_out};
-use crate::pin;
+
+use helpers::{
+    apply_fields, ask_secret, cerr, clip, key_by_label, open_user, print_list, print_status,
+    read_spki, resolve, when,
+};
 
 // ---------------------------------------------------------------------- clap
-
-/// `vtoken init` options for the vault.
-#[derive(Debug, Args, Clone, Default)]
-pub struct InitVault {
-    /// The vault: `available` (usable at once) or `optional` (needs the activation
-    /// code printed once at init, then `vtoken vault enable`).
-    #[arg(long = "vault", value_enum, default_value_t = InitMode::Available)]
-    pub vault: InitMode,
-    /// With --vault optional: use this activation code (supplied by the issuer)
-    /// instead of generating one.
-    #[arg(long, value_name = "CODE", requires = "vault")]
-    pub vault_code: Option<String>,
-}
-
-/// `--vault` values.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
-pub enum InitMode {
-    #[default]
-    Available,
-    Optional,
-}
 
 /// Entry kinds on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -301,402 +282,6 @@ Examples:
     },
 }
 
-// ---------------------------------------------------------------------- init
-
-/// Sets the vault up on a new token (the SO is logged in). Returns the activation
-/// code to show once.
-pub fn setup(token: &Token, v: &InitVault) -> Result<Option<String>> {
-    match (v.vault, &v.vault_code) {
-        (InitMode::Available, Some(_)) => bail!("--vault-code needs --vault optional"),
-        (InitMode::Available, None) => Ok(token.vault_setup(VaultMode::Available)?),
-        (InitMode::Optional, None) => Ok(token.vault_setup(VaultMode::Optional)?),
-        (InitMode::Optional, Some(c)) => {
-            token.vault_setup_with_code(VaultMode::Optional, Some(c))?;
-            Ok(None)
-        }
-    }
-}
-
-/// What `vtoken init` reports about the vault (JSON).
-pub fn init_json(v: &InitVault, code: &Option<String>) -> serde_json::Value {
-    json!({
-        "mode": match v.vault { InitMode::Available => "available", InitMode::Optional => "optional" },
-        "activation_code": code,
-    })
-}
-
-/// What `vtoken init` prints about the vault (text).
-pub fn init_text(v: &InitVault, code: &Option<String>) {
-    match (v.vault, code) {
-        (InitMode::Available, _) => outln!("  vault:   available"),
-        (InitMode::Optional, Some(c)) => {
-            outln!("  vault:   optional, not activated");
-            outln!();
-            outln!("Vault activation code (shown only this once; keep it safe):");
-            outln!("  {c}");
-            outln!("Activate the vault with `vtoken vault activate`.");
-        }
-        (InitMode::Optional, None) => {
-            outln!("  vault:   optional, not activated (activation code from the issuer)")
-        }
-    }
-}
-
-// ---------------------------------------------------------------------- helpers
-
-fn cerr(e: vault_core::Error) -> CliError {
-    use vault_core::Error as E;
-    match e {
-        E::FunctionRejected => CliError::new(
-            "not confirmed: the user refused, the prompt timed out, or the token's prompt \
-             agent cannot ask (see `vtoken prompt show`; the SO sets it with `vtoken prompt \
-             set`), or the picture check was not passed; nothing was written or revealed",
-        ),
-        E::UserNotLoggedIn => CliError::new("not logged in (give the user PIN)"),
-        e => CliError::new(e.to_string()),
-    }
-}
-
-fn open_user(ctx: &Ctx, user: &UserPin) -> Result<Open> {
-    let p = pin::user(user)?;
-    let open = ctx.open()?;
-    open.login(UserType::User, &p)?;
-    Ok(open)
-}
-
-/// The id of the entry named by `sel`: an id, else an exact title.
-fn resolve(token: &Token, sel: &str) -> Result<u64> {
-    let list = token.vault_list().map_err(cerr)?;
-    if let Ok(id) = sel.parse::<u64>() {
-        if list.iter().any(|(i, _)| *i == id) {
-            return Ok(id);
-        }
-    }
-    let hits: Vec<u64> = list
-        .iter()
-        .filter(|(_, s)| s.title == sel)
-        .map(|(i, _)| *i)
-        .collect();
-    match hits.len() {
-        1 => Ok(hits[0]),
-        0 => bail!("no vault entry with id or title \"{sel}\" (see `vtoken vault list`)"),
-        _ => bail!(
-            "several vault entries are titled \"{sel}\" (ids {}): give the id",
-            hits.iter()
-                .map(u64::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
-}
-
-fn split_kv(s: &str) -> Result<(&str, &str)> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim(), v)),
-        _ => bail!("\"{s}\": expected NAME=VALUE"),
-    }
-}
-
-/// A secret asked for without echo when stdin is a terminal.
-fn ask_secret(what: &str, flag: &str) -> Result<Zeroizing<String>> {
-    if !std::io::stdin().is_terminal() {
-        bail!("no {what} given and stdin is not a terminal: use {flag}");
-    }
-    let v = rpassword::prompt_password(format!("Enter {what}: "))
-        .map(Zeroizing::new)
-        .map_err(|e| CliError::new(format!("cannot read the {what}: {e}")))?;
-    if v.is_empty() {
-        bail!("empty {what}");
-    }
-    Ok(v)
-}
-
-fn bank_name(f: &FieldArgs) -> Result<Option<String>> {
-    if let Some(b) = &f.bank_other {
-        return Ok(Some(b.clone()));
-    }
-    match &f.bank {
-        None => Ok(None),
-        Some(b) => match BANKS.iter().find(|x| x.eq_ignore_ascii_case(b)) {
-            Some(x) => Ok(Some(x.to_string())),
-            None => bail!(
-                "\"{b}\" is not in the preset bank list (see `vtoken vault banks`); use \
-                 --bank-other \"{b}\" for another bank"
-            ),
-        },
-    }
-}
-
-/// Applies the field flags to `e`. `new`: prompt for missing preset secrets.
-fn apply_fields(e: &mut Entry, f: &FieldArgs, new: bool) -> Result<()> {
-    if let Some(u) = &f.url {
-        e.url = u.clone();
-    }
-    if let Some(b) = bank_name(f)? {
-        e.set("bank", &b, false);
-    }
-    let plain = [
-        ("username", &f.username),
-        ("address", &f.address),
-        ("server", &f.server),
-        ("notes", &f.notes),
-    ];
-    for (name, v) in plain {
-        if let Some(v) = v {
-            e.set(name, v, false);
-        }
-    }
-    let secret = [
-        ("password", &f.password),
-        ("card_number", &f.card_number),
-        ("card_pin", &f.card_pin),
-    ];
-    for (name, v) in secret {
-        if let Some(v) = v {
-            e.set(name, v, true);
-        }
-    }
-    for kv in &f.fields {
-        let (k, v) = split_kv(kv)?;
-        e.set(k, v, false);
-    }
-    for kv in &f.secret_fields {
-        let (k, v) = split_kv(kv)?;
-        e.set(k, v, true);
-    }
-    if new {
-        // Ask for the preset secrets still missing (the required ones, and a
-        // website's password) when a terminal is there to ask on.
-        for &(name, secret, required) in e.kind.preset() {
-            let wanted = required || (e.kind == Kind::Website && name == "password");
-            if secret && wanted && e.field(name).is_none() {
-                let flag = format!("--{}", name.replace('_', "-"));
-                if !required && !std::io::stdin().is_terminal() {
-                    continue;
-                }
-                let v = ask_secret(&name.replace('_', " "), &flag)?;
-                e.set(name, &v, true);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn when(t: u64) -> String {
-    vault_core::vault::csv::iso8601(t)
-}
-
-fn print_status(s: &VaultStatus, json: bool) -> Result<()> {
-    if json {
-        return print_json(s);
-    }
-    let mode = match s.mode {
-        VaultMode::Available => "available",
-        VaultMode::Optional => "optional",
-    };
-    outln!("mode:       {mode}");
-    outln!("activated:  {}", if s.activated { "yes" } else { "no" });
-    outln!("enabled:    {}", if s.enabled { "yes" } else { "no" });
-    if !s.activated {
-        outln!(
-            "activation: {} of {} wrong codes{}",
-            s.activation_failures,
-            s.activation_max_tries,
-            if s.activation_locked {
-                " — LOCKED (only re-initializing the token helps)"
-            } else {
-                ""
-            }
-        );
-    }
-    outln!(
-        "state:      {}",
-        if s.usable {
-            "usable"
-        } else if !s.activated {
-            "not activated: run `vtoken vault activate`"
-        } else {
-            "disabled: run `vtoken vault enable`"
-        }
-    );
-    Ok(())
-}
-
-fn print_list(list: &[(u64, vault_core::vault::EntrySummary)], json: bool) -> Result<()> {
-    if json {
-        let v: Vec<_> = list
-            .iter()
-            .map(|(id, s)| {
-                json!({
-                    "id": id, "kind": s.kind, "title": s.title, "url": s.url,
-                    "username": s.username, "modified": s.modified,
-                })
-            })
-            .collect();
-        return print_json(&v);
-    }
-    if list.is_empty() {
-        outln!("no vault entries");
-        return Ok(());
-    }
-    outln!(
-        "{:>5}  {:<15} {:<28} {:<20} URL",
-        "ID",
-        "KIND",
-        "TITLE",
-        "USER"
-    );
-    for (id, s) in list {
-        outln!(
-            "{:>5}  {:<15} {:<28} {:<20} {}",
-            id,
-            s.kind.as_str(),
-            printable(&s.title),
-            printable(&s.username),
-            printable(&s.url)
-        );
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------- clipboard
-
-struct Clipboard {
-    copy: Vec<&'static str>,
-    paste: &'static str,
-    clear: &'static str,
-}
-
-fn clipboard() -> Option<Clipboard> {
-    let has = |n: &str| vault_core::prompt::find_in_path(n).is_some();
-    let set = |v: &str| std::env::var_os(v).is_some_and(|x| !x.is_empty());
-    if set("WAYLAND_DISPLAY") && has("wl-copy") && has("wl-paste") {
-        return Some(Clipboard {
-            copy: vec!["wl-copy"],
-            paste: "wl-paste -n",
-            clear: "wl-copy --clear",
-        });
-    }
-    if set("DISPLAY") {
-        if has("xclip") {
-            return Some(Clipboard {
-                copy: vec!["xclip", "-selection", "clipboard"],
-                paste: "xclip -o -selection clipboard",
-                clear: "printf '' | xclip -selection clipboard",
-            });
-        }
-        if has("xsel") {
-            return Some(Clipboard {
-                copy: vec!["xsel", "--clipboard", "--input"],
-                paste: "xsel --clipboard --output",
-                clear: "xsel --clipboard --delete",
-            });
-        }
-    }
-    None
-}
-
-fn pipe_to(argv: &[&str], data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut child = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| CliError::new(format!("cannot run {}: {e}", argv[0])))?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(data)?;
-    }
-    let st = child.wait()?;
-    if !st.success() {
-        bail!("{} failed ({st})", argv[0]);
-    }
-    Ok(())
-}
-
-/// Copies `value` to the clipboard and leaves a detached child that clears it after
-/// `seconds`, unless something else was copied meanwhile (as `pass -c` does).
-fn clip(value: &[u8], seconds: u64) -> Result<()> {
-    let cb = clipboard().ok_or_else(|| {
-        CliError::new(
-            "no clipboard: needs a Wayland (wl-copy, wl-paste) or X11 (xclip or xsel) session; \
-             print the value instead (without -c)",
-        )
-    })?;
-    pipe_to(&cb.copy, value)?;
-    // The secret travels on the child's stdin, never in its arguments.
-    let script = format!(
-        "IFS= read -r s; sleep \"$1\"; cur=$({paste} 2>/dev/null); \
-         if [ \"$cur\" = \"$s\" ]; then {clear} >/dev/null 2>&1; fi",
-        paste = cb.paste,
-        clear = cb.clear
-    );
-    let mut cmd = match vault_core::prompt::find_in_path("setsid") {
-        Some(s) => {
-            let mut c = Command::new(s);
-            c.arg("sh");
-            c
-        }
-        None => Command::new("sh"),
-    };
-    let mut child = cmd
-        .args(["-c", &script, "vtoken-clip", &seconds.to_string()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| CliError::new(format!("cannot start the clipboard clearer: {e}")))?;
-    if let Some(mut i) = child.stdin.take() {
-        use std::io::Write;
-        i.write_all(value)?;
-        i.write_all(b"\n")?;
-    }
-    // Not waited for: it outlives this process.
-    drop(child);
-    Ok(())
-}
-
-fn read_spki(path: &Path) -> Result<Vec<u8>> {
-    use spki::der::{Decode, DecodePem, Encode};
-    let bytes = crate::output::read_in(path)?;
-    let info = match std::str::from_utf8(&bytes)
-        .ok()
-        .filter(|t| t.contains("-----BEGIN"))
-    {
-        Some(text) => spki::SubjectPublicKeyInfoOwned::from_pem(text.as_bytes()),
-        None => spki::SubjectPublicKeyInfoOwned::from_der(&bytes),
-    }
-    .map_err(|e| {
-        CliError::new(format!(
-            "{}: not a public key (PEM \"PUBLIC KEY\" or DER SubjectPublicKeyInfo): {e}",
-            path.display()
-        ))
-    })?;
-    info.to_der()
-        .map_err(|e| CliError::new(format!("{}: {e}", path.display())))
-}
-
-fn key_by_label(token: &Token, label: &str) -> Result<u64> {
-    use cryptoki_sys::*;
-    let mut t = vault_core::Attributes::new();
-    t.set(CKA_LABEL, label.as_bytes().to_vec());
-    t.set_ulong(CKA_KEY_TYPE, CKK_RSA);
-    let ids = token.search(&t)?;
-    // Prefer the public key; a private key object carries the public part too.
-    let by_class = |c| {
-        ids.iter().copied().find(|id| {
-            token
-                .attributes(*id)
-                .map(|a| a.class() == Some(c))
-                .unwrap_or(false)
-        })
-    };
-    by_class(CKO_PUBLIC_KEY)
-        .or_else(|| by_class(CKO_PRIVATE_KEY))
-        .ok_or_else(|| CliError::new(format!("no RSA key labelled \"{label}\" on the token")))
-}
-
 // ---------------------------------------------------------------------- run
 
 /// Runs `vtoken vault …`.
@@ -839,7 +424,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             let e = if *reveal {
                 // Secrets shown in the clear: the gate (vault-password) and the
                 // token's vault-read confirmation, in the core.
-                crate::gate::before(
+                gated::before(
                     ctx,
                     &open,
                     OpClass::VaultPassword,
@@ -920,7 +505,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             };
             // `vault_password` passes the gate (vault-password) and asks the prompt
             // agent itself when the token's policy confirms "vault-read".
-            crate::gate::before(
+            gated::before(
                 ctx,
                 &open,
                 OpClass::VaultPassword,
@@ -974,7 +559,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
         } => {
             let open = open_user(ctx, user)?;
             if !*no_secrets {
-                crate::gate::before(
+                gated::before(
                     ctx,
                     &open,
                     OpClass::VaultPassword,

@@ -1,37 +1,25 @@
-//! Device identity commands (SPEC V7, V8, V11): `vtoken ca init`, `vtoken device …`
-//! and `vtoken backup …`.
+//! Device identity commands (SPEC V7, V8): `vtoken ca init` and `vtoken device …`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::SystemTime;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use cryptoki_sys::*;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use vault_core::mechanism::encoding;
-use vault_core::token::{Token, UserType};
+use vault_core::token::UserType;
 use vault_core::vault::{Entry, Kind};
 use vault_core::Attributes;
-use vtoken_device::{backup, Attestation};
-use vtoken_pki::{cert_der_to_pem, certs_from_pem, LocalCa};
+use vtoken_device::Attestation;
+use vtoken_pki::{cert_der_to_pem, LocalCa};
 
-use crate::cli::UserPin;
-use crate::context::{login, Ctx, Open};
+use crate::args::UserPin;
+use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
+use crate::identity::{self, dev, read_certs, root_of};
 use crate::output::{outln, print_json, read_in, write_out};
-use crate::pin::{self, Pin};
-
-/// `vtoken init` options for the device identity.
-#[derive(Debug, Args, Clone, Default)]
-pub struct InitDevice {
-    /// Allow non-extractable keys to travel in a backup to another authenticated
-    /// vtoken (fixed at initialization; default: they stay on this token).
-    #[arg(long)]
-    pub allow_key_backup: bool,
-    /// Certify the new token's device key with the local root in DIR (`vtoken ca init`).
-    #[arg(long, value_name = "DIR")]
-    pub certify_with: Option<PathBuf>,
-}
+use crate::pin;
 
 /// `vtoken ca …`.
 #[derive(Debug, Subcommand)]
@@ -167,169 +155,12 @@ pub enum OpenAs {
     Vault,
 }
 
-/// A PIN for one of the two tokens of a backup.
-#[derive(Debug, Args, Clone, Default)]
-pub struct BackupPins {
-    /// The source token's user PIN.
-    #[arg(
-        long,
-        env = "VTOKEN_FROM_PIN",
-        hide_env_values = true,
-        value_name = "PIN"
-    )]
-    pub from_pin: Option<String>,
-    /// Read the source token's user PIN from this file.
-    #[arg(long, value_name = "FILE")]
-    pub from_pin_file: Option<PathBuf>,
-    /// The target token's user PIN.
-    #[arg(
-        long,
-        env = "VTOKEN_TO_PIN",
-        hide_env_values = true,
-        value_name = "PIN"
-    )]
-    pub to_pin: Option<String>,
-    /// Read the target token's user PIN from this file.
-    #[arg(long, value_name = "FILE")]
-    pub to_pin_file: Option<PathBuf>,
-}
-
-/// `vtoken backup`.
-#[derive(Debug, Args)]
-#[command(
-    args_conflicts_with_subcommands = true,
-    after_help = "\
-Both tokens must be certified under the same root (vtoken ca init + vtoken device
-certify). Each token trusts only the root it was itself certified under (bound to it
-at certification): a target whose device certificate does not chain to the SOURCE
-token's own root, or is not a device certificate, gets nothing. --root is only an
-extra check and must name that same root.
-
-Across machines, three steps:
-  1. on the target:  vtoken backup request --to spare -o spare.req
-     (a fresh nonce the target remembers, signed by its device key, with its chain)
-  2. on the source:  vtoken backup export --from work --request spare.req -o work.bundle
-     (passes the picture gate as key-export and vault-password and asks the source's
-     prompt agent to confirm; nothing is sealed otherwise)
-  3. on the target:  vtoken backup import --to spare --in work.bundle
-     (shows what it will store through the target's prompt agent; the bundle imports
-     once: a second import is refused)
-
-On one machine, `vtoken backup --from work --to spare` runs the same steps.
-
-What travels: vault entries, OTP credentials, certificates, public keys, data
-objects, extractable keys, and non-extractable keys only if the source was
-initialized with --allow-key-backup; keys left behind are named in a warning.
-Importing a newer bundle of the same source updates what an earlier one stored
-(no duplicates); OTP credentials already on the target keep their counter."
-)]
-pub struct Backup {
-    #[command(subcommand)]
-    pub command: Option<BackupCommand>,
-    /// Source token (label or serial).
-    #[arg(long, value_name = "LABEL|SERIAL")]
-    pub from: Option<String>,
-    /// Target token (label or serial).
-    #[arg(long, value_name = "LABEL|SERIAL")]
-    pub to: Option<String>,
-    /// Extra check: the root both tokens are bound to (must be their own root).
-    #[arg(long, value_name = "ROOT.pem")]
-    pub root: Option<PathBuf>,
-    #[command(flatten)]
-    pub pins: BackupPins,
-}
-
-/// Backup across machines.
-#[derive(Debug, Subcommand)]
-pub enum BackupCommand {
-    /// On the target machine: a request (fresh nonce + device chain) for the source.
-    Request {
-        /// Target token (label or serial).
-        #[arg(long, value_name = "LABEL|SERIAL")]
-        to: String,
-        /// The request (JSON).
-        #[arg(long, short = 'o', value_name = "FILE")]
-        out: PathBuf,
-        #[command(flatten)]
-        pins: BackupPins,
-    },
-    /// On the source machine: a bundle answering the target's request.
-    Export {
-        /// Source token (label or serial).
-        #[arg(long, value_name = "LABEL|SERIAL")]
-        from: String,
-        /// The target's request (`vtoken backup request`).
-        #[arg(long, value_name = "FILE")]
-        request: Option<PathBuf>,
-        /// No longer accepted: a certificate alone binds no nonce; use --request.
-        #[arg(long, value_name = "CERT.pem", hide = true)]
-        to_cert: Option<PathBuf>,
-        /// Extra check: must be the source token's own device root.
-        #[arg(long, value_name = "ROOT.pem")]
-        root: Option<PathBuf>,
-        /// The bundle (DER CMS).
-        #[arg(long, short = 'o', value_name = "FILE")]
-        out: PathBuf,
-        #[command(flatten)]
-        pins: BackupPins,
-    },
-    /// On the target machine: check, show, and (on confirmation) store a bundle, once.
-    Import {
-        /// Target token (label or serial).
-        #[arg(long, value_name = "LABEL|SERIAL")]
-        to: String,
-        /// The bundle.
-        #[arg(long = "in", short = 'i', value_name = "FILE")]
-        input: PathBuf,
-        /// Extra check: must be the target token's own device root.
-        #[arg(long, value_name = "ROOT.pem")]
-        root: Option<PathBuf>,
-        /// Accept only a bundle from this source serial.
-        #[arg(long, value_name = "SERIAL")]
-        from_serial: Option<String>,
-        #[command(flatten)]
-        pins: BackupPins,
-    },
-}
-
-fn default_ca_dir(ctx: &Ctx) -> PathBuf {
-    let td = &ctx.config().token_dir;
-    td.parent().unwrap_or(td).join("ca")
-}
-
 fn fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
-/// Certificates from a PEM or DER file.
-fn read_certs(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let data = read_in(path)?;
-    if data.starts_with(b"-----") {
-        let text = String::from_utf8_lossy(&data);
-        let v =
-            certs_from_pem(&text).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
-        if v.is_empty() {
-            bail!("{}: no certificate found", path.display());
-        }
-        Ok(v)
-    } else {
-        Ok(vec![data])
-    }
-}
-
-fn root_of(path: &Path) -> Result<Vec<u8>> {
-    Ok(read_certs(path)?.remove(0))
-}
-
 fn pki(e: vtoken_pki::Error) -> CliError {
     CliError::new(e.to_string())
-}
-
-fn dev(e: vtoken_device::Error) -> CliError {
-    match e {
-        vtoken_device::Error::Token(t) => t.into(),
-        e => CliError::new(e.to_string()),
-    }
 }
 
 fn user_login(open: &Open, user: &UserPin) -> Result<()> {
@@ -340,7 +171,7 @@ fn user_login(open: &Open, user: &UserPin) -> Result<()> {
 /// `vtoken ca init`.
 pub fn ca(ctx: &Ctx, json: bool, c: &CaCommand) -> Result<()> {
     let CaCommand::Init { dir, name } = c;
-    let dir = dir.clone().unwrap_or_else(|| default_ca_dir(ctx));
+    let dir = dir.clone().unwrap_or_else(|| identity::default_ca_dir(ctx));
     let ca = LocalCa::init(&dir, name).map_err(pki)?;
     let cert = dir.join(vtoken_pki::CA_CERT_FILE);
     if json {
@@ -358,17 +189,6 @@ pub fn ca(ctx: &Ctx, json: bool, c: &CaCommand) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// Certifies `token` (logged in) with the local root in `dir`.
-pub fn certify_with(token: &Token, dir: &Path) -> Result<Vec<u8>> {
-    let ca = LocalCa::load(dir).map_err(|e| {
-        CliError::new(format!(
-            "cannot load the local root from {}: {e} (create one with `vtoken ca init`)",
-            dir.display()
-        ))
-    })?;
-    vtoken_device::certify_local(token, &ca).map_err(dev)
 }
 
 /// `vtoken device …`.
@@ -431,8 +251,10 @@ pub fn device(ctx: &Ctx, json: bool, c: &DeviceCommand) -> Result<()> {
         DeviceCommand::Certify { ca_dir, user } => {
             let open = ctx.open()?;
             user_login(&open, user)?;
-            let dir = ca_dir.clone().unwrap_or_else(|| default_ca_dir(ctx));
-            let leaf = certify_with(&open.token, &dir)?;
+            let dir = ca_dir
+                .clone()
+                .unwrap_or_else(|| identity::default_ca_dir(ctx));
+            let leaf = identity::certify_with(&open.token, &dir)?;
             if json {
                 print_json(
                     &json!({"serial": open.entry.serial, "certificate_sha256": fingerprint(&leaf)}),
@@ -579,206 +401,6 @@ fn store_opened(open: &Open, kind: OpenAs, label: &str, plain: &[u8]) -> Result<
             let e =
                 Entry::new(Kind::Custom, label).with("password", text.trim_end_matches('\n'), true);
             Ok(vec![t.vault_add(&e)?])
-        }
-    }
-}
-
-fn pin_of(value: &Option<String>, file: &Option<PathBuf>, which: &str) -> Result<Pin> {
-    let u = UserPin {
-        pin: value.clone(),
-        pin_file: file.clone(),
-    };
-    match pin::user_given(&u)? {
-        Some(p) => Ok(p),
-        None => pin::prompt_named(which),
-    }
-}
-
-fn open_named(ctx: &Ctx, name: &str) -> Result<Open> {
-    let entry = ctx.registry.find(name)?;
-    let token = ctx.registry.open(&entry)?;
-    let sid = token.open_session(true)?;
-    Ok(Open { entry, token, sid })
-}
-
-fn print_summary(
-    json: bool,
-    verb: &str,
-    s: &backup::Summary,
-    extra: serde_json::Value,
-) -> Result<()> {
-    let warning = s.skipped_warning();
-    if json {
-        if let Some(w) = &warning {
-            eprintln!("warning: {w}");
-        }
-        let mut v = serde_json::to_value(s).map_err(|e| CliError::new(e.to_string()))?;
-        if let (Some(o), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
-            o.extend(extra.clone());
-            o.insert("warnings".into(), json!(warning.iter().collect::<Vec<_>>()));
-        }
-        return print_json(&v);
-    }
-    outln!(
-        "{verb}: {} vault entries, {} OTP credentials, {} certificates, {} keys ({} non-extractable), {} public keys, {} data objects",
-        s.vault_entries,
-        s.otp_credentials,
-        s.certificates,
-        s.keys,
-        s.non_extractable_keys,
-        s.public_keys,
-        s.data_objects
-    );
-    if s.created + s.updated + s.unchanged > 0 {
-        outln!(
-            "  {} stored new, {} replaced an older copy, {} already here",
-            s.created,
-            s.updated,
-            s.unchanged
-        );
-    }
-    if let Some(w) = &warning {
-        outln!("WARNING: {w}");
-    }
-    Ok(())
-}
-
-fn root_opt(path: &Option<PathBuf>) -> Result<Option<Vec<u8>>> {
-    path.as_deref().map(root_of).transpose()
-}
-
-/// `vtoken backup …`.
-pub fn backup(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
-    let now = SystemTime::now();
-    match &b.command {
-        None => {
-            let (Some(from), Some(to)) = (&b.from, &b.to) else {
-                bail!(
-                    "give --from and --to (or a subcommand: request, export, import); see --help"
-                );
-            };
-            let root = root_opt(&b.root)?;
-            let src = open_named(ctx, from)?;
-            let dst = open_named(ctx, to)?;
-            if src.entry.serial == dst.entry.serial {
-                bail!("--from and --to name the same token");
-            }
-            let p = &b.pins;
-            login(
-                &src.token,
-                UserType::User,
-                &pin_of(&p.from_pin, &p.from_pin_file, "source token's user PIN")?,
-            )
-            .map_err(|e| CliError::new(format!("source token: {e}")))?;
-            login(
-                &dst.token,
-                UserType::User,
-                &pin_of(&p.to_pin, &p.to_pin_file, "target token's user PIN")?,
-            )
-            .map_err(|e| CliError::new(format!("target token: {e}")))?;
-            let s = backup::backup_local(&src.token, &dst.token, dst.sid, root.as_deref())
-                .map_err(dev)?;
-            print_summary(
-                json,
-                &format!("Backed up {} to {}", src.entry.serial, dst.entry.serial),
-                &s,
-                json!({}),
-            )
-        }
-        Some(BackupCommand::Request { to, out, pins }) => {
-            let dst = open_named(ctx, to)?;
-            login(
-                &dst.token,
-                UserType::User,
-                &pin_of(&pins.to_pin, &pins.to_pin_file, "target token's user PIN")?,
-            )?;
-            let req = backup::request(&dst.token).map_err(dev)?;
-            let text =
-                serde_json::to_string_pretty(&req).map_err(|e| CliError::new(e.to_string()))?;
-            write_out(Some(out), format!("{text}\n").as_bytes())?;
-            if json {
-                print_json(&json!({"request": out, "serial": dst.entry.serial}))
-            } else {
-                outln!(
-                    "Backup request of token {} written to {} (valid for 7 days, for one bundle)",
-                    dst.entry.serial,
-                    out.display()
-                );
-                Ok(())
-            }
-        }
-        Some(BackupCommand::Export {
-            from,
-            request,
-            to_cert,
-            root,
-            out,
-            pins,
-        }) => {
-            if to_cert.is_some() {
-                bail!(
-                    "--to-cert is no longer accepted: the target must make a request \
-                     (vtoken backup request --to TARGET -o FILE) and the export answers it \
-                     (--request FILE); nothing was exported"
-                );
-            }
-            let Some(request) = request else {
-                bail!("give --request FILE (made on the target by `vtoken backup request`)");
-            };
-            let root = root_opt(root)?;
-            let req: backup::BackupRequest =
-                serde_json::from_slice(&read_in(request)?).map_err(|e| {
-                    CliError::new(format!("{}: not a backup request: {e}", request.display()))
-                })?;
-            let src = open_named(ctx, from)?;
-            login(
-                &src.token,
-                UserType::User,
-                &pin_of(
-                    &pins.from_pin,
-                    &pins.from_pin_file,
-                    "source token's user PIN",
-                )?,
-            )?;
-            let (bundle, s) =
-                backup::export_bundle(&src.token, &req, root.as_deref(), now).map_err(dev)?;
-            write_out(Some(out), &bundle)?;
-            print_summary(
-                json,
-                &format!(
-                    "Bundle for token {} written to {}",
-                    req.attestation.serial,
-                    out.display()
-                ),
-                &s,
-                json!({"bundle": out, "target_serial": req.attestation.serial}),
-            )
-        }
-        Some(BackupCommand::Import {
-            to,
-            input,
-            root,
-            from_serial,
-            pins,
-        }) => {
-            let root = root_opt(root)?;
-            let bundle = read_in(input)?;
-            let dst = open_named(ctx, to)?;
-            login(
-                &dst.token,
-                UserType::User,
-                &pin_of(&pins.to_pin, &pins.to_pin_file, "target token's user PIN")?,
-            )?;
-            let s = backup::import_bundle(
-                &dst.token,
-                dst.sid,
-                &bundle,
-                root.as_deref(),
-                from_serial.as_deref(),
-                now,
-            )
-            .map_err(dev)?;
-            print_summary(json, "Restored", &s, json!({}))
         }
     }
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use vault_core::mechanism::backend::Curve;
 use vault_core::Attributes;
 
-use crate::cli::Selector;
+use crate::args::Selector;
 use crate::context::Open;
 use crate::error::{bail, CliError, Result};
 

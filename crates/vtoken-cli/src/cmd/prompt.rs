@@ -8,7 +8,7 @@ use vault_core::config::PromptConfig;
 use vault_core::prompt::policy::{AgentSpec, PromptPolicy};
 use vault_core::token::UserType;
 
-use crate::cli::SoPin;
+use crate::args::SoPin;
 use crate::context::{pin_error, Ctx};
 use crate::error::{bail, Result};
 use crate::output::{outln, print_json};

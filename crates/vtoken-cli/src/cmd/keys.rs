@@ -1,7 +1,8 @@
-//! Object commands: `key generate`, `import`, `export`, `objects list`, `delete`.
+//! Key and certificate commands: `key generate`, `import`, `export`.
 
-use std::io::IsTerminal;
-use std::path::Path;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
 
 use cryptoki_sys::*;
 use der::Encode;
@@ -11,12 +12,106 @@ use vault_core::mechanism::{encoding, random, Mechanism};
 use vault_core::token::UserType;
 use vault_core::Attributes;
 
-use crate::cli::{ExportKind, KeyType, Selector, UserPin};
+use crate::args::{Selector, UserPin};
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
-use crate::objects::{self, parse_id, ObjectInfo};
 use crate::output::{outln, print_json, read_in, write_out};
 use crate::pin;
+use crate::select::{self, parse_id, ObjectInfo};
+
+/// Key types `vtoken key generate` knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+    EcP256,
+    EcP384,
+    Aes128,
+    Aes256,
+    /// A 32-byte generic secret for HMAC.
+    Hmac,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a key pair or a secret key (token objects; private and secret keys are
+    /// private and sensitive).
+    #[command(after_help = "\
+Examples:
+  vtoken key generate --type rsa2048 --label web
+  vtoken key generate --type ec-p256 --label signing --id 01
+  vtoken key generate --type aes256 --label backup --extractable")]
+    Generate {
+        /// Key type.
+        #[arg(long = "type", value_enum)]
+        kind: KeyType,
+        /// CKA_LABEL.
+        #[arg(long)]
+        label: String,
+        /// CKA_ID in hex [default: derived from the public key; random for secret keys].
+        #[arg(long, value_name = "HEX")]
+        id: Option<String>,
+        /// Allow the private or secret key to be wrapped out of the token (CKA_EXTRACTABLE).
+        #[arg(long)]
+        extractable: bool,
+        /// Flag the key as gated: every private use (sign, decrypt, unwrap, derive,
+        /// export) needs a picture check after the PIN (see `vtoken gate`). Fixed at
+        /// creation.
+        #[arg(long)]
+        gate: bool,
+        #[command(flatten)]
+        user: UserPin,
+    },
+}
+
+// `vtoken import`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file to import.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    /// CKA_LABEL [default: a matching key's label, the certificate's CN, or the file name].
+    #[arg(long)]
+    pub label: Option<String>,
+    /// CKA_ID in hex [default: derived from the public key].
+    #[arg(long, value_name = "HEX")]
+    pub id: Option<String>,
+    /// Flag the private key as gated: every use needs a picture check after the PIN
+    /// (see `vtoken gate`). Fixed at import.
+    #[arg(long)]
+    pub gate: bool,
+    #[command(flatten)]
+    pub user: UserPin,
+}
+// `vtoken export`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    pub select: Selector,
+    /// What to export [default: the certificate if there is one, else the public key].
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<ExportKind>,
+    /// Write DER instead of PEM.
+    #[arg(long)]
+    pub der: bool,
+    /// Output file [default: stdout].
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub user: UserPin,
+}
+
+/// What `vtoken export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportKind {
+    /// An X.509 certificate.
+    Cert,
+    /// A public key (SubjectPublicKeyInfo).
+    Pubkey,
+}
 
 /// Logs in as the user: PIN given or prompted.
 fn login_user(open: &Open, user: &UserPin) -> Result<()> {
@@ -64,9 +159,22 @@ fn print_created(open: &Open, json: bool, what: &str, handles: &[u64]) -> Result
     Ok(())
 }
 
+/// `vtoken key …`.
+pub fn run(ctx: &Ctx, json: bool, cmd: &KeyCommand) -> Result<()> {
+    let KeyCommand::Generate {
+        kind,
+        label,
+        id,
+        extractable,
+        gate,
+        user,
+    } = cmd;
+    generate(ctx, json, *kind, label, id, *extractable, *gate, user)
+}
+
 /// `vtoken key generate`.
 #[allow(clippy::too_many_arguments)]
-pub fn generate(
+fn generate(
     ctx: &Ctx,
     json: bool,
     kind: KeyType,
@@ -295,15 +403,15 @@ fn key_label(open: &Open, id: &[u8]) -> Option<String> {
 }
 
 /// `vtoken import`.
-pub fn import(
-    ctx: &Ctx,
-    json: bool,
-    file: &Path,
-    label: &Option<String>,
-    id: &Option<String>,
-    gate: bool,
-    user: &UserPin,
-) -> Result<()> {
+pub fn import(ctx: &Ctx, json: bool, args: &ImportArgs) -> Result<()> {
+    let ImportArgs {
+        file,
+        label,
+        id,
+        gate,
+        user,
+    } = args;
+    let gate = *gate;
     let id = id.as_deref().map(parse_id).transpose()?;
     let data = zeroize::Zeroizing::new(read_in(file)?);
     let list = blocks(&data)?;
@@ -438,18 +546,18 @@ fn common_name(name_der: &[u8]) -> Option<String> {
 }
 
 /// `vtoken export`.
-pub fn export(
-    ctx: &Ctx,
-    json: bool,
-    select: &Selector,
-    kind: Option<ExportKind>,
-    der_out: bool,
-    out: Option<&Path>,
-    user: &UserPin,
-) -> Result<()> {
+pub fn export(ctx: &Ctx, json: bool, args: &ExportArgs) -> Result<()> {
+    let ExportArgs {
+        select,
+        kind,
+        der: der_out,
+        out,
+        user,
+    } = args;
+    let (kind, der_out, out) = (*kind, *der_out, out.as_deref());
     let open = ctx.open()?;
     login_if_given(&open, user)?;
-    let all = objects::select(&open, select, &[])?;
+    let all = select::select(&open, select, &[])?;
     let mut certs = Vec::new();
     let mut pubs = Vec::new();
     let mut secret = Vec::new();
@@ -483,7 +591,7 @@ pub fn export(
         0 => bail!(
             "no {} matches {}",
             export_noun(kind),
-            objects::describe_selector(select)
+            select::describe_selector(select)
         ),
         n => {
             let hs: Vec<String> = chosen.iter().map(|(h, _)| h.to_string()).collect();
@@ -531,79 +639,4 @@ fn export_noun(kind: Option<ExportKind>) -> &'static str {
         Some(ExportKind::Pubkey) => "public key",
         None => "certificate or public key",
     }
-}
-
-/// `vtoken objects list`.
-pub fn list(ctx: &Ctx, json: bool, user: &UserPin) -> Result<()> {
-    let open = ctx.open()?;
-    let logged_in = login_if_given(&open, user)?;
-    let mut infos = Vec::new();
-    for h in open.token.search(&Attributes::new())? {
-        let a = open.token.attributes(h)?;
-        infos.push(ObjectInfo::new(h, &a));
-    }
-    if json {
-        return print_json(&infos);
-    }
-    outln!(
-        "Token '{}' ({}): {} object(s)",
-        open.entry.label,
-        open.entry.serial,
-        infos.len()
-    );
-    for i in &infos {
-        outln!("{}", i.line());
-    }
-    if !logged_in {
-        let info = open.token.info()?;
-        if info.private_objects > 0 {
-            eprintln!(
-                "({} private object(s) hidden: give the user PIN with --pin or VTOKEN_PIN to list them)",
-                info.private_objects
-            );
-        }
-    }
-    Ok(())
-}
-
-/// `vtoken delete` (objects).
-pub fn delete(ctx: &Ctx, json: bool, select: &Selector, force: bool, user: &UserPin) -> Result<()> {
-    let open = ctx.open()?;
-    login_user(&open, user)?;
-    let handles = objects::select(&open, select, &[])?;
-    if handles.is_empty() {
-        bail!("no object matches {}", objects::describe_selector(select));
-    }
-    let infos: Vec<ObjectInfo> = handles
-        .iter()
-        .map(|h| open.token.attributes(*h).map(|a| ObjectInfo::new(*h, &a)))
-        .collect::<std::result::Result<_, _>>()?;
-    if !force {
-        if !std::io::stdin().is_terminal() {
-            bail!(
-                "refusing to delete {} object(s) without --force (stdin is not a terminal)",
-                infos.len()
-            );
-        }
-        eprintln!("About to delete:");
-        for i in &infos {
-            eprintln!("{}", i.line());
-        }
-        eprint!("Delete {} object(s)? [y/N] ", infos.len());
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            bail!("not deleted");
-        }
-    }
-    for h in &handles {
-        open.token.destroy_object(open.sid, *h)?;
-    }
-    if json {
-        return print_json(&json!({ "deleted": infos }));
-    }
-    for i in &infos {
-        outln!("deleted {}", i.line().trim_start());
-    }
-    Ok(())
 }

@@ -1,0 +1,185 @@
+//! `vtoken init`: creates a token with its SO and user PINs, the vault's factory
+//! setting (SPEC V4) and, optionally, a device certificate from a local root (V7).
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use serde_json::json;
+use vault_core::slots::remove_token_file;
+use vault_core::token::{check_pin_len, Token, UserType};
+use vault_core::vault::VaultMode;
+
+use crate::args::{SoPin, UserPin};
+use crate::context::{login, Ctx};
+use crate::error::{bail, CliError, Result};
+use crate::identity;
+use crate::output::{outln, print_json};
+use crate::pin::{self, Role};
+
+// `vtoken init`. A plain comment: the help text is on the `Command` variant, and
+// a doc comment here would become the subcommand's about text.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Token label (at most 32 bytes).
+    #[arg(long)]
+    pub label: String,
+    #[command(flatten)]
+    pub so: SoPin,
+    #[command(flatten)]
+    pub user: UserPin,
+    #[command(flatten)]
+    pub vault: InitVault,
+    #[command(flatten)]
+    pub device: InitDevice,
+}
+
+/// `vtoken init` options for the vault.
+#[derive(Debug, Args, Clone, Default)]
+pub struct InitVault {
+    /// The vault: `available` (usable at once) or `optional` (needs the activation
+    /// code printed once at init, then `vtoken vault enable`).
+    #[arg(long = "vault", value_enum, default_value_t = InitMode::Available)]
+    pub vault: InitMode,
+    /// With --vault optional: use this activation code (supplied by the issuer)
+    /// instead of generating one.
+    #[arg(long, value_name = "CODE", requires = "vault")]
+    pub vault_code: Option<String>,
+}
+
+/// `--vault` values.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum InitMode {
+    #[default]
+    Available,
+    Optional,
+}
+
+/// `vtoken init` options for the device identity.
+#[derive(Debug, Args, Clone, Default)]
+pub struct InitDevice {
+    /// Allow non-extractable keys to travel in a backup to another authenticated
+    /// vtoken (fixed at initialization; default: they stay on this token).
+    #[arg(long)]
+    pub allow_key_backup: bool,
+    /// Certify the new token's device key with the local root in DIR (`vtoken ca init`).
+    #[arg(long, value_name = "DIR")]
+    pub certify_with: Option<PathBuf>,
+}
+
+/// `vtoken init`.
+pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
+    let InitArgs {
+        label,
+        so,
+        user,
+        vault,
+        device,
+    } = args;
+    let label = label.as_str();
+    let policy = ctx.config().pin;
+    let so_pin = match pin::so_given(so)? {
+        Some(p) => p,
+        None => pin::prompt(Role::So, true)?,
+    };
+    check_pin_len(&policy, so_pin.as_bytes()).map_err(|e| CliError::new(format!("SO PIN: {e}")))?;
+    let user_pin = match pin::user_given(user)? {
+        Some(p) => p,
+        None => pin::prompt(Role::User, true)?,
+    };
+    check_pin_len(&policy, user_pin.as_bytes())
+        .map_err(|e| CliError::new(format!("user PIN: {e}")))?;
+    if label.len() > 32 {
+        bail!("the token label is longer than 32 bytes");
+    }
+    if ctx.registry.tokens()?.iter().any(|t| t.label == label) {
+        bail!("a token labelled '{label}' exists already (labels name tokens; choose another)");
+    }
+    let entry = ctx.registry.create(label, so_pin.as_bytes(), None)?;
+    // Set the user PIN as the SO would through PKCS#11; undo the creation on failure.
+    // The vault's factory setting too (SPEC V4), while the SO is logged in.
+    let set_user = || -> Result<Option<String>> {
+        let token = ctx.registry.open(&entry)?;
+        let sid = token.open_session(true)?;
+        let res = login(&token, UserType::So, &so_pin)
+            .and_then(|_| {
+                token
+                    .set_key_backup_allowed(device.allow_key_backup)
+                    .map_err(Into::into)
+            })
+            .and_then(|_| token.init_pin(user_pin.as_bytes()).map_err(Into::into))
+            .and_then(|_| setup(&token, vault))
+            .and_then(|code| {
+                if let Some(dir) = &device.certify_with {
+                    token.logout()?;
+                    login(&token, UserType::User, &user_pin)?;
+                    identity::certify_with(&token, dir)?;
+                }
+                Ok(code)
+            });
+        let _ = token.close_session(sid);
+        res
+    };
+    let vault_code = match set_user() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = remove_token_file(&entry.path);
+            return Err(e);
+        }
+    };
+    if json {
+        print_json(&json!({
+            "label": entry.label,
+            "serial": entry.serial,
+            "slot_id": entry.slot_id,
+            "path": entry.path,
+            "vault": init_json(vault, &vault_code),
+        }))
+    } else {
+        outln!("Token initialized");
+        outln!("  label:   {}", entry.label);
+        outln!("  serial:  {}", entry.serial);
+        outln!("  slot id: {} (0x{:x})", entry.slot_id, entry.slot_id);
+        outln!("  file:    {}", entry.path.display());
+        init_text(vault, &vault_code);
+        Ok(())
+    }
+}
+
+/// Sets the vault up on a new token (the SO is logged in). Returns the activation
+/// code to show once.
+pub fn setup(token: &Token, v: &InitVault) -> Result<Option<String>> {
+    match (v.vault, &v.vault_code) {
+        (InitMode::Available, Some(_)) => bail!("--vault-code needs --vault optional"),
+        (InitMode::Available, None) => Ok(token.vault_setup(VaultMode::Available)?),
+        (InitMode::Optional, None) => Ok(token.vault_setup(VaultMode::Optional)?),
+        (InitMode::Optional, Some(c)) => {
+            token.vault_setup_with_code(VaultMode::Optional, Some(c))?;
+            Ok(None)
+        }
+    }
+}
+
+/// What `vtoken init` reports about the vault (JSON).
+pub fn init_json(v: &InitVault, code: &Option<String>) -> serde_json::Value {
+    json!({
+        "mode": match v.vault { InitMode::Available => "available", InitMode::Optional => "optional" },
+        "activation_code": code,
+    })
+}
+
+/// What `vtoken init` prints about the vault (text).
+pub fn init_text(v: &InitVault, code: &Option<String>) {
+    match (v.vault, code) {
+        (InitMode::Available, _) => outln!("  vault:   available"),
+        (InitMode::Optional, Some(c)) => {
+            outln!("  vault:   optional, not activated");
+            outln!();
+            outln!("Vault activation code (shown only this once; keep it safe):");
+            outln!("  {c}");
+            outln!("Activate the vault with `vtoken vault activate`.");
+        }
+        (InitMode::Optional, None) => {
+            outln!("  vault:   optional, not activated (activation code from the issuer)")
+        }
+    }
+}
