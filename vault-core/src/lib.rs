@@ -15,12 +15,10 @@
 
 pub mod attr;
 pub mod config;
-pub mod device;
 pub mod error;
-pub mod gate;
+pub mod ext;
 pub mod mechanism;
 pub mod object;
-pub mod otp;
 pub mod prompt;
 pub mod sealed;
 pub mod session;
@@ -29,7 +27,8 @@ pub mod store;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 pub mod token;
-pub mod vault;
+
+pub use ext::{device, gate, otp, vault};
 
 pub use attr::Attributes;
 /// Re-export of the PKCS#11 constants and types the API uses.
