@@ -27,6 +27,7 @@ pub mod store;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 pub mod token;
+pub mod vendor;
 
 pub use ext::{device, gate, otp, vault};
 

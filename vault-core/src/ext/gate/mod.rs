@@ -104,7 +104,7 @@ use zeroize::Zeroizing;
 
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
-pub use crate::object::CKA_VTOKEN_GATED;
+pub use crate::vendor::CKA_VTOKEN_GATED;
 use crate::prompt::{Captcha, CaptchaReply, Prompt};
 use crate::store::{Header, Store};
 use crate::token::{Token, UserType};

@@ -59,8 +59,7 @@ use crate::store::seal::{Key32, WrappedKey};
 use crate::store::{Header, Store};
 use crate::token::{CachedObject, Token, UserType};
 
-/// `CKA_APPLICATION` of vault objects.
-pub const VAULT_APPLICATION: &[u8] = b"vtoken-vault";
+pub use crate::vendor::{is_vault_object, VAULT_APPLICATION};
 /// The header extension key of the vault state.
 const EXT_KEY: &str = "vault";
 /// The failure counter of activation codes.
@@ -559,10 +558,6 @@ pub enum PublicKeyRef {
 
 // ---------------------------------------------------------------------- helpers
 
-/// Whether an object is a vault entry.
-pub fn is_vault_object(a: &Attributes) -> bool {
-    a.class() == Some(CKO_DATA) && a.get(CKA_APPLICATION) == Some(VAULT_APPLICATION)
-}
 
 fn now() -> u64 {
     std::time::SystemTime::now()
