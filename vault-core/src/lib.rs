@@ -31,6 +31,12 @@ pub mod vendor;
 
 pub use ext::{device, gate, otp, vault};
 
+/// The extensions a token opens with: the one place the kernel's registry meets
+/// [`ext`] (the kernel modules never name it).
+pub(crate) fn extensions() -> token::hooks::Hooks {
+    ext::hooks()
+}
+
 pub use attr::Attributes;
 /// Re-export of the PKCS#11 constants and types the API uses.
 pub use cryptoki_sys as pkcs11;

@@ -116,6 +116,20 @@ pub const BACKUP_REQUEST_LIFETIME: u64 = 7 * 24 * 3600;
 
 pub use crate::vendor::CKA_VTOKEN_BACKUP_ORIGIN;
 
+/// The device identity as a lifecycle hook: the key is made with the token's first
+/// user PIN (SPEC V7).
+pub(crate) struct DeviceHook;
+
+impl crate::token::hooks::LifecycleHook for DeviceHook {
+    fn user_pin_set(&self, t: &Token) -> Result<()> {
+        t.device_ensure().map(|_| ())
+    }
+
+    fn reinitialize(&self, _: &mut crate::store::Header) -> Result<()> {
+        Ok(())
+    }
+}
+
 #[derive(Clone, Serialize, Deserialize)]
 struct PendingRequest {
     nonce: Vec<u8>,

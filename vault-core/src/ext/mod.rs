@@ -11,3 +11,16 @@ pub mod device;
 pub mod gate;
 pub mod otp;
 pub mod vault;
+
+use std::sync::Arc;
+
+use crate::token::hooks::Hooks;
+
+/// The hooks every token opens with (see `crate::extensions`).
+pub(crate) fn hooks() -> Hooks {
+    Hooks::new(
+        vec![Arc::new(vault::VaultHook)],
+        Arc::new(gate::GateHook::default()),
+        vec![Arc::new(vault::VaultHook), Arc::new(device::DeviceHook)],
+    )
+}

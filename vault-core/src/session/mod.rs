@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::mechanism::{self, CipherOp, DigestOp, Key, Mechanism, SignOp, VerifyOp};
 use crate::object::{self, Origin};
 use crate::store::IndexFilter;
+use crate::token::hooks::{KeyVerdict, OpClass};
 use crate::token::{CachedObject, Token, UserType, SESSION_OBJECT_BASE};
 
 /// Session handles are unique within the process across all tokens.
@@ -177,7 +178,7 @@ struct KeyUse {
     /// `CKA_ALWAYS_AUTHENTICATE` (read once, here).
     always_auth: bool,
     obj: Arc<CachedObject>,
-    gate: Arc<crate::gate::GateRecord>,
+    gate: Arc<dyn KeyVerdict>,
     dv: i64,
     epoch: u64,
     /// The last (usage, mechanism, gate class) [`Token::reuse`] found this key good
@@ -188,7 +189,7 @@ struct KeyUse {
 type Use = (
     CK_ATTRIBUTE_TYPE,
     CK_MECHANISM_TYPE,
-    Option<crate::gate::OpClass>,
+    Option<OpClass>,
 );
 
 /// A session as a caller names it: by handle (`u64`, looked up in the token's
@@ -247,7 +248,7 @@ impl SessionKey for &SessionRef {
             return Err(Error::SessionHandleInvalid);
         }
         // As a lookup by handle does: a token the gate locked refuses every call.
-        t.gate_ensure_unlocked_cached()?;
+        t.ensure_unblocked_cached()?;
         Ok(Resolved::Held(&self.session))
     }
 }
@@ -259,7 +260,7 @@ fn check_use(attrs: &Attributes, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> 
     if !matches!(class, CKO_PUBLIC_KEY | CKO_PRIVATE_KEY | CKO_SECRET_KEY) {
         return Err(Error::KeyHandleInvalid);
     }
-    if attrs.contains(crate::otp::CKA_VTOKEN_OTP) {
+    if attrs.contains(crate::vendor::CKA_VTOKEN_OTP) {
         // An OTP credential computes codes only through `Token::otp_code`, which
         // commits the HOTP counter first and is gated as `otp-code`: an HMAC over a
         // chosen counter through PKCS#11 would skip both, whatever its CKA_SIGN.
@@ -338,9 +339,9 @@ struct InitKind<T: ?Sized> {
     usage: CK_ATTRIBUTE_TYPE,
     flag: CK_FLAGS,
     /// The gate's class and verb, for operations the gate may stop.
-    gate: Option<(crate::gate::OpClass, &'static str)>,
+    gate: Option<(OpClass, &'static str)>,
     /// A second class the operation also counts as (either gated: gated).
-    also: Option<crate::gate::OpClass>,
+    also: Option<OpClass>,
     slot: Slot<T>,
     make: fn(&Mechanism, &Key) -> Result<Box<T>>,
 }
@@ -356,7 +357,7 @@ impl Token {
     /// `C_OpenSession` for a caller that keeps the session's [`SessionRef`] beside
     /// its handle.
     pub fn open_session_ref(&self, rw: bool) -> Result<(u64, SessionRef)> {
-        self.gate_ensure_unlocked()?;
+        self.ensure_unblocked()?;
         if !rw && self.logged_in() == Some(UserType::So) {
             return Err(Error::SessionReadWriteSoExists);
         }
@@ -457,7 +458,7 @@ impl Token {
     fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
         // A token locked by the picture-verification gate refuses every operation
         // (the state last seen; each operation's init looks at the file).
-        self.gate_ensure_unlocked_cached()?;
+        self.ensure_unblocked_cached()?;
         self.sessions.get(sid).ok_or(Error::SessionHandleInvalid)
     }
 
@@ -485,8 +486,9 @@ impl Token {
         self.logged_in() == Some(UserType::User)
     }
 
-    /// Looks up a visible object (token or session). Vault entries are invisible
-    /// while the vault is not activated and enabled.
+    /// Looks up a visible object (token or session). An extension's objects are
+    /// invisible while its object hook says so (vault entries while the vault is not
+    /// activated and enabled).
     pub(crate) fn object(&self, id: u64) -> Result<Arc<CachedObject>> {
         self.object_at(id, None)
     }
@@ -495,13 +497,15 @@ impl Token {
     /// (saves a query), else as of now.
     fn object_at(&self, id: u64, dv: Option<i64>) -> Result<Arc<CachedObject>> {
         let o = self.object_unchecked_at(id, dv)?;
-        if crate::vault::is_vault_object(&o.attrs) && !self.vault_usable() {
-            return Err(Error::ObjectHandleInvalid);
+        if let Some(hook) = self.hooks.owner(&o.attrs) {
+            if !hook.visible(self, true) {
+                return Err(Error::ObjectHandleInvalid);
+            }
         }
         Ok(o)
     }
 
-    /// [`Token::object`] without the vault check.
+    /// [`Token::object`] without the object hooks' visibility check.
     pub(crate) fn object_unchecked(&self, id: u64) -> Result<Arc<CachedObject>> {
         self.object_unchecked_at(id, None)
     }
@@ -630,9 +634,9 @@ impl Token {
         self.check_trusted_template(template)?;
         let template = self.key_template(template, template.class());
         let mut attrs = object::build(&template, Origin::Create, &Attributes::new())?;
-        if crate::vault::is_vault_object(&attrs) {
+        if let Some(hook) = self.hooks.owner(&attrs) {
             self.check_write(sid, &attrs)?;
-            self.vault_before_write(None, &mut attrs, "Store")?;
+            hook.before_write(self, None, &mut attrs, "Store")?;
         }
         self.store_object(sid, attrs)
     }
@@ -647,9 +651,9 @@ impl Token {
             // Trust is the SO's to give: a user's copy is not trusted.
             attrs.set_bool(CKA_TRUSTED, false);
         }
-        if crate::vault::is_vault_object(&o.attrs) || crate::vault::is_vault_object(&attrs) {
+        if let Some(hook) = self.hooks.owner(&o.attrs).or(self.hooks.owner(&attrs)) {
             self.check_write(sid, &attrs)?;
-            self.vault_before_write(Some(&o.attrs), &mut attrs, "Copy")?;
+            hook.before_write(self, Some(&o.attrs), &mut attrs, "Copy")?;
         }
         self.store_object(sid, attrs)
     }
@@ -661,8 +665,8 @@ impl Token {
         if !o.attrs.bool_or(CKA_DESTROYABLE, true) {
             return Err(Error::ActionProhibited);
         }
-        if crate::vault::is_vault_object(&o.attrs) {
-            self.vault_before_destroy(&o.attrs)?;
+        if let Some(hook) = self.hooks.owner(&o.attrs) {
+            hook.before_destroy(self, &o.attrs)?;
         }
         if id >= SESSION_OBJECT_BASE {
             self.session_objects
@@ -690,32 +694,10 @@ impl Token {
         let hide = object::hides_secrets(&o.attrs);
         if types.contains(&CKA_VALUE) {
             // Reading an extractable key's value is a key export (gate, SPEC C1).
-            self.gate_check_value_read(&o.attrs)?;
-        }
-        if types.contains(&CKA_VALUE) && crate::vault::is_vault_object(&o.attrs) {
-            // A vault entry's value holds its passwords: `vault-password`, as
-            // `vtoken vault get` is.
-            self.gate_check(
-                crate::gate::OpClass::VaultPassword,
-                Some(&o.attrs),
-                &format!("reveal vault entry \"{}\" through PKCS#11", o.attrs.label()),
-            )?;
-        }
-        if types.contains(&CKA_VALUE)
-            && o.attrs.get(CKA_APPLICATION) == Some(crate::vault::VAULT_APPLICATION)
-        {
-            // A vault entry read through PKCS#11 holds its secrets: the same
-            // `vault-read` confirmation as `vtoken vault get`.
-            self.confirm_for(
-                "vault-read",
-                &crate::prompt::Request {
-                    title: "Reveal a vault entry?".into(),
-                    description: format!(
-                        "vault entry \"{}\" read through PKCS#11",
-                        o.attrs.label()
-                    ),
-                },
-            )?;
+            self.hooks.key_use.check_value_read(self, &o.attrs)?;
+            if let Some(hook) = self.hooks.owner(&o.attrs) {
+                hook.before_value_read(self, &o.attrs)?;
+            }
         }
         Ok(types
             .iter()
@@ -745,8 +727,8 @@ impl Token {
         self.check_write(sid, &o.attrs)?;
         self.check_trusted_template(template)?;
         let mut attrs = object::apply_update(&o.attrs, template)?;
-        if crate::vault::is_vault_object(&o.attrs) || crate::vault::is_vault_object(&attrs) {
-            self.vault_before_write(Some(&o.attrs), &mut attrs, "Change")?;
+        if let Some(hook) = self.hooks.owner(&o.attrs).or(self.hooks.owner(&attrs)) {
+            hook.before_write(self, Some(&o.attrs), &mut attrs, "Change")?;
         }
         if id >= SESSION_OBJECT_BASE {
             let n = Arc::new(CachedObject {
@@ -788,7 +770,7 @@ impl Token {
 
     /// Every visible object matching `template`, in id order (token objects first).
     pub fn search(&self, template: &Attributes) -> Result<Vec<u64>> {
-        self.gate_ensure_unlocked()?;
+        self.ensure_unblocked()?;
         let keys = self.master_keys();
         if template.get_bool(CKA_PRIVATE)? == Some(true) && keys.is_none() {
             return Ok(Vec::new());
@@ -801,15 +783,16 @@ impl Token {
         };
         let mut found = Vec::new();
         if template.get_bool(CKA_TOKEN)? != Some(false) {
-            let vault_usable = keys.is_some() && self.vault_usable();
+            // The object hooks whose objects are hidden now (asked once per search).
+            let hidden = self.hooks.hidden(self, keys.is_some());
             let st = self.store();
             let dv = st.data_version()?;
             let rows = st.candidates(&filter, keys.as_deref())?;
             // A template of indexed attributes only (class, label, ID, token,
             // private) is answered from the index columns alone: nothing is
             // decrypted until a caller reads an object (a find over 10 000 objects
-            // stays a single index scan). Hidden vault entries need the records.
-            if vault_usable
+            // stays a single index scan). Hidden objects need the records.
+            if hidden == 0
                 && template.iter().all(|(t, _)| {
                     matches!(t, CKA_CLASS | CKA_LABEL | CKA_ID | CKA_TOKEN | CKA_PRIVATE)
                 })
@@ -846,7 +829,7 @@ impl Token {
                     if o.attrs.matches(template)
                         && (user || !object::is_private(&o.attrs))
                         && !object::probes_secret(&o.attrs, template)
-                        && (vault_usable || !crate::vault::is_vault_object(&o.attrs))
+                        && (hidden == 0 || !self.hooks.hidden_claims(hidden, &o.attrs))
                     {
                         found.push(r.id);
                     }
@@ -925,7 +908,7 @@ impl Token {
         let epoch = self.fresh.epoch();
         // Each operation's init looks at the file once: a gate lock set by another
         // process stops it here, and the object is read as of the same version.
-        let (dv, gate) = self.gate_fresh()?;
+        let (dv, gate) = self.hooks.key_use.fresh(self)?;
         let o = self.object_at(id, Some(dv)).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
             e => e,
@@ -966,7 +949,7 @@ impl Token {
         id: u64,
         usage: CK_ATTRIBUTE_TYPE,
         mech: &Mechanism,
-        (gate, also): (Option<crate::gate::OpClass>, Option<crate::gate::OpClass>),
+        (gate, also): (Option<OpClass>, Option<OpClass>),
     ) -> Option<&'s KeyUse> {
         let k = s.last_key.as_ref().filter(|k| k.id == id)?;
         if k.epoch != self.fresh.epoch() {
@@ -1039,7 +1022,7 @@ impl Token {
                 .flatten()
                 .find(|c| !k.gate.lets_through(Some(*c), &k.obj.attrs));
             if let Some(c) = gated {
-                self.gate_check_key(c, &k.obj.attrs, &k.gate, verb)?;
+                self.key_check(c, &k.obj.attrs, &k.gate, verb)?;
             }
         }
         let mut g = Token::lock_session(&s);
@@ -1055,6 +1038,18 @@ impl Token {
             g.last_key = Some(k);
         }
         Ok(())
+    }
+
+    /// The key-use hook's full check of `class` on `key`, which `verdict` (the
+    /// hook's answer read with the key) did not let through by itself.
+    fn key_check(
+        &self,
+        class: OpClass,
+        key: &Attributes,
+        verdict: &Arc<dyn KeyVerdict>,
+        verb: &str,
+    ) -> Result<()> {
+        self.hooks.key_use.check(self, class, key, &**verdict, verb)
     }
 
     /// Whether an init with `usage` on a `CKA_ALWAYS_AUTHENTICATE` key waits for a
@@ -1196,8 +1191,8 @@ impl Token {
         if self.strict_wrap && o.attrs.bool_or(CKA_SENSITIVE, true) {
             check_strict_wrap(&w.obj.attrs, &o.attrs)?;
         }
-        self.gate_check_key(
-            crate::gate::OpClass::KeyExport,
+        self.key_check(
+            OpClass::KeyExport,
             &o.attrs,
             &w.gate,
             "export by wrapping",
@@ -1219,16 +1214,16 @@ impl Token {
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
-        self.gate_check_key(
-            crate::gate::OpClass::Unwrap,
+        self.key_check(
+            OpClass::Unwrap,
             &u.obj.attrs,
             &u.gate,
             "unwrap a key",
         )?;
         if exposes_value(template) {
             // The unwrapped value can be read back: the unwrap is a decryption.
-            self.gate_check_key(
-                crate::gate::OpClass::Decrypt,
+            self.key_check(
+                OpClass::Decrypt,
                 &u.obj.attrs,
                 &u.gate,
                 "unwrap into an extractable key",
@@ -1271,16 +1266,16 @@ impl Token {
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let b = self.key_of(base, CKA_DERIVE, mech)?;
-        self.gate_check_key(
-            crate::gate::OpClass::Derive,
+        self.key_check(
+            OpClass::Derive,
             &b.obj.attrs,
             &b.gate,
             "derive a key",
         )?;
         if exposes_value(template) {
             // The derived value can be read back: the derivation is a decryption.
-            self.gate_check_key(
-                crate::gate::OpClass::Decrypt,
+            self.key_check(
+                OpClass::Decrypt,
                 &b.obj.attrs,
                 &b.gate,
                 "derive an extractable key",
@@ -1332,7 +1327,7 @@ impl Token {
             InitKind {
                 usage: CKA_SIGN,
                 flag: CKF_SIGN,
-                gate: Some((crate::gate::OpClass::Sign, "sign")),
+                gate: Some((OpClass::Sign, "sign")),
                 also: None,
                 slot: |s| &mut s.sign,
                 make: mechanism::sign_init,
@@ -1457,11 +1452,11 @@ impl Token {
             InitKind {
                 usage: CKA_DECRYPT,
                 flag: CKF_DECRYPT,
-                gate: Some((crate::gate::OpClass::Decrypt, "decrypt")),
+                gate: Some((OpClass::Decrypt, "decrypt")),
                 // A raw or PKCS#1 v1.5 RSA decryption with a private key turns an
                 // encoded digest into a signature: it is a signature too.
                 also: matches!(mech.ty, CKM_RSA_X_509 | CKM_RSA_PKCS)
-                    .then_some(crate::gate::OpClass::Sign),
+                    .then_some(OpClass::Sign),
                 slot: |s| &mut s.decrypt,
                 make: mechanism::decrypt_init,
             }

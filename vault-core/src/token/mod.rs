@@ -26,6 +26,12 @@ use crate::session::Session;
 use crate::store::seal::{Key32, WrappedKey};
 use crate::store::{wrap_ad, Header, MasterKeys, PinAttempt, Store, PIN_COUNTERS_MARK};
 
+pub mod fresh;
+pub mod hooks;
+
+pub(crate) use fresh::CacheWrite;
+use hooks::Hooks;
+
 /// Who is logged in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserType {
@@ -107,7 +113,48 @@ pub struct TokenInfo {
     pub read_only: bool,
     pub path: PathBuf,
     /// Initial, PIN-verified or locked (the picture-verification gate, SPEC C6).
-    pub gate: crate::gate::GateState,
+    pub gate: TokenState,
+}
+
+/// The token's state as the user sees it (SPEC C6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TokenState {
+    /// No user login in this process (after "plug-in").
+    Initial,
+    /// The user PIN was verified in this process.
+    PinVerified,
+    /// A key-use hook blocked the token (too many failed picture checks): every
+    /// operation fails until `vtoken reattach`.
+    Locked,
+}
+
+impl TokenState {
+    /// `initial`, `pin-verified` or `locked`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenState::Initial => "initial",
+            TokenState::PinVerified => "pin-verified",
+            TokenState::Locked => "locked",
+        }
+    }
+
+    /// The state of a token `blocked` or not, with `user` logged in.
+    pub fn of(blocked: bool, user: Option<UserType>) -> TokenState {
+        if blocked {
+            TokenState::Locked
+        } else if user == Some(UserType::User) {
+            TokenState::PinVerified
+        } else {
+            TokenState::Initial
+        }
+    }
+}
+
+impl std::fmt::Display for TokenState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Manufacturer ID reported in token and slot info.
@@ -251,41 +298,18 @@ pub(crate) struct Cache {
     pub(crate) objects: HandleMap<(i64, Arc<CachedObject>)>,
 }
 
-/// [`Token::cache_write`]'s guard.
-pub(crate) struct CacheWrite<'a> {
-    guard: MutexGuard<'a, Cache>,
-    fresh: &'a crate::store::Freshness,
-}
-
-impl std::ops::Deref for CacheWrite<'_> {
-    type Target = Cache;
-    fn deref(&self) -> &Cache {
-        &self.guard
-    }
-}
-
-impl std::ops::DerefMut for CacheWrite<'_> {
-    fn deref_mut(&mut self) -> &mut Cache {
-        &mut self.guard
-    }
-}
-
-impl Drop for CacheWrite<'_> {
-    fn drop(&mut self) {
-        // Still under the cache's lock: a reader that took the old epoch sees the
-        // change as a new epoch, one that takes the new epoch sees the change.
-        self.fresh.bump();
-    }
-}
-
 /// One process's handle on one token file.
 pub struct Token {
     pub(crate) store: Mutex<Store>,
     pub(crate) login: RwLock<LoginState>,
     pub(crate) cache: Mutex<Cache>,
     /// The store's look-and-epoch record, read without the store's lock by the
-    /// per-session key reuse of every operation's init (see [`Token::cache_write`]).
-    pub(crate) fresh: Arc<crate::store::Freshness>,
+    /// per-session key reuse of every operation's init (the protocol: [`fresh`]).
+    pub(crate) fresh: Arc<fresh::Freshness>,
+    /// Whether the key-use hook blocked the token, as last seen ([`fresh::Blocked`]).
+    pub(crate) blocked: fresh::Blocked,
+    /// The extensions, registered when the token opens.
+    pub(crate) hooks: Hooks,
     /// Unique among the tokens this process opens (names it in a `SessionRef`).
     instance: u64,
     pub(crate) sessions: ShardedHandles<Arc<Mutex<Session>>>,
@@ -298,8 +322,6 @@ pub struct Token {
     /// are taken from them at use time (the agent and the confirmations are token
     /// policy, see [`crate::prompt::policy`]).
     prompt_local: crate::config::PromptConfig,
-    /// The picture-verification gate's in-process state.
-    pub(crate) gate: crate::gate::GateRuntime,
     serial: String,
     path: PathBuf,
     kdf: KdfParams,
@@ -416,7 +438,8 @@ impl Token {
             next_session_object: AtomicU64::new(SESSION_OBJECT_BASE),
             prompt: RwLock::new(None),
             prompt_local: config.prompt.clone(),
-            gate: Default::default(),
+            blocked: Default::default(),
+            hooks: crate::extensions(),
             serial,
             path: path.to_path_buf(),
             kdf: config.kdf,
@@ -641,7 +664,7 @@ impl Token {
         let (public_objects, private_objects) = st.counts()?;
         let read_only = st.read_only();
         drop(st);
-        let gate = crate::gate::GateState::of(&h, self.logged_in());
+        let gate = TokenState::of(self.hooks.key_use.blocked_in(&h), self.logged_in());
         let mut flags =
             CKF_RNG | CKF_LOGIN_REQUIRED | CKF_TOKEN_INITIALIZED | CKF_DUAL_CRYPTO_OPERATIONS;
         if read_only {
@@ -752,7 +775,7 @@ impl Token {
         if who == UserType::So && self.has_read_only_session() {
             return Err(Error::SessionReadOnlyExists);
         }
-        self.gate_ensure_unlocked()?;
+        self.ensure_unblocked()?;
         let master = self.verify_pin(who, pin)?;
         let mut l = self.login.write().unwrap_or_else(|p| p.into_inner());
         l.user = Some(who);
@@ -760,7 +783,7 @@ impl Token {
         drop(l);
         self.fresh.bump();
         if who == UserType::User {
-            self.gate_log_state(crate::gate::GateState::PinVerified);
+            self.log_state(TokenState::PinVerified);
             self.migrate_public_keys();
         }
         Ok(())
@@ -786,8 +809,8 @@ impl Token {
         drop(l);
         self.fresh.bump();
         self.forget_private();
-        if was_user && !self.gate_locked().unwrap_or(false) {
-            self.gate_log_state(crate::gate::GateState::Initial);
+        if was_user && !self.blocked_fresh().unwrap_or(false) {
+            self.log_state(TokenState::Initial);
         }
         Ok(())
     }
@@ -825,7 +848,9 @@ impl Token {
         drop(st);
         info!(serial = %self.serial, "user PIN initialized by the SO");
         // The token's device identity is made with its first user PIN (SPEC V7).
-        self.device_ensure()?;
+        for hook in self.hooks.lifecycle.iter() {
+            hook.user_pin_set(self)?;
+        }
         Ok(())
     }
 
@@ -902,8 +927,10 @@ impl Token {
         let mut h = st.header()?.clone();
         h.label = label.to_string();
         h.user = None;
-        // An optional vault goes back to its factory state (not activated).
-        crate::vault::reset_for_reinit(&mut h)?;
+        // Extensions reset their header state (an optional vault: not activated).
+        for hook in self.hooks.lifecycle.iter() {
+            hook.reinitialize(&mut h)?;
+        }
         // A fresh master key: nothing encrypted under the old one survives.
         let fresh = Key32::random()?;
         h.so = WrappedKey::wrap(&fresh, so_pin, self.kdf, &wrap_ad(&self.serial, "so"))?;

@@ -45,6 +45,9 @@
 //! as a dynamic password ([`otp_core::dynamic_password`] over the value, SPEC V9).
 
 pub mod csv;
+mod hook;
+
+pub(crate) use hook::VaultHook;
 
 use std::sync::Arc;
 
