@@ -26,8 +26,7 @@ impl Token {
                 gate: Some((OpClass::Decrypt, "decrypt")),
                 // A raw or PKCS#1 v1.5 RSA decryption with a private key turns an
                 // encoded digest into a signature: it is a signature too.
-                also: matches!(mech.ty, CKM_RSA_X_509 | CKM_RSA_PKCS)
-                    .then_some(OpClass::Sign),
+                also: matches!(mech.ty, CKM_RSA_X_509 | CKM_RSA_PKCS).then_some(OpClass::Sign),
                 slot: |s| &mut s.decrypt,
                 make: mechanism::decrypt_init,
             }
@@ -84,7 +83,12 @@ impl Token {
         step(slot, out, false, |st| st.op.update(data))
     }
 
-    pub(super) fn cipher_final(&self, sid: impl SessionKey, out: OutLen, enc: bool) -> Result<Output> {
+    pub(super) fn cipher_final(
+        &self,
+        sid: impl SessionKey,
+        out: OutLen,
+        enc: bool,
+    ) -> Result<Output> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);

@@ -76,7 +76,11 @@ impl Token {
 
     /// [`Token::search`]'s tail: appends the matching session objects (unless the
     /// template asks for token objects only).
-    pub(super) fn with_session_objects(&self, template: &Attributes, mut found: Vec<u64>) -> Result<Vec<u64>> {
+    pub(super) fn with_session_objects(
+        &self,
+        template: &Attributes,
+        mut found: Vec<u64>,
+    ) -> Result<Vec<u64>> {
         if template.get_bool(CKA_TOKEN)? != Some(true) {
             let user = self.user_in();
             let map = self

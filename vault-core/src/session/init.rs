@@ -5,9 +5,13 @@
 use super::*;
 
 impl Token {
-
     /// The parsed key of an object, cached with it.
-    pub(super) fn key_of(&self, id: u64, usage: CK_ATTRIBUTE_TYPE, mech: &Mechanism) -> Result<KeyUse> {
+    pub(super) fn key_of(
+        &self,
+        id: u64,
+        usage: CK_ATTRIBUTE_TYPE,
+        mech: &Mechanism,
+    ) -> Result<KeyUse> {
         // Taken before anything is read: a change from here on moves it.
         let epoch = self.fresh.epoch();
         // Each operation's init looks at the file once: a gate lock set by another

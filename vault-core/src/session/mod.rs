@@ -194,11 +194,7 @@ struct KeyUse {
     passed: std::cell::Cell<Option<Use>>,
 }
 
-type Use = (
-    CK_ATTRIBUTE_TYPE,
-    CK_MECHANISM_TYPE,
-    Option<OpClass>,
-);
+type Use = (CK_ATTRIBUTE_TYPE, CK_MECHANISM_TYPE, Option<OpClass>);
 
 /// A session as a caller names it: by handle (`u64`, looked up in the token's
 /// session map) or by a [`SessionRef`] the caller keeps (no lookup: the PKCS#11
@@ -301,7 +297,6 @@ struct InitKind<T: ?Sized> {
 }
 
 impl Token {
-
     /// `C_OpenSession`.
     pub fn open_session(&self, rw: bool) -> Result<u64> {
         Ok(self.open_session_ref(rw)?.0)

@@ -4,7 +4,6 @@
 use super::*;
 
 impl Token {
-
     pub(super) fn user_in(&self) -> bool {
         self.logged_in() == Some(UserType::User)
     }
@@ -33,7 +32,11 @@ impl Token {
         self.object_unchecked_at(id, None)
     }
 
-    pub(super) fn object_unchecked_at(&self, id: u64, dv: Option<i64>) -> Result<Arc<CachedObject>> {
+    pub(super) fn object_unchecked_at(
+        &self,
+        id: u64,
+        dv: Option<i64>,
+    ) -> Result<Arc<CachedObject>> {
         if id >= SESSION_OBJECT_BASE {
             let map = self
                 .session_objects

@@ -3,7 +3,6 @@
 use super::*;
 
 impl Token {
-
     /// `C_SignInit`.
     pub fn sign_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
         self.init_keyed(

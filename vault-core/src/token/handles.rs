@@ -117,4 +117,3 @@ impl<V> ShardedHandles<V> {
         self.len() == 0
     }
 }
-

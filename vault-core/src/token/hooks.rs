@@ -194,7 +194,10 @@ impl Hooks {
         key_use: Arc<dyn KeyUseHook>,
         lifecycle: Vec<Arc<dyn LifecycleHook>>,
     ) -> Hooks {
-        assert!(objects.len() <= 64, "at most 64 object hooks (a search keeps a mask)");
+        assert!(
+            objects.len() <= 64,
+            "at most 64 object hooks (a search keeps a mask)"
+        );
         Hooks {
             objects: objects.into(),
             key_use,

@@ -125,7 +125,12 @@ impl Token {
     }
 
     /// A picture that failed (`reason`): locks when it was the last chance.
-    pub(super) fn gate_failed(&self, iss: &Issued, reason: &str, agent: Option<&dyn Prompt>) -> Error {
+    pub(super) fn gate_failed(
+        &self,
+        iss: &Issued,
+        reason: &str,
+        agent: Option<&dyn Prompt>,
+    ) -> Error {
         warn!(serial = %self.serial(), class = iss.class.as_str(), reason, used = iss.used, chances = iss.policy.chances, "picture check failed");
         if iss.used >= iss.policy.chances {
             return self.gate_lock(agent);

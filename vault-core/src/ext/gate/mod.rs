@@ -90,8 +90,8 @@
 //! the token's *interfaces* (the module, the CLI, the Rust API) — a program that
 //! can only reach the token through them cannot sign without the user.
 
-mod check;
 pub mod challenge;
+mod check;
 mod hook;
 
 use check::{Issued, Pass};
@@ -110,10 +110,10 @@ use zeroize::Zeroizing;
 
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
-pub use crate::vendor::CKA_VTOKEN_GATED;
 use crate::prompt::{Captcha, CaptchaReply, Prompt};
 use crate::store::{Header, Store};
 use crate::token::{Token, UserType};
+pub use crate::vendor::CKA_VTOKEN_GATED;
 
 /// The header extension key of the gate state.
 pub const EXT_KEY: &str = "gate";

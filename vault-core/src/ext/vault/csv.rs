@@ -282,7 +282,6 @@ pub fn write_keepassxc(entries: &[Entry], secrets: bool) -> Zeroizing<String> {
 }
 
 impl crate::token::Token {
-
     /// Imports a KeePassXC CSV export as website entries (user logged in; one
     /// confirmation for the whole file). Returns the new ids.
     pub fn vault_import_csv(&self, text: &str) -> Result<Vec<u64>> {

@@ -3,7 +3,6 @@
 use super::*;
 
 impl Token {
-
     pub(super) fn vault_objects(&self) -> Result<Vec<(u64, Arc<CachedObject>)>> {
         let mut t = Attributes::new();
         t.set_ulong(CKA_CLASS, CKO_DATA);

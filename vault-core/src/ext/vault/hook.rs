@@ -61,7 +61,6 @@ impl LifecycleHook for VaultHook {
 }
 
 impl Token {
-
     /// Checks a vault object about to be created, copied or changed through PKCS#11
     /// (`attrs` is the complete new object): the vault must be usable, the user
     /// logged in, the object private and on the token, `CKA_VALUE` a valid entry;

@@ -243,7 +243,6 @@ fn unavailable(s: &VaultState, failures: u32) -> Option<Error> {
 
 // ---------------------------------------------------------------------- helpers
 
-
 fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -271,7 +270,6 @@ fn entry_of(a: &Attributes) -> Result<Entry> {
 }
 
 impl Token {
-
     pub(super) fn vault_state(&self) -> Result<(VaultState, u32)> {
         let mut st = self.store();
         let s = state_of(st.header()?)?;
