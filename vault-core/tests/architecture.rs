@@ -295,11 +295,11 @@ fn find_cycle(g: &BTreeMap<String, BTreeMap<String, BTreeSet<String>>>) -> Optio
     ) -> Option<Vec<String>> {
         state.insert(n.to_string(), 1);
         path.push(n.to_string());
-        for m in g
+        let next: Vec<String> = g
             .get(n)
             .map(|e| e.keys().cloned().collect())
-            .unwrap_or(Vec::<String>::new())
-        {
+            .unwrap_or_default();
+        for m in next {
             match state.get(&m).copied().unwrap_or(0) {
                 1 => {
                     let at = path.iter().position(|p| *p == m).unwrap();
