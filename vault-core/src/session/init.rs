@@ -16,7 +16,7 @@ impl Token {
         let epoch = self.fresh.epoch();
         // Each operation's init looks at the file once: a gate lock set by another
         // process stops it here, and the object is read as of the same version.
-        let (dv, gate) = self.hooks.key_use.fresh(self)?;
+        let (dv, verdict) = self.hooks.key_use.fresh(self)?;
         let o = self.object_at(id, Some(dv)).map_err(|e| match e {
             Error::ObjectHandleInvalid => Error::KeyHandleInvalid,
             e => e,
@@ -36,7 +36,7 @@ impl Token {
             always_auth: o.attrs.bool_or(CKA_ALWAYS_AUTHENTICATE, false),
             key,
             obj: o,
-            gate,
+            verdict,
             dv,
             epoch,
             passed: Default::default(),
@@ -73,8 +73,8 @@ impl Token {
         }
         // `also` follows from usage and mechanism, so `this` covers it.
         if check_use(&k.obj.attrs, usage, mech).is_err()
-            || !k.gate.lets_through(gate, &k.obj.attrs)
-            || !k.gate.lets_through(also, &k.obj.attrs)
+            || !k.verdict.lets_through(gate, &k.obj.attrs)
+            || !k.verdict.lets_through(also, &k.obj.attrs)
         {
             return None;
         }
@@ -128,9 +128,9 @@ impl Token {
             let gated = [Some(class), kind.also]
                 .into_iter()
                 .flatten()
-                .find(|c| !k.gate.lets_through(Some(*c), &k.obj.attrs));
+                .find(|c| !k.verdict.lets_through(Some(*c), &k.obj.attrs));
             if let Some(c) = gated {
-                self.key_check(c, &k.obj.attrs, &k.gate, verb)?;
+                self.key_check(c, &k.obj.attrs, &k.verdict, verb)?;
             }
         }
         let mut g = Token::lock_session(&s);

@@ -167,7 +167,12 @@ impl Token {
         if self.strict_wrap && o.attrs.bool_or(CKA_SENSITIVE, true) {
             check_strict_wrap(&w.obj.attrs, &o.attrs)?;
         }
-        self.key_check(OpClass::KeyExport, &o.attrs, &w.gate, "export by wrapping")?;
+        self.key_check(
+            OpClass::KeyExport,
+            &o.attrs,
+            &w.verdict,
+            "export by wrapping",
+        )?;
         let bytes = mechanism::wrap(mech, &w.key, &o.attrs)?;
         Ok(deliver(out, bytes).0)
     }
@@ -185,13 +190,13 @@ impl Token {
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
-        self.key_check(OpClass::Unwrap, &u.obj.attrs, &u.gate, "unwrap a key")?;
+        self.key_check(OpClass::Unwrap, &u.obj.attrs, &u.verdict, "unwrap a key")?;
         if exposes_value(template) {
             // The unwrapped value can be read back: the unwrap is a decryption.
             self.key_check(
                 OpClass::Decrypt,
                 &u.obj.attrs,
-                &u.gate,
+                &u.verdict,
                 "unwrap into an extractable key",
             )?;
         }
@@ -232,13 +237,13 @@ impl Token {
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let b = self.key_of(base, CKA_DERIVE, mech)?;
-        self.key_check(OpClass::Derive, &b.obj.attrs, &b.gate, "derive a key")?;
+        self.key_check(OpClass::Derive, &b.obj.attrs, &b.verdict, "derive a key")?;
         if exposes_value(template) {
             // The derived value can be read back: the derivation is a decryption.
             self.key_check(
                 OpClass::Decrypt,
                 &b.obj.attrs,
-                &b.gate,
+                &b.verdict,
                 "derive an extractable key",
             )?;
         }

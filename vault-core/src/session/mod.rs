@@ -176,9 +176,10 @@ fn ulongs(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
 }
 
-/// A key object ready for an operation, with the gate record read at the same time,
-/// and what it is current as of: the file's `data_version` it was read at and the
-/// token's epoch taken before ([`crate::store::Freshness`]).
+/// A key object ready for an operation, with the key-use hook's verdict (the gate
+/// record) read at the same time, and what it is current as of: the file's
+/// `data_version` it was read at and the token's epoch taken before
+/// ([`crate::token::fresh`]).
 struct KeyUse {
     id: u64,
     key: Arc<Key>,
@@ -186,7 +187,7 @@ struct KeyUse {
     /// `CKA_ALWAYS_AUTHENTICATE` (read once, here).
     always_auth: bool,
     obj: Arc<CachedObject>,
-    gate: Arc<dyn KeyVerdict>,
+    verdict: Arc<dyn KeyVerdict>,
     dv: i64,
     epoch: u64,
     /// The last (usage, mechanism, gate class) [`Token::reuse`] found this key good
