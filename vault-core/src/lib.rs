@@ -15,12 +15,10 @@
 
 pub mod attr;
 pub mod config;
-pub mod device;
 pub mod error;
-pub mod gate;
+pub mod ext;
 pub mod mechanism;
 pub mod object;
-pub mod otp;
 pub mod prompt;
 pub mod sealed;
 pub mod session;
@@ -29,7 +27,15 @@ pub mod store;
 #[cfg(feature = "test-hooks")]
 pub mod test_hooks;
 pub mod token;
-pub mod vault;
+pub mod vendor;
+
+pub use ext::{device, gate, otp, vault};
+
+/// The extensions a token opens with: the one place the kernel's registry meets
+/// [`ext`] (the kernel modules never name it).
+pub(crate) fn extensions() -> token::hooks::Hooks {
+    ext::hooks()
+}
 
 pub use attr::Attributes;
 /// Re-export of the PKCS#11 constants and types the API uses.

@@ -111,7 +111,7 @@ const CONSTANT_TIME_SITES: &[(&str, &str, &str)] = &[
         ".decrypt(",
     ),
     (
-        "vault-core/src/vault.rs",
+        "vault-core/src/ext/vault/mod.rs",
         "vault activation code (unwrap, GCM tag)",
         "verifier.unwrap(code.as_bytes()",
     ),
@@ -136,7 +136,7 @@ const CONSTANT_TIME_SITES: &[(&str, &str, &str)] = &[
         "h2.ct_eq(h)",
     ),
     (
-        "vault-core/src/gate/mod.rs",
+        "vault-core/src/ext/gate/check.rs",
         "picture gate answer",
         "ct_eq(self.answer.as_bytes())",
     ),

@@ -121,12 +121,11 @@ const SECRET: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_ALWAYS_AUTHENTICATE,
 ];
 
-/// vtoken's vendor attribute marking a key as gated (SPEC C1): `CKA_VENDOR_DEFINED | 0x5654_0001`.
-pub const CKA_VTOKEN_GATED: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0001;
+pub use crate::vendor::CKA_VTOKEN_GATED;
 
 /// Whether `t` is a valid attribute for objects of `class`.
 pub fn valid_for(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool {
-    if COMMON.contains(&t) || t == CKA_VTOKEN_GATED || t == crate::otp::CKA_VTOKEN_OTP {
+    if COMMON.contains(&t) || t == CKA_VTOKEN_GATED || t == crate::vendor::CKA_VTOKEN_OTP {
         return true;
     }
     match class {
@@ -163,7 +162,7 @@ pub fn is_sensitive_attr(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool {
 pub fn is_private(obj: &Attributes) -> bool {
     obj.bool_or(CKA_PRIVATE, true)
         || matches!(obj.class(), Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
-        || obj.contains(crate::otp::CKA_VTOKEN_OTP)
+        || obj.contains(crate::vendor::CKA_VTOKEN_OTP)
 }
 
 /// Whether a search `template` would compare a value `obj` keeps secret: a
@@ -172,7 +171,7 @@ pub fn is_private(obj: &Attributes) -> bool {
 pub fn probes_secret(obj: &Attributes, template: &Attributes) -> bool {
     let class = obj.class().unwrap_or(CKO_DATA);
     if class == CKO_DATA {
-        return template.contains(CKA_VALUE) && crate::vault::is_vault_object(obj);
+        return template.contains(CKA_VALUE) && crate::vendor::is_vault_object(obj);
     }
     hides_secrets(obj) && template.iter().any(|(t, _)| is_sensitive_attr(class, t))
 }

@@ -365,7 +365,7 @@ pub fn apply_update(obj: &Attributes, template: &Attributes) -> Result<Attribute
         if !valid_for(class, t) {
             return Err(Error::AttributeTypeInvalid(t));
         }
-        if t == crate::otp::CKA_VTOKEN_OTP {
+        if t == crate::vendor::CKA_VTOKEN_OTP {
             // OTP parameters (the HOTP counter) change only through the token itself.
             return Err(Error::AttributeReadOnly(t));
         }

@@ -297,7 +297,7 @@ impl Store {
 /// always for what holds key material or vault data (private and secret keys, OTP
 /// credentials, vault entries), whatever their `CKA_PRIVATE` says.
 pub fn sealed_private(private: bool, attrs: &Attributes) -> bool {
-    private || crate::object::is_private(attrs) || crate::vault::is_vault_object(attrs)
+    private || crate::object::is_private(attrs) || crate::vendor::is_vault_object(attrs)
 }
 
 impl Store {

@@ -114,11 +114,21 @@ pub const MAX_BACKUP_REQUESTS: usize = 16;
 /// Seconds a backup request stays valid.
 pub const BACKUP_REQUEST_LIFETIME: u64 = 7 * 24 * 3600;
 
-/// vtoken's vendor attribute on an object restored from a backup: a stable
-/// identity of the source object (SHA-256 over the source serial and its
-/// `CKA_UNIQUE_ID`), so importing a newer bundle updates instead of duplicating.
-/// Set only by [`Token::restore_object`]; templates cannot name it.
-pub const CKA_VTOKEN_BACKUP_ORIGIN: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0020;
+pub use crate::vendor::CKA_VTOKEN_BACKUP_ORIGIN;
+
+/// The device identity as a lifecycle hook: the key is made with the token's first
+/// user PIN (SPEC V7).
+pub(crate) struct DeviceHook;
+
+impl crate::token::hooks::LifecycleHook for DeviceHook {
+    fn user_pin_set(&self, t: &Token) -> Result<()> {
+        t.device_ensure().map(|_| ())
+    }
+
+    fn reinitialize(&self, _: &mut crate::store::Header) -> Result<()> {
+        Ok(())
+    }
+}
 
 #[derive(Clone, Serialize, Deserialize)]
 struct PendingRequest {

@@ -16,7 +16,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{Entry, Kind};
+use super::*;
 use crate::error::{Error, Result};
 
 /// The columns KeePassXC writes, in its order.
@@ -279,6 +279,77 @@ pub fn write_keepassxc(entries: &[Entry], secrets: bool) -> Zeroizing<String> {
         out.push('\n');
     }
     out
+}
+
+impl crate::token::Token {
+    /// Imports a KeePassXC CSV export as website entries (user logged in; one
+    /// confirmation for the whole file). Returns the new ids.
+    pub fn vault_import_csv(&self, text: &str) -> Result<Vec<u64>> {
+        self.vault_require_user()?;
+        let mut entries = parse_keepassxc(text)?;
+        let t = now();
+        let mut description = format!("{} entries:", entries.len());
+        for e in entries.iter_mut() {
+            e.normalize()?;
+            if e.created == 0 {
+                e.created = t;
+            }
+            if e.modified == 0 {
+                e.modified = t;
+            }
+            description.push_str(&format!(
+                "\n- {} ({}{}{})",
+                e.title,
+                e.username().unwrap_or(""),
+                if e.url.is_empty() { "" } else { ", " },
+                e.url
+            ));
+        }
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Import these vault entries?".into(),
+                description,
+            },
+        )?;
+        let mut ids = Vec::with_capacity(entries.len());
+        for e in &entries {
+            ids.push(self.vault_insert(entry_attributes(e)?)?);
+        }
+        Ok(ids)
+    }
+
+    /// Exports every entry in KeePassXC's CSV format. With `secrets` the passwords
+    /// and other secret values are included, after the gate (class
+    /// [`crate::gate::OpClass::VaultPassword`]: every secret of the vault leaves) and
+    /// the user's confirmation; without, they are left empty.
+    pub fn vault_export_csv(&self, secrets: bool) -> Result<Zeroizing<String>> {
+        self.vault_require_user()?;
+        let mut entries = Vec::new();
+        for (id, _) in self.vault_list()? {
+            entries.push(self.vault_get(id)?);
+        }
+        if secrets {
+            self.gate_check(
+                crate::gate::OpClass::VaultPassword,
+                None,
+                &format!("export {} vault entries with their secrets", entries.len()),
+            )?;
+            self.confirm(&crate::prompt::Request {
+                title: "Export the vault WITH its secrets?".into(),
+                description: format!(
+                    "{} entries, passwords in the clear, will leave the token:\n{}",
+                    entries.len(),
+                    entries
+                        .iter()
+                        .map(|e| format!("- {}", e.title))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                ),
+            })?;
+        }
+        Ok(write_keepassxc(&entries, secrets))
+    }
 }
 
 #[cfg(test)]

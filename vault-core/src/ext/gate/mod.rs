@@ -91,8 +91,14 @@
 //! can only reach the token through them cannot sign without the user.
 
 pub mod challenge;
+mod check;
+mod hook;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use check::{Issued, Pass};
+
+pub(crate) use hook::GateHook;
+
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -104,10 +110,10 @@ use zeroize::Zeroizing;
 
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
-pub use crate::object::CKA_VTOKEN_GATED;
 use crate::prompt::{Captcha, CaptchaReply, Prompt};
 use crate::store::{Header, Store};
 use crate::token::{Token, UserType};
+pub use crate::vendor::CKA_VTOKEN_GATED;
 
 /// The header extension key of the gate state.
 pub const EXT_KEY: &str = "gate";
@@ -116,77 +122,7 @@ pub const COUNTER: &str = "gate_failures";
 /// The environment variable the `test-hooks` feature reads (test builds only).
 pub const TEST_ANSWER_FILE_ENV: &str = "VTOKEN_TEST_CAPTCHA_ANSWER_FILE";
 
-/// A class of high-privilege operations (SPEC C1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum OpClass {
-    /// `C_SignInit` (and `vtoken sign`).
-    Sign,
-    /// `C_DecryptInit`.
-    Decrypt,
-    /// `C_UnwrapKey` (the unwrapping key).
-    Unwrap,
-    /// `C_DeriveKey` (the base key).
-    Derive,
-    /// `Token::vault_password` (`vtoken vault get`).
-    VaultPassword,
-    /// `Token::otp_code` (`vtoken otp code`).
-    OtpCode,
-    /// A key leaving the token: `C_WrapKey` (the wrapped key), `CKA_VALUE` of an
-    /// extractable key, an OTP secret (`Token::otp_uri`).
-    KeyExport,
-    /// Weakening the gate policy itself (never listed in the classes: always gated
-    /// while the gate is on).
-    Configure,
-}
-
-impl OpClass {
-    /// The classes a policy may list.
-    pub const CONFIGURABLE: [OpClass; 7] = [
-        OpClass::Sign,
-        OpClass::Decrypt,
-        OpClass::Unwrap,
-        OpClass::Derive,
-        OpClass::VaultPassword,
-        OpClass::OtpCode,
-        OpClass::KeyExport,
-    ];
-
-    /// The name used in configuration and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OpClass::Sign => "sign",
-            OpClass::Decrypt => "decrypt",
-            OpClass::Unwrap => "unwrap",
-            OpClass::Derive => "derive",
-            OpClass::VaultPassword => "vault-password",
-            OpClass::OtpCode => "otp-code",
-            OpClass::KeyExport => "key-export",
-            OpClass::Configure => "configure",
-        }
-    }
-
-    /// Parses a configurable class name.
-    pub fn parse(s: &str) -> Result<OpClass> {
-        let s = s.trim().to_ascii_lowercase().replace('_', "-");
-        OpClass::CONFIGURABLE
-            .into_iter()
-            .find(|c| c.as_str() == s)
-            .ok_or_else(|| {
-                let all: Vec<&str> = OpClass::CONFIGURABLE.iter().map(|c| c.as_str()).collect();
-                Error::ArgumentsBad(format!(
-                    "unknown gate class {s:?} (known: {})",
-                    all.join(", ")
-                ))
-            })
-    }
-}
-
-impl std::fmt::Display for OpClass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::token::hooks::OpClass;
 
 /// Which requests are gated, and how challenges look (per token).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -351,44 +287,8 @@ pub(crate) fn locked_in(h: &Header) -> bool {
     persisted(h).map(|p| p.locked).unwrap_or(true)
 }
 
-/// The token's state (SPEC C6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum GateState {
-    /// No user login in this process (after "plug-in").
-    Initial,
-    /// The user PIN was verified in this process.
-    PinVerified,
-    /// Too many failed picture checks: every operation fails until `vtoken reattach`.
-    Locked,
-}
-
-impl GateState {
-    /// `initial`, `pin-verified` or `locked`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GateState::Initial => "initial",
-            GateState::PinVerified => "pin-verified",
-            GateState::Locked => "locked",
-        }
-    }
-
-    pub(crate) fn of(h: &Header, user: Option<UserType>) -> GateState {
-        if locked_in(h) {
-            GateState::Locked
-        } else if user == Some(UserType::User) {
-            GateState::PinVerified
-        } else {
-            GateState::Initial
-        }
-    }
-}
-
-impl std::fmt::Display for GateState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The token's state (SPEC C6), which the gate's lock decides.
+pub use crate::token::TokenState as GateState;
 
 /// The gate as `vtoken gate status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -417,44 +317,6 @@ pub struct GateChallenge {
     pub chances_left: u32,
 }
 
-/// A picture handed out: its chance is already used.
-struct Issued {
-    id: u64,
-    class: OpClass,
-    answer: Zeroizing<String>,
-    png: Vec<u8>,
-    /// Chances used, this picture included.
-    used: u32,
-    policy: GatePolicy,
-    at: Instant,
-}
-
-impl Issued {
-    /// Whether `reply` is the answer and arrived in time (both always evaluated;
-    /// the comparison is constant-time).
-    fn accepts(&self, reply: &str) -> (bool, bool) {
-        let norm: Zeroizing<String> = Zeroizing::new(
-            reply
-                .chars()
-                .filter(|c| !c.is_whitespace())
-                .map(|c| c.to_ascii_uppercase())
-                .collect(),
-        );
-        let right: bool = norm.as_bytes().ct_eq(self.answer.as_bytes()).into();
-        let in_time = self.at.elapsed() <= self.policy.limit();
-        (right, in_time)
-    }
-
-    fn chances_left(&self) -> u32 {
-        self.policy.chances.saturating_sub(self.used) + 1
-    }
-}
-
-struct Pass {
-    class: OpClass,
-    until: Instant,
-}
-
 /// The gate's in-process state (pictures and passes never leave the process).
 #[derive(Default)]
 pub(crate) struct GateRuntime {
@@ -468,20 +330,6 @@ pub(crate) struct GateRuntime {
     /// The persisted state as last read, keyed by the store's header version: the
     /// per-operation checks parse the header's gate record once per change.
     view: Mutex<Option<(u64, Arc<Persisted>)>>,
-    /// Whether the last look at the file (or this process) found the token locked:
-    /// the check on every session call reads only this (see [`Token::gate_view`]).
-    locked_seen: AtomicBool,
-    /// The (file version, epoch) at which [`Token::gate_ensure_unlocked`] last found
-    /// the token unlocked, packed by [`unlocked_mark`] (0: none).
-    unlocked_at: AtomicU64,
-}
-
-/// `data_version` and the token's epoch in one word, when both fit in 32 bits (else
-/// `None`: no shortcut, the full check every time).
-fn unlocked_mark(dv: i64, epoch: u64) -> Option<u64> {
-    let dv = u32::try_from(dv).ok()?;
-    let epoch = u32::try_from(epoch).ok()?;
-    ((dv as u64) << 32 | epoch as u64).checked_add(1)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -504,14 +352,14 @@ impl Token {
 
     /// The gate record as of the file's version (looked at within the last
     /// [`crate::store::LOOK_WINDOW`]), with that `data_version`: one store lock and at
-    /// most one query; the record is parsed again only when the header changed. Refreshes the flag [`Token::gate_ensure_unlocked_cached`] reads.
+    /// most one query; the record is parsed again only when the header changed. Refreshes the kernel's blocked flag ([`crate::token::fresh::Blocked`]).
     /// A damaged record is `Err(GateLocked)` (fail closed).
     pub(crate) fn gate_fresh(&self) -> Result<(i64, Arc<Persisted>)> {
         let mut st = self.store();
         let dv = st.data_version_recent()?;
         st.header_at(dv)?;
         let version = st.header_generation();
-        let mut view = lock(&self.gate.view);
+        let mut view = lock(&self.gate_rt().view);
         if let Some((v, p)) = view.as_ref() {
             if *v == version {
                 return Ok((dv, p.clone()));
@@ -520,12 +368,12 @@ impl Token {
         let p = match persisted(st.header_at(dv)?) {
             Ok(p) => Arc::new(p),
             Err(e) => {
-                self.gate.locked_seen.store(true, Ordering::Relaxed);
+                self.set_blocked_seen(true);
                 warn!(serial = %self.serial(), error = %e, "gate record unreadable: locked");
                 return Err(Error::GateLocked);
             }
         };
-        self.gate.locked_seen.store(p.locked, Ordering::Relaxed);
+        self.set_blocked_seen(p.locked);
         *view = Some((version, p.clone()));
         Ok((dv, p))
     }
@@ -552,7 +400,7 @@ impl Token {
     pub fn gate_state(&self) -> Result<GateState> {
         let mut st = self.store();
         let h = st.header()?;
-        Ok(GateState::of(h, self.logged_in()))
+        Ok(GateState::of(locked_in(h), self.logged_in()))
     }
 
     /// Policy, state and chances.
@@ -582,351 +430,12 @@ impl Token {
     /// set by another process is seen within [`crate::store::LOOK_WINDOW`]). Session-level entry points (open session,
     /// login, find, every operation's init) call it.
     pub(crate) fn gate_ensure_unlocked(&self) -> Result<()> {
-        // Unlocked at this file version and epoch already: nothing to read again.
-        if let Some(dv) = self.fresh.recent() {
-            let mark = unlocked_mark(dv, self.fresh.epoch());
-            if mark.is_some()
-                && mark == Some(self.gate.unlocked_at.load(Ordering::Acquire))
-                && !self.gate.locked_seen.load(Ordering::Acquire)
-            {
-                return Ok(());
-            }
-        }
-        let epoch = self.fresh.epoch(); // before the look, as every reuse does
-        let (dv, view) = self.gate_fresh()?;
-        if view.locked {
-            return Err(Error::GateLocked);
-        }
-        if let Some(mark) = unlocked_mark(dv, epoch) {
-            self.gate.unlocked_at.store(mark, Ordering::Release);
-        }
-        Ok(())
-    }
-
-    /// [`Token::gate_ensure_unlocked`] without touching the file: the state this
-    /// process last saw (its own lock at once; another process's lock at this
-    /// process's next fresh check). Calls that continue an operation use it, so a
-    /// signature does not pay a file lock per call.
-    pub(crate) fn gate_ensure_unlocked_cached(&self) -> Result<()> {
-        if self.gate.locked_seen.load(Ordering::Relaxed) {
-            return Err(Error::GateLocked);
-        }
-        Ok(())
+        self.ensure_unblocked()
     }
 
     /// Whether a request of `class` using a key with attributes `key` is gated.
     pub fn gate_applies(&self, class: OpClass, key: Option<&Attributes>) -> Result<bool> {
         Ok(self.gate_policy()?.applies(class, key))
-    }
-
-    pub(crate) fn gate_log_state(&self, state: GateState) {
-        info!(serial = %self.serial(), state = state.as_str(), "token state");
-    }
-
-    // ------------------------------------------------------------------ the check
-
-    /// The gate for one request: `Err(GateLocked)` when locked, `Ok` at once when
-    /// the request is not gated, else a picture check — a pass earned through
-    /// [`Token::gate_answer`], or the prompt agent (blocking). `what` describes the
-    /// request to the user ("sign with key \"k1\"").
-    pub fn gate_check(&self, class: OpClass, key: Option<&Attributes>, what: &str) -> Result<()> {
-        self.gate_ensure_unlocked()?;
-        if !self.gate_applies(class, key)? {
-            return Ok(());
-        }
-        info!(serial = %self.serial(), class = class.as_str(), what, "high-privilege request: picture check");
-        self.gate_run(class, what)
-    }
-
-    /// [`Token::gate_check`] for a key object (its label names it). The common case
-    /// (not gated) costs one fresh look at the gate record.
-    pub(crate) fn gate_check_key(
-        &self,
-        class: OpClass,
-        key: &Attributes,
-        record: &GateRecord,
-        verb: &str,
-    ) -> Result<()> {
-        if record.locked {
-            return Err(Error::GateLocked);
-        }
-        if !record.policy.applies(class, Some(key)) {
-            return Ok(());
-        }
-        let what = format!("{verb} (key \"{}\")", key.label());
-        self.gate_check(class, Some(key), &what)
-    }
-
-    fn gate_take_pass(&self, class: OpClass) -> bool {
-        let mut passes = lock(&self.gate.passes);
-        let now = Instant::now();
-        passes.retain(|p| p.until >= now);
-        match passes.iter().position(|p| p.class == class) {
-            Some(i) => {
-                passes.remove(i);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Hands out a picture: the chance is counted and committed first.
-    fn gate_issue(&self, class: OpClass) -> Result<Issued> {
-        let mut st = self.store();
-        let p = persisted(st.header()?)?;
-        if p.locked {
-            return Err(Error::GateLocked);
-        }
-        let policy = p.policy;
-        let used = st.counter(COUNTER)?;
-        if used >= policy.chances {
-            // Chances used up without a recorded lock (a process died holding the
-            // last picture): lock now.
-            drop(st);
-            return Err(self.gate_lock(None));
-        }
-        let used = st.increment_counter(COUNTER)?;
-        drop(st);
-        if used > policy.chances {
-            return Err(self.gate_lock(None));
-        }
-        let answer = challenge::random_text(&policy.alphabet, policy.length as usize)?;
-        let png = challenge::render(&answer)?;
-        #[cfg(feature = "test-hooks")]
-        if let Some(path) = std::env::var_os(TEST_ANSWER_FILE_ENV) {
-            let _ = std::fs::write(path, answer.as_bytes());
-        }
-        let id = self.gate.next_id.fetch_add(1, Ordering::Relaxed) + 1;
-        info!(serial = %self.serial(), class = class.as_str(), used, chances = policy.chances, "picture challenge issued");
-        Ok(Issued {
-            id,
-            class,
-            answer,
-            png,
-            used,
-            policy,
-            at: Instant::now(),
-        })
-    }
-
-    /// A right answer in time: the chances are back.
-    fn gate_passed(&self, iss: &Issued) -> Result<()> {
-        let mut st = self.store();
-        st.set_counter(COUNTER, 0)?;
-        let locked = locked_in(st.header()?);
-        drop(st);
-        if locked {
-            // Another process locked the token meanwhile.
-            return Err(Error::GateLocked);
-        }
-        info!(serial = %self.serial(), class = iss.class.as_str(), "picture check passed");
-        Ok(())
-    }
-
-    /// A picture that failed (`reason`): locks when it was the last chance.
-    fn gate_failed(&self, iss: &Issued, reason: &str, agent: Option<&dyn Prompt>) -> Error {
-        warn!(serial = %self.serial(), class = iss.class.as_str(), reason, used = iss.used, chances = iss.policy.chances, "picture check failed");
-        if iss.used >= iss.policy.chances {
-            return self.gate_lock(agent);
-        }
-        let left = iss.policy.chances - iss.used;
-        Error::GateRejected(format!(
-            "{reason}; {left} chance{} left",
-            if left == 1 { "" } else { "s" }
-        ))
-    }
-
-    /// Locks the token (persisted), logs out and warns the user.
-    fn gate_lock(&self, agent: Option<&dyn Prompt>) -> Error {
-        let res = (|| -> Result<bool> {
-            let mut st = self.store();
-            let mut p = persisted(st.header()?)?;
-            if p.locked {
-                return Ok(false);
-            }
-            p.locked = true;
-            p.locked_at = now();
-            save(&mut st, &p)?;
-            Ok(true)
-        })();
-        match res {
-            Ok(true) => {
-                warn!(serial = %self.serial(), state = "locked", "{COMPROMISED}");
-                if let Some(agent) = agent {
-                    let _ = agent.confirm(&crate::prompt::Request {
-                        title: "WARNING: token locked".into(),
-                        description: COMPROMISED.into(),
-                    });
-                }
-            }
-            Ok(false) => {}
-            Err(e) => warn!(serial = %self.serial(), error = %e, "could not record the gate lock"),
-        }
-        self.gate.locked_seen.store(true, Ordering::Relaxed);
-        *lock(&self.gate.pending) = None;
-        lock(&self.gate.passes).clear();
-        let _ = self.logout();
-        Error::GateLocked
-    }
-
-    /// The picture check through the prompt agent (or a pass).
-    fn gate_run(&self, class: OpClass, what: &str) -> Result<()> {
-        if self.gate_take_pass(class) {
-            info!(serial = %self.serial(), class = class.as_str(), "picture check: one-time pass used");
-            return Ok(());
-        }
-        let _one_at_a_time = lock(&self.gate.run);
-        if self.gate_take_pass(class) {
-            return Ok(());
-        }
-        let agent: Arc<dyn Prompt> = self.prompt_agent();
-        let mut note = String::new();
-        loop {
-            let iss = self.gate_issue(class)?;
-            let left = iss.chances_left();
-            let description = format!(
-                "{note}Type the characters shown in the picture to {what}.\n\
-                 {left} chance{} left (a wrong answer, a refresh, a refusal or no answer \
-                 within {} s uses one; then the token locks).",
-                if left == 1 { "" } else { "s" },
-                iss.policy.lifetime_ms.div_ceil(1000),
-            );
-            let reply = agent.captcha(&Captcha {
-                title: format!("Picture check: {what}"),
-                description,
-                png: &iss.png,
-                lifetime: iss.policy.lifetime(),
-            });
-            let reason = match reply {
-                Ok(CaptchaReply::Answer(a)) => {
-                    let (right, in_time) = iss.accepts(&a);
-                    drop(a);
-                    if right && in_time {
-                        return self.gate_passed(&iss);
-                    }
-                    if right {
-                        "the answer came too late"
-                    } else {
-                        "wrong answer"
-                    }
-                }
-                Ok(CaptchaReply::Refresh) => "new picture requested",
-                Ok(CaptchaReply::TimedOut) => {
-                    return Err(self.gate_failed(&iss, "no answer in time", Some(&*agent)))
-                }
-                Ok(CaptchaReply::Refused) => {
-                    return match self.gate_failed(&iss, "refused by the user", Some(&*agent)) {
-                        Error::GateLocked => Err(Error::GateLocked),
-                        _ => Err(Error::FunctionRejected),
-                    };
-                }
-                Err(Error::FunctionNotSupported) => {
-                    // Nothing was shown: the chance is given back.
-                    let st = self.store();
-                    let n = st.counter(COUNTER)?;
-                    st.set_counter(COUNTER, n.saturating_sub(1))?;
-                    warn!(serial = %self.serial(), agent = agent.name(), "the prompt agent cannot show pictures: gated request rejected");
-                    return Err(Error::FunctionRejected);
-                }
-                Err(e) => {
-                    warn!(serial = %self.serial(), agent = agent.name(), error = %e, "no picture could be shown");
-                    return match self.gate_failed(&iss, "the prompt agent failed", Some(&*agent)) {
-                        Error::GateLocked => Err(Error::GateLocked),
-                        _ => Err(Error::FunctionRejected),
-                    };
-                }
-            };
-            match self.gate_failed(&iss, reason, Some(&*agent)) {
-                Error::GateLocked => return Err(Error::GateLocked),
-                _ => note = format!("{}. ", capitalized(reason)),
-            }
-        }
-    }
-
-    // ------------------------------------------------------------------ captcha-aware API
-
-    /// A picture challenge for the next gated request of `class` (user logged in).
-    /// A picture still pending is replaced (a refresh). Its chance is used now and
-    /// given back by a right answer in time ([`Token::gate_answer`]).
-    pub fn gate_challenge(&self, class: OpClass) -> Result<GateChallenge> {
-        self.gate_ensure_unlocked()?;
-        if self.logged_in() != Some(UserType::User) {
-            return Err(Error::UserNotLoggedIn);
-        }
-        let old = lock(&self.gate.pending).take();
-        if let Some(old) = old {
-            if let Error::GateLocked = self.gate_failed(&old, "replaced by a new picture", None) {
-                return Err(Error::GateLocked);
-            }
-        }
-        let iss = self.gate_issue(class)?;
-        let c = GateChallenge {
-            id: iss.id,
-            png: iss.png.clone(),
-            lifetime: iss.policy.lifetime(),
-            chances_left: iss.chances_left(),
-        };
-        *lock(&self.gate.pending) = Some(iss);
-        Ok(c)
-    }
-
-    /// The answer to challenge `id`. Right and in time: a one-time pass for the
-    /// next gated request of the challenge's class in this process (valid for the
-    /// challenge lifetime plus transport). Wrong or late: [`Error::GateRejected`],
-    /// or [`Error::GateLocked`] when that was the last chance.
-    pub fn gate_answer(&self, id: u64, answer: &str) -> Result<()> {
-        self.gate_ensure_unlocked()?;
-        let iss = {
-            let mut p = lock(&self.gate.pending);
-            match p.as_ref() {
-                Some(i) if i.id == id => p.take().expect("pending"),
-                _ => {
-                    return Err(Error::ArgumentsBad(
-                        "no such picture challenge (answered, replaced or never issued)".into(),
-                    ))
-                }
-            }
-        };
-        let (right, in_time) = iss.accepts(answer);
-        if right && in_time {
-            self.gate_passed(&iss)?;
-            lock(&self.gate.passes).push(Pass {
-                class: iss.class,
-                until: Instant::now() + iss.policy.limit(),
-            });
-            return Ok(());
-        }
-        let reason = if right {
-            "the answer came too late"
-        } else {
-            "wrong answer"
-        };
-        Err(self.gate_failed(&iss, reason, None))
-    }
-
-    /// Gives up challenge `id` (the user quit): its chance stays used, and when it
-    /// was the last one the token locks now ([`Error::GateLocked`]).
-    pub fn gate_cancel(&self, id: u64) -> Result<()> {
-        let iss = {
-            let mut p = lock(&self.gate.pending);
-            match p.as_ref() {
-                Some(i) if i.id == id => p.take().expect("pending"),
-                _ => return Ok(()),
-            }
-        };
-        match self.gate_failed(&iss, "abandoned", None) {
-            Error::GateLocked => Err(Error::GateLocked),
-            _ => Ok(()),
-        }
-    }
-
-    /// Whether a one-time pass for `class` is held (for callers deciding whether
-    /// to ask for a picture).
-    pub fn gate_has_pass(&self, class: OpClass) -> bool {
-        let now = Instant::now();
-        lock(&self.gate.passes)
-            .iter()
-            .any(|p| p.class == class && p.until >= now)
     }
 
     // ------------------------------------------------------------------ administration
@@ -991,9 +500,9 @@ impl Token {
         save(&mut st, &p)?;
         st.set_counter(COUNTER, 0)?;
         drop(st);
-        self.gate.locked_seen.store(false, Ordering::Relaxed);
-        *lock(&self.gate.pending) = None;
-        lock(&self.gate.passes).clear();
+        self.set_blocked_seen(false);
+        *lock(&self.gate_rt().pending) = None;
+        lock(&self.gate_rt().passes).clear();
         if was {
             info!(serial = %self.serial(), state = "initial", "token reattached with the SO PIN: gate lock cleared");
         } else {

@@ -30,9 +30,7 @@ use crate::prompt::Request;
 use crate::store::MasterKeys;
 use crate::token::{CachedObject, Token, UserType};
 
-/// vtoken's vendor attribute holding an OTP credential's parameters (JSON of
-/// [`OtpParams`]): `CKA_VENDOR_DEFINED | 0x5654_0002`.
-pub const CKA_VTOKEN_OTP: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0002;
+pub use crate::vendor::CKA_VTOKEN_OTP;
 
 /// `CKA_ID` of a credential is this prefix followed by its name.
 pub const OTP_ID_PREFIX: &[u8] = b"otp:";

@@ -1,0 +1,337 @@
+//! The check itself (SPEC C2–C5): a picture through the prompt agent, or a pass a
+//! captcha-aware caller earned with [`Token::gate_challenge`] and [`Token::gate_answer`];
+//! the chances and the lock.
+
+use super::*;
+
+/// A picture handed out: its chance is already used.
+pub(super) struct Issued {
+    id: u64,
+    class: OpClass,
+    answer: Zeroizing<String>,
+    png: Vec<u8>,
+    /// Chances used, this picture included.
+    used: u32,
+    policy: GatePolicy,
+    at: Instant,
+}
+
+impl Issued {
+    /// Whether `reply` is the answer and arrived in time (both always evaluated;
+    /// the comparison is constant-time).
+    fn accepts(&self, reply: &str) -> (bool, bool) {
+        let norm: Zeroizing<String> = Zeroizing::new(
+            reply
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .map(|c| c.to_ascii_uppercase())
+                .collect(),
+        );
+        let right: bool = norm.as_bytes().ct_eq(self.answer.as_bytes()).into();
+        let in_time = self.at.elapsed() <= self.policy.limit();
+        (right, in_time)
+    }
+
+    fn chances_left(&self) -> u32 {
+        self.policy.chances.saturating_sub(self.used) + 1
+    }
+}
+
+pub(super) struct Pass {
+    class: OpClass,
+    until: Instant,
+}
+
+impl Token {
+    // ------------------------------------------------------------------ the check
+
+    /// The gate for one request: `Err(GateLocked)` when locked, `Ok` at once when
+    /// the request is not gated, else a picture check — a pass earned through
+    /// [`Token::gate_answer`], or the prompt agent (blocking). `what` describes the
+    /// request to the user ("sign with key \"k1\"").
+    pub fn gate_check(&self, class: OpClass, key: Option<&Attributes>, what: &str) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        if !self.gate_applies(class, key)? {
+            return Ok(());
+        }
+        info!(serial = %self.serial(), class = class.as_str(), what, "high-privilege request: picture check");
+        self.gate_run(class, what)
+    }
+
+    pub(super) fn gate_take_pass(&self, class: OpClass) -> bool {
+        let mut passes = lock(&self.gate_rt().passes);
+        let now = Instant::now();
+        passes.retain(|p| p.until >= now);
+        match passes.iter().position(|p| p.class == class) {
+            Some(i) => {
+                passes.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Hands out a picture: the chance is counted and committed first.
+    pub(super) fn gate_issue(&self, class: OpClass) -> Result<Issued> {
+        let mut st = self.store();
+        let p = persisted(st.header()?)?;
+        if p.locked {
+            return Err(Error::GateLocked);
+        }
+        let policy = p.policy;
+        let used = st.counter(COUNTER)?;
+        if used >= policy.chances {
+            // Chances used up without a recorded lock (a process died holding the
+            // last picture): lock now.
+            drop(st);
+            return Err(self.gate_lock(None));
+        }
+        let used = st.increment_counter(COUNTER)?;
+        drop(st);
+        if used > policy.chances {
+            return Err(self.gate_lock(None));
+        }
+        let answer = challenge::random_text(&policy.alphabet, policy.length as usize)?;
+        let png = challenge::render(&answer)?;
+        #[cfg(feature = "test-hooks")]
+        if let Some(path) = std::env::var_os(TEST_ANSWER_FILE_ENV) {
+            let _ = std::fs::write(path, answer.as_bytes());
+        }
+        let id = self.gate_rt().next_id.fetch_add(1, Ordering::Relaxed) + 1;
+        info!(serial = %self.serial(), class = class.as_str(), used, chances = policy.chances, "picture challenge issued");
+        Ok(Issued {
+            id,
+            class,
+            answer,
+            png,
+            used,
+            policy,
+            at: Instant::now(),
+        })
+    }
+
+    /// A right answer in time: the chances are back.
+    pub(super) fn gate_passed(&self, iss: &Issued) -> Result<()> {
+        let mut st = self.store();
+        st.set_counter(COUNTER, 0)?;
+        let locked = locked_in(st.header()?);
+        drop(st);
+        if locked {
+            // Another process locked the token meanwhile.
+            return Err(Error::GateLocked);
+        }
+        info!(serial = %self.serial(), class = iss.class.as_str(), "picture check passed");
+        Ok(())
+    }
+
+    /// A picture that failed (`reason`): locks when it was the last chance.
+    pub(super) fn gate_failed(
+        &self,
+        iss: &Issued,
+        reason: &str,
+        agent: Option<&dyn Prompt>,
+    ) -> Error {
+        warn!(serial = %self.serial(), class = iss.class.as_str(), reason, used = iss.used, chances = iss.policy.chances, "picture check failed");
+        if iss.used >= iss.policy.chances {
+            return self.gate_lock(agent);
+        }
+        let left = iss.policy.chances - iss.used;
+        Error::GateRejected(format!(
+            "{reason}; {left} chance{} left",
+            if left == 1 { "" } else { "s" }
+        ))
+    }
+
+    /// Locks the token (persisted), logs out and warns the user.
+    pub(super) fn gate_lock(&self, agent: Option<&dyn Prompt>) -> Error {
+        let res = (|| -> Result<bool> {
+            let mut st = self.store();
+            let mut p = persisted(st.header()?)?;
+            if p.locked {
+                return Ok(false);
+            }
+            p.locked = true;
+            p.locked_at = now();
+            save(&mut st, &p)?;
+            Ok(true)
+        })();
+        match res {
+            Ok(true) => {
+                warn!(serial = %self.serial(), state = "locked", "{COMPROMISED}");
+                if let Some(agent) = agent {
+                    let _ = agent.confirm(&crate::prompt::Request {
+                        title: "WARNING: token locked".into(),
+                        description: COMPROMISED.into(),
+                    });
+                }
+            }
+            Ok(false) => {}
+            Err(e) => warn!(serial = %self.serial(), error = %e, "could not record the gate lock"),
+        }
+        self.set_blocked_seen(true);
+        *lock(&self.gate_rt().pending) = None;
+        lock(&self.gate_rt().passes).clear();
+        let _ = self.logout();
+        Error::GateLocked
+    }
+
+    /// The picture check through the prompt agent (or a pass).
+    pub(super) fn gate_run(&self, class: OpClass, what: &str) -> Result<()> {
+        if self.gate_take_pass(class) {
+            info!(serial = %self.serial(), class = class.as_str(), "picture check: one-time pass used");
+            return Ok(());
+        }
+        let _one_at_a_time = lock(&self.gate_rt().run);
+        if self.gate_take_pass(class) {
+            return Ok(());
+        }
+        let agent: Arc<dyn Prompt> = self.prompt_agent();
+        let mut note = String::new();
+        loop {
+            let iss = self.gate_issue(class)?;
+            let left = iss.chances_left();
+            let description = format!(
+                "{note}Type the characters shown in the picture to {what}.\n\
+                 {left} chance{} left (a wrong answer, a refresh, a refusal or no answer \
+                 within {} s uses one; then the token locks).",
+                if left == 1 { "" } else { "s" },
+                iss.policy.lifetime_ms.div_ceil(1000),
+            );
+            let reply = agent.captcha(&Captcha {
+                title: format!("Picture check: {what}"),
+                description,
+                png: &iss.png,
+                lifetime: iss.policy.lifetime(),
+            });
+            let reason = match reply {
+                Ok(CaptchaReply::Answer(a)) => {
+                    let (right, in_time) = iss.accepts(&a);
+                    drop(a);
+                    if right && in_time {
+                        return self.gate_passed(&iss);
+                    }
+                    if right {
+                        "the answer came too late"
+                    } else {
+                        "wrong answer"
+                    }
+                }
+                Ok(CaptchaReply::Refresh) => "new picture requested",
+                Ok(CaptchaReply::TimedOut) => {
+                    return Err(self.gate_failed(&iss, "no answer in time", Some(&*agent)))
+                }
+                Ok(CaptchaReply::Refused) => {
+                    return match self.gate_failed(&iss, "refused by the user", Some(&*agent)) {
+                        Error::GateLocked => Err(Error::GateLocked),
+                        _ => Err(Error::FunctionRejected),
+                    };
+                }
+                Err(Error::FunctionNotSupported) => {
+                    // Nothing was shown: the chance is given back.
+                    let st = self.store();
+                    let n = st.counter(COUNTER)?;
+                    st.set_counter(COUNTER, n.saturating_sub(1))?;
+                    warn!(serial = %self.serial(), agent = agent.name(), "the prompt agent cannot show pictures: gated request rejected");
+                    return Err(Error::FunctionRejected);
+                }
+                Err(e) => {
+                    warn!(serial = %self.serial(), agent = agent.name(), error = %e, "no picture could be shown");
+                    return match self.gate_failed(&iss, "the prompt agent failed", Some(&*agent)) {
+                        Error::GateLocked => Err(Error::GateLocked),
+                        _ => Err(Error::FunctionRejected),
+                    };
+                }
+            };
+            match self.gate_failed(&iss, reason, Some(&*agent)) {
+                Error::GateLocked => return Err(Error::GateLocked),
+                _ => note = format!("{}. ", capitalized(reason)),
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ captcha-aware API
+
+    /// A picture challenge for the next gated request of `class` (user logged in).
+    /// A picture still pending is replaced (a refresh). Its chance is used now and
+    /// given back by a right answer in time ([`Token::gate_answer`]).
+    pub fn gate_challenge(&self, class: OpClass) -> Result<GateChallenge> {
+        self.gate_ensure_unlocked()?;
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let old = lock(&self.gate_rt().pending).take();
+        if let Some(old) = old {
+            if let Error::GateLocked = self.gate_failed(&old, "replaced by a new picture", None) {
+                return Err(Error::GateLocked);
+            }
+        }
+        let iss = self.gate_issue(class)?;
+        let c = GateChallenge {
+            id: iss.id,
+            png: iss.png.clone(),
+            lifetime: iss.policy.lifetime(),
+            chances_left: iss.chances_left(),
+        };
+        *lock(&self.gate_rt().pending) = Some(iss);
+        Ok(c)
+    }
+
+    /// The answer to challenge `id`. Right and in time: a one-time pass for the
+    /// next gated request of the challenge's class in this process (valid for the
+    /// challenge lifetime plus transport). Wrong or late: [`Error::GateRejected`],
+    /// or [`Error::GateLocked`] when that was the last chance.
+    pub fn gate_answer(&self, id: u64, answer: &str) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        let iss = {
+            let mut p = lock(&self.gate_rt().pending);
+            match p.as_ref() {
+                Some(i) if i.id == id => p.take().expect("pending"),
+                _ => {
+                    return Err(Error::ArgumentsBad(
+                        "no such picture challenge (answered, replaced or never issued)".into(),
+                    ))
+                }
+            }
+        };
+        let (right, in_time) = iss.accepts(answer);
+        if right && in_time {
+            self.gate_passed(&iss)?;
+            lock(&self.gate_rt().passes).push(Pass {
+                class: iss.class,
+                until: Instant::now() + iss.policy.limit(),
+            });
+            return Ok(());
+        }
+        let reason = if right {
+            "the answer came too late"
+        } else {
+            "wrong answer"
+        };
+        Err(self.gate_failed(&iss, reason, None))
+    }
+
+    /// Gives up challenge `id` (the user quit): its chance stays used, and when it
+    /// was the last one the token locks now ([`Error::GateLocked`]).
+    pub fn gate_cancel(&self, id: u64) -> Result<()> {
+        let iss = {
+            let mut p = lock(&self.gate_rt().pending);
+            match p.as_ref() {
+                Some(i) if i.id == id => p.take().expect("pending"),
+                _ => return Ok(()),
+            }
+        };
+        match self.gate_failed(&iss, "abandoned", None) {
+            Error::GateLocked => Err(Error::GateLocked),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether a one-time pass for `class` is held (for callers deciding whether
+    /// to ask for a picture).
+    pub fn gate_has_pass(&self, class: OpClass) -> bool {
+        let now = Instant::now();
+        lock(&self.gate_rt().passes)
+            .iter()
+            .any(|p| p.class == class && p.until >= now)
+    }
+}

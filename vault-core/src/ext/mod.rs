@@ -1,0 +1,26 @@
+//! Feature extensions: each plugs into the token kernel ([`crate::token`],
+//! [`crate::session`]) through the hooks of [`crate::token::hooks`]; none is named
+//! by the kernel.
+//!
+//! - [`vault`]: the password vault (SPEC V1–V4, V10);
+//! - [`gate`]: the picture-verification gate (C1–C6);
+//! - [`otp`]: OTP credentials (V9);
+//! - [`device`]: the device identity key, attestation and backup (V7).
+
+pub mod device;
+pub mod gate;
+pub mod otp;
+pub mod vault;
+
+use std::sync::Arc;
+
+use crate::token::hooks::Hooks;
+
+/// The hooks every token opens with (see `crate::extensions`).
+pub(crate) fn hooks() -> Hooks {
+    Hooks::new(
+        vec![Arc::new(vault::VaultHook)],
+        Arc::new(gate::GateHook::default()),
+        vec![Arc::new(vault::VaultHook), Arc::new(device::DeviceHook)],
+    )
+}

@@ -1,0 +1,258 @@
+//! The vault's entries: add, change, delete, list, search and reveal (SPEC V2–V4).
+
+use super::*;
+
+impl Token {
+    pub(super) fn vault_objects(&self) -> Result<Vec<(u64, Arc<CachedObject>)>> {
+        let mut t = Attributes::new();
+        t.set_ulong(CKA_CLASS, CKO_DATA);
+        t.set(CKA_APPLICATION, VAULT_APPLICATION.to_vec());
+        t.set_bool(CKA_TOKEN, true);
+        let ids = self.search(&t)?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            out.push((id, self.object_unchecked(id)?));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn vault_object(&self, id: u64) -> Result<Arc<CachedObject>> {
+        let o = self.object_unchecked(id)?;
+        if !is_vault_object(&o.attrs) {
+            return Err(Error::ObjectHandleInvalid);
+        }
+        Ok(o)
+    }
+
+    pub(super) fn vault_insert(&self, attrs: Attributes) -> Result<u64> {
+        let keys = self.master_keys().ok_or(Error::UserNotLoggedIn)?;
+        let mut st = self.store();
+        let row = st.insert_object(true, &attrs, Some(&keys))?;
+        drop(st);
+        info!(serial = %self.serial(), id = row.id, "vault entry stored");
+        Ok(row.id)
+    }
+
+    /// Adds an entry (user logged in, confirmed by the user). Returns its id.
+    pub fn vault_add(&self, entry: &Entry) -> Result<u64> {
+        self.vault_require_user()?;
+        let mut e = entry.clone();
+        e.normalize()?;
+        let t = now();
+        e.created = t;
+        e.modified = t;
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Store this vault entry?".into(),
+                description: e.describe(),
+            },
+        )?;
+        self.vault_insert(entry_attributes(&e)?)
+    }
+
+    /// Replaces entry `id` (user logged in, confirmed by the user).
+    pub fn vault_update(&self, id: u64, entry: &Entry) -> Result<()> {
+        self.vault_require_user()?;
+        let o = self.vault_object(id)?;
+        let old = entry_of(&o.attrs)?;
+        let mut e = entry.clone();
+        e.normalize()?;
+        e.created = old.created;
+        e.modified = now();
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Change this vault entry?".into(),
+                description: format!("{}\n(was: {})", e.describe(), old.title),
+            },
+        )?;
+        let mut attrs = (*o.attrs).clone();
+        attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
+        attrs.set(CKA_VALUE, e.to_json()?.to_vec());
+        let keys = self.master_keys().ok_or(Error::UserNotLoggedIn)?;
+        self.store().update_object(id, true, &attrs, Some(&keys))?;
+        self.forget_cached(id);
+        info!(serial = %self.serial(), id, "vault entry changed");
+        Ok(())
+    }
+
+    /// Deletes entry `id` (user logged in, confirmed by the user).
+    pub fn vault_delete(&self, id: u64) -> Result<()> {
+        self.vault_require_user()?;
+        let o = self.vault_object(id)?;
+        let e = entry_of(&o.attrs)?;
+        self.confirm_for(
+            "vault-write",
+            &crate::prompt::Request {
+                title: "Delete this vault entry?".into(),
+                description: e.describe(),
+            },
+        )?;
+        self.store().delete_object(id)?;
+        self.forget_cached(id);
+        info!(serial = %self.serial(), id, "vault entry deleted");
+        Ok(())
+    }
+
+    pub(super) fn forget_cached(&self, id: u64) {
+        self.cache_write().objects.remove(&id);
+    }
+
+    /// Every entry (id, summary), in id order.
+    pub fn vault_list(&self) -> Result<Vec<(u64, EntrySummary)>> {
+        self.vault_search(&Query::default())
+    }
+
+    /// Entries matching `q`.
+    pub fn vault_search(&self, q: &Query) -> Result<Vec<(u64, EntrySummary)>> {
+        self.vault_require_user()?;
+        let text = q.text.as_ref().map(|s| s.to_lowercase());
+        let url = q.url.as_ref().map(|s| s.to_lowercase());
+        let mut out = Vec::new();
+        for (id, o) in self.vault_objects()? {
+            let e = match entry_of(&o.attrs) {
+                Ok(e) => e,
+                Err(_) => {
+                    warn!(serial = %self.serial(), id, "vault object without a valid entry");
+                    continue;
+                }
+            };
+            if q.kind.is_some_and(|k| k != e.kind) {
+                continue;
+            }
+            if let Some(t) = &text {
+                if !e.title.to_lowercase().contains(t) && !e.url.to_lowercase().contains(t) {
+                    continue;
+                }
+            }
+            if let Some(u) = &url {
+                if !e.url.to_lowercase().contains(u) {
+                    continue;
+                }
+            }
+            out.push((id, e.summary()));
+        }
+        Ok(out)
+    }
+
+    /// Entry `id` with its secrets (user logged in).
+    pub fn vault_get(&self, id: u64) -> Result<Entry> {
+        self.vault_require_user()?;
+        entry_of(&self.vault_object(id)?.attrs)
+    }
+
+    /// Entry `id` with its secrets, to be shown in the clear (`vtoken vault show
+    /// --reveal`): a read of vault secrets, so it passes the gate as
+    /// [`crate::gate::OpClass::VaultPassword`] and, when the token's prompt policy
+    /// lists `vault-read`, the user's confirmation. An entry without secrets passes
+    /// neither (nothing secret leaves).
+    pub fn vault_reveal(&self, id: u64) -> Result<Entry> {
+        let e = self.vault_get(id)?;
+        if e.fields.iter().any(|f| f.secret) {
+            self.gate_check(
+                crate::gate::OpClass::VaultPassword,
+                None,
+                &format!("reveal the secrets of vault entry \"{}\"", e.title),
+            )?;
+            self.confirm_for(
+                "vault-read",
+                &crate::prompt::Request {
+                    title: "Reveal a vault secret?".into(),
+                    description: format!("the secrets of \"{}\" ({})", e.title, e.kind),
+                },
+            )?;
+        }
+        Ok(e)
+    }
+
+    /// Entries whose title is exactly `title`.
+    pub fn vault_find_title(&self, title: &str) -> Result<Vec<u64>> {
+        Ok(self
+            .vault_list()?
+            .into_iter()
+            .filter(|(_, s)| s.title == title)
+            .map(|(id, _)| id)
+            .collect())
+    }
+
+    /// A value of entry `id` (`field`, default [`Entry::primary_secret`]) in the
+    /// requested form (V10). Returns the bytes: the value (UTF-8), the RSA-OAEP
+    /// ciphertext, or the dynamic password's digits.
+    pub fn vault_password(
+        &self,
+        id: u64,
+        field: Option<&str>,
+        output: &PasswordOutput,
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        let e = self.vault_get(id)?;
+        self.gate_check(
+            crate::gate::OpClass::VaultPassword,
+            None,
+            &format!("output a password of vault entry \"{}\"", e.title),
+        )?;
+        let f = match field {
+            Some(n) => e.field(n).ok_or_else(|| {
+                Error::ArgumentsBad(format!("the entry \"{}\" has no field \"{n}\"", e.title))
+            })?,
+            None => e.primary_secret().ok_or_else(|| {
+                Error::ArgumentsBad(format!("the entry \"{}\" has no password", e.title))
+            })?,
+        };
+        if matches!(output, PasswordOutput::Plain) && f.secret {
+            // `[prompt] confirm` may list "vault-read": a secret leaves the token in
+            // the clear only after the user agrees.
+            self.confirm_for(
+                "vault-read",
+                &crate::prompt::Request {
+                    title: "Reveal a vault secret?".into(),
+                    description: format!("{} of \"{}\" ({})", f.name, e.title, e.kind),
+                },
+            )?;
+        }
+        let value = Zeroizing::new(f.value.as_bytes().to_vec());
+        match output {
+            PasswordOutput::Plain => Ok(value),
+            PasswordOutput::RsaOaep(key) => {
+                let spki = match key {
+                    PublicKeyRef::Spki(d) => d.clone(),
+                    PublicKeyRef::Object(kid) => {
+                        let o = self.object(*kid).map_err(|_| Error::KeyHandleInvalid)?;
+                        if o.attrs.key_type() != Some(CKK_RSA) {
+                            return Err(Error::KeyTypeInconsistent);
+                        }
+                        crate::mechanism::encoding::public_key_spki(&o.attrs)?
+                    }
+                };
+                rsa_oaep_encrypt(&spki, &value)
+            }
+            PasswordOutput::Dynamic {
+                time,
+                counter,
+                digits,
+            } => {
+                let data = Zeroizing::new(f.value.clone());
+                let code = otp_core::dynamic_password(&data, *time, *counter, *digits)
+                    .map_err(|e| Error::ArgumentsBad(format!("dynamic password: {e}")))?;
+                Ok(Zeroizing::new(code.into_bytes()))
+            }
+        }
+    }
+}
+
+fn rsa_oaep_encrypt(spki: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    use rsa::pkcs8::DecodePublicKey;
+    let key = rsa::RsaPublicKey::from_public_key_der(spki)
+        .map_err(|e| Error::ArgumentsBad(format!("not an RSA public key: {e}")))?;
+    let ct = key
+        .encrypt(
+            &mut rand_core::OsRng,
+            rsa::Oaep::new::<sha2::Sha256>(),
+            data,
+        )
+        .map_err(|e| match e {
+            rsa::Error::MessageTooLong => Error::DataLenRange,
+            e => Error::General(format!("RSA-OAEP: {e}")),
+        })?;
+    Ok(Zeroizing::new(ct))
+}

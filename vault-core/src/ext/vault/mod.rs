@@ -1,0 +1,476 @@
+//! The vault: the token's second storage area (SPEC V1–V4, V9, V10).
+//!
+//! Vault entries are user data — bank cards, online-banking logins, website logins,
+//! e-mail accounts and custom entries of named fields — kept on the token next to
+//! its keys and certificates.
+//!
+//! # Storage
+//!
+//! Each entry is a private token object of class `CKO_DATA` with
+//! `CKA_APPLICATION = "vtoken-vault"` ([`VAULT_APPLICATION`]), `CKA_LABEL` = the
+//! entry's title and `CKA_VALUE` = the entry as JSON ([`Entry`]), so a PKCS#11
+//! client reads it after login with
+//! `pkcs11-tool --read-object --type data --application-label vtoken-vault`.
+//! Private objects are sealed under the token master key by the store, so no vault
+//! byte reaches the file in the clear.
+//!
+//! # Activation and enable (V4)
+//!
+//! The vault state lives in the token header (`ext["vault"]`, [`VaultState`]). A
+//! token is initialized with the vault [`VaultMode::Available`] (usable at once) or
+//! [`VaultMode::Optional`]: then the vault does not exist until an activation code
+//! is entered ([`Token::vault_activate`]; generated at initialization and shown
+//! once, or supplied by the issuer; only an Argon2id-wrapped verifier is stored),
+//! and then it must be switched on explicitly ([`Token::vault_enable`]). Wrong
+//! codes are counted *before* the check, like PINs; after [`ACTIVATION_MAX_TRIES`]
+//! the activation is locked for good (only re-initializing the token resets it).
+//! Tokens created before the vault existed have no state and count as `Available`.
+//!
+//! While the vault is not usable every vault operation fails with
+//! [`Error::VaultUnavailable`] (`CKR_ACTION_PROHIBITED`), and vault objects are
+//! invisible to PKCS#11 (`C_FindObjects` skips them, their handles are invalid).
+//!
+//! # Writes (V3, V5)
+//!
+//! Every write — add, edit, delete, import, and `C_CreateObject`,
+//! `C_SetAttributeValue`, `C_CopyObject`, `C_DestroyObject` on a vault object —
+//! needs the user logged in and is shown to the user through the prompt agent with
+//! secrets masked ([`MASK`]); a refusal, a timeout or no agent writes nothing
+//! ([`Error::FunctionRejected`]).
+//!
+//! # Password output (V10)
+//!
+//! [`Token::vault_password`] returns a field's value in the clear, encrypted with
+//! RSA-OAEP (SHA-256, MGF1-SHA-256, no label) to a public key the client names, or
+//! as a dynamic password ([`otp_core::dynamic_password`] over the value, SPEC V9).
+
+pub mod csv;
+mod entries;
+mod entry;
+mod hook;
+
+pub use entry::*;
+
+pub(crate) use hook::VaultHook;
+
+use std::sync::Arc;
+
+use cryptoki_sys::*;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+use crate::store::seal::{Key32, WrappedKey};
+use crate::store::{Header, Store};
+use crate::token::{CachedObject, Token, UserType};
+
+pub use crate::vendor::{is_vault_object, VAULT_APPLICATION};
+/// The header extension key of the vault state.
+const EXT_KEY: &str = "vault";
+/// The failure counter of activation codes.
+const COUNTER: &str = "vault_activation_failures";
+/// Wrong activation codes allowed before the activation locks for good.
+pub const ACTIVATION_MAX_TRIES: u32 = 5;
+/// What secrets look like in confirmation prompts and masked listings.
+pub const MASK: &str = "••••••";
+
+/// Common banks offered for bank-card and online-banking entries (any other name is
+/// allowed too; front ends ask for an explicit "other").
+pub const BANKS: &[&str] = &[
+    "Agricultural Bank of China",
+    "Bank of America",
+    "Bank of China",
+    "Bank of Communications",
+    "Barclays",
+    "BNP Paribas",
+    "China Construction Bank",
+    "China Merchants Bank",
+    "Chase",
+    "Citibank",
+    "Commerzbank",
+    "Crédit Agricole",
+    "Deutsche Bank",
+    "HSBC",
+    "ICBC",
+    "ING",
+    "Lloyds",
+    "Postal Savings Bank of China",
+    "Santander",
+    "Société Générale",
+    "Sparkasse",
+    "UBS",
+    "Wells Fargo",
+];
+
+// ---------------------------------------------------------------------- state
+
+/// How the vault was set up at initialization.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultMode {
+    /// The vault exists from the start.
+    Available,
+    /// The vault exists only after an activation code, then an explicit enable.
+    Optional,
+}
+
+impl std::str::FromStr for VaultMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<VaultMode> {
+        match s {
+            "available" => Ok(VaultMode::Available),
+            "optional" => Ok(VaultMode::Optional),
+            _ => Err(Error::ArgumentsBad(format!(
+                "vault mode \"{s}\": expected available or optional"
+            ))),
+        }
+    }
+}
+
+/// The vault state stored in the token header.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VaultState {
+    /// Set at initialization.
+    pub mode: VaultMode,
+    /// The activation code was entered (always true for `Available`).
+    pub activated: bool,
+    /// Switched on.
+    pub enabled: bool,
+    /// The activation code's verifier: a random key wrapped under the code.
+    pub verifier: Option<WrappedKey>,
+    /// Wrong codes allowed.
+    pub max_tries: u32,
+}
+
+impl VaultState {
+    fn available() -> VaultState {
+        VaultState {
+            mode: VaultMode::Available,
+            activated: true,
+            enabled: true,
+            verifier: None,
+            max_tries: ACTIVATION_MAX_TRIES,
+        }
+    }
+}
+
+/// What [`Token::vault_status`] reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VaultStatus {
+    pub mode: VaultMode,
+    pub activated: bool,
+    pub enabled: bool,
+    /// Wrong activation codes so far.
+    pub activation_failures: u32,
+    pub activation_max_tries: u32,
+    /// Activation locked after too many wrong codes.
+    pub activation_locked: bool,
+    /// Activated and enabled: vault operations work.
+    pub usable: bool,
+}
+
+fn state_of(h: &Header) -> Result<VaultState> {
+    match h.ext.get(EXT_KEY) {
+        None => Ok(VaultState::available()),
+        Some(b) => {
+            postcard::from_bytes(b).map_err(|e| Error::Corrupt(format!("vault state damaged: {e}")))
+        }
+    }
+}
+
+fn put_state(h: &mut Header, s: &VaultState) -> Result<()> {
+    let b = postcard::to_allocvec(s).map_err(|e| Error::General(format!("vault state: {e}")))?;
+    h.ext.insert(EXT_KEY.to_string(), b);
+    Ok(())
+}
+
+fn code_ad(serial: &str) -> Vec<u8> {
+    format!("vtoken-vault-activation-v1\0{serial}").into_bytes()
+}
+
+/// Normalizes an activation code: upper case, without spaces and dashes.
+fn normalize_code(code: &str) -> Zeroizing<String> {
+    // Sized up front so growing never leaves partial copies in freed memory.
+    let mut s = Zeroizing::new(String::with_capacity(code.len() * 3 + 4));
+    for c in code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(|c| c.to_uppercase())
+    {
+        s.push(c);
+    }
+    s
+}
+
+/// A fresh activation code: 4 groups of 5 base32 characters (100 bits).
+fn new_code() -> Result<Zeroizing<String>> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut r = Zeroizing::new([0u8; 20]);
+    crate::mechanism::random(&mut r[..])?;
+    let mut s = Zeroizing::new(String::with_capacity(23));
+    for (i, b) in r.iter().enumerate() {
+        if i > 0 && i % 5 == 0 {
+            s.push('-');
+        }
+        s.push(ALPHABET[(b & 31) as usize] as char);
+    }
+    Ok(s)
+}
+
+fn unavailable(s: &VaultState, failures: u32) -> Option<Error> {
+    if !s.activated {
+        if failures >= s.max_tries {
+            return Some(Error::VaultUnavailable(format!(
+                "the vault activation is locked after {} wrong activation codes; only \
+                 re-initializing the token (which erases it) makes the vault available again",
+                s.max_tries
+            )));
+        }
+        return Some(Error::VaultUnavailable(
+            "the vault is not activated: enter the activation code with `vtoken vault activate`"
+                .into(),
+        ));
+    }
+    if !s.enabled {
+        return Some(Error::VaultUnavailable(
+            "the vault is disabled: switch it on with `vtoken vault enable`".into(),
+        ));
+    }
+    None
+}
+
+// ---------------------------------------------------------------------- helpers
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn entry_attributes(e: &Entry) -> Result<Attributes> {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_DATA);
+    a.set_bool(CKA_TOKEN, true);
+    a.set_bool(CKA_PRIVATE, true);
+    a.set_bool(CKA_MODIFIABLE, true);
+    a.set_bool(CKA_COPYABLE, false);
+    a.set_bool(CKA_DESTROYABLE, true);
+    a.set(CKA_APPLICATION, VAULT_APPLICATION.to_vec());
+    a.set(CKA_LABEL, e.title.as_bytes().to_vec());
+    a.set(CKA_OBJECT_ID, Vec::new());
+    a.set(CKA_VALUE, e.to_json()?.to_vec());
+    Ok(a)
+}
+
+fn entry_of(a: &Attributes) -> Result<Entry> {
+    Entry::from_json(a.get(CKA_VALUE).unwrap_or(&[]))
+}
+
+impl Token {
+    pub(super) fn vault_state(&self) -> Result<(VaultState, u32)> {
+        let mut st = self.store();
+        let s = state_of(st.header()?)?;
+        let failures = if s.activated { 0 } else { st.counter(COUNTER)? };
+        Ok((s, failures))
+    }
+
+    /// The vault state.
+    pub fn vault_status(&self) -> Result<VaultStatus> {
+        let (s, failures) = self.vault_state()?;
+        Ok(VaultStatus {
+            mode: s.mode,
+            activated: s.activated,
+            enabled: s.enabled,
+            activation_failures: failures,
+            activation_max_tries: s.max_tries,
+            activation_locked: !s.activated && failures >= s.max_tries,
+            usable: s.activated && s.enabled,
+        })
+    }
+
+    /// Whether the vault is activated and enabled (false on any error).
+    pub fn vault_usable(&self) -> bool {
+        let mut st = self.store();
+        vault_usable_in(&mut st)
+    }
+
+    /// `Ok` when the vault is usable, else the reason.
+    pub fn vault_require(&self) -> Result<()> {
+        self.gate_ensure_unlocked()?;
+        let (s, failures) = self.vault_state()?;
+        match unavailable(&s, failures) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    pub(super) fn vault_require_user(&self) -> Result<std::sync::Arc<crate::store::MasterKeys>> {
+        self.vault_require()?;
+        self.master_keys().ok_or(Error::UserNotLoggedIn)
+    }
+
+    /// Sets the vault up (factory setting, V4): the SO must be logged in (the CLI does
+    /// it at `vtoken init`, after setting the user PIN). `Optional` generates an
+    /// activation code and returns it — the only time it is ever shown.
+    pub fn vault_setup(&self, mode: VaultMode) -> Result<Option<String>> {
+        match mode {
+            VaultMode::Available => {
+                self.vault_setup_with_code(mode, None)?;
+                Ok(None)
+            }
+            VaultMode::Optional => {
+                let code = new_code()?;
+                self.vault_setup_with_code(mode, Some(&code))?;
+                Ok(Some(code.to_string()))
+            }
+        }
+    }
+
+    /// Like [`Token::vault_setup`] with an activation code supplied by the issuer
+    /// (`Optional` only; at least 8 characters once spaces and dashes are removed).
+    pub fn vault_setup_with_code(&self, mode: VaultMode, code: Option<&str>) -> Result<()> {
+        if self.logged_in() != Some(UserType::So) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let state = match (mode, code) {
+            (VaultMode::Available, None) => VaultState::available(),
+            (VaultMode::Available, Some(_)) => {
+                return Err(Error::ArgumentsBad(
+                    "an activation code only makes sense with the vault optional".into(),
+                ))
+            }
+            (VaultMode::Optional, None) => {
+                return Err(Error::ArgumentsBad(
+                    "an optional vault needs an activation code".into(),
+                ))
+            }
+            (VaultMode::Optional, Some(code)) => {
+                let code = normalize_code(code);
+                if code.len() < 8 {
+                    return Err(Error::ArgumentsBad(
+                        "an activation code has at least 8 characters".into(),
+                    ));
+                }
+                let kdf = h.so.kdf;
+                VaultState {
+                    mode,
+                    activated: false,
+                    enabled: false,
+                    verifier: Some(WrappedKey::wrap(
+                        &Key32::random()?,
+                        code.as_bytes(),
+                        kdf,
+                        &code_ad(&h.serial),
+                    )?),
+                    max_tries: ACTIVATION_MAX_TRIES,
+                }
+            }
+        };
+        put_state(&mut h, &state)?;
+        st.write_header(&h)?;
+        st.set_counter(COUNTER, 0)?;
+        info!(serial = %self.serial(), ?mode, "vault set up");
+        Ok(())
+    }
+
+    /// Enters the activation code (user logged in). Each try is counted before the
+    /// code is checked; after [`ACTIVATION_MAX_TRIES`] wrong codes the activation is
+    /// locked for good. A right code activates the vault and switches it on.
+    pub fn vault_activate(&self, code: &str) -> Result<()> {
+        if self.master_keys().is_none() {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let mut st = self.store();
+        let h = st.header()?.clone();
+        let mut s = state_of(&h)?;
+        if s.activated {
+            return Err(Error::ArgumentsBad("the vault is already activated".into()));
+        }
+        let failures = st.counter(COUNTER)?;
+        if failures >= s.max_tries {
+            return Err(unavailable(&s, failures).expect("locked"));
+        }
+        let verifier = s
+            .verifier
+            .clone()
+            .ok_or_else(|| Error::Corrupt("optional vault without activation code".into()))?;
+        let n = st.increment_counter(COUNTER)?;
+        let code = normalize_code(code);
+        match verifier.unwrap(code.as_bytes(), &code_ad(&h.serial))? {
+            Some(_) => {
+                s.activated = true;
+                s.enabled = true;
+                let mut h = st.header()?.clone();
+                put_state(&mut h, &s)?;
+                st.write_header(&h)?;
+                st.set_counter(COUNTER, 0)?;
+                info!(serial = %self.serial(), "vault activated");
+                Ok(())
+            }
+            None => {
+                warn!(serial = %self.serial(), failures = n, max = s.max_tries, "wrong vault activation code");
+                if n >= s.max_tries {
+                    Err(unavailable(&s, n).expect("locked"))
+                } else {
+                    Err(Error::VaultCodeIncorrect {
+                        tries_left: s.max_tries - n,
+                    })
+                }
+            }
+        }
+    }
+
+    pub(super) fn vault_switch(&self, on: bool) -> Result<()> {
+        if self.master_keys().is_none() {
+            return Err(Error::UserNotLoggedIn);
+        }
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let mut s = state_of(&h)?;
+        if !s.activated {
+            let failures = st.counter(COUNTER)?;
+            return Err(unavailable(&s, failures).expect("not activated"));
+        }
+        s.enabled = on;
+        put_state(&mut h, &s)?;
+        st.write_header(&h)?;
+        info!(serial = %self.serial(), enabled = on, "vault switched");
+        Ok(())
+    }
+
+    /// Switches an activated vault on (user logged in).
+    pub fn vault_enable(&self) -> Result<()> {
+        self.vault_switch(true)
+    }
+
+    /// Switches the vault off (user logged in): its entries stay, invisible.
+    pub fn vault_disable(&self) -> Result<()> {
+        self.vault_switch(false)
+    }
+}
+
+/// Token re-initialization: an optional vault returns to "not activated" (its
+/// entries are erased with every other object, and the wiped counters give the
+/// activation code its tries back).
+pub(crate) fn reset_for_reinit(h: &mut Header) -> Result<()> {
+    let mut s = state_of(h)?;
+    if s.mode == VaultMode::Optional {
+        s.activated = false;
+        s.enabled = false;
+        put_state(h, &s)?;
+    }
+    Ok(())
+}
+
+/// Whether the vault of the token in `st` is usable (false on any error).
+pub(crate) fn vault_usable_in(st: &mut Store) -> bool {
+    match st.header().and_then(state_of) {
+        Ok(s) => s.activated && s.enabled,
+        Err(_) => false,
+    }
+}

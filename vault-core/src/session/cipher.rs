@@ -1,0 +1,138 @@
+//! Encryption and decryption (one-part and multi-part).
+
+use super::*;
+
+impl Token {
+    pub(super) fn cipher_init(
+        &self,
+        sid: impl SessionKey,
+        mech: &Mechanism,
+        key: u64,
+        enc: bool,
+    ) -> Result<()> {
+        let kind = if enc {
+            InitKind {
+                usage: CKA_ENCRYPT,
+                flag: CKF_ENCRYPT,
+                gate: None,
+                also: None,
+                slot: |s| &mut s.encrypt,
+                make: mechanism::encrypt_init,
+            }
+        } else {
+            InitKind {
+                usage: CKA_DECRYPT,
+                flag: CKF_DECRYPT,
+                gate: Some((OpClass::Decrypt, "decrypt")),
+                // A raw or PKCS#1 v1.5 RSA decryption with a private key turns an
+                // encoded digest into a signature: it is a signature too.
+                also: matches!(mech.ty, CKM_RSA_X_509 | CKM_RSA_PKCS).then_some(OpClass::Sign),
+                slot: |s| &mut s.decrypt,
+                make: mechanism::decrypt_init,
+            }
+        };
+        self.init_keyed(sid, mech, key, kind)
+    }
+
+    pub(super) fn cipher_slot(s: &mut Session, enc: bool) -> &mut Option<Stage<dyn CipherOp>> {
+        if enc {
+            &mut s.encrypt
+        } else {
+            &mut s.decrypt
+        }
+    }
+
+    pub(super) fn cipher_once(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: OutLen,
+        enc: bool,
+    ) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let slot = Token::cipher_slot(&mut s, enc);
+        check_auth(slot)?;
+        if let Some(st) = slot.as_ref() {
+            if st.multi {
+                *slot = None;
+                return Err(Error::OperationActive);
+            }
+            // Encryption can answer a length query without doing the work.
+            if enc && out == OutLen::Query && st.pending.is_none() {
+                return Ok(Output::Needed(st.op.max_output_len(data.len())));
+            }
+        }
+        step(slot, out, true, |st| st.op.once(data))
+    }
+
+    pub(super) fn cipher_update(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: OutLen,
+        enc: bool,
+    ) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let slot = Token::cipher_slot(&mut s, enc);
+        check_auth(slot)?;
+        if let Some(st) = slot.as_mut() {
+            st.multi = true;
+        }
+        step(slot, out, false, |st| st.op.update(data))
+    }
+
+    pub(super) fn cipher_final(
+        &self,
+        sid: impl SessionKey,
+        out: OutLen,
+        enc: bool,
+    ) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let slot = Token::cipher_slot(&mut s, enc);
+        check_auth(slot)?;
+        step(slot, out, true, |st| st.op.finish())
+    }
+
+    /// `C_EncryptInit`.
+    pub fn encrypt_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+        self.cipher_init(sid, mech, key, true)
+    }
+
+    /// `C_Encrypt`.
+    pub fn encrypt(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_once(sid, data, out, true)
+    }
+
+    /// `C_EncryptUpdate`.
+    pub fn encrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_update(sid, data, out, true)
+    }
+
+    /// `C_EncryptFinal`.
+    pub fn encrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+        self.cipher_final(sid, out, true)
+    }
+
+    /// `C_DecryptInit`.
+    pub fn decrypt_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+        self.cipher_init(sid, mech, key, false)
+    }
+
+    /// `C_Decrypt`.
+    pub fn decrypt(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_once(sid, data, out, false)
+    }
+
+    /// `C_DecryptUpdate`.
+    pub fn decrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        self.cipher_update(sid, data, out, false)
+    }
+
+    /// `C_DecryptFinal`.
+    pub fn decrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+        self.cipher_final(sid, out, false)
+    }
+}

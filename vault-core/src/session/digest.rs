@@ -1,0 +1,75 @@
+//! Digests.
+
+use super::*;
+
+impl Token {
+    /// `C_DigestInit`.
+    pub fn digest_init(&self, sid: impl SessionKey, mech: &Mechanism) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        if s.digest.is_some() {
+            return Err(Error::OperationActive);
+        }
+        s.digest = Some(Stage::new(mechanism::digest_init(mech)?));
+        Ok(())
+    }
+
+    /// `C_Digest`.
+    pub fn digest(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.digest.as_ref() {
+            if st.multi {
+                s.digest = None;
+                return Err(Error::OperationActive);
+            }
+            if st.pending.is_none() && out == OutLen::Query {
+                return Ok(Output::Needed(st.op.len()));
+            }
+        }
+        step(&mut s.digest, out, true, |st| {
+            st.op.update(data);
+            Ok(st.op.finish())
+        })
+    }
+
+    /// `C_DigestUpdate`.
+    pub fn digest_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let st = s.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
+        st.multi = true;
+        st.op.update(data);
+        Ok(())
+    }
+
+    /// `C_DigestKey`: feeds a secret key's value into the digest.
+    pub fn digest_key(&self, sid: impl SessionKey, key: u64) -> Result<()> {
+        let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
+        if o.attrs.class() != Some(CKO_SECRET_KEY) {
+            return Err(Error::KeyHandleInvalid);
+        }
+        if o.attrs.bool_or(CKA_SENSITIVE, true) && !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
+            return Err(Error::KeyIndigestible);
+        }
+        let v = o
+            .attrs
+            .get(CKA_VALUE)
+            .ok_or(Error::KeyIndigestible)?
+            .to_vec();
+        let v = zeroize::Zeroizing::new(v);
+        self.digest_update(sid, &v)
+    }
+
+    /// `C_DigestFinal`.
+    pub fn digest_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.digest.as_ref() {
+            if st.pending.is_none() && out == OutLen::Query {
+                return Ok(Output::Needed(st.op.len()));
+            }
+        }
+        step(&mut s.digest, out, true, |st| Ok(st.op.finish()))
+    }
+}

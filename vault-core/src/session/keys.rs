@@ -1,0 +1,284 @@
+//! Key management: generate, wrap, unwrap, derive (SPEC T4), and the checks a
+//! wrap makes on the two keys.
+
+use super::*;
+
+/// Whether a key made from `template` (unwrap, derive) could be read back: it is
+/// extractable or not sensitive (the defaults of [`object::build`] otherwise).
+fn exposes_value(template: &Attributes) -> bool {
+    template.bool_or(CKA_EXTRACTABLE, false) || !template.bool_or(CKA_SENSITIVE, true)
+}
+
+/// A key's security strength in bits (NIST SP 800-57 Part 1, table 2): symmetric
+/// keys their length (three-key DES3: 112), RSA by modulus size, EC by
+/// half the curve order. `None`: unknown (treated as weakest when wrapping,
+/// strongest when wrapped).
+fn strength(attrs: &Attributes) -> Option<usize> {
+    match attrs.key_type()? {
+        CKK_DES3 => Some(112),
+        CKK_RSA => {
+            let bits = match attrs.get_ulong(CKA_MODULUS_BITS).ok().flatten() {
+                Some(b) => b as usize,
+                None => attrs.get(CKA_MODULUS).map(|n| {
+                    let lead = n.iter().take_while(|b| **b == 0).count();
+                    (n.len() - lead) * 8
+                })?,
+            };
+            Some(match bits {
+                0..=1023 => 0,
+                1024..=2047 => 80,
+                2048..=3071 => 112,
+                3072..=7679 => 128,
+                7680..=15359 => 192,
+                _ => 256,
+            })
+        }
+        CKK_EC => {
+            let curve =
+                crate::mechanism::backend::Curve::from_ec_params(attrs.get(CKA_EC_PARAMS)?)?;
+            Some(curve.bits() / 2)
+        }
+        _ => attrs.get(CKA_VALUE).map(|v| (v.len() * 8).min(256)),
+    }
+}
+
+/// `[policy] strict_wrap` for a sensitive `target`: the wrapping key must not be a
+/// secret key that can also decrypt (the wrapped blob would decrypt to the value
+/// with `C_Decrypt`), nor weaker than the target. `CKR_KEY_NOT_WRAPPABLE`: the
+/// token cannot wrap this key with that wrapping key (PKCS#11's meaning of it).
+fn check_strict_wrap(wrapping: &Attributes, target: &Attributes) -> Result<()> {
+    if wrapping.class() == Some(CKO_SECRET_KEY) && wrapping.bool_or(CKA_DECRYPT, true) {
+        return Err(Error::KeyNotWrappable);
+    }
+    let need = strength(target).unwrap_or(usize::MAX);
+    if strength(wrapping).unwrap_or(0) < need {
+        return Err(Error::KeyNotWrappable);
+    }
+    Ok(())
+}
+
+impl Token {
+    /// Re-seals key records an older version sealed as public (see
+    /// [`crate::store::Store::migrate_public_keys`]); runs at user login. A failure
+    /// (a read-only file) is logged: such records stay invisible without login.
+    pub(crate) fn migrate_public_keys(&self) {
+        let Some(keys) = self.master_keys() else {
+            return;
+        };
+        let res = self.store().migrate_public_keys(&keys);
+        match res {
+            Ok(0) => {}
+            Ok(n) => {
+                self.cache_write().objects.clear();
+                warn!(serial = %self.serial(), records = n, "key records sealed as public by an older version re-sealed under the master key");
+            }
+            Err(e) => {
+                warn!(serial = %self.serial(), error = %e, "public key records could not be re-sealed")
+            }
+        }
+    }
+
+    /// `C_GenerateKey`.
+    pub fn generate_key(&self, sid: u64, mech: &Mechanism, template: &Attributes) -> Result<u64> {
+        self.session(sid)?;
+        Token::check_mech_flag(mech, CKF_GENERATE)?;
+        object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
+        let mut generated = mechanism::generate_key(mech, template)?;
+        generated.set_bool(CKA_LOCAL, true);
+        generated.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
+        let template = self.key_template(template, generated.class());
+        let attrs = object::build(&template, Origin::Generated, &generated)?;
+        self.check_write(sid, &attrs)?;
+        self.store_object(sid, attrs)
+    }
+
+    /// `C_GenerateKeyPair`: returns (public, private) ids.
+    pub fn generate_key_pair(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        pub_t: &Attributes,
+        priv_t: &Attributes,
+    ) -> Result<(u64, u64)> {
+        self.session(sid)?;
+        Token::check_mech_flag(mech, CKF_GENERATE_KEY_PAIR)?;
+        object::check_encoding(pub_t)?;
+        object::check_encoding(priv_t)?;
+        self.check_trusted_template(pub_t)?;
+        self.check_trusted_template(priv_t)?;
+        let (mut gp, mut gs) = mechanism::generate_key_pair(mech, pub_t, priv_t)?;
+        for g in [&mut gp, &mut gs] {
+            g.set_bool(CKA_LOCAL, true);
+            g.set_ulong(CKA_KEY_GEN_MECHANISM, mech.ty);
+        }
+        // Both halves share one CKA_ID: the caller's, or the one derived from the
+        // generated public key. It goes into the templates before the objects are
+        // built, so building the private half does not derive it again from the
+        // scalar (for EC that is a PKCS#8 round trip with two scalar
+        // multiplications: three quarters of a session key pair's cost).
+        let id = match (pub_t.get(CKA_ID), priv_t.get(CKA_ID)) {
+            (Some(a), _) if !a.is_empty() => a.to_vec(),
+            (_, Some(b)) if !b.is_empty() => b.to_vec(),
+            _ => object::derived_id(&gp).unwrap_or_default(),
+        };
+        let with_id = |t: &Attributes| {
+            let mut t = t.clone();
+            if !t.contains(CKA_ID) {
+                t.set(CKA_ID, id.clone());
+            }
+            t
+        };
+        let pub_attrs = object::build(&with_id(pub_t), Origin::Generated, &gp)?;
+        let priv_t = with_id(priv_t);
+        let priv_t = self.key_template(&priv_t, Some(CKO_PRIVATE_KEY));
+        let priv_attrs = object::build(&priv_t, Origin::Generated, &gs)?;
+        self.check_write(sid, &pub_attrs)?;
+        self.check_write(sid, &priv_attrs)?;
+        let p = self.store_object(sid, pub_attrs)?;
+        match self.store_object(sid, priv_attrs) {
+            Ok(s) => Ok((p, s)),
+            Err(e) => {
+                let _ = self.destroy_object(sid, p);
+                Err(e)
+            }
+        }
+    }
+
+    /// `C_WrapKey`.
+    pub fn wrap_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        wrapping: u64,
+        key: u64,
+        out: OutLen,
+    ) -> Result<Output> {
+        self.session(sid)?;
+        let w = self.key_of(wrapping, CKA_WRAP, mech)?;
+        let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
+        if !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
+            return Err(Error::KeyUnextractable);
+        }
+        if o.attrs.bool_or(CKA_WRAP_WITH_TRUSTED, false) && !w.obj.attrs.bool_or(CKA_TRUSTED, false)
+        {
+            return Err(Error::KeyNotWrappable);
+        }
+        if self.strict_wrap && o.attrs.bool_or(CKA_SENSITIVE, true) {
+            check_strict_wrap(&w.obj.attrs, &o.attrs)?;
+        }
+        self.key_check(
+            OpClass::KeyExport,
+            &o.attrs,
+            &w.verdict,
+            "export by wrapping",
+        )?;
+        let bytes = mechanism::wrap(mech, &w.key, &o.attrs)?;
+        Ok(deliver(out, bytes).0)
+    }
+
+    /// `C_UnwrapKey`.
+    pub fn unwrap_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        unwrapping: u64,
+        wrapped: &[u8],
+        template: &Attributes,
+    ) -> Result<u64> {
+        self.session(sid)?;
+        object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
+        let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
+        self.key_check(OpClass::Unwrap, &u.obj.attrs, &u.verdict, "unwrap a key")?;
+        if exposes_value(template) {
+            // The unwrapped value can be read back: the unwrap is a decryption.
+            self.key_check(
+                OpClass::Decrypt,
+                &u.obj.attrs,
+                &u.verdict,
+                "unwrap into an extractable key",
+            )?;
+        }
+        let uk = u.key;
+        let plain = mechanism::unwrap(mech, &uk, wrapped)?;
+        let mut generated = match template.class() {
+            Some(CKO_PRIVATE_KEY) => mechanism::encoding::pkcs8_to_attributes(&plain)?.1,
+            Some(CKO_SECRET_KEY) => {
+                let mut g = Attributes::new();
+                g.set(CKA_VALUE, plain.to_vec());
+                g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+                g
+            }
+            _ => {
+                return Err(Error::TemplateIncomplete(
+                    "CKA_CLASS of the unwrapped key".into(),
+                ))
+            }
+        };
+        generated.set_bool(CKA_LOCAL, false);
+        generated.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+        let template = self.key_template(template, generated.class());
+        let mut attrs = object::build(&template, Origin::Generated, &generated)?;
+        attrs.set_bool(CKA_ALWAYS_SENSITIVE, false);
+        attrs.set_bool(CKA_NEVER_EXTRACTABLE, false);
+        self.store_object(sid, attrs)
+    }
+
+    /// `C_DeriveKey`.
+    pub fn derive_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        base: u64,
+        template: &Attributes,
+    ) -> Result<u64> {
+        self.session(sid)?;
+        object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
+        let b = self.key_of(base, CKA_DERIVE, mech)?;
+        self.key_check(OpClass::Derive, &b.obj.attrs, &b.verdict, "derive a key")?;
+        if exposes_value(template) {
+            // The derived value can be read back: the derivation is a decryption.
+            self.key_check(
+                OpClass::Decrypt,
+                &b.obj.attrs,
+                &b.verdict,
+                "derive an extractable key",
+            )?;
+        }
+        let bk = b.key;
+        let secret = mechanism::derive(mech, &bk, template)?;
+        let mut g = Attributes::new();
+        g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+        if template.key_type().is_none() {
+            g.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
+        }
+        g.set(CKA_VALUE, secret.to_vec());
+        g.set_bool(CKA_LOCAL, false);
+        g.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+        let template = self.key_template(template, Some(CKO_SECRET_KEY));
+        let attrs = object::build(&template, Origin::Generated, &g)?;
+        self.store_object(sid, attrs)
+    }
+
+    /// A creation template for an object of `class` under `[policy] key_privacy`:
+    /// with `force`, `CKA_PRIVATE = false` on a private or secret key becomes `true`
+    /// (the key is private either way; `object::build` refuses what is left).
+    pub(super) fn key_template<'a>(
+        &self,
+        template: &'a Attributes,
+        class: Option<CK_OBJECT_CLASS>,
+    ) -> std::borrow::Cow<'a, Attributes> {
+        let class = template.class().or(class);
+        if self.key_privacy == crate::config::KeyPrivacy::Force
+            && matches!(class, Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
+            && template.get(CKA_PRIVATE) == Some(&[0u8][..])
+        {
+            let mut t = template.clone();
+            t.set_bool(CKA_PRIVATE, true);
+            return std::borrow::Cow::Owned(t);
+        }
+        std::borrow::Cow::Borrowed(template)
+    }
+}

@@ -1,0 +1,119 @@
+//! Signatures and their verification (one-part and multi-part).
+
+use super::*;
+
+impl Token {
+    /// `C_SignInit`.
+    pub fn sign_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+        self.init_keyed(
+            sid,
+            mech,
+            key,
+            InitKind {
+                usage: CKA_SIGN,
+                flag: CKF_SIGN,
+                gate: Some((OpClass::Sign, "sign")),
+                also: None,
+                slot: |s| &mut s.sign,
+                make: mechanism::sign_init,
+            },
+        )
+    }
+
+    /// `C_Sign` (single part).
+    pub fn sign(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        check_auth(&s.sign)?;
+        if let Some(st) = s.sign.as_ref() {
+            if st.multi {
+                s.sign = None;
+                return Err(Error::OperationActive);
+            }
+            if out == OutLen::Query && st.pending.is_none() {
+                return Ok(Output::Needed(st.op.sig_len()));
+            }
+        }
+        step(&mut s.sign, out, true, |st| {
+            st.op.update(data)?;
+            st.op.finish()
+        })
+    }
+
+    /// `C_SignUpdate`.
+    pub fn sign_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        check_auth(&s.sign)?;
+        let st = s.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
+        st.multi = true;
+        if let Err(e) = st.op.update(data) {
+            s.sign = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `C_SignFinal`.
+    pub fn sign_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        check_auth(&s.sign)?;
+        if let Some(st) = s.sign.as_ref() {
+            if out == OutLen::Query && st.pending.is_none() {
+                return Ok(Output::Needed(st.op.sig_len()));
+            }
+        }
+        step(&mut s.sign, out, true, |st| st.op.finish())
+    }
+
+    /// `C_VerifyInit`.
+    pub fn verify_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+        self.init_keyed(
+            sid,
+            mech,
+            key,
+            InitKind {
+                usage: CKA_VERIFY,
+                flag: CKF_VERIFY,
+                gate: None,
+                also: None,
+                slot: |s| &mut s.verify,
+                make: mechanism::verify_init,
+            },
+        )
+    }
+
+    /// `C_Verify` (single part). The operation ends whatever the outcome.
+    pub fn verify(&self, sid: impl SessionKey, data: &[u8], signature: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
+        if st.multi {
+            return Err(Error::OperationActive);
+        }
+        st.op.update(data)?;
+        st.op.finish(signature)
+    }
+
+    /// `C_VerifyUpdate`.
+    pub fn verify_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let st = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
+        st.multi = true;
+        if let Err(e) = st.op.update(data) {
+            s.verify = None;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// `C_VerifyFinal`.
+    pub fn verify_final(&self, sid: impl SessionKey, signature: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
+        st.op.finish(signature)
+    }
+}
