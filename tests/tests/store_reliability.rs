@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use vault_core::error::StoreError;
 use vault_core::pkcs11::*;
 use vault_core::token::{Token, UserType};
 use vault_core::{Attributes, Error};
@@ -551,14 +552,14 @@ impl Tamper {
         // index columns (nothing decrypted): the damage shows when the objects are
         // read. A search that must open the records reports it at once.
         match t.search(&Attributes::new()) {
-            Err(Error::Corrupt(_)) => {}
+            Err(Error::Store(StoreError::Corrupt { .. })) => {}
             Ok(_) if logged_in => {}
             other => panic!("{name}: search gave {other:?}, expected Corrupt"),
         }
         let mut q = Attributes::new();
         q.set_bool(CKA_MODIFIABLE, true);
         match t.search(&q) {
-            Err(Error::Corrupt(_)) => {}
+            Err(Error::Store(StoreError::Corrupt { .. })) => {}
             other => panic!("{name}: search by CKA_MODIFIABLE gave {other:?}, expected Corrupt"),
         }
         let mut ids: BTreeSet<u64> = self.objects.keys().copied().collect();
@@ -582,7 +583,7 @@ impl Tamper {
                         "{name}: object {id} value"
                     );
                 }
-                Err(Error::Corrupt(_)) => {
+                Err(Error::Store(StoreError::Corrupt { .. })) => {
                     assert!(bad.contains(&id), "{name}: untouched object {id} corrupt")
                 }
                 Err(Error::ObjectHandleInvalid) => {
@@ -599,18 +600,24 @@ impl Tamper {
     /// A PIN check (and the token info) on the copy must report `Corrupt`.
     fn expect_counter_corrupt(&self, name: &str, p: &Path, who: UserType) {
         let t = self.open(p).unwrap_or_else(|e| panic!("{name}: open: {e}"));
-        assert!(matches!(t.info(), Err(Error::Corrupt(_))), "{name}: info");
+        assert!(
+            matches!(t.info(), Err(Error::Store(StoreError::Corrupt { .. }))),
+            "{name}: info"
+        );
         let pin = if who == UserType::User {
             USER_PIN
         } else {
             SO_PIN
         };
         match t.login(who, pin.as_bytes()) {
-            Err(Error::Corrupt(_)) => {}
+            Err(Error::Store(StoreError::Corrupt { .. })) => {}
             other => panic!("{name}: login gave {other:?}, expected Corrupt"),
         }
         assert!(
-            matches!(t.login(who, WRONG_PIN.as_bytes()), Err(Error::Corrupt(_))),
+            matches!(
+                t.login(who, WRONG_PIN.as_bytes()),
+                Err(Error::Store(StoreError::Corrupt { .. }))
+            ),
             "{name}: wrong PIN"
         );
     }
@@ -773,7 +780,10 @@ fn tampered_records_are_reported_corrupt() {
     match t.attributes(priv1) {
         // same generation: the cached (correct) copy may still be served
         Ok(a) => assert_eq!(a.get(CKA_VALUE), Some(&data_value("priv1")[..])),
-        Err(e) => assert!(matches!(e, Error::Corrupt(_)), "live: {e:?}"),
+        Err(e) => assert!(
+            matches!(e, Error::Store(StoreError::Corrupt { .. })),
+            "live: {e:?}"
+        ),
     }
     exec(
         &c,
@@ -783,13 +793,16 @@ fn tampered_records_are_reported_corrupt() {
     // untampered copy until then); after it, the change is seen.
     std::thread::sleep(vault_core::store::LOOK_WINDOW * 2);
     assert!(
-        matches!(t.attributes(priv1), Err(Error::Corrupt(_))),
+        matches!(
+            t.attributes(priv1),
+            Err(Error::Store(StoreError::Corrupt { .. }))
+        ),
         "live tamper with a new generation"
     );
     let mut q = Attributes::new();
     q.set_bool(CKA_MODIFIABLE, true);
     assert!(
-        matches!(t.search(&q), Err(Error::Corrupt(_))),
+        matches!(t.search(&q), Err(Error::Store(StoreError::Corrupt { .. }))),
         "live search (records opened)"
     );
     drop((t, c));
@@ -827,7 +840,7 @@ fn tampered_records_are_reported_corrupt() {
             }
         });
         match tm.open(&p) {
-            Err(Error::Corrupt(_)) => {}
+            Err(Error::Store(StoreError::Corrupt { .. })) => {}
             Err(e) => panic!("{name}: open gave {e:?}, expected Corrupt"),
             Ok(_) => panic!("{name}: tampered file opened"),
         }

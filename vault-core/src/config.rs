@@ -38,7 +38,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 
 /// Argon2id cost parameters used to derive the keys that wrap a token's master key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -181,9 +181,10 @@ impl std::str::FromStr for PromptAgent {
             "pinentry" => Ok(PromptAgent::Pinentry),
             "tty" => Ok(PromptAgent::Tty),
             "command" => Ok(PromptAgent::Command),
-            other => Err(Error::Config(format!(
-                "prompt agent \"{other}\": expected \"deny\", \"pinentry\", \"tty\" or \"command\""
-            ))),
+            other => Err(Error::config(
+                "prompt agent",
+                format!("\"{other}\": expected \"deny\", \"pinentry\", \"tty\" or \"command\""),
+            )),
         }
     }
 }
@@ -267,7 +268,7 @@ impl PromptConfig {
         };
         let agent: PromptAgent = kind
             .parse()
-            .map_err(|e: Error| Error::Config(format!("VTOKEN_PROMPT={spec}: {e}")))?;
+            .map_err(|e: Error| Error::config("VTOKEN_PROMPT", format!("{spec}: {e}")))?;
         let mut c = self.clone();
         c.agent = agent;
         match (agent, rest) {
@@ -278,15 +279,17 @@ impl PromptConfig {
                 c.command = cmd.split_whitespace().map(str::to_string).collect()
             }
             (_, Some(_)) => {
-                return Err(Error::Config(format!(
-                    "VTOKEN_PROMPT={spec}: \"{kind}\" takes no argument"
-                )))
+                return Err(Error::config(
+                    "VTOKEN_PROMPT",
+                    format!("{spec}: \"{kind}\" takes no argument"),
+                ))
             }
         }
         if c.agent == PromptAgent::Command && c.command.is_empty() {
-            return Err(Error::Config(format!(
-                "VTOKEN_PROMPT={spec}: the command agent needs a command (command:/path/to/program)"
-            )));
+            return Err(Error::config(
+                "VTOKEN_PROMPT",
+                format!("{spec}: the command agent needs a command (command:/path/to/program)"),
+            ));
         }
         Ok(c)
     }
@@ -315,14 +318,15 @@ impl PromptConfig {
             confirm: raw.confirm.unwrap_or(d.confirm),
         };
         if c.timeout_secs == 0 || c.timeout_secs > 24 * 3600 {
-            return Err(Error::Config(format!(
-                "prompt: timeout_secs must be 1..=86400 (got {})",
-                c.timeout_secs
-            )));
+            return Err(Error::config(
+                "prompt.timeout_secs",
+                format!("must be 1..=86400 (got {})", c.timeout_secs),
+            ));
         }
         if c.agent == PromptAgent::Command && c.command.is_empty() {
-            return Err(Error::Config(
-                "prompt: agent = \"command\" needs `command = \"/path/to/program args\"`".into(),
+            return Err(Error::config(
+                "prompt.agent",
+                "agent = \"command\" needs `command = \"/path/to/program args\"`",
             ));
         }
         if let Some(bad) = c
@@ -330,10 +334,13 @@ impl PromptConfig {
             .iter()
             .find(|op| !PromptConfig::OPERATIONS.contains(&op.as_str()))
         {
-            return Err(Error::Config(format!(
-                "prompt: confirm: unknown operation \"{bad}\" (known: {})",
-                PromptConfig::OPERATIONS.join(", ")
-            )));
+            return Err(Error::config(
+                "prompt.confirm",
+                format!(
+                    "unknown operation \"{bad}\" (known: {})",
+                    PromptConfig::OPERATIONS.join(", ")
+                ),
+            ));
         }
         Ok(c)
     }
@@ -457,10 +464,17 @@ impl Config {
 
     /// Reads a TOML file.
     pub fn from_file(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let mut c = Config::from_toml(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut c = Config::from_toml(&text).map_err(|e| match e {
+            Error::Config(source) => Error::Config(ConfigError::InFile {
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            }),
+            e => e,
+        })?;
         c.source = Some(path.to_path_buf());
         Ok(c)
     }
@@ -468,16 +482,17 @@ impl Config {
     /// Parses TOML text (an empty text gives the defaults).
     pub fn from_toml(text: &str) -> Result<Config> {
         let raw: RawConfig =
-            toml::from_str(text).map_err(|e| Error::Config(e.message().to_string()))?;
+            toml::from_str(text).map_err(|e| ConfigError::Syntax(e.message().to_string()))?;
         let kdf = match raw.kdf {
             None => KdfParams::DEFAULT,
             Some(KdfSetting::Profile(p)) => match p.as_str() {
                 "default" => KdfParams::DEFAULT,
                 "test" => KdfParams::TEST,
                 other => {
-                    return Err(Error::Config(format!(
-                        "kdf = \"{other}\": expected \"default\", \"test\" or a table"
-                    )))
+                    return Err(Error::config(
+                        "kdf",
+                        format!("\"{other}\": expected \"default\", \"test\" or a table"),
+                    ))
                 }
             },
             Some(KdfSetting::Explicit {
@@ -490,19 +505,22 @@ impl Config {
                     t_cost,
                     p_cost: p_cost.unwrap_or(1),
                 };
-                k.check().map_err(|e| Error::Config(format!("kdf: {e}")))?;
+                k.check().map_err(|e| Error::config("kdf", e.to_string()))?;
                 k
             }
         };
         let pin = raw.pin;
         if pin.min_len == 0 || pin.min_len > pin.max_len || pin.max_len > 255 {
-            return Err(Error::Config(format!(
-                "pin: need 1 <= min_len <= max_len <= 255 (got {}..{})",
-                pin.min_len, pin.max_len
-            )));
+            return Err(Error::config(
+                "pin",
+                format!(
+                    "need 1 <= min_len <= max_len <= 255 (got {}..{})",
+                    pin.min_len, pin.max_len
+                ),
+            ));
         }
         if pin.user_max_tries == 0 || pin.so_max_tries == 0 {
-            return Err(Error::Config("pin: max tries must be at least 1".into()));
+            return Err(Error::config("pin", "max tries must be at least 1"));
         }
         let prompt = PromptConfig::from_raw(raw.prompt.unwrap_or_default())?;
         Ok(Config {
@@ -539,7 +557,10 @@ impl Config {
     fn create_token_dir(&self) -> Result<()> {
         if !self.token_dir.exists() {
             std::fs::create_dir_all(&self.token_dir).map_err(|e| {
-                Error::Config(format!("cannot create {}: {e}", self.token_dir.display()))
+                Error::Config(ConfigError::CreateDir {
+                    path: self.token_dir.clone(),
+                    source: e,
+                })
             })?;
             #[cfg(unix)]
             {
@@ -566,31 +587,33 @@ pub fn check_token_dir(dir: &Path) -> Result<()> {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e) => {
-                return Err(Error::Config(format!(
-                    "cannot read token directory {}: {e}",
-                    dir.display()
-                )))
+                return Err(Error::Config(ConfigError::TokenDir {
+                    path: dir.to_path_buf(),
+                    problem: format!("cannot read it: {e}"),
+                }))
             }
         };
         let mode = meta.mode() & 0o7777;
         if mode & 0o022 != 0 && mode & 0o1000 == 0 {
-            return Err(Error::Config(format!(
-                "token directory {} is {}-writable (mode {mode:04o}): refusing to use it; \
-                 run `chmod 700 {}`",
-                dir.display(),
-                if mode & 0o002 != 0 { "world" } else { "group" },
-                dir.display()
-            )));
+            return Err(Error::Config(ConfigError::TokenDir {
+                path: dir.to_path_buf(),
+                problem: format!(
+                    "it is {}-writable (mode {mode:04o}): refusing to use it; run `chmod 700 {}`",
+                    if mode & 0o002 != 0 { "world" } else { "group" },
+                    dir.display()
+                ),
+            }));
         }
         let me = effective_uid();
         if me.is_some_and(|me| meta.uid() != me) && meta.uid() != 0 {
             let me = me.unwrap_or_default();
-            return Err(Error::Config(format!(
-                "token directory {} belongs to uid {}, not to this user (uid {me}) or root: \
-                 refusing to use it",
-                dir.display(),
-                meta.uid()
-            )));
+            return Err(Error::Config(ConfigError::TokenDir {
+                path: dir.to_path_buf(),
+                problem: format!(
+                    "it belongs to uid {}, not to this user (uid {me}) or root: refusing to use it",
+                    meta.uid()
+                ),
+            }));
         }
     }
     Ok(())

@@ -3,6 +3,8 @@
 //! Every variant maps to exactly one PKCS#11 return value ([`Error::ckr`]), so the
 //! PKCS#11 adapter never has to guess, and the CLI prints [`std::fmt::Display`] text.
 
+use std::path::PathBuf;
+
 use cryptoki_sys::*;
 
 /// Result alias used throughout the core.
@@ -10,6 +12,7 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Everything that can go wrong inside the token.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     #[error("invalid arguments: {0}")]
     ArgumentsBad(String),
@@ -92,12 +95,12 @@ pub enum Error {
     #[error("encrypted data length out of range")]
     EncryptedDataLenRange,
     /// A sealed envelope or CMS message that is malformed, unsupported, changed, or
-    /// not sealed to this token (`CKR_ENCRYPTED_DATA_INVALID`).
-    #[error("sealed envelope: {0}")]
-    Envelope(String),
-    /// The token has no device key pair yet (made when the user PIN is first set).
-    #[error("the token has no device identity yet (it is made when the user PIN is set)")]
-    DeviceIdentityMissing,
+    /// not sealed to this token (`CKR_ENCRYPTED_DATA_INVALID`; SPEC V8, E3).
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The token's identity key pair (SPEC E1) is missing or unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
     #[error("signature invalid")]
     SignatureInvalid,
     #[error("signature length out of range")]
@@ -114,37 +117,21 @@ pub enum Error {
     FunctionNotSupported,
     #[error("function rejected by the user")]
     FunctionRejected,
-    /// The vault is not activated, disabled or locked (`CKR_ACTION_PROHIBITED`).
-    #[error("{0}")]
-    VaultUnavailable(String),
-    /// A wrong vault activation code (`CKR_PIN_INCORRECT`).
-    #[error("incorrect vault activation code ({tries_left} tries left)")]
-    VaultCodeIncorrect { tries_left: u32 },
-    /// A picture check of the gate failed (wrong, late, refreshed or unanswered;
-    /// `CKR_FUNCTION_REJECTED`, like a refusal).
-    #[error("picture check failed: {0}")]
-    GateRejected(String),
-    /// The gate locked the token after too many failed picture checks (SPEC C5):
-    /// every operation fails with `CKR_DEVICE_REMOVED` — the software counterpart
-    /// of a USB key that must be unplugged and replugged — until the user runs
-    /// `vtoken reattach`.
-    #[error(
-        "the token is locked after too many failed picture checks: this machine may be \
-         compromised; after checking it, run `vtoken reattach` (needs the user PIN)"
-    )]
-    GateLocked,
-    #[error("token file is corrupt or was tampered with: {0}")]
-    Corrupt(String),
-    #[error("token file format version {0} is newer than this vtoken supports")]
-    UnsupportedVersion(u32),
-    #[error("storage error: {0}")]
-    Storage(String),
-    /// The disk holding the token file is full: the write was refused and the file
-    /// keeps its previous state (`CKR_DEVICE_MEMORY`).
-    #[error("no space left for the token file; nothing was written: {0}")]
-    DeviceMemory(String),
+    /// The password vault refused (SPEC V2–V4).
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    /// The picture gate refused or locked the token (SPEC C1–C5).
+    #[error(transparent)]
+    Gate(#[from] GateError),
+    /// The token file or the disk under it (SPEC T5).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The trusted prompt agent could not ask (SPEC V5, C2).
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    /// The configuration file, `VTOKEN_*` settings or the token directory.
     #[error("configuration error: {0}")]
-    Config(String),
+    Config(#[from] ConfigError),
     #[error("out of memory")]
     HostMemory,
     #[error("internal error: {0}")]
@@ -197,7 +184,7 @@ impl Error {
             EncryptedDataInvalid => CKR_ENCRYPTED_DATA_INVALID,
             EncryptedDataLenRange => CKR_ENCRYPTED_DATA_LEN_RANGE,
             Envelope(_) => CKR_ENCRYPTED_DATA_INVALID,
-            DeviceIdentityMissing => CKR_FUNCTION_FAILED,
+            Identity(IdentityError::Missing) => CKR_FUNCTION_FAILED,
             SignatureInvalid => CKR_SIGNATURE_INVALID,
             SignatureLenRange => CKR_SIGNATURE_LEN_RANGE,
             WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,
@@ -206,14 +193,21 @@ impl Error {
             ActionProhibited => CKR_ACTION_PROHIBITED,
             FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             FunctionRejected => CKR_FUNCTION_REJECTED,
-            VaultUnavailable(_) => CKR_ACTION_PROHIBITED,
-            VaultCodeIncorrect { .. } => CKR_PIN_INCORRECT,
-            GateRejected(_) => CKR_FUNCTION_REJECTED,
-            GateLocked => CKR_DEVICE_REMOVED,
-            Corrupt(_) => CKR_DEVICE_ERROR,
-            UnsupportedVersion(_) => CKR_DEVICE_ERROR,
-            Storage(_) => CKR_DEVICE_ERROR,
-            DeviceMemory(_) => CKR_DEVICE_MEMORY,
+            Vault(VaultError::Unavailable(_)) => CKR_ACTION_PROHIBITED,
+            Vault(VaultError::CodeIncorrect { .. }) => CKR_PIN_INCORRECT,
+            Gate(GateError::Rejected { .. }) => CKR_FUNCTION_REJECTED,
+            Gate(GateError::Locked) => CKR_DEVICE_REMOVED,
+            Store(StoreError::Full(_)) => CKR_DEVICE_MEMORY,
+            Store(
+                StoreError::Corrupt { .. }
+                | StoreError::UnsupportedVersion(_)
+                | StoreError::Sqlite(_)
+                | StoreError::Io(_)
+                | StoreError::Exists(_)
+                | StoreError::Busy(_)
+                | StoreError::Create { .. },
+            ) => CKR_DEVICE_ERROR,
+            Prompt(_) => CKR_GENERAL_ERROR,
             Config(_) => CKR_GENERAL_ERROR,
             HostMemory => CKR_HOST_MEMORY,
             General(_) => CKR_GENERAL_ERROR,
@@ -223,16 +217,335 @@ impl Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
-            Error::DeviceMemory(e.to_string())
-        } else {
-            Error::Storage(e.to_string())
-        }
+        Error::Store(StoreError::from(e))
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Storage(e.to_string())
+        Error::Store(StoreError::Io(e))
     }
+}
+
+impl Error {
+    /// A sealed envelope or CMS message vtoken refuses.
+    pub fn envelope(msg: String) -> Error {
+        Error::Envelope(EnvelopeError::Invalid(msg))
+    }
+
+    /// A damaged part of the token file (`CKR_DEVICE_ERROR`).
+    pub fn corrupt(part: Part, detail: impl Into<String>) -> Error {
+        Error::Store(StoreError::Corrupt {
+            part,
+            detail: detail.into(),
+        })
+    }
+
+    /// An invalid configuration setting.
+    pub fn config(setting: &'static str, problem: impl Into<String>) -> Error {
+        Error::Config(ConfigError::Invalid {
+            setting,
+            problem: problem.into(),
+        })
+    }
+}
+
+/// The token file or the disk under it (SPEC T5). Every variant but [`StoreError::Full`]
+/// is `CKR_DEVICE_ERROR`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A record failed its integrity check or does not decode: the file was damaged or
+    /// changed outside vtoken. Nothing is repaired silently.
+    #[error("token file is corrupt or was tampered with: {part}: {detail}")]
+    Corrupt { part: Part, detail: String },
+    #[error("token file format version {0} is newer than this vtoken supports")]
+    UnsupportedVersion(u32),
+    #[error("storage error: {0}")]
+    Sqlite(rusqlite::Error),
+    #[error("storage error: {0}")]
+    Io(std::io::Error),
+    /// A token file is created only where none exists.
+    #[error("storage error: {} already exists", .0.display())]
+    Exists(PathBuf),
+    #[error("storage error: cannot create {}: {source}", path.display())]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A write lost too many races with other processes; retrying later succeeds.
+    #[error("storage error: {0}")]
+    Busy(&'static str),
+    /// The disk is full: the write was refused and the file keeps its previous state
+    /// (`CKR_DEVICE_MEMORY`).
+    #[error("no space left for the token file; nothing was written: {0}")]
+    Full(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            StoreError::Full(e)
+        } else {
+            StoreError::Sqlite(e)
+        }
+    }
+}
+
+/// Which part of the token file is damaged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Part {
+    /// The file as a whole (not SQLite, wrong schema, unreadable).
+    File(PathBuf),
+    /// The format record (version, KDF parameters).
+    Format,
+    /// The sealed token header (labels, PIN verifiers, policies).
+    Header,
+    /// A persistent object record, by row id.
+    Object(u64),
+    /// A PIN or vault counter, by name.
+    Counter(String),
+    /// The key that seals public records.
+    PublicRecordKey,
+    /// The gate's persisted state (SPEC C5).
+    GateState,
+    /// The vault's persisted state (SPEC V2–V4).
+    VaultState,
+    /// The token's prompt policy (SPEC V5).
+    PromptPolicy,
+    /// An OTP credential's parameters (SPEC V9–V11).
+    Otp,
+    /// The identity key pair or its bound root (SPEC E1, E4).
+    Identity,
+    /// Pending backup requests (SPEC E5).
+    BackupRequests,
+    /// The SQLite schema (only vtoken's tables and indexes are accepted).
+    Schema,
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Part::File(p) => write!(f, "{}", p.display()),
+            Part::Format => f.write_str("format record"),
+            Part::Header => f.write_str("token header"),
+            Part::Object(id) => write!(f, "object {id}"),
+            Part::Counter(n) => write!(f, "counter '{n}'"),
+            Part::PublicRecordKey => f.write_str("public-record key"),
+            Part::GateState => f.write_str("gate state"),
+            Part::VaultState => f.write_str("vault state"),
+            Part::PromptPolicy => f.write_str("prompt policy"),
+            Part::Otp => f.write_str("OTP credential"),
+            Part::Identity => f.write_str("identity key"),
+            Part::BackupRequests => f.write_str("backup requests"),
+            Part::Schema => f.write_str("schema"),
+        }
+    }
+}
+
+/// The password vault refused (SPEC V2–V4).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// Not activated, activation locked, or disabled (`CKR_ACTION_PROHIBITED`).
+    #[error("{0}")]
+    Unavailable(VaultUnavailable),
+    /// A wrong activation code (`CKR_PIN_INCORRECT`).
+    #[error("incorrect vault activation code ({tries_left} tries left)")]
+    CodeIncorrect { tries_left: u32 },
+}
+
+/// Why the vault cannot be used, each with the user's way out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VaultUnavailable {
+    NotActivated,
+    ActivationLocked { max_tries: u32 },
+    Disabled,
+}
+
+impl std::fmt::Display for VaultUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VaultUnavailable::NotActivated => f.write_str(
+                "the vault is not activated: enter the activation code with `vtoken vault activate`",
+            ),
+            VaultUnavailable::ActivationLocked { max_tries } => write!(
+                f,
+                "the vault activation is locked after {max_tries} wrong activation codes; only \
+                 re-initializing the token (which erases it) makes the vault available again"
+            ),
+            VaultUnavailable::Disabled => {
+                f.write_str("the vault is disabled: switch it on with `vtoken vault enable`")
+            }
+        }
+    }
+}
+
+/// The picture gate (SPEC C1–C5).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// A picture check failed — wrong, late, refreshed or unanswered — with chances
+    /// left (`CKR_FUNCTION_REJECTED`, like a refusal).
+    #[error("picture check failed: {reason}; {left} chance{} left", if *.left == 1 { "" } else { "s" })]
+    Rejected { reason: GateFailure, left: u32 },
+    /// The gate locked the token after too many failed picture checks (SPEC C5): every
+    /// operation fails with `CKR_DEVICE_REMOVED` — the software counterpart of a USB key
+    /// that must be unplugged and replugged — until the SO runs `vtoken reattach`.
+    #[error(
+        "the token is locked after too many failed picture checks: this machine may be \
+         compromised; after checking it, run `vtoken reattach` (needs the SO PIN)"
+    )]
+    Locked,
+}
+
+/// How a picture check failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GateFailure {
+    Wrong,
+    Late,
+    Unanswered,
+    Refreshed,
+    Refused,
+    AgentFailed,
+    Replaced,
+    Abandoned,
+}
+
+impl GateFailure {
+    /// The reason as the user reads it (lower case, no full stop).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateFailure::Wrong => "wrong answer",
+            GateFailure::Late => "the answer came too late",
+            GateFailure::Unanswered => "no answer in time",
+            GateFailure::Refreshed => "new picture requested",
+            GateFailure::Refused => "refused by the user",
+            GateFailure::AgentFailed => "the prompt agent failed",
+            GateFailure::Replaced => "replaced by a new picture",
+            GateFailure::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl std::fmt::Display for GateFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Sealed envelopes and CMS messages (SPEC V8, E3, E5): malformed, unsupported,
+/// changed, or not sealed to this token. One variant on purpose: after the key-transport
+/// step every failure reads the same, so the error is no decryption oracle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnvelopeError {
+    #[error("sealed envelope: {0}")]
+    Invalid(String),
+}
+
+/// The token's identity key pair (SPEC E1).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityError {
+    /// The key pair is made when the user PIN is first set (`CKR_FUNCTION_FAILED`).
+    #[error("the token has no device identity yet (it is made when the user PIN is set)")]
+    Missing,
+}
+
+/// The trusted prompt agent could not ask (SPEC V5, C2). `agent` names it as the user
+/// configured it (`tty prompt`, `pinentry /usr/bin/pinentry-tty`, `prompt command
+/// /path`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PromptError {
+    /// The agent cannot be started or reached (a missing program, no terminal).
+    #[error("{agent}: cannot start: {source}{hint}")]
+    Start {
+        agent: String,
+        source: std::io::Error,
+        /// Where to look next, starting with "; " or "(" — or empty.
+        hint: &'static str,
+    },
+    /// Talking to a running agent failed.
+    #[error("{agent}: {context}: {source}")]
+    Io {
+        agent: String,
+        context: String,
+        source: std::io::Error,
+    },
+    /// The agent broke its protocol (a bad exit status, an unreadable answer, a
+    /// reader that stopped).
+    #[error("{agent}: {problem}")]
+    Protocol { agent: String, problem: String },
+    /// The agent cannot show this request (a picture too wide for pinentry).
+    #[error("{agent}: {problem}")]
+    Unsuitable {
+        agent: &'static str,
+        problem: String,
+    },
+    /// The gate's picture could not be decoded for display.
+    #[error("picture: {0}")]
+    Picture(String),
+}
+
+impl PromptError {
+    /// Talking to the agent failed while doing `context`.
+    pub fn io(
+        agent: impl Into<String>,
+        context: impl Into<String>,
+        source: std::io::Error,
+    ) -> Self {
+        PromptError::Io {
+            agent: agent.into(),
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// The agent broke its protocol.
+    pub fn protocol(agent: impl Into<String>, problem: impl Into<String>) -> Self {
+        PromptError::Protocol {
+            agent: agent.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+/// The configuration file, `VTOKEN_*` settings or the token directory.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A TOML syntax or type error.
+    #[error("{0}")]
+    Syntax(String),
+    /// A setting with a value vtoken refuses.
+    #[error("{setting}: {problem}")]
+    Invalid {
+        setting: &'static str,
+        problem: String,
+    },
+    /// One of the errors above, in the named file.
+    #[error("{}: {source}", path.display())]
+    InFile {
+        path: PathBuf,
+        source: Box<ConfigError>,
+    },
+    #[error("cannot create {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A token directory someone else could write into (or that belongs to another
+    /// user).
+    #[error("token directory {}: {problem}", path.display())]
+    TokenDir { path: PathBuf, problem: String },
 }

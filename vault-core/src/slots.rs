@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::store::Store;
 use crate::token::Token;
 
@@ -87,7 +87,12 @@ impl Registry {
         let rd = match std::fs::read_dir(dir) {
             Ok(rd) => rd,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((ok, bad)),
-            Err(e) => return Err(Error::Config(format!("cannot read {}: {e}", dir.display()))),
+            Err(e) => {
+                return Err(Error::Config(ConfigError::Read {
+                    path: dir.to_path_buf(),
+                    source: e,
+                }))
+            }
         };
         for ent in rd.flatten() {
             let p = ent.path();

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vault_core::config::Config;
+use vault_core::error::{GateError, GateFailure};
 use vault_core::gate::{GatePolicy, GateState, OpClass, CKA_VTOKEN_GATED, COUNTER};
 use vault_core::mechanism::Mechanism;
 use vault_core::pkcs11::*;
@@ -278,7 +279,7 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     // use a chance; the third failure locks.
     f.p.push(&[Step::Wrong, Step::Refresh, Step::Wrong]);
     let e = sign(t, sid, sk, b"pay 100").unwrap_err();
-    assert!(matches!(e, Error::GateLocked), "{e:?}");
+    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
     assert_eq!(e.ckr(), CKR_DEVICE_REMOVED);
     assert_eq!(f.p.shown(), 3);
     let seen = f.p.captchas.lock().unwrap().clone();
@@ -303,7 +304,7 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     assert_eq!(t.logged_in(), None);
     let locked = |r: vault_core::Result<()>| {
         let e = r.unwrap_err();
-        assert!(matches!(e, Error::GateLocked), "{e:?}");
+        assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
     };
     locked(t.login(UserType::User, USER));
     locked(t.open_session(false).map(|_| ()));
@@ -357,7 +358,10 @@ fn timeout_refusal_and_agent_failure() {
     // No answer in time: rejected, one chance used, no second picture.
     f.p.push(&[Step::TimedOut]);
     let e = sign(t, sid, sk, b"x").unwrap_err();
-    assert!(matches!(e, Error::GateRejected(_)), "{e:?}");
+    assert!(
+        matches!(e, Error::Gate(GateError::Rejected { .. })),
+        "{e:?}"
+    );
     assert_eq!(e.ckr(), CKR_FUNCTION_REJECTED);
     assert_eq!((f.p.shown(), failures(t)), (1, 1));
 
@@ -382,7 +386,7 @@ fn timeout_refusal_and_agent_failure() {
     // An agent failing after the picture: rejected; that was the last chance.
     f.p.push(&[Step::Fail]);
     let e = sign(t, sid, sk, b"x").unwrap_err();
-    assert!(matches!(e, Error::GateLocked), "{e:?}");
+    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
     assert!(t.gate_locked().unwrap());
 }
 
@@ -408,7 +412,13 @@ fn captcha_aware_api_wrong_answers_and_refreshes() {
     );
     let e = t.gate_answer(c.id, "nope").unwrap_err();
     assert!(
-        matches!(e, Error::GateRejected(ref m) if m.contains("wrong answer")),
+        matches!(
+            e,
+            Error::Gate(GateError::Rejected {
+                reason: GateFailure::Wrong,
+                ..
+            })
+        ),
         "{e:?}"
     );
     // The challenge is gone once answered.
@@ -426,7 +436,7 @@ fn captcha_aware_api_wrong_answers_and_refreshes() {
         Err(Error::ArgumentsBad(_))
     ));
     let e = t.gate_answer(c3.id, "still wrong").unwrap_err();
-    assert!(matches!(e, Error::GateLocked), "{e:?}");
+    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
     assert!(t.gate_locked().unwrap());
     assert_eq!(f.p.shown(), 0);
 }
@@ -555,10 +565,13 @@ fn lock_seen_by_an_other_open_handle() {
     // window, a session open: the open must not trust its earlier "unlocked".
     assert_eq!(other.info().unwrap().gate, GateState::Locked);
     let e = other.open_session(false).unwrap_err();
-    assert!(matches!(e, Error::GateLocked), "{e:?}");
+    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
     let e = sign(&other, osid, plain, b"after").unwrap_err();
     assert_eq!(e.ckr(), CKR_DEVICE_REMOVED);
-    assert!(matches!(other.otp_list(), Err(Error::GateLocked)));
+    assert!(matches!(
+        other.otp_list(),
+        Err(Error::Gate(GateError::Locked))
+    ));
     // Closing sessions still works.
     other.close_session(osid).unwrap();
 }
@@ -588,7 +601,7 @@ fn counter_is_committed_before_the_answer() {
     t2.login(UserType::User, USER).unwrap();
     assert!(matches!(
         t2.gate_challenge(OpClass::Sign),
-        Err(Error::GateLocked)
+        Err(Error::Gate(GateError::Locked))
     ));
     assert!(t.gate_locked().unwrap());
     let _ = COUNTER;
@@ -697,7 +710,13 @@ mod hook {
         std::thread::sleep(Duration::from_millis(1200));
         let e = t.gate_answer(c.id, &answer).unwrap_err();
         assert!(
-            matches!(e, Error::GateRejected(ref m) if m.contains("too late")),
+            matches!(
+                e,
+                Error::Gate(GateError::Rejected {
+                    reason: GateFailure::Late,
+                    ..
+                })
+            ),
             "{e:?}"
         );
         assert_eq!(failures(t), 1);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use vault_core::config::Config;
+use vault_core::error::StoreError;
 use vault_core::pkcs11::*;
 use vault_core::session::AttrResult;
 use vault_core::slots::Registry;
@@ -380,7 +381,7 @@ fn newer_format_version_is_refused_and_file_untouched() {
     let bumped = std::fs::read(&path).unwrap();
     assert_ne!(before, bumped);
     match Token::open(&path, reg.config()) {
-        Err(Error::UnsupportedVersion(99)) => {}
+        Err(Error::Store(StoreError::UnsupportedVersion(99))) => {}
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("a newer format was accepted"),
     }
@@ -394,13 +395,13 @@ fn newer_format_version_is_refused_and_file_untouched() {
     std::fs::write(&empty, b"").unwrap();
     assert!(matches!(
         Token::open(&empty, reg.config()),
-        Err(Error::Corrupt(_))
+        Err(Error::Store(StoreError::Corrupt { .. }))
     ));
     let garbage = d.path().join("tokens").join("garbage.vtoken");
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
     assert!(matches!(
         Token::open(&garbage, reg.config()),
-        Err(Error::Corrupt(_))
+        Err(Error::Store(StoreError::Corrupt { .. }))
     ));
     assert_eq!(reg.problems().unwrap().len(), 3);
 }
@@ -439,7 +440,11 @@ fn truncated_and_read_only_files_give_clear_errors_and_stay_untouched() {
         });
         if let Err(e) = &r {
             assert!(
-                matches!(e, Error::Corrupt(_) | Error::Storage(_)),
+                matches!(
+                    e,
+                    Error::Store(StoreError::Corrupt { .. })
+                        | Error::Store(StoreError::Sqlite(_) | StoreError::Io(_))
+                ),
                 "cut at {cut}: unexpected error {e:?}"
             );
         }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use vault_core::config::Config;
+use vault_core::error::VaultError;
 use vault_core::mechanism::{MechParam, Mechanism};
 use vault_core::pkcs11::*;
 use vault_core::prompt::{Answer, Prompt, Request};
@@ -245,7 +246,7 @@ fn optional_vault_refuses_everything_before_activation() {
     // possible here, so check that nothing works and raw objects are refused.
     t.login(UserType::User, USER).unwrap();
     let unavailable = |r: vault_core::Result<()>| match r {
-        Err(e @ Error::VaultUnavailable(_)) => {
+        Err(e @ Error::Vault(VaultError::Unavailable(_))) => {
             assert_eq!(e.ckr(), CKR_ACTION_PROHIBITED);
             assert!(e.to_string().contains("vtoken vault activate"), "{e}");
         }
@@ -266,7 +267,7 @@ fn optional_vault_refuses_everything_before_activation() {
 
     // Wrong code: counted, tries left reported.
     match t.vault_activate("AAAAA-AAAAA-AAAAA-AAAAA") {
-        Err(Error::VaultCodeIncorrect { tries_left: 4 }) => {}
+        Err(Error::Vault(VaultError::CodeIncorrect { tries_left: 4 })) => {}
         other => panic!("{other:?}"),
     }
     assert_eq!(t.vault_status().unwrap().activation_failures, 1);
@@ -308,12 +309,17 @@ fn wrong_activation_codes_lock_for_good() {
     t.login(UserType::User, USER).unwrap();
     for left in (1..5).rev() {
         match t.vault_activate("wrong-code-1") {
-            Err(Error::VaultCodeIncorrect { tries_left }) => assert_eq!(tries_left, left),
+            Err(Error::Vault(VaultError::CodeIncorrect { tries_left })) => {
+                assert_eq!(tries_left, left)
+            }
             other => panic!("{other:?}"),
         }
     }
     let err = t.vault_activate("wrong-code-1").unwrap_err();
-    assert!(matches!(err, Error::VaultUnavailable(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Vault(VaultError::Unavailable(_))),
+        "{err:?}"
+    );
     assert!(err.to_string().contains("re-initializing"), "{err}");
     // Even the right code is refused now.
     let err = t.vault_activate(code.as_deref().unwrap()).unwrap_err();

@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use vault_core::error::GateError;
 use vault_core::gate::OpClass;
 use vault_core::prompt::picture;
 use vault_core::{Attributes, Error};
@@ -109,7 +110,10 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
         }
         match open.token.gate_answer(c.id, answer) {
             Ok(()) => return Ok(()),
-            Err(Error::GateRejected(m)) => eprintln!("Picture check failed: {m}."),
+            Err(Error::Gate(GateError::Rejected { reason, left })) => eprintln!(
+                "Picture check failed: {reason}; {left} chance{} left.",
+                if left == 1 { "" } else { "s" }
+            ),
             Err(e) => return Err(gate_error(e)),
         }
     }

@@ -445,16 +445,16 @@ pub fn import_bundle(
                     Ok(v)
                 })
                 .map_err(|e| {
-                    vault_core::Error::Envelope(format!("source certificate rejected: {e}"))
+                    vault_core::Error::envelope(format!("source certificate rejected: {e}"))
                 })?;
             if v.token_serial == target.serial() {
-                return Err(vault_core::Error::Envelope(
+                return Err(vault_core::Error::envelope(
                     "the bundle was signed by this token".into(),
                 ));
             }
             if let Some(s) = expected_source {
                 if !v.token_serial.eq_ignore_ascii_case(s) {
-                    return Err(vault_core::Error::Envelope(format!(
+                    return Err(vault_core::Error::envelope(format!(
                         "the bundle comes from token {}, not {s}",
                         v.token_serial
                     )));

@@ -161,7 +161,9 @@ fn device_key_made_with_the_user_pin_and_hidden_from_pkcs11() {
     let t = f.reg.open(&e).unwrap();
     assert!(matches!(
         t.device_info(),
-        Err(vault_core::Error::DeviceIdentityMissing)
+        Err(vault_core::Error::Identity(
+            vault_core::error::IdentityError::Missing
+        ))
     ));
     t.login(UserType::So, SO).unwrap();
     t.init_pin(USER).unwrap();
@@ -480,9 +482,7 @@ fn export_needs_the_source_prompt_and_the_gate() {
         matches!(
             e,
             vtoken_device::Error::Token(
-                vault_core::Error::FunctionRejected
-                    | vault_core::Error::GateRejected(_)
-                    | vault_core::Error::GateLocked
+                vault_core::Error::FunctionRejected | vault_core::Error::Gate(_)
             )
         ),
         "{e}"

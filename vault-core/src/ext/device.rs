@@ -25,7 +25,7 @@ use tracing::info;
 use zeroize::Zeroizing;
 
 use crate::attr::Attributes;
-use crate::error::{Error, Result};
+use crate::error::{Error, IdentityError, Part, Result};
 use crate::mechanism::{self, HashAlg, Key, MechParam, Mechanism};
 use crate::pkcs11::*;
 use crate::sealed::KeyTransport;
@@ -85,7 +85,7 @@ fn record_of(h: &crate::store::Header) -> Result<Option<Record>> {
         None => Ok(None),
         Some(b) => postcard::from_bytes(b)
             .map(Some)
-            .map_err(|e| Error::Corrupt(format!("device identity damaged: {e}"))),
+            .map_err(|e| Error::corrupt(Part::Identity, format!("damaged: {e}"))),
     }
 }
 
@@ -140,7 +140,7 @@ fn pending_of(h: &crate::store::Header) -> Result<Vec<PendingRequest>> {
     match h.ext.get(REQUESTS_KEY) {
         None => Ok(Vec::new()),
         Some(b) => postcard::from_bytes(b)
-            .map_err(|e| Error::Corrupt(format!("backup requests damaged: {e}"))),
+            .map_err(|e| Error::corrupt(Part::BackupRequests, format!("damaged: {e}"))),
     }
 }
 
@@ -244,7 +244,9 @@ impl Token {
     /// The device identity's public part (no login needed). `DeviceIdentityMissing`
     /// (`CKR_KEY_NEEDED`) when the token has none yet (user PIN never set).
     pub fn device_info(&self) -> Result<DeviceInfo> {
-        let r = self.device_record()?.ok_or(Error::DeviceIdentityMissing)?;
+        let r = self
+            .device_record()?
+            .ok_or(Error::Identity(IdentityError::Missing))?;
         Ok(DeviceInfo {
             serial: self.serial().to_string(),
             spki: r.spki,
@@ -260,9 +262,11 @@ impl Token {
         if self.logged_in() != Some(UserType::User) {
             return Err(Error::UserNotLoggedIn);
         }
-        let mut r = self.device_record()?.ok_or(Error::DeviceIdentityMissing)?;
+        let mut r = self
+            .device_record()?
+            .ok_or(Error::Identity(IdentityError::Missing))?;
         if chain.is_empty() || leaf_spki != r.spki.as_slice() {
-            return Err(Error::Envelope(
+            return Err(Error::envelope(
                 "the certificate does not certify this token's device key".into(),
             ));
         }
@@ -320,8 +324,10 @@ impl Token {
             return Ok(None);
         };
         let keys = self.device_keys()?;
-        let root = seal::open(&root_key(&keys), &root_ad(self.serial()), &sealed)
-            .ok_or_else(|| Error::Corrupt("the device root fails its integrity check".into()))?;
+        let root =
+            seal::open(&root_key(&keys), &root_ad(self.serial()), &sealed).ok_or_else(|| {
+                Error::corrupt(Part::Identity, "the bound root fails its integrity check")
+            })?;
         Ok(Some(root.to_vec()))
     }
 
@@ -400,11 +406,13 @@ impl Token {
 
     fn device_private(&self) -> Result<Key> {
         let keys = self.device_keys()?;
-        let r = self.device_record()?.ok_or(Error::DeviceIdentityMissing)?;
+        let r = self
+            .device_record()?
+            .ok_or(Error::Identity(IdentityError::Missing))?;
         let plain = seal::open(&seal_key(&keys), PRIVATE_AD, &r.sealed_private)
-            .ok_or_else(|| Error::Corrupt("device key fails its integrity check".into()))?;
-        let attrs: Attributes =
-            postcard::from_bytes(&plain).map_err(|e| Error::Corrupt(format!("device key: {e}")))?;
+            .ok_or_else(|| Error::corrupt(Part::Identity, "fails its integrity check"))?;
+        let attrs: Attributes = postcard::from_bytes(&plain)
+            .map_err(|e| Error::corrupt(Part::Identity, e.to_string()))?;
         Key::from_attributes(&attrs)
     }
 
@@ -452,7 +460,7 @@ impl Token {
                 label,
             } => (*hash, *mgf_hash, label.clone()),
             KeyTransport::Pkcs1v15 => {
-                return Err(Error::Envelope(
+                return Err(Error::envelope(
                     "RSA PKCS#1 v1.5 key transport is refused: seal with RSA-OAEP \
                      (openssl cms -encrypt -keyopt rsa_padding_mode:oaep -keyopt rsa_oaep_md:sha256)"
                         .into(),

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::attr::Attributes;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result, StoreError};
 use crate::object::{self, Origin};
 use crate::prompt::Request;
 use crate::store::MasterKeys;
@@ -84,7 +84,7 @@ impl OtpParams {
             None => Ok(None),
             Some(v) => serde_json::from_slice(v)
                 .map(Some)
-                .map_err(|e| Error::Corrupt(format!("OTP parameters unreadable: {e}"))),
+                .map_err(|e| Error::corrupt(Part::Otp, format!("parameters unreadable: {e}"))),
         }
     }
 
@@ -97,15 +97,15 @@ impl OtpParams {
         match self.kind.as_str() {
             "hotp" => Ok(OtpKind::Hotp),
             "totp" => Ok(OtpKind::Totp),
-            k => Err(Error::Corrupt(format!("unknown OTP kind {k:?}"))),
+            k => Err(Error::corrupt(Part::Otp, format!("unknown kind {k:?}"))),
         }
     }
 
     /// The HMAC hash, typed.
     pub fn algorithm(&self) -> Result<Algorithm> {
-        self.algorithm
-            .parse()
-            .map_err(|_| Error::Corrupt(format!("unknown OTP algorithm {:?}", self.algorithm)))
+        self.algorithm.parse().map_err(|_| {
+            Error::corrupt(Part::Otp, format!("unknown algorithm {:?}", self.algorithm))
+        })
     }
 
     /// `issuer:account`, or `account` without an issuer.
@@ -156,7 +156,7 @@ fn secret_of(attrs: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
     attrs
         .get(CKA_VALUE)
         .map(|v| Zeroizing::new(v.to_vec()))
-        .ok_or_else(|| Error::Corrupt("OTP credential without a secret".into()))
+        .ok_or_else(|| Error::corrupt(Part::Otp, "no secret"))
 }
 
 impl Token {
@@ -350,9 +350,9 @@ impl Token {
                     self.cache_put(id, new.gen, dv, attrs);
                     return otp_core::hotp(&secret, counter, p.digits, alg).map_err(otp_err);
                 }
-                Err(Error::Storage(
-                    "the HOTP counter is too contended; try again".into(),
-                ))
+                Err(Error::Store(StoreError::Busy(
+                    "the HOTP counter is too contended; try again",
+                )))
             }
         }
     }

@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 
 use super::child::{self, kill_tree, wait_until};
 use super::{Answer, Captcha, CaptchaReply, Prompt, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, PromptError, Result};
 
 /// Environment variable carrying the request's title.
 pub const TITLE_ENV: &str = "VTOKEN_PROMPT_TITLE";
@@ -92,7 +92,8 @@ impl Command {
 fn stdin_file(text: &str) -> Result<Stdio> {
     use std::io::{Seek, SeekFrom};
     use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| Error::General(format!("prompt command: stdin file: {e}"));
+    let fail =
+        |e: std::io::Error| -> Error { PromptError::io("prompt command", "stdin file", e).into() };
     let dir = std::env::temp_dir();
     for _ in 0..8 {
         let path = dir.join(format!(
@@ -117,9 +118,7 @@ fn stdin_file(text: &str) -> Result<Stdio> {
             Err(e) => return Err(fail(e)),
         }
     }
-    Err(Error::General(
-        "prompt command: cannot create a stdin file".into(),
-    ))
+    Err(PromptError::protocol("prompt command", "cannot create a stdin file").into())
 }
 
 /// A private temporary file holding a challenge picture, removed on drop.
@@ -146,24 +145,31 @@ impl TempPng {
                 Ok(mut f) => {
                     let t = TempPng(path);
                     f.write_all(png).and_then(|_| f.sync_all()).map_err(|e| {
-                        Error::General(format!("prompt command: writing {}: {e}", t.0.display()))
+                        Error::from(PromptError::io(
+                            "prompt command",
+                            format!("writing {}", t.0.display()),
+                            e,
+                        ))
                     })?;
                     return Ok(t);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
                 Err(e) => {
-                    return Err(Error::General(format!(
-                        "prompt command: cannot create a picture file in {}: {e}",
-                        dir.display()
-                    )))
+                    return Err(PromptError::io(
+                        "prompt command",
+                        format!("cannot create a picture file in {}", dir.display()),
+                        e,
+                    )
+                    .into())
                 }
             }
         }
-        Err(Error::General(format!(
-            "prompt command: cannot create a picture file in {}: {}",
-            dir.display(),
-            last.map(|e| e.to_string()).unwrap_or_default()
-        )))
+        Err(PromptError::io(
+            "prompt command",
+            format!("cannot create a picture file in {}", dir.display()),
+            last.unwrap_or_else(|| std::io::ErrorKind::AlreadyExists.into()),
+        )
+        .into())
     }
 }
 
@@ -199,10 +205,11 @@ impl Command {
             cmd.env(k, v);
         }
         let mut child = child::spawn(&mut cmd).map_err(|e| {
-            Error::General(format!(
-                "prompt command {}: cannot start: {e}",
-                self.program
-            ))
+            Error::from(PromptError::Start {
+                agent: format!("prompt command {}", self.program),
+                source: e,
+                hint: "",
+            })
         })?;
         let deadline = Instant::now() + timeout;
         on_start(&mut child);
@@ -215,10 +222,10 @@ impl Command {
             }
             Err(e) => {
                 kill_tree(&mut child);
-                Err(Error::General(format!(
-                    "prompt command {}: wait failed: {e}",
-                    self.program
-                )))
+                Err(
+                    PromptError::io(format!("prompt command {}", self.program), "wait failed", e)
+                        .into(),
+                )
             }
         }
     }
@@ -258,13 +265,13 @@ impl Prompt for Command {
         match status.code() {
             Some(0) => Ok(Answer::Confirmed),
             Some(1) => Ok(Answer::Refused),
-            Some(c) => Err(Error::General(format!(
-                "prompt command {} exited with status {c} (0 confirms, 1 refuses)",
-                self.program
+            Some(c) => Err(Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                format!("exited with status {c} (0 confirms, 1 refuses)"),
             ))),
-            None => Err(Error::General(format!(
-                "prompt command {} was killed by a signal ({status})",
-                self.program
+            None => Err(Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                format!("was killed by a signal ({status})"),
             ))),
         }
     }
@@ -313,17 +320,19 @@ impl Prompt for Command {
                 let line = match rx.recv_timeout(Duration::from_secs(2)) {
                     Ok(Ok(l)) => l,
                     Ok(Err(e)) => {
-                        return Err(Error::General(format!(
-                            "prompt command {}: reading its answer: {e}",
-                            self.program
-                        )))
+                        return Err(PromptError::io(
+                            format!("prompt command {}", self.program),
+                            "reading its answer",
+                            e,
+                        )
+                        .into())
                     }
                     Err(_) => Zeroizing::new(Vec::new()),
                 };
                 let text = std::str::from_utf8(&line).map_err(|_| {
-                    Error::General(format!(
-                        "prompt command {}: the answer is not valid UTF-8",
-                        self.program
+                    Error::from(PromptError::protocol(
+                        format!("prompt command {}", self.program),
+                        format!("the answer is not valid UTF-8"),
                     ))
                 })?;
                 Ok(CaptchaReply::Answer(Zeroizing::new(
@@ -332,14 +341,16 @@ impl Prompt for Command {
             }
             Some(1) => Ok(CaptchaReply::Refused),
             Some(2) => Ok(CaptchaReply::Refresh),
-            Some(c) => Err(Error::General(format!(
-                "prompt command {} exited with status {c} (0 answers, 1 refuses, 2 asks \
-                 for a new picture)",
-                self.program
+            Some(c) => Err(Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                format!(
+                    "exited with status {c} (0 answers, 1 refuses, 2 asks \
+                 for a new picture)"
+                ),
             ))),
-            None => Err(Error::General(format!(
-                "prompt command {} was killed by a signal ({status})",
-                self.program
+            None => Err(Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                format!("was killed by a signal ({status})"),
             ))),
         }
     }

@@ -160,10 +160,9 @@ pub fn build(cfg: &PromptConfig) -> Result<Arc<dyn Prompt>> {
             timeout,
         }),
         PromptAgent::Command => {
-            let (program, args) = cfg
-                .command
-                .split_first()
-                .ok_or_else(|| Error::Config("prompt: the command agent needs a command".into()))?;
+            let (program, args) = cfg.command.split_first().ok_or_else(|| {
+                Error::config("prompt.command", "the command agent needs a command")
+            })?;
             Arc::new(Command {
                 program: program.clone(),
                 args: args.to_vec(),
@@ -179,17 +178,14 @@ pub fn build(cfg: &PromptConfig) -> Result<Arc<dyn Prompt>> {
                         find_in_path(&p.to_string_lossy())
                     };
                     found.ok_or_else(|| {
-                        Error::Config(format!(
-                            "prompt: pinentry program {} not found",
-                            p.display()
-                        ))
+                        Error::config("prompt.program", format!("{} not found", p.display()))
                     })?
                 }
                 None => pinentry::default_program().ok_or_else(|| {
-                    Error::Config(
-                        "prompt: no pinentry found in PATH (tried pinentry-curses, pinentry-tty, \
-                         pinentry); install one or set [prompt] program"
-                            .into(),
+                    Error::config(
+                        "prompt.program",
+                        "no pinentry found in PATH (tried pinentry-curses, pinentry-tty, \
+                         pinentry); install one or set [prompt] program",
                     )
                 })?,
             };

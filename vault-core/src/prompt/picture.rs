@@ -20,7 +20,7 @@ use std::io::Cursor;
 
 use image::{imageops, DynamicImage, ImageFormat, ImageReader, Limits};
 
-use crate::error::{Error, Result};
+use crate::error::{PromptError, Result};
 
 /// Largest picture decoded, in pixels per side (a challenge is a few hundred).
 pub const MAX_SIDE: u32 = 4096;
@@ -52,9 +52,9 @@ fn decode(png: &[u8]) -> Result<DynamicImage> {
     reader.limits(limits);
     let img = reader
         .decode()
-        .map_err(|e| Error::General(format!("picture: cannot decode the PNG: {e}")))?;
+        .map_err(|e| PromptError::Picture(format!("cannot decode the PNG: {e}")))?;
     if img.width() == 0 || img.height() == 0 {
-        return Err(Error::General("picture: the PNG is empty".into()));
+        return Err(PromptError::Picture("the PNG is empty".into()).into());
     }
     Ok(img)
 }
@@ -65,9 +65,9 @@ pub fn png_size(png: &[u8]) -> Result<(u32, u32)> {
     reader.no_limits();
     let (w, h) = reader
         .into_dimensions()
-        .map_err(|e| Error::General(format!("picture: cannot read the PNG: {e}")))?;
+        .map_err(|e| PromptError::Picture(format!("cannot read the PNG: {e}")))?;
     if w == 0 || h == 0 || w > MAX_SIDE || h > MAX_SIDE {
-        return Err(Error::General(format!("picture: bad PNG size {w}x{h}")));
+        return Err(PromptError::Picture(format!("bad PNG size {w}x{h}")).into());
     }
     Ok((w, h))
 }

@@ -48,7 +48,7 @@ use zeroize::Zeroizing;
 
 use super::child::{self, kill_tree, wait_until};
 use super::{display_safe, Answer, Captcha, CaptchaReply, Prompt, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, PromptError, Result};
 
 /// Extra time the watchdog gives a pinentry beyond its own timeout.
 pub const WATCHDOG_GRACE: Duration = Duration::from_secs(2);
@@ -210,7 +210,11 @@ impl Conn {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null()),
         )
-        .map_err(|e| Error::General(format!("pinentry {program}: cannot start: {e}")))?;
+        .map_err(|e| PromptError::Start {
+            agent: format!("pinentry {program}"),
+            source: e,
+            hint: "",
+        })?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
@@ -246,9 +250,7 @@ impl Conn {
         };
         if let Err(e) = spawned {
             c.kill();
-            return Err(Error::General(format!(
-                "pinentry: cannot start reader: {e}"
-            )));
+            return Err(PromptError::io("pinentry", "cannot start reader", e).into());
         }
         Ok(c)
     }
@@ -259,7 +261,9 @@ impl Conn {
     }
 
     fn err(&self, what: impl std::fmt::Display) -> Fail {
-        Fail::Other(Error::General(format!("pinentry {}: {what}", self.program)))
+        Fail::Other(
+            PromptError::protocol(format!("pinentry {}", self.program), what.to_string()).into(),
+        )
     }
 
     /// Reads one reply: the data lines and the final status.
@@ -473,10 +477,14 @@ fn captcha_desc(challenge: &Captcha<'_>) -> Result<String> {
         }
         cols -= 4;
     }
-    Err(Error::General(format!(
-        "pinentry: the picture does not fit a pinentry description (even {CAPTCHA_MIN_COLS} \
-         columns wide); use the tty or command prompt agent for picture checks"
-    )))
+    Err(PromptError::Unsuitable {
+        agent: "pinentry",
+        problem: format!(
+            "the picture does not fit a pinentry description (even {CAPTCHA_MIN_COLS} \
+             columns wide); use the tty or command prompt agent for picture checks"
+        ),
+    }
+    .into())
 }
 
 impl Pinentry {

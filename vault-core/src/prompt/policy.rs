@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{tty, Deny, Prompt};
 use crate::config::{PromptAgent, PromptConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::store::Header;
 
 /// The header extension key of the prompt policy.
@@ -50,7 +50,7 @@ impl AgentSpec {
     pub fn parse(spec: &str) -> Result<AgentSpec> {
         let c = PromptConfig::default()
             .with_override(spec)
-            .map_err(|e| Error::ArgumentsBad(e.to_string().replace("VTOKEN_PROMPT=", "agent ")))?;
+            .map_err(|e| Error::ArgumentsBad(e.to_string().replace("VTOKEN_PROMPT: ", "agent ")))?;
         Ok(AgentSpec::of_config(&c))
     }
 
@@ -187,7 +187,7 @@ pub(crate) fn stored(h: &Header) -> Result<Option<PromptPolicy>> {
         None => Ok(None),
         Some(b) => postcard::from_bytes(b)
             .map(Some)
-            .map_err(|e| Error::Corrupt(format!("prompt policy damaged: {e}"))),
+            .map_err(|e| Error::corrupt(Part::PromptPolicy, format!("damaged: {e}"))),
     }
 }
 

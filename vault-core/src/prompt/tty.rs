@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use super::picture::{self, Style};
 use super::{display_safe, Answer, Captcha, CaptchaReply, Prompt, Request};
-use crate::error::{Error, Result};
+use crate::error::{Error, PromptError, Result};
 
 /// The default device: the controlling terminal.
 pub const DEFAULT_DEVICE: &str = "/dev/tty";
@@ -104,11 +104,12 @@ fn readers() -> &'static Mutex<HashMap<PathBuf, LineRx>> {
 }
 
 fn open_err(dev: &Path, e: std::io::Error) -> Error {
-    Error::General(format!(
-        "tty prompt: cannot open terminal {}: {e} (no terminal here? the SO can set \
-         another agent with `vtoken prompt set`)",
-        dev.display()
-    ))
+    PromptError::Start {
+        agent: format!("tty prompt: terminal {}", dev.display()),
+        source: e,
+        hint: " (no terminal here? the SO can set another agent with `vtoken prompt set`)",
+    }
+    .into()
 }
 
 fn spawn_reader(dev: &Path) -> Result<LineRx> {
@@ -121,7 +122,7 @@ fn spawn_reader(dev: &Path) -> Result<LineRx> {
             let r = BufReader::new(f).read_line(&mut line).map(|_| line);
             let _ = tx.send(r);
         })
-        .map_err(|e| Error::General(format!("tty prompt: cannot start reader: {e}")))?;
+        .map_err(|e| PromptError::io("tty prompt", "cannot start reader", e))?;
     Ok(rx)
 }
 
@@ -197,7 +198,7 @@ impl Prompt for Tty {
         text.push_str("Confirm? [y/N] ");
         out.write_all(text.as_bytes())
             .and_then(|_| out.flush())
-            .map_err(|e| Error::General(format!("tty prompt: {}: {e}", self.device.display())))?;
+            .map_err(|e| PromptError::io("tty prompt", self.device.display().to_string(), e))?;
         match rx.recv_timeout(self.timeout) {
             Ok(Ok(line)) => {
                 if line.is_empty() {
@@ -210,19 +211,22 @@ impl Prompt for Tty {
                     Answer::Refused
                 })
             }
-            Ok(Err(e)) => Err(Error::General(format!(
-                "tty prompt: reading {}: {e}",
-                self.device.display()
-            ))),
+            Ok(Err(e)) => Err(PromptError::io(
+                "tty prompt",
+                format!("reading {}", self.device.display()),
+                e,
+            )
+            .into()),
             Err(RecvTimeoutError::Timeout) => {
                 let _ = out.write_all(b"\n(timed out: not confirmed)\n");
                 map.insert(self.device.clone(), rx);
                 Ok(Answer::TimedOut)
             }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::General(format!(
-                "tty prompt: reader for {} stopped",
-                self.device.display()
-            ))),
+            Err(RecvTimeoutError::Disconnected) => Err(PromptError::protocol(
+                "tty prompt",
+                format!("reader for {} stopped", self.device.display()),
+            )
+            .into()),
         }
     }
 
@@ -253,7 +257,7 @@ impl Prompt for Tty {
         ));
         out.write_all(text.as_bytes())
             .and_then(|_| out.flush())
-            .map_err(|e| Error::General(format!("tty prompt: {}: {e}", self.device.display())))?;
+            .map_err(|e| PromptError::io("tty prompt", self.device.display().to_string(), e))?;
         match rx.recv_timeout(challenge.lifetime) {
             Ok(Ok(line)) => {
                 let line = zeroize::Zeroizing::new(line);
@@ -262,19 +266,22 @@ impl Prompt for Tty {
                 }
                 Ok(captcha_reply(&line))
             }
-            Ok(Err(e)) => Err(Error::General(format!(
-                "tty prompt: reading {}: {e}",
-                self.device.display()
-            ))),
+            Ok(Err(e)) => Err(PromptError::io(
+                "tty prompt",
+                format!("reading {}", self.device.display()),
+                e,
+            )
+            .into()),
             Err(RecvTimeoutError::Timeout) => {
                 let _ = out.write_all(b"\n(timed out: the picture expired)\n");
                 map.insert(self.device.clone(), rx);
                 Ok(CaptchaReply::TimedOut)
             }
-            Err(RecvTimeoutError::Disconnected) => Err(Error::General(format!(
-                "tty prompt: reader for {} stopped",
-                self.device.display()
-            ))),
+            Err(RecvTimeoutError::Disconnected) => Err(PromptError::protocol(
+                "tty prompt",
+                format!("reader for {} stopped", self.device.display()),
+            )
+            .into()),
         }
     }
 }

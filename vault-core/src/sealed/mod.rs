@@ -25,7 +25,7 @@
 //! [`open`] and [`verify_signed`] read DER or PEM (`-outform DER` or `-outform PEM`);
 //! BER with indefinite lengths (what `-stream` writes) is refused with a hint to
 //! re-encode (`openssl cms -cmsout -outform DER`); S/MIME is not read.
-//! Every malformed or tampered input is an [`Error::Envelope`] (or
+//! Every malformed or tampered input is an [`EnvelopeError`] (or
 //! [`Error::SignatureInvalid`] for a signature), never a panic. Content keys and
 //! plaintexts live in [`Zeroizing`](zeroize::Zeroizing) buffers.
 //!
@@ -128,7 +128,7 @@ fn dyn_digest(h: HashAlg) -> Box<dyn digest::DynDigest + Send + Sync> {
 pub const MIN_RSA_BITS: usize = 2048;
 
 fn envelope(msg: impl Into<String>) -> Error {
-    Error::Envelope(msg.into())
+    Error::envelope(msg.into())
 }
 
 /// Parses a `ContentInfo` from DER or PEM (`-----BEGIN CMS-----` or `PKCS7`, as

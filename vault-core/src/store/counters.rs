@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::header::{ser, HEADER_AD};
 use super::seal::{self, Key32};
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 
 /// Associated data of a sealed counter: a counter row copied to another name or
 /// token fails to open.
@@ -17,11 +17,12 @@ pub(super) fn counter_ad(serial: &str, name: &str) -> Vec<u8> {
 }
 
 fn open_counter(pub_key: &Key32, serial: &str, name: &str, sealed: &[u8]) -> Result<u32> {
-    let p = seal::open(pub_key, &counter_ad(serial, name), sealed)
-        .ok_or_else(|| Error::Corrupt(format!("counter '{name}' fails its integrity check")))?;
+    let p = seal::open(pub_key, &counter_ad(serial, name), sealed).ok_or_else(|| {
+        Error::corrupt(Part::Counter(name.to_string()), "fails its integrity check")
+    })?;
     <[u8; 4]>::try_from(&p[..])
         .map(u32::from_le_bytes)
-        .map_err(|_| Error::Corrupt(format!("counter '{name}' damaged")))
+        .map_err(|_| Error::corrupt(Part::Counter(name.to_string()), "damaged"))
 }
 
 /// The PIN failure counters (user, SO). Each row is written when the token is

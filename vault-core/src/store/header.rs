@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use super::seal::{self, Key32, WrappedKey};
 use super::Store;
 use crate::config::PinPolicy;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 
 /// Token-wide state, sealed under the public-record key.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,7 +51,7 @@ pub(super) fn pubkey_encode(k: &Key32) -> Vec<u8> {
 
 pub(super) fn pubkey_decode(v: &[u8]) -> Result<Key32> {
     if v.len() != 40 || Sha256::digest(&v[..32])[..8] != v[32..] {
-        return Err(Error::Corrupt("public-record key damaged".into()));
+        return Err(Error::corrupt(Part::PublicRecordKey, "damaged"));
     }
     let mut k = [0u8; 32];
     k.copy_from_slice(&v[..32]);
@@ -61,8 +61,8 @@ pub(super) fn pubkey_decode(v: &[u8]) -> Result<Key32> {
 impl Store {
     pub(super) fn decode_header(pub_key: &Key32, sealed: &[u8]) -> Result<Header> {
         let plain = seal::open(pub_key, HEADER_AD, sealed)
-            .ok_or_else(|| Error::Corrupt("token header fails its integrity check".into()))?;
-        postcard::from_bytes(&plain).map_err(|e| Error::Corrupt(format!("token header: {e}")))
+            .ok_or_else(|| Error::corrupt(Part::Header, "fails its integrity check"))?;
+        postcard::from_bytes(&plain).map_err(|e| Error::corrupt(Part::Header, e.to_string()))
     }
 
     /// Replaces the header.

@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result, StoreError};
 use header::pubkey_decode;
 use schema::{check_schema, configure, MIGRATIONS};
 use seal::Key32;
@@ -142,7 +142,7 @@ impl Store {
         let meta = std::fs::metadata(path)
             .map_err(|e| Error::TokenNotPresent(format!("{}: {e}", path.display())))?;
         if meta.len() == 0 {
-            return Err(Error::Corrupt(format!("{} is empty", path.display())));
+            return Err(Error::corrupt(Part::File(path.to_path_buf()), "empty"));
         }
         // Never probe writability by opening the file with `std::fs`: closing any
         // descriptor of a file drops every POSIX lock this process holds on it, so a
@@ -157,45 +157,57 @@ impl Store {
             OpenFlags::SQLITE_OPEN_READ_WRITE
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = Connection::open_with_flags(path, flags)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::corrupt(Part::File(path.to_path_buf()), e.to_string()))?;
         let read_only = conn
             .is_readonly(rusqlite::DatabaseName::Main)
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
-        configure(&conn).map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::corrupt(Part::File(path.to_path_buf()), e.to_string()))?;
+        configure(&conn)
+            .map_err(|e| Error::corrupt(Part::File(path.to_path_buf()), e.to_string()))?;
         check_schema(&conn).map_err(|e| match e {
-            Error::Corrupt(m) => Error::Corrupt(format!("{}: {m}", path.display())),
-            e => Error::Corrupt(format!("{}: {e}", path.display())),
+            Error::Store(StoreError::Corrupt { detail, .. }) => {
+                Error::corrupt(Part::File(path.to_path_buf()), detail)
+            }
+            e => Error::corrupt(Part::File(path.to_path_buf()), e.to_string()),
         })?;
         // A file cut short is refused before anything can write to it (SQLite itself
         // would read what is left and a login would then write the counter).
         let page_size: i64 = conn
             .pragma_query_value(None, "page_size", |r| r.get(0))
-            .map_err(|e| Error::Corrupt(format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::corrupt(Part::File(path.to_path_buf()), e.to_string()))?;
         if page_size <= 0 || meta.len() % page_size as u64 != 0 {
-            return Err(Error::Corrupt(format!(
-                "{} is truncated ({} bytes is not a whole number of {page_size}-byte pages)",
-                path.display(),
-                meta.len()
-            )));
+            return Err(Error::corrupt(
+                Part::File(path.to_path_buf()),
+                format!(
+                    "truncated ({} bytes is not a whole number of {page_size}-byte pages)",
+                    meta.len()
+                ),
+            ));
         }
         let get = |k: &str| -> Result<Vec<u8>> {
             conn.query_row("SELECT v FROM meta WHERE k = ?1", [k], |r| {
                 r.get::<_, Vec<u8>>(0)
             })
             .optional()
-            .map_err(|e| Error::Corrupt(format!("{}: not a vtoken file ({e})", path.display())))?
-            .ok_or_else(|| Error::Corrupt(format!("{}: no '{k}' record", path.display())))
+            .map_err(|e| {
+                Error::corrupt(
+                    Part::File(path.to_path_buf()),
+                    format!("not a vtoken file ({e})"),
+                )
+            })?
+            .ok_or_else(|| {
+                Error::corrupt(Part::File(path.to_path_buf()), format!("no '{k}' record"))
+            })
         };
         let fv = get("format")?;
         let version = match <[u8; 4]>::try_from(fv.as_slice()) {
             Ok(b) => u32::from_le_bytes(b),
-            Err(_) => return Err(Error::Corrupt("format record damaged".into())),
+            Err(_) => return Err(Error::corrupt(Part::Format, "damaged")),
         };
         if version > FORMAT_VERSION {
-            return Err(Error::UnsupportedVersion(version));
+            return Err(Error::Store(StoreError::UnsupportedVersion(version)));
         }
         if version == 0 {
-            return Err(Error::Corrupt("format version 0".into()));
+            return Err(Error::corrupt(Part::Format, "version 0"));
         }
         let mut store = {
             let pub_key = pubkey_decode(&get("pubkey")?)?;

@@ -7,7 +7,7 @@ use rusqlite::{params, OptionalExtension, TransactionBehavior};
 use super::seal::{self, Key32, MasterKeys};
 use super::Store;
 use crate::attr::Attributes;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 
 /// One object row as read from the file, before decryption.
 #[derive(Debug)]
@@ -231,16 +231,15 @@ impl Store {
             &raw.label_tag,
             &raw.id_tag,
         );
-        let plain = seal::open(key, &ad, &raw.blob).ok_or_else(|| {
-            Error::Corrupt(format!("object {} fails its integrity check", raw.id))
-        })?;
+        let plain = seal::open(key, &ad, &raw.blob)
+            .ok_or_else(|| Error::corrupt(Part::Object(raw.id), "fails its integrity check"))?;
         let attrs: Attributes = postcard::from_bytes(&plain)
-            .map_err(|e| Error::Corrupt(format!("object {}: {e}", raw.id)))?;
+            .map_err(|e| Error::corrupt(Part::Object(raw.id), e.to_string()))?;
         if attrs.class().unwrap_or(u64::MAX) != raw.class {
-            return Err(Error::Corrupt(format!(
-                "object {}: class column mismatch",
-                raw.id
-            )));
+            return Err(Error::corrupt(
+                Part::Object(raw.id),
+                "class column mismatch",
+            ));
         }
         Ok(attrs)
     }

@@ -12,7 +12,7 @@ use super::counters::{counter_ad, PIN_COUNTERS};
 use super::header::{pubkey_encode, ser, Header, HEADER_AD};
 use super::seal::{self, Key32};
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result, StoreError};
 
 /// Current file format version. Bump it with a migration in `MIGRATIONS`.
 pub const FORMAT_VERSION: u32 = 1;
@@ -73,10 +73,13 @@ pub(super) fn check_schema(conn: &Connection) -> Result<()> {
             _ => false,
         };
         if !ok {
-            return Err(Error::Corrupt(format!(
-                "unexpected {ty} '{name}' in the token file's schema (a token file holds \
+            return Err(Error::corrupt(
+                Part::Schema,
+                format!(
+                    "unexpected {ty} '{name}' in the token file's schema (a token file holds \
                  only tables and indexes; triggers and views are refused)"
-            )));
+                ),
+            ));
         }
     }
     Ok(())
@@ -86,7 +89,7 @@ impl Store {
     /// Creates a new token file at `path` (it must not exist) holding `header`.
     pub fn create(path: &Path, header: &Header) -> Result<Store> {
         if path.exists() {
-            return Err(Error::Storage(format!("{} already exists", path.display())));
+            return Err(Error::Store(StoreError::Exists(path.to_path_buf())));
         }
         let tmp = path.with_extension("vtoken-new");
         let _ = std::fs::remove_file(&tmp);
@@ -143,8 +146,10 @@ impl Store {
         // Publish atomically: a token file either exists complete or not at all.
         let _ = std::fs::remove_file(tmp.with_extension("vtoken-new-wal"));
         let _ = std::fs::remove_file(tmp.with_extension("vtoken-new-shm"));
-        std::fs::hard_link(&tmp, path)
-            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", path.display())))?;
+        std::fs::hard_link(&tmp, path).map_err(|source| StoreError::Create {
+            path: path.to_path_buf(),
+            source,
+        })?;
         std::fs::remove_file(&tmp)?;
         Store::open(path)
     }

@@ -10,7 +10,7 @@ use sha2::Sha256;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::config::KdfParams;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result};
 use crate::mechanism::random;
 
 /// A 256-bit key that zeroizes itself.
@@ -104,9 +104,9 @@ pub struct WrappedKey {
 fn kek(pin: &[u8], salt: &[u8; 16], kdf: &KdfParams) -> Result<Key32> {
     // A forged header must not buy an unbounded allocation or run time.
     kdf.check()
-        .map_err(|e| Error::Corrupt(format!("bad KDF parameters: {e}")))?;
+        .map_err(|e| Error::corrupt(Part::Format, format!("bad KDF parameters: {e}")))?;
     let params = argon2::Params::new(kdf.m_cost_kib, kdf.t_cost, kdf.p_cost, Some(32))
-        .map_err(|e| Error::Corrupt(format!("bad KDF parameters: {e}")))?;
+        .map_err(|e| Error::corrupt(Part::Format, format!("bad KDF parameters: {e}")))?;
     let a = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
     // Derived straight into the key (wiped on drop), never into a plain array.
     let mut k = Key32([0u8; 32]);

@@ -4,6 +4,7 @@
 use super::seal::WrappedKey;
 use super::*;
 use crate::config::PinPolicy;
+use crate::error::StoreError;
 
 fn header() -> Header {
     Header {
@@ -48,7 +49,10 @@ fn connection_is_defensive() {
     drop(s);
     // And the file carrying it no longer opens.
     match Store::open(&dir.path().join("t.vtoken")) {
-        Err(Error::Corrupt(m)) => assert!(m.contains("trigger 'y'"), "{m}"),
+        Err(e @ Error::Store(StoreError::Corrupt { .. })) => {
+            let m = e.to_string();
+            assert!(m.contains("trigger 'y'"), "{m}")
+        }
         other => panic!("opened: {:?}", other.map(|_| ())),
     }
 }

@@ -46,6 +46,7 @@ use std::sync::MutexGuard;
 pub use crate::store::{Freshness, LOOK_WINDOW};
 
 use super::Cache;
+use crate::error::GateError;
 
 /// [`super::Token::cache_write`]'s guard: the epoch moves on when it goes.
 pub(crate) struct CacheWrite<'a> {
@@ -141,7 +142,7 @@ impl super::Token {
         let epoch = self.fresh.epoch(); // before the look, as every reuse does
         let (dv, verdict) = self.hooks.key_use.fresh(self)?;
         if verdict.blocks() {
-            return Err(crate::Error::GateLocked);
+            return Err(crate::Error::Gate(GateError::Locked));
         }
         self.blocked.mark_unblocked(dv, epoch);
         Ok(())
@@ -153,7 +154,7 @@ impl super::Token {
     /// pay a file lock per call.
     pub(crate) fn ensure_unblocked_cached(&self) -> crate::Result<()> {
         if self.blocked.seen() {
-            return Err(crate::Error::GateLocked);
+            return Err(crate::Error::Gate(GateError::Locked));
         }
         Ok(())
     }

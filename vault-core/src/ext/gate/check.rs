@@ -3,6 +3,7 @@
 //! the chances and the lock.
 
 use super::*;
+use crate::error::{GateError, GateFailure};
 
 /// A picture handed out: its chance is already used.
 pub(super) struct Issued {
@@ -76,7 +77,7 @@ impl Token {
         let mut st = self.store();
         let p = persisted(st.header()?)?;
         if p.locked {
-            return Err(Error::GateLocked);
+            return Err(Error::Gate(GateError::Locked));
         }
         let policy = p.policy;
         let used = st.counter(COUNTER)?;
@@ -118,7 +119,7 @@ impl Token {
         drop(st);
         if locked {
             // Another process locked the token meanwhile.
-            return Err(Error::GateLocked);
+            return Err(Error::Gate(GateError::Locked));
         }
         info!(serial = %self.serial(), class = iss.class.as_str(), "picture check passed");
         Ok(())
@@ -128,18 +129,15 @@ impl Token {
     pub(super) fn gate_failed(
         &self,
         iss: &Issued,
-        reason: &str,
+        reason: GateFailure,
         agent: Option<&dyn Prompt>,
     ) -> Error {
-        warn!(serial = %self.serial(), class = iss.class.as_str(), reason, used = iss.used, chances = iss.policy.chances, "picture check failed");
+        warn!(serial = %self.serial(), class = iss.class.as_str(), reason = reason.as_str(), used = iss.used, chances = iss.policy.chances, "picture check failed");
         if iss.used >= iss.policy.chances {
             return self.gate_lock(agent);
         }
         let left = iss.policy.chances - iss.used;
-        Error::GateRejected(format!(
-            "{reason}; {left} chance{} left",
-            if left == 1 { "" } else { "s" }
-        ))
+        Error::Gate(GateError::Rejected { reason, left })
     }
 
     /// Locks the token (persisted), logs out and warns the user.
@@ -172,7 +170,7 @@ impl Token {
         *lock(&self.gate_rt().pending) = None;
         lock(&self.gate_rt().passes).clear();
         let _ = self.logout();
-        Error::GateLocked
+        Error::Gate(GateError::Locked)
     }
 
     /// The picture check through the prompt agent (or a pass).
@@ -211,18 +209,18 @@ impl Token {
                         return self.gate_passed(&iss);
                     }
                     if right {
-                        "the answer came too late"
+                        GateFailure::Late
                     } else {
-                        "wrong answer"
+                        GateFailure::Wrong
                     }
                 }
-                Ok(CaptchaReply::Refresh) => "new picture requested",
+                Ok(CaptchaReply::Refresh) => GateFailure::Refreshed,
                 Ok(CaptchaReply::TimedOut) => {
-                    return Err(self.gate_failed(&iss, "no answer in time", Some(&*agent)))
+                    return Err(self.gate_failed(&iss, GateFailure::Unanswered, Some(&*agent)))
                 }
                 Ok(CaptchaReply::Refused) => {
-                    return match self.gate_failed(&iss, "refused by the user", Some(&*agent)) {
-                        Error::GateLocked => Err(Error::GateLocked),
+                    return match self.gate_failed(&iss, GateFailure::Refused, Some(&*agent)) {
+                        Error::Gate(GateError::Locked) => Err(Error::Gate(GateError::Locked)),
                         _ => Err(Error::FunctionRejected),
                     };
                 }
@@ -236,15 +234,15 @@ impl Token {
                 }
                 Err(e) => {
                     warn!(serial = %self.serial(), agent = agent.name(), error = %e, "no picture could be shown");
-                    return match self.gate_failed(&iss, "the prompt agent failed", Some(&*agent)) {
-                        Error::GateLocked => Err(Error::GateLocked),
+                    return match self.gate_failed(&iss, GateFailure::AgentFailed, Some(&*agent)) {
+                        Error::Gate(GateError::Locked) => Err(Error::Gate(GateError::Locked)),
                         _ => Err(Error::FunctionRejected),
                     };
                 }
             };
             match self.gate_failed(&iss, reason, Some(&*agent)) {
-                Error::GateLocked => return Err(Error::GateLocked),
-                _ => note = format!("{}. ", capitalized(reason)),
+                Error::Gate(GateError::Locked) => return Err(Error::Gate(GateError::Locked)),
+                _ => note = format!("{}. ", capitalized(reason.as_str())),
             }
         }
     }
@@ -261,8 +259,10 @@ impl Token {
         }
         let old = lock(&self.gate_rt().pending).take();
         if let Some(old) = old {
-            if let Error::GateLocked = self.gate_failed(&old, "replaced by a new picture", None) {
-                return Err(Error::GateLocked);
+            if let Error::Gate(GateError::Locked) =
+                self.gate_failed(&old, GateFailure::Replaced, None)
+            {
+                return Err(Error::Gate(GateError::Locked));
             }
         }
         let iss = self.gate_issue(class)?;
@@ -278,8 +278,8 @@ impl Token {
 
     /// The answer to challenge `id`. Right and in time: a one-time pass for the
     /// next gated request of the challenge's class in this process (valid for the
-    /// challenge lifetime plus transport). Wrong or late: [`Error::GateRejected`],
-    /// or [`Error::GateLocked`] when that was the last chance.
+    /// challenge lifetime plus transport). Wrong or late: [`GateError::Rejected`],
+    /// or [`GateError::Locked`] when that was the last chance.
     pub fn gate_answer(&self, id: u64, answer: &str) -> Result<()> {
         self.gate_ensure_unlocked()?;
         let iss = {
@@ -303,15 +303,15 @@ impl Token {
             return Ok(());
         }
         let reason = if right {
-            "the answer came too late"
+            GateFailure::Late
         } else {
-            "wrong answer"
+            GateFailure::Wrong
         };
         Err(self.gate_failed(&iss, reason, None))
     }
 
     /// Gives up challenge `id` (the user quit): its chance stays used, and when it
-    /// was the last one the token locks now ([`Error::GateLocked`]).
+    /// was the last one the token locks now ([`GateError::Locked`]).
     pub fn gate_cancel(&self, id: u64) -> Result<()> {
         let iss = {
             let mut p = lock(&self.gate_rt().pending);
@@ -320,8 +320,8 @@ impl Token {
                 _ => return Ok(()),
             }
         };
-        match self.gate_failed(&iss, "abandoned", None) {
-            Error::GateLocked => Err(Error::GateLocked),
+        match self.gate_failed(&iss, GateFailure::Abandoned, None) {
+            Error::Gate(GateError::Locked) => Err(Error::Gate(GateError::Locked)),
             _ => Ok(()),
         }
     }

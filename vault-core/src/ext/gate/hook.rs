@@ -7,7 +7,7 @@ use std::sync::{Arc, LazyLock};
 
 use super::{locked_in, GateRecord, GateRuntime, OpClass};
 use crate::attr::Attributes;
-use crate::error::{Error, Result};
+use crate::error::{Error, GateError, Result};
 use crate::store::Header;
 use crate::token::hooks::{KeyUseHook, KeyVerdict};
 use crate::token::Token;
@@ -47,7 +47,7 @@ impl KeyUseHook for GateHook {
         verb: &str,
     ) -> Result<()> {
         if verdict.blocks() {
-            return Err(Error::GateLocked);
+            return Err(Error::Gate(GateError::Locked));
         }
         // Not locked: lets through exactly when the policy does not cover the use.
         if verdict.lets_through(Some(class), key) {

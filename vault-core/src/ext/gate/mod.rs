@@ -50,7 +50,7 @@
 //! locks: the lock is written to the token header, the process logs out, the user
 //! is warned that the machine may be compromised (log at `warn`, the error text,
 //! and a notice through the prompt agent), and every operation of every process
-//! fails with [`Error::GateLocked`] = **`CKR_DEVICE_REMOVED`** — the software
+//! fails with [`GateError::Locked`] = **`CKR_DEVICE_REMOVED`** — the software
 //! counterpart of a USB key that locked itself and must be unplugged. Restarting
 //! the process does not clear it. Only the security officer clears it, with
 //! `vtoken reattach` ([`Token::gate_reattach`]), which verifies the SO PIN (counted
@@ -72,7 +72,7 @@
 //!   A wrong or late answer or a refresh brings the next picture while chances
 //!   remain; a refusal or an agent failure returns `CKR_FUNCTION_REJECTED`
 //!   ([`Error::FunctionRejected`]); a timeout returns it as
-//!   [`Error::GateRejected`] (also `CKR_FUNCTION_REJECTED`).
+//!   [`GateError::Rejected`] (also `CKR_FUNCTION_REJECTED`).
 //! - **Captcha-aware programs** (the CLI, Rust callers): [`Token::gate_challenge`]
 //!   returns the PNG, [`Token::gate_answer`] takes the answer; a right answer
 //!   grants a one-time pass for the next gated operation of that class in this
@@ -109,7 +109,7 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::attr::Attributes;
-use crate::error::{Error, Result};
+use crate::error::{Error, GateError, Part, Result};
 use crate::prompt::{Captcha, CaptchaReply, Prompt};
 use crate::store::{Header, Store};
 use crate::token::{Token, UserType};
@@ -269,9 +269,8 @@ impl Persisted {
 fn persisted(h: &Header) -> Result<Persisted> {
     match h.ext.get(EXT_KEY) {
         None => Ok(Persisted::default()),
-        Some(b) => {
-            postcard::from_bytes(b).map_err(|e| Error::Corrupt(format!("gate state damaged: {e}")))
-        }
+        Some(b) => postcard::from_bytes(b)
+            .map_err(|e| Error::corrupt(Part::GateState, format!("damaged: {e}"))),
     }
 }
 
@@ -370,7 +369,7 @@ impl Token {
             Err(e) => {
                 self.set_blocked_seen(true);
                 warn!(serial = %self.serial(), error = %e, "gate record unreadable: locked");
-                return Err(Error::GateLocked);
+                return Err(Error::Gate(GateError::Locked));
             }
         };
         self.set_blocked_seen(p.locked);
@@ -456,7 +455,7 @@ impl Token {
         let mut st = self.store();
         let mut p = persisted(st.header()?)?;
         if p.locked {
-            return Err(Error::GateLocked);
+            return Err(Error::Gate(GateError::Locked));
         }
         p.policy = policy;
         save(&mut st, &p)?;

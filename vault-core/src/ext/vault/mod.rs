@@ -27,7 +27,7 @@
 //! Tokens created before the vault existed have no state and count as `Available`.
 //!
 //! While the vault is not usable every vault operation fails with
-//! [`Error::VaultUnavailable`] (`CKR_ACTION_PROHIBITED`), and vault objects are
+//! [`VaultError::Unavailable`] (`CKR_ACTION_PROHIBITED`), and vault objects are
 //! invisible to PKCS#11 (`C_FindObjects` skips them, their handles are invalid).
 //!
 //! # Writes (V3, V5)
@@ -61,7 +61,7 @@ use tracing::{info, warn};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::attr::Attributes;
-use crate::error::{Error, Result};
+use crate::error::{Error, Part, Result, VaultError, VaultUnavailable};
 use crate::store::seal::{Key32, WrappedKey};
 use crate::store::{Header, Store};
 use crate::token::{CachedObject, Token, UserType};
@@ -174,9 +174,8 @@ pub struct VaultStatus {
 fn state_of(h: &Header) -> Result<VaultState> {
     match h.ext.get(EXT_KEY) {
         None => Ok(VaultState::available()),
-        Some(b) => {
-            postcard::from_bytes(b).map_err(|e| Error::Corrupt(format!("vault state damaged: {e}")))
-        }
+        Some(b) => postcard::from_bytes(b)
+            .map_err(|e| Error::corrupt(Part::VaultState, format!("damaged: {e}"))),
     }
 }
 
@@ -222,21 +221,20 @@ fn new_code() -> Result<Zeroizing<String>> {
 fn unavailable(s: &VaultState, failures: u32) -> Option<Error> {
     if !s.activated {
         if failures >= s.max_tries {
-            return Some(Error::VaultUnavailable(format!(
-                "the vault activation is locked after {} wrong activation codes; only \
-                 re-initializing the token (which erases it) makes the vault available again",
-                s.max_tries
+            return Some(Error::Vault(VaultError::Unavailable(
+                VaultUnavailable::ActivationLocked {
+                    max_tries: s.max_tries,
+                },
             )));
         }
-        return Some(Error::VaultUnavailable(
-            "the vault is not activated: enter the activation code with `vtoken vault activate`"
-                .into(),
-        ));
+        return Some(Error::Vault(VaultError::Unavailable(
+            VaultUnavailable::NotActivated,
+        )));
     }
     if !s.enabled {
-        return Some(Error::VaultUnavailable(
-            "the vault is disabled: switch it on with `vtoken vault enable`".into(),
-        ));
+        return Some(Error::Vault(VaultError::Unavailable(
+            VaultUnavailable::Disabled,
+        )));
     }
     None
 }
@@ -395,10 +393,9 @@ impl Token {
         if failures >= s.max_tries {
             return Err(unavailable(&s, failures).expect("locked"));
         }
-        let verifier = s
-            .verifier
-            .clone()
-            .ok_or_else(|| Error::Corrupt("optional vault without activation code".into()))?;
+        let verifier = s.verifier.clone().ok_or_else(|| {
+            Error::corrupt(Part::VaultState, "optional vault without activation code")
+        })?;
         let n = st.increment_counter(COUNTER)?;
         let code = normalize_code(code);
         match verifier.unwrap(code.as_bytes(), &code_ad(&h.serial))? {
@@ -417,9 +414,9 @@ impl Token {
                 if n >= s.max_tries {
                     Err(unavailable(&s, n).expect("locked"))
                 } else {
-                    Err(Error::VaultCodeIncorrect {
+                    Err(Error::Vault(VaultError::CodeIncorrect {
                         tries_left: s.max_tries - n,
-                    })
+                    }))
                 }
             }
         }
