@@ -6,9 +6,9 @@
 //!
 //! Layout: one file per family (`rsa`, `ecdsa`, `ecdh`, `aes`, `gcm`, `kw`, `des3`,
 //! `hmac`, `digest`), each declaring its mechanisms once in an `ENTRIES` table (type,
-//! key sizes, `CKF_` flags, the functions that run them); [`table`](self::table)
-//! gathers the entries, and `C_GetMechanismList`/`C_GetMechanismInfo` and every
-//! dispatch function (`sign_init`, `encrypt_init`, `wrap`, …) read the same entries.
+//! key sizes, `CKF_` flags, the functions that run them); `table.rs` gathers the
+//! entries, and `C_GetMechanismList`/`C_GetMechanismInfo` and every dispatch
+//! function (`sign_init`, `encrypt_init`, `wrap`, …) read the same entries.
 //!
 //! Asymmetric primitives (RSA, ECDSA, ECDH) go through the backend seam in
 //! [`backend`], so another implementation (aws-lc-rs) can be swapped in behind a
