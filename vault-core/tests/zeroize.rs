@@ -116,17 +116,17 @@ const CONSTANT_TIME_SITES: &[(&str, &str, &str)] = &[
         "verifier.unwrap(code.as_bytes()",
     ),
     (
-        "vault-core/src/mechanism/ops.rs",
+        "vault-core/src/mechanism/hmac.rs",
         "HMAC verification",
         "mac.ct_eq(signature)",
     ),
     (
-        "vault-core/src/mechanism/ops.rs",
+        "vault-core/src/mechanism/gcm.rs",
         "GCM tag in multi-part decryption",
         "ct_eq(tag)",
     ),
     (
-        "vault-core/src/mechanism/ops.rs",
+        "vault-core/src/mechanism/aes.rs",
         "CBC padding check",
         "b.ct_eq(&(p as u8))",
     ),

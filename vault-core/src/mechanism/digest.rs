@@ -1,11 +1,28 @@
-//! Message digests (`CKM_SHA_1`, `CKM_SHA224` … `CKM_SHA512`) and the hash
-//! algorithm enum every other mechanism (HMAC, RSA padding, ECDSA, KDFs) shares.
+//! Message digests (`CKM_SHA_1`, `CKM_SHA224` … `CKM_SHA512`), the hash algorithm
+//! enum every other mechanism (HMAC, RSA padding, ECDSA, KDFs) shares, and the input
+//! stage of the signature schemes ([`SignInput`]: a running hash or a buffer).
 
 use cryptoki_sys::*;
 use digest::{Digest, DynDigest};
+use zeroize::Zeroizing;
 
-use super::{DigestOp, Mechanism};
+use super::table::{MechEntry, Ops};
+use super::{DigestOp, Mechanism, MAX_BUFFER};
 use crate::error::{Error, Result};
+
+const DIGEST: Ops = Ops {
+    digest: Some(digest_init),
+    ..Ops::NONE
+};
+
+/// The digest mechanisms (no key: key sizes 0).
+pub(super) const ENTRIES: &[MechEntry] = &[
+    MechEntry::new(CKM_SHA_1, (0, 0), CKF_DIGEST, DIGEST),
+    MechEntry::new(CKM_SHA224, (0, 0), CKF_DIGEST, DIGEST),
+    MechEntry::new(CKM_SHA256, (0, 0), CKF_DIGEST, DIGEST),
+    MechEntry::new(CKM_SHA384, (0, 0), CKF_DIGEST, DIGEST),
+    MechEntry::new(CKM_SHA512, (0, 0), CKF_DIGEST, DIGEST),
+];
 
 /// The hash functions the token implements.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +139,7 @@ impl DigestOp for Hashing {
 }
 
 /// Starts a digest (`C_DigestInit`).
-pub fn digest_init(mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
+fn digest_init(mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
     let alg = HashAlg::from_digest_mechanism(mech.ty).ok_or(Error::MechanismInvalid(mech.ty))?;
     Ok(Box::new(Hashing {
         alg,
@@ -130,9 +147,48 @@ pub fn digest_init(mech: &Mechanism) -> Result<Box<dyn DigestOp>> {
     }))
 }
 
+/// How the data reaches a signature primitive.
+pub(super) enum SignInput {
+    /// Single-part style: the data itself (raw RSA, PSS over a hash, raw ECDSA).
+    Buffer(Zeroizing<Vec<u8>>),
+    /// Hash-and-sign: a running hash.
+    Hash(Box<dyn DynDigest + Send + Sync>),
+}
+
+impl SignInput {
+    pub(super) fn new(prehash: Option<HashAlg>) -> Self {
+        match prehash {
+            Some(h) => SignInput::Hash(h.hasher()),
+            None => SignInput::Buffer(Zeroizing::new(Vec::new())),
+        }
+    }
+
+    pub(super) fn update(&mut self, data: &[u8]) -> Result<()> {
+        match self {
+            SignInput::Buffer(b) => {
+                if b.len() + data.len() > MAX_BUFFER {
+                    return Err(Error::DataLenRange);
+                }
+                b.extend_from_slice(data);
+            }
+            SignInput::Hash(h) => h.update(data),
+        }
+        Ok(())
+    }
+
+    /// The buffered data, or the hash of everything fed so far.
+    pub(super) fn take(&mut self) -> Zeroizing<Vec<u8>> {
+        match self {
+            SignInput::Buffer(b) => std::mem::take(b),
+            SignInput::Hash(h) => Zeroizing::new(h.finalize_reset().into_vec()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mechanism::digest_init;
 
     fn sha(ty: CK_MECHANISM_TYPE, data: &[u8]) -> String {
         let mut d = digest_init(&Mechanism::new(ty)).unwrap();

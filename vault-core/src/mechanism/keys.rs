@@ -1,4 +1,5 @@
-//! Keys ready for use ([`Key`]) and key / key-pair generation.
+//! Keys ready for use ([`Key`]) and what the key-generation mechanisms of every
+//! family share (template checks, the attributes of a new key).
 
 use std::sync::Arc;
 
@@ -7,10 +8,9 @@ use zeroize::Zeroizing;
 
 use super::backend::{
     Curve, EcPrivateKey, EcPrivateOps, EcPublicKey, EcPublicOps, RsaComponents, RsaPrivateKey,
-    RsaPrivateOps, RsaPublicKey, RsaPublicOps, RSA_MAX_BITS, RSA_MIN_BITS,
+    RsaPrivateOps, RsaPublicKey, RsaPublicOps,
 };
 use super::encoding::{ec_point_der, ec_point_raw};
-use super::{random_secret, Mechanism};
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
@@ -132,7 +132,7 @@ impl Key {
     }
 }
 
-fn check_template_type(
+pub(super) fn check_template_type(
     t: &Attributes,
     class: CK_OBJECT_CLASS,
     allowed_types: &[CK_KEY_TYPE],
@@ -154,85 +154,29 @@ fn check_template_type(
     Ok(())
 }
 
-/// Sets odd parity on every byte (DES keys).
-fn set_des_parity(key: &mut [u8]) {
-    for b in key {
-        let high7 = *b & 0xfe;
-        *b = high7 | ((high7.count_ones() as u8 + 1) & 1);
-    }
-}
-
-/// Generates a secret key (`C_GenerateKey`). Returns the attributes to add to the
-/// new object: `CKA_CLASS`, `CKA_KEY_TYPE`, `CKA_VALUE` and (AES, generic secret)
-/// `CKA_VALUE_LEN`.
-pub fn generate_key(mech: &Mechanism, template: &Attributes) -> Result<Attributes> {
-    let (key_type, len, with_len) = match mech.ty {
-        CKM_AES_KEY_GEN => {
-            check_template_type(template, CKO_SECRET_KEY, &[CKK_AES])?;
-            let len = template.require_ulong(CKA_VALUE_LEN)? as usize;
-            if !matches!(len, 16 | 24 | 32) {
-                return Err(Error::KeySizeRange);
-            }
-            (CKK_AES, len, true)
-        }
-        CKM_GENERIC_SECRET_KEY_GEN => {
-            let allowed = [
-                CKK_GENERIC_SECRET,
-                CKK_SHA_1_HMAC,
-                CKK_SHA224_HMAC,
-                CKK_SHA256_HMAC,
-                CKK_SHA384_HMAC,
-                CKK_SHA512_HMAC,
-            ];
-            check_template_type(template, CKO_SECRET_KEY, &allowed)?;
-            let len = template.require_ulong(CKA_VALUE_LEN)? as usize;
-            if !(1..=512).contains(&len) {
-                return Err(Error::KeySizeRange);
-            }
-            let kt = template.key_type().unwrap_or(CKK_GENERIC_SECRET);
-            (kt, len, true)
-        }
-        // PKCS#11 3.0 HMAC key generation: a secret of CKA_VALUE_LEN bytes (default:
-        // the hash's output length) of the matching CKK_SHA*_HMAC type.
-        CKM_SHA_1_KEY_GEN | CKM_SHA224_KEY_GEN | CKM_SHA256_KEY_GEN | CKM_SHA384_KEY_GEN
-        | CKM_SHA512_KEY_GEN => {
-            let (kt, default_len) = match mech.ty {
-                CKM_SHA_1_KEY_GEN => (CKK_SHA_1_HMAC, 20),
-                CKM_SHA224_KEY_GEN => (CKK_SHA224_HMAC, 28),
-                CKM_SHA256_KEY_GEN => (CKK_SHA256_HMAC, 32),
-                CKM_SHA384_KEY_GEN => (CKK_SHA384_HMAC, 48),
-                _ => (CKK_SHA512_HMAC, 64),
-            };
-            check_template_type(template, CKO_SECRET_KEY, &[kt, CKK_GENERIC_SECRET])?;
-            let len = template.get_ulong(CKA_VALUE_LEN)?.unwrap_or(default_len) as usize;
-            if !(1..=512).contains(&len) {
-                return Err(Error::KeySizeRange);
-            }
-            (template.key_type().unwrap_or(kt), len, true)
-        }
-        CKM_DES3_KEY_GEN => {
-            check_template_type(template, CKO_SECRET_KEY, &[CKK_DES3])?;
-            if let Some(l) = template.get_ulong(CKA_VALUE_LEN)? {
-                if l != 24 {
-                    return Err(Error::TemplateInconsistent("DES3 keys are 24 bytes".into()));
-                }
-            }
-            (CKK_DES3, 24, false)
-        }
-        other => return Err(Error::MechanismInvalid(other)),
-    };
-    let mut value = random_secret(len)?;
-    if key_type == CKK_DES3 {
-        set_des_parity(&mut value);
-    }
+/// The attributes of a new secret key: `CKA_CLASS`, `CKA_KEY_TYPE`, `CKA_VALUE` and,
+/// with `with_len`, `CKA_VALUE_LEN`.
+pub(super) fn secret_key_attributes(
+    key_type: CK_KEY_TYPE,
+    value: &[u8],
+    with_len: bool,
+) -> Attributes {
     let mut out = Attributes::new();
     out.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
     out.set_ulong(CKA_KEY_TYPE, key_type);
     out.set(CKA_VALUE, value.to_vec());
     if with_len {
-        out.set_ulong(CKA_VALUE_LEN, len as CK_ULONG);
+        out.set_ulong(CKA_VALUE_LEN, value.len() as CK_ULONG);
     }
-    Ok(out)
+    out
+}
+
+/// The value of a secret key whose type is one of `types`.
+pub(super) fn secret_of<'k>(key: &'k Key, types: &[CK_KEY_TYPE]) -> Result<&'k [u8]> {
+    match key.material() {
+        Material::Secret { key_type, value } if types.contains(key_type) => Ok(value),
+        _ => Err(Error::KeyTypeInconsistent),
+    }
 }
 
 /// Bit length of a big-endian unsigned integer.
@@ -282,55 +226,10 @@ pub(crate) fn ec_pair_attributes(ec_params: &[u8], key: &EcPrivateKey) -> (Attri
     (public, private)
 }
 
-/// Generates a key pair (`C_GenerateKeyPair`). Returns the attributes to add to the
-/// public and the private object.
-///
-/// RSA: `CKA_MODULUS_BITS` (required, 1024..=4096 — the range `mechanism_info`
-/// reports) and optional `CKA_PUBLIC_EXPONENT` (default 65537) from the public
-/// template. EC: `CKA_EC_PARAMS` (P-256 or P-384) from the public template.
-pub fn generate_key_pair(
-    mech: &Mechanism,
-    pub_t: &Attributes,
-    priv_t: &Attributes,
-) -> Result<(Attributes, Attributes)> {
-    match mech.ty {
-        CKM_RSA_PKCS_KEY_PAIR_GEN => {
-            check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_RSA])?;
-            check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_RSA])?;
-            let bits = pub_t.require_ulong(CKA_MODULUS_BITS)? as usize;
-            if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
-                return Err(Error::KeySizeRange);
-            }
-            let e = pub_t
-                .get(CKA_PUBLIC_EXPONENT)
-                .filter(|e| !e.is_empty())
-                .unwrap_or(&[0x01, 0x00, 0x01]);
-            let c = RsaPrivateKey::generate(bits, e)?;
-            Ok(rsa_pair_attributes(&c))
-        }
-        CKM_EC_KEY_PAIR_GEN => {
-            check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_EC])?;
-            check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_EC])?;
-            let params = pub_t.require(CKA_EC_PARAMS)?;
-            let curve =
-                Curve::from_ec_params(params).ok_or(Error::AttributeValueInvalid(CKA_EC_PARAMS))?;
-            if let Some(p2) = priv_t.get(CKA_EC_PARAMS) {
-                if Curve::from_ec_params(p2) != Some(curve) {
-                    return Err(Error::TemplateInconsistent(
-                        "public and private CKA_EC_PARAMS differ".into(),
-                    ));
-                }
-            }
-            let key = EcPrivateKey::generate(curve)?;
-            Ok(ec_pair_attributes(params, &key))
-        }
-        other => Err(Error::MechanismInvalid(other)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mechanism::{generate_key, generate_key_pair, Mechanism};
 
     fn tmpl(v: &[(CK_ATTRIBUTE_TYPE, CK_ULONG)]) -> Attributes {
         let mut a = Attributes::new();

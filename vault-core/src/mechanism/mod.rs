@@ -4,6 +4,12 @@
 //! PINs or storage. The token ([`crate::token`]) checks usage attributes
 //! (`CKA_SIGN`, …) and login state, then calls in here.
 //!
+//! Layout: one file per family (`rsa`, `ecdsa`, `ecdh`, `aes`, `gcm`, `kw`, `des3`,
+//! `hmac`, `digest`), each declaring its mechanisms once in an `ENTRIES` table (type,
+//! key sizes, `CKF_` flags, the functions that run them); `table.rs` gathers the
+//! entries, and `C_GetMechanismList`/`C_GetMechanismInfo` and every dispatch
+//! function (`sign_init`, `encrypt_init`, `wrap`, …) read the same entries.
+//!
 //! Asymmetric primitives (RSA, ECDSA, ECDH) go through the backend seam in
 //! [`backend`], so another implementation (aws-lc-rs) can be swapped in behind a
 //! cargo feature; symmetric ciphers, MACs and digests are RustCrypto directly.
@@ -11,7 +17,6 @@
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
 
-use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
 /// A mechanism with its parameter, already converted from the C structures.
@@ -74,18 +79,30 @@ pub struct MechInfo {
     pub flags: CK_FLAGS,
 }
 
+mod aes;
 pub mod backend;
+mod des3;
 mod digest;
+mod ecdh;
+mod ecdsa;
 pub mod encoding;
+mod gcm;
+mod hmac;
 mod keys;
-mod ops;
+mod kw;
+mod rsa;
+mod table;
 
-pub use digest::{digest_init, HashAlg};
-pub use keys::{generate_key, generate_key_pair, Key};
-pub use ops::{
-    decrypt_init, derive, encrypt_init, mechanism_info, mechanism_list, sign_init, unwrap,
-    verify_init, wrap,
+pub use digest::HashAlg;
+pub use keys::Key;
+pub use table::{
+    decrypt_init, derive, digest_init, encrypt_init, generate_key, generate_key_pair,
+    mechanism_info, mechanism_list, sign_init, unwrap, verify_init, wrap,
 };
+
+#[cfg(test)]
+#[path = "tests/support.rs"]
+mod test_support;
 
 /// A signature or MAC in progress (single- or multi-part).
 pub trait SignOp: Send {
@@ -149,5 +166,23 @@ pub fn random_secret(len: usize) -> Result<Zeroizing<Vec<u8>>> {
     Ok(v)
 }
 
-#[allow(dead_code)]
-fn _assert_types(_: &Attributes) {}
+/// Upper limit for data buffered by single-part style mechanisms (raw ECDSA input,
+/// GCM, key wrap): keeps a misbehaving client from exhausting memory.
+const MAX_BUFFER: usize = 64 << 20;
+
+fn param_err(msg: &str) -> Error {
+    Error::MechanismParamInvalid(msg.into())
+}
+
+/// `n % m == 0` (`usize::is_multiple_of` needs Rust 1.87; the workspace MSRV is 1.80).
+#[allow(clippy::manual_is_multiple_of)]
+fn multiple_of(n: usize, m: usize) -> bool {
+    n % m == 0
+}
+
+/// Big-endian `v` left-padded with zeros to `k` bytes.
+fn left_pad(v: &[u8], k: usize) -> Vec<u8> {
+    let mut out = vec![0u8; k.saturating_sub(v.len())];
+    out.extend_from_slice(v);
+    out
+}
