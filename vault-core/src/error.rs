@@ -463,12 +463,10 @@ pub enum IdentityError {
 #[non_exhaustive]
 pub enum PromptError {
     /// The agent cannot be started or reached (a missing program, no terminal).
-    #[error("{agent}: cannot start: {source}{hint}")]
+    #[error("{agent}: cannot start: {source}")]
     Start {
         agent: String,
         source: std::io::Error,
-        /// Where to look next, starting with "; " or "(" — or empty.
-        hint: &'static str,
     },
     /// Talking to a running agent failed.
     #[error("{agent}: {context}: {source}")]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use image::{GrayImage, Luma, Rgb, RgbImage};
+use vault_core::error::PromptError;
 use vault_core::prompt::picture::{self, to_colour_blocks, to_half_blocks};
 use vault_core::prompt::{tty, Captcha, CaptchaReply, Command, Pinentry, Prompt};
 use vault_core::Error;
@@ -215,7 +216,10 @@ fn command_exit_status_refresh_refuse_error() {
         CaptchaReply::Refresh
     );
     assert_eq!(command(&refuse).captcha(&c).unwrap(), CaptchaReply::Refused);
-    assert!(matches!(command(&odd).captcha(&c), Err(Error::General(_))));
+    assert!(matches!(
+        command(&odd).captcha(&c),
+        Err(Error::Prompt(PromptError::Protocol { .. }))
+    ));
     // Exit 0 with nothing printed: an empty answer (a wrong one for the gate).
     assert_eq!(
         command(&quiet).captcha(&c).unwrap(),

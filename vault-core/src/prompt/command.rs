@@ -208,7 +208,6 @@ impl Command {
             Error::from(PromptError::Start {
                 agent: format!("prompt command {}", self.program),
                 source: e,
-                hint: "",
             })
         })?;
         let deadline = Instant::now() + timeout;
@@ -332,7 +331,7 @@ impl Prompt for Command {
                 let text = std::str::from_utf8(&line).map_err(|_| {
                     Error::from(PromptError::protocol(
                         format!("prompt command {}", self.program),
-                        format!("the answer is not valid UTF-8"),
+                        "the answer is not valid UTF-8",
                     ))
                 })?;
                 Ok(CaptchaReply::Answer(Zeroizing::new(

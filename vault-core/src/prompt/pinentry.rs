@@ -213,7 +213,6 @@ impl Conn {
         .map_err(|e| PromptError::Start {
             agent: format!("pinentry {program}"),
             source: e,
-            hint: "",
         })?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().expect("piped stdout");

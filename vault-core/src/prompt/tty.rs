@@ -104,10 +104,14 @@ fn readers() -> &'static Mutex<HashMap<PathBuf, LineRx>> {
 }
 
 fn open_err(dev: &Path, e: std::io::Error) -> Error {
-    PromptError::Start {
-        agent: format!("tty prompt: terminal {}", dev.display()),
+    PromptError::Io {
+        agent: "tty prompt".into(),
+        context: format!(
+            "cannot open terminal {} (no terminal here? the SO can set another agent with \
+             `vtoken prompt set`)",
+            dev.display()
+        ),
         source: e,
-        hint: " (no terminal here? the SO can set another agent with `vtoken prompt set`)",
     }
     .into()
 }
