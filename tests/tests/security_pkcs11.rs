@@ -87,7 +87,7 @@ const MIGRATION_TEST: &str =
     "keys_are_private_on_every_path_and_old_public_key_records_are_migrated";
 
 /// Child roles of [`MIGRATION_TEST`]: `plant` writes a sensitive, non-extractable
-/// AES key as the old code did with `CKA_PRIVATE=false` (a record sealed under the
+/// AES key with `CKA_PRIVATE=false`, as a file written by a vtoken that honoured it holds it (a record sealed under the
 /// public-record key); `thief` opens a copied file with no PIN and prints what it
 /// can read of every object.
 fn migration_child() -> bool {
@@ -276,7 +276,7 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
     drop(s);
     ctx.finalize().unwrap();
 
-    // A file holding a key the old code made with CKA_PRIVATE=false.
+    // A file holding a key written with CKA_PRIVATE=false under the public-record key.
     let file = token_file(&ctx);
     let env = [("SEC_FILE", file.display().to_string())];
     let planted = child_out(MIGRATION_TEST, "plant", &env);
@@ -287,7 +287,7 @@ fn keys_are_private_on_every_path_and_old_public_key_records_are_migrated() {
         .trim()
         .parse()
         .unwrap();
-    // The hole as it was: a copy of that file gives the key's value without a PIN.
+    // Before migration, a copy of that file gives the key's value without a PIN.
     let before = tempfile::tempdir().unwrap();
     let stolen = steal(&file, before.path());
     let out = child_out(

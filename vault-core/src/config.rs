@@ -53,10 +53,10 @@ pub struct KdfParams {
 
 impl KdfParams {
     /// The default cost: Argon2id, 64 MiB, 1 pass, 1 lane — above OWASP's minimums
-    /// (19 MiB t=2, 46 MiB t=1), and as far as a login of at most 100 ms allows on
-    /// the reference machine: ~75 ms of CPU per PIN check (72 MiB already takes
-    /// ~95 ms; `tests/kdf_cost.rs` measures). That is also what each offline guess
-    /// against a copied token file costs, per core (README, threat model).
+    /// (19 MiB t=2, 46 MiB t=1), and the largest memory cost that keeps a login within
+    /// 100 ms on the reference machine (`tests/kdf_cost.rs` measures the candidates).
+    /// That is also what each offline guess against a copied token file costs, per
+    /// core (README, threat model).
     pub const DEFAULT: KdfParams = KdfParams {
         m_cost_kib: 64 * 1024,
         t_cost: 1,

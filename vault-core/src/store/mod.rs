@@ -132,8 +132,8 @@ impl Freshness {
 /// reads). Another process's commit is seen by this one at its first such call at
 /// least this long after its previous look; this process's own changes at once.
 /// Writes, searches and logins always look. One look is a SQLite read transaction
-/// with its `fcntl` locks: made on every call it took ~20 % of an aws-lc P-256
-/// signature's time and most of a `C_OpenSession`.
+/// with its `fcntl` locks, a large share of a signature's or a `C_OpenSession`'s cost,
+/// so the hot paths share one look per window (`token/fresh.rs` states the protocol).
 pub const LOOK_WINDOW: Duration = Duration::from_millis(1);
 
 impl Store {
