@@ -3,8 +3,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
-use std::os::unix::process::ExitStatusExt;
 use std::ops::Deref;
+use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

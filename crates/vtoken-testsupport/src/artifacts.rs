@@ -54,7 +54,11 @@ fn target_and_profile() -> &'static (PathBuf, String) {
             .map(PathBuf::from)
             .map(|t| if t.is_absolute() { t } else { root.join(t) })
             .unwrap_or_else(|| root.join("target"));
-        let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+        let profile = if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        };
         (target, profile.to_string())
     })
 }
