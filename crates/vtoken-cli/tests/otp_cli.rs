@@ -28,7 +28,7 @@ impl Deref for Env {
 }
 
 impl Env {
-    /// A temporary token directory with one token (SO PIN 12345678, user PIN 1234).
+    /// A temporary token directory with one token (SO PIN [`SO_PIN`], user PIN [`PIN`]).
     fn new() -> Env {
         let env = Env(common::harness(""));
         env.ok(&["init", "--label", "otp", "--so-pin", SO_PIN, "--pin", PIN]);
