@@ -332,14 +332,7 @@ fn writes_on_a_full_disk_fail_cleanly_and_keep_the_previous_state() {
     };
     let conf_dir = tempfile::tempdir().unwrap();
     let conf = conf_dir.path().join("vtoken.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "token_dir = \"{}\"\nkdf = \"test\"\n",
-            fs.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
+    vtoken_testsupport::env::write_config(&conf, &fs.path().join("tokens"), "");
     let filler = fs.path().join("filler");
     let env = [
         ("VTOKEN_CONF", conf.display().to_string()),

@@ -4,8 +4,9 @@
 //!    agent that answers (a `command` script reading the answer from the gate's
 //!    test-only hook) lets the signature through, and it verifies with `openssl`;
 //!    under `VTOKEN_PROMPT=deny` the sign fails with `CKR_FUNCTION_REJECTED`. The
-//!    hook exists only in a build with the cargo feature `vault-core/test-hooks`,
-//!    made in its own target directory (`target/test-hooks`) so that normal
+//!    hook exists only in a build with the cargo feature `vault-core/test-hooks`
+//!    (`vtoken_testsupport::artifacts::hooked_module`: `VTOKEN_HOOKED_MODULE`, or
+//!    built in its own target directory, `target/test-hooks`), so that normal
 //!    artifacts never contain it.
 //! 2. `vtoken sign` with a gated key in a real terminal (tmux): the picture is drawn
 //!    with half blocks, both by the CLI itself (a terminal on stdin) and by the
@@ -18,10 +19,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use vault_core::prompt::{picture, tty};
+use vtoken_testsupport::{artifacts, env};
 
 const SO_PIN: &str = "12345678";
 const PIN: &str = "123456";
@@ -40,91 +41,6 @@ fn which(name: &str) -> Option<PathBuf> {
 fn need(name: &str, package: &str) -> PathBuf {
     which(name).unwrap_or_else(|| {
         panic!("{name} is not installed: install it (apt-get install {package})")
-    })
-}
-
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// `cargo build ARGS` (release when the tests are), in `target_dir` when given;
-/// returns the first file of each target named in `names`, in that order.
-fn cargo_build(args: &[&str], target_dir: Option<&Path>, names: &[&str]) -> Vec<PathBuf> {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .args(args)
-        .arg("--message-format=json")
-        .current_dir(root())
-        .stderr(Stdio::inherit());
-    if let Some(t) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", t);
-    }
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(out.status.success(), "cargo build {args:?} failed");
-    let msgs: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .filter(|v: &serde_json::Value| v["reason"] == "compiler-artifact")
-        .collect();
-    names
-        .iter()
-        .map(|name| {
-            msgs.iter()
-                .filter(|v| v["target"]["name"] == *name)
-                .find_map(|v| {
-                    v["executable"].as_str().map(PathBuf::from).or_else(|| {
-                        v["filenames"]
-                            .as_array()?
-                            .iter()
-                            .filter_map(|f| f.as_str())
-                            .find(|f| f.ends_with(".so"))
-                            .map(PathBuf::from)
-                    })
-                })
-                .unwrap_or_else(|| panic!("{name} in cargo's output"))
-        })
-        .collect()
-}
-
-/// The module and CLI with the gate's test hook (built once, in `target/test-hooks`;
-/// `VTOKEN_HOOKED_MODULE` and `VTOKEN_HOOKED_BIN` name prebuilt ones, as
-/// `scripts/test` does).
-fn hooked_build() -> &'static (PathBuf, PathBuf) {
-    static B: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    B.get_or_init(|| {
-        if let (Some(m), Some(b)) = (
-            std::env::var_os("VTOKEN_HOOKED_MODULE"),
-            std::env::var_os("VTOKEN_HOOKED_BIN"),
-        ) {
-            return (m.into(), b.into());
-        }
-        let dir = root().join("target").join("test-hooks");
-        let v = cargo_build(
-            &[
-                "-p",
-                "vtoken-pkcs11",
-                "-p",
-                "vtoken-cli",
-                "--features",
-                "vault-core/test-hooks",
-            ],
-            Some(&dir),
-            &["vtoken_pkcs11", "vtoken"],
-        );
-        (v[0].clone(), v[1].clone())
-    })
-}
-
-/// The normal CLI (`VTOKEN_TEST_CLI` when set, else built).
-fn vtoken() -> &'static PathBuf {
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| {
-        std::env::var_os("VTOKEN_TEST_CLI")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| cargo_build(&["-p", "vtoken-cli"], None, &["vtoken"]).remove(0))
     })
 }
 
@@ -147,14 +63,7 @@ impl Setup {
     fn new(cli: &Path) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("vtoken.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
+        env::write_config(&conf, &dir.path().join("tokens"), "");
         let s = Setup { dir, conf };
         s.cli_ok(
             cli,
@@ -188,11 +97,9 @@ impl Setup {
     }
 
     fn cli_ok(&self, cli: &Path, args: &[&str]) {
-        let o = Command::new(cli)
+        let o = env::command(cli, &self.conf)
             .args(args)
-            .env("VTOKEN_CONF", &self.conf)
             .env("VTOKEN_PROMPT", "deny")
-            .stdin(Stdio::null())
             .output()
             .expect("run vtoken");
         assert!(o.status.success(), "vtoken {args:?}: {}", show(&o));
@@ -250,7 +157,7 @@ fn rejected(o: &Output) -> bool {
 fn pkcs11_tool_signs_with_a_gated_key_only_when_the_picture_is_answered() {
     let openssl = need("openssl", "openssl");
     need("pkcs11-tool", "opensc");
-    let (module, cli) = hooked_build();
+    let (module, cli) = (artifacts::hooked_module(), artifacts::hooked_cli());
     let s = Setup::new(cli);
     let seen = s.path("pictures");
     // The agent: a script that checks what it is given and answers with what the
@@ -319,11 +226,14 @@ fn pkcs11_tool_signs_with_a_gated_key_only_when_the_picture_is_answered() {
             .any(|w| w == hook)
     };
     assert!(carries(module), "{} has no hook", module.display());
-    assert!(carries(&hooked_build().1), "the hooked CLI has no hook");
     assert!(
-        !carries(vtoken()),
+        carries(artifacts::hooked_cli()),
+        "the hooked CLI has no hook"
+    );
+    assert!(
+        !carries(artifacts::cli()),
         "{} carries the test hook",
-        vtoken().display()
+        artifacts::cli().display()
     );
 }
 
@@ -487,7 +397,7 @@ fn gated_vtoken_sign_draws_the_picture_in_a_terminal() {
     let Some(tmux) = tmux_or_skip() else {
         return;
     };
-    let cli = vtoken();
+    let cli = artifacts::cli();
     let s = Setup::new(cli);
     let base = format!(
         "cd {dir} && export VTOKEN_CONF={conf} VTOKEN_PIN={PIN} VTOKEN_PROMPT_PICTURE=mono \

@@ -40,14 +40,7 @@ fn contains(hay: &[u8], needle: &[u8]) -> bool {
 fn trace_logs_hold_no_pins_or_key_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("vtoken.toml");
-    std::fs::write(
-        &conf,
-        format!(
-            "token_dir = \"{}\"\nkdf = \"test\"\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
+    vtoken_testsupport::env::write_config(&conf, &dir.path().join("tokens"), "");
     let log = dir.path().join("trace.log");
     let key = dir.path().join("aes.bin");
     std::fs::write(&key, hex::decode(AES_HEX).unwrap()).unwrap();

@@ -13,47 +13,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vtoken_testsupport::{artifacts, env};
+
 fn which(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// The example's path: `VTOKEN_PROMPT_DEMO` when set (scripts/test builds it with the
-/// workspace), else built here.
-fn build_demo() -> PathBuf {
-    if let Some(p) = std::env::var_os("VTOKEN_PROMPT_DEMO") {
-        return PathBuf::from(p);
-    }
-    build(
-        &["-p", "vault-core", "--example", "prompt_demo"],
-        "prompt_demo",
-    )
-}
-
-/// Runs `cargo build ARGS` (release when the tests are) and returns the path of the
-/// executable named `name`.
-fn build(args: &[&str], name: &str) -> PathBuf {
-    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .args(args)
-        .arg("--message-format=json")
-        .current_dir(&root)
-        .stderr(Stdio::inherit());
-    if !cfg!(debug_assertions) {
-        cmd.arg("--release");
-    }
-    let out = cmd.output().expect("run cargo build");
-    assert!(out.status.success(), "cargo build {args:?} failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact" && v["target"]["name"] == name)
-        .find_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("{name} executable in cargo's output"))
 }
 
 /// A private tmux server, killed on drop.
@@ -223,7 +190,7 @@ fn prompts_on_a_real_terminal() {
              or set VTOKEN_SKIP_TMUX=1"
         )
     });
-    let demo = build_demo();
+    let demo = artifacts::prompt_demo().to_path_buf();
     let dir = tempfile::tempdir().unwrap();
     let tmux = Tmux::new(tmux);
 
@@ -314,26 +281,18 @@ fn vault_add_in_a_terminal() {
     let tmux = which("tmux").unwrap_or_else(|| {
         panic!("tmux is not installed: install it (apt-get install tmux) or set VTOKEN_SKIP_TMUX=1")
     });
-    let vtoken = std::env::var_os("VTOKEN_TEST_CLI")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| build(&["-p", "vtoken-cli", "--bin", "vtoken"], "vtoken"));
+    let vtoken = artifacts::cli();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("vtoken.toml");
-    std::fs::write(
+    env::write_config(
         &conf,
-        format!(
-            "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"tty\"\ntimeout_secs = 30\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
+        &dir.path().join("tokens"),
+        "[prompt]\nagent = \"tty\"\ntimeout_secs = 30\n",
+    );
     let run = |args: &[&str]| {
-        Command::new(&vtoken)
+        env::command(vtoken, &conf)
             .args(args)
-            .env("VTOKEN_CONF", &conf)
             .env("VTOKEN_PIN", "123456")
-            .env_remove("VTOKEN_PROMPT")
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     };

@@ -4,19 +4,20 @@
 //! data, the modes of files the CLI writes, and the CLI's dumpability.
 //!
 //! The race test needs the module built with `vault-core/test-hooks` (its PIN-check
-//! pause point): `VTOKEN_HOOKED_MODULE` names it (as `scripts/test` does), else it is
-//! built once into `target/test-hooks`. The CLI is `VTOKEN_TEST_CLI` (else
-//! `target/release/vtoken`, built if missing); the hooked CLI `VTOKEN_HOOKED_BIN`.
+//! pause point); the binaries come from `vtoken_testsupport::artifacts`
+//! (`VTOKEN_HOOKED_MODULE`, `VTOKEN_HOOKED_BIN`, `VTOKEN_P11_TEST_MODULE` and
+//! `VTOKEN_TEST_CLI` when set, as `scripts/test` does; else built once, the hooked
+//! ones into `target/test-hooks`).
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::error::{Error, RvError};
 use cryptoki::session::UserType;
 use cryptoki::types::AuthPin;
+use vtoken_testsupport::artifacts;
 
 const SO: &str = "12345678";
 const USER: &str = "123456";
@@ -25,81 +26,12 @@ const LIMIT: usize = 5;
 /// Env var telling a spawned copy of this test binary to act as a child.
 const ROLE_ENV: &str = "VTOKEN_SEC_CHILD";
 
-fn root() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-/// `cargo build --release` of `args` into `target_dir` (or the default); the path of
-/// `artifact` in its release directory.
-fn cargo_build(args: &[&str], target_dir: Option<&Path>, artifact: &str) -> PathBuf {
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.arg("build")
-        .arg("--release")
-        .args(args)
-        .current_dir(root());
-    if let Some(t) = target_dir {
-        cmd.env("CARGO_TARGET_DIR", t);
-    }
-    assert!(
-        cmd.status().expect("cargo build").success(),
-        "cargo build {args:?}"
-    );
-    let t = target_dir
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| root().join("target"));
-    let p = t.join("release").join(artifact);
-    assert!(p.exists(), "{} missing after the build", p.display());
-    p
-}
-
-/// The module and CLI built with `vault-core/test-hooks`.
-fn hooked() -> &'static (PathBuf, PathBuf) {
-    static B: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
-    B.get_or_init(|| {
-        if let (Some(m), Some(b)) = (
-            std::env::var_os("VTOKEN_HOOKED_MODULE"),
-            std::env::var_os("VTOKEN_HOOKED_BIN"),
-        ) {
-            return (m.into(), b.into());
-        }
-        let dir = root().join("target").join("test-hooks");
-        let args = [
-            "-p",
-            "vtoken-pkcs11",
-            "-p",
-            "vtoken-cli",
-            "--features",
-            "vault-core/test-hooks",
-        ];
-        let m = cargo_build(&args, Some(&dir), "libvtoken_pkcs11.so");
-        (m, dir.join("release").join("vtoken"))
-    })
-}
-
-/// The normal module (`VTOKEN_P11_TEST_MODULE`, else built).
-fn module() -> &'static PathBuf {
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| match std::env::var_os("VTOKEN_P11_TEST_MODULE") {
-        Some(p) => p.into(),
-        None => cargo_build(&["-p", "vtoken-pkcs11"], None, "libvtoken_pkcs11.so"),
-    })
-}
-
 /// The PKCS#11 error of a failed call.
 fn rv(e: Error) -> RvError {
     match e {
         Error::Pkcs11(e, _) => e,
         other => panic!("expected a PKCS#11 error, got {other:?}"),
     }
-}
-
-/// The normal CLI.
-fn cli() -> &'static PathBuf {
-    static B: OnceLock<PathBuf> = OnceLock::new();
-    B.get_or_init(|| match std::env::var_os("VTOKEN_TEST_CLI") {
-        Some(p) => p.into(),
-        None => cargo_build(&["-p", "vtoken-cli"], None, "vtoken"),
-    })
 }
 
 /// A token directory with its config and one token `t` (SO PIN [`SO`], user PIN
@@ -112,14 +44,11 @@ impl Env {
     fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let env = Env { dir };
-        std::fs::write(
-            env.conf(),
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n[pin]\nuser_max_tries = {LIMIT}\n",
-                env.tokens().display()
-            ),
-        )
-        .unwrap();
+        vtoken_testsupport::env::write_config(
+            &env.conf(),
+            &env.tokens(),
+            &format!("[pin]\nuser_max_tries = {LIMIT}\n"),
+        );
         let o = env.run(&["init", "--label", "t"], &[]);
         assert!(o.status.success(), "init: {}", show(&o));
         env
@@ -147,15 +76,10 @@ impl Env {
     }
 
     fn cmd(&self, bin: &Path, args: &[&str], pins: &[(&str, &str)]) -> Command {
-        let mut c = Command::new(bin);
+        let mut c = vtoken_testsupport::env::command(bin, &self.conf());
         c.args(args)
-            .env("VTOKEN_CONF", self.conf())
             .env("VTOKEN_PIN", USER)
-            .env("VTOKEN_SO_PIN", SO)
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .env_remove("VTOKEN_PROMPT")
-            .stdin(Stdio::null());
+            .env("VTOKEN_SO_PIN", SO);
         for (k, v) in pins {
             c.env(k, v);
         }
@@ -164,7 +88,7 @@ impl Env {
 
     /// The normal CLI; `pins` overrides `VTOKEN_PIN`/`VTOKEN_SO_PIN` and the like.
     fn run(&self, args: &[&str], pins: &[(&str, &str)]) -> Output {
-        self.cmd(cli(), args, pins).output().unwrap()
+        self.cmd(artifacts::cli(), args, pins).output().unwrap()
     }
 
     /// A copy of this test binary in role `role` with the module `module`.
@@ -271,7 +195,7 @@ fn count_arrived(dir: &Path) -> usize {
 #[test]
 fn concurrent_logins_check_at_most_the_limit() {
     let env = Env::new();
-    let (module, _) = hooked();
+    let module = artifacts::hooked_module();
     let pause = env.path("pause");
     std::fs::create_dir(&pause).unwrap();
     let hook: [(&str, &Path); 1] = [("VTOKEN_TEST_PIN_PAUSE_DIR", &pause)];
@@ -381,7 +305,7 @@ fn deleting_the_counter_row_keeps_the_pin_locked() {
     );
     let err = String::from_utf8_lossy(&o.stderr).to_lowercase();
     assert!(err.contains("locked"), "{err}");
-    let normal = module();
+    let normal = artifacts::pkcs11_module();
     let o = env
         .child(&format!("login:{USER}"), normal, &[])
         .wait_with_output()
@@ -456,7 +380,7 @@ fn triggers_and_views_in_the_token_file_are_refused() {
             "{name}: file written"
         );
         let o = env
-            .child("labels", module(), &[])
+            .child("labels", artifacts::pkcs11_module(), &[])
             .wait_with_output()
             .unwrap();
         assert!(
@@ -480,7 +404,7 @@ fn writable_token_directory_is_refused() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(err.contains(word) && err.contains("chmod 700"), "{err}");
         let o = env
-            .child("labels", module(), &[])
+            .child("labels", artifacts::pkcs11_module(), &[])
             .wait_with_output()
             .unwrap();
         let r = result_of(&o);
@@ -513,22 +437,16 @@ fn writable_token_directory_is_refused() {
 #[test]
 fn short_pins_are_refused_and_count_as_wrong_tries() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("vtoken.toml"),
-        format!(
-            "token_dir = \"{}\"\nkdf = \"test\"\n",
-            dir.path().join("tokens").display()
-        ),
-    )
-    .unwrap();
+    vtoken_testsupport::env::write_config(
+        &dir.path().join("vtoken.toml"),
+        &dir.path().join("tokens"),
+        "",
+    );
     let run = |args: &[&str], so: &str, user: &str| {
-        Command::new(cli())
+        vtoken_testsupport::env::command(artifacts::cli(), &dir.path().join("vtoken.toml"))
             .args(args)
-            .env("VTOKEN_CONF", dir.path().join("vtoken.toml"))
             .env("VTOKEN_SO_PIN", so)
             .env("VTOKEN_PIN", user)
-            .env_remove("VTOKEN_TOKEN")
-            .stdin(Stdio::null())
             .output()
             .unwrap()
     };
@@ -561,7 +479,7 @@ fn short_pins_are_refused_and_count_as_wrong_tries() {
 #[test]
 fn files_the_cli_writes_are_private() {
     let env = Env::new();
-    let (_, hooked_cli) = hooked();
+    let hooked_cli = artifacts::hooked_cli();
     let yes = [("VTOKEN_PROMPT", "command:/bin/true")];
     let o = env
         .cmd(
@@ -608,7 +526,7 @@ fn files_the_cli_writes_are_private() {
     std::fs::write(env.path("data"), b"data").unwrap();
     let png = env.path("challenge.png");
     let mut c = env.cmd(
-        cli(),
+        artifacts::cli(),
         &[
             "sign",
             "--label",
@@ -646,7 +564,7 @@ fn files_the_cli_writes_are_private() {
 #[test]
 fn terminal_escapes_in_vault_data_are_shown_escaped() {
     let env = Env::new();
-    let (_, hooked_cli) = hooked();
+    let hooked_cli = artifacts::hooked_cli();
     let yes = [("VTOKEN_PROMPT", "command:/bin/true")];
     let title = "evil\u{1b}]0;owned\u{7}\u{1b}[2J\u{9b}31m\u{7f}";
     let csv = env.path("in.csv");
@@ -705,7 +623,7 @@ fn the_cli_dumps_no_core_and_is_not_dumpable() {
     // A copy everyone may read: the kernel makes a process non-dumpable by itself
     // when it runs a program its user cannot read, which would prove nothing.
     let exe = dir.path().join("vtoken");
-    std::fs::copy(cli(), &exe).unwrap();
+    std::fs::copy(artifacts::cli(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
     let root_user = unsafe { libc::geteuid() } == 0;
     let mut cmd = if root_user {

@@ -11,8 +11,9 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use vtoken_testsupport::{artifacts, env};
 
 const SO_PIN: &str = "12345678";
 const PIN: &str = "123456";
@@ -20,59 +21,6 @@ const PIN: &str = "123456";
 const PASSWORD: &str = "Vlt-pw-7Qx2Rk9ZmT4w";
 /// An unusual note, also searched for in the token files.
 const NOTE: &str = "note-Hq83LmPz0c";
-
-/// The built CLI and module.
-struct Binaries {
-    cli: PathBuf,
-    module: PathBuf,
-}
-
-/// Builds `vtoken-pkcs11` and `vtoken-cli` once per test binary (same profile as
-/// the test) and returns their paths; `VTOKEN_P11_TEST_MODULE` and `VTOKEN_TEST_CLI`
-/// name prebuilt ones instead (`scripts/test` sets both).
-fn binaries() -> &'static Binaries {
-    static B: OnceLock<Binaries> = OnceLock::new();
-    B.get_or_init(|| {
-        if let (Some(module), Some(cli)) = (
-            std::env::var_os("VTOKEN_P11_TEST_MODULE"),
-            std::env::var_os("VTOKEN_TEST_CLI"),
-        ) {
-            return Binaries {
-                cli: cli.into(),
-                module: module.into(),
-            };
-        }
-        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "vtoken-pkcs11", "-p", "vtoken-cli"])
-            .current_dir(&root);
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            cmd.arg("--release");
-            "release"
-        };
-        let status = cmd
-            .status()
-            .expect("run cargo build -p vtoken-pkcs11 -p vtoken-cli");
-        assert!(
-            status.success(),
-            "cargo build -p vtoken-pkcs11 -p vtoken-cli failed"
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(|t| if t.is_absolute() { t } else { root.join(t) })
-            .unwrap_or_else(|| root.join("target"));
-        let b = Binaries {
-            cli: target.join(profile).join("vtoken"),
-            module: target.join(profile).join("libvtoken_pkcs11.so"),
-        };
-        for p in [&b.cli, &b.module] {
-            assert!(p.exists(), "{} missing after the build", p.display());
-        }
-        b
-    })
-}
 
 fn text(out: &Output) -> String {
     format!(
@@ -114,17 +62,15 @@ struct World {
 impl World {
     /// A config with a short prompt timeout (the timing-out agent is killed after 2 s).
     fn new() -> World {
-        binaries();
+        artifacts::pkcs11_module();
+        artifacts::cli();
         let dir = tempfile::tempdir().unwrap();
         let conf = dir.path().join("vtoken.toml");
-        std::fs::write(
+        env::write_config(
             &conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n\n[prompt]\ntimeout_secs = 2\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
+            &dir.path().join("tokens"),
+            "\n[prompt]\ntimeout_secs = 2\n",
+        );
         World {
             dir,
             conf,
@@ -167,13 +113,9 @@ impl World {
 
     /// `vtoken args...` (no prompt agent: `deny`).
     fn cli(&self, args: &[&str]) -> Output {
-        Command::new(&binaries().cli)
+        env::command(artifacts::cli(), &self.conf)
             .args(args)
-            .env("VTOKEN_CONF", &self.conf)
             .env("VTOKEN_PROMPT", "deny")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_SO_PIN")
             .output()
             .expect("run vtoken")
     }
@@ -237,7 +179,7 @@ impl World {
         let caller = self.caller_prompt.borrow().clone();
         Command::new("pkcs11-tool")
             .arg("--module")
-            .arg(&binaries().module)
+            .arg(artifacts::pkcs11_module())
             .args(args)
             .env("VTOKEN_CONF", &self.conf)
             .env("VTOKEN_PROMPT", caller.as_deref().unwrap_or(prompt))
@@ -494,7 +436,7 @@ fn python(w: &World, label: &str, prompt: &str, entry: &str) -> Vec<serde_json::
     w.use_agent(prompt);
     let mut child = Command::new("python3")
         .arg("-")
-        .env("PKCS11_MODULE", &binaries().module)
+        .env("PKCS11_MODULE", artifacts::pkcs11_module())
         .env("VTOKEN_CONF", &w.conf)
         .env("VTOKEN_PROMPT", prompt)
         .env("TOKEN_LABEL", label)

@@ -3,28 +3,33 @@
 //! certificate, the export is gated and confirmed on the source, a bundle imports
 //! once, re-imports merge, and keys left behind are named.
 
-use std::path::PathBuf;
+use std::ops::Deref;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{json, Value};
 
-const SO: &str = "12345678";
-const PIN: &str = "123456";
+mod common;
+use common::{Harness, PIN, SO_PIN as SO};
+
 /// A vault password that must never appear anywhere an attacker can read.
 const SECRET: &str = "vault-secret-7d1c";
 
-struct Station {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
+/// The shared harness with a local root and a prompt agent; no output ever shows
+/// [`SECRET`].
+struct Station(Harness);
+
+impl Deref for Station {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
 }
 
 impl Station {
     /// Tokens in a temp dir, cheap KDF, a local root in `ca`, and a prompt agent
     /// that confirms.
     fn new() -> Station {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        let s = Station { dir, conf };
+        let s = Station(common::harness(""));
         s.prompt_answers(true);
         s.ok(&["ca", "init", "--dir", &s.s("ca")]);
         s
@@ -35,8 +40,8 @@ impl Station {
     /// the script changes the answer.
     fn prompt_answers(&self, yes: bool) {
         use std::os::unix::fs::PermissionsExt;
-        let agent = self.p("agent.sh");
-        let tmp = self.p("agent.sh.new");
+        let agent = self.path("agent.sh");
+        let tmp = self.path("agent.sh.new");
         std::fs::write(
             &tmp,
             format!("#!/bin/sh\nexit {}\n", if yes { 0 } else { 1 }),
@@ -44,67 +49,35 @@ impl Station {
         .unwrap();
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).unwrap();
         std::fs::rename(&tmp, &agent).unwrap();
-        std::fs::write(
-            &self.conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
-                self.p("tokens").display(),
-                agent.display()
-            ),
-        )
-        .unwrap();
+        self.config(&format!(
+            "[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
+            agent.display()
+        ));
     }
 
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.p(name).display().to_string()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let o = Command::new(env!("CARGO_BIN_EXE_vtoken"))
-            .args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_PROMPT")
-            .env_remove("VTOKEN_FROM_PIN")
-            .env_remove("VTOKEN_TO_PIN")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        // Nothing ever shows the vault password.
+    /// Nothing ever shows the vault password.
+    fn no_secret(args: &[&str], o: &Output) {
         for out in [&o.stdout, &o.stderr] {
             assert!(
                 !String::from_utf8_lossy(out).contains(SECRET),
                 "vtoken {args:?} revealed the secret"
             );
         }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let o = self.0.run(args);
+        Station::no_secret(args, &o);
         o
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "vtoken {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        common::ok_stdout(args, self.run(args))
     }
 
     /// Fails with exit status 1; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
-        String::from_utf8(o.stderr).unwrap()
+        common::fails_stderr(args, self.run(args))
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -285,7 +258,7 @@ fn attacker_root_and_attacker_token_get_nothing() {
         PIN,
     ]);
     assert!(e.contains("--to-cert is no longer accepted"), "{e}");
-    assert!(!st.p("b1").exists());
+    assert!(!st.path("b1").exists());
 
     // Through the request flow: the attacker's request, the attacker's root named.
     st.request("evil", "evil.req");
@@ -296,12 +269,12 @@ fn attacker_root_and_attacker_token_get_nothing() {
         e.contains("not the device root this source token trusts"),
         "{e}"
     );
-    assert!(!st.p("b2").exists());
+    assert!(!st.path("b2").exists());
     // Without --root: the source's own root decides.
     let e = st.fails(&strs(&st.export_args("t1", "evil.req", "b3")));
     assert!(e.contains("target certificate refused"), "{e}");
     assert!(e.contains("does not chain to the device root"), "{e}");
-    assert!(!st.p("b3").exists());
+    assert!(!st.path("b3").exists());
 
     // The PIN holder re-roots t1 to the attacker's CA first: refused, and the
     // export is still refused.
@@ -317,7 +290,7 @@ fn attacker_root_and_attacker_token_get_nothing() {
     ]);
     assert!(e.contains("device root is fixed"), "{e}");
     st.fails(&strs(&st.export_args("t1", "evil.req", "b4")));
-    assert!(!st.p("b4").exists());
+    assert!(!st.path("b4").exists());
 
     // Both tokens on this machine, the attacker's root named: nothing moves.
     st.fails(&[
@@ -375,7 +348,7 @@ fn right_root_without_device_usage_is_refused() {
         &st.s("k.csr"),
     ]);
     std::fs::write(
-        st.p("ext.cnf"),
+        st.path("ext.cnf"),
         "[client]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
          extendedKeyUsage=clientAuth\n[bare]\nbasicConstraints=critical,CA:FALSE\n\
          [device]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
@@ -386,7 +359,7 @@ fn right_root_without_device_usage_is_refused() {
     msg.extend_from_slice(serial.as_bytes());
     msg.push(0);
     msg.extend_from_slice(&nonce);
-    std::fs::write(st.p("msg"), &msg).unwrap();
+    std::fs::write(st.path("msg"), &msg).unwrap();
     openssl(&[
         "dgst",
         "-sha256",
@@ -396,8 +369,8 @@ fn right_root_without_device_usage_is_refused() {
         &st.s("sig"),
         &st.s("msg"),
     ]);
-    let sig = std::fs::read(st.p("sig")).unwrap();
-    let root = pem_der(&st.p("ca/ca.pem"));
+    let sig = std::fs::read(st.path("sig")).unwrap();
+    let root = pem_der(&st.path("ca/ca.pem"));
     for (section, why) in [
         ("client", "usage is client"),
         ("bare", "no keyUsage"),
@@ -431,20 +404,20 @@ fn right_root_without_device_usage_is_refused() {
             "serial": serial,
             "nonce": hex::encode(nonce),
             "signature": hex::encode(&sig),
-            "chain": [hex::encode(pem_der(&st.p(&format!("{section}.pem")))), hex::encode(&root)],
+            "chain": [hex::encode(pem_der(&st.path(&format!("{section}.pem")))), hex::encode(&root)],
         });
-        std::fs::write(st.p("x.req"), req.to_string()).unwrap();
+        std::fs::write(st.path("x.req"), req.to_string()).unwrap();
         if section == "device" {
             // Control: the same request with the device profile passes every check
             // (so the refusals above are the usage check's, nothing else's).
             st.ok(&strs(&st.export_args("t1", "x.req", "ok")));
-            assert!(st.p("ok").exists());
+            assert!(st.path("ok").exists());
             continue;
         }
         let e = st.fails(&strs(&st.export_args("t1", "x.req", "b")));
         assert!(e.contains("not a device certificate"), "{section}: {e}");
         assert!(e.contains(why), "{section}: {e}");
-        assert!(!st.p("b").exists());
+        assert!(!st.path("b").exists());
     }
 }
 
@@ -530,7 +503,7 @@ fn export_is_gated_and_confirmed_on_the_source() {
         st.request("t2", "r");
         let e = st.fails(&strs(&st.export_args(src, "r", "b")));
         assert!(e.to_lowercase().contains("picture"), "{src}: {e}");
-        assert!(!st.p("b").exists(), "{src}");
+        assert!(!st.path("b").exists(), "{src}");
     }
     assert_eq!(st.objects("t2"), 0);
 
@@ -539,11 +512,11 @@ fn export_is_gated_and_confirmed_on_the_source() {
     st.request("t2", "r");
     st.prompt_answers(false);
     st.fails(&strs(&st.export_args("t1", "r", "b")));
-    assert!(!st.p("b").exists());
+    assert!(!st.path("b").exists());
     // Confirmed: exported.
     st.prompt_answers(true);
     st.ok(&strs(&st.export_args("t1", "r", "b")));
-    assert!(st.p("b").exists());
+    assert!(st.path("b").exists());
 }
 
 #[test]
@@ -597,13 +570,7 @@ fn concurrent_imports_of_one_bundle_store_it_once() {
     let args = st.import_args("t2", "b");
     let children: Vec<_> = (0..4)
         .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_vtoken"))
-                .args(&args)
-                .env("VTOKEN_CONF", &st.conf)
-                .env_remove("VTOKEN_PIN")
-                .env_remove("VTOKEN_TOKEN")
-                .env_remove("VTOKEN_PROMPT")
-                .stdin(Stdio::null())
+            st.cmd(&args)
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()

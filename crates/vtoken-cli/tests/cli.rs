@@ -1,82 +1,39 @@
 //! End-to-end tests of the `vtoken` binary against a temporary token directory,
 //! cross-checked with the `openssl` command line.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
+use std::ops::Deref;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{Harness, PIN, SO_PIN};
 use serde_json::Value;
 
-const SO_PIN: &str = "12345678";
-const PIN: &str = "123456";
+/// The shared harness (a temporary configuration with `token_dir` and the cheap KDF,
+/// and a scratch directory); failures here also print one `error:` line.
+struct Env(Harness);
 
-/// A temporary configuration (`token_dir`, cheap KDF) and a scratch directory.
-struct Env {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
+impl Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        let tokens = dir.path().join("tokens");
-        std::fs::write(
-            &conf,
-            format!("token_dir = \"{}\"\nkdf = \"test\"\n", tokens.display()),
-        )
-        .unwrap();
-        Env { dir, conf }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// Runs `vtoken` with `args`, no PIN in the environment and stdin closed.
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vtoken"))
-            .args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_SO_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "vtoken {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        Env(common::harness(""))
     }
 
     /// Runs and asserts failure with exit status 1; returns stderr.
     fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
-        let err = String::from_utf8(o.stderr).unwrap();
+        let err = self.0.fails(args);
         assert!(
             err.lines().any(|l| l.starts_with("error: ")),
             "no error line: {err}"
         );
         err
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
     }
 
     /// A token labelled `label` with the standard PINs.
@@ -157,12 +114,10 @@ fn pins_from_env_and_file_and_no_tty() {
     assert!(env.json(&["list", "--json"]).as_array().unwrap().is_empty());
     // PIN files and environment variables.
     std::fs::write(env.path("so.txt"), format!("{SO_PIN}\n")).unwrap();
-    let o = Command::new(env!("CARGO_BIN_EXE_vtoken"))
-        .args(["init", "--label", "x", "--so-pin-file"])
+    let o = env
+        .cmd(&["init", "--label", "x", "--so-pin-file"])
         .arg(env.path("so.txt"))
-        .env("VTOKEN_CONF", &env.conf)
         .env("VTOKEN_PIN", PIN)
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -180,11 +135,9 @@ fn pins_from_env_and_file_and_no_tty() {
         pin_file,
     ]);
     // An explicit PIN file wins over an inherited VTOKEN_PIN.
-    let o = Command::new(env!("CARGO_BIN_EXE_vtoken"))
-        .args(["objects", "list", "--pin-file", pin_file])
-        .env("VTOKEN_CONF", &env.conf)
+    let o = env
+        .cmd(&["objects", "list", "--pin-file", pin_file])
         .env("VTOKEN_PIN", "999999")
-        .stdin(Stdio::null())
         .output()
         .unwrap();
     assert!(o.status.success(), "{o:?}");
@@ -381,7 +334,7 @@ fn generate_sign_verify_and_openssl_cross_check() {
             "rsa.sig",
             "data",
         ],
-        env.dir.path(),
+        env.dir(),
     );
     assert!(o.status.success(), "openssl: {o:?}");
     let o = openssl(
@@ -394,7 +347,7 @@ fn generate_sign_verify_and_openssl_cross_check() {
             "bad.sig",
             "data",
         ],
-        env.dir.path(),
+        env.dir(),
     );
     assert!(!o.status.success());
 
@@ -437,7 +390,7 @@ fn generate_sign_verify_and_openssl_cross_check() {
             "pss.sig",
             "data",
         ],
-        env.dir.path(),
+        env.dir(),
     );
     assert!(o.status.success(), "openssl pss: {o:?}");
 
@@ -496,7 +449,7 @@ fn generate_sign_verify_and_openssl_cross_check() {
             "ec.der",
             "data",
         ],
-        env.dir.path(),
+        env.dir(),
     );
     assert!(o.status.success(), "openssl ecdsa: {o:?}");
     // An openssl-made signature over other data fails to verify on the token.
@@ -577,7 +530,7 @@ fn generate_sign_verify_and_openssl_cross_check() {
 fn import_key_and_certificate_share_an_id() {
     let env = Env::new();
     env.init("t");
-    let dir = env.dir.path();
+    let dir = env.dir();
     let o = openssl(
         &[
             "req",

@@ -1,26 +1,30 @@
 //! `vtoken ca`, `vtoken device` and `vtoken backup` end to end (SPEC V7, V8, V11),
 //! cross-checked with `openssl cms` / `openssl dgst`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::ops::Deref;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const SO: &str = "12345678";
-const PIN: &str = "123456";
+mod common;
+use common::{Harness, PIN, SO_PIN as SO};
 
-struct Station {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
+/// The shared harness with a prompt agent that confirms or refuses.
+struct Station(Harness);
+
+impl Deref for Station {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
 }
 
 impl Station {
     /// Tokens in a temp dir, cheap KDF, and a prompt agent that answers with
     /// `answer` ("true" confirms, "false" refuses).
     fn new() -> Station {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        let s = Station { dir, conf };
+        let s = Station(common::harness(""));
         s.prompt_answers(true);
         s
     }
@@ -29,63 +33,17 @@ impl Station {
     /// one script; its answer changes by rewriting the script.
     fn prompt_answers(&self, yes: bool) {
         use std::os::unix::fs::PermissionsExt;
-        let script = self.p("answer.sh");
+        let script = self.path("answer.sh");
         std::fs::write(
             &script,
             format!("#!/bin/sh\nexit {}\n", if yes { 0 } else { 1 }),
         )
         .unwrap();
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-        std::fs::write(
-            &self.conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
-                self.p("tokens").display(),
-                script.display()
-            ),
-        )
-        .unwrap();
-    }
-
-    fn p(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn s(&self, name: &str) -> String {
-        self.p(name).display().to_string()
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_vtoken"))
-            .args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_PROMPT")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "vtoken {args:?}: {}{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
-        String::from_utf8(o.stderr).unwrap()
+        self.config(&format!(
+            "[prompt]\nagent = \"command\"\ncommand = \"{}\"\n",
+            script.display()
+        ));
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -218,7 +176,7 @@ fn certify_attest_verify_and_refuse_replay_and_wrong_root() {
         &sig[1..]
     );
     v["signature"] = Value::String(flipped);
-    write(&st.p("forged.json"), v.to_string().as_bytes());
+    write(&st.path("forged.json"), v.to_string().as_bytes());
     st.fails(&[
         "device",
         "verify",
@@ -307,7 +265,7 @@ fn openssl_seals_to_the_token_and_the_token_opens_inside() {
         "--pin",
         PIN,
     ]);
-    write(&st.p("msg"), b"signed with a key that arrived sealed");
+    write(&st.path("msg"), b"signed with a key that arrived sealed");
     st.ok(&[
         "--token",
         "a",
@@ -333,7 +291,7 @@ fn openssl_seals_to_the_token_and_the_token_opens_inside() {
     ]);
 
     // A password into the vault, sealed by vtoken's own client side.
-    write(&st.p("pw"), b"correct horse battery staple");
+    write(&st.path("pw"), b"correct horse battery staple");
     st.ok(&[
         "device",
         "seal",
@@ -391,10 +349,10 @@ fn openssl_seals_to_the_token_and_the_token_opens_inside() {
         PIN,
     ]);
     assert!(e.contains("v1.5"), "{e}");
-    let mut t = std::fs::read(st.p("pw.cms")).unwrap();
+    let mut t = std::fs::read(st.path("pw.cms")).unwrap();
     let n = t.len();
     t[n - 20] ^= 1;
-    write(&st.p("bad.cms"), &t);
+    write(&st.path("bad.cms"), &t);
     st.fails(&[
         "--token",
         "a",
@@ -524,7 +482,7 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
     ]);
     assert!(out.contains("1 non-extractable"), "{out}");
     assert_eq!(st.objects("dst"), src_count);
-    write(&st.p("m"), b"restored key at work");
+    write(&st.path("m"), b"restored key at work");
     st.ok(&[
         "--token",
         "dst",
@@ -578,11 +536,11 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         "--from-pin",
         PIN,
     ]);
-    let bundle = std::fs::read(st.p("b.p7m")).unwrap();
+    let bundle = std::fs::read(st.path("b.p7m")).unwrap();
     let mut bad = bundle.clone();
     let n = bad.len();
     bad[n / 2] ^= 0x40;
-    write(&st.p("bad.p7m"), &bad);
+    write(&st.path("bad.p7m"), &bad);
     st.fails(&[
         "backup",
         "import",
@@ -657,7 +615,7 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         "--from-pin",
         PIN,
     ]);
-    assert!(!st.p("r.p7m").exists());
+    assert!(!st.path("r.p7m").exists());
     // The real thing (--root optional: the target checks against its own root).
     st.ok(&[
         "backup",

@@ -2,11 +2,11 @@
 //! the real `vtoken-server` CA and relay on 127.0.0.1, with certificates checked by
 //! `openssl verify` and by NSS (`modutil`/`certutil` on the real PKCS#11 module).
 //!
-//! `vtoken-server` and `libvtoken_pkcs11.so` are found beside the `vtoken` binary
-//! (`target/release/`): build them first with `cargo build --release --workspace
-//! --bins --lib`, as `scripts/test` does before `cargo test`.
+//! `vtoken-server` and `libvtoken_pkcs11.so` come from `artifacts` (the module from
+//! `VTOKEN_P11_TEST_MODULE` when set, as `scripts/test` does; else built once).
 
 use std::io::{BufRead, BufReader};
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::SystemTime;
@@ -20,25 +20,14 @@ use vault_core::slots::Registry;
 use vault_core::token::UserType;
 use vault_core::Attributes;
 
-const SO_PIN: &str = "12345678";
+mod common;
+use common::{artifacts, Harness, SO_PIN};
+
 const OPERATOR_PIN: &str = "operator-2468";
 const SECRET: &str = "station secret for the enroll tests\n";
 /// The serials the CA (and the verifying relay) accept. Test serials differ in their
 /// first four bytes, from which slot IDs are derived (NSS tells tokens apart by slot).
 const RANGE: &str = "1000000000000000-1FFFFFFFFFFFFFFF";
-
-/// A binary built beside `vtoken` (target/release or target/debug).
-fn sibling(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_vtoken")).parent().unwrap();
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} is missing: build it first with `cargo build --release --workspace --bins --lib` \
-         (scripts/test does)",
-        p.display()
-    );
-    p
-}
 
 /// A running `vtoken-server`; killed on drop.
 struct Server {
@@ -48,7 +37,7 @@ struct Server {
 
 impl Server {
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(sibling("vtoken-server"))
+        let mut child = Command::new(artifacts::server())
             .args(args)
             .args(["--listen", "127.0.0.1:0"])
             .env("VTOKEN_LOG", "warn")
@@ -133,35 +122,32 @@ impl Drop for Server {
     }
 }
 
-/// A token directory (cheap KDF), an operator token, a CA directory and scratch files.
+/// The shared harness with an operator token, a CA directory and scratch files.
 struct Env {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
+    h: Harness,
     ca_dir: PathBuf,
+}
+
+impl Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("secret"), SECRET).unwrap();
-        std::fs::write(dir.path().join("op.pin"), format!("{OPERATOR_PIN}\n")).unwrap();
-        let ca_dir = dir.path().join("ca");
-        let out = Command::new(sibling("vtoken-server"))
+        let h = common::harness("");
+        std::fs::write(h.path("secret"), SECRET).unwrap();
+        std::fs::write(h.path("op.pin"), format!("{OPERATOR_PIN}\n")).unwrap();
+        let ca_dir = h.path("ca");
+        let out = Command::new(artifacts::server())
             .args(["ca", "init", "--dir", ca_dir.to_str().unwrap()])
             .args(["--name", "Enroll Test CA"])
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        let env = Env { dir, conf, ca_dir };
+        let env = Env { h, ca_dir };
         env.token("operator", "0F0F0F0F00000000", OPERATOR_PIN);
         env.register_operator("station", "device,client");
         env
@@ -205,7 +191,7 @@ impl Env {
 
     /// `vtoken-server ARGS --dir CA` (a CA administration command), which must succeed.
     fn server(&self, args: &[&str]) -> Output {
-        let out = Command::new(sibling("vtoken-server"))
+        let out = Command::new(artifacts::server())
             .args(args)
             .args(["--dir", self.ca_dir.to_str().unwrap()])
             .output()
@@ -214,12 +200,8 @@ impl Env {
         out
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
     fn registry(&self) -> Registry {
-        Registry::new(Config::from_file(&self.conf).unwrap())
+        Registry::new(Config::from_file(self.conf()).unwrap())
     }
 
     /// A token with this label, serial and user PIN (as an issuer prepares it).
@@ -251,21 +233,6 @@ impl Env {
         let keys = of(CKO_PRIVATE_KEY).len();
         t.close_session(sid).unwrap();
         (certs, keys)
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vtoken"));
-        c.env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_OPERATOR_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run<S: AsRef<std::ffi::OsStr>>(&self, args: &[S]) -> Output {
-        self.cmd().args(args).output().unwrap()
     }
 
     /// `vtoken enroll --json --operator operator --operator-pin-file op.pin ARGS`.
@@ -400,12 +367,12 @@ fn batch_of_twenty_with_derived_pins_verifies_with_openssl_and_pairs_in_nss() {
     let ca_pem = env.ca_pem();
     let mut args = vec!["verify", "-CAfile", ca_pem.to_str().unwrap()];
     args.extend(files.iter().map(|s| s.as_str()));
-    let verified = tool("openssl", &args, &env.conf);
+    let verified = tool("openssl", &args, env.conf());
     assert_eq!(verified.matches(": OK").count(), 20, "{verified}");
     let subject = tool(
         "openssl",
         &["x509", "-noout", "-subject", "-in", &files[4]],
-        &env.conf,
+        env.conf(),
     );
     assert!(subject.contains(&serials[4]), "{subject}");
 
@@ -416,9 +383,9 @@ fn batch_of_twenty_with_derived_pins_verifies_with_openssl_and_pairs_in_nss() {
     tool(
         "certutil",
         &["-N", "-d", &dbs, "--empty-password"],
-        &env.conf,
+        env.conf(),
     );
-    let module = sibling("libvtoken_pkcs11.so");
+    let module = artifacts::pkcs11_module();
     tool(
         "modutil",
         &[
@@ -430,7 +397,7 @@ fn batch_of_twenty_with_derived_pins_verifies_with_openssl_and_pairs_in_nss() {
             module.to_str().unwrap(),
             "-force",
         ],
-        &env.conf,
+        env.conf(),
     );
     for i in [0usize, 9, 19] {
         let label = format!("tok{:02}", i + 1);
@@ -441,7 +408,7 @@ fn batch_of_twenty_with_derived_pins_verifies_with_openssl_and_pairs_in_nss() {
         let listed = tool(
             "certutil",
             &["-d", &dbs, "-L", "-h", &label, "-f", pw.to_str().unwrap()],
-            &env.conf,
+            env.conf(),
         );
         // "u,u,u": NSS found the private key of the certificate (a user certificate).
         let cert_line = listed
@@ -455,7 +422,7 @@ fn batch_of_twenty_with_derived_pins_verifies_with_openssl_and_pairs_in_nss() {
         let keys = tool(
             "certutil",
             &["-d", &dbs, "-K", "-h", &label, "-f", pw.to_str().unwrap()],
-            &env.conf,
+            env.conf(),
         );
         let key_id = row(&json, &serials[i])["key_id"]
             .as_str()
@@ -549,7 +516,7 @@ fn relay_with_verify_refuses_a_serial_outside_the_range_and_enrols_the_rest() {
             "-in",
             f.to_str().unwrap(),
         ],
-        &env.conf,
+        env.conf(),
     );
     assert!(text.contains("TLS Web Client Authentication"), "{text}");
 }
@@ -576,8 +543,7 @@ fn killed_server_leaves_no_half_written_token_and_a_rerun_completes() {
         ],
     );
     let mut child = env
-        .cmd()
-        .args(&args)
+        .cmd(&args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -1,108 +1,36 @@
 //! `vtoken gate`, `vtoken reattach`, `--gate` and the CLI's picture check, end to end.
 //!
-//! Tests that type the right answer need a `vtoken` built with the test-only hook;
-//! they build it once into `target/test-hooks` (never touching the normal build),
-//! in the profile of the tests and with the same package selection as
-//! `tests/tests/gate_clients.rs`, so one build serves both:
-//!
-//! ```sh
-//! CARGO_TARGET_DIR=target/test-hooks cargo build --release -p vtoken-pkcs11 -p vtoken-cli \
-//!     --features vault-core/test-hooks
-//! ```
-//!
-//! or use the binary named by `VTOKEN_HOOKED_BIN` when set (`scripts/test` does).
+//! Tests that type the right answer need a `vtoken` built with the test-only hook:
+//! `artifacts::hooked_cli` (`VTOKEN_HOOKED_BIN` when set, as `scripts/test` does,
+//! else built once into `target/test-hooks`, never touching the normal build).
 
 use std::io::Write;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::OnceLock;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const SO_PIN: &str = "12345678";
-const PIN: &str = "123456";
+mod common;
+use common::{artifacts, Harness, PIN, SO_PIN};
 
-struct Env {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
+/// The shared harness with a token `gate` and a data file.
+struct Env(Harness);
+
+impl Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("data"), b"pay 100 to bob\n").unwrap();
-        let env = Env { dir, conf };
+        let env = Env(common::harness(""));
+        std::fs::write(env.path("data"), b"pay 100 to bob\n").unwrap();
         env.ok(&["init", "--label", "gate", "--so-pin", SO_PIN, "--pin", PIN]);
         env
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn cmd_with(&self, bin: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new(bin);
-        c.args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_SO_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .env_remove("VTOKEN_PROMPT")
-            .env_remove("VTOKEN_GATE_PNG")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        self.cmd_with(Path::new(env!("CARGO_BIN_EXE_vtoken")), args)
-    }
-
-    /// Runs with `input` on stdin.
-    fn run_in(&self, args: &[&str], input: &str) -> Output {
-        let mut c = self.cmd(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
-        child.wait_with_output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.cmd(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "vtoken {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
-    fn fails(&self, args: &[&str]) -> String {
-        let o = self.cmd(args).output().unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
-        String::from_utf8(o.stderr).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
     }
 
     fn status(&self) -> Value {
@@ -397,41 +325,6 @@ fn so_pin_sets_any_policy_without_a_picture() {
 
 // ---------------------------------------------------------------- with the test hook
 
-/// The `vtoken` built with `vault-core/test-hooks`, in its own target directory.
-fn hooked_bin() -> PathBuf {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("VTOKEN_HOOKED_BIN") {
-            return PathBuf::from(p);
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let target = root.join("target/test-hooks");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root)
-            .env("CARGO_TARGET_DIR", &target)
-            .args([
-                "build",
-                "-p",
-                "vtoken-pkcs11",
-                "-p",
-                "vtoken-cli",
-                "--features",
-                "vault-core/test-hooks",
-            ]);
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            cmd.arg("--release");
-            "release"
-        };
-        let st = cmd.status().expect("cargo build (test-hooks)");
-        assert!(st.success(), "building the test-hooks vtoken failed");
-        target.join(profile).join("vtoken")
-    })
-    .clone()
-}
-
 /// Waits for the hook to write the next answer; removes the file.
 fn next_answer(file: &Path, child: &mut Child) -> String {
     let start = Instant::now();
@@ -454,7 +347,7 @@ fn hooked_sign(env: &Env, label: &str, out: &str) -> (Child, PathBuf) {
     let answer_file = env.path("answer");
     let _ = std::fs::remove_file(&answer_file);
     let args = with_data(env, env.sign_args(label, out));
-    let mut c = env.cmd_with(&hooked_bin(), &strs(&args));
+    let mut c = env.cmd_with(artifacts::hooked_cli(), &strs(&args));
     c.env("VTOKEN_TEST_CAPTCHA_ANSWER_FILE", &answer_file)
         .env("VTOKEN_GATE_PNG", env.path("challenge.png"))
         .stdin(Stdio::piped())

@@ -3,85 +3,42 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::ops::Deref;
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use otp_core::{hotp, Algorithm};
 use serde_json::Value;
 
-const SO_PIN: &str = "12345678";
-const PIN: &str = "123456";
+mod common;
+use common::{Harness, PIN, SO_PIN};
 /// RFC 4226's secret "12345678901234567890" in base32.
 const RFC_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const RFC_HEX: &str = "3132333435363738393031323334353637383930";
 
-struct Env {
-    _dir: tempfile::TempDir,
-    conf: PathBuf,
+/// The shared harness; failures here print nothing on stdout.
+struct Env(Harness);
+
+impl Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
 }
 
 impl Env {
-    /// A temporary token directory with one token (SO PIN 12345678, user PIN 1234).
+    /// A temporary token directory with one token (SO PIN [`SO_PIN`], user PIN [`PIN`]).
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        std::fs::write(
-            &conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let env = Env { _dir: dir, conf };
+        let env = Env(common::harness(""));
         env.ok(&["init", "--label", "otp", "--so-pin", SO_PIN, "--pin", PIN]);
         env
     }
 
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vtoken"));
-        c.args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_SO_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .env_remove("VTOKEN_PROMPT")
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "vtoken {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
     fn fails(&self, args: &[&str]) -> String {
         let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
         assert!(o.stdout.is_empty(), "nothing on stdout: {o:?}");
-        String::from_utf8(o.stderr).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
+        common::fails_stderr(args, o)
     }
 
     /// The stored state of credential `name` from `otp list --json`.

@@ -10,49 +10,30 @@
 //!   fails and changes nothing;
 //! - `VTOKEN_PROMPT` and `[prompt]` still give the defaults of a new token.
 
-use std::os::unix::fs::PermissionsExt;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
 
-const SO_PIN: &str = "12345678";
-const PIN: &str = "123456";
+mod common;
+use common::{script, Harness, PIN, SO_PIN};
+
 const SECRET: &str = "Pr0mpt-Policy-Marker-5521";
 
-struct Env {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
-}
+/// The shared harness; each run takes its extra variables as an argument.
+struct Env(Harness);
 
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+impl Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.0
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        let env = Env { dir, conf };
-        env.config("");
-        env
-    }
-
-    /// Writes the configuration with `extra` appended.
-    fn config(&self, extra: &str) {
-        std::fs::write(
-            &self.conf,
-            format!(
-                "token_dir = \"{}\"\nkdf = \"test\"\n{extra}",
-                self.path("tokens").display()
-            ),
-        )
-        .unwrap();
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        Env(common::harness(""))
     }
 
     /// A prompt script that logs each call to `<name>.log`, then exits `code`.
@@ -74,46 +55,18 @@ impl Env {
 
     /// `vtoken` with a clean environment plus `env`.
     fn run(&self, args: &[&str], env: &[(&str, String)]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vtoken"));
-        c.args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env_remove("VTOKEN_PROMPT")
-            .env_remove("VTOKEN_PIN")
-            .env_remove("VTOKEN_SO_PIN")
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .env_remove("VTOKEN_VAULT_CODE")
-            .env_remove("VTOKEN_GATE_PNG")
-            .env_remove("WAYLAND_DISPLAY")
-            .env_remove("DISPLAY")
-            .stdin(Stdio::null());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.output().unwrap()
+        self.0.run_with(args, env)
     }
 
     fn ok(&self, args: &[&str], env: &[(&str, String)]) -> String {
-        let o = self.run(args, env);
-        assert!(
-            o.status.success(),
-            "vtoken {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
+        common::ok_stdout(args, self.run(args, env))
     }
 
     /// Fails with exit status 1 and one `error:` line; nothing secret printed.
     fn fails(&self, args: &[&str], env: &[(&str, String)]) -> String {
         let o = self.run(args, env);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
-        let out = String::from_utf8_lossy(&o.stdout);
-        let err = String::from_utf8(o.stderr).unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        let err = common::fails_stderr(args, o);
         assert!(
             !out.contains(SECRET) && !err.contains(SECRET),
             "secret printed"

@@ -1,45 +1,44 @@
 //! `vtoken vault` end to end: the binary, a temporary token directory, and a real
 //! command prompt agent (a shell script that exits 0 or 1).
 
+use std::ops::{Deref, DerefMut};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use serde_json::Value;
+mod common;
+use common::{script, Harness, PIN, SO_PIN};
 
-const SO_PIN: &str = "12345678";
-const PIN: &str = "123456";
 const SECRET: &str = "S3cret-Marker-9931";
 
+/// The shared harness; every command gets both PINs and the prompt agent
+/// `prompt.sh` from the environment.
 struct Env {
-    dir: tempfile::TempDir,
-    conf: PathBuf,
+    h: Harness,
     prompt: PathBuf,
-    extra_env: Vec<(String, String)>,
 }
 
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+impl Deref for Env {
+    type Target = Harness;
+    fn deref(&self) -> &Harness {
+        &self.h
+    }
+}
+
+impl DerefMut for Env {
+    fn deref_mut(&mut self) -> &mut Harness {
+        &mut self.h
+    }
 }
 
 impl Env {
     fn new() -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("vtoken.toml");
-        let tokens = dir.path().join("tokens");
-        std::fs::write(
-            &conf,
-            format!("token_dir = \"{}\"\nkdf = \"test\"\n", tokens.display()),
-        )
-        .unwrap();
-        let prompt = dir.path().join("prompt.sh");
-        let e = Env {
-            dir,
-            conf,
-            prompt,
-            extra_env: Vec::new(),
-        };
+        let mut h = common::harness("");
+        let prompt = h.path("prompt.sh");
+        h.set_var("VTOKEN_PROMPT", format!("command:{}", prompt.display()));
+        h.set_var("VTOKEN_PIN", PIN);
+        h.set_var("VTOKEN_SO_PIN", SO_PIN);
+        let e = Env { h, prompt };
         e.answer(true);
         e
     }
@@ -62,58 +61,10 @@ impl Env {
         std::fs::read_to_string(self.path("prompts.log")).unwrap_or_default()
     }
 
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_vtoken"));
-        c.args(args)
-            .env("VTOKEN_CONF", &self.conf)
-            .env(
-                "VTOKEN_PROMPT",
-                format!("command:{}", self.prompt.display()),
-            )
-            .env("VTOKEN_PIN", PIN)
-            .env("VTOKEN_SO_PIN", SO_PIN)
-            .env_remove("VTOKEN_TOKEN")
-            .env_remove("VTOKEN_LOG")
-            .env_remove("VTOKEN_VAULT_CODE")
-            .env_remove("WAYLAND_DISPLAY")
-            .env_remove("DISPLAY")
-            .stdin(Stdio::null());
-        for (k, v) in &self.extra_env {
-            c.env(k, v);
-        }
-        c.output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert!(
-            o.status.success(),
-            "vtoken {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&o.stderr),
-            String::from_utf8_lossy(&o.stdout)
-        );
-        String::from_utf8(o.stdout).unwrap()
-    }
-
     fn fails(&self, args: &[&str]) -> String {
-        let o = self.run(args);
-        assert_eq!(
-            o.status.code(),
-            Some(1),
-            "vtoken {args:?} should fail: {o:?}"
-        );
-        let err = String::from_utf8(o.stderr).unwrap();
+        let err = self.h.fails(args);
         assert!(err.lines().any(|l| l.starts_with("error: ")), "{err}");
         err
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let out = self.ok(args);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {out}"))
     }
 
     fn token_bytes(&self) -> Vec<u8> {
@@ -493,7 +444,8 @@ fn clipboard_copy_and_clear() {
         ),
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    env.extra_env = vec![("DISPLAY".into(), ":0".into()), ("PATH".into(), path)];
+    env.set_var("DISPLAY", ":0");
+    env.set_var("PATH", path);
     env.ok(&["vault", "get", "site", "-c", "--clip-seconds", "1"]);
     assert_eq!(std::fs::read_to_string(&board).unwrap(), SECRET);
     let mut cleared = false;

@@ -1,5 +1,6 @@
-//! Shared helpers of the PKCS#11 integration tests: they build `libvtoken_pkcs11.so`
-//! once per test binary, load it through the `cryptoki` crate (real `dlopen`), give
+//! Shared helpers of the PKCS#11 integration tests: they take `libvtoken_pkcs11.so`
+//! from `vtoken_testsupport::artifacts` (built once per test binary when
+//! `VTOKEN_P11_TEST_MODULE` is unset), load it through the `cryptoki` crate (real `dlopen`), give
 //! every test its own token directory and config, and serialise the tests of one
 //! binary (PKCS#11 state and `VTOKEN_CONF` are process-wide).
 //!
@@ -37,33 +38,10 @@ pub const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
 static LOCK: Mutex<()> = Mutex::new(());
 
-/// Builds the module once (or takes it from [`MODULE_ENV`]) and returns its path.
+/// The module under test: [`MODULE_ENV`] when set, else built once
+/// (`vtoken_testsupport::artifacts::pkcs11_module`).
 pub fn module_path() -> &'static Path {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os(MODULE_ENV) {
-            return PathBuf::from(p);
-        }
-        let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "vtoken-pkcs11"])
-            .current_dir(&root);
-        let profile = if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            cmd.arg("--release");
-            "release"
-        };
-        let status = cmd.status().expect("run cargo build -p vtoken-pkcs11");
-        assert!(status.success(), "cargo build -p vtoken-pkcs11 failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .map(|t| if t.is_absolute() { t } else { root.join(t) })
-            .unwrap_or_else(|| root.join("target"));
-        let path = target.join(profile).join("libvtoken_pkcs11.so");
-        assert!(path.exists(), "{} missing after build", path.display());
-        path
-    })
+    vtoken_testsupport::artifacts::pkcs11_module()
 }
 
 /// The module's `CK_FUNCTION_LIST` (v2.40), from `dlopen` + `C_GetFunctionList`.
@@ -144,11 +122,7 @@ impl Ctx {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("vtoken.toml");
         let tokens = dir.path().join("tokens");
-        std::fs::write(
-            &conf,
-            format!("token_dir = \"{}\"\nkdf = \"test\"\n", tokens.display()),
-        )
-        .expect("write config");
+        vtoken_testsupport::env::write_config(&conf, &tokens, "");
         std::env::set_var("VTOKEN_CONF", &conf);
         std::env::set_var(MODULE_ENV, path);
         let p11 = Pkcs11::new(path).expect("load module");
