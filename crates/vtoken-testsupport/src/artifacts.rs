@@ -10,7 +10,7 @@
 //! |--------------------|--------------------------|----------------------------------------------|
 //! | [`pkcs11_module`]  | `VTOKEN_P11_TEST_MODULE` | `-p vtoken-pkcs11`                           |
 //! | [`cli`]            | `VTOKEN_TEST_CLI`        | `-p vtoken-cli --bin vtoken`                 |
-//! | [`server`]         | (none)                   | `-p vtoken-server --bin vtoken-server`       |
+//! | [`server`]         | `VTOKEN_TEST_SERVER`     | `-p vtoken-server --bin vtoken-server`       |
 //! | [`prompt_demo`]    | `VTOKEN_PROMPT_DEMO`     | `-p vault-core --example prompt_demo`        |
 //! | [`hooked_module`], [`hooked_cli`] | `VTOKEN_HOOKED_MODULE`, `VTOKEN_HOOKED_BIN` | `-p vtoken-pkcs11 -p vtoken-cli --features vault-core/test-hooks`, in `<target>/test-hooks` |
 //!
@@ -179,16 +179,15 @@ pub fn cli() -> &'static Path {
     })
 }
 
-/// The `vtoken-server` binary (always built: a no-op when it is up to date).
+/// The `vtoken-server` binary (`VTOKEN_TEST_SERVER`, else built).
 pub fn server() -> &'static Path {
     static P: OnceLock<PathBuf> = OnceLock::new();
     P.get_or_init(|| {
-        cargo_build(
+        from_env_or_build(
+            "VTOKEN_TEST_SERVER",
             &["-p", "vtoken-server", "--bin", "vtoken-server"],
-            None,
-            &["vtoken-server"],
+            "vtoken-server",
         )
-        .remove(0)
     })
 }
 
