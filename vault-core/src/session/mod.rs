@@ -15,10 +15,12 @@ use tracing::{debug, info, warn};
 
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
-use crate::mechanism::{self, CipherOp, DigestOp, Key, Mechanism, SignOp, VerifyOp};
+use crate::mechanism::{self, CipherOp, Key, Mechanism};
 use crate::object::{self, Origin};
 use crate::store::IndexFilter;
 use crate::token::hooks::{KeyVerdict, OpClass};
+use crate::token::session_state::{KeyUse, Stage, Use};
+pub use crate::token::Session;
 use crate::token::{CachedObject, Token, UserType, SESSION_OBJECT_BASE};
 
 mod cipher;
@@ -68,15 +70,6 @@ pub struct SessionInfo {
     pub rw: bool,
 }
 
-struct Stage<T: ?Sized> {
-    op: Box<T>,
-    multi: bool,
-    pending: Option<Vec<u8>>,
-    /// The key has `CKA_ALWAYS_AUTHENTICATE`: no step runs until a
-    /// `C_Login(CKU_CONTEXT_SPECIFIC)` on this session after the init.
-    needs_auth: bool,
-}
-
 impl<T: ?Sized> Stage<T> {
     fn new(op: Box<T>) -> Self {
         Stage {
@@ -95,28 +88,6 @@ fn check_auth<T: ?Sized>(slot: &Option<Stage<T>>) -> Result<()> {
         Some(st) if st.needs_auth => Err(Error::UserNotLoggedIn),
         _ => Ok(()),
     }
-}
-
-/// One session. Its lock and operation slots are written on every call, by whichever
-/// thread uses it; `_cold_tail` (fields in declaration order) keeps the next heap block
-/// (often another session, opened right after this one) off this one's written cache
-/// lines, without the cost of an over-aligned allocation.
-#[repr(C)]
-pub struct Session {
-    id: u64,
-    rw: bool,
-    find: Option<Vec<u64>>,
-    sign: Option<Stage<dyn SignOp>>,
-    verify: Option<Stage<dyn VerifyOp>>,
-    encrypt: Option<Stage<dyn CipherOp>>,
-    decrypt: Option<Stage<dyn CipherOp>>,
-    digest: Option<Stage<dyn DigestOp>>,
-    /// Keys used by active operations, so logout can end the private ones.
-    private_op: bool,
-    /// The key the last operation's init here used (token objects only): the next
-    /// init with the same key reuses it while the file and the process are unchanged.
-    last_key: Option<KeyUse>,
-    _cold_tail: [u8; 64],
 }
 
 impl Session {
@@ -175,27 +146,6 @@ fn ulongs(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
     v.chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
 }
-
-/// A key object ready for an operation, with the key-use hook's verdict (the gate
-/// record) read at the same time, and what it is current as of: the file's
-/// `data_version` it was read at and the token's epoch taken before
-/// ([`crate::token::fresh`]).
-struct KeyUse {
-    id: u64,
-    key: Arc<Key>,
-    private: bool,
-    /// `CKA_ALWAYS_AUTHENTICATE` (read once, here).
-    always_auth: bool,
-    obj: Arc<CachedObject>,
-    verdict: Arc<dyn KeyVerdict>,
-    dv: i64,
-    epoch: u64,
-    /// The last (usage, mechanism, gate class) [`Token::reuse`] found this key good
-    /// for without asking the gate: the same init again needs no attribute scans.
-    passed: std::cell::Cell<Option<Use>>,
-}
-
-type Use = (CK_ATTRIBUTE_TYPE, CK_MECHANISM_TYPE, Option<OpClass>);
 
 /// A session as a caller names it: by handle (`u64`, looked up in the token's
 /// session map) or by a [`SessionRef`] the caller keeps (no lookup: the PKCS#11

@@ -20,7 +20,6 @@ use crate::attr::Attributes;
 use crate::config::{Config, KdfParams, PinPolicy};
 use crate::error::{Error, Result};
 use crate::mechanism::Key;
-use crate::session::Session;
 use crate::store::seal::{Key32, WrappedKey};
 use crate::store::{wrap_ad, Header, MasterKeys, PinAttempt, Store, PIN_COUNTERS_MARK};
 
@@ -29,9 +28,11 @@ pub mod fresh;
 pub mod handles;
 pub mod hooks;
 pub mod pin;
+pub(crate) mod session_state;
 
 pub use handles::{HandleMap, ShardedHandles};
 pub use pin::{check_pin_len, PinStatus, UserType};
+pub use session_state::Session;
 
 pub(crate) use fresh::CacheWrite;
 use hooks::Hooks;
