@@ -2,7 +2,7 @@
 //!
 //! (a) no file under `src/{token,session,mechanism,store}/` names `crate::ext` or a
 //!     feature module the crate root re-exports from it (`crate::vault`,
-//!     `crate::gate`, `crate::otp`, `crate::device`): features plug in through
+//!     `crate::gate`, `crate::otp`, `crate::identity`): features plug in through
 //!     `token::hooks`, registered by the crate root (`crate::extensions`);
 //! (b) the top-level modules' `crate::X` references (outside `#[cfg(test)]` code and
 //!     comments) form no cycle: every edge points from a feature towards the kernel,
@@ -20,7 +20,7 @@ const KERNEL: &[&str] = &["token", "session", "mechanism", "store"];
 
 /// What a kernel file must not name: the extensions' module and the crate root's
 /// re-exports of the feature modules.
-const FEATURES: &[&str] = &["ext", "vault", "gate", "otp", "device"];
+const FEATURES: &[&str] = &["ext", "vault", "gate", "otp", "identity"];
 
 /// Top-level modules that count as one node of the graph: none; kept so a future
 /// exception has to be written down here, with its reason.
@@ -32,7 +32,7 @@ const ROOT_ALIASES: &[(&str, Option<&str>)] = &[
     ("vault", Some("ext")),
     ("gate", Some("ext")),
     ("otp", Some("ext")),
-    ("device", Some("ext")),
+    ("identity", Some("ext")),
     ("Error", Some("error")),
     ("Result", Some("error")),
     ("Attributes", Some("attr")),

@@ -925,9 +925,9 @@ fn device_verify_refuses_an_attestation_whose_certificate_is_not_device_identity
         let t = reg.open(&reg.find(&s).unwrap()).unwrap();
         let sid = t.open_session(true).unwrap();
         t.login(UserType::User, b"123456").unwrap();
-        let spki = t.device_info().unwrap().spki;
+        let spki = t.identity_info().unwrap().spki;
         let leaf = root.issue_for_spki(&spki, &s, usage).unwrap();
-        t.device_set_chain(vec![leaf, root.cert_der().to_vec()], &spki)
+        t.identity_set_chain(vec![leaf, root.cert_der().to_vec()], &spki)
             .unwrap();
         t.close_session(sid).unwrap();
     };

@@ -32,8 +32,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
-use vault_core::device::CKA_VTOKEN_BACKUP_ORIGIN;
 use vault_core::gate::OpClass;
+use vault_core::identity::CKA_VTOKEN_BACKUP_ORIGIN;
 use vault_core::otp::CKA_VTOKEN_OTP;
 use vault_core::pkcs11::*;
 use vault_core::prompt::Request;
@@ -213,13 +213,13 @@ pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Res
     check(source, target, "target")?;
     check(target, source, "source")?;
     info!(source = %source.serial(), target = %target.serial(), "backup: mutual device authentication done");
-    Ok(target.device_info()?.chain)
+    Ok(target.identity_info()?.chain)
 }
 
 /// Target side, step 1 (user logged in on `target`): a fresh nonce the token
 /// remembers, attested with the identity key, with the identity chain.
 pub fn request(target: &Token) -> Result<BackupRequest> {
-    if target.device_info()?.chain.is_empty() {
+    if target.identity_info()?.chain.is_empty() {
         return rejected("the target token has no device certificate (vtoken device certify)");
     }
     // Checked here too, so a token that cannot verify a bundle issues no request.
@@ -336,7 +336,7 @@ pub fn export_bundle(
     if target_serial == source.serial() {
         return rejected("source and target are the same token");
     }
-    let info = source.device_info()?;
+    let info = source.identity_info()?;
     let Some(source_leaf) = info.chain.first() else {
         return rejected("the source token has no device certificate (vtoken device certify)");
     };
@@ -372,7 +372,7 @@ pub fn export_bundle(
     );
     drop(payload);
     let bundle = vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, |attrs| {
-        source.device_sign_cms(attrs)
+        source.identity_sign_cms(attrs)
     })?;
     info!(source = %source.serial(), target = %target_serial, items = summary.labels.len(), "backup bundle made");
     Ok((bundle, summary))
@@ -428,7 +428,7 @@ pub fn import_bundle(
     if expect_root.is_some_and(|r| r != root.as_slice()) {
         return rejected("the root given is not the device root this target token trusts");
     }
-    let info = target.device_info()?;
+    let info = target.identity_info()?;
     let Some(my_leaf) = info.chain.first() else {
         return rejected("the target token has no device certificate (vtoken device certify)");
     };
@@ -463,7 +463,7 @@ pub fn import_bundle(
             signer_serial = v.token_serial;
             Ok(())
         },
-        |kt, enc| target.device_unwrap_cek(kt, enc),
+        |kt, enc| target.identity_unwrap_cek(kt, enc),
         Some(my_leaf),
     )?;
     let payload: Payload = postcard::from_bytes(&plain)

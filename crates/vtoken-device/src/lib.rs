@@ -32,7 +32,7 @@ use rsa::pkcs8::DecodePublicKey;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use signature::Verifier;
-use vault_core::device::{attestation_message, MIN_NONCE_LEN};
+use vault_core::identity::{attestation_message, MIN_NONCE_LEN};
 use vault_core::token::Token;
 use vtoken_pki::{verify_chain, LocalCa, Usage, VerifiedCert};
 
@@ -65,7 +65,7 @@ pub struct Attestation {
     /// The challenge, hex.
     pub nonce: String,
     /// RSA PKCS#1 v1.5 SHA-256 signature over
-    /// [`vault_core::device::attestation_message`], hex.
+    /// [`vault_core::identity::attestation_message`], hex.
     pub signature: String,
     /// Identity certificate chain, leaf first, DER as hex.
     pub chain: Vec<String>,
@@ -74,14 +74,14 @@ pub struct Attestation {
 /// Token side of V7: signs `nonce` with the identity key and attaches the chain.
 /// The token must be certified and logged in.
 pub fn attest(token: &Token, nonce: &[u8]) -> Result<Attestation> {
-    let info = token.device_info()?;
+    let info = token.identity_info()?;
     if info.chain.is_empty() {
         return rejected(format!(
             "token {} has no device certificate yet (vtoken device certify)",
             info.serial
         ));
     }
-    let sig = token.device_attest(nonce)?;
+    let sig = token.attest(nonce)?;
     Ok(Attestation {
         serial: info.serial,
         nonce: hex::encode(nonce),
@@ -175,19 +175,19 @@ pub fn new_nonce() -> Result<Vec<u8>> {
 /// certificate and stores the chain `[leaf, root]` (user logged in). Returns the
 /// leaf DER.
 pub fn certify_local(token: &Token, ca: &LocalCa) -> Result<Vec<u8>> {
-    token.device_ensure()?;
-    let info = token.device_info()?;
+    token.identity_ensure()?;
+    let info = token.identity_info()?;
     let leaf = ca.issue_for_spki(&info.spki, &info.serial, Usage::Device)?;
-    token.device_set_chain(vec![leaf.clone(), ca.cert_der().to_vec()], &info.spki)?;
+    token.identity_set_chain(vec![leaf.clone(), ca.cert_der().to_vec()], &info.spki)?;
     Ok(leaf)
 }
 
 /// The identity root `token` itself trusts (DER): the root its own identity
 /// certificate was issued under, bound at certification and authenticated under
-/// its master key ([`Token::device_root`]; user or SO logged in). Backup trusts
+/// its master key ([`Token::identity_root`]; user or SO logged in). Backup trusts
 /// this root only, never one a caller names.
 pub fn own_root(token: &Token) -> Result<Vec<u8>> {
-    match token.device_root()? {
+    match token.identity_root()? {
         Some(r) => Ok(r),
         None => rejected(format!(
             "token {} has no bound device root: certify it (vtoken device certify); a token \

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use otp_core::OtpUri;
 use vault_core::config::{Config, KdfParams};
-use vault_core::device::CKA_VTOKEN_BACKUP_ORIGIN;
+use vault_core::identity::CKA_VTOKEN_BACKUP_ORIGIN;
 use vault_core::mechanism::Mechanism;
 use vault_core::pkcs11::*;
 use vault_core::prompt::{Answer, Prompt, Request};
@@ -160,14 +160,14 @@ fn device_key_made_with_the_user_pin_and_hidden_from_pkcs11() {
     let e = f.reg.create("fresh", SO, None).unwrap();
     let t = f.reg.open(&e).unwrap();
     assert!(matches!(
-        t.device_info(),
+        t.identity_info(),
         Err(vault_core::Error::Identity(
             vault_core::error::IdentityError::Missing
         ))
     ));
     t.login(UserType::So, SO).unwrap();
     t.init_pin(USER).unwrap();
-    let info = t.device_info().unwrap();
+    let info = t.identity_info().unwrap();
     assert!(info.chain.is_empty());
     assert!(!info.allow_key_backup);
     // Not a PKCS#11 object: an empty token stays empty.
@@ -177,10 +177,10 @@ fn device_key_made_with_the_user_pin_and_hidden_from_pkcs11() {
     // The public part survives a reopen and needs no login.
     drop(t);
     let t = f.reg.open(&e).unwrap();
-    assert_eq!(t.device_info().unwrap().spki, info.spki);
+    assert_eq!(t.identity_info().unwrap().spki, info.spki);
     // The private key needs a login.
     assert!(matches!(
-        t.device_attest(&[7; 32]),
+        t.attest(&[7; 32]),
         Err(vault_core::Error::UserNotLoggedIn)
     ));
 }
@@ -211,7 +211,7 @@ fn attestation_verifies_and_rejects_forgery_wrong_root_and_replay() {
 
     // Forged certificate: same subject, same key, issued by another CA, presented
     // against the real root.
-    let info = t.device_info().unwrap();
+    let info = t.identity_info().unwrap();
     let forged_leaf = other
         .issue_for_spki(&info.spki, t.serial(), vtoken_pki::Usage::Device)
         .unwrap();
@@ -230,9 +230,9 @@ fn attestation_verifies_and_rejects_forgery_wrong_root_and_replay() {
     bad_sig.signature = att2.signature.clone();
     assert!(verify_attestation(&bad_sig, ca.cert_der(), &nonce, now).is_err());
     // Short nonces are refused by the token.
-    assert!(t.device_attest(&[1; 8]).is_err());
+    assert!(t.attest(&[1; 8]).is_err());
     // The device key signs nothing but attestations and CMS signed attributes.
-    assert!(t.device_sign_cms(b"arbitrary data").is_err());
+    assert!(t.identity_sign_cms(b"arbitrary data").is_err());
 }
 
 #[test]
@@ -415,7 +415,7 @@ fn device_root_is_fixed_and_only_device_certificates_receive() {
     certify_local(&a, &ca).unwrap();
     // A certificate of the right root for B's key, but with the client usage.
     let mut req = backup::request(&b).unwrap();
-    let info = b.device_info().unwrap();
+    let info = b.identity_info().unwrap();
     let client = ca
         .issue_for_spki(&info.spki, b.serial(), vtoken_pki::Usage::Client)
         .unwrap();

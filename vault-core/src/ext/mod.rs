@@ -5,10 +5,10 @@
 //! - [`vault`]: the password vault (SPEC V1–V4, V10);
 //! - [`gate`]: the picture-verification gate (C1–C6);
 //! - [`otp`]: OTP credentials (V9);
-//! - [`device`]: the device identity key, attestation and backup (V7).
+//! - [`identity`]: the identity key pair, its certificate chain, attestation and the backup requests (V7, V11).
 
-pub mod device;
 pub mod gate;
+pub mod identity;
 pub mod otp;
 pub mod vault;
 
@@ -21,6 +21,6 @@ pub(crate) fn hooks() -> Hooks {
     Hooks::new(
         vec![Arc::new(vault::VaultHook)],
         Arc::new(gate::GateHook::default()),
-        vec![Arc::new(vault::VaultHook), Arc::new(device::DeviceHook)],
+        vec![Arc::new(vault::VaultHook), Arc::new(identity::IdentityHook)],
     )
 }

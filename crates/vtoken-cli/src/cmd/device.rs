@@ -196,7 +196,7 @@ pub fn device(ctx: &Ctx, json: bool, c: &DeviceCommand) -> Result<()> {
     match c {
         DeviceCommand::Info => {
             let open = ctx.open()?;
-            let info = open.token.device_info()?;
+            let info = open.token.identity_info()?;
             let leaf = info.chain.first();
             let subject = leaf.and_then(|c| vtoken_pki::cert_token_serial(c).ok());
             if json {
@@ -237,7 +237,7 @@ pub fn device(ctx: &Ctx, json: bool, c: &DeviceCommand) -> Result<()> {
         }
         DeviceCommand::Cert { out, chain } => {
             let open = ctx.open()?;
-            let info = open.token.device_info()?;
+            let info = open.token.identity_info()?;
             if info.chain.is_empty() {
                 bail!(
                     "token {} has no device certificate yet (vtoken device certify)",
@@ -339,7 +339,7 @@ pub fn device(ctx: &Ctx, json: bool, c: &DeviceCommand) -> Result<()> {
             let data = read_in(input)?;
             let open = ctx.open()?;
             user_login(&open, user)?;
-            let plain = open.token.device_open(&data)?;
+            let plain = open.token.open_sealed(&data)?;
             let handles = store_opened(&open, *kind, label, &plain)?;
             if json {
                 print_json(&json!({"stored": handles}))?;

@@ -11,11 +11,11 @@
 //!
 //! What the key does, each with its own domain separation so one use cannot stand
 //! in for another:
-//! * [`Token::device_attest`]: signs `ATTEST_CONTEXT || serial || nonce`
+//! * [`Token::attest`]: signs `ATTEST_CONTEXT || serial || nonce`
 //!   (RSA PKCS#1 v1.5, SHA-256) — the answer to a client's challenge;
-//! * [`Token::device_sign_cms`]: signs the DER `SET OF` signed attributes of a CMS
+//! * [`Token::identity_sign_cms`]: signs the DER `SET OF` signed attributes of a CMS
 //!   SignedData (a backup bundle) — input must be such a SET;
-//! * [`Token::device_open`]: opens a CMS envelope sealed to the device certificate
+//! * [`Token::open_sealed`]: opens a CMS envelope sealed to the device certificate
 //!   ([`crate::sealed`]); only RSA-OAEP key transport is accepted (PKCS#1 v1.5 is
 //!   refused: RUSTSEC-2023-0071).
 
@@ -42,7 +42,7 @@ const SEAL_LABEL: &[u8] = b"vtoken device seal key";
 /// Prefix of every attestation signature.
 pub const ATTEST_CONTEXT: &[u8] = b"vtoken device attestation v1\0";
 /// Device key size.
-pub const DEVICE_KEY_BITS: usize = 2048;
+pub const IDENTITY_KEY_BITS: usize = 2048;
 /// Attestation nonces: at least this many bytes (a replay must not be guessable).
 pub const MIN_NONCE_LEN: usize = 16;
 
@@ -59,7 +59,7 @@ struct Record {
 
 /// The public part of a token's device identity.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DeviceInfo {
+pub struct IdentityInfo {
     /// Token serial.
     pub serial: String,
     /// Device public key, SubjectPublicKeyInfo DER.
@@ -103,8 +103,8 @@ fn ck_hash(h: HashAlg) -> (CK_MECHANISM_TYPE, CK_RSA_PKCS_MGF_TYPE) {
     }
 }
 
-/// The header extension holding the sealed device root (see [`Token::device_root`]).
-const ROOT_KEY: &str = "device_root";
+/// The header extension holding the sealed device root (see [`Token::identity_root`]).
+const ROOT_KEY: &str = "identity_root";
 /// Label of the key that authenticates the device root (derived from the master key).
 const ROOT_LABEL: &[u8] = b"vtoken device root binding key";
 /// The header extension listing pending backup request nonces.
@@ -118,11 +118,11 @@ pub use crate::vendor::CKA_VTOKEN_BACKUP_ORIGIN;
 
 /// The device identity as a lifecycle hook: the key is made with the token's first
 /// user PIN (SPEC V7).
-pub(crate) struct DeviceHook;
+pub(crate) struct IdentityHook;
 
-impl crate::token::hooks::LifecycleHook for DeviceHook {
+impl crate::token::hooks::LifecycleHook for IdentityHook {
     fn user_pin_set(&self, t: &Token) -> Result<()> {
-        t.device_ensure().map(|_| ())
+        t.identity_ensure().map(|_| ())
     }
 
     fn reinitialize(&self, _: &mut crate::store::Header) -> Result<()> {
@@ -194,25 +194,25 @@ impl Token {
         st.write_header(&h)
     }
 
-    fn device_record(&self) -> Result<Option<Record>> {
+    fn identity_record(&self) -> Result<Option<Record>> {
         let mut st = self.store();
         record_of(st.header()?)
     }
 
     /// The master keys of whoever is logged in (user or SO).
-    fn device_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
+    fn identity_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
         self.any_master_keys().ok_or(Error::UserNotLoggedIn)
     }
 
     /// Makes the device key pair if the token has none (user or SO logged in).
     /// Called by `C_InitPIN`; returns whether a key was made.
-    pub fn device_ensure(&self) -> Result<bool> {
-        if self.device_record()?.is_some() {
+    pub fn identity_ensure(&self) -> Result<bool> {
+        if self.identity_record()?.is_some() {
             return Ok(false);
         }
-        let keys = self.device_keys()?;
+        let keys = self.identity_keys()?;
         let mut pub_t = Attributes::new();
-        pub_t.set_ulong(CKA_MODULUS_BITS, DEVICE_KEY_BITS as CK_ULONG);
+        pub_t.set_ulong(CKA_MODULUS_BITS, IDENTITY_KEY_BITS as CK_ULONG);
         let (public, private) = mechanism::generate_key_pair(
             &Mechanism::new(CKM_RSA_PKCS_KEY_PAIR_GEN),
             &pub_t,
@@ -243,11 +243,11 @@ impl Token {
 
     /// The device identity's public part (no login needed). `DeviceIdentityMissing`
     /// (`CKR_KEY_NEEDED`) when the token has none yet (user PIN never set).
-    pub fn device_info(&self) -> Result<DeviceInfo> {
+    pub fn identity_info(&self) -> Result<IdentityInfo> {
         let r = self
-            .device_record()?
+            .identity_record()?
             .ok_or(Error::Identity(IdentityError::Missing))?;
-        Ok(DeviceInfo {
+        Ok(IdentityInfo {
             serial: self.serial().to_string(),
             spki: r.spki,
             chain: r.chain,
@@ -258,12 +258,12 @@ impl Token {
     /// Stores the device certificate chain (leaf first; the user logged in). The
     /// leaf must certify this token's device key: the caller (who checked the chain
     /// against its root) passes the leaf's SubjectPublicKeyInfo as `leaf_spki`.
-    pub fn device_set_chain(&self, chain: Vec<Vec<u8>>, leaf_spki: &[u8]) -> Result<()> {
+    pub fn identity_set_chain(&self, chain: Vec<Vec<u8>>, leaf_spki: &[u8]) -> Result<()> {
         if self.logged_in() != Some(UserType::User) {
             return Err(Error::UserNotLoggedIn);
         }
         let mut r = self
-            .device_record()?
+            .identity_record()?
             .ok_or(Error::Identity(IdentityError::Missing))?;
         if chain.is_empty() || leaf_spki != r.spki.as_slice() {
             return Err(Error::envelope(
@@ -283,7 +283,7 @@ impl Token {
                 ))
             }
         };
-        let bound = self.device_root()?;
+        let bound = self.identity_root()?;
         if let Some(b) = &bound {
             if b.as_slice() != root.as_slice() {
                 return Err(Error::ArgumentsBad(
@@ -295,7 +295,7 @@ impl Token {
             }
         }
         r.chain = chain;
-        let keys = self.device_keys()?;
+        let keys = self.identity_keys()?;
         let sealed_root = seal::seal(&root_key(&keys), &root_ad(self.serial()), &root)?;
         let mut st = self.store();
         let mut h = st.header()?.clone();
@@ -315,7 +315,7 @@ impl Token {
     /// the token was never certified (or certified before roots were bound: certify
     /// it again). A record that fails its check is `Corrupt`: the clear header is
     /// writable by anyone who can write the file, so it is never trusted unsealed.
-    pub fn device_root(&self) -> Result<Option<Vec<u8>>> {
+    pub fn identity_root(&self) -> Result<Option<Vec<u8>>> {
         let sealed = {
             let mut st = self.store();
             st.header()?.ext.get(ROOT_KEY).cloned()
@@ -323,7 +323,7 @@ impl Token {
         let Some(sealed) = sealed else {
             return Ok(None);
         };
-        let keys = self.device_keys()?;
+        let keys = self.identity_keys()?;
         let root =
             seal::open(&root_key(&keys), &root_ad(self.serial()), &sealed).ok_or_else(|| {
                 Error::corrupt(Part::Identity, "the bound root fails its integrity check")
@@ -404,10 +404,10 @@ impl Token {
         Ok(())
     }
 
-    fn device_private(&self) -> Result<Key> {
-        let keys = self.device_keys()?;
+    fn identity_private(&self) -> Result<Key> {
+        let keys = self.identity_keys()?;
         let r = self
-            .device_record()?
+            .identity_record()?
             .ok_or(Error::Identity(IdentityError::Missing))?;
         let plain = seal::open(&seal_key(&keys), PRIVATE_AD, &r.sealed_private)
             .ok_or_else(|| Error::corrupt(Part::Identity, "fails its integrity check"))?;
@@ -416,9 +416,9 @@ impl Token {
         Key::from_attributes(&attrs)
     }
 
-    fn device_sign_raw(&self, data: &[u8]) -> Result<Vec<u8>> {
+    fn identity_sign_raw(&self, data: &[u8]) -> Result<Vec<u8>> {
         self.gate_ensure_unlocked()?;
-        let key = self.device_private()?;
+        let key = self.identity_private()?;
         let mut op = mechanism::sign_init(&Mechanism::new(CKM_SHA256_RSA_PKCS), &key)?;
         op.update(data)?;
         op.finish()
@@ -426,32 +426,32 @@ impl Token {
 
     /// Answers a challenge: RSA PKCS#1 v1.5 / SHA-256 signature over
     /// [`attestation_message`]`(serial, nonce)` (user or SO logged in).
-    pub fn device_attest(&self, nonce: &[u8]) -> Result<Vec<u8>> {
+    pub fn attest(&self, nonce: &[u8]) -> Result<Vec<u8>> {
         if nonce.len() < MIN_NONCE_LEN || nonce.len() > 1024 {
             return Err(Error::ArgumentsBad(format!(
                 "an attestation nonce has {MIN_NONCE_LEN} to 1024 bytes"
             )));
         }
-        let sig = self.device_sign_raw(&attestation_message(self.serial(), nonce))?;
+        let sig = self.identity_sign_raw(&attestation_message(self.serial(), nonce))?;
         info!(serial = %self.serial(), "device attestation signed");
         Ok(sig)
     }
 
     /// Signs the DER signed attributes of a CMS SignedData (a backup bundle). The
     /// input must be a DER `SET` (tag 0x31): the device key signs nothing else.
-    pub fn device_sign_cms(&self, signed_attrs_der: &[u8]) -> Result<Vec<u8>> {
+    pub fn identity_sign_cms(&self, signed_attrs_der: &[u8]) -> Result<Vec<u8>> {
         if signed_attrs_der.first() != Some(&0x31) {
             return Err(Error::ArgumentsBad(
                 "the device key signs only CMS signed attributes".into(),
             ));
         }
-        self.device_sign_raw(signed_attrs_der)
+        self.identity_sign_raw(signed_attrs_der)
     }
 
     /// The key-transport step of opening an envelope sealed to this token: RSA-OAEP
     /// only (PKCS#1 v1.5 is refused: its decryption is not constant-time in the
     /// `rsa` crate, RUSTSEC-2023-0071).
-    pub fn device_unwrap_cek(&self, kt: &KeyTransport, enc: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    pub fn identity_unwrap_cek(&self, kt: &KeyTransport, enc: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         self.gate_ensure_unlocked()?;
         let (hash, mgf_hash, label) = match kt {
             KeyTransport::Oaep {
@@ -467,7 +467,7 @@ impl Token {
                 ))
             }
         };
-        let key = self.device_private()?;
+        let key = self.identity_private()?;
         let m = Mechanism {
             ty: CKM_RSA_PKCS_OAEP,
             param: MechParam::Oaep {
@@ -482,10 +482,10 @@ impl Token {
 
     /// Opens a CMS envelope (EnvelopedData / AuthEnvelopedData) sealed to this
     /// token's device certificate, inside the token.
-    pub fn device_open(&self, cms_der: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-        let info = self.device_info()?;
+    pub fn open_sealed(&self, cms_der: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+        let info = self.identity_info()?;
         let leaf = info.chain.first().map(|c| c.as_slice());
-        crate::sealed::open(cms_der, |kt, enc| self.device_unwrap_cek(kt, enc), leaf)
+        crate::sealed::open(cms_der, |kt, enc| self.identity_unwrap_cek(kt, enc), leaf)
     }
 }
 
