@@ -64,26 +64,19 @@ fn run(cli: Cli) -> Result<ExitCode> {
 /// (The PKCS#11 module does not do this: it runs inside its host, e.g. Firefox,
 /// whose own choice it must not change.)
 fn protect_process() {
-    // SAFETY: setrlimit and prctl with these arguments only change this
-    // process's own limits and flags; no pointers outlive the calls.
-    unsafe {
-        let none = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        if libc::setrlimit(libc::RLIMIT_CORE, &none) != 0 {
-            eprintln!(
-                "warning: cannot turn core dumps off: {}",
-                std::io::Error::last_os_error()
-            );
-        }
-        #[cfg(target_os = "linux")]
-        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
-            eprintln!(
-                "warning: cannot mark the process non-dumpable: {}",
-                std::io::Error::last_os_error()
-            );
-        }
+    use rustix::process::{setrlimit, Resource, Rlimit};
+    let none = Rlimit {
+        current: Some(0),
+        maximum: Some(0),
+    };
+    if let Err(e) = setrlimit(Resource::Core, none) {
+        eprintln!("warning: cannot turn core dumps off: {e}");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable)
+    {
+        eprintln!("warning: cannot mark the process non-dumpable: {e}");
     }
 }
 

@@ -68,12 +68,12 @@ pub fn target_dir() -> &'static Path {
     &target_and_profile().0
 }
 
-/// Holds an exclusive `flock` on a file while alive.
-struct FileLock(std::fs::File);
+/// Holds an exclusive `flock` on a file while alive: the field is never read, it only
+/// keeps the file open (closing it releases the lock).
+struct FileLock(#[allow(dead_code)] std::fs::File);
 
 impl FileLock {
     fn take(path: &Path) -> FileLock {
-        use std::os::fd::AsRawFd;
         std::fs::create_dir_all(path.parent().unwrap()).expect("create the target directory");
         let f = std::fs::OpenOptions::new()
             .create(true)
@@ -81,18 +81,9 @@ impl FileLock {
             .write(true)
             .open(path)
             .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-        // SAFETY: `f` is an open file for the whole call; flock only takes its fd.
-        let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) };
-        assert_eq!(rc, 0, "flock {}", path.display());
+        rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+            .unwrap_or_else(|e| panic!("flock {}: {e}", path.display()));
         FileLock(f)
-    }
-}
-
-impl Drop for FileLock {
-    fn drop(&mut self) {
-        use std::os::fd::AsRawFd;
-        // SAFETY: the file is still open; unlocking is also implied by closing it.
-        unsafe { libc::flock(self.0.as_raw_fd(), libc::LOCK_UN) };
     }
 }
 
