@@ -253,7 +253,20 @@ pub fn set_rsa_pkcs1_decrypt(on: bool) {
 
 /// Whether `CKM_RSA_PKCS` decryption and unwrap are on (see [`set_rsa_pkcs1_decrypt`]).
 pub fn rsa_pkcs1_decrypt_allowed() -> bool {
+    #[cfg(test)]
+    if let Some(on) = TEST_RSA_PKCS1_DECRYPT.get() {
+        return on;
+    }
     RSA_PKCS1_DECRYPT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+// Unit tests run in parallel threads and any of them may open a token (which applies
+// its policy to the process-wide flag), so a test that needs a given setting pins it
+// for its own thread only.
+#[cfg(test)]
+thread_local! {
+    pub(crate) static TEST_RSA_PKCS1_DECRYPT: std::cell::Cell<Option<bool>> =
+        const { std::cell::Cell::new(None) };
 }
 
 /// `Ok` when `CKM_RSA_PKCS` decryption (or unwrap) may run; else

@@ -22,14 +22,13 @@ pub(super) fn h(s: &str) -> Vec<u8> {
 }
 
 /// Runs `f` with `CKM_RSA_PKCS` decryption switched on (`[policy]
-/// rsa_pkcs1_decrypt`; a no-op with aws-lc), then back to the default. The switch is
-/// process-wide: the tests that touch it take this lock.
+/// rsa_pkcs1_decrypt`; a no-op with aws-lc), then back to the default. The setting
+/// is pinned for this thread only, so tests opening tokens in parallel cannot flip it.
 pub(super) fn with_pkcs1_decrypt<T>(on: bool, f: impl FnOnce() -> T) -> T {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    crate::mechanism::backend::set_rsa_pkcs1_decrypt(on);
+    use crate::mechanism::backend::TEST_RSA_PKCS1_DECRYPT;
+    TEST_RSA_PKCS1_DECRYPT.set(Some(on || cfg!(feature = "aws-lc")));
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    crate::mechanism::backend::set_rsa_pkcs1_decrypt(false);
+    TEST_RSA_PKCS1_DECRYPT.set(None);
     r.unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
