@@ -12,7 +12,7 @@ use std::mem::size_of;
 
 use cryptoki_sys::*;
 use vault_core::mechanism::{MechParam, Mechanism};
-use vault_core::session::{OutLen, Output};
+use vault_core::session::{Filled, OutLen, Output};
 use vault_core::Attributes;
 
 use crate::guard::Rv;
@@ -301,6 +301,41 @@ impl OutBuf {
             // SAFETY: `len` is not NULL (checked above) and readable (`new`'s contract).
             OutLen::Buffer(unsafe { *self.len } as usize)
         })
+    }
+
+    /// The caller's buffer as a slice, for a mechanism to write into directly:
+    /// `None` for a length query, a NULL length, or a buffer that overlaps `data`
+    /// (PKCS#11 lets input and output be the same location; a Rust slice may not
+    /// alias another), which then take the copying path.
+    pub(crate) fn apart_from(&mut self, data: &[u8]) -> Option<&mut [u8]> {
+        if self.buf.is_null() || self.len.is_null() {
+            return None;
+        }
+        // SAFETY: `len` is not NULL (checked above) and readable (`new`'s contract).
+        let n = unsafe { *self.len } as usize;
+        let (b, d) = (self.buf as usize, data.as_ptr() as usize);
+        let overlaps = !data.is_empty() && n > 0 && b < d + data.len() && d < b + n;
+        if overlaps {
+            return None;
+        }
+        // SAFETY: `buf` is not NULL and holds `n` writable bytes for the whole call
+        // (`new`'s contract); it does not overlap `data` (checked above), and the
+        // borrow of `self` keeps this the only slice made from it while it lives.
+        Some(unsafe { std::slice::from_raw_parts_mut(self.buf, n) })
+    }
+
+    /// Reports a [`Filled`] result: the written length, or a needed length with
+    /// `CKR_OK` for a query and `CKR_BUFFER_TOO_SMALL` for a short buffer.
+    pub(crate) fn filled(&self, f: Filled) -> Result<(), Rv> {
+        match f {
+            Filled::Needed(n) => self.deliver(Output::Needed(n)),
+            Filled::Wrote(n) => {
+                non_null(self.len)?;
+                // SAFETY: `len` is not NULL (checked above) and writable (`new`'s contract).
+                unsafe { *self.len = n as CK_ULONG };
+                Ok(())
+            }
+        }
     }
 
     /// Writes a core [`Output`] back: bytes are copied and their length set; a

@@ -6,7 +6,7 @@
 //! follows the PKCS#11 length protocol (see `convert::deliver`).
 
 use cryptoki_sys::*;
-use vault_core::session::{OutLen, Output, SessionRef};
+use vault_core::session::{Filled, OutLen, Output, SessionRef};
 use vault_core::token::Token;
 
 use crate::convert::{bytes, MechPtr, OutBuf, BAD};
@@ -26,6 +26,27 @@ fn produce(
         let output = op(&e.token, &e.core, room)?;
         out.deliver(output)
     })
+}
+
+/// Runs a single-part encryption or decryption: straight into the caller's buffer
+/// when it is given and apart from the input, else through the length protocol.
+fn produce_once<'d>(
+    h: CK_SESSION_HANDLE,
+    mut out: OutBuf,
+    data: impl FnOnce() -> Result<&'d [u8], Rv>,
+    into: impl FnOnce(&Token, &SessionRef, &[u8], Option<&mut [u8]>) -> vault_core::Result<Filled>,
+    copying: impl FnOnce(&Token, &SessionRef, &[u8], OutLen) -> vault_core::Result<Output>,
+) -> CallResult {
+    // Checked in the order of every other output call: session, length, input.
+    let e = state::session(h)?;
+    let room = out.room()?;
+    let data = data()?;
+    if let Some(buf) = out.apart_from(data) {
+        let f = into(&e.token, &e.core, data, Some(buf))?;
+        return out.filled(f);
+    }
+    let output = copying(&e.token, &e.core, data, room)?;
+    out.deliver(output)
 }
 
 /// Runs an operation without output.
@@ -84,11 +105,16 @@ pub unsafe extern "C" fn C_Encrypt(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_Encrypt", h, out, |t, s, o| {
-        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
-        // bytes (PKCS#11); `bytes` refuses NULL with a length.
-        let data = unsafe { bytes(data, data_len) }?;
-        Ok(t.encrypt(s, data, o)?)
+    call("C_Encrypt", || {
+        produce_once(
+            h,
+            out,
+            // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+            // bytes (PKCS#11); `bytes` refuses NULL with a length.
+            || unsafe { bytes(data, data_len) },
+            |t, s, d, o| t.encrypt_into(s, d, o),
+            |t, s, d, o| t.encrypt(s, d, o),
+        )
     })
 }
 
@@ -154,11 +180,16 @@ pub unsafe extern "C" fn C_Decrypt(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_Decrypt", h, out, |t, s, o| {
-        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
-        // bytes (PKCS#11); `bytes` refuses NULL with a length.
-        let data = unsafe { bytes(data, data_len) }?;
-        Ok(t.decrypt(s, data, o)?)
+    call("C_Decrypt", || {
+        produce_once(
+            h,
+            out,
+            // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+            // bytes (PKCS#11); `bytes` refuses NULL with a length.
+            || unsafe { bytes(data, data_len) },
+            |t, s, d, o| t.decrypt_into(s, d, o),
+            |t, s, d, o| t.decrypt(s, d, o),
+        )
     })
 }
 

@@ -754,3 +754,133 @@ fn encrypt_decrypt_length_protocol_raw() {
         CKR_OPERATION_NOT_INITIALIZED
     );
 }
+
+/// One `C_EncryptInit`/`C_DecryptInit` + `C_Encrypt`/`C_Decrypt` through the raw
+/// ABI with the caller's pointers as given (they may alias); returns the result
+/// code and the length the module reported.
+#[allow(clippy::too_many_arguments)]
+fn raw_once(
+    h: CK_SESSION_HANDLE,
+    mech: &mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+    enc: bool,
+    data: *mut u8,
+    data_len: usize,
+    out: *mut u8,
+    room: usize,
+) -> (CK_RV, usize) {
+    let mut len = room as CK_ULONG;
+    let rv = if enc {
+        assert_eq!(rawcall!(C_EncryptInit, h, mech, key), CKR_OK);
+        rawcall!(C_Encrypt, h, data, data_len as CK_ULONG, out, &mut len)
+    } else {
+        assert_eq!(rawcall!(C_DecryptInit, h, mech, key), CKR_OK);
+        rawcall!(C_Decrypt, h, data, data_len as CK_ULONG, out, &mut len)
+    };
+    (rv, len as usize)
+}
+
+/// Single-part ciphers write into the caller's buffer whatever its shape: exact
+/// size, roomy, in place (PKCS#11 allows input and output at the same address), or
+/// shorter than the bound but long enough for the result; all give the same bytes.
+/// A failed decryption (bad GCM tag, bad CBC padding) leaves no plaintext in the
+/// caller's buffer.
+#[test]
+fn single_part_ciphers_into_any_buffer() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let key = aes_key(&s, &[]).handle();
+    let h = s.handle();
+    let plain: Vec<u8> = (0..100u8).map(|i| i.wrapping_mul(7)).collect();
+    let mut iv16 = [3u8; 16];
+    let mut iv12 = [5u8; 12];
+    let mut aad = *b"hdr";
+    let mut gcm = CK_GCM_PARAMS {
+        pIv: iv12.as_mut_ptr(),
+        ulIvLen: 12,
+        ulIvBits: 96,
+        pAAD: aad.as_mut_ptr(),
+        ulAADLen: 3,
+        ulTagBits: 128,
+    };
+    let mut cbc = CK_MECHANISM {
+        mechanism: CKM_AES_CBC_PAD,
+        pParameter: iv16.as_mut_ptr() as *mut std::ffi::c_void,
+        ulParameterLen: 16,
+    };
+    let mut gcm_m = CK_MECHANISM {
+        mechanism: CKM_AES_GCM,
+        pParameter: &mut gcm as *mut CK_GCM_PARAMS as *mut std::ffi::c_void,
+        ulParameterLen: std::mem::size_of::<CK_GCM_PARAMS>() as CK_ULONG,
+    };
+    let mut ecb = CK_MECHANISM {
+        mechanism: CKM_AES_ECB,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    // (mechanism, plaintext length, ciphertext length)
+    for (m, pl, cl) in [
+        (&mut cbc, 100, 112),
+        (&mut gcm_m, 100, 116),
+        (&mut ecb, 96, 96),
+    ] {
+        let mut p = plain[..pl].to_vec();
+        // Reference: separate, exact buffers.
+        let mut ct = vec![0u8; cl];
+        assert_eq!(
+            raw_once(h, m, key, true, p.as_mut_ptr(), pl, ct.as_mut_ptr(), cl),
+            (CKR_OK, cl)
+        );
+        // A roomy buffer gives the same bytes and leaves the rest alone.
+        let mut roomy = vec![0xeeu8; cl + 50];
+        assert_eq!(
+            raw_once(
+                h,
+                m,
+                key,
+                true,
+                p.as_mut_ptr(),
+                pl,
+                roomy.as_mut_ptr(),
+                cl + 50
+            ),
+            (CKR_OK, cl)
+        );
+        assert_eq!(&roomy[..cl], &ct[..]);
+        assert!(roomy[cl..].iter().all(|&b| b == 0xee));
+        // In place.
+        let mut buf = plain[..pl].to_vec();
+        buf.resize(cl, 0);
+        let ptr = buf.as_mut_ptr();
+        assert_eq!(raw_once(h, m, key, true, ptr, pl, ptr, cl), (CKR_OK, cl));
+        assert_eq!(buf, ct);
+        // Decrypt in place, into an exact buffer, into one shorter than the bound.
+        let ptr = buf.as_mut_ptr();
+        assert_eq!(raw_once(h, m, key, false, ptr, cl, ptr, cl), (CKR_OK, pl));
+        assert_eq!(&buf[..pl], &plain[..pl]);
+        let mut out = vec![0u8; pl];
+        assert_eq!(
+            raw_once(h, m, key, false, ct.as_mut_ptr(), cl, out.as_mut_ptr(), pl),
+            (CKR_OK, pl)
+        );
+        assert_eq!(out, &plain[..pl]);
+        // Tampered: the error code, and nothing of the plaintext in the buffer.
+        if m.mechanism != CKM_AES_ECB {
+            let mut bad = ct.clone();
+            let i = if m.mechanism == CKM_AES_GCM {
+                cl - 1
+            } else {
+                cl - 17
+            };
+            bad[i] ^= 0x80;
+            let mut out = vec![0u8; cl];
+            let (rv, _) = raw_once(h, m, key, false, bad.as_mut_ptr(), cl, out.as_mut_ptr(), cl);
+            assert_eq!(rv, CKR_ENCRYPTED_DATA_INVALID, "{:#x}", m.mechanism);
+            assert!(
+                out.iter().all(|&b| b == 0),
+                "{:#x} left plaintext",
+                m.mechanism
+            );
+        }
+    }
+}

@@ -6,7 +6,7 @@ use cipher::generic_array::GenericArray;
 use cipher::{BlockDecrypt, BlockEncrypt};
 use cryptoki_sys::*;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::keys::{check_template_type, secret_key_attributes, secret_of};
 use super::table::{unwrap_with, wrap_with, MechEntry, Ops, ED, WU};
@@ -167,6 +167,23 @@ impl Blk {
     }
 }
 
+/// The PKCS#7 padding length of a decrypted last block, checked in constant time
+/// (a padding oracle must not learn where the check failed).
+fn unpad(last: &[u8]) -> Result<usize> {
+    let bs = last.len();
+    let p = last[bs - 1] as usize;
+    let mut bad = subtle::Choice::from((p == 0 || p > bs) as u8);
+    for (i, &b) in last.iter().enumerate() {
+        let in_pad = subtle::Choice::from((i >= bs.saturating_sub(p)) as u8);
+        bad |= in_pad & !b.ct_eq(&(p as u8));
+    }
+    if bool::from(bad) {
+        Err(Error::EncryptedDataInvalid)
+    } else {
+        Ok(p)
+    }
+}
+
 /// ECB / CBC / CBC-PAD, streaming: `update` outputs every complete block (holding
 /// back the last one when decrypting with padding), `finish` pads or unpads.
 struct BlockOp {
@@ -191,10 +208,11 @@ impl BlockOp {
                     iv.copy_from_slice(block);
                 }
                 (Some(iv), false) => {
-                    let next = block.to_vec();
+                    let mut next = [0u8; 16];
+                    next[..bs].copy_from_slice(block);
                     self.blk.decrypt(block);
                     block.iter_mut().zip(iv.iter()).for_each(|(b, v)| *b ^= v);
-                    iv.copy_from_slice(&next);
+                    iv.copy_from_slice(&next[..bs]);
                 }
             }
         }
@@ -240,16 +258,50 @@ impl CipherOp for BlockOp {
                     return Err(Error::EncryptedDataLenRange);
                 }
                 self.process(&mut rest);
-                let p = rest[bs - 1] as usize;
-                let mut bad = subtle::Choice::from((p == 0 || p > bs) as u8);
-                for (i, &b) in rest.iter().enumerate() {
-                    let in_pad = subtle::Choice::from((i >= bs.saturating_sub(p)) as u8);
-                    bad |= in_pad & !b.ct_eq(&(p as u8));
-                }
-                if bool::from(bad) {
-                    return Err(Error::EncryptedDataInvalid);
-                }
+                let p = unpad(&rest)?;
                 Ok(rest[..bs - p].to_vec())
+            }
+        }
+    }
+
+    /// Single part with nothing buffered: the data is copied once into the
+    /// caller's buffer and processed there.
+    fn once_into(&mut self, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        if !self.buf.is_empty() {
+            let v = Zeroizing::new(self.once(data)?);
+            out.get_mut(..v.len())
+                .ok_or(Error::BufferTooSmall)?
+                .copy_from_slice(&v);
+            return Ok(v.len());
+        }
+        let bs = self.blk.block_size();
+        let n = data.len();
+        if self.encrypt {
+            if !self.pad && !n.is_multiple_of(bs) {
+                return Err(Error::DataLenRange);
+            }
+            let total = if self.pad { (n / bs + 1) * bs } else { n };
+            let dst = out.get_mut(..total).ok_or(Error::BufferTooSmall)?;
+            dst[..n].copy_from_slice(data);
+            dst[n..].fill((total - n) as u8);
+            self.process(dst);
+            Ok(total)
+        } else {
+            if !n.is_multiple_of(bs) || (self.pad && n == 0) {
+                return Err(Error::EncryptedDataLenRange);
+            }
+            let dst = out.get_mut(..n).ok_or(Error::BufferTooSmall)?;
+            dst.copy_from_slice(data);
+            self.process(dst);
+            if !self.pad {
+                return Ok(n);
+            }
+            match unpad(&dst[n - bs..]) {
+                Ok(p) => Ok(n - p),
+                Err(e) => {
+                    dst.zeroize();
+                    Err(e)
+                }
             }
         }
     }

@@ -8,7 +8,7 @@ use aes_gcm::aead::{AeadInPlace, KeyInit};
 use cipher::generic_array::GenericArray;
 use cryptoki_sys::*;
 use subtle::ConstantTimeEq;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use super::aes::{Blk, AES_BYTES};
 use super::keys::secret_of;
@@ -194,68 +194,101 @@ fn lc_gcm_key(
     Some((aead::LessSafeKey::new(key), nonce))
 }
 
-/// AES-GCM encryption: ciphertext followed by the (truncated) tag.
-fn gcm_seal(key: &[u8], iv: &[u8], aad: &[u8], data: &[u8], tag_len: usize) -> Result<Vec<u8>> {
-    // One allocation, one copy: the ciphertext is produced in place and the tag
-    // appended without growing the buffer.
-    let mut out = Vec::with_capacity(data.len() + 16);
-    out.extend_from_slice(data);
-    #[cfg(feature = "aws-lc")]
-    if let Some((k, nonce)) = lc_gcm_key(key, iv) {
-        let tag = k
-            .seal_in_place_separate_tag(nonce, aws_lc_rs::aead::Aad::from(aad), &mut out)
-            .map_err(|_| Error::DataLenRange)?;
-        out.extend_from_slice(&tag.as_ref()[..tag_len]);
-        return Ok(out);
-    }
-    let tag: [u8; 16] = if iv.len() == 12 {
-        let nonce = GenericArray::from_slice(iv);
-        gcm_fast!(key, c => c
-            .encrypt_in_place_detached(nonce, aad, &mut out)
-            .map_err(|_| Error::DataLenRange)?
-            .into())
-    } else {
-        SoftGcm::new(key)?.seal(iv, aad, &mut out)
-    };
-    out.extend_from_slice(&tag[..tag_len]);
-    Ok(out)
-}
-
-/// AES-GCM decryption of ciphertext || tag.
-fn gcm_open(
+/// AES-GCM encryption of `data` into `out` (at least `data.len() + tag_len`
+/// bytes): ciphertext || tag. Returns the length written.
+fn gcm_seal_into(
     key: &[u8],
     iv: &[u8],
     aad: &[u8],
     data: &[u8],
     tag_len: usize,
-) -> Result<Zeroizing<Vec<u8>>> {
+    out: &mut [u8],
+) -> Result<usize> {
+    let n = data.len();
+    let (ct, rest) = out
+        .get_mut(..n + tag_len)
+        .ok_or(Error::BufferTooSmall)?
+        .split_at_mut(n);
+    #[cfg(feature = "aws-lc")]
+    if let Some((k, nonce)) = lc_gcm_key(key, iv) {
+        // Out of place: the plaintext is read once and the ciphertext written once.
+        let mut tag = [0u8; 16];
+        k.seal_out_of_place_scatter(
+            nonce,
+            aws_lc_rs::aead::Aad::from(aad),
+            data,
+            ct,
+            &[],
+            &mut tag,
+        )
+        .map_err(|_| Error::DataLenRange)?;
+        rest.copy_from_slice(&tag[..tag_len]);
+        return Ok(n + tag_len);
+    }
+    ct.copy_from_slice(data);
+    let tag: [u8; 16] = if iv.len() == 12 {
+        let nonce = GenericArray::from_slice(iv);
+        gcm_fast!(key, c => c
+            .encrypt_in_place_detached(nonce, aad, ct)
+            .map_err(|_| Error::DataLenRange)?
+            .into())
+    } else {
+        SoftGcm::new(key)?.seal(iv, aad, ct)
+    };
+    rest.copy_from_slice(&tag[..tag_len]);
+    Ok(n + tag_len)
+}
+
+/// AES-GCM decryption of ciphertext || tag into `out` (at least the ciphertext's
+/// length). Returns the plaintext length. On a bad tag `out` is wiped: no
+/// unauthenticated plaintext reaches the caller.
+fn gcm_open_into(
+    key: &[u8],
+    iv: &[u8],
+    aad: &[u8],
+    data: &[u8],
+    tag_len: usize,
+    out: &mut [u8],
+) -> Result<usize> {
     if data.len() < tag_len {
         return Err(Error::EncryptedDataLenRange);
     }
     let (ct, tag) = data.split_at(data.len() - tag_len);
+    let pt = out.get_mut(..ct.len()).ok_or(Error::BufferTooSmall)?;
+    let r = gcm_open_in(key, iv, aad, ct, tag, pt);
+    if r.is_err() {
+        pt.zeroize();
+    }
+    r.map(|()| ct.len())
+}
+
+fn gcm_open_in(
+    key: &[u8],
+    iv: &[u8],
+    aad: &[u8],
+    ct: &[u8],
+    tag: &[u8],
+    pt: &mut [u8],
+) -> Result<()> {
     #[cfg(feature = "aws-lc")]
-    if tag_len == 16 {
+    if tag.len() == 16 {
         if let Some((k, nonce)) = lc_gcm_key(key, iv) {
-            let mut out = Zeroizing::new(data.to_vec());
-            let n = k
-                .open_in_place(nonce, aws_lc_rs::aead::Aad::from(aad), &mut out)
-                .map_err(|_| Error::EncryptedDataInvalid)?
-                .len();
-            out.truncate(n);
-            return Ok(out);
+            return k
+                .open_separate_gather(nonce, aws_lc_rs::aead::Aad::from(aad), ct, tag, pt)
+                .map_err(|_| Error::EncryptedDataInvalid);
         }
     }
-    let mut out = Zeroizing::new(ct.to_vec());
-    if iv.len() == 12 && tag_len == 16 {
+    pt.copy_from_slice(ct);
+    if iv.len() == 12 && tag.len() == 16 {
         let nonce = GenericArray::from_slice(iv);
         let tag = GenericArray::from_slice(tag);
         gcm_fast!(key, c => c
-            .decrypt_in_place_detached(nonce, aad, &mut out, tag)
+            .decrypt_in_place_detached(nonce, aad, pt, tag)
             .map_err(|_| Error::EncryptedDataInvalid)?);
+        Ok(())
     } else {
-        SoftGcm::new(key)?.open(iv, aad, &mut out, tag)?;
+        SoftGcm::new(key)?.open(iv, aad, pt, tag)
     }
-    Ok(out)
 }
 
 /// GCM buffers everything; output comes at `finish` (decryption must check the tag
@@ -288,12 +321,20 @@ impl CipherOp for GcmOp {
         self.once(&data)
     }
 
-    /// Single part: works on the caller's data directly (no staging buffer).
     fn once(&mut self, data: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Zeroizing::new(vec![0u8; self.max_output_len(data.len())]);
+        let n = self.once_into(data, &mut out)?;
+        out.truncate(n);
+        // Hand the buffer over without a copy; the caller owns the output now.
+        Ok(std::mem::take(&mut *out))
+    }
+
+    /// Single part: works on the caller's data and buffer directly.
+    fn once_into(&mut self, data: &[u8], out: &mut [u8]) -> Result<usize> {
         if !self.buf.is_empty() {
             let mut all = Zeroizing::new(std::mem::take(&mut *self.buf));
             all.extend_from_slice(data);
-            return self.once(&all);
+            return self.once_into(&all, out);
         }
         if data.len() > MAX_BUFFER {
             return Err(if self.encrypt {
@@ -303,11 +344,9 @@ impl CipherOp for GcmOp {
             });
         }
         if self.encrypt {
-            gcm_seal(&self.key, &self.iv, &self.aad, data, self.tag_len)
+            gcm_seal_into(&self.key, &self.iv, &self.aad, data, self.tag_len, out)
         } else {
-            let mut plain = gcm_open(&self.key, &self.iv, &self.aad, data, self.tag_len)?;
-            // Hand the buffer over without a copy; the caller owns the plaintext now.
-            Ok(std::mem::take(&mut *plain))
+            gcm_open_into(&self.key, &self.iv, &self.aad, data, self.tag_len, out)
         }
     }
 

@@ -138,6 +138,19 @@ pub trait CipherOp: Send {
         out.extend_from_slice(&self.finish()?);
         Ok(out)
     }
+    /// Single-part operation writing into `out`, which holds at least
+    /// `max_output_len(data.len())` bytes; returns the length written. Bulk
+    /// mechanisms override it to work in the caller's buffer with no allocation of
+    /// their own (a MiB-sized temporary costs a fresh mapping and its page faults on
+    /// every call). On error nothing of the result is left in `out`.
+    fn once_into(&mut self, data: &[u8], out: &mut [u8]) -> Result<usize> {
+        let v = zeroize::Zeroizing::new(self.once(data)?);
+        let dst = out
+            .get_mut(..v.len())
+            .ok_or_else(|| Error::General("output longer than its announced bound".into()))?;
+        dst.copy_from_slice(&v);
+        Ok(v.len())
+    }
 }
 
 /// A digest in progress.

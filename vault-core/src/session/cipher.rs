@@ -51,19 +51,42 @@ impl Token {
     ) -> Result<Output> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
+        once_in(Token::cipher_slot(&mut s, enc), data, out, enc)
+    }
+
+    /// Single-part encryption or decryption into the caller's buffer. When the buffer
+    /// holds the operation's bound, the mechanism writes straight into it (no
+    /// allocation, one pass over the data); otherwise the length protocol of
+    /// [`Token::encrypt`] applies. `out` must not overlap `data`.
+    pub(super) fn cipher_once_into(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: Option<&mut [u8]>,
+        enc: bool,
+    ) -> Result<Filled> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
         let slot = Token::cipher_slot(&mut s, enc);
+        let Some(buf) = out else {
+            return once_in(slot, data, OutLen::Query, enc).map(filled_from);
+        };
         check_auth(slot)?;
-        if let Some(st) = slot.as_ref() {
-            if st.multi {
+        if let Some(st) = slot.as_mut() {
+            if !st.multi && st.pending.is_none() && buf.len() >= st.op.max_output_len(data.len()) {
+                let r = st.op.once_into(data, buf);
                 *slot = None;
-                return Err(Error::OperationActive);
-            }
-            // Encryption can answer a length query without doing the work.
-            if enc && out == OutLen::Query && st.pending.is_none() {
-                return Ok(Output::Needed(st.op.max_output_len(data.len())));
+                return r.map(Filled::Wrote);
             }
         }
-        step(slot, out, true, |st| st.op.once(data))
+        match once_in(slot, data, OutLen::Buffer(buf.len()), enc)? {
+            Output::Needed(n) => Ok(Filled::Needed(n)),
+            Output::Bytes(v) => {
+                let v = zeroize::Zeroizing::new(v);
+                buf[..v.len()].copy_from_slice(&v);
+                Ok(Filled::Wrote(v.len()))
+            }
+        }
     }
 
     pub(super) fn cipher_update(
@@ -106,6 +129,17 @@ impl Token {
         self.cipher_once(sid, data, out, true)
     }
 
+    /// `C_Encrypt` into the caller's buffer (`None`: a length query); see
+    /// [`Token::encrypt`] for the length protocol. `out` must not overlap `data`.
+    pub fn encrypt_into(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: Option<&mut [u8]>,
+    ) -> Result<Filled> {
+        self.cipher_once_into(sid, data, out, true)
+    }
+
     /// `C_EncryptUpdate`.
     pub fn encrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_update(sid, data, out, true)
@@ -126,6 +160,17 @@ impl Token {
         self.cipher_once(sid, data, out, false)
     }
 
+    /// `C_Decrypt` into the caller's buffer (`None`: a length query); see
+    /// [`Token::encrypt_into`].
+    pub fn decrypt_into(
+        &self,
+        sid: impl SessionKey,
+        data: &[u8],
+        out: Option<&mut [u8]>,
+    ) -> Result<Filled> {
+        self.cipher_once_into(sid, data, out, false)
+    }
+
     /// `C_DecryptUpdate`.
     pub fn decrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_update(sid, data, out, false)
@@ -134,5 +179,34 @@ impl Token {
     /// `C_DecryptFinal`.
     pub fn decrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
         self.cipher_final(sid, out, false)
+    }
+}
+
+/// One-part step on a locked session's cipher slot.
+fn once_in(
+    slot: &mut Option<Stage<dyn CipherOp>>,
+    data: &[u8],
+    out: OutLen,
+    enc: bool,
+) -> Result<Output> {
+    check_auth(slot)?;
+    if let Some(st) = slot.as_ref() {
+        if st.multi {
+            *slot = None;
+            return Err(Error::OperationActive);
+        }
+        // Encryption can answer a length query without doing the work.
+        if enc && out == OutLen::Query && st.pending.is_none() {
+            return Ok(Output::Needed(st.op.max_output_len(data.len())));
+        }
+    }
+    step(slot, out, true, |st| st.op.once(data))
+}
+
+fn filled_from(o: Output) -> Filled {
+    match o {
+        Output::Needed(n) => Filled::Needed(n),
+        // A query never carries bytes (see `deliver`).
+        Output::Bytes(v) => Filled::Needed(v.len()),
     }
 }

@@ -53,6 +53,16 @@ pub enum Output {
     Needed(usize),
 }
 
+/// The result of an operation that writes into the caller's buffer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Filled {
+    /// This many bytes were written at the start of the buffer.
+    Wrote(usize),
+    /// The buffer is missing or too small: this many bytes are needed. The operation
+    /// stays active.
+    Needed(usize),
+}
+
 /// One attribute as `C_GetAttributeValue` reports it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AttrResult {

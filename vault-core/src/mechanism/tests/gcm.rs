@@ -1,7 +1,7 @@
 //! AES-GCM: GCM spec and NIST CAVS known answers, the portable path against the
 //! fast one, parameter errors.
 
-use super::{gcm_seal, SoftGcm};
+use super::{gcm_open_into, gcm_seal_into, SoftGcm};
 use crate::mechanism::test_support::*;
 
 #[test]
@@ -109,12 +109,47 @@ fn aes_gcm_soft_path_matches_fast_path() {
         let mut data = vec![0u8; 77];
         random(&mut data).unwrap();
         let iv = [3u8; 12];
-        let fast = gcm_seal(&key, &iv, b"aad", &data, 16).unwrap();
+        let mut fast = vec![0u8; 77 + 16];
+        assert_eq!(
+            gcm_seal_into(&key, &iv, b"aad", &data, 16, &mut fast).unwrap(),
+            93
+        );
         let mut soft = data.clone();
         let tag = SoftGcm::new(&key).unwrap().seal(&iv, b"aad", &mut soft);
         soft.extend_from_slice(&tag);
         assert_eq!(fast, soft);
     }
+}
+
+/// Decryption into the caller's buffer: a bad tag leaves no plaintext behind (the
+/// pure-Rust path decrypts before it compares the tag).
+#[test]
+fn aes_gcm_open_into_wipes_on_bad_tag() {
+    let key = [7u8; 32];
+    let iv = [1u8; 12];
+    let data = [0x5au8; 40];
+    let mut sealed = [0u8; 56];
+    gcm_seal_into(&key, &iv, b"", &data, 16, &mut sealed).unwrap();
+    let mut out = [0xffu8; 40];
+    assert_eq!(
+        gcm_open_into(&key, &iv, b"", &sealed, 16, &mut out).unwrap(),
+        40
+    );
+    assert_eq!(out, data);
+    sealed[50] ^= 1;
+    let mut out = [0xffu8; 40];
+    assert!(matches!(
+        gcm_open_into(&key, &iv, b"", &sealed, 16, &mut out),
+        Err(Error::EncryptedDataInvalid)
+    ));
+    assert_eq!(out, [0u8; 40]);
+    // A truncated tag goes through the soft path: same guarantee.
+    let mut short = [0u8; 52];
+    gcm_seal_into(&key, &iv, b"", &data, 12, &mut short).unwrap();
+    short[3] ^= 1;
+    let mut out = [0xffu8; 40];
+    assert!(gcm_open_into(&key, &iv, b"", &short, 12, &mut out).is_err());
+    assert_eq!(out, [0u8; 40]);
 }
 
 #[test]
