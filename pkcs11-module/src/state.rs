@@ -88,6 +88,19 @@ impl Slots {
     }
 }
 
+/// The free slot's serial as the token directory reserves it, shared by every
+/// process; a random one (with a warning) when the directory cannot keep it, e.g.
+/// read-only: the free slot then works but its ID is this process's own.
+fn reserved_free_serial(registry: &Registry) -> Result<String, Rv> {
+    match registry.free_serial() {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reserve the free slot's serial in the token directory; its slot ID is this process's own");
+            Ok(new_serial()?)
+        }
+    }
+}
+
 /// Global state of an initialized module.
 pub(crate) struct State {
     pid: u32,
@@ -214,7 +227,7 @@ impl State {
             tracing::error!(error = %e, "cannot use the token directory");
         })?;
         let seen = entries.iter().map(|e| e.slot_id).collect();
-        let free_serial = new_serial()?;
+        let free_serial = reserved_free_serial(&registry)?;
         Ok(State {
             pid: pid(),
             registry,
@@ -239,6 +252,13 @@ impl State {
                 || self.sessions.any(|e| Arc::ptr_eq(&e.token, t))
         });
         s.entries = entries.clone();
+        // Another process may have initialized the free slot: follow the reservation
+        // (a directory that cannot keep one leaves this process's own serial).
+        if let Ok(free) = self.registry.free_serial() {
+            if free != s.free_serial {
+                s.set_free_serial(free);
+            }
+        }
         Ok(entries)
     }
 
@@ -310,8 +330,11 @@ impl State {
     /// (so the slot keeps its ID) and reserves a new serial for the next free slot.
     pub(crate) fn create_token(&self, label: &str, so_pin: &[u8]) -> Result<(), Rv> {
         let mut s = lock(&self.slots);
-        let entry = self.registry.create(label, so_pin, Some(&s.free_serial))?;
-        s.set_free_serial(new_serial()?);
+        let created = self.registry.create(label, so_pin, Some(&s.free_serial));
+        // Created here or by another process meanwhile: either way the reservation
+        // moves on, and this process follows it.
+        s.set_free_serial(reserved_free_serial(&self.registry)?);
+        let entry = created?;
         s.entries.push(entry);
         s.entries
             .sort_by(|a, b| a.slot_id.cmp(&b.slot_id).then(a.serial.cmp(&b.serial)));

@@ -233,6 +233,84 @@ fn free_slot_becomes_token_slot_and_ids_are_stable() {
         .token_initialized());
 }
 
+/// Child role: print the free slot's ID, or initialize the slot given by ID.
+#[test]
+fn child_free_slot() {
+    let role = std::env::var(CHILD_ENV).unwrap_or_default();
+    let Some(arg) = role.strip_prefix("free_slot:") else {
+        return;
+    };
+    let p11 = Pkcs11::new(module_path()).unwrap();
+    p11.initialize(init_args()).unwrap();
+    let slots = p11.get_all_slots().unwrap();
+    let free = *slots.last().unwrap();
+    if arg == "list" {
+        println!("free-slot={}", free.id());
+    } else {
+        let id: CK_SLOT_ID = arg.parse().unwrap();
+        let slot = slots
+            .iter()
+            .find(|s| s.id() == id)
+            .expect("slot listed by ID");
+        p11.init_token(*slot, &pin(SO_PIN), "by id").unwrap();
+        println!("initialized={id}");
+    }
+    p11.finalize().unwrap();
+}
+
+fn child_value(out: &std::process::Output, key: &str) -> CK_SLOT_ID {
+    assert_child_ok(out);
+    String::from_utf8_lossy(&out.stdout)
+        .split(&format!("{key}="))
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("child prints {key}"))
+        .parse()
+        .unwrap()
+}
+
+/// A script's habit (pkcs11-tool -L, then --slot ID --init-token in the next
+/// process): the free slot has the same ID in every process until a token is created
+/// in it; the token keeps that ID and the next free slot gets a new one, again the
+/// same everywhere.
+#[test]
+fn free_slot_id_is_the_same_in_every_process() {
+    let ctx = Ctx::new();
+    let list = || {
+        child_value(
+            &run_child("child_free_slot", "free_slot:list", &[]),
+            "free-slot",
+        )
+    };
+    let first = list();
+    assert_eq!(list(), first, "two processes list the same free slot");
+    assert_eq!(
+        ctx.p11().get_all_slots().unwrap().last().unwrap().id(),
+        first
+    );
+    let out = run_child("child_free_slot", &format!("free_slot:{first}"), &[]);
+    assert_eq!(child_value(&out, "initialized"), first);
+    let next = list();
+    assert_ne!(next, first);
+    assert_eq!(list(), next);
+    // This process, which listed before, follows: the token under the old ID, the new
+    // free slot last.
+    let slots = ctx.p11().get_all_slots().unwrap();
+    assert_eq!(slots.last().unwrap().id(), next);
+    let token = slots.iter().find(|s| s.id() == first).unwrap();
+    assert_eq!(ctx.p11().get_token_info(*token).unwrap().label(), "by id");
+    // Deleting the token does not hand its serial (and slot ID) out again.
+    for e in std::fs::read_dir(ctx.dir.path().join("tokens"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "vtoken") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    assert_eq!(list(), next);
+}
+
 #[test]
 fn token_created_by_another_process_appears() {
     let ctx = Ctx::new();
@@ -256,8 +334,10 @@ fn token_created_by_another_process_appears() {
     let info = ctx.p11().get_token_info(*found).unwrap();
     assert!(info.token_initialized());
     assert_eq!(info.label(), "from child");
-    // Our own free slot is still last and still free.
-    assert_eq!(after.last(), before.last());
+    // The child initialized the free slot this process listed: its token has that
+    // slot's ID (one reservation for every process), and a new free slot is last.
+    assert_eq!(Some(found), before.last());
+    assert_ne!(after.last(), before.last());
     assert!(!ctx
         .p11()
         .get_token_info(*after.last().unwrap())

@@ -170,6 +170,69 @@ impl Registry {
         })
     }
 
+    /// The serial the free slot's next token gets, reserved in the token directory
+    /// (`.free-slot.sqlite`) so every process shows the free slot under the same ID
+    /// (SPEC T1): a script lists slots in one process and runs `C_InitToken` on the
+    /// free slot's ID in the next. A reserved serial whose token exists, or ever
+    /// existed, is retired and a new one reserved, in one transaction, so concurrent
+    /// processes agree and a serial is never handed out twice (not even after its
+    /// token is deleted: certificates name serials).
+    pub fn free_serial(&self) -> Result<String> {
+        self.config.ensure_token_dir()?;
+        let db = self.config.token_dir.join(".free-slot.sqlite");
+        let mut c = rusqlite::Connection::open(&db)?;
+        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        let stale = |c: &rusqlite::Connection, serial: &str| -> Result<bool> {
+            let retired: bool = c.query_row(
+                "SELECT EXISTS(SELECT 1 FROM retired WHERE serial = ?1)",
+                [serial],
+                |r| r.get(0),
+            )?;
+            let tmp = self.config.token_dir.join(format!(".{serial}.creating"));
+            Ok(retired || self.path_for(serial).exists() || tmp.exists())
+        };
+        // Read first: the common case (the reservation still free) takes no write lock.
+        c.execute_batch(
+            "CREATE TABLE IF NOT EXISTS free_slot (id INTEGER PRIMARY KEY CHECK (id = 1), serial TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS retired (serial TEXT PRIMARY KEY);",
+        )?;
+        let current = |c: &rusqlite::Connection| -> Result<Option<String>> {
+            use rusqlite::OptionalExtension;
+            Ok(
+                c.query_row("SELECT serial FROM free_slot WHERE id = 1", [], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
+        };
+        if let Some(serial) = current(&c)? {
+            if !stale(&c, &serial)? {
+                return Ok(serial);
+            }
+        }
+        let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let serial = match current(&tx)? {
+            Some(serial) if !stale(&tx, &serial)? => serial,
+            old => {
+                if let Some(old) = old {
+                    tx.execute("INSERT OR IGNORE INTO retired (serial) VALUES (?1)", [&old])?;
+                }
+                let mut next = crate::token::new_serial()?;
+                while stale(&tx, &next)? {
+                    next = crate::token::new_serial()?;
+                }
+                tx.execute(
+                    "INSERT INTO free_slot (id, serial) VALUES (1, ?1)
+                     ON CONFLICT (id) DO UPDATE SET serial = excluded.serial",
+                    [&next],
+                )?;
+                next
+            }
+        };
+        tx.commit()?;
+        Ok(serial)
+    }
+
     /// Where the token with `serial` lives.
     pub fn path_for(&self, serial: &str) -> PathBuf {
         self.config.token_dir.join(format!("{serial}.{TOKEN_EXT}"))
