@@ -751,6 +751,30 @@ fn init_token_on_existing_token() {
     );
 }
 
+/// `CKF_USER_PIN_TO_BE_CHANGED`: set when the SO replaces an existing user PIN
+/// (`C_InitPIN`), cleared by the user's `C_SetPIN`; a first PIN does not set it.
+#[test]
+fn user_pin_to_be_changed_after_so_reset() {
+    let ctx = Ctx::new();
+    let slot = ctx.init_token();
+    let to_be_changed = || {
+        ctx.p11()
+            .get_token_info(slot)
+            .unwrap()
+            .user_pin_to_be_changed()
+    };
+    assert!(!to_be_changed(), "the first user PIN is the user's");
+    let s = ctx.p11().open_rw_session(slot).unwrap();
+    s.login(UserType::So, Some(&pin(SO_PIN))).unwrap();
+    s.init_pin(&pin("reset-by-so")).unwrap();
+    s.logout().unwrap();
+    assert!(to_be_changed());
+    s.login(UserType::User, Some(&pin("reset-by-so"))).unwrap();
+    s.set_pin(&pin("reset-by-so"), &pin(USER_PIN)).unwrap();
+    s.logout().unwrap();
+    assert!(!to_be_changed());
+}
+
 #[test]
 fn session_handles_do_not_survive_finalize() {
     let mut ctx = Ctx::new();

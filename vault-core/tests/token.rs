@@ -207,6 +207,56 @@ fn reinitialize_wipes_objects() {
     assert_eq!(info.public_objects + info.private_objects, 0);
 }
 
+/// Re-initialization gives what a new token has: the gate off and unlocked, the
+/// creator configuration's prompt policy, no identity key, no PIN flags; only the
+/// vault's factory mode survives. (A kept gate policy made the first signature on
+/// a re-initialized token fail.)
+#[test]
+fn reinitialize_resets_every_policy_and_state() {
+    use vault_core::gate::{GatePolicy, OpClass};
+    use vault_core::prompt::policy::{AgentSpec, PromptPolicy};
+    let (_d, reg, t) = setup();
+    let fresh_prompt = t.prompt_policy().unwrap();
+    t.gate_configure_so(
+        SO,
+        GatePolicy {
+            classes: vec![OpClass::Sign, OpClass::Decrypt],
+            ..GatePolicy::default()
+        },
+    )
+    .unwrap();
+    t.set_prompt_policy(
+        SO,
+        PromptPolicy {
+            agent: AgentSpec::Deny,
+            confirm: vec![],
+        },
+    )
+    .unwrap();
+    assert!(t.identity_info().is_ok(), "setup made the identity key");
+    assert_ne!(t.prompt_policy().unwrap(), fresh_prompt);
+
+    t.reinitialize(SO, "again").unwrap();
+    let gate = t.gate_status().unwrap();
+    assert_eq!(gate.policy, GatePolicy::default());
+    assert!(!gate.locked);
+    assert_eq!(gate.failures, 0);
+    assert_eq!(t.prompt_policy().unwrap(), fresh_prompt);
+    assert!(matches!(t.identity_info(), Err(Error::Identity(_))));
+    let info = t.info().unwrap();
+    assert!(!info.user_pin_initialized);
+    // The same holds for a process that opens the file afresh.
+    let t2 = reg.open(&reg.find("again").unwrap()).unwrap();
+    assert_eq!(t2.gate_policy().unwrap(), GatePolicy::default());
+    assert_eq!(t2.prompt_policy().unwrap(), fresh_prompt);
+    // A new user PIN makes a new identity key; signing needs no picture.
+    t2.login(UserType::So, SO).unwrap();
+    t2.init_pin(USER).unwrap();
+    t2.logout().unwrap();
+    assert!(t2.identity_info().is_ok());
+    assert!(!t2.gate_applies(OpClass::Sign, None).unwrap());
+}
+
 #[test]
 fn private_objects_need_login_and_sessions_rules() {
     let (_d, reg, t) = setup();

@@ -125,7 +125,9 @@ impl crate::token::hooks::LifecycleHook for IdentityHook {
         t.identity_ensure().map(|_| ())
     }
 
-    fn reinitialize(&self, _: &mut crate::store::Header) -> Result<()> {
+    /// Nothing of the identity outlives re-initialization: the key pair, its
+    /// certificates and pending requests go with the old master key.
+    fn reinitialize(&self, _: &crate::store::Header, _: &mut crate::store::Header) -> Result<()> {
         Ok(())
     }
 }

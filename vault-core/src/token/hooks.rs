@@ -174,9 +174,11 @@ pub trait KeyUseHook: Send + Sync {
 pub trait LifecycleHook: Send + Sync {
     /// After the SO set the user PIN (`C_InitPIN`).
     fn user_pin_set(&self, t: &Token) -> Result<()>;
-    /// While the token is re-initialized (`C_InitToken`): `h` is the header being
-    /// written with the wiped file.
-    fn reinitialize(&self, h: &mut Header) -> Result<()>;
+    /// While the token is re-initialized (`C_InitToken`): `new` is the header being
+    /// written with the wiped file, already reset to what a new token has (no
+    /// extension state, the configuration's prompt policy); `old` is the header
+    /// before. A hook copies over only what outlives re-initialization.
+    fn reinitialize(&self, old: &Header, new: &mut Header) -> Result<()>;
 }
 
 /// The extensions of one opened token.

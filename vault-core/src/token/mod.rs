@@ -390,12 +390,21 @@ impl Token {
         }
         let master = self.verify_pin(UserType::So, so_pin)?;
         let mut st = self.store();
-        let mut h = st.header()?.clone();
+        let old = st.header()?.clone();
+        // Every policy and state goes back to what a new token has: no extension
+        // state (gate off and unlocked, no identity, no pending requests), the prompt
+        // policy from this configuration, no PIN flags; extensions then carry over
+        // only what outlives re-initialization (the vault's factory mode).
+        let mut h = old.clone();
         h.label = label.to_string();
         h.user = None;
-        // Extensions reset their header state (an optional vault: not activated).
+        h.user_pin_to_be_changed = false;
+        h.so_pin_to_be_changed = false;
+        h.ext = [(PIN_COUNTERS_MARK.to_string(), vec![1])].into();
+        let prompt = crate::prompt::policy::PromptPolicy::defaults_from(&self.prompt_local)?;
+        crate::prompt::policy::put(&mut h, &prompt)?;
         for hook in self.hooks.lifecycle.iter() {
-            hook.reinitialize(&mut h)?;
+            hook.reinitialize(&old, &mut h)?;
         }
         // A fresh master key: nothing encrypted under the old one survives.
         let fresh = Key32::random()?;

@@ -230,13 +230,15 @@ impl Token {
         let mut st = self.store();
         let mut h = st.header()?.clone();
         check_pin_len(&h.pin_policy, pin)?;
+        // The SO replacing an existing user PIN: the user must choose a new one
+        // (`CKF_USER_PIN_TO_BE_CHANGED` until `C_SetPIN`). A first PIN is the user's.
+        h.user_pin_to_be_changed = h.user.is_some();
         h.user = Some(WrappedKey::wrap(
             &keys.master,
             pin,
             self.kdf,
             &wrap_ad(&self.serial, "user"),
         )?);
-        h.user_pin_to_be_changed = false;
         st.write_header(&h)?;
         st.set_counter(UserType::User.counter(), 0)?;
         drop(st);
@@ -302,7 +304,8 @@ impl Token {
             self.kdf,
             &wrap_ad(&self.serial, "user"),
         )?);
-        h.user_pin_to_be_changed = false;
+        // The SO chose this PIN: the user must change it (`CKF_USER_PIN_TO_BE_CHANGED`).
+        h.user_pin_to_be_changed = true;
         st.write_header(&h)?;
         st.set_counter(UserType::User.counter(), 0)?;
         info!(serial = %self.serial, "user PIN reset and unlocked by the SO");

@@ -54,9 +54,10 @@ impl LifecycleHook for VaultHook {
         Ok(())
     }
 
-    /// An optional vault goes back to its factory state (not activated).
-    fn reinitialize(&self, h: &mut Header) -> Result<()> {
-        reset_for_reinit(h)
+    /// The vault's factory mode outlives re-initialization (V4); an optional vault
+    /// goes back to not activated.
+    fn reinitialize(&self, old: &Header, new: &mut Header) -> Result<()> {
+        reset_for_reinit(old, new)
     }
 }
 

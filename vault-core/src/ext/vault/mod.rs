@@ -454,14 +454,16 @@ impl Token {
 /// Token re-initialization: an optional vault returns to "not activated" (its
 /// entries are erased with every other object, and the wiped counters give the
 /// activation code its tries back).
-pub(crate) fn reset_for_reinit(h: &mut Header) -> Result<()> {
-    let mut s = state_of(h)?;
+pub(crate) fn reset_for_reinit(old: &Header, new: &mut Header) -> Result<()> {
+    if !old.ext.contains_key(EXT_KEY) {
+        return Ok(());
+    }
+    let mut s = state_of(old)?;
     if s.mode == VaultMode::Optional {
         s.activated = false;
         s.enabled = false;
-        put_state(h, &s)?;
     }
-    Ok(())
+    put_state(new, &s)
 }
 
 /// Whether the vault of the token in `st` is usable (false on any error).
