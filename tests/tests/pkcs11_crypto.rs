@@ -884,3 +884,93 @@ fn single_part_ciphers_into_any_buffer() {
         }
     }
 }
+
+/// RSA key generation starts at 2048 bits (`C_GetMechanismInfo` says so, 1024 is
+/// `CKR_KEY_SIZE_RANGE`); a 1024-bit key made elsewhere still imports and verifies.
+#[test]
+fn rsa_generation_below_2048_bits_is_refused() {
+    let ctx = Ctx::new();
+    let (slot, s) = ctx.user_session();
+    let info = ctx
+        .p11()
+        .get_mechanism_info(slot, MechanismType::RSA_PKCS_KEY_PAIR_GEN)
+        .unwrap();
+    assert_eq!((info.min_key_size(), info.max_key_size()), (2048, 4096));
+    let public = [
+        Attribute::Token(false),
+        Attribute::ModulusBits(1024.into()),
+        Attribute::Verify(true),
+    ];
+    let private = [Attribute::Token(false), Attribute::Sign(true)];
+    assert_eq!(
+        rv(s.generate_key_pair(&Mechanism::RsaPkcsKeyPairGen, &public, &private)),
+        RvError::KeySizeRange
+    );
+    // Legacy: a 1024-bit public key from openssl imports and verifies.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let ok = |c: &mut std::process::Command| assert!(c.status().unwrap().success());
+    ok(std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+            "-out",
+        ])
+        .arg(&key));
+    std::fs::write(dir.path().join("m"), MSG).unwrap();
+    ok(std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(&key)
+        .arg("-out")
+        .arg(dir.path().join("sig"))
+        .arg(dir.path().join("m")));
+    let der = std::process::Command::new("openssl")
+        .args([
+            "rsa",
+            "-pubout",
+            "-RSAPublicKey_out",
+            "-outform",
+            "DER",
+            "-in",
+        ])
+        .arg(&key)
+        .output()
+        .unwrap()
+        .stdout;
+    // RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }
+    let (n, e) = rsa_public_parts(&der);
+    let public = s
+        .create_object(&[
+            Attribute::Class(ObjectClass::PUBLIC_KEY),
+            Attribute::KeyType(KeyType::RSA),
+            Attribute::Token(false),
+            Attribute::Verify(true),
+            Attribute::Modulus(n),
+            Attribute::PublicExponent(e),
+        ])
+        .unwrap();
+    let sig = std::fs::read(dir.path().join("sig")).unwrap();
+    s.verify(&Mechanism::Sha256RsaPkcs, public, MSG, &sig)
+        .unwrap();
+}
+
+/// The two INTEGERs of a DER `RSAPublicKey`, without leading zero bytes.
+fn rsa_public_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    fn tlv(b: &[u8]) -> (&[u8], &[u8]) {
+        let (len, hdr) = match b[1] {
+            l if l < 0x80 => (l as usize, 2),
+            0x81 => (b[2] as usize, 3),
+            0x82 => (((b[2] as usize) << 8) | b[3] as usize, 4),
+            _ => panic!("length"),
+        };
+        (&b[hdr..hdr + len], &b[hdr + len..])
+    }
+    let (seq, _) = tlv(der);
+    let (n, rest) = tlv(seq);
+    let (e, _) = tlv(rest);
+    let strip = |v: &[u8]| v.iter().skip_while(|&&b| b == 0).copied().collect();
+    (strip(n), strip(e))
+}

@@ -342,7 +342,12 @@ mod tests {
             generate_key_pair(&m, &tmpl(&[(CKA_MODULUS_BITS, 512)]), &Attributes::new()),
             Err(Error::KeySizeRange)
         ));
-        let mut t = tmpl(&[(CKA_MODULUS_BITS, 1024)]);
+        // Below 2048 bits the token generates nothing (1024-bit keys only import).
+        assert!(matches!(
+            generate_key_pair(&m, &tmpl(&[(CKA_MODULUS_BITS, 1024)]), &Attributes::new()),
+            Err(Error::KeySizeRange)
+        ));
+        let mut t = tmpl(&[(CKA_MODULUS_BITS, 2048)]);
         t.set(CKA_PUBLIC_EXPONENT, vec![0x01, 0x00, 0x00]);
         assert!(matches!(
             generate_key_pair(&m, &t, &Attributes::new()),

@@ -19,8 +19,13 @@ use super::{left_pad, param_err, CipherOp, HashAlg, Key, MechParam, Mechanism, S
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
-/// Modulus sizes in bits.
+/// Modulus sizes in bits a key may have (1024-bit keys made elsewhere still import,
+/// verify and sign, for legacy).
 const BITS: (u64, u64) = (RSA_MIN_BITS as u64, RSA_MAX_BITS as u64);
+
+/// The smallest modulus the token generates: below 2048 bits RSA is under NIST's
+/// 112-bit floor (SP 800-131A), so a new key never starts there.
+const GEN_MIN_BITS: usize = 2048;
 
 const SIGN: Ops = Ops {
     sign: Some(sign_init),
@@ -40,7 +45,7 @@ const CIPHER_WRAP: Ops = Ops {
 pub(super) const ENTRIES: &[MechEntry] = &[
     MechEntry::new(
         CKM_RSA_PKCS_KEY_PAIR_GEN,
-        BITS,
+        (GEN_MIN_BITS as u64, RSA_MAX_BITS as u64),
         CKF_GENERATE_KEY_PAIR,
         Ops {
             generate_pair: Some(generate_pair),
@@ -406,7 +411,8 @@ fn unwrap(mech: &Mechanism, key: &Key, wrapped: &[u8]) -> Result<Zeroizing<Vec<u
 // Key-pair generation
 // ---------------------------------------------------------------------------
 
-/// `CKM_RSA_PKCS_KEY_PAIR_GEN`: `CKA_MODULUS_BITS` (required, in [`BITS`]) and
+/// `CKM_RSA_PKCS_KEY_PAIR_GEN`: `CKA_MODULUS_BITS` (required, [`GEN_MIN_BITS`] up to
+/// the largest size in [`BITS`]) and
 /// `CKA_PUBLIC_EXPONENT` (default 65537) from the public template.
 fn generate_pair(
     _mech: &Mechanism,
@@ -416,7 +422,7 @@ fn generate_pair(
     check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_RSA])?;
     check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_RSA])?;
     let bits = pub_t.require_ulong(CKA_MODULUS_BITS)? as usize;
-    if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+    if !(GEN_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
         return Err(Error::KeySizeRange);
     }
     let e = pub_t

@@ -341,7 +341,7 @@ pub fn generate_key(mech: &Mechanism, template: &Attributes) -> Result<Attribute
 /// Generates a key pair (`C_GenerateKeyPair`). Returns the attributes to add to the
 /// public and the private object.
 ///
-/// RSA: `CKA_MODULUS_BITS` (required, 1024..=4096 — the range `mechanism_info`
+/// RSA: `CKA_MODULUS_BITS` (required, 2048..=4096 — the range `mechanism_info`
 /// reports) and optional `CKA_PUBLIC_EXPONENT` (default 65537) from the public
 /// template. EC: `CKA_EC_PARAMS` (P-256 or P-384) from the public template.
 pub fn generate_key_pair(

@@ -18,7 +18,7 @@ fn mechanism_table_is_consistent() {
     dedup.dedup();
     assert_eq!(dedup.len(), list.len(), "no duplicates");
     let rsa = mechanism_info(CKM_RSA_PKCS_KEY_PAIR_GEN).unwrap();
-    assert_eq!((rsa.min_key_size, rsa.max_key_size), (1024, 4096));
+    assert_eq!((rsa.min_key_size, rsa.max_key_size), (2048, 4096));
     let ec = mechanism_info(CKM_ECDSA).unwrap();
     assert_eq!((ec.min_key_size, ec.max_key_size), (256, 384));
     assert_ne!(ec.flags & CKF_EC_NAMEDCURVE, 0);
@@ -175,7 +175,7 @@ impl Candidates {
         let mut secret_template = Attributes::new();
         secret_template.set_ulong(CKA_VALUE_LEN, 24);
         let mut pair_template = Attributes::new();
-        pair_template.set_ulong(CKA_MODULUS_BITS, 1024);
+        pair_template.set_ulong(CKA_MODULUS_BITS, 2048);
         pair_template.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
         Candidates {
             keys: vec![
