@@ -6,25 +6,45 @@
 //! follows the PKCS#11 length protocol (see `convert::deliver`).
 
 use cryptoki_sys::*;
-use vault_core::session::{Filled, OutLen, Output, SessionRef};
+use vault_core::session::{Filled, Operation, OutLen, Output, SessionRef};
 use vault_core::token::Token;
 
 use crate::convert::{bytes, MechPtr, OutBuf, BAD};
 use crate::guard::{call, CallResult, Rv};
 use crate::state;
 
-/// Runs an operation that produces output into the caller's buffer `out`.
+/// Runs a step of the active operation `kind` that produces output into the
+/// caller's buffer `out`.
 fn produce(
     name: &'static str,
     h: CK_SESSION_HANDLE,
+    kind: Operation,
     out: OutBuf,
     op: impl FnOnce(&Token, &SessionRef, OutLen) -> Result<Output, Rv>,
 ) -> CK_RV {
+    step(name, h, kind, |t, s| {
+        let room = out.room()?;
+        let output = op(t, s, room)?;
+        out.deliver(output)
+    })
+}
+
+/// Runs a step of the active operation `kind`. A call refused for its arguments
+/// (`CKR_ARGUMENTS_BAD`, decided here before the token sees it) ends the
+/// operation, as every other failure but a short buffer does in the token.
+fn step(
+    name: &'static str,
+    h: CK_SESSION_HANDLE,
+    kind: Operation,
+    body: impl FnOnce(&Token, &SessionRef) -> CallResult,
+) -> CK_RV {
     call(name, || {
         let e = state::session(h)?;
-        let room = out.room()?;
-        let output = op(&e.token, &e.core, room)?;
-        out.deliver(output)
+        let r = body(&e.token, &e.core);
+        if r == Err(BAD) {
+            e.token.end_operation(&e.core, kind)?;
+        }
+        r
     })
 }
 
@@ -32,6 +52,7 @@ fn produce(
 /// when it is given and apart from the input, else through the length protocol.
 fn produce_once<'d>(
     h: CK_SESSION_HANDLE,
+    kind: Operation,
     mut out: OutBuf,
     data: impl FnOnce() -> Result<&'d [u8], Rv>,
     into: impl FnOnce(&Token, &SessionRef, &[u8], Option<&mut [u8]>) -> vault_core::Result<Filled>,
@@ -39,14 +60,20 @@ fn produce_once<'d>(
 ) -> CallResult {
     // Checked in the order of every other output call: session, length, input.
     let e = state::session(h)?;
-    let room = out.room()?;
-    let data = data()?;
-    if let Some(buf) = out.apart_from(data) {
-        let f = into(&e.token, &e.core, data, Some(buf))?;
-        return out.filled(f);
+    let r = (|| {
+        let room = out.room()?;
+        let data = data()?;
+        if let Some(buf) = out.apart_from(data) {
+            let f = into(&e.token, &e.core, data, Some(buf))?;
+            return out.filled(f);
+        }
+        let output = copying(&e.token, &e.core, data, room)?;
+        out.deliver(output)
+    })();
+    if r == Err(BAD) {
+        e.token.end_operation(&e.core, kind)?;
     }
-    let output = copying(&e.token, &e.core, data, room)?;
-    out.deliver(output)
+    r
 }
 
 /// Runs an operation without output.
@@ -108,6 +135,7 @@ pub unsafe extern "C" fn C_Encrypt(
     call("C_Encrypt", || {
         produce_once(
             h,
+            Operation::Encrypt,
             out,
             // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
             // bytes (PKCS#11); `bytes` refuses NULL with a length.
@@ -130,7 +158,7 @@ pub unsafe extern "C" fn C_EncryptUpdate(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_EncryptUpdate", h, out, |t, s, o| {
+    produce("C_EncryptUpdate", h, Operation::Encrypt, out, |t, s, o| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -148,7 +176,7 @@ pub unsafe extern "C" fn C_EncryptFinal(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_EncryptFinal", h, out, |t, s, o| {
+    produce("C_EncryptFinal", h, Operation::Encrypt, out, |t, s, o| {
         Ok(t.encrypt_final(s, o)?)
     })
 }
@@ -183,6 +211,7 @@ pub unsafe extern "C" fn C_Decrypt(
     call("C_Decrypt", || {
         produce_once(
             h,
+            Operation::Decrypt,
             out,
             // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
             // bytes (PKCS#11); `bytes` refuses NULL with a length.
@@ -205,7 +234,7 @@ pub unsafe extern "C" fn C_DecryptUpdate(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_DecryptUpdate", h, out, |t, s, o| {
+    produce("C_DecryptUpdate", h, Operation::Decrypt, out, |t, s, o| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -223,7 +252,7 @@ pub unsafe extern "C" fn C_DecryptFinal(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_DecryptFinal", h, out, |t, s, o| {
+    produce("C_DecryptFinal", h, Operation::Decrypt, out, |t, s, o| {
         Ok(t.decrypt_final(s, o)?)
     })
 }
@@ -251,7 +280,7 @@ pub unsafe extern "C" fn C_Digest(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_Digest", h, out, |t, s, o| {
+    produce("C_Digest", h, Operation::Digest, out, |t, s, o| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -266,7 +295,7 @@ pub unsafe extern "C" fn C_DigestUpdate(
     data: *mut CK_BYTE,
     data_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_DigestUpdate", h, |t, s| {
+    step("C_DigestUpdate", h, Operation::Digest, |t, s| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -278,7 +307,7 @@ pub unsafe extern "C" fn C_DigestUpdate(
 /// `C_DigestKey`.
 #[no_mangle]
 pub unsafe extern "C" fn C_DigestKey(h: CK_SESSION_HANDLE, key: CK_OBJECT_HANDLE) -> CK_RV {
-    run("C_DigestKey", h, |t, s| {
+    step("C_DigestKey", h, Operation::Digest, |t, s| {
         t.digest_key(s, key)?;
         Ok(())
     })
@@ -294,7 +323,9 @@ pub unsafe extern "C" fn C_DigestFinal(
     // SAFETY: `out`/`out_len` are the caller's output buffer and length: NULL, or
     // a writable `CK_ULONG` and `*out_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(out, out_len) };
-    produce("C_DigestFinal", h, out, |t, s, o| Ok(t.digest_final(s, o)?))
+    produce("C_DigestFinal", h, Operation::Digest, out, |t, s, o| {
+        Ok(t.digest_final(s, o)?)
+    })
 }
 
 // ---------------------------------------------------------------- signatures and MACs
@@ -324,7 +355,7 @@ pub unsafe extern "C" fn C_Sign(
     // SAFETY: `sig`/`sig_len` are the caller's signature buffer and length: NULL, or
     // a writable `CK_ULONG` and `*sig_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(sig, sig_len) };
-    produce("C_Sign", h, out, |t, s, o| {
+    produce("C_Sign", h, Operation::Sign, out, |t, s, o| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -339,7 +370,7 @@ pub unsafe extern "C" fn C_SignUpdate(
     data: *mut CK_BYTE,
     data_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_SignUpdate", h, |t, s| {
+    step("C_SignUpdate", h, Operation::Sign, |t, s| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -358,7 +389,9 @@ pub unsafe extern "C" fn C_SignFinal(
     // SAFETY: `sig`/`sig_len` are the caller's signature buffer and length: NULL, or
     // a writable `CK_ULONG` and `*sig_len` writable bytes (PKCS#11).
     let out = unsafe { OutBuf::new(sig, sig_len) };
-    produce("C_SignFinal", h, out, |t, s, o| Ok(t.sign_final(s, o)?))
+    produce("C_SignFinal", h, Operation::Sign, out, |t, s, o| {
+        Ok(t.sign_final(s, o)?)
+    })
 }
 
 /// `C_VerifyInit`.
@@ -383,7 +416,7 @@ pub unsafe extern "C" fn C_Verify(
     sig: *mut CK_BYTE,
     sig_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_Verify", h, |t, s| {
+    step("C_Verify", h, Operation::Verify, |t, s| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -402,7 +435,7 @@ pub unsafe extern "C" fn C_VerifyUpdate(
     data: *mut CK_BYTE,
     data_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_VerifyUpdate", h, |t, s| {
+    step("C_VerifyUpdate", h, Operation::Verify, |t, s| {
         // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let data = unsafe { bytes(data, data_len) }?;
@@ -418,7 +451,7 @@ pub unsafe extern "C" fn C_VerifyFinal(
     sig: *mut CK_BYTE,
     sig_len: CK_ULONG,
 ) -> CK_RV {
-    run("C_VerifyFinal", h, |t, s| {
+    step("C_VerifyFinal", h, Operation::Verify, |t, s| {
         // SAFETY: `sig` is NULL with length 0 or points to `sig_len` readable
         // bytes (PKCS#11); `bytes` refuses NULL with a length.
         let sig = unsafe { bytes(sig, sig_len) }?;

@@ -20,17 +20,18 @@ const SLOT_DESCRIPTION: &str = "vtoken slot";
 /// How often a blocking `C_WaitForSlotEvent` looks at the token directory.
 const EVENT_POLL: Duration = Duration::from_millis(500);
 
-/// `C_GetSlotList`: every slot has a token present (the free slot's is blank).
+/// `C_GetSlotList`: a slot per token and the free slot (whose token is blank). A token
+/// the gate locked counts as removed (C5): `tokenPresent` leaves its slot out.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetSlotList(
-    _token_present: CK_BBOOL,
+    token_present: CK_BBOOL,
     list: *mut CK_SLOT_ID,
     count: *mut CK_ULONG,
 ) -> CK_RV {
     call("C_GetSlotList", || {
         let st = state::state()?;
         non_null(count)?;
-        let ids = st.slot_list()?;
+        let ids = st.slot_list(token_present != CK_FALSE)?;
         // SAFETY: `count` points to a readable, writable `CK_ULONG` and `list` is NULL
         // or holds `*count` writable slot IDs (PKCS#11); NULLs are checked there.
         unsafe { deliver_list(&ids, list, count) }
@@ -43,11 +44,15 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO
     call("C_GetSlotInfo", || {
         let st = state::state()?;
         non_null(info)?;
-        st.slot(slot)?;
+        // A token the gate locked is unplugged until the SO reattaches it (C5).
+        let present = match st.slot(slot)? {
+            Slot::Token(e) => !st.token(&e)?.blocked()?,
+            Slot::Free => true,
+        };
         let si = CK_SLOT_INFO {
             slotDescription: padded(SLOT_DESCRIPTION),
             manufacturerID: padded(MANUFACTURER),
-            flags: CKF_TOKEN_PRESENT,
+            flags: CKF_REMOVABLE_DEVICE | if present { CKF_TOKEN_PRESENT } else { 0 },
             hardwareVersion: crate::LIBRARY_VERSION,
             firmwareVersion: crate::LIBRARY_VERSION,
         };
@@ -112,7 +117,13 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         let st = state::state()?;
         non_null(info)?;
         let ti = match st.slot(slot)? {
-            Slot::Token(e) => token_info(&st.token(&e)?.info()?),
+            Slot::Token(e) => {
+                let t = st.token(&e)?;
+                if t.blocked()? {
+                    return Err(Rv(CKR_TOKEN_NOT_PRESENT));
+                }
+                token_info(&t.info()?)
+            }
             Slot::Free => {
                 let p = st.pin_policy();
                 free_token_info(p.min_len, p.max_len)

@@ -974,3 +974,138 @@ fn rsa_public_parts(der: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let strip = |v: &[u8]| v.iter().skip_while(|&&b| b == 0).copied().collect();
     (strip(n), strip(e))
 }
+
+/// PKCS#11 3.1 §5: a call of an active operation that fails ends the operation,
+/// unless it is a short buffer or a length query. That holds for a call refused for
+/// its arguments before the token sees it (a NULL input with a length, a NULL
+/// length pointer), for a bad signature, and for `C_DigestKey` on a bad handle: the
+/// next init succeeds, a next step is `CKR_OPERATION_NOT_INITIALIZED`.
+#[test]
+fn failed_calls_end_the_operation() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let aes = aes_key(&s, &[]).handle();
+    let (public, private) = ec_pair(&s, P256, "ec", false);
+    let (public, private) = (public.handle(), private.handle());
+    let h = s.handle();
+    let null = std::ptr::null_mut::<u8>();
+    let mut buf = [0u8; 256];
+    let mut len: CK_ULONG = 256;
+    let mut data = [7u8; 32];
+    let mech = |m: CK_MECHANISM_TYPE| CK_MECHANISM {
+        mechanism: m,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut ecb, mut sha, mut ecdsa) = (mech(CKM_AES_ECB), mech(CKM_SHA256), mech(CKM_ECDSA));
+
+    // Encrypt / decrypt: NULL data with a length; NULL length pointer.
+    for enc in [true, false] {
+        let init = |m: &mut CK_MECHANISM| {
+            if enc {
+                rawcall!(C_EncryptInit, h, m, aes)
+            } else {
+                rawcall!(C_DecryptInit, h, m, aes)
+            }
+        };
+        let once = |d: *mut u8, o: *mut u8, l: *mut CK_ULONG| {
+            if enc {
+                rawcall!(C_Encrypt, h, d, 32, o, l)
+            } else {
+                rawcall!(C_Decrypt, h, d, 32, o, l)
+            }
+        };
+        let update = |d: *mut u8, o: *mut u8, l: *mut CK_ULONG| {
+            if enc {
+                rawcall!(C_EncryptUpdate, h, d, 32, o, l)
+            } else {
+                rawcall!(C_DecryptUpdate, h, d, 32, o, l)
+            }
+        };
+        assert_eq!(init(&mut ecb), CKR_OK);
+        assert_eq!(once(null, buf.as_mut_ptr(), &mut len), CKR_ARGUMENTS_BAD);
+        assert_eq!(
+            once(data.as_mut_ptr(), buf.as_mut_ptr(), &mut len),
+            CKR_OPERATION_NOT_INITIALIZED
+        );
+        assert_eq!(init(&mut ecb), CKR_OK);
+        assert_eq!(
+            once(data.as_mut_ptr(), buf.as_mut_ptr(), std::ptr::null_mut()),
+            CKR_ARGUMENTS_BAD
+        );
+        assert_eq!(init(&mut ecb), CKR_OK, "ended, so a new init works");
+        len = 256;
+        assert_eq!(update(null, buf.as_mut_ptr(), &mut len), CKR_ARGUMENTS_BAD);
+        assert_eq!(init(&mut ecb), CKR_OK);
+        // A short buffer keeps it: the same call with room succeeds.
+        len = 4;
+        assert_eq!(
+            once(data.as_mut_ptr(), buf.as_mut_ptr(), &mut len),
+            CKR_BUFFER_TOO_SMALL
+        );
+        assert_eq!(once(data.as_mut_ptr(), buf.as_mut_ptr(), &mut len), CKR_OK);
+        len = 256;
+    }
+
+    // Digest: NULL data, NULL length, a bad key handle for C_DigestKey.
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(
+        rawcall!(C_Digest, h, null, 32, buf.as_mut_ptr(), &mut len),
+        CKR_ARGUMENTS_BAD
+    );
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(rawcall!(C_DigestUpdate, h, null, 32), CKR_ARGUMENTS_BAD);
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(
+        rawcall!(C_DigestKey, h, 0xdead_beef),
+        CKR_KEY_HANDLE_INVALID
+    );
+    assert_eq!(
+        rawcall!(C_DigestUpdate, h, data.as_mut_ptr(), 32),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(
+        rawcall!(C_DigestFinal, h, buf.as_mut_ptr(), std::ptr::null_mut()),
+        CKR_ARGUMENTS_BAD
+    );
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(
+        rawcall!(C_DigestFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+
+    // Sign and verify.
+    assert_eq!(rawcall!(C_SignInit, h, &mut ecdsa, private), CKR_OK);
+    assert_eq!(
+        rawcall!(C_Sign, h, null, 32, buf.as_mut_ptr(), &mut len),
+        CKR_ARGUMENTS_BAD
+    );
+    assert_eq!(rawcall!(C_SignInit, h, &mut ecdsa, private), CKR_OK);
+    assert_eq!(rawcall!(C_SignUpdate, h, null, 32), CKR_ARGUMENTS_BAD);
+    assert_eq!(rawcall!(C_SignInit, h, &mut ecdsa, private), CKR_OK);
+    len = 256;
+    assert_eq!(
+        rawcall!(C_Sign, h, data.as_mut_ptr(), 32, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    let mut sig = buf[..len as usize].to_vec();
+    assert_eq!(rawcall!(C_VerifyInit, h, &mut ecdsa, public), CKR_OK);
+    assert_eq!(
+        rawcall!(C_Verify, h, data.as_mut_ptr(), 32, null, 64),
+        CKR_ARGUMENTS_BAD
+    );
+    assert_eq!(rawcall!(C_VerifyInit, h, &mut ecdsa, public), CKR_OK);
+    sig[5] ^= 1;
+    let n = sig.len() as CK_ULONG;
+    assert_eq!(
+        rawcall!(C_Verify, h, data.as_mut_ptr(), 32, sig.as_mut_ptr(), n),
+        CKR_SIGNATURE_INVALID
+    );
+    assert_eq!(rawcall!(C_VerifyInit, h, &mut ecdsa, public), CKR_OK);
+    assert_eq!(rawcall!(C_VerifyUpdate, h, null, 32), CKR_ARGUMENTS_BAD);
+    assert_eq!(
+        rawcall!(C_VerifyFinal, h, sig.as_mut_ptr(), n),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+}

@@ -43,8 +43,25 @@ impl Token {
         Ok(())
     }
 
-    /// `C_DigestKey`: feeds a secret key's value into the digest.
+    /// `C_DigestKey`: feeds a secret key's value into the digest. A failure ends the
+    /// digest, as a failed `C_DigestUpdate` does.
     pub fn digest_key(&self, sid: impl SessionKey, key: u64) -> Result<()> {
+        let r = self.digest_key_value(key);
+        match r {
+            Ok(v) => self.digest_update(sid, &v),
+            Err(e) => {
+                // Without an active digest the answer is that, not the key's fault.
+                let s = sid.resolve(self)?;
+                let mut s = Token::lock_session(&s);
+                if s.digest.take().is_none() {
+                    return Err(Error::OperationNotInitialized);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn digest_key_value(&self, key: u64) -> Result<zeroize::Zeroizing<Vec<u8>>> {
         let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
         if o.attrs.class() != Some(CKO_SECRET_KEY) {
             return Err(Error::KeyHandleInvalid);
@@ -57,8 +74,7 @@ impl Token {
             .get(CKA_VALUE)
             .ok_or(Error::KeyIndigestible)?
             .to_vec();
-        let v = zeroize::Zeroizing::new(v);
-        self.digest_update(sid, &v)
+        Ok(zeroize::Zeroizing::new(v))
     }
 
     /// `C_DigestFinal`.

@@ -63,6 +63,16 @@ pub enum Filled {
     Needed(usize),
 }
 
+/// The kinds of operation a session runs, one of each at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Encrypt,
+    Decrypt,
+    Digest,
+    Sign,
+    Verify,
+}
+
 /// One attribute as `C_GetAttributeValue` reports it.
 #[derive(Debug, PartialEq, Eq)]
 pub enum AttrResult {
@@ -393,6 +403,22 @@ impl Token {
     pub fn cancel(&self, sid: impl SessionKey) -> Result<()> {
         let s = sid.resolve(self)?;
         Token::lock_session(&s).end_all();
+        Ok(())
+    }
+
+    /// Ends one kind of operation of a session, if active: PKCS#11 ends an
+    /// operation on any failed call except a short buffer or a length query,
+    /// including calls refused for their arguments before they reach the token.
+    pub fn end_operation(&self, sid: impl SessionKey, op: Operation) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        match op {
+            Operation::Encrypt => s.encrypt = None,
+            Operation::Decrypt => s.decrypt = None,
+            Operation::Digest => s.digest = None,
+            Operation::Sign => s.sign = None,
+            Operation::Verify => s.verify = None,
+        }
         Ok(())
     }
 

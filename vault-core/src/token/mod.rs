@@ -329,6 +329,13 @@ impl Token {
         }
     }
 
+    /// Whether an extension blocks the whole token now (the gate's lock, C5), read
+    /// fresh from the file: such a token is "unplugged", and the PKCS#11 module
+    /// reports its slot without a token present.
+    pub fn blocked(&self) -> Result<bool> {
+        self.blocked_fresh()
+    }
+
     /// Token information (label, serial, flags, PIN state, object counts).
     pub fn info(&self) -> Result<TokenInfo> {
         let mut st = self.store();
