@@ -221,6 +221,7 @@ pub(crate) fn finalize() -> Result<(), Rv> {
 
 impl State {
     fn new(config: Config) -> Result<State, Rv> {
+        config.policy.apply_to_process();
         let registry = Registry::new(config);
         // E.g. a token directory others can write to: say why C_Initialize fails.
         let entries = registry.tokens().inspect_err(|e| {

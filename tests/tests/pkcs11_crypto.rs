@@ -1109,3 +1109,96 @@ fn failed_calls_end_the_operation() {
         CKR_OPERATION_NOT_INITIALIZED
     );
 }
+
+/// Single DES for legacy clients (`[policy] legacy_mechanisms`, on by default):
+/// generated and imported keys, CBC-PAD through the module equal to openssl's
+/// `des-cbc` (legacy provider).
+#[test]
+fn legacy_single_des_matches_openssl() {
+    let ctx = Ctx::new();
+    let (slot, s) = ctx.user_session();
+    // (cryptoki's own list drops types it does not know; ask for the info.)
+    let info = ctx
+        .p11()
+        .get_mechanism_info(slot, MechanismType::DES_CBC_PAD)
+        .unwrap();
+    assert_eq!((info.min_key_size(), info.max_key_size()), (8, 8));
+    let generated = s
+        .generate_key(
+            &Mechanism::DesKeyGen,
+            &[Attribute::Token(false), Attribute::Encrypt(true)],
+        )
+        .unwrap();
+    let ct = s.encrypt(&Mechanism::DesEcb, generated, &[0u8; 8]).unwrap();
+    assert_eq!(ct.len(), 8);
+    let key_hex = "133457799bbcdff1";
+    let key = secret_key(
+        &s,
+        KeyType::DES,
+        &hex::decode(key_hex).unwrap(),
+        &[Attribute::Encrypt(true), Attribute::Decrypt(true)],
+    );
+    let iv = [0x42u8; 8];
+    let ct = s.encrypt(&Mechanism::DesCbcPad(iv), key, MSG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("m"), MSG).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args([
+            "enc",
+            "-des-cbc",
+            "-provider",
+            "legacy",
+            "-provider",
+            "default",
+        ])
+        .args(["-K", key_hex, "-iv", &hex::encode(iv), "-in"])
+        .arg(dir.path().join("m"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(ct, out.stdout);
+    assert_eq!(s.decrypt(&Mechanism::DesCbcPad(iv), key, &ct).unwrap(), MSG);
+}
+
+/// `[policy] legacy_mechanisms = false`: single DES is neither listed nor usable,
+/// from `C_Initialize` on (before any token opens).
+#[test]
+fn legacy_mechanisms_off_hides_single_des() {
+    let ctx = Ctx::uninitialized();
+    let tokens = ctx.dir.path().join("tokens");
+    vtoken_testsupport::env::write_config(
+        &ctx.conf,
+        &tokens,
+        "[policy]\nlegacy_mechanisms = false\n",
+    );
+    ctx.p11().initialize(init_args()).unwrap();
+    let slot = ctx.free_slot();
+    let mut count: CK_ULONG = 0;
+    assert_eq!(
+        rawcall!(
+            C_GetMechanismList,
+            slot.id(),
+            std::ptr::null_mut(),
+            &mut count
+        ),
+        CKR_OK
+    );
+    let mut list = vec![0 as CK_MECHANISM_TYPE; count as usize];
+    assert_eq!(
+        rawcall!(C_GetMechanismList, slot.id(), list.as_mut_ptr(), &mut count),
+        CKR_OK
+    );
+    assert!(list.contains(&CKM_DES3_CBC_PAD));
+    assert!(!list.iter().any(|m| matches!(
+        *m,
+        CKM_DES_KEY_GEN | CKM_DES_ECB | CKM_DES_CBC | CKM_DES_CBC_PAD
+    )));
+    assert_eq!(
+        rv(ctx.p11().get_mechanism_info(slot, MechanismType::DES_ECB)),
+        RvError::MechanismInvalid
+    );
+}

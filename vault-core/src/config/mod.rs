@@ -32,6 +32,7 @@
 //! [policy]
 //! rsa_pkcs1_decrypt = false       # pure-Rust build only: allow CKM_RSA_PKCS decrypt/unwrap
 //!                                 # (not constant-time there: RUSTSEC-2023-0071)
+//! legacy_mechanisms = true        # single DES (CKM_DES_*) for legacy clients; false hides it
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -380,6 +381,22 @@ pub struct PolicyConfig {
     /// whose RSA is not constant-time (RUSTSEC-2023-0071). Off by default; the
     /// `aws-lc` build ignores it (always on there).
     pub rsa_pkcs1_decrypt: bool,
+    /// Offer legacy mechanisms (single DES: `CKM_DES_KEY_GEN`, `CKM_DES_ECB`,
+    /// `CKM_DES_CBC`, `CKM_DES_CBC_PAD`), which legacy clients and test suites
+    /// expect, as SoftHSMv2 does. On by default; off, they leave the mechanism list
+    /// and are refused.
+    pub legacy_mechanisms: bool,
+}
+
+impl PolicyConfig {
+    /// Applies the switches that are process-wide (the mechanism table is one per
+    /// process): `rsa_pkcs1_decrypt` and `legacy_mechanisms`. Opening a token does it;
+    /// the PKCS#11 module does it at `C_Initialize`, so the mechanism list is right
+    /// before any token opens.
+    pub fn apply_to_process(&self) {
+        crate::mechanism::backend::set_rsa_pkcs1_decrypt(self.rsa_pkcs1_decrypt);
+        crate::mechanism::backend::set_legacy_mechanisms(self.legacy_mechanisms);
+    }
 }
 
 /// `[policy] key_privacy`.
@@ -400,6 +417,7 @@ impl Default for PolicyConfig {
             strict_wrap: true,
             key_privacy: KeyPrivacy::Force,
             rsa_pkcs1_decrypt: false,
+            legacy_mechanisms: true,
         }
     }
 }

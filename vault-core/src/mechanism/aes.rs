@@ -119,6 +119,7 @@ pub(super) enum Blk {
     Aes192(aes::Aes192),
     Aes256(aes::Aes256),
     Tdes(des::TdesEde3),
+    Des(des::Des),
 }
 
 macro_rules! each_blk {
@@ -128,6 +129,7 @@ macro_rules! each_blk {
             Blk::Aes192($c) => $e,
             Blk::Aes256($c) => $e,
             Blk::Tdes($c) => $e,
+            Blk::Des($c) => $e,
         }
     };
 }
@@ -151,9 +153,17 @@ impl Blk {
             .map_err(|_| Error::KeySizeRange)
     }
 
+    /// Single DES (legacy, `[policy] legacy_mechanisms`); any parity bits.
+    pub(super) fn des(key: &[u8]) -> Result<Self> {
+        use cipher::KeyInit;
+        des::Des::new_from_slice(key)
+            .map(Blk::Des)
+            .map_err(|_| Error::KeySizeRange)
+    }
+
     pub(super) fn block_size(&self) -> usize {
         match self {
-            Blk::Tdes(_) => 8,
+            Blk::Tdes(_) | Blk::Des(_) => 8,
             _ => 16,
         }
     }

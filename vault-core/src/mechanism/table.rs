@@ -93,6 +93,9 @@ pub(super) struct MechEntry {
     /// without aws-lc ([`super::backend::rsa_pkcs1_decrypt_allowed`]): not
     /// advertised while it is off, and the functions refuse then too.
     pub policy_gated: CK_FLAGS,
+    /// A legacy mechanism: offered only under `[policy] legacy_mechanisms`
+    /// ([`super::backend::legacy_mechanisms_allowed`]); off, the token lacks it.
+    pub legacy: bool,
     pub ops: Ops,
 }
 
@@ -110,7 +113,16 @@ impl MechEntry {
             max_key_size,
             flags,
             policy_gated: 0,
+            legacy: false,
             ops,
+        }
+    }
+
+    /// The same entry as a legacy mechanism.
+    pub const fn legacy(self) -> MechEntry {
+        MechEntry {
+            legacy: true,
+            ..self
         }
     }
 
@@ -240,7 +252,11 @@ const _: () = assert!(
 #[inline]
 fn lookup(ty: CK_MECHANISM_TYPE) -> Option<&'static MechEntry> {
     let i = BY_TYPE.binary_search_by_key(&ty, |&(t, _)| t).ok()?;
-    Some(&TABLE[BY_TYPE[i].1])
+    let e = &TABLE[BY_TYPE[i].1];
+    if e.legacy && !super::backend::legacy_mechanisms_allowed() {
+        return None;
+    }
+    Some(e)
 }
 
 /// The function `pick` selects from the entry of `ty`, or `MechanismInvalid` when
@@ -254,7 +270,12 @@ fn op<F>(ty: CK_MECHANISM_TYPE, pick: impl FnOnce(&Ops) -> Option<F>) -> Result<
 
 /// Every mechanism the token implements (`C_GetMechanismList`).
 pub fn mechanism_list() -> Vec<CK_MECHANISM_TYPE> {
-    TABLE.iter().map(|e| e.ty).collect()
+    let legacy = super::backend::legacy_mechanisms_allowed();
+    TABLE
+        .iter()
+        .filter(|e| legacy || !e.legacy)
+        .map(|e| e.ty)
+        .collect()
 }
 
 /// `C_GetMechanismInfo`; `MechanismInvalid` for mechanisms the token lacks.

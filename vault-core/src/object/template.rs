@@ -257,6 +257,7 @@ fn key_defaults(
                 CKK_AES
                     | CKK_GENERIC_SECRET
                     | CKK_DES3
+                    | CKK_DES
                     | CKK_SHA_1_HMAC
                     | CKK_SHA224_HMAC
                     | CKK_SHA256_HMAC
@@ -277,6 +278,11 @@ fn key_defaults(
                 return Err(Error::AttributeValueInvalid(CKA_VALUE));
             }
             if kt == CKK_DES3 && len != 24 {
+                return Err(Error::AttributeValueInvalid(CKA_VALUE));
+            }
+            // Single DES: 8 bytes; the parity bits are not checked (PKCS#11 leaves
+            // that to the token, and legacy clients send keys without parity).
+            if kt == CKK_DES && len != 8 {
                 return Err(Error::AttributeValueInvalid(CKA_VALUE));
             }
             o.set_ulong(CKA_VALUE_LEN, len as CK_ULONG);

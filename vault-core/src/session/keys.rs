@@ -10,12 +10,13 @@ fn exposes_value(template: &Attributes) -> bool {
 }
 
 /// A key's security strength in bits (NIST SP 800-57 Part 1, table 2): symmetric
-/// keys their length (three-key DES3: 112), RSA by modulus size, EC by
+/// keys their length (three-key DES3: 112, single DES: 56), RSA by modulus size, EC by
 /// half the curve order. `None`: unknown (treated as weakest when wrapping,
 /// strongest when wrapped).
 fn strength(attrs: &Attributes) -> Option<usize> {
     match attrs.key_type()? {
         CKK_DES3 => Some(112),
+        CKK_DES => Some(56),
         CKK_RSA => {
             let bits = match attrs.get_ulong(CKA_MODULUS_BITS).ok().flatten() {
                 Some(b) => b as usize,

@@ -239,7 +239,7 @@ impl Token {
 
     /// Opens a token file.
     pub fn open(path: &Path, config: &Config) -> Result<Arc<Token>> {
-        crate::mechanism::backend::set_rsa_pkcs1_decrypt(config.policy.rsa_pkcs1_decrypt);
+        config.policy.apply_to_process();
         let mut store = Store::open(path)?;
         store.upgrade_pin_counters()?;
         let serial = store.header()?.serial.clone();

@@ -235,6 +235,30 @@ mod awslc;
 #[cfg(feature = "aws-lc")]
 pub use awslc::{EcPrivateKey, EcPublicKey, RsaPrivateKey, RsaPublicKey};
 
+/// Whether legacy mechanisms (single DES) are offered: `[policy]
+/// legacy_mechanisms`, applied when a token opens.
+static LEGACY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Applies `[policy] legacy_mechanisms`.
+pub fn set_legacy_mechanisms(on: bool) {
+    LEGACY.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether legacy mechanisms are offered (see [`set_legacy_mechanisms`]).
+pub fn legacy_mechanisms_allowed() -> bool {
+    #[cfg(test)]
+    if let Some(on) = TEST_LEGACY.get() {
+        return on;
+    }
+    LEGACY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[cfg(test)]
+thread_local! {
+    pub(crate) static TEST_LEGACY: std::cell::Cell<Option<bool>> =
+        const { std::cell::Cell::new(None) };
+}
+
 /// Whether RSAES-PKCS1-v1_5 decryption and unwrap (`CKM_RSA_PKCS`) are on. The
 /// pure-Rust `rsa` crate's private-key operation is not constant-time (the Marvin
 /// attack, RUSTSEC-2023-0071: a padding oracle's timing recovers plaintexts), so in

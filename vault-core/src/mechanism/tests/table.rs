@@ -138,7 +138,7 @@ struct Candidates {
     params: Vec<MechParam>,
     /// A secret key object to wrap.
     to_wrap: Attributes,
-    secret_template: Attributes,
+    secret_templates: Vec<Attributes>,
     pair_template: Attributes,
 }
 
@@ -172,8 +172,14 @@ impl Candidates {
         to_wrap.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         to_wrap.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
         to_wrap.set(CKA_VALUE, vec![5; 32]);
-        let mut secret_template = Attributes::new();
-        secret_template.set_ulong(CKA_VALUE_LEN, 24);
+        // 24 bytes fit AES, DES3, HMAC and generic secrets; 8 bytes single DES.
+        let secret_templates = [24, 8]
+            .map(|n| {
+                let mut t = Attributes::new();
+                t.set_ulong(CKA_VALUE_LEN, n);
+                t
+            })
+            .to_vec();
         let mut pair_template = Attributes::new();
         pair_template.set_ulong(CKA_MODULUS_BITS, 2048);
         pair_template.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
@@ -185,11 +191,12 @@ impl Candidates {
                 ec_pk,
                 secret(CKK_AES, &[7; 16]),
                 secret(CKK_DES3, &[7; 24]),
+                secret(CKK_DES, &[7; 8]),
                 secret(CKK_GENERIC_SECRET, &[7; 32]),
             ],
             params,
             to_wrap,
-            secret_template,
+            secret_templates,
             pair_template,
         }
     }
@@ -224,7 +231,11 @@ impl Candidates {
                     CKF_WRAP => vec![wrap(&m, key, &self.to_wrap).map(drop)],
                     CKF_UNWRAP => blobs.iter().map(|b| unwrap(&m, key, b).map(drop)).collect(),
                     CKF_DERIVE => vec![derive(&m, key, &none).map(drop)],
-                    CKF_GENERATE => vec![generate_key(&m, &self.secret_template).map(drop)],
+                    CKF_GENERATE => self
+                        .secret_templates
+                        .iter()
+                        .map(|t| generate_key(&m, t).map(drop))
+                        .collect(),
                     CKF_GENERATE_KEY_PAIR => {
                         vec![generate_key_pair(&m, &self.pair_template, &none).map(drop)]
                     }
