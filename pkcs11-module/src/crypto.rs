@@ -32,7 +32,7 @@ fn produce(
 /// Runs a step of the active operation `kind`. A call refused for its arguments
 /// (`CKR_ARGUMENTS_BAD`, decided here before the token sees it) ends the
 /// operation, as every other failure but a short buffer does in the token.
-fn step(
+pub(crate) fn step(
     name: &'static str,
     h: CK_SESSION_HANDLE,
     kind: Operation,

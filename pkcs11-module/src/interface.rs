@@ -11,6 +11,7 @@ use cryptoki_sys::*;
 
 use crate::convert::{non_null, BAD};
 use crate::crypto::*;
+use crate::dual::*;
 use crate::general::*;
 use crate::guard::{call, Rv};
 use crate::keys::*;

@@ -42,6 +42,7 @@
 
 mod convert;
 pub mod crypto;
+pub mod dual;
 pub mod general;
 mod guard;
 pub mod interface;

@@ -40,10 +40,6 @@ refuse! {
     C_SignRecover(_h: Session, _d: Bytes, _dl: Len, _s: Bytes, _sl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
     C_VerifyRecoverInit(_h: Session, _m: Mech, _k: Object) => CKR_FUNCTION_NOT_SUPPORTED;
     C_VerifyRecover(_h: Session, _s: Bytes, _sl: Len, _d: Bytes, _dl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DigestEncryptUpdate(_h: Session, _p: Bytes, _pl: Len, _c: Bytes, _cl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DecryptDigestUpdate(_h: Session, _c: Bytes, _cl: Len, _p: Bytes, _pl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_SignEncryptUpdate(_h: Session, _p: Bytes, _pl: Len, _c: Bytes, _cl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DecryptVerifyUpdate(_h: Session, _c: Bytes, _cl: Len, _p: Bytes, _pl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
     C_GetFunctionStatus(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
     C_CancelFunction(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
 

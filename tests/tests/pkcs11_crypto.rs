@@ -1202,3 +1202,186 @@ fn legacy_mechanisms_off_hides_single_des() {
         RvError::MechanismInvalid
     );
 }
+
+/// Dual-function updates (`CKF_DUAL_CRYPTO_OPERATIONS` is advertised): each feeds
+/// both operations, gives what the two separate operations give, and a length query
+/// before the real call feeds the second operation only once.
+#[test]
+fn dual_function_updates() {
+    let ctx = Ctx::new();
+    let (slot, s) = ctx.user_session();
+    let mut info = CK_TOKEN_INFO::default();
+    assert_eq!(rawcall!(C_GetTokenInfo, slot.id(), &mut info), CKR_OK);
+    assert_ne!(info.flags & CKF_DUAL_CRYPTO_OPERATIONS, 0);
+    let aes_obj = aes_key(&s, &[]);
+    let mac_obj = secret_key(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &[0x0b; 32],
+        &[Attribute::Sign(true), Attribute::Verify(true)],
+    );
+    let (aes, mac_key) = (aes_obj.handle(), mac_obj.handle());
+    let h = s.handle();
+    let mut iv = [4u8; 16];
+    let mut cbc = CK_MECHANISM {
+        mechanism: CKM_AES_CBC,
+        pParameter: iv.as_mut_ptr() as *mut std::ffi::c_void,
+        ulParameterLen: 16,
+    };
+    let mech = |m: CK_MECHANISM_TYPE| CK_MECHANISM {
+        mechanism: m,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    let (mut sha, mut hmac) = (mech(CKM_SHA256), mech(CKM_SHA256_HMAC));
+    let mut parts = [[1u8; 32], [2u8; 32]];
+    let whole: Vec<u8> = parts.concat();
+    let expected_ct = s
+        .encrypt(&Mechanism::AesCbc([4u8; 16]), aes_obj, &whole)
+        .unwrap();
+    let expected_mac = s.sign(&Mechanism::Sha256Hmac, mac_obj, &whole).unwrap();
+    let null = std::ptr::null_mut::<u8>();
+    let mut buf = [0u8; 64];
+    let mut len: CK_ULONG;
+
+    // Digest + encrypt, with a length query before each real call.
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(rawcall!(C_EncryptInit, h, &mut cbc, aes), CKR_OK);
+    let mut ct = Vec::new();
+    for p in parts.iter_mut() {
+        len = 0;
+        assert_eq!(
+            rawcall!(C_DigestEncryptUpdate, h, p.as_mut_ptr(), 32, null, &mut len),
+            CKR_OK
+        );
+        assert_eq!(len, 32);
+        assert_eq!(
+            rawcall!(
+                C_DigestEncryptUpdate,
+                h,
+                p.as_mut_ptr(),
+                32,
+                buf.as_mut_ptr(),
+                &mut len
+            ),
+            CKR_OK
+        );
+        ct.extend_from_slice(&buf[..len as usize]);
+    }
+    len = 64;
+    assert_eq!(
+        rawcall!(C_EncryptFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    assert_eq!(len, 0);
+    assert_eq!(ct, expected_ct);
+    len = 64;
+    assert_eq!(
+        rawcall!(C_DigestFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    assert_eq!(
+        &buf[..32],
+        &sha256(&s, &whole)[..],
+        "digested once per part"
+    );
+
+    // Decrypt + digest.
+    assert_eq!(rawcall!(C_DigestInit, h, &mut sha), CKR_OK);
+    assert_eq!(rawcall!(C_DecryptInit, h, &mut cbc, aes), CKR_OK);
+    let mut plain = Vec::new();
+    for c in ct.chunks(32) {
+        let mut c = c.to_vec();
+        len = 64;
+        assert_eq!(
+            rawcall!(
+                C_DecryptDigestUpdate,
+                h,
+                c.as_mut_ptr(),
+                32,
+                buf.as_mut_ptr(),
+                &mut len
+            ),
+            CKR_OK
+        );
+        plain.extend_from_slice(&buf[..len as usize]);
+    }
+    len = 64;
+    assert_eq!(
+        rawcall!(C_DecryptFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    plain.extend_from_slice(&buf[..len as usize]);
+    assert_eq!(plain, whole);
+    len = 64;
+    assert_eq!(
+        rawcall!(C_DigestFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    assert_eq!(&buf[..32], &sha256(&s, &whole)[..]);
+
+    // Sign + encrypt, then decrypt + verify.
+    assert_eq!(rawcall!(C_SignInit, h, &mut hmac, mac_key), CKR_OK);
+    assert_eq!(rawcall!(C_EncryptInit, h, &mut cbc, aes), CKR_OK);
+    for p in parts.iter_mut() {
+        len = 64;
+        assert_eq!(
+            rawcall!(
+                C_SignEncryptUpdate,
+                h,
+                p.as_mut_ptr(),
+                32,
+                buf.as_mut_ptr(),
+                &mut len
+            ),
+            CKR_OK
+        );
+    }
+    len = 64;
+    assert_eq!(
+        rawcall!(C_EncryptFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    len = 64;
+    assert_eq!(rawcall!(C_SignFinal, h, buf.as_mut_ptr(), &mut len), CKR_OK);
+    assert_eq!(&buf[..len as usize], &expected_mac[..]);
+    assert_eq!(rawcall!(C_VerifyInit, h, &mut hmac, mac_key), CKR_OK);
+    assert_eq!(rawcall!(C_DecryptInit, h, &mut cbc, aes), CKR_OK);
+    for c in ct.chunks(32) {
+        let mut c = c.to_vec();
+        len = 64;
+        assert_eq!(
+            rawcall!(
+                C_DecryptVerifyUpdate,
+                h,
+                c.as_mut_ptr(),
+                32,
+                buf.as_mut_ptr(),
+                &mut len
+            ),
+            CKR_OK
+        );
+    }
+    len = 64;
+    assert_eq!(
+        rawcall!(C_DecryptFinal, h, buf.as_mut_ptr(), &mut len),
+        CKR_OK
+    );
+    let mut mac = expected_mac.clone();
+    assert_eq!(rawcall!(C_VerifyFinal, h, mac.as_mut_ptr(), 32), CKR_OK);
+
+    // The second operation not active: refused before the first moves.
+    assert_eq!(rawcall!(C_EncryptInit, h, &mut cbc, aes), CKR_OK);
+    len = 64;
+    assert_eq!(
+        rawcall!(
+            C_DigestEncryptUpdate,
+            h,
+            parts[0].as_mut_ptr(),
+            32,
+            buf.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OPERATION_NOT_INITIALIZED
+    );
+}

@@ -422,6 +422,19 @@ impl Token {
         Ok(())
     }
 
+    /// Whether an operation of kind `op` is active on the session.
+    pub fn operation_active(&self, sid: impl SessionKey, op: Operation) -> Result<bool> {
+        let s = sid.resolve(self)?;
+        let s = Token::lock_session(&s);
+        Ok(match op {
+            Operation::Encrypt => s.encrypt.is_some(),
+            Operation::Decrypt => s.decrypt.is_some(),
+            Operation::Digest => s.digest.is_some(),
+            Operation::Sign => s.sign.is_some(),
+            Operation::Verify => s.verify.is_some(),
+        })
+    }
+
     /// The session's id (for logs).
     pub fn session_id(s: &Session) -> u64 {
         s.id
