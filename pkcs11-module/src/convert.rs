@@ -227,6 +227,15 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
                 source,
             }
         }
+        CKM_AES_CTR => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_AES_CTR_PARAMS` holds an integer and an array.
+            let c: CK_AES_CTR_PARAMS = unsafe { param_struct(pp, len) }?;
+            MechParam::Ctr {
+                counter_bits: c.ulCounterBits,
+                cb: c.cb,
+            }
+        }
         CKM_ECDH1_DERIVE | CKM_ECDH1_COFACTOR_DERIVE => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); `CK_ECDH1_DERIVE_PARAMS` is a plain C structure.

@@ -1385,3 +1385,95 @@ fn dual_function_updates() {
         CKR_OPERATION_NOT_INITIALIZED
     );
 }
+
+/// AES-CTR and AES-CMAC through the module equal openssl's `aes-256-ctr` and
+/// `openssl mac ... CMAC`.
+#[test]
+fn aes_ctr_and_cmac_match_openssl() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let key_hex = "11".repeat(32);
+    let key = secret_key(
+        &s,
+        KeyType::AES,
+        &hex::decode(&key_hex).unwrap(),
+        &[
+            Attribute::Encrypt(true),
+            Attribute::Sign(true),
+            Attribute::Verify(true),
+        ],
+    );
+    let openssl = |args: &[&str], tail: &[&str]| {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in");
+        std::fs::write(&input, MSG).unwrap();
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .arg("-in")
+            .arg(&input)
+            .args(tail)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    let mac = s.sign(&Mechanism::AesCMac, key, MSG).unwrap();
+    let want = openssl(
+        &[
+            "mac",
+            "-cipher",
+            "AES-256-CBC",
+            "-macopt",
+            &format!("hexkey:{key_hex}"),
+        ],
+        &["CMAC"],
+    );
+    assert_eq!(
+        hex::encode_upper(&mac),
+        String::from_utf8_lossy(&want).trim()
+    );
+    s.verify(&Mechanism::AesCMac, key, MSG, &mac).unwrap();
+
+    let cb = [0xf0u8; 16];
+    let mut params = CK_AES_CTR_PARAMS {
+        ulCounterBits: 128,
+        cb,
+    };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_AES_CTR,
+        pParameter: &mut params as *mut CK_AES_CTR_PARAMS as *mut std::ffi::c_void,
+        ulParameterLen: std::mem::size_of::<CK_AES_CTR_PARAMS>() as CK_ULONG,
+    };
+    let h = s.handle();
+    assert_eq!(rawcall!(C_EncryptInit, h, &mut m, key.handle()), CKR_OK);
+    let mut data = MSG.to_vec();
+    let mut out = vec![0u8; MSG.len()];
+    let mut len = out.len() as CK_ULONG;
+    assert_eq!(
+        rawcall!(
+            C_Encrypt,
+            h,
+            data.as_mut_ptr(),
+            len,
+            out.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    let want = openssl(
+        &[
+            "enc",
+            "-aes-256-ctr",
+            "-K",
+            &key_hex,
+            "-iv",
+            &hex::encode(cb),
+        ],
+        &[],
+    );
+    assert_eq!(out, want);
+}

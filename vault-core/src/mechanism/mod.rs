@@ -63,6 +63,8 @@ pub enum MechParam {
         mgf: CK_RSA_PKCS_MGF_TYPE,
         source: Vec<u8>,
     },
+    /// `CK_AES_CTR_PARAMS`: the counter block and how many of its low bits count.
+    Ctr { counter_bits: u64, cb: [u8; 16] },
     /// `CK_ECDH1_DERIVE_PARAMS`.
     Ecdh1 {
         kdf: CK_EC_KDF_TYPE,
@@ -81,6 +83,8 @@ pub struct MechInfo {
 
 mod aes;
 pub mod backend;
+mod cmac;
+mod ctr;
 mod des3;
 mod digest;
 mod ecdh;

@@ -19,8 +19,8 @@ use zeroize::Zeroizing;
 
 use super::encoding::private_key_pkcs8;
 use super::{
-    aes, des3, digest, ecdh, ecdsa, gcm, hmac, kw, rsa, CipherOp, DigestOp, Key, MechInfo,
-    Mechanism, SignOp, VerifyOp,
+    aes, cmac, ctr, des3, digest, ecdh, ecdsa, gcm, hmac, kw, rsa, CipherOp, DigestOp, Key,
+    MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -143,11 +143,13 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 9] = [
+const FAMILIES: [&[MechEntry]; 11] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     ecdh::ENTRIES,
     aes::ENTRIES,
+    cmac::ENTRIES,
+    ctr::ENTRIES,
     gcm::ENTRIES,
     kw::ENTRIES,
     des3::ENTRIES,

@@ -151,6 +151,12 @@ impl Candidates {
             MechParam::None,
             MechParam::Bytes(vec![1; 16]),
             MechParam::Bytes(vec![1; 8]),
+            // CK_MAC_GENERAL_PARAMS: a MAC length.
+            MechParam::Bytes(8u64.to_ne_bytes().to_vec()),
+            MechParam::Ctr {
+                counter_bits: 128,
+                cb: [0; 16],
+            },
             MechParam::Gcm {
                 iv: vec![1; 12],
                 aad: vec![],
