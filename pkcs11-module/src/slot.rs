@@ -20,18 +20,18 @@ const SLOT_DESCRIPTION: &str = "vtoken slot";
 /// How often a blocking `C_WaitForSlotEvent` looks at the token directory.
 const EVENT_POLL: Duration = Duration::from_millis(500);
 
-/// `C_GetSlotList`: a slot per token and the free slot (whose token is blank). A token
-/// the gate locked counts as removed (C5): `tokenPresent` leaves its slot out.
+/// `C_GetSlotList`: a slot per token and the free slot (whose token is blank); every
+/// slot has a token present (slots are not removable devices).
 #[no_mangle]
 pub unsafe extern "C" fn C_GetSlotList(
-    token_present: CK_BBOOL,
+    _token_present: CK_BBOOL,
     list: *mut CK_SLOT_ID,
     count: *mut CK_ULONG,
 ) -> CK_RV {
     call("C_GetSlotList", || {
         let st = state::state()?;
         non_null(count)?;
-        let ids = st.slot_list(token_present != CK_FALSE)?;
+        let ids = st.slot_list()?;
         // SAFETY: `count` points to a readable, writable `CK_ULONG` and `list` is NULL
         // or holds `*count` writable slot IDs (PKCS#11); NULLs are checked there.
         unsafe { deliver_list(&ids, list, count) }
@@ -44,15 +44,14 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO
     call("C_GetSlotInfo", || {
         let st = state::state()?;
         non_null(info)?;
-        // A token the gate locked is unplugged until the SO reattaches it (C5).
-        let present = match st.slot(slot)? {
-            Slot::Token(e) => !st.token(&e)?.blocked()?,
-            Slot::Free => true,
-        };
+        st.slot(slot)?;
+        // Not a removable device, so a token is always present (PKCS#11 §5.5: the
+        // flag never changes, and without it CKF_TOKEN_PRESENT is always set); a
+        // token the gate locked says so in C_GetTokenInfo.
         let si = CK_SLOT_INFO {
             slotDescription: padded(SLOT_DESCRIPTION),
             manufacturerID: padded(MANUFACTURER),
-            flags: CKF_REMOVABLE_DEVICE | if present { CKF_TOKEN_PRESENT } else { 0 },
+            flags: CKF_TOKEN_PRESENT,
             hardwareVersion: crate::LIBRARY_VERSION,
             firmwareVersion: crate::LIBRARY_VERSION,
         };
@@ -119,8 +118,10 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
         let ti = match st.slot(slot)? {
             Slot::Token(e) => {
                 let t = st.token(&e)?;
+                // A token the gate locked is "unplugged" until the SO reattaches it
+                // (C5): its information is refused like every other call on it.
                 if t.blocked()? {
-                    return Err(Rv(CKR_TOKEN_NOT_PRESENT));
+                    return Err(Rv(CKR_DEVICE_REMOVED));
                 }
                 token_info(&t.info()?)
             }

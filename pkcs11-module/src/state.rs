@@ -274,15 +274,8 @@ impl State {
     }
 
     /// Every slot: one per token (sorted), then the free slot last.
-    /// With `present_only`, a token the gate locked (unplugged) is left out.
-    pub(crate) fn slot_list(&self, present_only: bool) -> Result<Vec<CK_SLOT_ID>, Rv> {
-        let mut ids = Vec::new();
-        for e in self.rescan()? {
-            if present_only && self.token(&e)?.blocked()? {
-                continue;
-            }
-            ids.push(e.slot_id);
-        }
+    pub(crate) fn slot_list(&self) -> Result<Vec<CK_SLOT_ID>, Rv> {
+        let mut ids: Vec<CK_SLOT_ID> = self.rescan()?.iter().map(|e| e.slot_id).collect();
         ids.push(self.free_slot_id());
         Ok(ids)
     }
