@@ -205,6 +205,10 @@ fn key_defaults(
                         encoding::ec_point_raw(c, point)?;
                     }
                 }
+                CKK_EC_EDWARDS => {
+                    crate::mechanism::eddsa::check_params(o.require(CKA_EC_PARAMS)?)?;
+                    crate::mechanism::eddsa::public_from(o.require(CKA_EC_POINT)?)?;
+                }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
             if !o.contains(CKA_SUBJECT) {
@@ -229,6 +233,10 @@ fn key_defaults(
                 CKK_EC => {
                     check_ec_params(o.require(CKA_EC_PARAMS)?)?;
                     o.require(CKA_VALUE)?;
+                }
+                CKK_EC_EDWARDS => {
+                    crate::mechanism::eddsa::check_params(o.require(CKA_EC_PARAMS)?)?;
+                    crate::mechanism::eddsa::private_from(o.require(CKA_VALUE)?)?;
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
