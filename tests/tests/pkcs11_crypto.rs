@@ -1571,3 +1571,64 @@ fn ed25519_with_pkcs11_tool_and_openssl() {
         RvError::MechanismParamInvalid
     );
 }
+
+/// X25519 through `CKM_ECDH1_DERIVE` against openssl: the token's secret with an
+/// openssl key equals what `openssl pkeyutl -derive` computes from the other side.
+#[test]
+fn x25519_derive_matches_openssl() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccMontgomeryKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::EcParams(vec![0x06, 0x03, 0x2b, 0x65, 0x6e]),
+            ],
+            &[Attribute::Token(false), Attribute::Derive(true)],
+        )
+        .unwrap();
+    let token_point = unwrap_octet_string(&attr_bytes(&s, public, AttributeType::EcPoint));
+    assert_eq!(token_point.len(), 32);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&["genpkey", "-algorithm", "X25519", "-out", "peer.pem"]);
+    let peer_spki = run(&["pkey", "-in", "peer.pem", "-pubout", "-outform", "DER"]);
+    let peer_point = peer_spki[peer_spki.len() - 32..].to_vec();
+    // The token's public key as an RFC 8410 SubjectPublicKeyInfo for openssl.
+    let mut spki = hex::decode("302a300506032b656e032100").unwrap();
+    spki.extend_from_slice(&token_point);
+    std::fs::write(dir.path().join("token.der"), spki).unwrap();
+    let expected = run(&[
+        "pkeyutl",
+        "-derive",
+        "-inkey",
+        "peer.pem",
+        "-peerkey",
+        "token.der",
+        "-peerform",
+        "DER",
+    ]);
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    let m = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), &peer_point));
+    let k = s.derive_key(&m, private, &template).unwrap();
+    assert_eq!(attr_bytes(&s, k, AttributeType::Value), expected);
+}

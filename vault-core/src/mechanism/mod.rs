@@ -99,6 +99,7 @@ mod keys;
 mod kw;
 mod rsa;
 mod table;
+pub mod x25519;
 
 pub use digest::HashAlg;
 pub use keys::Key;

@@ -191,6 +191,8 @@ impl Candidates {
         pair_template.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
         let mut ed_template = Attributes::new();
         ed_template.set(CKA_EC_PARAMS, crate::mechanism::eddsa::ED25519_OID.to_vec());
+        let mut x_template = Attributes::new();
+        x_template.set(CKA_EC_PARAMS, crate::mechanism::x25519::X25519_OID.to_vec());
         let gen = Mechanism::new(CKM_EC_EDWARDS_KEY_PAIR_GEN);
         let (mut ed_pub, mut ed_priv) =
             generate_key_pair(&gen, &ed_template, &Attributes::new()).unwrap();
@@ -212,7 +214,7 @@ impl Candidates {
             params,
             to_wrap,
             secret_templates,
-            pair_templates: vec![pair_template, ed_template],
+            pair_templates: vec![pair_template, ed_template, x_template],
         }
     }
 
