@@ -227,6 +227,18 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
                 source,
             }
         }
+        CKM_EDDSA => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_EDDSA_PARAMS` is a plain C structure.
+            let e: CK_EDDSA_PARAMS = unsafe { param_struct(pp, len) }?;
+            // SAFETY: the context pointer points to `ulContextDataLen` bytes (this
+            // function's contract: nested pointers).
+            let context = unsafe { param_bytes(e.pContextData, e.ulContextDataLen) }?;
+            MechParam::Eddsa {
+                prehash: e.phFlag != CK_FALSE,
+                context,
+            }
+        }
         CKM_AES_CTR => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); `CK_AES_CTR_PARAMS` holds an integer and an array.

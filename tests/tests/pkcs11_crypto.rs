@@ -1477,3 +1477,158 @@ fn aes_ctr_and_cmac_match_openssl() {
     );
     assert_eq!(out, want);
 }
+
+/// Ed25519 with a real client: `pkcs11-tool --keypairgen --key-type
+/// EC:edwards25519` (the spelling this OpenSC accepts; it refuses "ed25519" itself
+/// before calling the module), `--sign -m EDDSA`, and `openssl pkeyutl` verifies the
+/// signature with the public key pkcs11-tool reads back. Then through `cryptoki`
+/// with the OID form of CKA_EC_PARAMS.
+#[test]
+fn ed25519_with_pkcs11_tool_and_openssl() {
+    let ctx = Ctx::new();
+    let slot = ctx.init_token();
+    let dir = tempfile::tempdir().unwrap();
+    let tool = |args: &[&str]| {
+        let out = std::process::Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(module_path())
+            .args(["--token-label", "vtoken test", "--login", "--pin", USER_PIN])
+            .args(args)
+            .env("VTOKEN_CONF", &ctx.conf)
+            .current_dir(dir.path())
+            .output()
+            .expect("pkcs11-tool (install opensc)");
+        assert!(
+            out.status.success(),
+            "pkcs11-tool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    tool(&[
+        "--keypairgen",
+        "--key-type",
+        "EC:edwards25519",
+        "--id",
+        "0e",
+        "--label",
+        "ed",
+    ]);
+    std::fs::write(dir.path().join("m"), MSG).unwrap();
+    tool(&[
+        "--sign", "--id", "0e", "-m", "EDDSA", "-i", "m", "-o", "sig",
+    ]);
+    tool(&[
+        "--read-object",
+        "--type",
+        "pubkey",
+        "--id",
+        "0e",
+        "-o",
+        "pub.pem",
+    ]);
+    assert_eq!(std::fs::read(dir.path().join("sig")).unwrap().len(), 64);
+    let out = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl", "-verify", "-pubin", "-inkey", "pub.pem", "-rawin",
+        ])
+        .args(["-in", "m", "-sigfile", "sig"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let s = ctx.p11().open_rw_session(slot).unwrap();
+    s.login(cryptoki::session::UserType::User, Some(&pin(USER_PIN)))
+        .unwrap();
+    let oid = vec![0x06, 0x03, 0x2b, 0x65, 0x70];
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccEdwardsKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::EcParams(oid.clone()),
+                Attribute::Verify(true),
+            ],
+            &[Attribute::Token(false), Attribute::Sign(true)],
+        )
+        .unwrap();
+    let m = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+        cryptoki::mechanism::eddsa::EddsaSignatureScheme::Pure,
+    ));
+    let sig = s.sign(&m, private, MSG).unwrap();
+    s.verify(&m, public, MSG, &sig).unwrap();
+    let ctx_scheme = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+        cryptoki::mechanism::eddsa::EddsaSignatureScheme::Ed25519ph(b"ctx"),
+    ));
+    assert_eq!(
+        rv(s.sign(&ctx_scheme, private, MSG)),
+        RvError::MechanismParamInvalid
+    );
+}
+
+/// X25519 through `CKM_ECDH1_DERIVE` against openssl: the token's secret with an
+/// openssl key equals what `openssl pkeyutl -derive` computes from the other side.
+#[test]
+fn x25519_derive_matches_openssl() {
+    let ctx = Ctx::new();
+    let (_, s) = ctx.user_session();
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::EccMontgomeryKeyPairGen,
+            &[
+                Attribute::Token(false),
+                Attribute::EcParams(vec![0x06, 0x03, 0x2b, 0x65, 0x6e]),
+            ],
+            &[Attribute::Token(false), Attribute::Derive(true)],
+        )
+        .unwrap();
+    let token_point = unwrap_octet_string(&attr_bytes(&s, public, AttributeType::EcPoint));
+    assert_eq!(token_point.len(), 32);
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&["genpkey", "-algorithm", "X25519", "-out", "peer.pem"]);
+    let peer_spki = run(&["pkey", "-in", "peer.pem", "-pubout", "-outform", "DER"]);
+    let peer_point = peer_spki[peer_spki.len() - 32..].to_vec();
+    // The token's public key as an RFC 8410 SubjectPublicKeyInfo for openssl.
+    let mut spki = hex::decode("302a300506032b656e032100").unwrap();
+    spki.extend_from_slice(&token_point);
+    std::fs::write(dir.path().join("token.der"), spki).unwrap();
+    let expected = run(&[
+        "pkeyutl",
+        "-derive",
+        "-inkey",
+        "peer.pem",
+        "-peerkey",
+        "token.der",
+        "-peerform",
+        "DER",
+    ]);
+    let template = [
+        Attribute::Class(ObjectClass::SECRET_KEY),
+        Attribute::KeyType(KeyType::GENERIC_SECRET),
+        Attribute::Token(false),
+        Attribute::Sensitive(false),
+        Attribute::Extractable(true),
+    ];
+    let m = Mechanism::Ecdh1Derive(Ecdh1DeriveParams::new(EcKdf::null(), &peer_point));
+    let k = s.derive_key(&m, private, &template).unwrap();
+    assert_eq!(attr_bytes(&s, k, AttributeType::Value), expected);
+}

@@ -1,5 +1,6 @@
 //! ECDH key derivation (`CKM_ECDH1_DERIVE`) with the raw shared secret or the ANSI
-//! X9.63 KDF. The point multiplication runs in the backend ([`super::backend`]).
+//! X9.63 KDF, for P-256/P-384 keys (the point multiplication runs in the backend,
+//! [`super::backend`]) and X25519 keys ([`super::x25519`]).
 
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
@@ -49,9 +50,6 @@ fn derive(mech: &Mechanism, base: &Key, template: &Attributes) -> Result<Zeroizi
     else {
         return Err(param_err("CK_ECDH1_DERIVE_PARAMS required"));
     };
-    let Material::EcPrivate(k) = base.material() else {
-        return Err(Error::KeyTypeInconsistent);
-    };
     let want = template
         .get_ulong(CKA_VALUE_LEN)?
         .map(|l| l as usize)
@@ -68,9 +66,16 @@ fn derive(mech: &Mechanism, base: &Key, template: &Attributes) -> Result<Zeroizi
     if kdf_hash.is_none() && !shared_data.is_empty() {
         return Err(param_err("CKD_NULL takes no shared data"));
     }
-    let point = ec_point_raw(k.curve(), public_data)
-        .map_err(|_| param_err("ECDH public data is not a point on the key's curve"))?;
-    let z = k.ecdh(&point)?;
+    let z = match base.material() {
+        Material::EcPrivate(k) => {
+            let point = ec_point_raw(k.curve(), public_data)
+                .map_err(|_| param_err("ECDH public data is not a point on the key's curve"))?;
+            k.ecdh(&point)?
+        }
+        Material::XPrivate(k) => super::x25519::shared(k, public_data)
+            .map_err(|_| param_err("ECDH public data is not an X25519 public key of order > 8"))?,
+        _ => return Err(Error::KeyTypeInconsistent),
+    };
     match kdf_hash {
         None => match want {
             None => Ok(z),

@@ -28,6 +28,12 @@ pub(crate) enum Material {
     RsaPublic(RsaPublicKey),
     EcPrivate(EcPrivateKey),
     EcPublic(EcPublicKey),
+    EdPrivate(ed25519_dalek::SigningKey),
+    EdPublic(ed25519_dalek::VerifyingKey),
+    XPrivate(x25519_dalek::StaticSecret),
+    /// An X25519 public key does no operation of its own (a peer's key reaches ECDH
+    /// as mechanism data); it is checked on the way in.
+    XPublic,
     /// Any `CKO_SECRET_KEY`; the mechanisms check `key_type`.
     Secret {
         key_type: CK_KEY_TYPE,
@@ -95,6 +101,23 @@ impl Key {
                 let point = ec_point_raw(curve, attrs.require(CKA_EC_POINT)?)?;
                 Material::EcPublic(EcPublicKey::from_point(curve, &point)?)
             }
+            (CKO_PRIVATE_KEY, CKK_EC_EDWARDS) => {
+                super::eddsa::check_params(attrs.require(CKA_EC_PARAMS)?)?;
+                Material::EdPrivate(super::eddsa::private_from(attrs.require(CKA_VALUE)?)?)
+            }
+            (CKO_PUBLIC_KEY, CKK_EC_EDWARDS) => {
+                super::eddsa::check_params(attrs.require(CKA_EC_PARAMS)?)?;
+                Material::EdPublic(super::eddsa::public_from(attrs.require(CKA_EC_POINT)?)?)
+            }
+            (CKO_PRIVATE_KEY, CKK_EC_MONTGOMERY) => {
+                super::x25519::check_params(attrs.require(CKA_EC_PARAMS)?)?;
+                Material::XPrivate(super::x25519::private_from(attrs.require(CKA_VALUE)?)?)
+            }
+            (CKO_PUBLIC_KEY, CKK_EC_MONTGOMERY) => {
+                super::x25519::check_params(attrs.require(CKA_EC_PARAMS)?)?;
+                super::x25519::point_raw(attrs.require(CKA_EC_POINT)?)?;
+                Material::XPublic
+            }
             (CKO_SECRET_KEY, kt) => Material::Secret {
                 key_type: kt,
                 value: Zeroizing::new(attrs.require(CKA_VALUE)?.to_vec()),
@@ -112,8 +135,14 @@ impl Key {
     /// `CKO_PRIVATE_KEY`, `CKO_PUBLIC_KEY` or `CKO_SECRET_KEY`.
     pub fn class(&self) -> CK_OBJECT_CLASS {
         match &*self.0 {
-            Material::RsaPrivate(_) | Material::EcPrivate(_) => CKO_PRIVATE_KEY,
-            Material::RsaPublic(_) | Material::EcPublic(_) => CKO_PUBLIC_KEY,
+            Material::RsaPrivate(_)
+            | Material::EcPrivate(_)
+            | Material::EdPrivate(_)
+            | Material::XPrivate(_) => CKO_PRIVATE_KEY,
+            Material::RsaPublic(_)
+            | Material::EcPublic(_)
+            | Material::EdPublic(_)
+            | Material::XPublic => CKO_PUBLIC_KEY,
             Material::Secret { .. } => CKO_SECRET_KEY,
         }
     }
@@ -123,12 +152,30 @@ impl Key {
         match &*self.0 {
             Material::RsaPrivate(_) | Material::RsaPublic(_) => CKK_RSA,
             Material::EcPrivate(_) | Material::EcPublic(_) => CKK_EC,
+            Material::EdPrivate(_) | Material::EdPublic(_) => CKK_EC_EDWARDS,
+            Material::XPrivate(_) | Material::XPublic => CKK_EC_MONTGOMERY,
             Material::Secret { key_type, .. } => *key_type,
         }
     }
 
     pub(crate) fn material(&self) -> &Material {
         &self.0
+    }
+
+    /// The Ed25519 private key, or `KeyTypeInconsistent`.
+    pub(crate) fn ed_private(&self) -> Result<&ed25519_dalek::SigningKey> {
+        match &*self.0 {
+            Material::EdPrivate(k) => Ok(k),
+            _ => Err(Error::KeyTypeInconsistent),
+        }
+    }
+
+    /// The Ed25519 public key, or `KeyTypeInconsistent`.
+    pub(crate) fn ed_public(&self) -> Result<&ed25519_dalek::VerifyingKey> {
+        match &*self.0 {
+            Material::EdPublic(k) => Ok(k),
+            _ => Err(Error::KeyTypeInconsistent),
+        }
     }
 }
 
@@ -359,7 +406,7 @@ mod tests {
     fn from_attributes_errors() {
         let mut a = Attributes::new();
         a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
-        a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+        a.set_ulong(CKA_KEY_TYPE, CKK_DSA);
         assert!(matches!(
             Key::from_attributes(&a),
             Err(Error::KeyTypeInconsistent)

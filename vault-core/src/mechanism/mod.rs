@@ -65,6 +65,8 @@ pub enum MechParam {
     },
     /// `CK_AES_CTR_PARAMS`: the counter block and how many of its low bits count.
     Ctr { counter_bits: u64, cb: [u8; 16] },
+    /// `CK_EDDSA_PARAMS`.
+    Eddsa { prehash: bool, context: Vec<u8> },
     /// `CK_ECDH1_DERIVE_PARAMS`.
     Ecdh1 {
         kdf: CK_EC_KDF_TYPE,
@@ -89,6 +91,7 @@ mod des3;
 mod digest;
 mod ecdh;
 mod ecdsa;
+pub mod eddsa;
 pub mod encoding;
 mod gcm;
 mod hmac;
@@ -96,6 +99,7 @@ mod keys;
 mod kw;
 mod rsa;
 mod table;
+pub mod x25519;
 
 pub use digest::HashAlg;
 pub use keys::Key;

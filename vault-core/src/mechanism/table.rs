@@ -19,8 +19,8 @@ use zeroize::Zeroizing;
 
 use super::encoding::private_key_pkcs8;
 use super::{
-    aes, cmac, ctr, des3, digest, ecdh, ecdsa, gcm, hmac, kw, rsa, CipherOp, DigestOp, Key,
-    MechInfo, Mechanism, SignOp, VerifyOp,
+    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hmac, kw, rsa, x25519, CipherOp,
+    DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -143,10 +143,12 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 11] = [
+const FAMILIES: [&[MechEntry]; 13] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
+    eddsa::ENTRIES,
     ecdh::ENTRIES,
+    x25519::ENTRIES,
     aes::ENTRIES,
     cmac::ENTRIES,
     ctr::ENTRIES,

@@ -205,6 +205,14 @@ fn key_defaults(
                         encoding::ec_point_raw(c, point)?;
                     }
                 }
+                CKK_EC_EDWARDS => {
+                    crate::mechanism::eddsa::check_params(o.require(CKA_EC_PARAMS)?)?;
+                    crate::mechanism::eddsa::public_from(o.require(CKA_EC_POINT)?)?;
+                }
+                CKK_EC_MONTGOMERY => {
+                    crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
+                    crate::mechanism::x25519::point_raw(o.require(CKA_EC_POINT)?)?;
+                }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
             if !o.contains(CKA_SUBJECT) {
@@ -229,6 +237,14 @@ fn key_defaults(
                 CKK_EC => {
                     check_ec_params(o.require(CKA_EC_PARAMS)?)?;
                     o.require(CKA_VALUE)?;
+                }
+                CKK_EC_EDWARDS => {
+                    crate::mechanism::eddsa::check_params(o.require(CKA_EC_PARAMS)?)?;
+                    crate::mechanism::eddsa::private_from(o.require(CKA_VALUE)?)?;
+                }
+                CKK_EC_MONTGOMERY => {
+                    crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
+                    crate::mechanism::x25519::private_from(o.require(CKA_VALUE)?)?;
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }

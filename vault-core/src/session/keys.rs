@@ -34,6 +34,7 @@ fn strength(attrs: &Attributes) -> Option<usize> {
                 _ => 256,
             })
         }
+        CKK_EC_EDWARDS | CKK_EC_MONTGOMERY => Some(128),
         CKK_EC => {
             let curve =
                 crate::mechanism::backend::Curve::from_ec_params(attrs.get(CKA_EC_PARAMS)?)?;

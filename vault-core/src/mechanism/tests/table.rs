@@ -139,7 +139,7 @@ struct Candidates {
     /// A secret key object to wrap.
     to_wrap: Attributes,
     secret_templates: Vec<Attributes>,
-    pair_template: Attributes,
+    pair_templates: Vec<Attributes>,
 }
 
 impl Candidates {
@@ -189,12 +189,23 @@ impl Candidates {
         let mut pair_template = Attributes::new();
         pair_template.set_ulong(CKA_MODULUS_BITS, 2048);
         pair_template.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
+        let mut ed_template = Attributes::new();
+        ed_template.set(CKA_EC_PARAMS, crate::mechanism::eddsa::ED25519_OID.to_vec());
+        let mut x_template = Attributes::new();
+        x_template.set(CKA_EC_PARAMS, crate::mechanism::x25519::X25519_OID.to_vec());
+        let gen = Mechanism::new(CKM_EC_EDWARDS_KEY_PAIR_GEN);
+        let (mut ed_pub, mut ed_priv) =
+            generate_key_pair(&gen, &ed_template, &Attributes::new()).unwrap();
+        ed_pub.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+        ed_priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
         Candidates {
             keys: vec![
                 rsa_sk,
                 rsa_pk,
                 ec_sk,
                 ec_pk,
+                Key::from_attributes(&ed_priv).unwrap(),
+                Key::from_attributes(&ed_pub).unwrap(),
                 secret(CKK_AES, &[7; 16]),
                 secret(CKK_DES3, &[7; 24]),
                 secret(CKK_DES, &[7; 8]),
@@ -203,7 +214,7 @@ impl Candidates {
             params,
             to_wrap,
             secret_templates,
-            pair_template,
+            pair_templates: vec![pair_template, ed_template, x_template],
         }
     }
 
@@ -242,9 +253,11 @@ impl Candidates {
                         .iter()
                         .map(|t| generate_key(&m, t).map(drop))
                         .collect(),
-                    CKF_GENERATE_KEY_PAIR => {
-                        vec![generate_key_pair(&m, &self.pair_template, &none).map(drop)]
-                    }
+                    CKF_GENERATE_KEY_PAIR => self
+                        .pair_templates
+                        .iter()
+                        .map(|t| generate_key_pair(&m, t, &none).map(drop))
+                        .collect(),
                     _ => unreachable!(),
                 };
                 for r in results {

@@ -1,0 +1,190 @@
+//! EdDSA over Ed25519 (RFC 8032; PKCS#11 3.0 `CKK_EC_EDWARDS`,
+//! `CKM_EC_EDWARDS_KEY_PAIR_GEN`, `CKM_EDDSA`).
+//!
+//! Key encoding as PKCS#11 3.0 §2.3.6 gives it: `CKA_EC_PARAMS` names the curve (the
+//! OID 1.3.101.112 or the printable string "edwards25519", both accepted, the
+//! template's form kept); `CKA_EC_POINT` is the 32-byte public key in a DER OCTET
+//! STRING (a bare 32-byte key is accepted on import); `CKA_VALUE` of the private key
+//! is the 32-byte secret seed. Pure Ed25519 only: a `CK_EDDSA_PARAMS` asking for
+//! the pre-hash or context variants (Ed25519ph, Ed25519ctx) is refused.
+
+use cryptoki_sys::*;
+use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use zeroize::Zeroizing;
+
+use super::keys::check_template_type;
+use super::table::{MechEntry, Ops, SV};
+use super::{param_err, Key, MechParam, Mechanism, SignOp, VerifyOp};
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+
+/// Key size in bits as `C_GetMechanismInfo` reports it.
+const BITS: (u64, u64) = (255, 255);
+
+/// `CKA_EC_PARAMS` of Ed25519: the OID 1.3.101.112 (RFC 8410).
+pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
+/// `CKA_EC_PARAMS` of Ed25519: the printable string form.
+pub const ED25519_NAME: &[u8] = b"\x13\x0cedwards25519";
+
+pub(super) const ENTRIES: &[MechEntry] = &[
+    MechEntry::new(
+        CKM_EC_EDWARDS_KEY_PAIR_GEN,
+        BITS,
+        CKF_GENERATE_KEY_PAIR,
+        Ops {
+            generate_pair: Some(generate_pair),
+            ..Ops::NONE
+        },
+    ),
+    MechEntry::new(
+        CKM_EDDSA,
+        BITS,
+        SV,
+        Ops {
+            sign: Some(sign_init),
+            verify: Some(verify_init),
+            ..Ops::NONE
+        },
+    ),
+];
+
+/// Whether `params` names Ed25519 (else `CKR_ATTRIBUTE_VALUE_INVALID`, as for an
+/// unknown Weierstrass curve).
+pub(crate) fn check_params(params: &[u8]) -> Result<()> {
+    if params == ED25519_OID || params == ED25519_NAME {
+        Ok(())
+    } else {
+        Err(Error::AttributeValueInvalid(CKA_EC_PARAMS))
+    }
+}
+
+/// The 32-byte public key of a `CKA_EC_POINT`: a DER OCTET STRING, or bare.
+pub(crate) fn point_raw(v: &[u8]) -> Result<[u8; 32]> {
+    let raw = match v {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        _ if v.len() == 32 => v,
+        _ => return Err(Error::AttributeValueInvalid(CKA_EC_POINT)),
+    };
+    Ok(raw.try_into().expect("32 bytes"))
+}
+
+/// `CKA_EC_POINT` for a public key: DER OCTET STRING.
+pub(crate) fn point_der(pk: &VerifyingKey) -> Vec<u8> {
+    let mut v = vec![0x04, 0x20];
+    v.extend_from_slice(pk.as_bytes());
+    v
+}
+
+/// A private key from its `CKA_VALUE` seed.
+pub(crate) fn private_from(value: &[u8]) -> Result<SigningKey> {
+    let seed: &[u8; 32] = value
+        .try_into()
+        .map_err(|_| Error::AttributeValueInvalid(CKA_VALUE))?;
+    Ok(SigningKey::from_bytes(seed))
+}
+
+/// A public key from its `CKA_EC_POINT` (a point not on the curve is refused).
+pub(crate) fn public_from(point: &[u8]) -> Result<VerifyingKey> {
+    VerifyingKey::from_bytes(&point_raw(point)?)
+        .map_err(|_| Error::AttributeValueInvalid(CKA_EC_POINT))
+}
+
+/// `CKM_EC_EDWARDS_KEY_PAIR_GEN`: `CKA_EC_PARAMS` (Ed25519) from the public template.
+fn generate_pair(
+    _mech: &Mechanism,
+    pub_t: &Attributes,
+    priv_t: &Attributes,
+) -> Result<(Attributes, Attributes)> {
+    check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_EC_EDWARDS])?;
+    check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_EC_EDWARDS])?;
+    let params = pub_t.require(CKA_EC_PARAMS)?.to_vec();
+    check_params(&params)?;
+    let mut seed = Zeroizing::new([0u8; 32]);
+    super::random(&mut seed[..])?;
+    let sk = SigningKey::from_bytes(&seed);
+    let mut public = Attributes::new();
+    public.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+    public.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    public.set(CKA_EC_PARAMS, params.clone());
+    public.set(CKA_EC_POINT, point_der(&sk.verifying_key()));
+    let mut private = Attributes::new();
+    private.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    private.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    private.set(CKA_EC_PARAMS, params);
+    private.set(CKA_VALUE, seed.to_vec());
+    Ok((public, private))
+}
+
+/// Pure Ed25519 only (no parameter, or `CK_EDDSA_PARAMS` without pre-hash or context).
+fn check_mech(mech: &Mechanism) -> Result<()> {
+    match &mech.param {
+        MechParam::None => Ok(()),
+        MechParam::Eddsa {
+            prehash: false,
+            context,
+        } if context.is_empty() => Ok(()),
+        _ => Err(param_err(
+            "only pure Ed25519: no pre-hash (Ed25519ph) and no context (Ed25519ctx)",
+        )),
+    }
+}
+
+/// EdDSA signs the whole message at once: parts are gathered until the end.
+struct EdOp {
+    data: Zeroizing<Vec<u8>>,
+    key: Key,
+}
+
+fn sign_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn SignOp>> {
+    check_mech(mech)?;
+    key.ed_private()?;
+    Ok(Box::new(EdOp {
+        data: Zeroizing::new(Vec::new()),
+        key: key.clone(),
+    }))
+}
+
+fn verify_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn VerifyOp>> {
+    check_mech(mech)?;
+    key.ed_public()?;
+    Ok(Box::new(EdOp {
+        data: Zeroizing::new(Vec::new()),
+        key: key.clone(),
+    }))
+}
+
+impl SignOp for EdOp {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<Vec<u8>> {
+        Ok(self.key.ed_private()?.sign(&self.data).to_bytes().to_vec())
+    }
+
+    fn sig_len(&self) -> usize {
+        64
+    }
+}
+
+impl VerifyOp for EdOp {
+    fn update(&mut self, data: &[u8]) -> Result<()> {
+        self.data.extend_from_slice(data);
+        Ok(())
+    }
+
+    fn finish(&mut self, signature: &[u8]) -> Result<()> {
+        let sig: &[u8; 64] = signature.try_into().map_err(|_| Error::SignatureLenRange)?;
+        let sig = ed25519_dalek::Signature::from_bytes(sig);
+        // Strict verification: no small-order keys, canonical encodings only.
+        self.key
+            .ed_public()?
+            .verify_strict(&self.data, &sig)
+            .map_err(|_| Error::SignatureInvalid)
+    }
+}
+
+#[cfg(test)]
+#[path = "tests/eddsa.rs"]
+mod tests;

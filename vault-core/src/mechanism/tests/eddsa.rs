@@ -1,0 +1,155 @@
+//! Ed25519: RFC 8032 §7.1 known answers, generation in both CKA_EC_PARAMS forms,
+//! openssl verifying the token's signature, refused variants and bad keys.
+
+use super::{ED25519_NAME, ED25519_OID};
+use crate::mechanism::test_support::*;
+
+fn private(seed: &[u8]) -> Key {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    a.set(CKA_EC_PARAMS, ED25519_OID.to_vec());
+    a.set(CKA_VALUE, seed.to_vec());
+    Key::from_attributes(&a).unwrap()
+}
+
+fn public(point: &[u8]) -> Result<Key> {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    a.set(CKA_EC_PARAMS, ED25519_NAME.to_vec());
+    a.set(CKA_EC_POINT, point.to_vec());
+    Key::from_attributes(&a)
+}
+
+#[test]
+fn ed25519_rfc8032_known_answers() {
+    let m = Mechanism::new(CKM_EDDSA);
+    for (seed, pk, msg, sig) in [
+        (
+            "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+            "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a",
+            "",
+            "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e06522490155
+             5fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b",
+        ),
+        (
+            "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+            "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c",
+            "72",
+            "92a009a9f0d4cab8720e820b5f642540a2b27b5416503f8fb3762223ebdb69da
+             085ac1e43e15996e458f3613d0f11d8c387b2eaeb4302aeeb00d291612bb0c00",
+        ),
+    ] {
+        let sk = private(&h(seed));
+        assert_eq!(sign(&m, &sk, &h(msg)).unwrap(), h(sig));
+        // CKA_EC_POINT as a DER OCTET STRING and bare.
+        let mut der = vec![0x04, 0x20];
+        der.extend(h(pk));
+        for point in [der, h(pk)] {
+            let vk = public(&point).unwrap();
+            verify(&m, &vk, &h(msg), &h(sig)).unwrap();
+            let mut bad = h(sig);
+            bad[0] ^= 1;
+            assert!(matches!(
+                verify(&m, &vk, &h(msg), &bad),
+                Err(Error::SignatureInvalid)
+            ));
+            assert!(matches!(
+                verify(&m, &vk, &h(msg), &h(sig)[..63]),
+                Err(Error::SignatureLenRange)
+            ));
+        }
+    }
+}
+
+#[test]
+fn ed25519_generation_and_openssl_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = Mechanism::new(CKM_EC_EDWARDS_KEY_PAIR_GEN);
+    for params in [ED25519_OID, ED25519_NAME] {
+        let mut pt = Attributes::new();
+        pt.set(CKA_EC_PARAMS, params.to_vec());
+        let (mut pa, mut sa) = generate_key_pair(&gen, &pt, &Attributes::new()).unwrap();
+        assert_eq!(pa.get(CKA_EC_PARAMS), Some(params));
+        let point = pa.get(CKA_EC_POINT).unwrap().to_vec();
+        assert_eq!((point.len(), point[0], point[1]), (34, 0x04, 0x20));
+        for (a, class) in [(&mut pa, CKO_PUBLIC_KEY), (&mut sa, CKO_PRIVATE_KEY)] {
+            a.set_ulong(CKA_CLASS, class);
+        }
+        let sk = Key::from_attributes(&sa).unwrap();
+        let vk = Key::from_attributes(&pa).unwrap();
+        let msg = b"signed inside the token";
+        let m = Mechanism::new(CKM_EDDSA);
+        let sig = sign_parts(&m, &sk, &[&msg[..6], &msg[6..]]).unwrap();
+        verify(&m, &vk, msg, &sig).unwrap();
+        // openssl: SubjectPublicKeyInfo of Ed25519 (RFC 8410) around the point.
+        let mut spki = h("302a300506032b6570032100");
+        spki.extend_from_slice(&point[2..]);
+        std::fs::write(dir.path().join("pub.der"), spki).unwrap();
+        std::fs::write(dir.path().join("msg"), msg).unwrap();
+        std::fs::write(dir.path().join("sig"), &sig).unwrap();
+        assert_ok(
+            openssl(
+                &[
+                    "pkeyutl", "-verify", "-pubin", "-inkey", "pub.der", "-keyform", "DER",
+                    "-rawin", "-in", "msg", "-sigfile", "sig",
+                ],
+                dir.path(),
+            ),
+            "openssl verifies the Ed25519 signature",
+        );
+    }
+    // Other curves' parameters are not Ed25519.
+    let mut pt = Attributes::new();
+    pt.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
+    assert!(matches!(
+        generate_key_pair(&gen, &pt, &Attributes::new()),
+        Err(Error::AttributeValueInvalid(CKA_EC_PARAMS))
+    ));
+}
+
+#[test]
+fn ed25519_refuses_variants_and_bad_keys() {
+    let sk = private(&[7; 32]);
+    for p in [
+        MechParam::Eddsa {
+            prehash: true,
+            context: vec![],
+        },
+        MechParam::Eddsa {
+            prehash: false,
+            context: b"ctx".to_vec(),
+        },
+    ] {
+        assert!(matches!(
+            sign_init(&mech(CKM_EDDSA, p), &sk),
+            Err(Error::MechanismParamInvalid(_))
+        ));
+    }
+    let pure = mech(
+        CKM_EDDSA,
+        MechParam::Eddsa {
+            prehash: false,
+            context: vec![],
+        },
+    );
+    assert!(sign_init(&pure, &sk).is_ok());
+    // A P-256 key does not sign EdDSA; an ECDSA mechanism does not take an Ed25519 key.
+    let (p256, _, _) = ec_key(Curve::P256);
+    assert!(matches!(
+        sign_init(&pure, &p256),
+        Err(Error::KeyTypeInconsistent)
+    ));
+    assert!(matches!(
+        sign_init(&Mechanism::new(CKM_ECDSA), &sk),
+        Err(Error::KeyTypeInconsistent)
+    ));
+    assert!(public(&[1; 31]).is_err());
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    a.set(CKA_EC_PARAMS, ED25519_OID.to_vec());
+    a.set(CKA_VALUE, vec![1; 31]);
+    assert!(Key::from_attributes(&a).is_err());
+}

@@ -1,0 +1,77 @@
+//! X25519: RFC 7748 §6.1 known answer through `CKM_ECDH1_DERIVE`, generation, both
+//! parties agreeing, small-order points refused.
+
+use super::{X25519_NAME, X25519_OID};
+use crate::mechanism::test_support::*;
+
+fn private(k: &[u8]) -> Key {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_MONTGOMERY);
+    a.set(CKA_EC_PARAMS, X25519_OID.to_vec());
+    a.set(CKA_VALUE, k.to_vec());
+    Key::from_attributes(&a).unwrap()
+}
+
+fn ecdh(peer: &[u8]) -> Mechanism {
+    mech(
+        CKM_ECDH1_DERIVE,
+        MechParam::Ecdh1 {
+            kdf: CKD_NULL,
+            shared_data: vec![],
+            public_data: peer.to_vec(),
+        },
+    )
+}
+
+#[test]
+fn x25519_rfc7748_known_answer() {
+    let alice = private(&h(
+        "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a",
+    ));
+    let bob_pub = h("de9edb7d7b7dc1b4d35b61c2ece435373f8343c85b78674dadfc7e146f882b4f");
+    let shared = h("4a5d9d5ba4ce2de1728e3bf480350f25e07e21c947d19e3376f09b3c1e161742");
+    assert_eq!(
+        &derive(&ecdh(&bob_pub), &alice, &Attributes::new()).unwrap()[..],
+        &shared[..]
+    );
+    // The peer key as a DER OCTET STRING works the same.
+    let mut der = vec![0x04, 0x20];
+    der.extend_from_slice(&bob_pub);
+    assert_eq!(
+        &derive(&ecdh(&der), &alice, &Attributes::new()).unwrap()[..],
+        &shared[..]
+    );
+    // A small-order point (u = 0) gives no shared secret.
+    assert!(matches!(
+        derive(&ecdh(&[0; 32]), &alice, &Attributes::new()),
+        Err(Error::MechanismParamInvalid(_))
+    ));
+}
+
+#[test]
+fn x25519_generated_pairs_agree() {
+    let gen = Mechanism::new(CKM_EC_MONTGOMERY_KEY_PAIR_GEN);
+    let mut keys = Vec::new();
+    for params in [X25519_OID, X25519_NAME] {
+        let mut pt = Attributes::new();
+        pt.set(CKA_EC_PARAMS, params.to_vec());
+        let (pa, sa) = generate_key_pair(&gen, &pt, &Attributes::new()).unwrap();
+        assert_eq!(pa.get(CKA_EC_PARAMS), Some(params));
+        keys.push((
+            pa.get(CKA_EC_POINT).unwrap().to_vec(),
+            Key::from_attributes(&sa).unwrap(),
+        ));
+    }
+    let none = Attributes::new();
+    let ab = derive(&ecdh(&keys[1].0), &keys[0].1, &none).unwrap();
+    let ba = derive(&ecdh(&keys[0].0), &keys[1].1, &none).unwrap();
+    assert_eq!(ab, ba);
+    assert_eq!(ab.len(), 32);
+    let mut pt = Attributes::new();
+    pt.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
+    assert!(matches!(
+        generate_key_pair(&gen, &pt, &Attributes::new()),
+        Err(Error::AttributeValueInvalid(CKA_EC_PARAMS))
+    ));
+}

@@ -1,0 +1,105 @@
+//! Montgomery-curve keys for ECDH over X25519 (RFC 7748; PKCS#11 3.0
+//! `CKK_EC_MONTGOMERY`, `CKM_EC_MONTGOMERY_KEY_PAIR_GEN`); the derivation itself is
+//! `CKM_ECDH1_DERIVE` in [`super::ecdh`].
+//!
+//! Encoding as for Ed25519 ([`super::eddsa`]): `CKA_EC_PARAMS` is the OID
+//! 1.3.101.110 or the printable string "curve25519"; `CKA_EC_POINT` the 32-byte
+//! u-coordinate in a DER OCTET STRING (bare accepted); `CKA_VALUE` the 32-byte scalar.
+
+use cryptoki_sys::*;
+use x25519_dalek::{PublicKey, StaticSecret};
+use zeroize::Zeroizing;
+
+use super::keys::check_template_type;
+use super::table::{MechEntry, Ops};
+use super::Mechanism;
+use crate::attr::Attributes;
+use crate::error::{Error, Result};
+
+/// `CKA_EC_PARAMS` of X25519: the OID 1.3.101.110 (RFC 8410).
+pub const X25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x6e];
+/// `CKA_EC_PARAMS` of X25519: the printable string form.
+pub const X25519_NAME: &[u8] = b"\x13\x0acurve25519";
+
+pub(super) const ENTRIES: &[MechEntry] = &[MechEntry::new(
+    CKM_EC_MONTGOMERY_KEY_PAIR_GEN,
+    (255, 255),
+    CKF_GENERATE_KEY_PAIR,
+    Ops {
+        generate_pair: Some(generate_pair),
+        ..Ops::NONE
+    },
+)];
+
+/// Whether `params` names X25519.
+pub(crate) fn check_params(params: &[u8]) -> Result<()> {
+    if params == X25519_OID || params == X25519_NAME {
+        Ok(())
+    } else {
+        Err(Error::AttributeValueInvalid(CKA_EC_PARAMS))
+    }
+}
+
+/// The 32-byte u-coordinate of a `CKA_EC_POINT` (or of ECDH public data): a DER
+/// OCTET STRING, or bare.
+pub(crate) fn point_raw(v: &[u8]) -> Result<[u8; 32]> {
+    let raw = match v {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        _ if v.len() == 32 => v,
+        _ => return Err(Error::AttributeValueInvalid(CKA_EC_POINT)),
+    };
+    Ok(raw.try_into().expect("32 bytes"))
+}
+
+/// A private key from its `CKA_VALUE`.
+pub(crate) fn private_from(value: &[u8]) -> Result<StaticSecret> {
+    let k: [u8; 32] = value
+        .try_into()
+        .map_err(|_| Error::AttributeValueInvalid(CKA_VALUE))?;
+    Ok(StaticSecret::from(k))
+}
+
+/// The raw X25519 shared secret with a peer's u-coordinate; an all-zero result (a
+/// small-order peer point) is refused, as RFC 7748 §6.1 allows.
+pub(crate) fn shared(sk: &StaticSecret, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    let peer = PublicKey::from(point_raw(peer)?);
+    let s = sk.diffie_hellman(&peer);
+    if !s.was_contributory() {
+        return Err(Error::MechanismParamInvalid(
+            "the peer's X25519 point has small order".into(),
+        ));
+    }
+    Ok(Zeroizing::new(s.as_bytes().to_vec()))
+}
+
+/// `CKM_EC_MONTGOMERY_KEY_PAIR_GEN`: `CKA_EC_PARAMS` (X25519) from the public template.
+fn generate_pair(
+    _mech: &Mechanism,
+    pub_t: &Attributes,
+    priv_t: &Attributes,
+) -> Result<(Attributes, Attributes)> {
+    check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_EC_MONTGOMERY])?;
+    check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_EC_MONTGOMERY])?;
+    let params = pub_t.require(CKA_EC_PARAMS)?.to_vec();
+    check_params(&params)?;
+    let mut k = Zeroizing::new([0u8; 32]);
+    super::random(&mut k[..])?;
+    let sk = StaticSecret::from(*k);
+    let mut point = vec![0x04, 0x20];
+    point.extend_from_slice(PublicKey::from(&sk).as_bytes());
+    let mut public = Attributes::new();
+    public.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+    public.set_ulong(CKA_KEY_TYPE, CKK_EC_MONTGOMERY);
+    public.set(CKA_EC_PARAMS, params.clone());
+    public.set(CKA_EC_POINT, point);
+    let mut private = Attributes::new();
+    private.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    private.set_ulong(CKA_KEY_TYPE, CKK_EC_MONTGOMERY);
+    private.set(CKA_EC_PARAMS, params);
+    private.set(CKA_VALUE, sk.to_bytes().to_vec());
+    Ok((public, private))
+}
+
+#[cfg(test)]
+#[path = "tests/x25519.rs"]
+mod tests;
