@@ -1,5 +1,5 @@
-//! ECDH key derivation (`CKM_ECDH1_DERIVE`) with the raw shared secret or the ANSI
-//! X9.63 KDF, for P-256/P-384 keys (the point multiplication runs in the backend,
+//! ECDH key derivation (`CKM_ECDH1_DERIVE`) with the raw shared secret, the ANSI
+//! X9.63 KDF or the NIST SP 800-56 single-step KDF, for P-256/P-384 keys (the point multiplication runs in the backend,
 //! [`super::backend`]) and X25519 keys ([`super::x25519`]).
 
 use cryptoki_sys::*;
@@ -36,6 +36,19 @@ fn x963_kdf(hash: HashAlg, z: &[u8], shared: &[u8], len: usize) -> Zeroizing<Vec
     out
 }
 
+/// NIST SP 800-56A/C single-step KDF (the `CKD_SHA*_KDF_SP800` functions): the
+/// counter comes first, `H(counter || Z || OtherInfo)`, where X9.63 puts it after Z.
+fn sp800_kdf(hash: HashAlg, z: &[u8], other: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(len + hash.output_len()));
+    let mut counter = 1u32;
+    while out.len() < len {
+        out.extend_from_slice(&hash.digest(&[&counter.to_be_bytes(), z, other]));
+        counter += 1;
+    }
+    out.truncate(len);
+    out
+}
+
 /// Derives a key value (`C_DeriveKey`). `CKM_ECDH1_DERIVE` with `CKD_NULL` (the
 /// shared x-coordinate) or `CKD_SHA1/224/256/384/512_KDF` (X9.63). With
 /// `CKA_VALUE_LEN` in the template the result has that length (for `CKD_NULL`
@@ -54,13 +67,19 @@ fn derive(mech: &Mechanism, base: &Key, template: &Attributes) -> Result<Zeroizi
         .get_ulong(CKA_VALUE_LEN)?
         .map(|l| l as usize)
         .filter(|&l| l > 0);
+    // (hash, SP 800-56 form rather than X9.63)
     let kdf_hash = match *kdf {
         CKD_NULL => None,
-        CKD_SHA1_KDF => Some(HashAlg::Sha1),
-        CKD_SHA224_KDF => Some(HashAlg::Sha224),
-        CKD_SHA256_KDF => Some(HashAlg::Sha256),
-        CKD_SHA384_KDF => Some(HashAlg::Sha384),
-        CKD_SHA512_KDF => Some(HashAlg::Sha512),
+        CKD_SHA1_KDF => Some((HashAlg::Sha1, false)),
+        CKD_SHA224_KDF => Some((HashAlg::Sha224, false)),
+        CKD_SHA256_KDF => Some((HashAlg::Sha256, false)),
+        CKD_SHA384_KDF => Some((HashAlg::Sha384, false)),
+        CKD_SHA512_KDF => Some((HashAlg::Sha512, false)),
+        CKD_SHA1_KDF_SP800 => Some((HashAlg::Sha1, true)),
+        CKD_SHA224_KDF_SP800 => Some((HashAlg::Sha224, true)),
+        CKD_SHA256_KDF_SP800 => Some((HashAlg::Sha256, true)),
+        CKD_SHA384_KDF_SP800 => Some((HashAlg::Sha384, true)),
+        CKD_SHA512_KDF_SP800 => Some((HashAlg::Sha512, true)),
         _ => return Err(param_err("unsupported ECDH KDF")),
     };
     if kdf_hash.is_none() && !shared_data.is_empty() {
@@ -84,14 +103,18 @@ fn derive(mech: &Mechanism, base: &Key, template: &Attributes) -> Result<Zeroizi
                 "CKA_VALUE_LEN exceeds the ECDH shared secret".into(),
             )),
         },
-        Some(h) => {
+        Some((h, sp800)) => {
             let len = want.unwrap_or(h.output_len());
             if len > 1024 {
                 return Err(Error::TemplateInconsistent(
                     "CKA_VALUE_LEN too large".into(),
                 ));
             }
-            Ok(x963_kdf(h, &z, shared_data, len))
+            Ok(if sp800 {
+                sp800_kdf(h, &z, shared_data, len)
+            } else {
+                x963_kdf(h, &z, shared_data, len)
+            })
         }
     }
 }

@@ -75,3 +75,26 @@ fn x25519_generated_pairs_agree() {
         Err(Error::AttributeValueInvalid(CKA_EC_PARAMS))
     ));
 }
+
+/// X25519 with the SP 800-56 single-step KDF (`CKD_SHA256_KDF_SP800`), against the
+/// known answer the `cryptoki` crate's suite uses (an OpenPGP ECDH vector).
+#[test]
+fn x25519_with_the_sp800_kdf() {
+    let k = private(&h(
+        "F00670C5F139E7E6C2511EA04FF507AFBBE237CE3C71A89CA59A1C5CF8856562",
+    ));
+    let m = mech(
+        CKM_ECDH1_DERIVE,
+        MechParam::Ecdh1 {
+            kdf: CKD_SHA256_KDF_SP800,
+            shared_data: h("0A2B0601040197550105011203010807416E6F6E796D6F75732053656E646572202020205633A4C5AE4305BC0FE2ABB699A8EE54632790A0"),
+            public_data: h("533B3F09E53B3DEED661A13F7A7D9694AB71CE156C728E00DEE87A1EE3A14C4A"),
+        },
+    );
+    let mut t = Attributes::new();
+    t.set_ulong(CKA_VALUE_LEN, 16);
+    assert_eq!(
+        &derive(&m, &k, &t).unwrap()[..],
+        &h("AF8CE51D0139A6D60831A9BABAB20186")[..]
+    );
+}
