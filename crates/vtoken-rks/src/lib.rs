@@ -17,10 +17,13 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "protocol")]
 pub mod crypto;
 pub mod derive;
+#[cfg(feature = "protocol")]
 pub mod device;
 pub mod frame;
+#[cfg(feature = "protocol")]
 pub mod server;
 pub mod tmk;
 
