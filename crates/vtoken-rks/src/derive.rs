@@ -23,7 +23,7 @@ pub const DIK_LEN: usize = 24;
 
 /// TDES-ECB (three-key EDE) over whole 8-byte blocks, in place.
 fn tdes_ecb(key: &[u8], data: &mut [u8], encrypt: bool) -> Result<()> {
-    if data.len() % 8 != 0 {
+    if !data.chunks_exact(8).remainder().is_empty() {
         return Err(RksError::BadMessage(format!(
             "TDES-ECB data of {} bytes is not a whole number of 8-byte blocks",
             data.len()

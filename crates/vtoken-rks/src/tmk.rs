@@ -35,7 +35,7 @@ pub enum TmkType {
 
 impl TmkType {
     /// The value length.
-    pub fn len(self) -> usize {
+    pub fn value_len(self) -> usize {
         match self {
             TmkType::Des3 => 24,
             TmkType::Aes256 => 32,
@@ -116,11 +116,11 @@ impl Tmk {
         let id = f.field()?.to_vec();
         let value = Zeroizing::new(f.field()?.to_vec());
         f.end()?;
-        if value.len() != ty.len() {
+        if value.len() != ty.value_len() {
             return Err(RksError::BadMessage(format!(
                 "a {} key has {} bytes, not {}",
                 ty.as_str(),
-                ty.len(),
+                ty.value_len(),
                 value.len()
             )));
         }

@@ -12,10 +12,13 @@ use vtoken_rks::tmk::{Tmk, TmkType, USE_ALL};
 use vtoken_rks::{derive_dik2, Result, RksError};
 use zeroize::Zeroizing;
 
+/// uid, delivered, value.
+type Queued = ([u8; 16], bool, Vec<u8>);
+
 #[derive(Default)]
 struct Mem {
     dik1: HashMap<String, [u8; 24]>,
-    queue: Mutex<Vec<([u8; 16], bool, Vec<u8>)>>,
+    queue: Mutex<Vec<Queued>>,
     audit: Mutex<Vec<String>>,
 }
 

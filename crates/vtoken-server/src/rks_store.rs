@@ -126,6 +126,9 @@ pub struct AuditLine {
     pub event: String,
 }
 
+/// A queue row as read: uid, label, CKA_ID, type, usage, sealed value.
+type QueueRow = (String, String, Vec<u8>, String, u8, Vec<u8>);
+
 /// An opened RKS directory.
 pub struct RksStore {
     conn: Mutex<Connection>,
@@ -342,16 +345,16 @@ impl RksStore {
         let value = match value {
             Some(v) => v,
             None => {
-                generated = crypto::random(ty.len()).map_err(|e| e.to_string())?;
+                generated = crypto::random(ty.value_len()).map_err(|e| e.to_string())?;
                 &generated[..]
             }
         };
-        if value.len() != ty.len() {
+        if value.len() != ty.value_len() {
             return Err(format!(
                 "a {} key has {} bytes ({} hex digits), not {}",
                 ty.as_str(),
-                ty.len(),
-                2 * ty.len(),
+                ty.value_len(),
+                2 * ty.value_len(),
                 value.len()
             ));
         }
@@ -369,7 +372,7 @@ impl RksStore {
 
     /// The next undelivered key of a DSN.
     pub fn next_undelivered(&self, dsn: &str) -> Result<Option<Tmk>, String> {
-        let row: Option<(String, String, Vec<u8>, String, u8, Vec<u8>)> = self
+        let row: Option<QueueRow> = self
             .conn()
             .query_row(
                 "SELECT uid, label, ckid, type, usage, sealed FROM queue
