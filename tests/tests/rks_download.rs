@@ -321,3 +321,46 @@ fn download_then_use_through_pkcs11() {
     let all = s.find_objects(&[]).unwrap();
     assert_eq!(all.len(), 2, "only the two keys are objects");
 }
+
+/// K5 on a real token: a server whose working key is not under the root the device
+/// was provisioned with is refused ("server authentication failed"), the token
+/// stores nothing, the server delivers nothing and logs why.
+#[test]
+fn refused_download_stores_nothing_on_the_token() {
+    let ctx = Ctx::uninitialized();
+    let w = world(ctx.dir.path(), &ctx.conf.clone());
+    // Another RKS that knows the device's DSN but whose root the device never saw.
+    let other = ctx.dir.path().join("other-rks");
+    let o = other.to_str().unwrap();
+    server(&["rks", "init", "--dir", o]);
+    server(&["rks", "dik1", "add", "--dir", o, "--dsn", &w.dsn]);
+    server(&[
+        "rks", "queue", "--dir", o, "--dsn", &w.dsn, "--label", "EVIL", "--type", "des3",
+    ]);
+    let srv = Rks::start(&other);
+    let (ok, _, err) = cli(
+        &w.conf,
+        &[
+            "--token", "device", "rks", "download", "--server", &srv.url, "--pin", USER_PIN,
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("server authentication failed"), "{err}");
+    let objects = cli_ok(
+        &w.conf,
+        &[
+            "--token", "device", "--json", "objects", "list", "--pin", USER_PIN,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&objects).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(0), "{objects}");
+    let log = server(&["rks", "status", "--dir", o, "--audit"]);
+    assert!(
+        log.contains("REFUSED") && log.contains("server authentication failed"),
+        "{log}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_str(&server(&["rks", "status", "--dir", o, "--json"])).unwrap();
+    assert_eq!(st[0]["delivered"], 0, "{st}");
+    assert_eq!(st[0]["queued"], 1, "{st}");
+}
