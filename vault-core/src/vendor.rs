@@ -28,3 +28,9 @@ pub const VAULT_APPLICATION: &[u8] = b"vtoken-vault";
 pub fn is_vault_object(a: &Attributes) -> bool {
     a.class() == Some(CKO_DATA) && a.get(CKA_APPLICATION) == Some(VAULT_APPLICATION)
 }
+
+/// SPEC K4 (remote key download, seed 003): on a terminal master key downloaded
+/// from a remote key server, the server's 16-byte identity of the queued key, so a
+/// key delivered again (its acknowledgement was lost) is not stored twice. Set only
+/// by the download; templates cannot name it.
+pub const CKA_VTOKEN_RKS_UID: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0301;

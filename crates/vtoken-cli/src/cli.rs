@@ -172,6 +172,11 @@ Examples:
     #[command(subcommand)]
     Device(crate::cmd::device::DeviceCommand),
 
+    /// Remote key download (SPEC K1–K5): station load and provisioning, download of
+    /// terminal master keys from a remote key server, the K3 derivation.
+    #[command(subcommand)]
+    Rks(crate::cmd::rks::RksCommand),
+
     /// Back up one token into another (mutual authentication, signed + sealed transfer).
     Backup(crate::cmd::backup::Backup),
 

@@ -49,6 +49,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Prompt(c) => cmd::prompt::run(&ctx, json, c)?,
         Command::Ca(c) => cmd::device::ca(&ctx, json, c)?,
         Command::Device(c) => cmd::device::device(&ctx, json, c)?,
+        Command::Rks(c) => cmd::rks::run(&ctx, json, c)?,
         Command::Backup(b) => cmd::backup::run(&ctx, json, b)?,
         Command::Enroll(a) => return cmd::enroll::run(&ctx, json, a),
         Command::Sign(a) => cmd::sign::sign(&ctx, a)?,

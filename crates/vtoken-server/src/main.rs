@@ -6,6 +6,8 @@
 mod authority;
 mod http;
 mod relay;
+mod rks;
+mod rks_store;
 mod store;
 
 use std::path::PathBuf;
@@ -50,6 +52,10 @@ enum Command {
     /// The relay between issuing stations and the CA (E6).
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// The remote key server: terminal master key download with mutual
+    /// authentication (seed 003, SPEC K1–K5).
+    #[command(subcommand)]
+    Rks(rks::RksCommand),
 }
 
 #[derive(Subcommand)]
@@ -403,6 +409,7 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("starting the runtime: {e}"))
     };
     match cli.command {
+        Command::Rks(cmd) => rks::run(cmd),
         Command::Ca(CaCommand::Init { dir, name }) => {
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
             let db = dir.join(store::DB_FILE);

@@ -5,11 +5,13 @@
 //! - [`vault`]: the password vault (SPEC V1–V4, V10);
 //! - [`gate`]: the picture-verification gate (C1–C6);
 //! - [`otp`]: OTP credentials (V9);
-//! - [`identity`]: the identity key pair, its certificate chain, attestation and the backup requests (V7, V11).
+//! - [`identity`]: the identity key pair, its certificate chain, attestation and the backup requests (V7, V11);
+//! - [`rks`]: remote key download, device and station side (K1–K5).
 
 pub mod gate;
 pub mod identity;
 pub mod otp;
+pub mod rks;
 pub mod vault;
 
 use std::sync::Arc;

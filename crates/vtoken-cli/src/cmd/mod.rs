@@ -14,6 +14,7 @@ pub mod objects;
 pub mod otp;
 pub mod pin;
 pub mod prompt;
+pub mod rks;
 pub mod sign;
 pub mod tokens;
 pub mod vault;

@@ -1,0 +1,292 @@
+//! `vtoken rks`: remote key download (seed CN103714642A, SPEC K1–K5): the K3
+//! derivation, the key-loading station (DIK1 import, device provisioning) and the
+//! device's download from a remote key server.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use serde_json::json;
+use vault_core::token::{Token, UserType};
+use vtoken_rks::device::{download, KeySink, Provisioned};
+use vtoken_rks::tmk::Tmk;
+use vtoken_rks::RksError;
+
+use crate::args::UserPin;
+use crate::context::{login, Ctx};
+use crate::error::{bail, CliError, Result};
+use crate::output::{outln, print_json};
+use crate::pin;
+
+/// `vtoken rks …`.
+#[derive(Debug, Subcommand)]
+pub enum RksCommand {
+    /// Compute DIK2 from DIK1, a token serial (DSN) and a factor (SPEC K3), for
+    /// checking a station or a server against the published test vectors.
+    #[command(after_help = "\
+DATA1 = SHA-256(DSN)[0..24]; KEY1 = TDES-ECB-encrypt(DIK1, DATA1);
+DATA2 = SHA-256(factor)[0..24]; DIK2 = TDES-ECB-decrypt(KEY1, DATA2)
+(three-key DES-EDE, no padding; the DSN is the serial's upper-case ASCII).
+
+Example:
+  vtoken rks derive-dik2 --dik1 0123456789ABCDEFFEDCBA987654321089ABCDEF01234567 \\
+      --dsn 00000000000000A1 --factor 00112233445566778899AABBCCDDEEFF
+  # 403E3FD5BD6CB091407716185DCA3E3090E7392230A69352")]
+    DeriveDik2 {
+        /// DIK1, 24 bytes in hex.
+        #[arg(long, value_name = "HEX")]
+        dik1: String,
+        /// The token serial (16 hex characters).
+        #[arg(long, value_name = "SERIAL")]
+        dsn: String,
+        /// The diversification factor, hex (raw bytes).
+        #[arg(long, value_name = "HEX")]
+        factor: String,
+    },
+    /// Key-loading station: load a DIK1 export (`vtoken-server rks dik1 export`)
+    /// into the station token (--token). It is opened inside the token and kept
+    /// sealed there; DIK1 is never in the clear on disk.
+    #[command(after_help = "\
+Example:
+  vtoken --token station rks station-load --in dik1.cms")]
+    StationLoad {
+        /// The sealed DIK1 export (DER or PEM CMS).
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        #[command(flatten)]
+        pin: UserPin,
+    },
+    /// Key-loading station: provision the device token (--token): its serial is the
+    /// DSN, DIK2 is derived inside the station token, and DIK2, the factor and the
+    /// root public key are stored in the device where no PKCS#11 call reaches them.
+    #[command(after_help = "\
+Example:
+  vtoken rks provision --token device-1 --station station --factor 00112233 \\
+      --root /srv/vtoken-rks/root.pem --pin 123456 --station-pin 654321")]
+    Provision {
+        /// The station token (label or serial) holding the device's DIK1.
+        #[arg(long, value_name = "LABEL|SERIAL")]
+        station: String,
+        /// The diversification factor, hex (1 to 64 bytes).
+        #[arg(long, value_name = "HEX")]
+        factor: String,
+        /// RKS_RCRT_PK: the server's root.pem.
+        #[arg(long, value_name = "FILE")]
+        root: PathBuf,
+        /// The device token's user PIN.
+        #[command(flatten)]
+        pin: UserPin,
+        /// The station token's user PIN [default: VTOKEN_STATION_PIN, else a prompt].
+        #[arg(
+            long,
+            env = "VTOKEN_STATION_PIN",
+            hide_env_values = true,
+            value_name = "PIN"
+        )]
+        station_pin: Option<String>,
+    },
+    /// Device: download the keys queued for this token from a remote key server,
+    /// with mutual authentication (patent steps S301–S324). Each key is stored
+    /// before it is acknowledged; a rerun delivers what is left, each key once.
+    #[command(after_help = "\
+Example:
+  vtoken --token device-1 rks download --server http://127.0.0.1:8450 --json
+  vtoken --token device-1 objects list     # the keys, sensitive and non-extractable")]
+    Download {
+        /// The RKS base URL (http://HOST:PORT or https://...).
+        #[arg(long, value_name = "URL")]
+        server: String,
+        #[command(flatten)]
+        pin: UserPin,
+    },
+}
+
+/// Parses a hex argument.
+fn hex_arg(name: &str, v: &str) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    match hex::decode(v.trim()) {
+        Ok(b) => Ok(zeroize::Zeroizing::new(b)),
+        Err(_) => bail!("--{name} is not hex (e.g. --{name} 00112233)"),
+    }
+}
+
+fn rks_err(e: RksError) -> CliError {
+    CliError::new(e.to_string())
+}
+
+/// Reads a PEM "PUBLIC KEY" (or DER) file: SPKI DER.
+fn read_spki(path: &PathBuf) -> Result<Vec<u8>> {
+    let b = std::fs::read(path).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
+    let Ok(text) = std::str::from_utf8(&b) else {
+        return Ok(b);
+    };
+    if !text.contains("-----BEGIN") {
+        return Ok(b);
+    }
+    let body: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("-----BEGIN PUBLIC KEY"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("-----END"))
+        .collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(body.trim())
+        .map_err(|_| {
+            CliError::new(format!(
+                "{}: not a PEM public key (root.pem)",
+                path.display()
+            ))
+        })
+}
+
+/// The token's keys as the download's sink.
+struct TokenSink<'a> {
+    token: &'a Token,
+    sid: u64,
+}
+
+impl KeySink for TokenSink<'_> {
+    fn holds(&mut self, uid: &[u8; 16]) -> vtoken_rks::Result<bool> {
+        self.token
+            .rks_holds(uid)
+            .map_err(|e| RksError::Local(format!("token: {e}")))
+    }
+    fn store(&mut self, key: &Tmk) -> vtoken_rks::Result<()> {
+        self.token
+            .rks_store_key(self.sid, key)
+            .map(|_| ())
+            .map_err(|e| RksError::Local(format!("token: {e}")))
+    }
+}
+
+/// One frame over HTTP POST.
+fn post(url: &str, frame: &[u8]) -> vtoken_rks::Result<Vec<u8>> {
+    let resp = ureq::post(url)
+        .set("content-type", "application/octet-stream")
+        .send_bytes(frame)
+        .map_err(|e| RksError::Local(format!("{url}: {e}")))?;
+    let mut out = Vec::new();
+    resp.into_reader()
+        .take(64 << 10)
+        .read_to_end(&mut out)
+        .map_err(|e| RksError::Local(format!("{url}: {e}")))?;
+    Ok(out)
+}
+
+/// Runs a `vtoken rks` command.
+pub fn run(ctx: &Ctx, json: bool, cmd: &RksCommand) -> Result<()> {
+    match cmd {
+        RksCommand::StationLoad { input, pin: p } => {
+            let b = std::fs::read(input)
+                .map_err(|e| CliError::new(format!("{}: {e}", input.display())))?;
+            let open = ctx.open()?;
+            open.login(UserType::User, &pin::user(p)?)?;
+            let dsn = open.token.rks_station_load(&b)?;
+            if json {
+                print_json(&json!({ "station": open.entry.serial, "dsn": dsn }))?;
+            } else {
+                outln!("DIK1 for {dsn} loaded into station {}", open.entry.serial);
+            }
+        }
+        RksCommand::Provision {
+            station,
+            factor,
+            root,
+            pin: p,
+            station_pin,
+        } => {
+            let f = hex_arg("factor", factor)?;
+            if f.is_empty() || f.len() > 64 {
+                bail!("--factor has 1 to 64 bytes in hex");
+            }
+            let root_spki = read_spki(root)?;
+            let device = ctx.open()?;
+            let st_entry = ctx.registry.find(station)?;
+            if st_entry.serial == device.entry.serial {
+                bail!("--station names the device token itself; give the station token");
+            }
+            let st = ctx.registry.open(&st_entry)?;
+            let st_sid = st.open_session(true)?;
+            let st_pin = match station_pin.as_ref().filter(|v| !v.is_empty()) {
+                Some(v) => zeroize::Zeroizing::new(v.clone()),
+                None => pin::prompt_named("station token's user PIN")?,
+            };
+            let r = (|| {
+                login(&st, UserType::User, &st_pin)?;
+                device.login(UserType::User, &pin::user(p)?)?;
+                let dsn = device.entry.serial.to_ascii_uppercase();
+                // K2/K3: derived inside the station token, handed to the device
+                // token in this process only (zeroized buffers).
+                let dik2 = st.rks_station_derive(&dsn, &f)?;
+                device.token.rks_install(&dik2, &f, &root_spki)?;
+                Ok::<String, CliError>(dsn)
+            })();
+            let _ = st.close_session(st_sid);
+            let dsn = r?;
+            if json {
+                print_json(&json!({ "device": dsn, "station": st_entry.serial }))?;
+            } else {
+                outln!("device {dsn} provisioned by station {}", st_entry.serial);
+            }
+        }
+        RksCommand::Download { server, pin: p } => {
+            let open = ctx.open()?;
+            open.login(UserType::User, &pin::user(p)?)?;
+            let d = open.token.rks_device()?;
+            let prov = Provisioned {
+                dsn: d.dsn.clone(),
+                dik2: d.dik2,
+                factor: d.factor,
+                root_spki: d.root_spki,
+            };
+            let url = format!("{}/api/v1/rks", server.trim_end_matches('/'));
+            let mut sink = TokenSink {
+                token: &open.token,
+                sid: open.sid,
+            };
+            let out = download(&prov, &mut |b| post(&url, b), &mut sink).map_err(rks_err)?;
+            if json {
+                let keys: Vec<_> = out
+                    .keys
+                    .iter()
+                    .map(|k| json!({ "label": k.label, "uid": k.uid, "stored": k.stored }))
+                    .collect();
+                print_json(&json!({ "dsn": d.dsn, "keys": keys }))?;
+            } else if out.keys.is_empty() {
+                outln!("no keys queued for {}", d.dsn);
+            } else {
+                for k in &out.keys {
+                    let what = if k.stored { "stored" } else { "already held" };
+                    outln!(
+                        "{}: {what} (uid {})",
+                        crate::output::printable(&k.label),
+                        k.uid
+                    );
+                }
+            }
+        }
+        RksCommand::DeriveDik2 { dik1, dsn, factor } => {
+            let k = hex_arg("dik1", dik1)?;
+            let Ok(k): std::result::Result<[u8; 24], _> = k.as_slice().try_into() else {
+                bail!(
+                    "--dik1 has {} bytes; DIK1 is a 24-byte TDES key (48 hex digits)",
+                    k.len()
+                );
+            };
+            let k = zeroize::Zeroizing::new(k);
+            let f = hex_arg("factor", factor)?;
+            if f.is_empty() {
+                bail!("--factor is empty; give at least one byte in hex");
+            }
+            let dik2 = vtoken_rks::derive_dik2(&k, dsn, &f)
+                .map_err(|e| crate::error::CliError::new(e.to_string()))?;
+            let h = zeroize::Zeroizing::new(hex::encode_upper(*dik2));
+            if json {
+                print_json(&json!({ "dsn": dsn.to_ascii_uppercase(), "dik2": h.as_str() }))?;
+            } else {
+                outln!("{}", h.as_str());
+            }
+        }
+    }
+    Ok(())
+}

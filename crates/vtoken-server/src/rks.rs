@@ -1,0 +1,377 @@
+//! `vtoken-server rks`: the remote key server (seed CN103714642A, SPEC K1, K4, K5):
+//! its directory (root and working key pairs, DIK1 records, key queue, audit log in
+//! SQLite, see [`crate::rks_store`]) and the download endpoint, served over the same
+//! HTTP layer as the CA ([`crate::http::serve`]). The protocol logic is
+//! [`vtoken_rks::server`]; this module only moves frames.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::Router;
+use clap::Subcommand;
+use vtoken_rks::server::Server;
+use vtoken_rks::tmk::{TmkType, USE_DECRYPT, USE_ENCRYPT, USE_UNWRAP, USE_WRAP};
+
+use crate::rks_store::RksStore;
+
+/// The download endpoint: one frame per POST, one frame back.
+pub const RKS_PATH: &str = "/api/v1/rks";
+
+/// `vtoken-server rks …`.
+#[derive(Subcommand)]
+pub enum RksCommand {
+    /// Create a remote key server in DIR: root and working RSA-2048 key pairs (the
+    /// root signs the working key), master key, database, root.pem (RKS_RCRT_PK for
+    /// the key-loading station). Never overwrites.
+    #[command(after_help = "Example:\n  vtoken-server rks init --dir /srv/vtoken-rks")]
+    Init {
+        /// Directory for the RKS (created if missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// DIK1 records: add one per DSN, export one sealed to a station token.
+    #[command(subcommand)]
+    Dik1(Dik1Command),
+    /// Queue a terminal master key for a device (generated unless --value is given).
+    #[command(after_help = "\
+Examples:
+  vtoken-server rks queue --dir rks --dsn 00000000000000A1 --label TMK1 --type des3
+  vtoken-server rks queue --dir rks --dsn 00000000000000A1 --label TMK2 --type aes256 \\
+      --value 000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F --usage wrap,unwrap")]
+    Queue {
+        /// RKS directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The device's serial.
+        #[arg(long)]
+        dsn: String,
+        /// CKA_LABEL of the key on the device.
+        #[arg(long)]
+        label: String,
+        /// des3 (24 bytes) or aes256 (32 bytes).
+        #[arg(long = "type")]
+        ty: String,
+        /// The key value in hex [default: generated].
+        #[arg(long, value_name = "HEX")]
+        value: Option<String>,
+        /// CKA_ID in hex [default: empty].
+        #[arg(long, value_name = "HEX", default_value = "")]
+        id: String,
+        /// What the device may do with it: encrypt, decrypt, wrap, unwrap (comma-separated).
+        #[arg(long, default_value = "encrypt,decrypt,wrap,unwrap")]
+        usage: String,
+    },
+    /// Per DSN: DIK1 present, keys queued and delivered, refusals (with --audit: the log).
+    #[command(after_help = "Example:\n  vtoken-server rks status --dir rks --json")]
+    Status {
+        /// RKS directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Print the audit log instead (every step and every refusal).
+        #[arg(long)]
+        audit: bool,
+    },
+    /// Serve the download protocol on LISTEN (POST /api/v1/rks, one frame each way).
+    #[command(after_help = "\
+Example:
+  vtoken-server rks serve --dir rks --listen 127.0.0.1:8450
+  vtoken rks download --token T --server http://127.0.0.1:8450")]
+    Serve {
+        /// RKS directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on (port 0 picks a free port; the bound address is printed).
+        #[arg(long, default_value = "127.0.0.1:8450")]
+        listen: String,
+        /// Serve HTTPS with this PEM certificate chain.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The TLS private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+}
+
+/// `vtoken-server rks dik1 …`.
+#[derive(Subcommand)]
+pub enum Dik1Command {
+    /// Add the DIK1 of a device (random unless --key is given). Never replaces one.
+    #[command(
+        after_help = "Example:\n  vtoken-server rks dik1 add --dir rks --dsn 00000000000000A1"
+    )]
+    Add {
+        /// RKS directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The device's serial.
+        #[arg(long)]
+        dsn: String,
+        /// DIK1 in hex (24 bytes) [default: generated].
+        #[arg(long, value_name = "HEX")]
+        key: Option<String>,
+    },
+    /// Export a DSN's DIK1 sealed to the station token's device certificate (CMS
+    /// AuthEnvelopedData, RSA-OAEP + AES-256-GCM): it opens only inside that token
+    /// (`vtoken rks station-load`).
+    #[command(after_help = "\
+Example:
+  vtoken --token station device cert -o station.pem
+  vtoken-server rks dik1 export --dir rks --dsn 00000000000000A1 --to-cert station.pem -o dik1.cms")]
+    Export {
+        /// RKS directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The device's serial.
+        #[arg(long)]
+        dsn: String,
+        /// The station token's device certificate (PEM or DER).
+        #[arg(long)]
+        to_cert: PathBuf,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+    },
+}
+
+/// Magic of the DIK1 export's plaintext: `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`.
+pub const DIK1_EXPORT_MAGIC: &[u8] = b"vtoken rks dik1 v1\0";
+
+fn dsn_arg(dsn: &str) -> Result<String, String> {
+    let d = dsn.trim().to_ascii_uppercase();
+    if d.is_empty() || d.len() > 64 || !d.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!(
+            "--dsn {dsn:?} is not a token serial (16 hex digits, e.g. 00000000000000A1)"
+        ));
+    }
+    Ok(d)
+}
+
+fn hex_arg(name: &str, v: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
+    hex::decode(v.trim())
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| format!("--{name} is not hex"))
+}
+
+fn usage_arg(s: &str) -> Result<u8, String> {
+    let mut u = 0;
+    for p in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        u |= match p {
+            "encrypt" => USE_ENCRYPT,
+            "decrypt" => USE_DECRYPT,
+            "wrap" => USE_WRAP,
+            "unwrap" => USE_UNWRAP,
+            _ => {
+                return Err(format!(
+                    "--usage: unknown {p:?} (encrypt, decrypt, wrap, unwrap)"
+                ))
+            }
+        };
+    }
+    if u == 0 {
+        return Err("--usage names no use".into());
+    }
+    Ok(u)
+}
+
+fn read_cert(path: &std::path::Path) -> Result<Vec<u8>, String> {
+    let b = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if b.starts_with(b"-----") {
+        let certs = vtoken_pki::certs_from_pem(&String::from_utf8_lossy(&b))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        return certs
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("{}: no certificate", path.display()));
+    }
+    Ok(b)
+}
+
+/// Runs a `vtoken-server rks` command.
+pub fn run(cmd: RksCommand) -> Result<(), String> {
+    match cmd {
+        RksCommand::Init { dir } => {
+            RksStore::init(&dir)?;
+            println!(
+                "created RKS in {} (root.pem: RKS_RCRT_PK for the key-loading station)",
+                dir.display()
+            );
+            Ok(())
+        }
+        RksCommand::Dik1(Dik1Command::Add { dir, dsn, key }) => {
+            let dsn = dsn_arg(&dsn)?;
+            let store = RksStore::open(&dir)?;
+            let key = match key {
+                Some(k) => {
+                    let k = hex_arg("key", &k)?;
+                    let a: [u8; 24] = k.as_slice().try_into().map_err(|_| {
+                        format!(
+                            "--key has {} bytes; DIK1 is 24 bytes (48 hex digits)",
+                            k.len()
+                        )
+                    })?;
+                    Some(zeroize::Zeroizing::new(a))
+                }
+                None => None,
+            };
+            store.add_dik1(&dsn, key.as_deref())?;
+            store.log(&dsn, "", true, "DIK1 added")?;
+            println!("DIK1 added for {dsn}");
+            Ok(())
+        }
+        RksCommand::Dik1(Dik1Command::Export {
+            dir,
+            dsn,
+            to_cert,
+            out,
+        }) => {
+            let dsn = dsn_arg(&dsn)?;
+            let store = RksStore::open(&dir)?;
+            let dik1 = store
+                .get_dik1(&dsn)?
+                .ok_or_else(|| format!("no DIK1 for {dsn} (add one with `rks dik1 add`)"))?;
+            let cert = read_cert(&to_cert)?;
+            let mut plain = zeroize::Zeroizing::new(DIK1_EXPORT_MAGIC.to_vec());
+            plain.extend_from_slice(&(dsn.len() as u16).to_be_bytes());
+            plain.extend_from_slice(dsn.as_bytes());
+            plain.extend_from_slice(&dik1[..]);
+            let cms = vault_core::sealed::seal(&cert, &plain)
+                .map_err(|e| format!("{}: {e}", to_cert.display()))?;
+            crate::rks_store::write_new_private(&out, &cms)?;
+            store.log(
+                &dsn,
+                "",
+                true,
+                &format!("DIK1 exported sealed to {}", to_cert.display()),
+            )?;
+            println!(
+                "DIK1 of {dsn} sealed to {} in {}",
+                to_cert.display(),
+                out.display()
+            );
+            Ok(())
+        }
+        RksCommand::Queue {
+            dir,
+            dsn,
+            label,
+            ty,
+            value,
+            id,
+            usage,
+        } => {
+            let dsn = dsn_arg(&dsn)?;
+            let ty = TmkType::parse(&ty).map_err(|e| e.to_string())?;
+            let usage = usage_arg(&usage)?;
+            let value = value.map(|v| hex_arg("value", &v)).transpose()?;
+            let id = hex_arg("id", &id)?;
+            if label.is_empty() || label.len() > 256 {
+                return Err("--label has 1 to 256 characters".into());
+            }
+            let store = RksStore::open(&dir)?;
+            let uid = store.queue(
+                &dsn,
+                &label,
+                &id,
+                ty,
+                usage,
+                value.as_deref().map(|v| &v[..]),
+            )?;
+            store.log(&dsn, "", true, &format!("key {label:?} queued ({uid})"))?;
+            println!("queued {} key {label:?} for {dsn} (uid {uid})", ty.as_str());
+            Ok(())
+        }
+        RksCommand::Status { dir, json, audit } => {
+            let store = RksStore::open(&dir)?;
+            if audit {
+                let log = store.audit_log(None)?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&log).map_err(|e| e.to_string())?
+                    );
+                } else {
+                    for l in log {
+                        println!(
+                            "{} {} {} {} {}",
+                            l.at,
+                            l.dsn,
+                            if l.session.is_empty() {
+                                "-"
+                            } else {
+                                &l.session
+                            },
+                            if l.ok { "ok" } else { "REFUSED" },
+                            l.event
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            let st = store.status()?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&st).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!(
+                    "{:<18} {:<5} {:>7} {:>9} {:>8}  last refusal",
+                    "DSN", "DIK1", "queued", "delivered", "refusals"
+                );
+                for s in st {
+                    println!(
+                        "{:<18} {:<5} {:>7} {:>9} {:>8}  {}",
+                        s.dsn,
+                        if s.dik1 { "yes" } else { "no" },
+                        s.queued,
+                        s.delivered,
+                        s.refusals,
+                        s.last_refusal.unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        RksCommand::Serve {
+            dir,
+            listen,
+            tls_cert,
+            tls_key,
+        } => {
+            let store = RksStore::open(&dir)?;
+            let (working, sig) = store.working()?;
+            let server = Arc::new(Server::new(store, working, sig).map_err(|e| e.to_string())?);
+            let router = Router::new()
+                .route(RKS_PATH, post(exchange))
+                .layer(DefaultBodyLimit::max(64 << 10))
+                .with_state(server);
+            let tls = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => Some(crate::http::Tls { cert, key }),
+                _ => None,
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("starting the runtime: {e}"))?
+                .block_on(crate::http::serve("RKS", &listen, router, tls.as_ref()))
+                .map_err(|e| format!("{listen}: {e}"))
+        }
+    }
+}
+
+/// One frame in, one frame out (the protocol logic runs off the async threads: it
+/// does RSA and SQLite).
+async fn exchange(State(server): State<Arc<Server<RksStore>>>, body: Bytes) -> impl IntoResponse {
+    let reply = tokio::task::spawn_blocking(move || server.handle(&body))
+        .await
+        .unwrap_or_default();
+    ([(header::CONTENT_TYPE, "application/octet-stream")], reply)
+}

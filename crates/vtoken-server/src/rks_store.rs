@@ -1,0 +1,530 @@
+//! The RKS's SQLite database (SPEC K1): the root and working key pairs, DIK1 records
+//! by DSN, the queue of keys to deliver per DSN and the audit log of every download
+//! step and every refusal.
+//!
+//! Secrets at rest (the two private keys, every DIK1 and every queued key value) are
+//! sealed with AES-256-GCM under the directory's master key (`master.key`, 32 random
+//! bytes, mode 0600), each with associated data naming what it is (`dik1 ‖ DSN`,
+//! `tmk ‖ uid`, ...), so a value moved to another row does not open. Every change
+//! is one SQLite transaction (WAL, synchronous FULL): a key is marked delivered in
+//! the same statement that checks it was not, so it is delivered once.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use aes_gcm::aead::{Aead, Payload};
+use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use vtoken_rks::crypto::{self, RootKey, WorkingKey};
+use vtoken_rks::derive::DIK_LEN;
+use vtoken_rks::server::Directory;
+use vtoken_rks::tmk::{Tmk, TmkType};
+use vtoken_rks::RksError;
+use zeroize::Zeroizing;
+
+/// Database file in an RKS directory.
+pub const DB_FILE: &str = "rks.db";
+/// Master key file (seals the secrets in the database).
+pub const MASTER_FILE: &str = "master.key";
+/// The root public key RKS_RCRT_PK (SPKI PEM), given to the key-loading station.
+pub const ROOT_FILE: &str = "root.pem";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    name   TEXT PRIMARY KEY,
+    value  BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dik1 (
+    dsn       TEXT PRIMARY KEY,
+    sealed    BLOB NOT NULL,
+    added_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id            INTEGER PRIMARY KEY,
+    uid           TEXT NOT NULL UNIQUE,
+    dsn           TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    ckid          BLOB NOT NULL,
+    type          TEXT NOT NULL,
+    usage         INTEGER NOT NULL,
+    sealed        BLOB NOT NULL,
+    queued_at     INTEGER NOT NULL,
+    delivered_at  INTEGER,
+    session       TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_by_dsn ON queue (dsn, delivered_at);
+CREATE TABLE IF NOT EXISTS audit (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    dsn      TEXT NOT NULL,
+    session  TEXT NOT NULL,
+    ok       INTEGER NOT NULL,
+    event    TEXT NOT NULL
+);
+";
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn db_err(e: rusqlite::Error) -> String {
+    format!("RKS database: {e}")
+}
+
+/// Writes `data` to a new file readable by its owner only; never overwrites.
+pub fn write_new_private(path: &Path, data: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    let mut f = o
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    f.write_all(data)
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One DSN's line of `rks status`.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct DsnStatus {
+    /// The DSN.
+    pub dsn: String,
+    /// Whether a DIK1 record exists for it.
+    pub dik1: bool,
+    /// Keys queued and not delivered.
+    pub queued: u64,
+    /// Keys delivered.
+    pub delivered: u64,
+    /// Refusals in the audit log.
+    pub refusals: u64,
+    /// The last refusal, if any.
+    pub last_refusal: Option<String>,
+}
+
+/// One audit log line.
+#[derive(Debug, Serialize)]
+pub struct AuditLine {
+    /// Unix time.
+    pub at: i64,
+    /// The DSN ("?" when unknown).
+    pub dsn: String,
+    /// The session id, hex.
+    pub session: String,
+    /// Success event or refusal.
+    pub ok: bool,
+    /// What happened.
+    pub event: String,
+}
+
+/// A queue row as read: uid, label, CKA_ID, type, usage, sealed value.
+type QueueRow = (String, String, Vec<u8>, String, u8, Vec<u8>);
+
+/// An opened RKS directory.
+pub struct RksStore {
+    conn: Mutex<Connection>,
+    master: Zeroizing<[u8; 32]>,
+}
+
+impl RksStore {
+    /// Creates an RKS in `dir`: master key, root and working RSA-2048 pairs (the root
+    /// signs the working key), `root.pem`, the database. Never overwrites.
+    pub fn init(dir: &Path) -> Result<RksStore, String> {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for f in [DB_FILE, MASTER_FILE, ROOT_FILE] {
+            if dir.join(f).exists() {
+                return Err(format!(
+                    "{} already holds an RKS ({f} exists); it is never overwritten",
+                    dir.display()
+                ));
+            }
+        }
+        let master = crypto::random(32).map_err(|e| e.to_string())?;
+        write_new_private(&dir.join(MASTER_FILE), &master)?;
+        let store = RksStore::open(dir)?;
+        let root = RootKey::generate().map_err(|e| e.to_string())?;
+        let working = WorkingKey::generate().map_err(|e| e.to_string())?;
+        let working_spki = working.spki().map_err(|e| e.to_string())?;
+        let sig = root
+            .sign_working(&working_spki)
+            .map_err(|e| e.to_string())?;
+        let root_spki = root.spki().map_err(|e| e.to_string())?;
+        let root_sealed = store.seal(b"root key", &root.to_pkcs8().map_err(|e| e.to_string())?)?;
+        let working_sealed = store.seal(
+            b"working key",
+            &working.to_pkcs8().map_err(|e| e.to_string())?,
+        )?;
+        {
+            let mut c = store.conn();
+            let tx = c.transaction().map_err(db_err)?;
+            for (n, v) in [
+                ("root_key", root_sealed),
+                ("root_spki", root_spki.clone()),
+                ("working_key", working_sealed),
+                ("working_sig", sig),
+            ] {
+                tx.execute(
+                    "INSERT INTO meta (name, value) VALUES (?1, ?2)",
+                    params![n, v],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+        }
+        let pem = pem_public_key(&root_spki);
+        write_new_private(&dir.join(ROOT_FILE), pem.as_bytes())?;
+        Ok(store)
+    }
+
+    /// Opens an RKS made by [`RksStore::init`].
+    pub fn open(dir: &Path) -> Result<RksStore, String> {
+        let mk = dir.join(MASTER_FILE);
+        let m = std::fs::read(&mk).map_err(|e| {
+            format!(
+                "{}: {e} (is {} an RKS directory? create one with `vtoken-server rks init`)",
+                mk.display(),
+                dir.display()
+            )
+        })?;
+        let master: [u8; 32] = m
+            .as_slice()
+            .try_into()
+            .map_err(|_| format!("{}: not a 32-byte master key", mk.display()))?;
+        let conn = Connection::open(dir.join(DB_FILE)).map_err(db_err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db_err)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(RksStore {
+            conn: Mutex::new(conn),
+            master: Zeroizing::new(master),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn seal(&self, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
+        let c = Aes256Gcm::new_from_slice(&self.master[..]).map_err(|e| e.to_string())?;
+        let nonce = crypto::random(12).map_err(|e| e.to_string())?;
+        let ct = c
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: ad,
+                },
+            )
+            .map_err(|_| "sealing failed".to_string())?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        Ok(out)
+    }
+
+    fn open_sealed(&self, ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, String> {
+        if sealed.len() < 28 {
+            return Err("a sealed value is cut short".into());
+        }
+        let c = Aes256Gcm::new_from_slice(&self.master[..]).map_err(|e| e.to_string())?;
+        c.decrypt(
+            Nonce::from_slice(&sealed[..12]),
+            Payload {
+                msg: &sealed[12..],
+                aad: ad,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| "a sealed value fails its integrity check (wrong master key?)".to_string())
+    }
+
+    fn meta(&self, name: &str) -> Result<Vec<u8>, String> {
+        self.conn()
+            .query_row(
+                "SELECT value FROM meta WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?
+            .ok_or_else(|| format!("the RKS database has no {name}: not initialized"))
+    }
+
+    /// The working key and the root's signature over it.
+    pub fn working(&self) -> Result<(WorkingKey, Vec<u8>), String> {
+        let k = self.open_sealed(b"working key", &self.meta("working_key")?)?;
+        Ok((
+            WorkingKey::from_pkcs8(&k).map_err(|e| e.to_string())?,
+            self.meta("working_sig")?,
+        ))
+    }
+
+    fn dik1_ad(dsn: &str) -> Vec<u8> {
+        let mut ad = b"dik1\0".to_vec();
+        ad.extend_from_slice(dsn.as_bytes());
+        ad
+    }
+
+    /// Adds a DIK1 record (the given key, or a random one). Never replaces one.
+    pub fn add_dik1(&self, dsn: &str, key: Option<&[u8; DIK_LEN]>) -> Result<(), String> {
+        let generated;
+        let key = match key {
+            Some(k) => k,
+            None => {
+                generated = crypto::random(DIK_LEN).map_err(|e| e.to_string())?;
+                generated.as_slice().try_into().expect("24 bytes")
+            }
+        };
+        let sealed = self.seal(&Self::dik1_ad(dsn), key)?;
+        let n = self
+            .conn()
+            .execute(
+                "INSERT OR IGNORE INTO dik1 (dsn, sealed, added_at) VALUES (?1, ?2, ?3)",
+                params![dsn, sealed, now()],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(format!(
+                "DSN {dsn} already has a DIK1 record (never replaced)"
+            ));
+        }
+        Ok(())
+    }
+
+    /// DIK1 of a DSN.
+    pub fn get_dik1(&self, dsn: &str) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
+        let sealed: Option<Vec<u8>> = self
+            .conn()
+            .query_row(
+                "SELECT sealed FROM dik1 WHERE dsn = ?1",
+                params![dsn],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let k = self.open_sealed(&Self::dik1_ad(dsn), &sealed)?;
+        let k: [u8; DIK_LEN] = k
+            .as_slice()
+            .try_into()
+            .map_err(|_| "a DIK1 record is not 24 bytes".to_string())?;
+        Ok(Some(Zeroizing::new(k)))
+    }
+
+    fn tmk_ad(uid: &str) -> Vec<u8> {
+        let mut ad = b"tmk\0".to_vec();
+        ad.extend_from_slice(uid.as_bytes());
+        ad
+    }
+
+    /// Queues a key for a DSN; returns its uid (hex).
+    pub fn queue(
+        &self,
+        dsn: &str,
+        label: &str,
+        ckid: &[u8],
+        ty: TmkType,
+        usage: u8,
+        value: Option<&[u8]>,
+    ) -> Result<String, String> {
+        let generated;
+        let value = match value {
+            Some(v) => v,
+            None => {
+                generated = crypto::random(ty.value_len()).map_err(|e| e.to_string())?;
+                &generated[..]
+            }
+        };
+        if value.len() != ty.value_len() {
+            return Err(format!(
+                "a {} key has {} bytes ({} hex digits), not {}",
+                ty.as_str(),
+                ty.value_len(),
+                2 * ty.value_len(),
+                value.len()
+            ));
+        }
+        let uid = hex::encode(&crypto::random(16).map_err(|e| e.to_string())?[..]);
+        let sealed = self.seal(&Self::tmk_ad(&uid), value)?;
+        self.conn()
+            .execute(
+                "INSERT INTO queue (uid, dsn, label, ckid, type, usage, sealed, queued_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![uid, dsn, label, ckid, ty.as_str(), usage, sealed, now()],
+            )
+            .map_err(db_err)?;
+        Ok(uid)
+    }
+
+    /// The next undelivered key of a DSN.
+    pub fn next_undelivered(&self, dsn: &str) -> Result<Option<Tmk>, String> {
+        let row: Option<QueueRow> = self
+            .conn()
+            .query_row(
+                "SELECT uid, label, ckid, type, usage, sealed FROM queue
+                 WHERE dsn = ?1 AND delivered_at IS NULL ORDER BY id LIMIT 1",
+                params![dsn],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(db_err)?;
+        let Some((uid, label, id, ty, usage, sealed)) = row else {
+            return Ok(None);
+        };
+        let value = self.open_sealed(&Self::tmk_ad(&uid), &sealed)?;
+        let uid_b: [u8; 16] = hex::decode(&uid)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or("a queued key has a bad uid")?;
+        Ok(Some(Tmk {
+            uid: uid_b,
+            ty: TmkType::parse(&ty).map_err(|e| e.to_string())?,
+            usage,
+            label,
+            id,
+            value,
+        }))
+    }
+
+    /// Marks a key delivered, once (one statement: undelivered → delivered).
+    pub fn set_delivered(&self, dsn: &str, uid: &[u8; 16], session: &str) -> Result<(), String> {
+        let n = self
+            .conn()
+            .execute(
+                "UPDATE queue SET delivered_at = ?1, session = ?2
+                 WHERE uid = ?3 AND dsn = ?4 AND delivered_at IS NULL",
+                params![now(), session, hex::encode(uid), dsn],
+            )
+            .map_err(db_err)?;
+        if n != 1 {
+            return Err("the acknowledged key is not an undelivered key of this DSN".into());
+        }
+        Ok(())
+    }
+
+    /// Appends to the audit log.
+    pub fn log(&self, dsn: &str, session: &str, ok: bool, event: &str) -> Result<(), String> {
+        self.conn()
+            .execute(
+                "INSERT INTO audit (at, dsn, session, ok, event) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now(), dsn, session, ok, event],
+            )
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    /// Per DSN: DIK1, queued, delivered, refusals.
+    pub fn status(&self) -> Result<Vec<DsnStatus>, String> {
+        let c = self.conn();
+        let mut st = c
+            .prepare(
+                "SELECT d.dsn,
+                   EXISTS(SELECT 1 FROM dik1 WHERE dsn = d.dsn),
+                   (SELECT count(*) FROM queue WHERE dsn = d.dsn AND delivered_at IS NULL),
+                   (SELECT count(*) FROM queue WHERE dsn = d.dsn AND delivered_at IS NOT NULL),
+                   (SELECT count(*) FROM audit WHERE dsn = d.dsn AND ok = 0),
+                   (SELECT event FROM audit WHERE dsn = d.dsn AND ok = 0 ORDER BY id DESC LIMIT 1)
+                 FROM (SELECT dsn FROM dik1 UNION SELECT dsn FROM queue
+                       UNION SELECT dsn FROM audit) d ORDER BY d.dsn",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map([], |r| {
+                Ok(DsnStatus {
+                    dsn: r.get(0)?,
+                    dik1: r.get(1)?,
+                    queued: r.get(2)?,
+                    delivered: r.get(3)?,
+                    refusals: r.get(4)?,
+                    last_refusal: r.get(5)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+
+    /// The audit log, oldest first (`dsn`: only this DSN).
+    pub fn audit_log(&self, dsn: Option<&str>) -> Result<Vec<AuditLine>, String> {
+        let c = self.conn();
+        let mut st = c
+            .prepare(
+                "SELECT at, dsn, session, ok, event FROM audit
+                 WHERE ?1 IS NULL OR dsn = ?1 ORDER BY id",
+            )
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![dsn], |r| {
+                Ok(AuditLine {
+                    at: r.get(0)?,
+                    dsn: r.get(1)?,
+                    session: r.get(2)?,
+                    ok: r.get(3)?,
+                    event: r.get(4)?,
+                })
+            })
+            .map_err(db_err)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+    }
+}
+
+/// PEM "PUBLIC KEY" of an SPKI DER.
+pub fn pem_public_key(spki: &[u8]) -> String {
+    use base64::Engine;
+    let b = base64::engine::general_purpose::STANDARD.encode(spki);
+    let mut s = String::from("-----BEGIN PUBLIC KEY-----\n");
+    for line in b.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
+        s.push('\n');
+    }
+    s.push_str("-----END PUBLIC KEY-----\n");
+    s
+}
+
+fn rks(e: String) -> RksError {
+    RksError::Local(e)
+}
+
+impl Directory for RksStore {
+    fn dik1(&self, dsn: &str) -> vtoken_rks::Result<Option<Zeroizing<[u8; DIK_LEN]>>> {
+        self.get_dik1(dsn).map_err(rks)
+    }
+    fn next_key(&self, dsn: &str) -> vtoken_rks::Result<Option<Tmk>> {
+        self.next_undelivered(dsn).map_err(rks)
+    }
+    fn mark_delivered(&self, dsn: &str, uid: &[u8; 16], session: &str) -> vtoken_rks::Result<()> {
+        self.set_delivered(dsn, uid, session).map_err(rks)
+    }
+    fn audit(&self, dsn: &str, session: &str, ok: bool, event: &str) {
+        if let Err(e) = self.log(dsn, session, ok, event) {
+            tracing::error!("audit log: {e}");
+        }
+        if ok {
+            tracing::info!(%dsn, %session, "rks: {event}");
+        } else {
+            tracing::warn!(%dsn, %session, "rks: {event}");
+        }
+    }
+}

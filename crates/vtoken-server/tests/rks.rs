@@ -1,0 +1,418 @@
+//! SPEC K5: every failure branch of the remote key download against the real
+//! `vtoken-server rks serve` on 127.0.0.1 (real SQLite, real HTTP). The device side
+//! is the protocol crate's own device logic (the same code `vtoken rks download`
+//! runs) with an in-memory key store, or hand-made frames for a malicious device.
+//! Each case checks: a clear error, nothing stored, nothing marked delivered, the
+//! audit log says why, and a rerun delivers each key exactly once.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Server, BIN};
+use vtoken_rks::crypto::{self, RootKey};
+use vtoken_rks::derive::tdes_ecb_decrypt;
+use vtoken_rks::device::{download, KeySink, Outcome, Provisioned};
+use vtoken_rks::frame::{Fields, Frame, Kind};
+use vtoken_rks::tmk::Tmk;
+use vtoken_rks::{derive_dik2, Result, RksError};
+use zeroize::Zeroizing;
+
+const DSN: &str = "00000000000000A1";
+const DIK1: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
+const FACTOR: &[u8] = b"\x00\x11\x22\x33";
+
+fn run(args: &[&str]) -> String {
+    let o = std::process::Command::new(BIN).args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// An RKS with DIK1 for DSN and two keys queued.
+fn rks() -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path().join("rks");
+    let s = d.to_str().unwrap();
+    run(&["rks", "init", "--dir", s]);
+    run(&[
+        "rks", "dik1", "add", "--dir", s, "--dsn", DSN, "--key", DIK1,
+    ]);
+    run(&[
+        "rks", "queue", "--dir", s, "--dsn", DSN, "--label", "K1", "--type", "des3",
+    ]);
+    run(&[
+        "rks", "queue", "--dir", s, "--dsn", DSN, "--label", "K2", "--type", "aes256",
+    ]);
+    (t, d)
+}
+
+fn serve(dir: &Path) -> Server {
+    Server::start(&["rks", "serve", "--dir", dir.to_str().unwrap()])
+}
+
+fn root_spki(dir: &Path) -> Vec<u8> {
+    let pem = std::fs::read_to_string(dir.join("root.pem")).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+fn device(dir: &Path) -> Provisioned {
+    let dik1: [u8; 24] = hex::decode(DIK1).unwrap().try_into().unwrap();
+    Provisioned {
+        dsn: DSN.into(),
+        dik2: derive_dik2(&dik1, DSN, FACTOR).unwrap(),
+        factor: Zeroizing::new(FACTOR.to_vec()),
+        root_spki: root_spki(dir),
+    }
+}
+
+fn post(url: &str, frame: &[u8]) -> Result<Vec<u8>> {
+    let r = ureq::post(&format!("{url}/api/v1/rks"))
+        .send_bytes(frame)
+        .map_err(|e| RksError::Local(e.to_string()))?;
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut out).unwrap();
+    Ok(out)
+}
+
+#[derive(Default)]
+struct Sink(Vec<[u8; 16]>);
+
+impl KeySink for Sink {
+    fn holds(&mut self, uid: &[u8; 16]) -> Result<bool> {
+        Ok(self.0.contains(uid))
+    }
+    fn store(&mut self, key: &Tmk) -> Result<()> {
+        self.0.push(key.uid);
+        Ok(())
+    }
+}
+
+fn fetch(url: &str, p: &Provisioned, sink: &mut Sink) -> Result<Outcome> {
+    download(p, &mut |b| post(url, b), sink)
+}
+
+fn status(dir: &Path) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&run(&[
+        "rks",
+        "status",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--json",
+    ]))
+    .unwrap();
+    v.as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["dsn"] == DSN)
+        .cloned()
+        .unwrap()
+}
+
+fn audit(dir: &Path) -> String {
+    run(&["rks", "status", "--dir", dir.to_str().unwrap(), "--audit"])
+}
+
+/// Nothing delivered, the refusal logged with `why`; then a good rerun delivers
+/// both keys exactly once.
+fn assert_refused_then_rerun(dir: &Path, url: &str, why: &str) {
+    let st = status(dir);
+    assert_eq!(st["delivered"], 0, "{st}");
+    assert_eq!(st["queued"], 2, "{st}");
+    let log = audit(dir);
+    assert!(log.contains("REFUSED") && log.contains(why), "{why}: {log}");
+    let mut sink = Sink::default();
+    let out = fetch(url, &device(dir), &mut sink).unwrap();
+    assert_eq!(out.keys.len(), 2);
+    assert_eq!(sink.0.len(), 2);
+    let st = status(dir);
+    assert_eq!(st["delivered"], 2, "{st}");
+    assert_eq!(st["queued"], 0, "{st}");
+}
+
+#[test]
+fn happy_path_over_http() {
+    let (_t, d) = rks();
+    let s = serve(&d);
+    let mut sink = Sink::default();
+    let out = fetch(&s.url, &device(&d), &mut sink).unwrap();
+    assert_eq!(out.keys.len(), 2);
+    assert_eq!(status(&d)["delivered"], 2);
+    let out = fetch(&s.url, &device(&d), &mut sink).unwrap();
+    assert!(out.keys.is_empty());
+}
+
+#[test]
+fn forged_working_certificate() {
+    let (_t, d) = rks();
+    // The working key's signature replaced by one from another root.
+    let other = RootKey::generate().unwrap();
+    let db = rusqlite::Connection::open(d.join("rks.db")).unwrap();
+    let (good,): (Vec<u8>,) = db
+        .query_row(
+            "SELECT value FROM meta WHERE name = 'working_sig'",
+            [],
+            |r| Ok((r.get(0)?,)),
+        )
+        .unwrap();
+    let mut forged = good.clone();
+    forged[10] ^= 1;
+    db.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'working_sig'",
+        [&forged],
+    )
+    .unwrap();
+    let s = serve(&d);
+    let mut sink = Sink::default();
+    let e = fetch(&s.url, &device(&d), &mut sink).unwrap_err();
+    assert!(matches!(e, RksError::ServerAuth(_)), "{e}");
+    assert!(e.to_string().contains("server authentication failed"));
+    assert!(sink.0.is_empty());
+    drop(s);
+    // Right signature restored; a wrong root on the device is refused the same way.
+    db.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'working_sig'",
+        [&good],
+    )
+    .unwrap();
+    let s = serve(&d);
+    let mut p = device(&d);
+    p.root_spki = other.spki().unwrap();
+    let e = fetch(&s.url, &p, &mut sink).unwrap_err();
+    assert!(matches!(e, RksError::ServerAuth(_)), "{e}");
+    assert!(sink.0.is_empty());
+    assert_refused_then_rerun(&d, &s.url, "server authentication failed");
+}
+
+#[test]
+fn unknown_dsn_and_wrong_dik2() {
+    let (_t, d) = rks();
+    let s = serve(&d);
+    let mut sink = Sink::default();
+    let mut p = device(&d);
+    p.dsn = "00000000000000B2".into();
+    let e = fetch(&s.url, &p, &mut sink).unwrap_err();
+    assert!(e.to_string().contains("unknown device"), "{e}");
+    let log = audit(&d);
+    assert!(
+        log.contains("00000000000000B2") && log.contains("no DIK1"),
+        "{log}"
+    );
+    let mut p = device(&d);
+    p.dik2 = Zeroizing::new([0x5a; 24]);
+    let e = fetch(&s.url, &p, &mut sink).unwrap_err();
+    assert!(e.to_string().contains("AT mismatch"), "{e}");
+    assert!(sink.0.is_empty());
+    assert_refused_then_rerun(&d, &s.url, "AT mismatch");
+}
+
+/// A device that follows the protocol by hand up to S313: the server's cert frame,
+/// the working key, AT and TK1.
+fn manual_until_response(url: &str, p: &Provisioned) -> (Frame, Vec<u8>, Vec<u8>, Vec<u8>) {
+    let hello = Frame::new(Kind::Hello, [0; 16], 0, p.dsn.as_bytes().to_vec());
+    let cert = Frame::decode(&post(url, &hello.encode()).unwrap()).unwrap();
+    let mut f = Fields::new(&cert.body);
+    let spki = f.field().unwrap().to_vec();
+    let factor = Frame::new(
+        Kind::Factor,
+        cert.session,
+        2,
+        crypto::oaep_encrypt(&spki, &p.factor).unwrap(),
+    );
+    let ch = Frame::decode(&post(url, &factor.encode()).unwrap()).unwrap();
+    assert_eq!(ch.kind, Kind::Challenge);
+    let plain = tdes_ecb_decrypt(&p.dik2, &ch.body).unwrap();
+    (cert, spki, plain[..24].to_vec(), plain[24..].to_vec())
+}
+
+#[test]
+fn tk_hash_mismatch() {
+    let (_t, d) = rks();
+    let s = serve(&d);
+    let p = device(&d);
+    let (cert, spki, at, _tk1) = manual_until_response(&s.url, &p);
+    let mut resp = at.clone();
+    resp.extend_from_slice(&[7u8; 24]); // TK2
+    resp.extend_from_slice(&[0u8; 32]); // not SHA-256(TK1 xor TK2)
+    let f = Frame::new(
+        Kind::Response,
+        cert.session,
+        4,
+        crypto::oaep_encrypt(&spki, &resp).unwrap(),
+    );
+    let a = Frame::decode(&post(&s.url, &f.encode()).unwrap()).unwrap();
+    assert_eq!(a.kind, Kind::Error);
+    let msg = String::from_utf8_lossy(&a.body).to_string();
+    assert!(
+        msg.contains("device authentication failed") && msg.contains("TK hash"),
+        "{msg}"
+    );
+    assert_refused_then_rerun(&d, &s.url, "TK hash mismatch");
+}
+
+#[test]
+fn replayed_reordered_cut_and_padded_messages() {
+    let mut sent = Vec::new();
+    let (_t2, d2) = rks();
+    let s = serve(&d2);
+    let p2 = device(&d2);
+    let mut rec = |b: &[u8]| {
+        sent.push(b.to_vec());
+        post(&s.url, b)
+    };
+    let mut sink2 = Sink::default();
+    // Cut the session after the Factor: the device stops talking.
+    let _ = download(
+        &p2,
+        &mut |b| {
+            if b[5] == Kind::Response as u8 {
+                return Err(RksError::Local("client killed".into()));
+            }
+            rec(b)
+        },
+        &mut sink2,
+    );
+    // Replay that session's Factor: the session is over (the device reported its
+    // failure), so the replay is refused.
+    let old_factor = sent
+        .iter()
+        .find(|b| b[5] == Kind::Factor as u8)
+        .unwrap()
+        .clone();
+    let a = Frame::decode(&post(&s.url, &old_factor).unwrap()).unwrap();
+    assert_eq!(a.kind, Kind::Error);
+    // Reordered: a Response where the Factor is expected.
+    let hello = Frame::new(Kind::Hello, [0; 16], 0, DSN.as_bytes().to_vec());
+    let cert = Frame::decode(&post(&s.url, &hello.encode()).unwrap()).unwrap();
+    let early = Frame::new(Kind::Response, cert.session, 2, vec![0; 256]);
+    let a = Frame::decode(&post(&s.url, &early.encode()).unwrap()).unwrap();
+    assert_eq!(a.kind, Kind::Error);
+    assert!(String::from_utf8_lossy(&a.body).contains("out of order"));
+    // Cut short and padded frames end their session.
+    for cut in [true, false] {
+        let cert = Frame::decode(&post(&s.url, &hello.encode()).unwrap()).unwrap();
+        let mut f = Fields::new(&cert.body);
+        let spki = f.field().unwrap().to_vec();
+        let mut b = Frame::new(
+            Kind::Factor,
+            cert.session,
+            2,
+            crypto::oaep_encrypt(&spki, FACTOR).unwrap(),
+        )
+        .encode();
+        if cut {
+            b.truncate(b.len() - 5);
+        } else {
+            b.extend_from_slice(b"extra");
+        }
+        let a = Frame::decode(&post(&s.url, &b).unwrap()).unwrap();
+        assert_eq!(a.kind, Kind::Error);
+        let msg = String::from_utf8_lossy(&a.body).to_string();
+        assert!(
+            msg.contains(if cut { "cut short" } else { "padded" }),
+            "{msg}"
+        );
+        // The session is over: the well-formed frame is refused now.
+        let good = Frame::new(
+            Kind::Factor,
+            cert.session,
+            2,
+            crypto::oaep_encrypt(&spki, FACTOR).unwrap(),
+        );
+        let a = Frame::decode(&post(&s.url, &good.encode()).unwrap()).unwrap();
+        assert_eq!(a.kind, Kind::Error);
+    }
+    assert!(sink2.0.is_empty());
+    assert_refused_then_rerun(&d2, &s.url, "padded");
+    let log = audit(&d2);
+    assert!(
+        log.contains("out of order")
+            && log.contains("cut short")
+            && log.contains("unknown or finished session"),
+        "{log}"
+    );
+}
+
+#[test]
+fn server_killed_between_steps() {
+    let (_t, d) = rks();
+    let p = device(&d);
+    // Kill the server after each of its answers in turn (1: after ServerCert,
+    // 2: after Challenge, 3: after the first Key).
+    for kill_after in 1..=3 {
+        let mut s = Some(serve(&d));
+        let mut n = 0;
+        let mut sink = Sink::default();
+        let url = s.as_ref().unwrap().url.clone();
+        let e = download(
+            &p,
+            &mut |b| {
+                if n == kill_after {
+                    if let Some(srv) = s.take() {
+                        drop(srv);
+                    }
+                    let s2 = serve(&d);
+                    let r = post(&s2.url, b);
+                    drop(s2);
+                    return r;
+                }
+                n += 1;
+                post(&url, b)
+            },
+            &mut sink,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown or finished session"),
+            "{kill_after}: {e}"
+        );
+        assert_eq!(status(&d)["delivered"], 0);
+        // At most the key sent before the kill was stored, and it is still queued.
+        assert!(sink.0.len() <= 1);
+    }
+    let s = serve(&d);
+    assert_refused_then_rerun(&d, &s.url, "unknown or finished session");
+}
+
+#[test]
+fn client_killed_between_steps() {
+    let (_t, d) = rks();
+    let s = serve(&d);
+    let p = device(&d);
+    let mut sink = Sink::default();
+    // The client dies before each of its messages in turn.
+    for die_before in [Kind::Factor, Kind::Response, Kind::Ack] {
+        // Once dead it sends nothing more (not even its error report): the server
+        // is left with an unfinished session, which delivers nothing.
+        let mut dead = false;
+        let e = download(
+            &p,
+            &mut |b| {
+                if dead || b[5] == die_before as u8 {
+                    dead = true;
+                    return Err(RksError::Local("client killed".into()));
+                }
+                post(&s.url, b)
+            },
+            &mut sink,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("client killed"));
+        assert_eq!(status(&d)["delivered"], 0);
+    }
+    // Killed before its Ack: the key was stored, not acknowledged; the rerun
+    // delivers it again, the device recognises it and does not store it twice.
+    assert_eq!(sink.0.len(), 1);
+    let out = fetch(&s.url, &p, &mut sink).unwrap();
+    assert_eq!(out.keys.len(), 2);
+    assert!(!out.keys[0].stored);
+    assert_eq!(sink.0.len(), 2);
+    assert_eq!(status(&d)["delivered"], 2);
+}

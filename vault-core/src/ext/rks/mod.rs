@@ -1,0 +1,268 @@
+//! Remote key download, token side (seed CN103714642A, SPEC K1–K5).
+//!
+//! **Device.** DIK2, the diversification factor and the root public key
+//! RKS_RCRT_PK live outside the PKCS#11 object space, as the device identity key
+//! does ([`super::identity`]): in the token header's extension map, sealed with
+//! AES-256-GCM under a key derived from the master key (so only a logged-in user
+//! can use them, and a file edited by someone else fails its check rather than
+//! swapping the root). No PKCS#11 call can find, read, copy, use or delete them.
+//! Downloaded terminal master keys become `CKO_SECRET_KEY` objects: sensitive,
+//! never extractable, with the usage the server sent, the label and CKA_ID from
+//! the server, and [`CKA_VTOKEN_RKS_UID`] so a key delivered twice is stored once.
+//!
+//! **Station** (the "local key mother POS", K2). DIK1 records arrive sealed to the
+//! station token's device certificate (a V8 envelope) and are opened inside the
+//! token ([`Token::open_sealed`]), then kept sealed in the header like the device
+//! secrets; DIK2 is derived from them inside the station token (K3).
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::attr::Attributes;
+use crate::error::{Error, Part, Result};
+use crate::pkcs11::*;
+use crate::store::seal::{self, Key32};
+use crate::store::MasterKeys;
+use crate::token::{Token, UserType};
+
+pub use crate::vendor::CKA_VTOKEN_RKS_UID;
+pub use vtoken_rks::tmk::{Tmk, TmkType};
+
+/// Header extension of the device secrets.
+const DEVICE_KEY: &str = "rks-device";
+/// Header extension of the station's DIK1 records.
+const STATION_KEY: &str = "rks-station";
+const DEVICE_LABEL: &[u8] = b"vtoken rks device seal key";
+const STATION_LABEL: &[u8] = b"vtoken rks station seal key";
+/// Magic of a DIK1 export's plaintext (`vtoken-server rks dik1 export`):
+/// `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`.
+pub const DIK1_EXPORT_MAGIC: &[u8] = b"vtoken rks dik1 v1\0";
+
+/// What a provisioned device holds (SPEC K1).
+#[derive(Serialize, Deserialize)]
+struct DeviceRecord {
+    dik2: [u8; 24],
+    factor: Vec<u8>,
+    root_spki: Vec<u8>,
+}
+
+impl Drop for DeviceRecord {
+    fn drop(&mut self) {
+        self.dik2.zeroize();
+        self.factor.zeroize();
+    }
+}
+
+/// The station's DIK1 records.
+#[derive(Serialize, Deserialize, Default)]
+struct StationRecord {
+    dik1: Vec<(String, [u8; 24])>,
+}
+
+impl Drop for StationRecord {
+    fn drop(&mut self) {
+        for (_, k) in &mut self.dik1 {
+            k.zeroize();
+        }
+    }
+}
+
+/// The device secrets, for the download session (see [`Token::rks_device`]).
+pub struct RksDevice {
+    /// DSN: the token serial.
+    pub dsn: String,
+    /// DIK2.
+    pub dik2: Zeroizing<[u8; 24]>,
+    /// The factor.
+    pub factor: Zeroizing<Vec<u8>>,
+    /// RKS_RCRT_PK, SPKI DER.
+    pub root_spki: Vec<u8>,
+}
+
+fn ad(what: &str, serial: &str) -> Vec<u8> {
+    format!("vtoken rks {what} v1\0{serial}").into_bytes()
+}
+
+fn key_of(keys: &MasterKeys, label: &[u8]) -> Key32 {
+    keys.master.derive(label)
+}
+
+impl Token {
+    fn rks_user_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
+        if self.logged_in() != Some(UserType::User) {
+            return Err(Error::UserNotLoggedIn);
+        }
+        self.any_master_keys().ok_or(Error::UserNotLoggedIn)
+    }
+
+    fn rks_open<T: for<'de> Deserialize<'de>>(&self, ext: &str, label: &[u8]) -> Result<Option<T>> {
+        let keys = self.rks_user_keys()?;
+        let sealed = {
+            let mut st = self.store();
+            st.header()?.ext.get(ext).cloned()
+        };
+        let Some(sealed) = sealed else {
+            return Ok(None);
+        };
+        let plain = seal::open(&key_of(&keys, label), &ad(ext, self.serial()), &sealed)
+            .ok_or_else(|| {
+                Error::corrupt(Part::Identity, format!("{ext} fails its integrity check"))
+            })?;
+        postcard::from_bytes(&plain)
+            .map(Some)
+            .map_err(|e| Error::corrupt(Part::Identity, format!("{ext}: {e}")))
+    }
+
+    fn rks_write<T: Serialize>(&self, ext: &str, label: &[u8], v: &T) -> Result<()> {
+        let keys = self.rks_user_keys()?;
+        let plain = Zeroizing::new(
+            postcard::to_allocvec(v).map_err(|e| Error::General(format!("{ext}: {e}")))?,
+        );
+        let sealed = seal::seal(&key_of(&keys, label), &ad(ext, self.serial()), &plain)?;
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        h.ext.insert(ext.to_string(), sealed);
+        st.write_header(&h)
+    }
+
+    /// Device: whether it was provisioned for remote key download.
+    pub fn rks_provisioned(&self) -> Result<bool> {
+        let mut st = self.store();
+        Ok(st.header()?.ext.contains_key(DEVICE_KEY))
+    }
+
+    /// Device (K2): stores DIK2, the factor and RKS_RCRT_PK (the user logged in).
+    /// Once only: a provisioned token keeps its secrets until re-initialized.
+    pub fn rks_install(&self, dik2: &[u8; 24], factor: &[u8], root_spki: &[u8]) -> Result<()> {
+        self.rks_user_keys()?;
+        if self.rks_provisioned()? {
+            return Err(Error::ArgumentsBad(
+                "this token is already provisioned for remote key download \
+                 (re-initialize it to provision it again)"
+                    .into(),
+            ));
+        }
+        if factor.is_empty() || factor.len() > 64 {
+            return Err(Error::ArgumentsBad("a factor has 1 to 64 bytes".into()));
+        }
+        let r = DeviceRecord {
+            dik2: *dik2,
+            factor: factor.to_vec(),
+            root_spki: root_spki.to_vec(),
+        };
+        self.rks_write(DEVICE_KEY, DEVICE_LABEL, &r)?;
+        info!(serial = %self.serial(), "remote key download provisioned");
+        Ok(())
+    }
+
+    /// Device: its secrets for one download session (the user logged in). They
+    /// leave the token only into the session's own zeroized buffers.
+    pub fn rks_device(&self) -> Result<RksDevice> {
+        let r: DeviceRecord = self.rks_open(DEVICE_KEY, DEVICE_LABEL)?.ok_or_else(|| {
+            Error::ArgumentsBad(
+                "this token is not provisioned for remote key download \
+                 (run `vtoken rks provision` at the key-loading station)"
+                    .into(),
+            )
+        })?;
+        Ok(RksDevice {
+            dsn: self.serial().to_ascii_uppercase(),
+            dik2: Zeroizing::new(r.dik2),
+            factor: Zeroizing::new(r.factor.clone()),
+            root_spki: r.root_spki.clone(),
+        })
+    }
+
+    /// Station: opens a DIK1 export sealed to this token inside it and keeps the
+    /// record sealed (the user logged in). Returns the DSN.
+    pub fn rks_station_load(&self, cms_der: &[u8]) -> Result<String> {
+        self.rks_user_keys()?;
+        let plain = self.open_sealed(cms_der)?;
+        let bad = || Error::envelope("not a DIK1 export of a remote key server".into());
+        let rest = plain.strip_prefix(DIK1_EXPORT_MAGIC).ok_or_else(bad)?;
+        if rest.len() < 2 {
+            return Err(bad());
+        }
+        let n = u16::from_be_bytes([rest[0], rest[1]]) as usize;
+        if rest.len() != 2 + n + 24 {
+            return Err(bad());
+        }
+        let dsn = String::from_utf8(rest[2..2 + n].to_vec()).map_err(|_| bad())?;
+        let mut k = [0u8; 24];
+        k.copy_from_slice(&rest[2 + n..]);
+        let mut r: StationRecord = self
+            .rks_open(STATION_KEY, STATION_LABEL)?
+            .unwrap_or_default();
+        r.dik1.retain(|(d, _)| d != &dsn);
+        r.dik1.push((dsn.clone(), k));
+        k.zeroize();
+        self.rks_write(STATION_KEY, STATION_LABEL, &r)?;
+        info!(serial = %self.serial(), %dsn, "DIK1 loaded into the station");
+        Ok(dsn)
+    }
+
+    /// Station (K2, K3): DIK2 for a device, derived inside this token from the DIK1
+    /// it holds for `dsn` (the user logged in).
+    pub fn rks_station_derive(&self, dsn: &str, factor: &[u8]) -> Result<Zeroizing<[u8; 24]>> {
+        let dsn = dsn.to_ascii_uppercase();
+        let r: StationRecord = self
+            .rks_open(STATION_KEY, STATION_LABEL)?
+            .unwrap_or_default();
+        let k = r.dik1.iter().find(|(d, _)| d == &dsn).ok_or_else(|| {
+            Error::ArgumentsBad(format!(
+                "this station holds no DIK1 for {dsn} (load it with `vtoken rks station-load`)"
+            ))
+        })?;
+        vtoken_rks::derive_dik2(&k.1, &dsn, factor).map_err(|e| Error::General(e.to_string()))
+    }
+
+    /// Device: whether a downloaded key with this server uid is stored.
+    pub fn rks_holds(&self, uid: &[u8; 16]) -> Result<bool> {
+        let mut t = Attributes::new();
+        t.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+        t.set(CKA_VTOKEN_RKS_UID, uid.to_vec());
+        Ok(!self.search(&t)?.is_empty())
+    }
+
+    /// Device (S320): stores a downloaded key as a sensitive, non-extractable
+    /// `CKO_SECRET_KEY` token object (one store transaction), usable only as the
+    /// server's usage bits allow. Returns its handle.
+    pub fn rks_store_key(&self, sid: u64, k: &Tmk) -> Result<u64> {
+        self.rks_user_keys()?;
+        use vtoken_rks::tmk::{USE_DECRYPT, USE_ENCRYPT, USE_UNWRAP, USE_WRAP};
+        let mut t = Attributes::new();
+        t.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+        t.set_ulong(
+            CKA_KEY_TYPE,
+            match k.ty {
+                TmkType::Des3 => CKK_DES3,
+                TmkType::Aes256 => CKK_AES,
+            },
+        );
+        t.set_bool(CKA_TOKEN, true);
+        t.set_bool(CKA_PRIVATE, true);
+        t.set_bool(CKA_SENSITIVE, true);
+        t.set_bool(CKA_EXTRACTABLE, false);
+        t.set_bool(CKA_ENCRYPT, k.usage & USE_ENCRYPT != 0);
+        t.set_bool(CKA_DECRYPT, k.usage & USE_DECRYPT != 0);
+        t.set_bool(CKA_WRAP, k.usage & USE_WRAP != 0);
+        t.set_bool(CKA_UNWRAP, k.usage & USE_UNWRAP != 0);
+        t.set_bool(CKA_SIGN, false);
+        t.set_bool(CKA_VERIFY, false);
+        t.set_bool(CKA_DERIVE, false);
+        t.set(CKA_LABEL, k.label.as_bytes().to_vec());
+        t.set(CKA_ID, k.id.clone());
+        t.set(CKA_VALUE, k.value.to_vec());
+        let mut attrs =
+            crate::object::build(&t, crate::object::Origin::Create, &Attributes::new())?;
+        // Received, not made here: never extractable since it arrived, and set
+        // sensitive by the token (so "always sensitive" in this token's life).
+        attrs.set_bool(CKA_ALWAYS_SENSITIVE, true);
+        attrs.set_bool(CKA_NEVER_EXTRACTABLE, true);
+        attrs.set(CKA_VTOKEN_RKS_UID, k.uid.to_vec());
+        let id = self.store_object(sid, attrs)?;
+        info!(serial = %self.serial(), label = %k.label, "remote key stored");
+        Ok(id)
+    }
+}
