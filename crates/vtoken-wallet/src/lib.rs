@@ -1,0 +1,47 @@
+//! The vtoken e-wallet protocol (SPEC W1–W7, patent CN101211451A steps 301–318 and
+//! G–I), shared by the token (`vault_core::wallet`), the bank
+//! (`vtoken-server bank`) and the CLI (`vtoken wallet`, `vtoken card`).
+//!
+//! - [`amount`]: money as integer minor units with major-unit decimal text;
+//! - [`msg`]: the signed messages, each carrying the user identity and a check code;
+//! - [`record`]: the load state machine (exactly-once money);
+//! - [`card`]: the virtual contactless card, an encrypted file with a PIN retry counter;
+//! - [`keys`]: P-256 keys of SubjectPublicKeyInfos and certificates.
+
+#![forbid(unsafe_code)]
+
+pub mod amount;
+pub mod card;
+pub mod keys;
+pub mod msg;
+pub mod record;
+
+pub use amount::Amount;
+pub use msg::{Envelope, Kind};
+pub use record::LoadState;
+
+/// What can go wrong in the protocol.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not an amount or currency.
+    #[error("{0}")]
+    Amount(String),
+    /// A message failed its check code, signature or decoding.
+    #[error("message refused: {0}")]
+    BadMessage(String),
+    /// A message could not be encoded.
+    #[error("message: {0}")]
+    Message(String),
+    /// A load record move that is not allowed.
+    #[error("{0}")]
+    State(String),
+    /// A key or certificate that is not usable.
+    #[error("{0}")]
+    Key(String),
+    /// The card refused (wrong PIN, blocked, not trusted, balance).
+    #[error("card: {0}")]
+    Card(String),
+    /// Reading or writing a file.
+    #[error("{0}")]
+    Io(String),
+}
