@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 
 mod authority;
+mod bank;
+mod bank_http;
+mod bank_store;
 mod http;
 mod relay;
 mod store;
@@ -50,6 +53,9 @@ enum Command {
     /// The relay between issuing stations and the CA (E6).
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// The bank of the token e-wallet (SPEC W1-W7): accounts, wallet certificates, loads.
+    #[command(subcommand)]
+    Bank(bank::BankCommand),
 }
 
 #[derive(Subcommand)]
@@ -403,6 +409,7 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("starting the runtime: {e}"))
     };
     match cli.command {
+        Command::Bank(c) => bank::run(c),
         Command::Ca(CaCommand::Init { dir, name }) => {
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
             let db = dir.join(store::DB_FILE);

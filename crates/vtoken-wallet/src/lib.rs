@@ -45,3 +45,18 @@ pub enum Error {
     #[error("{0}")]
     Io(String),
 }
+
+/// The bank's HTTP paths (bodies and answers: a postcard [`Envelope`]; refusals:
+/// JSON `{"error": "..."}` with a 4xx status).
+pub mod api {
+    /// GET: the bank certificate (PEM), step 301.
+    pub const BANK_PEM: &str = "/wallet/v1/bank.pem";
+    /// POST a signed load request (309) → a signed permit (311).
+    pub const LOAD: &str = "/wallet/v1/load";
+    /// POST a signed receipt (314) → a signed settlement (316–318).
+    pub const RECEIPT: &str = "/wallet/v1/receipt";
+    /// POST a signed abort (313/315) → a signed settlement.
+    pub const ABORT: &str = "/wallet/v1/abort";
+    /// POST a signed purchase record → JSON verdict (W7).
+    pub const PURCHASE: &str = "/wallet/v1/purchase";
+}
