@@ -5,12 +5,14 @@
 //! - [`vault`]: the password vault (SPEC V1–V4, V10);
 //! - [`gate`]: the picture-verification gate (C1–C6);
 //! - [`otp`]: OTP credentials (V9);
-//! - [`identity`]: the identity key pair, its certificate chain, attestation and the backup requests (V7, V11).
+//! - [`identity`]: the identity key pair, its certificate chain, attestation and the backup requests (V7, V11);
+//! - [`wallet`]: the e-wallet: load, card transfer, payments (W1–W7).
 
 pub mod gate;
 pub mod identity;
 pub mod otp;
 pub mod vault;
+pub mod wallet;
 
 use std::sync::Arc;
 
@@ -21,6 +23,10 @@ pub(crate) fn hooks() -> Hooks {
     Hooks::new(
         vec![Arc::new(vault::VaultHook)],
         Arc::new(gate::GateHook::default()),
-        vec![Arc::new(vault::VaultHook), Arc::new(identity::IdentityHook)],
+        vec![
+            Arc::new(vault::VaultHook),
+            Arc::new(identity::IdentityHook),
+            Arc::new(wallet::WalletHook),
+        ],
     )
 }

@@ -4,6 +4,7 @@
 //! `architecture` test checks it.
 
 pub mod backup;
+pub mod card;
 pub mod delete;
 pub mod device;
 pub mod enroll;
@@ -17,3 +18,4 @@ pub mod prompt;
 pub mod sign;
 pub mod tokens;
 pub mod vault;
+pub mod wallet;
