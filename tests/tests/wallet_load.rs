@@ -572,3 +572,153 @@ fn card_transfer_and_payments() {
     .status
     .success());
 }
+
+/// What the lossy link does to a POST to one path.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Cut {
+    /// The message never reaches the bank.
+    Before,
+    /// The bank acts on it; its answer is lost.
+    After,
+}
+
+/// A link to the bank on 127.0.0.1 that passes everything but cuts every
+/// POST to `path` (a client retry is cut too) as `cut` (the connection is closed without an answer), as a
+/// crash of the client or the network at that step would.
+fn lossy_link(bank: &str, path: &'static str, cut: Cut) -> String {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let upstream = bank.trim_start_matches("http://").to_string();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            // Read the head and the body (Content-Length).
+            let mut buf = Vec::new();
+            let mut tmp = [0u8; 4096];
+            let head_end = loop {
+                let n = c.read(&mut tmp).unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break Some(i + 4);
+                }
+            };
+            let Some(head_end) = head_end else { continue };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while buf.len() < head_end + len {
+                let n = c.read(&mut tmp).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&tmp[..n]);
+            }
+            let hit = head.starts_with("post ") && head.contains(&format!(" {path} "));
+            if hit && cut == Cut::Before {
+                continue; // dropped: the bank never sees it
+            }
+            // Forward (one request per connection).
+            let text: String = String::from_utf8_lossy(&buf[..head_end - 2])
+                .lines()
+                .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+                + "connection: close\r\n\r\n";
+            let mut up = TcpStream::connect(&upstream).unwrap();
+            up.write_all(text.as_bytes()).unwrap();
+            up.write_all(&buf[head_end..]).unwrap();
+            let mut answer = Vec::new();
+            let _ = up.read_to_end(&mut answer);
+            if hit {
+                continue; // the bank acted; its answer is lost
+            }
+            let _ = c.write_all(&answer);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn a_load_cut_at_every_step_is_settled_once() {
+    let w = World::new();
+    let total = w.total();
+    let mut expect_wallet = 0u64;
+    for (i, (path, cut)) in [
+        ("/wallet/v1/load", Cut::Before),
+        ("/wallet/v1/load", Cut::After),
+        ("/wallet/v1/receipt", Cut::Before),
+        ("/wallet/v1/receipt", Cut::After),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let link = lossy_link(&w.bank.url, path, cut);
+        let o = w.env.run(&[
+            "wallet",
+            "load",
+            "--bank",
+            &link,
+            "--account",
+            "ACC1",
+            "--amount",
+            "10.00",
+            "--pin",
+            PIN,
+        ]);
+        assert!(
+            !o.status.success(),
+            "{path} {cut:?} {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(
+            stderr(&o).contains("no answer from the bank"),
+            "{}",
+            stderr(&o)
+        );
+        assert!(!w.wallet()["pending_load"].is_null(), "{path} {cut:?}");
+        // The next contact settles it: refunded when the wallet was not credited
+        // (the load was cut before the permit reached the token), confirmed when
+        // it was.
+        let out = w
+            .env
+            .ok(&["wallet", "settle", "--bank", &w.bank.url, "--pin", PIN]);
+        if path.ends_with("receipt") {
+            expect_wallet += 1000;
+            assert!(out.contains("confirmed"), "{out}");
+        } else {
+            assert!(
+                out.contains("refunded") || out.contains("cancelled"),
+                "{out}"
+            );
+        }
+        assert!(w.wallet()["pending_load"].is_null());
+        assert_eq!(minor(&w.balance()), expect_wallet, "{path} {cut:?}");
+        assert_eq!(w.total(), total, "conservation after {path} {cut:?}");
+        // Both logs agree on this load's end, and no sequence number repeats.
+        let loads = w.loads();
+        let last = &loads.as_array().unwrap()[i];
+        assert_eq!(last["seq"], i as u64 + 1);
+        let log = w.env.json(&["--json", "wallet", "log", "--pin", PIN]);
+        let mine = log.as_array().unwrap().last().unwrap()["state"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        match last["state"].as_str().unwrap() {
+            "confirmed" => assert_eq!(mine, "confirmed"),
+            "refunded" => assert_eq!(mine, "refunded"),
+            "cancelled" => assert_eq!(mine, "cancelled"),
+            s => panic!("bank left load {} {s}", i + 1),
+        }
+    }
+    assert_eq!(w.wallet()["next_seq"], 5);
+}

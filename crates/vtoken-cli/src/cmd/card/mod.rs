@@ -70,6 +70,20 @@ The bank verifies card records once it knows the card key:
     },
 }
 
+/// Reads a secret's first line from `path`.
+fn first_line(path: &std::path::Path) -> Result<zeroize::Zeroizing<String>> {
+    let raw = zeroize::Zeroizing::new(crate::output::read_in(path)?);
+    let text = std::str::from_utf8(&raw)
+        .map_err(|_| CliError::new(format!("{}: not text", path.display())))?;
+    Ok(zeroize::Zeroizing::new(
+        text.lines()
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('\r')
+            .to_string(),
+    ))
+}
+
 fn cerr(e: vtoken_wallet::Error) -> CliError {
     CliError::new(e.to_string())
 }
@@ -84,7 +98,7 @@ pub fn run(_ctx: &Ctx, json: bool, cmd: &CardCommand) -> Result<()> {
             trust,
             currency,
         } => {
-            let pin = super::wallet::first_line(pin_file)?;
+            let pin = first_line(pin_file)?;
             let c = Card::create(file, number, pin.as_bytes(), currency, trust.clone())
                 .map_err(cerr)?;
             if json {
@@ -121,7 +135,7 @@ pub fn run(_ctx: &Ctx, json: bool, cmd: &CardCommand) -> Result<()> {
             let a: Amount = amount.parse().map_err(cerr)?;
             let mut c = Card::open(file).map_err(cerr)?;
             let pin = match pin_file {
-                Some(f) => super::wallet::first_line(f)?,
+                Some(f) => first_line(f)?,
                 None => crate::pin::prompt_named("card PIN")?,
             };
             let rec = c.pay(pin.as_bytes(), merchant, a).map_err(cerr)?;

@@ -165,7 +165,7 @@ fn amount(s: &str) -> Result<Amount> {
 }
 
 /// Reads a secret's first line from `path`.
-pub(crate) fn first_line(path: &Path) -> Result<Zeroizing<String>> {
+fn first_line(path: &Path) -> Result<Zeroizing<String>> {
     let raw = Zeroizing::new(read_in(path)?);
     let text = std::str::from_utf8(&raw)
         .map_err(|_| CliError::new(format!("{}: not text", path.display())))?;
