@@ -259,6 +259,10 @@ fn stderr(o: &Output) -> String {
 fn load_end_to_end_with_the_trusted_prompt() {
     let w = World::new();
     assert_eq!(w.balance(), "0.00");
+    // The wallet key is outside the PKCS#11 object space: no object to find, use
+    // or export, even for the logged-in user.
+    let objects = w.env.json(&["--json", "objects", "list", "--pin", PIN]);
+    assert_eq!(objects.as_array().map(|a| a.len()), Some(0), "{objects}");
     let o = w.load("ACC1", "100.00");
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(w.account("ACC1"), "900.00");
