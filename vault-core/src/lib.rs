@@ -29,7 +29,7 @@ pub mod test_hooks;
 pub mod token;
 pub mod vendor;
 
-pub use ext::{gate, identity, otp, vault};
+pub use ext::{gate, identity, otp, vault, wallet};
 
 /// The extensions a token opens with: the one place the kernel's registry meets
 /// [`ext`] (the kernel modules never name it).

@@ -159,6 +159,14 @@ Examples:
     #[command(subcommand)]
     Vault(Box<crate::cmd::vault::VaultCommand>),
 
+    /// The e-wallet: load from a bank, move value to a card, pay (SPEC W1-W7).
+    #[command(subcommand)]
+    Wallet(Box<crate::cmd::wallet::WalletCommand>),
+
+    /// Virtual contactless cards: create, balance, pay (SPEC W5, W7).
+    #[command(subcommand)]
+    Card(crate::cmd::card::CardCommand),
+
     /// The picture-verification gate: high-privilege requests need a picture check
     /// after the PIN (status, configure, reattach).
     #[command(subcommand)]

@@ -44,6 +44,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Delete(a) => cmd::delete::run(&ctx, json, a)?,
         Command::Otp(c) => cmd::otp::run(&ctx, json, c)?,
         Command::Vault(c) => cmd::vault::run(&ctx, json, c)?,
+        Command::Wallet(c) => cmd::wallet::run(&ctx, json, c)?,
+        Command::Card(c) => cmd::card::run(&ctx, json, c)?,
         Command::Gate(c) => cmd::gate::run(&ctx, json, c)?,
         Command::Reattach(r) => cmd::gate::reattach(&ctx, json, r)?,
         Command::Prompt(c) => cmd::prompt::run(&ctx, json, c)?,

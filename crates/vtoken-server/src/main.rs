@@ -4,6 +4,9 @@
 #![forbid(unsafe_code)]
 
 mod authority;
+mod bank;
+mod bank_http;
+mod bank_store;
 mod http;
 mod relay;
 mod rks;
@@ -56,6 +59,8 @@ enum Command {
     /// authentication (seed 003, SPEC K1–K5).
     #[command(subcommand)]
     Rks(rks::RksCommand),
+    /// The bank of the token e-wallet (SPEC W1-W7): accounts, wallet certificates, loads.
+    Bank(bank::BankCommand),
 }
 
 #[derive(Subcommand)]
@@ -410,6 +415,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.command {
         Command::Rks(cmd) => rks::run(cmd),
+        Command::Bank(c) => bank::run(c),
         Command::Ca(CaCommand::Init { dir, name }) => {
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
             let db = dir.join(store::DB_FILE);

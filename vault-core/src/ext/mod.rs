@@ -7,12 +7,14 @@
 //! - [`otp`]: OTP credentials (V9);
 //! - [`identity`]: the identity key pair, its certificate chain, attestation and the backup requests (V7, V11);
 //! - [`rks`]: remote key download, device and station side (K1–K5).
+//! - [`wallet`]: the e-wallet: load, card transfer, payments (W1–W7).
 
 pub mod gate;
 pub mod identity;
 pub mod otp;
 pub mod rks;
 pub mod vault;
+pub mod wallet;
 
 use std::sync::Arc;
 
@@ -23,6 +25,10 @@ pub(crate) fn hooks() -> Hooks {
     Hooks::new(
         vec![Arc::new(vault::VaultHook)],
         Arc::new(gate::GateHook::default()),
-        vec![Arc::new(vault::VaultHook), Arc::new(identity::IdentityHook)],
+        vec![
+            Arc::new(vault::VaultHook),
+            Arc::new(identity::IdentityHook),
+            Arc::new(wallet::WalletHook),
+        ],
     )
 }

@@ -4,6 +4,7 @@
 //! `architecture` test checks it.
 
 pub mod backup;
+pub mod card;
 pub mod delete;
 pub mod device;
 pub mod enroll;
@@ -18,3 +19,4 @@ pub mod rks;
 pub mod sign;
 pub mod tokens;
 pub mod vault;
+pub mod wallet;
