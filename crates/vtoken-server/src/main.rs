@@ -60,6 +60,7 @@ enum Command {
     #[command(subcommand)]
     Rks(rks::RksCommand),
     /// The bank of the token e-wallet (SPEC W1-W7): accounts, wallet certificates, loads.
+    #[command(subcommand)]
     Bank(bank::BankCommand),
 }
 
