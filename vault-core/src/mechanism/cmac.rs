@@ -3,7 +3,6 @@
 
 use cmac::{Cmac, Mac};
 use cryptoki_sys::*;
-use subtle::ConstantTimeEq;
 
 use super::aes::AES_BYTES;
 use super::keys::secret_of;
@@ -108,14 +107,7 @@ impl VerifyOp for CmacOp {
     }
 
     fn finish(&mut self, signature: &[u8]) -> Result<()> {
-        if signature.len() != self.len {
-            return Err(Error::SignatureLenRange);
-        }
-        if bool::from(self.mac()?.ct_eq(signature)) {
-            Ok(())
-        } else {
-            Err(Error::SignatureInvalid)
-        }
+        super::check_mac(self.len, || self.mac(), signature)
     }
 }
 

@@ -58,16 +58,6 @@ pub(crate) fn check_params(params: &[u8]) -> Result<()> {
     }
 }
 
-/// The 32-byte public key of a `CKA_EC_POINT`: a DER OCTET STRING, or bare.
-pub(crate) fn point_raw(v: &[u8]) -> Result<[u8; 32]> {
-    let raw = match v {
-        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
-        _ if v.len() == 32 => v,
-        _ => return Err(Error::AttributeValueInvalid(CKA_EC_POINT)),
-    };
-    Ok(raw.try_into().expect("32 bytes"))
-}
-
 /// `CKA_EC_POINT` for a public key: DER OCTET STRING.
 pub(crate) fn point_der(pk: &VerifyingKey) -> Vec<u8> {
     let mut v = vec![0x04, 0x20];
@@ -85,7 +75,7 @@ pub(crate) fn private_from(value: &[u8]) -> Result<SigningKey> {
 
 /// A public key from its `CKA_EC_POINT` (a point not on the curve is refused).
 pub(crate) fn public_from(point: &[u8]) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(&point_raw(point)?)
+    VerifyingKey::from_bytes(&super::encoding::point32_raw(point)?)
         .map_err(|_| Error::AttributeValueInvalid(CKA_EC_POINT))
 }
 

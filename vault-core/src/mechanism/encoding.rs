@@ -60,6 +60,17 @@ pub fn ec_point_der(point: &[u8]) -> Vec<u8> {
         .expect("an EC point always fits an OCTET STRING")
 }
 
+/// The 32-byte key of a Curve25519 `CKA_EC_POINT` (Ed25519 public key, X25519
+/// u-coordinate): a DER OCTET STRING, or bare.
+pub(crate) fn point32_raw(v: &[u8]) -> Result<[u8; 32]> {
+    let raw = match v {
+        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
+        _ if v.len() == 32 => v,
+        _ => return Err(Error::AttributeValueInvalid(CKA_EC_POINT)),
+    };
+    Ok(raw.try_into().expect("32 bytes"))
+}
+
 /// The raw SEC1 point of a `CKA_EC_POINT` (or ECDH public data) value, which may be
 /// the point itself or a DER OCTET STRING around it. A raw point is recognised by
 /// its exact length for `curve` first (a raw point can look like DER by accident).

@@ -3,7 +3,6 @@
 
 use cryptoki_sys::*;
 use hmac::{Hmac, Mac};
-use subtle::ConstantTimeEq;
 
 use super::keys::{check_template_type, secret_key_attributes, secret_of};
 use super::table::{MechEntry, Ops, SV};
@@ -206,15 +205,7 @@ impl VerifyOp for HmacOp {
     }
 
     fn finish(&mut self, signature: &[u8]) -> Result<()> {
-        if signature.len() != self.len {
-            return Err(Error::SignatureLenRange);
-        }
-        let mac = self.mac()?;
-        if bool::from(mac.ct_eq(signature)) {
-            Ok(())
-        } else {
-            Err(Error::SignatureInvalid)
-        }
+        super::check_mac(self.len, || self.mac(), signature)
     }
 }
 

@@ -115,7 +115,7 @@ impl Key {
             }
             (CKO_PUBLIC_KEY, CKK_EC_MONTGOMERY) => {
                 super::x25519::check_params(attrs.require(CKA_EC_PARAMS)?)?;
-                super::x25519::point_raw(attrs.require(CKA_EC_POINT)?)?;
+                super::encoding::point32_raw(attrs.require(CKA_EC_POINT)?)?;
                 Material::XPublic
             }
             (CKO_SECRET_KEY, kt) => Material::Secret {

@@ -191,6 +191,24 @@ pub fn random_secret(len: usize) -> Result<Zeroizing<Vec<u8>>> {
 /// GCM, key wrap): keeps a misbehaving client from exhausting memory.
 const MAX_BUFFER: usize = 64 << 20;
 
+/// Checks a MAC (HMAC, CMAC) against the `expected` one of length `len`, in
+/// constant time; a wrong length is `SignatureLenRange`.
+fn check_mac(
+    len: usize,
+    expected: impl FnOnce() -> Result<Vec<u8>>,
+    signature: &[u8],
+) -> Result<()> {
+    use subtle::ConstantTimeEq;
+    if signature.len() != len {
+        return Err(Error::SignatureLenRange);
+    }
+    if bool::from(expected()?.ct_eq(signature)) {
+        Ok(())
+    } else {
+        Err(Error::SignatureInvalid)
+    }
+}
+
 fn param_err(msg: &str) -> Error {
     Error::MechanismParamInvalid(msg.into())
 }

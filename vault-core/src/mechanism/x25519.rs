@@ -40,17 +40,6 @@ pub(crate) fn check_params(params: &[u8]) -> Result<()> {
     }
 }
 
-/// The 32-byte u-coordinate of a `CKA_EC_POINT` (or of ECDH public data): a DER
-/// OCTET STRING, or bare.
-pub(crate) fn point_raw(v: &[u8]) -> Result<[u8; 32]> {
-    let raw = match v {
-        [0x04, 0x20, rest @ ..] if rest.len() == 32 => rest,
-        _ if v.len() == 32 => v,
-        _ => return Err(Error::AttributeValueInvalid(CKA_EC_POINT)),
-    };
-    Ok(raw.try_into().expect("32 bytes"))
-}
-
 /// A private key from its `CKA_VALUE`.
 pub(crate) fn private_from(value: &[u8]) -> Result<StaticSecret> {
     let k: [u8; 32] = value
@@ -62,7 +51,7 @@ pub(crate) fn private_from(value: &[u8]) -> Result<StaticSecret> {
 /// The raw X25519 shared secret with a peer's u-coordinate; an all-zero result (a
 /// small-order peer point) is refused, as RFC 7748 §6.1 allows.
 pub(crate) fn shared(sk: &StaticSecret, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    let peer = PublicKey::from(point_raw(peer)?);
+    let peer = PublicKey::from(super::encoding::point32_raw(peer)?);
     let s = sk.diffie_hellman(&peer);
     if !s.was_contributory() {
         return Err(Error::MechanismParamInvalid(

@@ -211,7 +211,7 @@ fn key_defaults(
                 }
                 CKK_EC_MONTGOMERY => {
                     crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
-                    crate::mechanism::x25519::point_raw(o.require(CKA_EC_POINT)?)?;
+                    crate::mechanism::encoding::point32_raw(o.require(CKA_EC_POINT)?)?;
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
