@@ -116,9 +116,19 @@ const CONSTANT_TIME_SITES: &[(&str, &str, &str)] = &[
         "verifier.unwrap(code.as_bytes()",
     ),
     (
+        "vault-core/src/mechanism/mod.rs",
+        "MAC verification (HMAC, CMAC: check_mac)",
+        "expected()?.ct_eq(signature)",
+    ),
+    (
         "vault-core/src/mechanism/hmac.rs",
-        "HMAC verification",
-        "mac.ct_eq(signature)",
+        "HMAC verification goes through check_mac",
+        "super::check_mac(",
+    ),
+    (
+        "vault-core/src/mechanism/cmac.rs",
+        "CMAC verification goes through check_mac",
+        "super::check_mac(",
     ),
     (
         "vault-core/src/mechanism/gcm.rs",
