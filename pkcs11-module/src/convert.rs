@@ -266,6 +266,46 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
                 public_data,
             }
         }
+        CKM_CONCATENATE_BASE_AND_DATA
+        | CKM_CONCATENATE_DATA_AND_BASE
+        | CKM_XOR_BASE_AND_DATA
+        | CKM_AES_ECB_ENCRYPT_DATA
+        | CKM_DES3_ECB_ENCRYPT_DATA => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_KEY_DERIVATION_STRING_DATA` is a plain C structure.
+            let d: CK_KEY_DERIVATION_STRING_DATA = unsafe { param_struct(pp, len) }?;
+            // SAFETY: the data pointer points to `ulLen` bytes (this function's
+            // contract: nested pointers).
+            MechParam::Bytes(unsafe { param_bytes(d.pData, d.ulLen) }?)
+        }
+        CKM_CONCATENATE_BASE_AND_KEY => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); a `CK_OBJECT_HANDLE` is an integer.
+            MechParam::KeyHandle(unsafe { param_struct::<CK_OBJECT_HANDLE>(pp, len) }?)
+        }
+        CKM_EXTRACT_KEY_FROM_KEY => {
+            // SAFETY: as above, `CK_EXTRACT_PARAMS` is an integer.
+            MechParam::Extract(unsafe { param_struct::<CK_EXTRACT_PARAMS>(pp, len) }?)
+        }
+        CKM_AES_CBC_ENCRYPT_DATA => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); the structure holds an array, a pointer and an integer.
+            let c: CK_AES_CBC_ENCRYPT_DATA_PARAMS = unsafe { param_struct(pp, len) }?;
+            MechParam::CbcEncryptData {
+                iv: c.iv.to_vec(),
+                // SAFETY: the data pointer points to `length` bytes (nested pointers).
+                data: unsafe { param_bytes(c.pData, c.length) }?,
+            }
+        }
+        CKM_DES3_CBC_ENCRYPT_DATA => {
+            // SAFETY: as for the AES form, with an 8-byte IV.
+            let c: CK_DES_CBC_ENCRYPT_DATA_PARAMS = unsafe { param_struct(pp, len) }?;
+            MechParam::CbcEncryptData {
+                iv: c.iv.to_vec(),
+                // SAFETY: the data pointer points to `length` bytes (nested pointers).
+                data: unsafe { param_bytes(c.pData, c.length) }?,
+            }
+        }
         // SAFETY: any other parameter is an opaque byte string of `len` bytes at
         // `pp` (this function's contract).
         _ => MechParam::Bytes(unsafe { param_bytes(pp as *const u8, len) }?),

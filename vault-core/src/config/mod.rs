@@ -386,6 +386,22 @@ pub struct PolicyConfig {
     /// expect, as SoftHSMv2 does. On by default; off, they leave the mechanism list
     /// and are refused.
     pub legacy_mechanisms: bool,
+    /// What a private or secret key's template that says nothing of
+    /// `CKA_SENSITIVE` / `CKA_EXTRACTABLE` gets.
+    pub key_defaults: KeyDefaults,
+}
+
+/// `[policy] key_defaults`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyDefaults {
+    /// Sensitive and not extractable: a key is never readable unless its creator
+    /// asked for that.
+    Sensitive,
+    /// Not sensitive and extractable, as SoftHSMv2 does (PKCS#11 leaves the
+    /// defaults to the token); for legacy clients and test suites that read back
+    /// keys they did not mark. Keys derived from a sensitive key stay sensitive.
+    Legacy,
 }
 
 impl PolicyConfig {
@@ -418,6 +434,7 @@ impl Default for PolicyConfig {
             key_privacy: KeyPrivacy::Force,
             rsa_pkcs1_decrypt: false,
             legacy_mechanisms: true,
+            key_defaults: KeyDefaults::Sensitive,
         }
     }
 }
@@ -676,6 +693,13 @@ mod tests {
         assert!(Config::from_toml("[policy]\nkey_privacy = \"public\"\n").is_err());
         let c = Config::from_toml("[policy]\nstrict_wrap = false\n").unwrap();
         assert!(!c.policy.strict_wrap);
+        assert_eq!(
+            Config::from_toml("").unwrap().policy.key_defaults,
+            KeyDefaults::Sensitive
+        );
+        let l = Config::from_toml("[policy]\nkey_defaults = \"legacy\"\n").unwrap();
+        assert_eq!(l.policy.key_defaults, KeyDefaults::Legacy);
+        assert!(Config::from_toml("[policy]\nkey_defaults = \"open\"\n").is_err());
         assert!(Config::from_toml("[policy]\nstrict = false\n").is_err());
     }
 }

@@ -54,7 +54,12 @@ fn sp800_kdf(hash: HashAlg, z: &[u8], other: &[u8], len: usize) -> Zeroizing<Vec
 /// `CKA_VALUE_LEN` in the template the result has that length (for `CKD_NULL`
 /// the trailing bytes are kept, as SoftHSM does); without it, `CKD_NULL` gives the
 /// whole x-coordinate and a KDF one hash length.
-fn derive(mech: &Mechanism, base: &Key, template: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
+fn derive(
+    mech: &Mechanism,
+    base: &Key,
+    _other: Option<&Key>,
+    template: &Attributes,
+) -> Result<Zeroizing<Vec<u8>>> {
     let MechParam::Ecdh1 {
         kdf,
         shared_data,

@@ -43,7 +43,8 @@ impl Mechanism {
 pub enum MechParam {
     /// No parameter.
     None,
-    /// A plain byte string: the IV of CBC modes, or any opaque parameter.
+    /// A plain byte string: the IV of CBC modes, the data of
+    /// `CK_KEY_DERIVATION_STRING_DATA`, or any opaque parameter.
     Bytes(Vec<u8>),
     /// `CK_GCM_PARAMS`.
     Gcm {
@@ -67,6 +68,12 @@ pub enum MechParam {
     Ctr { counter_bits: u64, cb: [u8; 16] },
     /// `CK_EDDSA_PARAMS`.
     Eddsa { prehash: bool, context: Vec<u8> },
+    /// `CK_OBJECT_HANDLE`: the second key of `CKM_CONCATENATE_BASE_AND_KEY`.
+    KeyHandle(u64),
+    /// `CK_EXTRACT_PARAMS`: the first bit `CKM_EXTRACT_KEY_FROM_KEY` takes.
+    Extract(u64),
+    /// `CK_AES_CBC_ENCRYPT_DATA_PARAMS` / `CK_DES_CBC_ENCRYPT_DATA_PARAMS`.
+    CbcEncryptData { iv: Vec<u8>, data: Vec<u8> },
     /// `CK_ECDH1_DERIVE_PARAMS`.
     Ecdh1 {
         kdf: CK_EC_KDF_TYPE,
@@ -95,6 +102,7 @@ pub mod eddsa;
 pub mod encoding;
 mod gcm;
 mod hmac;
+pub mod kdf;
 mod keys;
 mod kw;
 mod rsa;

@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::encoding::private_key_pkcs8;
 use super::{
-    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hmac, kw, rsa, x25519, CipherOp,
+    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hmac, kdf, kw, rsa, x25519, CipherOp,
     DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
@@ -39,7 +39,9 @@ pub(super) type WrapFn = fn(&Mechanism, &Key, Option<CK_OBJECT_CLASS>, &[u8]) ->
 /// Unwraps to the plaintext key bytes (`C_UnwrapKey`).
 pub(super) type UnwrapFn = fn(&Mechanism, &Key, &[u8]) -> Result<Zeroizing<Vec<u8>>>;
 /// Derives a key value from a base key and the new key's template (`C_DeriveKey`).
-pub(super) type DeriveFn = fn(&Mechanism, &Key, &Attributes) -> Result<Zeroizing<Vec<u8>>>;
+/// `other` is the second key of `CKM_CONCATENATE_BASE_AND_KEY`.
+pub(super) type DeriveFn =
+    fn(&Mechanism, &Key, Option<&Key>, &Attributes) -> Result<Zeroizing<Vec<u8>>>;
 /// Generates a secret key's attributes from the template (`C_GenerateKey`).
 pub(super) type GenerateFn = fn(&Mechanism, &Attributes) -> Result<Attributes>;
 /// Generates a key pair's public and private attributes (`C_GenerateKeyPair`).
@@ -143,7 +145,7 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 13] = [
+const FAMILIES: [&[MechEntry]; 14] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
@@ -157,6 +159,7 @@ const FAMILIES: [&[MechEntry]; 13] = [
     des3::ENTRIES,
     hmac::ENTRIES,
     digest::ENTRIES,
+    kdf::ENTRIES,
 ];
 
 const fn count(families: &[&[MechEntry]]) -> usize {
@@ -351,9 +354,15 @@ pub fn unwrap(
     op(mech.ty, |o| o.unwrap)?(mech, unwrapping_key, wrapped)
 }
 
-/// Derives a key value (`C_DeriveKey`); see [`super::ecdh`].
-pub fn derive(mech: &Mechanism, base: &Key, template: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
-    op(mech.ty, |o| o.derive)?(mech, base, template)
+/// Derives a key value (`C_DeriveKey`); see [`super::ecdh`] and [`super::kdf`].
+/// `other` is the second key of `CKM_CONCATENATE_BASE_AND_KEY`.
+pub fn derive(
+    mech: &Mechanism,
+    base: &Key,
+    other: Option<&Key>,
+    template: &Attributes,
+) -> Result<Zeroizing<Vec<u8>>> {
+    op(mech.ty, |o| o.derive)?(mech, base, other, template)
 }
 
 /// Generates a secret key (`C_GenerateKey`). Returns the attributes to add to the

@@ -9,6 +9,41 @@ fn exposes_value(template: &Attributes) -> bool {
     template.bool_or(CKA_EXTRACTABLE, false) || !template.bool_or(CKA_SENSITIVE, true)
 }
 
+/// Whether a key's value is out of the caller's reach: sensitive, or not
+/// extractable (the defaults of [`object::build`]).
+fn is_protected(attrs: &Attributes) -> bool {
+    attrs.bool_or(CKA_SENSITIVE, true) || !attrs.bool_or(CKA_EXTRACTABLE, false)
+}
+
+/// The template of a key derived by a mechanism that copies its sources' bits
+/// ([`mechanism::kdf::reveals_base`]), under PKCS#11's rules for them: sensitive if
+/// a source is, not extractable if a source is not. A template asking for the
+/// opposite is refused rather than quietly changed.
+fn inherit_protection(template: &Attributes, sources: &[&Attributes]) -> Result<Attributes> {
+    let mut t = template.clone();
+    if sources.iter().any(|a| a.bool_or(CKA_SENSITIVE, true)) {
+        if !t.bool_or(CKA_SENSITIVE, true) {
+            return Err(Error::TemplateInconsistent(
+                "a key derived from a sensitive key by concatenation, XOR or extraction \
+                 is sensitive too (CKA_SENSITIVE = false refused)"
+                    .into(),
+            ));
+        }
+        t.set_bool(CKA_SENSITIVE, true);
+    }
+    if sources.iter().any(|a| !a.bool_or(CKA_EXTRACTABLE, false)) {
+        if t.bool_or(CKA_EXTRACTABLE, false) {
+            return Err(Error::TemplateInconsistent(
+                "a key derived from a non-extractable key by concatenation, XOR or \
+                 extraction is not extractable either (CKA_EXTRACTABLE = true refused)"
+                    .into(),
+            ));
+        }
+        t.set_bool(CKA_EXTRACTABLE, false);
+    }
+    Ok(t)
+}
+
 /// A key's security strength in bits (NIST SP 800-57 Part 1, table 2): symmetric
 /// keys their length (three-key DES3: 112, single DES: 56), RSA by modulus size, EC by
 /// half the curve order. `None`: unknown (treated as weakest when wrapping,
@@ -227,7 +262,8 @@ impl Token {
         self.store_object(sid, attrs)
     }
 
-    /// `C_DeriveKey`.
+    /// `C_DeriveKey`. `CKM_CONCATENATE_BASE_AND_KEY` names its second key in the
+    /// mechanism parameter; it is looked up and checked as the base key is.
     pub fn derive_key(
         &self,
         sid: u64,
@@ -240,17 +276,54 @@ impl Token {
         self.check_trusted_template(template)?;
         let b = self.key_of(base, CKA_DERIVE, mech)?;
         self.key_check(OpClass::Derive, &b.obj.attrs, &b.verdict, "derive a key")?;
-        if exposes_value(template) {
+        let other = match (mech.ty, &mech.param) {
+            (CKM_CONCATENATE_BASE_AND_KEY, mechanism::MechParam::KeyHandle(h)) => {
+                let o = self.key_of(*h, CKA_DERIVE, mech)?;
+                self.key_check(OpClass::Derive, &o.obj.attrs, &o.verdict, "derive a key")?;
+                Some(o)
+            }
+            (CKM_CONCATENATE_BASE_AND_KEY, _) => {
+                return Err(Error::MechanismParamInvalid(
+                    "CKM_CONCATENATE_BASE_AND_KEY needs the second key's handle".into(),
+                ))
+            }
+            _ => None,
+        };
+        let sources: Vec<&Attributes> = std::iter::once(&*b.obj.attrs)
+            .chain(other.as_ref().map(|o| &*o.obj.attrs))
+            .collect();
+        let template = self.key_template(template, Some(CKO_SECRET_KEY));
+        let reveals = mechanism::kdf::reveals_base(mech.ty);
+        let protected = reveals && sources.iter().any(|a| is_protected(a));
+        let template = if reveals {
+            inherit_protection(&template, &sources)?
+        } else {
+            template.into_owned()
+        };
+        if exposes_value(&template) {
             // The derived value can be read back: the derivation is a decryption.
-            self.key_check(
-                OpClass::Decrypt,
-                &b.obj.attrs,
-                &b.verdict,
-                "derive an extractable key",
-            )?;
+            for k in std::iter::once(&b).chain(other.as_ref()) {
+                self.key_check(
+                    OpClass::Decrypt,
+                    &k.obj.attrs,
+                    &k.verdict,
+                    "derive an extractable key",
+                )?;
+            }
         }
-        let bk = b.key;
-        let secret = mechanism::derive(mech, &bk, template)?;
+        let secret = mechanism::derive(mech, &b.key, other.as_ref().map(|o| &*o.key), &template)?;
+        if protected {
+            let len = |a: &Attributes| a.get(CKA_VALUE).map_or(0, <[u8]>::len);
+            let other_len = sources.get(1).map_or(0, |a| len(a));
+            if secret.len() < mechanism::kdf::full_len(mech, len(&b.obj.attrs), other_len) {
+                return Err(Error::TemplateInconsistent(
+                    "a key derived from a sensitive key by concatenation, XOR or extraction \
+                     must keep all of its bits (a part of a key can be searched for piece by \
+                     piece)"
+                        .into(),
+                ));
+            }
+        }
         let mut g = Attributes::new();
         g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         if template.key_type().is_none() {
@@ -259,8 +332,36 @@ impl Token {
         g.set(CKA_VALUE, secret.to_vec());
         g.set_bool(CKA_LOCAL, false);
         g.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-        let template = self.key_template(template, Some(CKO_SECRET_KEY));
-        let attrs = object::build(&template, Origin::Generated, &g)?;
+        let mut attrs = object::build(&template, Origin::Generated, &g)?;
+        if protected {
+            // Nor may it be a weaker kind of key than its sources (an AES-128 key
+            // and 8 known bytes as a DES3 key fall to a meet-in-the-middle search).
+            let need = sources
+                .iter()
+                .filter_map(|a| strength(a))
+                .max()
+                .unwrap_or(0);
+            if strength(&attrs).unwrap_or(0) < need {
+                return Err(Error::TemplateInconsistent(
+                    "a key derived from a sensitive key by concatenation, XOR or extraction \
+                     must be at least as strong as it"
+                        .into(),
+                ));
+            }
+        }
+        // PKCS#11 3.1 §4.9: a derived key is "always sensitive" / "never extractable"
+        // only if its sources were and it is.
+        let always = sources
+            .iter()
+            .all(|a| a.bool_or(CKA_ALWAYS_SENSITIVE, false));
+        let never = sources
+            .iter()
+            .all(|a| a.bool_or(CKA_NEVER_EXTRACTABLE, false));
+        let sensitive = attrs.bool_or(CKA_SENSITIVE, true);
+        let extractable = attrs.bool_or(CKA_EXTRACTABLE, false);
+        attrs.set_bool(CKA_ALWAYS_SENSITIVE, always && sensitive);
+        attrs.set_bool(CKA_NEVER_EXTRACTABLE, never && !extractable);
+        attrs.set_bool(CKA_LOCAL, false);
         self.store_object(sid, attrs)
     }
 
@@ -273,14 +374,22 @@ impl Token {
         class: Option<CK_OBJECT_CLASS>,
     ) -> std::borrow::Cow<'a, Attributes> {
         let class = template.class().or(class);
+        let key = matches!(class, Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY));
+        let mut t = std::borrow::Cow::Borrowed(template);
         if self.key_privacy == crate::config::KeyPrivacy::Force
-            && matches!(class, Some(CKO_PRIVATE_KEY | CKO_SECRET_KEY))
+            && key
             && template.get(CKA_PRIVATE) == Some(&[0u8][..])
         {
-            let mut t = template.clone();
-            t.set_bool(CKA_PRIVATE, true);
-            return std::borrow::Cow::Owned(t);
+            t.to_mut().set_bool(CKA_PRIVATE, true);
         }
-        std::borrow::Cow::Borrowed(template)
+        if self.key_defaults == crate::config::KeyDefaults::Legacy && key {
+            if !template.contains(CKA_SENSITIVE) {
+                t.to_mut().set_bool(CKA_SENSITIVE, false);
+            }
+            if !template.contains(CKA_EXTRACTABLE) {
+                t.to_mut().set_bool(CKA_EXTRACTABLE, true);
+            }
+        }
+        t
     }
 }

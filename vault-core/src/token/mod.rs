@@ -162,6 +162,9 @@ pub struct Token {
     /// `[policy] key_privacy`: whether `CKA_PRIVATE = false` on a key template is
     /// turned into a private key or refused.
     pub(crate) key_privacy: crate::config::KeyPrivacy,
+    /// `[policy] key_defaults`: what a key template silent on `CKA_SENSITIVE` and
+    /// `CKA_EXTRACTABLE` gets.
+    pub(crate) key_defaults: crate::config::KeyDefaults,
 }
 
 /// Session objects get ids from this bit upward, token objects stay below.
@@ -265,6 +268,7 @@ impl Token {
             kdf: config.kdf,
             strict_wrap: config.policy.strict_wrap,
             key_privacy: config.policy.key_privacy,
+            key_defaults: config.policy.key_defaults,
         }))
     }
 

@@ -12,9 +12,9 @@ pub(super) use crate::attr::Attributes;
 pub(super) use crate::error::{Error, Result};
 pub(super) use crate::mechanism::backend::Curve;
 pub(super) use crate::mechanism::{
-    decrypt_init, derive, digest_init, encrypt_init, generate_key, generate_key_pair,
-    mechanism_info, mechanism_list, random, sign_init, unwrap, verify_init, wrap, CipherOp,
-    HashAlg, Key, MechParam, Mechanism,
+    decrypt_init, digest_init, encrypt_init, generate_key, generate_key_pair, mechanism_info,
+    mechanism_list, random, sign_init, unwrap, verify_init, wrap, CipherOp, HashAlg, Key,
+    MechParam, Mechanism,
 };
 
 pub(super) fn h(s: &str) -> Vec<u8> {
@@ -38,6 +38,16 @@ pub(super) fn secret(kt: CK_KEY_TYPE, value: &[u8]) -> Key {
     a.set_ulong(CKA_KEY_TYPE, kt);
     a.set(CKA_VALUE, value.to_vec());
     Key::from_attributes(&a).unwrap()
+}
+
+/// `C_DeriveKey` without a second key (every derivation but
+/// `CKM_CONCATENATE_BASE_AND_KEY`).
+pub(super) fn derive(
+    m: &Mechanism,
+    base: &Key,
+    template: &Attributes,
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    crate::mechanism::derive(m, base, None, template)
 }
 
 pub(super) fn mech(ty: CK_MECHANISM_TYPE, param: MechParam) -> Mechanism {

@@ -172,6 +172,16 @@ impl Candidates {
                 shared_data: vec![],
                 public_data: peer.get(CKA_EC_POINT).unwrap().to_vec(),
             },
+            MechParam::KeyHandle(1),
+            MechParam::Extract(0),
+            MechParam::CbcEncryptData {
+                iv: vec![1; 16],
+                data: vec![1; 32],
+            },
+            MechParam::CbcEncryptData {
+                iv: vec![1; 8],
+                data: vec![1; 32],
+            },
         ];
         params.extend(HASHES.iter().map(|&(hash, mgf, _)| pss(hash, mgf, 0)));
         let mut to_wrap = Attributes::new();
@@ -247,7 +257,14 @@ impl Candidates {
                     CKF_DIGEST => vec![digest_init(&m).map(drop)],
                     CKF_WRAP => vec![wrap(&m, key, &self.to_wrap).map(drop)],
                     CKF_UNWRAP => blobs.iter().map(|b| unwrap(&m, key, b).map(drop)).collect(),
-                    CKF_DERIVE => vec![derive(&m, key, &none).map(drop)],
+                    // With and without a second key, and with a length.
+                    CKF_DERIVE => [None, Some(key)]
+                        .into_iter()
+                        .flat_map(|other| {
+                            [&none, &self.secret_templates[1]]
+                                .map(|t| crate::mechanism::derive(&m, key, other, t).map(drop))
+                        })
+                        .collect(),
                     CKF_GENERATE => self
                         .secret_templates
                         .iter()
