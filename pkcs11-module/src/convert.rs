@@ -95,7 +95,10 @@ pub(crate) unsafe fn template(p: *mut CK_ATTRIBUTE, count: CK_ULONG) -> Result<A
 /// # Safety
 /// `p` must be NULL or point to `len` readable bytes; `T` must be a plain C
 /// structure (integers and raw pointers: every bit pattern is a value).
-unsafe fn param_struct<T: Copy>(p: *const std::ffi::c_void, len: CK_ULONG) -> Result<T, Rv> {
+pub(crate) unsafe fn param_struct<T: Copy>(
+    p: *const std::ffi::c_void,
+    len: CK_ULONG,
+) -> Result<T, Rv> {
     if p.is_null() || len as usize != size_of::<T>() {
         return Err(Rv(CKR_MECHANISM_PARAM_INVALID));
     }
@@ -109,7 +112,7 @@ unsafe fn param_struct<T: Copy>(p: *const std::ffi::c_void, len: CK_ULONG) -> Re
 ///
 /// # Safety
 /// As [`bytes`].
-unsafe fn param_bytes(p: *const u8, len: CK_ULONG) -> Result<Vec<u8>, Rv> {
+pub(crate) unsafe fn param_bytes(p: *const u8, len: CK_ULONG) -> Result<Vec<u8>, Rv> {
     // SAFETY: this function's contract is `bytes`'s; the bytes are copied at once.
     unsafe { bytes(p, len) }
         .map(|b| b.to_vec())
@@ -277,6 +280,11 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
             // SAFETY: the data pointer points to `ulLen` bytes (this function's
             // contract: nested pointers).
             MechParam::Bytes(unsafe { param_bytes(d.pData, d.ulLen) }?)
+        }
+        CKM_SP800_108_COUNTER_KDF | CKM_SP800_108_FEEDBACK_KDF => {
+            // SAFETY: `pp` points to `len` readable bytes and the structure's
+            // pointers to their lengths' bytes (this function's contract).
+            MechParam::Kbkdf(Box::new(unsafe { crate::kbkdf::params(ty, pp, len) }?))
         }
         CKM_CONCATENATE_BASE_AND_KEY => {
             // SAFETY: `pp` points to `len` readable bytes (this function's

@@ -143,10 +143,26 @@ pub unsafe extern "C" fn C_DeriveKey(
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        let id = e.token.derive_key(h, &m, base, &t)?;
+        // SAFETY: `mech` was decoded above, so its parameter is readable.
+        let slots = unsafe { crate::kbkdf::key_slots(mech) }?;
+        let ids = match e.token.derive_keys(h, &m, base, &t) {
+            Ok(ids) => ids,
+            Err(err) => {
+                for s in &slots {
+                    // SAFETY: each additional key's `phKey` is not NULL (checked
+                    // when decoded) and points to a writable handle (PKCS#11).
+                    unsafe { **s = CK_INVALID_HANDLE };
+                }
+                return Err(err.into());
+            }
+        };
         // SAFETY: `key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
-        unsafe { *key = id as CK_OBJECT_HANDLE };
+        unsafe { *key = ids[0] as CK_OBJECT_HANDLE };
+        for (s, id) in slots.iter().zip(&ids[1..]) {
+            // SAFETY: as above, for the additional keys' handles.
+            unsafe { **s = *id as CK_OBJECT_HANDLE };
+        }
         Ok(())
     })
 }

@@ -46,6 +46,7 @@ pub mod dual;
 pub mod general;
 mod guard;
 pub mod interface;
+mod kbkdf;
 pub mod keys;
 #[cfg(test)]
 mod lifecycle_tests;

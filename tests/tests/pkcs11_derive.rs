@@ -261,3 +261,86 @@ fn key_defaults_policy() {
         }
     }
 }
+
+/// SP 800-108 in counter mode through the module: the main key and two additional
+/// keys from one `C_DeriveKey`, each starting on a fresh PRF block of the same
+/// keying material, their handles written back; a bad additional template stores
+/// nothing at all.
+#[test]
+fn sp800_108_with_additional_keys() {
+    use cryptoki::mechanism::kbkdf::{
+        DerivedKey, Endianness, KbkdfCounterFormat, KbkdfDkmLengthFormat, KbkdfDkmLengthMethod,
+        KbkdfParams, PrfDataParam, PrfDataParamType,
+    };
+    use cryptoki::mechanism::MechanismType;
+    use std::num::NonZeroUsize;
+    let ctx = Ctx::new();
+    let (_slot, s) = ctx.user_session();
+    let base = open_key(&s, KeyType::GENERIC_SECRET, &[0x42; 32]);
+    let counter = KbkdfCounterFormat::new(Endianness::Big, NonZeroUsize::new(32).unwrap());
+    let dkm = KbkdfDkmLengthFormat::new(
+        KbkdfDkmLengthMethod::SumOfSegments,
+        Endianness::Big,
+        NonZeroUsize::new(32).unwrap(),
+    );
+    let data = [
+        PrfDataParam::new(PrfDataParamType::IterationVariable(Some(&counter))),
+        PrfDataParam::new(PrfDataParamType::ByteArray(b"label")),
+        PrfDataParam::new(PrfDataParamType::DkmLength(&dkm)),
+    ];
+    let readable = |len: u64| {
+        let mut t = derived(&READABLE);
+        t.push(Attribute::ValueLen(len.into()));
+        t
+    };
+    let value = |h: ObjectHandle| attr_bytes(&s, h, AttributeType::Value);
+    // One long key over the four HMAC-SHA-256 blocks the three keys take.
+    let whole = s
+        .derive_key(
+            &Mechanism::KbkdfCounter(KbkdfParams::new(MechanismType::SHA256_HMAC, &data, None)),
+            base,
+            &readable(128),
+        )
+        .unwrap();
+    let whole = value(whole);
+    let mut extra = [
+        DerivedKey::new(&readable(40)),
+        DerivedKey::new(&readable(1)),
+    ];
+    let main = s
+        .derive_key(
+            &Mechanism::KbkdfCounter(KbkdfParams::new(
+                MechanismType::SHA256_HMAC,
+                &data,
+                Some(&mut extra),
+            )),
+            base,
+            &readable(16),
+        )
+        .unwrap();
+    let (k1, k2) = (extra[0].handle().unwrap(), extra[1].handle().unwrap());
+    assert_eq!(value(main), whole[..16]);
+    assert_eq!(value(k1), whole[32..72]);
+    assert_eq!(value(k2), whole[96..97]);
+    // An additional template that cannot be built: nothing is stored, no handle.
+    let before = s.find_objects(&[]).unwrap().len();
+    let mut bad = [
+        DerivedKey::new(&readable(16)),
+        DerivedKey::new(&derived(&[
+            Attribute::KeyType(KeyType::AES),
+            Attribute::ValueLen(7.into()),
+        ])),
+    ];
+    let r = s.derive_key(
+        &Mechanism::KbkdfCounter(KbkdfParams::new(
+            MechanismType::SHA256_HMAC,
+            &data,
+            Some(&mut bad),
+        )),
+        base,
+        &readable(16),
+    );
+    assert!(r.is_err(), "{r:?}");
+    assert!(bad.iter().all(|k| k.handle().is_none()));
+    assert_eq!(s.find_objects(&[]).unwrap().len(), before);
+}

@@ -74,6 +74,8 @@ pub enum MechParam {
     Extract(u64),
     /// `CK_AES_CBC_ENCRYPT_DATA_PARAMS` / `CK_DES_CBC_ENCRYPT_DATA_PARAMS`.
     CbcEncryptData { iv: Vec<u8>, data: Vec<u8> },
+    /// `CK_SP800_108_KDF_PARAMS` / `CK_SP800_108_FEEDBACK_KDF_PARAMS`.
+    Kbkdf(Box<kbkdf::Params>),
     /// `CK_ECDH1_DERIVE_PARAMS`.
     Ecdh1 {
         kdf: CK_EC_KDF_TYPE,
@@ -102,6 +104,7 @@ pub mod eddsa;
 pub mod encoding;
 mod gcm;
 mod hmac;
+pub mod kbkdf;
 pub mod kdf;
 mod keys;
 mod kw;

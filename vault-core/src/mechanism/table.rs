@@ -19,8 +19,8 @@ use zeroize::Zeroizing;
 
 use super::encoding::private_key_pkcs8;
 use super::{
-    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hmac, kdf, kw, rsa, x25519, CipherOp,
-    DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
+    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hmac, kbkdf, kdf, kw, rsa, x25519,
+    CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -145,7 +145,7 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 14] = [
+const FAMILIES: [&[MechEntry]; 15] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
@@ -160,6 +160,7 @@ const FAMILIES: [&[MechEntry]; 14] = [
     hmac::ENTRIES,
     digest::ENTRIES,
     kdf::ENTRIES,
+    kbkdf::ENTRIES,
 ];
 
 const fn count(families: &[&[MechEntry]]) -> usize {

@@ -9,6 +9,37 @@ fn exposes_value(template: &Attributes) -> bool {
     template.bool_or(CKA_EXTRACTABLE, false) || !template.bool_or(CKA_SENSITIVE, true)
 }
 
+/// The object of a derived secret key with value `secret` from `template`, with
+/// PKCS#11 3.1 §4.9's rule: it is "always sensitive" / "never extractable" only if
+/// its sources were and it is.
+fn derived_object(
+    template: &Attributes,
+    secret: &[u8],
+    sources: &[&Attributes],
+) -> Result<Attributes> {
+    let mut g = Attributes::new();
+    g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+    if template.key_type().is_none() {
+        g.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
+    }
+    g.set(CKA_VALUE, secret.to_vec());
+    g.set_bool(CKA_LOCAL, false);
+    g.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
+    let mut attrs = object::build(template, Origin::Generated, &g)?;
+    let always = sources
+        .iter()
+        .all(|a| a.bool_or(CKA_ALWAYS_SENSITIVE, false));
+    let never = sources
+        .iter()
+        .all(|a| a.bool_or(CKA_NEVER_EXTRACTABLE, false));
+    let sensitive = attrs.bool_or(CKA_SENSITIVE, true);
+    let extractable = attrs.bool_or(CKA_EXTRACTABLE, false);
+    attrs.set_bool(CKA_ALWAYS_SENSITIVE, always && sensitive);
+    attrs.set_bool(CKA_NEVER_EXTRACTABLE, never && !extractable);
+    attrs.set_bool(CKA_LOCAL, false);
+    Ok(attrs)
+}
+
 /// Whether a key's value is out of the caller's reach: sensitive, or not
 /// extractable (the defaults of [`object::build`]).
 fn is_protected(attrs: &Attributes) -> bool {
@@ -262,8 +293,7 @@ impl Token {
         self.store_object(sid, attrs)
     }
 
-    /// `C_DeriveKey`. `CKM_CONCATENATE_BASE_AND_KEY` names its second key in the
-    /// mechanism parameter; it is looked up and checked as the base key is.
+    /// `C_DeriveKey`: the new key's handle (see [`Token::derive_keys`]).
     pub fn derive_key(
         &self,
         sid: u64,
@@ -271,9 +301,30 @@ impl Token {
         base: u64,
         template: &Attributes,
     ) -> Result<u64> {
+        Ok(self.derive_keys(sid, mech, base, template)?[0])
+    }
+
+    /// `C_DeriveKey`, with every key it makes: the template's first, then the
+    /// additional keys an SP 800-108 derivation names in its parameter (each with its
+    /// own template, checked like the first). `CKM_CONCATENATE_BASE_AND_KEY` names
+    /// its second key in the parameter; it is looked up and checked as the base key
+    /// is. Either every key is stored or none.
+    pub fn derive_keys(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        base: u64,
+        template: &Attributes,
+    ) -> Result<Vec<u64>> {
         self.session(sid)?;
-        object::check_encoding(template)?;
-        self.check_trusted_template(template)?;
+        let additional: &[Attributes] = match &mech.param {
+            mechanism::MechParam::Kbkdf(p) => &p.additional,
+            _ => &[],
+        };
+        for t in std::iter::once(template).chain(additional) {
+            object::check_encoding(t)?;
+            self.check_trusted_template(t)?;
+        }
         let b = self.key_of(base, CKA_DERIVE, mech)?;
         self.key_check(OpClass::Derive, &b.obj.attrs, &b.verdict, "derive a key")?;
         let other = match (mech.ty, &mech.param) {
@@ -293,6 +344,10 @@ impl Token {
             .chain(other.as_ref().map(|o| &*o.obj.attrs))
             .collect();
         let template = self.key_template(template, Some(CKO_SECRET_KEY));
+        let additional: Vec<Attributes> = additional
+            .iter()
+            .map(|t| self.key_template(t, Some(CKO_SECRET_KEY)).into_owned())
+            .collect();
         let reveals = mechanism::kdf::reveals_base(mech.ty);
         let protected = reveals && sources.iter().any(|a| is_protected(a));
         let template = if reveals {
@@ -300,8 +355,11 @@ impl Token {
         } else {
             template.into_owned()
         };
-        if exposes_value(&template) {
-            // The derived value can be read back: the derivation is a decryption.
+        if std::iter::once(&template)
+            .chain(&additional)
+            .any(exposes_value)
+        {
+            // A derived value can be read back: the derivation is a decryption.
             for k in std::iter::once(&b).chain(other.as_ref()) {
                 self.key_check(
                     OpClass::Decrypt,
@@ -311,7 +369,18 @@ impl Token {
                 )?;
             }
         }
-        let secret = mechanism::derive(mech, &b.key, other.as_ref().map(|o| &*o.key), &template)?;
+        let mut secrets = if additional.is_empty() {
+            vec![mechanism::derive(
+                mech,
+                &b.key,
+                other.as_ref().map(|o| &*o.key),
+                &template,
+            )?]
+        } else {
+            let all: Vec<&Attributes> = std::iter::once(&template).chain(&additional).collect();
+            mechanism::kbkdf::derive_all(mech, &b.key, &all)?
+        };
+        let secret = secrets.remove(0);
         if protected {
             let len = |a: &Attributes| a.get(CKA_VALUE).map_or(0, <[u8]>::len);
             let other_len = sources.get(1).map_or(0, |a| len(a));
@@ -324,15 +393,7 @@ impl Token {
                 ));
             }
         }
-        let mut g = Attributes::new();
-        g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
-        if template.key_type().is_none() {
-            g.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
-        }
-        g.set(CKA_VALUE, secret.to_vec());
-        g.set_bool(CKA_LOCAL, false);
-        g.set_ulong(CKA_KEY_GEN_MECHANISM, CK_UNAVAILABLE_INFORMATION);
-        let mut attrs = object::build(&template, Origin::Generated, &g)?;
+        let attrs = derived_object(&template, &secret, &sources)?;
         if protected {
             // Nor may it be a weaker kind of key than its sources (an AES-128 key
             // and 8 known bytes as a DES3 key fall to a meet-in-the-middle search).
@@ -349,20 +410,25 @@ impl Token {
                 ));
             }
         }
-        // PKCS#11 3.1 §4.9: a derived key is "always sensitive" / "never extractable"
-        // only if its sources were and it is.
-        let always = sources
-            .iter()
-            .all(|a| a.bool_or(CKA_ALWAYS_SENSITIVE, false));
-        let never = sources
-            .iter()
-            .all(|a| a.bool_or(CKA_NEVER_EXTRACTABLE, false));
-        let sensitive = attrs.bool_or(CKA_SENSITIVE, true);
-        let extractable = attrs.bool_or(CKA_EXTRACTABLE, false);
-        attrs.set_bool(CKA_ALWAYS_SENSITIVE, always && sensitive);
-        attrs.set_bool(CKA_NEVER_EXTRACTABLE, never && !extractable);
-        attrs.set_bool(CKA_LOCAL, false);
-        self.store_object(sid, attrs)
+        let mut objects = vec![attrs];
+        for (t, v) in additional.iter().zip(&secrets) {
+            objects.push(derived_object(t, v, &sources)?);
+        }
+        // Every template is checked before the first key is stored; a store that
+        // fails takes back the keys stored before it.
+        let mut ids = Vec::with_capacity(objects.len());
+        for attrs in objects {
+            match self.store_object(sid, attrs) {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    for id in ids {
+                        let _ = self.destroy_object(sid, id);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(ids)
     }
 
     /// A creation template for an object of `class` under `[policy] key_privacy`:

@@ -131,6 +131,18 @@ const OPERATIONS: [CK_FLAGS; 10] = [
     CKF_GENERATE_KEY_PAIR,
 ];
 
+/// SP 800-108 parameters with HMAC-SHA-256: counter mode (`counter` given) or
+/// feedback mode.
+fn kbkdf_param(counter: Option<crate::mechanism::kbkdf::CounterFormat>) -> MechParam {
+    use crate::mechanism::kbkdf::{DataParam, Params};
+    MechParam::Kbkdf(Box::new(Params {
+        prf: CKM_SHA256_HMAC,
+        data: vec![DataParam::Iteration(counter), DataParam::Bytes(vec![1])],
+        iv: vec![],
+        additional: vec![],
+    }))
+}
+
 /// Keys and parameters of every kind the token's mechanisms take, and templates
 /// that every key-generation mechanism accepts.
 struct Candidates {
@@ -173,6 +185,11 @@ impl Candidates {
                 public_data: peer.get(CKA_EC_POINT).unwrap().to_vec(),
             },
             MechParam::KeyHandle(1),
+            kbkdf_param(Some(crate::mechanism::kbkdf::CounterFormat {
+                little_endian: false,
+                bits: 32,
+            })),
+            kbkdf_param(None),
             MechParam::Extract(0),
             MechParam::CbcEncryptData {
                 iv: vec![1; 16],
