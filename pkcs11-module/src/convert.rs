@@ -340,6 +340,15 @@ impl MechPtr {
         // SAFETY: `new`'s contract is `mechanism`'s, for as long as the call runs.
         unsafe { mechanism(self.0) }
     }
+
+    /// The mechanism without its parameter (`CKR_ARGUMENTS_BAD` for NULL).
+    pub(crate) fn type_only(self) -> Result<Mechanism, Rv> {
+        non_null(self.0)?;
+        // SAFETY: not NULL (checked) and readable (`new`'s contract); the caller's
+        // structure may be unaligned.
+        let m = unsafe { std::ptr::read_unaligned(self.0) };
+        Ok(Mechanism::new(m.mechanism))
+    }
 }
 
 /// The caller's output buffer and its length (`pBuf`/`pulBufLen`) for the

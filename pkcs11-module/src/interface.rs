@@ -15,6 +15,7 @@ use crate::dual::*;
 use crate::general::*;
 use crate::guard::{call, Rv};
 use crate::keys::*;
+use crate::message::*;
 use crate::object::*;
 use crate::session::*;
 use crate::slot::*;

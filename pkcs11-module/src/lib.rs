@@ -50,6 +50,7 @@ mod kbkdf;
 pub mod keys;
 #[cfg(test)]
 mod lifecycle_tests;
+pub mod message;
 pub mod object;
 pub mod session;
 pub mod slot;

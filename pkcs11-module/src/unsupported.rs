@@ -1,11 +1,8 @@
 //! Functions of the v2.40 and v3.0 lists that this token does not offer.
 //!
 //! They exist so every slot of the function lists is filled: operation state
-//! save/restore, sign/verify with recovery, the dual-function updates and the
-//! 3.0 message API answer `CKR_FUNCTION_NOT_SUPPORTED`; the legacy parallel
-//! functions answer `CKR_FUNCTION_NOT_PARALLEL`.
-
-use std::ffi::c_void;
+//! save/restore and sign/verify with recovery answer `CKR_FUNCTION_NOT_SUPPORTED`;
+//! the legacy parallel functions answer `CKR_FUNCTION_NOT_PARALLEL`.
 
 use cryptoki_sys::*;
 
@@ -31,7 +28,6 @@ type Len = CK_ULONG;
 type LenOut = *mut CK_ULONG;
 type Mech = *mut CK_MECHANISM;
 type Object = CK_OBJECT_HANDLE;
-type Param = *mut c_void;
 
 refuse! {
     C_GetOperationState(_h: Session, _s: Bytes, _l: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
@@ -43,24 +39,4 @@ refuse! {
     C_GetFunctionStatus(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
     C_CancelFunction(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
 
-    C_MessageEncryptInit(_h: Session, _m: Mech, _k: Object) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_EncryptMessage(_h: Session, _p: Param, _pl: Len, _a: Bytes, _al: Len, _d: Bytes, _dl: Len, _o: Bytes, _ol: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_EncryptMessageBegin(_h: Session, _p: Param, _pl: Len, _a: Bytes, _al: Len) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_EncryptMessageNext(_h: Session, _p: Param, _pl: Len, _d: Bytes, _dl: Len, _o: Bytes, _ol: LenOut, _f: CK_FLAGS) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageEncryptFinal(_h: Session) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageDecryptInit(_h: Session, _m: Mech, _k: Object) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DecryptMessage(_h: Session, _p: Param, _pl: Len, _a: Bytes, _al: Len, _d: Bytes, _dl: Len, _o: Bytes, _ol: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DecryptMessageBegin(_h: Session, _p: Param, _pl: Len, _a: Bytes, _al: Len) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DecryptMessageNext(_h: Session, _p: Param, _pl: Len, _d: Bytes, _dl: Len, _o: Bytes, _ol: LenOut, _f: CK_FLAGS) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageDecryptFinal(_h: Session) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageSignInit(_h: Session, _m: Mech, _k: Object) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_SignMessage(_h: Session, _p: Param, _pl: Len, _d: Bytes, _dl: Len, _s: Bytes, _sl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_SignMessageBegin(_h: Session, _p: Param, _pl: Len) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_SignMessageNext(_h: Session, _p: Param, _pl: Len, _d: Bytes, _dl: Len, _s: Bytes, _sl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageSignFinal(_h: Session) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageVerifyInit(_h: Session, _m: Mech, _k: Object) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_VerifyMessage(_h: Session, _p: Param, _pl: Len, _d: Bytes, _dl: Len, _s: Bytes, _sl: Len) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_VerifyMessageBegin(_h: Session, _p: Param, _pl: Len) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_VerifyMessageNext(_h: Session, _p: Param, _pl: Len, _d: Bytes, _dl: Len, _s: Bytes, _sl: Len) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_MessageVerifyFinal(_h: Session) => CKR_FUNCTION_NOT_SUPPORTED;
 }

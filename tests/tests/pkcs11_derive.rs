@@ -45,7 +45,10 @@ fn bool_attr(s: &Session, h: ObjectHandle, ty: AttributeType) -> bool {
         | Some(Attribute::Extractable(b))
         | Some(Attribute::AlwaysSensitive(b))
         | Some(Attribute::NeverExtractable(b))
-        | Some(Attribute::Local(b)) => b,
+        | Some(Attribute::Local(b))
+        | Some(Attribute::Sign(b))
+        | Some(Attribute::Encrypt(b))
+        | Some(Attribute::Derive(b)) => b,
         other => panic!("{ty:?}: {other:?}"),
     }
 }
@@ -319,6 +322,16 @@ fn sp800_108_with_additional_keys() {
         )
         .unwrap();
     let (k1, k2) = (extra[0].handle().unwrap(), extra[1].handle().unwrap());
+    // A derived key has the uses its template names, no others.
+    for k in [main, k1, k2] {
+        for ty in [
+            AttributeType::Sign,
+            AttributeType::Encrypt,
+            AttributeType::Derive,
+        ] {
+            assert!(!bool_attr(&s, k, ty), "{ty:?}");
+        }
+    }
     assert_eq!(value(main), whole[..16]);
     assert_eq!(value(k1), whole[32..72]);
     assert_eq!(value(k2), whole[96..97]);

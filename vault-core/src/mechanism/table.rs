@@ -25,6 +25,26 @@ use super::{
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
+/// The PKCS#11 3.0 message-based flags (`crate::session::message`): AES-GCM
+/// encrypts and decrypts messages, every signature mechanism signs and verifies
+/// them, each with several messages per context.
+fn message_flags(ty: CK_MECHANISM_TYPE, flags: CK_FLAGS) -> CK_FLAGS {
+    let mut m = 0;
+    if ty == CKM_AES_GCM {
+        m |= CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT;
+    }
+    if has(flags, CKF_SIGN) {
+        m |= CKF_MESSAGE_SIGN;
+    }
+    if has(flags, CKF_VERIFY) {
+        m |= CKF_MESSAGE_VERIFY;
+    }
+    if m != 0 {
+        m |= CKF_MULTI_MESSAGE;
+    }
+    m
+}
+
 /// Starts a signature or MAC (`C_SignInit`).
 pub(super) type SignInit = fn(&Mechanism, &Key) -> Result<Box<dyn SignOp>>;
 /// Starts a verification (`C_VerifyInit`).
@@ -297,7 +317,7 @@ pub fn mechanism_info(ty: CK_MECHANISM_TYPE) -> Result<MechInfo> {
     Ok(MechInfo {
         min_key_size: e.min_key_size,
         max_key_size: e.max_key_size,
-        flags,
+        flags: flags | message_flags(ty, flags),
     })
 }
 

@@ -11,12 +11,28 @@ fn exposes_value(template: &Attributes) -> bool {
 
 /// The object of a derived secret key with value `secret` from `template`, with
 /// PKCS#11 3.1 §4.9's rule: it is "always sensitive" / "never extractable" only if
-/// its sources were and it is.
+/// its sources were and it is. A derived key is made for the purpose its template
+/// names: the uses it does not name are off (a key made or imported otherwise gets
+/// SoftHSMv2's defaults, every use on).
 fn derived_object(
     template: &Attributes,
     secret: &[u8],
     sources: &[&Attributes],
 ) -> Result<Attributes> {
+    let mut template = template.clone();
+    for t in [
+        CKA_ENCRYPT,
+        CKA_DECRYPT,
+        CKA_SIGN,
+        CKA_VERIFY,
+        CKA_WRAP,
+        CKA_UNWRAP,
+    ] {
+        if !template.contains(t) {
+            template.set_bool(t, false);
+        }
+    }
+    let template = &template;
     let mut g = Attributes::new();
     g.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
     if template.key_type().is_none() {

@@ -22,12 +22,14 @@ use crate::token::hooks::{KeyVerdict, OpClass};
 use crate::token::session_state::{KeyUse, Stage, Use};
 pub use crate::token::Session;
 use crate::token::{CachedObject, Token, UserType, SESSION_OBJECT_BASE};
+pub use message::{AeadParams, MessageKind};
 
 mod cipher;
 mod digest;
 mod find;
 mod init;
 mod keys;
+pub(crate) mod message;
 mod objects;
 mod sign;
 
@@ -118,6 +120,7 @@ impl Session {
         self.encrypt = None;
         self.decrypt = None;
         self.digest = None;
+        self.messages = None;
         self.private_op = false;
     }
 }
@@ -292,6 +295,7 @@ impl Token {
             digest: None,
             private_op: false,
             last_key: None,
+            messages: None,
             _cold_tail: [0; 64],
         };
         let s = Arc::new(Mutex::new(s));

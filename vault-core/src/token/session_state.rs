@@ -39,6 +39,8 @@ pub struct Session {
     /// The key the last operation's init here used (token objects only): the next
     /// init with the same key reuses it while the file and the process are unchanged.
     pub(crate) last_key: Option<KeyUse>,
+    /// The message-based operations (PKCS#11 3.0), allocated on first use.
+    pub(crate) messages: Option<Box<crate::session::message::MessageSlots>>,
     pub(crate) _cold_tail: [u8; 64],
 }
 
