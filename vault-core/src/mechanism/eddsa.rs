@@ -5,11 +5,13 @@
 //! OID 1.3.101.112 or the printable string "edwards25519", both accepted, the
 //! template's form kept); `CKA_EC_POINT` is the 32-byte public key in a DER OCTET
 //! STRING (a bare 32-byte key is accepted on import); `CKA_VALUE` of the private key
-//! is the 32-byte secret seed. Pure Ed25519 only: a `CK_EDDSA_PARAMS` asking for
-//! the pre-hash or context variants (Ed25519ph, Ed25519ctx) is refused.
+//! is the 32-byte secret seed. Pure Ed25519 and Ed25519ph (`CK_EDDSA_PARAMS` with
+//! `phFlag`, with or without a context; the message is hashed with SHA-512 as it
+//! arrives). Ed25519ctx (a context without pre-hash) is refused: ed25519-dalek
+//! does not offer it.
 
 use cryptoki_sys::*;
-use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Digest, Sha512, Signer, SigningKey, VerifyingKey};
 use zeroize::Zeroizing;
 
 use super::keys::check_template_type;
@@ -105,52 +107,83 @@ fn generate_pair(
     Ok((public, private))
 }
 
-/// Pure Ed25519 only (no parameter, or `CK_EDDSA_PARAMS` without pre-hash or context).
-fn check_mech(mech: &Mechanism) -> Result<()> {
+/// What a `CKM_EDDSA` parameter asks for: pure Ed25519 (no parameter, or
+/// `CK_EDDSA_PARAMS` without pre-hash or context) or Ed25519ph with a context of at
+/// most 255 bytes.
+fn variant(mech: &Mechanism) -> Result<Input> {
     match &mech.param {
-        MechParam::None => Ok(()),
+        MechParam::None => Ok(Input::Pure(Zeroizing::new(Vec::new()))),
         MechParam::Eddsa {
             prehash: false,
             context,
-        } if context.is_empty() => Ok(()),
+        } if context.is_empty() => Ok(Input::Pure(Zeroizing::new(Vec::new()))),
+        MechParam::Eddsa {
+            prehash: true,
+            context,
+        } if context.len() <= 255 => Ok(Input::Prehash(Box::new(Sha512::new()), context.clone())),
+        MechParam::Eddsa { prehash: true, .. } => {
+            Err(param_err("an Ed25519ph context is at most 255 bytes"))
+        }
         _ => Err(param_err(
-            "only pure Ed25519: no pre-hash (Ed25519ph) and no context (Ed25519ctx)",
+            "Ed25519ctx (a context without pre-hash) is not supported; use Ed25519 or Ed25519ph",
         )),
     }
 }
 
-/// EdDSA signs the whole message at once: parts are gathered until the end.
+/// The message so far: whole for pure Ed25519 (it signs the message at once),
+/// hashed as it comes for Ed25519ph.
+enum Input {
+    Pure(Zeroizing<Vec<u8>>),
+    Prehash(Box<Sha512>, Vec<u8>),
+}
+
+impl Input {
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Input::Pure(v) => v.extend_from_slice(data),
+            Input::Prehash(h, _) => h.update(data),
+        }
+    }
+}
+
 struct EdOp {
-    data: Zeroizing<Vec<u8>>,
+    input: Input,
     key: Key,
 }
 
 fn sign_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn SignOp>> {
-    check_mech(mech)?;
+    let input = variant(mech)?;
     key.ed_private()?;
     Ok(Box::new(EdOp {
-        data: Zeroizing::new(Vec::new()),
+        input,
         key: key.clone(),
     }))
 }
 
 fn verify_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn VerifyOp>> {
-    check_mech(mech)?;
+    let input = variant(mech)?;
     key.ed_public()?;
     Ok(Box::new(EdOp {
-        data: Zeroizing::new(Vec::new()),
+        input,
         key: key.clone(),
     }))
 }
 
 impl SignOp for EdOp {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.data.extend_from_slice(data);
+        self.input.update(data);
         Ok(())
     }
 
     fn finish(&mut self) -> Result<Vec<u8>> {
-        Ok(self.key.ed_private()?.sign(&self.data).to_bytes().to_vec())
+        let sk = self.key.ed_private()?;
+        let sig = match &self.input {
+            Input::Pure(m) => sk.sign(m),
+            Input::Prehash(h, ctx) => sk
+                .sign_prehashed((**h).clone(), Some(ctx))
+                .map_err(|_| param_err("bad Ed25519ph context"))?,
+        };
+        Ok(sig.to_bytes().to_vec())
     }
 
     fn sig_len(&self) -> usize {
@@ -160,18 +193,20 @@ impl SignOp for EdOp {
 
 impl VerifyOp for EdOp {
     fn update(&mut self, data: &[u8]) -> Result<()> {
-        self.data.extend_from_slice(data);
+        self.input.update(data);
         Ok(())
     }
 
     fn finish(&mut self, signature: &[u8]) -> Result<()> {
         let sig: &[u8; 64] = signature.try_into().map_err(|_| Error::SignatureLenRange)?;
         let sig = ed25519_dalek::Signature::from_bytes(sig);
+        let pk = self.key.ed_public()?;
         // Strict verification: no small-order keys, canonical encodings only.
-        self.key
-            .ed_public()?
-            .verify_strict(&self.data, &sig)
-            .map_err(|_| Error::SignatureInvalid)
+        match &self.input {
+            Input::Pure(m) => pk.verify_strict(m, &sig),
+            Input::Prehash(h, ctx) => pk.verify_prehashed_strict((**h).clone(), Some(ctx), &sig),
+        }
+        .map_err(|_| Error::SignatureInvalid)
     }
 }
 

@@ -109,13 +109,51 @@ fn ed25519_generation_and_openssl_verification() {
     ));
 }
 
+/// RFC 8032 §7.3 (Ed25519ph, "abc", no context), fed in parts; with a context the
+/// signature differs and only that context verifies it.
+#[test]
+fn ed25519ph_rfc8032_known_answer() {
+    let sk = private(&h(
+        "833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42",
+    ));
+    let pk = public(&h(
+        "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf",
+    ))
+    .unwrap();
+    let ph = |context: &[u8]| {
+        mech(
+            CKM_EDDSA,
+            MechParam::Eddsa {
+                prehash: true,
+                context: context.to_vec(),
+            },
+        )
+    };
+    let sig = sign_parts(&ph(b""), &sk, &[b"a", b"bc"]).unwrap();
+    assert_eq!(
+        hex::encode(&sig),
+        "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41\
+         31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
+    );
+    verify(&ph(b""), &pk, b"abc", &sig).unwrap();
+    assert!(verify(&Mechanism::new(CKM_EDDSA), &pk, b"abc", &sig).is_err());
+    let with_ctx = sign(&ph(b"vtoken"), &sk, b"abc").unwrap();
+    assert_ne!(with_ctx, sig);
+    verify(&ph(b"vtoken"), &pk, b"abc", &with_ctx).unwrap();
+    assert!(matches!(
+        verify(&ph(b"other"), &pk, b"abc", &with_ctx),
+        Err(Error::SignatureInvalid)
+    ));
+}
+
 #[test]
 fn ed25519_refuses_variants_and_bad_keys() {
     let sk = private(&[7; 32]);
+    // Ed25519ctx (no ed25519-dalek support) and an over-long Ed25519ph context.
     for p in [
         MechParam::Eddsa {
             prehash: true,
-            context: vec![],
+            context: vec![0; 256],
         },
         MechParam::Eddsa {
             prehash: false,
