@@ -286,6 +286,27 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
             // pointers to their lengths' bytes (this function's contract).
             MechParam::Kbkdf(Box::new(unsafe { crate::kbkdf::params(ty, pp, len) }?))
         }
+        CKM_HKDF_DERIVE => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_HKDF_PARAMS` holds integers and pointers.
+            let h: CK_HKDF_PARAMS = unsafe { param_struct(pp, len) }?;
+            use vault_core::mechanism::hkdf::{Params, Salt};
+            let salt = match h.ulSaltType {
+                CKF_HKDF_SALT_NULL => Salt::Null,
+                // SAFETY: the salt points to `ulSaltLen` bytes (nested pointers).
+                CKF_HKDF_SALT_DATA => Salt::Data(unsafe { param_bytes(h.pSalt, h.ulSaltLen) }?),
+                CKF_HKDF_SALT_KEY => Salt::Key(h.hSaltKey),
+                _ => return Err(Rv(CKR_MECHANISM_PARAM_INVALID)),
+            };
+            MechParam::Hkdf(Box::new(Params {
+                extract: h.bExtract != CK_FALSE,
+                expand: h.bExpand != CK_FALSE,
+                prf: h.prfHashMechanism,
+                salt,
+                // SAFETY: the info points to `ulInfoLen` bytes (nested pointers).
+                info: unsafe { param_bytes(h.pInfo, h.ulInfoLen) }?,
+            }))
+        }
         CKM_CONCATENATE_BASE_AND_KEY => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); a `CK_OBJECT_HANDLE` is an integer.

@@ -357,3 +357,77 @@ fn sp800_108_with_additional_keys() {
     assert!(bad.iter().all(|k| k.handle().is_none()));
     assert_eq!(s.find_objects(&[]).unwrap().len(), before);
 }
+
+/// HKDF through the module: a generated `CKK_HKDF` key, extract-and-expand equal
+/// to extract then expand, a salt given as another key's value, and a salt key
+/// without `CKA_DERIVE` refused.
+#[test]
+fn hkdf_derive() {
+    use cryptoki::mechanism::hkdf::{HkdfParams, HkdfSalt};
+    use cryptoki::mechanism::MechanismType;
+    let ctx = Ctx::new();
+    let (_slot, s) = ctx.user_session();
+    let ikm = s
+        .generate_key(
+            &Mechanism::HkdfKeyGen,
+            &[
+                Attribute::Token(false),
+                Attribute::ValueLen(32.into()),
+                Attribute::Derive(true),
+            ],
+        )
+        .unwrap();
+    let out = |params: HkdfParams, base: ObjectHandle, len: u64| {
+        let mut t = derived(&[Attribute::Sensitive(false), Attribute::Extractable(true)]);
+        t.push(Attribute::ValueLen(len.into()));
+        let k = s.derive_key(&Mechanism::HkdfDerive(params), base, &t)?;
+        Ok::<_, cryptoki::error::Error>(attr_bytes(&s, k, AttributeType::Value))
+    };
+    let salt = HkdfSalt::Data(b"salt");
+    let both = out(
+        HkdfParams::new(MechanismType::SHA256, Some(salt), Some(b"info")),
+        ikm,
+        64,
+    )
+    .unwrap();
+    let prk = out(
+        HkdfParams::new(MechanismType::SHA256, Some(salt), None),
+        ikm,
+        32,
+    )
+    .unwrap();
+    let prk_key = open_key(&s, KeyType::GENERIC_SECRET, &prk);
+    let expanded = out(
+        HkdfParams::new(MechanismType::SHA256, None, Some(b"info")),
+        prk_key,
+        64,
+    )
+    .unwrap();
+    assert_eq!(both, expanded);
+    // The salt as a key: the same output as the salt as data.
+    let salt_key = open_key(&s, KeyType::GENERIC_SECRET, b"salt");
+    let by_key = out(
+        HkdfParams::new(
+            MechanismType::SHA256,
+            Some(HkdfSalt::Key(salt_key)),
+            Some(b"info"),
+        ),
+        ikm,
+        64,
+    )
+    .unwrap();
+    assert_eq!(by_key, both);
+    let no_derive = secret_key(&s, KeyType::GENERIC_SECRET, b"salt", &READABLE);
+    assert_eq!(
+        rv(out(
+            HkdfParams::new(
+                MechanismType::SHA256,
+                Some(HkdfSalt::Key(no_derive)),
+                Some(b"info")
+            ),
+            ikm,
+            64,
+        )),
+        RvError::KeyFunctionNotPermitted
+    );
+}

@@ -74,6 +74,8 @@ pub enum MechParam {
     Extract(u64),
     /// `CK_AES_CBC_ENCRYPT_DATA_PARAMS` / `CK_DES_CBC_ENCRYPT_DATA_PARAMS`.
     CbcEncryptData { iv: Vec<u8>, data: Vec<u8> },
+    /// `CK_HKDF_PARAMS`.
+    Hkdf(Box<hkdf::Params>),
     /// `CK_SP800_108_KDF_PARAMS` / `CK_SP800_108_FEEDBACK_KDF_PARAMS`.
     Kbkdf(Box<kbkdf::Params>),
     /// `CK_ECDH1_DERIVE_PARAMS`.
@@ -103,6 +105,7 @@ mod ecdsa;
 pub mod eddsa;
 pub mod encoding;
 mod gcm;
+pub mod hkdf;
 mod hmac;
 pub mod kbkdf;
 pub mod kdf;

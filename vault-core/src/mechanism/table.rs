@@ -19,7 +19,7 @@ use zeroize::Zeroizing;
 
 use super::encoding::private_key_pkcs8;
 use super::{
-    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hmac, kbkdf, kdf, kw, rsa, x25519,
+    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hkdf, hmac, kbkdf, kdf, kw, rsa, x25519,
     CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
@@ -165,7 +165,7 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 15] = [
+const FAMILIES: [&[MechEntry]; 16] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
@@ -181,6 +181,7 @@ const FAMILIES: [&[MechEntry]; 15] = [
     digest::ENTRIES,
     kdf::ENTRIES,
     kbkdf::ENTRIES,
+    hkdf::ENTRIES,
 ];
 
 const fn count(families: &[&[MechEntry]]) -> usize {

@@ -272,6 +272,7 @@ fn key_defaults(
                 kt,
                 CKK_AES
                     | CKK_GENERIC_SECRET
+                    | CKK_HKDF
                     | CKK_DES3
                     | CKK_DES
                     | CKK_SHA_1_HMAC

@@ -323,8 +323,8 @@ impl Token {
     /// `C_DeriveKey`, with every key it makes: the template's first, then the
     /// additional keys an SP 800-108 derivation names in its parameter (each with its
     /// own template, checked like the first). `CKM_CONCATENATE_BASE_AND_KEY` names
-    /// its second key in the parameter; it is looked up and checked as the base key
-    /// is. Either every key is stored or none.
+    /// its second key in the parameter, HKDF a key whose value is the salt; it is
+    /// looked up and checked as the base key is. Either every key is stored or none.
     pub fn derive_keys(
         &self,
         sid: u64,
@@ -354,6 +354,15 @@ impl Token {
                     "CKM_CONCATENATE_BASE_AND_KEY needs the second key's handle".into(),
                 ))
             }
+            (CKM_HKDF_DERIVE, mechanism::MechParam::Hkdf(p)) => match p.salt {
+                // The salt as another key's value: that key is checked as the base is.
+                mechanism::hkdf::Salt::Key(h) => {
+                    let o = self.key_of(h, CKA_DERIVE, mech)?;
+                    self.key_check(OpClass::Derive, &o.obj.attrs, &o.verdict, "derive a key")?;
+                    Some(o)
+                }
+                _ => None,
+            },
             _ => None,
         };
         let sources: Vec<&Attributes> = std::iter::once(&*b.obj.attrs)

@@ -23,7 +23,16 @@ fn mechanism_table_is_consistent() {
     assert_eq!((ec.min_key_size, ec.max_key_size), (256, 384));
     assert_ne!(ec.flags & CKF_EC_NAMEDCURVE, 0);
     let gcm = mechanism_info(CKM_AES_GCM).unwrap();
-    assert_eq!(gcm.flags, CKF_ENCRYPT | CKF_DECRYPT);
+    // Single-part and message-based (PKCS#11 3.0) encryption.
+    assert_eq!(
+        gcm.flags,
+        CKF_ENCRYPT | CKF_DECRYPT | CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT | CKF_MULTI_MESSAGE
+    );
+    let hmac = mechanism_info(CKM_SHA256_HMAC).unwrap();
+    assert_eq!(
+        hmac.flags,
+        CKF_SIGN | CKF_VERIFY | CKF_MESSAGE_SIGN | CKF_MESSAGE_VERIFY | CKF_MULTI_MESSAGE
+    );
     assert!(matches!(
         mechanism_info(CKM_MD5),
         Err(Error::MechanismInvalid(CKM_MD5))
@@ -190,6 +199,13 @@ impl Candidates {
                 bits: 32,
             })),
             kbkdf_param(None),
+            MechParam::Hkdf(Box::new(crate::mechanism::hkdf::Params {
+                extract: true,
+                expand: true,
+                prf: CKM_SHA256,
+                salt: crate::mechanism::hkdf::Salt::Null,
+                info: vec![1],
+            })),
             MechParam::Extract(0),
             MechParam::CbcEncryptData {
                 iv: vec![1; 16],
