@@ -111,12 +111,14 @@ pub mod kbkdf;
 pub mod kdf;
 mod keys;
 mod kw;
+mod names;
 mod rsa;
 mod table;
 pub mod x25519;
 
 pub use digest::HashAlg;
 pub use keys::Key;
+pub use names::mechanism_name;
 pub use table::{
     decrypt_init, derive, digest_init, encrypt_init, generate_key, generate_key_pair,
     mechanism_info, mechanism_list, sign_init, unwrap, verify_init, wrap,

@@ -40,6 +40,19 @@ fn mechanism_table_is_consistent() {
 }
 
 #[test]
+fn every_mechanism_has_its_name() {
+    for ty in mechanism_list() {
+        let name = crate::mechanism::mechanism_name(ty).unwrap_or_else(|| panic!("{ty:#x}"));
+        assert!(name.starts_with("CKM_"));
+    }
+    assert_eq!(
+        crate::mechanism::mechanism_name(CKM_AES_GCM),
+        Some("CKM_AES_GCM")
+    );
+    assert_eq!(crate::mechanism::mechanism_name(CKM_MD5), None);
+}
+
+#[test]
 fn random_fills() {
     let mut a = [0u8; 32];
     let mut b = [0u8; 32];
