@@ -286,6 +286,19 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
             // pointers to their lengths' bytes (this function's contract).
             MechParam::Kbkdf(Box::new(unsafe { crate::kbkdf::params(ty, pp, len) }?))
         }
+        CKM_CHACHA20_POLY1305 => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); the structure holds pointers and lengths.
+            let c: CK_SALSA20_CHACHA20_POLY1305_PARAMS = unsafe { param_struct(pp, len) }?;
+            // SAFETY: the nonce and AAD point to their lengths' bytes (nested pointers).
+            let (nonce, aad) = unsafe {
+                (
+                    param_bytes(c.pNonce, c.ulNonceLen)?,
+                    param_bytes(c.pAAD, c.ulAADLen)?,
+                )
+            };
+            MechParam::ChaChaPoly { nonce, aad }
+        }
         CKM_HKDF_DERIVE => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); `CK_HKDF_PARAMS` holds integers and pointers.

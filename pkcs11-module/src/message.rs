@@ -1,5 +1,6 @@
 //! The PKCS#11 3.0 message-based functions: encryption and decryption with
-//! AES-GCM (`CK_GCM_MESSAGE_PARAMS` per message: IV, IV generator, tag) and
+//! AES-GCM (`CK_GCM_MESSAGE_PARAMS` per message: IV, IV generator, tag) or
+//! ChaCha20-Poly1305 (`CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS`: nonce, tag), and
 //! signatures and MACs with every signing mechanism (no per-message parameter).
 //! The core keeps the contexts (`vault_core::session::message`); this file decodes
 //! the caller's parameter and writes the generated IV and the tag back into it.
@@ -59,37 +60,59 @@ struct GcmMessage {
     tag_out: *mut u8,
 }
 
+/// The caller's message parameter: `CK_GCM_MESSAGE_PARAMS` or (told apart by its
+/// size) `CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS`, whose 16-byte tag and nonce
+/// map onto the same fields with no IV generation.
+///
 /// # Safety
-/// `p` is NULL or points to `len` readable bytes; its IV and tag pointers point to
-/// `ulIvLen` and `ulTagBits / 8` bytes, readable and writable (PKCS#11).
+/// `p` is NULL or points to `len` readable bytes; its IV (nonce) and tag pointers
+/// point to their lengths' bytes, readable and writable (PKCS#11).
 unsafe fn gcm_message(p: *mut c_void, len: CK_ULONG) -> Result<GcmMessage, Rv> {
-    if p.is_null() || len as usize != std::mem::size_of::<CK_GCM_MESSAGE_PARAMS>() {
+    if p.is_null() {
         return Err(PARAM_INVALID);
     }
-    // SAFETY: `p` points to a whole `CK_GCM_MESSAGE_PARAMS` (checked length, this
-    // function's contract), possibly unaligned.
-    let g: CK_GCM_MESSAGE_PARAMS = unsafe { std::ptr::read_unaligned(p as *const _) };
-    let tag_len = (g.ulTagBits / 8) as usize;
-    if g.pIv.is_null() || g.pTag.is_null() || g.ulTagBits & 7 != 0 || tag_len > 16 {
+    let (iv_ptr, iv_len, fixed, generator, tag_ptr, tag_bits) =
+        if len as usize == std::mem::size_of::<CK_GCM_MESSAGE_PARAMS>() {
+            // SAFETY: `p` points to a whole `CK_GCM_MESSAGE_PARAMS` (checked length,
+            // this function's contract), possibly unaligned.
+            let g: CK_GCM_MESSAGE_PARAMS = unsafe { std::ptr::read_unaligned(p as *const _) };
+            (
+                g.pIv,
+                g.ulIvLen,
+                g.ulIvFixedBits,
+                g.ivGenerator,
+                g.pTag,
+                g.ulTagBits,
+            )
+        } else if len as usize == std::mem::size_of::<CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS>() {
+            // SAFETY: as above, for the ChaCha20-Poly1305 structure.
+            let c: CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS =
+                unsafe { std::ptr::read_unaligned(p as *const _) };
+            (c.pNonce, c.ulNonceLen, 0, CKG_NO_GENERATE, c.pTag, 128)
+        } else {
+            return Err(PARAM_INVALID);
+        };
+    let tag_len = (tag_bits / 8) as usize;
+    if iv_ptr.is_null() || tag_ptr.is_null() || tag_bits & 7 != 0 || tag_len > 16 {
         return Err(PARAM_INVALID);
     }
     // SAFETY: the IV and tag point to their lengths' bytes (contract).
     let (iv, tag) = unsafe {
         (
-            bytes(g.pIv, g.ulIvLen)?.to_vec(),
-            bytes(g.pTag, tag_len as CK_ULONG)?.to_vec(),
+            bytes(iv_ptr, iv_len)?.to_vec(),
+            bytes(tag_ptr, tag_len as CK_ULONG)?.to_vec(),
         )
     };
     Ok(GcmMessage {
         params: AeadParams {
             iv,
-            iv_fixed_bits: g.ulIvFixedBits,
-            generator: g.ivGenerator,
+            iv_fixed_bits: fixed,
+            generator,
             tag,
-            tag_bits: g.ulTagBits,
+            tag_bits,
         },
-        iv_out: g.pIv,
-        tag_out: g.pTag,
+        iv_out: iv_ptr,
+        tag_out: tag_ptr,
     })
 }
 

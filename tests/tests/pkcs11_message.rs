@@ -388,3 +388,183 @@ fn message_signatures_equal_single_part_ones() {
         );
     }
 }
+
+type EncryptMessageFn = unsafe extern "C" fn(
+    CK_SESSION_HANDLE,
+    *mut std::ffi::c_void,
+    CK_ULONG,
+    *mut u8,
+    CK_ULONG,
+    *mut u8,
+    CK_ULONG,
+    *mut u8,
+    *mut CK_ULONG,
+) -> CK_RV;
+
+/// ChaCha20-Poly1305 through the raw entry points (cryptoki has no wrapper): the
+/// RFC 8439 §2.8.2 vector single-part, the same as a message with its tag in the
+/// parameter, a nonce used twice in one message context refused, a forged tag
+/// refused.
+#[test]
+fn chacha20_poly1305_single_part_and_messages() {
+    let ctx = Ctx::new();
+    let (_slot, s) = ctx.user_session();
+    let h = s.handle();
+    // cryptoki has no CKK_CHACHA20: the key object through C_CreateObject itself.
+    let (mut class, mut kt, mut yes) = (CKO_SECRET_KEY, CKK_CHACHA20, CK_TRUE);
+    let mut value =
+        hex::decode("808182838485868788898a8b8c8d8e8f909192939495969798999a9b9c9d9e9f").unwrap();
+    let attr = |type_, p: *mut std::ffi::c_void, len: usize| CK_ATTRIBUTE {
+        type_,
+        pValue: p,
+        ulValueLen: len as CK_ULONG,
+    };
+    let ul = std::mem::size_of::<CK_ULONG>();
+    let mut tmpl = [
+        attr(CKA_CLASS, &mut class as *mut _ as *mut _, ul),
+        attr(CKA_KEY_TYPE, &mut kt as *mut _ as *mut _, ul),
+        attr(CKA_VALUE, value.as_mut_ptr() as *mut _, 32),
+        attr(CKA_ENCRYPT, &mut yes as *mut _ as *mut _, 1),
+        attr(CKA_DECRYPT, &mut yes as *mut _ as *mut _, 1),
+    ];
+    let mut key: CK_OBJECT_HANDLE = 0;
+    assert_eq!(
+        rawcall!(
+            C_CreateObject,
+            h,
+            tmpl.as_mut_ptr(),
+            tmpl.len() as CK_ULONG,
+            &mut key
+        ),
+        CKR_OK
+    );
+    let mut nonce = hex::decode("070000004041424344454647").unwrap();
+    let mut aad = hex::decode("50515253c0c1c2c3c4c5c6c7").unwrap();
+    let mut pt = b"Ladies and Gentlemen of the class of '99: If I could offer you only one tip for the future, sunscreen would be it.".to_vec();
+    let mut params = CK_SALSA20_CHACHA20_POLY1305_PARAMS {
+        pNonce: nonce.as_mut_ptr(),
+        ulNonceLen: 12,
+        pAAD: aad.as_mut_ptr(),
+        ulAADLen: aad.len() as CK_ULONG,
+    };
+    let mut m = CK_MECHANISM {
+        mechanism: CKM_CHACHA20_POLY1305,
+        pParameter: &mut params as *mut _ as *mut std::ffi::c_void,
+        ulParameterLen: std::mem::size_of::<CK_SALSA20_CHACHA20_POLY1305_PARAMS>() as CK_ULONG,
+    };
+    assert_eq!(rawcall!(C_EncryptInit, h, &mut m, key), CKR_OK);
+    let mut ct = vec![0u8; pt.len() + 16];
+    let mut len = ct.len() as CK_ULONG;
+    assert_eq!(
+        rawcall!(
+            C_Encrypt,
+            h,
+            pt.as_mut_ptr(),
+            pt.len() as CK_ULONG,
+            ct.as_mut_ptr(),
+            &mut len
+        ),
+        CKR_OK
+    );
+    assert_eq!(
+        hex::encode(&ct[ct.len() - 16..]),
+        "1ae10b594f09e26a7e902ecbd0600691"
+    );
+    // The message form: ciphertext out, tag into the parameter.
+    let mut tag = [0u8; 16];
+    let mut mp = CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS {
+        pNonce: nonce.as_mut_ptr(),
+        ulNonceLen: 12,
+        pTag: tag.as_mut_ptr(),
+    };
+    let mp_len = std::mem::size_of::<CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS>() as CK_ULONG;
+    let mut init = CK_MECHANISM {
+        mechanism: CKM_CHACHA20_POLY1305,
+        pParameter: std::ptr::null_mut(),
+        ulParameterLen: 0,
+    };
+    let enc: EncryptMessageFn = sym("C_EncryptMessage");
+    let dec: EncryptMessageFn = sym("C_DecryptMessage");
+    let pp = &mut mp as *mut _ as *mut std::ffi::c_void;
+    unsafe {
+        assert_eq!(
+            sym::<InitFn>("C_MessageEncryptInit")(h, &mut init, key),
+            CKR_OK
+        );
+        let mut out = vec![0u8; pt.len()];
+        let mut olen = out.len() as CK_ULONG;
+        let al = aad.len() as CK_ULONG;
+        let pl = pt.len() as CK_ULONG;
+        assert_eq!(
+            enc(
+                h,
+                pp,
+                mp_len,
+                aad.as_mut_ptr(),
+                al,
+                pt.as_mut_ptr(),
+                pl,
+                out.as_mut_ptr(),
+                &mut olen
+            ),
+            CKR_OK
+        );
+        assert_eq!(out, ct[..pt.len()]);
+        assert_eq!(tag[..], ct[pt.len()..]);
+        // The same nonce again in this context: refused (it would leak the key stream).
+        let mut olen = out.len() as CK_ULONG;
+        assert_eq!(
+            enc(
+                h,
+                pp,
+                mp_len,
+                aad.as_mut_ptr(),
+                al,
+                pt.as_mut_ptr(),
+                pl,
+                out.as_mut_ptr(),
+                &mut olen
+            ),
+            CKR_MECHANISM_PARAM_INVALID
+        );
+        assert_eq!(sym::<FinalFn>("C_MessageEncryptFinal")(h), CKR_OK);
+        assert_eq!(
+            sym::<InitFn>("C_MessageDecryptInit")(h, &mut init, key),
+            CKR_OK
+        );
+        let mut back = vec![0u8; pt.len()];
+        let mut blen = back.len() as CK_ULONG;
+        assert_eq!(
+            dec(
+                h,
+                pp,
+                mp_len,
+                aad.as_mut_ptr(),
+                al,
+                out.as_mut_ptr(),
+                pl,
+                back.as_mut_ptr(),
+                &mut blen
+            ),
+            CKR_OK
+        );
+        assert_eq!(back, pt);
+        tag[0] ^= 1;
+        let mut blen = back.len() as CK_ULONG;
+        assert_eq!(
+            dec(
+                h,
+                pp,
+                mp_len,
+                aad.as_mut_ptr(),
+                al,
+                out.as_mut_ptr(),
+                pl,
+                back.as_mut_ptr(),
+                &mut blen
+            ),
+            CKR_ENCRYPTED_DATA_INVALID
+        );
+        assert_eq!(sym::<FinalFn>("C_MessageDecryptFinal")(h), CKR_OK);
+    }
+}

@@ -74,6 +74,8 @@ pub enum MechParam {
     Extract(u64),
     /// `CK_AES_CBC_ENCRYPT_DATA_PARAMS` / `CK_DES_CBC_ENCRYPT_DATA_PARAMS`.
     CbcEncryptData { iv: Vec<u8>, data: Vec<u8> },
+    /// `CK_SALSA20_CHACHA20_POLY1305_PARAMS`.
+    ChaChaPoly { nonce: Vec<u8>, aad: Vec<u8> },
     /// `CK_HKDF_PARAMS`.
     Hkdf(Box<hkdf::Params>),
     /// `CK_SP800_108_KDF_PARAMS` / `CK_SP800_108_FEEDBACK_KDF_PARAMS`.
@@ -96,6 +98,7 @@ pub struct MechInfo {
 
 mod aes;
 pub mod backend;
+mod chacha;
 mod cmac;
 mod ctr;
 mod des3;
@@ -116,6 +119,7 @@ mod rsa;
 mod table;
 pub mod x25519;
 
+pub(crate) use chacha::seal_or_open as chacha_seal_or_open;
 pub use digest::HashAlg;
 pub use keys::Key;
 pub use names::mechanism_name;
@@ -205,7 +209,7 @@ pub fn random_secret(len: usize) -> Result<Zeroizing<Vec<u8>>> {
 
 /// Upper limit for data buffered by single-part style mechanisms (raw ECDSA input,
 /// GCM, key wrap): keeps a misbehaving client from exhausting memory.
-const MAX_BUFFER: usize = 64 << 20;
+pub(crate) const MAX_BUFFER: usize = 64 << 20;
 
 /// Checks a MAC (HMAC, CMAC) against the `expected` one of length `len`, in
 /// constant time; a wrong length is `SignatureLenRange`.

@@ -19,18 +19,18 @@ use zeroize::Zeroizing;
 
 use super::encoding::private_key_pkcs8;
 use super::{
-    aes, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hkdf, hmac, kbkdf, kdf, kw, rsa, x25519,
-    CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
+    aes, chacha, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hkdf, hmac, kbkdf, kdf, kw, rsa,
+    x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
-/// The PKCS#11 3.0 message-based flags (`crate::session::message`): AES-GCM
-/// encrypts and decrypts messages, every signature mechanism signs and verifies
+/// The PKCS#11 3.0 message-based flags (`crate::session::message`): AES-GCM and
+/// ChaCha20-Poly1305 encrypt and decrypt messages, every signature mechanism signs and verifies
 /// them, each with several messages per context.
 fn message_flags(ty: CK_MECHANISM_TYPE, flags: CK_FLAGS) -> CK_FLAGS {
     let mut m = 0;
-    if ty == CKM_AES_GCM {
+    if matches!(ty, CKM_AES_GCM | CKM_CHACHA20_POLY1305) {
         m |= CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT;
     }
     if has(flags, CKF_SIGN) {
@@ -165,7 +165,7 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 16] = [
+const FAMILIES: [&[MechEntry]; 17] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
@@ -175,6 +175,7 @@ const FAMILIES: [&[MechEntry]; 16] = [
     cmac::ENTRIES,
     ctr::ENTRIES,
     gcm::ENTRIES,
+    chacha::ENTRIES,
     kw::ENTRIES,
     des3::ENTRIES,
     hmac::ENTRIES,

@@ -273,6 +273,7 @@ fn key_defaults(
                 CKK_AES
                     | CKK_GENERIC_SECRET
                     | CKK_HKDF
+                    | CKK_CHACHA20
                     | CKK_DES3
                     | CKK_DES
                     | CKK_SHA_1_HMAC
@@ -292,6 +293,9 @@ fn key_defaults(
                 }
             }
             if kt == CKK_AES && ![16, 24, 32].contains(&len) {
+                return Err(Error::AttributeValueInvalid(CKA_VALUE));
+            }
+            if kt == CKK_CHACHA20 && len != 32 {
                 return Err(Error::AttributeValueInvalid(CKA_VALUE));
             }
             if kt == CKK_DES3 && len != 24 {

@@ -1,7 +1,8 @@
 //! The PKCS#11 3.0 message-based functions (§5.13–5.16): one init fixes the key and
 //! mechanism, then each message brings its own parameter. Encryption and
 //! decryption take AES-GCM with `CK_GCM_MESSAGE_PARAMS` (IV, fixed IV bits, IV
-//! generator, tag); signatures and MACs take every signing mechanism without a
+//! generator, tag) and ChaCha20-Poly1305 with `CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS`
+//! (nonce, tag; the caller's nonce); signatures and MACs take every signing mechanism without a
 //! per-message parameter.
 //!
 //! A message's failure ends that message, not the context (PKCS#11 3.0 §5.13: only
@@ -113,7 +114,7 @@ fn new_ctx(mech: &Mechanism, key: &Key) -> Result<Box<MessageCtx>> {
 /// Checks the parameter of a message for context `c`; for an encryption, fills
 /// in the IV the generator makes and refuses an IV this context used before.
 fn prepare(c: &mut MessageCtx, p: &mut AeadParams, encrypt: bool) -> Result<()> {
-    if c.mech.ty != CKM_AES_GCM {
+    if !is_aead(c.mech.ty) {
         return Err(Error::MechanismInvalid(c.mech.ty));
     }
     let bad = |m: &str| Error::MechanismParamInvalid(m.into());
@@ -157,6 +158,10 @@ fn prepare(c: &mut MessageCtx, p: &mut AeadParams, encrypt: bool) -> Result<()> 
     Ok(())
 }
 
+fn is_aead(ty: CK_MECHANISM_TYPE) -> bool {
+    matches!(ty, CKM_AES_GCM | CKM_CHACHA20_POLY1305)
+}
+
 /// One whole AEAD message: ciphertext and tag (encryption) or plaintext.
 fn seal_or_open(
     c: &MessageCtx,
@@ -165,6 +170,24 @@ fn seal_or_open(
     data: &[u8],
     encrypt: bool,
 ) -> Result<Vec<u8>> {
+    if c.mech.ty == CKM_CHACHA20_POLY1305 {
+        if p.tag_bits != 128 {
+            return Err(Error::MechanismParamInvalid(
+                "a ChaCha20-Poly1305 tag is 128 bits".into(),
+            ));
+        }
+        return if encrypt {
+            let mut out = mechanism::chacha_seal_or_open(&c.key, &p.iv, aad, data, true)?;
+            let tag = out.split_off(out.len() - 16);
+            p.tag[..16].copy_from_slice(&tag);
+            Ok(out)
+        } else {
+            let mut input = Zeroizing::new(Vec::with_capacity(data.len() + 16));
+            input.extend_from_slice(data);
+            input.extend_from_slice(&p.tag[..16]);
+            mechanism::chacha_seal_or_open(&c.key, &p.iv, aad, &input, false)
+        };
+    }
     let m = Mechanism {
         ty: CKM_AES_GCM,
         param: mechanism::MechParam::Gcm {
@@ -297,7 +320,7 @@ impl Token {
         if c.part.is_some() {
             return Err(Error::OperationActive);
         }
-        if c.mech.ty != CKM_AES_GCM {
+        if !is_aead(c.mech.ty) {
             return Err(Error::MechanismInvalid(c.mech.ty));
         }
         c.part = Some(Part::Aead {

@@ -206,6 +206,10 @@ impl Candidates {
                 shared_data: vec![],
                 public_data: peer.get(CKA_EC_POINT).unwrap().to_vec(),
             },
+            MechParam::ChaChaPoly {
+                nonce: vec![1; 12],
+                aad: vec![],
+            },
             MechParam::KeyHandle(1),
             kbkdf_param(Some(crate::mechanism::kbkdf::CounterFormat {
                 little_endian: false,
@@ -234,8 +238,9 @@ impl Candidates {
         to_wrap.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         to_wrap.set_ulong(CKA_KEY_TYPE, CKK_GENERIC_SECRET);
         to_wrap.set(CKA_VALUE, vec![5; 32]);
-        // 24 bytes fit AES, DES3, HMAC and generic secrets; 8 bytes single DES.
-        let secret_templates = [24, 8]
+        // 24 bytes fit AES, DES3, HMAC and generic secrets; 8 bytes single DES; 32
+        // bytes ChaCha20.
+        let secret_templates = [24, 8, 32]
             .map(|n| {
                 let mut t = Attributes::new();
                 t.set_ulong(CKA_VALUE_LEN, n);
@@ -266,6 +271,7 @@ impl Candidates {
                 secret(CKK_DES3, &[7; 24]),
                 secret(CKK_DES, &[7; 8]),
                 secret(CKK_GENERIC_SECRET, &[7; 32]),
+                secret(CKK_CHACHA20, &[7; 32]),
             ],
             params,
             to_wrap,
