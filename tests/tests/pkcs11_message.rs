@@ -549,7 +549,7 @@ fn chacha20_poly1305_single_part_and_messages() {
             CKR_OK
         );
         assert_eq!(back, pt);
-        tag[0] ^= 1;
+        *mp.pTag ^= 1; // through the parameter the token reads
         let mut blen = back.len() as CK_ULONG;
         assert_eq!(
             dec(
