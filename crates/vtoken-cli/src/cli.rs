@@ -150,6 +150,18 @@ Examples:
   vtoken verify --label ec-key --der -i data.bin --signature data.sig")]
     Verify(crate::cmd::sign::VerifyArgs),
 
+    /// Print shell completions (bash, zsh, fish) or the man page (man), generated
+    /// from this command line.
+    #[command(after_help = "\
+Needs no configuration and no token.
+
+Examples:
+  vtoken completions bash > ~/.local/share/bash-completion/completions/vtoken
+  vtoken completions zsh > ~/.zfunc/_vtoken      # a directory in $fpath
+  vtoken completions fish > ~/.config/fish/completions/vtoken.fish
+  vtoken completions man | man -l -")]
+    Completions(crate::cmd::completions::CompletionsArgs),
+
     /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, delete, show.
     #[command(subcommand)]
     Otp(crate::cmd::otp::OtpCommand),

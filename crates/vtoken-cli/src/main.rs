@@ -30,6 +30,10 @@ use error::Result;
 
 /// Parses nothing and prints nothing itself: hands each command to its module.
 fn run(cli: Cli) -> Result<ExitCode> {
+    if let Command::Completions(a) = &cli.command {
+        cmd::completions::run(a, <Cli as clap::CommandFactory>::command())?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let ctx = Ctx::load(cli.token.clone())?;
     let json = cli.json;
     match &cli.command {
@@ -56,6 +60,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Enroll(a) => return cmd::enroll::run(&ctx, json, a),
         Command::Sign(a) => cmd::sign::sign(&ctx, a)?,
         Command::Verify(a) => return cmd::sign::verify(&ctx, json, a),
+        Command::Completions(_) => unreachable!("handled before the configuration is read"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -7,6 +7,7 @@ mod authority;
 mod bank;
 mod bank_http;
 mod bank_store;
+mod completions;
 mod http;
 mod relay;
 mod rks;
@@ -62,6 +63,15 @@ enum Command {
     /// The bank of the token e-wallet (SPEC W1-W7): accounts, wallet certificates, loads.
     #[command(subcommand)]
     Bank(bank::BankCommand),
+    /// Print shell completions (bash, zsh, fish) or the man page (man).
+    #[command(
+        after_help = "Examples:\n  vtoken-server completions bash > ~/.local/share/bash-completion/completions/vtoken-server\n  vtoken-server completions man | man -l -"
+    )]
+    Completions {
+        /// The shell, or `man` for the man page.
+        #[arg(value_enum, value_name = "SHELL")]
+        shell: completions::Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -417,6 +427,9 @@ fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Rks(cmd) => rks::run(cmd),
         Command::Bank(c) => bank::run(c),
+        Command::Completions { shell } => {
+            completions::run(shell, <Cli as clap::CommandFactory>::command())
+        }
         Command::Ca(CaCommand::Init { dir, name }) => {
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
             let db = dir.join(store::DB_FILE);

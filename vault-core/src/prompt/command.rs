@@ -182,8 +182,16 @@ impl Drop for TempPng {
 /// How a run ended.
 enum Run {
     Exited(ExitStatus),
+    /// The agent exited but the host process collected its status first: a host
+    /// whose SIGCHLD handler calls `waitpid(-1)` (OpenSSH's `ssh` does) reaps every
+    /// child, the module's included, and our own wait then fails with `ECHILD`.
+    /// The exit status is lost; what the agent wrote on stdout is not.
+    Reaped,
     TimedOut,
 }
+
+/// `ECHILD` (Linux and the BSDs): the process has no such child (any more).
+const ECHILD: i32 = 10;
 
 impl Command {
     /// Starts the program with `env` and `stdin_text` on its standard input, and
@@ -218,6 +226,11 @@ impl Command {
                 kill_tree(&mut child);
                 tracing::warn!(program = %self.program, ?timeout, "prompt command timed out; killed");
                 Ok(Run::TimedOut)
+            }
+            // Not killed: the pid is no longer ours and may already be reused.
+            Err(e) if e.raw_os_error() == Some(ECHILD) => {
+                tracing::debug!(program = %self.program, "prompt command reaped by the host process");
+                Ok(Run::Reaped)
             }
             Err(e) => {
                 kill_tree(&mut child);
@@ -259,6 +272,14 @@ impl Prompt for Command {
             |_| {},
         )? {
             Run::Exited(st) => st,
+            // A confirmation is its exit status: unknown, so refused (fail closed).
+            Run::Reaped => {
+                return Err(Error::from(PromptError::protocol(
+                    format!("prompt command {}", self.program),
+                    "its exit status was collected by the host process (a SIGCHLD \
+                     handler), so its answer is unknown",
+                )))
+            }
             Run::TimedOut => return Ok(Answer::TimedOut),
         };
         match status.code() {
@@ -308,36 +329,45 @@ impl Prompt for Command {
             },
         );
         drop(file);
+        let answer = || -> Result<CaptchaReply> {
+            // The line was written before the exit; a grandchild still holding
+            // the pipe open must not keep us waiting long.
+            let line = match rx.recv_timeout(Duration::from_secs(2)) {
+                Ok(Ok(l)) => l,
+                Ok(Err(e)) => {
+                    return Err(PromptError::io(
+                        format!("prompt command {}", self.program),
+                        "reading its answer",
+                        e,
+                    )
+                    .into())
+                }
+                Err(_) => Zeroizing::new(Vec::new()),
+            };
+            let text = std::str::from_utf8(&line).map_err(|_| {
+                Error::from(PromptError::protocol(
+                    format!("prompt command {}", self.program),
+                    "the answer is not valid UTF-8",
+                ))
+            })?;
+            Ok(CaptchaReply::Answer(Zeroizing::new(
+                text.trim().to_string(),
+            )))
+        };
         let status = match run? {
             Run::Exited(st) => st,
+            // The status is lost: the answer line decides. The gate checks it
+            // like any other (a wrong one is a failed check); none is a refusal.
+            Run::Reaped => {
+                return match answer()? {
+                    CaptchaReply::Answer(a) if a.is_empty() => Ok(CaptchaReply::Refused),
+                    r => Ok(r),
+                }
+            }
             Run::TimedOut => return Ok(CaptchaReply::TimedOut),
         };
         match status.code() {
-            Some(0) => {
-                // The line was written before the exit; a grandchild still holding
-                // the pipe open must not keep us waiting long.
-                let line = match rx.recv_timeout(Duration::from_secs(2)) {
-                    Ok(Ok(l)) => l,
-                    Ok(Err(e)) => {
-                        return Err(PromptError::io(
-                            format!("prompt command {}", self.program),
-                            "reading its answer",
-                            e,
-                        )
-                        .into())
-                    }
-                    Err(_) => Zeroizing::new(Vec::new()),
-                };
-                let text = std::str::from_utf8(&line).map_err(|_| {
-                    Error::from(PromptError::protocol(
-                        format!("prompt command {}", self.program),
-                        "the answer is not valid UTF-8",
-                    ))
-                })?;
-                Ok(CaptchaReply::Answer(Zeroizing::new(
-                    text.trim().to_string(),
-                )))
-            }
+            Some(0) => answer(),
             Some(1) => Ok(CaptchaReply::Refused),
             Some(2) => Ok(CaptchaReply::Refresh),
             Some(c) => Err(Error::from(PromptError::protocol(

@@ -5,6 +5,7 @@
 
 pub mod backup;
 pub mod card;
+pub mod completions;
 pub mod delete;
 pub mod device;
 pub mod enroll;
