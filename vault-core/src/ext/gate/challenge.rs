@@ -1,7 +1,8 @@
 //! Picture challenges (SPEC C2): a random string and its picture.
 //!
 //! The string is drawn with the OS random generator, uniformly from an alphabet
-//! without look-alikes ([`DEFAULT_ALPHABET`]: no `0`/`O`, `1`/`l`/`I`). The picture
+//! without look-alikes ([`DEFAULT_ALPHABET`]: of each pair `0`/`O`, `1`/`I`/`l`,
+//! `2`/`Z`, `5`/`S`, `8`/`B`, `U`/`V` at most one is drawn). The picture
 //! is a [`WIDTH`]×[`HEIGHT`] PNG drawn with an embedded font (DejaVu Sans Mono
 //! Bold, see `FONT-LICENSE`): each character at its own size, rotation and offset,
 //! the whole band bent by two sine waves, crossed by curves in the characters'
@@ -15,9 +16,14 @@ use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
 
-/// The default alphabet: upper-case letters and digits without `0`, `O`, `1`, `I`
-/// (and no lower case, so no `l`).
-pub const DEFAULT_ALPHABET: &str = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+/// The default alphabet: upper-case letters and digits with no two that a bent,
+/// rotated glyph makes look alike (no `0`, `O`, `1`, `I`, `Z`, `S`, `B`, `V`; no
+/// lower case, so no `l`): 27 characters, 28.5 bits in 6.
+pub const DEFAULT_ALPHABET: &str = "ACDEFGHJKMNPQRTUWXY23456789";
+
+/// Pairs (and triples) of characters a person misreads for one another in the
+/// picture; [`DEFAULT_ALPHABET`] holds at most one of each.
+pub const LOOK_ALIKES: &[&str] = &["0O", "1Il", "2Z", "5S", "8B", "UV"];
 /// Picture width in pixels.
 pub const WIDTH: u32 = 240;
 /// Picture height in pixels.
@@ -318,8 +324,12 @@ mod tests {
             assert_eq!(t.chars().count(), 6);
             assert!(t.chars().all(|c| DEFAULT_ALPHABET.contains(c)));
         }
-        for c in ['0', 'O', '1', 'I', 'l'] {
-            assert!(!DEFAULT_ALPHABET.contains(c));
+        for group in LOOK_ALIKES {
+            let n = group
+                .chars()
+                .filter(|c| DEFAULT_ALPHABET.contains(*c))
+                .count();
+            assert!(n <= 1, "{group}: {n} of them in the alphabet");
         }
     }
 
