@@ -130,6 +130,16 @@ fn world(dir: &Path, conf: &Path) -> World {
         "--pin",
         USER_PIN,
     ]);
+    c(&[
+        "--token",
+        "device",
+        "device",
+        "certify",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
     let station_pem = dir.join("station.pem");
     c(&[
         "--token",
@@ -184,8 +194,8 @@ fn world(dir: &Path, conf: &Path) -> World {
         FACTOR,
         "--root",
         root.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
+        "--so-pin",
+        SO_PIN,
         "--station-pin",
         USER_PIN,
     ]);
@@ -363,4 +373,343 @@ fn refused_download_stores_nothing_on_the_token() {
         serde_json::from_str(&server(&["rks", "status", "--dir", o, "--json"])).unwrap();
     assert_eq!(st[0]["delivered"], 0, "{st}");
     assert_eq!(st[0]["queued"], 1, "{st}");
+}
+
+const DIK1_A: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
+
+fn serial_of(conf: &Path, label: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&cli_ok(conf, &["--token", label, "--json", "info"])).unwrap();
+    v["serial"].as_str().unwrap().to_string()
+}
+
+/// `vtoken --token T rks inject --in F [extra]`: (success, stdout, stderr).
+fn inject(conf: &Path, token: &str, env: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut a = vec!["--token", token, "--json", "rks", "inject", "--in"];
+    a.push(env.to_str().unwrap());
+    a.extend_from_slice(extra);
+    cli(conf, &a)
+}
+
+/// Whether the token is provisioned: `rks download` on an unprovisioned token
+/// says so before any network step.
+fn provisioned(conf: &Path, token: &str) -> bool {
+    let (_, _, err) = cli(
+        conf,
+        &[
+            "--token",
+            token,
+            "rks",
+            "download",
+            "--server",
+            "http://127.0.0.1:9",
+            "--pin",
+            USER_PIN,
+        ],
+    );
+    !err.contains("not provisioned")
+}
+
+/// K2 across machines: the station writes an injection envelope for the device's
+/// certificate, the device opens it with its SO PIN, and every attack on the
+/// envelope fails with real token files through the CLI: an envelope made for
+/// another device (or replayed to a second one), a tampered or cut envelope, a
+/// wrong PIN (or the user PIN), a second injection without --replace, a replay
+/// of an envelope already taken, and a forged envelope from a station outside the
+/// device's root naming a fake RKS root. After all that the download still works.
+#[test]
+fn sealed_injection_and_its_attacks() {
+    let ctx = Ctx::uninitialized();
+    let dir = ctx.dir.path();
+    let conf = ctx.conf.clone();
+    let c = |a: &[&str]| cli_ok(&conf, a);
+    let ca = dir.join("ca");
+    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    for label in ["station", "dev-a", "dev-b"] {
+        c(&[
+            "init", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN,
+        ]);
+        c(&[
+            "--token",
+            label,
+            "device",
+            "certify",
+            "--ca-dir",
+            ca.to_str().unwrap(),
+            "--pin",
+            USER_PIN,
+        ]);
+    }
+    let pem = |label: &str| {
+        let p = dir.join(format!("{label}.pem"));
+        c(&[
+            "--token",
+            label,
+            "device",
+            "cert",
+            "-o",
+            p.to_str().unwrap(),
+        ]);
+        p
+    };
+    let (station_pem, a_pem, b_pem) = (pem("station"), pem("dev-a"), pem("dev-b"));
+    let (dsn_a, dsn_b) = (serial_of(&conf, "dev-a"), serial_of(&conf, "dev-b"));
+    let rks = dir.join("rks");
+    let r = rks.to_str().unwrap();
+    server(&["rks", "init", "--dir", r]);
+    server(&[
+        "rks", "dik1", "add", "--dir", r, "--dsn", &dsn_a, "--key", DIK1_A,
+    ]);
+    server(&["rks", "dik1", "add", "--dir", r, "--dsn", &dsn_b]);
+    for dsn in [&dsn_a, &dsn_b] {
+        let cms = dir.join(format!("{dsn}.cms"));
+        server(&[
+            "rks",
+            "dik1",
+            "export",
+            "--dir",
+            r,
+            "--dsn",
+            dsn,
+            "--to-cert",
+            station_pem.to_str().unwrap(),
+            "-o",
+            cms.to_str().unwrap(),
+        ]);
+        c(&[
+            "--token",
+            "station",
+            "rks",
+            "station-load",
+            "--in",
+            cms.to_str().unwrap(),
+            "--pin",
+            USER_PIN,
+        ]);
+    }
+    let root = rks.join("root.pem");
+    let make = |cert: &Path, out: &Path| {
+        c(&[
+            "rks",
+            "provision",
+            "--station",
+            "station",
+            "--device-cert",
+            cert.to_str().unwrap(),
+            "--factor",
+            FACTOR,
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--station-pin",
+            USER_PIN,
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let env_a = dir.join("a.vrks");
+    let bytes_a = make(&a_pem, &env_a);
+    // DIK2 is derived inside the station: it is nowhere in the envelope in the clear.
+    let dik2 = c(&[
+        "rks",
+        "derive-dik2",
+        "--dik1",
+        DIK1_A,
+        "--dsn",
+        &dsn_a,
+        "--factor",
+        FACTOR,
+    ]);
+    let dik2 = hex::decode(dik2.trim()).unwrap();
+    assert!(!bytes_a.windows(24).any(|w| w == dik2.as_slice()));
+    // Without the device certificate's chain to the station's root: refused.
+    let (ok, _, err) = cli(
+        &conf,
+        &[
+            "rks",
+            "provision",
+            "--station",
+            "station",
+            "--device-cert",
+            root.to_str().unwrap(),
+            "--factor",
+            FACTOR,
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            dir.join("x.vrks").to_str().unwrap(),
+            "--station-pin",
+            USER_PIN,
+        ],
+    );
+    assert!(!ok, "a non-certificate as --device-cert: {err}");
+
+    // The envelope for dev-a, replayed to dev-b: it does not open there.
+    let (ok, _, err) = inject(&conf, "dev-b", &env_a, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("injection refused"), "{err}");
+    assert!(!provisioned(&conf, "dev-b"));
+    // Wrong SO PIN, and the user PIN in its place.
+    for p in ["87654321", USER_PIN] {
+        let (ok, _, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", p]);
+        assert!(!ok && err.contains("SO PIN"), "{err}");
+    }
+    // Tampered (one byte in the middle, in the sealed content, at the end) or cut.
+    for at in [bytes_a.len() / 2, bytes_a.len() - 300, bytes_a.len() - 1] {
+        let mut t = bytes_a.clone();
+        t[at] ^= 0x01;
+        let p = dir.join("tampered.vrks");
+        std::fs::write(&p, &t).unwrap();
+        let (ok, _, err) = inject(&conf, "dev-a", &p, &["--so-pin", SO_PIN]);
+        assert!(!ok && err.contains("injection refused"), "byte {at}: {err}");
+    }
+    let p = dir.join("cut.vrks");
+    std::fs::write(&p, &bytes_a[..bytes_a.len() - 20]).unwrap();
+    let (ok, _, err) = inject(&conf, "dev-a", &p, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("injection refused"), "{err}");
+    assert!(!provisioned(&conf, "dev-a"), "nothing stored on a refusal");
+
+    // The honest injection.
+    let (ok, out, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", SO_PIN]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["device"], dsn_a.to_uppercase().as_str(), "{out}");
+    assert_eq!(v["replaced"], false, "{out}");
+    assert!(provisioned(&conf, "dev-a"));
+    // Again: refused without --replace, and a replay even with it.
+    let (ok, _, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("--replace"), "{err}");
+    let (ok, _, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", SO_PIN, "--replace"]);
+    assert!(!ok && err.contains("already used"), "{err}");
+    // A fresh envelope replaces it only with --replace.
+    let env_a2 = dir.join("a2.vrks");
+    make(&a_pem, &env_a2);
+    let (ok, _, err) = inject(&conf, "dev-a", &env_a2, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("--replace"), "{err}");
+    let (ok, out, err) = inject(&conf, "dev-a", &env_a2, &["--so-pin", SO_PIN, "--replace"]);
+    assert!(ok && out.contains("\"replaced\": true"), "{out}{err}");
+    // dev-b with its own envelope.
+    let env_b = dir.join("b.vrks");
+    make(&b_pem, &env_b);
+    let (ok, _, err) = inject(&conf, "dev-b", &env_b, &["--so-pin", SO_PIN]);
+    assert!(ok, "{err}");
+
+    // A forged envelope: an attacker's station, certified under the attacker's own
+    // CA, holding a DIK1 for dev-a from the attacker's own RKS, seals a fake root
+    // to dev-a's (public) certificate. Our CLI refuses at the station already (the
+    // device certificate is not under the attacker's root), so the attacker calls
+    // the token API directly; dev-a refuses the signer.
+    let evil_ca = dir.join("evil-ca");
+    c(&["ca", "init", "--dir", evil_ca.to_str().unwrap()]);
+    c(&[
+        "init", "--label", "evil", "--so-pin", SO_PIN, "--pin", USER_PIN,
+    ]);
+    c(&[
+        "--token",
+        "evil",
+        "device",
+        "certify",
+        "--ca-dir",
+        evil_ca.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    let evil_pem = pem("evil");
+    let evil_rks = dir.join("evil-rks");
+    let e = evil_rks.to_str().unwrap();
+    server(&["rks", "init", "--dir", e]);
+    server(&["rks", "dik1", "add", "--dir", e, "--dsn", &dsn_a]);
+    let cms = dir.join("evil.cms");
+    server(&[
+        "rks",
+        "dik1",
+        "export",
+        "--dir",
+        e,
+        "--dsn",
+        &dsn_a,
+        "--to-cert",
+        evil_pem.to_str().unwrap(),
+        "-o",
+        cms.to_str().unwrap(),
+    ]);
+    c(&[
+        "--token",
+        "evil",
+        "rks",
+        "station-load",
+        "--in",
+        cms.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    let (ok, _, err) = cli(
+        &conf,
+        &[
+            "rks",
+            "provision",
+            "--station",
+            "evil",
+            "--device-cert",
+            a_pem.to_str().unwrap(),
+            "--factor",
+            FACTOR,
+            "--root",
+            evil_rks.join("root.pem").to_str().unwrap(),
+            "-o",
+            dir.join("evil.vrks").to_str().unwrap(),
+            "--station-pin",
+            USER_PIN,
+        ],
+    );
+    assert!(!ok && err.contains("device certificate refused"), "{err}");
+    let forged = {
+        use vault_core::token::UserType;
+        let reg =
+            vault_core::slots::Registry::new(vault_core::config::Config::from_file(&conf).unwrap());
+        let t = reg.open(&reg.find("evil").unwrap()).unwrap();
+        let sid = t.open_session(true).unwrap();
+        t.login(UserType::User, USER_PIN.as_bytes()).unwrap();
+        let a_der = der_of(&["x509"], &a_pem);
+        let fake_root = der_of(&["pkey", "-pubin"], &evil_rks.join("root.pem"));
+        let env = t
+            .rks_station_seal(&a_der, &dsn_a, &hex::decode(FACTOR).unwrap(), &fake_root)
+            .unwrap();
+        t.close_session(sid).unwrap();
+        env
+    };
+    let p = dir.join("forged.vrks");
+    std::fs::write(&p, &forged).unwrap();
+    let (ok, _, err) = inject(&conf, "dev-a", &p, &["--so-pin", SO_PIN, "--replace"]);
+    assert!(
+        !ok && err.contains("station certificate refused"),
+        "a forged envelope: {err}"
+    );
+
+    // dev-a still trusts the real RKS only: the download works.
+    let w = World {
+        conf: conf.clone(),
+        rks: rks.clone(),
+        dsn: dsn_a.clone(),
+    };
+    queue(&w, "TMK1", "des3", TMK1);
+    let srv = Rks::start(&rks);
+    let out = cli_ok(
+        &conf,
+        &[
+            "--token", "dev-a", "--json", "rks", "download", "--server", &srv.url, "--pin",
+            USER_PIN,
+        ],
+    );
+    assert!(out.contains("TMK1"), "{out}");
+}
+
+/// DER of a PEM certificate (`x509`) or public key (`pkey -pubin`), by openssl.
+fn der_of(what: &[&str], pem: &Path) -> Vec<u8> {
+    let o = Command::new("openssl")
+        .args(what)
+        .args(["-in", pem.to_str().unwrap(), "-outform", "DER"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
 }

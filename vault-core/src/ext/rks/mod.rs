@@ -26,7 +26,10 @@ use crate::store::seal::{self, Key32};
 use crate::store::MasterKeys;
 use crate::token::{Token, UserType};
 
+mod inject;
+
 pub use crate::vendor::CKA_VTOKEN_RKS_UID;
+pub use inject::{Injected, INJECT_MAGIC};
 pub use vtoken_rks::tmk::{Tmk, TmkType};
 
 /// Header extension of the device secrets.
@@ -84,20 +87,35 @@ fn ad(what: &str, serial: &str) -> Vec<u8> {
     format!("vtoken rks {what} v1\0{serial}").into_bytes()
 }
 
+/// postcard, in a zeroized buffer.
+fn encode<T: Serialize>(v: &T) -> Result<Zeroizing<Vec<u8>>> {
+    postcard::to_allocvec(v)
+        .map(Zeroizing::new)
+        .map_err(|e| Error::General(format!("rks record: {e}")))
+}
+
 fn key_of(keys: &MasterKeys, label: &[u8]) -> Key32 {
     keys.master.derive(label)
 }
 
 impl Token {
     fn rks_user_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
-        if self.logged_in() != Some(UserType::User) {
+        self.rks_keys(UserType::User)
+    }
+
+    /// The master keys, when `who` is logged in.
+    fn rks_keys(&self, who: UserType) -> Result<std::sync::Arc<MasterKeys>> {
+        if self.logged_in() != Some(who) {
             return Err(Error::UserNotLoggedIn);
         }
         self.any_master_keys().ok_or(Error::UserNotLoggedIn)
     }
 
     fn rks_open<T: for<'de> Deserialize<'de>>(&self, ext: &str, label: &[u8]) -> Result<Option<T>> {
-        let keys = self.rks_user_keys()?;
+        let keys = self
+            .any_master_keys()
+            .filter(|_| self.logged_in().is_some())
+            .ok_or(Error::UserNotLoggedIn)?;
         let sealed = {
             let mut st = self.store();
             st.header()?.ext.get(ext).cloned()
@@ -115,14 +133,26 @@ impl Token {
     }
 
     fn rks_write<T: Serialize>(&self, ext: &str, label: &[u8], v: &T) -> Result<()> {
-        let keys = self.rks_user_keys()?;
-        let plain = Zeroizing::new(
-            postcard::to_allocvec(v).map_err(|e| Error::General(format!("{ext}: {e}")))?,
-        );
-        let sealed = seal::seal(&key_of(&keys, label), &ad(ext, self.serial()), &plain)?;
+        self.rks_write_all(&[(ext, label, encode(v)?)])
+    }
+
+    /// Seals each `(extension, seal label, plaintext)` and stores them all in one
+    /// header write (one store transaction).
+    fn rks_write_all(&self, items: &[(&str, &[u8], Zeroizing<Vec<u8>>)]) -> Result<()> {
+        let keys = self
+            .any_master_keys()
+            .filter(|_| self.logged_in().is_some())
+            .ok_or(Error::UserNotLoggedIn)?;
+        let mut sealed = Vec::with_capacity(items.len());
+        for (ext, label, plain) in items {
+            sealed.push((
+                ext.to_string(),
+                seal::seal(&key_of(&keys, label), &ad(ext, self.serial()), plain)?,
+            ));
+        }
         let mut st = self.store();
         let mut h = st.header()?.clone();
-        h.ext.insert(ext.to_string(), sealed);
+        h.ext.extend(sealed);
         st.write_header(&h)
     }
 
@@ -130,30 +160,6 @@ impl Token {
     pub fn rks_provisioned(&self) -> Result<bool> {
         let mut st = self.store();
         Ok(st.header()?.ext.contains_key(DEVICE_KEY))
-    }
-
-    /// Device (K2): stores DIK2, the factor and RKS_RCRT_PK (the user logged in).
-    /// Once only: a provisioned token keeps its secrets until re-initialized.
-    pub fn rks_install(&self, dik2: &[u8; 24], factor: &[u8], root_spki: &[u8]) -> Result<()> {
-        self.rks_user_keys()?;
-        if self.rks_provisioned()? {
-            return Err(Error::ArgumentsBad(
-                "this token is already provisioned for remote key download \
-                 (re-initialize it to provision it again)"
-                    .into(),
-            ));
-        }
-        if factor.is_empty() || factor.len() > 64 {
-            return Err(Error::ArgumentsBad("a factor has 1 to 64 bytes".into()));
-        }
-        let r = DeviceRecord {
-            dik2: *dik2,
-            factor: factor.to_vec(),
-            root_spki: root_spki.to_vec(),
-        };
-        self.rks_write(DEVICE_KEY, DEVICE_LABEL, &r)?;
-        info!(serial = %self.serial(), "remote key download provisioned");
-        Ok(())
     }
 
     /// Device: its secrets for one download session (the user logged in). They
@@ -204,7 +210,7 @@ impl Token {
 
     /// Station (K2, K3): DIK2 for a device, derived inside this token from the DIK1
     /// it holds for `dsn` (the user logged in).
-    pub fn rks_station_derive(&self, dsn: &str, factor: &[u8]) -> Result<Zeroizing<[u8; 24]>> {
+    fn rks_station_derive(&self, dsn: &str, factor: &[u8]) -> Result<Zeroizing<[u8; 24]>> {
         let dsn = dsn.to_ascii_uppercase();
         let r: StationRecord = self
             .rks_open(STATION_KEY, STATION_LABEL)?
