@@ -155,7 +155,9 @@ fn world(dir: &Path, conf: &Path) -> World {
     let rks = dir.join("rks");
     let r = rks.to_str().unwrap();
     server(&["rks", "init", "--dir", r]);
-    server(&["rks", "dik1", "add", "--dir", r, "--dsn", &dsn]);
+    server(&[
+        "rks", "dik1", "add", "--dir", r, "--dsn", &dsn, "--key", DIK1_A,
+    ]);
     let cms = dir.join("dik1.cms");
     server(&[
         "rks",
@@ -327,9 +329,61 @@ fn download_then_use_through_pkcs11() {
         assert!(a.contains(&Attribute::Extractable(false)), "{a:?}");
         assert!(a.contains(&Attribute::Id(vec![1])), "{a:?}");
     }
-    // DIK2, the factor and the root key are no objects at all.
+    // DIK2, the factor and the root key are no objects at all: not listed, not
+    // found by value, not in any readable attribute, and not in the token file in
+    // the clear (the device protocol ran inside the token: no public call of the
+    // token core hands DIK2 out).
     let all = s.find_objects(&[]).unwrap();
     assert_eq!(all.len(), 2, "only the two keys are objects");
+    let dik2 = cli_ok(
+        &w.conf,
+        &[
+            "rks",
+            "derive-dik2",
+            "--dik1",
+            DIK1_A,
+            "--dsn",
+            &w.dsn,
+            "--factor",
+            FACTOR,
+        ],
+    );
+    let dik2 = hex::decode(dik2.trim()).unwrap();
+    for class in [ObjectClass::SECRET_KEY, ObjectClass::DATA] {
+        let found = s
+            .find_objects(&[Attribute::Class(class), Attribute::Value(dik2.clone())])
+            .unwrap();
+        assert!(found.is_empty(), "DIK2 found by value");
+    }
+    for h in &all {
+        let a = s
+            .get_attributes(
+                *h,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::Value,
+                    AttributeType::Class,
+                ],
+            )
+            .unwrap_or_default();
+        let text = format!("{a:?}");
+        assert!(!text.contains(&hex::encode(&dik2)), "{text}");
+    }
+    let mut files = 0;
+    for e in std::fs::read_dir(ctx.dir.path().join("tokens")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            let b = std::fs::read(&p).unwrap();
+            assert!(
+                !b.windows(24).any(|x| x == dik2.as_slice()),
+                "{}",
+                p.display()
+            );
+            files += 1;
+        }
+    }
+    assert!(files > 0);
 }
 
 /// K5 on a real token: a server whose working key is not under the root the device

@@ -26,11 +26,14 @@ use crate::store::seal::{self, Key32};
 use crate::store::MasterKeys;
 use crate::token::{Token, UserType};
 
+mod download;
 mod inject;
 
 pub use crate::vendor::CKA_VTOKEN_RKS_UID;
 pub use inject::{Injected, INJECT_MAGIC};
+pub use vtoken_rks::device::{Outcome, Received, Transport};
 pub use vtoken_rks::tmk::{Tmk, TmkType};
+pub use vtoken_rks::RksError;
 
 /// Header extension of the device secrets.
 const DEVICE_KEY: &str = "rks-device";
@@ -69,18 +72,6 @@ impl Drop for StationRecord {
             k.zeroize();
         }
     }
-}
-
-/// The device secrets, for the download session (see [`Token::rks_device`]).
-pub struct RksDevice {
-    /// DSN: the token serial.
-    pub dsn: String,
-    /// DIK2.
-    pub dik2: Zeroizing<[u8; 24]>,
-    /// The factor.
-    pub factor: Zeroizing<Vec<u8>>,
-    /// RKS_RCRT_PK, SPKI DER.
-    pub root_spki: Vec<u8>,
 }
 
 fn ad(what: &str, serial: &str) -> Vec<u8> {
@@ -162,24 +153,6 @@ impl Token {
         Ok(st.header()?.ext.contains_key(DEVICE_KEY))
     }
 
-    /// Device: its secrets for one download session (the user logged in). They
-    /// leave the token only into the session's own zeroized buffers.
-    pub fn rks_device(&self) -> Result<RksDevice> {
-        let r: DeviceRecord = self.rks_open(DEVICE_KEY, DEVICE_LABEL)?.ok_or_else(|| {
-            Error::ArgumentsBad(
-                "this token is not provisioned for remote key download \
-                 (run `vtoken rks provision` at the key-loading station)"
-                    .into(),
-            )
-        })?;
-        Ok(RksDevice {
-            dsn: self.serial().to_ascii_uppercase(),
-            dik2: Zeroizing::new(r.dik2),
-            factor: Zeroizing::new(r.factor.clone()),
-            root_spki: r.root_spki.clone(),
-        })
-    }
-
     /// Station: opens a DIK1 export sealed to this token inside it and keeps the
     /// record sealed (the user logged in). Returns the DSN.
     pub fn rks_station_load(&self, cms_der: &[u8]) -> Result<String> {
@@ -215,16 +188,32 @@ impl Token {
         let r: StationRecord = self
             .rks_open(STATION_KEY, STATION_LABEL)?
             .unwrap_or_default();
-        let k = r.dik1.iter().find(|(d, _)| d == &dsn).ok_or_else(|| {
-            Error::ArgumentsBad(format!(
-                "this station holds no DIK1 for {dsn} (load it with `vtoken rks station-load`)"
-            ))
-        })?;
+        // The device's own record first, then a range FIRST..LAST that holds it
+        // (16 upper-case hex digits each: text order is numeric order).
+        let in_range = |sel: &str| {
+            sel.split_once("..").is_some_and(|(f, l)| {
+                dsn.len() == 16
+                    && f.len() == 16
+                    && l.len() == 16
+                    && f <= dsn.as_str()
+                    && dsn.as_str() <= l
+            })
+        };
+        let k = r
+            .dik1
+            .iter()
+            .find(|(d, _)| d == &dsn)
+            .or_else(|| r.dik1.iter().find(|(d, _)| in_range(d)))
+            .ok_or_else(|| {
+                Error::ArgumentsBad(format!(
+                    "this station holds no DIK1 for {dsn} (load it with `vtoken rks station-load`)"
+                ))
+            })?;
         vtoken_rks::derive_dik2(&k.1, &dsn, factor).map_err(|e| Error::General(e.to_string()))
     }
 
     /// Device: whether a downloaded key with this server uid is stored.
-    pub fn rks_holds(&self, uid: &[u8; 16]) -> Result<bool> {
+    fn rks_holds(&self, uid: &[u8; 16]) -> Result<bool> {
         let mut t = Attributes::new();
         t.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         t.set(CKA_VTOKEN_RKS_UID, uid.to_vec());
@@ -234,7 +223,7 @@ impl Token {
     /// Device (S320): stores a downloaded key as a sensitive, non-extractable
     /// `CKO_SECRET_KEY` token object (one store transaction), usable only as the
     /// server's usage bits allow. Returns its handle.
-    pub fn rks_store_key(&self, sid: u64, k: &Tmk) -> Result<u64> {
+    fn rks_store_key(&self, sid: u64, k: &Tmk) -> Result<u64> {
         self.rks_user_keys()?;
         use vtoken_rks::tmk::{USE_DECRYPT, USE_ENCRYPT, USE_UNWRAP, USE_WRAP};
         let mut t = Attributes::new();

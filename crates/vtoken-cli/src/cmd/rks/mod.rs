@@ -7,9 +7,7 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use serde_json::json;
-use vault_core::token::{Token, UserType};
-use vtoken_rks::device::{download, KeySink, Provisioned};
-use vtoken_rks::tmk::Tmk;
+use vault_core::token::UserType;
 use vtoken_rks::RksError;
 
 use crate::args::{SoPin, UserPin};
@@ -183,26 +181,6 @@ fn read_spki(path: &std::path::Path) -> Result<Vec<u8>> {
         })
 }
 
-/// The token's keys as the download's sink.
-struct TokenSink<'a> {
-    token: &'a Token,
-    sid: u64,
-}
-
-impl KeySink for TokenSink<'_> {
-    fn holds(&mut self, uid: &[u8; 16]) -> vtoken_rks::Result<bool> {
-        self.token
-            .rks_holds(uid)
-            .map_err(|e| RksError::Local(format!("token: {e}")))
-    }
-    fn store(&mut self, key: &Tmk) -> vtoken_rks::Result<()> {
-        self.token
-            .rks_store_key(self.sid, key)
-            .map(|_| ())
-            .map_err(|e| RksError::Local(format!("token: {e}")))
-    }
-}
-
 /// One frame over HTTP POST.
 fn post(url: &str, frame: &[u8]) -> vtoken_rks::Result<Vec<u8>> {
     let resp = ureq::post(url)
@@ -261,28 +239,23 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &RksCommand) -> Result<()> {
         RksCommand::Download { server, pin: p } => {
             let open = ctx.open()?;
             open.login(UserType::User, &pin::user(p)?)?;
-            let d = open.token.rks_device()?;
-            let prov = Provisioned {
-                dsn: d.dsn.clone(),
-                dik2: d.dik2,
-                factor: d.factor,
-                root_spki: d.root_spki,
-            };
             let url = format!("{}/api/v1/rks", server.trim_end_matches('/'));
-            let mut sink = TokenSink {
-                token: &open.token,
-                sid: open.sid,
-            };
-            let out = download(&prov, &mut |b| post(&url, b), &mut sink).map_err(rks_err)?;
+            // The protocol runs inside the token (DIK2, the factor, AT and TK never
+            // leave it); this process only carries the frames over HTTP.
+            let out = open
+                .token
+                .rks_download(open.sid, &mut |b| post(&url, b))?
+                .map_err(rks_err)?;
+            let dsn = open.entry.serial.to_ascii_uppercase();
             if json {
                 let keys: Vec<_> = out
                     .keys
                     .iter()
                     .map(|k| json!({ "label": k.label, "uid": k.uid, "stored": k.stored }))
                     .collect();
-                print_json(&json!({ "dsn": d.dsn, "keys": keys }))?;
+                print_json(&json!({ "dsn": dsn, "keys": keys }))?;
             } else if out.keys.is_empty() {
-                outln!("no keys queued for {}", d.dsn);
+                outln!("no keys queued for {dsn}");
             } else {
                 for k in &out.keys {
                     let what = if k.stored { "stored" } else { "already held" };
