@@ -111,6 +111,12 @@ struct World {
 }
 
 fn world(dir: &Path, conf: &Path) -> World {
+    world_with(dir, conf, None)
+}
+
+/// As [`world`]; with `range`, the device's DIK1 is a range's (added, exported
+/// to the station and loaded there as a range).
+fn world_with(dir: &Path, conf: &Path, range: Option<&str>) -> World {
     let c = |a: &[&str]| cli_ok(conf, a);
     c(&[
         "init", "--label", "station", "--so-pin", SO_PIN, "--pin", USER_PIN,
@@ -155,9 +161,11 @@ fn world(dir: &Path, conf: &Path) -> World {
     let rks = dir.join("rks");
     let r = rks.to_str().unwrap();
     server(&["rks", "init", "--dir", r]);
-    server(&[
-        "rks", "dik1", "add", "--dir", r, "--dsn", &dsn, "--key", DIK1_A,
-    ]);
+    let (sel, val) = match range {
+        Some(rg) => ("--range", rg.to_string()),
+        None => ("--dsn", dsn.clone()),
+    };
+    server(&["rks", "dik1", "add", "--dir", r, sel, &val, "--key", DIK1_A]);
     let cms = dir.join("dik1.cms");
     server(&[
         "rks",
@@ -165,8 +173,8 @@ fn world(dir: &Path, conf: &Path) -> World {
         "export",
         "--dir",
         r,
-        "--dsn",
-        &dsn,
+        sel,
+        &val,
         "--to-cert",
         station_pem.to_str().unwrap(),
         "-o",
@@ -384,6 +392,35 @@ fn download_then_use_through_pkcs11() {
         }
     }
     assert!(files > 0);
+}
+
+/// DIK1 by range with real tokens: the range's DIK1 is exported sealed to the
+/// station, loaded there, the device (whose serial lies in the range) is
+/// provisioned from it and downloads; the server finds the range at S306–S307.
+#[test]
+fn dik1_range_through_the_station() {
+    let ctx = Ctx::uninitialized();
+    let w = world_with(
+        ctx.dir.path(),
+        &ctx.conf.clone(),
+        Some("0000000000000000..FFFFFFFFFFFFFFFF"),
+    );
+    queue(&w, "TMK1", "des3", TMK1);
+    let st = status(&w);
+    assert_eq!(
+        st["dik1_range"], "0000000000000000..FFFFFFFFFFFFFFFF",
+        "{st}"
+    );
+    let srv = Rks::start(&w.rks);
+    let out = cli_ok(
+        &w.conf,
+        &[
+            "--token", "device", "--json", "rks", "download", "--server", &srv.url, "--pin",
+            USER_PIN,
+        ],
+    );
+    assert!(out.contains("TMK1"), "{out}");
+    assert_eq!(status(&w)["delivered"], 1);
 }
 
 /// K5 on a real token: a server whose working key is not under the root the device
