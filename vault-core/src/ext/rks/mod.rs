@@ -78,6 +78,9 @@ fn ad(what: &str, serial: &str) -> Vec<u8> {
     format!("vtoken rks {what} v1\0{serial}").into_bytes()
 }
 
+/// A header extension to write: (name, seal label, plaintext).
+type SealedExt<'a> = (&'a str, &'a [u8], Zeroizing<Vec<u8>>);
+
 /// postcard, in a zeroized buffer.
 fn encode<T: Serialize>(v: &T) -> Result<Zeroizing<Vec<u8>>> {
     postcard::to_allocvec(v)
@@ -129,7 +132,7 @@ impl Token {
 
     /// Seals each `(extension, seal label, plaintext)` and stores them all in one
     /// header write (one store transaction).
-    fn rks_write_all(&self, items: &[(&str, &[u8], Zeroizing<Vec<u8>>)]) -> Result<()> {
+    fn rks_write_all(&self, items: &[SealedExt<'_>]) -> Result<()> {
         let keys = self
             .any_master_keys()
             .filter(|_| self.logged_in().is_some())
