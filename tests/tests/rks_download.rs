@@ -804,3 +804,111 @@ fn der_of(what: &[&str], pem: &Path) -> Vec<u8> {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     o.stdout
 }
+
+/// K5 with a real token file on the device side, wrong DIK2 (AT mismatch): the
+/// station is loaded with a DIK1 for the device's DSN from another RKS and
+/// re-provisions the device (`--replace`) with the DIK2 derived from it. The real
+/// RKS refuses ("device authentication failed"), the token stores nothing, the
+/// server delivers nothing and logs why; after the station reloads the right DIK1
+/// and re-provisions, the rerun delivers the key exactly once.
+#[test]
+fn wrong_dik2_on_a_real_token_then_rerun() {
+    let ctx = Ctx::uninitialized();
+    let dir = ctx.dir.path();
+    let w = world(dir, &ctx.conf.clone());
+    queue(&w, "TMK1", "des3", TMK1);
+    let other = dir.join("other-rks");
+    let o = other.to_str().unwrap();
+    server(&["rks", "init", "--dir", o]);
+    server(&["rks", "dik1", "add", "--dir", o, "--dsn", &w.dsn]);
+    let load = |rks: &str, name: &str| {
+        let cms = dir.join(name);
+        server(&[
+            "rks",
+            "dik1",
+            "export",
+            "--dir",
+            rks,
+            "--dsn",
+            &w.dsn,
+            "--to-cert",
+            dir.join("station.pem").to_str().unwrap(),
+            "-o",
+            cms.to_str().unwrap(),
+        ]);
+        cli_ok(
+            &w.conf,
+            &[
+                "--token",
+                "station",
+                "rks",
+                "station-load",
+                "--in",
+                cms.to_str().unwrap(),
+                "--pin",
+                USER_PIN,
+            ],
+        );
+    };
+    let provision = || {
+        cli_ok(
+            &w.conf,
+            &[
+                "--token",
+                "device",
+                "rks",
+                "provision",
+                "--station",
+                "station",
+                "--factor",
+                FACTOR,
+                "--root",
+                w.rks.join("root.pem").to_str().unwrap(),
+                "--so-pin",
+                SO_PIN,
+                "--station-pin",
+                USER_PIN,
+                "--replace",
+            ],
+        )
+    };
+    load(o, "wrong.cms");
+    provision();
+    let srv = Rks::start(&w.rks);
+    let download = || {
+        cli(
+            &w.conf,
+            &[
+                "--token", "device", "--json", "rks", "download", "--server", &srv.url, "--pin",
+                USER_PIN,
+            ],
+        )
+    };
+    let (ok, _, err) = download();
+    assert!(!ok && err.contains("device authentication failed"), "{err}");
+    let objects = cli_ok(
+        &w.conf,
+        &[
+            "--token", "device", "--json", "objects", "list", "--pin", USER_PIN,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&objects).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(0), "{objects}");
+    let st = status(&w);
+    assert_eq!(st["delivered"], 0, "{st}");
+    assert_eq!(st["queued"], 1, "{st}");
+    let log = server(&["rks", "status", "--dir", w.rks.to_str().unwrap(), "--audit"]);
+    assert!(
+        log.contains("REFUSED") && log.contains("device authentication failed"),
+        "{log}"
+    );
+    // The right DIK1 again: the rerun delivers the key once.
+    load(w.rks.to_str().unwrap(), "right.cms");
+    provision();
+    let (ok, out, err) = download();
+    assert!(ok && out.contains("TMK1"), "{out}{err}");
+    let (ok, out, _) = download();
+    assert!(ok && out.contains("\"keys\": []"), "{out}");
+    let st = status(&w);
+    assert_eq!(st["delivered"], 1, "{st}");
+}
