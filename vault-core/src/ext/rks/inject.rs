@@ -87,6 +87,7 @@ impl Token {
         factor: &[u8],
         root_spki: &[u8],
     ) -> Result<Vec<u8>> {
+        self.rks_keys(UserType::User)?;
         let dsn = dsn.to_ascii_uppercase();
         if factor.is_empty() || factor.len() > 64 {
             return Err(Error::ArgumentsBad("a factor has 1 to 64 bytes".into()));
