@@ -111,6 +111,12 @@ struct World {
 }
 
 fn world(dir: &Path, conf: &Path) -> World {
+    world_with(dir, conf, None)
+}
+
+/// As [`world`]; with `range`, the device's DIK1 is a range's (added, exported
+/// to the station and loaded there as a range).
+fn world_with(dir: &Path, conf: &Path, range: Option<&str>) -> World {
     let c = |a: &[&str]| cli_ok(conf, a);
     c(&[
         "init", "--label", "station", "--so-pin", SO_PIN, "--pin", USER_PIN,
@@ -123,6 +129,16 @@ fn world(dir: &Path, conf: &Path) -> World {
     c(&[
         "--token",
         "station",
+        "device",
+        "certify",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    c(&[
+        "--token",
+        "device",
         "device",
         "certify",
         "--ca-dir",
@@ -145,7 +161,11 @@ fn world(dir: &Path, conf: &Path) -> World {
     let rks = dir.join("rks");
     let r = rks.to_str().unwrap();
     server(&["rks", "init", "--dir", r]);
-    server(&["rks", "dik1", "add", "--dir", r, "--dsn", &dsn]);
+    let (sel, val) = match range {
+        Some(rg) => ("--range", rg.to_string()),
+        None => ("--dsn", dsn.clone()),
+    };
+    server(&["rks", "dik1", "add", "--dir", r, sel, &val, "--key", DIK1_A]);
     let cms = dir.join("dik1.cms");
     server(&[
         "rks",
@@ -153,8 +173,8 @@ fn world(dir: &Path, conf: &Path) -> World {
         "export",
         "--dir",
         r,
-        "--dsn",
-        &dsn,
+        sel,
+        &val,
         "--to-cert",
         station_pem.to_str().unwrap(),
         "-o",
@@ -184,8 +204,8 @@ fn world(dir: &Path, conf: &Path) -> World {
         FACTOR,
         "--root",
         root.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
+        "--so-pin",
+        SO_PIN,
         "--station-pin",
         USER_PIN,
     ]);
@@ -317,9 +337,90 @@ fn download_then_use_through_pkcs11() {
         assert!(a.contains(&Attribute::Extractable(false)), "{a:?}");
         assert!(a.contains(&Attribute::Id(vec![1])), "{a:?}");
     }
-    // DIK2, the factor and the root key are no objects at all.
+    // DIK2, the factor and the root key are no objects at all: not listed, not
+    // found by value, not in any readable attribute, and not in the token file in
+    // the clear (the device protocol ran inside the token: no public call of the
+    // token core hands DIK2 out).
     let all = s.find_objects(&[]).unwrap();
     assert_eq!(all.len(), 2, "only the two keys are objects");
+    let dik2 = cli_ok(
+        &w.conf,
+        &[
+            "rks",
+            "derive-dik2",
+            "--dik1",
+            DIK1_A,
+            "--dsn",
+            &w.dsn,
+            "--factor",
+            FACTOR,
+        ],
+    );
+    let dik2 = hex::decode(dik2.trim()).unwrap();
+    for class in [ObjectClass::SECRET_KEY, ObjectClass::DATA] {
+        let found = s
+            .find_objects(&[Attribute::Class(class), Attribute::Value(dik2.clone())])
+            .unwrap();
+        assert!(found.is_empty(), "DIK2 found by value");
+    }
+    for h in &all {
+        let a = s
+            .get_attributes(
+                *h,
+                &[
+                    AttributeType::Label,
+                    AttributeType::Id,
+                    AttributeType::Value,
+                    AttributeType::Class,
+                ],
+            )
+            .unwrap_or_default();
+        let text = format!("{a:?}");
+        assert!(!text.contains(&hex::encode(&dik2)), "{text}");
+    }
+    let mut files = 0;
+    for e in std::fs::read_dir(ctx.dir.path().join("tokens")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            let b = std::fs::read(&p).unwrap();
+            assert!(
+                !b.windows(24).any(|x| x == dik2.as_slice()),
+                "{}",
+                p.display()
+            );
+            files += 1;
+        }
+    }
+    assert!(files > 0);
+}
+
+/// DIK1 by range with real tokens: the range's DIK1 is exported sealed to the
+/// station, loaded there, the device (whose serial lies in the range) is
+/// provisioned from it and downloads; the server finds the range at S306–S307.
+#[test]
+fn dik1_range_through_the_station() {
+    let ctx = Ctx::uninitialized();
+    let w = world_with(
+        ctx.dir.path(),
+        &ctx.conf.clone(),
+        Some("0000000000000000..FFFFFFFFFFFFFFFF"),
+    );
+    queue(&w, "TMK1", "des3", TMK1);
+    let st = status(&w);
+    assert_eq!(
+        st["dik1_range"], "0000000000000000..FFFFFFFFFFFFFFFF",
+        "{st}"
+    );
+    let srv = Rks::start(&w.rks);
+    let out = cli_ok(
+        &w.conf,
+        &[
+            "--token", "device", "--json", "rks", "download", "--server", &srv.url, "--pin",
+            USER_PIN,
+        ],
+    );
+    assert!(out.contains("TMK1"), "{out}");
+    assert_eq!(status(&w)["delivered"], 1);
 }
 
 /// K5 on a real token: a server whose working key is not under the root the device
@@ -363,4 +464,451 @@ fn refused_download_stores_nothing_on_the_token() {
         serde_json::from_str(&server(&["rks", "status", "--dir", o, "--json"])).unwrap();
     assert_eq!(st[0]["delivered"], 0, "{st}");
     assert_eq!(st[0]["queued"], 1, "{st}");
+}
+
+const DIK1_A: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
+
+fn serial_of(conf: &Path, label: &str) -> String {
+    let v: serde_json::Value =
+        serde_json::from_str(&cli_ok(conf, &["--token", label, "--json", "info"])).unwrap();
+    v["serial"].as_str().unwrap().to_string()
+}
+
+/// `vtoken --token T rks inject --in F [extra]`: (success, stdout, stderr).
+fn inject(conf: &Path, token: &str, env: &Path, extra: &[&str]) -> (bool, String, String) {
+    let mut a = vec!["--token", token, "--json", "rks", "inject", "--in"];
+    a.push(env.to_str().unwrap());
+    a.extend_from_slice(extra);
+    cli(conf, &a)
+}
+
+/// Whether the token is provisioned: `rks download` on an unprovisioned token
+/// says so before any network step.
+fn provisioned(conf: &Path, token: &str) -> bool {
+    let (_, _, err) = cli(
+        conf,
+        &[
+            "--token",
+            token,
+            "rks",
+            "download",
+            "--server",
+            "http://127.0.0.1:9",
+            "--pin",
+            USER_PIN,
+        ],
+    );
+    !err.contains("not provisioned")
+}
+
+/// K2 across machines: the station writes an injection envelope for the device's
+/// certificate, the device opens it with its SO PIN, and every attack on the
+/// envelope fails with real token files through the CLI: an envelope made for
+/// another device (or replayed to a second one), a tampered or cut envelope, a
+/// wrong PIN (or the user PIN), a second injection without --replace, a replay
+/// of an envelope already taken, and a forged envelope from a station outside the
+/// device's root naming a fake RKS root. After all that the download still works.
+#[test]
+fn sealed_injection_and_its_attacks() {
+    let ctx = Ctx::uninitialized();
+    let dir = ctx.dir.path();
+    let conf = ctx.conf.clone();
+    let c = |a: &[&str]| cli_ok(&conf, a);
+    let ca = dir.join("ca");
+    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    for label in ["station", "dev-a", "dev-b"] {
+        c(&[
+            "init", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN,
+        ]);
+        c(&[
+            "--token",
+            label,
+            "device",
+            "certify",
+            "--ca-dir",
+            ca.to_str().unwrap(),
+            "--pin",
+            USER_PIN,
+        ]);
+    }
+    let pem = |label: &str| {
+        let p = dir.join(format!("{label}.pem"));
+        c(&[
+            "--token",
+            label,
+            "device",
+            "cert",
+            "-o",
+            p.to_str().unwrap(),
+        ]);
+        p
+    };
+    let (station_pem, a_pem, b_pem) = (pem("station"), pem("dev-a"), pem("dev-b"));
+    let (dsn_a, dsn_b) = (serial_of(&conf, "dev-a"), serial_of(&conf, "dev-b"));
+    let rks = dir.join("rks");
+    let r = rks.to_str().unwrap();
+    server(&["rks", "init", "--dir", r]);
+    server(&[
+        "rks", "dik1", "add", "--dir", r, "--dsn", &dsn_a, "--key", DIK1_A,
+    ]);
+    server(&["rks", "dik1", "add", "--dir", r, "--dsn", &dsn_b]);
+    for dsn in [&dsn_a, &dsn_b] {
+        let cms = dir.join(format!("{dsn}.cms"));
+        server(&[
+            "rks",
+            "dik1",
+            "export",
+            "--dir",
+            r,
+            "--dsn",
+            dsn,
+            "--to-cert",
+            station_pem.to_str().unwrap(),
+            "-o",
+            cms.to_str().unwrap(),
+        ]);
+        c(&[
+            "--token",
+            "station",
+            "rks",
+            "station-load",
+            "--in",
+            cms.to_str().unwrap(),
+            "--pin",
+            USER_PIN,
+        ]);
+    }
+    let root = rks.join("root.pem");
+    let make = |cert: &Path, out: &Path| {
+        c(&[
+            "rks",
+            "provision",
+            "--station",
+            "station",
+            "--device-cert",
+            cert.to_str().unwrap(),
+            "--factor",
+            FACTOR,
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--station-pin",
+            USER_PIN,
+        ]);
+        std::fs::read(out).unwrap()
+    };
+    let env_a = dir.join("a.vrks");
+    let bytes_a = make(&a_pem, &env_a);
+    // DIK2 is derived inside the station: it is nowhere in the envelope in the clear.
+    let dik2 = c(&[
+        "rks",
+        "derive-dik2",
+        "--dik1",
+        DIK1_A,
+        "--dsn",
+        &dsn_a,
+        "--factor",
+        FACTOR,
+    ]);
+    let dik2 = hex::decode(dik2.trim()).unwrap();
+    assert!(!bytes_a.windows(24).any(|w| w == dik2.as_slice()));
+    // Without the device certificate's chain to the station's root: refused.
+    let (ok, _, err) = cli(
+        &conf,
+        &[
+            "rks",
+            "provision",
+            "--station",
+            "station",
+            "--device-cert",
+            root.to_str().unwrap(),
+            "--factor",
+            FACTOR,
+            "--root",
+            root.to_str().unwrap(),
+            "-o",
+            dir.join("x.vrks").to_str().unwrap(),
+            "--station-pin",
+            USER_PIN,
+        ],
+    );
+    assert!(!ok, "a non-certificate as --device-cert: {err}");
+
+    // The envelope for dev-a, replayed to dev-b: it does not open there.
+    let (ok, _, err) = inject(&conf, "dev-b", &env_a, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("injection refused"), "{err}");
+    assert!(!provisioned(&conf, "dev-b"));
+    // Wrong SO PIN, and the user PIN in its place.
+    for p in ["87654321", USER_PIN] {
+        let (ok, _, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", p]);
+        assert!(!ok && err.contains("SO PIN"), "{err}");
+    }
+    // Tampered (one byte in the middle, in the sealed content, at the end) or cut.
+    for at in [bytes_a.len() / 2, bytes_a.len() - 300, bytes_a.len() - 1] {
+        let mut t = bytes_a.clone();
+        t[at] ^= 0x01;
+        let p = dir.join("tampered.vrks");
+        std::fs::write(&p, &t).unwrap();
+        let (ok, _, err) = inject(&conf, "dev-a", &p, &["--so-pin", SO_PIN]);
+        assert!(!ok && err.contains("injection refused"), "byte {at}: {err}");
+    }
+    let p = dir.join("cut.vrks");
+    std::fs::write(&p, &bytes_a[..bytes_a.len() - 20]).unwrap();
+    let (ok, _, err) = inject(&conf, "dev-a", &p, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("injection refused"), "{err}");
+    assert!(!provisioned(&conf, "dev-a"), "nothing stored on a refusal");
+
+    // The honest injection.
+    let (ok, out, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", SO_PIN]);
+    assert!(ok, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["device"], dsn_a.to_uppercase().as_str(), "{out}");
+    assert_eq!(v["replaced"], false, "{out}");
+    assert!(provisioned(&conf, "dev-a"));
+    // Again: refused without --replace, and a replay even with it.
+    let (ok, _, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("--replace"), "{err}");
+    let (ok, _, err) = inject(&conf, "dev-a", &env_a, &["--so-pin", SO_PIN, "--replace"]);
+    assert!(!ok && err.contains("already used"), "{err}");
+    // A fresh envelope replaces it only with --replace.
+    let env_a2 = dir.join("a2.vrks");
+    make(&a_pem, &env_a2);
+    let (ok, _, err) = inject(&conf, "dev-a", &env_a2, &["--so-pin", SO_PIN]);
+    assert!(!ok && err.contains("--replace"), "{err}");
+    let (ok, out, err) = inject(&conf, "dev-a", &env_a2, &["--so-pin", SO_PIN, "--replace"]);
+    assert!(ok && out.contains("\"replaced\": true"), "{out}{err}");
+    // dev-b with its own envelope.
+    let env_b = dir.join("b.vrks");
+    make(&b_pem, &env_b);
+    let (ok, _, err) = inject(&conf, "dev-b", &env_b, &["--so-pin", SO_PIN]);
+    assert!(ok, "{err}");
+
+    // A forged envelope: an attacker's station, certified under the attacker's own
+    // CA, holding a DIK1 for dev-a from the attacker's own RKS, seals a fake root
+    // to dev-a's (public) certificate. Our CLI refuses at the station already (the
+    // device certificate is not under the attacker's root), so the attacker calls
+    // the token API directly; dev-a refuses the signer.
+    let evil_ca = dir.join("evil-ca");
+    c(&["ca", "init", "--dir", evil_ca.to_str().unwrap()]);
+    c(&[
+        "init", "--label", "evil", "--so-pin", SO_PIN, "--pin", USER_PIN,
+    ]);
+    c(&[
+        "--token",
+        "evil",
+        "device",
+        "certify",
+        "--ca-dir",
+        evil_ca.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    let evil_pem = pem("evil");
+    let evil_rks = dir.join("evil-rks");
+    let e = evil_rks.to_str().unwrap();
+    server(&["rks", "init", "--dir", e]);
+    server(&["rks", "dik1", "add", "--dir", e, "--dsn", &dsn_a]);
+    let cms = dir.join("evil.cms");
+    server(&[
+        "rks",
+        "dik1",
+        "export",
+        "--dir",
+        e,
+        "--dsn",
+        &dsn_a,
+        "--to-cert",
+        evil_pem.to_str().unwrap(),
+        "-o",
+        cms.to_str().unwrap(),
+    ]);
+    c(&[
+        "--token",
+        "evil",
+        "rks",
+        "station-load",
+        "--in",
+        cms.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    let (ok, _, err) = cli(
+        &conf,
+        &[
+            "rks",
+            "provision",
+            "--station",
+            "evil",
+            "--device-cert",
+            a_pem.to_str().unwrap(),
+            "--factor",
+            FACTOR,
+            "--root",
+            evil_rks.join("root.pem").to_str().unwrap(),
+            "-o",
+            dir.join("evil.vrks").to_str().unwrap(),
+            "--station-pin",
+            USER_PIN,
+        ],
+    );
+    assert!(!ok && err.contains("device certificate refused"), "{err}");
+    let forged = {
+        use vault_core::token::UserType;
+        let reg =
+            vault_core::slots::Registry::new(vault_core::config::Config::from_file(&conf).unwrap());
+        let t = reg.open(&reg.find("evil").unwrap()).unwrap();
+        let sid = t.open_session(true).unwrap();
+        t.login(UserType::User, USER_PIN.as_bytes()).unwrap();
+        let a_der = der_of(&["x509"], &a_pem);
+        let fake_root = der_of(&["pkey", "-pubin"], &evil_rks.join("root.pem"));
+        let env = t
+            .rks_station_seal(&a_der, &dsn_a, &hex::decode(FACTOR).unwrap(), &fake_root)
+            .unwrap();
+        t.close_session(sid).unwrap();
+        env
+    };
+    let p = dir.join("forged.vrks");
+    std::fs::write(&p, &forged).unwrap();
+    let (ok, _, err) = inject(&conf, "dev-a", &p, &["--so-pin", SO_PIN, "--replace"]);
+    assert!(
+        !ok && err.contains("station certificate refused"),
+        "a forged envelope: {err}"
+    );
+
+    // dev-a still trusts the real RKS only: the download works.
+    let w = World {
+        conf: conf.clone(),
+        rks: rks.clone(),
+        dsn: dsn_a.clone(),
+    };
+    queue(&w, "TMK1", "des3", TMK1);
+    let srv = Rks::start(&rks);
+    let out = cli_ok(
+        &conf,
+        &[
+            "--token", "dev-a", "--json", "rks", "download", "--server", &srv.url, "--pin",
+            USER_PIN,
+        ],
+    );
+    assert!(out.contains("TMK1"), "{out}");
+}
+
+/// DER of a PEM certificate (`x509`) or public key (`pkey -pubin`), by openssl.
+fn der_of(what: &[&str], pem: &Path) -> Vec<u8> {
+    let o = Command::new("openssl")
+        .args(what)
+        .args(["-in", pem.to_str().unwrap(), "-outform", "DER"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o.stdout
+}
+
+/// K5 with a real token file on the device side, wrong DIK2 (AT mismatch): the
+/// station is loaded with a DIK1 for the device's DSN from another RKS and
+/// re-provisions the device (`--replace`) with the DIK2 derived from it. The real
+/// RKS refuses ("device authentication failed"), the token stores nothing, the
+/// server delivers nothing and logs why; after the station reloads the right DIK1
+/// and re-provisions, the rerun delivers the key exactly once.
+#[test]
+fn wrong_dik2_on_a_real_token_then_rerun() {
+    let ctx = Ctx::uninitialized();
+    let dir = ctx.dir.path();
+    let w = world(dir, &ctx.conf.clone());
+    queue(&w, "TMK1", "des3", TMK1);
+    let other = dir.join("other-rks");
+    let o = other.to_str().unwrap();
+    server(&["rks", "init", "--dir", o]);
+    server(&["rks", "dik1", "add", "--dir", o, "--dsn", &w.dsn]);
+    let load = |rks: &str, name: &str| {
+        let cms = dir.join(name);
+        server(&[
+            "rks",
+            "dik1",
+            "export",
+            "--dir",
+            rks,
+            "--dsn",
+            &w.dsn,
+            "--to-cert",
+            dir.join("station.pem").to_str().unwrap(),
+            "-o",
+            cms.to_str().unwrap(),
+        ]);
+        cli_ok(
+            &w.conf,
+            &[
+                "--token",
+                "station",
+                "rks",
+                "station-load",
+                "--in",
+                cms.to_str().unwrap(),
+                "--pin",
+                USER_PIN,
+            ],
+        );
+    };
+    let provision = || {
+        cli_ok(
+            &w.conf,
+            &[
+                "--token",
+                "device",
+                "rks",
+                "provision",
+                "--station",
+                "station",
+                "--factor",
+                FACTOR,
+                "--root",
+                w.rks.join("root.pem").to_str().unwrap(),
+                "--so-pin",
+                SO_PIN,
+                "--station-pin",
+                USER_PIN,
+                "--replace",
+            ],
+        )
+    };
+    load(o, "wrong.cms");
+    provision();
+    let srv = Rks::start(&w.rks);
+    let download = || {
+        cli(
+            &w.conf,
+            &[
+                "--token", "device", "--json", "rks", "download", "--server", &srv.url, "--pin",
+                USER_PIN,
+            ],
+        )
+    };
+    let (ok, _, err) = download();
+    assert!(!ok && err.contains("device authentication failed"), "{err}");
+    let objects = cli_ok(
+        &w.conf,
+        &[
+            "--token", "device", "--json", "objects", "list", "--pin", USER_PIN,
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&objects).unwrap();
+    assert_eq!(v.as_array().map(|a| a.len()), Some(0), "{objects}");
+    let st = status(&w);
+    assert_eq!(st["delivered"], 0, "{st}");
+    assert_eq!(st["queued"], 1, "{st}");
+    let log = server(&["rks", "status", "--dir", w.rks.to_str().unwrap(), "--audit"]);
+    assert!(
+        log.contains("REFUSED") && log.contains("device authentication failed"),
+        "{log}"
+    );
+    // The right DIK1 again: the rerun delivers the key once.
+    load(w.rks.to_str().unwrap(), "right.cms");
+    provision();
+    let (ok, out, err) = download();
+    assert!(ok && out.contains("TMK1"), "{out}{err}");
+    let (ok, out, _) = download();
+    assert!(ok && out.contains("\"keys\": []"), "{out}");
+    let st = status(&w);
+    assert_eq!(st["delivered"], 1, "{st}");
 }

@@ -9,35 +9,25 @@
 //!   `SHA-256(TK_CONTEXT ‖ TK)`, the nonce 12 random bytes sent in front of the
 //!   ciphertext, the associated data the frame header (see [`crate::frame`]).
 
-use aes_gcm::aead::{Aead, Payload};
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{
-    KeyPair, KeySize, OaepPrivateDecryptingKey, OaepPublicEncryptingKey, PrivateDecryptingKey,
-    PublicEncryptingKey, OAEP_SHA256_MGF1SHA256,
+    KeyPair, KeySize, OaepPrivateDecryptingKey, PrivateDecryptingKey, OAEP_SHA256_MGF1SHA256,
 };
-use aws_lc_rs::signature::{self, KeyPair as _, UnparsedPublicKey};
-use sha2::{Digest, Sha256};
+use aws_lc_rs::signature::{self, KeyPair as _};
 use zeroize::Zeroizing;
 
 use crate::{Result, RksError};
 
-/// Prefix of the message the root signs (domain separation).
-pub const WORKING_CONTEXT: &[u8] = b"vtoken rks working key v1\0";
-/// Prefix of the transport-key derivation.
-pub const TK_CONTEXT: &[u8] = b"vtoken rks transport key v1\0";
-/// RSA modulus size of the root and working keys.
-pub const RSA_BITS: usize = 2048;
+// The device's half (public-key operations, the AEAD, randomness) is pure Rust so
+// the token core can run the device steps inside it; the server's private-key
+// operations below stay on aws-lc-rs (constant-time RSA).
+pub use crate::devcrypto::{
+    oaep_encrypt, open, random, seal, sha256, tk_aead_key, verify_working, RSA_BITS, TK_CONTEXT,
+    WORKING_CONTEXT,
+};
 
 fn local(what: &str) -> impl Fn(aws_lc_rs::error::Unspecified) -> RksError + '_ {
     move |_| RksError::Local(format!("{what} failed"))
-}
-
-/// `n` random bytes.
-pub fn random(n: usize) -> Result<Zeroizing<Vec<u8>>> {
-    let mut v = Zeroizing::new(vec![0u8; n]);
-    aws_lc_rs::rand::fill(&mut v).map_err(local("random"))?;
-    Ok(v)
 }
 
 /// The root key pair RKS_RCRT: signs the working key.
@@ -85,19 +75,6 @@ impl RootKey {
             .map_err(local("signing"))?;
         Ok(sig)
     }
-}
-
-/// S303: whether `sig` is the root's signature over `working_spki`.
-pub fn verify_working(root_spki: &[u8], working_spki: &[u8], sig: &[u8]) -> Result<()> {
-    let mut msg = WORKING_CONTEXT.to_vec();
-    msg.extend_from_slice(working_spki);
-    UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, root_spki)
-        .verify(&msg, sig)
-        .map_err(|_| {
-            RksError::ServerAuth(
-                "the working key is not signed by the root key this device trusts".into(),
-            )
-        })
 }
 
 /// The working key pair RKS_WCRT: decrypts what the device sends.
@@ -152,78 +129,4 @@ impl WorkingKey {
         out.truncate(n);
         Ok(out)
     }
-}
-
-/// RSA-OAEP-SHA256 encryption to `spki`.
-pub fn oaep_encrypt(spki: &[u8], msg: &[u8]) -> Result<Vec<u8>> {
-    let pk = PublicEncryptingKey::from_der(spki)
-        .map_err(|e| RksError::BadMessage(format!("working key: {e}")))?;
-    if pk.key_size_bits() < RSA_BITS {
-        return Err(RksError::ServerAuth(format!(
-            "the working key has {} bits (at least {RSA_BITS})",
-            pk.key_size_bits()
-        )));
-    }
-    let k = OaepPublicEncryptingKey::new(pk).map_err(local("working key"))?;
-    let mut out = vec![0u8; k.ciphertext_size()];
-    let n = k
-        .encrypt(&OAEP_SHA256_MGF1SHA256, msg, &mut out, None)
-        .map_err(local("RSA-OAEP encryption"))?
-        .len();
-    out.truncate(n);
-    Ok(out)
-}
-
-/// SHA-256.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    Sha256::digest(data).into()
-}
-
-/// The AES-256-GCM key of a transport key TK.
-pub fn tk_aead_key(tk: &[u8]) -> Zeroizing<[u8; 32]> {
-    let mut h = Sha256::new();
-    h.update(TK_CONTEXT);
-    h.update(tk);
-    Zeroizing::new(h.finalize().into())
-}
-
-/// AES-256-GCM: `nonce(12) ‖ ciphertext ‖ tag(16)`.
-pub fn seal(key: &[u8; 32], ad: &[u8], plain: &[u8]) -> Result<Vec<u8>> {
-    let c = Aes256Gcm::new_from_slice(key).map_err(|_| RksError::Local("AES key".into()))?;
-    let nonce = random(12)?;
-    let ct = c
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plain,
-                aad: ad,
-            },
-        )
-        .map_err(|_| RksError::Local("AES-GCM encryption failed".into()))?;
-    let mut out = nonce.to_vec();
-    out.extend_from_slice(&ct);
-    Ok(out)
-}
-
-/// Opens [`seal`]'s output; a wrong key, header or a changed byte fails.
-pub fn open(key: &[u8; 32], ad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
-    if sealed.len() < 12 + 16 {
-        return Err(RksError::BadMessage("sealed body cut short".into()));
-    }
-    let c = Aes256Gcm::new_from_slice(key).map_err(|_| RksError::Local("AES key".into()))?;
-    c.decrypt(
-        Nonce::from_slice(&sealed[..12]),
-        Payload {
-            msg: &sealed[12..],
-            aad: ad,
-        },
-    )
-    .map(Zeroizing::new)
-    .map_err(|_| {
-        RksError::BadMessage(
-            "a message under the transport key fails its integrity check (wrong session, \
-             replayed or changed)"
-                .into(),
-        )
-    })
 }

@@ -12,12 +12,12 @@
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::crypto;
 use crate::derive::{tdes_ecb_decrypt, DIK_LEN};
+use crate::devcrypto as crypto;
 use crate::frame::{header_ad, Fields, Frame, Kind, SessionId};
-use crate::server::{ACK_TEXT, AT_LEN};
 use crate::tmk::Tmk;
 use crate::{Result, RksError};
+use crate::{ACK_TEXT, AT_LEN};
 
 /// What the device holds after provisioning (SPEC K1, K2).
 pub struct Provisioned {

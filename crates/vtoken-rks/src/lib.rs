@@ -6,7 +6,8 @@
 //!
 //! - [`derive`]: the K3 one-way derivation DIK1 → DIK2;
 //! - [`frame`]: the versioned, length-checked message framing;
-//! - [`crypto`]: the primitives the protocol names (RSA-OAEP-SHA256 to the working
+//! - [`devcrypto`]: the device's primitives, pure Rust (feature `device`, what the
+//!   token core uses); [`crypto`] adds the server's (feature `protocol`): the primitives the protocol names (RSA-OAEP-SHA256 to the working
 //!   key, the root's RSA PKCS#1 v1.5 / SHA-256 signature over the working key,
 //!   AES-256-GCM under the transport key TK);
 //! - [`device`]: the device's state machine (patent steps S301, S303–S305,
@@ -20,7 +21,9 @@
 #[cfg(feature = "protocol")]
 pub mod crypto;
 pub mod derive;
-#[cfg(feature = "protocol")]
+#[cfg(feature = "device")]
+pub mod devcrypto;
+#[cfg(feature = "device")]
 pub mod device;
 pub mod frame;
 #[cfg(feature = "protocol")]
@@ -28,6 +31,11 @@ pub mod server;
 pub mod tmk;
 
 pub use derive::{derive_dik2, DIK_LEN};
+
+/// AT, TK1, TK2 and TK: 24 bytes each (S308, S312).
+pub const AT_LEN: usize = 24;
+/// The plaintext of an acknowledgement after the key's uid (S321).
+pub const ACK_TEXT: &[u8] = b"stored";
 
 /// Why a protocol step failed. The message is the one both sides show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -25,12 +25,10 @@ use crate::frame::{put_field, Frame, Kind, SessionId};
 use crate::tmk::Tmk;
 use crate::{Result, RksError};
 
-/// Length of AT, TK1, TK2 and TK (as DIK: 24 bytes, three TDES blocks).
-pub const AT_LEN: usize = 24;
+pub use crate::AT_LEN;
 /// A session not finished in this time is forgotten.
 pub const SESSION_LIFETIME: Duration = Duration::from_secs(300);
-/// The acknowledgement's fixed text after the uid.
-pub const ACK_TEXT: &[u8] = b"stored";
+pub use crate::ACK_TEXT;
 /// Longest factor accepted.
 pub const MAX_FACTOR: usize = 64;
 /// Longest DSN accepted.

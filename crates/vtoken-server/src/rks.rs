@@ -103,17 +103,24 @@ Example:
 /// `vtoken-server rks dik1 …`.
 #[derive(Subcommand)]
 pub enum Dik1Command {
-    /// Add the DIK1 of a device (random unless --key is given). Never replaces one.
-    #[command(
-        after_help = "Example:\n  vtoken-server rks dik1 add --dir rks --dsn 00000000000000A1"
-    )]
+    /// Add the DIK1 of a device, or one DIK1 for a range of DSNs (a batch of
+    /// devices; each still gets its own DIK2). Random unless --key is given. Never
+    /// replaces one; ranges never overlap. At download the device's own record is
+    /// used first, else the range holding its DSN.
+    #[command(after_help = "\
+Examples:
+  vtoken-server rks dik1 add --dir rks --dsn 00000000000000A1
+  vtoken-server rks dik1 add --dir rks --range 0000000000001000..0000000000001FFF")]
     Add {
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
         /// The device's serial.
-        #[arg(long)]
-        dsn: String,
+        #[arg(long, required_unless_present = "range", conflicts_with = "range")]
+        dsn: Option<String>,
+        /// A range of serials FIRST..LAST (16 hex digits each, inclusive).
+        #[arg(long, value_name = "FIRST..LAST")]
+        range: Option<String>,
         /// DIK1 in hex (24 bytes) [default: generated].
         #[arg(long, value_name = "HEX")]
         key: Option<String>,
@@ -124,14 +131,19 @@ pub enum Dik1Command {
     #[command(after_help = "\
 Example:
   vtoken --token station device cert -o station.pem
-  vtoken-server rks dik1 export --dir rks --dsn 00000000000000A1 --to-cert station.pem -o dik1.cms")]
+  vtoken-server rks dik1 export --dir rks --dsn 00000000000000A1 --to-cert station.pem -o dik1.cms
+  vtoken-server rks dik1 export --dir rks --range 0000000000001000..0000000000001FFF \\
+      --to-cert station.pem -o batch.cms")]
     Export {
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
         /// The device's serial.
-        #[arg(long)]
-        dsn: String,
+        #[arg(long, required_unless_present = "range", conflicts_with = "range")]
+        dsn: Option<String>,
+        /// A DIK1 range added with `dik1 add --range` (exactly as added).
+        #[arg(long, value_name = "FIRST..LAST")]
+        range: Option<String>,
         /// The station token's device certificate (PEM or DER).
         #[arg(long)]
         to_cert: PathBuf,
@@ -141,7 +153,8 @@ Example:
     },
 }
 
-/// Magic of the DIK1 export's plaintext: `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`.
+/// Magic of the DIK1 export's plaintext: `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`
+/// (for a range the DSN field is `FIRST..LAST`).
 pub const DIK1_EXPORT_MAGIC: &[u8] = b"vtoken rks dik1 v1\0";
 
 fn dsn_arg(dsn: &str) -> Result<String, String> {
@@ -152,6 +165,25 @@ fn dsn_arg(dsn: &str) -> Result<String, String> {
         ));
     }
     Ok(d)
+}
+
+/// `FIRST..LAST`: two DSNs of 16 hex digits, FIRST <= LAST.
+fn range_arg(r: &str) -> Result<(String, String), String> {
+    let bad = || {
+        format!(
+            "--range {r:?} is not FIRST..LAST with 16 hex digits each \
+             (e.g. 0000000000001000..0000000000001FFF)"
+        )
+    };
+    let (f, l) = r.trim().split_once("..").ok_or_else(bad)?;
+    let (f, l) = (f.to_ascii_uppercase(), l.to_ascii_uppercase());
+    if !crate::rks_store::is_dsn16(&f) || !crate::rks_store::is_dsn16(&l) {
+        return Err(bad());
+    }
+    if f > l {
+        return Err(format!("--range {r:?}: FIRST is above LAST"));
+    }
+    Ok((f, l))
 }
 
 fn hex_arg(name: &str, v: &str) -> Result<zeroize::Zeroizing<Vec<u8>>, String> {
@@ -205,8 +237,12 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             );
             Ok(())
         }
-        RksCommand::Dik1(Dik1Command::Add { dir, dsn, key }) => {
-            let dsn = dsn_arg(&dsn)?;
+        RksCommand::Dik1(Dik1Command::Add {
+            dir,
+            dsn,
+            range,
+            key,
+        }) => {
             let store = RksStore::open(&dir)?;
             let key = match key {
                 Some(k) => {
@@ -221,38 +257,64 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
                 }
                 None => None,
             };
-            store.add_dik1(&dsn, key.as_deref())?;
-            store.log(&dsn, "", true, "DIK1 added")?;
-            println!("DIK1 added for {dsn}");
+            let what = match (dsn, range) {
+                (_, Some(r)) => {
+                    let (f, l) = range_arg(&r)?;
+                    store.add_dik1_range(&f, &l, key.as_deref())?;
+                    format!("{f}..{l}")
+                }
+                (Some(d), None) => {
+                    let d = dsn_arg(&d)?;
+                    store.add_dik1(&d, key.as_deref())?;
+                    d
+                }
+                (None, None) => return Err("give --dsn or --range".into()),
+            };
+            store.log(&what, "", true, "DIK1 added")?;
+            println!("DIK1 added for {what}");
             Ok(())
         }
         RksCommand::Dik1(Dik1Command::Export {
             dir,
             dsn,
+            range,
             to_cert,
             out,
         }) => {
-            let dsn = dsn_arg(&dsn)?;
             let store = RksStore::open(&dir)?;
-            let dik1 = store
-                .get_dik1(&dsn)?
-                .ok_or_else(|| format!("no DIK1 for {dsn} (add one with `rks dik1 add`)"))?;
+            let (what, dik1) = match (dsn, range) {
+                (_, Some(r)) => {
+                    let (f, l) = range_arg(&r)?;
+                    let k = store.get_dik1_range(&f, &l)?.ok_or_else(|| {
+                        format!("no DIK1 range {f}..{l} (add one with `rks dik1 add --range`)")
+                    })?;
+                    (format!("{f}..{l}"), k)
+                }
+                (Some(d), None) => {
+                    let d = dsn_arg(&d)?;
+                    let k = store
+                        .get_dik1(&d)?
+                        .ok_or_else(|| format!("no DIK1 for {d} (add one with `rks dik1 add`)"))?;
+                    (d, k)
+                }
+                (None, None) => return Err("give --dsn or --range".into()),
+            };
             let cert = read_cert(&to_cert)?;
             let mut plain = zeroize::Zeroizing::new(DIK1_EXPORT_MAGIC.to_vec());
-            plain.extend_from_slice(&(dsn.len() as u16).to_be_bytes());
-            plain.extend_from_slice(dsn.as_bytes());
+            plain.extend_from_slice(&(what.len() as u16).to_be_bytes());
+            plain.extend_from_slice(what.as_bytes());
             plain.extend_from_slice(&dik1[..]);
             let cms = vault_core::sealed::seal(&cert, &plain)
                 .map_err(|e| format!("{}: {e}", to_cert.display()))?;
             crate::rks_store::write_new_private(&out, &cms)?;
             store.log(
-                &dsn,
+                &what,
                 "",
                 true,
                 &format!("DIK1 exported sealed to {}", to_cert.display()),
             )?;
             println!(
-                "DIK1 of {dsn} sealed to {} in {}",
+                "DIK1 of {what} sealed to {} in {}",
                 to_cert.display(),
                 out.display()
             );
@@ -323,14 +385,19 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
                 );
             } else {
                 println!(
-                    "{:<18} {:<5} {:>7} {:>9} {:>8}  last refusal",
+                    "{:<34} {:<5} {:>7} {:>9} {:>8}  last refusal",
                     "DSN", "DIK1", "queued", "delivered", "refusals"
                 );
                 for s in st {
                     println!(
-                        "{:<18} {:<5} {:>7} {:>9} {:>8}  {}",
+                        "{:<34} {:<5} {:>7} {:>9} {:>8}  {}",
                         s.dsn,
-                        if s.dik1 { "yes" } else { "no" },
+                        match (s.kind, s.dik1, &s.dik1_range) {
+                            ("range", _, _) => "range",
+                            (_, true, Some(_)) => "range",
+                            (_, true, None) => "yes",
+                            _ => "no",
+                        },
                         s.queued,
                         s.delivered,
                         s.refusals,

@@ -1,5 +1,6 @@
 //! The RKS's SQLite database (SPEC K1): the root and working key pairs, DIK1 records
-//! by DSN, the queue of keys to deliver per DSN and the audit log of every download
+//! by DSN or by DSN range (one DIK1 for a batch of devices, as the patent's
+//! embodiments allow; DIK2 stays per device since K3 diversifies by DSN), the queue of keys to deliver per DSN and the audit log of every download
 //! step and every refusal.
 //!
 //! Secrets at rest (the two private keys, every DIK1 and every queued key value) are
@@ -40,6 +41,13 @@ CREATE TABLE IF NOT EXISTS dik1 (
     dsn       TEXT PRIMARY KEY,
     sealed    BLOB NOT NULL,
     added_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dik1_range (
+    first     TEXT NOT NULL,
+    last      TEXT NOT NULL,
+    sealed    BLOB NOT NULL,
+    added_at  INTEGER NOT NULL,
+    PRIMARY KEY (first, last)
 );
 CREATE TABLE IF NOT EXISTS queue (
     id            INTEGER PRIMARY KEY,
@@ -94,13 +102,19 @@ pub fn write_new_private(path: &Path, data: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// One DSN's line of `rks status`.
+/// One line of `rks status`: a DSN, or a DIK1 range (`kind` "range", `dsn`
+/// "FIRST..LAST").
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct DsnStatus {
-    /// The DSN.
+    /// "dsn" or "range".
+    pub kind: &'static str,
+    /// The DSN (or the range).
     pub dsn: String,
-    /// Whether a DIK1 record exists for it.
+    /// Whether a DIK1 record exists for it (its own or a range's).
     pub dik1: bool,
+    /// The range whose DIK1 serves this DSN (when it has no record of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dik1_range: Option<String>,
     /// Keys queued and not delivered.
     pub queued: u64,
     /// Keys delivered.
@@ -303,7 +317,7 @@ impl RksStore {
         Ok(())
     }
 
-    /// DIK1 of a DSN.
+    /// DIK1 of a DSN (S306–S307): its own record first, else its range's.
     pub fn get_dik1(&self, dsn: &str) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
         let sealed: Option<Vec<u8>> = self
             .conn()
@@ -314,15 +328,106 @@ impl RksStore {
             )
             .optional()
             .map_err(db_err)?;
-        let Some(sealed) = sealed else {
-            return Ok(None);
+        if let Some(sealed) = sealed {
+            return Self::dik1_of(self.open_sealed(&Self::dik1_ad(dsn), &sealed)?).map(Some);
+        }
+        // S306–S307: no record of its own, then the range that holds the DSN.
+        match self.range_of(dsn)? {
+            Some((first, last)) => self.get_dik1_range(&first, &last),
+            None => Ok(None),
+        }
+    }
+
+    fn range_ad(first: &str, last: &str) -> Vec<u8> {
+        format!("dik1 range\0{first}..{last}").into_bytes()
+    }
+
+    /// Adds a DIK1 for every DSN from `first` to `last` (16 upper-case hex digits
+    /// each, `first <= last`; the given key or a random one). Refused when it
+    /// overlaps a range already recorded (the lookup must be unambiguous); DSNs
+    /// with a record of their own keep it (the exact record is found first).
+    /// One transaction: the overlap check and the insert cannot interleave.
+    pub fn add_dik1_range(
+        &self,
+        first: &str,
+        last: &str,
+        key: Option<&[u8; DIK_LEN]>,
+    ) -> Result<(), String> {
+        let generated;
+        let key = match key {
+            Some(k) => k,
+            None => {
+                generated = crypto::random(DIK_LEN).map_err(|e| e.to_string())?;
+                generated.as_slice().try_into().expect("24 bytes")
+            }
         };
-        let k = self.open_sealed(&Self::dik1_ad(dsn), &sealed)?;
+        let sealed = self.seal(&Self::range_ad(first, last), key)?;
+        let mut c = self.conn();
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let clash: Option<(String, String)> = tx
+            .query_row(
+                "SELECT first, last FROM dik1_range WHERE first <= ?2 AND last >= ?1 LIMIT 1",
+                params![first, last],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err)?;
+        if let Some((f, l)) = clash {
+            return Err(format!(
+                "the range {first}..{last} overlaps the DIK1 range {f}..{l} (ranges never overlap)"
+            ));
+        }
+        tx.execute(
+            "INSERT INTO dik1_range (first, last, sealed, added_at) VALUES (?1, ?2, ?3, ?4)",
+            params![first, last, sealed, now()],
+        )
+        .map_err(db_err)?;
+        tx.commit().map_err(db_err)
+    }
+
+    /// The DIK1 of exactly this range.
+    pub fn get_dik1_range(
+        &self,
+        first: &str,
+        last: &str,
+    ) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
+        let sealed: Option<Vec<u8>> = self
+            .conn()
+            .query_row(
+                "SELECT sealed FROM dik1_range WHERE first = ?1 AND last = ?2",
+                params![first, last],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        sealed
+            .map(|s| Self::dik1_of(self.open_sealed(&Self::range_ad(first, last), &s)?))
+            .transpose()
+    }
+
+    /// The range whose DIK1 serves `dsn` (a DSN of 16 hex digits), if any.
+    pub fn range_of(&self, dsn: &str) -> Result<Option<(String, String)>, String> {
+        if !is_dsn16(dsn) {
+            return Ok(None);
+        }
+        self.conn()
+            .query_row(
+                "SELECT first, last FROM dik1_range WHERE first <= ?1 AND last >= ?1",
+                params![dsn],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    fn dik1_of(k: Zeroizing<Vec<u8>>) -> Result<Zeroizing<[u8; DIK_LEN]>, String> {
         let k: [u8; DIK_LEN] = k
             .as_slice()
             .try_into()
             .map_err(|_| "a DIK1 record is not 24 bytes".to_string())?;
-        Ok(Some(Zeroizing::new(k)))
+        Ok(Zeroizing::new(k))
     }
 
     fn tmk_ad(uid: &str) -> Vec<u8> {
@@ -436,34 +541,76 @@ impl RksStore {
         Ok(())
     }
 
-    /// Per DSN: DIK1, queued, delivered, refusals.
+    /// Per DSN: DIK1 (its own or a range's), queued, delivered, refusals; then
+    /// one line per DIK1 range.
     pub fn status(&self) -> Result<Vec<DsnStatus>, String> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
-                "SELECT d.dsn,
+        let mut out = {
+            let c = self.conn();
+            let mut st = c
+                .prepare(
+                    "SELECT d.dsn,
                    EXISTS(SELECT 1 FROM dik1 WHERE dsn = d.dsn),
                    (SELECT count(*) FROM queue WHERE dsn = d.dsn AND delivered_at IS NULL),
                    (SELECT count(*) FROM queue WHERE dsn = d.dsn AND delivered_at IS NOT NULL),
                    (SELECT count(*) FROM audit WHERE dsn = d.dsn AND ok = 0),
                    (SELECT event FROM audit WHERE dsn = d.dsn AND ok = 0 ORDER BY id DESC LIMIT 1)
                  FROM (SELECT dsn FROM dik1 UNION SELECT dsn FROM queue
-                       UNION SELECT dsn FROM audit) d ORDER BY d.dsn",
-            )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map([], |r| {
-                Ok(DsnStatus {
-                    dsn: r.get(0)?,
-                    dik1: r.get(1)?,
-                    queued: r.get(2)?,
-                    delivered: r.get(3)?,
-                    refusals: r.get(4)?,
-                    last_refusal: r.get(5)?,
+                       UNION SELECT dsn FROM audit) d
+                 WHERE d.dsn NOT LIKE '%..%' ORDER BY d.dsn",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok(DsnStatus {
+                        kind: "dsn",
+                        dsn: r.get(0)?,
+                        dik1: r.get(1)?,
+                        dik1_range: None,
+                        queued: r.get(2)?,
+                        delivered: r.get(3)?,
+                        refusals: r.get(4)?,
+                        last_refusal: r.get(5)?,
+                    })
                 })
-            })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?
+        };
+        for s in &mut out {
+            if !s.dik1 {
+                if let Some((f, l)) = self.range_of(&s.dsn)? {
+                    s.dik1 = true;
+                    s.dik1_range = Some(format!("{f}..{l}"));
+                }
+            }
+        }
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT first, last FROM dik1_range ORDER BY first")
             .map_err(db_err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        let ranges = st
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        for (f, l) in ranges {
+            let (queued, delivered, refusals) = out
+                .iter()
+                .filter(|s| s.kind == "dsn" && s.dsn >= f && s.dsn <= l && is_dsn16(&s.dsn))
+                .fold((0, 0, 0), |a, s| {
+                    (a.0 + s.queued, a.1 + s.delivered, a.2 + s.refusals)
+                });
+            out.push(DsnStatus {
+                kind: "range",
+                dsn: format!("{f}..{l}"),
+                dik1: true,
+                dik1_range: None,
+                queued,
+                delivered,
+                refusals,
+                last_refusal: None,
+            });
+        }
+        Ok(out)
     }
 
     /// The audit log, oldest first (`dsn`: only this DSN).
@@ -488,6 +635,14 @@ impl RksStore {
             .map_err(db_err)?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
     }
+}
+
+/// Whether `s` is a DSN of 16 upper-case hex digits (what ranges hold: in that
+/// fixed width, text order is numeric order).
+pub fn is_dsn16(s: &str) -> bool {
+    s.len() == 16
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
 /// PEM "PUBLIC KEY" of an SPKI DER.

@@ -416,3 +416,103 @@ fn client_killed_between_steps() {
     assert_eq!(sink.0.len(), 2);
     assert_eq!(status(&d)["delivered"], 2);
 }
+
+/// S306–S307 with DIK1 by range (a batch of devices): a DSN inside the range
+/// downloads with the range's DIK1 (its DIK2 still its own, K3 diversifies by
+/// DSN); a DSN with a record of its own uses that record first; a DSN outside
+/// every range is an unknown device; overlapping ranges are refused; `rks status`
+/// shows the range and which DSNs it serves.
+#[test]
+fn dik1_by_range() {
+    const RANGE_KEY: &str = "C1D0F8FB4958670DBA40AB1F3752EF0DC1D0F8FB4958670D";
+    let (_t, d) = rks();
+    let s = d.to_str().unwrap();
+    // DSN (…A1) keeps its own record, inside the range.
+    run(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        s,
+        "--range",
+        "0000000000000000..00000000000000ff",
+        "--key",
+        RANGE_KEY,
+    ]);
+    for bad in [
+        "00000000000000F0..0000000000000100",
+        "0000000000000010..0000000000000020",
+    ] {
+        let o = std::process::Command::new(BIN)
+            .args(["rks", "dik1", "add", "--dir", s, "--range", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("overlaps"),
+            "{bad}: {err}"
+        );
+    }
+    for bad in ["1..2", "00000000000000FF..0000000000000001", "X"] {
+        let o = std::process::Command::new(BIN)
+            .args(["rks", "dik1", "add", "--dir", s, "--range", bad])
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "{bad}");
+    }
+    const IN: &str = "0000000000000042";
+    const OUT: &str = "0000000000000100";
+    for dsn in [IN, OUT] {
+        run(&[
+            "rks", "queue", "--dir", s, "--dsn", dsn, "--label", "B1", "--type", "des3",
+        ]);
+    }
+    let srv = serve(&d);
+    let range_key: [u8; 24] = hex::decode(RANGE_KEY).unwrap().try_into().unwrap();
+    let dev = |dsn: &str, dik1: &[u8; 24]| Provisioned {
+        dsn: dsn.into(),
+        dik2: derive_dik2(dik1, dsn, FACTOR).unwrap(),
+        factor: Zeroizing::new(FACTOR.to_vec()),
+        root_spki: root_spki(&d),
+    };
+    // Inside the range: the range's DIK1.
+    let out = fetch(&srv.url, &dev(IN, &range_key), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 1);
+    // The exact record wins over the range: a device diversified from the range
+    // key instead of its own record's is refused (AT mismatch); its own works.
+    let e = fetch(&srv.url, &dev(DSN, &range_key), &mut Sink::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("device authentication failed"),
+        "{e}"
+    );
+    let out = fetch(&srv.url, &device(&d), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 2);
+    // Outside every range: unknown.
+    let e = fetch(&srv.url, &dev(OUT, &range_key), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("unknown device"), "{e}");
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["rks", "status", "--dir", s, "--json"])).unwrap();
+    let find = |dsn: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["dsn"] == dsn)
+            .cloned()
+            .unwrap_or_else(|| panic!("{dsn} in {v}"))
+    };
+    let r = find("0000000000000000..00000000000000FF");
+    assert_eq!(r["kind"], "range", "{r}");
+    assert_eq!(r["delivered"], 3, "{r}");
+    let i = find(IN);
+    assert_eq!(i["dik1"], true, "{i}");
+    assert_eq!(i["dik1_range"], "0000000000000000..00000000000000FF", "{i}");
+    assert_eq!(find(DSN)["dik1_range"], serde_json::Value::Null);
+    let o = find(OUT);
+    assert_eq!(o["dik1"], false, "{o}");
+    assert_eq!(o["delivered"], 0, "{o}");
+    let text = run(&["rks", "status", "--dir", s]);
+    assert!(
+        text.contains("0000000000000000..00000000000000FF range"),
+        "{text}"
+    );
+}

@@ -26,8 +26,14 @@ use crate::store::seal::{self, Key32};
 use crate::store::MasterKeys;
 use crate::token::{Token, UserType};
 
+mod download;
+mod inject;
+
 pub use crate::vendor::CKA_VTOKEN_RKS_UID;
+pub use inject::{Injected, INJECT_MAGIC};
+pub use vtoken_rks::device::{Outcome, Received, Transport};
 pub use vtoken_rks::tmk::{Tmk, TmkType};
+pub use vtoken_rks::RksError;
 
 /// Header extension of the device secrets.
 const DEVICE_KEY: &str = "rks-device";
@@ -68,20 +74,18 @@ impl Drop for StationRecord {
     }
 }
 
-/// The device secrets, for the download session (see [`Token::rks_device`]).
-pub struct RksDevice {
-    /// DSN: the token serial.
-    pub dsn: String,
-    /// DIK2.
-    pub dik2: Zeroizing<[u8; 24]>,
-    /// The factor.
-    pub factor: Zeroizing<Vec<u8>>,
-    /// RKS_RCRT_PK, SPKI DER.
-    pub root_spki: Vec<u8>,
-}
-
 fn ad(what: &str, serial: &str) -> Vec<u8> {
     format!("vtoken rks {what} v1\0{serial}").into_bytes()
+}
+
+/// A header extension to write: (name, seal label, plaintext).
+type SealedExt<'a> = (&'a str, &'a [u8], Zeroizing<Vec<u8>>);
+
+/// postcard, in a zeroized buffer.
+fn encode<T: Serialize>(v: &T) -> Result<Zeroizing<Vec<u8>>> {
+    postcard::to_allocvec(v)
+        .map(Zeroizing::new)
+        .map_err(|e| Error::General(format!("rks record: {e}")))
 }
 
 fn key_of(keys: &MasterKeys, label: &[u8]) -> Key32 {
@@ -90,14 +94,22 @@ fn key_of(keys: &MasterKeys, label: &[u8]) -> Key32 {
 
 impl Token {
     fn rks_user_keys(&self) -> Result<std::sync::Arc<MasterKeys>> {
-        if self.logged_in() != Some(UserType::User) {
+        self.rks_keys(UserType::User)
+    }
+
+    /// The master keys, when `who` is logged in.
+    fn rks_keys(&self, who: UserType) -> Result<std::sync::Arc<MasterKeys>> {
+        if self.logged_in() != Some(who) {
             return Err(Error::UserNotLoggedIn);
         }
         self.any_master_keys().ok_or(Error::UserNotLoggedIn)
     }
 
     fn rks_open<T: for<'de> Deserialize<'de>>(&self, ext: &str, label: &[u8]) -> Result<Option<T>> {
-        let keys = self.rks_user_keys()?;
+        let keys = self
+            .any_master_keys()
+            .filter(|_| self.logged_in().is_some())
+            .ok_or(Error::UserNotLoggedIn)?;
         let sealed = {
             let mut st = self.store();
             st.header()?.ext.get(ext).cloned()
@@ -115,14 +127,26 @@ impl Token {
     }
 
     fn rks_write<T: Serialize>(&self, ext: &str, label: &[u8], v: &T) -> Result<()> {
-        let keys = self.rks_user_keys()?;
-        let plain = Zeroizing::new(
-            postcard::to_allocvec(v).map_err(|e| Error::General(format!("{ext}: {e}")))?,
-        );
-        let sealed = seal::seal(&key_of(&keys, label), &ad(ext, self.serial()), &plain)?;
+        self.rks_write_all(&[(ext, label, encode(v)?)])
+    }
+
+    /// Seals each `(extension, seal label, plaintext)` and stores them all in one
+    /// header write (one store transaction).
+    fn rks_write_all(&self, items: &[SealedExt<'_>]) -> Result<()> {
+        let keys = self
+            .any_master_keys()
+            .filter(|_| self.logged_in().is_some())
+            .ok_or(Error::UserNotLoggedIn)?;
+        let mut sealed = Vec::with_capacity(items.len());
+        for (ext, label, plain) in items {
+            sealed.push((
+                ext.to_string(),
+                seal::seal(&key_of(&keys, label), &ad(ext, self.serial()), plain)?,
+            ));
+        }
         let mut st = self.store();
         let mut h = st.header()?.clone();
-        h.ext.insert(ext.to_string(), sealed);
+        h.ext.extend(sealed);
         st.write_header(&h)
     }
 
@@ -130,48 +154,6 @@ impl Token {
     pub fn rks_provisioned(&self) -> Result<bool> {
         let mut st = self.store();
         Ok(st.header()?.ext.contains_key(DEVICE_KEY))
-    }
-
-    /// Device (K2): stores DIK2, the factor and RKS_RCRT_PK (the user logged in).
-    /// Once only: a provisioned token keeps its secrets until re-initialized.
-    pub fn rks_install(&self, dik2: &[u8; 24], factor: &[u8], root_spki: &[u8]) -> Result<()> {
-        self.rks_user_keys()?;
-        if self.rks_provisioned()? {
-            return Err(Error::ArgumentsBad(
-                "this token is already provisioned for remote key download \
-                 (re-initialize it to provision it again)"
-                    .into(),
-            ));
-        }
-        if factor.is_empty() || factor.len() > 64 {
-            return Err(Error::ArgumentsBad("a factor has 1 to 64 bytes".into()));
-        }
-        let r = DeviceRecord {
-            dik2: *dik2,
-            factor: factor.to_vec(),
-            root_spki: root_spki.to_vec(),
-        };
-        self.rks_write(DEVICE_KEY, DEVICE_LABEL, &r)?;
-        info!(serial = %self.serial(), "remote key download provisioned");
-        Ok(())
-    }
-
-    /// Device: its secrets for one download session (the user logged in). They
-    /// leave the token only into the session's own zeroized buffers.
-    pub fn rks_device(&self) -> Result<RksDevice> {
-        let r: DeviceRecord = self.rks_open(DEVICE_KEY, DEVICE_LABEL)?.ok_or_else(|| {
-            Error::ArgumentsBad(
-                "this token is not provisioned for remote key download \
-                 (run `vtoken rks provision` at the key-loading station)"
-                    .into(),
-            )
-        })?;
-        Ok(RksDevice {
-            dsn: self.serial().to_ascii_uppercase(),
-            dik2: Zeroizing::new(r.dik2),
-            factor: Zeroizing::new(r.factor.clone()),
-            root_spki: r.root_spki.clone(),
-        })
     }
 
     /// Station: opens a DIK1 export sealed to this token inside it and keeps the
@@ -204,21 +186,37 @@ impl Token {
 
     /// Station (K2, K3): DIK2 for a device, derived inside this token from the DIK1
     /// it holds for `dsn` (the user logged in).
-    pub fn rks_station_derive(&self, dsn: &str, factor: &[u8]) -> Result<Zeroizing<[u8; 24]>> {
+    fn rks_station_derive(&self, dsn: &str, factor: &[u8]) -> Result<Zeroizing<[u8; 24]>> {
         let dsn = dsn.to_ascii_uppercase();
         let r: StationRecord = self
             .rks_open(STATION_KEY, STATION_LABEL)?
             .unwrap_or_default();
-        let k = r.dik1.iter().find(|(d, _)| d == &dsn).ok_or_else(|| {
-            Error::ArgumentsBad(format!(
-                "this station holds no DIK1 for {dsn} (load it with `vtoken rks station-load`)"
-            ))
-        })?;
+        // The device's own record first, then a range FIRST..LAST that holds it
+        // (16 upper-case hex digits each: text order is numeric order).
+        let in_range = |sel: &str| {
+            sel.split_once("..").is_some_and(|(f, l)| {
+                dsn.len() == 16
+                    && f.len() == 16
+                    && l.len() == 16
+                    && f <= dsn.as_str()
+                    && dsn.as_str() <= l
+            })
+        };
+        let k = r
+            .dik1
+            .iter()
+            .find(|(d, _)| d == &dsn)
+            .or_else(|| r.dik1.iter().find(|(d, _)| in_range(d)))
+            .ok_or_else(|| {
+                Error::ArgumentsBad(format!(
+                    "this station holds no DIK1 for {dsn} (load it with `vtoken rks station-load`)"
+                ))
+            })?;
         vtoken_rks::derive_dik2(&k.1, &dsn, factor).map_err(|e| Error::General(e.to_string()))
     }
 
     /// Device: whether a downloaded key with this server uid is stored.
-    pub fn rks_holds(&self, uid: &[u8; 16]) -> Result<bool> {
+    fn rks_holds(&self, uid: &[u8; 16]) -> Result<bool> {
         let mut t = Attributes::new();
         t.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         t.set(CKA_VTOKEN_RKS_UID, uid.to_vec());
@@ -228,7 +226,7 @@ impl Token {
     /// Device (S320): stores a downloaded key as a sensitive, non-extractable
     /// `CKO_SECRET_KEY` token object (one store transaction), usable only as the
     /// server's usage bits allow. Returns its handle.
-    pub fn rks_store_key(&self, sid: u64, k: &Tmk) -> Result<u64> {
+    fn rks_store_key(&self, sid: u64, k: &Tmk) -> Result<u64> {
         self.rks_user_keys()?;
         use vtoken_rks::tmk::{USE_DECRYPT, USE_ENCRYPT, USE_UNWRAP, USE_WRAP};
         let mut t = Attributes::new();

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use clap::Subcommand;
 use serde_json::json;
-use vault_core::token::{Token, UserType};
-use vtoken_rks::device::{download, KeySink, Provisioned};
-use vtoken_rks::tmk::Tmk;
+use vault_core::token::UserType;
 use vtoken_rks::RksError;
 
-use crate::args::UserPin;
-use crate::context::{login, Ctx};
+use crate::args::{SoPin, UserPin};
+
+mod provision;
+use crate::context::Ctx;
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json};
 use crate::pin;
@@ -56,13 +56,24 @@ Example:
         #[command(flatten)]
         pin: UserPin,
     },
-    /// Key-loading station: provision the device token (--token): its serial is the
-    /// DSN, DIK2 is derived inside the station token, and DIK2, the factor and the
-    /// root public key are stored in the device where no PKCS#11 call reaches them.
+    /// Key-loading station (K2): make an injection envelope for a device: DIK2 is
+    /// derived inside the station token (--station) from the DIK1 it holds for the
+    /// device's serial (the DSN, read from the device certificate), then sealed
+    /// with the factor and the root public key to the device's certificate and
+    /// signed by the station. Nothing secret is in the clear outside the tokens.
     #[command(after_help = "\
-Example:
-  vtoken rks provision --token device-1 --station station --factor 00112233 \\
-      --root /srv/vtoken-rks/root.pem --pin 123456 --station-pin 654321")]
+Two machines (the device's certificate: vtoken --token device-1 device cert -o dev.pem):
+  vtoken rks provision --station station --device-cert dev.pem --factor 00112233 \\
+      --root /srv/vtoken-rks/root.pem -o device-1.vrks --station-pin 654321
+  # on the device's machine, with the device's SO PIN:
+  vtoken --token device-1 rks inject --in device-1.vrks
+
+One machine (both tokens here; the same envelope, never written to disk):
+  vtoken --token device-1 rks provision --station station --factor 00112233 \\
+      --root /srv/vtoken-rks/root.pem --station-pin 654321 --so-pin 12345678
+
+The device certificate must chain to the root the station's own certificate chains
+to; the device checks the same of the station's.")]
     Provision {
         /// The station token (label or serial) holding the device's DIK1.
         #[arg(long, value_name = "LABEL|SERIAL")]
@@ -73,9 +84,13 @@ Example:
         /// RKS_RCRT_PK: the server's root.pem.
         #[arg(long, value_name = "FILE")]
         root: PathBuf,
-        /// The device token's user PIN.
-        #[command(flatten)]
-        pin: UserPin,
+        /// The device's certificate (PEM or DER; `vtoken device cert`): make an
+        /// envelope for another machine (with -o) instead of injecting into --token.
+        #[arg(long, value_name = "FILE")]
+        device_cert: Option<PathBuf>,
+        /// Where to write the injection envelope (with --device-cert).
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: Option<PathBuf>,
         /// The station token's user PIN [default: VTOKEN_STATION_PIN, else a prompt].
         #[arg(
             long,
@@ -84,6 +99,33 @@ Example:
             value_name = "PIN"
         )]
         station_pin: Option<String>,
+        /// The device token's SO PIN (one-machine form: it injects).
+        #[command(flatten)]
+        so: SoPin,
+        /// Replace an earlier provisioning of the device (one-machine form).
+        #[arg(long)]
+        replace: bool,
+    },
+    /// Device (K2): open an injection envelope (`vtoken rks provision -o`) inside
+    /// this token (--token) and store DIK2, the factor and the root public key where
+    /// no PKCS#11 call reaches them. Needs the token's SO PIN: installing the RKS
+    /// root is the issuer's act, not the daily user's.
+    #[command(after_help = "\
+Example:
+  vtoken --token device-1 rks inject --in device-1.vrks --so-pin 12345678
+
+Refused: an envelope made for another token, a tampered one, one not signed by a
+station certified under this token's own device root, one this token already took,
+and a second provisioning unless --replace is given.")]
+    Inject {
+        /// The injection envelope.
+        #[arg(long = "in", value_name = "FILE")]
+        input: PathBuf,
+        #[command(flatten)]
+        so: SoPin,
+        /// Replace the current provisioning (new DIK2, factor and root).
+        #[arg(long)]
+        replace: bool,
     },
     /// Device: download the keys queued for this token from a remote key server,
     /// with mutual authentication (patent steps S301–S324). Each key is stored
@@ -114,7 +156,7 @@ fn rks_err(e: RksError) -> CliError {
 }
 
 /// Reads a PEM "PUBLIC KEY" (or DER) file: SPKI DER.
-fn read_spki(path: &PathBuf) -> Result<Vec<u8>> {
+fn read_spki(path: &std::path::Path) -> Result<Vec<u8>> {
     let b = std::fs::read(path).map_err(|e| CliError::new(format!("{}: {e}", path.display())))?;
     let Ok(text) = std::str::from_utf8(&b) else {
         return Ok(b);
@@ -137,26 +179,6 @@ fn read_spki(path: &PathBuf) -> Result<Vec<u8>> {
                 path.display()
             ))
         })
-}
-
-/// The token's keys as the download's sink.
-struct TokenSink<'a> {
-    token: &'a Token,
-    sid: u64,
-}
-
-impl KeySink for TokenSink<'_> {
-    fn holds(&mut self, uid: &[u8; 16]) -> vtoken_rks::Result<bool> {
-        self.token
-            .rks_holds(uid)
-            .map_err(|e| RksError::Local(format!("token: {e}")))
-    }
-    fn store(&mut self, key: &Tmk) -> vtoken_rks::Result<()> {
-        self.token
-            .rks_store_key(self.sid, key)
-            .map(|_| ())
-            .map_err(|e| RksError::Local(format!("token: {e}")))
-    }
 }
 
 /// One frame over HTTP POST.
@@ -192,68 +214,48 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &RksCommand) -> Result<()> {
             station,
             factor,
             root,
-            pin: p,
+            device_cert,
+            out,
             station_pin,
-        } => {
-            let f = hex_arg("factor", factor)?;
-            if f.is_empty() || f.len() > 64 {
-                bail!("--factor has 1 to 64 bytes in hex");
-            }
-            let root_spki = read_spki(root)?;
-            let device = ctx.open()?;
-            let st_entry = ctx.registry.find(station)?;
-            if st_entry.serial == device.entry.serial {
-                bail!("--station names the device token itself; give the station token");
-            }
-            let st = ctx.registry.open(&st_entry)?;
-            let st_sid = st.open_session(true)?;
-            let st_pin = match station_pin.as_ref().filter(|v| !v.is_empty()) {
-                Some(v) => zeroize::Zeroizing::new(v.clone()),
-                None => pin::prompt_named("station token's user PIN")?,
-            };
-            let r = (|| {
-                login(&st, UserType::User, &st_pin)?;
-                device.login(UserType::User, &pin::user(p)?)?;
-                let dsn = device.entry.serial.to_ascii_uppercase();
-                // K2/K3: derived inside the station token, handed to the device
-                // token in this process only (zeroized buffers).
-                let dik2 = st.rks_station_derive(&dsn, &f)?;
-                device.token.rks_install(&dik2, &f, &root_spki)?;
-                Ok::<String, CliError>(dsn)
-            })();
-            let _ = st.close_session(st_sid);
-            let dsn = r?;
-            if json {
-                print_json(&json!({ "device": dsn, "station": st_entry.serial }))?;
-            } else {
-                outln!("device {dsn} provisioned by station {}", st_entry.serial);
-            }
+            so,
+            replace,
+        } => provision::provision(
+            ctx,
+            json,
+            &provision::ProvisionArgs {
+                station,
+                factor,
+                root,
+                device_cert: device_cert.as_ref(),
+                out: out.as_ref(),
+                station_pin: station_pin.as_ref(),
+                so,
+                replace: *replace,
+            },
+        )?,
+        RksCommand::Inject { input, so, replace } => {
+            provision::inject(ctx, json, input, so, *replace)?
         }
         RksCommand::Download { server, pin: p } => {
             let open = ctx.open()?;
             open.login(UserType::User, &pin::user(p)?)?;
-            let d = open.token.rks_device()?;
-            let prov = Provisioned {
-                dsn: d.dsn.clone(),
-                dik2: d.dik2,
-                factor: d.factor,
-                root_spki: d.root_spki,
-            };
             let url = format!("{}/api/v1/rks", server.trim_end_matches('/'));
-            let mut sink = TokenSink {
-                token: &open.token,
-                sid: open.sid,
-            };
-            let out = download(&prov, &mut |b| post(&url, b), &mut sink).map_err(rks_err)?;
+            // The protocol runs inside the token (DIK2, the factor, AT and TK never
+            // leave it); this process only carries the frames over HTTP.
+            let out = open
+                .token
+                .rks_download(open.sid, &mut |b| post(&url, b))?
+                .map_err(rks_err)?;
+            let dsn = open.entry.serial.to_ascii_uppercase();
             if json {
                 let keys: Vec<_> = out
                     .keys
                     .iter()
                     .map(|k| json!({ "label": k.label, "uid": k.uid, "stored": k.stored }))
                     .collect();
-                print_json(&json!({ "dsn": d.dsn, "keys": keys }))?;
+                print_json(&json!({ "dsn": dsn, "keys": keys }))?;
             } else if out.keys.is_empty() {
-                outln!("no keys queued for {}", d.dsn);
+                outln!("no keys queued for {dsn}");
             } else {
                 for k in &out.keys {
                     let what = if k.stored { "stored" } else { "already held" };
