@@ -346,6 +346,24 @@ impl Token {
     }
 }
 
+/// The environment variable of the test-only exit point (`test-hooks` builds).
+#[cfg(feature = "test-hooks")]
+pub const EXIT_AT_ENV: &str = "VTOKEN_TEST_WALLET_EXIT_AT";
+
+/// A crash point for the wallet's crash tests: in a build with the cargo feature
+/// `test-hooks`, when `VTOKEN_TEST_WALLET_EXIT_AT` names `step`, the process ends
+/// at once (`std::process::exit(86)`: no destructor runs, nothing is flushed or
+/// closed, as after a SIGKILL; what the token committed stays committed). The
+/// callers name the point right after a token write or right before a message is
+/// sent. Inert (and the variable's name absent) in every other build.
+pub fn test_exit_point(step: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os(EXIT_AT_ENV).is_some_and(|v| v == step) {
+        std::process::exit(86);
+    }
+    let _ = step;
+}
+
 fn no_wallet() -> Error {
     wallet_err("this token has no wallet (create one with `vtoken wallet init`)")
 }

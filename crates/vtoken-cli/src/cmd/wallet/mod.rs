@@ -24,6 +24,10 @@ use crate::pin;
 
 use net::{NoAnswer, Reply};
 
+/// The crash points of the wallet's crash tests (inert outside `test-hooks` builds):
+/// each names the token write just committed or the message about to be sent.
+use vault_core::wallet::test_exit_point as crash_point;
+
 /// `vtoken wallet …`.
 #[derive(Debug, Subcommand)]
 pub enum WalletCommand {
@@ -392,8 +396,10 @@ fn settle(t: &Token, bank: &str, json: bool) -> Result<bool> {
         LoadState::Refunded => (api::ABORT, t.wallet_load_abort("")?),
         _ => (api::RECEIPT, t.wallet_pending()?.expect("pending").1),
     };
+    crash_point("settle-send");
     match net::post(bank, path, &env).map_err(no_answer)? {
         Reply::Message(m) => {
+            crash_point("settlement");
             let out = t.wallet_load_settled(&m)?;
             if !json {
                 outln!("settled the interrupted load: {}", outcome_word(out));
@@ -417,18 +423,21 @@ fn outcome_word(o: Outcome) -> &'static str {
 /// Steps 306–318.
 fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<()> {
     let req = t.wallet_load_request(account, a).map_err(not_confirmed)?;
+    crash_point("requested");
     let permit = match net::post(bank, api::LOAD, &req).map_err(no_answer)? {
         Reply::Message(m) => m,
         Reply::Refused(code, msg) => {
             // Nothing was debited for a refused request: the token gives it up and
             // the bank burns the sequence number.
             let abort = t.wallet_load_abort(&msg)?;
+            crash_point("aborted");
             if let Ok(Reply::Message(m)) = net::post(bank, api::ABORT, &abort) {
                 let _ = t.wallet_load_settled(&m);
             }
             bail!("the bank refused the load ({code}): {msg}");
         }
     };
+    crash_point("permit");
     // 313: a permit that fails verification is answered with the signed abort
     // (315): the bank refunds.
     let receipt = match t.wallet_load_permit(&permit) {
@@ -436,6 +445,7 @@ fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<(
         Err(e) => {
             let why = crate::error::describe(&e);
             let abort = t.wallet_load_abort(&why)?;
+            crash_point("aborted");
             let refunded = match net::post(bank, api::ABORT, &abort) {
                 Ok(Reply::Message(m)) => t.wallet_load_settled(&m).is_ok(),
                 _ => false,
@@ -450,6 +460,7 @@ fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<(
             );
         }
     };
+    crash_point("credited");
     let settlement = match net::post(bank, api::RECEIPT, &receipt).map_err(no_answer)? {
         Reply::Message(m) => m,
         Reply::Refused(code, msg) => bail!(
@@ -457,6 +468,7 @@ fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<(
              `vtoken wallet settle` retries"
         ),
     };
+    crash_point("settlement");
     let out = t.wallet_load_settled(&settlement)?;
     let i = t.wallet_info()?;
     if json {
@@ -504,6 +516,7 @@ fn transfer(t: &Token, path: &Path, a: Amount, pin_file: Option<&Path>, json: bo
     if let Some(p) = t.wallet_transfer_pending()? {
         if p.card == card.number() {
             let applied = card.has_applied(t.serial(), p.id);
+            crash_point("transfer-settle");
             t.wallet_transfer_finish(applied)?;
             if !json {
                 outln!(
@@ -551,7 +564,19 @@ fn transfer(t: &Token, path: &Path, a: Amount, pin_file: Option<&Path>, json: bo
     card.verify_pin(pin.as_bytes())
         .map_err(|e| CliError::new(e.to_string()))?;
     let id = t.wallet_transfer_begin(card.number(), a)?;
-    let applied = card.credit(t.serial(), id, a).is_ok() || card.has_applied(t.serial(), id);
+    crash_point("transfer-debited");
+    let applied = match card.credit(t.serial(), id, a) {
+        Ok(_) => true,
+        // What the card file holds decides (the in-memory card may be ahead of a
+        // failed write); unreadable: the transfer stays pending for the next contact.
+        Err(e) => match Card::open(path) {
+            Ok(c) => c.has_applied(t.serial(), id),
+            Err(_) => bail!(
+                "the card did not answer ({e}); transfer {id} is settled by the next transfer with this card"
+            ),
+        },
+    };
+    crash_point("card-credited");
     t.wallet_transfer_finish(applied)?;
     if !applied {
         bail!("the card did not take the transfer; the wallet keeps the amount");
