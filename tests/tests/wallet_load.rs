@@ -724,6 +724,100 @@ fn a_card_transfer_killed_between_the_two_writes_moves_both_or_neither() {
     );
 }
 
+/// Two real processes on one wallet (W4): concurrent `wallet load`s and `wallet
+/// pay`s on the same token are serialized by the wallet lock: every one succeeds,
+/// none is settled as "interrupted" by the other, no update is lost (the balance
+/// is the sum of all of them) and no sequence number is used twice.
+#[test]
+fn two_processes_on_one_wallet_are_serialized() {
+    let w = World::new();
+    let spawn = |args: Vec<String>| {
+        w.env
+            .cmd(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let load = |amount: &str| {
+        [
+            "wallet",
+            "load",
+            "--bank",
+            &w.bank.url,
+            "--account",
+            "ACC1",
+            "--amount",
+            amount,
+            "--pin",
+            PIN,
+        ]
+        .map(str::to_string)
+        .to_vec()
+    };
+    for _ in 0..3 {
+        let (a, b) = (spawn(load("1.00")), spawn(load("2.00")));
+        for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            assert!(o.status.success(), "{}", stderr(&o));
+        }
+    }
+    assert_eq!(w.balance(), "9.00");
+    assert_eq!(w.account("ACC1"), "991.00");
+    let loads = w.loads();
+    let loads = loads.as_array().unwrap();
+    assert_eq!(loads.len(), 6);
+    for (i, l) in loads.iter().enumerate() {
+        assert_eq!(l["seq"], i as u64 + 1);
+        assert_eq!(l["state"], "confirmed", "{l}");
+    }
+    let pays: Vec<Child> = (0..4)
+        .map(|i| {
+            spawn(
+                [
+                    "wallet",
+                    "pay",
+                    "--merchant",
+                    "shop",
+                    "--amount",
+                    "0.50",
+                    "-o",
+                    &w.env.s(&format!("p{i}.rec")),
+                    "--pin",
+                    PIN,
+                ]
+                .map(str::to_string)
+                .to_vec(),
+            )
+        })
+        .collect();
+    for p in pays {
+        let o = p.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(w.balance(), "7.00", "a payment was lost");
+    let log = w.env.json(&["--json", "wallet", "log", "--pin", PIN]);
+    let mut seqs: Vec<u64> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "pay")
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, [1, 2, 3, 4]);
+    // Each record is accepted by the bank (distinct payer sequence numbers).
+    for i in 0..4 {
+        server_ok(&[
+            "bank",
+            "verify",
+            "--dir",
+            w.bank_dir.to_str().unwrap(),
+            "--record",
+            &w.env.s(&format!("p{i}.rec")),
+        ]);
+    }
+}
+
 /// What the lossy link does to a POST to one path.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Cut {

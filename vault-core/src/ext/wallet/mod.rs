@@ -20,6 +20,7 @@
 
 mod card;
 mod load;
+mod lock;
 
 use p256::ecdsa::SigningKey;
 use pkcs8::EncodePublicKey;
@@ -35,6 +36,7 @@ use crate::store::{Header, MasterKeys};
 use crate::token::{Token, UserType};
 
 pub use card::PendingTransfer;
+pub use lock::WalletLock;
 
 /// The header extension holding the sealed wallet.
 const EXT_KEY: &str = "wallet";
@@ -178,13 +180,24 @@ impl Token {
     }
 
     /// Reads the wallet, applies `f` and, when `f` says so, writes it back with one
-    /// header write (one SQLite transaction). The store guard is held throughout, so
-    /// two threads of this process never interleave steps. `None`: no wallet.
+    /// header write (one SQLite transaction). The wallet lock ([`lock`]) and the
+    /// store guard are held throughout, so no other process or thread changes the
+    /// record between the read (a fresh one: the store reloads a header another
+    /// process committed) and the write. `None`: no wallet.
     pub(crate) fn wallet_update<T>(
         &self,
         f: impl FnOnce(&mut Option<State>) -> Result<(T, bool)>,
     ) -> Result<T> {
         let keys = self.wallet_keys()?;
+        // A read-only token file cannot be written anyway: reading it needs no lock
+        // (and its directory may not take a lock file).
+        let _lock = match lock::acquire(self.path()) {
+            Ok(l) => Some(l),
+            Err(_) if std::fs::metadata(self.path()).is_ok_and(|m| m.permissions().readonly()) => {
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let sk = seal_key(&keys);
         let ad = ad(self.serial());
         let mut st = self.store();

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 use vault_core::token::{Token, UserType};
+use vault_core::wallet::WalletLock;
 use vault_core::Error as CoreError;
 use vtoken_pki::{build_csr, SigAlg, Usage};
 use vtoken_wallet::card::Card;
@@ -163,6 +164,15 @@ fn open_user(ctx: &Ctx, user: &UserPin) -> Result<Open> {
     Ok(open)
 }
 
+/// [`open_user`] with the wallet locked for the whole command: another process's
+/// `wallet load`/`pay`/`transfer` on this token waits until this one is done (no
+/// lost update, no load settled as "interrupted" while it runs).
+fn open_locked(ctx: &Ctx, user: &UserPin) -> Result<(Open, WalletLock)> {
+    let o = open_user(ctx, user)?;
+    let l = o.token.wallet_lock()?;
+    Ok((o, l))
+}
+
 fn amount(s: &str) -> Result<Amount> {
     s.parse::<Amount>()
         .map_err(|e| CliError::new(e.to_string()))
@@ -239,13 +249,13 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             user,
         } => {
             let a = amount(a)?;
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             connect(&o.token, bank)?;
             settle(&o.token, bank, json)?;
             load(&o.token, bank, account, a, json)
         }
         WalletCommand::Settle { bank, user } => {
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             connect(&o.token, bank)?;
             if !settle(&o.token, bank, json)? && !json {
                 outln!("nothing to settle");
@@ -319,7 +329,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             user,
         } => {
             let a = amount(a)?;
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             transfer(&o.token, card, a, card_pin_file.as_deref(), json)
         }
         WalletCommand::Pay {
@@ -330,7 +340,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             user,
         } => {
             let a = amount(a)?;
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             let rec = o.token.wallet_pay(merchant, a).map_err(not_confirmed)?;
             write_out(Some(out), &rec.to_bytes())?;
             let verdict = match bank {
