@@ -818,6 +818,57 @@ fn two_processes_on_one_wallet_are_serialized() {
     }
 }
 
+/// W4 with the lifecycle: `C_InitToken` through the real PKCS#11 module (driven by
+/// `pkcs11-tool`) and `vtoken delete --token-file` refuse a token whose wallet
+/// holds value, which stays intact; after the SO gives the wallet up (`vtoken
+/// wallet discard`), both work.
+#[test]
+fn a_funded_wallet_refuses_c_inittoken_and_delete_until_discarded() {
+    let w = World::new();
+    assert!(w.load("ACC1", "5.00").status.success());
+    let init = || {
+        Command::new("pkcs11-tool")
+            .arg("--module")
+            .arg(artifacts::pkcs11_module())
+            .args([
+                "--slot-index",
+                "0",
+                "--init-token",
+                "--label",
+                "wiped",
+                "--so-pin",
+                SO_PIN,
+            ])
+            .env("VTOKEN_CONF", w.env.conf())
+            .output()
+            .unwrap()
+    };
+    let o = init();
+    assert!(!o.status.success(), "C_InitToken wiped a funded wallet");
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &stderr(&o);
+    // CKR_ACTION_PROHIBITED (0x1b; this pkcs11-tool does not know its name).
+    assert!(
+        out.contains("C_InitToken failed") && out.contains("0x1b"),
+        "{out}"
+    );
+    assert_eq!(w.balance(), "5.00");
+    let e = w.env.fails(&["delete", "--token-file", "--force"]);
+    assert!(e.contains("holds value"), "{e}");
+    assert_eq!(w.balance(), "5.00");
+    // A wrong SO PIN discards nothing.
+    w.env.fails(&["wallet", "discard", "--so-pin", "87654321"]);
+    assert_eq!(w.balance(), "5.00");
+    let v = w
+        .env
+        .json(&["--json", "wallet", "discard", "--so-pin", SO_PIN]);
+    assert_eq!(v["discarded"], true);
+    let o = init();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The re-initialized token has no user PIN and no wallet.
+    w.env.fails(&["wallet", "balance", "--pin", PIN]);
+    w.env.ok(&["delete", "--token-file", "--force"]);
+}
+
 /// What the lossy link does to a POST to one path.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Cut {

@@ -386,3 +386,44 @@ fn the_wallet_survives_reopening_and_is_sealed() {
     }
     assert!(!found, "the account number is readable in the token file");
 }
+
+#[test]
+fn a_wallet_holding_value_is_not_wiped_by_re_initialization() {
+    let (_d, _r, _e, t, bank) = setup();
+    // Value in flight (a load requested, balance 0) counts as value.
+    let req = t.wallet_load_request("ACC1", amount("3.00")).unwrap();
+    t.logout().unwrap();
+    let e = t.reinitialize(SO, "wiped").unwrap_err();
+    assert_eq!(e.ckr(), vault_core::pkcs11::CKR_ACTION_PROHIBITED, "{e}");
+    assert!(e.to_string().contains("holds value"), "{e}");
+    assert!(t.wallet_holds_value().unwrap());
+    t.login(UserType::User, USER).unwrap();
+    t.wallet_load_permit(&permit_for(&req, &bank)).unwrap();
+    t.wallet_load_settled(&settlement(&req, Outcome::Confirmed, &bank))
+        .unwrap();
+    // A balance: refused, and the wallet is intact.
+    t.logout().unwrap();
+    assert!(t.reinitialize(SO, "wiped").is_err());
+    t.login(UserType::User, USER).unwrap();
+    assert_eq!(t.wallet_info().unwrap().balance, amount("3.00"));
+    // Spent to zero: the wallet no longer holds value; re-initialization may go on.
+    t.wallet_pay("shop", amount("3.00")).unwrap();
+    assert!(!t.wallet_holds_value().unwrap());
+    t.logout().unwrap();
+    t.reinitialize(SO, "wiped").unwrap();
+}
+
+#[test]
+fn the_so_may_discard_a_funded_wallet_explicitly() {
+    let (_d, _r, _e, t, bank) = setup();
+    load(&t, &bank, "4.00");
+    t.logout().unwrap();
+    assert!(matches!(
+        t.wallet_discard(b"wrong-so-pin"),
+        Err(vault_core::Error::PinIncorrect)
+    ));
+    assert!(t.wallet_holds_value().unwrap());
+    assert!(t.wallet_discard(SO).unwrap());
+    assert!(!t.wallet_holds_value().unwrap());
+    t.reinitialize(SO, "wiped").unwrap();
+}

@@ -40,6 +40,12 @@ pub use lock::WalletLock;
 
 /// The header extension holding the sealed wallet.
 const EXT_KEY: &str = "wallet";
+/// A header extension present (value `[1]`) while the wallet holds value: a
+/// balance, or a load or card transfer not yet settled. Outside the seal, so
+/// re-initialization (which has no master key) sees it and refuses (W4: a
+/// wallet with money on it is not wiped by accident). It tells a reader of the
+/// file only that the wallet is not empty.
+const HOLDS_KEY: &str = "wallet.holds";
 /// Label of the sealing key (derived from the master key).
 const SEAL_LABEL: &[u8] = b"vtoken wallet seal key";
 /// Transaction log entries kept (oldest dropped first).
@@ -101,6 +107,11 @@ impl Drop for State {
 }
 
 impl State {
+    /// A balance, or money in flight (a pending load or transfer).
+    fn holds_value(&self) -> bool {
+        !self.balance.is_zero() || self.pending.is_some() || self.transfer.is_some()
+    }
+
     fn signing_key(&self) -> Result<SigningKey> {
         SigningKey::from_bytes((&self.key).into())
             .map_err(|_| Error::General("wallet: the wallet key is damaged".into()))
@@ -155,8 +166,9 @@ fn seal_key(keys: &MasterKeys) -> Key32 {
     keys.master.derive(SEAL_LABEL)
 }
 
-/// The wallet as a lifecycle hook: re-initializing the token drops the wallet (its
-/// record is sealed under the old master key and could never be opened again).
+/// The wallet as a lifecycle hook: re-initializing the token drops an empty wallet
+/// (its record is sealed under the old master key and could never be opened
+/// again) and refuses while the wallet holds value.
 pub(crate) struct WalletHook;
 
 impl crate::token::hooks::LifecycleHook for WalletHook {
@@ -164,9 +176,19 @@ impl crate::token::hooks::LifecycleHook for WalletHook {
         Ok(())
     }
 
-    /// Nothing of the wallet outlives re-initialization (the kernel starts the new
+    /// Refused while the wallet holds value (a balance, an unsettled load or
+    /// transfer): like a bank card, a token with money on it is not wiped. Empty,
+    /// nothing of the wallet outlives re-initialization (the kernel starts the new
     /// header without it; its key was under the old master key anyway).
-    fn reinitialize(&self, _: &Header, _: &mut Header) -> Result<()> {
+    fn reinitialize(&self, old: &Header, _: &mut Header) -> Result<()> {
+        if old.ext.contains_key(HOLDS_KEY) {
+            return Err(Error::Prohibited(
+                "the token's e-wallet holds value (a balance or an unsettled load or transfer): \
+                 spend or move it first (`vtoken wallet transfer`/`pay`, `vtoken wallet settle`), \
+                 or give it up with `vtoken wallet discard --so-pin ...`"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -218,8 +240,14 @@ impl Token {
             match &state {
                 None => {
                     h.ext.remove(EXT_KEY);
+                    h.ext.remove(HOLDS_KEY);
                 }
                 Some(s) => {
+                    if s.holds_value() {
+                        h.ext.insert(HOLDS_KEY.to_string(), vec![1]);
+                    } else {
+                        h.ext.remove(HOLDS_KEY);
+                    }
                     let plain = Zeroizing::new(
                         postcard::to_allocvec(s).map_err(|e| wallet_err(e.to_string()))?,
                     );
@@ -238,6 +266,32 @@ impl Token {
             let s = s.as_ref().ok_or_else(no_wallet)?;
             Ok((f(s)?, false))
         })
+    }
+
+    /// Whether the wallet holds value (a balance, an unsettled load or transfer):
+    /// then re-initializing or deleting the token is refused. Needs no login.
+    pub fn wallet_holds_value(&self) -> Result<bool> {
+        Ok(self.store().header()?.ext.contains_key(HOLDS_KEY))
+    }
+
+    /// Gives the wallet up, whatever it holds (the SO's explicit choice, before
+    /// re-initializing or deleting the token): checks the SO PIN (a wrong one uses
+    /// a try), then removes the wallet record in one header write. The balance and
+    /// any unsettled load or transfer are lost to the user (the bank still holds
+    /// its side of an unsettled load).
+    pub fn wallet_discard(&self, so_pin: &[u8]) -> Result<bool> {
+        let _lock = lock::acquire(self.path())?;
+        let master = self.verify_pin(UserType::So, so_pin)?;
+        drop(master);
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let had = h.ext.remove(EXT_KEY).is_some();
+        h.ext.remove(HOLDS_KEY);
+        if had {
+            st.write_header(&h)?;
+            tracing::warn!(serial = %self.serial(), "e-wallet discarded by the SO");
+        }
+        Ok(had)
     }
 
     /// Whether this token has a wallet (the user logged in).

@@ -17,7 +17,7 @@ use vtoken_wallet::msg::Outcome;
 use vtoken_wallet::{api, Amount, Envelope, LoadState};
 use zeroize::Zeroizing;
 
-use crate::args::UserPin;
+use crate::args::{SoPin, UserPin};
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json, read_in, write_out};
@@ -134,6 +134,18 @@ Example:
         card_pin_file: Option<PathBuf>,
         #[command(flatten)]
         user: UserPin,
+    },
+    /// Give the wallet up (SO): needed before a token whose wallet holds value can be
+    /// re-initialized (`C_InitToken`) or deleted.
+    #[command(after_help = "\
+A token whose wallet holds a balance or an unsettled load or transfer refuses
+C_InitToken (CKR_ACTION_PROHIBITED) and `vtoken delete --token-file`, like a bank
+card you cannot wipe with money on it. Spend or move the value first; or, as the SO,
+give it up explicitly (the balance is lost):
+  vtoken wallet discard --so-pin-file so.pin")]
+    Discard {
+        #[command(flatten)]
+        so: SoPin,
     },
     /// Pay from the wallet: debit it and write a purchase record signed by the wallet key.
     #[command(after_help = "\
@@ -313,6 +325,19 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
                         e.counterpart
                     );
                 }
+            }
+            Ok(())
+        }
+        WalletCommand::Discard { so } => {
+            let p = pin::so(so)?;
+            let o = ctx.open()?;
+            let had = o.token.wallet_discard(p.as_bytes())?;
+            if json {
+                print_json(&json!({"discarded": had}))?;
+            } else if had {
+                outln!("wallet discarded");
+            } else {
+                outln!("this token has no wallet");
             }
             Ok(())
         }
