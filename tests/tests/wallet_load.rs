@@ -869,6 +869,121 @@ fn a_funded_wallet_refuses_c_inittoken_and_delete_until_discarded() {
     w.env.ok(&["delete", "--token-file", "--force"]);
 }
 
+/// A relay to the bank that keeps every request body it forwards (after `alter`).
+fn recording_link(
+    bank: &str,
+    alter: impl Fn(&str, &mut Vec<u8>) + Send + 'static,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
+) {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+    let keep = seen.clone();
+    let upstream = bank.trim_start_matches("http://").to_string();
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let Some((head, mut body)) = read_http(&mut c) else {
+                continue;
+            };
+            let first = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string();
+            let path = first.split_whitespace().nth(1).unwrap_or("").to_string();
+            alter(&path, &mut body);
+            keep.lock().unwrap().push((path, body.clone()));
+            let text: String = String::from_utf8_lossy(&head[..head.len() - 2])
+                .lines()
+                .filter(|l| {
+                    let l = l.to_ascii_lowercase();
+                    !l.starts_with("connection:") && !l.starts_with("content-length:")
+                })
+                .map(|l| format!("{l}\r\n"))
+                .collect::<String>()
+                + &format!(
+                    "content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+            let mut up = TcpStream::connect(&upstream).unwrap();
+            up.write_all(text.as_bytes()).unwrap();
+            up.write_all(&body).unwrap();
+            let mut answer = Vec::new();
+            let _ = up.read_to_end(&mut answer);
+            let _ = c.write_all(&answer);
+        }
+    });
+    (format!("http://{addr}"), seen)
+}
+
+/// Step 309's "may encrypt" (`wallet load --encrypt`): the request goes encrypted to
+/// the bank's certificate; the network sees neither the account number nor the
+/// token serial (a plain load shows both: the control), the bank decrypts and
+/// loads as usual. An encrypted request altered on the way does not decrypt: the
+/// bank refuses it before debiting, the token gives the load up, and both
+/// balances are unchanged.
+#[test]
+fn an_encrypted_load_request_hides_the_account_from_the_network() {
+    let w = World::new();
+    let has = |b: &[u8], what: &str| b.windows(what.len()).any(|x| x == what.as_bytes());
+    let (link, seen) = recording_link(&w.bank.url, |_, _| {});
+    assert!(w.load_via(&link, "ACC1", "1.00").status.success());
+    let plain = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|(p, _)| p.contains("/load"))
+        .unwrap()
+        .clone();
+    assert_eq!(plain.0, "/wallet/v1/load");
+    assert!(has(&plain.1, "ACC1") && has(&plain.1, &w.serial));
+    let enc = |url: &str, amount: &str| {
+        w.env.run(&[
+            "wallet",
+            "load",
+            "--bank",
+            url,
+            "--account",
+            "ACC1",
+            "--amount",
+            amount,
+            "--encrypt",
+            "--pin",
+            PIN,
+        ])
+    };
+    let (link, seen) = recording_link(&w.bank.url, |_, _| {});
+    let o = enc(&link, "2.00");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(w.balance(), "3.00");
+    assert_eq!(w.account("ACC1"), "997.00");
+    let sent = seen.lock().unwrap().clone();
+    let (path, body) = sent.iter().find(|(p, _)| p.contains("load")).unwrap();
+    assert_eq!(path, "/wallet/v1/load-sealed");
+    assert!(
+        !has(body, "ACC1") && !has(body, &w.serial),
+        "the request is readable"
+    );
+    // Altered on the way: refused before any debit.
+    let (link, _) = recording_link(&w.bank.url, |p, b| {
+        if p.ends_with("load-sealed") {
+            let n = b.len();
+            b[n - 1] ^= 1;
+        }
+    });
+    let o = enc(&link, "4.00");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("does not decrypt"), "{}", stderr(&o));
+    assert_eq!(w.balance(), "3.00");
+    assert_eq!(w.account("ACC1"), "997.00");
+    assert!(w.wallet()["pending_load"].is_null());
+}
+
 /// What the lossy link does to a POST to one path.
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Cut {

@@ -74,7 +74,8 @@ A load interrupted by a crash or a lost connection is settled at the next contac
 refunded by the bank otherwise. Never both.
 
 Example:
-  vtoken wallet load --bank http://127.0.0.1:8450 --account ACC --amount 100.00")]
+  vtoken wallet load --bank http://127.0.0.1:8450 --account ACC --amount 100.00
+  vtoken wallet load --bank http://127.0.0.1:8450 --account ACC --amount 100.00 --encrypt")]
     Load {
         /// The bank's URL.
         #[arg(long, value_name = "URL")]
@@ -85,6 +86,10 @@ Example:
         /// Major units (100.00).
         #[arg(long)]
         amount: String,
+        /// Encrypt the signed request to the bank's certificate (step 309): the
+        /// network sees neither account, amount nor balance, even without TLS.
+        #[arg(long)]
+        encrypt: bool,
         #[command(flatten)]
         user: UserPin,
     },
@@ -258,13 +263,14 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             bank,
             account,
             amount: a,
+            encrypt,
             user,
         } => {
             let a = amount(a)?;
             let (o, _lock) = open_locked(ctx, user)?;
             connect(&o.token, bank)?;
             settle(&o.token, bank, json)?;
-            load(&o.token, bank, account, a, json)
+            load(&o.token, bank, account, a, *encrypt, json)
         }
         WalletCommand::Settle { bank, user } => {
             let (o, _lock) = open_locked(ctx, user)?;
@@ -456,10 +462,17 @@ fn outcome_word(o: Outcome) -> &'static str {
 }
 
 /// Steps 306–318.
-fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<()> {
+fn load(t: &Token, bank: &str, account: &str, a: Amount, encrypt: bool, json: bool) -> Result<()> {
     let req = t.wallet_load_request(account, a).map_err(not_confirmed)?;
     crash_point("requested");
-    let permit = match net::post(bank, api::LOAD, &req).map_err(no_answer)? {
+    let sent = if encrypt {
+        let sealed = vtoken_wallet::seal::encrypt_to_cert(&t.wallet_bank_cert()?, &req.to_bytes())
+            .map_err(|e| CliError::new(e.to_string()))?;
+        net::post_bytes(bank, api::LOAD_SEALED, &sealed)
+    } else {
+        net::post(bank, api::LOAD, &req)
+    };
+    let permit = match sent.map_err(no_answer)? {
         Reply::Message(m) => m,
         Reply::Refused(code, msg) => {
             // Nothing was debited for a refused request: the token gives it up and
