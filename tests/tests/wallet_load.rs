@@ -869,17 +869,17 @@ fn a_funded_wallet_refuses_c_inittoken_and_delete_until_discarded() {
     w.env.ok(&["delete", "--token-file", "--force"]);
 }
 
+/// The (path, body) of each request a recording relay forwarded.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// A relay to the bank that keeps every request body it forwards (after `alter`).
 fn recording_link(
     bank: &str,
     alter: impl Fn(&str, &mut Vec<u8>) + Send + 'static,
-) -> (
-    String,
-    std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>,
-) {
+) -> (String, Seen) {
     use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
-    let seen: std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>> = Default::default();
+    let seen: Seen = Default::default();
     let keep = seen.clone();
     let upstream = bank.trim_start_matches("http://").to_string();
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
