@@ -113,6 +113,10 @@ pub enum Error {
     BufferTooSmall,
     #[error("action prohibited by the object's attributes")]
     ActionProhibited,
+    /// An action the token refuses in its current state, with the reason and what
+    /// to do (`CKR_ACTION_PROHIBITED`).
+    #[error("{0}")]
+    Prohibited(String),
     #[error("function not supported")]
     FunctionNotSupported,
     #[error("function rejected by the user")]
@@ -190,7 +194,7 @@ impl Error {
             WrappedKeyInvalid => CKR_WRAPPED_KEY_INVALID,
             WrappedKeyLenRange => CKR_WRAPPED_KEY_LEN_RANGE,
             BufferTooSmall => CKR_BUFFER_TOO_SMALL,
-            ActionProhibited => CKR_ACTION_PROHIBITED,
+            ActionProhibited | Prohibited(_) => CKR_ACTION_PROHIBITED,
             FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
             FunctionRejected => CKR_FUNCTION_REJECTED,
             Vault(VaultError::Unavailable(_)) => CKR_ACTION_PROHIBITED,

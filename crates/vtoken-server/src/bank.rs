@@ -583,6 +583,17 @@ impl Bank {
         Ok((reg, vk))
     }
 
+    /// Steps 309–311 with the request encrypted to the bank (`vtoken_wallet::seal`):
+    /// decrypted with the bank key, then exactly [`Bank::load`]. What does not
+    /// decrypt is refused before anything is looked up or debited.
+    pub fn load_sealed(&self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let plain = zeroize::Zeroizing::new(
+            vtoken_wallet::seal::decrypt_with(&self.key, body)
+                .map_err(|e| Refusal::bad_request(e.to_string()))?,
+        );
+        self.load(&plain)
+    }
+
     /// Steps 310–311.
     pub fn load(&self, body: &[u8]) -> Result<Vec<u8>, Refusal> {
         let env = Envelope::from_bytes(body).map_err(|e| Refusal::bad_request(e.to_string()))?;

@@ -51,6 +51,13 @@ async fn load(State(b): St, body: Bytes) -> Result<Response, Refusal> {
     )
 }
 
+async fn load_sealed(State(b): St, body: Bytes) -> Result<Response, Refusal> {
+    logged(
+        "load (encrypted)",
+        blocking(b, move |b| b.load_sealed(&body).map(message)).await,
+    )
+}
+
 async fn receipt(State(b): St, body: Bytes) -> Result<Response, Refusal> {
     logged(
         "receipt",
@@ -82,6 +89,7 @@ pub fn router(bank: Arc<Bank>) -> Router {
     Router::new()
         .route(api::BANK_PEM, get(bank_pem))
         .route(api::LOAD, post(load))
+        .route(api::LOAD_SEALED, post(load_sealed))
         .route(api::RECEIPT, post(receipt))
         .route(api::ABORT, post(abort))
         .route(api::PURCHASE, post(purchase))

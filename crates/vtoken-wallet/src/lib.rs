@@ -6,7 +6,8 @@
 //! - [`msg`]: the signed messages, each carrying the user identity and a check code;
 //! - [`record`]: the load state machine (exactly-once money);
 //! - [`card`]: the virtual contactless card, an encrypted file with a PIN retry counter;
-//! - [`keys`]: P-256 keys of SubjectPublicKeyInfos and certificates.
+//! - [`keys`]: P-256 keys of SubjectPublicKeyInfos and certificates;
+//! - [`seal`]: the load request encrypted to the bank (step 309, "may encrypt").
 
 #![forbid(unsafe_code)]
 
@@ -15,6 +16,7 @@ pub mod card;
 pub mod keys;
 pub mod msg;
 pub mod record;
+pub mod seal;
 
 pub use amount::Amount;
 pub use msg::{Envelope, Kind};
@@ -53,6 +55,9 @@ pub mod api {
     pub const BANK_PEM: &str = "/wallet/v1/bank.pem";
     /// POST a signed load request (309) → a signed permit (311).
     pub const LOAD: &str = "/wallet/v1/load";
+    /// POST a signed load request encrypted to the bank ([`crate::seal`]) → a
+    /// signed permit, as [`LOAD`].
+    pub const LOAD_SEALED: &str = "/wallet/v1/load-sealed";
     /// POST a signed receipt (314) → a signed settlement (316–318).
     pub const RECEIPT: &str = "/wallet/v1/receipt";
     /// POST a signed abort (313/315) → a signed settlement.

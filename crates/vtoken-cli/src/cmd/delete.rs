@@ -98,6 +98,16 @@ fn delete_token(ctx: &Ctx, json: bool, force: bool) -> Result<()> {
             entry.serial
         );
     }
+    // An e-wallet with value on it is not deleted with the file (SPEC W4; a token
+    // that does not open is deleted as before).
+    if let Ok(t) = ctx.registry.open(&entry) {
+        if t.wallet_holds_value().unwrap_or(false) {
+            bail!(
+                "token '{}' has an e-wallet that holds value: spend or move it first, or give it up with `vtoken wallet discard --so-pin ...`",
+                entry.label
+            );
+        }
+    }
     ctx.registry.delete(&entry)?;
     if json {
         print_json(

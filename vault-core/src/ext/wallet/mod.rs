@@ -20,6 +20,7 @@
 
 mod card;
 mod load;
+mod lock;
 
 use p256::ecdsa::SigningKey;
 use pkcs8::EncodePublicKey;
@@ -35,9 +36,16 @@ use crate::store::{Header, MasterKeys};
 use crate::token::{Token, UserType};
 
 pub use card::PendingTransfer;
+pub use lock::WalletLock;
 
 /// The header extension holding the sealed wallet.
 const EXT_KEY: &str = "wallet";
+/// A header extension present (value `[1]`) while the wallet holds value: a
+/// balance, or a load or card transfer not yet settled. Outside the seal, so
+/// re-initialization (which has no master key) sees it and refuses (W4: a
+/// wallet with money on it is not wiped by accident). It tells a reader of the
+/// file only that the wallet is not empty.
+const HOLDS_KEY: &str = "wallet.holds";
 /// Label of the sealing key (derived from the master key).
 const SEAL_LABEL: &[u8] = b"vtoken wallet seal key";
 /// Transaction log entries kept (oldest dropped first).
@@ -99,6 +107,11 @@ impl Drop for State {
 }
 
 impl State {
+    /// A balance, or money in flight (a pending load or transfer).
+    fn holds_value(&self) -> bool {
+        !self.balance.is_zero() || self.pending.is_some() || self.transfer.is_some()
+    }
+
     fn signing_key(&self) -> Result<SigningKey> {
         SigningKey::from_bytes((&self.key).into())
             .map_err(|_| Error::General("wallet: the wallet key is damaged".into()))
@@ -153,8 +166,9 @@ fn seal_key(keys: &MasterKeys) -> Key32 {
     keys.master.derive(SEAL_LABEL)
 }
 
-/// The wallet as a lifecycle hook: re-initializing the token drops the wallet (its
-/// record is sealed under the old master key and could never be opened again).
+/// The wallet as a lifecycle hook: re-initializing the token drops an empty wallet
+/// (its record is sealed under the old master key and could never be opened
+/// again) and refuses while the wallet holds value.
 pub(crate) struct WalletHook;
 
 impl crate::token::hooks::LifecycleHook for WalletHook {
@@ -162,9 +176,19 @@ impl crate::token::hooks::LifecycleHook for WalletHook {
         Ok(())
     }
 
-    /// Nothing of the wallet outlives re-initialization (the kernel starts the new
+    /// Refused while the wallet holds value (a balance, an unsettled load or
+    /// transfer): like a bank card, a token with money on it is not wiped. Empty,
+    /// nothing of the wallet outlives re-initialization (the kernel starts the new
     /// header without it; its key was under the old master key anyway).
-    fn reinitialize(&self, _: &Header, _: &mut Header) -> Result<()> {
+    fn reinitialize(&self, old: &Header, _: &mut Header) -> Result<()> {
+        if old.ext.contains_key(HOLDS_KEY) {
+            return Err(Error::Prohibited(
+                "the token's e-wallet holds value (a balance or an unsettled load or transfer): \
+                 spend or move it first (`vtoken wallet transfer`/`pay`, `vtoken wallet settle`), \
+                 or give it up with `vtoken wallet discard --so-pin ...`"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -178,13 +202,24 @@ impl Token {
     }
 
     /// Reads the wallet, applies `f` and, when `f` says so, writes it back with one
-    /// header write (one SQLite transaction). The store guard is held throughout, so
-    /// two threads of this process never interleave steps. `None`: no wallet.
+    /// header write (one SQLite transaction). The wallet lock ([`lock`]) and the
+    /// store guard are held throughout, so no other process or thread changes the
+    /// record between the read (a fresh one: the store reloads a header another
+    /// process committed) and the write. `None`: no wallet.
     pub(crate) fn wallet_update<T>(
         &self,
         f: impl FnOnce(&mut Option<State>) -> Result<(T, bool)>,
     ) -> Result<T> {
         let keys = self.wallet_keys()?;
+        // A read-only token file cannot be written anyway: reading it needs no lock
+        // (and its directory may not take a lock file).
+        let _lock = match lock::acquire(self.path()) {
+            Ok(l) => Some(l),
+            Err(_) if std::fs::metadata(self.path()).is_ok_and(|m| m.permissions().readonly()) => {
+                None
+            }
+            Err(e) => return Err(e),
+        };
         let sk = seal_key(&keys);
         let ad = ad(self.serial());
         let mut st = self.store();
@@ -205,8 +240,14 @@ impl Token {
             match &state {
                 None => {
                     h.ext.remove(EXT_KEY);
+                    h.ext.remove(HOLDS_KEY);
                 }
                 Some(s) => {
+                    if s.holds_value() {
+                        h.ext.insert(HOLDS_KEY.to_string(), vec![1]);
+                    } else {
+                        h.ext.remove(HOLDS_KEY);
+                    }
                     let plain = Zeroizing::new(
                         postcard::to_allocvec(s).map_err(|e| wallet_err(e.to_string()))?,
                     );
@@ -225,6 +266,32 @@ impl Token {
             let s = s.as_ref().ok_or_else(no_wallet)?;
             Ok((f(s)?, false))
         })
+    }
+
+    /// Whether the wallet holds value (a balance, an unsettled load or transfer):
+    /// then re-initializing or deleting the token is refused. Needs no login.
+    pub fn wallet_holds_value(&self) -> Result<bool> {
+        Ok(self.store().header()?.ext.contains_key(HOLDS_KEY))
+    }
+
+    /// Gives the wallet up, whatever it holds (the SO's explicit choice, before
+    /// re-initializing or deleting the token): checks the SO PIN (a wrong one uses
+    /// a try), then removes the wallet record in one header write. The balance and
+    /// any unsettled load or transfer are lost to the user (the bank still holds
+    /// its side of an unsettled load).
+    pub fn wallet_discard(&self, so_pin: &[u8]) -> Result<bool> {
+        let _lock = lock::acquire(self.path())?;
+        let master = self.verify_pin(UserType::So, so_pin)?;
+        drop(master);
+        let mut st = self.store();
+        let mut h = st.header()?.clone();
+        let had = h.ext.remove(EXT_KEY).is_some();
+        h.ext.remove(HOLDS_KEY);
+        if had {
+            st.write_header(&h)?;
+            tracing::warn!(serial = %self.serial(), "e-wallet discarded by the SO");
+        }
+        Ok(had)
     }
 
     /// Whether this token has a wallet (the user logged in).
@@ -344,6 +411,24 @@ impl Token {
     pub fn wallet_cert(&self) -> Result<Option<Vec<u8>>> {
         self.wallet_read(|s| Ok(s.cert.clone()))
     }
+}
+
+/// The environment variable of the test-only exit point (`test-hooks` builds).
+#[cfg(feature = "test-hooks")]
+pub const EXIT_AT_ENV: &str = "VTOKEN_TEST_WALLET_EXIT_AT";
+
+/// A crash point for the wallet's crash tests: in a build with the cargo feature
+/// `test-hooks`, when `VTOKEN_TEST_WALLET_EXIT_AT` names `step`, the process ends
+/// at once (`std::process::exit(86)`: no destructor runs, nothing is flushed or
+/// closed, as after a SIGKILL; what the token committed stays committed). The
+/// callers name the point right after a token write or right before a message is
+/// sent. Inert (and the variable's name absent) in every other build.
+pub fn test_exit_point(step: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os(EXIT_AT_ENV).is_some_and(|v| v == step) {
+        std::process::exit(86);
+    }
+    let _ = step;
 }
 
 fn no_wallet() -> Error {

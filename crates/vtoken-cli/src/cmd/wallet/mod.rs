@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::Subcommand;
 use serde_json::json;
 use vault_core::token::{Token, UserType};
+use vault_core::wallet::WalletLock;
 use vault_core::Error as CoreError;
 use vtoken_pki::{build_csr, SigAlg, Usage};
 use vtoken_wallet::card::Card;
@@ -16,13 +17,17 @@ use vtoken_wallet::msg::Outcome;
 use vtoken_wallet::{api, Amount, Envelope, LoadState};
 use zeroize::Zeroizing;
 
-use crate::args::UserPin;
+use crate::args::{SoPin, UserPin};
 use crate::context::{Ctx, Open};
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json, read_in, write_out};
 use crate::pin;
 
 use net::{NoAnswer, Reply};
+
+/// The crash points of the wallet's crash tests (inert outside `test-hooks` builds):
+/// each names the token write just committed or the message about to be sent.
+use vault_core::wallet::test_exit_point as crash_point;
 
 /// `vtoken wallet …`.
 #[derive(Debug, Subcommand)]
@@ -69,7 +74,8 @@ A load interrupted by a crash or a lost connection is settled at the next contac
 refunded by the bank otherwise. Never both.
 
 Example:
-  vtoken wallet load --bank http://127.0.0.1:8450 --account ACC --amount 100.00")]
+  vtoken wallet load --bank http://127.0.0.1:8450 --account ACC --amount 100.00
+  vtoken wallet load --bank http://127.0.0.1:8450 --account ACC --amount 100.00 --encrypt")]
     Load {
         /// The bank's URL.
         #[arg(long, value_name = "URL")]
@@ -80,6 +86,10 @@ Example:
         /// Major units (100.00).
         #[arg(long)]
         amount: String,
+        /// Encrypt the signed request to the bank's certificate (step 309): the
+        /// network sees neither account, amount nor balance, even without TLS.
+        #[arg(long)]
+        encrypt: bool,
         #[command(flatten)]
         user: UserPin,
     },
@@ -130,6 +140,18 @@ Example:
         #[command(flatten)]
         user: UserPin,
     },
+    /// Give the wallet up (SO): needed before a token whose wallet holds value can be
+    /// re-initialized (`C_InitToken`) or deleted.
+    #[command(after_help = "\
+A token whose wallet holds a balance or an unsettled load or transfer refuses
+C_InitToken (CKR_ACTION_PROHIBITED) and `vtoken delete --token-file`, like a bank
+card you cannot wipe with money on it. Spend or move the value first; or, as the SO,
+give it up explicitly (the balance is lost):
+  vtoken wallet discard --so-pin-file so.pin")]
+    Discard {
+        #[command(flatten)]
+        so: SoPin,
+    },
     /// Pay from the wallet: debit it and write a purchase record signed by the wallet key.
     #[command(after_help = "\
 The merchant (or the bank) verifies the record:
@@ -157,6 +179,15 @@ fn open_user(ctx: &Ctx, user: &UserPin) -> Result<Open> {
     let open = ctx.open()?;
     open.login(UserType::User, &p)?;
     Ok(open)
+}
+
+/// [`open_user`] with the wallet locked for the whole command: another process's
+/// `wallet load`/`pay`/`transfer` on this token waits until this one is done (no
+/// lost update, no load settled as "interrupted" while it runs).
+fn open_locked(ctx: &Ctx, user: &UserPin) -> Result<(Open, WalletLock)> {
+    let o = open_user(ctx, user)?;
+    let l = o.token.wallet_lock()?;
+    Ok((o, l))
 }
 
 fn amount(s: &str) -> Result<Amount> {
@@ -232,16 +263,17 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             bank,
             account,
             amount: a,
+            encrypt,
             user,
         } => {
             let a = amount(a)?;
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             connect(&o.token, bank)?;
             settle(&o.token, bank, json)?;
-            load(&o.token, bank, account, a, json)
+            load(&o.token, bank, account, a, *encrypt, json)
         }
         WalletCommand::Settle { bank, user } => {
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             connect(&o.token, bank)?;
             if !settle(&o.token, bank, json)? && !json {
                 outln!("nothing to settle");
@@ -302,6 +334,19 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             }
             Ok(())
         }
+        WalletCommand::Discard { so } => {
+            let p = pin::so(so)?;
+            let o = ctx.open()?;
+            let had = o.token.wallet_discard(p.as_bytes())?;
+            if json {
+                print_json(&json!({"discarded": had}))?;
+            } else if had {
+                outln!("wallet discarded");
+            } else {
+                outln!("this token has no wallet");
+            }
+            Ok(())
+        }
         WalletCommand::TrustCard { number, user } => {
             let o = open_user(ctx, user)?;
             o.token.wallet_trust_card(number)?;
@@ -315,7 +360,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             user,
         } => {
             let a = amount(a)?;
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             transfer(&o.token, card, a, card_pin_file.as_deref(), json)
         }
         WalletCommand::Pay {
@@ -326,7 +371,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
             user,
         } => {
             let a = amount(a)?;
-            let o = open_user(ctx, user)?;
+            let (o, _lock) = open_locked(ctx, user)?;
             let rec = o.token.wallet_pay(merchant, a).map_err(not_confirmed)?;
             write_out(Some(out), &rec.to_bytes())?;
             let verdict = match bank {
@@ -392,8 +437,10 @@ fn settle(t: &Token, bank: &str, json: bool) -> Result<bool> {
         LoadState::Refunded => (api::ABORT, t.wallet_load_abort("")?),
         _ => (api::RECEIPT, t.wallet_pending()?.expect("pending").1),
     };
+    crash_point("settle-send");
     match net::post(bank, path, &env).map_err(no_answer)? {
         Reply::Message(m) => {
+            crash_point("settlement");
             let out = t.wallet_load_settled(&m)?;
             if !json {
                 outln!("settled the interrupted load: {}", outcome_word(out));
@@ -415,20 +462,30 @@ fn outcome_word(o: Outcome) -> &'static str {
 }
 
 /// Steps 306–318.
-fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<()> {
+fn load(t: &Token, bank: &str, account: &str, a: Amount, encrypt: bool, json: bool) -> Result<()> {
     let req = t.wallet_load_request(account, a).map_err(not_confirmed)?;
-    let permit = match net::post(bank, api::LOAD, &req).map_err(no_answer)? {
+    crash_point("requested");
+    let sent = if encrypt {
+        let sealed = vtoken_wallet::seal::encrypt_to_cert(&t.wallet_bank_cert()?, &req.to_bytes())
+            .map_err(|e| CliError::new(e.to_string()))?;
+        net::post_bytes(bank, api::LOAD_SEALED, &sealed)
+    } else {
+        net::post(bank, api::LOAD, &req)
+    };
+    let permit = match sent.map_err(no_answer)? {
         Reply::Message(m) => m,
         Reply::Refused(code, msg) => {
             // Nothing was debited for a refused request: the token gives it up and
             // the bank burns the sequence number.
             let abort = t.wallet_load_abort(&msg)?;
+            crash_point("aborted");
             if let Ok(Reply::Message(m)) = net::post(bank, api::ABORT, &abort) {
                 let _ = t.wallet_load_settled(&m);
             }
             bail!("the bank refused the load ({code}): {msg}");
         }
     };
+    crash_point("permit");
     // 313: a permit that fails verification is answered with the signed abort
     // (315): the bank refunds.
     let receipt = match t.wallet_load_permit(&permit) {
@@ -436,6 +493,7 @@ fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<(
         Err(e) => {
             let why = crate::error::describe(&e);
             let abort = t.wallet_load_abort(&why)?;
+            crash_point("aborted");
             let refunded = match net::post(bank, api::ABORT, &abort) {
                 Ok(Reply::Message(m)) => t.wallet_load_settled(&m).is_ok(),
                 _ => false,
@@ -450,6 +508,7 @@ fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<(
             );
         }
     };
+    crash_point("credited");
     let settlement = match net::post(bank, api::RECEIPT, &receipt).map_err(no_answer)? {
         Reply::Message(m) => m,
         Reply::Refused(code, msg) => bail!(
@@ -457,6 +516,7 @@ fn load(t: &Token, bank: &str, account: &str, a: Amount, json: bool) -> Result<(
              `vtoken wallet settle` retries"
         ),
     };
+    crash_point("settlement");
     let out = t.wallet_load_settled(&settlement)?;
     let i = t.wallet_info()?;
     if json {
@@ -504,6 +564,7 @@ fn transfer(t: &Token, path: &Path, a: Amount, pin_file: Option<&Path>, json: bo
     if let Some(p) = t.wallet_transfer_pending()? {
         if p.card == card.number() {
             let applied = card.has_applied(t.serial(), p.id);
+            crash_point("transfer-settle");
             t.wallet_transfer_finish(applied)?;
             if !json {
                 outln!(
@@ -551,7 +612,19 @@ fn transfer(t: &Token, path: &Path, a: Amount, pin_file: Option<&Path>, json: bo
     card.verify_pin(pin.as_bytes())
         .map_err(|e| CliError::new(e.to_string()))?;
     let id = t.wallet_transfer_begin(card.number(), a)?;
-    let applied = card.credit(t.serial(), id, a).is_ok() || card.has_applied(t.serial(), id);
+    crash_point("transfer-debited");
+    let applied = match card.credit(t.serial(), id, a) {
+        Ok(_) => true,
+        // What the card file holds decides (the in-memory card may be ahead of a
+        // failed write); unreadable: the transfer stays pending for the next contact.
+        Err(e) => match Card::open(path) {
+            Ok(c) => c.has_applied(t.serial(), id),
+            Err(_) => bail!(
+                "the card did not answer ({e}); transfer {id} is settled by the next transfer with this card"
+            ),
+        },
+    };
+    crash_point("card-credited");
     t.wallet_transfer_finish(applied)?;
     if !applied {
         bail!("the card did not take the transfer; the wallet keeps the amount");

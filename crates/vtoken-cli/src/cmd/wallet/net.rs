@@ -23,11 +23,16 @@ fn agent() -> ureq::Agent {
 
 /// POSTs `env` to `base` + `path`.
 pub(super) fn post(base: &str, path: &str, env: &Envelope) -> Result<Reply, NoAnswer> {
+    post_bytes(base, path, &env.to_bytes())
+}
+
+/// POSTs `body` (a message's wire bytes, or them encrypted) to `base` + `path`.
+pub(super) fn post_bytes(base: &str, path: &str, body: &[u8]) -> Result<Reply, NoAnswer> {
     let url = format!("{}{path}", base.trim_end_matches('/'));
     match agent()
         .post(&url)
         .set("content-type", "application/octet-stream")
-        .send_bytes(&env.to_bytes())
+        .send_bytes(body)
     {
         Ok(r) => {
             let mut body = Vec::new();
