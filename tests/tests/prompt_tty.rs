@@ -300,6 +300,9 @@ fn vault_add_in_a_terminal() {
         "init", "--label", "tty", "--so-pin", "12345678", "--pin", "123456",
     ]);
     assert!(init.status.success(), "{init:?}");
+    // The vault is switched on by its own step (SPEC V4, S202).
+    let enable = run(&["vault", "enable"]);
+    assert!(enable.status.success(), "{enable:?}");
     let tmux = Tmux::new(tmux);
     for (n, (answer_keys, stored)) in [(&["y", "Enter"][..], true), (&["n", "Enter"][..], false)]
         .into_iter()

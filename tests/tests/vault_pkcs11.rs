@@ -140,6 +140,10 @@ impl World {
         assert_eq!(v["vault"]["mode"], mode, "{v}");
         let code = v["vault"]["activation_code"].as_str().map(str::to_string);
         assert_eq!(code.is_some(), optional, "activation code: {v}");
+        if !optional {
+            // An available vault skips activation, not the enable step (V4, S202).
+            self.cli_ok(&["--token", label, "vault", "enable", "--pin", PIN]);
+        }
         code
     }
 
@@ -558,11 +562,13 @@ fn optional_vault_hidden_until_activated() {
     assert!(!bad.status.success(), "wrong code accepted: {}", text(&bad));
 
     w.cli_ok(&["vault", "activate", "--code", &code, "--pin", PIN]);
+    // Activation alone does not switch the vault on (S201, S202).
     let st: serde_json::Value =
         serde_json::from_str(&w.cli_ok(&["vault", "status", "--json"])).unwrap();
-    if st["enabled"] != true {
-        w.cli_ok(&["vault", "enable", "--pin", PIN]);
-    }
+    assert_eq!(st["state"], "activated", "{st}");
+    let out = w.write_entry(&ok, "T", &entry_json("Before enable"));
+    assert!(!out.status.success(), "write before enable: {}", text(&out));
+    w.cli_ok(&["vault", "enable", "--pin", PIN]);
     let out = w.write_entry(&ok, "T", &entry_json("After activation"));
     assert!(
         out.status.success(),

@@ -81,6 +81,8 @@ fn init(st: &Station, label: &str, extra: &[&str]) {
     ];
     a.extend_from_slice(extra);
     st.ok(&a);
+    // The vault is switched on by its own step (SPEC V4, S202).
+    st.ok(&["--token", label, "vault", "enable", "--pin", PIN]);
 }
 
 fn write(path: &Path, data: &[u8]) {

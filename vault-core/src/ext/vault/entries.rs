@@ -227,17 +227,66 @@ impl Token {
                 rsa_oaep_encrypt(&spki, &value)
             }
             PasswordOutput::Dynamic {
-                time,
-                counter,
+                time_period,
+                event,
                 digits,
             } => {
+                if time_period.is_none() && !event {
+                    return Err(Error::ArgumentsBad(
+                        "a dynamic password needs the time factor, the event factor or both".into(),
+                    ));
+                }
                 let data = Zeroizing::new(f.value.clone());
-                let code = otp_core::dynamic_password(&data, *time, *counter, *digits)
+                // Checked before the counter moves: bad parameters waste no event.
+                otp_core::dynamic_password(
+                    &data,
+                    time_period.map(|p| (now(), p)),
+                    event.then_some(0),
+                    *digits,
+                )
+                .map_err(|e| Error::ArgumentsBad(format!("dynamic password: {e}")))?;
+                let counter = if *event {
+                    Some(self.vault_next_event(id)?)
+                } else {
+                    None
+                };
+                let time = time_period.map(|p| (now(), p));
+                let code = otp_core::dynamic_password(&data, time, counter, *digits)
                     .map_err(|e| Error::ArgumentsBad(format!("dynamic password: {e}")))?;
                 Ok(Zeroizing::new(code.into_bytes()))
             }
         }
     }
+}
+
+impl Token {
+    /// The event factor of entry `id` (V9, ¶0093–0095): the entry's counter is
+    /// advanced in one immediate SQLite transaction and committed before the caller
+    /// computes the password with the value it had, so two processes never get the
+    /// same event and a crash after the commit skips a value but never repeats one.
+    /// The counter is a sealed store counter bound to the token and the entry id.
+    fn vault_next_event(&self, id: u64) -> Result<u64> {
+        let n = self.store().increment_counter(&event_counter_name(id))?;
+        if n == u32::MAX {
+            return Err(Error::ArgumentsBad(
+                "the event counter of this vault entry is exhausted".into(),
+            ));
+        }
+        info!(serial = %self.serial(), id, event = n - 1, "vault event counter advanced");
+        Ok(u64::from(n - 1))
+    }
+
+    /// The next event factor entry `id` will use (the number of event passwords
+    /// it has given so far).
+    pub fn vault_event_counter(&self, id: u64) -> Result<u64> {
+        self.vault_require_user()?;
+        self.vault_object(id)?;
+        Ok(u64::from(self.store().counter(&event_counter_name(id))?))
+    }
+}
+
+fn event_counter_name(id: u64) -> String {
+    format!("vault-event:{id}")
 }
 
 fn rsa_oaep_encrypt(spki: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {

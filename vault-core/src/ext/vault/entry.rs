@@ -304,11 +304,15 @@ pub enum PasswordOutput {
     /// RSA-OAEP (SHA-256, MGF1-SHA-256, empty label) to a public key: a public or
     /// private RSA key object on this token, or a SubjectPublicKeyInfo (DER).
     RsaOaep(PublicKeyRef),
-    /// A dynamic password (SPEC V9) over the value.
+    /// A dynamic password (SPEC V9, ¶0093–0095) over the value. The factors belong
+    /// to the token: the time factor is the token's clock, the event factor the
+    /// entry's own counter, which the token advances and commits before the
+    /// password is computed (as for HOTP), so a dynamic password never repeats.
     Dynamic {
-        /// `(unix time, period seconds)`.
-        time: Option<(u64, u64)>,
-        counter: Option<u64>,
+        /// The time factor with this period in seconds.
+        time_period: Option<u64>,
+        /// The event factor (the entry's counter, advanced by this call).
+        event: bool,
         digits: u32,
     },
 }

@@ -92,13 +92,18 @@ pub struct FieldArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
-    /// Show the vault state (mode, activated, enabled, activation tries).
+    /// Show the vault state: absent, activated, enabled or disabled (and the mode
+    /// and activation tries).
     Status,
-    /// Enter the activation code of an optional vault (then it is enabled).
+    /// Enter the activation code of an optional vault (then `vtoken vault enable`).
     #[command(after_help = "\
 The code is the one printed by `vtoken init --vault optional` (or supplied by the
 issuer); spaces, dashes and case do not matter. Wrong codes are counted: after 5 the
-vault can never be activated on this token (only re-initializing it helps).")]
+vault can never be activated on this token (only re-initializing it helps).
+Activating does not switch the vault on: that is `vtoken vault enable` (S201, S202).
+
+Example:
+  vtoken vault activate && vtoken vault enable")]
     Activate {
         /// The activation code [default: asked without echo].
         #[arg(
@@ -111,7 +116,11 @@ vault can never be activated on this token (only re-initializing it helps).")]
         #[command(flatten)]
         user: UserPin,
     },
-    /// Switch an activated vault on.
+    /// Switch the vault on: needed once after `vtoken init` (available vault) or
+    /// after `vtoken vault activate` (optional vault).
+    #[command(after_help = "\
+Example:
+  vtoken init --label mykey && vtoken vault enable && vtoken vault add ...")]
     Enable {
         #[command(flatten)]
         user: UserPin,
@@ -213,8 +222,11 @@ Forms:
                          Binary: use -o FILE (or --json for hex). Decrypt with e.g.
                          openssl pkeyutl -decrypt -inkey key.pem -pkeyopt rsa_padding_mode:oaep
                            -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256
-  --dynamic              a dynamic password (SPEC V9) from the value: --time (default;
-                         --period 30), --counter N, or both; --digits 6..10
+  --dynamic              a dynamic password (SPEC V9, ¶0093) from the value, with the
+                         token's factors: --time (the default; --period 30), --event
+                         (the entry's event counter, kept and advanced by the token and
+                         committed before the password is shown: it never repeats), or
+                         both for the combined factor; --digits 6..10
   -c/--clip              copy to the clipboard (wl-copy, xclip or xsel) and clear it
                          after --clip-seconds (45), like `pass -c`
 
@@ -223,7 +235,8 @@ Examples:
   vtoken vault get github --field username
   vtoken vault get github -c
   vtoken vault get 12 --encrypt-to web-key -o pw.bin
-  vtoken vault get visa --field card_pin --dynamic --counter 3")]
+  vtoken vault get visa --field card_pin --dynamic --event
+  vtoken vault get github --dynamic --time --event")]
     Get {
         /// The entry: its id or its title.
         entry: String,
@@ -242,10 +255,11 @@ Examples:
         /// Dynamic password length.
         #[arg(long, default_value_t = 6, requires = "dynamic")]
         digits: u32,
-        /// Dynamic password: the event counter.
+        /// Dynamic password: the event factor (the entry's counter on the token,
+        /// advanced by each use).
         #[arg(long, requires = "dynamic")]
-        counter: Option<u64>,
-        /// Dynamic password: use the time (the default without --counter).
+        event: bool,
+        /// Dynamic password: the time factor (the default without --event).
         #[arg(long, requires = "dynamic")]
         time: bool,
         /// Dynamic password: time step in seconds.
@@ -310,7 +324,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             if json {
                 print_status(&open.token.vault_status()?, true)
             } else {
-                outln!("vault activated and enabled");
+                outln!("vault activated; switch it on with `vtoken vault enable`");
                 Ok(())
             }
         }
@@ -475,7 +489,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             encrypt_to_pem,
             dynamic,
             digits,
-            counter,
+            event,
             time,
             period,
             clip: to_clip,
@@ -490,14 +504,10 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             } else if let Some(f) = encrypt_to_pem {
                 PasswordOutput::RsaOaep(PublicKeyRef::Spki(read_spki(f)?))
             } else if *dynamic {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let use_time = *time || counter.is_none();
+                let use_time = *time || !*event;
                 PasswordOutput::Dynamic {
-                    time: use_time.then_some((now, *period)),
-                    counter: *counter,
+                    time_period: use_time.then_some(*period),
+                    event: *event,
                     digits: *digits,
                 }
             } else {
