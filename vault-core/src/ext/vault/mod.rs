@@ -53,6 +53,7 @@ pub mod csv;
 mod entries;
 mod entry;
 mod hook;
+mod sealed;
 
 pub use entry::*;
 
