@@ -794,3 +794,93 @@ fn vault_read_confirmation_when_configured() {
     let v = t.vault_password(id, None, &PasswordOutput::Plain).unwrap();
     assert_eq!(&v[..], PASSWORD.as_bytes());
 }
+
+/// A prompt agent for picks: confirms a pick request ("Use \"TITLE\"? …") only for
+/// the wanted title, refuses the other picks, confirms everything else; or lets
+/// every request time out.
+struct Picker {
+    want: Option<String>,
+    time_out: bool,
+    seen: Mutex<Vec<Request>>,
+}
+
+impl Prompt for Picker {
+    fn confirm(&self, req: &Request) -> vault_core::Result<Answer> {
+        self.seen.lock().unwrap().push(req.clone());
+        if self.time_out {
+            return Ok(Answer::TimedOut);
+        }
+        if !req.title.starts_with("Use \"") {
+            return Ok(Answer::Confirmed);
+        }
+        match &self.want {
+            Some(w) if req.title.starts_with(&format!("Use \"{w}\"?")) => Ok(Answer::Confirmed),
+            _ => Ok(Answer::Refused),
+        }
+    }
+    fn name(&self) -> &str {
+        "picker"
+    }
+}
+
+fn picker(want: Option<&str>, time_out: bool) -> Arc<Picker> {
+    Arc::new(Picker {
+        want: want.map(str::to_string),
+        time_out,
+        seen: Mutex::new(Vec::new()),
+    })
+}
+
+/// V10, ¶0098: on a password request without an entry the token shows its list
+/// through the prompt agent and the user picks there; the output forms then apply
+/// to the picked entry. Refusing every entry, a timeout, an empty vault or no login
+/// pick nothing.
+#[test]
+fn the_token_lists_and_the_user_picks() {
+    let (_d, t, _p, _) = setup(VaultMode::Available);
+    assert!(matches!(t.vault_pick("test"), Err(Error::UserNotLoggedIn)));
+    t.login(UserType::User, USER).unwrap();
+    assert!(matches!(t.vault_pick("test"), Err(Error::ArgumentsBad(_))));
+    let mut ids = Vec::new();
+    for (title, pw) in [
+        ("alpha", "pw-alpha"),
+        ("bravo", "pw-bravo"),
+        ("charlie", "pw-c"),
+    ] {
+        let e = Entry::new(Kind::Website, title)
+            .with("username", "me", false)
+            .with("password", pw, true);
+        ids.push(t.vault_add(&e).unwrap());
+    }
+    let p = picker(Some("bravo"), false);
+    t.set_prompt(p.clone());
+    let id = t.vault_pick("Password request").unwrap();
+    assert_eq!(id, ids[1]);
+    let seen = p.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "alpha refused, bravo confirmed");
+    for (i, r) in seen.iter().enumerate() {
+        for title in ["alpha", "bravo", "charlie"] {
+            assert!(r.description.contains(title), "{}", r.description);
+        }
+        let marked = ["1. alpha", "2. bravo"][i];
+        assert!(
+            r.description.contains(&format!("→ {marked}")),
+            "{}",
+            r.description
+        );
+        assert!(!r.description.contains("pw-"), "a password in the list");
+    }
+    let v = t.vault_password(id, None, &PasswordOutput::Plain).unwrap();
+    assert_eq!(&v[..], b"pw-bravo");
+
+    // Refusing every entry picks nothing.
+    let p = picker(None, false);
+    t.set_prompt(p.clone());
+    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
+    assert_eq!(p.seen.lock().unwrap().len(), 3);
+    // A timeout ends the walk at once.
+    let p = picker(Some("charlie"), true);
+    t.set_prompt(p.clone());
+    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
+    assert_eq!(p.seen.lock().unwrap().len(), 1);
+}

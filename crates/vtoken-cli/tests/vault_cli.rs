@@ -674,3 +674,47 @@ fn vault_secret_reads_pass_the_gate() {
     let csv = env.ok(&["vault", "export-csv", "-", "--no-secrets"]);
     assert!(csv.contains("site") && !csv.contains(SECRET), "{csv}");
 }
+
+/// V10, ¶0098: `vtoken vault get` without a name: the token lists its entries
+/// through the prompt agent, the user picks one there, and the password comes out
+/// in the requested form; refusing every entry gets nothing.
+#[test]
+fn get_without_a_name_lets_the_user_pick_on_the_token() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    env.ok(&["vault", "enable"]);
+    add_site(&env, "alpha");
+    add_site(&env, "bravo");
+    env.ok(&["vault", "edit", "bravo", "--password", "pw-bravo"]);
+    // The agent confirms the pick of "bravo" only (and every other request).
+    let pick = |want: &str| {
+        script(
+            &env.prompt,
+            &format!(
+                "echo \"== $VTOKEN_PROMPT_TITLE\" >> '{log}'\ncat >> '{log}'\n\
+                 case \"$VTOKEN_PROMPT_TITLE\" in\n\
+                 'Use \"{want}\"?'*) exit 0;;\n\
+                 Use*) exit 1;;\n\
+                 *) exit 0;;\n\
+                 esac",
+                log = env.path("prompts.log").display()
+            ),
+        );
+    };
+    pick("bravo");
+    assert_eq!(env.ok(&["vault", "get"]), "pw-bravo\n");
+    let log = env.prompts();
+    assert!(log.contains("== Use \"alpha\"? (1 of 2)"), "{log}");
+    assert!(log.contains("== Use \"bravo\"? (2 of 2)"), "{log}");
+    assert!(log.contains("→ 2. bravo"), "{log}");
+    // Other output forms apply to the picked entry.
+    let code = env.ok(&["vault", "get", "--dynamic", "--event"]);
+    assert_eq!(
+        code.trim(),
+        otp_core::dynamic_password("pw-bravo", None, Some(0), 6).unwrap()
+    );
+    // Nobody picked: nothing comes out.
+    pick("nobody");
+    let err = env.fails(&["vault", "get"]);
+    assert!(err.contains("not confirmed"), "{err}");
+}

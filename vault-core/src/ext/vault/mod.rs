@@ -53,6 +53,7 @@ pub mod csv;
 mod entries;
 mod entry;
 mod hook;
+mod pick;
 mod sealed;
 
 pub use entry::*;

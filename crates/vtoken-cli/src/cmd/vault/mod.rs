@@ -230,7 +230,14 @@ Forms:
   -c/--clip              copy to the clipboard (wl-copy, xclip or xsel) and clear it
                          after --clip-seconds (45), like `pass -c`
 
+Without ENTRY the token lists its entries through the prompt agent, one request per
+entry with the whole list shown and that entry marked; the user confirms the account
+the password is for (refusing moves to the next; a timeout or refusing all gets
+nothing). The client never chooses (SPEC V10, ¶0098).
+
 Examples:
+  vtoken vault get                               # pick the entry on the token's prompt
+  vtoken vault get --encrypt-to-pem client.pem -o pw.bin
   vtoken vault get github
   vtoken vault get github --field username
   vtoken vault get github -c
@@ -238,8 +245,9 @@ Examples:
   vtoken vault get visa --field card_pin --dynamic --event
   vtoken vault get github --dynamic --time --event")]
     Get {
-        /// The entry: its id or its title.
-        entry: String,
+        /// The entry: its id or its title [default: the token shows its entry list
+        /// through the prompt agent and the user picks one there (V10)].
+        entry: Option<String>,
         /// The field [default: password, else card_pin, else the first secret field].
         #[arg(long)]
         field: Option<String>,
@@ -498,7 +506,13 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             user,
         } => {
             let open = open_user(ctx, user)?;
-            let id = resolve(&open.token, entry)?;
+            let id = match entry {
+                Some(entry) => resolve(&open.token, entry)?,
+                None => open
+                    .token
+                    .vault_pick("Password request from vtoken vault get")
+                    .map_err(cerr)?,
+            };
             let output = if let Some(label) = encrypt_to {
                 PasswordOutput::RsaOaep(PublicKeyRef::Object(key_by_label(&open.token, label)?))
             } else if let Some(f) = encrypt_to_pem {
