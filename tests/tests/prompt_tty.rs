@@ -332,9 +332,16 @@ fn vault_add_in_a_terminal() {
             screen.contains("mail.example.org"),
             "the URL is not shown:\n{screen}"
         );
+        // Typed without echo; shown once, in the confirmation, as the token
+        // received it (V5, ¶0087–0088).
+        assert_eq!(
+            screen.matches("S3cret-pass!").count(),
+            1,
+            "the password is echoed or not shown as received:\n{screen}"
+        );
         assert!(
-            !screen.contains("S3cret-pass!"),
-            "the password is visible:\n{screen}"
+            screen.contains("password (secret): S3cret-pass!"),
+            "{screen}"
         );
         std::thread::sleep(Duration::from_millis(300));
         tmux.keys(&session, answer_keys);

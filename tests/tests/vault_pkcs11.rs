@@ -322,10 +322,14 @@ fn pkcs11_tool_write_confirmed() {
         text(&anon)
     );
 
-    // The agent was shown the entry, secrets masked.
+    // The agent was shown the entry as the token received it, the secret included
+    // (V5, ¶0087–0088).
     let seen = std::fs::read_to_string(w.path("seen.txt")).expect("the agent was not asked");
     assert!(seen.contains("Example login"), "agent saw: {seen:?}");
-    assert!(!seen.contains(PASSWORD), "agent saw the password: {seen:?}");
+    assert!(
+        seen.contains(PASSWORD),
+        "agent did not see the password: {seen:?}"
+    );
 }
 
 /// (b) A refusing agent: CKR_FUNCTION_REJECTED and nothing written.

@@ -11,7 +11,7 @@ use vault_core::session::{OutLen, Output};
 use vault_core::slots::Registry;
 use vault_core::token::{Token, UserType};
 use vault_core::vault::{
-    Entry, Field, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, VaultPhase, MASK,
+    Entry, Field, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, VaultPhase,
     VAULT_APPLICATION,
 };
 use vault_core::{Attributes, Error};
@@ -123,8 +123,13 @@ fn confirm_writes_refuse_and_timeout_write_nothing() {
     let req = p.last();
     assert!(req.description.contains("mail login"), "{req:?}");
     assert!(req.description.contains("alice"));
-    assert!(req.description.contains(MASK));
-    assert!(!req.description.contains(PASSWORD), "secret shown: {req:?}");
+    // V5, ¶0087–0088: the entry as received, the secret included, so a change on
+    // the way from the client shows.
+    assert!(
+        req.description
+            .contains(&format!("password (secret): {PASSWORD}")),
+        "{req:?}"
+    );
     let e = t.vault_get(id).unwrap();
     assert_eq!(e.field("password").unwrap().value, PASSWORD);
     assert!(e.field("password").unwrap().secret);
@@ -883,4 +888,53 @@ fn the_token_lists_and_the_user_picks() {
     t.set_prompt(p.clone());
     assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
     assert_eq!(p.seen.lock().unwrap().len(), 1);
+}
+
+/// A user at the token's prompt who confirms only the password they typed on the
+/// client.
+struct Checker {
+    typed: String,
+}
+
+impl Prompt for Checker {
+    fn confirm(&self, req: &Request) -> vault_core::Result<Answer> {
+        Ok(if req.description.contains(&format!(": {}", self.typed)) {
+            Answer::Confirmed
+        } else {
+            Answer::Refused
+        })
+    }
+    fn name(&self) -> &str {
+        "checker"
+    }
+}
+
+/// V5, ¶0087–0088: the token shows the entry as it received it, secrets included,
+/// so a password changed between the client and the token (here: a PKCS#11
+/// template altered on its way) is seen by the user, who refuses; nothing is
+/// stored. The unaltered write goes through.
+#[test]
+fn data_changed_in_transit_is_seen_and_refused() {
+    let (_d, t, _p, _) = setup(VaultMode::Available);
+    t.login(UserType::User, USER).unwrap();
+    t.set_prompt(Arc::new(Checker {
+        typed: PASSWORD.into(),
+    }));
+    let sid = t.open_session(true).unwrap();
+    let sent = website("bank login");
+    let mut altered = sent.clone();
+    altered.set("password", "attacker-chosen-pw", true);
+    assert!(matches!(
+        t.create_object(sid, &vault_template(&altered)),
+        Err(Error::FunctionRejected)
+    ));
+    assert!(matches!(
+        t.vault_add(&altered),
+        Err(Error::FunctionRejected)
+    ));
+    assert!(t.vault_list().unwrap().is_empty());
+    t.create_object(sid, &vault_template(&sent)).unwrap();
+    t.vault_add(&sent).unwrap();
+    assert_eq!(t.vault_list().unwrap().len(), 2);
+    t.close_session(sid).unwrap();
 }

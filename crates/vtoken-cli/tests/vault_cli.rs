@@ -132,9 +132,12 @@ fn add_list_show_get_with_confirmation() {
     ]);
     assert!(err.contains("not confirmed"), "{err}");
     assert!(env.prompts().contains("site"));
+    // V5: the token shows the entry as it received it, the secret included.
     assert!(
-        !env.prompts().contains(SECRET),
-        "secret shown in the prompt"
+        env.prompts()
+            .contains(&format!("password (secret): {SECRET}")),
+        "{}",
+        env.prompts()
     );
     assert!(env.ok(&["vault", "list"]).contains("no vault entries"));
 

@@ -41,13 +41,7 @@ impl Token {
         let t = now();
         e.created = t;
         e.modified = t;
-        self.confirm_for(
-            "vault-write",
-            &crate::prompt::Request {
-                title: "Store this vault entry?".into(),
-                description: e.describe(),
-            },
-        )?;
+        self.confirm_write("Store this vault entry?".into(), e.describe_received())?;
         self.vault_insert(entry_attributes(&e)?)
     }
 
@@ -60,13 +54,9 @@ impl Token {
         e.normalize()?;
         e.created = old.created;
         e.modified = now();
-        self.confirm_for(
-            "vault-write",
-            &crate::prompt::Request {
-                title: "Change this vault entry?".into(),
-                description: format!("{}\n(was: {})", e.describe(), old.title),
-            },
-        )?;
+        let description =
+            Zeroizing::new(format!("{}\n(was: {})", &*e.describe_received(), old.title));
+        self.confirm_write("Change this vault entry?".into(), description)?;
         let mut attrs = (*o.attrs).clone();
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
@@ -93,6 +83,22 @@ impl Token {
         self.forget_cached(id);
         info!(serial = %self.serial(), id, "vault entry deleted");
         Ok(())
+    }
+
+    /// Asks the user to confirm a vault write whose description holds the entry as
+    /// received, secrets included (V5); the description is wiped afterwards.
+    pub(super) fn confirm_write(
+        &self,
+        title: String,
+        mut description: Zeroizing<String>,
+    ) -> Result<()> {
+        let mut req = crate::prompt::Request {
+            title,
+            description: std::mem::take(&mut *description),
+        };
+        let r = self.confirm_for("vault-write", &req);
+        req.description.zeroize();
+        r
     }
 
     pub(super) fn forget_cached(&self, id: u64) {

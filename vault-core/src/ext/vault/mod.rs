@@ -39,9 +39,11 @@
 //!
 //! Every write — add, edit, delete, import, and `C_CreateObject`,
 //! `C_SetAttributeValue`, `C_CopyObject`, `C_DestroyObject` on a vault object —
-//! needs the user logged in and is shown to the user through the prompt agent with
-//! secrets masked ([`MASK`]); a refusal, a timeout or no agent writes nothing
-//! ([`Error::FunctionRejected`]).
+//! needs the user logged in and is shown to the user through the prompt agent as
+//! the token received it, secrets included ([`Entry::describe_received`]; ¶0087–0088:
+//! the display is there to catch data changed on its way from the client), and
+//! deletions with secrets masked ([`MASK`]); a refusal, a timeout or no agent
+//! writes nothing ([`Error::FunctionRejected`]).
 //!
 //! # Password output (V10)
 //!
