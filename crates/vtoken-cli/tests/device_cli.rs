@@ -752,3 +752,60 @@ fn both_delivery_options_open_and_a_sealed_entry_keeps_every_field() {
     st.fails(&open_args("a", "small.bin", &["--label", "refused"]));
     assert_eq!(vault_titles(&st, "a"), titles);
 }
+
+/// The Fig. 6 flow as one command (SPEC V4–V8): `vtoken vault put --sealed` verifies
+/// the token against the root, seals the entry to it, and the token stores what the
+/// user confirms; another root, a refusal or a vault not enabled store nothing.
+#[test]
+fn vault_put_sealed_verifies_the_token_first() {
+    let st = Station::new();
+    st.ok(&["ca", "init", "--dir", &st.s("ca")]);
+    st.ok(&["ca", "init", "--dir", &st.s("ca2")]);
+    init(&st, "a", &[]);
+    let root = st.s("ca/ca.pem");
+    let put = |root: &str| -> Vec<String> {
+        [
+            "--token",
+            "a",
+            "vault",
+            "put",
+            "--sealed",
+            "--root",
+            root,
+            "--kind",
+            "bank-card",
+            "--title",
+            "visa",
+            "--bank",
+            "HSBC",
+            "--card-number",
+            "4111111111111111",
+            "--card-pin",
+            "4321",
+            "--pin",
+            PIN,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Another root: the device does not verify, nothing stored.
+    let e = st.fails(&put(&st.s("ca2/ca.pem")));
+    assert!(e.contains("rejected"), "{e}");
+    assert!(vault_titles(&st, "a").is_empty());
+    // The user refuses what the token shows.
+    st.prompt_answers(false);
+    st.fails(&put(&root));
+    assert!(vault_titles(&st, "a").is_empty());
+    st.prompt_answers(true);
+    st.ok(&put(&root));
+    let shown = st.json(&[
+        "--token", "a", "vault", "show", "visa", "--reveal", "--pin", PIN,
+    ]);
+    assert_eq!(shown["fields"][1]["value"], "4111111111111111", "{shown}");
+    assert_eq!(shown["fields"][2]["value"], "4321", "{shown}");
+    // A vault switched off answers the storage-enable request with its state.
+    st.ok(&["--token", "a", "vault", "disable", "--pin", PIN]);
+    let e = st.fails(&put(&root));
+    assert!(e.contains("disabled"), "{e}");
+}

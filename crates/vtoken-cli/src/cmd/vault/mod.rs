@@ -161,6 +161,36 @@ Examples:
         #[command(flatten)]
         user: UserPin,
     },
+    /// Store an entry by the remote-management flow of the patent's Fig. 6: the
+    /// token is verified against a root, the entry travels sealed to it, and the
+    /// token shows it and stores it on confirmation.
+    #[command(after_help = "\
+Steps (SPEC V4-V8): the vault's state is asked (it must be enabled); a fresh random
+goes to the token, the user PIN is entered, the token signs the random with its
+device key and returns its certificate; the client checks both against --root
+(V7); the entry is sealed to that certificate (CMS, RSA-OAEP + AES-256-GCM, V8); the
+token opens it inside, shows it as received (secrets included, V5) and stores it
+only once the user confirms. Fields as for `vtoken vault add`.
+
+Example:
+  vtoken vault put --sealed --root ca.pem --kind bank-card --title visa \\
+      --bank HSBC --card-number 4111111111111111 --card-pin 1234")]
+    Put {
+        /// Use the sealed flow (the only one `put` has).
+        #[arg(long, required = true)]
+        sealed: bool,
+        /// The root the token's device certificate must lead to (PEM or DER).
+        #[arg(long, value_name = "CA.pem")]
+        root: PathBuf,
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        #[arg(long)]
+        title: String,
+        #[command(flatten)]
+        fields: FieldArgs,
+        #[command(flatten)]
+        user: UserPin,
+    },
     /// Change an entry (confirmed like `add`).
     Edit {
         /// The entry: its id or its title.
@@ -367,6 +397,45 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
                 print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
             } else {
                 outln!("vault entry {id} added: {}", printable(&e.title));
+                Ok(())
+            }
+        }
+        VaultCommand::Put {
+            sealed: _,
+            root,
+            kind,
+            title,
+            fields,
+            user,
+        } => {
+            let mut e = Entry::new((*kind).into(), title);
+            apply_fields(&mut e, fields, true)?;
+            e.normalize().map_err(cerr)?;
+            let root = crate::identity::read_certs(root)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| CliError::new(format!("{}: no certificate", root.display())))?;
+            let pin = crate::pin::user(user)?;
+            let open = ctx.open()?;
+            let id = vtoken_device::vault_put::put_sealed(
+                &open.token,
+                pin.as_bytes(),
+                &root,
+                &e,
+                std::time::SystemTime::now(),
+                |envelope| envelope,
+            )
+            .map_err(|e| match e {
+                vtoken_device::Error::Token(t) => cerr(t),
+                e => CliError::new(e.to_string()),
+            })?;
+            if json {
+                print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
+            } else {
+                outln!(
+                    "vault entry {id} stored on the verified token: {}",
+                    printable(&e.title)
+                );
                 Ok(())
             }
         }
