@@ -247,19 +247,25 @@ pub struct VaultStatus {
 fn state_of(h: &Header) -> Result<VaultState> {
     match h.ext.get(EXT_KEY) {
         None => Ok(VaultState::legacy()),
-        Some(b) => postcard::from_bytes(b).or_else(|_| {
-            postcard::from_bytes::<VaultStateV1>(b)
-                .map(|o| VaultState {
-                    ever_enabled: o.activated,
-                    mode: o.mode,
-                    activated: o.activated,
-                    enabled: o.enabled,
-                    verifier: o.verifier,
-                    max_tries: o.max_tries,
-                })
-                .map_err(|e| Error::corrupt(Part::VaultState, format!("damaged: {e}")))
-        }),
+        Some(b) => decode_state(b),
     }
+}
+
+/// Decodes the header's vault state, in the current layout or the one before
+/// `ever_enabled`.
+fn decode_state(b: &[u8]) -> Result<VaultState> {
+    postcard::from_bytes(b).or_else(|_| {
+        postcard::from_bytes::<VaultStateV1>(b)
+            .map(|o| VaultState {
+                ever_enabled: o.activated,
+                mode: o.mode,
+                activated: o.activated,
+                enabled: o.enabled,
+                verifier: o.verifier,
+                max_tries: o.max_tries,
+            })
+            .map_err(|e| Error::corrupt(Part::VaultState, format!("damaged: {e}")))
+    })
 }
 
 fn put_state(h: &mut Header, s: &VaultState) -> Result<()> {
@@ -557,5 +563,46 @@ pub(crate) fn vault_usable_in(st: &mut Store) -> bool {
     match st.header().and_then(state_of) {
         Ok(s) => s.activated && s.enabled,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header written before `ever_enabled` still decodes: an activated vault
+    /// counts as once enabled (activation used to enable), so a switched-off one
+    /// reads as "disabled", and an optional one not yet activated as "absent".
+    #[test]
+    fn state_from_before_ever_enabled_decodes() {
+        #[derive(Serialize)]
+        struct V1 {
+            mode: VaultMode,
+            activated: bool,
+            enabled: bool,
+            verifier: Option<WrappedKey>,
+            max_tries: u32,
+        }
+        for (activated, enabled, phase) in [
+            (true, true, VaultPhase::Enabled),
+            (true, false, VaultPhase::Disabled),
+            (false, false, VaultPhase::Absent),
+        ] {
+            let b = postcard::to_allocvec(&V1 {
+                mode: VaultMode::Optional,
+                activated,
+                enabled,
+                verifier: None,
+                max_tries: 5,
+            })
+            .unwrap();
+            let s = decode_state(&b).unwrap();
+            assert_eq!(s.phase(), phase);
+            assert_eq!((s.mode, s.max_tries), (VaultMode::Optional, 5));
+        }
+        let now = VaultState::available();
+        let b = postcard::to_allocvec(&now).unwrap();
+        assert_eq!(decode_state(&b).unwrap(), now);
+        assert!(decode_state(&[0xff, 0xff]).is_err());
     }
 }
