@@ -300,6 +300,9 @@ fn vault_add_in_a_terminal() {
         "init", "--label", "tty", "--so-pin", "12345678", "--pin", "123456",
     ]);
     assert!(init.status.success(), "{init:?}");
+    // The vault is switched on by its own step (SPEC V4, S202).
+    let enable = run(&["vault", "enable"]);
+    assert!(enable.status.success(), "{enable:?}");
     let tmux = Tmux::new(tmux);
     for (n, (answer_keys, stored)) in [(&["y", "Enter"][..], true), (&["n", "Enter"][..], false)]
         .into_iter()
@@ -329,9 +332,16 @@ fn vault_add_in_a_terminal() {
             screen.contains("mail.example.org"),
             "the URL is not shown:\n{screen}"
         );
+        // Typed without echo; shown once, in the confirmation, as the token
+        // received it (V5, ¶0087–0088).
+        assert_eq!(
+            screen.matches("S3cret-pass!").count(),
+            1,
+            "the password is echoed or not shown as received:\n{screen}"
+        );
         assert!(
-            !screen.contains("S3cret-pass!"),
-            "the password is visible:\n{screen}"
+            screen.contains("password (secret): S3cret-pass!"),
+            "{screen}"
         );
         std::thread::sleep(Duration::from_millis(300));
         tmux.keys(&session, answer_keys);

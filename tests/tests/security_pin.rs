@@ -51,6 +51,9 @@ impl Env {
         );
         let o = env.run(&["init", "--label", "t"], &[]);
         assert!(o.status.success(), "init: {}", show(&o));
+        // The vault is switched on by its own step (SPEC V4, S202).
+        let o = env.run(&["vault", "enable"], &[]);
+        assert!(o.status.success(), "vault enable: {}", show(&o));
         env
     }
 

@@ -140,6 +140,10 @@ impl World {
         assert_eq!(v["vault"]["mode"], mode, "{v}");
         let code = v["vault"]["activation_code"].as_str().map(str::to_string);
         assert_eq!(code.is_some(), optional, "activation code: {v}");
+        if !optional {
+            // An available vault skips activation, not the enable step (V4, S202).
+            self.cli_ok(&["--token", label, "vault", "enable", "--pin", PIN]);
+        }
         code
     }
 
@@ -318,10 +322,14 @@ fn pkcs11_tool_write_confirmed() {
         text(&anon)
     );
 
-    // The agent was shown the entry, secrets masked.
+    // The agent was shown the entry as the token received it, the secret included
+    // (V5, ¶0087–0088).
     let seen = std::fs::read_to_string(w.path("seen.txt")).expect("the agent was not asked");
     assert!(seen.contains("Example login"), "agent saw: {seen:?}");
-    assert!(!seen.contains(PASSWORD), "agent saw the password: {seen:?}");
+    assert!(
+        seen.contains(PASSWORD),
+        "agent did not see the password: {seen:?}"
+    );
 }
 
 /// (b) A refusing agent: CKR_FUNCTION_REJECTED and nothing written.
@@ -558,11 +566,13 @@ fn optional_vault_hidden_until_activated() {
     assert!(!bad.status.success(), "wrong code accepted: {}", text(&bad));
 
     w.cli_ok(&["vault", "activate", "--code", &code, "--pin", PIN]);
+    // Activation alone does not switch the vault on (S201, S202).
     let st: serde_json::Value =
         serde_json::from_str(&w.cli_ok(&["vault", "status", "--json"])).unwrap();
-    if st["enabled"] != true {
-        w.cli_ok(&["vault", "enable", "--pin", PIN]);
-    }
+    assert_eq!(st["state"], "activated", "{st}");
+    let out = w.write_entry(&ok, "T", &entry_json("Before enable"));
+    assert!(!out.status.success(), "write before enable: {}", text(&out));
+    w.cli_ok(&["vault", "enable", "--pin", PIN]);
     let out = w.write_entry(&ok, "T", &entry_json("After activation"));
     assert!(
         out.status.success(),

@@ -11,7 +11,8 @@ use vault_core::session::{OutLen, Output};
 use vault_core::slots::Registry;
 use vault_core::token::{Token, UserType};
 use vault_core::vault::{
-    Entry, Field, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, MASK, VAULT_APPLICATION,
+    Entry, Field, Kind, PasswordOutput, PublicKeyRef, Query, VaultMode, VaultPhase,
+    VAULT_APPLICATION,
 };
 use vault_core::{Attributes, Error};
 
@@ -53,8 +54,22 @@ impl Prompt for Scripted {
     }
 }
 
-/// A token with the user PIN set, vault in `mode`; returns the activation code.
+/// A token with the user PIN set, vault in `mode` (an available vault also
+/// enabled, S202); returns the activation code.
 fn setup(mode: VaultMode) -> (tempfile::TempDir, Arc<Token>, Arc<Scripted>, Option<String>) {
+    let (dir, t, code) = factory(mode);
+    if mode == VaultMode::Available {
+        t.login(UserType::User, USER).unwrap();
+        t.vault_enable().unwrap();
+        t.logout().unwrap();
+    }
+    let p = Scripted::new(Answer::Confirmed);
+    t.set_prompt(p.clone());
+    (dir, t, p, code)
+}
+
+/// A token straight from the factory setting: user PIN set, vault in `mode`.
+fn factory(mode: VaultMode) -> (tempfile::TempDir, Arc<Token>, Option<String>) {
     let dir = tempfile::tempdir().unwrap();
     let reg = Registry::new(Config::for_dir(dir.path().join("tokens")));
     let e = reg.create("test", SO, None).unwrap();
@@ -63,9 +78,7 @@ fn setup(mode: VaultMode) -> (tempfile::TempDir, Arc<Token>, Arc<Scripted>, Opti
     t.init_pin(USER).unwrap();
     let code = t.vault_setup(mode).unwrap();
     t.logout().unwrap();
-    let p = Scripted::new(Answer::Confirmed);
-    t.set_prompt(p.clone());
-    (dir, t, p, code)
+    (dir, t, code)
 }
 
 fn website(title: &str) -> Entry {
@@ -110,8 +123,13 @@ fn confirm_writes_refuse_and_timeout_write_nothing() {
     let req = p.last();
     assert!(req.description.contains("mail login"), "{req:?}");
     assert!(req.description.contains("alice"));
-    assert!(req.description.contains(MASK));
-    assert!(!req.description.contains(PASSWORD), "secret shown: {req:?}");
+    // V5, ¶0087–0088: the entry as received, the secret included, so a change on
+    // the way from the client shows.
+    assert!(
+        req.description
+            .contains(&format!("password (secret): {PASSWORD}")),
+        "{req:?}"
+    );
     let e = t.vault_get(id).unwrap();
     assert_eq!(e.field("password").unwrap().value, PASSWORD);
     assert!(e.field("password").unwrap().secret);
@@ -271,12 +289,19 @@ fn optional_vault_refuses_everything_before_activation() {
         other => panic!("{other:?}"),
     }
     assert_eq!(t.vault_status().unwrap().activation_failures, 1);
-    // The right code, typed sloppily, activates and enables.
+    // The right code, typed sloppily, activates — and only activates (S201): the
+    // vault is still refused until the separate enable step (S202, ¶0083).
     t.vault_activate(&code.to_lowercase().replace('-', " "))
         .unwrap();
     let st = t.vault_status().unwrap();
-    assert!(st.activated && st.enabled && st.usable);
+    assert!(st.activated && !st.enabled && !st.usable);
+    assert_eq!(st.state, VaultPhase::Activated);
     assert_eq!(st.activation_failures, 0);
+    let err = t.vault_add(&website("too early")).unwrap_err();
+    assert!(err.to_string().contains("vtoken vault enable"), "{err}");
+    assert_eq!(p.count(), 0, "nothing shown before enable");
+    t.vault_enable().unwrap();
+    assert_eq!(t.vault_status().unwrap().state, VaultPhase::Enabled);
     let id = t.vault_add(&website("now")).unwrap();
     assert_eq!(vault_find(&t), vec![id]);
 
@@ -293,9 +318,48 @@ fn optional_vault_refuses_everything_before_activation() {
     ));
     let err = t.vault_list().unwrap_err();
     assert!(err.to_string().contains("vtoken vault enable"), "{err}");
+    assert_eq!(t.vault_status().unwrap().state, VaultPhase::Disabled);
     t.vault_enable().unwrap();
     assert_eq!(t.vault_list().unwrap().len(), 1);
     t.close_session(sid).unwrap();
+}
+
+/// V4, ¶0083: an available vault skips the activation but not the enable step.
+/// From the factory it is "activated" and refuses every vault operation; enable
+/// needs the user PIN; after it the vault works; re-initializing the token puts it
+/// back to the factory state.
+#[test]
+fn available_vault_needs_an_explicit_enable() {
+    let (_d, t, code) = factory(VaultMode::Available);
+    assert!(code.is_none());
+    let st = t.vault_status().unwrap();
+    assert_eq!(st.state, VaultPhase::Activated);
+    assert!(st.activated && !st.enabled && !st.usable);
+    // Enable needs the user logged in.
+    assert!(matches!(t.vault_enable(), Err(Error::UserNotLoggedIn)));
+    t.login(UserType::User, USER).unwrap();
+    let err = t.vault_add(&website("x")).unwrap_err();
+    assert_eq!(err.ckr(), CKR_ACTION_PROHIBITED);
+    assert!(err.to_string().contains("vtoken vault enable"), "{err}");
+    // Not even visible through PKCS#11 before enable.
+    let sid = t.open_session(true).unwrap();
+    assert!(t
+        .create_object(sid, &vault_template(&website("raw")))
+        .is_err());
+    // Activation is for optional vaults only.
+    assert!(t.vault_activate("AAAAA-AAAAA-AAAAA-AAAAA").is_err());
+    t.vault_enable().unwrap();
+    assert_eq!(t.vault_status().unwrap().state, VaultPhase::Enabled);
+    t.set_prompt(Scripted::new(Answer::Confirmed));
+    t.vault_add(&website("x")).unwrap();
+    t.close_session(sid).unwrap();
+    // The state survives reopening the token file.
+    let path = t.info().unwrap().path;
+    drop(t);
+    let reg = Registry::new(Config::for_dir(path.parent().unwrap()));
+    let e = reg.tokens().unwrap().into_iter().next().unwrap();
+    let t = reg.open(&e).unwrap();
+    assert_eq!(t.vault_status().unwrap().state, VaultPhase::Enabled);
 }
 
 #[test]
@@ -349,6 +413,7 @@ fn issuer_supplied_code_and_setup_needs_so() {
     t.logout().unwrap();
     t.login(UserType::User, USER).unwrap();
     t.vault_activate("issuer12345678").unwrap();
+    t.vault_enable().unwrap();
     assert!(t.vault_status().unwrap().usable);
 }
 
@@ -453,26 +518,69 @@ fn password_outputs() {
     assert!(t
         .vault_password(id, Some("nope"), &PasswordOutput::Plain)
         .is_err());
-    // Dynamic (V9).
-    for (time, counter) in [
-        (Some((1_700_000_000u64, 30u64)), None),
-        (None, Some(7u64)),
-        (Some((1_700_000_000, 60)), Some(3)),
-    ] {
+    // Dynamic (V9): the token's clock and the entry's own event counter, which
+    // advances with each event password and never comes from the caller.
+    let dynamic = |time_period: Option<u64>, event: bool| {
+        let before = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
         let v = t
             .vault_password(
                 id,
                 None,
                 &PasswordOutput::Dynamic {
-                    time,
-                    counter,
+                    time_period,
+                    event,
                     digits: 8,
                 },
             )
-            .unwrap();
-        let want = otp_core::dynamic_password(PASSWORD, time, counter, 8).unwrap();
-        assert_eq!(std::str::from_utf8(&v).unwrap(), want);
+            .map(|v| String::from_utf8(v.to_vec()).unwrap());
+        (before, v)
+    };
+    let (now, v) = dynamic(Some(30), false);
+    let v = v.unwrap();
+    assert!([now, now + 1].iter().any(|t| otp_core::dynamic_password(
+        PASSWORD,
+        Some((*t, 30)),
+        None,
+        8
+    )
+    .unwrap()
+        == v));
+    assert_eq!(t.vault_event_counter(id).unwrap(), 0, "time only: no event");
+    for k in 0..3u64 {
+        let (_, v) = dynamic(None, true);
+        assert_eq!(
+            v.unwrap(),
+            otp_core::dynamic_password(PASSWORD, None, Some(k), 8).unwrap()
+        );
     }
+    assert_eq!(t.vault_event_counter(id).unwrap(), 3);
+    let (now, v) = dynamic(Some(60), true);
+    let v = v.unwrap();
+    assert!([now, now + 1].iter().any(|t| otp_core::dynamic_password(
+        PASSWORD,
+        Some((*t, 60)),
+        Some(3),
+        8
+    )
+    .unwrap()
+        == v));
+    // No factor, or bad digits: refused, and the counter does not move.
+    assert!(dynamic(None, false).1.is_err());
+    assert!(t
+        .vault_password(
+            id,
+            None,
+            &PasswordOutput::Dynamic {
+                time_period: None,
+                event: true,
+                digits: 3,
+            },
+        )
+        .is_err());
+    assert_eq!(t.vault_event_counter(id).unwrap(), 4);
     // RSA-OAEP to a key on the token; decrypted with the token's private key.
     let sid = t.open_session(true).unwrap();
     let mut pub_t = Attributes::new();
@@ -607,6 +715,11 @@ fn reinitialize_resets_an_optional_vault() {
     t.logout().unwrap();
     t.login(UserType::User, USER).unwrap();
     t.vault_activate(code.as_deref().unwrap()).unwrap();
+    assert!(
+        !t.vault_status().unwrap().usable,
+        "activation does not enable"
+    );
+    t.vault_enable().unwrap();
     assert!(t.vault_status().unwrap().usable);
 }
 
@@ -632,6 +745,7 @@ fn confirmation_follows_the_configuration() {
     let p = Scripted::new(Answer::Refused);
     t.set_prompt(p.clone());
     t.login(UserType::User, USER).unwrap();
+    t.vault_enable().unwrap();
     assert!(!t.needs_confirmation("vault-write"));
     t.vault_add(&website("unasked")).unwrap();
     assert_eq!(
@@ -667,6 +781,7 @@ fn vault_read_confirmation_when_configured() {
     let p = Scripted::new(Answer::Confirmed);
     t.set_prompt(p.clone());
     t.login(UserType::User, USER).unwrap();
+    t.vault_enable().unwrap();
     let id = t.vault_add(&website("guarded")).unwrap();
     p.set(Answer::Refused);
     assert!(matches!(
@@ -683,4 +798,143 @@ fn vault_read_confirmation_when_configured() {
     p.set(Answer::Confirmed);
     let v = t.vault_password(id, None, &PasswordOutput::Plain).unwrap();
     assert_eq!(&v[..], PASSWORD.as_bytes());
+}
+
+/// A prompt agent for picks: confirms a pick request ("Use \"TITLE\"? …") only for
+/// the wanted title, refuses the other picks, confirms everything else; or lets
+/// every request time out.
+struct Picker {
+    want: Option<String>,
+    time_out: bool,
+    seen: Mutex<Vec<Request>>,
+}
+
+impl Prompt for Picker {
+    fn confirm(&self, req: &Request) -> vault_core::Result<Answer> {
+        self.seen.lock().unwrap().push(req.clone());
+        if self.time_out {
+            return Ok(Answer::TimedOut);
+        }
+        if !req.title.starts_with("Use \"") {
+            return Ok(Answer::Confirmed);
+        }
+        match &self.want {
+            Some(w) if req.title.starts_with(&format!("Use \"{w}\"?")) => Ok(Answer::Confirmed),
+            _ => Ok(Answer::Refused),
+        }
+    }
+    fn name(&self) -> &str {
+        "picker"
+    }
+}
+
+fn picker(want: Option<&str>, time_out: bool) -> Arc<Picker> {
+    Arc::new(Picker {
+        want: want.map(str::to_string),
+        time_out,
+        seen: Mutex::new(Vec::new()),
+    })
+}
+
+/// V10, ¶0098: on a password request without an entry the token shows its list
+/// through the prompt agent and the user picks there; the output forms then apply
+/// to the picked entry. Refusing every entry, a timeout, an empty vault or no login
+/// pick nothing.
+#[test]
+fn the_token_lists_and_the_user_picks() {
+    let (_d, t, _p, _) = setup(VaultMode::Available);
+    assert!(matches!(t.vault_pick("test"), Err(Error::UserNotLoggedIn)));
+    t.login(UserType::User, USER).unwrap();
+    assert!(matches!(t.vault_pick("test"), Err(Error::ArgumentsBad(_))));
+    let mut ids = Vec::new();
+    for (title, pw) in [
+        ("alpha", "pw-alpha"),
+        ("bravo", "pw-bravo"),
+        ("charlie", "pw-c"),
+    ] {
+        let e = Entry::new(Kind::Website, title)
+            .with("username", "me", false)
+            .with("password", pw, true);
+        ids.push(t.vault_add(&e).unwrap());
+    }
+    let p = picker(Some("bravo"), false);
+    t.set_prompt(p.clone());
+    let id = t.vault_pick("Password request").unwrap();
+    assert_eq!(id, ids[1]);
+    let seen = p.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "alpha refused, bravo confirmed");
+    for (i, r) in seen.iter().enumerate() {
+        for title in ["alpha", "bravo", "charlie"] {
+            assert!(r.description.contains(title), "{}", r.description);
+        }
+        let marked = ["1. alpha", "2. bravo"][i];
+        assert!(
+            r.description.contains(&format!("→ {marked}")),
+            "{}",
+            r.description
+        );
+        assert!(!r.description.contains("pw-"), "a password in the list");
+    }
+    let v = t.vault_password(id, None, &PasswordOutput::Plain).unwrap();
+    assert_eq!(&v[..], b"pw-bravo");
+
+    // Refusing every entry picks nothing.
+    let p = picker(None, false);
+    t.set_prompt(p.clone());
+    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
+    assert_eq!(p.seen.lock().unwrap().len(), 3);
+    // A timeout ends the walk at once.
+    let p = picker(Some("charlie"), true);
+    t.set_prompt(p.clone());
+    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
+    assert_eq!(p.seen.lock().unwrap().len(), 1);
+}
+
+/// A user at the token's prompt who confirms only the password they typed on the
+/// client.
+struct Checker {
+    typed: String,
+}
+
+impl Prompt for Checker {
+    fn confirm(&self, req: &Request) -> vault_core::Result<Answer> {
+        Ok(if req.description.contains(&format!(": {}", self.typed)) {
+            Answer::Confirmed
+        } else {
+            Answer::Refused
+        })
+    }
+    fn name(&self) -> &str {
+        "checker"
+    }
+}
+
+/// V5, ¶0087–0088: the token shows the entry as it received it, secrets included,
+/// so a password changed between the client and the token (here: a PKCS#11
+/// template altered on its way) is seen by the user, who refuses; nothing is
+/// stored. The unaltered write goes through.
+#[test]
+fn data_changed_in_transit_is_seen_and_refused() {
+    let (_d, t, _p, _) = setup(VaultMode::Available);
+    t.login(UserType::User, USER).unwrap();
+    t.set_prompt(Arc::new(Checker {
+        typed: PASSWORD.into(),
+    }));
+    let sid = t.open_session(true).unwrap();
+    let sent = website("bank login");
+    let mut altered = sent.clone();
+    altered.set("password", "attacker-chosen-pw", true);
+    assert!(matches!(
+        t.create_object(sid, &vault_template(&altered)),
+        Err(Error::FunctionRejected)
+    ));
+    assert!(matches!(
+        t.vault_add(&altered),
+        Err(Error::FunctionRejected)
+    ));
+    assert!(t.vault_list().unwrap().is_empty());
+    t.create_object(sid, &vault_template(&sent)).unwrap();
+    t.vault_add(&sent).unwrap();
+    assert_eq!(t.vault_list().unwrap().len(), 2);
+    t.close_session(sid).unwrap();
 }

@@ -109,6 +109,8 @@ impl Station {
         ];
         a.extend_from_slice(extra);
         self.ok(&a);
+        // The vault is switched on by its own step (SPEC V4, S202).
+        self.ok(&["--token", label, "vault", "enable", "--pin", PIN]);
     }
 
     /// A source with a vault entry, an OTP credential and a non-extractable key.

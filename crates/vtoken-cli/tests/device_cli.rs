@@ -81,6 +81,8 @@ fn init(st: &Station, label: &str, extra: &[&str]) {
     ];
     a.extend_from_slice(extra);
     st.ok(&a);
+    // The vault is switched on by its own step (SPEC V4, S202).
+    st.ok(&["--token", label, "vault", "enable", "--pin", PIN]);
 }
 
 fn write(path: &Path, data: &[u8]) {
@@ -628,4 +630,182 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
         PIN,
     ]);
     assert_eq!(st.objects("spare"), src_count);
+}
+
+fn vault_titles(st: &Station, token: &str) -> Vec<String> {
+    st.json(&["--token", token, "vault", "list", "--pin", PIN])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// SPEC V8: both delivery options of `vtoken device seal` — a CMS envelope and data
+/// encrypted directly to the device key (`--direct`) — open in `vtoken device open`,
+/// and a sealed vault entry may be any kind with all its fields. A tampered
+/// ciphertext, another token, and a refused confirmation store nothing.
+#[test]
+fn both_delivery_options_open_and_a_sealed_entry_keeps_every_field() {
+    let st = Station::new();
+    st.ok(&["ca", "init", "--dir", &st.s("ca")]);
+    init(&st, "a", &[]);
+    init(&st, "b", &[]);
+    st.ok(&["--token", "a", "device", "cert", "-o", &st.s("a.pem")]);
+    let seal = |input: &str, out: &str, direct: bool| {
+        let (i, o, to) = (st.s(input), st.s(out), st.s("a.pem"));
+        let mut a = vec!["device", "seal", "--to", &to, "--in", &i, "-o", &o];
+        if direct {
+            a.push("--direct");
+        }
+        st.ok(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    };
+    let open_args = |token: &'static str, input: &str, extra: &[&str]| {
+        let mut a: Vec<String> = ["--token", token, "device", "open", "--in"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(st.s(input));
+        a.extend(
+            ["--as", "vault", "--pin", PIN]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+
+    // A bank card with every preset field and two of its own, sealed in CMS.
+    let fields = serde_json::json!([
+        {"name": "bank", "value": "HSBC", "secret": false},
+        {"name": "card_number", "value": "4111111111111111", "secret": true},
+        {"name": "card_pin", "value": "4321", "secret": true},
+        {"name": "cvv", "value": "123", "secret": true},
+        {"name": "holder", "value": "A. Smith", "secret": false},
+    ]);
+    let card = serde_json::json!({
+        "kind": "bank-card", "title": "visa", "url": "https://bank.example", "fields": fields,
+    });
+    write(&st.path("card.json"), card.to_string().as_bytes());
+    seal("card.json", "card.cms", false);
+    st.ok(&open_args("a", "card.cms", &[]));
+    let shown = st.json(&[
+        "--token", "a", "vault", "show", "visa", "--reveal", "--pin", PIN,
+    ]);
+    assert_eq!(shown["kind"], "bank-card");
+    assert_eq!(shown["url"], "https://bank.example");
+    assert_eq!(shown["fields"], fields, "{shown}");
+
+    // Direct: a bare password (custom entry named by --label) and a small entry.
+    write(&st.path("pw"), b"correct horse battery staple\n");
+    seal("pw", "pw.bin", true);
+    assert_eq!(std::fs::read(st.path("pw.bin")).unwrap().len(), 256);
+    st.ok(&open_args("a", "pw.bin", &["--label", "mail"]));
+    assert_eq!(
+        st.ok(&["--token", "a", "vault", "get", "mail", "--pin", PIN]),
+        "correct horse battery staple\n"
+    );
+    let small = serde_json::json!({"kind": "email", "title": "box", "fields": [
+        {"name": "address", "value": "me@example.com"},
+        {"name": "password", "value": "pw-9", "secret": true}]});
+    write(&st.path("small.json"), small.to_string().as_bytes());
+    seal("small.json", "small.bin", true);
+    st.ok(&open_args("a", "small.bin", &[]));
+    let shown = st.json(&[
+        "--token", "a", "vault", "show", "box", "--reveal", "--pin", PIN,
+    ]);
+    assert_eq!(shown["kind"], "email");
+    assert_eq!(shown["fields"][1]["value"], "pw-9");
+    // A direct AES key opens into a key object.
+    write(&st.path("aes"), &[7u8; 32]);
+    seal("aes", "aes.bin", true);
+    let before = st.objects("a");
+    st.ok(&[
+        "--token",
+        "a",
+        "device",
+        "open",
+        "--in",
+        &st.s("aes.bin"),
+        "--as",
+        "secret",
+        "--label",
+        "k",
+        "--pin",
+        PIN,
+    ]);
+    assert_eq!(st.objects("a"), before + 1);
+    let titles = vault_titles(&st, "a");
+
+    // Tampered direct ciphertext: refused, nothing stored.
+    let mut bad = std::fs::read(st.path("pw.bin")).unwrap();
+    bad[100] ^= 1;
+    write(&st.path("bad.bin"), &bad);
+    let e = st.fails(&open_args("a", "bad.bin", &["--label", "tampered"]));
+    assert!(e.contains("directly"), "{e}");
+    // Another token cannot open either option.
+    st.fails(&open_args("b", "pw.bin", &["--label", "stolen"]));
+    st.fails(&open_args("b", "card.cms", &[]));
+    assert!(vault_titles(&st, "b").is_empty());
+    // The user refuses what the token shows: nothing stored.
+    st.prompt_answers(false);
+    st.fails(&open_args("a", "small.bin", &["--label", "refused"]));
+    assert_eq!(vault_titles(&st, "a"), titles);
+}
+
+/// The Fig. 6 flow as one command (SPEC V4–V8): `vtoken vault put --sealed` verifies
+/// the token against the root, seals the entry to it, and the token stores what the
+/// user confirms; another root, a refusal or a vault not enabled store nothing.
+#[test]
+fn vault_put_sealed_verifies_the_token_first() {
+    let st = Station::new();
+    st.ok(&["ca", "init", "--dir", &st.s("ca")]);
+    st.ok(&["ca", "init", "--dir", &st.s("ca2")]);
+    init(&st, "a", &[]);
+    let root = st.s("ca/ca.pem");
+    let put = |root: &str| -> Vec<String> {
+        [
+            "--token",
+            "a",
+            "vault",
+            "put",
+            "--sealed",
+            "--root",
+            root,
+            "--kind",
+            "bank-card",
+            "--title",
+            "visa",
+            "--bank",
+            "HSBC",
+            "--card-number",
+            "4111111111111111",
+            "--card-pin",
+            "4321",
+            "--pin",
+            PIN,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    // Another root: the device does not verify, nothing stored.
+    let e = st.fails(&put(&st.s("ca2/ca.pem")));
+    assert!(e.contains("rejected"), "{e}");
+    assert!(vault_titles(&st, "a").is_empty());
+    // The user refuses what the token shows.
+    st.prompt_answers(false);
+    st.fails(&put(&root));
+    assert!(vault_titles(&st, "a").is_empty());
+    st.prompt_answers(true);
+    st.ok(&put(&root));
+    let shown = st.json(&[
+        "--token", "a", "vault", "show", "visa", "--reveal", "--pin", PIN,
+    ]);
+    assert_eq!(shown["fields"][1]["value"], "4111111111111111", "{shown}");
+    assert_eq!(shown["fields"][2]["value"], "4321", "{shown}");
+    // A vault switched off answers the storage-enable request with its state.
+    st.ok(&["--token", "a", "vault", "disable", "--pin", PIN]);
+    let e = st.fails(&put(&root));
+    assert!(e.contains("disabled"), "{e}");
 }

@@ -84,6 +84,8 @@ impl Env {
             &["init", "--label", "t", "--so-pin", SO_PIN, "--pin", PIN],
             env,
         );
+        // The vault is switched on by its own step (SPEC V4, S202).
+        self.ok(&["vault", "enable", "--pin", PIN], env);
     }
 
     fn titles(&self) -> Vec<String> {

@@ -99,9 +99,24 @@ fn add_site(env: &Env, title: &str) -> u64 {
 fn add_list_show_get_with_confirmation() {
     let env = Env::new();
     env.ok(&["init", "--label", "t"]);
+    // V4, S202 (¶0083): an available vault needs no activation, but it is switched
+    // on by its own step before first use.
+    let st = env.json(&["--json", "vault", "status"]);
+    assert_eq!(st["usable"], false);
+    assert_eq!(st["state"], "activated");
+    assert_eq!(st["mode"], "available");
+    assert_eq!(env.json(&["--json", "info"])["vault"], "activated");
+    assert!(env.ok(&["info"]).contains("vault:          activated"));
+    let err = env.fails(&[
+        "vault", "add", "--kind", "custom", "--title", "c", "--field", "a=b",
+    ]);
+    assert!(err.contains("vtoken vault enable"), "{err}");
+    assert!(env.prompts().is_empty(), "nothing shown before enable");
+    env.ok(&["vault", "enable"]);
     let st = env.json(&["--json", "vault", "status"]);
     assert_eq!(st["usable"], true);
-    assert_eq!(st["mode"], "available");
+    assert_eq!(st["state"], "enabled");
+    assert_eq!(env.json(&["--json", "info"])["vault"], "enabled");
 
     // Refused: nothing written.
     env.answer(false);
@@ -117,9 +132,12 @@ fn add_list_show_get_with_confirmation() {
     ]);
     assert!(err.contains("not confirmed"), "{err}");
     assert!(env.prompts().contains("site"));
+    // V5: the token shows the entry as it received it, the secret included.
     assert!(
-        !env.prompts().contains(SECRET),
-        "secret shown in the prompt"
+        env.prompts()
+            .contains(&format!("password (secret): {SECRET}")),
+        "{}",
+        env.prompts()
     );
     assert!(env.ok(&["vault", "list"]).contains("no vault entries"));
 
@@ -249,9 +267,21 @@ fn optional_vault_activation_enable_disable() {
         env.json(&["--json", "vault", "status"])["activation_failures"],
         1
     );
-    env.ok(&["vault", "activate", "--code", &code.to_lowercase()]);
+    assert_eq!(env.json(&["--json", "info"])["vault"], "absent");
+    // S201 then S202: the code activates, and only activates.
+    let out = env.ok(&["vault", "activate", "--code", &code.to_lowercase()]);
+    assert!(out.contains("vtoken vault enable"), "{out}");
+    assert_eq!(
+        env.json(&["--json", "vault", "status"])["state"],
+        "activated"
+    );
+    let err = env.fails(&["vault", "list"]);
+    assert!(err.contains("vtoken vault enable"), "{err}");
+    env.ok(&["vault", "enable"]);
+    assert_eq!(env.json(&["--json", "info"])["vault"], "enabled");
     add_site(&env, "site");
     env.ok(&["vault", "disable"]);
+    assert_eq!(env.json(&["--json", "info"])["vault"], "disabled");
     let err = env.fails(&["vault", "get", "site"]);
     assert!(err.contains("vtoken vault enable"), "{err}");
     // Invisible to the key/object listing too.
@@ -286,26 +316,146 @@ fn activation_locks_after_five_wrong_codes() {
     );
 }
 
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// V9, ¶0093–0095: the event factor belongs to the token. Each `--event` use
+/// advances the entry's counter, committed before the password is shown, so no
+/// two processes — sequential, concurrent, or killed half-way — ever get the same
+/// dynamic password; `--time --event` combines both factors; a refused gate or a
+/// bad argument does not move the counter.
 #[test]
-fn encrypted_and_dynamic_output() {
+fn event_dynamic_password_never_repeats() {
     let env = Env::new();
     env.ok(&["init", "--label", "t"]);
-    let id = add_site(&env, "site");
-    // Dynamic password = otp_core::dynamic_password over the stored password.
-    let code = env.ok(&[
+    env.ok(&["vault", "enable"]);
+    add_site(&env, "site");
+    add_site(&env, "other");
+    let get = ["vault", "get", "site", "--dynamic", "--event"];
+    let mut seen = std::collections::HashSet::new();
+    // Sequential processes: counters 0, 1, 2.
+    for k in 0..3u64 {
+        let code = env.ok(&get).trim().to_string();
+        assert_eq!(
+            code,
+            otp_core::dynamic_password(SECRET, None, Some(k), 6).unwrap()
+        );
+        assert!(seen.insert(code));
+    }
+    // A bad argument is refused before the counter moves.
+    env.fails(&[
         "vault",
         "get",
         "site",
         "--dynamic",
-        "--counter",
-        "5",
+        "--event",
         "--digits",
-        "8",
+        "3",
     ]);
+    // Each entry has its own counter: "other" starts at 0.
+    let other = env.ok(&["vault", "get", "other", "--dynamic", "--event"]);
     assert_eq!(
-        code.trim(),
-        otp_core::dynamic_password(SECRET, None, Some(5), 8).unwrap()
+        other.trim(),
+        otp_core::dynamic_password(SECRET, None, Some(0), 6).unwrap()
     );
+    // Concurrent processes: all different, and together they used 3..7.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            env.cmd(&get)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{o:?}");
+        codes.push(String::from_utf8(o.stdout).unwrap().trim().to_string());
+    }
+    let mut want: Vec<String> = (3..7u64)
+        .map(|k| otp_core::dynamic_password(SECRET, None, Some(k), 6).unwrap())
+        .collect();
+    codes.sort();
+    want.sort();
+    assert_eq!(codes, want, "concurrent processes shared an event");
+    seen.extend(codes);
+    // Processes killed at any point: whatever they printed, later ones never
+    // repeat it (the counter is committed before the password is computed).
+    for delay_ms in [0u64, 5, 20, 40, 80] {
+        let mut c = env
+            .cmd(&get)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = c.kill();
+        let o = c.wait_with_output().unwrap();
+        let printed = String::from_utf8(o.stdout).unwrap().trim().to_string();
+        if !printed.is_empty() {
+            assert!(seen.insert(printed), "a killed process repeated a password");
+        }
+    }
+    for _ in 0..3 {
+        let code = env.ok(&get).trim().to_string();
+        assert!(
+            seen.insert(code.clone()),
+            "dynamic password {code} repeated"
+        );
+    }
+    // Combined factor: the token's clock and the next event.
+    let before = now();
+    let code = env.ok(&["vault", "get", "site", "--dynamic", "--event", "--time"]);
+    let after = now();
+    let next = env.json(&["--json", "vault", "get", "site", "--dynamic", "--event"]);
+    let k = (0..64u64)
+        .find(|k| {
+            [before, after].iter().any(|t| {
+                otp_core::dynamic_password(SECRET, Some((*t, 30)), Some(*k), 6).unwrap()
+                    == code.trim()
+            })
+        })
+        .expect("combined factor: time step and an event counter");
+    assert_eq!(
+        next["value"],
+        otp_core::dynamic_password(SECRET, None, Some(k + 1), 6).unwrap(),
+        "the combined password used and advanced the event counter"
+    );
+}
+
+#[test]
+fn encrypted_and_dynamic_output() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    env.ok(&["vault", "enable"]);
+    let id = add_site(&env, "site");
+    // Dynamic password = otp_core::dynamic_password over the stored password, with
+    // the entry's event counter kept by the token (V9): 0, 1, 2 …
+    for k in 0..2u64 {
+        let code = env.ok(&[
+            "vault",
+            "get",
+            "site",
+            "--dynamic",
+            "--event",
+            "--digits",
+            "8",
+        ]);
+        assert_eq!(
+            code.trim(),
+            otp_core::dynamic_password(SECRET, None, Some(k), 8).unwrap()
+        );
+    }
+    // The caller no longer names the counter.
+    let o = env.run(&["vault", "get", "site", "--dynamic", "--counter", "5"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--counter"));
     // RSA-OAEP to a key on the token, decrypted by openssl with a key we hold: use
     // an imported key pair so openssl has the private half.
     let have_openssl = Command::new("openssl").arg("version").output().is_ok();
@@ -386,6 +536,7 @@ fn encrypted_and_dynamic_output() {
 fn csv_import_export() {
     let env = Env::new();
     env.ok(&["init", "--label", "t"]);
+    env.ok(&["vault", "enable"]);
     let csv = env.path("in.csv");
     std::fs::write(
         &csv,
@@ -420,6 +571,7 @@ fn csv_import_export() {
     // Round trip into a second token.
     let env2 = Env::new();
     env2.ok(&["init", "--label", "u"]);
+    env2.ok(&["vault", "enable"]);
     env2.ok(&["vault", "import-csv", out.to_str().unwrap()]);
     assert_eq!(env2.ok(&["vault", "get", "Other"]), "hunter2\n");
 }
@@ -428,6 +580,7 @@ fn csv_import_export() {
 fn clipboard_copy_and_clear() {
     let mut env = Env::new();
     env.ok(&["init", "--label", "t"]);
+    env.ok(&["vault", "enable"]);
     add_site(&env, "site");
     // No clipboard: a clear error.
     let err = env.fails(&["vault", "get", "site", "-c"]);
@@ -468,6 +621,7 @@ fn clipboard_copy_and_clear() {
 fn vault_secret_reads_pass_the_gate() {
     let env = Env::new();
     env.ok(&["init", "--label", "t"]);
+    env.ok(&["vault", "enable"]);
     add_site(&env, "site");
     env.ok(&[
         "gate",
@@ -522,4 +676,48 @@ fn vault_secret_reads_pass_the_gate() {
     env.ok(&["vault", "list"]);
     let csv = env.ok(&["vault", "export-csv", "-", "--no-secrets"]);
     assert!(csv.contains("site") && !csv.contains(SECRET), "{csv}");
+}
+
+/// V10, ¶0098: `vtoken vault get` without a name: the token lists its entries
+/// through the prompt agent, the user picks one there, and the password comes out
+/// in the requested form; refusing every entry gets nothing.
+#[test]
+fn get_without_a_name_lets_the_user_pick_on_the_token() {
+    let env = Env::new();
+    env.ok(&["init", "--label", "t"]);
+    env.ok(&["vault", "enable"]);
+    add_site(&env, "alpha");
+    add_site(&env, "bravo");
+    env.ok(&["vault", "edit", "bravo", "--password", "pw-bravo"]);
+    // The agent confirms the pick of "bravo" only (and every other request).
+    let pick = |want: &str| {
+        script(
+            &env.prompt,
+            &format!(
+                "echo \"== $VTOKEN_PROMPT_TITLE\" >> '{log}'\ncat >> '{log}'\n\
+                 case \"$VTOKEN_PROMPT_TITLE\" in\n\
+                 'Use \"{want}\"?'*) exit 0;;\n\
+                 Use*) exit 1;;\n\
+                 *) exit 0;;\n\
+                 esac",
+                log = env.path("prompts.log").display()
+            ),
+        );
+    };
+    pick("bravo");
+    assert_eq!(env.ok(&["vault", "get"]), "pw-bravo\n");
+    let log = env.prompts();
+    assert!(log.contains("== Use \"alpha\"? (1 of 2)"), "{log}");
+    assert!(log.contains("== Use \"bravo\"? (2 of 2)"), "{log}");
+    assert!(log.contains("→ 2. bravo"), "{log}");
+    // Other output forms apply to the picked entry.
+    let code = env.ok(&["vault", "get", "--dynamic", "--event"]);
+    assert_eq!(
+        code.trim(),
+        otp_core::dynamic_password("pw-bravo", None, Some(0), 6).unwrap()
+    );
+    // Nobody picked: nothing comes out.
+    pick("nobody");
+    let err = env.fails(&["vault", "get"]);
+    assert!(err.contains("not confirmed"), "{err}");
 }

@@ -482,12 +482,30 @@ impl Token {
         Ok(Zeroizing::new(op.once(enc)?))
     }
 
-    /// Opens a CMS envelope (EnvelopedData / AuthEnvelopedData) sealed to this
-    /// token's device certificate, inside the token.
-    pub fn open_sealed(&self, cms_der: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    /// Opens data sealed to this token's device key, inside the token, in either of
+    /// the two delivery options of SPEC V8: a CMS envelope (EnvelopedData /
+    /// AuthEnvelopedData, [`crate::sealed::seal`] or `openssl cms -encrypt`) or the
+    /// data encrypted directly to the device key (a bare RSA-OAEP-SHA256
+    /// ciphertext, [`crate::sealed::seal_direct`]). Anything that is not a CMS
+    /// `ContentInfo` is taken as a direct ciphertext; a tampered or foreign one
+    /// fails OAEP decoding.
+    pub fn open_sealed(&self, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         let info = self.identity_info()?;
         let leaf = info.chain.first().map(|c| c.as_slice());
-        crate::sealed::open(cms_der, |kt, enc| self.identity_unwrap_cek(kt, enc), leaf)
+        if crate::sealed::is_cms(sealed) {
+            return crate::sealed::open(sealed, |kt, enc| self.identity_unwrap_cek(kt, enc), leaf);
+        }
+        let direct = KeyTransport::Oaep {
+            hash: HashAlg::Sha256,
+            mgf_hash: HashAlg::Sha256,
+            label: Vec::new(),
+        };
+        self.identity_unwrap_cek(&direct, sealed).map_err(|e| match e {
+            Error::Gate(_) | Error::UserNotLoggedIn => e,
+            e => Error::envelope(format!(
+                "neither a CMS envelope nor data encrypted directly to this token's                  device key (RSA-OAEP-SHA256): {e}"
+            )),
+        })
     }
 }
 

@@ -154,6 +154,13 @@ fn parse_content_info(der_bytes: &[u8]) -> Result<ContentInfo> {
     })
 }
 
+/// Whether `data` is a CMS `ContentInfo` (DER or PEM): an envelope for [`open`]
+/// rather than a bare ciphertext from [`seal_direct`] (SPEC V8's two delivery
+/// options).
+pub fn is_cms(data: &[u8]) -> bool {
+    parse_content_info(data).is_ok()
+}
+
 fn der_err(what: &str) -> impl FnOnce(der::Error) -> Error + '_ {
     move |e| envelope(format!("{what}: {e}"))
 }

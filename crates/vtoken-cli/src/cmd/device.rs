@@ -9,7 +9,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use vault_core::mechanism::encoding;
 use vault_core::token::UserType;
-use vault_core::vault::{Entry, Kind};
 use vault_core::Attributes;
 use vtoken_device::Attestation;
 use vtoken_pki::{cert_der_to_pem, LocalCa};
@@ -116,29 +115,38 @@ open`). OpenSSL makes the same: openssl cms -encrypt -binary -outform DER -aes-2
         /// The envelope [default: stdout].
         #[arg(long, short = 'o', value_name = "FILE")]
         out: Option<PathBuf>,
-        /// Plain RSA-OAEP-SHA256 ciphertext instead of CMS (at most 190 bytes).
+        /// The data encrypted directly to the device key: a bare RSA-OAEP-SHA256
+        /// ciphertext instead of CMS (at most 190 bytes); `vtoken device open`
+        /// opens both.
         #[arg(long)]
         direct: bool,
     },
-    /// Open an envelope sealed to this token, inside it, straight into an object.
+    /// Open data sealed to this token, inside it, straight into an object.
     #[command(after_help = "\
-The plaintext never leaves the token: it becomes a private key (--as key: PKCS#8 DER),
-an AES key (--as secret: 16, 24 or 32 bytes) or a vault password entry (--as vault).
-Envelopes must use RSA-OAEP key transport; PKCS#1 v1.5 is refused.
+Both delivery options of `vtoken device seal` open (SPEC V8): a CMS envelope, or data
+encrypted directly to the device key (`seal --direct`). The plaintext never leaves
+the token: it becomes a private key (--as key: PKCS#8 DER), an AES key (--as secret:
+16, 24 or 32 bytes) or a vault entry (--as vault): an entry as JSON (any kind with
+all its fields, as `vtoken vault show --json` prints it; --label renames it) or a
+bare password (a custom entry titled --label). A vault entry is shown through the
+prompt agent and stored only once the user confirms. Envelopes must use RSA-OAEP key
+transport; PKCS#1 v1.5 is refused.
 
 Examples:
   vtoken device open --in key.cms --as key --label imported
-  vtoken device open --in pw.cms --as vault --label \"mail password\"")]
+  vtoken device open --in pw.bin --as vault --label \"mail password\"
+  vtoken device open --in card.cms --as vault")]
     Open {
-        /// The envelope (DER or PEM CMS).
+        /// The sealed data (DER or PEM CMS, or a `seal --direct` ciphertext).
         #[arg(long = "in", short = 'i', value_name = "FILE")]
         input: PathBuf,
         /// What the plaintext becomes.
         #[arg(long = "as", value_enum)]
         kind: OpenAs,
-        /// CKA_LABEL (or the vault entry's title).
+        /// CKA_LABEL (or the vault entry's title) [required except for a vault entry
+        /// sent as JSON].
         #[arg(long)]
-        label: String,
+        label: Option<String>,
         #[command(flatten)]
         user: UserPin,
     },
@@ -151,7 +159,7 @@ pub enum OpenAs {
     Key,
     /// An AES key (16, 24 or 32 bytes).
     Secret,
-    /// A vault entry whose secret field `password` holds the plaintext.
+    /// A vault entry: JSON of any kind, or a password (secret field `password`).
     Vault,
 }
 
@@ -339,12 +347,20 @@ pub fn device(ctx: &Ctx, json: bool, c: &DeviceCommand) -> Result<()> {
             let data = read_in(input)?;
             let open = ctx.open()?;
             user_login(&open, user)?;
-            let plain = open.token.open_sealed(&data)?;
-            let handles = store_opened(&open, *kind, label, &plain)?;
+            let handles = match (kind, label) {
+                (OpenAs::Vault, label) => {
+                    vec![open.token.vault_add_sealed(&data, label.as_deref())?]
+                }
+                (_, None) => bail!("--as key and --as secret need --label"),
+                (_, Some(label)) => {
+                    let plain = open.token.open_sealed(&data)?;
+                    store_opened(&open, *kind, label, &plain)?
+                }
+            };
             if json {
                 print_json(&json!({"stored": handles}))?;
             } else {
-                outln!("Opened inside the token and stored as {kind:?} \"{label}\" (handles {handles:?})");
+                outln!("Opened inside the token and stored as {kind:?} (handles {handles:?})");
             }
         }
     }
@@ -395,12 +411,6 @@ fn store_opened(open: &Open, kind: OpenAs, label: &str, plain: &[u8]) -> Result<
             a.set(CKA_VALUE, plain.to_vec());
             Ok(vec![t.create_object(open.sid, &a)?])
         }
-        OpenAs::Vault => {
-            let text = std::str::from_utf8(plain)
-                .map_err(|_| CliError::new("a vault password must be UTF-8 text"))?;
-            let e =
-                Entry::new(Kind::Custom, label).with("password", text.trim_end_matches('\n'), true);
-            Ok(vec![t.vault_add(&e)?])
-        }
+        OpenAs::Vault => bail!("vault entries open through Token::vault_add_sealed"),
     }
 }

@@ -36,8 +36,9 @@ pub struct InitArgs {
 /// `vtoken init` options for the vault.
 #[derive(Debug, Args, Clone, Default)]
 pub struct InitVault {
-    /// The vault: `available` (usable at once) or `optional` (needs the activation
-    /// code printed once at init, then `vtoken vault enable`).
+    /// The vault's factory setting (SPEC V4, ¶0083): `available` (no activation;
+    /// usable after `vtoken vault enable`) or `optional` (`vtoken vault activate`
+    /// with the code printed once at init, then `vtoken vault enable`).
     #[arg(long = "vault", value_enum, default_value_t = InitMode::Available)]
     pub vault: InitMode,
     /// With --vault optional: use this activation code (supplied by the issuer)
@@ -164,19 +165,22 @@ pub fn init_json(v: &InitVault, code: &Option<String>) -> serde_json::Value {
     json!({
         "mode": match v.vault { InitMode::Available => "available", InitMode::Optional => "optional" },
         "activation_code": code,
+        "state": match v.vault { InitMode::Available => "activated", InitMode::Optional => "absent" },
     })
 }
 
 /// What `vtoken init` prints about the vault (text).
 pub fn init_text(v: &InitVault, code: &Option<String>) {
     match (v.vault, code) {
-        (InitMode::Available, _) => outln!("  vault:   available"),
+        (InitMode::Available, _) => {
+            outln!("  vault:   available, not enabled (switch it on with `vtoken vault enable`)")
+        }
         (InitMode::Optional, Some(c)) => {
             outln!("  vault:   optional, not activated");
             outln!();
             outln!("Vault activation code (shown only this once; keep it safe):");
             outln!("  {c}");
-            outln!("Activate the vault with `vtoken vault activate`.");
+            outln!("Activate the vault with `vtoken vault activate`, then `vtoken vault enable`.");
         }
         (InitMode::Optional, None) => {
             outln!("  vault:   optional, not activated (activation code from the issuer)")

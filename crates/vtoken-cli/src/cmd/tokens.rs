@@ -131,12 +131,15 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
     let token = ctx.registry.open(&entry)?;
     let info = token.info()?;
     let names = flag_names(info.flags);
+    // The vault's state (SPEC V4): absent, activated, enabled or disabled.
+    let vault = token.vault_status().ok().map(|s| s.state.as_str());
     if json {
         let mut v = serde_json::to_value(&info)
             .map_err(|e| crate::error::CliError::new(format!("JSON: {e}")))?;
         if let Value::Object(m) = &mut v {
             m.insert("slot_id".into(), json!(entry.slot_id));
             m.insert("flag_names".into(), json!(names));
+            m.insert("vault".into(), json!(vault));
         }
         return print_json(&v);
     }
@@ -168,6 +171,7 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
     );
     outln!("  read-only:      {}", info.read_only);
     outln!("  state:          {}", info.gate);
+    outln!("  vault:          {}", vault.unwrap_or("unknown"));
     if info.gate == vault_core::gate::GateState::Locked {
         outln!("  LOCKED by the picture-verification gate: this machine may be compromised;");
         outln!("  check it, then run `vtoken reattach` (needs the user PIN).");

@@ -41,13 +41,7 @@ impl Token {
         let t = now();
         e.created = t;
         e.modified = t;
-        self.confirm_for(
-            "vault-write",
-            &crate::prompt::Request {
-                title: "Store this vault entry?".into(),
-                description: e.describe(),
-            },
-        )?;
+        self.confirm_write("Store this vault entry?".into(), e.describe_received())?;
         self.vault_insert(entry_attributes(&e)?)
     }
 
@@ -60,13 +54,9 @@ impl Token {
         e.normalize()?;
         e.created = old.created;
         e.modified = now();
-        self.confirm_for(
-            "vault-write",
-            &crate::prompt::Request {
-                title: "Change this vault entry?".into(),
-                description: format!("{}\n(was: {})", e.describe(), old.title),
-            },
-        )?;
+        let description =
+            Zeroizing::new(format!("{}\n(was: {})", &*e.describe_received(), old.title));
+        self.confirm_write("Change this vault entry?".into(), description)?;
         let mut attrs = (*o.attrs).clone();
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
@@ -93,6 +83,22 @@ impl Token {
         self.forget_cached(id);
         info!(serial = %self.serial(), id, "vault entry deleted");
         Ok(())
+    }
+
+    /// Asks the user to confirm a vault write whose description holds the entry as
+    /// received, secrets included (V5); the description is wiped afterwards.
+    pub(super) fn confirm_write(
+        &self,
+        title: String,
+        mut description: Zeroizing<String>,
+    ) -> Result<()> {
+        let mut req = crate::prompt::Request {
+            title,
+            description: std::mem::take(&mut *description),
+        };
+        let r = self.confirm_for("vault-write", &req);
+        req.description.zeroize();
+        r
     }
 
     pub(super) fn forget_cached(&self, id: u64) {
@@ -227,17 +233,66 @@ impl Token {
                 rsa_oaep_encrypt(&spki, &value)
             }
             PasswordOutput::Dynamic {
-                time,
-                counter,
+                time_period,
+                event,
                 digits,
             } => {
+                if time_period.is_none() && !event {
+                    return Err(Error::ArgumentsBad(
+                        "a dynamic password needs the time factor, the event factor or both".into(),
+                    ));
+                }
                 let data = Zeroizing::new(f.value.clone());
-                let code = otp_core::dynamic_password(&data, *time, *counter, *digits)
+                // Checked before the counter moves: bad parameters waste no event.
+                otp_core::dynamic_password(
+                    &data,
+                    time_period.map(|p| (now(), p)),
+                    event.then_some(0),
+                    *digits,
+                )
+                .map_err(|e| Error::ArgumentsBad(format!("dynamic password: {e}")))?;
+                let counter = if *event {
+                    Some(self.vault_next_event(id)?)
+                } else {
+                    None
+                };
+                let time = time_period.map(|p| (now(), p));
+                let code = otp_core::dynamic_password(&data, time, counter, *digits)
                     .map_err(|e| Error::ArgumentsBad(format!("dynamic password: {e}")))?;
                 Ok(Zeroizing::new(code.into_bytes()))
             }
         }
     }
+}
+
+impl Token {
+    /// The event factor of entry `id` (V9, ¶0093–0095): the entry's counter is
+    /// advanced in one immediate SQLite transaction and committed before the caller
+    /// computes the password with the value it had, so two processes never get the
+    /// same event and a crash after the commit skips a value but never repeats one.
+    /// The counter is a sealed store counter bound to the token and the entry id.
+    fn vault_next_event(&self, id: u64) -> Result<u64> {
+        let n = self.store().increment_counter(&event_counter_name(id))?;
+        if n == u32::MAX {
+            return Err(Error::ArgumentsBad(
+                "the event counter of this vault entry is exhausted".into(),
+            ));
+        }
+        info!(serial = %self.serial(), id, event = n - 1, "vault event counter advanced");
+        Ok(u64::from(n - 1))
+    }
+
+    /// The next event factor entry `id` will use (the number of event passwords
+    /// it has given so far).
+    pub fn vault_event_counter(&self, id: u64) -> Result<u64> {
+        self.vault_require_user()?;
+        self.vault_object(id)?;
+        Ok(u64::from(self.store().counter(&event_counter_name(id))?))
+    }
+}
+
+fn event_counter_name(id: u64) -> String {
+    format!("vault-event:{id}")
 }
 
 fn rsa_oaep_encrypt(spki: &[u8], data: &[u8]) -> Result<Zeroizing<Vec<u8>>> {

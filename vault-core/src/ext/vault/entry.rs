@@ -233,14 +233,28 @@ impl Entry {
         Ok(())
     }
 
-    /// A description for the confirmation prompt, secrets masked.
+    /// A description for the confirmation prompt, secrets masked (deletions: what
+    /// goes needs no secret shown).
     pub fn describe(&self) -> String {
+        self.description(false)
+    }
+
+    /// The entry exactly as the token received it, secrets included: what the
+    /// trusted prompt shows before a write (V5, ¶0087–0088), so that data changed
+    /// between the client and the token is caught by the user. Zeroized on drop.
+    pub fn describe_received(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.description(true))
+    }
+
+    fn description(&self, secrets: bool) -> String {
         let mut s = format!("Kind: {}\nTitle: {}", self.kind, self.title);
         if !self.url.is_empty() {
             s.push_str(&format!("\nURL: {}", self.url));
         }
         for f in &self.fields {
-            s.push_str(&format!("\n{}: {}", f.name, f.shown()));
+            let v = if secrets { &f.value } else { f.shown() };
+            let tag = if secrets && f.secret { " (secret)" } else { "" };
+            s.push_str(&format!("\n{}{tag}: {v}", f.name));
         }
         s
     }
@@ -304,11 +318,15 @@ pub enum PasswordOutput {
     /// RSA-OAEP (SHA-256, MGF1-SHA-256, empty label) to a public key: a public or
     /// private RSA key object on this token, or a SubjectPublicKeyInfo (DER).
     RsaOaep(PublicKeyRef),
-    /// A dynamic password (SPEC V9) over the value.
+    /// A dynamic password (SPEC V9, ¶0093–0095) over the value. The factors belong
+    /// to the token: the time factor is the token's clock, the event factor the
+    /// entry's own counter, which the token advances and commits before the
+    /// password is computed (as for HOTP), so a dynamic password never repeats.
     Dynamic {
-        /// `(unix time, period seconds)`.
-        time: Option<(u64, u64)>,
-        counter: Option<u64>,
+        /// The time factor with this period in seconds.
+        time_period: Option<u64>,
+        /// The event factor (the entry's counter, advanced by this call).
+        event: bool,
         digits: u32,
     },
 }

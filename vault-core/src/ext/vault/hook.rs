@@ -104,13 +104,7 @@ impl Token {
         e.modified = t;
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
-        self.confirm_for(
-            "vault-write",
-            &crate::prompt::Request {
-                title: format!("{what} this vault entry?"),
-                description: e.describe(),
-            },
-        )
+        self.confirm_write(format!("{what} this vault entry?"), e.describe_received())
     }
 
     /// Checks the deletion of a vault object through PKCS#11 (the user confirms).

@@ -14,17 +14,22 @@
 //! Private objects are sealed under the token master key by the store, so no vault
 //! byte reaches the file in the clear.
 //!
-//! # Activation and enable (V4)
+//! # Activation and enable (V4, S201/S202, ¶0083)
 //!
-//! The vault state lives in the token header (`ext["vault"]`, [`VaultState`]). A
-//! token is initialized with the vault [`VaultMode::Available`] (usable at once) or
-//! [`VaultMode::Optional`]: then the vault does not exist until an activation code
-//! is entered ([`Token::vault_activate`]; generated at initialization and shown
-//! once, or supplied by the issuer; only an Argon2id-wrapped verifier is stored),
-//! and then it must be switched on explicitly ([`Token::vault_enable`]). Wrong
-//! codes are counted *before* the check, like PINs; after [`ACTIVATION_MAX_TRIES`]
-//! the activation is locked for good (only re-initializing the token resets it).
-//! Tokens created before the vault existed have no state and count as `Available`.
+//! The vault state lives in the token header (`ext["vault"]`, [`VaultState`]). The
+//! factory setting ([`Token::vault_setup`]) is [`VaultMode::Available`] or
+//! [`VaultMode::Optional`]. Either way the vault is switched on by its own step,
+//! [`Token::vault_enable`] (the patent's enabling module 700): an available vault
+//! skips only the activation, an optional one first needs its activation code
+//! ([`Token::vault_activate`], the activation module 600; generated at
+//! initialization and shown once, or supplied by the issuer; only an
+//! Argon2id-wrapped verifier is stored). Activating never enables. Wrong codes are
+//! counted *before* the check, like PINs; after [`ACTIVATION_MAX_TRIES`] the
+//! activation is locked for good (only re-initializing the token resets it).
+//! [`VaultStatus::state`] names the four states: absent (optional, not activated),
+//! activated (never switched on), enabled, disabled (switched off again).
+//! Tokens whose header has no vault state (made before the vault existed, or by
+//! `C_InitToken`, which has no factory setting) keep their vault usable.
 //!
 //! While the vault is not usable every vault operation fails with
 //! [`VaultError::Unavailable`] (`CKR_ACTION_PROHIBITED`), and vault objects are
@@ -34,9 +39,11 @@
 //!
 //! Every write — add, edit, delete, import, and `C_CreateObject`,
 //! `C_SetAttributeValue`, `C_CopyObject`, `C_DestroyObject` on a vault object —
-//! needs the user logged in and is shown to the user through the prompt agent with
-//! secrets masked ([`MASK`]); a refusal, a timeout or no agent writes nothing
-//! ([`Error::FunctionRejected`]).
+//! needs the user logged in and is shown to the user through the prompt agent as
+//! the token received it, secrets included ([`Entry::describe_received`]; ¶0087–0088:
+//! the display is there to catch data changed on its way from the client), and
+//! deletions with secrets masked ([`MASK`]); a refusal, a timeout or no agent
+//! writes nothing ([`Error::FunctionRejected`]).
 //!
 //! # Password output (V10)
 //!
@@ -48,6 +55,8 @@ pub mod csv;
 mod entries;
 mod entry;
 mod hook;
+mod pick;
+mod sealed;
 
 pub use entry::*;
 
@@ -110,9 +119,9 @@ pub const BANKS: &[&str] = &[
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VaultMode {
-    /// The vault exists from the start.
+    /// The vault exists from the start; it is used once enabled.
     Available,
-    /// The vault exists only after an activation code, then an explicit enable.
+    /// The vault exists only after an activation code; then it is enabled.
     Optional,
 }
 
@@ -142,16 +151,78 @@ pub struct VaultState {
     pub verifier: Option<WrappedKey>,
     /// Wrong codes allowed.
     pub max_tries: u32,
+    /// Was ever switched on (tells "activated" from "disabled"). Last, so that a
+    /// header written before it existed decodes through [`VaultStateV1`].
+    pub ever_enabled: bool,
+}
+
+/// The vault state as headers stored it before `ever_enabled` (then activation
+/// also enabled, so an activated vault counts as once enabled).
+#[derive(Deserialize)]
+struct VaultStateV1 {
+    mode: VaultMode,
+    activated: bool,
+    enabled: bool,
+    verifier: Option<WrappedKey>,
+    max_tries: u32,
 }
 
 impl VaultState {
+    /// The factory state of an available vault: activated, not yet enabled (S202).
     fn available() -> VaultState {
         VaultState {
             mode: VaultMode::Available,
             activated: true,
-            enabled: true,
+            enabled: false,
             verifier: None,
             max_tries: ACTIVATION_MAX_TRIES,
+            ever_enabled: false,
+        }
+    }
+
+    /// A header without vault state: a token from before the vault (or from
+    /// `C_InitToken`); its vault stays usable as it always was.
+    fn legacy() -> VaultState {
+        VaultState {
+            enabled: true,
+            ever_enabled: true,
+            ..VaultState::available()
+        }
+    }
+
+    /// Absent, activated, enabled or disabled.
+    pub fn phase(&self) -> VaultPhase {
+        match (self.activated, self.enabled, self.ever_enabled) {
+            (false, _, _) => VaultPhase::Absent,
+            (true, true, _) => VaultPhase::Enabled,
+            (true, false, false) => VaultPhase::Activated,
+            (true, false, true) => VaultPhase::Disabled,
+        }
+    }
+}
+
+/// The vault's state as `vtoken info` and `vtoken vault status` show it (V4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VaultPhase {
+    /// Optional and not activated: the vault does not exist yet.
+    Absent,
+    /// Activated (or available from the factory) but never switched on.
+    Activated,
+    /// Switched on: vault operations work.
+    Enabled,
+    /// Switched off after being on: entries kept, invisible.
+    Disabled,
+}
+
+impl VaultPhase {
+    /// `absent`, `activated`, `enabled` or `disabled`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultPhase::Absent => "absent",
+            VaultPhase::Activated => "activated",
+            VaultPhase::Enabled => "enabled",
+            VaultPhase::Disabled => "disabled",
         }
     }
 }
@@ -159,6 +230,8 @@ impl VaultState {
 /// What [`Token::vault_status`] reports.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct VaultStatus {
+    /// Absent, activated, enabled or disabled.
+    pub state: VaultPhase,
     pub mode: VaultMode,
     pub activated: bool,
     pub enabled: bool,
@@ -173,10 +246,26 @@ pub struct VaultStatus {
 
 fn state_of(h: &Header) -> Result<VaultState> {
     match h.ext.get(EXT_KEY) {
-        None => Ok(VaultState::available()),
-        Some(b) => postcard::from_bytes(b)
-            .map_err(|e| Error::corrupt(Part::VaultState, format!("damaged: {e}"))),
+        None => Ok(VaultState::legacy()),
+        Some(b) => decode_state(b),
     }
+}
+
+/// Decodes the header's vault state, in the current layout or the one before
+/// `ever_enabled`.
+fn decode_state(b: &[u8]) -> Result<VaultState> {
+    postcard::from_bytes(b).or_else(|_| {
+        postcard::from_bytes::<VaultStateV1>(b)
+            .map(|o| VaultState {
+                ever_enabled: o.activated,
+                mode: o.mode,
+                activated: o.activated,
+                enabled: o.enabled,
+                verifier: o.verifier,
+                max_tries: o.max_tries,
+            })
+            .map_err(|e| Error::corrupt(Part::VaultState, format!("damaged: {e}")))
+    })
 }
 
 fn put_state(h: &mut Header, s: &VaultState) -> Result<()> {
@@ -279,6 +368,7 @@ impl Token {
     pub fn vault_status(&self) -> Result<VaultStatus> {
         let (s, failures) = self.vault_state()?;
         Ok(VaultStatus {
+            state: s.phase(),
             mode: s.mode,
             activated: s.activated,
             enabled: s.enabled,
@@ -366,6 +456,7 @@ impl Token {
                         &code_ad(&h.serial),
                     )?),
                     max_tries: ACTIVATION_MAX_TRIES,
+                    ever_enabled: false,
                 }
             }
         };
@@ -376,9 +467,10 @@ impl Token {
         Ok(())
     }
 
-    /// Enters the activation code (user logged in). Each try is counted before the
-    /// code is checked; after [`ACTIVATION_MAX_TRIES`] wrong codes the activation is
-    /// locked for good. A right code activates the vault and switches it on.
+    /// Enters the activation code (user logged in; S201). Each try is counted before
+    /// the code is checked; after [`ACTIVATION_MAX_TRIES`] wrong codes the activation
+    /// is locked for good. A right code activates the vault; switching it on is the
+    /// separate step [`Token::vault_enable`] (S202, ¶0083).
     pub fn vault_activate(&self, code: &str) -> Result<()> {
         if self.master_keys().is_none() {
             return Err(Error::UserNotLoggedIn);
@@ -401,7 +493,6 @@ impl Token {
         match verifier.unwrap(code.as_bytes(), &code_ad(&h.serial))? {
             Some(_) => {
                 s.activated = true;
-                s.enabled = true;
                 let mut h = st.header()?.clone();
                 put_state(&mut h, &s)?;
                 st.write_header(&h)?;
@@ -434,13 +525,14 @@ impl Token {
             return Err(unavailable(&s, failures).expect("not activated"));
         }
         s.enabled = on;
+        s.ever_enabled |= on;
         put_state(&mut h, &s)?;
         st.write_header(&h)?;
         info!(serial = %self.serial(), enabled = on, "vault switched");
         Ok(())
     }
 
-    /// Switches an activated vault on (user logged in).
+    /// Switches an activated (or factory-available) vault on (user logged in; S202).
     pub fn vault_enable(&self) -> Result<()> {
         self.vault_switch(true)
     }
@@ -451,18 +543,18 @@ impl Token {
     }
 }
 
-/// Token re-initialization: an optional vault returns to "not activated" (its
-/// entries are erased with every other object, and the wiped counters give the
-/// activation code its tries back).
+/// Token re-initialization returns the vault to its factory state: an optional
+/// vault to "absent" (the wiped counters give the activation code its tries back),
+/// an available one to "activated", to be enabled again; the entries are erased
+/// with every other object.
 pub(crate) fn reset_for_reinit(old: &Header, new: &mut Header) -> Result<()> {
     if !old.ext.contains_key(EXT_KEY) {
         return Ok(());
     }
     let mut s = state_of(old)?;
-    if s.mode == VaultMode::Optional {
-        s.activated = false;
-        s.enabled = false;
-    }
+    s.activated = s.mode == VaultMode::Available;
+    s.enabled = false;
+    s.ever_enabled = false;
     put_state(new, &s)
 }
 
@@ -471,5 +563,46 @@ pub(crate) fn vault_usable_in(st: &mut Store) -> bool {
     match st.header().and_then(state_of) {
         Ok(s) => s.activated && s.enabled,
         Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header written before `ever_enabled` still decodes: an activated vault
+    /// counts as once enabled (activation used to enable), so a switched-off one
+    /// reads as "disabled", and an optional one not yet activated as "absent".
+    #[test]
+    fn state_from_before_ever_enabled_decodes() {
+        #[derive(Serialize)]
+        struct V1 {
+            mode: VaultMode,
+            activated: bool,
+            enabled: bool,
+            verifier: Option<WrappedKey>,
+            max_tries: u32,
+        }
+        for (activated, enabled, phase) in [
+            (true, true, VaultPhase::Enabled),
+            (true, false, VaultPhase::Disabled),
+            (false, false, VaultPhase::Absent),
+        ] {
+            let b = postcard::to_allocvec(&V1 {
+                mode: VaultMode::Optional,
+                activated,
+                enabled,
+                verifier: None,
+                max_tries: 5,
+            })
+            .unwrap();
+            let s = decode_state(&b).unwrap();
+            assert_eq!(s.phase(), phase);
+            assert_eq!((s.mode, s.max_tries), (VaultMode::Optional, 5));
+        }
+        let now = VaultState::available();
+        let b = postcard::to_allocvec(&now).unwrap();
+        assert_eq!(decode_state(&b).unwrap(), now);
+        assert!(decode_state(&[0xff, 0xff]).is_err());
     }
 }

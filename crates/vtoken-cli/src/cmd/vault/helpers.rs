@@ -170,6 +170,7 @@ pub(super) fn print_status(s: &VaultStatus, json: bool) -> Result<()> {
         VaultMode::Available => "available",
         VaultMode::Optional => "optional",
     };
+    outln!("state:      {}", s.state.as_str());
     outln!("mode:       {mode}");
     outln!("activated:  {}", if s.activated { "yes" } else { "no" });
     outln!("enabled:    {}", if s.enabled { "yes" } else { "no" });
@@ -186,13 +187,13 @@ pub(super) fn print_status(s: &VaultStatus, json: bool) -> Result<()> {
         );
     }
     outln!(
-        "state:      {}",
+        "usable:     {}",
         if s.usable {
-            "usable"
+            "yes"
         } else if !s.activated {
-            "not activated: run `vtoken vault activate`"
+            "no — run `vtoken vault activate`, then `vtoken vault enable`"
         } else {
-            "disabled: run `vtoken vault enable`"
+            "no — run `vtoken vault enable`"
         }
     );
     Ok(())

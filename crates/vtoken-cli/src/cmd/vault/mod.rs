@@ -92,13 +92,18 @@ pub struct FieldArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum VaultCommand {
-    /// Show the vault state (mode, activated, enabled, activation tries).
+    /// Show the vault state: absent, activated, enabled or disabled (and the mode
+    /// and activation tries).
     Status,
-    /// Enter the activation code of an optional vault (then it is enabled).
+    /// Enter the activation code of an optional vault (then `vtoken vault enable`).
     #[command(after_help = "\
 The code is the one printed by `vtoken init --vault optional` (or supplied by the
 issuer); spaces, dashes and case do not matter. Wrong codes are counted: after 5 the
-vault can never be activated on this token (only re-initializing it helps).")]
+vault can never be activated on this token (only re-initializing it helps).
+Activating does not switch the vault on: that is `vtoken vault enable` (S201, S202).
+
+Example:
+  vtoken vault activate && vtoken vault enable")]
     Activate {
         /// The activation code [default: asked without echo].
         #[arg(
@@ -111,7 +116,11 @@ vault can never be activated on this token (only re-initializing it helps).")]
         #[command(flatten)]
         user: UserPin,
     },
-    /// Switch an activated vault on.
+    /// Switch the vault on: needed once after `vtoken init` (available vault) or
+    /// after `vtoken vault activate` (optional vault).
+    #[command(after_help = "\
+Example:
+  vtoken init --label mykey && vtoken vault enable && vtoken vault add ...")]
     Enable {
         #[command(flatten)]
         user: UserPin,
@@ -143,6 +152,36 @@ Examples:
   vtoken vault add --kind bank-card --title visa --bank HSBC --card-number 4111111111111111
   vtoken vault add --kind custom --title wifi --field ssid=home --secret-field psk=...")]
     Add {
+        #[arg(long, value_enum)]
+        kind: KindArg,
+        #[arg(long)]
+        title: String,
+        #[command(flatten)]
+        fields: FieldArgs,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Store an entry by the remote-management flow of the patent's Fig. 6: the
+    /// token is verified against a root, the entry travels sealed to it, and the
+    /// token shows it and stores it on confirmation.
+    #[command(after_help = "\
+Steps (SPEC V4-V8): the vault's state is asked (it must be enabled); a fresh random
+goes to the token, the user PIN is entered, the token signs the random with its
+device key and returns its certificate; the client checks both against --root
+(V7); the entry is sealed to that certificate (CMS, RSA-OAEP + AES-256-GCM, V8); the
+token opens it inside, shows it as received (secrets included, V5) and stores it
+only once the user confirms. Fields as for `vtoken vault add`.
+
+Example:
+  vtoken vault put --sealed --root ca.pem --kind bank-card --title visa \\
+      --bank HSBC --card-number 4111111111111111 --card-pin 1234")]
+    Put {
+        /// Use the sealed flow (the only one `put` has).
+        #[arg(long, required = true)]
+        sealed: bool,
+        /// The root the token's device certificate must lead to (PEM or DER).
+        #[arg(long, value_name = "CA.pem")]
+        root: PathBuf,
         #[arg(long, value_enum)]
         kind: KindArg,
         #[arg(long)]
@@ -213,20 +252,32 @@ Forms:
                          Binary: use -o FILE (or --json for hex). Decrypt with e.g.
                          openssl pkeyutl -decrypt -inkey key.pem -pkeyopt rsa_padding_mode:oaep
                            -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256
-  --dynamic              a dynamic password (SPEC V9) from the value: --time (default;
-                         --period 30), --counter N, or both; --digits 6..10
+  --dynamic              a dynamic password (SPEC V9, ¶0093) from the value, with the
+                         token's factors: --time (the default; --period 30), --event
+                         (the entry's event counter, kept and advanced by the token and
+                         committed before the password is shown: it never repeats), or
+                         both for the combined factor; --digits 6..10
   -c/--clip              copy to the clipboard (wl-copy, xclip or xsel) and clear it
                          after --clip-seconds (45), like `pass -c`
 
+Without ENTRY the token lists its entries through the prompt agent, one request per
+entry with the whole list shown and that entry marked; the user confirms the account
+the password is for (refusing moves to the next; a timeout or refusing all gets
+nothing). The client never chooses (SPEC V10, ¶0098).
+
 Examples:
+  vtoken vault get                               # pick the entry on the token's prompt
+  vtoken vault get --encrypt-to-pem client.pem -o pw.bin
   vtoken vault get github
   vtoken vault get github --field username
   vtoken vault get github -c
   vtoken vault get 12 --encrypt-to web-key -o pw.bin
-  vtoken vault get visa --field card_pin --dynamic --counter 3")]
+  vtoken vault get visa --field card_pin --dynamic --event
+  vtoken vault get github --dynamic --time --event")]
     Get {
-        /// The entry: its id or its title.
-        entry: String,
+        /// The entry: its id or its title [default: the token shows its entry list
+        /// through the prompt agent and the user picks one there (V10)].
+        entry: Option<String>,
         /// The field [default: password, else card_pin, else the first secret field].
         #[arg(long)]
         field: Option<String>,
@@ -242,10 +293,11 @@ Examples:
         /// Dynamic password length.
         #[arg(long, default_value_t = 6, requires = "dynamic")]
         digits: u32,
-        /// Dynamic password: the event counter.
+        /// Dynamic password: the event factor (the entry's counter on the token,
+        /// advanced by each use).
         #[arg(long, requires = "dynamic")]
-        counter: Option<u64>,
-        /// Dynamic password: use the time (the default without --counter).
+        event: bool,
+        /// Dynamic password: the time factor (the default without --event).
         #[arg(long, requires = "dynamic")]
         time: bool,
         /// Dynamic password: time step in seconds.
@@ -310,7 +362,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             if json {
                 print_status(&open.token.vault_status()?, true)
             } else {
-                outln!("vault activated and enabled");
+                outln!("vault activated; switch it on with `vtoken vault enable`");
                 Ok(())
             }
         }
@@ -345,6 +397,45 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
                 print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
             } else {
                 outln!("vault entry {id} added: {}", printable(&e.title));
+                Ok(())
+            }
+        }
+        VaultCommand::Put {
+            sealed: _,
+            root,
+            kind,
+            title,
+            fields,
+            user,
+        } => {
+            let mut e = Entry::new((*kind).into(), title);
+            apply_fields(&mut e, fields, true)?;
+            e.normalize().map_err(cerr)?;
+            let root = crate::identity::read_certs(root)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| CliError::new(format!("{}: no certificate", root.display())))?;
+            let pin = crate::pin::user(user)?;
+            let open = ctx.open()?;
+            let id = vtoken_device::vault_put::put_sealed(
+                &open.token,
+                pin.as_bytes(),
+                &root,
+                &e,
+                std::time::SystemTime::now(),
+                |envelope| envelope,
+            )
+            .map_err(|e| match e {
+                vtoken_device::Error::Token(t) => cerr(t),
+                e => CliError::new(e.to_string()),
+            })?;
+            if json {
+                print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
+            } else {
+                outln!(
+                    "vault entry {id} stored on the verified token: {}",
+                    printable(&e.title)
+                );
                 Ok(())
             }
         }
@@ -475,7 +566,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             encrypt_to_pem,
             dynamic,
             digits,
-            counter,
+            event,
             time,
             period,
             clip: to_clip,
@@ -484,20 +575,22 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             user,
         } => {
             let open = open_user(ctx, user)?;
-            let id = resolve(&open.token, entry)?;
+            let id = match entry {
+                Some(entry) => resolve(&open.token, entry)?,
+                None => open
+                    .token
+                    .vault_pick("Password request from vtoken vault get")
+                    .map_err(cerr)?,
+            };
             let output = if let Some(label) = encrypt_to {
                 PasswordOutput::RsaOaep(PublicKeyRef::Object(key_by_label(&open.token, label)?))
             } else if let Some(f) = encrypt_to_pem {
                 PasswordOutput::RsaOaep(PublicKeyRef::Spki(read_spki(f)?))
             } else if *dynamic {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                let use_time = *time || counter.is_none();
+                let use_time = *time || !*event;
                 PasswordOutput::Dynamic {
-                    time: use_time.then_some((now, *period)),
-                    counter: *counter,
+                    time_period: use_time.then_some(*period),
+                    event: *event,
                     digits: *digits,
                 }
             } else {
