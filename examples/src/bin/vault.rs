@@ -110,16 +110,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let password = token.vault_password(id, None, &PasswordOutput::Plain)?;
     println!("password: {}", String::from_utf8_lossy(&password));
 
-    // A dynamic password (SPEC V9) over the stored value: time-based, 30 s steps.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs();
+    // A dynamic password (SPEC V9) over the stored value: the token's clock, 30 s
+    // steps.
     let dynamic = token.vault_password(
         id,
         Some("password"),
         &PasswordOutput::Dynamic {
-            time: Some((now, 30)),
-            counter: None,
+            time_period: Some(30),
+            event: false,
             digits: 8,
         },
     )?;
@@ -127,17 +128,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "dynamic password (8 digits, now): {}",
         String::from_utf8_lossy(&dynamic)
     );
+    // The event factor: the entry's own counter, advanced by the token each time.
     let by_counter = token.vault_password(
         id,
         None,
         &PasswordOutput::Dynamic {
-            time: None,
-            counter: Some(1),
+            time_period: None,
+            event: true,
             digits: 6,
         },
     )?;
     println!(
-        "dynamic password (counter 1): {}",
+        "dynamic password (next event): {}",
         String::from_utf8_lossy(&by_counter)
     );
 
