@@ -88,6 +88,23 @@ pub enum MechParam {
     },
 }
 
+/// The parameter of one AEAD message (PKCS#11 3.0 message-based encryption,
+/// `crate::session::message`): `CK_GCM_MESSAGE_PARAMS`, or
+/// `CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS` mapped onto the same fields. The token may write `iv` (a generated IV)
+/// and writes `tag` after an encryption; the caller copies both back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AeadParams {
+    pub iv: Vec<u8>,
+    /// Leading IV bits the caller fixes; the generator fills the rest.
+    pub iv_fixed_bits: u64,
+    /// `CKG_NO_GENERATE`, `CKG_GENERATE`, `CKG_GENERATE_COUNTER`,
+    /// `CKG_GENERATE_RANDOM` (encryption; decryption ignores it).
+    pub generator: u64,
+    /// The tag: written by encryption, read by decryption.
+    pub tag: Vec<u8>,
+    pub tag_bits: u64,
+}
+
 /// What `C_GetMechanismInfo` reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MechInfo {

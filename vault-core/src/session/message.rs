@@ -15,7 +15,8 @@ use std::collections::HashSet;
 use zeroize::Zeroizing;
 
 use super::*;
-use crate::mechanism::{SignOp, VerifyOp};
+use crate::mechanism::AeadParams;
+use crate::token::session_state::{MessageCtx, Part};
 
 /// The longest message collected by `C_*MessageNext` (GCM sees it whole).
 const MAX_MESSAGE: usize = 64 << 20;
@@ -27,56 +28,6 @@ pub enum MessageKind {
     Decrypt,
     Sign,
     Verify,
-}
-
-/// `CK_GCM_MESSAGE_PARAMS` in Rust form. The token may write `iv` (a generated IV)
-/// and writes `tag` after an encryption; the caller copies both back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AeadParams {
-    pub iv: Vec<u8>,
-    /// Leading IV bits the caller fixes; the generator fills the rest.
-    pub iv_fixed_bits: u64,
-    /// `CKG_NO_GENERATE`, `CKG_GENERATE`, `CKG_GENERATE_COUNTER`,
-    /// `CKG_GENERATE_RANDOM` (encryption; decryption ignores it).
-    pub generator: u64,
-    /// The tag: written by encryption, read by decryption.
-    pub tag: Vec<u8>,
-    pub tag_bits: u64,
-}
-
-/// One message-based context.
-pub(crate) struct MessageCtx {
-    /// The init's mechanism (a signature's parameter, such as PSS's, applies to
-    /// every message).
-    mech: Mechanism,
-    key: Key,
-    /// IVs this encryption context has used (a 96-bit IV twice under one GCM key
-    /// gives away the authentication key).
-    used_ivs: HashSet<Vec<u8>>,
-    counter: u64,
-    /// The message begun by `C_*MessageBegin`, if any.
-    part: Option<Part>,
-}
-
-/// A message in progress: its parameter and associated data, the data so far
-/// (GCM is computed over the whole message at its end), or the running signature.
-enum Part {
-    Aead {
-        params: AeadParams,
-        aad: Vec<u8>,
-        data: Zeroizing<Vec<u8>>,
-    },
-    Sign(Box<dyn SignOp>),
-    Verify(Box<dyn VerifyOp>),
-}
-
-/// The message contexts of a session, allocated on first use.
-#[derive(Default)]
-pub(crate) struct MessageSlots {
-    encrypt: Option<Stage<MessageCtx>>,
-    decrypt: Option<Stage<MessageCtx>>,
-    sign: Option<Stage<MessageCtx>>,
-    verify: Option<Stage<MessageCtx>>,
 }
 
 fn slot(s: &mut Session, kind: MessageKind) -> &mut Option<Stage<MessageCtx>> {

@@ -15,6 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
+pub use crate::mechanism::AeadParams;
 use crate::mechanism::{self, CipherOp, Key, Mechanism};
 use crate::object::{self, Origin};
 use crate::store::IndexFilter;
@@ -22,7 +23,7 @@ use crate::token::hooks::{KeyVerdict, OpClass};
 use crate::token::session_state::{KeyUse, Stage, Use};
 pub use crate::token::Session;
 use crate::token::{CachedObject, Token, UserType, SESSION_OBJECT_BASE};
-pub use message::{AeadParams, MessageKind};
+pub use message::MessageKind;
 
 mod cipher;
 mod digest;

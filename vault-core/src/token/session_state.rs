@@ -2,11 +2,14 @@
 //! and the key the last init used (the per-session fast path, [`super::fresh`]). The
 //! operations over this state live in `crate::session` (SPEC T3, T4).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use cryptoki_sys::*;
 
-use crate::mechanism::{CipherOp, DigestOp, Key, SignOp, VerifyOp};
+use zeroize::Zeroizing;
+
+use crate::mechanism::{AeadParams, CipherOp, DigestOp, Key, Mechanism, SignOp, VerifyOp};
 use crate::token::hooks::{KeyVerdict, OpClass};
 use crate::token::CachedObject;
 
@@ -40,7 +43,7 @@ pub struct Session {
     /// init with the same key reuses it while the file and the process are unchanged.
     pub(crate) last_key: Option<KeyUse>,
     /// The message-based operations (PKCS#11 3.0), allocated on first use.
-    pub(crate) messages: Option<Box<crate::session::message::MessageSlots>>,
+    pub(crate) messages: Option<Box<MessageSlots>>,
     pub(crate) _cold_tail: [u8; 64],
 }
 
@@ -65,3 +68,39 @@ pub(crate) struct KeyUse {
 
 /// What a reused key was last found good for: usage attribute, mechanism, gate class.
 pub(crate) type Use = (CK_ATTRIBUTE_TYPE, CK_MECHANISM_TYPE, Option<OpClass>);
+
+/// One message-based context (PKCS#11 3.0; the operations are in
+/// `crate::session::message`).
+pub(crate) struct MessageCtx {
+    /// The init's mechanism (a signature's parameter, such as PSS's, applies to
+    /// every message).
+    pub(crate) mech: Mechanism,
+    pub(crate) key: Key,
+    /// IVs this encryption context has used (a 96-bit IV twice under one GCM key
+    /// gives away the authentication key).
+    pub(crate) used_ivs: HashSet<Vec<u8>>,
+    pub(crate) counter: u64,
+    /// The message begun by `C_*MessageBegin`, if any.
+    pub(crate) part: Option<Part>,
+}
+
+/// A message in progress: its parameter and associated data, the data so far
+/// (GCM is computed over the whole message at its end), or the running signature.
+pub(crate) enum Part {
+    Aead {
+        params: AeadParams,
+        aad: Vec<u8>,
+        data: Zeroizing<Vec<u8>>,
+    },
+    Sign(Box<dyn SignOp>),
+    Verify(Box<dyn VerifyOp>),
+}
+
+/// The message contexts of a session, allocated on first use.
+#[derive(Default)]
+pub(crate) struct MessageSlots {
+    pub(crate) encrypt: Option<Stage<MessageCtx>>,
+    pub(crate) decrypt: Option<Stage<MessageCtx>>,
+    pub(crate) sign: Option<Stage<MessageCtx>>,
+    pub(crate) verify: Option<Stage<MessageCtx>>,
+}
