@@ -1563,8 +1563,19 @@ fn ed25519_with_pkcs11_tool_and_openssl() {
     ));
     let sig = s.sign(&m, private, MSG).unwrap();
     s.verify(&m, public, MSG, &sig).unwrap();
-    let ctx_scheme = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+    // Ed25519ph (with a context) signs and verifies; its signature is not a pure one.
+    let ph = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
         cryptoki::mechanism::eddsa::EddsaSignatureScheme::Ed25519ph(b"ctx"),
+    ));
+    let ph_sig = s.sign(&ph, private, MSG).unwrap();
+    s.verify(&ph, public, MSG, &ph_sig).unwrap();
+    assert_eq!(
+        rv(s.verify(&m, public, MSG, &ph_sig)),
+        RvError::SignatureInvalid
+    );
+    // Ed25519ctx is not offered.
+    let ctx_scheme = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
+        cryptoki::mechanism::eddsa::EddsaSignatureScheme::Ed25519ctx(b"ctx"),
     ));
     assert_eq!(
         rv(s.sign(&ctx_scheme, private, MSG)),
