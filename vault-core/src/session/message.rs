@@ -30,6 +30,17 @@ pub enum MessageKind {
     Verify,
 }
 
+impl MessageKind {
+    /// The AEAD context of an encryption (`true`) or a decryption.
+    fn aead(encrypt: bool) -> MessageKind {
+        if encrypt {
+            MessageKind::Encrypt
+        } else {
+            MessageKind::Decrypt
+        }
+    }
+}
+
 fn slot(s: &mut Session, kind: MessageKind) -> &mut Option<Stage<MessageCtx>> {
     let m = s.messages.get_or_insert_with(Default::default);
     match kind {
@@ -235,12 +246,7 @@ impl Token {
     ) -> Result<Output> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
-        let kind = if encrypt {
-            MessageKind::Encrypt
-        } else {
-            MessageKind::Decrypt
-        };
-        let c = ctx(&mut s, kind)?;
+        let c = ctx(&mut s, MessageKind::aead(encrypt))?;
         if c.part.is_some() {
             return Err(Error::OperationActive);
         }
@@ -262,12 +268,7 @@ impl Token {
     ) -> Result<()> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
-        let kind = if encrypt {
-            MessageKind::Encrypt
-        } else {
-            MessageKind::Decrypt
-        };
-        let c = ctx(&mut s, kind)?;
+        let c = ctx(&mut s, MessageKind::aead(encrypt))?;
         if c.part.is_some() {
             return Err(Error::OperationActive);
         }
@@ -297,12 +298,7 @@ impl Token {
     ) -> Result<Output> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
-        let kind = if encrypt {
-            MessageKind::Encrypt
-        } else {
-            MessageKind::Decrypt
-        };
-        let c = ctx(&mut s, kind)?;
+        let c = ctx(&mut s, MessageKind::aead(encrypt))?;
         let Some(Part::Aead { data: so_far, .. }) = c.part.as_mut() else {
             return Err(Error::OperationNotInitialized);
         };
