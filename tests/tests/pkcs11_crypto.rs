@@ -108,10 +108,10 @@ fn rsa_signatures() {
 }
 
 #[test]
-fn ecdsa_signatures_p256_and_p384() {
+fn ecdsa_signatures_p256_p384_and_p521() {
     let ctx = Ctx::new();
     let (_, s) = ctx.user_session();
-    for (curve, len) in [(P256, 64usize), (P384, 96)] {
+    for (curve, len) in [(P256, 64usize), (P384, 96), (P521, 132)] {
         let (public, private) = ec_pair(&s, curve, "ec", false);
         let point = unwrap_octet_string(&attr_bytes(&s, public, AttributeType::EcPoint));
         assert_eq!(point.len(), 1 + len, "uncompressed point");

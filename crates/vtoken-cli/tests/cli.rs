@@ -702,6 +702,81 @@ fn import_key_and_certificate_share_an_id() {
     assert!(err.contains("neither"), "{err}");
 }
 
+/// P-521: a 521-bit order in a 66-byte field. The CLI picks ECDSA-SHA512 for it,
+/// signs through the token, and openssl verifies the DER signature with the
+/// exported public key (and refuses it over other data).
+#[test]
+fn p521_key_signs_and_openssl_verifies() {
+    let env = Env::new();
+    env.init("t");
+    let d = |n: &str| env.path(n).to_str().unwrap().to_string();
+    std::fs::write(env.path("data"), b"p-521 data\n").unwrap();
+    std::fs::write(env.path("other"), b"other data\n").unwrap();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p521", "--label", "big", "--pin", PIN,
+    ]);
+    let all = env.json(&["objects", "list", "--json", "--pin", PIN]);
+    assert_eq!(find(&all, "private-key", "big")["key_type"], "ec");
+    env.ok(&[
+        "sign",
+        "--label",
+        "big",
+        "-i",
+        &d("data"),
+        "-o",
+        &d("raw"),
+        "--pin",
+        PIN,
+    ]);
+    assert_eq!(std::fs::read(env.path("raw")).unwrap().len(), 132, "r || s");
+    env.ok(&[
+        "sign",
+        "--label",
+        "big",
+        "--der",
+        "-i",
+        &d("data"),
+        "-o",
+        &d("sig.der"),
+        "--pin",
+        PIN,
+    ]);
+    env.ok(&["export", "--label", "big", "-o", &d("pub.pem")]);
+    let text = openssl(
+        &["pkey", "-pubin", "-in", "pub.pem", "-text", "-noout"],
+        env.dir(),
+    );
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("521 bit"),
+        "{text:?}"
+    );
+    for (data, ok) in [("data", true), ("other", false)] {
+        let o = openssl(
+            &[
+                "dgst",
+                "-sha512",
+                "-verify",
+                "pub.pem",
+                "-signature",
+                "sig.der",
+                data,
+            ],
+            env.dir(),
+        );
+        assert_eq!(o.status.success(), ok, "openssl over {data}: {o:?}");
+    }
+    env.ok(&[
+        "verify",
+        "--label",
+        "big",
+        "--der",
+        "-i",
+        &d("data"),
+        "--signature",
+        &d("sig.der"),
+    ]);
+}
+
 #[test]
 fn export_refuses_private_and_secret_keys() {
     let env = Env::new();

@@ -35,6 +35,8 @@ pub const CHILD_ENV: &str = "VTOKEN_P11_TEST_CHILD";
 pub const P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// DER of the P-384 curve OID (CKA_EC_PARAMS).
 pub const P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+/// DER of the P-521 curve OID (CKA_EC_PARAMS).
+pub const P521: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 
 static LOCK: Mutex<()> = Mutex::new(());
 
@@ -254,7 +256,7 @@ pub fn rsa_pair(s: &Session, label: &str, token: bool) -> (ObjectHandle, ObjectH
         .expect("RSA key pair")
 }
 
-/// Generates an EC key pair on `curve` ([`P256`] or [`P384`]).
+/// Generates an EC key pair on `curve` ([`P256`], [`P384`] or [`P521`]).
 pub fn ec_pair(
     s: &Session,
     curve: &[u8],

@@ -1,5 +1,5 @@
 //! ECDH key derivation (`CKM_ECDH1_DERIVE`) with the raw shared secret, the ANSI
-//! X9.63 KDF or the NIST SP 800-56 single-step KDF, for P-256/P-384 keys (the point multiplication runs in the backend,
+//! X9.63 KDF or the NIST SP 800-56 single-step KDF, for P-256/P-384/P-521 keys (the point multiplication runs in the backend,
 //! [`super::backend`]) and X25519 keys ([`super::x25519`]).
 
 use cryptoki_sys::*;

@@ -1,4 +1,4 @@
-//! EC key-pair generation (P-256, P-384) and ECDSA, raw (`CKM_ECDSA`, over a hash the
+//! EC key-pair generation (P-256, P-384, P-521) and ECDSA, raw (`CKM_ECDSA`, over a hash the
 //! caller computed) and hash-and-sign (`CKM_ECDSA_SHA*`). Signatures are `r || s`,
 //! each the field length. The primitives run in the backend ([`super::backend`]).
 
@@ -13,7 +13,7 @@ use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
 /// Curve sizes in bits.
-pub(super) const EC_BITS: (u64, u64) = (256, 384);
+pub(super) const EC_BITS: (u64, u64) = (256, 521);
 
 /// The EC capability flags every EC mechanism reports.
 pub(super) const EC_FLAGS: CK_FLAGS = CKF_EC_F_P | CKF_EC_NAMEDCURVE | CKF_EC_UNCOMPRESS;

@@ -26,11 +26,13 @@ const RSA_ENCRYPTION: ObjectIdentifier = const_oid::db::rfc5912::RSA_ENCRYPTION;
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = const_oid::db::rfc5912::ID_EC_PUBLIC_KEY;
 const SECP_256_R_1: ObjectIdentifier = const_oid::db::rfc5912::SECP_256_R_1;
 const SECP_384_R_1: ObjectIdentifier = const_oid::db::rfc5912::SECP_384_R_1;
+const SECP_521_R_1: ObjectIdentifier = const_oid::db::rfc5912::SECP_521_R_1;
 
 fn curve_oid(curve: Curve) -> ObjectIdentifier {
     match curve {
         Curve::P256 => SECP_256_R_1,
         Curve::P384 => SECP_384_R_1,
+        Curve::P521 => SECP_521_R_1,
     }
 }
 
@@ -39,6 +41,8 @@ fn curve_from_oid(oid: ObjectIdentifier) -> Option<Curve> {
         Some(Curve::P256)
     } else if oid == SECP_384_R_1 {
         Some(Curve::P384)
+    } else if oid == SECP_521_R_1 {
+        Some(Curve::P521)
     } else {
         None
     }
@@ -152,6 +156,12 @@ pub fn private_key_pkcs8(attrs: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
                         .map_err(|_| Error::AttributeValueInvalid(CKA_VALUE))?
                         .to_pkcs8_der()
                 }
+                Curve::P521 => {
+                    use p521::pkcs8::EncodePrivateKey;
+                    p521::SecretKey::from_slice(&scalar)
+                        .map_err(|_| Error::AttributeValueInvalid(CKA_VALUE))?
+                        .to_pkcs8_der()
+                }
             }
             .map_err(|e| Error::General(format!("PKCS#8 encoding failed: {e}")))?;
             Ok(Zeroizing::new(doc.as_bytes().to_vec()))
@@ -160,7 +170,7 @@ pub fn private_key_pkcs8(attrs: &Attributes) -> Result<Zeroizing<Vec<u8>>> {
     }
 }
 
-/// Parses a PKCS#8 `PrivateKeyInfo` (RSA, EC P-256/P-384) into the attributes of the
+/// Parses a PKCS#8 `PrivateKeyInfo` (RSA, EC P-256/P-384/P-521) into the attributes of the
 /// public and the private key object, filled as key-pair generation fills them.
 /// Anything unparsable or unsupported is `WrappedKeyInvalid` (the token calls this
 /// on unwrapped key blobs).
@@ -198,6 +208,13 @@ pub fn pkcs8_to_attributes(der: &[u8]) -> Result<(Attributes, Attributes)> {
             Curve::P384 => {
                 use p384::pkcs8::DecodePrivateKey;
                 p384::SecretKey::from_pkcs8_der(der)
+                    .map_err(|_| bad())?
+                    .to_bytes()
+                    .to_vec()
+            }
+            Curve::P521 => {
+                use p521::pkcs8::DecodePrivateKey;
+                p521::SecretKey::from_pkcs8_der(der)
                     .map_err(|_| bad())?
                     .to_bytes()
                     .to_vec()
@@ -380,7 +397,7 @@ mod tests {
 
     #[test]
     fn ec_pkcs8_and_spki_round_trip() {
-        for curve in [Curve::P256, Curve::P384] {
+        for curve in [Curve::P256, Curve::P384, Curve::P521] {
             let (pa, sa) = ec_pair(curve);
             let p8 = private_key_pkcs8(&sa).unwrap();
             let (pa2, sa2) = pkcs8_to_attributes(&p8).unwrap();

@@ -342,11 +342,12 @@ mod tests {
     }
 
     #[test]
-    fn ec_key_pair_generation_both_curves_and_name_form() {
+    fn ec_key_pair_generation_every_curve_and_name_form() {
         let m = Mechanism::new(CKM_EC_KEY_PAIR_GEN);
         for (params, fl) in [
             (Curve::P256.ec_params().to_vec(), 32usize),
             (Curve::P384.ec_params().to_vec(), 48),
+            (Curve::P521.ec_params().to_vec(), 66),
             (b"\x13\x0aprime256v1".to_vec(), 32),
         ] {
             let mut pt = Attributes::new();
@@ -354,8 +355,16 @@ mod tests {
             let (pa, sa) = generate_key_pair(&m, &pt, &Attributes::new()).unwrap();
             assert_eq!(pa.get(CKA_EC_PARAMS), Some(&params[..]));
             let point = pa.get(CKA_EC_POINT).unwrap();
-            assert_eq!(point.len(), 2 * fl + 3);
-            assert_eq!(&point[..3], &[0x04, (2 * fl + 1) as u8, 0x04]);
+            // DER OCTET STRING: short length form up to 127 bytes (P-256/P-384),
+            // long form for P-521's 133-byte point.
+            let n = 2 * fl + 1;
+            if n < 0x80 {
+                assert_eq!(&point[..3], &[0x04, n as u8, 0x04]);
+                assert_eq!(point.len(), n + 2);
+            } else {
+                assert_eq!(&point[..4], &[0x04, 0x81, n as u8, 0x04]);
+                assert_eq!(point.len(), n + 3);
+            }
             assert_eq!(sa.get(CKA_VALUE).unwrap().len(), fl);
             assert!(!sa.contains(CKA_EC_POINT));
             let sk = Key::from_attributes(&sa).unwrap();
@@ -364,9 +373,10 @@ mod tests {
             assert_eq!((pk.class(), pk.key_type()), (CKO_PUBLIC_KEY, CKK_EC));
         }
         let mut pt = Attributes::new();
+        // secp256k1: not a supported curve.
         pt.set(
             CKA_EC_PARAMS,
-            vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23],
+            vec![0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a],
         );
         assert!(matches!(
             generate_key_pair(&m, &pt, &Attributes::new()),

@@ -400,7 +400,7 @@ pub fn generate_key(mech: &Mechanism, template: &Attributes) -> Result<Attribute
 ///
 /// RSA: `CKA_MODULUS_BITS` (required, 2048..=4096 — the range `mechanism_info`
 /// reports) and optional `CKA_PUBLIC_EXPONENT` (default 65537) from the public
-/// template. EC: `CKA_EC_PARAMS` (P-256 or P-384) from the public template.
+/// template. EC: `CKA_EC_PARAMS` (P-256, P-384 or P-521) from the public template.
 pub fn generate_key_pair(
     mech: &Mechanism,
     pub_t: &Attributes,

@@ -120,7 +120,8 @@ fn strength(attrs: &Attributes) -> Option<usize> {
         CKK_EC => {
             let curve =
                 crate::mechanism::backend::Curve::from_ec_params(attrs.get(CKA_EC_PARAMS)?)?;
-            Some(curve.bits() / 2)
+            // SP 800-57: half the order's bits, P-521 counted as 256.
+            Some((curve.bits() / 2).min(256))
         }
         _ => attrs.get(CKA_VALUE).map(|v| (v.len() * 8).min(256)),
     }

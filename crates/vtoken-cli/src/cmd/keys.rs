@@ -27,6 +27,7 @@ pub enum KeyType {
     Rsa4096,
     EcP256,
     EcP384,
+    EcP521,
     Aes128,
     Aes256,
     /// A 32-byte generic secret for HMAC.
@@ -219,11 +220,11 @@ fn generate(
             let (a, b) = open.token.generate_key_pair(open.sid, &m, &p, &s)?;
             vec![a, b]
         }
-        KeyType::EcP256 | KeyType::EcP384 => {
-            let curve = if kind == KeyType::EcP256 {
-                Curve::P256
-            } else {
-                Curve::P384
+        KeyType::EcP256 | KeyType::EcP384 | KeyType::EcP521 => {
+            let curve = match kind {
+                KeyType::EcP256 => Curve::P256,
+                KeyType::EcP384 => Curve::P384,
+                _ => Curve::P521,
             };
             let (mut p, mut s) = pair(CKK_EC);
             p.set(CKA_EC_PARAMS, curve.ec_params().to_vec());
@@ -341,7 +342,7 @@ fn classify(block: &Block) -> Result<Material> {
             .map(|(p, s)| Material::PrivateKey(p, s))
             .map_err(|_| {
                 CliError::new(
-                    "the private key is not a supported PKCS#8 key (RSA, EC P-256 or P-384)",
+                    "the private key is not a supported PKCS#8 key (RSA, EC P-256, P-384 or P-521)",
                 )
             })
     };
@@ -354,7 +355,9 @@ fn classify(block: &Block) -> Result<Material> {
         encoding::spki_to_attributes(der)
             .map(Material::PublicKey)
             .map_err(|_| {
-                CliError::new("the public key is not a supported RSA or EC (P-256, P-384) key")
+                CliError::new(
+                    "the public key is not a supported RSA or EC (P-256, P-384, P-521) key",
+                )
             })
     };
     match block.label.as_deref() {

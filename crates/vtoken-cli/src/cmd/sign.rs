@@ -139,6 +139,7 @@ fn default_for(a: &Attributes) -> Result<&'static Named> {
         Some(CKK_RSA) => lookup("rsa-pkcs-sha256"),
         Some(CKK_EC) => match curve_of(a) {
             Some(c) if c.bits() == 384 => lookup("ecdsa-sha384"),
+            Some(c) if c.bits() == 521 => lookup("ecdsa-sha512"),
             _ => lookup("ecdsa-sha256"),
         },
         _ if a.class() == Some(CKO_SECRET_KEY) => lookup("hmac-sha256"),

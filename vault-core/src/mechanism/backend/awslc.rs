@@ -1,5 +1,5 @@
 //! The `aws-lc` asymmetric backend: [aws-lc-rs](https://crates.io/crates/aws-lc-rs)
-//! (AWS-LC: constant-time RSA, assembly-optimised P-256/P-384).
+//! (AWS-LC: constant-time RSA, assembly-optimised P-256/P-384, P-521).
 //!
 //! What runs where:
 //!
@@ -12,15 +12,19 @@
 //! | RSA verify | PKCS#1 v1.5 DigestInfo of SHA-1/256/384/512, PSS as for signing | the rest |
 //! | RSA public encryption, raw public op | — | always (public operations, no secret-dependent timing) |
 //! | RSA key generation | 2048/3072/4096 bits with e = 65537 | other sizes and exponents |
-//! | ECDSA P-256/P-384, ECDH, EC key generation | always | — |
+//! | ECDSA P-256/P-384, ECDH (every curve), EC key generation | always | — |
+//! | ECDSA P-521 | hashes of up to 64 bytes (every SHA-2) | raw `CKM_ECDSA` input of 65 bytes or more |
 //!
 //! The RustCrypto paths are blinded (RUSTSEC-2023-0071 mitigation) like in the default
 //! backend; the advisory's constant-time fix only covers the aws-lc-rs paths above.
 //!
-//! Prehashed ECDSA: the FIPS 186-4 integer of the hash is formed here
-//! ([`hash_to_field`]: truncated or left-padded to the field length, exact for
-//! P-256/P-384), then handed to aws-lc-rs as a SHA-256 (P-256) / SHA-384 (P-384)
-//! digest, which is the length its digest-signing API requires.
+//! Prehashed ECDSA: the FIPS 186-5 integer of the hash is formed here
+//! ([`Curve::hash_to_field`]: the leftmost order-length bits, or the hash
+//! left-padded), then handed to aws-lc-rs as a SHA-256 (P-256) / SHA-384 (P-384) /
+//! SHA-512 (P-521) digest, which is the length its digest-signing API requires.
+//! For P-521 that digest is 64 bytes while the integer may need 521 bits: a value
+//! that does not fit (only a raw `CKM_ECDSA` input longer than 64 bytes) runs on
+//! the RustCrypto `p521` fallback.
 
 use std::sync::OnceLock;
 
@@ -461,6 +465,7 @@ fn signing_alg(curve: Curve) -> &'static signature::EcdsaSigningAlgorithm {
     match curve {
         Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+        Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED_SIGNING,
     }
 }
 
@@ -468,6 +473,7 @@ fn verify_alg(curve: Curve) -> &'static signature::EcdsaVerificationAlgorithm {
     match curve {
         Curve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
         Curve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+        Curve::P521 => &signature::ECDSA_P521_SHA512_FIXED,
     }
 }
 
@@ -475,27 +481,28 @@ fn ecdh_alg(curve: Curve) -> &'static agreement::Algorithm {
     match curve {
         Curve::P256 => &agreement::ECDH_P256,
         Curve::P384 => &agreement::ECDH_P384,
+        Curve::P521 => &agreement::ECDH_P521,
     }
 }
 
-/// The digest type aws-lc-rs's ECDSA expects for the curve (its length is the
-/// field length).
+/// The digest type aws-lc-rs's ECDSA expects for the curve.
 fn curve_digest(curve: Curve) -> &'static lc_digest::Algorithm {
     match curve {
         Curve::P256 => &lc_digest::SHA256,
         Curve::P384 => &lc_digest::SHA384,
+        Curve::P521 => &lc_digest::SHA512,
     }
 }
 
-/// The FIPS 186-4 integer of `hash` as a field-length byte string: the leftmost
-/// `field_len` bytes when longer (the order of P-256/P-384 has exactly the field's
-/// bit length, so byte truncation is exact), left-padded with zeros when shorter.
-fn hash_to_field(hash: &[u8], field_len: usize) -> Vec<u8> {
-    if hash.len() >= field_len {
-        hash[..field_len].to_vec()
-    } else {
-        left_pad(hash, field_len)
-    }
+/// The ECDSA integer of `hash` as the digest aws-lc-rs signs, or `None` when it
+/// does not fit one (P-521 with a value of 2^512 or more: the RustCrypto path).
+fn lc_ecdsa_digest(curve: Curve, hash: &[u8]) -> Option<lc_digest::Digest> {
+    let z = curve.hash_to_field(hash);
+    let z = match curve {
+        Curve::P521 => z.strip_prefix(&[0u8, 0][..])?,
+        _ => &z[..],
+    };
+    import(z, curve_digest(curve))
 }
 
 /// A validated SEC1 point (compressed or uncompressed) in uncompressed form.
@@ -508,6 +515,11 @@ fn uncompressed_point(curve: Curve, point: &[u8]) -> Option<Vec<u8>> {
             .as_bytes()
             .to_vec(),
         Curve::P384 => p384::PublicKey::from_sec1_bytes(point)
+            .ok()?
+            .to_encoded_point(false)
+            .as_bytes()
+            .to_vec(),
+        Curve::P521 => p521::PublicKey::from_sec1_bytes(point)
             .ok()?
             .to_encoded_point(false)
             .as_bytes()
@@ -546,6 +558,7 @@ impl EcPrivateOps for EcPrivateKey {
         let in_range = match curve {
             Curve::P256 => p256::SecretKey::from_slice(&padded).is_ok(),
             Curve::P384 => p384::SecretKey::from_slice(&padded).is_ok(),
+            Curve::P521 => p521::SecretKey::from_slice(&padded).is_ok(),
         };
         if !in_range {
             return Err(bad());
@@ -595,9 +608,10 @@ impl EcPrivateOps for EcPrivateKey {
     }
 
     fn sign_prehash(&self, hash: &[u8]) -> Result<Vec<u8>> {
-        let z = hash_to_field(hash, self.curve.field_len());
         let fail = || Error::General("ECDSA signing failed".into());
-        let d = import(&z, curve_digest(self.curve)).ok_or_else(fail)?;
+        let Some(d) = lc_ecdsa_digest(self.curve, hash) else {
+            return rc::EcPrivateKey::from_scalar(self.curve, &self.scalar)?.sign_prehash(hash);
+        };
         let sig = self.ecdsa.sign_digest(&d).map_err(|_| fail())?;
         Ok(sig.as_ref().to_vec())
     }
@@ -645,8 +659,9 @@ impl EcPublicOps for EcPublicKey {
         if sig.len() != 2 * fl {
             return Err(Error::SignatureLenRange);
         }
-        let z = hash_to_field(hash, fl);
-        let d = import(&z, curve_digest(self.curve)).ok_or(Error::SignatureInvalid)?;
+        let Some(d) = lc_ecdsa_digest(self.curve, hash) else {
+            return rc::EcPublicKey::from_point(self.curve, &self.point)?.verify_prehash(hash, sig);
+        };
         self.parsed
             .verify_digest_sig(&d, sig)
             .map_err(|_| Error::SignatureInvalid)

@@ -88,11 +88,19 @@ fn rsa_1024_falls_back() {
 
 #[test]
 fn ecdsa_and_ecdh_cross_backend() {
-    for curve in [Curve::P256, Curve::P384] {
+    for curve in [Curve::P256, Curve::P384, Curve::P521] {
         let k = EcPrivateKey::generate(curve).unwrap();
         let r = rc::EcPrivateKey::from_scalar(curve, &k.scalar()).unwrap();
         assert_eq!(k.public().point(), r.public().point());
-        for hash in [&[7u8; 20][..], &[8u8; 32], &[9u8; 48], &[10u8; 64]] {
+        // 65 and 70 bytes: P-521's fallback path in this backend.
+        for hash in [
+            &[7u8; 20][..],
+            &[8u8; 32],
+            &[9u8; 48],
+            &[10u8; 64],
+            &[0xf1u8; 65],
+            &[0xf2u8; 70],
+        ] {
             let s = k.sign_prehash(hash).unwrap();
             r.public().verify_prehash(hash, &s).unwrap();
             k.public().verify_prehash(hash, &s).unwrap();

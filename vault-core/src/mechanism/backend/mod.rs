@@ -33,12 +33,17 @@ pub enum Curve {
     P256,
     /// NIST P-384 (secp384r1), OID 1.3.132.0.34.
     P384,
+    /// NIST P-521 (secp521r1), OID 1.3.132.0.35. Its order has 521 bits, not a
+    /// whole number of bytes: see [`Curve::order_bits`].
+    P521,
 }
 
 /// DER of OID 1.2.840.10045.3.1.7.
 const P256_OID_DER: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 /// DER of OID 1.3.132.0.34.
 const P384_OID_DER: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
+/// DER of OID 1.3.132.0.35.
+const P521_OID_DER: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23];
 
 impl Curve {
     /// Length in bytes of a field element (and of the group order).
@@ -46,12 +51,47 @@ impl Curve {
         match self {
             Curve::P256 => 32,
             Curve::P384 => 48,
+            Curve::P521 => 66,
+        }
+    }
+
+    /// Bit length of the group order (what `CKM_EC_KEY_PAIR_GEN` info reports, and
+    /// how many leftmost bits of a hash ECDSA uses, FIPS 186-5 §6.4.1).
+    pub fn order_bits(self) -> usize {
+        match self {
+            Curve::P256 => 256,
+            Curve::P384 => 384,
+            Curve::P521 => 521,
         }
     }
 
     /// Size in bits (what `CKM_EC_KEY_PAIR_GEN` info reports).
     pub fn bits(self) -> usize {
-        self.field_len() * 8
+        self.order_bits()
+    }
+
+    /// The FIPS 186-5 integer of `hash` for ECDSA as a field-length big-endian
+    /// byte string: the leftmost [`Curve::order_bits`] bits of the hash when it is
+    /// longer, the whole hash left-padded with zeros when not. For P-256/P-384 the
+    /// truncation falls on a byte boundary; for P-521 (66-byte field, 521-bit
+    /// order) a hash of 66 or more bytes is shifted right by 7 bits.
+    pub fn hash_to_field(self, hash: &[u8]) -> Vec<u8> {
+        let fl = self.field_len();
+        let nbits = self.order_bits();
+        if hash.len() * 8 <= nbits {
+            let mut out = vec![0u8; fl - hash.len()];
+            out.extend_from_slice(hash);
+            return out;
+        }
+        let mut out = hash[..fl].to_vec();
+        let shift = fl * 8 - nbits;
+        if shift > 0 {
+            for i in (0..fl).rev() {
+                let hi = if i > 0 { out[i - 1] << (8 - shift) } else { 0 };
+                out[i] = (out[i] >> shift) | hi;
+            }
+        }
+        out
     }
 
     /// `CKA_EC_PARAMS` value: the DER-encoded curve OID.
@@ -59,6 +99,7 @@ impl Curve {
         match self {
             Curve::P256 => P256_OID_DER,
             Curve::P384 => P384_OID_DER,
+            Curve::P521 => P521_OID_DER,
         }
     }
 
@@ -71,6 +112,9 @@ impl Curve {
         if params == P384_OID_DER {
             return Some(Curve::P384);
         }
+        if params == P521_OID_DER {
+            return Some(Curve::P521);
+        }
         // PrintableString (0x13) or UTF8String (0x0c), short form length.
         if let [0x13 | 0x0c, len, name @ ..] = params {
             if *len as usize == name.len() {
@@ -78,6 +122,7 @@ impl Curve {
                 return match name.as_str() {
                     "prime256v1" | "secp256r1" | "p-256" | "nistp256" => Some(Curve::P256),
                     "secp384r1" | "prime384v1" | "p-384" | "nistp384" => Some(Curve::P384),
+                    "secp521r1" | "p-521" | "nistp521" => Some(Curve::P521),
                     _ => None,
                 };
             }
@@ -187,7 +232,7 @@ pub trait RsaPublicOps: Sized + Send + Sync {
     fn raw(&self, input: &[u8]) -> Result<Vec<u8>>;
 }
 
-/// An EC private key (P-256 or P-384).
+/// An EC private key (P-256, P-384 or P-521).
 pub trait EcPrivateOps: Sized + Send + Sync {
     /// The matching public key type.
     type Public: EcPublicOps;
@@ -209,7 +254,7 @@ pub trait EcPrivateOps: Sized + Send + Sync {
     fn ecdh(&self, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
 }
 
-/// An EC public key (P-256 or P-384).
+/// An EC public key (P-256, P-384 or P-521).
 pub trait EcPublicOps: Sized + Send + Sync {
     /// From a SEC1 point (uncompressed or compressed).
     fn from_point(curve: Curve, point: &[u8]) -> Result<Self>;
@@ -332,11 +377,40 @@ mod tests {
             Curve::from_ec_params(b"\x13\x09secp384r1"),
             Some(Curve::P384)
         );
-        // P-521 OID 1.3.132.0.35 is not supported.
+        assert_eq!(Curve::from_ec_params(P521_OID_DER), Some(Curve::P521));
         assert_eq!(
-            Curve::from_ec_params(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x23]),
+            Curve::from_ec_params(b"\x13\x09secp521r1"),
+            Some(Curve::P521)
+        );
+        // secp256k1 (1.3.132.0.10) is not supported.
+        assert_eq!(
+            Curve::from_ec_params(&[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x0a]),
             None
         );
         assert_eq!(Curve::from_ec_params(b""), None);
+    }
+
+    #[test]
+    fn hash_to_field_takes_the_leftmost_order_bits() {
+        // Shorter than the order: the whole hash, left-padded.
+        let z = Curve::P521.hash_to_field(&[0xff; 64]);
+        assert_eq!(z.len(), 66);
+        assert_eq!(&z[..2], &[0, 0]);
+        assert_eq!(&z[2..], &[0xff; 64][..]);
+        // 66 bytes (528 bits): the leftmost 521 bits, i.e. shifted right by 7.
+        let mut h = vec![0u8; 66];
+        h[0] = 0x80;
+        h[65] = 0x7f; // falls off
+        let z = Curve::P521.hash_to_field(&h);
+        assert_eq!(z[0], 0x01);
+        assert!(z[1..].iter().all(|&b| b == 0));
+        let h: Vec<u8> = (0..70u8).collect();
+        let z = Curve::P521.hash_to_field(&h);
+        // Big-integer check: z == int(h[..66]) >> 7.
+        let want = rsa::BigUint::from_bytes_be(&h[..66]) >> 7usize;
+        assert_eq!(rsa::BigUint::from_bytes_be(&z), want);
+        // P-256/P-384: byte truncation, as the byte boundary is the bit boundary.
+        assert_eq!(Curve::P256.hash_to_field(&h), h[..32].to_vec());
+        assert_eq!(Curve::P384.hash_to_field(&h[..20])[28..], h[..20]);
     }
 }

@@ -1,4 +1,4 @@
-//! The default asymmetric backend: RustCrypto (`rsa`, `p256`, `p384`, `ecdsa`).
+//! The default asymmetric backend: RustCrypto (`rsa`, `p256`, `p384`, `p521`, `ecdsa`).
 //!
 //! RSA private-key operations always pass an RNG to the `rsa` crate so they are
 //! blinded (mitigates RUSTSEC-2023-0071, the crate's non-constant-time modular
@@ -32,12 +32,14 @@ pub struct RsaPublicKey(rsa::RsaPublicKey);
 pub enum EcPrivateKey {
     P256(p256::ecdsa::SigningKey),
     P384(p384::ecdsa::SigningKey),
+    P521(p521::ecdsa::SigningKey),
 }
 
 /// EC public key.
 pub enum EcPublicKey {
     P256(p256::ecdsa::VerifyingKey),
     P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
 }
 
 fn uint(b: &[u8]) -> BigUint {
@@ -377,17 +379,6 @@ impl RsaPublicOps for RsaPublicKey {
     }
 }
 
-/// The FIPS 186-4 integer of `hash` as a field-length byte string: the leftmost
-/// `field_len` bytes when longer (the order of P-256/P-384 has exactly the field's
-/// bit length, so byte truncation is exact), left-padded with zeros when shorter.
-fn hash_to_field(hash: &[u8], field_len: usize) -> Vec<u8> {
-    if hash.len() >= field_len {
-        hash[..field_len].to_vec()
-    } else {
-        left_pad(hash, field_len)
-    }
-}
-
 impl EcPrivateOps for EcPrivateKey {
     type Public = EcPublicKey;
 
@@ -408,6 +399,9 @@ impl EcPrivateOps for EcPrivateKey {
             Curve::P384 => {
                 EcPrivateKey::P384(p384::ecdsa::SigningKey::from_slice(&padded).map_err(|_| bad())?)
             }
+            Curve::P521 => {
+                EcPrivateKey::P521(p521::ecdsa::SigningKey::from_slice(&padded).map_err(|_| bad())?)
+            }
         })
     }
 
@@ -415,6 +409,7 @@ impl EcPrivateOps for EcPrivateKey {
         Ok(match curve {
             Curve::P256 => EcPrivateKey::P256(p256::ecdsa::SigningKey::random(&mut OsRng)),
             Curve::P384 => EcPrivateKey::P384(p384::ecdsa::SigningKey::random(&mut OsRng)),
+            Curve::P521 => EcPrivateKey::P521(p521::ecdsa::SigningKey::random(&mut OsRng)),
         })
     }
 
@@ -422,6 +417,7 @@ impl EcPrivateOps for EcPrivateKey {
         match self {
             EcPrivateKey::P256(_) => Curve::P256,
             EcPrivateKey::P384(_) => Curve::P384,
+            EcPrivateKey::P521(_) => Curve::P521,
         }
     }
 
@@ -429,6 +425,7 @@ impl EcPrivateOps for EcPrivateKey {
         Zeroizing::new(match self {
             EcPrivateKey::P256(k) => k.to_bytes().to_vec(),
             EcPrivateKey::P384(k) => k.to_bytes().to_vec(),
+            EcPrivateKey::P521(k) => k.to_bytes().to_vec(),
         })
     }
 
@@ -436,11 +433,12 @@ impl EcPrivateOps for EcPrivateKey {
         match self {
             EcPrivateKey::P256(k) => EcPublicKey::P256(*k.verifying_key()),
             EcPrivateKey::P384(k) => EcPublicKey::P384(*k.verifying_key()),
+            EcPrivateKey::P521(k) => EcPublicKey::P521(p521::ecdsa::VerifyingKey::from(k)),
         }
     }
 
     fn sign_prehash(&self, hash: &[u8]) -> Result<Vec<u8>> {
-        let z = hash_to_field(hash, self.curve().field_len());
+        let z = self.curve().hash_to_field(hash);
         let fail = |e: signature::Error| Error::General(format!("ECDSA signing failed: {e}"));
         Ok(match self {
             EcPrivateKey::P256(k) => {
@@ -449,6 +447,10 @@ impl EcPrivateOps for EcPrivateKey {
             }
             EcPrivateKey::P384(k) => {
                 let sig: p384::ecdsa::Signature = k.sign_prehash(&z).map_err(fail)?;
+                sig.to_bytes().to_vec()
+            }
+            EcPrivateKey::P521(k) => {
+                let sig: p521::ecdsa::Signature = k.sign_prehash(&z).map_err(fail)?;
                 sig.to_bytes().to_vec()
             }
         })
@@ -467,6 +469,11 @@ impl EcPrivateOps for EcPrivateKey {
                 let s = p384::ecdh::diffie_hellman(k.as_nonzero_scalar(), pk.as_affine());
                 Zeroizing::new(s.raw_secret_bytes().to_vec())
             }
+            EcPrivateKey::P521(k) => {
+                let pk = p521::PublicKey::from_sec1_bytes(peer).map_err(|_| bad())?;
+                let s = p521::ecdh::diffie_hellman(k.as_nonzero_scalar(), pk.as_affine());
+                Zeroizing::new(s.raw_secret_bytes().to_vec())
+            }
         })
     }
 }
@@ -481,6 +488,9 @@ impl EcPublicOps for EcPublicKey {
             Curve::P384 => EcPublicKey::P384(
                 p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?,
             ),
+            Curve::P521 => EcPublicKey::P521(
+                p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?,
+            ),
         })
     }
 
@@ -488,6 +498,7 @@ impl EcPublicOps for EcPublicKey {
         match self {
             EcPublicKey::P256(_) => Curve::P256,
             EcPublicKey::P384(_) => Curve::P384,
+            EcPublicKey::P521(_) => Curve::P521,
         }
     }
 
@@ -495,6 +506,7 @@ impl EcPublicOps for EcPublicKey {
         match self {
             EcPublicKey::P256(k) => k.to_encoded_point(false).as_bytes().to_vec(),
             EcPublicKey::P384(k) => k.to_encoded_point(false).as_bytes().to_vec(),
+            EcPublicKey::P521(k) => k.to_encoded_point(false).as_bytes().to_vec(),
         }
     }
 
@@ -503,12 +515,15 @@ impl EcPublicOps for EcPublicKey {
         if sig.len() != 2 * fl {
             return Err(Error::SignatureLenRange);
         }
-        let z = hash_to_field(hash, fl);
+        let z = self.curve().hash_to_field(hash);
         let ok = match self {
             EcPublicKey::P256(k) => p256::ecdsa::Signature::from_slice(sig)
                 .ok()
                 .map(|s| k.verify_prehash(&z, &s).is_ok()),
             EcPublicKey::P384(k) => p384::ecdsa::Signature::from_slice(sig)
+                .ok()
+                .map(|s| k.verify_prehash(&z, &s).is_ok()),
+            EcPublicKey::P521(k) => p521::ecdsa::Signature::from_slice(sig)
                 .ok()
                 .map(|s| k.verify_prehash(&z, &s).is_ok()),
         };
@@ -535,11 +550,5 @@ mod tests {
             assert!(pss_verify(&mh, &em, em_bits, HashAlg::Sha256, HashAlg::Sha256, 20).is_err());
             assert!(pss_verify(&mh, &em, em_bits, HashAlg::Sha256, HashAlg::Sha1, 19).is_err());
         }
-    }
-
-    #[test]
-    fn hash_to_field_truncates_and_pads() {
-        assert_eq!(hash_to_field(&[1, 2, 3], 5), vec![0, 0, 1, 2, 3]);
-        assert_eq!(hash_to_field(&[1, 2, 3, 4, 5, 6], 4), vec![1, 2, 3, 4]);
     }
 }

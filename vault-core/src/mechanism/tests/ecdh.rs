@@ -5,7 +5,7 @@ use crate::mechanism::test_support::*;
 
 #[test]
 fn ecdh_derive_agrees_and_accepts_both_point_forms() {
-    for curve in [Curve::P256, Curve::P384] {
+    for curve in [Curve::P256, Curve::P384, Curve::P521] {
         let (a_sk, _, a_pub) = ec_key(curve);
         let (b_sk, _, b_pub) = ec_key(curve);
         let a_point_der = a_pub.get(CKA_EC_POINT).unwrap().to_vec();

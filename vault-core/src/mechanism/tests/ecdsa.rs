@@ -75,8 +75,8 @@ fn ecdsa_rfc6979_a25_p256_sha256() {
 }
 
 #[test]
-fn ecdsa_all_hashes_both_curves_and_short_or_long_raw_input() {
-    for curve in [Curve::P256, Curve::P384] {
+fn ecdsa_all_hashes_every_curve_and_short_or_long_raw_input() {
+    for curve in [Curve::P256, Curve::P384, Curve::P521] {
         let (sk, pk, _) = ec_key(curve);
         for ty in [
             CKM_ECDSA_SHA1,
@@ -92,17 +92,28 @@ fn ecdsa_all_hashes_both_curves_and_short_or_long_raw_input() {
             assert!(verify(&m, &pk, b"messagf", &sig).is_err());
         }
         let raw = Mechanism::new(CKM_ECDSA);
-        // Shorter than the order (SHA-1 on P-384) and longer (SHA-512 on P-256).
-        for len in [20usize, 64] {
+        // Shorter than the order (SHA-1 on P-384) and longer (SHA-512 on P-256);
+        // on P-521 65 and 70 bytes take the fallback path of the aws-lc build.
+        for len in [20usize, 64, 65, 70] {
             let input = vec![0xa5u8; len];
             let sig = sign(&raw, &sk, &input).unwrap();
             verify(&raw, &pk, &input, &sig).unwrap();
         }
-        // FIPS 186-4 truncation: only the leftmost field-length bytes count.
-        let mut long = vec![0x11u8; 64];
+        // FIPS 186-5 truncation: only the leftmost order-length bits count (on
+        // P-521 the last 7 bits of the 66th byte fall off too).
+        let fl = curve.field_len();
+        let mut long = vec![0x11u8; fl + 4];
         let sig = sign(&raw, &sk, &long).unwrap();
-        long[63] ^= 0xff;
+        long[fl + 3] ^= 0xff;
+        if curve == Curve::P521 {
+            long[fl - 1] ^= 0x7f;
+        }
         verify(&raw, &pk, &long, &sig).unwrap();
+        if curve == Curve::P521 {
+            long[fl - 1] ^= 0x80;
+            assert!(verify(&raw, &pk, &long, &sig).is_err());
+            long[fl - 1] ^= 0x80;
+        }
         long[0] ^= 0xff;
         assert!(verify(&raw, &pk, &long, &sig).is_err());
         // Keys of another curve do not verify.
@@ -144,6 +155,8 @@ fn openssl_verifies_ecdsa_signatures() {
     for (curve, ty, md) in [
         (Curve::P256, CKM_ECDSA_SHA256, "-sha256"),
         (Curve::P384, CKM_ECDSA_SHA384, "-sha384"),
+        (Curve::P521, CKM_ECDSA_SHA512, "-sha512"),
+        (Curve::P521, CKM_ECDSA_SHA256, "-sha256"),
     ] {
         let (sk, _, pa) = ec_key(curve);
         write_pub_pem(d, &pa);

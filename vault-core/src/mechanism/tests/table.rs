@@ -20,7 +20,7 @@ fn mechanism_table_is_consistent() {
     let rsa = mechanism_info(CKM_RSA_PKCS_KEY_PAIR_GEN).unwrap();
     assert_eq!((rsa.min_key_size, rsa.max_key_size), (2048, 4096));
     let ec = mechanism_info(CKM_ECDSA).unwrap();
-    assert_eq!((ec.min_key_size, ec.max_key_size), (256, 384));
+    assert_eq!((ec.min_key_size, ec.max_key_size), (256, 521));
     assert_ne!(ec.flags & CKF_EC_NAMEDCURVE, 0);
     let gcm = mechanism_info(CKM_AES_GCM).unwrap();
     // Single-part and message-based (PKCS#11 3.0) encryption.
