@@ -299,7 +299,7 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
             };
             MechParam::ChaChaPoly { nonce, aad }
         }
-        CKM_HKDF_DERIVE => {
+        CKM_HKDF_DERIVE | CKM_HKDF_DATA => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); `CK_HKDF_PARAMS` holds integers and pointers.
             let h: CK_HKDF_PARAMS = unsafe { param_struct(pp, len) }?;

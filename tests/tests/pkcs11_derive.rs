@@ -431,3 +431,70 @@ fn hkdf_derive() {
         RvError::KeyFunctionNotPermitted
     );
 }
+
+/// `CKM_HKDF_DATA` through the module: RFC 5869 test case 1 from a sensitive,
+/// non-extractable key, stored as a private `CKO_DATA` object whose value is the
+/// OKM (`CKA_VALUE_LEN` gives the length and is not kept); a key class in the
+/// template is refused and nothing is stored.
+#[test]
+fn hkdf_data_makes_a_data_object() {
+    use cryptoki::mechanism::hkdf::{HkdfParams, HkdfSalt};
+    use cryptoki::mechanism::MechanismType;
+    let ctx = Ctx::new();
+    let (_slot, s) = ctx.user_session();
+    let ikm = secret_key(
+        &s,
+        KeyType::GENERIC_SECRET,
+        &[0x0b; 22],
+        &[
+            Attribute::Derive(true),
+            Attribute::Sensitive(true),
+            Attribute::Extractable(false),
+        ],
+    );
+    let salt: Vec<u8> = (0x00..=0x0c).collect();
+    let info: Vec<u8> = (0xf0..=0xf9).collect();
+    let m = Mechanism::HkdfData(HkdfParams::new(
+        MechanismType::SHA256,
+        Some(HkdfSalt::Data(&salt)),
+        Some(&info),
+    ));
+    let d = s
+        .derive_key(
+            &m,
+            ikm,
+            &[
+                Attribute::Class(ObjectClass::DATA),
+                Attribute::Token(false),
+                Attribute::Label(b"okm".to_vec()),
+                Attribute::ValueLen(42.into()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(
+        hex::encode(attr_bytes(&s, d, AttributeType::Value)),
+        "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
+    );
+    let a = s
+        .get_attributes(d, &[AttributeType::Class, AttributeType::Private])
+        .unwrap();
+    assert_eq!(
+        a,
+        vec![
+            Attribute::Class(ObjectClass::DATA),
+            Attribute::Private(true)
+        ]
+    );
+    let before = s.find_objects(&[]).unwrap().len();
+    for class in [ObjectClass::SECRET_KEY, ObjectClass::CERTIFICATE] {
+        assert_eq!(
+            rv(s.derive_key(
+                &m,
+                ikm,
+                &[Attribute::Class(class), Attribute::ValueLen(42.into())]
+            )),
+            RvError::TemplateInconsistent
+        );
+    }
+    assert_eq!(s.find_objects(&[]).unwrap().len(), before);
+}

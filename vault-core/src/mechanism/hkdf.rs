@@ -1,7 +1,9 @@
-//! HKDF (RFC 5869; PKCS#11 3.0 `CKM_HKDF_DERIVE`, `CKM_HKDF_KEY_GEN`, `CKK_HKDF`):
-//! extract, expand or both, with SHA-1 or SHA-2, a salt that is empty, given as
-//! data, or the value of another key (`CKF_HKDF_SALT_KEY`, looked up by the
-//! session and passed as the second key).
+//! HKDF (RFC 5869; PKCS#11 3.0 `CKM_HKDF_DERIVE`, `CKM_HKDF_DATA`,
+//! `CKM_HKDF_KEY_GEN`, `CKK_HKDF`): extract, expand or both, with SHA-1 or SHA-2, a
+//! salt that is empty, given as data, or the value of another key
+//! (`CKF_HKDF_SALT_KEY`, looked up by the session and passed as the second key).
+//! `CKM_HKDF_DATA` computes the same bytes; the session stores them as a data
+//! object (`CKO_DATA`) instead of a key.
 
 use ::hkdf::Hkdf;
 use cryptoki_sys::*;
@@ -28,6 +30,15 @@ pub(super) const ENTRIES: &[MechEntry] = &[
     ),
     MechEntry::new(
         CKM_HKDF_DERIVE,
+        BYTES,
+        CKF_DERIVE,
+        Ops {
+            derive: Some(derive),
+            ..Ops::NONE
+        },
+    ),
+    MechEntry::new(
+        CKM_HKDF_DATA,
         BYTES,
         CKF_DERIVE,
         Ops {

@@ -88,6 +88,7 @@ const NAMES: &[(CK_MECHANISM_TYPE, &str)] = &[
     (CKM_SP800_108_FEEDBACK_KDF, "CKM_SP800_108_FEEDBACK_KDF"),
     (CKM_HKDF_KEY_GEN, "CKM_HKDF_KEY_GEN"),
     (CKM_HKDF_DERIVE, "CKM_HKDF_DERIVE"),
+    (CKM_HKDF_DATA, "CKM_HKDF_DATA"),
 ];
 
 /// The `CKM_*` name of `ty`, for every mechanism of [`super::mechanism_list`]

@@ -56,6 +56,29 @@ fn derived_object(
     Ok(attrs)
 }
 
+/// The data object `CKM_HKDF_DATA` makes from `template` (class `CKO_DATA`,
+/// given or implied; `CKA_VALUE_LEN` is the output length and not stored): private
+/// unless the template says otherwise, since its value comes from secret keys.
+fn derived_data_object(template: &Attributes, value: &[u8]) -> Result<Attributes> {
+    let mut t = template.clone();
+    t.remove(CKA_VALUE_LEN);
+    match t.class() {
+        None | Some(CKO_DATA) => {}
+        Some(_) => {
+            return Err(Error::TemplateInconsistent(
+                "CKM_HKDF_DATA makes a data object (CKO_DATA)".into(),
+            ))
+        }
+    }
+    if !t.contains(CKA_PRIVATE) {
+        t.set_bool(CKA_PRIVATE, true);
+    }
+    let mut g = Attributes::new();
+    g.set_ulong(CKA_CLASS, CKO_DATA);
+    g.set(CKA_VALUE, value.to_vec());
+    object::build(&t, Origin::Generated, &g)
+}
+
 /// Whether a key's value is out of the caller's reach: sensitive, or not
 /// extractable (the defaults of [`object::build`]).
 fn is_protected(attrs: &Attributes) -> bool {
@@ -355,7 +378,7 @@ impl Token {
                     "CKM_CONCATENATE_BASE_AND_KEY needs the second key's handle".into(),
                 ))
             }
-            (CKM_HKDF_DERIVE, mechanism::MechParam::Hkdf(p)) => match p.salt {
+            (CKM_HKDF_DERIVE | CKM_HKDF_DATA, mechanism::MechParam::Hkdf(p)) => match p.salt {
                 // The salt as another key's value: that key is checked as the base is.
                 mechanism::hkdf::Salt::Key(h) => {
                     let o = self.key_of(h, CKA_DERIVE, mech)?;
@@ -369,6 +392,28 @@ impl Token {
         let sources: Vec<&Attributes> = std::iter::once(&*b.obj.attrs)
             .chain(other.as_ref().map(|o| &*o.obj.attrs))
             .collect();
+        if mech.ty == CKM_HKDF_DATA {
+            // The output is a data object anyone in the session can read: the
+            // derivation is a decryption of the keys' values, as for an
+            // extractable key.
+            for k in std::iter::once(&b).chain(other.as_ref()) {
+                self.key_check(
+                    OpClass::Decrypt,
+                    &k.obj.attrs,
+                    &k.verdict,
+                    "derive readable data",
+                )?;
+            }
+            let secret =
+                mechanism::derive(mech, &b.key, other.as_ref().map(|o| &*o.key), template)?;
+            let attrs = derived_data_object(template, &secret)?;
+            if self.hooks.owner(&attrs).is_some() {
+                return Err(Error::TemplateInconsistent(
+                    "derived data cannot become an extension's object (a vault entry, ...)".into(),
+                ));
+            }
+            return Ok(vec![self.store_object(sid, attrs)?]);
+        }
         let template = self.key_template(template, Some(CKO_SECRET_KEY));
         let additional: Vec<Attributes> = additional
             .iter()
