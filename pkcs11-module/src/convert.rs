@@ -242,6 +242,33 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
                 context,
             }
         }
+        CKM_ML_DSA
+        | CKM_HASH_ML_DSA_SHA224
+        | CKM_HASH_ML_DSA_SHA256
+        | CKM_HASH_ML_DSA_SHA384
+        | CKM_HASH_ML_DSA_SHA512 => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_SIGN_ADDITIONAL_CONTEXT` holds integers and a pointer.
+            let c: CK_SIGN_ADDITIONAL_CONTEXT = unsafe { param_struct(pp, len) }?;
+            MechParam::SignContext {
+                hedge: c.hedgeVariant,
+                // SAFETY: the context points to `ulContextLen` bytes (nested pointers).
+                context: unsafe { param_bytes(c.pContext, c.ulContextLen) }?,
+                hash: None,
+            }
+        }
+        CKM_HASH_ML_DSA => {
+            // SAFETY: `pp` points to `len` readable bytes (this function's
+            // contract); `CK_HASH_SIGN_ADDITIONAL_CONTEXT` holds integers and a
+            // pointer.
+            let c: CK_HASH_SIGN_ADDITIONAL_CONTEXT = unsafe { param_struct(pp, len) }?;
+            MechParam::SignContext {
+                hedge: c.hedgeVariant,
+                // SAFETY: the context points to `ulContextLen` bytes (nested pointers).
+                context: unsafe { param_bytes(c.pContext, c.ulContextLen) }?,
+                hash: Some(c.hash),
+            }
+        }
         CKM_AES_CTR => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); `CK_AES_CTR_PARAMS` holds an integer and an array.

@@ -77,6 +77,7 @@ pub fn is_ulong_attr(t: CK_ATTRIBUTE_TYPE) -> bool {
             | CKA_KEY_GEN_MECHANISM
             | CKA_JAVA_MIDP_SECURITY_DOMAIN
             | CKA_NAME_HASH_ALGORITHM
+            | CKA_PARAMETER_SET
     )
 }
 

@@ -34,6 +34,8 @@ pub(crate) enum Material {
     /// An X25519 public key does no operation of its own (a peer's key reaches ECDH
     /// as mechanism data); it is checked on the way in.
     XPublic,
+    MlDsaPrivate(Box<dyn super::mldsa::PrivateOps>),
+    MlDsaPublic(Box<dyn super::mldsa::PublicOps>),
     /// Any `CKO_SECRET_KEY`; the mechanisms check `key_type`.
     Secret {
         key_type: CK_KEY_TYPE,
@@ -118,6 +120,12 @@ impl Key {
                 super::encoding::point32_raw(attrs.require(CKA_EC_POINT)?)?;
                 Material::XPublic
             }
+            (CKO_PRIVATE_KEY, CKK_ML_DSA) => {
+                Material::MlDsaPrivate(super::mldsa::private_from(attrs)?)
+            }
+            (CKO_PUBLIC_KEY, CKK_ML_DSA) => {
+                Material::MlDsaPublic(super::mldsa::public_from(attrs)?)
+            }
             (CKO_SECRET_KEY, kt) => Material::Secret {
                 key_type: kt,
                 value: Zeroizing::new(attrs.require(CKA_VALUE)?.to_vec()),
@@ -138,11 +146,13 @@ impl Key {
             Material::RsaPrivate(_)
             | Material::EcPrivate(_)
             | Material::EdPrivate(_)
-            | Material::XPrivate(_) => CKO_PRIVATE_KEY,
+            | Material::XPrivate(_)
+            | Material::MlDsaPrivate(_) => CKO_PRIVATE_KEY,
             Material::RsaPublic(_)
             | Material::EcPublic(_)
             | Material::EdPublic(_)
-            | Material::XPublic => CKO_PUBLIC_KEY,
+            | Material::XPublic
+            | Material::MlDsaPublic(_) => CKO_PUBLIC_KEY,
             Material::Secret { .. } => CKO_SECRET_KEY,
         }
     }
@@ -154,6 +164,7 @@ impl Key {
             Material::EcPrivate(_) | Material::EcPublic(_) => CKK_EC,
             Material::EdPrivate(_) | Material::EdPublic(_) => CKK_EC_EDWARDS,
             Material::XPrivate(_) | Material::XPublic => CKK_EC_MONTGOMERY,
+            Material::MlDsaPrivate(_) | Material::MlDsaPublic(_) => CKK_ML_DSA,
             Material::Secret { key_type, .. } => *key_type,
         }
     }

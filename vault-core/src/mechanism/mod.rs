@@ -80,6 +80,13 @@ pub enum MechParam {
     Hkdf(Box<hkdf::Params>),
     /// `CK_SP800_108_KDF_PARAMS` / `CK_SP800_108_FEEDBACK_KDF_PARAMS`.
     Kbkdf(Box<kbkdf::Params>),
+    /// `CK_SIGN_ADDITIONAL_CONTEXT` (ML-DSA; `hash` is `None`), or
+    /// `CK_HASH_SIGN_ADDITIONAL_CONTEXT` (`CKM_HASH_ML_DSA`: the pre-hash).
+    SignContext {
+        hedge: CK_HEDGE_TYPE,
+        context: Vec<u8>,
+        hash: Option<CK_MECHANISM_TYPE>,
+    },
     /// `CK_ECDH1_DERIVE_PARAMS`.
     Ecdh1 {
         kdf: CK_EC_KDF_TYPE,
@@ -131,6 +138,7 @@ pub mod kbkdf;
 pub mod kdf;
 mod keys;
 mod kw;
+pub mod mldsa;
 mod names;
 mod rsa;
 mod table;
@@ -157,6 +165,11 @@ pub trait SignOp: Send {
     fn finish(&mut self) -> Result<Vec<u8>>;
     /// The signature length this operation will produce (for the length query).
     fn sig_len(&self) -> usize;
+    /// Whether only `C_Sign` may run it (`C_SignUpdate` ends it with
+    /// `CKR_OPERATION_NOT_INITIALIZED`).
+    fn single_part(&self) -> bool {
+        false
+    }
 }
 
 /// A verification in progress.
@@ -165,6 +178,10 @@ pub trait VerifyOp: Send {
     fn update(&mut self, data: &[u8]) -> Result<()>;
     /// Checks `signature` over everything fed so far.
     fn finish(&mut self, signature: &[u8]) -> Result<()>;
+    /// Whether only `C_Verify` may run it (see [`SignOp::single_part`]).
+    fn single_part(&self) -> bool {
+        false
+    }
 }
 
 /// An encryption or decryption in progress.

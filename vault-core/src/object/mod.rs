@@ -72,6 +72,8 @@ const PUBLIC: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_PUBLIC_EXPONENT,
     CKA_EC_PARAMS,
     CKA_EC_POINT,
+    CKA_PARAMETER_SET,
+    CKA_VALUE,
 ];
 const PRIVATE: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_SUBJECT,
@@ -99,6 +101,8 @@ const PRIVATE: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_VALUE,
     CKA_EC_POINT,
     CKA_MODULUS_BITS,
+    CKA_PARAMETER_SET,
+    CKA_SEED,
 ];
 const SECRET: &[CK_ATTRIBUTE_TYPE] = &[
     CKA_SENSITIVE,
@@ -150,6 +154,7 @@ pub fn is_sensitive_attr(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool {
                 | CKA_EXPONENT_2
                 | CKA_COEFFICIENT
                 | CKA_VALUE
+                | CKA_SEED
         ),
         CKO_SECRET_KEY => t == CKA_VALUE,
         _ => false,
@@ -221,6 +226,8 @@ fn read_only_after_create(class: CK_OBJECT_CLASS, t: CK_ATTRIBUTE_TYPE) -> bool 
             | CKA_EC_PARAMS
             | CKA_EC_POINT
             | CKA_VALUE_LEN
+            | CKA_PARAMETER_SET
+            | CKA_SEED
             | CKA_UNIQUE_ID
             | CKA_ALWAYS_AUTHENTICATE
             | CKA_VTOKEN_GATED

@@ -79,6 +79,7 @@ pub fn build(template: &Attributes, origin: Origin, generated: &Attributes) -> R
         {
             // e.g. CKA_VALUE in a key-generation template
             if t != CKA_EC_PARAMS
+                && t != CKA_PARAMETER_SET
                 && t != CKA_MODULUS_BITS
                 && t != CKA_PUBLIC_EXPONENT
                 && t != CKA_VALUE_LEN
@@ -213,6 +214,9 @@ fn key_defaults(
                     crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
                     crate::mechanism::encoding::point32_raw(o.require(CKA_EC_POINT)?)?;
                 }
+                CKK_ML_DSA => {
+                    crate::mechanism::mldsa::public_from(o)?;
+                }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
             if !o.contains(CKA_SUBJECT) {
@@ -245,6 +249,9 @@ fn key_defaults(
                 CKK_EC_MONTGOMERY => {
                     crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
                     crate::mechanism::x25519::private_from(o.require(CKA_VALUE)?)?;
+                }
+                CKK_ML_DSA => {
+                    crate::mechanism::mldsa::complete_private(o)?;
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }

@@ -47,6 +47,11 @@ impl Token {
         check_auth(&s.sign)?;
         let st = s.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
+        if st.op.single_part() {
+            // CKM_HASH_ML_DSA: C_Sign only; the operation ends here.
+            s.sign = None;
+            return Err(Error::OperationNotInitialized);
+        }
         if let Err(e) = st.op.update(data) {
             s.sign = None;
             return Err(e);
@@ -102,6 +107,10 @@ impl Token {
         let mut s = Token::lock_session(&s);
         let st = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
+        if st.op.single_part() {
+            s.verify = None;
+            return Err(Error::OperationNotInitialized);
+        }
         if let Err(e) = st.op.update(data) {
             s.verify = None;
             return Err(e);

@@ -232,6 +232,11 @@ impl Candidates {
                 iv: vec![1; 8],
                 data: vec![1; 32],
             },
+            MechParam::SignContext {
+                hedge: CKH_HEDGE_PREFERRED,
+                context: vec![],
+                hash: Some(CKM_SHA256),
+            },
         ];
         params.extend(HASHES.iter().map(|&(hash, mgf, _)| pss(hash, mgf, 0)));
         let mut to_wrap = Attributes::new();
@@ -250,6 +255,7 @@ impl Candidates {
         let mut pair_template = Attributes::new();
         pair_template.set_ulong(CKA_MODULUS_BITS, 2048);
         pair_template.set(CKA_EC_PARAMS, Curve::P256.ec_params().to_vec());
+        pair_template.set_ulong(CKA_PARAMETER_SET, CKP_ML_DSA_44);
         let mut ed_template = Attributes::new();
         ed_template.set(CKA_EC_PARAMS, crate::mechanism::eddsa::ED25519_OID.to_vec());
         let mut x_template = Attributes::new();
@@ -259,6 +265,12 @@ impl Candidates {
             generate_key_pair(&gen, &ed_template, &Attributes::new()).unwrap();
         ed_pub.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
         ed_priv.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+        let (ml_pub, ml_priv) = generate_key_pair(
+            &Mechanism::new(CKM_ML_DSA_KEY_PAIR_GEN),
+            &pair_template,
+            &Attributes::new(),
+        )
+        .unwrap();
         Candidates {
             keys: vec![
                 rsa_sk,
@@ -267,6 +279,8 @@ impl Candidates {
                 ec_pk,
                 Key::from_attributes(&ed_priv).unwrap(),
                 Key::from_attributes(&ed_pub).unwrap(),
+                Key::from_attributes(&ml_priv).unwrap(),
+                Key::from_attributes(&ml_pub).unwrap(),
                 secret(CKK_AES, &[7; 16]),
                 secret(CKK_DES3, &[7; 24]),
                 secret(CKK_DES, &[7; 8]),
