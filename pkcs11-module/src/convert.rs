@@ -246,7 +246,13 @@ pub(crate) unsafe fn mechanism(p: *const CK_MECHANISM) -> Result<Mechanism, Rv> 
         | CKM_HASH_ML_DSA_SHA224
         | CKM_HASH_ML_DSA_SHA256
         | CKM_HASH_ML_DSA_SHA384
-        | CKM_HASH_ML_DSA_SHA512 => {
+        | CKM_HASH_ML_DSA_SHA512
+        | CKM_HASH_ML_DSA_SHA3_224
+        | CKM_HASH_ML_DSA_SHA3_256
+        | CKM_HASH_ML_DSA_SHA3_384
+        | CKM_HASH_ML_DSA_SHA3_512
+        | CKM_HASH_ML_DSA_SHAKE128
+        | CKM_HASH_ML_DSA_SHAKE256 => {
             // SAFETY: `pp` points to `len` readable bytes (this function's
             // contract); `CK_SIGN_ADDITIONAL_CONTEXT` holds integers and a pointer.
             let c: CK_SIGN_ADDITIONAL_CONTEXT = unsafe { param_struct(pp, len) }?;

@@ -460,6 +460,70 @@ pub unsafe extern "C" fn C_VerifyFinal(
     })
 }
 
+/// `C_VerifySignatureInit` (PKCS#11 3.2): the signature is given first.
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifySignatureInit(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    key: CK_OBJECT_HANDLE,
+    sig: *mut CK_BYTE,
+    sig_len: CK_ULONG,
+) -> CK_RV {
+    // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+    // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+    let mech = unsafe { MechPtr::new(mech) };
+    call("C_VerifySignatureInit", || {
+        let e = state::session(h)?;
+        // SAFETY: `sig` is NULL with length 0 or points to `sig_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let sig = unsafe { bytes(sig, sig_len) }?;
+        let m = mech.decode()?;
+        e.token.verify_signature_init(&e.core, &m, key, sig)?;
+        Ok(())
+    })
+}
+
+/// `C_VerifySignature` (PKCS#11 3.2).
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifySignature(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    step("C_VerifySignature", h, Operation::Verify, |t, s| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        t.verify_signature(s, data)?;
+        Ok(())
+    })
+}
+
+/// `C_VerifySignatureUpdate` (PKCS#11 3.2).
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifySignatureUpdate(
+    h: CK_SESSION_HANDLE,
+    data: *mut CK_BYTE,
+    data_len: CK_ULONG,
+) -> CK_RV {
+    step("C_VerifySignatureUpdate", h, Operation::Verify, |t, s| {
+        // SAFETY: `data` is NULL with length 0 or points to `data_len` readable
+        // bytes (PKCS#11); `bytes` refuses NULL with a length.
+        let data = unsafe { bytes(data, data_len) }?;
+        t.verify_signature_update(s, data)?;
+        Ok(())
+    })
+}
+
+/// `C_VerifySignatureFinal` (PKCS#11 3.2).
+#[no_mangle]
+pub unsafe extern "C" fn C_VerifySignatureFinal(h: CK_SESSION_HANDLE) -> CK_RV {
+    step("C_VerifySignatureFinal", h, Operation::Verify, |t, s| {
+        t.verify_signature_final(s)?;
+        Ok(())
+    })
+}
+
 // ---------------------------------------------------------------- random
 
 /// `C_SeedRandom`: accepted and ignored, as SoftHSM does. Random bytes come from

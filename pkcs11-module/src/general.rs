@@ -115,6 +115,12 @@ pub(crate) unsafe extern "C" fn get_info_v3(info: *mut CK_INFO) -> CK_RV {
     unsafe { get_info(info, CK_VERSION { major: 3, minor: 0 }) }
 }
 
+/// `C_GetInfo` of the v3.2 function list: reports Cryptoki 3.2.
+pub(crate) unsafe extern "C" fn get_info_v32(info: *mut CK_INFO) -> CK_RV {
+    // SAFETY: `info` is NULL or points to a writable `CK_INFO` (PKCS#11).
+    unsafe { get_info(info, CK_VERSION { major: 3, minor: 2 }) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
 //! The function lists and the entry points that hand them out:
 //! `C_GetFunctionList` (v2.40 list), `C_GetInterfaceList` and `C_GetInterface`
-//! (two "PKCS 11" interfaces: the v3.0 list, the default, and the v2.40 list),
-//! as SPEC T5 asks.
+//! (three "PKCS 11" interfaces: the v3.2 list, the default, the v3.0 list and the
+//! v2.40 list), as SPEC T5 asks. The 3.2 list is the 3.0 list with 3.2's functions
+//! appended, so a host that reads it as 3.0 reads the same functions.
 //!
 //! These three work before `C_Initialize`, as the standard requires.
 
@@ -26,18 +27,21 @@ const V2_40: CK_VERSION = CK_VERSION {
     minor: 40,
 };
 const V3_0: CK_VERSION = CK_VERSION { major: 3, minor: 0 };
+const V3_2: CK_VERSION = CK_VERSION { major: 3, minor: 2 };
 
-/// Builds both function lists from one list of names, so the two cannot drift:
+/// Builds the three function lists from one list of names, so they cannot drift:
 /// `both` fills the v2.40 `CK_FUNCTION_LIST` and the same fields of the v3.0
-/// `CK_FUNCTION_LIST_3_0` (a name with `(v3: f)` puts `f` in the 3.0 list instead),
-/// and `v3_only` fills the fields that exist in 3.0 alone. Each field holds the
+/// `CK_FUNCTION_LIST_3_0` and v3.2 `CK_FUNCTION_LIST_3_2` (a name with `(v3: f,
+/// v32: g)` puts `f` in the 3.0 list and `g` in the 3.2 list instead), `v3_only`
+/// fills the fields that exist from 3.0 on, `v32_only` those of 3.2. Each field holds the
 /// adapter's own address: a host calls the `extern "C"` function directly, as it
 /// calls the exported symbol. Neither literal has a `..` default, so the compiler
 /// refuses a list that leaves a field out.
 macro_rules! function_lists {
     (
-        both: [$($f:ident $((v3: $f3:ident))?),* $(,)?],
-        v3_only: [$($g:ident),* $(,)?] $(,)?
+        both: [$($f:ident $((v3: $f3:ident, v32: $f32:ident))?),* $(,)?],
+        v3_only: [$($g:ident),* $(,)?],
+        v32_only: [$($k:ident),* $(,)?] $(,)?
     ) => {
         /// The PKCS#11 v2.40 function list.
         static FUNCTIONS_V2: CK_FUNCTION_LIST = CK_FUNCTION_LIST {
@@ -50,6 +54,14 @@ macro_rules! function_lists {
             version: V3_0,
             $($f: Some(v3_entry!($f $(, $f3)?)),)*
             $($g: Some($g),)*
+        };
+
+        /// The PKCS#11 v3.2 function list.
+        static FUNCTIONS_V32: CK_FUNCTION_LIST_3_2 = CK_FUNCTION_LIST_3_2 {
+            version: V3_2,
+            $($f: Some(v3_entry!($f $(, $f32)?)),)*
+            $($g: Some($g),)*
+            $($k: Some($k),)*
         };
     };
 }
@@ -70,7 +82,7 @@ function_lists! {
         C_Initialize,
         C_Finalize,
         // The 3.0 list's `C_GetInfo` reports Cryptoki 3.0.
-        C_GetInfo (v3: get_info_v3),
+        C_GetInfo (v3: get_info_v3, v32: get_info_v32),
         C_GetFunctionList,
         C_GetSlotList,
         C_GetSlotInfo,
@@ -163,21 +175,43 @@ function_lists! {
         C_VerifyMessageNext,
         C_MessageVerifyFinal,
     ],
+    v32_only: [
+        C_EncapsulateKey,
+        C_DecapsulateKey,
+        C_VerifySignatureInit,
+        C_VerifySignature,
+        C_VerifySignatureUpdate,
+        C_VerifySignatureFinal,
+        C_GetSessionValidationFlags,
+        C_AsyncComplete,
+        C_AsyncGetID,
+        C_AsyncJoin,
+        C_WrapKeyAuthenticated,
+        C_UnwrapKeyAuthenticated,
+    ],
 }
 
 /// The interface name every PKCS#11 3.0 module offers.
 const INTERFACE_NAME: &CStr = c"PKCS 11";
 
 /// The interface table (raw pointers to the immutable statics above).
-struct Interfaces([(CK_INTERFACE, CK_VERSION); 2]);
+struct Interfaces([(CK_INTERFACE, CK_VERSION); 3]);
 
 // SAFETY: the raw pointers point to the immutable statics `INTERFACE_NAME`,
-// `FUNCTIONS_V3` and `FUNCTIONS_V2`, which live for the whole program and are
+// `FUNCTIONS_V32`, `FUNCTIONS_V3` and `FUNCTIONS_V2`, which live for the whole program and are
 // never written through (PKCS#11 hosts only read interfaces), so sharing them
 // between threads shares read-only data.
 unsafe impl Sync for Interfaces {}
 
 static INTERFACES: Interfaces = Interfaces([
+    (
+        CK_INTERFACE {
+            pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_UTF8CHAR,
+            pFunctionList: &FUNCTIONS_V32 as *const CK_FUNCTION_LIST_3_2 as *mut c_void,
+            flags: 0,
+        },
+        V3_2,
+    ),
     (
         CK_INTERFACE {
             pInterfaceName: INTERFACE_NAME.as_ptr() as *mut CK_UTF8CHAR,
@@ -208,7 +242,7 @@ pub unsafe extern "C" fn C_GetFunctionList(list: *mut *mut CK_FUNCTION_LIST) -> 
     })
 }
 
-/// `C_GetInterfaceList`: both interfaces, v3.0 first.
+/// `C_GetInterfaceList`: the three interfaces, newest first.
 #[no_mangle]
 pub unsafe extern "C" fn C_GetInterfaceList(
     list: *mut CK_INTERFACE,
@@ -273,7 +307,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_interface_is_v3() {
+    fn default_interface_is_v3_2() {
         let mut p: *mut CK_INTERFACE = std::ptr::null_mut();
         let mut v = V2_40;
         let mut n = *b"PKCS 11\0";
@@ -285,8 +319,13 @@ mod tests {
                 C_GetInterface(std::ptr::null_mut(), std::ptr::null_mut(), &mut p, 0),
                 CKR_OK
             );
+            let list = (*p).pFunctionList as *const CK_FUNCTION_LIST_3_2;
+            assert_eq!(((*list).version.major, (*list).version.minor), (3, 2));
+            assert!((*list).C_VerifySignature.is_some());
+            let mut v30 = V3_0;
+            assert_eq!(C_GetInterface(n.as_mut_ptr(), &mut v30, &mut p, 0), CKR_OK);
             let list = (*p).pFunctionList as *const CK_FUNCTION_LIST_3_0;
-            assert_eq!((*list).version.major, 3);
+            assert_eq!(((*list).version.major, (*list).version.minor), (3, 0));
             assert_eq!(C_GetInterface(n.as_mut_ptr(), &mut v, &mut p, 0), CKR_OK);
             let list = (*p).pFunctionList as *const CK_FUNCTION_LIST;
             assert_eq!((*list).version.minor, 40);
@@ -302,7 +341,7 @@ mod tests {
         let mut n: CK_ULONG = 0;
         // SAFETY: a NULL list with a live count is a length query.
         let rv = unsafe { C_GetInterfaceList(std::ptr::null_mut(), &mut n) };
-        assert_eq!((rv, n), (CKR_OK, 2));
+        assert_eq!((rv, n), (CKR_OK, 3));
         let mut buf = [CK_INTERFACE::default(); 1];
         n = 1;
         // SAFETY: `buf` holds the 1 interface `n` says.
@@ -313,10 +352,13 @@ mod tests {
     #[test]
     fn lists_share_their_functions() {
         // The lists hold the adapters themselves, the same in both but `C_GetInfo`.
-        let (v2, v3) = (&FUNCTIONS_V2, &FUNCTIONS_V3);
+        let (v2, v3, v32) = (&FUNCTIONS_V2, &FUNCTIONS_V3, &FUNCTIONS_V32);
         let sign: unsafe extern "C" fn(_, _, _, _, _) -> CK_RV = C_Sign;
         assert_eq!(v2.C_Sign.map(|f| f as usize), Some(sign as usize));
         assert_eq!(v3.C_Sign.map(|f| f as usize), Some(sign as usize));
+        assert_eq!(v32.C_Sign.map(|f| f as usize), Some(sign as usize));
+        let info_v32: unsafe extern "C" fn(_) -> CK_RV = get_info_v32;
+        assert_eq!(v32.C_GetInfo.map(|f| f as usize), Some(info_v32 as usize));
         let info_v2: unsafe extern "C" fn(_) -> CK_RV = C_GetInfo;
         let info_v3: unsafe extern "C" fn(_) -> CK_RV = get_info_v3;
         assert_eq!(v2.C_GetInfo.map(|f| f as usize), Some(info_v2 as usize));

@@ -94,6 +94,28 @@ pub unsafe extern "C" fn C_GetSessionInfo(
     })
 }
 
+/// `C_GetSessionValidationFlags` (PKCS#11 3.2): no operation of this token is
+/// claimed as FIPS-validated, so the flags of the last operation are always 0.
+#[no_mangle]
+pub unsafe extern "C" fn C_GetSessionValidationFlags(
+    h: CK_SESSION_HANDLE,
+    kind: CK_SESSION_VALIDATION_FLAGS_TYPE,
+    flags: *mut CK_FLAGS,
+) -> CK_RV {
+    call("C_GetSessionValidationFlags", || {
+        let st = state::state()?;
+        st.session(h)?;
+        non_null(flags)?;
+        if kind != CKS_LAST_VALIDATION_OK {
+            return Err(crate::guard::Rv(CKR_ARGUMENTS_BAD));
+        }
+        // SAFETY: `flags` is not NULL (checked above) and points to a writable
+        // `CK_FLAGS` (PKCS#11).
+        unsafe { *flags = 0 };
+        Ok(())
+    })
+}
+
 fn login(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
     e.token.session_info(h)?;
     if user == CKU_CONTEXT_SPECIFIC {

@@ -1,8 +1,10 @@
-//! Functions of the v2.40 and v3.0 lists that this token does not offer.
+//! Functions of the v2.40, v3.0 and v3.2 lists that this token does not offer.
 //!
 //! They exist so every slot of the function lists is filled: operation state
-//! save/restore and sign/verify with recovery answer `CKR_FUNCTION_NOT_SUPPORTED`;
-//! the legacy parallel functions answer `CKR_FUNCTION_NOT_PARALLEL`.
+//! save/restore, sign/verify with recovery, and of 3.2 key encapsulation (no
+//! ML-KEM yet), the asynchronous functions and authenticated wrapping answer
+//! `CKR_FUNCTION_NOT_SUPPORTED`; the legacy parallel functions answer
+//! `CKR_FUNCTION_NOT_PARALLEL`.
 
 use cryptoki_sys::*;
 
@@ -28,6 +30,9 @@ type Len = CK_ULONG;
 type LenOut = *mut CK_ULONG;
 type Mech = *mut CK_MECHANISM;
 type Object = CK_OBJECT_HANDLE;
+type ObjectOut = *mut CK_OBJECT_HANDLE;
+type Template = *mut CK_ATTRIBUTE;
+type Name = *mut CK_UTF8CHAR;
 
 refuse! {
     C_GetOperationState(_h: Session, _s: Bytes, _l: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
@@ -38,5 +43,12 @@ refuse! {
     C_VerifyRecover(_h: Session, _s: Bytes, _sl: Len, _d: Bytes, _dl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
     C_GetFunctionStatus(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
     C_CancelFunction(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
+    C_EncapsulateKey(_h: Session, _m: Mech, _k: Object, _t: Template, _n: Len, _c: Bytes, _cl: LenOut, _o: ObjectOut) => CKR_FUNCTION_NOT_SUPPORTED;
+    C_DecapsulateKey(_h: Session, _m: Mech, _k: Object, _t: Template, _n: Len, _c: Bytes, _cl: Len, _o: ObjectOut) => CKR_FUNCTION_NOT_SUPPORTED;
+    C_AsyncComplete(_h: Session, _f: Name, _r: *mut CK_ASYNC_DATA) => CKR_FUNCTION_NOT_SUPPORTED;
+    C_AsyncGetID(_h: Session, _f: Name, _i: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
+    C_AsyncJoin(_h: Session, _f: Name, _i: Len, _d: Bytes, _l: Len) => CKR_FUNCTION_NOT_SUPPORTED;
+    C_WrapKeyAuthenticated(_h: Session, _m: Mech, _w: Object, _k: Object, _a: Bytes, _al: Len, _o: Bytes, _ol: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
+    C_UnwrapKeyAuthenticated(_h: Session, _m: Mech, _u: Object, _w: Bytes, _wl: Len, _t: Template, _n: Len, _a: Bytes, _al: Len, _o: ObjectOut) => CKR_FUNCTION_NOT_SUPPORTED;
 
 }

@@ -182,3 +182,57 @@ fn ietf_example_key_by_its_seed() {
     ]);
     assert_eq!(rv(r), RvError::TemplateIncomplete);
 }
+
+/// The PKCS#11 3.2 interface is the default one (`cryptoki` takes it) and its
+/// `C_VerifySignature*` functions verify with the signature given first, for any
+/// signature mechanism; the two kinds of verification do not mix.
+#[test]
+fn verify_signature_functions_of_the_3_2_interface() {
+    let ctx = Ctx::new();
+    assert_eq!(
+        ctx.p11()
+            .get_library_info()
+            .unwrap()
+            .cryptoki_version()
+            .minor(),
+        2
+    );
+    let (_, s) = ctx.user_session();
+    let (public, private) = s
+        .generate_key_pair(
+            &Mechanism::MlDsaKeyPairGen,
+            &[Attribute::ParameterSet(
+                MlDsaParameterSetType::ML_DSA_44.into(),
+            )],
+            &[],
+        )
+        .unwrap();
+    let m = Mechanism::MlDsa(SignAdditionalContext::new(HedgeType::Preferred, None));
+    let data = b"verify me";
+    let sig = s.sign(&m, private, data).unwrap();
+    s.verify_signature_init(&m, public, &sig).unwrap();
+    s.verify_signature(data).unwrap();
+    s.verify_signature_init(&m, public, &sig).unwrap();
+    s.verify_signature_update(&data[..3]).unwrap();
+    s.verify_signature_update(&data[3..]).unwrap();
+    s.verify_signature_final().unwrap();
+    s.verify_signature_init(&m, public, &sig).unwrap();
+    assert_eq!(
+        rv(s.verify_signature(b"verify mE")),
+        RvError::SignatureInvalid
+    );
+    // Begun as VerifySignature, a C_Verify is not this operation (and the other
+    // way round); the operation in progress stays.
+    s.verify_signature_init(&m, public, &sig).unwrap();
+    assert_eq!(
+        rv(s.verify(&m, public, data, &sig)),
+        RvError::OperationActive
+    );
+    s.verify_signature(data).unwrap();
+    // An ECDSA key through the same functions.
+    let (ec_pub, ec_priv) = ec_pair(&s, P256, "ec", false);
+    let es = s.sign(&Mechanism::EcdsaSha256, ec_priv, data).unwrap();
+    s.verify_signature_init(&Mechanism::EcdsaSha256, ec_pub, &es)
+        .unwrap();
+    s.verify_signature(data).unwrap();
+}

@@ -1,6 +1,6 @@
 //! ML-DSA (FIPS 204; PKCS#11 3.2 `CKK_ML_DSA`, `CKM_ML_DSA_KEY_PAIR_GEN`,
-//! `CKM_ML_DSA`, `CKM_HASH_ML_DSA` and `CKM_HASH_ML_DSA_SHA{224,256,384,512}`),
-//! on RustCrypto's `ml-dsa` in both builds.
+//! `CKM_ML_DSA`, `CKM_HASH_ML_DSA` and the ten `CKM_HASH_ML_DSA_<hash>` with SHA-2,
+//! SHA-3 and SHAKE), on RustCrypto's `ml-dsa` in both builds.
 //!
 //! Keys as PKCS#11 3.2 §6.67 stores them: `CKA_PARAMETER_SET` (`CKP_ML_DSA_44/65/87`)
 //! on both halves; the public key's `CKA_VALUE` is pkEncode(pk); the private key
@@ -12,8 +12,7 @@
 //! Signing follows FIPS 204 Algorithms 2 and 4 through the `_internal` functions:
 //! M' = 0 ‖ |ctx| ‖ ctx ‖ M (pure) or 1 ‖ |ctx| ‖ ctx ‖ OID(PH) ‖ PH(M) (pre-hash),
 //! with `rnd` 32 fresh random bytes (hedged: `CKH_HEDGE_PREFERRED`,
-//! `CKH_HEDGE_REQUIRED`) or zeros (`CKH_DETERMINISTIC_REQUIRED`). Not offered yet:
-//! the SHA-3 and SHAKE pre-hash variants.
+//! `CKH_HEDGE_REQUIRED`) or zeros (`CKH_DETERMINISTIC_REQUIRED`).
 
 use cryptoki_sys::*;
 use ml_dsa::{Keypair, MlDsa44, MlDsa65, MlDsa87, MlDsaParams};
@@ -44,6 +43,12 @@ pub(super) const ENTRIES: &[MechEntry] = &[
     sv(CKM_HASH_ML_DSA_SHA256),
     sv(CKM_HASH_ML_DSA_SHA384),
     sv(CKM_HASH_ML_DSA_SHA512),
+    sv(CKM_HASH_ML_DSA_SHA3_224),
+    sv(CKM_HASH_ML_DSA_SHA3_256),
+    sv(CKM_HASH_ML_DSA_SHA3_384),
+    sv(CKM_HASH_ML_DSA_SHA3_512),
+    sv(CKM_HASH_ML_DSA_SHAKE128),
+    sv(CKM_HASH_ML_DSA_SHAKE256),
 ];
 
 const fn sv(ty: CK_MECHANISM_TYPE) -> MechEntry {
@@ -260,26 +265,136 @@ fn generate_pair(
     Ok((public, private))
 }
 
-/// DER of the hash OIDs FIPS 204 §5.4 puts in M' (2.16.840.1.101.3.4.2.x).
-fn hash_oid(h: HashAlg) -> Option<[u8; 11]> {
-    let last = match h {
-        HashAlg::Sha256 => 1,
-        HashAlg::Sha384 => 2,
-        HashAlg::Sha512 => 3,
-        HashAlg::Sha224 => 4,
-        _ => return None,
-    };
-    Some([
-        0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, last,
-    ])
+/// The pre-hash functions of HashML-DSA (FIPS 204 §5.4): each with the last arc
+/// of its OID (2.16.840.1.101.3.4.2.x) and its output length (SHAKE128 gives 256
+/// bits, SHAKE256 512, as §5.4.1 fixes them).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PreHash {
+    Sha224,
+    Sha256,
+    Sha384,
+    Sha512,
+    Sha3_224,
+    Sha3_256,
+    Sha3_384,
+    Sha3_512,
+    Shake128,
+    Shake256,
+}
+
+impl PreHash {
+    /// The hash named in a `CK_HASH_SIGN_ADDITIONAL_CONTEXT` (a digest mechanism).
+    fn from_digest(ty: CK_MECHANISM_TYPE) -> Option<PreHash> {
+        Some(match ty {
+            CKM_SHA224 => PreHash::Sha224,
+            CKM_SHA256 => PreHash::Sha256,
+            CKM_SHA384 => PreHash::Sha384,
+            CKM_SHA512 => PreHash::Sha512,
+            CKM_SHA3_224 => PreHash::Sha3_224,
+            CKM_SHA3_256 => PreHash::Sha3_256,
+            CKM_SHA3_384 => PreHash::Sha3_384,
+            CKM_SHA3_512 => PreHash::Sha3_512,
+            _ => return None,
+        })
+    }
+
+    /// The hash of a `CKM_HASH_ML_DSA_<hash>` mechanism.
+    fn of_mechanism(ty: CK_MECHANISM_TYPE) -> Option<PreHash> {
+        Some(match ty {
+            CKM_HASH_ML_DSA_SHA224 => PreHash::Sha224,
+            CKM_HASH_ML_DSA_SHA256 => PreHash::Sha256,
+            CKM_HASH_ML_DSA_SHA384 => PreHash::Sha384,
+            CKM_HASH_ML_DSA_SHA512 => PreHash::Sha512,
+            CKM_HASH_ML_DSA_SHA3_224 => PreHash::Sha3_224,
+            CKM_HASH_ML_DSA_SHA3_256 => PreHash::Sha3_256,
+            CKM_HASH_ML_DSA_SHA3_384 => PreHash::Sha3_384,
+            CKM_HASH_ML_DSA_SHA3_512 => PreHash::Sha3_512,
+            CKM_HASH_ML_DSA_SHAKE128 => PreHash::Shake128,
+            CKM_HASH_ML_DSA_SHAKE256 => PreHash::Shake256,
+            _ => return None,
+        })
+    }
+
+    /// DER of the OID FIPS 204 puts in M'.
+    fn oid(self) -> [u8; 11] {
+        let last = match self {
+            PreHash::Sha256 => 1,
+            PreHash::Sha384 => 2,
+            PreHash::Sha512 => 3,
+            PreHash::Sha224 => 4,
+            PreHash::Sha3_224 => 7,
+            PreHash::Sha3_256 => 8,
+            PreHash::Sha3_384 => 9,
+            PreHash::Sha3_512 => 10,
+            PreHash::Shake128 => 11,
+            PreHash::Shake256 => 12,
+        };
+        [
+            0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, last,
+        ]
+    }
+
+    fn output_len(self) -> usize {
+        match self {
+            PreHash::Sha224 | PreHash::Sha3_224 => 28,
+            PreHash::Sha256 | PreHash::Sha3_256 | PreHash::Shake128 => 32,
+            PreHash::Sha384 | PreHash::Sha3_384 => 48,
+            PreHash::Sha512 | PreHash::Sha3_512 | PreHash::Shake256 => 64,
+        }
+    }
+
+    fn hasher(self) -> Hasher {
+        use sha3::digest::Digest;
+        match self {
+            PreHash::Sha224 => Hasher::Fixed(HashAlg::Sha224.hasher()),
+            PreHash::Sha256 => Hasher::Fixed(HashAlg::Sha256.hasher()),
+            PreHash::Sha384 => Hasher::Fixed(HashAlg::Sha384.hasher()),
+            PreHash::Sha512 => Hasher::Fixed(HashAlg::Sha512.hasher()),
+            PreHash::Sha3_224 => Hasher::Fixed(Box::new(sha3::Sha3_224::new())),
+            PreHash::Sha3_256 => Hasher::Fixed(Box::new(sha3::Sha3_256::new())),
+            PreHash::Sha3_384 => Hasher::Fixed(Box::new(sha3::Sha3_384::new())),
+            PreHash::Sha3_512 => Hasher::Fixed(Box::new(sha3::Sha3_512::new())),
+            PreHash::Shake128 => Hasher::Shake128(Box::default()),
+            PreHash::Shake256 => Hasher::Shake256(Box::default()),
+        }
+    }
+}
+
+/// A running pre-hash.
+enum Hasher {
+    Fixed(Box<dyn digest::DynDigest + Send + Sync>),
+    Shake128(Box<sha3::Shake128>),
+    Shake256(Box<sha3::Shake256>),
+}
+
+impl Hasher {
+    fn update(&mut self, data: &[u8]) {
+        use sha3::digest::Update;
+        match self {
+            Hasher::Fixed(h) => h.update(data),
+            Hasher::Shake128(h) => h.update(data),
+            Hasher::Shake256(h) => h.update(data),
+        }
+    }
+
+    fn finish(&mut self, len: usize) -> Vec<u8> {
+        use sha3::digest::{ExtendableOutputReset, XofReader};
+        let mut out = vec![0u8; len];
+        match self {
+            Hasher::Fixed(h) => return h.finalize_reset().to_vec(),
+            Hasher::Shake128(h) => h.finalize_xof_reset().read(&mut out),
+            Hasher::Shake256(h) => h.finalize_xof_reset().read(&mut out),
+        }
+        out
+    }
 }
 
 /// What to sign: the message itself, hashed as it comes, or (`CKM_HASH_ML_DSA`) a
 /// hash the caller made.
 enum Input {
     Pure(Zeroizing<Vec<u8>>),
-    Hashing(HashAlg, Box<dyn digest::DynDigest + Send + Sync>),
-    Hashed(HashAlg, Vec<u8>),
+    Hashing(PreHash, Hasher),
+    Hashed(PreHash, Vec<u8>),
 }
 
 struct Op {
@@ -308,30 +423,24 @@ impl Op {
             CKH_DETERMINISTIC_REQUIRED => true,
             _ => return Err(param_err("unknown hedge variant")),
         };
-        let digest = |ty| HashAlg::from_digest_mechanism(ty).filter(|h| hash_oid(*h).is_some());
-        let input = match mech.ty {
-            CKM_ML_DSA if hash.is_none() => Input::Pure(Zeroizing::new(Vec::new())),
-            CKM_HASH_ML_DSA => {
-                let h = hash.and_then(digest).ok_or_else(|| {
-                    param_err("CKM_HASH_ML_DSA needs a SHA-2 hash in its parameter")
+        let input = match (mech.ty, hash) {
+            (CKM_ML_DSA, None) => Input::Pure(Zeroizing::new(Vec::new())),
+            (CKM_HASH_ML_DSA, Some(h)) => {
+                let h = PreHash::from_digest(h).ok_or_else(|| {
+                    param_err("CKM_HASH_ML_DSA takes a SHA-2 or SHA-3 hash in its parameter")
                 })?;
                 Input::Hashed(h, Vec::new())
             }
-            ty @ (CKM_HASH_ML_DSA_SHA224
-            | CKM_HASH_ML_DSA_SHA256
-            | CKM_HASH_ML_DSA_SHA384
-            | CKM_HASH_ML_DSA_SHA512)
-                if hash.is_none() =>
-            {
-                let h = match ty {
-                    CKM_HASH_ML_DSA_SHA224 => HashAlg::Sha224,
-                    CKM_HASH_ML_DSA_SHA256 => HashAlg::Sha256,
-                    CKM_HASH_ML_DSA_SHA384 => HashAlg::Sha384,
-                    _ => HashAlg::Sha512,
-                };
-                Input::Hashing(h, h.hasher())
+            (CKM_HASH_ML_DSA, None) => {
+                return Err(param_err(
+                    "CKM_HASH_ML_DSA needs CK_HASH_SIGN_ADDITIONAL_CONTEXT naming the hash",
+                ))
             }
-            _ => {
+            (ty, None) => match PreHash::of_mechanism(ty) {
+                Some(h) => Input::Hashing(h, h.hasher()),
+                None => return Err(Error::MechanismInvalid(ty)),
+            },
+            (_, Some(_)) => {
                 return Err(param_err(
                     "CK_HASH_SIGN_ADDITIONAL_CONTEXT is for CKM_HASH_ML_DSA",
                 ))
@@ -372,14 +481,14 @@ impl Op {
         let (domain, tail): (u8, Vec<Vec<u8>>) = match &mut self.input {
             Input::Pure(m) => (0, vec![std::mem::take(&mut **m)]),
             Input::Hashing(h, d) => {
-                let ph = d.finalize_reset().to_vec();
-                (1, vec![hash_oid(*h).expect("SHA-2").to_vec(), ph])
+                let ph = d.finish(h.output_len());
+                (1, vec![h.oid().to_vec(), ph])
             }
             Input::Hashed(h, v) => {
                 if v.len() != h.output_len() {
                     return Err(Error::DataLenRange);
                 }
-                (1, vec![hash_oid(*h).expect("SHA-2").to_vec(), v.clone()])
+                (1, vec![h.oid().to_vec(), v.clone()])
             }
         };
         let mut parts = vec![vec![domain], ctx_len.to_vec(), self.ctx.clone()];

@@ -93,7 +93,7 @@ impl Token {
     pub fn verify(&self, sid: impl SessionKey, data: &[u8], signature: &[u8]) -> Result<()> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
-        let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
+        let mut st = take_verify(&mut s.verify, false)?;
         if st.multi {
             return Err(Error::OperationActive);
         }
@@ -103,9 +103,17 @@ impl Token {
 
     /// `C_VerifyUpdate`.
     pub fn verify_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        self.verify_part(sid, data, false)
+    }
+
+    fn verify_part(&self, sid: impl SessionKey, data: &[u8], with_sig: bool) -> Result<()> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
-        let st = s.verify.as_mut().ok_or(Error::OperationNotInitialized)?;
+        let st = s
+            .verify
+            .as_mut()
+            .filter(|st| st.pending.is_some() == with_sig)
+            .ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
         if st.op.single_part() {
             s.verify = None;
@@ -122,7 +130,69 @@ impl Token {
     pub fn verify_final(&self, sid: impl SessionKey, signature: &[u8]) -> Result<()> {
         let s = sid.resolve(self)?;
         let mut s = Token::lock_session(&s);
-        let mut st = s.verify.take().ok_or(Error::OperationNotInitialized)?;
+        let mut st = take_verify(&mut s.verify, false)?;
         st.op.finish(signature)
+    }
+
+    /// `C_VerifySignatureInit` (PKCS#11 3.2): a verification whose signature comes
+    /// first. It shares the verify slot; the signature waits in the stage's
+    /// `pending`, which a plain verification never uses, and marks the operation
+    /// as this kind (`C_Verify*` and `C_VerifySignature*` do not mix).
+    pub fn verify_signature_init(
+        &self,
+        sid: impl SessionKey,
+        mech: &Mechanism,
+        key: u64,
+        signature: &[u8],
+    ) -> Result<()> {
+        self.verify_init(sid, mech, key)?;
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        if let Some(st) = s.verify.as_mut() {
+            st.pending = Some(signature.to_vec());
+        }
+        Ok(())
+    }
+
+    /// `C_VerifySignature` (single part). The operation ends whatever the outcome.
+    pub fn verify_signature(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let mut st = take_verify(&mut s.verify, true)?;
+        if st.multi {
+            return Err(Error::OperationActive);
+        }
+        let sig = st.pending.take().unwrap_or_default();
+        st.op.update(data)?;
+        st.op.finish(&sig)
+    }
+
+    /// `C_VerifySignatureUpdate`.
+    pub fn verify_signature_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+        self.verify_part(sid, data, true)
+    }
+
+    /// `C_VerifySignatureFinal`.
+    pub fn verify_signature_final(&self, sid: impl SessionKey) -> Result<()> {
+        let s = sid.resolve(self)?;
+        let mut s = Token::lock_session(&s);
+        let mut st = take_verify(&mut s.verify, true)?;
+        let sig = st.pending.take().unwrap_or_default();
+        st.op.finish(&sig)
+    }
+}
+
+/// Ends the active verification for its last step if it is of the kind asked
+/// for (`with_sig`: begun by `C_VerifySignatureInit`); another kind is left
+/// running and the call is `CKR_OPERATION_NOT_INITIALIZED`.
+fn take_verify(
+    slot: &mut Option<crate::token::session_state::Stage<dyn crate::mechanism::VerifyOp>>,
+    with_sig: bool,
+) -> Result<crate::token::session_state::Stage<dyn crate::mechanism::VerifyOp>> {
+    match slot {
+        Some(st) if st.pending.is_some() == with_sig => {
+            Ok(slot.take().expect("checked just above"))
+        }
+        _ => Err(Error::OperationNotInitialized),
     }
 }

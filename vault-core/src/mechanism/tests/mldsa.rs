@@ -193,6 +193,63 @@ fn hash_ml_dsa_on_token_equals_caller_hashed_and_differs_from_pure() {
         let p = sign(&pure, &sk, b"the message").unwrap();
         assert!(verify(&on_token, &pk, b"the message", &p).is_err());
     }
+    // SHA-3 the same way, against the `sha3` crate's hash.
+    {
+        use sha3::Digest;
+        for (ty, h, ph) in [
+            (
+                CKM_HASH_ML_DSA_SHA3_224,
+                CKM_SHA3_224,
+                sha3::Sha3_224::digest(b"the message").to_vec(),
+            ),
+            (
+                CKM_HASH_ML_DSA_SHA3_256,
+                CKM_SHA3_256,
+                sha3::Sha3_256::digest(b"the message").to_vec(),
+            ),
+            (
+                CKM_HASH_ML_DSA_SHA3_384,
+                CKM_SHA3_384,
+                sha3::Sha3_384::digest(b"the message").to_vec(),
+            ),
+            (
+                CKM_HASH_ML_DSA_SHA3_512,
+                CKM_SHA3_512,
+                sha3::Sha3_512::digest(b"the message").to_vec(),
+            ),
+        ] {
+            let on_token = ctx_mech(ty, CKH_DETERMINISTIC_REQUIRED, b"");
+            let s = sign(&on_token, &sk, b"the message").unwrap();
+            let hashed = mech(
+                CKM_HASH_ML_DSA,
+                MechParam::SignContext {
+                    hedge: CKH_DETERMINISTIC_REQUIRED,
+                    context: vec![],
+                    hash: Some(h),
+                },
+            );
+            assert_eq!(sign(&hashed, &sk, &ph).unwrap(), s, "{ty:#x}");
+            verify(&on_token, &pk, b"the message", &s).unwrap();
+        }
+    }
+    // SHAKE128/256 (no CKM_HASH_ML_DSA form): they sign and verify, and differ
+    // from each other.
+    let a = sign(
+        &ctx_mech(CKM_HASH_ML_DSA_SHAKE128, CKH_DETERMINISTIC_REQUIRED, b""),
+        &sk,
+        b"m",
+    )
+    .unwrap();
+    let b = sign(
+        &ctx_mech(CKM_HASH_ML_DSA_SHAKE256, CKH_DETERMINISTIC_REQUIRED, b""),
+        &sk,
+        b"m",
+    )
+    .unwrap();
+    assert_ne!(a, b);
+    verify(&Mechanism::new(CKM_HASH_ML_DSA_SHAKE128), &pk, b"m", &a).unwrap();
+    verify(&Mechanism::new(CKM_HASH_ML_DSA_SHAKE256), &pk, b"m", &b).unwrap();
+    assert!(verify(&Mechanism::new(CKM_HASH_ML_DSA_SHAKE256), &pk, b"m", &a).is_err());
     // CKM_HASH_ML_DSA needs its hash.
     assert!(matches!(
         sign_init(&ctx_mech(CKM_HASH_ML_DSA, 0, b""), &sk),
