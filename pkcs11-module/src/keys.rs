@@ -5,6 +5,7 @@ use cryptoki_sys::*;
 use crate::convert::{bytes, mechanism, non_null, template, OutBuf};
 use crate::guard::call;
 use crate::state;
+use vault_core::session::{OutLen, Output};
 
 /// `C_GenerateKey`.
 #[no_mangle]
@@ -117,6 +118,77 @@ pub unsafe extern "C" fn C_UnwrapKey(
         let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
         let id = e.token.unwrap_key(h, &m, unwrapping, w, &t)?;
+        // SAFETY: `key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *key = id as CK_OBJECT_HANDLE };
+        Ok(())
+    })
+}
+
+/// `C_EncapsulateKey` (PKCS#11 3.2). The ciphertext follows the length protocol:
+/// a NULL or short buffer gets the length and makes no key.
+#[no_mangle]
+pub unsafe extern "C" fn C_EncapsulateKey(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    public: CK_OBJECT_HANDLE,
+    tmpl: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    ct: *mut CK_BYTE,
+    ct_len: *mut CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    // SAFETY: `ct`/`ct_len` are the caller's output buffer and length: NULL, or a
+    // writable `CK_ULONG` and `*ct_len` writable bytes (PKCS#11).
+    let out = unsafe { OutBuf::new(ct, ct_len) };
+    call("C_EncapsulateKey", || {
+        let e = state::session(h)?;
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
+        let need = e.token.encapsulated_len(h, &m, public)?;
+        match out.room()? {
+            OutLen::Buffer(n) if n >= need => {}
+            _ => return out.deliver(Output::Needed(need)),
+        }
+        non_null(key)?;
+        let (c, id) = e.token.encapsulate_key(h, &m, public, &t)?;
+        out.deliver(Output::Bytes(c))?;
+        // SAFETY: `key` is not NULL (checked above) and points to a writable
+        // `CK_OBJECT_HANDLE` (PKCS#11).
+        unsafe { *key = id as CK_OBJECT_HANDLE };
+        Ok(())
+    })
+}
+
+/// `C_DecapsulateKey` (PKCS#11 3.2).
+#[no_mangle]
+pub unsafe extern "C" fn C_DecapsulateKey(
+    h: CK_SESSION_HANDLE,
+    mech: *mut CK_MECHANISM,
+    private: CK_OBJECT_HANDLE,
+    tmpl: *mut CK_ATTRIBUTE,
+    count: CK_ULONG,
+    ct: *mut CK_BYTE,
+    ct_len: CK_ULONG,
+    key: *mut CK_OBJECT_HANDLE,
+) -> CK_RV {
+    call("C_DecapsulateKey", || {
+        let e = state::session(h)?;
+        // SAFETY: `mech` is the caller's `CK_MECHANISM` pointer: NULL (refused) or a
+        // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
+        let m = unsafe { mechanism(mech) }?;
+        // SAFETY: `ct` is NULL with length 0 or points to `ct_len` readable bytes
+        // (PKCS#11); `bytes` refuses NULL with a length.
+        let c = unsafe { bytes(ct, ct_len) }?;
+        // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
+        // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
+        let t = unsafe { template(tmpl, count) }?;
+        non_null(key)?;
+        let id = e.token.decapsulate_key(h, &m, private, &t, c)?;
         // SAFETY: `key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *key = id as CK_OBJECT_HANDLE };

@@ -1,8 +1,8 @@
 //! Functions of the v2.40, v3.0 and v3.2 lists that this token does not offer.
 //!
 //! They exist so every slot of the function lists is filled: operation state
-//! save/restore, sign/verify with recovery, and of 3.2 key encapsulation (no
-//! ML-KEM yet), the asynchronous functions and authenticated wrapping answer
+//! save/restore, sign/verify with recovery, and of 3.2 the asynchronous
+//! functions and authenticated wrapping answer
 //! `CKR_FUNCTION_NOT_SUPPORTED`; the legacy parallel functions answer
 //! `CKR_FUNCTION_NOT_PARALLEL`.
 
@@ -43,8 +43,6 @@ refuse! {
     C_VerifyRecover(_h: Session, _s: Bytes, _sl: Len, _d: Bytes, _dl: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
     C_GetFunctionStatus(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
     C_CancelFunction(_h: Session) => CKR_FUNCTION_NOT_PARALLEL;
-    C_EncapsulateKey(_h: Session, _m: Mech, _k: Object, _t: Template, _n: Len, _c: Bytes, _cl: LenOut, _o: ObjectOut) => CKR_FUNCTION_NOT_SUPPORTED;
-    C_DecapsulateKey(_h: Session, _m: Mech, _k: Object, _t: Template, _n: Len, _c: Bytes, _cl: Len, _o: ObjectOut) => CKR_FUNCTION_NOT_SUPPORTED;
     C_AsyncComplete(_h: Session, _f: Name, _r: *mut CK_ASYNC_DATA) => CKR_FUNCTION_NOT_SUPPORTED;
     C_AsyncGetID(_h: Session, _f: Name, _i: LenOut) => CKR_FUNCTION_NOT_SUPPORTED;
     C_AsyncJoin(_h: Session, _f: Name, _i: Len, _d: Bytes, _l: Len) => CKR_FUNCTION_NOT_SUPPORTED;

@@ -61,6 +61,8 @@ pub fn is_bool_attr(t: CK_ATTRIBUTE_TYPE) -> bool {
             | CKA_ALWAYS_SENSITIVE
             | CKA_WRAP_WITH_TRUSTED
             | CKA_ALWAYS_AUTHENTICATE
+            | CKA_ENCAPSULATE
+            | CKA_DECAPSULATE
     )
 }
 

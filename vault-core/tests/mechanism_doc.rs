@@ -51,6 +51,8 @@ fn operations(flags: CK_FLAGS) -> String {
         (CKF_WRAP, "wrap"),
         (CKF_UNWRAP, "unwrap"),
         (CKF_DERIVE, "derive"),
+        (CKF_ENCAPSULATE, "encapsulate"),
+        (CKF_DECAPSULATE, "decapsulate"),
         (CKF_MESSAGE_ENCRYPT, "message encrypt"),
         (CKF_MESSAGE_DECRYPT, "message decrypt"),
         (CKF_MESSAGE_SIGN, "message sign"),

@@ -36,6 +36,8 @@ pub(crate) enum Material {
     XPublic,
     MlDsaPrivate(Box<dyn super::mldsa::PrivateOps>),
     MlDsaPublic(Box<dyn super::mldsa::PublicOps>),
+    MlKemPrivate(Box<dyn super::mlkem::PrivateOps>),
+    MlKemPublic(Box<dyn super::mlkem::PublicOps>),
     /// Any `CKO_SECRET_KEY`; the mechanisms check `key_type`.
     Secret {
         key_type: CK_KEY_TYPE,
@@ -126,6 +128,12 @@ impl Key {
             (CKO_PUBLIC_KEY, CKK_ML_DSA) => {
                 Material::MlDsaPublic(super::mldsa::public_from(attrs)?)
             }
+            (CKO_PRIVATE_KEY, CKK_ML_KEM) => {
+                Material::MlKemPrivate(super::mlkem::private_from(attrs)?)
+            }
+            (CKO_PUBLIC_KEY, CKK_ML_KEM) => {
+                Material::MlKemPublic(super::mlkem::public_from(attrs)?)
+            }
             (CKO_SECRET_KEY, kt) => Material::Secret {
                 key_type: kt,
                 value: Zeroizing::new(attrs.require(CKA_VALUE)?.to_vec()),
@@ -147,12 +155,14 @@ impl Key {
             | Material::EcPrivate(_)
             | Material::EdPrivate(_)
             | Material::XPrivate(_)
-            | Material::MlDsaPrivate(_) => CKO_PRIVATE_KEY,
+            | Material::MlDsaPrivate(_)
+            | Material::MlKemPrivate(_) => CKO_PRIVATE_KEY,
             Material::RsaPublic(_)
             | Material::EcPublic(_)
             | Material::EdPublic(_)
             | Material::XPublic
-            | Material::MlDsaPublic(_) => CKO_PUBLIC_KEY,
+            | Material::MlDsaPublic(_)
+            | Material::MlKemPublic(_) => CKO_PUBLIC_KEY,
             Material::Secret { .. } => CKO_SECRET_KEY,
         }
     }
@@ -165,6 +175,7 @@ impl Key {
             Material::EdPrivate(_) | Material::EdPublic(_) => CKK_EC_EDWARDS,
             Material::XPrivate(_) | Material::XPublic => CKK_EC_MONTGOMERY,
             Material::MlDsaPrivate(_) | Material::MlDsaPublic(_) => CKK_ML_DSA,
+            Material::MlKemPrivate(_) | Material::MlKemPublic(_) => CKK_ML_KEM,
             Material::Secret { key_type, .. } => *key_type,
         }
     }

@@ -139,6 +139,7 @@ pub mod kdf;
 mod keys;
 mod kw;
 pub mod mldsa;
+pub mod mlkem;
 mod names;
 mod rsa;
 mod table;
@@ -149,8 +150,8 @@ pub use digest::HashAlg;
 pub use keys::Key;
 pub use names::mechanism_name;
 pub use table::{
-    decrypt_init, derive, digest_init, encrypt_init, generate_key, generate_key_pair,
-    mechanism_info, mechanism_list, sign_init, unwrap, verify_init, wrap,
+    decapsulate, decrypt_init, derive, digest_init, encapsulate, encrypt_init, generate_key,
+    generate_key_pair, mechanism_info, mechanism_list, sign_init, unwrap, verify_init, wrap,
 };
 
 #[cfg(test)]

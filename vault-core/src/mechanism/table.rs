@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::encoding::private_key_pkcs8;
 use super::{
     aes, chacha, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hkdf, hmac, kbkdf, kdf, kw,
-    mldsa, rsa, x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
+    mldsa, mlkem, rsa, x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -68,6 +68,13 @@ pub(super) type GenerateFn = fn(&Mechanism, &Attributes) -> Result<Attributes>;
 pub(super) type GeneratePairFn =
     fn(&Mechanism, &Attributes, &Attributes) -> Result<(Attributes, Attributes)>;
 
+/// Encapsulates a fresh shared secret to a public key (`C_EncapsulateKey`):
+/// (ciphertext, shared secret).
+pub(super) type EncapsulateFn = fn(&Mechanism, &Key) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)>;
+/// Recovers the shared secret of a ciphertext with the private key
+/// (`C_DecapsulateKey`).
+pub(super) type DecapsulateFn = fn(&Mechanism, &Key, &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+
 /// The functions that run a mechanism, one per operation it supports.
 #[derive(Clone, Copy)]
 pub(super) struct Ops {
@@ -81,6 +88,8 @@ pub(super) struct Ops {
     pub derive: Option<DeriveFn>,
     pub generate: Option<GenerateFn>,
     pub generate_pair: Option<GeneratePairFn>,
+    pub encapsulate: Option<EncapsulateFn>,
+    pub decapsulate: Option<DecapsulateFn>,
 }
 
 impl Ops {
@@ -96,6 +105,8 @@ impl Ops {
         derive: None,
         generate: None,
         generate_pair: None,
+        encapsulate: None,
+        decapsulate: None,
     };
 }
 
@@ -165,11 +176,12 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 18] = [
+const FAMILIES: [&[MechEntry]; 19] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
     mldsa::ENTRIES,
+    mlkem::ENTRIES,
     ecdh::ENTRIES,
     x25519::ENTRIES,
     aes::ENTRIES,
@@ -257,6 +269,8 @@ const fn consistent(table: &[MechEntry; N]) -> bool {
             || has(f, CKF_DERIVE) != o.derive.is_some()
             || has(f, CKF_GENERATE) != o.generate.is_some()
             || has(f, CKF_GENERATE_KEY_PAIR) != o.generate_pair.is_some()
+            || has(f, CKF_ENCAPSULATE) != o.encapsulate.is_some()
+            || has(f, CKF_DECAPSULATE) != o.decapsulate.is_some()
             || e.policy_gated & !f != 0
             || e.min_key_size > e.max_key_size
         {
@@ -387,6 +401,16 @@ pub fn derive(
     template: &Attributes,
 ) -> Result<Zeroizing<Vec<u8>>> {
     op(mech.ty, |o| o.derive)?(mech, base, other, template)
+}
+
+/// Encapsulates a shared secret to a public key (`C_EncapsulateKey`).
+pub fn encapsulate(mech: &Mechanism, key: &Key) -> Result<(Vec<u8>, Zeroizing<Vec<u8>>)> {
+    op(mech.ty, |o| o.encapsulate)?(mech, key)
+}
+
+/// Recovers an encapsulated shared secret (`C_DecapsulateKey`).
+pub fn decapsulate(mech: &Mechanism, key: &Key, ciphertext: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    op(mech.ty, |o| o.decapsulate)?(mech, key, ciphertext)
 }
 
 /// Generates a secret key (`C_GenerateKey`). Returns the attributes to add to the

@@ -217,6 +217,10 @@ fn key_defaults(
                 CKK_ML_DSA => {
                     crate::mechanism::mldsa::public_from(o)?;
                 }
+                CKK_ML_KEM => {
+                    crate::mechanism::mlkem::public_from(o)?;
+                    set_default_bool(o, CKA_ENCAPSULATE, true);
+                }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }
             if !o.contains(CKA_SUBJECT) {
@@ -252,6 +256,10 @@ fn key_defaults(
                 }
                 CKK_ML_DSA => {
                     crate::mechanism::mldsa::complete_private(o)?;
+                }
+                CKK_ML_KEM => {
+                    crate::mechanism::mlkem::complete_private(o)?;
+                    set_default_bool(o, CKA_DECAPSULATE, true);
                 }
                 _ => return Err(Error::AttributeValueInvalid(CKA_KEY_TYPE)),
             }

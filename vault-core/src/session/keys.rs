@@ -502,6 +502,89 @@ impl Token {
         Ok(ids)
     }
 
+    /// `C_EncapsulateKey` length query (PKCS#11 3.2): the ciphertext length of
+    /// `key` under `mech`, with the same checks as the operation.
+    pub fn encapsulated_len(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<usize> {
+        self.session(sid)?;
+        let k = self.key_of(key, CKA_ENCAPSULATE, mech)?;
+        mechanism::mlkem::ciphertext_len(&k.key)
+    }
+
+    /// `C_EncapsulateKey` (PKCS#11 3.2): a fresh shared secret to the public `key`,
+    /// stored as a new secret key from `template`; returns the ciphertext for the
+    /// private key's holder and the new key's handle.
+    pub fn encapsulate_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        key: u64,
+        template: &Attributes,
+    ) -> Result<(Vec<u8>, u64)> {
+        self.session(sid)?;
+        object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
+        let k = self.key_of(key, CKA_ENCAPSULATE, mech)?;
+        let (ct, secret) = mechanism::encapsulate(mech, &k.key)?;
+        let id = self.store_shared_secret(sid, template, &secret)?;
+        Ok((ct, id))
+    }
+
+    /// `C_DecapsulateKey` (PKCS#11 3.2): the shared secret of `ciphertext` under
+    /// the private `key`, stored as a new secret key from `template`. For the gate
+    /// it is an unwrap (a private key opens a secret), and a decryption when the
+    /// new key can be read back.
+    pub fn decapsulate_key(
+        &self,
+        sid: u64,
+        mech: &Mechanism,
+        key: u64,
+        template: &Attributes,
+        ciphertext: &[u8],
+    ) -> Result<u64> {
+        self.session(sid)?;
+        object::check_encoding(template)?;
+        self.check_trusted_template(template)?;
+        let k = self.key_of(key, CKA_DECAPSULATE, mech)?;
+        self.key_check(
+            OpClass::Unwrap,
+            &k.obj.attrs,
+            &k.verdict,
+            "decapsulate a key",
+        )?;
+        let t = self.key_template(template, Some(CKO_SECRET_KEY));
+        if exposes_value(&t) {
+            self.key_check(
+                OpClass::Decrypt,
+                &k.obj.attrs,
+                &k.verdict,
+                "decapsulate into an extractable key",
+            )?;
+        }
+        let secret = mechanism::decapsulate(mech, &k.key, ciphertext)?;
+        self.store_shared_secret(sid, template, &secret)
+    }
+
+    /// Stores a KEM's shared secret as a secret key from `template` (a shorter
+    /// `CKA_VALUE_LEN` keeps the leading bytes), with a derived key's rules.
+    fn store_shared_secret(&self, sid: u64, template: &Attributes, secret: &[u8]) -> Result<u64> {
+        let mut t = self
+            .key_template(template, Some(CKO_SECRET_KEY))
+            .into_owned();
+        let len = match t.get_ulong(CKA_VALUE_LEN)? {
+            Some(n) if (1..=secret.len() as u64).contains(&n) => n as usize,
+            Some(_) => {
+                return Err(Error::TemplateInconsistent(format!(
+                    "CKA_VALUE_LEN: the shared secret has {} bytes",
+                    secret.len()
+                )))
+            }
+            None => secret.len(),
+        };
+        t.remove(CKA_VALUE_LEN);
+        let attrs = derived_object(&t, &secret[..len], &[])?;
+        self.store_object(sid, attrs)
+    }
+
     /// A creation template for an object of `class` under `[policy] key_privacy`:
     /// with `force`, `CKA_PRIVATE = false` on a private or secret key becomes `true`
     /// (the key is private either way; `object::build` refuses what is left).
