@@ -5,89 +5,17 @@
 
 #[allow(unused_imports)]
 mod pkcs11_common;
+mod rks_common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-use pkcs11_common::*;
-
-const TMK1: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
-const TMK2: &str = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F";
-const FACTOR: &str = "00112233445566778899AABBCCDDEEFF";
-
-/// A running `vtoken-server rks serve`; killed on drop.
-struct Rks {
-    child: Child,
-    url: String,
-}
-
-impl Rks {
-    fn start(dir: &Path) -> Rks {
-        let mut child = Command::new(vtoken_testsupport::artifacts::server())
-            .args(["rks", "serve", "--dir", dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0"])
-            .env("VTOKEN_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start vtoken-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Rks { child, url }
-    }
-}
-
-impl Drop for Rks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `vtoken-server ARGS`: stdout, or a panic with stderr.
-fn server(args: &[&str]) -> String {
-    let o = Command::new(vtoken_testsupport::artifacts::server())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "vtoken-server {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// `vtoken ARGS` with this config: (success, stdout, stderr).
-fn cli(conf: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = vtoken_testsupport::env::command(vtoken_testsupport::artifacts::cli(), conf)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn cli_ok(conf: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = cli(conf, args);
-    assert!(ok, "vtoken {args:?}: {err}");
-    out
-}
+use pkcs11_common::{pin, Ctx};
+use rks_common::*;
 
 fn openssl_enc(cipher: &str, key_hex: &str, data: &[u8]) -> Vec<u8> {
     let mut c = Command::new("openssl")
@@ -100,156 +28,6 @@ fn openssl_enc(cipher: &str, key_hex: &str, data: &[u8]) -> Vec<u8> {
     let o = c.wait_with_output().unwrap();
     assert!(o.status.success());
     o.stdout
-}
-
-/// The world of one test: token directory, RKS directory, a station holding the
-/// device's DIK1, a provisioned device.
-struct World {
-    conf: std::path::PathBuf,
-    rks: std::path::PathBuf,
-    dsn: String,
-}
-
-fn world(dir: &Path, conf: &Path) -> World {
-    world_with(dir, conf, None)
-}
-
-/// As [`world`]; with `range`, the device's DIK1 is a range's (added, exported
-/// to the station and loaded there as a range).
-fn world_with(dir: &Path, conf: &Path, range: Option<&str>) -> World {
-    let c = |a: &[&str]| cli_ok(conf, a);
-    c(&[
-        "init", "--label", "station", "--so-pin", SO_PIN, "--pin", USER_PIN,
-    ]);
-    c(&[
-        "init", "--label", "device", "--so-pin", SO_PIN, "--pin", USER_PIN,
-    ]);
-    let ca = dir.join("ca");
-    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
-    c(&[
-        "--token",
-        "station",
-        "device",
-        "certify",
-        "--ca-dir",
-        ca.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
-    ]);
-    c(&[
-        "--token",
-        "device",
-        "device",
-        "certify",
-        "--ca-dir",
-        ca.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
-    ]);
-    let station_pem = dir.join("station.pem");
-    c(&[
-        "--token",
-        "station",
-        "device",
-        "cert",
-        "-o",
-        station_pem.to_str().unwrap(),
-    ]);
-    let info: serde_json::Value =
-        serde_json::from_str(&c(&["--token", "device", "--json", "info"])).unwrap();
-    let dsn = info["serial"].as_str().unwrap().to_string();
-    let rks = dir.join("rks");
-    let r = rks.to_str().unwrap();
-    server(&["rks", "init", "--dir", r]);
-    let (sel, val) = match range {
-        Some(rg) => ("--range", rg.to_string()),
-        None => ("--dsn", dsn.clone()),
-    };
-    server(&["rks", "dik1", "add", "--dir", r, sel, &val, "--key", DIK1_A]);
-    let cms = dir.join("dik1.cms");
-    server(&[
-        "rks",
-        "dik1",
-        "export",
-        "--dir",
-        r,
-        sel,
-        &val,
-        "--to-cert",
-        station_pem.to_str().unwrap(),
-        "-o",
-        cms.to_str().unwrap(),
-    ]);
-    // The export is a CMS envelope: DIK1 is not in it in the clear.
-    assert!(std::fs::read(&cms).unwrap().len() > 300);
-    c(&[
-        "--token",
-        "station",
-        "rks",
-        "station-load",
-        "--in",
-        cms.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
-    ]);
-    let root = rks.join("root.pem");
-    c(&[
-        "--token",
-        "device",
-        "rks",
-        "provision",
-        "--station",
-        "station",
-        "--factor",
-        FACTOR,
-        "--root",
-        root.to_str().unwrap(),
-        "--so-pin",
-        SO_PIN,
-        "--station-pin",
-        USER_PIN,
-    ]);
-    World {
-        conf: conf.to_path_buf(),
-        rks,
-        dsn,
-    }
-}
-
-fn status(w: &World) -> serde_json::Value {
-    let s: serde_json::Value = serde_json::from_str(&server(&[
-        "rks",
-        "status",
-        "--dir",
-        w.rks.to_str().unwrap(),
-        "--json",
-    ]))
-    .unwrap();
-    s.as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["dsn"] == w.dsn.as_str())
-        .cloned()
-        .unwrap()
-}
-
-fn queue(w: &World, label: &str, ty: &str, value: &str) {
-    server(&[
-        "rks",
-        "queue",
-        "--dir",
-        w.rks.to_str().unwrap(),
-        "--dsn",
-        &w.dsn,
-        "--label",
-        label,
-        "--type",
-        ty,
-        "--value",
-        value,
-        "--id",
-        "01",
-    ]);
 }
 
 #[test]
@@ -464,14 +242,6 @@ fn refused_download_stores_nothing_on_the_token() {
         serde_json::from_str(&server(&["rks", "status", "--dir", o, "--json"])).unwrap();
     assert_eq!(st[0]["delivered"], 0, "{st}");
     assert_eq!(st[0]["queued"], 1, "{st}");
-}
-
-const DIK1_A: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
-
-fn serial_of(conf: &Path, label: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&cli_ok(conf, &["--token", label, "--json", "info"])).unwrap();
-    v["serial"].as_str().unwrap().to_string()
 }
 
 /// `vtoken --token T rks inject --in F [extra]`: (success, stdout, stderr).
@@ -778,6 +548,7 @@ fn sealed_injection_and_its_attacks() {
 
     // dev-a still trusts the real RKS only: the download works.
     let w = World {
+        dir: dir.to_path_buf(),
         conf: conf.clone(),
         rks: rks.clone(),
         dsn: dsn_a.clone(),
