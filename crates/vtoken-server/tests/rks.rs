@@ -371,3 +371,138 @@ fn dik1_by_range() {
         "{text}"
     );
 }
+
+/// S306–S307 with DIK1 by batch (a production batch's DSN list, ¶0049): the DSN
+/// file's comments and blank lines are skipped; a DSN listed twice, a DSN in
+/// another batch and a line that is no DSN are refused with the line number and
+/// add nothing; a member downloads with the batch's DIK1; the DSN's own record
+/// wins over its batch; a member also inside a range uses the batch; a DSN in no
+/// batch or range is an unknown device; `rks status` shows the batch (kind
+/// "batch", members, totals) and `dik1_batch` per DSN.
+#[test]
+fn dik1_by_batch() {
+    const BATCH_KEY: &str = "111111111111111111111111111111111111111111111111";
+    const RANGE_KEY: &str = "C1D0F8FB4958670DBA40AB1F3752EF0DC1D0F8FB4958670D";
+    const M1: &str = "00000000000000C1";
+    const M2: &str = "1000000000000042"; // also inside the range below
+    const OUT: &str = "00000000000000D9";
+    let (t, d) = rks();
+    let s = d.to_str().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let add = |name: &str, f: &Path, key: &str| {
+        std::process::Command::new(BIN)
+            .args(["rks", "dik1", "add", "--dir", s, "--batch", name])
+            .args(["--dsn-file", f.to_str().unwrap(), "--key", key])
+            .output()
+            .unwrap()
+    };
+    // DSN (…A1) has its own record and is listed in the batch too.
+    let lot = file(
+        "lot1.txt",
+        &format!("# lot 1\n\n{M1}\n  {}\n{DSN}\n# end\n", M2.to_lowercase()),
+    );
+    let o = add("LOT-1", &lot, BATCH_KEY);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (text, want) in [
+        (
+            format!("00000000000000E1\n# x\n00000000000000E1\n"),
+            "line 3",
+        ),
+        (format!("00000000000000E2\n{M1}\n"), "line 2"),
+        ("00000000000000E3\nnot-a-dsn\n".to_string(), "line 2"),
+        ("# nothing\n".to_string(), "no DSN"),
+    ] {
+        let f = file("bad.txt", &text);
+        let o = add("LOT-2", &f, BATCH_KEY);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{text:?}: {err}");
+    }
+    // Nothing of the refused files was added: LOT-2 does not exist, E1..E3 are
+    // in no batch, and the name is still free.
+    let o = add("LOT-1", &file("again.txt", "00000000000000F1\n"), BATCH_KEY);
+    assert!(!o.status.success(), "a batch is never replaced");
+    run(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        s,
+        "--range",
+        "1000000000000000..10000000000000FF",
+        "--key",
+        RANGE_KEY,
+    ]);
+    for dsn in [M1, M2, OUT] {
+        run(&[
+            "rks", "queue", "--dir", s, "--dsn", dsn, "--label", "B1", "--type", "des3",
+        ]);
+    }
+    let srv = serve(&d);
+    let key = |h: &str| -> [u8; 24] { hex::decode(h).unwrap().try_into().unwrap() };
+    let dev = |dsn: &str, dik1: &[u8; 24]| Provisioned {
+        dsn: dsn.into(),
+        dik2: derive_dik2(dik1, dsn, FACTOR).unwrap(),
+        factor: Zeroizing::new(FACTOR.to_vec()),
+        root_spki: root_spki(&d),
+    };
+    // A member: the batch's DIK1.
+    let out = fetch(&srv.url, &dev(M1, &key(BATCH_KEY)), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 1);
+    // A member inside a range: the batch, not the range.
+    let e = fetch(&srv.url, &dev(M2, &key(RANGE_KEY)), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("AT mismatch"), "{e}");
+    let out = fetch(&srv.url, &dev(M2, &key(BATCH_KEY)), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 1);
+    // Its own record wins over the batch.
+    let e = fetch(&srv.url, &dev(DSN, &key(BATCH_KEY)), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("AT mismatch"), "{e}");
+    let out = fetch(&srv.url, &device(&d), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 2);
+    // In no batch and no range: unknown.
+    let e = fetch(&srv.url, &dev(OUT, &key(BATCH_KEY)), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("unknown device"), "{e}");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["rks", "status", "--dir", s, "--json"])).unwrap();
+    let find = |dsn: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["dsn"] == dsn)
+            .cloned()
+            .unwrap_or_else(|| panic!("{dsn} in {v}"))
+    };
+    let b = find("LOT-1");
+    assert_eq!(b["kind"], "batch", "{b}");
+    assert_eq!(b["members"], 3, "{b}");
+    assert_eq!(b["delivered"], 4, "{b}");
+    assert_eq!(b["queued"], 0, "{b}");
+    assert_eq!(b["refusals"], 2, "{b}");
+    assert_eq!(find(M1)["dik1_batch"], "LOT-1");
+    assert_eq!(find(M2)["dik1_batch"], "LOT-1");
+    assert_eq!(find(M2)["dik1_range"], serde_json::Value::Null);
+    assert_eq!(find(DSN)["dik1_batch"], serde_json::Value::Null);
+    assert_eq!(find(OUT)["dik1"], false);
+    let text = run(&["rks", "status", "--dir", s]);
+    assert!(
+        text.contains("LOT-1") && text.contains("batch (3 DSNs)"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("batch ")),
+        "the audit's batch lines are no DSN: {text}"
+    );
+    let help = std::process::Command::new(BIN)
+        .args(["rks", "dik1", "add", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("own\nrecord, then the batch that lists it, then the range"),
+        "{help}"
+    );
+}
