@@ -683,3 +683,236 @@ fn wrong_dik2_on_a_real_token_then_rerun() {
     let st = status(&w);
     assert_eq!(st["delivered"], 1, "{st}");
 }
+
+/// DIK1 by batch with real tokens (S306–S307, ¶0049): a batch of 3001 DSNs
+/// (the device among them) is exported sealed to the station with its member
+/// list and loaded there; a token outside the batch cannot be provisioned from
+/// it; the device downloads with the batch's DIK1. A range over every DSN added
+/// on both sides changes nothing for the batch's member (the batch comes first)
+/// and serves the other token; the device's own record, added last, wins over its
+/// batch. Each download succeeds only if the station and the server picked the
+/// same DIK1 (else AT mismatch).
+#[test]
+fn dik1_batch_through_the_station() {
+    const BATCH_KEY: &str = "111111111111111111111111111111111111111111111111";
+    const RANGE_KEY: &str = "C1D0F8FB4958670DBA40AB1F3752EF0DC1D0F8FB4958670D";
+    const OWN_KEY: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
+    let (t, conf) = temp_world_dir();
+    let dir = t.path();
+    let c = |a: &[&str]| cli_ok(&conf, a);
+    let ca = dir.join("ca");
+    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    for label in ["station", "device", "dev2"] {
+        c(&[
+            "init", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN,
+        ]);
+        c(&[
+            "--token",
+            label,
+            "device",
+            "certify",
+            "--ca-dir",
+            ca.to_str().unwrap(),
+            "--pin",
+            USER_PIN,
+        ]);
+    }
+    c(&[
+        "--token",
+        "station",
+        "device",
+        "cert",
+        "-o",
+        dir.join("station.pem").to_str().unwrap(),
+    ]);
+    let rks = dir.join("rks");
+    let r = rks.to_str().unwrap();
+    server(&["rks", "init", "--dir", r]);
+    let w = World {
+        dir: dir.to_path_buf(),
+        conf: conf.clone(),
+        rks: rks.clone(),
+        dsn: serial_of(&conf, "device"),
+    };
+    let dsn2 = serial_of(&conf, "dev2");
+    let root = rks.join("root.pem");
+    let mut list = "# production lot 7\n\n".to_string();
+    for i in 0..3000u64 {
+        list += &format!("{:016X}\n", 0xF0E1_D2C3_0000_0000 + i);
+    }
+    list += &format!("{}\n", w.dsn.to_lowercase());
+    let f = dir.join("lot7.txt");
+    std::fs::write(&f, list).unwrap();
+    let out = server(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        r,
+        "--batch",
+        "LOT-7",
+        "--dsn-file",
+        f.to_str().unwrap(),
+        "--key",
+        BATCH_KEY,
+    ]);
+    assert!(out.contains("3001 DSNs"), "{out}");
+    station_load(&w, &rks, &["--batch", "LOT-7"]);
+    // dev2 is in no batch the station holds.
+    let (ok, _, err) = cli(
+        &conf,
+        &[
+            "--token",
+            "dev2",
+            "rks",
+            "provision",
+            "--station",
+            "station",
+            "--factor",
+            FACTOR,
+            "--root",
+            root.to_str().unwrap(),
+            "--so-pin",
+            SO_PIN,
+            "--station-pin",
+            USER_PIN,
+        ],
+    );
+    assert!(!ok && err.contains("holds no DIK1"), "{err}");
+    provision(&w, &root, false);
+    queue(&w, "TMK1", "des3", TMK1);
+    let srv = Rks::start(&rks);
+    let (ok, out, err) = download(&w, "device", &srv.url);
+    assert!(ok && out.contains("TMK1"), "{out}{err}");
+    let st = status(&w);
+    assert_eq!(st["dik1_batch"], "LOT-7", "{st}");
+    let b = status_of(&rks, "LOT-7");
+    assert_eq!(b["kind"], "batch", "{b}");
+    assert_eq!(b["members"], 3001, "{b}");
+    assert_eq!(b["delivered"], 1, "{b}");
+
+    // A range over every DSN, with another DIK1, on both sides.
+    server(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        r,
+        "--range",
+        "0000000000000000..FFFFFFFFFFFFFFFF",
+        "--key",
+        RANGE_KEY,
+    ]);
+    station_load(&w, &rks, &["--range", "0000000000000000..FFFFFFFFFFFFFFFF"]);
+    provision(&w, &root, true);
+    queue(&w, "TMK2", "aes256", TMK2);
+    let (ok, out, err) = download(&w, "device", &srv.url);
+    assert!(
+        ok && out.contains("TMK2"),
+        "the batch, not the range: {out}{err}"
+    );
+    provision_token(&w, "dev2", &root, false);
+    queue_for(&rks, &dsn2, "TMK1", "des3", TMK1);
+    let (ok, out, err) = download(&w, "dev2", &srv.url);
+    assert!(ok && out.contains("TMK1"), "dev2 by the range: {out}{err}");
+    assert_eq!(
+        status_of(&rks, &dsn2)["dik1_range"],
+        "0000000000000000..FFFFFFFFFFFFFFFF"
+    );
+
+    // The device's own record, on both sides: it wins over the batch.
+    server(&[
+        "rks", "dik1", "add", "--dir", r, "--dsn", &w.dsn, "--key", OWN_KEY,
+    ]);
+    station_load(&w, &rks, &["--dsn", &w.dsn]);
+    provision(&w, &root, true);
+    queue(&w, "TMK3", "des3", TMK1);
+    let (ok, out, err) = download(&w, "device", &srv.url);
+    assert!(ok && out.contains("TMK3"), "its own record: {out}{err}");
+    assert_eq!(status(&w)["dik1_batch"], serde_json::Value::Null);
+    assert_eq!(object_labels(&w, "device"), ["TMK1", "TMK2", "TMK3"]);
+    assert_eq!(status(&w)["delivered"], 3);
+}
+
+/// A station-load of a batch export (v2) that is malformed (its member count
+/// says more than it lists, or it is cut inside the name) is refused; one whose
+/// member already belongs to another batch at the station is refused with that
+/// DSN; a batch of the same name replaces the old one. (v1 exports, one DSN or a
+/// range, load as before: the other tests here.)
+#[test]
+fn station_refuses_bad_batch_exports() {
+    let (t, conf) = temp_world_dir();
+    let dir = t.path();
+    let c = |a: &[&str]| cli_ok(&conf, a);
+    let ca = dir.join("ca");
+    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    c(&[
+        "init", "--label", "station", "--so-pin", SO_PIN, "--pin", USER_PIN,
+    ]);
+    c(&[
+        "--token",
+        "station",
+        "device",
+        "certify",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    let pem = dir.join("station.pem");
+    c(&[
+        "--token",
+        "station",
+        "device",
+        "cert",
+        "-o",
+        pem.to_str().unwrap(),
+    ]);
+    let cert = der_of(&["x509"], &pem);
+    let v2 = |name: &str, members: &[u64], count: u32| {
+        let mut p = b"vtoken rks dik1 v2\0".to_vec();
+        p.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        p.extend_from_slice(name.as_bytes());
+        p.extend_from_slice(&[0x11; 24]);
+        p.extend_from_slice(&count.to_be_bytes());
+        for m in members {
+            p.extend_from_slice(&m.to_be_bytes());
+        }
+        p
+    };
+    let load = |plain: &[u8]| {
+        let f = dir.join("x.cms");
+        std::fs::write(&f, vault_core::sealed::seal(&cert, plain).unwrap()).unwrap();
+        cli(
+            &conf,
+            &[
+                "--token",
+                "station",
+                "rks",
+                "station-load",
+                "--in",
+                f.to_str().unwrap(),
+                "--pin",
+                USER_PIN,
+            ],
+        )
+    };
+    let (ok, out, err) = load(&v2("A", &[1, 2], 2));
+    assert!(ok && out.contains("batch A (2 DSNs)"), "{out}{err}");
+    for bad in [v2("B", &[3], 2), v2("B", &[3, 4], 1), v2("B", &[], 0)] {
+        let (ok, _, err) = load(&bad);
+        assert!(!ok && err.contains("not a DIK1 batch export"), "{err}");
+    }
+    let mut cut = v2("LONGNAME", &[5], 1);
+    cut.truncate(24);
+    let (ok, _, err) = load(&cut);
+    assert!(!ok && err.contains("cut short"), "{err}");
+    let (ok, _, err) = load(&v2("C", &[7, 2], 2));
+    assert!(
+        !ok && err.contains("0000000000000002") && err.contains("batch A"),
+        "{err}"
+    );
+    // A batch of the same name replaces the old one.
+    let (ok, out, err) = load(&v2("A", &[2, 9], 2));
+    assert!(ok && out.contains("batch A (2 DSNs)"), "{out}{err}");
+}

@@ -216,6 +216,8 @@ pub fn station_load(w: &World, rks: &Path, sel: &[&str]) {
             USER_PIN,
         ],
     );
+    // The server never overwrites an export: the next one gets the name again.
+    std::fs::remove_file(&cms).unwrap();
 }
 
 /// The station provisions the device token (`--token device`) with `root` as
