@@ -409,7 +409,7 @@ fn dik1_by_batch() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for (text, want) in [
         (
-            format!("00000000000000E1\n# x\n00000000000000E1\n"),
+            "00000000000000E1\n# x\n00000000000000E1\n".to_string(),
             "line 3",
         ),
         (format!("00000000000000E2\n{M1}\n"), "line 2"),
