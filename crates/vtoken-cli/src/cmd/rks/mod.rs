@@ -48,9 +48,10 @@ Example:
         #[arg(long, value_name = "HEX")]
         factor: String,
     },
-    /// Key-loading station: load a DIK1 export (`vtoken-server rks dik1 export`)
-    /// into the station token (--token). It is opened inside the token and kept
-    /// sealed there; DIK1 is never in the clear on disk.
+    /// Key-loading station: load a DIK1 export (`vtoken-server rks dik1 export`: a
+    /// DSN's, a batch's with its member list, or a range's) into the station token
+    /// (--token). It is opened inside the token and kept sealed there; DIK1 is
+    /// never in the clear on disk.
     #[command(after_help = "\
 Example:
   vtoken --token station rks station-load --in dik1.cms")]
@@ -63,7 +64,8 @@ Example:
     },
     /// Key-loading station (K2): make an injection envelope for a device: DIK2 is
     /// derived inside the station token (--station) from the DIK1 it holds for the
-    /// device's serial (the DSN, read from the device certificate), then sealed
+    /// device's serial (the DSN, read from the device certificate: its own record,
+    /// else the batch listing it, else the range holding it), then sealed
     /// with the factor and the root public key to the device's certificate and
     /// signed by the station. Nothing secret is in the clear outside the tokens.
     #[command(after_help = "\
