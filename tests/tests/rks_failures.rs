@@ -195,6 +195,7 @@ fn relay_replays_reorders_cuts_and_pads_each_direction() {
                     (_, Op::Cut) => "cut short",
                     (_, Op::Pad) => "padded",
                     (Dir::Up, Op::Replay) => "unknown or finished session",
+                    (Dir::Down, Op::Replay) => "of another session (replayed)",
                     _ => "out of order",
                 };
                 let relay = Relay::start(&srv.url, Some((dir, n, op)), earlier.clone(), None);
