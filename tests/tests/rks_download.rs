@@ -5,89 +5,17 @@
 
 #[allow(unused_imports)]
 mod pkcs11_common;
+mod rks_common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use cryptoki::error::{Error, RvError};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, ObjectClass};
-use pkcs11_common::*;
-
-const TMK1: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
-const TMK2: &str = "000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F";
-const FACTOR: &str = "00112233445566778899AABBCCDDEEFF";
-
-/// A running `vtoken-server rks serve`; killed on drop.
-struct Rks {
-    child: Child,
-    url: String,
-}
-
-impl Rks {
-    fn start(dir: &Path) -> Rks {
-        let mut child = Command::new(vtoken_testsupport::artifacts::server())
-            .args(["rks", "serve", "--dir", dir.to_str().unwrap()])
-            .args(["--listen", "127.0.0.1:0"])
-            .env("VTOKEN_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start vtoken-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        Rks { child, url }
-    }
-}
-
-impl Drop for Rks {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `vtoken-server ARGS`: stdout, or a panic with stderr.
-fn server(args: &[&str]) -> String {
-    let o = Command::new(vtoken_testsupport::artifacts::server())
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "vtoken-server {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
-
-/// `vtoken ARGS` with this config: (success, stdout, stderr).
-fn cli(conf: &Path, args: &[&str]) -> (bool, String, String) {
-    let o = vtoken_testsupport::env::command(vtoken_testsupport::artifacts::cli(), conf)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
-}
-
-fn cli_ok(conf: &Path, args: &[&str]) -> String {
-    let (ok, out, err) = cli(conf, args);
-    assert!(ok, "vtoken {args:?}: {err}");
-    out
-}
+use pkcs11_common::{pin, Ctx};
+use rks_common::*;
 
 fn openssl_enc(cipher: &str, key_hex: &str, data: &[u8]) -> Vec<u8> {
     let mut c = Command::new("openssl")
@@ -100,156 +28,6 @@ fn openssl_enc(cipher: &str, key_hex: &str, data: &[u8]) -> Vec<u8> {
     let o = c.wait_with_output().unwrap();
     assert!(o.status.success());
     o.stdout
-}
-
-/// The world of one test: token directory, RKS directory, a station holding the
-/// device's DIK1, a provisioned device.
-struct World {
-    conf: std::path::PathBuf,
-    rks: std::path::PathBuf,
-    dsn: String,
-}
-
-fn world(dir: &Path, conf: &Path) -> World {
-    world_with(dir, conf, None)
-}
-
-/// As [`world`]; with `range`, the device's DIK1 is a range's (added, exported
-/// to the station and loaded there as a range).
-fn world_with(dir: &Path, conf: &Path, range: Option<&str>) -> World {
-    let c = |a: &[&str]| cli_ok(conf, a);
-    c(&[
-        "init", "--label", "station", "--so-pin", SO_PIN, "--pin", USER_PIN,
-    ]);
-    c(&[
-        "init", "--label", "device", "--so-pin", SO_PIN, "--pin", USER_PIN,
-    ]);
-    let ca = dir.join("ca");
-    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
-    c(&[
-        "--token",
-        "station",
-        "device",
-        "certify",
-        "--ca-dir",
-        ca.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
-    ]);
-    c(&[
-        "--token",
-        "device",
-        "device",
-        "certify",
-        "--ca-dir",
-        ca.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
-    ]);
-    let station_pem = dir.join("station.pem");
-    c(&[
-        "--token",
-        "station",
-        "device",
-        "cert",
-        "-o",
-        station_pem.to_str().unwrap(),
-    ]);
-    let info: serde_json::Value =
-        serde_json::from_str(&c(&["--token", "device", "--json", "info"])).unwrap();
-    let dsn = info["serial"].as_str().unwrap().to_string();
-    let rks = dir.join("rks");
-    let r = rks.to_str().unwrap();
-    server(&["rks", "init", "--dir", r]);
-    let (sel, val) = match range {
-        Some(rg) => ("--range", rg.to_string()),
-        None => ("--dsn", dsn.clone()),
-    };
-    server(&["rks", "dik1", "add", "--dir", r, sel, &val, "--key", DIK1_A]);
-    let cms = dir.join("dik1.cms");
-    server(&[
-        "rks",
-        "dik1",
-        "export",
-        "--dir",
-        r,
-        sel,
-        &val,
-        "--to-cert",
-        station_pem.to_str().unwrap(),
-        "-o",
-        cms.to_str().unwrap(),
-    ]);
-    // The export is a CMS envelope: DIK1 is not in it in the clear.
-    assert!(std::fs::read(&cms).unwrap().len() > 300);
-    c(&[
-        "--token",
-        "station",
-        "rks",
-        "station-load",
-        "--in",
-        cms.to_str().unwrap(),
-        "--pin",
-        USER_PIN,
-    ]);
-    let root = rks.join("root.pem");
-    c(&[
-        "--token",
-        "device",
-        "rks",
-        "provision",
-        "--station",
-        "station",
-        "--factor",
-        FACTOR,
-        "--root",
-        root.to_str().unwrap(),
-        "--so-pin",
-        SO_PIN,
-        "--station-pin",
-        USER_PIN,
-    ]);
-    World {
-        conf: conf.to_path_buf(),
-        rks,
-        dsn,
-    }
-}
-
-fn status(w: &World) -> serde_json::Value {
-    let s: serde_json::Value = serde_json::from_str(&server(&[
-        "rks",
-        "status",
-        "--dir",
-        w.rks.to_str().unwrap(),
-        "--json",
-    ]))
-    .unwrap();
-    s.as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["dsn"] == w.dsn.as_str())
-        .cloned()
-        .unwrap()
-}
-
-fn queue(w: &World, label: &str, ty: &str, value: &str) {
-    server(&[
-        "rks",
-        "queue",
-        "--dir",
-        w.rks.to_str().unwrap(),
-        "--dsn",
-        &w.dsn,
-        "--label",
-        label,
-        "--type",
-        ty,
-        "--value",
-        value,
-        "--id",
-        "01",
-    ]);
 }
 
 #[test]
@@ -464,14 +242,6 @@ fn refused_download_stores_nothing_on_the_token() {
         serde_json::from_str(&server(&["rks", "status", "--dir", o, "--json"])).unwrap();
     assert_eq!(st[0]["delivered"], 0, "{st}");
     assert_eq!(st[0]["queued"], 1, "{st}");
-}
-
-const DIK1_A: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
-
-fn serial_of(conf: &Path, label: &str) -> String {
-    let v: serde_json::Value =
-        serde_json::from_str(&cli_ok(conf, &["--token", label, "--json", "info"])).unwrap();
-    v["serial"].as_str().unwrap().to_string()
 }
 
 /// `vtoken --token T rks inject --in F [extra]`: (success, stdout, stderr).
@@ -778,6 +548,7 @@ fn sealed_injection_and_its_attacks() {
 
     // dev-a still trusts the real RKS only: the download works.
     let w = World {
+        dir: dir.to_path_buf(),
         conf: conf.clone(),
         rks: rks.clone(),
         dsn: dsn_a.clone(),
@@ -911,4 +682,237 @@ fn wrong_dik2_on_a_real_token_then_rerun() {
     assert!(ok && out.contains("\"keys\": []"), "{out}");
     let st = status(&w);
     assert_eq!(st["delivered"], 1, "{st}");
+}
+
+/// DIK1 by batch with real tokens (S306–S307, ¶0049): a batch of 3001 DSNs
+/// (the device among them) is exported sealed to the station with its member
+/// list and loaded there; a token outside the batch cannot be provisioned from
+/// it; the device downloads with the batch's DIK1. A range over every DSN added
+/// on both sides changes nothing for the batch's member (the batch comes first)
+/// and serves the other token; the device's own record, added last, wins over its
+/// batch. Each download succeeds only if the station and the server picked the
+/// same DIK1 (else AT mismatch).
+#[test]
+fn dik1_batch_through_the_station() {
+    const BATCH_KEY: &str = "111111111111111111111111111111111111111111111111";
+    const RANGE_KEY: &str = "C1D0F8FB4958670DBA40AB1F3752EF0DC1D0F8FB4958670D";
+    const OWN_KEY: &str = "0123456789ABCDEFFEDCBA987654321089ABCDEF01234567";
+    let (t, conf) = temp_world_dir();
+    let dir = t.path();
+    let c = |a: &[&str]| cli_ok(&conf, a);
+    let ca = dir.join("ca");
+    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    for label in ["station", "device", "dev2"] {
+        c(&[
+            "init", "--label", label, "--so-pin", SO_PIN, "--pin", USER_PIN,
+        ]);
+        c(&[
+            "--token",
+            label,
+            "device",
+            "certify",
+            "--ca-dir",
+            ca.to_str().unwrap(),
+            "--pin",
+            USER_PIN,
+        ]);
+    }
+    c(&[
+        "--token",
+        "station",
+        "device",
+        "cert",
+        "-o",
+        dir.join("station.pem").to_str().unwrap(),
+    ]);
+    let rks = dir.join("rks");
+    let r = rks.to_str().unwrap();
+    server(&["rks", "init", "--dir", r]);
+    let w = World {
+        dir: dir.to_path_buf(),
+        conf: conf.clone(),
+        rks: rks.clone(),
+        dsn: serial_of(&conf, "device"),
+    };
+    let dsn2 = serial_of(&conf, "dev2");
+    let root = rks.join("root.pem");
+    let mut list = "# production lot 7\n\n".to_string();
+    for i in 0..3000u64 {
+        list += &format!("{:016X}\n", 0xF0E1_D2C3_0000_0000 + i);
+    }
+    list += &format!("{}\n", w.dsn.to_lowercase());
+    let f = dir.join("lot7.txt");
+    std::fs::write(&f, list).unwrap();
+    let out = server(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        r,
+        "--batch",
+        "LOT-7",
+        "--dsn-file",
+        f.to_str().unwrap(),
+        "--key",
+        BATCH_KEY,
+    ]);
+    assert!(out.contains("3001 DSNs"), "{out}");
+    station_load(&w, &rks, &["--batch", "LOT-7"]);
+    // dev2 is in no batch the station holds.
+    let (ok, _, err) = cli(
+        &conf,
+        &[
+            "--token",
+            "dev2",
+            "rks",
+            "provision",
+            "--station",
+            "station",
+            "--factor",
+            FACTOR,
+            "--root",
+            root.to_str().unwrap(),
+            "--so-pin",
+            SO_PIN,
+            "--station-pin",
+            USER_PIN,
+        ],
+    );
+    assert!(!ok && err.contains("holds no DIK1"), "{err}");
+    provision(&w, &root, false);
+    queue(&w, "TMK1", "des3", TMK1);
+    let srv = Rks::start(&rks);
+    let (ok, out, err) = download(&w, "device", &srv.url);
+    assert!(ok && out.contains("TMK1"), "{out}{err}");
+    let st = status(&w);
+    assert_eq!(st["dik1_batch"], "LOT-7", "{st}");
+    let b = status_of(&rks, "LOT-7");
+    assert_eq!(b["kind"], "batch", "{b}");
+    assert_eq!(b["members"], 3001, "{b}");
+    assert_eq!(b["delivered"], 1, "{b}");
+
+    // A range over every DSN, with another DIK1, on both sides.
+    server(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        r,
+        "--range",
+        "0000000000000000..FFFFFFFFFFFFFFFF",
+        "--key",
+        RANGE_KEY,
+    ]);
+    station_load(&w, &rks, &["--range", "0000000000000000..FFFFFFFFFFFFFFFF"]);
+    provision(&w, &root, true);
+    queue(&w, "TMK2", "aes256", TMK2);
+    let (ok, out, err) = download(&w, "device", &srv.url);
+    assert!(
+        ok && out.contains("TMK2"),
+        "the batch, not the range: {out}{err}"
+    );
+    provision_token(&w, "dev2", &root, false);
+    queue_for(&rks, &dsn2, "TMK1", "des3", TMK1);
+    let (ok, out, err) = download(&w, "dev2", &srv.url);
+    assert!(ok && out.contains("TMK1"), "dev2 by the range: {out}{err}");
+    assert_eq!(
+        status_of(&rks, &dsn2)["dik1_range"],
+        "0000000000000000..FFFFFFFFFFFFFFFF"
+    );
+
+    // The device's own record, on both sides: it wins over the batch.
+    server(&[
+        "rks", "dik1", "add", "--dir", r, "--dsn", &w.dsn, "--key", OWN_KEY,
+    ]);
+    station_load(&w, &rks, &["--dsn", &w.dsn]);
+    provision(&w, &root, true);
+    queue(&w, "TMK3", "des3", TMK1);
+    let (ok, out, err) = download(&w, "device", &srv.url);
+    assert!(ok && out.contains("TMK3"), "its own record: {out}{err}");
+    assert_eq!(status(&w)["dik1_batch"], serde_json::Value::Null);
+    assert_eq!(object_labels(&w, "device"), ["TMK1", "TMK2", "TMK3"]);
+    assert_eq!(status(&w)["delivered"], 3);
+}
+
+/// A station-load of a batch export (v2) that is malformed (its member count
+/// says more than it lists, or it is cut inside the name) is refused; one whose
+/// member already belongs to another batch at the station is refused with that
+/// DSN; a batch of the same name replaces the old one. (v1 exports, one DSN or a
+/// range, load as before: the other tests here.)
+#[test]
+fn station_refuses_bad_batch_exports() {
+    let (t, conf) = temp_world_dir();
+    let dir = t.path();
+    let c = |a: &[&str]| cli_ok(&conf, a);
+    let ca = dir.join("ca");
+    c(&["ca", "init", "--dir", ca.to_str().unwrap()]);
+    c(&[
+        "init", "--label", "station", "--so-pin", SO_PIN, "--pin", USER_PIN,
+    ]);
+    c(&[
+        "--token",
+        "station",
+        "device",
+        "certify",
+        "--ca-dir",
+        ca.to_str().unwrap(),
+        "--pin",
+        USER_PIN,
+    ]);
+    let pem = dir.join("station.pem");
+    c(&[
+        "--token",
+        "station",
+        "device",
+        "cert",
+        "-o",
+        pem.to_str().unwrap(),
+    ]);
+    let cert = der_of(&["x509"], &pem);
+    let v2 = |name: &str, members: &[u64], count: u32| {
+        let mut p = b"vtoken rks dik1 v2\0".to_vec();
+        p.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        p.extend_from_slice(name.as_bytes());
+        p.extend_from_slice(&[0x11; 24]);
+        p.extend_from_slice(&count.to_be_bytes());
+        for m in members {
+            p.extend_from_slice(&m.to_be_bytes());
+        }
+        p
+    };
+    let load = |plain: &[u8]| {
+        let f = dir.join("x.cms");
+        std::fs::write(&f, vault_core::sealed::seal(&cert, plain).unwrap()).unwrap();
+        cli(
+            &conf,
+            &[
+                "--token",
+                "station",
+                "rks",
+                "station-load",
+                "--in",
+                f.to_str().unwrap(),
+                "--pin",
+                USER_PIN,
+            ],
+        )
+    };
+    let (ok, out, err) = load(&v2("A", &[1, 2], 2));
+    assert!(ok && out.contains("batch A (2 DSNs)"), "{out}{err}");
+    for bad in [v2("B", &[3], 2), v2("B", &[3, 4], 1), v2("B", &[], 0)] {
+        let (ok, _, err) = load(&bad);
+        assert!(!ok && err.contains("not a DIK1 batch export"), "{err}");
+    }
+    let mut cut = v2("LONGNAME", &[5], 1);
+    cut.truncate(24);
+    let (ok, _, err) = load(&cut);
+    assert!(!ok && err.contains("cut short"), "{err}");
+    let (ok, _, err) = load(&v2("C", &[7, 2], 2));
+    assert!(
+        !ok && err.contains("0000000000000002") && err.contains("batch A"),
+        "{err}"
+    );
+    // A batch of the same name replaces the old one.
+    let (ok, out, err) = load(&v2("A", &[2, 9], 2));
+    assert!(ok && out.contains("batch A (2 DSNs)"), "{out}{err}");
 }

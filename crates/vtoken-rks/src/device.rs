@@ -79,7 +79,10 @@ impl Session<'_, '_> {
             ));
         }
         let first = kind == Kind::Hello;
-        if f.kind != expect || f.seq != self.seq + 1 || (!first && f.session != self.sid) {
+        if !first && !bool::from(f.session.ct_eq(&self.sid)) {
+            return Err(another_session(&f));
+        }
+        if f.kind != expect || f.seq != self.seq + 1 {
             return Err(RksError::BadMessage(format!(
                 "out of order: expected {expect:?} #{}, got {:?} #{} (replayed or reordered)",
                 self.seq + 1,
@@ -209,10 +212,10 @@ impl Session<'_, '_> {
                 String::from_utf8_lossy(&f.body).chars().take(300).collect(),
             ));
         }
-        if !matches!(f.kind, Kind::Key | Kind::Done)
-            || f.seq != self.seq + 1
-            || !bool::from(f.session.ct_eq(&self.sid))
-        {
+        if !bool::from(f.session.ct_eq(&self.sid)) {
+            return Err(another_session(&f));
+        }
+        if !matches!(f.kind, Kind::Key | Kind::Done) || f.seq != self.seq + 1 {
             return Err(RksError::BadMessage(format!(
                 "out of order: expected Key or Done #{}, got {:?} #{} (replayed or reordered)",
                 self.seq + 1,
@@ -223,4 +226,13 @@ impl Session<'_, '_> {
         self.seq += 2;
         Ok(f)
     }
+}
+
+/// An answer that names another session than this one: replayed from an earlier
+/// session (or misrouted). Refused like any message out of order.
+fn another_session(f: &Frame) -> RksError {
+    RksError::BadMessage(format!(
+        "out of order: {:?} #{} of another session (replayed)",
+        f.kind, f.seq
+    ))
 }

@@ -103,47 +103,66 @@ Example:
 /// `vtoken-server rks dik1 …`.
 #[derive(Subcommand)]
 pub enum Dik1Command {
-    /// Add the DIK1 of a device, or one DIK1 for a range of DSNs (a batch of
-    /// devices; each still gets its own DIK2). Random unless --key is given. Never
-    /// replaces one; ranges never overlap. At download the device's own record is
-    /// used first, else the range holding its DSN.
+    /// Add the DIK1 of a device, one DIK1 for a production batch (a list of DSNs),
+    /// or one DIK1 for a range of DSNs; each device still gets its own DIK2 (K3
+    /// diversifies by DSN). Random unless --key is given. Never replaces one; a
+    /// DSN belongs to one batch at most; ranges never overlap.
     #[command(after_help = "\
+At download (S306-S307) a device's DIK1 is looked up in this order: the DSN's own
+record, then the batch that lists it, then the range that holds it.
+
+The DSN file of a batch: one DSN per line (16 hex digits), blank lines and lines
+starting with # ignored; a DSN listed twice, or already in another batch, is
+refused with its line number and nothing is added.
+
 Examples:
   vtoken-server rks dik1 add --dir rks --dsn 00000000000000A1
+  vtoken-server rks dik1 add --dir rks --batch LOT-2026-11 --dsn-file lot-2026-11.txt
   vtoken-server rks dik1 add --dir rks --range 0000000000001000..0000000000001FFF")]
     Add {
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
         /// The device's serial.
-        #[arg(long, required_unless_present = "range", conflicts_with = "range")]
+        #[arg(long, required_unless_present_any = ["range", "batch"], conflicts_with_all = ["range", "batch"])]
         dsn: Option<String>,
         /// A range of serials FIRST..LAST (16 hex digits each, inclusive).
-        #[arg(long, value_name = "FIRST..LAST")]
+        #[arg(long, value_name = "FIRST..LAST", conflicts_with = "batch")]
         range: Option<String>,
+        /// A production batch's name (letters, digits, '.', '_', '-'), with --dsn-file.
+        #[arg(long, value_name = "NAME", requires = "dsn_file")]
+        batch: Option<String>,
+        /// The batch's DSNs, one per line.
+        #[arg(long, value_name = "FILE", requires = "batch")]
+        dsn_file: Option<PathBuf>,
         /// DIK1 in hex (24 bytes) [default: generated].
         #[arg(long, value_name = "HEX")]
         key: Option<String>,
     },
-    /// Export a DSN's DIK1 sealed to the station token's device certificate (CMS
-    /// AuthEnvelopedData, RSA-OAEP + AES-256-GCM): it opens only inside that token
-    /// (`vtoken rks station-load`).
+    /// Export a DSN's, a batch's or a range's DIK1 sealed to the station token's
+    /// device certificate (CMS AuthEnvelopedData, RSA-OAEP + AES-256-GCM): it opens
+    /// only inside that token (`vtoken rks station-load`). A batch's export holds its
+    /// member list too, so the station knows which devices the DIK1 serves.
     #[command(after_help = "\
 Example:
   vtoken --token station device cert -o station.pem
   vtoken-server rks dik1 export --dir rks --dsn 00000000000000A1 --to-cert station.pem -o dik1.cms
+  vtoken-server rks dik1 export --dir rks --batch LOT-2026-11 --to-cert station.pem -o lot.cms
   vtoken-server rks dik1 export --dir rks --range 0000000000001000..0000000000001FFF \\
-      --to-cert station.pem -o batch.cms")]
+      --to-cert station.pem -o range.cms")]
     Export {
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
         /// The device's serial.
-        #[arg(long, required_unless_present = "range", conflicts_with = "range")]
+        #[arg(long, required_unless_present_any = ["range", "batch"], conflicts_with_all = ["range", "batch"])]
         dsn: Option<String>,
         /// A DIK1 range added with `dik1 add --range` (exactly as added).
-        #[arg(long, value_name = "FIRST..LAST")]
+        #[arg(long, value_name = "FIRST..LAST", conflicts_with = "batch")]
         range: Option<String>,
+        /// A DIK1 batch added with `dik1 add --batch`.
+        #[arg(long, value_name = "NAME")]
+        batch: Option<String>,
         /// The station token's device certificate (PEM or DER).
         #[arg(long)]
         to_cert: PathBuf,
@@ -156,6 +175,49 @@ Example:
 /// Magic of the DIK1 export's plaintext: `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`
 /// (for a range the DSN field is `FIRST..LAST`).
 pub const DIK1_EXPORT_MAGIC: &[u8] = b"vtoken rks dik1 v1\0";
+
+/// Magic of a batch's DIK1 export (format v2): `MAGIC ‖ u16 len NAME ‖ NAME ‖
+/// DIK1(24) ‖ u32 n ‖ n × 8-byte DSN` (each DSN's 16 hex digits as a big-endian
+/// u64, so a list of thousands stays small). v1 (one DSN or a range) is
+/// unchanged.
+pub const DIK1_EXPORT_MAGIC_V2: &[u8] = b"vtoken rks dik1 v2\0";
+
+fn batch_arg(name: &str) -> Result<String, String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.contains("..")
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if !ok {
+        return Err(format!(
+            "--batch {name:?} is not a batch name (1 to 64 letters, digits, '.', '_', '-')"
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// Reads a batch's DSN file: (line number, DSN upper-case) per DSN line.
+fn dsn_file(path: &std::path::Path) -> Result<Vec<(usize, String)>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let d = l.to_ascii_uppercase();
+        if !crate::rks_store::is_dsn16(&d) {
+            return Err(format!(
+                "{} line {}: {l:?} is not a DSN (16 hex digits, e.g. 00000000000000A1)",
+                path.display(),
+                i + 1
+            ));
+        }
+        out.push((i + 1, d));
+    }
+    Ok(out)
+}
 
 fn dsn_arg(dsn: &str) -> Result<String, String> {
     let d = dsn.trim().to_ascii_uppercase();
@@ -226,6 +288,33 @@ fn read_cert(path: &std::path::Path) -> Result<Vec<u8>, String> {
     Ok(b)
 }
 
+/// Seals an export's plaintext to the station certificate in `to_cert`, writes
+/// it to `out` (a new file, 0600) and logs it.
+fn export(
+    store: &RksStore,
+    what: &str,
+    plain: &[u8],
+    to_cert: &std::path::Path,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let cert = read_cert(to_cert)?;
+    let cms = vault_core::sealed::seal(&cert, plain)
+        .map_err(|e| format!("{}: {e}", to_cert.display()))?;
+    crate::rks_store::write_new_private(out, &cms)?;
+    store.log(
+        what,
+        "",
+        true,
+        &format!("DIK1 exported sealed to {}", to_cert.display()),
+    )?;
+    println!(
+        "DIK1 of {what} sealed to {} in {}",
+        to_cert.display(),
+        out.display()
+    );
+    Ok(())
+}
+
 /// Runs a `vtoken-server rks` command.
 pub fn run(cmd: RksCommand) -> Result<(), String> {
     match cmd {
@@ -241,6 +330,8 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             dir,
             dsn,
             range,
+            batch,
+            dsn_file: file,
             key,
         }) => {
             let store = RksStore::open(&dir)?;
@@ -257,6 +348,21 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
                 }
                 None => None,
             };
+            if let (Some(b), Some(file)) = (batch, file) {
+                let b = batch_arg(&b)?;
+                let members = dsn_file(&file)?;
+                store
+                    .add_dik1_batch(&b, &members, key.as_deref())
+                    .map_err(|e| format!("{}: {e}", file.display()))?;
+                store.log(
+                    &format!("batch {b}"),
+                    "",
+                    true,
+                    &format!("DIK1 added for {} DSNs", members.len()),
+                )?;
+                println!("DIK1 added for batch {b} ({} DSNs)", members.len());
+                return Ok(());
+            }
             let what = match (dsn, range) {
                 (_, Some(r)) => {
                     let (f, l) = range_arg(&r)?;
@@ -268,7 +374,7 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
                     store.add_dik1(&d, key.as_deref())?;
                     d
                 }
-                (None, None) => return Err("give --dsn or --range".into()),
+                (None, None) => return Err("give --dsn, --batch or --range".into()),
             };
             store.log(&what, "", true, "DIK1 added")?;
             println!("DIK1 added for {what}");
@@ -278,10 +384,30 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             dir,
             dsn,
             range,
+            batch,
             to_cert,
             out,
         }) => {
             let store = RksStore::open(&dir)?;
+            if let Some(b) = batch {
+                let b = batch_arg(&b)?;
+                let k = store.get_dik1_batch(&b)?.ok_or_else(|| {
+                    format!("no DIK1 batch {b} (add one with `rks dik1 add --batch`)")
+                })?;
+                let members = store.batch_members(&b)?;
+                let mut plain = zeroize::Zeroizing::new(DIK1_EXPORT_MAGIC_V2.to_vec());
+                plain.extend_from_slice(&(b.len() as u16).to_be_bytes());
+                plain.extend_from_slice(b.as_bytes());
+                plain.extend_from_slice(&k[..]);
+                plain.extend_from_slice(&(members.len() as u32).to_be_bytes());
+                for m in &members {
+                    let v = u64::from_str_radix(m, 16)
+                        .map_err(|_| format!("batch {b}: member {m:?} is not a DSN"))?;
+                    plain.extend_from_slice(&v.to_be_bytes());
+                }
+                let what = format!("batch {b}");
+                return export(&store, &what, &plain, &to_cert, &out);
+            }
             let (what, dik1) = match (dsn, range) {
                 (_, Some(r)) => {
                     let (f, l) = range_arg(&r)?;
@@ -297,28 +423,13 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
                         .ok_or_else(|| format!("no DIK1 for {d} (add one with `rks dik1 add`)"))?;
                     (d, k)
                 }
-                (None, None) => return Err("give --dsn or --range".into()),
+                (None, None) => return Err("give --dsn, --batch or --range".into()),
             };
-            let cert = read_cert(&to_cert)?;
             let mut plain = zeroize::Zeroizing::new(DIK1_EXPORT_MAGIC.to_vec());
             plain.extend_from_slice(&(what.len() as u16).to_be_bytes());
             plain.extend_from_slice(what.as_bytes());
             plain.extend_from_slice(&dik1[..]);
-            let cms = vault_core::sealed::seal(&cert, &plain)
-                .map_err(|e| format!("{}: {e}", to_cert.display()))?;
-            crate::rks_store::write_new_private(&out, &cms)?;
-            store.log(
-                &what,
-                "",
-                true,
-                &format!("DIK1 exported sealed to {}", to_cert.display()),
-            )?;
-            println!(
-                "DIK1 of {what} sealed to {} in {}",
-                to_cert.display(),
-                out.display()
-            );
-            Ok(())
+            export(&store, &what, &plain, &to_cert, &out)
         }
         RksCommand::Queue {
             dir,
@@ -385,18 +496,20 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
                 );
             } else {
                 println!(
-                    "{:<34} {:<5} {:>7} {:>9} {:>8}  last refusal",
+                    "{:<34} {:<14} {:>7} {:>9} {:>8}  last refusal",
                     "DSN", "DIK1", "queued", "delivered", "refusals"
                 );
                 for s in st {
                     println!(
-                        "{:<34} {:<5} {:>7} {:>9} {:>8}  {}",
+                        "{:<34} {:<14} {:>7} {:>9} {:>8}  {}",
                         s.dsn,
-                        match (s.kind, s.dik1, &s.dik1_range) {
-                            ("range", _, _) => "range",
-                            (_, true, Some(_)) => "range",
-                            (_, true, None) => "yes",
-                            _ => "no",
+                        match (s.kind, s.dik1, &s.dik1_range, &s.dik1_batch) {
+                            ("range", ..) => "range".to_string(),
+                            ("batch", ..) => format!("batch ({} DSNs)", s.members.unwrap_or(0)),
+                            (_, true, _, Some(b)) => format!("batch {b}"),
+                            (_, true, Some(_), _) => "range".to_string(),
+                            (_, true, None, None) => "yes".to_string(),
+                            _ => "no".to_string(),
                         },
                         s.queued,
                         s.delivered,

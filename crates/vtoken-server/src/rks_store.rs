@@ -1,7 +1,9 @@
 //! The RKS's SQLite database (SPEC K1): the root and working key pairs, DIK1 records
-//! by DSN or by DSN range (one DIK1 for a batch of devices, as the patent's
-//! embodiments allow; DIK2 stays per device since K3 diversifies by DSN), the queue of keys to deliver per DSN and the audit log of every download
-//! step and every refusal.
+//! by DSN, by production batch (a named list of DSNs) or by DSN range (one DIK1 for
+//! many devices, as the patent's embodiments allow, ¶0049; DIK2 stays per device
+//! since K3 diversifies by DSN), the queue of keys to deliver per DSN and the audit
+//! log of every download step and every refusal. S306–S307 look a DSN up in that
+//! order: its own record, then its batch, then its range.
 //!
 //! Secrets at rest (the two private keys, every DIK1 and every queued key value) are
 //! sealed with AES-256-GCM under the directory's master key (`master.key`, 32 random
@@ -49,6 +51,16 @@ CREATE TABLE IF NOT EXISTS dik1_range (
     added_at  INTEGER NOT NULL,
     PRIMARY KEY (first, last)
 );
+CREATE TABLE IF NOT EXISTS dik1_batch (
+    name      TEXT PRIMARY KEY,
+    sealed    BLOB NOT NULL,
+    added_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dik1_batch_member (
+    dsn       TEXT PRIMARY KEY,
+    batch     TEXT NOT NULL REFERENCES dik1_batch(name)
+);
+CREATE INDEX IF NOT EXISTS dik1_batch_member_batch ON dik1_batch_member(batch);
 CREATE TABLE IF NOT EXISTS queue (
     id            INTEGER PRIMARY KEY,
     uid           TEXT NOT NULL UNIQUE,
@@ -102,19 +114,25 @@ pub fn write_new_private(path: &Path, data: &[u8]) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-/// One line of `rks status`: a DSN, or a DIK1 range (`kind` "range", `dsn`
-/// "FIRST..LAST").
+/// One line of `rks status`: a DSN, a DIK1 range (`kind` "range", `dsn`
+/// "FIRST..LAST") or a DIK1 batch (`kind` "batch", `dsn` its name).
 #[derive(Debug, Serialize, PartialEq, Eq)]
 pub struct DsnStatus {
-    /// "dsn" or "range".
+    /// "dsn", "range" or "batch".
     pub kind: &'static str,
-    /// The DSN (or the range).
+    /// The DSN (or the range, or the batch name).
     pub dsn: String,
     /// Whether a DIK1 record exists for it (its own or a range's).
     pub dik1: bool,
     /// The range whose DIK1 serves this DSN (when it has no record of its own).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dik1_range: Option<String>,
+    /// The batch whose DIK1 serves this DSN (when it has no record of its own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dik1_batch: Option<String>,
+    /// A batch's number of member DSNs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub members: Option<u64>,
     /// Keys queued and not delivered.
     pub queued: u64,
     /// Keys delivered.
@@ -317,7 +335,8 @@ impl RksStore {
         Ok(())
     }
 
-    /// DIK1 of a DSN (S306–S307): its own record first, else its range's.
+    /// DIK1 of a DSN (S306–S307): its own record first, else its batch's, else
+    /// its range's.
     pub fn get_dik1(&self, dsn: &str) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
         let sealed: Option<Vec<u8>> = self
             .conn()
@@ -331,7 +350,11 @@ impl RksStore {
         if let Some(sealed) = sealed {
             return Self::dik1_of(self.open_sealed(&Self::dik1_ad(dsn), &sealed)?).map(Some);
         }
-        // S306–S307: no record of its own, then the range that holds the DSN.
+        // S306–S307: no record of its own, then the batch that lists the DSN, then
+        // the range that holds it.
+        if let Some(batch) = self.batch_of(dsn)? {
+            return self.get_dik1_batch(&batch);
+        }
         match self.range_of(dsn)? {
             Some((first, last)) => self.get_dik1_range(&first, &last),
             None => Ok(None),
@@ -420,6 +443,121 @@ impl RksStore {
             )
             .optional()
             .map_err(db_err)
+    }
+
+    fn batch_ad(name: &str) -> Vec<u8> {
+        format!("dik1 batch\0{name}").into_bytes()
+    }
+
+    /// Adds one DIK1 (the given key or a random one) for a production batch: the
+    /// DSNs of `members` (each with its line number in the DSN file, for the
+    /// error). Refused: an existing batch name, an empty list, a DSN listed twice,
+    /// a DSN already in another batch (a DSN's batch must be unambiguous). DSNs
+    /// with a record of their own keep it (the exact record is found first). One
+    /// IMMEDIATE transaction: the checks and the inserts cannot interleave.
+    pub fn add_dik1_batch(
+        &self,
+        name: &str,
+        members: &[(usize, String)],
+        key: Option<&[u8; DIK_LEN]>,
+    ) -> Result<(), String> {
+        if members.is_empty() {
+            return Err(format!("batch {name}: the DSN file lists no DSN"));
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (line, dsn) in members {
+            if let Some(first) = seen.insert(dsn.as_str(), *line) {
+                return Err(format!(
+                    "line {line}: DSN {dsn} is listed twice (first on line {first})"
+                ));
+            }
+        }
+        let generated;
+        let key = match key {
+            Some(k) => k,
+            None => {
+                generated = crypto::random(DIK_LEN).map_err(|e| e.to_string())?;
+                generated.as_slice().try_into().expect("24 bytes")
+            }
+        };
+        let sealed = self.seal(&Self::batch_ad(name), key)?;
+        let mut c = self.conn();
+        let tx = c
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let n = tx
+            .execute(
+                "INSERT OR IGNORE INTO dik1_batch (name, sealed, added_at) VALUES (?1, ?2, ?3)",
+                params![name, sealed, now()],
+            )
+            .map_err(db_err)?;
+        if n == 0 {
+            return Err(format!("the batch {name} exists (never replaced)"));
+        }
+        {
+            let mut find = tx
+                .prepare("SELECT batch FROM dik1_batch_member WHERE dsn = ?1")
+                .map_err(db_err)?;
+            let mut ins = tx
+                .prepare("INSERT INTO dik1_batch_member (dsn, batch) VALUES (?1, ?2)")
+                .map_err(db_err)?;
+            for (line, dsn) in members {
+                let other: Option<String> = find
+                    .query_row(params![dsn], |r| r.get(0))
+                    .optional()
+                    .map_err(db_err)?;
+                if let Some(other) = other {
+                    return Err(format!(
+                        "line {line}: DSN {dsn} is already in the batch {other} \
+                         (a DSN belongs to one batch)"
+                    ));
+                }
+                ins.execute(params![dsn, name]).map_err(db_err)?;
+            }
+        }
+        tx.commit().map_err(db_err)
+    }
+
+    /// The DIK1 of this batch.
+    pub fn get_dik1_batch(&self, name: &str) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
+        let sealed: Option<Vec<u8>> = self
+            .conn()
+            .query_row(
+                "SELECT sealed FROM dik1_batch WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)?;
+        sealed
+            .map(|s| Self::dik1_of(self.open_sealed(&Self::batch_ad(name), &s)?))
+            .transpose()
+    }
+
+    /// The batch that lists `dsn`, if any.
+    pub fn batch_of(&self, dsn: &str) -> Result<Option<String>, String> {
+        self.conn()
+            .query_row(
+                "SELECT batch FROM dik1_batch_member WHERE dsn = ?1",
+                params![dsn],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+    }
+
+    /// The member DSNs of a batch, in order.
+    pub fn batch_members(&self, name: &str) -> Result<Vec<String>, String> {
+        let c = self.conn();
+        let mut st = c
+            .prepare("SELECT dsn FROM dik1_batch_member WHERE batch = ?1 ORDER BY dsn")
+            .map_err(db_err)?;
+        let rows = st
+            .query_map(params![name], |r| r.get(0))
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(db_err);
+        rows
     }
 
     fn dik1_of(k: Zeroizing<Vec<u8>>) -> Result<Zeroizing<[u8; DIK_LEN]>, String> {
@@ -556,7 +694,8 @@ impl RksStore {
                    (SELECT event FROM audit WHERE dsn = d.dsn AND ok = 0 ORDER BY id DESC LIMIT 1)
                  FROM (SELECT dsn FROM dik1 UNION SELECT dsn FROM queue
                        UNION SELECT dsn FROM audit) d
-                 WHERE d.dsn NOT LIKE '%..%' ORDER BY d.dsn",
+                 WHERE d.dsn NOT LIKE '%..%' AND d.dsn NOT LIKE 'batch %'
+                 ORDER BY d.dsn",
                 )
                 .map_err(db_err)?;
             let rows = st
@@ -566,6 +705,8 @@ impl RksStore {
                         dsn: r.get(0)?,
                         dik1: r.get(1)?,
                         dik1_range: None,
+                        dik1_batch: None,
+                        members: None,
                         queued: r.get(2)?,
                         delivered: r.get(3)?,
                         refusals: r.get(4)?,
@@ -577,7 +718,10 @@ impl RksStore {
         };
         for s in &mut out {
             if !s.dik1 {
-                if let Some((f, l)) = self.range_of(&s.dsn)? {
+                if let Some(b) = self.batch_of(&s.dsn)? {
+                    s.dik1 = true;
+                    s.dik1_batch = Some(b);
+                } else if let Some((f, l)) = self.range_of(&s.dsn)? {
                     s.dik1 = true;
                     s.dik1_range = Some(format!("{f}..{l}"));
                 }
@@ -604,12 +748,49 @@ impl RksStore {
                 dsn: format!("{f}..{l}"),
                 dik1: true,
                 dik1_range: None,
+                dik1_batch: None,
+                members: None,
                 queued,
                 delivered,
                 refusals,
                 last_refusal: None,
             });
         }
+        drop(st);
+        // Per batch: its members' totals (from the members table, so a member with
+        // nothing queued counts too).
+        let mut st = c
+            .prepare(
+                "SELECT b.name,
+                   (SELECT count(*) FROM dik1_batch_member m WHERE m.batch = b.name),
+                   (SELECT count(*) FROM queue q JOIN dik1_batch_member m ON q.dsn = m.dsn
+                     WHERE m.batch = b.name AND q.delivered_at IS NULL),
+                   (SELECT count(*) FROM queue q JOIN dik1_batch_member m ON q.dsn = m.dsn
+                     WHERE m.batch = b.name AND q.delivered_at IS NOT NULL),
+                   (SELECT count(*) FROM audit a JOIN dik1_batch_member m ON a.dsn = m.dsn
+                     WHERE m.batch = b.name AND a.ok = 0)
+                 FROM dik1_batch b ORDER BY b.name",
+            )
+            .map_err(db_err)?;
+        let batches = st
+            .query_map([], |r| {
+                Ok(DsnStatus {
+                    kind: "batch",
+                    dsn: r.get(0)?,
+                    dik1: true,
+                    dik1_range: None,
+                    dik1_batch: None,
+                    members: Some(r.get(1)?),
+                    queued: r.get(2)?,
+                    delivered: r.get(3)?,
+                    refusals: r.get(4)?,
+                    last_refusal: None,
+                })
+            })
+            .map_err(db_err)?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(db_err)?;
+        out.extend(batches);
         Ok(out)
     }
 

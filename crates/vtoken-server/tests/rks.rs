@@ -1,16 +1,24 @@
-//! SPEC K5: every failure branch of the remote key download against the real
-//! `vtoken-server rks serve` on 127.0.0.1 (real SQLite, real HTTP). The device side
-//! is the protocol crate's own device logic (the same code `vtoken rks download`
-//! runs) with an in-memory key store, or hand-made frames for a malicious device.
-//! Each case checks: a clear error, nothing stored, nothing marked delivered, the
-//! audit log says why, and a rerun delivers each key exactly once.
+//! SPEC K5 against the real `vtoken-server rks serve` on 127.0.0.1 (real SQLite,
+//! real HTTP), for what a real token cannot do: a malicious device. Hand-made
+//! frames send a wrong TK hash (S318), replay a finished session's frame, reorder
+//! the steps, cut a frame short or pad it, each checked with the server's answer
+//! and its audit log; `dik1_by_range` uses in-memory devices with chosen DSNs
+//! (inside, outside and at the edge of a range), which real token serials are not.
+//! The device side is the protocol crate's own device logic (the code the token
+//! runs) with an in-memory key store.
+//!
+//! Every branch with a real token file as the device (forged working
+//! certificate, wrong root, unknown DSN, frames replayed / reordered / cut /
+//! padded by a relay in each direction, the server killed, the client killed) is
+//! in `tests/tests/rks_failures.rs`; wrong DIK2 and the happy path with PKCS#11 in
+//! `tests/tests/rks_download.rs`.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 
 use common::{Server, BIN};
-use vtoken_rks::crypto::{self, RootKey};
+use vtoken_rks::crypto;
 use vtoken_rks::derive::tdes_ecb_decrypt;
 use vtoken_rks::device::{download, KeySink, Outcome, Provisioned};
 use vtoken_rks::frame::{Fields, Frame, Kind};
@@ -135,82 +143,6 @@ fn assert_refused_then_rerun(dir: &Path, url: &str, why: &str) {
     let st = status(dir);
     assert_eq!(st["delivered"], 2, "{st}");
     assert_eq!(st["queued"], 0, "{st}");
-}
-
-#[test]
-fn happy_path_over_http() {
-    let (_t, d) = rks();
-    let s = serve(&d);
-    let mut sink = Sink::default();
-    let out = fetch(&s.url, &device(&d), &mut sink).unwrap();
-    assert_eq!(out.keys.len(), 2);
-    assert_eq!(status(&d)["delivered"], 2);
-    let out = fetch(&s.url, &device(&d), &mut sink).unwrap();
-    assert!(out.keys.is_empty());
-}
-
-#[test]
-fn forged_working_certificate() {
-    let (_t, d) = rks();
-    // The working key's signature replaced by one from another root.
-    let other = RootKey::generate().unwrap();
-    let db = rusqlite::Connection::open(d.join("rks.db")).unwrap();
-    let (good,): (Vec<u8>,) = db
-        .query_row(
-            "SELECT value FROM meta WHERE name = 'working_sig'",
-            [],
-            |r| Ok((r.get(0)?,)),
-        )
-        .unwrap();
-    let mut forged = good.clone();
-    forged[10] ^= 1;
-    db.execute(
-        "UPDATE meta SET value = ?1 WHERE name = 'working_sig'",
-        [&forged],
-    )
-    .unwrap();
-    let s = serve(&d);
-    let mut sink = Sink::default();
-    let e = fetch(&s.url, &device(&d), &mut sink).unwrap_err();
-    assert!(matches!(e, RksError::ServerAuth(_)), "{e}");
-    assert!(e.to_string().contains("server authentication failed"));
-    assert!(sink.0.is_empty());
-    drop(s);
-    // Right signature restored; a wrong root on the device is refused the same way.
-    db.execute(
-        "UPDATE meta SET value = ?1 WHERE name = 'working_sig'",
-        [&good],
-    )
-    .unwrap();
-    let s = serve(&d);
-    let mut p = device(&d);
-    p.root_spki = other.spki().unwrap();
-    let e = fetch(&s.url, &p, &mut sink).unwrap_err();
-    assert!(matches!(e, RksError::ServerAuth(_)), "{e}");
-    assert!(sink.0.is_empty());
-    assert_refused_then_rerun(&d, &s.url, "server authentication failed");
-}
-
-#[test]
-fn unknown_dsn_and_wrong_dik2() {
-    let (_t, d) = rks();
-    let s = serve(&d);
-    let mut sink = Sink::default();
-    let mut p = device(&d);
-    p.dsn = "00000000000000B2".into();
-    let e = fetch(&s.url, &p, &mut sink).unwrap_err();
-    assert!(e.to_string().contains("unknown device"), "{e}");
-    let log = audit(&d);
-    assert!(
-        log.contains("00000000000000B2") && log.contains("no DIK1"),
-        "{log}"
-    );
-    let mut p = device(&d);
-    p.dik2 = Zeroizing::new([0x5a; 24]);
-    let e = fetch(&s.url, &p, &mut sink).unwrap_err();
-    assert!(e.to_string().contains("AT mismatch"), "{e}");
-    assert!(sink.0.is_empty());
-    assert_refused_then_rerun(&d, &s.url, "AT mismatch");
 }
 
 /// A device that follows the protocol by hand up to S313: the server's cert frame,
@@ -340,83 +272,6 @@ fn replayed_reordered_cut_and_padded_messages() {
     );
 }
 
-#[test]
-fn server_killed_between_steps() {
-    let (_t, d) = rks();
-    let p = device(&d);
-    // Kill the server after each of its answers in turn (1: after ServerCert,
-    // 2: after Challenge, 3: after the first Key).
-    for kill_after in 1..=3 {
-        let mut s = Some(serve(&d));
-        let mut n = 0;
-        let mut sink = Sink::default();
-        let url = s.as_ref().unwrap().url.clone();
-        let e = download(
-            &p,
-            &mut |b| {
-                if n == kill_after {
-                    if let Some(srv) = s.take() {
-                        drop(srv);
-                    }
-                    let s2 = serve(&d);
-                    let r = post(&s2.url, b);
-                    drop(s2);
-                    return r;
-                }
-                n += 1;
-                post(&url, b)
-            },
-            &mut sink,
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains("unknown or finished session"),
-            "{kill_after}: {e}"
-        );
-        assert_eq!(status(&d)["delivered"], 0);
-        // At most the key sent before the kill was stored, and it is still queued.
-        assert!(sink.0.len() <= 1);
-    }
-    let s = serve(&d);
-    assert_refused_then_rerun(&d, &s.url, "unknown or finished session");
-}
-
-#[test]
-fn client_killed_between_steps() {
-    let (_t, d) = rks();
-    let s = serve(&d);
-    let p = device(&d);
-    let mut sink = Sink::default();
-    // The client dies before each of its messages in turn.
-    for die_before in [Kind::Factor, Kind::Response, Kind::Ack] {
-        // Once dead it sends nothing more (not even its error report): the server
-        // is left with an unfinished session, which delivers nothing.
-        let mut dead = false;
-        let e = download(
-            &p,
-            &mut |b| {
-                if dead || b[5] == die_before as u8 {
-                    dead = true;
-                    return Err(RksError::Local("client killed".into()));
-                }
-                post(&s.url, b)
-            },
-            &mut sink,
-        )
-        .unwrap_err();
-        assert!(e.to_string().contains("client killed"));
-        assert_eq!(status(&d)["delivered"], 0);
-    }
-    // Killed before its Ack: the key was stored, not acknowledged; the rerun
-    // delivers it again, the device recognises it and does not store it twice.
-    assert_eq!(sink.0.len(), 1);
-    let out = fetch(&s.url, &p, &mut sink).unwrap();
-    assert_eq!(out.keys.len(), 2);
-    assert!(!out.keys[0].stored);
-    assert_eq!(sink.0.len(), 2);
-    assert_eq!(status(&d)["delivered"], 2);
-}
-
 /// S306–S307 with DIK1 by range (a batch of devices): a DSN inside the range
 /// downloads with the range's DIK1 (its DIK2 still its own, K3 diversifies by
 /// DSN); a DSN with a record of its own uses that record first; a DSN outside
@@ -514,5 +369,140 @@ fn dik1_by_range() {
     assert!(
         text.contains("0000000000000000..00000000000000FF range"),
         "{text}"
+    );
+}
+
+/// S306–S307 with DIK1 by batch (a production batch's DSN list, ¶0049): the DSN
+/// file's comments and blank lines are skipped; a DSN listed twice, a DSN in
+/// another batch and a line that is no DSN are refused with the line number and
+/// add nothing; a member downloads with the batch's DIK1; the DSN's own record
+/// wins over its batch; a member also inside a range uses the batch; a DSN in no
+/// batch or range is an unknown device; `rks status` shows the batch (kind
+/// "batch", members, totals) and `dik1_batch` per DSN.
+#[test]
+fn dik1_by_batch() {
+    const BATCH_KEY: &str = "111111111111111111111111111111111111111111111111";
+    const RANGE_KEY: &str = "C1D0F8FB4958670DBA40AB1F3752EF0DC1D0F8FB4958670D";
+    const M1: &str = "00000000000000C1";
+    const M2: &str = "1000000000000042"; // also inside the range below
+    const OUT: &str = "00000000000000D9";
+    let (t, d) = rks();
+    let s = d.to_str().unwrap();
+    let file = |name: &str, text: &str| {
+        let p = t.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let add = |name: &str, f: &Path, key: &str| {
+        std::process::Command::new(BIN)
+            .args(["rks", "dik1", "add", "--dir", s, "--batch", name])
+            .args(["--dsn-file", f.to_str().unwrap(), "--key", key])
+            .output()
+            .unwrap()
+    };
+    // DSN (…A1) has its own record and is listed in the batch too.
+    let lot = file(
+        "lot1.txt",
+        &format!("# lot 1\n\n{M1}\n  {}\n{DSN}\n# end\n", M2.to_lowercase()),
+    );
+    let o = add("LOT-1", &lot, BATCH_KEY);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    for (text, want) in [
+        (
+            "00000000000000E1\n# x\n00000000000000E1\n".to_string(),
+            "line 3",
+        ),
+        (format!("00000000000000E2\n{M1}\n"), "line 2"),
+        ("00000000000000E3\nnot-a-dsn\n".to_string(), "line 2"),
+        ("# nothing\n".to_string(), "no DSN"),
+    ] {
+        let f = file("bad.txt", &text);
+        let o = add("LOT-2", &f, BATCH_KEY);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(want), "{text:?}: {err}");
+    }
+    // Nothing of the refused files was added: LOT-2 does not exist, E1..E3 are
+    // in no batch, and the name is still free.
+    let o = add("LOT-1", &file("again.txt", "00000000000000F1\n"), BATCH_KEY);
+    assert!(!o.status.success(), "a batch is never replaced");
+    run(&[
+        "rks",
+        "dik1",
+        "add",
+        "--dir",
+        s,
+        "--range",
+        "1000000000000000..10000000000000FF",
+        "--key",
+        RANGE_KEY,
+    ]);
+    for dsn in [M1, M2, OUT] {
+        run(&[
+            "rks", "queue", "--dir", s, "--dsn", dsn, "--label", "B1", "--type", "des3",
+        ]);
+    }
+    let srv = serve(&d);
+    let key = |h: &str| -> [u8; 24] { hex::decode(h).unwrap().try_into().unwrap() };
+    let dev = |dsn: &str, dik1: &[u8; 24]| Provisioned {
+        dsn: dsn.into(),
+        dik2: derive_dik2(dik1, dsn, FACTOR).unwrap(),
+        factor: Zeroizing::new(FACTOR.to_vec()),
+        root_spki: root_spki(&d),
+    };
+    // A member: the batch's DIK1.
+    let out = fetch(&srv.url, &dev(M1, &key(BATCH_KEY)), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 1);
+    // A member inside a range: the batch, not the range.
+    let e = fetch(&srv.url, &dev(M2, &key(RANGE_KEY)), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("AT mismatch"), "{e}");
+    let out = fetch(&srv.url, &dev(M2, &key(BATCH_KEY)), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 1);
+    // Its own record wins over the batch.
+    let e = fetch(&srv.url, &dev(DSN, &key(BATCH_KEY)), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("AT mismatch"), "{e}");
+    let out = fetch(&srv.url, &device(&d), &mut Sink::default()).unwrap();
+    assert_eq!(out.keys.len(), 2);
+    // In no batch and no range: unknown.
+    let e = fetch(&srv.url, &dev(OUT, &key(BATCH_KEY)), &mut Sink::default()).unwrap_err();
+    assert!(e.to_string().contains("unknown device"), "{e}");
+
+    let v: serde_json::Value =
+        serde_json::from_str(&run(&["rks", "status", "--dir", s, "--json"])).unwrap();
+    let find = |dsn: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["dsn"] == dsn)
+            .cloned()
+            .unwrap_or_else(|| panic!("{dsn} in {v}"))
+    };
+    let b = find("LOT-1");
+    assert_eq!(b["kind"], "batch", "{b}");
+    assert_eq!(b["members"], 3, "{b}");
+    assert_eq!(b["delivered"], 4, "{b}");
+    assert_eq!(b["queued"], 0, "{b}");
+    assert_eq!(b["refusals"], 2, "{b}");
+    assert_eq!(find(M1)["dik1_batch"], "LOT-1");
+    assert_eq!(find(M2)["dik1_batch"], "LOT-1");
+    assert_eq!(find(M2)["dik1_range"], serde_json::Value::Null);
+    assert_eq!(find(DSN)["dik1_batch"], serde_json::Value::Null);
+    assert_eq!(find(OUT)["dik1"], false);
+    let text = run(&["rks", "status", "--dir", s]);
+    assert!(
+        text.contains("LOT-1") && text.contains("batch (3 DSNs)"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("batch ")),
+        "the audit's batch lines are no DSN: {text}"
+    );
+    let help = std::process::Command::new(BIN)
+        .args(["rks", "dik1", "add", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("own\nrecord, then the batch that lists it, then the range"),
+        "{help}"
     );
 }

@@ -37,13 +37,22 @@ pub use vtoken_rks::RksError;
 
 /// Header extension of the device secrets.
 const DEVICE_KEY: &str = "rks-device";
-/// Header extension of the station's DIK1 records.
+/// Header extension of the station's DIK1 records (by DSN or range).
 const STATION_KEY: &str = "rks-station";
+/// Header extension of the station's DIK1 batches (each with its member list):
+/// apart from [`STATION_KEY`], so records written before batches existed keep
+/// their shape and stay readable.
+const STATION_BATCH_KEY: &str = "rks-station-batch";
 const DEVICE_LABEL: &[u8] = b"vtoken rks device seal key";
 const STATION_LABEL: &[u8] = b"vtoken rks station seal key";
-/// Magic of a DIK1 export's plaintext (`vtoken-server rks dik1 export`):
-/// `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`.
+/// Magic of a DIK1 export's plaintext (`vtoken-server rks dik1 export`), v1 (one
+/// DSN or a range `FIRST..LAST`): `MAGIC ‖ u16 len DSN ‖ DSN ‖ DIK1(24)`.
 pub const DIK1_EXPORT_MAGIC: &[u8] = b"vtoken rks dik1 v1\0";
+/// v2 (a production batch): `MAGIC ‖ u16 len NAME ‖ NAME ‖ DIK1(24) ‖ u32 n ‖
+/// n × 8-byte DSN` (the 16 hex digits as a big-endian u64).
+pub const DIK1_EXPORT_MAGIC_V2: &[u8] = b"vtoken rks dik1 v2\0";
+/// The most members a batch export may list (the header holds them all).
+const MAX_BATCH: usize = 100_000;
 
 /// What a provisioned device holds (SPEC K1).
 #[derive(Serialize, Deserialize)]
@@ -72,6 +81,49 @@ impl Drop for StationRecord {
             k.zeroize();
         }
     }
+}
+
+/// The environment variable of the download's test-only crash points
+/// (`test-hooks` builds).
+#[cfg(feature = "test-hooks")]
+pub const EXIT_AT_ENV: &str = "VTOKEN_TEST_RKS_EXIT_AT";
+
+/// A crash point for the download's client-killed tests (K5): in a build with the
+/// cargo feature `test-hooks`, when `VTOKEN_TEST_RKS_EXIT_AT` names `step`, the
+/// process ends at once (`std::process::exit(86)`: no destructor runs, no Error
+/// frame reaches the server, as after a SIGKILL; what the token committed stays
+/// committed). `vtoken rks download` names `factor` and `response` right before
+/// those frames are sent, `stored` right before the first Ack (the key is
+/// committed in the token, the server does not know it), and `ack` right after
+/// the first Ack was answered (the server marked the key delivered). Inert (and
+/// the variable's name absent) in every other build.
+pub fn test_exit_point(step: &str) {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var_os(EXIT_AT_ENV).is_some_and(|v| v == step) {
+        std::process::exit(86);
+    }
+    let _ = step;
+}
+
+/// The station's DIK1 batches: name, DIK1, member DSNs (as u64, sorted).
+#[derive(Serialize, Deserialize, Default)]
+struct StationBatches {
+    batches: Vec<(String, [u8; 24], Vec<u64>)>,
+}
+
+impl Drop for StationBatches {
+    fn drop(&mut self) {
+        for (_, k, _) in &mut self.batches {
+            k.zeroize();
+        }
+    }
+}
+
+/// A DSN of 16 hex digits as the u64 a batch lists it by.
+fn dsn_u64(dsn: &str) -> Option<u64> {
+    (dsn.len() == 16 && dsn.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| u64::from_str_radix(dsn, 16).ok())
+        .flatten()
 }
 
 fn ad(what: &str, serial: &str) -> Vec<u8> {
@@ -157,10 +209,14 @@ impl Token {
     }
 
     /// Station: opens a DIK1 export sealed to this token inside it and keeps the
-    /// record sealed (the user logged in). Returns the DSN.
+    /// record sealed (the user logged in). Returns what it serves: the DSN, the
+    /// range `FIRST..LAST`, or `batch NAME (N DSNs)`.
     pub fn rks_station_load(&self, cms_der: &[u8]) -> Result<String> {
         self.rks_user_keys()?;
         let plain = self.open_sealed(cms_der)?;
+        if let Some(rest) = plain.strip_prefix(DIK1_EXPORT_MAGIC_V2) {
+            return self.rks_station_load_batch(rest);
+        }
         let bad = || Error::envelope("not a DIK1 export of a remote key server".into());
         let rest = plain.strip_prefix(DIK1_EXPORT_MAGIC).ok_or_else(bad)?;
         if rest.len() < 2 {
@@ -184,6 +240,54 @@ impl Token {
         Ok(dsn)
     }
 
+    /// A v2 export: one batch's DIK1 and its member list. A batch of the same
+    /// name is replaced; a member already in another batch here is refused (a
+    /// device's batch must be unambiguous, as at the server).
+    fn rks_station_load_batch(&self, rest: &[u8]) -> Result<String> {
+        let bad = |why: &str| Error::envelope(format!("not a DIK1 batch export: {why}"));
+        let take = |r: &mut &[u8], n: usize| -> Result<Vec<u8>> {
+            if r.len() < n {
+                return Err(bad("cut short"));
+            }
+            let (a, b) = r.split_at(n);
+            *r = b;
+            Ok(a.to_vec())
+        };
+        let mut r = rest;
+        let n = take(&mut r, 2)?;
+        let name = String::from_utf8(take(&mut r, u16::from_be_bytes([n[0], n[1]]) as usize)?)
+            .map_err(|_| bad("name"))?;
+        let mut k = Zeroizing::new([0u8; 24]);
+        k.copy_from_slice(&take(&mut r, 24)?);
+        let c = take(&mut r, 4)?;
+        let count = u32::from_be_bytes([c[0], c[1], c[2], c[3]]) as usize;
+        if count == 0 || count > MAX_BATCH || r.len() != count * 8 {
+            return Err(bad("member list length"));
+        }
+        let mut members: Vec<u64> = r
+            .chunks_exact(8)
+            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+            .collect();
+        members.sort_unstable();
+        members.dedup();
+        let mut b: StationBatches = self
+            .rks_open(STATION_BATCH_KEY, STATION_LABEL)?
+            .unwrap_or_default();
+        b.batches.retain(|(n, _, _)| n != &name);
+        for (other, _, m) in &b.batches {
+            if let Some(d) = members.iter().find(|d| m.binary_search(d).is_ok()) {
+                return Err(Error::ArgumentsBad(format!(
+                    "DSN {d:016X} of batch {name} is already in batch {other} at this station"
+                )));
+            }
+        }
+        let what = format!("batch {name} ({} DSNs)", members.len());
+        b.batches.push((name, *k, members));
+        self.rks_write(STATION_BATCH_KEY, STATION_LABEL, &b)?;
+        info!(serial = %self.serial(), %what, "DIK1 loaded into the station");
+        Ok(what)
+    }
+
     /// Station (K2, K3): DIK2 for a device, derived inside this token from the DIK1
     /// it holds for `dsn` (the user logged in).
     fn rks_station_derive(&self, dsn: &str, factor: &[u8]) -> Result<Zeroizing<[u8; 24]>> {
@@ -202,17 +306,31 @@ impl Token {
                     && dsn.as_str() <= l
             })
         };
+        // S306–S307's order, as at the server: the DSN's own record, then the
+        // batch that lists it, then the range that holds it.
+        let b: StationBatches = self
+            .rks_open(STATION_BATCH_KEY, STATION_LABEL)?
+            .unwrap_or_default();
+        let in_batch = || {
+            let d = dsn_u64(&dsn)?;
+            b.batches
+                .iter()
+                .find(|(_, _, m)| m.binary_search(&d).is_ok())
+                .map(|(_, k, _)| k)
+        };
         let k = r
             .dik1
             .iter()
             .find(|(d, _)| d == &dsn)
-            .or_else(|| r.dik1.iter().find(|(d, _)| in_range(d)))
+            .map(|(_, k)| k)
+            .or_else(in_batch)
+            .or_else(|| r.dik1.iter().find(|(d, _)| in_range(d)).map(|(_, k)| k))
             .ok_or_else(|| {
                 Error::ArgumentsBad(format!(
                     "this station holds no DIK1 for {dsn} (load it with `vtoken rks station-load`)"
                 ))
             })?;
-        vtoken_rks::derive_dik2(&k.1, &dsn, factor).map_err(|e| Error::General(e.to_string()))
+        vtoken_rks::derive_dik2(k, &dsn, factor).map_err(|e| Error::General(e.to_string()))
     }
 
     /// Device: whether a downloaded key with this server uid is stored.

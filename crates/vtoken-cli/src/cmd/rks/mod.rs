@@ -8,15 +8,20 @@ use std::path::PathBuf;
 use clap::Subcommand;
 use serde_json::json;
 use vault_core::token::UserType;
+use vtoken_rks::frame::Kind;
 use vtoken_rks::RksError;
 
 use crate::args::{SoPin, UserPin};
 
 mod provision;
+
 use crate::context::Ctx;
 use crate::error::{bail, CliError, Result};
 use crate::output::{outln, print_json};
 use crate::pin;
+/// The crash points of the download's client-killed tests (inert outside
+/// `test-hooks` builds): `factor`, `response`, `stored`, `ack`.
+use vault_core::ext::rks::test_exit_point as crash_point;
 
 /// `vtoken rks …`.
 #[derive(Debug, Subcommand)]
@@ -43,9 +48,10 @@ Example:
         #[arg(long, value_name = "HEX")]
         factor: String,
     },
-    /// Key-loading station: load a DIK1 export (`vtoken-server rks dik1 export`)
-    /// into the station token (--token). It is opened inside the token and kept
-    /// sealed there; DIK1 is never in the clear on disk.
+    /// Key-loading station: load a DIK1 export (`vtoken-server rks dik1 export`: a
+    /// DSN's, a batch's with its member list, or a range's) into the station token
+    /// (--token). It is opened inside the token and kept sealed there; DIK1 is
+    /// never in the clear on disk.
     #[command(after_help = "\
 Example:
   vtoken --token station rks station-load --in dik1.cms")]
@@ -58,7 +64,8 @@ Example:
     },
     /// Key-loading station (K2): make an injection envelope for a device: DIK2 is
     /// derived inside the station token (--station) from the DIK1 it holds for the
-    /// device's serial (the DSN, read from the device certificate), then sealed
+    /// device's serial (the DSN, read from the device certificate: its own record,
+    /// else the batch listing it, else the range holding it), then sealed
     /// with the factor and the root public key to the device's certificate and
     /// signed by the station. Nothing secret is in the clear outside the tokens.
     #[command(after_help = "\
@@ -240,11 +247,28 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &RksCommand) -> Result<()> {
             let open = ctx.open()?;
             open.login(UserType::User, &pin::user(p)?)?;
             let url = format!("{}/api/v1/rks", server.trim_end_matches('/'));
+            let mut acked = false;
             // The protocol runs inside the token (DIK2, the factor, AT and TK never
             // leave it); this process only carries the frames over HTTP.
             let out = open
                 .token
-                .rks_download(open.sid, &mut |b| post(&url, b))?
+                .rks_download(open.sid, &mut |b| {
+                    // The frame kind is the header's sixth byte (docs/rks.md).
+                    let kind = b.get(5).copied();
+                    let first_ack = kind == Some(Kind::Ack as u8) && !acked;
+                    match kind {
+                        Some(k) if k == Kind::Factor as u8 => crash_point("factor"),
+                        Some(k) if k == Kind::Response as u8 => crash_point("response"),
+                        _ if first_ack => crash_point("stored"),
+                        _ => {}
+                    }
+                    let answer = post(&url, b)?;
+                    if first_ack {
+                        acked = true;
+                        crash_point("ack");
+                    }
+                    Ok(answer)
+                })?
                 .map_err(rks_err)?;
             let dsn = open.entry.serial.to_ascii_uppercase();
             if json {
