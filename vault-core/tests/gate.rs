@@ -607,6 +607,53 @@ fn counter_is_committed_before_the_answer() {
     let _ = COUNTER;
 }
 
+/// Post-quantum keys are gated by effect like the others: an ML-DSA signature is a
+/// `sign`, an ML-KEM decapsulation an `unwrap` (a private key opens a secret), and
+/// a refused picture makes no signature and no key. Encapsulation to a public key
+/// needs no picture.
+#[test]
+fn post_quantum_keys_are_gated_by_effect() {
+    let f = setup();
+    let t = &f.t;
+    t.login(UserType::User, USER).unwrap();
+    t.gate_configure(GatePolicy {
+        classes: vec![OpClass::Sign, OpClass::Unwrap],
+        ..GatePolicy::default()
+    })
+    .unwrap();
+    let sid = t.open_session(true).unwrap();
+    let pair = |gen, set| {
+        let mut pt = Attributes::new();
+        pt.set_ulong(CKA_PARAMETER_SET, set);
+        pt.set_bool(CKA_TOKEN, true);
+        let mut st = Attributes::new();
+        st.set_bool(CKA_TOKEN, true);
+        t.generate_key_pair(sid, &Mechanism::new(gen), &pt, &st)
+            .unwrap()
+    };
+    let (_, dsa) = pair(CKM_ML_DSA_KEY_PAIR_GEN, CKP_ML_DSA_44);
+    f.p.push(&[Step::Refused]);
+    let r = t
+        .sign_init(sid, &Mechanism::new(CKM_ML_DSA), dsa)
+        .and_then(|_| t.sign(sid, b"pay 100", OutLen::Buffer(4096)));
+    assert_eq!(r.unwrap_err().ckr(), CKR_FUNCTION_REJECTED);
+    assert_eq!(f.p.shown(), 1);
+
+    let (ek, dk) = pair(CKM_ML_KEM_KEY_PAIR_GEN, CKP_ML_KEM_512);
+    let mut aes = Attributes::new();
+    aes.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
+    aes.set_ulong(CKA_KEY_TYPE, CKK_AES);
+    let m = Mechanism::new(CKM_ML_KEM);
+    let (ct, _) = t.encapsulate_key(sid, &m, ek, &aes).unwrap();
+    assert_eq!(f.p.shown(), 1, "no picture for a public-key encapsulation");
+    let before = t.search(&Attributes::new()).unwrap().len();
+    f.p.push(&[Step::Refused]);
+    let e = t.decapsulate_key(sid, &m, dk, &aes, &ct).unwrap_err();
+    assert_eq!(e.ckr(), CKR_FUNCTION_REJECTED);
+    assert_eq!(f.p.shown(), 2);
+    assert_eq!(t.search(&Attributes::new()).unwrap().len(), before);
+}
+
 #[cfg(feature = "test-hooks")]
 mod hook {
     //! Tests reading the answer through the test-only hook. They share one answer
