@@ -1,5 +1,5 @@
 //! EdDSA over Ed25519 (RFC 8032; PKCS#11 3.0 `CKK_EC_EDWARDS`,
-//! `CKM_EC_EDWARDS_KEY_PAIR_GEN`, `CKM_EDDSA`).
+//! `CKM_EC_EDWARDS_KEY_PAIR_GEN`, `CKM_EDDSA`); Ed448 keys go to [`super::ed448`].
 //!
 //! Key encoding as PKCS#11 3.0 §2.3.6 gives it: `CKA_EC_PARAMS` names the curve (the
 //! OID 1.3.101.112 or the printable string "edwards25519", both accepted, the
@@ -20,8 +20,8 @@ use super::{param_err, Key, MechParam, Mechanism, SignOp, VerifyOp};
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
 
-/// Key size in bits as `C_GetMechanismInfo` reports it.
-const BITS: (u64, u64) = (255, 255);
+/// Key size in bits as `C_GetMechanismInfo` reports it (Ed25519 to Ed448).
+const BITS: (u64, u64) = (255, 448);
 
 /// `CKA_EC_PARAMS` of Ed25519: the OID 1.3.101.112 (RFC 8410).
 pub const ED25519_OID: &[u8] = &[0x06, 0x03, 0x2b, 0x65, 0x70];
@@ -50,13 +50,33 @@ pub(super) const ENTRIES: &[MechEntry] = &[
     ),
 ];
 
-/// Whether `params` names Ed25519 (else `CKR_ATTRIBUTE_VALUE_INVALID`, as for an
-/// unknown Weierstrass curve).
-pub(crate) fn check_params(params: &[u8]) -> Result<()> {
+/// Whether `params` names Ed25519 (`false`) or Ed448 (`true`); anything else is
+/// `CKR_ATTRIBUTE_VALUE_INVALID`, as for an unknown Weierstrass curve.
+pub(crate) fn is_ed448(params: &[u8]) -> Result<bool> {
     if params == ED25519_OID || params == ED25519_NAME {
-        Ok(())
+        Ok(false)
+    } else if super::ed448::is_ed448(params) {
+        Ok(true)
     } else {
         Err(Error::AttributeValueInvalid(CKA_EC_PARAMS))
+    }
+}
+
+/// Checks a private key object's `CKA_EC_PARAMS` and `CKA_VALUE`.
+pub(crate) fn check_private(params: &[u8], value: &[u8]) -> Result<()> {
+    if is_ed448(params)? {
+        super::ed448::private_from(value).map(drop)
+    } else {
+        private_from(value).map(drop)
+    }
+}
+
+/// Checks a public key object's `CKA_EC_PARAMS` and `CKA_EC_POINT`.
+pub(crate) fn check_public(params: &[u8], point: &[u8]) -> Result<()> {
+    if is_ed448(params)? {
+        super::ed448::public_from(point).map(drop)
+    } else {
+        public_from(point).map(drop)
     }
 }
 
@@ -90,7 +110,9 @@ fn generate_pair(
     check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_EC_EDWARDS])?;
     check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_EC_EDWARDS])?;
     let params = pub_t.require(CKA_EC_PARAMS)?.to_vec();
-    check_params(&params)?;
+    if is_ed448(&params)? {
+        return super::ed448::generate_pair(params);
+    }
     let mut seed = Zeroizing::new([0u8; 32]);
     super::random(&mut seed[..])?;
     let sk = SigningKey::from_bytes(&seed);
@@ -152,6 +174,9 @@ struct EdOp {
 }
 
 fn sign_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn SignOp>> {
+    if matches!(key.material(), super::keys::Material::Ed448Private(_)) {
+        return super::ed448::sign_init(mech, key);
+    }
     let input = variant(mech)?;
     key.ed_private()?;
     Ok(Box::new(EdOp {
@@ -161,6 +186,9 @@ fn sign_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn SignOp>> {
 }
 
 fn verify_init(mech: &Mechanism, key: &Key) -> Result<Box<dyn VerifyOp>> {
+    if matches!(key.material(), super::keys::Material::Ed448Public(_)) {
+        return super::ed448::verify_init(mech, key);
+    }
     let input = variant(mech)?;
     key.ed_public()?;
     Ok(Box::new(EdOp {

@@ -30,6 +30,8 @@ pub(crate) enum Material {
     EcPublic(EcPublicKey),
     EdPrivate(ed25519_dalek::SigningKey),
     EdPublic(ed25519_dalek::VerifyingKey),
+    Ed448Private(Box<ed448_goldilocks::SigningKey>),
+    Ed448Public(Box<ed448_goldilocks::VerifyingKey>),
     XPrivate(x25519_dalek::StaticSecret),
     /// An X25519 public key does no operation of its own (a peer's key reaches ECDH
     /// as mechanism data); it is checked on the way in.
@@ -106,12 +108,20 @@ impl Key {
                 Material::EcPublic(EcPublicKey::from_point(curve, &point)?)
             }
             (CKO_PRIVATE_KEY, CKK_EC_EDWARDS) => {
-                super::eddsa::check_params(attrs.require(CKA_EC_PARAMS)?)?;
-                Material::EdPrivate(super::eddsa::private_from(attrs.require(CKA_VALUE)?)?)
+                let value = attrs.require(CKA_VALUE)?;
+                if super::eddsa::is_ed448(attrs.require(CKA_EC_PARAMS)?)? {
+                    Material::Ed448Private(Box::new(super::ed448::private_from(value)?))
+                } else {
+                    Material::EdPrivate(super::eddsa::private_from(value)?)
+                }
             }
             (CKO_PUBLIC_KEY, CKK_EC_EDWARDS) => {
-                super::eddsa::check_params(attrs.require(CKA_EC_PARAMS)?)?;
-                Material::EdPublic(super::eddsa::public_from(attrs.require(CKA_EC_POINT)?)?)
+                let point = attrs.require(CKA_EC_POINT)?;
+                if super::eddsa::is_ed448(attrs.require(CKA_EC_PARAMS)?)? {
+                    Material::Ed448Public(Box::new(super::ed448::public_from(point)?))
+                } else {
+                    Material::EdPublic(super::eddsa::public_from(point)?)
+                }
             }
             (CKO_PRIVATE_KEY, CKK_EC_MONTGOMERY) => {
                 super::x25519::check_params(attrs.require(CKA_EC_PARAMS)?)?;
@@ -154,12 +164,14 @@ impl Key {
             Material::RsaPrivate(_)
             | Material::EcPrivate(_)
             | Material::EdPrivate(_)
+            | Material::Ed448Private(_)
             | Material::XPrivate(_)
             | Material::MlDsaPrivate(_)
             | Material::MlKemPrivate(_) => CKO_PRIVATE_KEY,
             Material::RsaPublic(_)
             | Material::EcPublic(_)
             | Material::EdPublic(_)
+            | Material::Ed448Public(_)
             | Material::XPublic
             | Material::MlDsaPublic(_)
             | Material::MlKemPublic(_) => CKO_PUBLIC_KEY,
@@ -172,7 +184,10 @@ impl Key {
         match &*self.0 {
             Material::RsaPrivate(_) | Material::RsaPublic(_) => CKK_RSA,
             Material::EcPrivate(_) | Material::EcPublic(_) => CKK_EC,
-            Material::EdPrivate(_) | Material::EdPublic(_) => CKK_EC_EDWARDS,
+            Material::EdPrivate(_)
+            | Material::EdPublic(_)
+            | Material::Ed448Private(_)
+            | Material::Ed448Public(_) => CKK_EC_EDWARDS,
             Material::XPrivate(_) | Material::XPublic => CKK_EC_MONTGOMERY,
             Material::MlDsaPrivate(_) | Material::MlDsaPublic(_) => CKK_ML_DSA,
             Material::MlKemPrivate(_) | Material::MlKemPublic(_) => CKK_ML_KEM,

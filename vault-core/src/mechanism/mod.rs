@@ -129,6 +129,7 @@ mod des3;
 mod digest;
 mod ecdh;
 mod ecdsa;
+pub mod ed448;
 pub mod eddsa;
 pub mod encoding;
 mod gcm;

@@ -207,8 +207,10 @@ fn key_defaults(
                     }
                 }
                 CKK_EC_EDWARDS => {
-                    crate::mechanism::eddsa::check_params(o.require(CKA_EC_PARAMS)?)?;
-                    crate::mechanism::eddsa::public_from(o.require(CKA_EC_POINT)?)?;
+                    crate::mechanism::eddsa::check_public(
+                        o.require(CKA_EC_PARAMS)?,
+                        o.require(CKA_EC_POINT)?,
+                    )?;
                 }
                 CKK_EC_MONTGOMERY => {
                     crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
@@ -247,8 +249,10 @@ fn key_defaults(
                     o.require(CKA_VALUE)?;
                 }
                 CKK_EC_EDWARDS => {
-                    crate::mechanism::eddsa::check_params(o.require(CKA_EC_PARAMS)?)?;
-                    crate::mechanism::eddsa::private_from(o.require(CKA_VALUE)?)?;
+                    crate::mechanism::eddsa::check_private(
+                        o.require(CKA_EC_PARAMS)?,
+                        o.require(CKA_VALUE)?,
+                    )?;
                 }
                 CKK_EC_MONTGOMERY => {
                     crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;

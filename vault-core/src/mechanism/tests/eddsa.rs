@@ -191,3 +191,163 @@ fn ed25519_refuses_variants_and_bad_keys() {
     a.set(CKA_VALUE, vec![1; 31]);
     assert!(Key::from_attributes(&a).is_err());
 }
+
+fn ed448_private(secret: &[u8]) -> Key {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    a.set(CKA_EC_PARAMS, crate::mechanism::ed448::ED448_OID.to_vec());
+    a.set(CKA_VALUE, secret.to_vec());
+    Key::from_attributes(&a).unwrap()
+}
+
+fn ed448_public(point: &[u8]) -> Result<Key> {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    a.set(CKA_EC_PARAMS, crate::mechanism::ed448::ED448_NAME.to_vec());
+    a.set(CKA_EC_POINT, point.to_vec());
+    Key::from_attributes(&a)
+}
+
+/// RFC 8032 §7.4: Ed448 without and with a context; Ed448ph round trip, context
+/// separation, bad lengths.
+#[test]
+fn ed448_rfc8032_known_answers_and_variants() {
+    let pure = Mechanism::new(CKM_EDDSA);
+    let with_ctx = |ctx: &[u8], prehash| {
+        mech(
+            CKM_EDDSA,
+            MechParam::Eddsa {
+                prehash,
+                context: ctx.to_vec(),
+            },
+        )
+    };
+    for (secret, pk, msg, ctx, sig) in [
+        (
+            "6c82a562cb808d10d632be89c8513ebf6c929f34ddfa8c9f63c9960ef6e348a3528c8a3fcc2f044e
+             39a3fc5b94492f8f032e7549a20098f95b",
+            "5fd7449b59b461fd2ce787ec616ad46a1da1342485a70e1f8a0ea75d80e96778edf124769b46c706
+             1bd6783df1e50f6cd1fa1abeafe8256180",
+            "",
+            "",
+            "533a37f6bbe457251f023c0d88f976ae2dfb504a843e34d2074fd823d41a591f2b233f034f628281
+             f2fd7a22ddd47d7828c59bd0a21bfd3980ff0d2028d4b18a9df63e006c5d1c2d345b925d8dc00b41
+             04852db99ac5c7cdda8530a113a0f4dbb61149f05a7363268c71d95808ff2e652600",
+        ),
+        (
+            "c4eab05d357007c632f3dbb48489924d552b08fe0c353a0d4a1f00acda2c463afbea67c5e8d2877c
+             5e3bc397a659949ef8021e954e0a12274e",
+            "43ba28f430cdff456ae531545f7ecd0ac834a55d9358c0372bfa0c6c6798c0866aea01eb00742802
+             b8438ea4cb82169c235160627b4c3a9480",
+            "03",
+            "666f6f",
+            "d4f8f6131770dd46f40867d6fd5d5055de43541f8c5e35abbcd001b32a89f7d2151f7647f11d8ca2
+             ae279fb842d607217fce6e042f6815ea000c85741de5c8da1144a6a1aba7f96de42505d7a7298524
+             fda538fccbbb754f578c1cad10d54d0d5428407e85dcbc98a49155c13764e66c3c00",
+        ),
+    ] {
+        let sk = ed448_private(&h(secret));
+        let m = if ctx.is_empty() {
+            pure.clone()
+        } else {
+            with_ctx(&h(ctx), false)
+        };
+        assert_eq!(sign(&m, &sk, &h(msg)).unwrap(), h(sig));
+        let mut der = vec![0x04, 0x39];
+        der.extend(h(pk));
+        for point in [der, h(pk)] {
+            let vk = ed448_public(&point).unwrap();
+            verify(&m, &vk, &h(msg), &h(sig)).unwrap();
+            let mut bad = h(sig);
+            bad[3] ^= 1;
+            assert!(matches!(
+                verify(&m, &vk, &h(msg), &bad),
+                Err(Error::SignatureInvalid)
+            ));
+            assert!(matches!(
+                verify(&m, &vk, &h(msg), &h(sig)[..113]),
+                Err(Error::SignatureLenRange)
+            ));
+        }
+    }
+    // Ed448ph: signs and verifies; the context and the ph flag both count.
+    let mut t = Attributes::new();
+    t.set(CKA_EC_PARAMS, crate::mechanism::ed448::ED448_OID.to_vec());
+    let (pa, sa) = generate_key_pair(
+        &Mechanism::new(CKM_EC_EDWARDS_KEY_PAIR_GEN),
+        &t,
+        &Attributes::new(),
+    )
+    .unwrap();
+    assert_eq!(pa.get(CKA_EC_POINT).unwrap().len(), 59);
+    assert_eq!(sa.get(CKA_VALUE).unwrap().len(), 57);
+    let (sk, pk) = (
+        Key::from_attributes(&sa).unwrap(),
+        Key::from_attributes(&pa).unwrap(),
+    );
+    let ph = with_ctx(b"c", true);
+    let s = sign(&ph, &sk, b"long message").unwrap();
+    assert_eq!(s.len(), 114);
+    verify(&ph, &pk, b"long message", &s).unwrap();
+    assert!(verify(&with_ctx(b"d", true), &pk, b"long message", &s).is_err());
+    assert!(verify(&with_ctx(b"c", false), &pk, b"long message", &s).is_err());
+    assert!(matches!(
+        sign_init(&with_ctx(&[0; 256], false), &sk),
+        Err(Error::MechanismParamInvalid(_))
+    ));
+    // Wrong sizes are refused at import.
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_EDWARDS);
+    a.set(CKA_EC_PARAMS, crate::mechanism::ed448::ED448_OID.to_vec());
+    a.set(CKA_VALUE, vec![1; 32]);
+    assert!(Key::from_attributes(&a).is_err());
+    assert!(ed448_public(&[2; 32]).is_err());
+}
+
+/// openssl verifies an Ed448 signature of the token (openssl 3.0 knows pure Ed448).
+#[test]
+fn openssl_verifies_ed448() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut t = Attributes::new();
+    t.set(CKA_EC_PARAMS, crate::mechanism::ed448::ED448_OID.to_vec());
+    let (pa, sa) = generate_key_pair(
+        &Mechanism::new(CKM_EC_EDWARDS_KEY_PAIR_GEN),
+        &t,
+        &Attributes::new(),
+    )
+    .unwrap();
+    let sk = Key::from_attributes(&sa).unwrap();
+    let sig = sign(&Mechanism::new(CKM_EDDSA), &sk, b"ed448 data").unwrap();
+    // SubjectPublicKeyInfo: SEQUENCE { SEQUENCE { OID 1.3.101.113 } BIT STRING }.
+    let point = &pa.get(CKA_EC_POINT).unwrap()[2..];
+    let mut spki = vec![
+        0x30, 0x43, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x71, 0x03, 0x3a, 0x00,
+    ];
+    spki.extend_from_slice(point);
+    std::fs::write(d.join("pub.der"), &spki).unwrap();
+    std::fs::write(d.join("data"), b"ed448 data").unwrap();
+    std::fs::write(d.join("sig"), &sig).unwrap();
+    let o = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", "pub.der", "-rawin",
+            "-in", "data", "-sigfile", "sig",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    std::fs::write(d.join("data"), b"ed448 datA").unwrap();
+    let o = std::process::Command::new("openssl")
+        .args([
+            "pkeyutl", "-verify", "-pubin", "-keyform", "DER", "-inkey", "pub.der", "-rawin",
+            "-in", "data", "-sigfile", "sig",
+        ])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+}
