@@ -156,6 +156,7 @@ impl Token {
         match res {
             Ok(true) => {
                 warn!(serial = %self.serial(), state = "locked", "{COMPROMISED}");
+                self.log_state(super::GateState::Locked);
                 if let Some(agent) = agent {
                     let _ = agent.confirm(&crate::prompt::Request {
                         title: "WARNING: token locked".into(),

@@ -504,6 +504,7 @@ impl Token {
         lock(&self.gate_rt().passes).clear();
         if was {
             info!(serial = %self.serial(), state = "initial", "token reattached with the SO PIN: gate lock cleared");
+            self.log_state(GateState::of(false, self.logged_in()));
         } else {
             info!(serial = %self.serial(), "reattach: the token was not locked; chances reset");
         }
