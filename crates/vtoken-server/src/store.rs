@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS nonces (
     nonce        TEXT PRIMARY KEY,
     at           INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS operator_challenges (
+    challenge    TEXT PRIMARY KEY,
+    issued_at    INTEGER NOT NULL
+);
 ";
 
 /// Columns a database made by the first schema lacks; [`Store::open`] adds them, so
@@ -281,6 +285,42 @@ impl Store {
             params![last - keep as i64],
         )?;
         Ok(())
+    }
+
+    /// Record a fresh operator-authorisation challenge (E1, step 201); challenges
+    /// older than `max_age` seconds are forgotten.
+    pub fn new_challenge(&self, challenge: &str, max_age: u64) -> rusqlite::Result<()> {
+        let t = now();
+        self.conn.execute(
+            "DELETE FROM operator_challenges WHERE issued_at < ?1",
+            params![t - max_age as i64],
+        )?;
+        self.conn.execute(
+            "INSERT INTO operator_challenges (challenge, issued_at) VALUES (?1, ?2)",
+            params![challenge, t],
+        )?;
+        Ok(())
+    }
+
+    /// Use up a challenge: `true` once for a challenge issued within `max_age`
+    /// seconds; `false` for an unknown, expired or already answered one (a replay).
+    /// One DELETE decides, so two answers racing each other cannot both win.
+    pub fn take_challenge(&self, challenge: &str, max_age: u64) -> rusqlite::Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM operator_challenges WHERE challenge = ?1 AND issued_at >= ?2",
+            params![challenge, now() - max_age as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Whether the certificate with this serial was revoked (`ca revoke`).
+    pub fn is_revoked(&self, cert_serial: &str) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT count(*) FROM certs WHERE upper(cert_serial) = upper(?1)
+             AND revoked_at IS NOT NULL",
+            params![cert_serial],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )
     }
 
     /// Number of certificates issued so far.
