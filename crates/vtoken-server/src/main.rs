@@ -357,9 +357,8 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                         ..info
                     };
                     let der = ca.issue(&info, days).map_err(|e| e.to_string())?;
-                    // Recorded with the certificates the CA issued, so `ca revoke
-                    // --serial` revokes it and operator authorisation (E1, step 201)
-                    // refuses it from then on.
+                    // Recorded, so `ca revoke --serial` revokes it and operator
+                    // authorisation (E1, step 201) refuses it from then on.
                     let checked = vtoken_pki::verify_chain(
                         &der,
                         &[],
@@ -369,15 +368,7 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                     )
                     .map_err(|e| e.to_string())?;
                     store
-                        .insert(&store::IssuedCert {
-                            cert_serial: checked.cert_serial,
-                            token_serial: info.serial.clone(),
-                            spki_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(
-                                &info.spki,
-                            )),
-                            usage: Usage::Operator.as_str().to_string(),
-                            der: der.clone(),
-                        })
+                        .insert_operator_cert(&checked.cert_serial, &info.serial, &der)
                         .map_err(|e| e.to_string())?;
                     der
                 }
