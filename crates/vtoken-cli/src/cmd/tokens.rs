@@ -212,7 +212,7 @@ pub fn info(ctx: &Ctx, json: bool, args: &InfoArgs) -> Result<()> {
     outln!("  vault:          {}", vault.unwrap_or("unknown"));
     if info.gate == vault_core::gate::GateState::Locked {
         outln!("  LOCKED by the picture-verification gate: this machine may be compromised;");
-        outln!("  check it, then run `vtoken reattach` (needs the user PIN).");
+        outln!("  check it, then run `vtoken reattach` (needs the SO PIN).");
     }
     Ok(())
 }
