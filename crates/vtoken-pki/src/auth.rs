@@ -355,6 +355,25 @@ mod tests {
     }
 
     #[test]
+    fn a_challenge_answer_is_bound_to_its_challenge_and_certificate() {
+        let (a, b) = (cred(), cred());
+        let sig = a.answer_challenge("c1").unwrap();
+        verify_challenge_answer(a.cert_der(), "c1", &sig).unwrap();
+        // Another challenge, another certificate, a flipped bit: refused.
+        assert!(verify_challenge_answer(a.cert_der(), "c2", &sig).is_err());
+        assert!(verify_challenge_answer(b.cert_der(), "c1", &sig).is_err());
+        let mut bad = sig.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(verify_challenge_answer(a.cert_der(), "c1", &bad).is_err());
+        // The request signature's domain is not the challenge's.
+        assert_ne!(
+            challenge_message("c1", a.cert_der()),
+            message("POST", "/", 0, "c1", "", b"")
+        );
+    }
+
+    #[test]
     fn signed_request_verifies_and_is_bound_to_its_parts() {
         let mut c = cred();
         c.profile = Some(Usage::Client);
