@@ -62,6 +62,21 @@ pub unsafe extern "C" fn C_GetSlotInfo(slot: CK_SLOT_ID, info: *mut CK_SLOT_INFO
     })
 }
 
+/// `CK_TOKEN_INFO` of a token.
+///
+/// # The token state (SPEC C6) in `utcTime`: a vendor use of the field
+///
+/// The picture gate's states have no `CKF_*` flag. What PKCS#11 has is reported
+/// the standard way: `CKF_USER_PIN_INITIALIZED`, `CKF_USER_PIN_COUNT_LOW`,
+/// `CKF_USER_PIN_FINAL_TRY`, `CKF_USER_PIN_LOCKED`, `CKF_USER_PIN_TO_BE_CHANGED`
+/// (and the SO PIN's), and the gate's lock by refusing the call with
+/// `CKR_DEVICE_REMOVED` (the key "unplugged", C5). Whether the user PIN was
+/// verified in this process (`initial` / `pin-verified`, and `pin-locked`) goes in
+/// `utcTime`, blank-padded ASCII: the standard gives that field a meaning only for
+/// tokens that set `CKF_CLOCK_ON_TOKEN`, which this token never does, so a client
+/// that follows the standard ignores it and no standard field changes meaning. A
+/// vendor object would need a session and a find; this needs neither, so it also
+/// works before any session exists.
 fn token_info(i: &TokenInfo) -> CK_TOKEN_INFO {
     CK_TOKEN_INFO {
         label: padded(&i.label),
@@ -81,7 +96,7 @@ fn token_info(i: &TokenInfo) -> CK_TOKEN_INFO {
         ulFreePrivateMemory: CK_UNAVAILABLE_INFORMATION,
         hardwareVersion: crate::LIBRARY_VERSION,
         firmwareVersion: crate::LIBRARY_VERSION,
-        utcTime: [b' '; 16],
+        utcTime: padded(i.state.as_str()),
     }
 }
 

@@ -24,7 +24,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(c) => c.parse()?,
         None => 76,
     };
-    let png = challenge::render(&text)?;
+    // A token draws with a stream keyed by its own picture key; a sample needs none.
+    let png = challenge::render_with(&text, &mut rand::rngs::OsRng)?;
     std::fs::write(&out, &png)?;
     println!("{}", picture::to_half_blocks(&png, cols)?);
     eprintln!("wrote {out} ({} bytes; text {text})", png.len());

@@ -67,8 +67,10 @@ With --json, prints a JSON array with one object per token:
   so_pin_locked, user_pin_failures, so_pin_failures, objects {public, private}.")]
     List,
 
-    /// Show the full token information of one token (C_GetTokenInfo, flags decoded).
-    Info,
+    /// Show the full token information of one token (C_GetTokenInfo, flags decoded)
+    /// and its state (SPEC C6).
+    #[command(after_help = crate::cmd::tokens::INFO_HELP)]
+    Info(crate::cmd::tokens::InfoArgs),
 
     /// Change, reset or unlock PINs.
     #[command(subcommand)]

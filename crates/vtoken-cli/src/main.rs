@@ -39,7 +39,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match &cli.command {
         Command::Init(a) => cmd::init::run(&ctx, json, a)?,
         Command::List => cmd::tokens::list(&ctx, json)?,
-        Command::Info => cmd::tokens::info(&ctx, json)?,
+        Command::Info(a) => cmd::tokens::info(&ctx, json, a)?,
         Command::Pin(c) => cmd::pin::run(&ctx, c)?,
         Command::Key(c) => cmd::keys::run(&ctx, json, c)?,
         Command::Import(a) => cmd::keys::import(&ctx, json, a)?,

@@ -897,11 +897,11 @@ fn enrolment_needs_a_registered_operator_credential_and_its_policy() {
         "{e}"
     );
     assert!(env.contents(&s, "123456").0.is_empty(), "no certificate");
-    // The operator removed from the CA: its signed requests are refused (403).
+    // The operator removed from the CA: refused at step 201, before any token.
     env.server(&["ca", "operator", "remove", "--name", "station"]);
-    let (code, json, _) = env.enroll(&ca.url, &["--tokens", &s, "--pin", "123456"]);
-    assert_eq!(code, Some(1), "{json:#}");
-    let e = row(&json, &s)["error"].as_str().unwrap().to_string();
+    let out = env.run(&env.enroll_args(&ca.url, &["--tokens", &s, "--pin", "123456"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let e = String::from_utf8_lossy(&out.stderr);
     assert!(e.contains("403") && e.contains("not registered"), "{e}");
     assert!(env.contents(&s, "123456").0.is_empty(), "no certificate");
     assert_eq!(
@@ -976,4 +976,340 @@ fn device_verify_refuses_an_attestation_whose_certificate_is_not_device_identity
     let out = attest_and_verify();
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("device authenticated"));
+}
+
+/// An operator token `label` (serial `serial`) with its key and a certificate issued
+/// by the CA in `ca_dir` (`ca operator add --csr`, registered there as `name`, with
+/// `extra` arguments), installed beside the key.
+fn make_operator(env: &Env, label: &str, serial: &str, ca_dir: &Path, name: &str, extra: &[&str]) {
+    env.token(label, serial, OPERATOR_PIN);
+    let (csr, pem) = (
+        env.path(&format!("{label}.csr")),
+        env.path(&format!("{label}.pem")),
+    );
+    let pin = env.path("op.pin");
+    let op = |sub: &str, flag: &str, file: &Path| {
+        let out = env.run(&[
+            "enroll",
+            sub,
+            "--operator",
+            label,
+            "--operator-pin-file",
+            pin.to_str().unwrap(),
+            flag,
+            file.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    op("operator-request", "-o", &csr);
+    let out = Command::new(artifacts::server())
+        .args(["ca", "operator", "add", "--name", name, "--csr"])
+        .arg(&csr)
+        .arg("-o")
+        .arg(&pem)
+        .args(extra)
+        .args(["--dir", ca_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    op("operator-install", "--cert", &pem);
+}
+
+/// `vtoken enroll` with operator token `label`: exit code and stderr.
+fn enroll_as(env: &Env, url: &str, label: &str, s: &str) -> (Option<i32>, String) {
+    let mut args = env.enroll_args(url, &["--tokens", s, "--pin", "123456"]);
+    let at = args.iter().position(|a| a == "operator").unwrap();
+    args[at] = label.into();
+    let out = env.run(&args);
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// E1, seed 001 step 201, in its order: the operator's PIN, then the operator
+/// certificate of this CA on the token, then the CA's verdict on the token's answer
+/// to a fresh challenge. Each refusal stops the run before step 202 (no token is
+/// touched); an answer works once.
+#[test]
+fn step_201_authorises_only_operator_tokens_of_this_ca_answering_a_fresh_challenge() {
+    let env = Env::new();
+    let s = serial(1);
+    env.token("t1", &s, "123456");
+    let ca = Server::ca(&env.ca_dir);
+    let untouched = |what: &str| {
+        assert_eq!(
+            env.contents(&s, "123456"),
+            (vec![], 0),
+            "{what}: token untouched"
+        );
+    };
+
+    // A token whose PIN the operator knows, without an operator certificate.
+    env.token("bare", "0F0F0F0F00000001", OPERATOR_PIN);
+    let (code, err) = enroll_as(&env, &ca.url, "bare", &s);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("holds no operator credential"), "{err}");
+    untouched("no certificate");
+
+    // An operator certificate of another CA, even registered here by --cert (so the
+    // CA would take its signed requests): refused at the station.
+    let other = env.path("other-ca");
+    let out = Command::new(artifacts::server())
+        .args([
+            "ca",
+            "init",
+            "--dir",
+            other.to_str().unwrap(),
+            "--name",
+            "Other CA",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    make_operator(&env, "foreign", "0F0F0F0F00000002", &other, "foreign", &[]);
+    env.server(&[
+        "ca",
+        "operator",
+        "add",
+        "--name",
+        "foreign",
+        "--cert",
+        env.path("foreign.pem").to_str().unwrap(),
+    ]);
+    let (code, err) = enroll_as(&env, &ca.url, "foreign", &s);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("'foreign' is not authorised") && err.contains("not one of this CA"),
+        "{err}"
+    );
+    untouched("foreign CA");
+
+    // An operator certificate of this CA that has expired.
+    make_operator(
+        &env,
+        "expired",
+        "0F0F0F0F00000003",
+        &env.ca_dir,
+        "expired",
+        &["--days", "0"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let (code, err) = enroll_as(&env, &ca.url, "expired", &s);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("'expired' is not authorised"), "{err}");
+    untouched("expired");
+
+    // One the CA revoked (by the operator token's serial): refused by the CA.
+    make_operator(
+        &env,
+        "revoked",
+        "0F0F0F0F00000004",
+        &env.ca_dir,
+        "revoked",
+        &[],
+    );
+    env.server(&["ca", "revoke", "--serial", "0F0F0F0F00000004"]);
+    let (code, err) = enroll_as(&env, &ca.url, "revoked", &s);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("403") && err.contains("is revoked"), "{err}");
+    untouched("revoked");
+
+    // One the CA no longer registers.
+    make_operator(
+        &env,
+        "removed",
+        "0F0F0F0F00000005",
+        &env.ca_dir,
+        "removed",
+        &[],
+    );
+    env.server(&["ca", "operator", "remove", "--name", "removed"]);
+    let (code, err) = enroll_as(&env, &ca.url, "removed", &s);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not registered"), "{err}");
+    untouched("removed");
+
+    // The authorised operator: step 201 passes, the token is enrolled.
+    let (code, err) = enroll_as(&env, &ca.url, "operator", &s);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("operator station authorised by the CA"),
+        "{err}"
+    );
+    assert_one_valid_cert(&env, &s, "123456");
+
+    // The challenge protocol itself, with the operator token's real key.
+    let reg = env.registry();
+    let op = vtoken_enroll::Operator::login(
+        &reg,
+        &vtoken_enroll::Operator::find(&reg, "operator").unwrap(),
+        OPERATOR_PIN,
+    )
+    .unwrap();
+    let cred = op.credential(vtoken_pki::Usage::Operator).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let answer = |challenge: &str, signed: &str| vtoken_pki::api::OperatorAnswer {
+        challenge: challenge.to_string(),
+        cert: b64.encode(cred.cert_der()),
+        signature: b64.encode(cred.answer_challenge(signed).unwrap()),
+    };
+    let c1 = vtoken_pki::client::operator_challenge(&ca.url).unwrap();
+    let a1 = answer(&c1.challenge, &c1.challenge);
+    let ok = vtoken_pki::client::operator_authorise(&ca.url, &a1).unwrap();
+    assert_eq!(ok.operator, "station");
+    // Replayed: the challenge is used up.
+    let e = vtoken_pki::client::operator_authorise(&ca.url, &a1).unwrap_err();
+    assert!(e.to_string().contains("already answered"), "{e}");
+    // An old answer moved onto a new challenge does not verify (and uses it up).
+    let c2 = vtoken_pki::client::operator_challenge(&ca.url).unwrap();
+    let mut moved = a1.clone();
+    moved.challenge = c2.challenge.clone();
+    let e = vtoken_pki::client::operator_authorise(&ca.url, &moved).unwrap_err();
+    assert!(e.to_string().contains("does not verify"), "{e}");
+    let e = vtoken_pki::client::operator_authorise(&ca.url, &answer(&c2.challenge, &c2.challenge))
+        .unwrap_err();
+    assert!(e.to_string().contains("already answered"), "{e}");
+    // A challenge the CA never gave.
+    let made_up = "00".repeat(32);
+    let e =
+        vtoken_pki::client::operator_authorise(&ca.url, &answer(&made_up, &made_up)).unwrap_err();
+    assert!(e.to_string().contains("401"), "{e}");
+}
+
+/// E8, seed 001 steps 310–311 in order: the station submits a batch and leaves
+/// (`--mode submit`), the CA issues and publishes each certificate to the
+/// certificate server (its own SQLite state), whose record is the "certificate
+/// ready" notice; `vtoken enroll collect` polls the notices, fetches by token serial,
+/// verifies and loads each certificate once. Refusals: nothing published yet, a
+/// certificate of another CA offered to the server, a station trusting another CA,
+/// the certificate server down.
+#[test]
+fn certificate_server_path_submit_then_collect_by_serial_once() {
+    let env = Env::new();
+    let serials: Vec<String> = (1..=3).map(serial).collect();
+    for (i, s) in serials.iter().enumerate() {
+        env.token(&format!("c{i}"), s, "123456");
+    }
+    let certs_dir = env.path("certsrv");
+    let mut certs = Server::start(&[
+        "certs",
+        "serve",
+        "--dir",
+        certs_dir.to_str().unwrap(),
+        "--ca-cert",
+        env.ca_pem().to_str().unwrap(),
+    ]);
+    let ca = Server::start(&[
+        "ca",
+        "serve",
+        "--dir",
+        env.ca_dir.to_str().unwrap(),
+        "--serial-range",
+        RANGE,
+        "--publish-to",
+        &certs.url,
+    ]);
+    let certs_url = certs.url.clone();
+    let ca_pem = env.ca_pem().to_str().unwrap().to_string();
+    let collect = |extra: &[&str]| -> (Option<i32>, Value) {
+        let mut args = vec![
+            "--json", "enroll", "collect", "--from", &certs_url, "--all", "--skip", "operator",
+            "--pin", "123456",
+        ];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--ca-cert") {
+            args.extend_from_slice(&["--ca-cert", &ca_pem]);
+        }
+        let out = env.run(&args);
+        let json = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+        (out.status.code(), json)
+    };
+
+    // Nothing issued yet: every token is "not ready", none touched.
+    let (code, json) = collect(&[]);
+    assert_eq!(code, Some(1), "{json:#}");
+    for s in &serials {
+        let e = row(&json, s)["error"].as_str().unwrap();
+        assert!(e.contains("no certificate published"), "{e}");
+        assert_eq!(env.contents(s, "123456"), (vec![], 0));
+    }
+
+    // Step 308-310: the batch is submitted; nothing is written to the tokens now.
+    let (code, json, _) = env.enroll(&ca.url, &["--all", "--pin", "123456", "--mode", "submit"]);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["submitted"], 3, "{json:#}");
+    for s in &serials {
+        assert_eq!(row(&json, s)["result"], "submitted");
+        let (c, keys) = env.contents(s, "123456");
+        assert!(
+            c.is_empty() && keys == 1,
+            "{s}: key made, no certificate yet"
+        );
+    }
+    // The notices: one per token, by serial.
+    let notices = vtoken_pki::client::notices(&certs.url, 0).unwrap();
+    let mut noticed: Vec<String> = notices.iter().map(|n| n.token_serial.clone()).collect();
+    noticed.sort();
+    assert_eq!(noticed, serials);
+
+    // A station trusting another CA loads nothing.
+    let other = env.path("other-ca");
+    let out = Command::new(artifacts::server())
+        .args([
+            "ca",
+            "init",
+            "--dir",
+            other.to_str().unwrap(),
+            "--name",
+            "Other CA",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let other_pem = other.join("ca.pem");
+    let (code, json) = collect(&["--ca-cert", other_pem.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{json:#}");
+    for s in &serials {
+        assert_eq!(row(&json, s)["result"], "failed", "{json:#}");
+        assert!(env.contents(s, "123456").0.is_empty(), "{s} untouched");
+    }
+
+    // Step 311-313: collected, verified, loaded beside the key.
+    let (code, json) = collect(&["--wait", "10"]);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["enrolled"], 3, "{json:#}");
+    for s in &serials {
+        assert_one_valid_cert(&env, s, "123456");
+    }
+    // A rerun loads nothing twice.
+    let (code, json) = collect(&[]);
+    assert_eq!(code, Some(0), "{json:#}");
+    assert_eq!(json["already_enrolled"], 3, "{json:#}");
+    for s in &serials {
+        assert_one_valid_cert(&env, s, "123456");
+    }
+
+    // The certificate server takes only certificates of its CA.
+    let other_ca = vtoken_pki::LocalCa::load(&other).unwrap();
+    let spki = vtoken_pki::cert_spki(other_ca.cert_der()).unwrap();
+    let forged = other_ca
+        .issue_for_spki(&spki, &serial(9), vtoken_pki::Usage::Device)
+        .unwrap();
+    let e = vtoken_pki::client::publish(&certs.url, &forged).unwrap_err();
+    assert!(e.to_string().contains("403"), "{e}");
+    assert_eq!(
+        vtoken_pki::client::fetch_cert(&certs.url, &serial(9)).unwrap(),
+        None
+    );
+
+    // The certificate server down: a clear failure, nothing written.
+    env.token("late", &serial(4), "123456");
+    certs.kill();
+    let (code, json) = collect(&[]);
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(row(&json, &serial(4))["result"], "failed");
+    assert_eq!(env.contents(&serial(4), "123456"), (vec![], 0));
 }

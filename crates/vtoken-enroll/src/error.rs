@@ -121,4 +121,12 @@ pub enum Error {
     /// The operator certificate certifies a key that is not on the operator token.
     #[error("the certificate certifies a key that is not on the operator token '{label}'")]
     OperatorKeyMissing { label: String },
+    /// No certificate for the token on the certificate server yet (E8).
+    #[error(
+        "no certificate published for this token yet (run `vtoken enroll collect` again later)"
+    )]
+    NotPublished,
+    /// Step 201 refused the operator token: not an authorised one.
+    #[error("operator token '{label}' is not authorised: {reason}; nothing was enrolled")]
+    OperatorNotAuthorised { label: String, reason: String },
 }

@@ -2,6 +2,14 @@
 //! every request to the CA or relay is signed with the operator credential on it —
 //! a key and the certificate labelled [`OPERATOR_LABEL`], made once with
 //! [`Operator::request`] and [`Operator::install`] and registered with the CA.
+//!
+//! Seed 001 step 201 ("the local device authenticates the operator ... checks that
+//! the authority device holds valid data ... sends it data to compute and checks the
+//! result") is [`Operator::authorise`]: knowing a token's PIN is not enough; the
+//! token must hold an operator certificate of the CA (checked at the station: chain,
+//! validity, operator profile) that the CA still honours (registered, not revoked),
+//! and its key must answer a fresh challenge of the CA inside the token. Only then
+//! does the station go on to step 202.
 
 use cryptoki_sys::*;
 use vault_core::mechanism::encoding;
@@ -15,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::keys::{self, search, KeyPair};
 use crate::session::TokenSession;
 use crate::station::KeyType;
+use crate::trust::Trust;
 
 /// Label of the operator credential's key and certificate on the operator token.
 pub const OPERATOR_LABEL: &str = "vtoken-operator";
@@ -90,6 +99,38 @@ impl Operator {
         Err(Error::NoOperatorCredential {
             label: op.entry.label.clone(),
         })
+    }
+
+    /// Step 201: proves to the station and to the CA at `url` that this is an
+    /// authorised operator token (see the module). Returns the name the CA knows the
+    /// operator by. Nothing else happens before this succeeds.
+    pub fn authorise(&self, url: &str, trust: &Trust) -> Result<String> {
+        let not_authorised = |reason: String| Error::OperatorNotAuthorised {
+            label: self.session.entry.label.clone(),
+            reason,
+        };
+        // The certificate on the token (none: the PIN alone proves nothing).
+        let cred = self.credential(Usage::Operator)?;
+        trust
+            .check_operator(cred.cert_der())
+            .map_err(not_authorised)?;
+        let challenge = vtoken_pki::client::operator_challenge(url)
+            .map_err(|e| not_authorised(format!("no challenge from the CA: {e}")))?;
+        let sig = cred
+            .answer_challenge(&challenge.challenge)
+            .map_err(|e| not_authorised(format!("the token did not answer: {e}")))?;
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let verdict = vtoken_pki::client::operator_authorise(
+            url,
+            &vtoken_pki::api::OperatorAnswer {
+                challenge: challenge.challenge,
+                cert: b64.encode(cred.cert_der()),
+                signature: b64.encode(sig),
+            },
+        )
+        .map_err(|e| not_authorised(format!("the CA refused: {e}")))?;
+        Ok(verdict.operator)
     }
 
     /// The operator key (an EC P-256 key pair labelled [`OPERATOR_LABEL`], made now

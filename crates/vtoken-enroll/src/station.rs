@@ -35,6 +35,10 @@ pub enum Mode {
     /// Every request first, one batch call per [`vtoken_pki::api::MAX_BATCH`],
     /// certificates matched back by the serial they carry.
     Batch,
+    /// Asynchronous issuance (E8, seed 001 steps 310–311): the requests are sent as
+    /// in [`Mode::Batch`], but no certificate is written now; the CA publishes them
+    /// to the certificate server and [`Station::collect`] loads them later.
+    Submit,
 }
 
 /// What became of one token.
@@ -43,6 +47,9 @@ pub enum Mode {
 pub enum Status {
     Enrolled,
     AlreadyEnrolled,
+    /// The request was sent ([`Mode::Submit`]); `vtoken enroll collect` loads the
+    /// certificate.
+    Submitted,
     Failed,
 }
 
@@ -173,8 +180,9 @@ pub struct StationConfig {
     pub key_type: KeyType,
     /// Label of a generated key pair and of a certificate whose key has none.
     pub key_label: String,
-    /// The operator credential every request is signed with (E1).
-    pub credential: Credential,
+    /// The operator credential every request is signed with (E1); `None` only for
+    /// [`Station::collect`], which sends no request.
+    pub credential: Option<Credential>,
 }
 
 /// The issuing station for one run.
@@ -234,8 +242,134 @@ impl<'a> Station<'a> {
                     outcomes.push(o);
                 }
             }
-            Mode::Batch => self.batch(entries, progress, outcomes),
+            Mode::Batch => self.batch(entries, progress, outcomes, false),
+            Mode::Submit => self.batch(entries, progress, outcomes, true),
         }
+    }
+
+    /// Step 311: loads the certificates the CA published to the certificate server
+    /// at `from` into `entries`. It waits up to `wait` for a "certificate ready"
+    /// notice of every token, then, per token: a token that holds its certificate
+    /// already is reported so and left alone (a rerun loads nothing twice); one
+    /// without a notice is "not ready"; else the certificate is fetched by the
+    /// token's serial, checked against the CA certificate (chain, serial, usage) and
+    /// written beside the private key it certifies.
+    pub fn collect(
+        &self,
+        from: &str,
+        entries: &[TokenEntry],
+        wait: std::time::Duration,
+        progress: &mut dyn Progress,
+        out: &mut Vec<Outcome>,
+    ) {
+        let deadline = std::time::Instant::now() + wait;
+        let mut noticed = std::collections::HashSet::new();
+        let mut after = 0;
+        let notice_error = loop {
+            match client::notices(from, after) {
+                Ok(ns) => {
+                    let full = ns.len() >= vtoken_pki::api::MAX_NOTICES;
+                    for n in ns {
+                        after = after.max(n.id);
+                        noticed.insert(n.token_serial.to_ascii_uppercase());
+                    }
+                    if full {
+                        continue;
+                    }
+                }
+                Err(e) => break Some(Arc::new(e)),
+            }
+            let missing = entries
+                .iter()
+                .filter(|e| !noticed.contains(&e.serial.to_ascii_uppercase()))
+                .count();
+            if missing == 0 || std::time::Instant::now() >= deadline {
+                break None;
+            }
+            progress.tick(&format!(
+                "waiting for {missing} certificate-ready notice(s)"
+            ));
+            std::thread::sleep(std::time::Duration::from_millis(300));
+        };
+        for entry in entries {
+            let o = match &notice_error {
+                Some(e) => Outcome::failed(&entry.serial, &entry.label, Error::Ca(e.clone())),
+                None => self.collect_one(from, entry, &noticed),
+            };
+            progress.row(&o);
+            out.push(o);
+        }
+    }
+
+    fn collect_one(
+        &self,
+        from: &str,
+        entry: &TokenEntry,
+        noticed: &std::collections::HashSet<String>,
+    ) -> Outcome {
+        let s = match self.open(entry) {
+            Ok(s) => s,
+            Err(e) => return Outcome::failed(&entry.serial, &entry.label, e),
+        };
+        match self.enrolled(&s) {
+            Ok(Some((cert_serial, key_id))) => return Outcome::already(entry, cert_serial, key_id),
+            Ok(None) => {}
+            Err(e) => return Outcome::failed(&entry.serial, &entry.label, e),
+        }
+        let serial = s.token.serial().to_string();
+        let r = (|| -> Result<(String, Vec<u8>)> {
+            if !noticed.contains(&serial.to_ascii_uppercase()) {
+                return Err(Error::NotPublished);
+            }
+            let cert = client::fetch_cert(from, &serial)
+                .map_err(|e| Error::Ca(Arc::new(e)))?
+                .ok_or(Error::NotPublished)?;
+            let spki = vtoken_pki::cert_spki(&cert)?;
+            let Some((id, label)) = self.key_of(&s, &spki)? else {
+                return Err(Error::CertificateRejected(
+                    "the published certificate certifies a key that is not on this token".into(),
+                ));
+            };
+            let v = self
+                .config
+                .trust
+                .check(&cert, &serial, &spki, self.config.usage)?;
+            let label = if label.is_empty() {
+                self.config.key_label.clone()
+            } else {
+                label
+            };
+            keys::store_certificate(&s, &cert, &id, &label)?;
+            Ok((v.cert_serial, id))
+        })();
+        match r {
+            Ok((cert_serial, id)) => Outcome {
+                serial,
+                label: entry.label.clone(),
+                status: Status::Enrolled,
+                cert_serial: Some(cert_serial),
+                key_id: Some(id),
+                key_generated: false,
+                error: None,
+            },
+            Err(e) => Outcome::failed(&serial, &entry.label, e),
+        }
+    }
+
+    /// The CKA_ID and label of the private key whose public key is `spki`.
+    fn key_of(&self, s: &TokenSession, spki: &[u8]) -> Result<Option<(Vec<u8>, String)>> {
+        for h in search(s, CKO_PRIVATE_KEY, None)? {
+            let a = s.token.attributes(h)?;
+            let id = a.get(CKA_ID).unwrap_or_default().to_vec();
+            if id.is_empty() {
+                continue;
+            }
+            let pk = keys::public_spki(s, &id)?.or_else(|| encoding::public_key_spki(&a).ok());
+            if pk.as_deref() == Some(spki) {
+                return Ok(Some((id, a.label())));
+            }
+        }
+        Ok(None)
     }
 
     /// Opens the token and logs in as its user (E2).
@@ -383,7 +517,7 @@ impl<'a> Station<'a> {
             Ok(Prepared::Request(r)) => r,
             Err(e) => return Outcome::failed(&entry.serial, &entry.label, e),
         };
-        let result = client::enroll(&self.config.url, &req.csr, Some(&self.config.credential))
+        let result = client::enroll(&self.config.url, &req.csr, self.config.credential.as_ref())
             .map_err(|e| Error::Ca(Arc::new(e)))
             .and_then(|cert| self.store(&s, &req, &cert));
         self.outcome_for(entry, &req, result)
@@ -391,7 +525,13 @@ impl<'a> Station<'a> {
 
     /// Batch mode (E10): every request, one call per `MAX_BATCH`, certificates matched
     /// back by the serial they carry.
-    fn batch(&self, entries: &[TokenEntry], progress: &mut dyn Progress, out: &mut Vec<Outcome>) {
+    fn batch(
+        &self,
+        entries: &[TokenEntry],
+        progress: &mut dyn Progress,
+        out: &mut Vec<Outcome>,
+        submit: bool,
+    ) {
         let mut pending: Vec<(TokenEntry, Request)> = Vec::new();
         progress.note(&format!("building {} request(s)", entries.len()));
         for (i, entry) in entries.iter().enumerate() {
@@ -420,7 +560,8 @@ impl<'a> Station<'a> {
             progress.note(&format!("sending {} request(s) in one batch", chunk.len()));
             let csrs = chunk.iter().map(|(_, r)| r.csr.clone()).collect();
             let answers =
-                match client::enroll_batch(&self.config.url, csrs, Some(&self.config.credential)) {
+                match client::enroll_batch(&self.config.url, csrs, self.config.credential.as_ref())
+                {
                     Ok(a) => a,
                     Err(e) => {
                         // One failed call: the same error for every token of the chunk.
@@ -461,6 +602,22 @@ impl<'a> Station<'a> {
                 let result = match answer {
                     None => Err(Error::NoAnswer),
                     Some(Err(refusal)) => Err(Error::Refused(refusal)),
+                    // Asynchronous: the certificate comes through the certificate
+                    // server (`collect`), not this answer.
+                    Some(Ok(cert)) if submit => {
+                        let checked = self
+                            .config
+                            .trust
+                            .check(&cert, &req.serial, &req.spki, self.config.usage)
+                            .map(|v| v.cert_serial);
+                        let mut o = self.outcome_for(entry, req, checked);
+                        if o.error.is_none() {
+                            o.status = Status::Submitted;
+                        }
+                        progress.row(&o);
+                        out.push(o);
+                        continue;
+                    }
                     Some(Ok(cert)) => self
                         .config
                         .trust

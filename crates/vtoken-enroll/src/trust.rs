@@ -149,6 +149,19 @@ impl Trust {
     }
 }
 
+impl Trust {
+    /// Step 201 at the station: `cert` is an operator certificate of this CA —
+    /// it chains to the trusted root, is valid now and carries the operator profile
+    /// (clientAuth + id-kp-cmcRA). The CA then checks it is registered and not
+    /// revoked, and that the token's key answers its challenge.
+    pub fn check_operator(&self, cert: &[u8]) -> std::result::Result<VerifiedCert, String> {
+        let v = vtoken_pki::verify_chain(cert, &self.intermediates, &self.root, SystemTime::now())
+            .map_err(|e| format!("its operator certificate is not one of this CA: {e}"))?;
+        vtoken_pki::require_usage(cert, Usage::Operator).map_err(|e| e.to_string())?;
+        Ok(v)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

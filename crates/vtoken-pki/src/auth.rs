@@ -191,6 +191,47 @@ impl Credential {
     }
 }
 
+impl Credential {
+    /// Answers an operator-authorisation challenge (E1, step 201): the key's
+    /// signature over [`challenge_message`].
+    pub fn answer_challenge(&self, challenge: &str) -> Result<Vec<u8>> {
+        self.sign_message(&challenge_message(challenge, &self.cert_der))
+    }
+}
+
+const CHALLENGE_DOMAIN: &str = "vtoken-operator-challenge-v1";
+
+/// What an operator token signs to prove it holds the key of `cert_der` now: the
+/// domain, the verifier's fresh challenge and the certificate's fingerprint, so an
+/// answer is good for one challenge and one certificate only.
+pub fn challenge_message(challenge: &str, cert_der: &[u8]) -> Vec<u8> {
+    format!(
+        "{CHALLENGE_DOMAIN}\n{}\n{}",
+        challenge.trim(),
+        fingerprint(cert_der)
+    )
+    .into_bytes()
+}
+
+/// Checks an answer to `challenge` made with the key of `cert_der` (the signature
+/// only: the caller checks the certificate's issuer, validity, usage and status).
+pub fn verify_challenge_answer(cert_der: &[u8], challenge: &str, sig: &[u8]) -> Result<()> {
+    let cert = Certificate::from_der(cert_der)
+        .map_err(|e| Error::Auth(format!("operator certificate: {e}")))?;
+    let spki = &cert.tbs_certificate.subject_public_key_info;
+    let alg = SigAlg::for_spki(&der::Encode::to_der(spki)?)?;
+    let sig = alg.normalise(sig.to_vec())?;
+    sig::verify(
+        spki,
+        &alg.identifier(),
+        &challenge_message(challenge, cert_der),
+        &BitString::from_bytes(&sig)?,
+    )
+    .map_err(|_| {
+        Error::Auth("the challenge answer does not verify with the operator certificate".into())
+    })
+}
+
 fn zeroize_string(s: String) -> zeroize::Zeroizing<String> {
     zeroize::Zeroizing::new(s)
 }
@@ -311,6 +352,25 @@ mod tests {
 
     fn map(h: Vec<(&'static str, String)>) -> HashMap<&'static str, String> {
         h.into_iter().collect()
+    }
+
+    #[test]
+    fn a_challenge_answer_is_bound_to_its_challenge_and_certificate() {
+        let (a, b) = (cred(), cred());
+        let sig = a.answer_challenge("c1").unwrap();
+        verify_challenge_answer(a.cert_der(), "c1", &sig).unwrap();
+        // Another challenge, another certificate, a flipped bit: refused.
+        assert!(verify_challenge_answer(a.cert_der(), "c2", &sig).is_err());
+        assert!(verify_challenge_answer(b.cert_der(), "c1", &sig).is_err());
+        let mut bad = sig.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        assert!(verify_challenge_answer(a.cert_der(), "c1", &bad).is_err());
+        // The request signature's domain is not the challenge's.
+        assert_ne!(
+            challenge_message("c1", a.cert_der()),
+            message("POST", "/", 0, "c1", "", b"")
+        );
     }
 
     #[test]

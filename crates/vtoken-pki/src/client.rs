@@ -202,6 +202,63 @@ pub fn fetch_cert(base_url: &str, serial: &str) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// A fresh operator-authorisation challenge from the CA (E1, step 201).
+pub fn operator_challenge(base_url: &str) -> Result<api::OperatorChallenge> {
+    let body = answer(
+        agent()
+            .post(&url(base_url, api::OPERATOR_CHALLENGE))
+            .send_bytes(&[]),
+    )?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::Protocol(format!("challenge answer is not valid JSON: {e}")))
+}
+
+/// Sends the operator token's answer to a challenge; the CA's verdict.
+pub fn operator_authorise(
+    base_url: &str,
+    answer_body: &api::OperatorAnswer,
+) -> Result<api::OperatorAuthorised> {
+    let json = serde_json::to_vec(answer_body)
+        .map_err(|e| Error::Protocol(format!("encoding the answer: {e}")))?;
+    let body = answer(
+        agent()
+            .post(&url(base_url, api::OPERATOR_AUTHORISE))
+            .set("Content-Type", "application/json")
+            .send_bytes(&json),
+    )?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::Protocol(format!("authorisation answer is not valid JSON: {e}")))
+}
+
+/// Publishes a certificate to the certificate server at `base_url` (E8, step 310).
+pub fn publish(base_url: &str, cert_der: &[u8]) -> Result<api::Published> {
+    use base64::Engine;
+    let json = serde_json::to_vec(&api::Publish {
+        cert: base64::engine::general_purpose::STANDARD.encode(cert_der),
+    })
+    .map_err(|e| Error::Protocol(format!("encoding: {e}")))?;
+    let body = answer(
+        agent()
+            .post(&url(base_url, api::PUBLISH))
+            .set("Content-Type", "application/json")
+            .send_bytes(&json),
+    )?;
+    serde_json::from_slice(&body)
+        .map_err(|e| Error::Protocol(format!("publish answer is not valid JSON: {e}")))
+}
+
+/// The "certificate ready" notices after number `after` (E8, step 310).
+pub fn notices(base_url: &str, after: u64) -> Result<Vec<api::Notice>> {
+    let body = answer(
+        agent()
+            .get(&url(base_url, &format!("{}?after={after}", api::NOTICES)))
+            .call(),
+    )?;
+    serde_json::from_slice::<api::Notices>(&body)
+        .map(|n| n.notices)
+        .map_err(|e| Error::Protocol(format!("notices are not valid JSON: {e}")))
+}
+
 /// The CA certificates (DER), from the EST `cacerts` endpoint.
 pub fn ca_certs(base_url: &str) -> Result<Vec<Vec<u8>>> {
     let body = answer(agent().get(&url(base_url, api::EST_CACERTS)).call())?;

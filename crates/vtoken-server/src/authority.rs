@@ -8,9 +8,12 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use vtoken_pki::api::{BatchRequest, BatchResponse};
+use vtoken_pki::api::{
+    BatchRequest, BatchResponse, OperatorAnswer, OperatorAuthorised, OperatorChallenge,
+    CHALLENGE_SECS,
+};
 use vtoken_pki::auth::{Authenticated, MAX_SKEW_SECS};
-use vtoken_pki::{verify_chain, verify_csr, CsrInfo, LocalCa, SerialRange};
+use vtoken_pki::{verify_chain, verify_csr, CsrInfo, LocalCa, SerialRange, Usage};
 
 use crate::http::{batch_entry, batch_item, Backend, Caller, Refusal};
 use crate::store::{IssuedCert, Store, DB_FILE};
@@ -22,6 +25,8 @@ pub struct Authority {
     range: SerialRange,
     days: u32,
     log_keep: u64,
+    /// The certificate server issued certificates are published to (E8, step 310).
+    pub publish_to: Option<String>,
 }
 
 impl Authority {
@@ -47,6 +52,7 @@ impl Authority {
             range,
             days,
             log_keep,
+            publish_to: None,
         })
     }
 
@@ -109,6 +115,8 @@ impl Authority {
             .map_err(Self::db_err)?
         {
             tracing::info!(token = %info.serial, "re-enrollment: returning the stored certificate");
+            // Published again: a publication that failed before is made now.
+            self.publish(&der);
             return Ok(der);
         }
         // One live identity per token: a certificate for a new key replaces nothing
@@ -149,7 +157,22 @@ impl Authority {
             operator = %caller.name,
             "issued"
         );
+        self.publish(&der);
         Ok(der)
+    }
+
+    /// Step 310: sends the certificate to the certificate server, whose record of it
+    /// is the "certificate ready" notice. A failure is logged and does not undo the
+    /// issuance: the certificate stays stored and published here, and the next
+    /// request for the same token and key publishes it again.
+    fn publish(&self, der: &[u8]) {
+        let Some(url) = &self.publish_to else { return };
+        match vtoken_pki::client::publish(url, der) {
+            Ok(p) => {
+                tracing::info!(token = %p.token_serial, notice = p.notice, "published to the certificate server")
+            }
+            Err(e) => tracing::warn!("publishing to the certificate server {url} failed: {e}"),
+        }
     }
 }
 
@@ -259,5 +282,80 @@ impl Backend for Authority {
 
     fn ca_certs(&self) -> Result<Vec<Vec<u8>>, Refusal> {
         Ok(vec![self.ca.cert_der().to_vec()])
+    }
+
+    fn operator_challenge(&self) -> Result<OperatorChallenge, Refusal> {
+        let mut c = [0u8; 32];
+        vault_core::mechanism::random(&mut c)
+            .map_err(|e| Refusal::internal(format!("random: {e}")))?;
+        let challenge = hex::encode(c);
+        self.store()
+            .new_challenge(&challenge, CHALLENGE_SECS)
+            .map_err(Self::db_err)?;
+        Ok(OperatorChallenge {
+            challenge,
+            expires_in: CHALLENGE_SECS,
+        })
+    }
+
+    /// E1, seed 001 step 201: the station's operator token is an authorised one —
+    /// it holds an operator certificate this CA issued (chain, validity, the operator
+    /// profile), not revoked, registered, and its key answered this fresh challenge.
+    /// The challenge is used up first, so an answer works once whatever the verdict.
+    fn operator_authorise(&self, a: &OperatorAnswer) -> Result<OperatorAuthorised, Refusal> {
+        let refuse = |status: u16, message: String| {
+            tracing::warn!(status, "operator authorisation refused: {message}");
+            Refusal { status, message }
+        };
+        let store = self.store();
+        if !store
+            .take_challenge(a.challenge.trim(), CHALLENGE_SECS)
+            .map_err(Self::db_err)?
+        {
+            return Err(refuse(
+                401,
+                "unknown, expired or already answered challenge (ask for a new one)".into(),
+            ));
+        }
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let cert = b64
+            .decode(a.cert.trim())
+            .map_err(|_| refuse(400, "the operator certificate is not base64".into()))?;
+        let sig = b64
+            .decode(a.signature.trim())
+            .map_err(|_| refuse(400, "the signature is not base64".into()))?;
+        let checked = verify_chain(&cert, &[], self.ca.cert_der(), SystemTime::now())
+            .map_err(|e| refuse(403, format!("not an operator certificate of this CA: {e}")))?;
+        vtoken_pki::require_usage(&cert, Usage::Operator)
+            .map_err(|e| refuse(403, e.to_string()))?;
+        if store
+            .is_revoked(&checked.cert_serial)
+            .map_err(Self::db_err)?
+        {
+            return Err(refuse(
+                403,
+                format!("operator certificate {} is revoked", checked.cert_serial),
+            ));
+        }
+        let fp = vtoken_pki::auth::fingerprint(&cert);
+        let op = store
+            .operator_by_fingerprint(&fp)
+            .map_err(Self::db_err)?
+            .ok_or_else(|| {
+                refuse(
+                    403,
+                    format!(
+                        "the operator certificate (SHA-256 {fp}) is not registered with this CA"
+                    ),
+                )
+            })?;
+        vtoken_pki::auth::verify_challenge_answer(&cert, &a.challenge, &sig)
+            .map_err(|e| refuse(401, e.to_string()))?;
+        tracing::info!(operator = %op.name, cert = %checked.cert_serial, "operator authorised");
+        Ok(OperatorAuthorised {
+            operator: op.name,
+            profiles: op.profiles.iter().map(|u| u.as_str().to_string()).collect(),
+        })
     }
 }

@@ -15,7 +15,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use vtoken_pki::api::{self, BatchItem, BatchRequest, BatchResponse, ErrorBody};
+use vtoken_pki::api::{
+    self, BatchItem, BatchRequest, BatchResponse, ErrorBody, OperatorAnswer, OperatorAuthorised,
+    OperatorChallenge,
+};
 use vtoken_pki::auth::Authenticated;
 use vtoken_pki::{cert_der_to_pem, pkcs7, Usage};
 
@@ -83,6 +86,10 @@ pub trait Backend: Send + Sync + 'static {
     fn cert(&self, token_serial: &str) -> Result<Option<Vec<u8>>, Refusal>;
     /// The CA certificates (DER), the root last.
     fn ca_certs(&self) -> Result<Vec<Vec<u8>>, Refusal>;
+    /// A fresh operator-authorisation challenge (E1, step 201).
+    fn operator_challenge(&self) -> Result<OperatorChallenge, Refusal>;
+    /// The verdict on an operator token's answer to a challenge.
+    fn operator_authorise(&self, answer: &OperatorAnswer) -> Result<OperatorAuthorised, Refusal>;
 }
 
 /// Token buckets keyed by client (peer address or operator): `per_minute` requests a
@@ -331,6 +338,22 @@ async fn est_simpleenroll(
     est_reply(&[cert])
 }
 
+async fn operator_challenge(State(s): State<AppState>) -> Result<Response, Refusal> {
+    let b = s.backend.clone();
+    let c = blocking(move || b.operator_challenge()).await?;
+    let json = serde_json::to_vec(&c).map_err(|e| Refusal::internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+async fn operator_authorise(State(s): State<AppState>, body: Bytes) -> Result<Response, Refusal> {
+    let a: OperatorAnswer = serde_json::from_slice(&body)
+        .map_err(|e| Refusal::bad_request(format!("authorisation body: {e}")))?;
+    let b = s.backend.clone();
+    let v = blocking(move || b.operator_authorise(&a)).await?;
+    let json = serde_json::to_vec(&v).map_err(|e| Refusal::internal(e.to_string()))?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
 /// The router serving the whole API from `backend`, every client limited to
 /// `per_minute` requests a minute (per peer address, and per operator on enrollment).
 pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
@@ -346,6 +369,8 @@ pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
         .route(api::EST_CACERTS, get(est_cacerts))
         .route(api::EST_SIMPLEENROLL, post(est_simpleenroll))
         .route(api::EST_SIMPLEREENROLL, post(est_simpleenroll))
+        .route(api::OPERATOR_CHALLENGE, post(operator_challenge))
+        .route(api::OPERATOR_AUTHORISE, post(operator_authorise))
         .layer(middleware::from_fn_with_state(state.clone(), limit_by_peer))
         .layer(DefaultBodyLimit::max(16 << 20))
         .with_state(state)

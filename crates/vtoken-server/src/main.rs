@@ -7,6 +7,7 @@ mod authority;
 mod bank;
 mod bank_http;
 mod bank_store;
+mod certsrv;
 mod completions;
 mod http;
 mod relay;
@@ -56,6 +57,10 @@ enum Command {
     /// The relay between issuing stations and the CA (E6).
     #[command(subcommand)]
     Relay(RelayCommand),
+    /// The certificate server: the CA publishes issued certificates to it, stations
+    /// collect them later by token serial (E8, seed 001 steps 310-311).
+    #[command(subcommand)]
+    Certs(certsrv::CertsCommand),
     /// The remote key server: terminal master key download with mutual
     /// authentication (seed 003, SPEC K1–K5).
     #[command(subcommand)]
@@ -145,6 +150,11 @@ Example:
         /// Requests kept in the database's request log (older ones are deleted).
         #[arg(long, default_value_t = store::DEFAULT_LOG_KEEP)]
         log_keep: u64,
+        /// Publish every issued certificate to the certificate server at URL
+        /// (`vtoken-server certs serve`), which records the "certificate ready"
+        /// notice stations poll (E8, steps 310-311).
+        #[arg(long, value_name = "URL")]
+        publish_to: Option<String>,
         #[command(flatten)]
         limit: LimitArgs,
         #[command(flatten)]
@@ -185,6 +195,9 @@ Examples:
         /// (device, client, signing, operator).
         #[arg(long, value_delimiter = ',', default_value = "device", value_parser = parse_usage)]
         profiles: Vec<Usage>,
+        /// With --csr: validity of the issued operator certificate, in days.
+        #[arg(long, default_value_t = DEFAULT_LEAF_DAYS, requires = "csr")]
+        days: u32,
     },
     /// List the registered operators.
     List {
@@ -315,6 +328,7 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
             csr,
             out,
             profiles,
+            days,
         } => {
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                 return Err(format!(
@@ -342,8 +356,21 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                         usage: Usage::Operator,
                         ..info
                     };
-                    ca.issue(&info, DEFAULT_LEAF_DAYS)
-                        .map_err(|e| e.to_string())?
+                    let der = ca.issue(&info, days).map_err(|e| e.to_string())?;
+                    // Recorded, so `ca revoke --serial` revokes it and operator
+                    // authorisation (E1, step 201) refuses it from then on.
+                    let checked = vtoken_pki::verify_chain(
+                        &der,
+                        &[],
+                        ca.cert_der(),
+                        // A minute back: a certificate of --days 0 still checks.
+                        std::time::SystemTime::now() - std::time::Duration::from_secs(60),
+                    )
+                    .map_err(|e| e.to_string())?;
+                    store
+                        .insert_operator_cert(&checked.cert_serial, &info.serial, &der)
+                        .map_err(|e| e.to_string())?;
+                    der
                 }
                 (None, None) => return Err("give --cert or --csr".into()),
             };
@@ -426,6 +453,7 @@ fn run(cli: Cli) -> Result<(), String> {
     };
     match cli.command {
         Command::Rks(cmd) => rks::run(cmd),
+        Command::Certs(cmd) => certsrv::run(cmd),
         Command::Bank(c) => bank::run(c),
         Command::Completions { shell } => {
             completions::run(shell, <Cli as clap::CommandFactory>::command())
@@ -465,10 +493,12 @@ fn run(cli: Cli) -> Result<(), String> {
             serial_range,
             days,
             log_keep,
+            publish_to,
             limit,
             tls,
         }) => {
-            let authority = authority::Authority::open(&dir, serial_range, days, log_keep)?;
+            let mut authority = authority::Authority::open(&dir, serial_range, days, log_keep)?;
+            authority.publish_to = publish_to;
             tracing::info!(
                 ca = %authority.subject(),
                 range = %serial_range,

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use vtoken_pki::api::{BatchItem, BatchRequest, BatchResponse};
+use vtoken_pki::api::{self, BatchItem, BatchRequest, BatchResponse};
 use vtoken_pki::auth::{fingerprint, Authenticated, Credential, MAX_SKEW_SECS};
 use vtoken_pki::{client, verify_csr, Error, SerialRange};
 
@@ -203,5 +203,17 @@ impl Backend for Relay {
 
     fn ca_certs(&self) -> Result<Vec<Vec<u8>>, Refusal> {
         client::ca_certs(&self.upstream).map_err(upstream_err)
+    }
+
+    // Operator authorisation (E1, step 201) is the CA's: forwarded as is.
+    fn operator_challenge(&self) -> Result<api::OperatorChallenge, Refusal> {
+        client::operator_challenge(&self.upstream).map_err(upstream_err)
+    }
+
+    fn operator_authorise(
+        &self,
+        answer: &api::OperatorAnswer,
+    ) -> Result<api::OperatorAuthorised, Refusal> {
+        client::operator_authorise(&self.upstream, answer).map_err(upstream_err)
     }
 }

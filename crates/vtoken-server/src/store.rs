@@ -41,6 +41,18 @@ CREATE TABLE IF NOT EXISTS nonces (
     nonce        TEXT PRIMARY KEY,
     at           INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS operator_certs (
+    id           INTEGER PRIMARY KEY,
+    cert_serial  TEXT NOT NULL UNIQUE,
+    token_serial TEXT NOT NULL,
+    cert         BLOB NOT NULL,
+    issued_at    INTEGER NOT NULL,
+    revoked_at   INTEGER
+);
+CREATE TABLE IF NOT EXISTS operator_challenges (
+    challenge    TEXT PRIMARY KEY,
+    issued_at    INTEGER NOT NULL
+);
 ";
 
 /// Columns a database made by the first schema lacks; [`Store::open`] adds them, so
@@ -210,6 +222,23 @@ impl Store {
                 params![now(), s],
             )?;
         }
+        // Operator certificates (E1) are kept apart from the tokens' certificates
+        // (never published, never counted as issued to a token) but revoked alike.
+        let mut st = self.conn.prepare(
+            "SELECT cert_serial FROM operator_certs WHERE revoked_at IS NULL AND
+             (upper(cert_serial) = upper(?1) OR upper(token_serial) = upper(?1)) ORDER BY id",
+        )?;
+        let ops: Vec<String> = st
+            .query_map(params![serial], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for s in &ops {
+            self.conn.execute(
+                "UPDATE operator_certs SET revoked_at = ?1 WHERE cert_serial = ?2",
+                params![now(), s],
+            )?;
+        }
+        let mut serials = serials;
+        serials.extend(ops);
         Ok(serials)
     }
 
@@ -281,6 +310,58 @@ impl Store {
             params![last - keep as i64],
         )?;
         Ok(())
+    }
+
+    /// Record a fresh operator-authorisation challenge (E1, step 201); challenges
+    /// older than `max_age` seconds are forgotten.
+    pub fn new_challenge(&self, challenge: &str, max_age: u64) -> rusqlite::Result<()> {
+        let t = now();
+        self.conn.execute(
+            "DELETE FROM operator_challenges WHERE issued_at < ?1",
+            params![t - max_age as i64],
+        )?;
+        self.conn.execute(
+            "INSERT INTO operator_challenges (challenge, issued_at) VALUES (?1, ?2)",
+            params![challenge, t],
+        )?;
+        Ok(())
+    }
+
+    /// Use up a challenge: `true` once for a challenge issued within `max_age`
+    /// seconds; `false` for an unknown, expired or already answered one (a replay).
+    /// One DELETE decides, so two answers racing each other cannot both win.
+    pub fn take_challenge(&self, challenge: &str, max_age: u64) -> rusqlite::Result<bool> {
+        let n = self.conn.execute(
+            "DELETE FROM operator_challenges WHERE challenge = ?1 AND issued_at >= ?2",
+            params![challenge, now() - max_age as i64],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Record an operator certificate the CA issued (`ca operator add --csr`), so
+    /// `ca revoke` can revoke it.
+    pub fn insert_operator_cert(
+        &self,
+        cert_serial: &str,
+        token_serial: &str,
+        der: &[u8],
+    ) -> rusqlite::Result<()> {
+        self.conn.execute(
+            "INSERT INTO operator_certs (cert_serial, token_serial, cert, issued_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![cert_serial, token_serial, der, now()],
+        )?;
+        Ok(())
+    }
+
+    /// Whether the operator certificate with this serial was revoked (`ca revoke`).
+    pub fn is_revoked(&self, cert_serial: &str) -> rusqlite::Result<bool> {
+        self.conn.query_row(
+            "SELECT count(*) FROM operator_certs WHERE upper(cert_serial) = upper(?1)
+             AND revoked_at IS NOT NULL",
+            params![cert_serial],
+            |r| r.get::<_, i64>(0).map(|n| n > 0),
+        )
     }
 
     /// Number of certificates issued so far.

@@ -57,8 +57,12 @@ pub struct TokenInfo {
     pub rw_sessions: u64,
     pub read_only: bool,
     pub path: PathBuf,
-    /// Initial, PIN-verified or locked (the picture-verification gate, SPEC C6).
+    /// Initial, PIN-verified or locked as the picture-verification gate sees it
+    /// (SPEC C6; never `pin-locked`).
     pub gate: TokenState,
+    /// The token's state on every surface (SPEC C6): the gate's view, except that a
+    /// locked user PIN shows as `pin-locked` when the gate has not locked the token.
+    pub state: TokenState,
 }
 
 /// The token's state as the user sees it (SPEC C6).
@@ -72,6 +76,10 @@ pub enum TokenState {
     /// A key-use hook blocked the token (too many failed picture checks): every
     /// operation fails until `vtoken reattach`.
     Locked,
+    /// The user PIN is locked (too many wrong PINs): no user login until the SO
+    /// unlocks it (`vtoken pin unlock`). Not one of the patent's three states; shown
+    /// because it is what stops the user before the gate can.
+    PinLocked,
 }
 
 impl TokenState {
@@ -81,6 +89,7 @@ impl TokenState {
             TokenState::Initial => "initial",
             TokenState::PinVerified => "pin-verified",
             TokenState::Locked => "locked",
+            TokenState::PinLocked => "pin-locked",
         }
     }
 
@@ -92,6 +101,16 @@ impl TokenState {
             TokenState::PinVerified
         } else {
             TokenState::Initial
+        }
+    }
+
+    /// [`Self::of`], with a locked user PIN shown as [`TokenState::PinLocked`]
+    /// (the gate's lock wins: it refuses everything).
+    pub fn with_pin(self, user_pin_locked: bool) -> TokenState {
+        match self {
+            TokenState::Locked => TokenState::Locked,
+            _ if user_pin_locked => TokenState::PinLocked,
+            s => s,
         }
     }
 }
@@ -389,6 +408,7 @@ impl Token {
             read_only,
             path: self.path.clone(),
             gate,
+            state: gate.with_pin(user.locked),
         })
     }
 

@@ -148,6 +148,10 @@ impl Token {
             None => {
                 warn!(serial = %self.serial, ?who, failures, max, "wrong PIN");
                 if failures >= max {
+                    // This failure locked the PIN: a state transition (SPEC C6).
+                    if who == UserType::User {
+                        self.log_state(TokenState::PinLocked);
+                    }
                     Err(Error::PinLocked)
                 } else {
                     Err(Error::PinIncorrect)
@@ -243,6 +247,10 @@ impl Token {
         st.set_counter(UserType::User.counter(), 0)?;
         drop(st);
         info!(serial = %self.serial, "user PIN initialized by the SO");
+        self.log_state(TokenState::of(
+            self.blocked_fresh().unwrap_or(false),
+            self.logged_in(),
+        ));
         // The token's device identity is made with its first user PIN (SPEC V7).
         for hook in self.hooks.lifecycle.iter() {
             hook.user_pin_set(self)?;
@@ -309,6 +317,11 @@ impl Token {
         st.write_header(&h)?;
         st.set_counter(UserType::User.counter(), 0)?;
         info!(serial = %self.serial, "user PIN reset and unlocked by the SO");
+        drop(st);
+        self.log_state(TokenState::of(
+            self.blocked_fresh().unwrap_or(false),
+            self.logged_in(),
+        ));
         Ok(())
     }
 

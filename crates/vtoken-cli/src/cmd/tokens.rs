@@ -4,6 +4,10 @@ use cryptoki_sys::*;
 use serde_json::{json, Value};
 use vault_core::token::{PinStatus, TokenInfo};
 
+use clap::Args;
+use vault_core::token::UserType;
+
+use crate::args::UserPin;
 use crate::context::Ctx;
 use crate::error::Result;
 use crate::output::{outln, print_json};
@@ -125,10 +129,44 @@ pub fn list(ctx: &Ctx, json: bool) -> Result<()> {
     Ok(())
 }
 
+/// `vtoken info --help`.
+pub const INFO_HELP: &str = "\
+State (SPEC C6, after CN102609656A Fig. 5), the `state` field of --json:
+  initial       no user login in this process (the key just plugged in)
+  pin-verified  the user PIN was verified (only with --login: each vtoken command is
+                its own process, and a login lasts as long as the process)
+  locked        the picture gate locked the token after too many failed pictures:
+                every operation fails until `vtoken reattach` (SO PIN)
+  pin-locked    the user PIN is locked after too many wrong PINs: `vtoken pin unlock`
+The PKCS#11 module reports the same: the PIN flags in C_GetTokenInfo's flags, the
+state in its utcTime field (blank-padded; the token sets no CKF_CLOCK_ON_TOKEN, so
+that field carries no time), and a gate-locked token answers CKR_DEVICE_REMOVED.
+Every change of state is logged (`token state`, with the new state; no PINs).
+
+Examples:
+  vtoken info
+  vtoken --json info | jq -r .state
+  vtoken info --login --pin-file pin.txt     # verifies the PIN: state pin-verified";
+
+/// `vtoken info` options.
+#[derive(Debug, Args, Clone, Default)]
+pub struct InfoArgs {
+    /// Verify the user PIN first (a counted login, as any), so the state shows
+    /// `pin-verified`; a wrong PIN is reported and uses a try.
+    #[arg(long)]
+    pub login: bool,
+    #[command(flatten)]
+    pub pin: UserPin,
+}
+
 /// `vtoken info`.
-pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
+pub fn info(ctx: &Ctx, json: bool, args: &InfoArgs) -> Result<()> {
     let entry = ctx.entry()?;
     let token = ctx.registry.open(&entry)?;
+    if args.login {
+        let pin = crate::pin::user(&args.pin)?;
+        crate::context::login(&token, UserType::User, &pin)?;
+    }
     let info = token.info()?;
     let names = flag_names(info.flags);
     // The vault's state (SPEC V4): absent, activated, enabled or disabled.
@@ -170,11 +208,11 @@ pub fn info(ctx: &Ctx, json: bool) -> Result<()> {
         info.private_objects
     );
     outln!("  read-only:      {}", info.read_only);
-    outln!("  state:          {}", info.gate);
+    outln!("  state:          {}", info.state);
     outln!("  vault:          {}", vault.unwrap_or("unknown"));
     if info.gate == vault_core::gate::GateState::Locked {
         outln!("  LOCKED by the picture-verification gate: this machine may be compromised;");
-        outln!("  check it, then run `vtoken reattach` (needs the user PIN).");
+        outln!("  check it, then run `vtoken reattach` (needs the SO PIN).");
     }
     Ok(())
 }

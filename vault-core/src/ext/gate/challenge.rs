@@ -171,9 +171,10 @@ fn dark_color(rng: &mut impl Rng) -> [f32; 3] {
     ]
 }
 
-/// Draws `text` into a distorted, noisy PNG of [`WIDTH`]×[`HEIGHT`] pixels.
-pub fn render(text: &str) -> Result<Vec<u8>> {
-    let mut rng = rand::rngs::OsRng;
+/// Draws `text` into a distorted, noisy PNG of [`WIDTH`]×[`HEIGHT`] pixels, every
+/// parameter drawn from `rng`. The token passes the stream keyed by its picture key
+/// ([`super::picture`], ¶0017, ¶0028), so the picture is an encryption of the string.
+pub fn render_with(text: &str, rng: &mut impl Rng) -> Result<Vec<u8>> {
     let font = font()?;
     let (w, h) = (WIDTH as usize, HEIGHT as usize);
     // Background: a light gradient with per-pixel grain.
@@ -201,7 +202,7 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
     for _ in 0..4 {
         let (cx, cy) = (rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32));
         let r = rng.gen_range(10.0..30.0);
-        let color = dark_color(&mut rng);
+        let color = dark_color(rng);
         let n = 90;
         for k in 0..n {
             let a = k as f32 / n as f32 * std::f32::consts::TAU;
@@ -240,7 +241,7 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
         let shear = rng.gen_range(-0.2..0.2f32);
         let cx = margin + step * (i as f32 + 0.5) + rng.gen_range(-3.0..3.0f32);
         let cy = h as f32 / 2.0 + rng.gen_range(-7.0..7.0f32);
-        let color = dark_color(&mut rng);
+        let color = dark_color(rng);
         colors.push(color);
         let (gw, gh) = (g.w as f32, g.h as f32);
         let reach = (gw.max(gh) * 0.85 + 8.0) as i64;
@@ -285,7 +286,7 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
     }
     // Short straight strokes and dots.
     for _ in 0..10 {
-        let color = dark_color(&mut rng);
+        let color = dark_color(rng);
         let (x0, y0) = (rng.gen_range(0.0..w as f32), rng.gen_range(0.0..h as f32));
         let len = rng.gen_range(8.0..25.0f32);
         let a = rng.gen_range(0.0..std::f32::consts::TAU);
@@ -297,7 +298,7 @@ pub fn render(text: &str) -> Result<Vec<u8>> {
     }
     for _ in 0..180 {
         let color = if rng.gen_bool(0.5) {
-            dark_color(&mut rng)
+            dark_color(rng)
         } else {
             [0.95, 0.95, 0.95]
         };
@@ -347,12 +348,12 @@ mod tests {
 
     #[test]
     fn renders_a_png_of_the_right_size() {
-        let png = render("AB3KXZ").unwrap();
+        let png = render_with("AB3KXZ", &mut rand::rngs::OsRng).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
         let img = image::load_from_memory(&png).unwrap();
         assert_eq!((img.width(), img.height()), (WIDTH, HEIGHT));
-        // Two renderings of the same text differ (random distortion).
-        assert_ne!(png, render("AB3KXZ").unwrap());
+        // Two streams draw the same text differently.
+        assert_ne!(png, render_with("AB3KXZ", &mut rand::rngs::OsRng).unwrap());
     }
 
     #[test]

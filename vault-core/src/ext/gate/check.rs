@@ -93,7 +93,7 @@ impl Token {
             return Err(self.gate_lock(None));
         }
         let answer = challenge::random_text(&policy.alphabet, policy.length as usize)?;
-        let png = challenge::render(&answer)?;
+        let png = self.gate_picture(&answer)?;
         #[cfg(feature = "test-hooks")]
         if let Some(path) = std::env::var_os(TEST_ANSWER_FILE_ENV) {
             let _ = std::fs::write(path, answer.as_bytes());
@@ -156,6 +156,7 @@ impl Token {
         match res {
             Ok(true) => {
                 warn!(serial = %self.serial(), state = "locked", "{COMPROMISED}");
+                self.log_state(super::GateState::Locked);
                 if let Some(agent) = agent {
                     let _ = agent.confirm(&crate::prompt::Request {
                         title: "WARNING: token locked".into(),

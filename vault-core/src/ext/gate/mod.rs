@@ -30,7 +30,11 @@
 //!
 //! A challenge is a random string ([`GatePolicy::length`] characters of
 //! [`GatePolicy::alphabet`], default 6 of [`challenge::DEFAULT_ALPHABET`]) drawn
-//! into a distorted, noisy PNG ([`challenge::render`]). The answer is compared in
+//! into a distorted, noisy PNG. The picture is made by an encryption step inside
+//! the token (¶0017, ¶0028; [`picture`]): every distortion parameter comes from a
+//! stream keyed by HMAC-SHA256 under a per-token picture key derived from the
+//! token's master key, so two tokens draw a string differently and one token draws
+//! it the same way each time. The answer is compared in
 //! constant time, ignoring case and spaces, and counts only if it arrives within
 //! `lifetime_ms + transport_ms` (default 5 s + 1 s) of the picture being handed
 //! over, measured on the monotonic clock ([`std::time::Instant`]). A refresh
@@ -62,7 +66,10 @@
 //! # States (C6)
 //!
 //! [`GateState`]: `initial` (no user login in this process), `pin-verified`,
-//! `locked`; shown by `vtoken info` / `vtoken gate status` and logged on change.
+//! `locked` (¶0038, Fig. 5); shown by `vtoken info` / `vtoken gate status`, in
+//! `C_GetTokenInfo` (see `pkcs11-module/src/slot.rs`), and logged on every change
+//! (a `token state` line): the lock and the reattach here, the
+//! login, logout and the PIN lock in the kernel.
 //!
 //! # Two ways to answer
 //!
@@ -93,6 +100,7 @@
 pub mod challenge;
 mod check;
 mod hook;
+mod picture;
 
 use check::{Issued, Pass};
 
@@ -504,6 +512,7 @@ impl Token {
         lock(&self.gate_rt().passes).clear();
         if was {
             info!(serial = %self.serial(), state = "initial", "token reattached with the SO PIN: gate lock cleared");
+            self.log_state(GateState::of(false, self.logged_in()));
         } else {
             info!(serial = %self.serial(), "reattach: the token was not locked; chances reset");
         }

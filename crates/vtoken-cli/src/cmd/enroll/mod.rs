@@ -41,9 +41,13 @@ A failure on one token is reported and the run goes on; nothing is written to a 
 whose certificate did not verify. Progress goes to stderr, the summary table to stdout
 (--json: a JSON object). Exit status 1 if any token failed.
 
-Operator (E1): --operator names the operator's token; the run starts only after a login
-with its user PIN (--operator-pin-file, --operator-pin, VTOKEN_OPERATOR_PIN, or a
-prompt). The operator token is never enrolled. It holds the operator credential (a key
+Operator (E1, seed 001 step 201): --operator names the operator's token; the run starts
+only after a login with its user PIN (--operator-pin-file, --operator-pin,
+VTOKEN_OPERATOR_PIN, or a prompt) AND a check that it is an authorised operator token:
+it holds an operator certificate of this CA (chain, validity, the operator profile,
+checked here), the CA still honours it (registered, not revoked), and its key answers a
+fresh one-time challenge of the CA inside the token. A token whose PIN is known but
+that lacks such a certificate is refused. The operator token is never enrolled. It holds the operator credential (a key
 and the certificate labelled vtoken-operator, made once with `vtoken enroll
 operator-request` and `operator-install`, registered with the CA): every request to the
 CA or relay is signed with it inside the token, and the CA refuses unsigned requests and
@@ -64,7 +68,9 @@ Derived PINs (--pin-from-serial SECRET_FILE):
 
 Modes: --mode sequential (default) enrols one token at a time (request, certificate,
 write); --mode batch builds every request first, sends them in one call and matches
-the certificates back to the tokens by the serial they carry.
+the certificates back to the tokens by the serial they carry; --mode submit sends the
+batch and writes nothing: the CA publishes the certificates to its certificate server
+and `vtoken enroll collect` loads them later (E8, seed 001 steps 310-311).
 
 Examples:
   vtoken enroll --ca http://ca.example:8440 --operator station-1 --all \\
@@ -202,6 +208,11 @@ Example:
         #[arg(long, value_name = "FILE")]
         cert: PathBuf,
     },
+    /// Load the certificates the CA published to its certificate server into the
+    /// tokens, matched by token serial (E8, seed 001 steps 310-311): for batches
+    /// sent with `--mode submit` (or whose answers were lost).
+    #[command(after_help = COLLECT_HELP)]
+    Collect(CollectArgs),
     /// Print the PIN derived from a token serial (see `vtoken enroll --help`), to
     /// initialise tokens for --pin-from-serial. It prints a PIN: mind where it goes.
     #[command(after_help = "\
@@ -220,6 +231,61 @@ Example:
     },
 }
 
+const COLLECT_HELP: &str = "\
+What it does (seed 001 steps 310-311): the CA, started with `--publish-to URL`, sends
+every certificate it issues to the certificate server (`vtoken-server certs serve`),
+which records a \"certificate ready\" notice. This command polls the notices (up to
+--wait seconds for every selected token), then for each token: if it holds a valid
+certificate of this CA already, reports \"already enrolled\" and writes nothing (a
+rerun is harmless); if no notice came, reports it not ready; else fetches the newest
+certificate published for its serial, verifies it with --ca-cert (chain, validity,
+serial, usage) and writes it beside the private key it certifies. Exit status 1 if any
+token failed or is not ready.
+
+Examples:
+  vtoken enroll --ca http://ca:8440 --operator station-1 --operator-pin-file op.pin \\
+      --all --pin-from-serial station.secret --mode submit
+  vtoken enroll collect --from http://certs:8442 --ca-cert ca.pem --all \\
+      --pin-from-serial station.secret --wait 60";
+
+/// `vtoken enroll collect`.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Base URL of the certificate server (`vtoken-server certs serve`).
+    #[arg(long, value_name = "URL")]
+    pub from: String,
+    /// The CA certificate (PEM or DER) the certificates must chain to.
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: PathBuf,
+    /// Tokens, by serial or label, comma-separated [default: --token].
+    #[arg(long, value_name = "SERIAL,...", value_delimiter = ',', num_args = 1..)]
+    pub tokens: Vec<String>,
+    /// Every token in the token directory (but --skip).
+    #[arg(long, conflicts_with = "tokens")]
+    pub all: bool,
+    /// A token never to touch (the operator's), label or serial.
+    #[arg(long, value_name = "LABEL|SERIAL")]
+    pub skip: Option<String>,
+    /// The tokens' user PIN, the same for all (preset PIN).
+    #[arg(long, value_name = "PIN", conflicts_with_all = ["pin_file", "pin_from_serial"])]
+    pub pin: Option<String>,
+    /// Read the preset user PIN from the first line of this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "pin_from_serial")]
+    pub pin_file: Option<PathBuf>,
+    /// Derive each token's PIN from its serial with the station secret in this file.
+    #[arg(long, value_name = "SECRET_FILE")]
+    pub pin_from_serial: Option<PathBuf>,
+    /// Digits of a derived PIN.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(4..=9))]
+    pub pin_digits: u32,
+    /// The certificate profile the certificates must carry.
+    #[arg(long, default_value = "device", value_parser = parse_usage)]
+    pub usage: Usage,
+    /// Seconds to wait for the notices of every selected token.
+    #[arg(long, default_value_t = 0, value_name = "SECS")]
+    pub wait: u64,
+}
+
 /// Key types the station generates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum EnrollKeyType {
@@ -236,6 +302,10 @@ pub enum Mode {
     Sequential,
     /// Every request first, one batch call, certificates matched back by serial.
     Batch,
+    /// Asynchronous issuance: the batch is sent and no certificate written now;
+    /// the CA publishes them to its certificate server and `vtoken enroll collect`
+    /// loads them later.
+    Submit,
 }
 
 fn parse_usage(s: &str) -> std::result::Result<Usage, String> {
@@ -258,6 +328,7 @@ impl From<Mode> for vtoken_enroll::Mode {
         match m {
             Mode::Sequential => vtoken_enroll::Mode::Sequential,
             Mode::Batch => vtoken_enroll::Mode::Batch,
+            Mode::Submit => vtoken_enroll::Mode::Submit,
         }
     }
 }
@@ -370,15 +441,29 @@ fn derive_pin(json: bool, serial: &str, secret_file: &Path, digits: u32) -> Resu
 
 /// The tokens' PINs (E2): derived from the serial, or one preset PIN (given or asked).
 fn pin_source(args: &EnrollArgs) -> Result<PinSource> {
-    if let Some(f) = &args.pin_from_serial {
+    pins_from(
+        &args.pin_from_serial,
+        args.pin_digits,
+        &args.pin,
+        &args.pin_file,
+    )
+}
+
+fn pins_from(
+    from_serial: &Option<PathBuf>,
+    digits: u32,
+    pin: &Option<String>,
+    pin_file: &Option<PathBuf>,
+) -> Result<PinSource> {
+    if let Some(f) = from_serial {
         return Ok(PinSource::Derived {
             secret: vtoken_enroll::read_secret(f).map_err(cli_error)?,
-            digits: args.pin_digits,
+            digits,
         });
     }
     let given: Option<Pin> = pin::user_given(&UserPin {
-        pin: args.pin.clone(),
-        pin_file: args.pin_file.clone(),
+        pin: pin.clone(),
+        pin_file: pin_file.clone(),
     })?;
     Ok(match given {
         Some(p) => PinSource::Preset(p),
@@ -393,6 +478,59 @@ fn pin_source(args: &EnrollArgs) -> Result<PinSource> {
              or --pin-from-serial SECRET_FILE"
         ),
     })
+}
+
+/// `vtoken enroll collect` (E8, step 311).
+fn collect(ctx: &Ctx, json: bool, args: &CollectArgs) -> Result<ExitCode> {
+    let pins = pins_from(
+        &args.pin_from_serial,
+        args.pin_digits,
+        &args.pin,
+        &args.pin_file,
+    )?;
+    let trust = Trust::from_file(&args.ca_cert).map_err(cli_error)?;
+    let selection = if args.all {
+        Selection::All
+    } else if args.tokens.is_empty() {
+        match &ctx.token {
+            Some(t) => Selection::Named(vec![t.clone()]),
+            None => bail!("name the tokens with --tokens SERIAL,... or --all"),
+        }
+    } else {
+        Selection::Named(args.tokens.clone())
+    };
+    let skip = match &args.skip {
+        Some(name) => ctx.registry.find(name)?.serial,
+        None => String::new(),
+    };
+    let (entries, mut outcomes) =
+        select_tokens(&ctx.registry, &selection, &skip).map_err(cli_error)?;
+    let station = Station::new(
+        &ctx.registry,
+        StationConfig {
+            url: args.from.clone(),
+            trust,
+            pins,
+            usage: args.usage,
+            key_type: vtoken_enroll::KeyType::EcP256,
+            key_label: format!("enroll-{}", args.usage),
+            credential: None,
+        },
+    );
+    let mut progress = Progress::new(entries.len() + outcomes.len());
+    for o in &outcomes {
+        vtoken_enroll::Progress::row(&mut progress, o);
+    }
+    station.collect(
+        &args.from,
+        &entries,
+        std::time::Duration::from_secs(args.wait),
+        &mut progress,
+        &mut outcomes,
+    );
+    progress.finish();
+    let rows: Vec<Row> = outcomes.iter().map(Row::of).collect();
+    summary(json, &station, &rows)
 }
 
 /// `vtoken enroll` and its subcommands.
@@ -411,6 +549,7 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<ExitCode> {
             operator_install(ctx, op, cert)?;
             return Ok(ExitCode::SUCCESS);
         }
+        Some(EnrollAction::Collect(c)) => return collect(ctx, json, c),
         None => {}
     }
     let url = args
@@ -431,8 +570,26 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<ExitCode> {
     // The tokens' PINs (E2), before anything touches a token.
     let pins = pin_source(args)?;
 
-    // The operator (E1): nothing happens without this login and its credential.
+    let trust = match &args.ca_cert {
+        Some(path) => Trust::from_file(path),
+        None => Trust::fetch(&url, args.ca_fingerprint.as_deref()),
+    }
+    .map_err(cli_error)?;
+    eprintln!(
+        "CA certificate: {} (SHA-256 {})",
+        trust.subject(),
+        trust.fingerprint()
+    );
+
+    // The operator (E1, step 201): nothing happens without this login, an operator
+    // certificate of this CA on the token, and the token's answer to the CA's
+    // challenge.
     let op = operator_login(ctx, operator, &args.operator_pin, &args.operator_pin_file)?;
+    let name = op.authorise(&url, &trust).map_err(cli_error)?;
+    eprintln!(
+        "operator {name} authorised by the CA (token {})",
+        op.serial()
+    );
     let credential = op.credential(args.usage).map_err(cli_error)?;
 
     // Which tokens.
@@ -449,16 +606,6 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<ExitCode> {
     let (entries, mut outcomes) =
         select_tokens(&ctx.registry, &selection, &op.entry().serial).map_err(cli_error)?;
 
-    let trust = match &args.ca_cert {
-        Some(path) => Trust::from_file(path),
-        None => Trust::fetch(&url, args.ca_fingerprint.as_deref()),
-    }
-    .map_err(cli_error)?;
-    eprintln!(
-        "CA certificate: {} (SHA-256 {})",
-        trust.subject(),
-        trust.fingerprint()
-    );
     let station = Station::new(
         &ctx.registry,
         StationConfig {
@@ -471,7 +618,7 @@ pub fn run(ctx: &Ctx, json: bool, args: &EnrollArgs) -> Result<ExitCode> {
                 .key_label
                 .clone()
                 .unwrap_or_else(|| format!("enroll-{}", args.usage)),
-            credential,
+            credential: Some(credential),
         },
     );
 

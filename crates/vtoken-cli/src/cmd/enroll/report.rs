@@ -38,6 +38,7 @@ fn status_text(s: Status) -> &'static str {
     match s {
         Status::Enrolled => "enrolled",
         Status::AlreadyEnrolled => "already enrolled",
+        Status::Submitted => "submitted",
         Status::Failed => "FAILED",
     }
 }
@@ -187,10 +188,11 @@ impl Progress {
 /// The summary table (or JSON object); exit status 1 if any token failed.
 pub(super) fn summary(json: bool, station: &Station<'_>, rows: &[Row]) -> Result<ExitCode> {
     let count = |s: Status| rows.iter().filter(|r| r.result == s).count();
-    let (ok, already, failed) = (
+    let (ok, already, failed, submitted) = (
         count(Status::Enrolled),
         count(Status::AlreadyEnrolled),
         count(Status::Failed),
+        count(Status::Submitted),
     );
     if json {
         print_json(&serde_json::json!({
@@ -199,6 +201,7 @@ pub(super) fn summary(json: bool, station: &Station<'_>, rows: &[Row]) -> Result
             "tokens": rows,
             "enrolled": ok,
             "already_enrolled": already,
+            "submitted": submitted,
             "failed": failed,
         }))?;
     } else {
@@ -223,7 +226,8 @@ pub(super) fn summary(json: bool, station: &Station<'_>, rows: &[Row]) -> Result
             );
         }
         outln!(
-            "{} token(s): {ok} enrolled, {already} already enrolled, {failed} failed",
+            "{} token(s): {ok} enrolled, {already} already enrolled, {submitted} submitted, \
+             {failed} failed",
             rows.len()
         );
     }
