@@ -55,6 +55,7 @@ pub mod csv;
 mod entries;
 mod entry;
 mod hook;
+mod on_token;
 mod pick;
 mod sealed;
 

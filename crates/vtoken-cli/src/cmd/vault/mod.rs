@@ -5,6 +5,7 @@
 //! automatic clearing; KeePassXC CSV import and export.
 
 mod helpers;
+mod on_token;
 
 use std::path::{Path, PathBuf};
 
@@ -143,19 +144,31 @@ Kinds and their fields:
 Any kind takes extra --field / --secret-field values. A missing password, card
 number or card PIN is asked for without echo when stdin is a terminal.
 
-The token shows the entry (secrets masked) through its prompt agent (token policy:
-`vtoken prompt show`; the SO changes it with `vtoken prompt set`) and stores it
-only once the user confirms.
+The token shows the entry as it received it (secrets included, V5) through its
+prompt agent (token policy: `vtoken prompt show`; the SO changes it with `vtoken
+prompt set`) and stores it only once the user confirms.
+
+With --on-token (SPEC V6) nothing is typed into this program: the token's prompt
+agent asks for the user PIN, the title and each field of the kind (tty: on the
+terminal, secrets without echo; pinentry: its entry box; command: the program's
+output), shows the entry and stores it on confirmation. This program only prints
+the new entry's id and title. Ctrl-D (tty) or Cancel refuses; nothing is stored.
 
 Examples:
   vtoken vault add --kind website --title github --url https://github.com --username me
+  vtoken vault add --kind website --on-token
   vtoken vault add --kind bank-card --title visa --bank HSBC --card-number 4111111111111111
   vtoken vault add --kind custom --title wifi --field ssid=home --secret-field psk=...")]
     Add {
         #[arg(long, value_enum)]
         kind: KindArg,
-        #[arg(long)]
-        title: String,
+        #[arg(long, required_unless_present = "on_token")]
+        title: Option<String>,
+        /// Type the PIN and the whole entry on the token's trusted prompt instead
+        /// (V6): this program never sees them.
+        /// VTOKEN_PIN is not used then.
+        #[arg(long, conflicts_with_all = ["title", "pin_file"])]
+        on_token: bool,
         #[command(flatten)]
         fields: FieldArgs,
         #[command(flatten)]
@@ -384,10 +397,19 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
         }
         VaultCommand::Add {
             kind,
+            title: None,
+            on_token: true,
+            fields,
+            user: _,
+        } => on_token::add(ctx, json, (*kind).into(), fields),
+        VaultCommand::Add {
+            kind,
             title,
             fields,
             user,
+            ..
         } => {
+            let title = title.as_deref().unwrap_or_default();
             let mut e = Entry::new((*kind).into(), title);
             apply_fields(&mut e, fields, true)?;
             e.normalize().map_err(cerr)?;
