@@ -41,7 +41,7 @@ impl Token {
         let t = now();
         e.created = t;
         e.modified = t;
-        self.confirm_write("Store this vault entry?".into(), e.describe_received())?;
+        self.confirm_write("Store this vault entry?".into(), &e, "")?;
         self.vault_insert(entry_attributes(&e)?)
     }
 
@@ -54,9 +54,11 @@ impl Token {
         e.normalize()?;
         e.created = old.created;
         e.modified = now();
-        let description =
-            Zeroizing::new(format!("{}\n(was: {})", &*e.describe_received(), old.title));
-        self.confirm_write("Change this vault entry?".into(), description)?;
+        self.confirm_write(
+            "Change this vault entry?".into(),
+            &e,
+            &format!("\n(was: {})", old.title),
+        )?;
         let mut attrs = (*o.attrs).clone();
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
@@ -86,12 +88,11 @@ impl Token {
     }
 
     /// Asks the user to confirm a vault write whose description holds the entry as
-    /// received, secrets included (V5); the description is wiped afterwards.
-    pub(super) fn confirm_write(
-        &self,
-        title: String,
-        mut description: Zeroizing<String>,
-    ) -> Result<()> {
+    /// received, secrets in the clear or as fingerprints by the token's policy (V5,
+    /// [`super::display`]), then `suffix`; the description is wiped afterwards.
+    pub(super) fn confirm_write(&self, title: String, e: &Entry, suffix: &str) -> Result<()> {
+        let mut description = self.write_description(e)?;
+        description.push_str(suffix);
         let mut req = crate::prompt::Request {
             title,
             description: std::mem::take(&mut *description),

@@ -4,6 +4,7 @@
 //! the clear, RSA-OAEP-encrypted or as a dynamic password; clipboard copy with
 //! automatic clearing; KeePassXC CSV import and export.
 
+mod display;
 mod helpers;
 mod on_token;
 
@@ -12,10 +13,12 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use vault_core::gate::OpClass;
-use vault_core::vault::{Entry, Kind, PasswordOutput, PublicKeyRef, Query, BANKS, MASK};
+use vault_core::vault::{
+    Entry, Kind, PasswordOutput, PublicKeyRef, Query, SecretDisplay, BANKS, MASK,
+};
 use zeroize::Zeroizing;
 
-use crate::args::UserPin;
+use crate::args::{SoPin, UserPin};
 use crate::context::Ctx;
 use crate::error::{bail, CliError, Result};
 use crate::gated;
@@ -130,6 +133,25 @@ Example:
     Disable {
         #[command(flatten)]
         user: UserPin,
+    },
+    /// Show or set (SO) how the token's prompt shows the secrets of an entry about
+    /// to be stored: in the clear, or as per-write fingerprints (V5).
+    #[command(after_help = "\
+plain (the default) shows each secret as the token received it. fingerprint shows a
+short keyed hash of each secret under a fresh random of that write; `vtoken vault
+add` and `edit` print the fingerprints of what they send on standard error, and the
+user compares them with the prompt (¶0087-0088: data changed on its way to the
+token shows a different fingerprint), with no secret on the screen.
+
+Examples:
+  vtoken vault policy
+  vtoken vault policy --show-secrets fingerprint     # asks the SO PIN")]
+    Policy {
+        /// The new policy (needs the SO PIN); without it, show the current one.
+        #[arg(long, value_name = "plain|fingerprint")]
+        show_secrets: Option<SecretDisplay>,
+        #[command(flatten)]
+        so: SoPin,
     },
     /// The preset bank list of bank-card and online-banking entries.
     Banks,
@@ -356,6 +378,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             let open = ctx.open()?;
             print_status(&open.token.vault_status()?, json)
         }
+        VaultCommand::Policy { show_secrets, so } => display::policy(ctx, json, *show_secrets, so),
         VaultCommand::Banks => {
             if json {
                 return print_json(BANKS);
@@ -414,6 +437,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             apply_fields(&mut e, fields, true)?;
             e.normalize().map_err(cerr)?;
             let open = open_user(ctx, user)?;
+            display::announce(&open.token, &e)?;
             let id = open.token.vault_add(&e).map_err(cerr)?;
             if json {
                 print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
@@ -480,6 +504,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
                     bail!("the entry has no field \"{r}\"");
                 }
             }
+            display::announce(&open.token, &e)?;
             open.token.vault_update(id, &e).map_err(cerr)?;
             if json {
                 print_json(&json!({ "id": id, "title": e.title }))
