@@ -133,6 +133,7 @@ mod keys;
 mod kw;
 mod names;
 mod rsa;
+mod sealed_envelope;
 mod table;
 pub mod x25519;
 

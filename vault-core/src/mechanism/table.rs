@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::encoding::private_key_pkcs8;
 use super::{
     aes, chacha, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hkdf, hmac, kbkdf, kdf, kw, rsa,
-    x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
+    sealed_envelope, x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -165,7 +165,7 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 17] = [
+const FAMILIES: [&[MechEntry]; 18] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
@@ -183,6 +183,7 @@ const FAMILIES: [&[MechEntry]; 17] = [
     kdf::ENTRIES,
     kbkdf::ENTRIES,
     hkdf::ENTRIES,
+    sealed_envelope::ENTRIES,
 ];
 
 const fn count(families: &[&[MechEntry]]) -> usize {
