@@ -17,10 +17,13 @@
 //!    source's trusted prompt (V5); nothing is sealed otherwise.
 //! 4. The bundle is a CMS SignedData by the source's identity key over an
 //!    AuthEnvelopedData sealed to the target's identity certificate (V8); the signed
-//!    payload carries the target's nonce.
+//!    payload carries the target's nonce. Inside the envelope the source also signs
+//!    the SHA-256 digest of the plaintext itself ([`BundleContent`], ¶0106).
 //! 5. The target ([`import_bundle`]) checks the signer against its own root and
 //!    usage, opens the envelope inside the token, checks that the nonce is one it
-//!    issued and has not consumed, shows what it will store, and on confirmation
+//!    issued and has not consumed, checks the source's signature over the
+//!    plaintext's digest, shows what it will store (each object's kind and title),
+//!    and on confirmation
 //!    consumes the nonce (once, across processes) and stores. Objects carry a
 //!    stable identity of their source object ([`CKA_VTOKEN_BACKUP_ORIGIN`]): a
 //!    later bundle updates them instead of duplicating. If storing fails half-way,
@@ -47,7 +50,7 @@ use crate::{
 };
 
 /// Payload format version.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Request format version.
 pub const REQUEST_VERSION: u32 = 1;
 /// Nonce length of a request.
@@ -76,6 +79,26 @@ struct Payload {
     items: Vec<Attributes>,
 }
 
+/// What the envelope carries (postcard): the payload's plaintext bytes and the
+/// source's signature over their SHA-256 digest
+/// ([`Token::identity_sign_backup_digest`], V11 ¶0106). The CMS signature covers
+/// the ciphertext; this one covers the data itself, checked by the target after
+/// opening, against the same signer certificate.
+#[derive(Serialize, Deserialize)]
+pub struct BundleContent {
+    /// `postcard` of the payload.
+    pub payload: Vec<u8>,
+    /// RSA PKCS#1 v1.5 / SHA-256 over
+    /// [`vault_core::identity::backup_digest_message`].
+    pub source_signature: Vec<u8>,
+}
+
+impl Drop for BundleContent {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.payload);
+    }
+}
+
 /// Counts of what a bundle holds (shown before storing, reported after).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Summary {
@@ -101,6 +124,9 @@ pub struct Summary {
     pub skipped_labels: Vec<String>,
     /// Labels, in order.
     pub labels: Vec<String>,
+    /// Each object as the target's prompt shows it: its kind and its title
+    /// ("vault entry (website): mail"), in order; no secret.
+    pub items: Vec<String>,
     /// On import: objects stored new.
     pub created: usize,
     /// On import: objects that replaced an older copy of the same source object.
@@ -122,8 +148,38 @@ fn label_of(a: &Attributes) -> String {
     }
 }
 
+/// What kind of object `a` is, for the prompt: a vault entry with its entry kind,
+/// a key with its key type.
+fn kind_of(a: &Attributes) -> String {
+    let key_type = || match a.key_type() {
+        Some(CKK_RSA) => "RSA",
+        Some(CKK_EC) => "EC",
+        Some(CKK_EC_EDWARDS) => "Ed25519",
+        Some(CKK_AES) => "AES",
+        Some(CKK_GENERIC_SECRET) => "generic secret",
+        _ => "other",
+    };
+    match a.class() {
+        Some(CKO_DATA) if vault_core::vault::is_vault_object(a) => {
+            match serde_json::from_slice::<vault_core::vault::Entry>(
+                a.get(CKA_VALUE).unwrap_or(&[]),
+            ) {
+                Ok(e) => format!("vault entry ({})", e.kind),
+                Err(_) => "vault entry".into(),
+            }
+        }
+        Some(CKO_SECRET_KEY) if a.contains(CKA_VTOKEN_OTP) => "OTP credential".into(),
+        Some(CKO_CERTIFICATE) => "certificate".into(),
+        Some(CKO_PRIVATE_KEY) => format!("private key ({})", key_type()),
+        Some(CKO_SECRET_KEY) => format!("secret key ({})", key_type()),
+        Some(CKO_PUBLIC_KEY) => format!("public key ({})", key_type()),
+        _ => "data object".into(),
+    }
+}
+
 impl Summary {
     fn add(&mut self, a: &Attributes) {
+        self.items.push(format!("{}: {}", kind_of(a), label_of(a)));
         match a.class() {
             Some(CKO_DATA) if vault_core::vault::is_vault_object(a) => self.vault_entries += 1,
             Some(CKO_SECRET_KEY) if a.contains(CKA_VTOKEN_OTP) => self.otp_credentials += 1,
@@ -165,9 +221,11 @@ impl Summary {
             self.updated,
             self.unchanged
         );
-        if !self.labels.is_empty() {
-            s.push_str("\nLabels: ");
-            s.push_str(&self.labels.join(", "));
+        // The data itself, object by object (V11: the target shows what it is
+        // about to store, not only counts).
+        for item in &self.items {
+            s.push_str("\n  - ");
+            s.push_str(item);
         }
         s
     }
@@ -366,11 +424,18 @@ pub fn export_bundle(
         created: now_secs(),
         items,
     };
+    let payload = postcard::to_allocvec(&payload)
+        .map_err(|e| Error::Rejected(format!("backup payload: {e}")))?;
+    let digest: [u8; 32] = Sha256::digest(&payload).into();
+    let content = BundleContent {
+        source_signature: source.identity_sign_backup_digest(&digest)?,
+        payload,
+    };
     let plain = Zeroizing::new(
-        postcard::to_allocvec(&payload)
+        postcard::to_allocvec(&content)
             .map_err(|e| Error::Rejected(format!("backup payload: {e}")))?,
     );
-    drop(payload);
+    drop(content);
     let bundle = vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, |attrs| {
         source.identity_sign_cms(attrs)
     })?;
@@ -433,6 +498,7 @@ pub fn import_bundle(
         return rejected("the target token has no device certificate (vtoken device certify)");
     };
     let mut signer_serial = String::new();
+    let mut signer_spki = Vec::new();
     let plain = vault_core::sealed::open_signed(
         bundle,
         |signer| {
@@ -461,14 +527,33 @@ pub fn import_bundle(
                 }
             }
             signer_serial = v.token_serial;
+            signer_spki = v.spki;
             Ok(())
         },
         |kt, enc| target.identity_unwrap_cek(kt, enc),
         Some(my_leaf),
     )?;
-    let payload: Payload = postcard::from_bytes(&plain)
+    let content: BundleContent = postcard::from_bytes(&plain)
         .map_err(|e| Error::Rejected(format!("backup payload unreadable: {e}")))?;
     drop(plain);
+    // The source's signature over the data itself (¶0106), by the certificate
+    // that signed the bundle.
+    let digest: [u8; 32] = Sha256::digest(&content.payload).into();
+    crate::verify_identity_signature(
+        &signer_spki,
+        &vault_core::identity::backup_digest_message(&signer_serial, &digest),
+        &content.source_signature,
+    )
+    .map_err(|_| {
+        Error::Rejected(
+            "the source's signature over the backup's data does not verify: the data was \
+             changed after the source signed it"
+                .into(),
+        )
+    })?;
+    let payload: Payload = postcard::from_bytes(&content.payload)
+        .map_err(|e| Error::Rejected(format!("backup payload unreadable: {e}")))?;
+    drop(content);
     if payload.version != VERSION {
         return rejected(format!(
             "backup payload version {} not supported",

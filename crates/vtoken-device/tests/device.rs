@@ -255,10 +255,18 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     assert_eq!(summary.keys, 2);
     assert_eq!(summary.non_extractable_keys, 1);
     assert_eq!(summary.public_keys, 1);
-    // The target showed what it stores.
+    // The target showed what it stores: each object's kind and title (V11).
     let seen = pb.seen.lock().unwrap().last().cloned().unwrap();
     assert!(seen.description.contains(a.serial()), "{seen:?}");
-    assert!(seen.description.contains("mail"), "{seen:?}");
+    for item in [
+        "vault entry (website): mail",
+        "OTP credential: Example:alice",
+        "private key (EC): sig",
+        "public key (EC): sig",
+        "secret key (AES): aes",
+    ] {
+        assert!(seen.description.contains(item), "{item}: {seen:?}");
+    }
     assert!(!seen.description.contains("s3cret-marker"));
 
     assert_eq!(objects(&b), before, "every attribute restored");
@@ -398,6 +406,52 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     let got = backup::import_bundle(&b, sid, &bundle2, None, None, now).unwrap();
     assert_eq!((got.created, got.unchanged), (0, 4));
     assert_eq!(objects(&b).len(), 4);
+}
+
+/// V11 (¶0106): the source signs a digest of the plaintext, not only the
+/// ciphertext. Someone who can open the envelope and have the source's key sign a
+/// new CMS envelope (the outer signature is then valid) changes the data: the
+/// target refuses it before showing anything, and the honest bundle still imports.
+#[test]
+fn data_changed_after_the_source_signed_it_is_refused() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, pb) = certified_pair(&f, &ca, false);
+    let now = SystemTime::now();
+    let req = backup::request(&b).unwrap();
+    let (bundle, _) = backup::export_bundle(&a, &req, None, now).unwrap();
+    let a_leaf = a.identity_info().unwrap().chain[0].clone();
+    let b_leaf = b.identity_info().unwrap().chain[0].clone();
+    let plain = vault_core::sealed::open_signed(
+        &bundle,
+        |_| Ok(()),
+        |kt, enc| b.identity_unwrap_cek(kt, enc),
+        Some(&b_leaf),
+    )
+    .unwrap();
+    let mut content: backup::BundleContent = postcard::from_bytes(&plain).unwrap();
+    let pos = content
+        .payload
+        .windows(4)
+        .position(|w| w == b"mail")
+        .expect("the vault entry's title");
+    content.payload[pos] = b'M';
+    let inner = postcard::to_allocvec(&content).unwrap();
+    let forged =
+        vault_core::sealed::seal_signed(&b_leaf, &a_leaf, &inner, |s| a.identity_sign_cms(s))
+            .unwrap();
+    let sid = b.open_session(true).unwrap();
+    let shown = pb.seen.lock().unwrap().len();
+    let e = backup::import_bundle(&b, sid, &forged, None, None, now).unwrap_err();
+    assert!(
+        e.to_string().contains("changed after the source signed"),
+        "{e}"
+    );
+    assert!(objects(&b).is_empty());
+    assert_eq!(pb.seen.lock().unwrap().len(), shown, "nothing shown");
+    // The request is still pending: the honest bundle imports.
+    let got = backup::import_bundle(&b, sid, &bundle, None, None, now).unwrap();
+    assert_eq!(got.vault_entries, 1);
 }
 
 #[test]
