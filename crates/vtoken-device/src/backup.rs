@@ -4,11 +4,20 @@
 //! identity root bound to it when it was certified ([`crate::own_root`]), and a
 //! certificate counts only with the identity profile ([`crate::check_identity_usage`]).
 //!
-//! 1. The target makes a [`BackupRequest`] ([`request`]): a fresh nonce it
-//!    remembers, attested with its identity key (V7), and its certificate chain.
-//! 2. The source checks the request ([`export_bundle`]): the chain leads to the
-//!    source's own root, the leaf is a identity certificate, the attestation
-//!    verifies. Then it collects what may travel ([`collect`]): vault entries, OTP
+//! The handshake follows ¶0104–0105, each step its own message:
+//!
+//! 1. The source, its user PIN verified, makes the "enable backup" request
+//!    ([`BackupStart`], [`start`]): a fresh random it remembers and its device
+//!    certificate chain.
+//! 2. The target, its user PIN verified, checks the source's chain against the
+//!    target's own root and answers "verification passed" ([`BackupRequest`],
+//!    [`request`]): its own fresh nonce (it remembers it) and an attestation with
+//!    its device key over `target nonce || source random`, with its chain.
+//! 3. The source ([`export_bundle`]) checks that chain against the source's own
+//!    root, the leaf is an identity certificate, the attestation verifies, and the
+//!    source random is one it issued and has not used: so both devices proved
+//!    themselves with fresh randoms, and a replayed answer is refused. Then it
+//!    collects what may travel ([`collect`]): vault entries, OTP
 //!    credentials, certificates, public keys, data objects, and keys whose policy
 //!    allows it — extractable keys always; non-extractable ones only if the source
 //!    was initialized with `--allow-key-backup`. Keys left behind are named.
@@ -51,13 +60,30 @@ use crate::{
 
 /// Payload format version.
 const VERSION: u32 = 3;
-/// Request format version.
-pub const REQUEST_VERSION: u32 = 1;
+/// Request ("verification passed") format version.
+pub const REQUEST_VERSION: u32 = 2;
+/// Start ("enable backup") format version.
+pub const START_VERSION: u32 = 1;
 /// Nonce length of a request.
 const NONCE_LEN: usize = 32;
 
-/// What a target hands to the source (JSON): a fresh nonce the target remembers,
-/// signed with its identity key, and its identity certificate chain.
+/// The source's "enable backup" request (JSON, ¶0104–0105): a fresh random the
+/// source remembers (it is used once, at the export) and its device chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStart {
+    /// Format version ([`START_VERSION`]).
+    pub version: u32,
+    /// The source token's serial.
+    pub serial: String,
+    /// The source's random (hex, 32 bytes).
+    pub random: String,
+    /// The source's device chain, leaf first (hex DER).
+    pub chain: Vec<String>,
+}
+
+/// The target's "verification passed" answer (JSON): the target's attestation
+/// over `target nonce || source random` (the nonce the bundle will be bound to,
+/// then the random of the source's [`BackupStart`]), with its identity chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRequest {
     /// Format version ([`REQUEST_VERSION`]).
@@ -274,18 +300,67 @@ pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Res
     Ok(target.identity_info()?.chain)
 }
 
-/// Target side, step 1 (user logged in on `target`): a fresh nonce the token
-/// remembers, attested with the identity key, with the identity chain.
-pub fn request(target: &Token) -> Result<BackupRequest> {
+/// Source side, step 1 (user logged in on `source`: the first PIN check): the
+/// "enable backup" request with a fresh random the source remembers.
+pub fn start(source: &Token) -> Result<BackupStart> {
+    let info = source.identity_info()?;
+    if info.chain.is_empty() {
+        return rejected("the source token has no device certificate (vtoken device certify)");
+    }
+    own_root(source)?;
+    let random = source.backup_issue_nonce()?;
+    info!(serial = %source.serial(), "backup: enable request made");
+    Ok(BackupStart {
+        version: START_VERSION,
+        serial: info.serial,
+        random: hex::encode(random),
+        chain: info.chain.iter().map(hex::encode).collect(),
+    })
+}
+
+/// Target side, step 2 (user logged in on `target`: the second PIN check): checks
+/// the source's chain against the target's own root and answers "verification
+/// passed" — a fresh nonce the target remembers and an attestation over it and the
+/// source's random.
+pub fn request(target: &Token, start: &BackupStart, now: SystemTime) -> Result<BackupRequest> {
+    if start.version != START_VERSION {
+        return rejected(format!(
+            "backup start version {} not supported",
+            start.version
+        ));
+    }
     if target.identity_info()?.chain.is_empty() {
         return rejected("the target token has no device certificate (vtoken device certify)");
     }
     // Checked here too, so a token that cannot verify a bundle issues no request.
     own_root(target)?;
+    let random = unhex("random", &start.random)?;
+    if random.len() != NONCE_LEN {
+        return rejected("the backup start's random is not 32 bytes");
+    }
+    let chain: Vec<Vec<u8>> = start
+        .chain
+        .iter()
+        .map(|c| unhex("certificate", c))
+        .collect::<Result<_>>()?;
+    let v = verify_identity_chain_for(target, &chain, now)
+        .map_err(|e| Error::Rejected(format!("source certificate refused: {e}")))?;
+    if v.token_serial != start.serial {
+        return rejected(format!(
+            "the source certificate is for token {}, the request claims {}",
+            v.token_serial, start.serial
+        ));
+    }
+    if v.token_serial == target.serial() {
+        return rejected("source and target are the same token");
+    }
     let nonce = target.backup_issue_nonce()?;
+    let mut signed = nonce.clone();
+    signed.extend_from_slice(&random);
+    info!(serial = %target.serial(), source = %v.token_serial, "backup: verification passed");
     Ok(BackupRequest {
         version: REQUEST_VERSION,
-        attestation: attest(target, &nonce)?,
+        attestation: attest(target, &signed)?,
     })
 }
 
@@ -321,13 +396,21 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Checks `request` against the source's own root and for the identity profile and
-/// returns the target's chain and serial.
-fn check_request(
-    source: &Token,
-    request: &BackupRequest,
-    now: SystemTime,
-) -> Result<(Vec<Vec<u8>>, String, Vec<u8>)> {
+/// A target's answer, checked.
+struct Checked {
+    /// The target's chain, leaf first.
+    chain: Vec<Vec<u8>>,
+    /// The target's serial.
+    serial: String,
+    /// The target's nonce (the bundle is bound to it).
+    nonce: Vec<u8>,
+    /// The source's random it answers.
+    random: Vec<u8>,
+}
+
+/// Checks `request` against the source's own root and for the identity profile,
+/// and that it answers a pending start of this source.
+fn check_request(source: &Token, request: &BackupRequest, now: SystemTime) -> Result<Checked> {
     if request.version != REQUEST_VERSION {
         return rejected(format!(
             "backup request version {} not supported",
@@ -335,10 +418,11 @@ fn check_request(
         ));
     }
     let att = &request.attestation;
-    let nonce = unhex("nonce", &att.nonce)?;
-    if nonce.len() != NONCE_LEN {
-        return rejected("the backup request's nonce is not 32 bytes");
+    let signed = unhex("nonce", &att.nonce)?;
+    if signed.len() != 2 * NONCE_LEN {
+        return rejected("the backup request's nonce is not 64 bytes");
     }
+    let (nonce, random) = signed.split_at(NONCE_LEN);
     let chain: Vec<Vec<u8>> = att
         .chain
         .iter()
@@ -346,9 +430,20 @@ fn check_request(
         .collect::<Result<_>>()?;
     let v = verify_identity_chain_for(source, &chain, now)
         .map_err(|e| Error::Rejected(format!("target certificate refused: {e}")))?;
-    verify_attestation(att, &own_root(source)?, &nonce, now)
+    verify_attestation(att, &own_root(source)?, &signed, now)
         .map_err(|e| Error::Rejected(format!("target not authenticated: {e}")))?;
-    Ok((chain, v.token_serial, nonce))
+    if !source.backup_nonce_pending(random)? {
+        return rejected(
+            "this request answers no pending backup start of this token (replayed, expired, \
+             already used, or for another source): run `vtoken backup start` again",
+        );
+    }
+    Ok(Checked {
+        chain,
+        serial: v.token_serial,
+        nonce: nonce.to_vec(),
+        random: random.to_vec(),
+    })
 }
 
 /// The gate for an export: it reveals keys and vault secrets, so it is gated when
@@ -390,7 +485,12 @@ pub fn export_bundle(
              only to tokens certified under the source's own root",
         );
     }
-    let (target_chain, target_serial, nonce) = check_request(source, request, now)?;
+    let Checked {
+        chain: target_chain,
+        serial: target_serial,
+        nonce,
+        random,
+    } = check_request(source, request, now)?;
     if target_serial == source.serial() {
         return rejected("source and target are the same token");
     }
@@ -415,6 +515,11 @@ pub fn export_bundle(
     source.confirm(&Request {
         title: "Export a backup?".into(),
         description,
+    })?;
+    // The source's random is used once (one committed transaction): the same
+    // answer can never be exported to again.
+    source.backup_take_nonce(&random).map_err(|_| {
+        Error::Rejected("this request was already answered: run `vtoken backup start` again".into())
     })?;
     let payload = Payload {
         version: VERSION,
@@ -657,7 +762,8 @@ pub fn backup_local(
 ) -> Result<Summary> {
     let now = SystemTime::now();
     authenticate_pair(source, target, now)?;
-    let req = request(target)?;
+    let st = start(source)?;
+    let req = request(target, &st, now)?;
     let (bundle, exported) = export_bundle(source, &req, expect_root, now)?;
     let mut s = import_bundle(
         target,

@@ -324,6 +324,13 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     assert!(b.search(&q).unwrap().is_empty(), "the older copy is gone");
 }
 
+/// The handshake of ¶0104–0105: the source's "enable backup" request, the
+/// target's "verification passed" answer.
+fn handshake(a: &Token, b: &Token, now: SystemTime) -> backup::BackupRequest {
+    let st = backup::start(a).unwrap();
+    backup::request(b, &st, now).unwrap()
+}
+
 fn certified_pair(
     f: &Fixture,
     ca: &LocalCa,
@@ -343,7 +350,7 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     let ca = LocalCa::generate("vtoken test root", 30).unwrap();
     let (a, b, pb) = certified_pair(&f, &ca, false);
     let now = SystemTime::now();
-    let req = backup::request(&b).unwrap();
+    let req = handshake(&a, &b, now);
     let (bundle, summary): (Vec<u8>, Summary) =
         backup::export_bundle(&a, &req, Some(ca.cert_der()), now).unwrap();
     // The non-extractable key stays on A (policy not allowed at init), named.
@@ -381,7 +388,16 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     // A target certified by another root gets nothing, whatever root the caller names.
     let (d, _) = f.token("rogue", false);
     certify_local(&d, &other).unwrap();
-    let req_d = backup::request(&d).unwrap();
+    // D refuses A's start (A's certificate is not under D's root); an answer D
+    // makes by hand anyway is refused by A.
+    let st = backup::start(&a).unwrap();
+    assert!(backup::request(&d, &st, now).is_err());
+    let mut signed = d.backup_issue_nonce().unwrap();
+    signed.extend_from_slice(&hex::decode(&st.random).unwrap());
+    let req_d = backup::BackupRequest {
+        version: backup::REQUEST_VERSION,
+        attestation: attest(&d, &signed).unwrap(),
+    };
     let e = backup::export_bundle(&a, &req_d, None, now).unwrap_err();
     assert!(
         e.to_string().contains("does not chain to the device root"),
@@ -401,7 +417,7 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     assert!(e.to_string().contains("already imported"), "{e}");
     assert_eq!(objects(&b).len(), 4);
     // A new request and bundle of the same objects: no duplicates.
-    let req2 = backup::request(&b).unwrap();
+    let req2 = handshake(&a, &b, now);
     let (bundle2, _) = backup::export_bundle(&a, &req2, None, now).unwrap();
     let got = backup::import_bundle(&b, sid, &bundle2, None, None, now).unwrap();
     assert_eq!((got.created, got.unchanged), (0, 4));
@@ -418,7 +434,7 @@ fn data_changed_after_the_source_signed_it_is_refused() {
     let ca = LocalCa::generate("vtoken test root", 30).unwrap();
     let (a, b, pb) = certified_pair(&f, &ca, false);
     let now = SystemTime::now();
-    let req = backup::request(&b).unwrap();
+    let req = handshake(&a, &b, now);
     let (bundle, _) = backup::export_bundle(&a, &req, None, now).unwrap();
     let a_leaf = a.identity_info().unwrap().chain[0].clone();
     let b_leaf = b.identity_info().unwrap().chain[0].clone();
@@ -454,6 +470,57 @@ fn data_changed_after_the_source_signed_it_is_refused() {
     assert_eq!(got.vault_entries, 1);
 }
 
+/// ¶0104–0105 across machines: both devices prove themselves with fresh randoms.
+/// The source answers each "verification passed" once; an answer replayed, one to
+/// a random the source never issued, or one to another source's start is refused;
+/// the target refuses a start whose certificate does not lead to its root.
+#[test]
+fn handshake_randoms_are_fresh_and_answers_are_not_replayed() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, _) = certified_pair(&f, &ca, false);
+    let now = SystemTime::now();
+    let st = backup::start(&a).unwrap();
+    assert_eq!(st.serial, a.serial());
+    let req = backup::request(&b, &st, now).unwrap();
+    backup::export_bundle(&a, &req, None, now).unwrap();
+    // The same answer again: refused (its random is spent).
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("backup start"), "{e}");
+    // A start with a random A never issued: B answers it, A refuses the answer.
+    let mut forged = backup::start(&a).unwrap();
+    forged.random = hex::encode([7u8; 32]);
+    let req = backup::request(&b, &forged, now).unwrap();
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("no pending backup start"), "{e}");
+    // An answer to another source's start.
+    let (c, _) = f.token("third", false);
+    certify_local(&c, &ca).unwrap();
+    let req = handshake(&c, &b, now);
+    assert!(backup::export_bundle(&a, &req, None, now).is_err());
+    // A start claiming another serial than its certificate, and one from a token
+    // certified under another root: the target answers neither.
+    let mut lying = backup::start(&a).unwrap();
+    lying.serial = c.serial().to_string();
+    let e = backup::request(&b, &lying, now).unwrap_err();
+    assert!(e.to_string().contains("claims"), "{e}");
+    let other = LocalCa::generate("other root", 30).unwrap();
+    let (d, _) = f.token("rogue", false);
+    certify_local(&d, &other).unwrap();
+    let e = backup::request(&b, &backup::start(&d).unwrap(), now).unwrap_err();
+    assert!(e.to_string().contains("source certificate refused"), "{e}");
+    // The attestation covers the source's random: changing it breaks the answer.
+    let st = backup::start(&a).unwrap();
+    let mut req = backup::request(&b, &st, now).unwrap();
+    let mut n = hex::decode(&req.attestation.nonce).unwrap();
+    let other_random = backup::start(&a).unwrap().random;
+    n.truncate(32);
+    n.extend_from_slice(&hex::decode(other_random).unwrap());
+    req.attestation.nonce = hex::encode(n);
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("not authenticated"), "{e}");
+}
+
 #[test]
 fn device_root_is_fixed_and_only_device_certificates_receive() {
     let f = Fixture::new();
@@ -468,7 +535,7 @@ fn device_root_is_fixed_and_only_device_certificates_receive() {
     // Renewal under the same root is fine.
     certify_local(&a, &ca).unwrap();
     // A certificate of the right root for B's key, but with the client usage.
-    let mut req = backup::request(&b).unwrap();
+    let mut req = handshake(&a, &b, now);
     let info = b.identity_info().unwrap();
     let client = ca
         .issue_for_spki(&info.spki, b.serial(), vtoken_pki::Usage::Client)
@@ -494,7 +561,7 @@ fn export_needs_the_source_prompt_and_the_gate() {
     certify_local(&b, &ca).unwrap();
     fill(&a);
     let now = SystemTime::now();
-    let req = backup::request(&b).unwrap();
+    let req = handshake(&a, &b, now);
     // The source's prompt: refused, nothing sealed.
     let pa = Arc::new(Scripted {
         answer: Mutex::new(Answer::Refused),
@@ -531,6 +598,7 @@ fn export_needs_the_source_prompt_and_the_gate() {
     })
     .unwrap();
     let asked = pa.seen.lock().unwrap().len();
+    let req = handshake(&a, &b, now);
     let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
     assert!(
         matches!(
