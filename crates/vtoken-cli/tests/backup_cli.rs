@@ -632,3 +632,25 @@ fn concurrent_imports_of_one_bundle_store_it_once() {
     }
     assert_eq!(st.objects("t2"), n1);
 }
+
+/// ¶0109 from the command line: `export --chunked` sends the data in parts, each
+/// sealed to the target; `import` takes it as any bundle, once.
+#[test]
+fn chunked_export_imports_once() {
+    let st = Station::new();
+    st.source("t1", &["--allow-key-backup"]);
+    st.init("t2", "ca", &[]);
+    let n1 = st.objects("t1");
+    st.request("t1", "t2", "r");
+    let mut small = st.export_args("t1", "r", "b");
+    small.extend(["--chunked", "--chunk-size", "100"].map(String::from));
+    let e = st.fails(&strs(&small));
+    assert!(e.contains("at least 256"), "{e}");
+    let mut a = st.export_args("t1", "r", "b");
+    a.extend(["--chunked", "--chunk-size", "256"].map(String::from));
+    st.ok(&strs(&a));
+    st.ok(&strs(&st.import_args("t2", "b")));
+    assert_eq!(st.objects("t2"), n1);
+    let e = st.fails(&strs(&st.import_args("t2", "b")));
+    assert!(e.contains("already imported"), "{e}");
+}

@@ -478,6 +478,27 @@ pub fn export_bundle(
     expect_root: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<(Vec<u8>, Summary)> {
+    export_bundle_with(source, request, expect_root, now, Delivery::Envelope)
+}
+
+/// How the data travels (¶0108 or ¶0109).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// One envelope sealed to the target (¶0108).
+    Envelope,
+    /// Parts of this many bytes, each sealed to the target ([`crate::chunked`],
+    /// ¶0109), for large vaults.
+    Chunked(usize),
+}
+
+/// [`export_bundle`] with the delivery chosen.
+pub fn export_bundle_with(
+    source: &Token,
+    request: &BackupRequest,
+    expect_root: Option<&[u8]>,
+    now: SystemTime,
+    delivery: Delivery,
+) -> Result<(Vec<u8>, Summary)> {
     let root = own_root(source)?;
     if expect_root.is_some_and(|r| r != root.as_slice()) {
         return rejected(
@@ -541,9 +562,15 @@ pub fn export_bundle(
             .map_err(|e| Error::Rejected(format!("backup payload: {e}")))?,
     );
     drop(content);
-    let bundle = vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, |attrs| {
-        source.identity_sign_cms(attrs)
-    })?;
+    let sign = |attrs: &[u8]| source.identity_sign_cms(attrs);
+    let bundle = match delivery {
+        Delivery::Envelope => {
+            vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, sign)?
+        }
+        Delivery::Chunked(n) => {
+            crate::chunked::seal(&target_chain[0], source_leaf, &plain, n, sign)?
+        }
+    };
     info!(source = %source.serial(), target = %target_serial, items = summary.labels.len(), "backup bundle made");
     Ok((bundle, summary))
 }
@@ -604,40 +631,42 @@ pub fn import_bundle(
     };
     let mut signer_serial = String::new();
     let mut signer_spki = Vec::new();
-    let plain = vault_core::sealed::open_signed(
-        bundle,
-        |signer| {
-            let v = verify_identity_chain(&[signer.to_vec()], &root, now)
-                .and_then(|v| {
-                    if v.usage != vtoken_pki::Usage::Device {
-                        return rejected(format!("its usage is {}, not device", v.usage));
-                    }
-                    check_identity_usage(signer)?;
-                    Ok(v)
-                })
-                .map_err(|e| {
-                    vault_core::Error::envelope(format!("source certificate rejected: {e}"))
-                })?;
-            if v.token_serial == target.serial() {
-                return Err(vault_core::Error::envelope(
-                    "the bundle was signed by this token".into(),
-                ));
-            }
-            if let Some(s) = expected_source {
-                if !v.token_serial.eq_ignore_ascii_case(s) {
-                    return Err(vault_core::Error::envelope(format!(
-                        "the bundle comes from token {}, not {s}",
-                        v.token_serial
-                    )));
+    let mut check_signer = |signer: &[u8]| {
+        let v = verify_identity_chain(&[signer.to_vec()], &root, now)
+            .and_then(|v| {
+                if v.usage != vtoken_pki::Usage::Device {
+                    return rejected(format!("its usage is {}, not device", v.usage));
                 }
+                check_identity_usage(signer)?;
+                Ok(v)
+            })
+            .map_err(|e| {
+                vault_core::Error::envelope(format!("source certificate rejected: {e}"))
+            })?;
+        if v.token_serial == target.serial() {
+            return Err(vault_core::Error::envelope(
+                "the bundle was signed by this token".into(),
+            ));
+        }
+        if let Some(s) = expected_source {
+            if !v.token_serial.eq_ignore_ascii_case(s) {
+                return Err(vault_core::Error::envelope(format!(
+                    "the bundle comes from token {}, not {s}",
+                    v.token_serial
+                )));
             }
-            signer_serial = v.token_serial;
-            signer_spki = v.spki;
-            Ok(())
-        },
-        |kt, enc| target.identity_unwrap_cek(kt, enc),
-        Some(my_leaf),
-    )?;
+        }
+        signer_serial = v.token_serial;
+        signer_spki = v.spki;
+        Ok(())
+    };
+    let unwrap =
+        |kt: &vault_core::sealed::KeyTransport, enc: &[u8]| target.identity_unwrap_cek(kt, enc);
+    // The chunked form (¶0109) or the one envelope (¶0108).
+    let plain = match crate::chunked::open(bundle, &mut check_signer, unwrap, my_leaf) {
+        Some(r) => r?,
+        None => vault_core::sealed::open_signed(bundle, check_signer, unwrap, Some(my_leaf))?,
+    };
     let content: BundleContent = postcard::from_bytes(&plain)
         .map_err(|e| Error::Rejected(format!("backup payload unreadable: {e}")))?;
     drop(plain);

@@ -521,6 +521,79 @@ fn handshake_randoms_are_fresh_and_answers_are_not_replayed() {
     assert!(e.to_string().contains("not authenticated"), "{e}");
 }
 
+/// ¶0109: the chunked alternative. Each part is sealed to the target on its own
+/// and the list is signed by the source; the import takes it like a one-envelope
+/// bundle. A part changed, dropped or reordered, or the list re-signed by someone
+/// else, is refused and nothing is stored.
+#[test]
+fn chunked_bundle_imports_and_refuses_changed_parts() {
+    use vtoken_device::chunked::{ChunkedBundle, MIN_CHUNK};
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, pb) = certified_pair(&f, &ca, true);
+    let now = SystemTime::now();
+    let req = handshake(&a, &b, now);
+    let (bundle, _) =
+        backup::export_bundle_with(&a, &req, None, now, backup::Delivery::Chunked(MIN_CHUNK))
+            .unwrap();
+    let (content, _) = vault_core::sealed::verify_signed(&bundle).unwrap();
+    let list: ChunkedBundle = postcard::from_bytes(&content).unwrap();
+    assert!(list.chunks.len() > 2, "{} parts", list.chunks.len());
+    // Each part is an envelope to B alone: a third token cannot open one.
+    let (c, _) = f.token("third", false);
+    certify_local(&c, &ca).unwrap();
+    assert!(vault_core::sealed::open(
+        &list.chunks[0],
+        |kt, enc| c.identity_unwrap_cek(kt, enc),
+        None
+    )
+    .is_err());
+    let a_leaf = a.identity_info().unwrap().chain[0].clone();
+    let c_leaf = c.identity_info().unwrap().chain[0].clone();
+    let resign = |chunks: Vec<Vec<u8>>, by: &Token, leaf: &[u8]| {
+        let l = postcard::to_allocvec(&ChunkedBundle {
+            magic: *vtoken_device::chunked::MAGIC,
+            chunks,
+        })
+        .unwrap();
+        vault_core::sealed::sign(&l, leaf, |s| by.identity_sign_cms(s)).unwrap()
+    };
+    let sid = b.open_session(true).unwrap();
+    let mut dropped = list.chunks.clone();
+    dropped.remove(1);
+    let mut swapped = list.chunks.clone();
+    swapped.swap(0, 1);
+    let mut flipped = list.chunks.clone();
+    let n = flipped[1].len();
+    flipped[1][n - 30] ^= 1;
+    for (what, bad) in [
+        // Re-signed by the source itself: only the digest signature inside
+        // catches a dropped or reordered part; a flipped byte fails its envelope.
+        ("dropped", resign(dropped, &a, &a_leaf)),
+        ("reordered", resign(swapped, &a, &a_leaf)),
+        ("flipped", resign(flipped, &a, &a_leaf)),
+        // The whole list signed by another token of the same root.
+        ("foreign signer", resign(list.chunks.clone(), &c, &c_leaf)),
+    ] {
+        let e = backup::import_bundle(&b, sid, &bad, None, Some(a.serial()), now);
+        assert!(e.is_err(), "{what} accepted");
+        assert!(objects(&b).is_empty(), "{what}: stored something");
+    }
+    // A byte of the signed list itself.
+    let mut t = bundle.clone();
+    let n = t.len();
+    t[n / 2] ^= 1;
+    assert!(backup::import_bundle(&b, sid, &t, None, None, now).is_err());
+    // The real one: stored, shown like a one-envelope bundle.
+    let got = backup::import_bundle(&b, sid, &bundle, None, Some(a.serial()), now).unwrap();
+    assert_eq!(got.created, objects(&a).len());
+    assert_eq!(objects(&b), objects(&a));
+    let seen = pb.seen.lock().unwrap().last().cloned().unwrap();
+    assert!(seen.description.contains("vault entry (website): mail"));
+    // Once only.
+    assert!(backup::import_bundle(&b, sid, &bundle, None, None, now).is_err());
+}
+
 #[test]
 fn device_root_is_fixed_and_only_device_certificates_receive() {
     let f = Fixture::new();

@@ -136,6 +136,18 @@ pub enum BackupCommand {
         /// Extra check: must be the source token's own device root.
         #[arg(long, value_name = "ROOT.pem")]
         root: Option<PathBuf>,
+        /// Send the data in parts, each sealed to the target on its own (for large
+        /// vaults, paragraph 0109) instead of one envelope; the import takes either.
+        #[arg(long)]
+        chunked: bool,
+        /// Bytes per part with --chunked (at least 256).
+        #[arg(
+            long,
+            value_name = "BYTES",
+            default_value_t = 65536,
+            requires = "chunked"
+        )]
+        chunk_size: usize,
         /// The bundle (DER CMS).
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
@@ -329,6 +341,8 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
             request,
             to_cert,
             root,
+            chunked,
+            chunk_size,
             out,
             pins,
         }) => {
@@ -357,8 +371,20 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                     "source token's user PIN",
                 )?,
             )?;
+            let delivery = if *chunked {
+                if *chunk_size < vtoken_device::chunked::MIN_CHUNK {
+                    bail!(
+                        "--chunk-size must be at least {} bytes",
+                        vtoken_device::chunked::MIN_CHUNK
+                    );
+                }
+                backup::Delivery::Chunked(*chunk_size)
+            } else {
+                backup::Delivery::Envelope
+            };
             let (bundle, s) =
-                backup::export_bundle(&src.token, &req, root.as_deref(), now).map_err(dev)?;
+                backup::export_bundle_with(&src.token, &req, root.as_deref(), now, delivery)
+                    .map_err(dev)?;
             write_out(Some(out), &bundle)?;
             print_summary(
                 json,
