@@ -1,6 +1,6 @@
-//! `vtoken vault policy --show-secrets fingerprint` end to end (SPEC V5,
-//! ¶0087–0088): the binary, a temporary token, and a real command prompt agent (a
-//! shell script that records what the token shows and confirms).
+//! `vtoken vault policy --show-secrets fingerprint` (SPEC V5, ¶0087–0088) and `vtoken
+//! vault resync` (V9) end to end: the binary, a temporary token, and a real command
+//! prompt agent (a shell script that records what the token shows and confirms).
 
 mod common;
 use common::{script, PIN, SO_PIN};
@@ -99,4 +99,46 @@ fn the_client_prints_the_fingerprints_the_token_shows() {
     // The value stored is the one sent.
     let shown = h.json(&["--json", "vault", "show", "fp2", "--reveal"]);
     assert!(shown.to_string().contains(SECRET), "{shown}");
+}
+
+/// `vtoken vault resync` (SPEC V9): the SO moves an entry's event counter forward;
+/// backwards and a wrong SO PIN are refused.
+#[test]
+fn so_resyncs_the_event_counter_forward_only() {
+    let mut h = common::harness("");
+    let prompt = h.path("prompt.sh");
+    script(&prompt, "exit 0");
+    h.set_var("VTOKEN_PROMPT", format!("command:{}", prompt.display()));
+    h.set_var("VTOKEN_PIN", PIN);
+    h.set_var("VTOKEN_SO_PIN", SO_PIN);
+    h.ok(&["init", "--label", "t"]);
+    h.ok(&["vault", "enable"]);
+    h.ok(&[
+        "vault",
+        "add",
+        "--kind",
+        "custom",
+        "--title",
+        "vpn",
+        "--secret-field",
+        "password=Seed-9",
+    ]);
+    let code = |h: &vtoken_testsupport::cli::Env| {
+        h.ok(&["vault", "get", "vpn", "--dynamic", "--event"])
+            .trim()
+            .to_string()
+    };
+    code(&h);
+    let err = h.fails(&[
+        "vault", "resync", "vpn", "--next", "50", "--so-pin", "87654321",
+    ]);
+    assert!(err.contains("SO PIN"), "{err}");
+    let v = h.json(&["--json", "vault", "resync", "vpn", "--next", "50"]);
+    assert_eq!((v["was"].as_u64(), v["next"].as_u64()), (Some(1), Some(50)));
+    let err = h.fails(&["vault", "resync", "vpn", "--next", "3"]);
+    assert!(err.contains("only moves it forward"), "{err}");
+    for event in [50, 51] {
+        let want = otp_core::dynamic_password("Seed-9", None, Some(event), 6).unwrap();
+        assert_eq!(code(&h), want, "event {event}");
+    }
 }

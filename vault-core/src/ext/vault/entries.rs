@@ -292,6 +292,33 @@ impl Token {
     }
 }
 
+impl Token {
+    /// Resynchronizes entry `id`'s event counter (V9): the user, logged in, names
+    /// the entry; the SO authorizes with `so_pin` (verified and counted like a
+    /// login). The counter moves forward to `next` (the event the next dynamic
+    /// password will use), never back, in one immediate transaction, so no event
+    /// value is ever used twice. Returns the value it had.
+    pub fn vault_event_resync(&self, id: u64, so_pin: &[u8], next: u64) -> Result<u64> {
+        self.vault_require_user()?;
+        self.vault_object(id)?;
+        let to = u32::try_from(next)
+            .ok()
+            .filter(|n| *n < u32::MAX)
+            .ok_or_else(|| Error::ArgumentsBad(format!("event counter {next} is out of range")))?;
+        self.verify_pin(UserType::So, so_pin)?;
+        let old = self
+            .store()
+            .raise_counter(&event_counter_name(id), to, |cur| {
+                Error::ArgumentsBad(format!(
+                    "the event counter of this entry is at {cur}: a resync only moves it \
+                     forward (a dynamic password must never repeat)"
+                ))
+            })?;
+        info!(serial = %self.serial(), id, from = old, to, "vault event counter resynchronized by the SO");
+        Ok(u64::from(old))
+    }
+}
+
 fn event_counter_name(id: u64) -> String {
     format!("vault-event:{id}")
 }

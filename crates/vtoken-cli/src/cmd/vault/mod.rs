@@ -226,6 +226,26 @@ Example:
         #[command(flatten)]
         user: UserPin,
     },
+    /// The SO moves an entry's event counter forward (V9 resync): the next
+    /// `get --dynamic --event` uses NEXT. Never backwards, so no password repeats.
+    #[command(after_help = "\
+The user PIN names the entry (the vault is the user's); the SO PIN authorizes the
+change (verified and counted like a login). A value below the current counter is
+refused: an event value is never used twice.
+
+Example:
+  vtoken vault resync vpn --next 120 --so-pin-file so.txt")]
+    Resync {
+        /// The entry: its id or its title.
+        entry: String,
+        /// The event the next dynamic password uses.
+        #[arg(long, value_name = "N")]
+        next: u64,
+        #[command(flatten)]
+        user: UserPin,
+        #[command(flatten)]
+        so: SoPin,
+    },
     /// Change an entry (confirmed like `add`).
     Edit {
         /// The entry: its id or its title.
@@ -510,6 +530,31 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
                 print_json(&json!({ "id": id, "title": e.title }))
             } else {
                 outln!("vault entry {id} changed");
+                Ok(())
+            }
+        }
+        VaultCommand::Resync {
+            entry,
+            next,
+            user,
+            so,
+        } => {
+            let open = open_user(ctx, user)?;
+            let id = resolve(&open.token, entry)?;
+            let so_pin = crate::pin::so(so)?;
+            let was = open
+                .token
+                .vault_event_resync(id, so_pin.as_bytes(), *next)
+                .map_err(|e| match e {
+                    e @ (vault_core::Error::PinIncorrect | vault_core::Error::PinLocked) => {
+                        crate::context::pin_error(&open.token, vault_core::token::UserType::So, e)
+                    }
+                    e => cerr(e),
+                })?;
+            if json {
+                print_json(&json!({ "id": id, "was": was, "next": next }))
+            } else {
+                outln!("vault entry {id}: event counter {was} -> {next}");
                 Ok(())
             }
         }
