@@ -357,3 +357,270 @@ fn vault_add_in_a_terminal() {
         assert_eq!(listed, stored, "entry {title} stored = {listed}");
     }
 }
+
+/// A token with its vault switched on, its prompt agent given by `prompt` (a
+/// `[prompt]` table body); returns the config path. `timeout_secs` goes to a
+/// second config (same tokens) for the timeout case.
+fn vault_token(dir: &Path, prompt: &str) -> PathBuf {
+    let conf = dir.join("vtoken.toml");
+    env::write_config(&conf, &dir.join("tokens"), &format!("[prompt]\n{prompt}\n"));
+    let run = |args: &[&str]| {
+        env::command(artifacts::cli(), &conf)
+            .args(args)
+            .env("VTOKEN_PIN", "123456")
+            .output()
+            .unwrap()
+    };
+    let init = run(&[
+        "init", "--label", "tty", "--so-pin", "12345678", "--pin", "123456",
+    ]);
+    assert!(init.status.success(), "{init:?}");
+    let enable = run(&["vault", "enable"]);
+    assert!(enable.status.success(), "{enable:?}");
+    conf
+}
+
+/// The titles listed in the vault (logged in from the client, as a check only).
+fn vault_titles(conf: &Path) -> String {
+    let list = env::command(artifacts::cli(), conf)
+        .args(["vault", "list", "--json"])
+        .env("VTOKEN_PIN", "123456")
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{list:?}");
+    String::from_utf8_lossy(&list.stdout).into_owned()
+}
+
+/// Starts `vtoken vault add --kind website --on-token` in tmux session `session`,
+/// with standard input and output redirected (not the terminal) and no PIN in
+/// its environment: everything must come through the token's prompt.
+fn start_on_token(tmux: &Tmux, session: &str, conf: &Path, out: &Path) {
+    let line = format!(
+        "env -u VTOKEN_PIN VTOKEN_CONF='{}' '{}' vault add --kind website --on-token \
+         </dev/null >'{}' 2>&1; echo EXIT=$?; sleep 30",
+        conf.display(),
+        artifacts::cli().display(),
+        out.display()
+    );
+    tmux.start(session, &line);
+}
+
+/// Types `text` and Enter once `ready` is on the screen.
+fn answer_with(tmux: &Tmux, session: &str, ready: &str, text: &str) -> String {
+    let screen = tmux.wait_for(session, ready);
+    std::thread::sleep(Duration::from_millis(200));
+    if !text.is_empty() {
+        tmux.keys(session, &["-l", text]);
+    }
+    tmux.keys(session, &["Enter"]);
+    screen
+}
+
+/// SPEC V6 (¶0065, ¶0081) with the real terminal agent: the PIN and every field are
+/// typed on the token's prompt, secrets without echo; the client's output holds
+/// only the id and the title. Then each branch: refusal (Ctrl-D) in the middle,
+/// a wrong PIN, a timeout, and the confirmation refused — none stores anything.
+#[test]
+fn vault_add_on_token_in_a_terminal() {
+    if std::env::var("VTOKEN_SKIP_TMUX").as_deref() == Ok("1") {
+        eprintln!("VTOKEN_SKIP_TMUX=1: skipping the tmux vault test");
+        return;
+    }
+    let tmux = which("tmux").expect("tmux is not installed (or set VTOKEN_SKIP_TMUX=1)");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = vault_token(dir.path(), "agent = \"tty\"\ntimeout_secs = 30");
+    let tmux = Tmux::new(tmux);
+    let out = dir.path().join("ok.out");
+
+    // The happy path, in the patent's order: PIN, then the fields, then the
+    // entry shown as received, then the confirmation.
+    start_on_token(&tmux, "ok", &conf, &out);
+    answer_with(&tmux, "ok", "User PIN (not shown):", "123456");
+    answer_with(&tmux, "ok", "Title:", "bank-login");
+    answer_with(&tmux, "ok", "URL (optional):", "https://bank.example.org");
+    answer_with(&tmux, "ok", "Username (optional):", "alice");
+    answer_with(
+        &tmux,
+        "ok",
+        "Password (optional) (not shown):",
+        "T0ken-typed!",
+    );
+    answer_with(&tmux, "ok", "Notes (optional):", "");
+    let screen = tmux.wait_for("ok", "Confirm? [y/N]");
+    assert!(!screen.contains("123456"), "the PIN was echoed:\n{screen}");
+    assert_eq!(
+        screen.matches("T0ken-typed!").count(),
+        1,
+        "the password must be typed unseen and shown once, as received:\n{screen}"
+    );
+    assert!(
+        screen.contains("password (secret): T0ken-typed!"),
+        "{screen}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    tmux.keys("ok", &["y", "Enter"]);
+    let screen = tmux.wait_for("ok", "EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        printed.contains("added on the token: bank-login"),
+        "{printed}"
+    );
+    for secret in ["T0ken-typed!", "123456", "alice"] {
+        assert!(
+            !printed.contains(secret),
+            "the client printed {secret:?}: {printed}"
+        );
+    }
+    assert!(vault_titles(&conf).contains("bank-login"));
+    let shown = env::command(artifacts::cli(), &conf)
+        .args(["vault", "show", "bank-login", "--reveal", "--json"])
+        .env("VTOKEN_PIN", "123456")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("T0ken-typed!") && shown.contains("https://bank.example.org"),
+        "{shown}"
+    );
+
+    // Refused in the middle (Ctrl-D at the password): nothing stored.
+    let out = dir.path().join("eof.out");
+    start_on_token(&tmux, "eof", &conf, &out);
+    answer_with(&tmux, "eof", "User PIN (not shown):", "123456");
+    answer_with(&tmux, "eof", "Title:", "half-typed");
+    answer_with(&tmux, "eof", "URL (optional):", "");
+    answer_with(&tmux, "eof", "Username (optional):", "");
+    tmux.wait_for("eof", "Password (optional) (not shown):");
+    std::thread::sleep(Duration::from_millis(200));
+    tmux.keys("eof", &["C-d"]);
+    let screen = tmux.wait_for("eof", "EXIT=");
+    assert!(!screen.contains("EXIT=0"), "{screen}");
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("not confirmed"),
+        "{screen}"
+    );
+
+    // A wrong PIN typed on the token: counted like any login, nothing asked after.
+    let out = dir.path().join("pin.out");
+    start_on_token(&tmux, "pin", &conf, &out);
+    answer_with(&tmux, "pin", "User PIN (not shown):", "999999");
+    let screen = tmux.wait_for("pin", "EXIT=");
+    assert!(
+        !screen.contains("EXIT=0") && !screen.contains("Title:"),
+        "{screen}"
+    );
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert!(printed.contains("incorrect user PIN"), "{printed}");
+
+    // The confirmation refused after every field was typed.
+    let out = dir.path().join("no.out");
+    start_on_token(&tmux, "no", &conf, &out);
+    answer_with(&tmux, "no", "User PIN (not shown):", "123456");
+    answer_with(&tmux, "no", "Title:", "refused-entry");
+    for ready in ["URL", "Username", "Password", "Notes"] {
+        answer_with(&tmux, "no", ready, "");
+    }
+    answer_with(&tmux, "no", "Confirm? [y/N]", "n");
+    let screen = tmux.wait_for("no", "EXIT=");
+    assert!(!screen.contains("EXIT=0"), "{screen}");
+
+    // Nobody types: the prompt's timeout ends the input.
+    let slow = dir.path().join("slow.toml");
+    env::write_config(
+        &slow,
+        &dir.path().join("tokens"),
+        "[prompt]\nagent = \"tty\"\ntimeout_secs = 2\n",
+    );
+    let out = dir.path().join("slow.out");
+    start_on_token(&tmux, "slow", &slow, &out);
+    answer_with(&tmux, "slow", "User PIN (not shown):", "123456");
+    tmux.wait_for("slow", "Title:");
+    let screen = tmux.wait_for("slow", "EXIT=");
+    assert!(screen.contains("timed out"), "{screen}");
+    assert!(!screen.contains("EXIT=0"), "{screen}");
+
+    let titles = vault_titles(&conf);
+    for t in ["half-typed", "refused-entry"] {
+        assert!(!titles.contains(t), "{t} stored: {titles}");
+    }
+}
+
+/// The same input through pinentry-tty's GETPIN, and the `deny` agent, which
+/// cannot take input: it refuses with a message saying what to do.
+#[test]
+fn vault_add_on_token_with_pinentry_and_deny() {
+    if std::env::var("VTOKEN_SKIP_TMUX").as_deref() == Ok("1") {
+        eprintln!("VTOKEN_SKIP_TMUX=1: skipping the tmux vault test");
+        return;
+    }
+    let tmux = which("tmux").expect("tmux is not installed (or set VTOKEN_SKIP_TMUX=1)");
+    let pinentry = which("pinentry-tty").expect("pinentry-tty is not installed");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = vault_token(
+        dir.path(),
+        &format!(
+            "agent = \"pinentry\"\nprogram = \"{}\"\ntimeout_secs = 30",
+            pinentry.display()
+        ),
+    );
+    let tmux = Tmux::new(tmux);
+    let out = dir.path().join("pe.out");
+    start_on_token(&tmux, "pe", &conf, &out);
+    answer_with(&tmux, "pe", "User PIN:", "123456");
+    answer_with(&tmux, "pe", "Title:", "pinentry-typed");
+    answer_with(&tmux, "pe", "URL (optional):", "");
+    answer_with(&tmux, "pe", "Username (optional):", "bob");
+    answer_with(&tmux, "pe", "Password (optional):", "Pe-secret-1");
+    answer_with(&tmux, "pe", "Notes (optional):", "");
+    let screen = tmux.wait_for("pe", "[yn]?");
+    assert!(
+        screen.contains("Pe-secret-1"),
+        "shown as received:\n{screen}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    tmux.keys("pe", &["y"]);
+    let screen = tmux.wait_for("pe", "EXIT=");
+    assert!(screen.contains("EXIT=0"), "{screen}");
+    let printed = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        printed.contains("pinentry-typed") && !printed.contains("Pe-secret-1"),
+        "{printed}"
+    );
+    assert!(vault_titles(&conf).contains("pinentry-typed"));
+
+    // `deny`: refused at once, nothing asked, nothing stored.
+    let deny = dir.path().join("deny.toml");
+    env::write_config(
+        &deny,
+        &dir.path().join("tokens2"),
+        "[prompt]\nagent = \"deny\"\n",
+    );
+    let run = |args: &[&str], pin: bool| {
+        let mut c = env::command(artifacts::cli(), &deny);
+        c.args(args);
+        if pin {
+            c.env("VTOKEN_PIN", "123456");
+        } else {
+            c.env_remove("VTOKEN_PIN");
+        }
+        c.output().unwrap()
+    };
+    let init = run(
+        &[
+            "init", "--label", "d", "--so-pin", "12345678", "--pin", "123456",
+        ],
+        true,
+    );
+    assert!(init.status.success(), "{init:?}");
+    assert!(run(&["vault", "enable"], true).status.success());
+    let add = run(&["vault", "add", "--kind", "website", "--on-token"], false);
+    assert!(!add.status.success());
+    let err = String::from_utf8_lossy(&add.stderr);
+    assert!(
+        err.contains("not confirmed") && err.contains("prompt agent"),
+        "{err}"
+    );
+}

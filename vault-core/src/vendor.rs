@@ -21,6 +21,13 @@ pub const CKA_VTOKEN_OTP: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0002;
 /// cannot name it.
 pub const CKA_VTOKEN_BACKUP_ORIGIN: CK_ATTRIBUTE_TYPE = CKA_VENDOR_DEFINED | 0x5654_0020;
 
+/// SPEC V8: `C_UnwrapKey` of a sealed envelope (a CMS envelope or data encrypted
+/// directly to the device key, both delivery options) with the token's device key,
+/// which has no object handle: the unwrapping key handle is `CK_INVALID_HANDLE`.
+/// The template's class decides what is made: `CKO_DATA` (the plaintext is its
+/// `CKA_VALUE`) or `CKO_SECRET_KEY`. No parameter.
+pub const CKM_VTOKEN_SEALED_ENVELOPE: CK_MECHANISM_TYPE = CKM_VENDOR_DEFINED | 0x5654_0101;
+
 /// SPEC V1: `CKA_APPLICATION` of vault entries (`CKO_DATA` objects).
 pub const VAULT_APPLICATION: &[u8] = b"vtoken-vault";
 

@@ -28,6 +28,8 @@ fn sizes(name: &str, min: u64, max: u64) -> String {
         "CKM_ECDSA",
         "CKM_ECDH",
         "CKM_EDDSA",
+        // The device key's RSA modulus (SPEC V8).
+        "CKM_VTOKEN_SEALED_ENVELOPE",
     ]
     .iter()
     .any(|p| name.starts_with(p));

@@ -157,17 +157,46 @@ impl Station {
         self.ok(&a);
     }
 
-    fn request(&self, to: &str, out: &str) {
-        self.ok(&[
+    /// The handshake (¶0104–0105): `from` makes the "enable backup" start, `to`
+    /// answers "verification passed" into `out`.
+    fn request(&self, from: &str, to: &str, out: &str) {
+        let start = format!("{out}.start");
+        self.ok(&strs(&self.start_args(from, &start)));
+        self.ok(&strs(&self.request_args(to, &start, out)));
+    }
+
+    fn start_args(&self, from: &str, out: &str) -> Vec<String> {
+        [
+            "backup",
+            "start",
+            "--from",
+            from,
+            "-o",
+            &self.s(out),
+            "--from-pin",
+            PIN,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+
+    fn request_args(&self, to: &str, start: &str, out: &str) -> Vec<String> {
+        [
             "backup",
             "request",
             "--to",
             to,
+            "--start",
+            &self.s(start),
             "-o",
             &self.s(out),
             "--to-pin",
             PIN,
-        ]);
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     }
 
     fn export_args<'a>(&'a self, from: &'a str, req: &'a str, out: &'a str) -> Vec<String> {
@@ -262,8 +291,14 @@ fn attacker_root_and_attacker_token_get_nothing() {
     assert!(e.contains("--to-cert is no longer accepted"), "{e}");
     assert!(!st.path("b1").exists());
 
-    // Through the request flow: the attacker's request, the attacker's root named.
-    st.request("evil", "evil.req");
+    // Through the handshake: the attacker's token refuses t1's start (t1 is not
+    // under its root), so it cannot answer; its answer to a start of its own
+    // kind, taken to t1, is refused there.
+    st.ok(&strs(&st.start_args("t1", "t1.start")));
+    let e = st.fails(&strs(&st.request_args("evil", "t1.start", "evil.req")));
+    assert!(e.contains("source certificate refused"), "{e}");
+    st.init("evil2", "evil-ca", &[]);
+    st.request("evil2", "evil", "evil.req");
     let mut a = st.export_args("t1", "evil.req", "b2");
     a.extend(["--root".to_string(), evil_root.clone()]);
     let e = st.fails(&strs(&a));
@@ -356,7 +391,12 @@ fn right_root_without_device_usage_is_refused() {
          [device]\nbasicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n",
     )
     .unwrap();
-    let nonce = [0x5a_u8; 32];
+    // The answer to a start of t1: a nonce of "the target", then t1's random.
+    st.ok(&strs(&st.start_args("t1", "t1.start")));
+    let start: Value =
+        serde_json::from_slice(&std::fs::read(st.path("t1.start")).unwrap()).unwrap();
+    let mut nonce = vec![0x5a_u8; 32];
+    nonce.extend_from_slice(&hex::decode(start["random"].as_str().unwrap()).unwrap());
     let mut msg = b"vtoken device attestation v1\0".to_vec();
     msg.extend_from_slice(serial.as_bytes());
     msg.push(0);
@@ -402,9 +442,9 @@ fn right_root_without_device_usage_is_refused() {
         // It does chain to the real root.
         openssl(&["verify", "-CAfile", &st.s("ca/ca.pem"), &cert]);
         let req = json!({
-            "version": 1,
+            "version": 2,
             "serial": serial,
-            "nonce": hex::encode(nonce),
+            "nonce": hex::encode(&nonce),
             "signature": hex::encode(&sig),
             "chain": [hex::encode(pem_der(&st.path(&format!("{section}.pem")))), hex::encode(&root)],
         });
@@ -429,7 +469,7 @@ fn a_bundle_imports_once_and_a_new_one_merges_without_duplicates() {
     st.source("t1", &["--allow-key-backup"]);
     st.init("t2", "ca", &[]);
     let n1 = st.objects("t1");
-    st.request("t2", "r1");
+    st.request("t1", "t2", "r1");
     st.ok(&strs(&st.export_args("t1", "r1", "b1")));
     st.ok(&strs(&st.import_args("t2", "b1")));
     assert_eq!(st.objects("t2"), n1);
@@ -437,14 +477,15 @@ fn a_bundle_imports_once_and_a_new_one_merges_without_duplicates() {
     let e = st.fails(&strs(&st.import_args("t2", "b1")));
     assert!(e.contains("already imported"), "{e}");
     assert_eq!(st.objects("t2"), n1);
-    // A second bundle for the same (already answered) request is refused as well.
-    st.ok(&strs(&st.export_args("t1", "r1", "b1b")));
-    let e = st.fails(&strs(&st.import_args("t2", "b1b")));
-    assert!(e.contains("already imported"), "{e}");
+    // A second bundle for the same (already answered) request: the source refuses
+    // it (its random is spent), so no bundle is made.
+    let e = st.fails(&strs(&st.export_args("t1", "r1", "b1b")));
+    assert!(e.contains("backup start"), "{e}");
+    assert!(!st.path("b1b").exists());
     assert_eq!(st.objects("t2"), n1);
 
     // (d) A new request, a new bundle of the same objects: no duplicates.
-    st.request("t2", "r2");
+    st.request("t1", "t2", "r2");
     st.ok(&strs(&st.export_args("t1", "r2", "b2")));
     let mut a = vec!["--json".to_string()];
     a.extend(st.import_args("t2", "b2"));
@@ -502,7 +543,7 @@ fn export_is_gated_and_confirmed_on_the_source() {
     ]);
     // (e) No one types the picture: refused, no bundle.
     for src in ["ke", "vp"] {
-        st.request("t2", "r");
+        st.request(src, "t2", "r");
         let e = st.fails(&strs(&st.export_args(src, "r", "b")));
         assert!(e.to_lowercase().contains("picture"), "{src}: {e}");
         assert!(!st.path("b").exists(), "{src}");
@@ -511,7 +552,7 @@ fn export_is_gated_and_confirmed_on_the_source() {
 
     // (f) The source's prompt refuses: nothing exported.
     st.source("t1", &["--allow-key-backup"]);
-    st.request("t2", "r");
+    st.request("t1", "t2", "r");
     st.prompt_answers(false);
     st.fails(&strs(&st.export_args("t1", "r", "b")));
     assert!(!st.path("b").exists());
@@ -526,12 +567,12 @@ fn skipped_keys_are_named() {
     let st = Station::new();
     st.source("t1", &[]);
     st.init("t2", "ca", &[]);
-    st.request("t2", "r");
+    st.request("t1", "t2", "r");
     let out = st.ok(&strs(&st.export_args("t1", "r", "b")));
     assert!(out.contains("WARNING"), "{out}");
     assert!(out.contains("sealed-signer"), "{out}");
     assert!(out.contains("NOT in the backup"), "{out}");
-    st.request("t2", "r2");
+    st.request("t1", "t2", "r2");
     let mut a = vec!["--json".to_string()];
     a.extend(st.export_args("t1", "r2", "b2"));
     let o = st.run(&strs(&a));
@@ -567,7 +608,7 @@ fn concurrent_imports_of_one_bundle_store_it_once() {
     st.source("t1", &["--allow-key-backup"]);
     st.init("t2", "ca", &[]);
     let n1 = st.objects("t1");
-    st.request("t2", "r");
+    st.request("t1", "t2", "r");
     st.ok(&strs(&st.export_args("t1", "r", "b")));
     let args = st.import_args("t2", "b");
     let children: Vec<_> = (0..4)
@@ -590,4 +631,26 @@ fn concurrent_imports_of_one_bundle_store_it_once() {
         assert!(e.contains("already imported"), "{e}");
     }
     assert_eq!(st.objects("t2"), n1);
+}
+
+/// ¶0109 from the command line: `export --chunked` sends the data in parts, each
+/// sealed to the target; `import` takes it as any bundle, once.
+#[test]
+fn chunked_export_imports_once() {
+    let st = Station::new();
+    st.source("t1", &["--allow-key-backup"]);
+    st.init("t2", "ca", &[]);
+    let n1 = st.objects("t1");
+    st.request("t1", "t2", "r");
+    let mut small = st.export_args("t1", "r", "b");
+    small.extend(["--chunked", "--chunk-size", "100"].map(String::from));
+    let e = st.fails(&strs(&small));
+    assert!(e.contains("at least 256"), "{e}");
+    let mut a = st.export_args("t1", "r", "b");
+    a.extend(["--chunked", "--chunk-size", "256"].map(String::from));
+    st.ok(&strs(&a));
+    st.ok(&strs(&st.import_args("t2", "b")));
+    assert_eq!(st.objects("t2"), n1);
+    let e = st.fails(&strs(&st.import_args("t2", "b")));
+    assert!(e.contains("already imported"), "{e}");
 }

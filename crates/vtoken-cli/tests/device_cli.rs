@@ -512,13 +512,25 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
     let b = st.ok(&["--token", "dst", "otp", "list", "--pin", PIN]);
     assert_eq!(a, b);
 
-    // Across machines: a request from `spare`, a bundle for it; tampering and a
-    // wrong source move nothing.
+    // Across machines: the source's start, `spare`'s answer, a bundle for it;
+    // tampering and a wrong source move nothing.
+    st.ok(&[
+        "backup",
+        "start",
+        "--from",
+        "src",
+        "-o",
+        &st.s("src.start"),
+        "--from-pin",
+        PIN,
+    ]);
     st.ok(&[
         "backup",
         "request",
         "--to",
         "spare",
+        "--start",
+        &st.s("src.start"),
         "-o",
         &st.s("spare.req"),
         "--to-pin",
@@ -597,27 +609,29 @@ fn backup_one_machine_and_bundle_with_failures_that_move_nothing() {
     ]);
     st.ok(&[
         "backup",
+        "start",
+        "--from",
+        "src",
+        "-o",
+        &st.s("src2.start"),
+        "--from-pin",
+        PIN,
+    ]);
+    // It does not even answer: src's certificate is not under its root.
+    let e = st.fails(&[
+        "backup",
         "request",
         "--to",
         "rogue",
+        "--start",
+        &st.s("src2.start"),
         "-o",
         &st.s("rogue.req"),
         "--to-pin",
         PIN,
     ]);
-    st.fails(&[
-        "backup",
-        "export",
-        "--from",
-        "src",
-        "--request",
-        &st.s("rogue.req"),
-        "-o",
-        &st.s("r.p7m"),
-        "--from-pin",
-        PIN,
-    ]);
-    assert!(!st.path("r.p7m").exists());
+    assert!(e.contains("source certificate refused"), "{e}");
+    assert!(!st.path("rogue.req").exists());
     // The real thing (--root optional: the target checks against its own root).
     st.ok(&[
         "backup",

@@ -4,11 +4,20 @@
 //! identity root bound to it when it was certified ([`crate::own_root`]), and a
 //! certificate counts only with the identity profile ([`crate::check_identity_usage`]).
 //!
-//! 1. The target makes a [`BackupRequest`] ([`request`]): a fresh nonce it
-//!    remembers, attested with its identity key (V7), and its certificate chain.
-//! 2. The source checks the request ([`export_bundle`]): the chain leads to the
-//!    source's own root, the leaf is a identity certificate, the attestation
-//!    verifies. Then it collects what may travel ([`collect`]): vault entries, OTP
+//! The handshake follows ¶0104–0105, each step its own message:
+//!
+//! 1. The source, its user PIN verified, makes the "enable backup" request
+//!    ([`BackupStart`], [`start`]): a fresh random it remembers and its device
+//!    certificate chain.
+//! 2. The target, its user PIN verified, checks the source's chain against the
+//!    target's own root and answers "verification passed" ([`BackupRequest`],
+//!    [`request`]): its own fresh nonce (it remembers it) and an attestation with
+//!    its device key over `target nonce || source random`, with its chain.
+//! 3. The source ([`export_bundle`]) checks that chain against the source's own
+//!    root, the leaf is an identity certificate, the attestation verifies, and the
+//!    source random is one it issued and has not used: so both devices proved
+//!    themselves with fresh randoms, and a replayed answer is refused. Then it
+//!    collects what may travel ([`collect`]): vault entries, OTP
 //!    credentials, certificates, public keys, data objects, and keys whose policy
 //!    allows it — extractable keys always; non-extractable ones only if the source
 //!    was initialized with `--allow-key-backup`. Keys left behind are named.
@@ -17,10 +26,13 @@
 //!    source's trusted prompt (V5); nothing is sealed otherwise.
 //! 4. The bundle is a CMS SignedData by the source's identity key over an
 //!    AuthEnvelopedData sealed to the target's identity certificate (V8); the signed
-//!    payload carries the target's nonce.
+//!    payload carries the target's nonce. Inside the envelope the source also signs
+//!    the SHA-256 digest of the plaintext itself ([`BundleContent`], ¶0106).
 //! 5. The target ([`import_bundle`]) checks the signer against its own root and
 //!    usage, opens the envelope inside the token, checks that the nonce is one it
-//!    issued and has not consumed, shows what it will store, and on confirmation
+//!    issued and has not consumed, checks the source's signature over the
+//!    plaintext's digest, shows what it will store (each object's kind and title),
+//!    and on confirmation
 //!    consumes the nonce (once, across processes) and stores. Objects carry a
 //!    stable identity of their source object ([`CKA_VTOKEN_BACKUP_ORIGIN`]): a
 //!    later bundle updates them instead of duplicating. If storing fails half-way,
@@ -47,14 +59,31 @@ use crate::{
 };
 
 /// Payload format version.
-const VERSION: u32 = 2;
-/// Request format version.
-pub const REQUEST_VERSION: u32 = 1;
+const VERSION: u32 = 3;
+/// Request ("verification passed") format version.
+pub const REQUEST_VERSION: u32 = 2;
+/// Start ("enable backup") format version.
+pub const START_VERSION: u32 = 1;
 /// Nonce length of a request.
 const NONCE_LEN: usize = 32;
 
-/// What a target hands to the source (JSON): a fresh nonce the target remembers,
-/// signed with its identity key, and its identity certificate chain.
+/// The source's "enable backup" request (JSON, ¶0104–0105): a fresh random the
+/// source remembers (it is used once, at the export) and its device chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStart {
+    /// Format version ([`START_VERSION`]).
+    pub version: u32,
+    /// The source token's serial.
+    pub serial: String,
+    /// The source's random (hex, 32 bytes).
+    pub random: String,
+    /// The source's device chain, leaf first (hex DER).
+    pub chain: Vec<String>,
+}
+
+/// The target's "verification passed" answer (JSON): the target's attestation
+/// over `target nonce || source random` (the nonce the bundle will be bound to,
+/// then the random of the source's [`BackupStart`]), with its identity chain.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupRequest {
     /// Format version ([`REQUEST_VERSION`]).
@@ -74,6 +103,26 @@ struct Payload {
     nonce: Vec<u8>,
     created: u64,
     items: Vec<Attributes>,
+}
+
+/// What the envelope carries (postcard): the payload's plaintext bytes and the
+/// source's signature over their SHA-256 digest
+/// ([`Token::identity_sign_backup_digest`], V11 ¶0106). The CMS signature covers
+/// the ciphertext; this one covers the data itself, checked by the target after
+/// opening, against the same signer certificate.
+#[derive(Serialize, Deserialize)]
+pub struct BundleContent {
+    /// `postcard` of the payload.
+    pub payload: Vec<u8>,
+    /// RSA PKCS#1 v1.5 / SHA-256 over
+    /// [`vault_core::identity::backup_digest_message`].
+    pub source_signature: Vec<u8>,
+}
+
+impl Drop for BundleContent {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.payload);
+    }
 }
 
 /// Counts of what a bundle holds (shown before storing, reported after).
@@ -101,6 +150,9 @@ pub struct Summary {
     pub skipped_labels: Vec<String>,
     /// Labels, in order.
     pub labels: Vec<String>,
+    /// Each object as the target's prompt shows it: its kind and its title
+    /// ("vault entry (website): mail"), in order; no secret.
+    pub items: Vec<String>,
     /// On import: objects stored new.
     pub created: usize,
     /// On import: objects that replaced an older copy of the same source object.
@@ -122,8 +174,38 @@ fn label_of(a: &Attributes) -> String {
     }
 }
 
+/// What kind of object `a` is, for the prompt: a vault entry with its entry kind,
+/// a key with its key type.
+fn kind_of(a: &Attributes) -> String {
+    let key_type = || match a.key_type() {
+        Some(CKK_RSA) => "RSA",
+        Some(CKK_EC) => "EC",
+        Some(CKK_EC_EDWARDS) => "Ed25519",
+        Some(CKK_AES) => "AES",
+        Some(CKK_GENERIC_SECRET) => "generic secret",
+        _ => "other",
+    };
+    match a.class() {
+        Some(CKO_DATA) if vault_core::vault::is_vault_object(a) => {
+            match serde_json::from_slice::<vault_core::vault::Entry>(
+                a.get(CKA_VALUE).unwrap_or(&[]),
+            ) {
+                Ok(e) => format!("vault entry ({})", e.kind),
+                Err(_) => "vault entry".into(),
+            }
+        }
+        Some(CKO_SECRET_KEY) if a.contains(CKA_VTOKEN_OTP) => "OTP credential".into(),
+        Some(CKO_CERTIFICATE) => "certificate".into(),
+        Some(CKO_PRIVATE_KEY) => format!("private key ({})", key_type()),
+        Some(CKO_SECRET_KEY) => format!("secret key ({})", key_type()),
+        Some(CKO_PUBLIC_KEY) => format!("public key ({})", key_type()),
+        _ => "data object".into(),
+    }
+}
+
 impl Summary {
     fn add(&mut self, a: &Attributes) {
+        self.items.push(format!("{}: {}", kind_of(a), label_of(a)));
         match a.class() {
             Some(CKO_DATA) if vault_core::vault::is_vault_object(a) => self.vault_entries += 1,
             Some(CKO_SECRET_KEY) if a.contains(CKA_VTOKEN_OTP) => self.otp_credentials += 1,
@@ -165,9 +247,11 @@ impl Summary {
             self.updated,
             self.unchanged
         );
-        if !self.labels.is_empty() {
-            s.push_str("\nLabels: ");
-            s.push_str(&self.labels.join(", "));
+        // The data itself, object by object (V11: the target shows what it is
+        // about to store, not only counts).
+        for item in &self.items {
+            s.push_str("\n  - ");
+            s.push_str(item);
         }
         s
     }
@@ -216,18 +300,67 @@ pub fn authenticate_pair(source: &Token, target: &Token, now: SystemTime) -> Res
     Ok(target.identity_info()?.chain)
 }
 
-/// Target side, step 1 (user logged in on `target`): a fresh nonce the token
-/// remembers, attested with the identity key, with the identity chain.
-pub fn request(target: &Token) -> Result<BackupRequest> {
+/// Source side, step 1 (user logged in on `source`: the first PIN check): the
+/// "enable backup" request with a fresh random the source remembers.
+pub fn start(source: &Token) -> Result<BackupStart> {
+    let info = source.identity_info()?;
+    if info.chain.is_empty() {
+        return rejected("the source token has no device certificate (vtoken device certify)");
+    }
+    own_root(source)?;
+    let random = source.backup_issue_nonce()?;
+    info!(serial = %source.serial(), "backup: enable request made");
+    Ok(BackupStart {
+        version: START_VERSION,
+        serial: info.serial,
+        random: hex::encode(random),
+        chain: info.chain.iter().map(hex::encode).collect(),
+    })
+}
+
+/// Target side, step 2 (user logged in on `target`: the second PIN check): checks
+/// the source's chain against the target's own root and answers "verification
+/// passed" — a fresh nonce the target remembers and an attestation over it and the
+/// source's random.
+pub fn request(target: &Token, start: &BackupStart, now: SystemTime) -> Result<BackupRequest> {
+    if start.version != START_VERSION {
+        return rejected(format!(
+            "backup start version {} not supported",
+            start.version
+        ));
+    }
     if target.identity_info()?.chain.is_empty() {
         return rejected("the target token has no device certificate (vtoken device certify)");
     }
     // Checked here too, so a token that cannot verify a bundle issues no request.
     own_root(target)?;
+    let random = unhex("random", &start.random)?;
+    if random.len() != NONCE_LEN {
+        return rejected("the backup start's random is not 32 bytes");
+    }
+    let chain: Vec<Vec<u8>> = start
+        .chain
+        .iter()
+        .map(|c| unhex("certificate", c))
+        .collect::<Result<_>>()?;
+    let v = verify_identity_chain_for(target, &chain, now)
+        .map_err(|e| Error::Rejected(format!("source certificate refused: {e}")))?;
+    if v.token_serial != start.serial {
+        return rejected(format!(
+            "the source certificate is for token {}, the request claims {}",
+            v.token_serial, start.serial
+        ));
+    }
+    if v.token_serial == target.serial() {
+        return rejected("source and target are the same token");
+    }
     let nonce = target.backup_issue_nonce()?;
+    let mut signed = nonce.clone();
+    signed.extend_from_slice(&random);
+    info!(serial = %target.serial(), source = %v.token_serial, "backup: verification passed");
     Ok(BackupRequest {
         version: REQUEST_VERSION,
-        attestation: attest(target, &nonce)?,
+        attestation: attest(target, &signed)?,
     })
 }
 
@@ -263,13 +396,21 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// Checks `request` against the source's own root and for the identity profile and
-/// returns the target's chain and serial.
-fn check_request(
-    source: &Token,
-    request: &BackupRequest,
-    now: SystemTime,
-) -> Result<(Vec<Vec<u8>>, String, Vec<u8>)> {
+/// A target's answer, checked.
+struct Checked {
+    /// The target's chain, leaf first.
+    chain: Vec<Vec<u8>>,
+    /// The target's serial.
+    serial: String,
+    /// The target's nonce (the bundle is bound to it).
+    nonce: Vec<u8>,
+    /// The source's random it answers.
+    random: Vec<u8>,
+}
+
+/// Checks `request` against the source's own root and for the identity profile,
+/// and that it answers a pending start of this source.
+fn check_request(source: &Token, request: &BackupRequest, now: SystemTime) -> Result<Checked> {
     if request.version != REQUEST_VERSION {
         return rejected(format!(
             "backup request version {} not supported",
@@ -277,10 +418,11 @@ fn check_request(
         ));
     }
     let att = &request.attestation;
-    let nonce = unhex("nonce", &att.nonce)?;
-    if nonce.len() != NONCE_LEN {
-        return rejected("the backup request's nonce is not 32 bytes");
+    let signed = unhex("nonce", &att.nonce)?;
+    if signed.len() != 2 * NONCE_LEN {
+        return rejected("the backup request's nonce is not 64 bytes");
     }
+    let (nonce, random) = signed.split_at(NONCE_LEN);
     let chain: Vec<Vec<u8>> = att
         .chain
         .iter()
@@ -288,9 +430,20 @@ fn check_request(
         .collect::<Result<_>>()?;
     let v = verify_identity_chain_for(source, &chain, now)
         .map_err(|e| Error::Rejected(format!("target certificate refused: {e}")))?;
-    verify_attestation(att, &own_root(source)?, &nonce, now)
+    verify_attestation(att, &own_root(source)?, &signed, now)
         .map_err(|e| Error::Rejected(format!("target not authenticated: {e}")))?;
-    Ok((chain, v.token_serial, nonce))
+    if !source.backup_nonce_pending(random)? {
+        return rejected(
+            "this request answers no pending backup start of this token (replayed, expired, \
+             already used, or for another source): run `vtoken backup start` again",
+        );
+    }
+    Ok(Checked {
+        chain,
+        serial: v.token_serial,
+        nonce: nonce.to_vec(),
+        random: random.to_vec(),
+    })
 }
 
 /// The gate for an export: it reveals keys and vault secrets, so it is gated when
@@ -325,6 +478,27 @@ pub fn export_bundle(
     expect_root: Option<&[u8]>,
     now: SystemTime,
 ) -> Result<(Vec<u8>, Summary)> {
+    export_bundle_with(source, request, expect_root, now, Delivery::Envelope)
+}
+
+/// How the data travels (¶0108 or ¶0109).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    /// One envelope sealed to the target (¶0108).
+    Envelope,
+    /// Parts of this many bytes, each sealed to the target ([`crate::chunked`],
+    /// ¶0109), for large vaults.
+    Chunked(usize),
+}
+
+/// [`export_bundle`] with the delivery chosen.
+pub fn export_bundle_with(
+    source: &Token,
+    request: &BackupRequest,
+    expect_root: Option<&[u8]>,
+    now: SystemTime,
+    delivery: Delivery,
+) -> Result<(Vec<u8>, Summary)> {
     let root = own_root(source)?;
     if expect_root.is_some_and(|r| r != root.as_slice()) {
         return rejected(
@@ -332,7 +506,12 @@ pub fn export_bundle(
              only to tokens certified under the source's own root",
         );
     }
-    let (target_chain, target_serial, nonce) = check_request(source, request, now)?;
+    let Checked {
+        chain: target_chain,
+        serial: target_serial,
+        nonce,
+        random,
+    } = check_request(source, request, now)?;
     if target_serial == source.serial() {
         return rejected("source and target are the same token");
     }
@@ -358,6 +537,11 @@ pub fn export_bundle(
         title: "Export a backup?".into(),
         description,
     })?;
+    // The source's random is used once (one committed transaction): the same
+    // answer can never be exported to again.
+    source.backup_take_nonce(&random).map_err(|_| {
+        Error::Rejected("this request was already answered: run `vtoken backup start` again".into())
+    })?;
     let payload = Payload {
         version: VERSION,
         source_serial: source.serial().to_string(),
@@ -366,14 +550,27 @@ pub fn export_bundle(
         created: now_secs(),
         items,
     };
+    let payload = postcard::to_allocvec(&payload)
+        .map_err(|e| Error::Rejected(format!("backup payload: {e}")))?;
+    let digest: [u8; 32] = Sha256::digest(&payload).into();
+    let content = BundleContent {
+        source_signature: source.identity_sign_backup_digest(&digest)?,
+        payload,
+    };
     let plain = Zeroizing::new(
-        postcard::to_allocvec(&payload)
+        postcard::to_allocvec(&content)
             .map_err(|e| Error::Rejected(format!("backup payload: {e}")))?,
     );
-    drop(payload);
-    let bundle = vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, |attrs| {
-        source.identity_sign_cms(attrs)
-    })?;
+    drop(content);
+    let sign = |attrs: &[u8]| source.identity_sign_cms(attrs);
+    let bundle = match delivery {
+        Delivery::Envelope => {
+            vault_core::sealed::seal_signed(&target_chain[0], source_leaf, &plain, sign)?
+        }
+        Delivery::Chunked(n) => {
+            crate::chunked::seal(&target_chain[0], source_leaf, &plain, n, sign)?
+        }
+    };
     info!(source = %source.serial(), target = %target_serial, items = summary.labels.len(), "backup bundle made");
     Ok((bundle, summary))
 }
@@ -433,42 +630,64 @@ pub fn import_bundle(
         return rejected("the target token has no device certificate (vtoken device certify)");
     };
     let mut signer_serial = String::new();
-    let plain = vault_core::sealed::open_signed(
-        bundle,
-        |signer| {
-            let v = verify_identity_chain(&[signer.to_vec()], &root, now)
-                .and_then(|v| {
-                    if v.usage != vtoken_pki::Usage::Device {
-                        return rejected(format!("its usage is {}, not device", v.usage));
-                    }
-                    check_identity_usage(signer)?;
-                    Ok(v)
-                })
-                .map_err(|e| {
-                    vault_core::Error::envelope(format!("source certificate rejected: {e}"))
-                })?;
-            if v.token_serial == target.serial() {
-                return Err(vault_core::Error::envelope(
-                    "the bundle was signed by this token".into(),
-                ));
-            }
-            if let Some(s) = expected_source {
-                if !v.token_serial.eq_ignore_ascii_case(s) {
-                    return Err(vault_core::Error::envelope(format!(
-                        "the bundle comes from token {}, not {s}",
-                        v.token_serial
-                    )));
+    let mut signer_spki = Vec::new();
+    let mut check_signer = |signer: &[u8]| {
+        let v = verify_identity_chain(&[signer.to_vec()], &root, now)
+            .and_then(|v| {
+                if v.usage != vtoken_pki::Usage::Device {
+                    return rejected(format!("its usage is {}, not device", v.usage));
                 }
+                check_identity_usage(signer)?;
+                Ok(v)
+            })
+            .map_err(|e| {
+                vault_core::Error::envelope(format!("source certificate rejected: {e}"))
+            })?;
+        if v.token_serial == target.serial() {
+            return Err(vault_core::Error::envelope(
+                "the bundle was signed by this token".into(),
+            ));
+        }
+        if let Some(s) = expected_source {
+            if !v.token_serial.eq_ignore_ascii_case(s) {
+                return Err(vault_core::Error::envelope(format!(
+                    "the bundle comes from token {}, not {s}",
+                    v.token_serial
+                )));
             }
-            signer_serial = v.token_serial;
-            Ok(())
-        },
-        |kt, enc| target.identity_unwrap_cek(kt, enc),
-        Some(my_leaf),
-    )?;
-    let payload: Payload = postcard::from_bytes(&plain)
+        }
+        signer_serial = v.token_serial;
+        signer_spki = v.spki;
+        Ok(())
+    };
+    let unwrap =
+        |kt: &vault_core::sealed::KeyTransport, enc: &[u8]| target.identity_unwrap_cek(kt, enc);
+    // The chunked form (¶0109) or the one envelope (¶0108).
+    let plain = match crate::chunked::open(bundle, &mut check_signer, unwrap, my_leaf) {
+        Some(r) => r?,
+        None => vault_core::sealed::open_signed(bundle, check_signer, unwrap, Some(my_leaf))?,
+    };
+    let content: BundleContent = postcard::from_bytes(&plain)
         .map_err(|e| Error::Rejected(format!("backup payload unreadable: {e}")))?;
     drop(plain);
+    // The source's signature over the data itself (¶0106), by the certificate
+    // that signed the bundle.
+    let digest: [u8; 32] = Sha256::digest(&content.payload).into();
+    crate::verify_identity_signature(
+        &signer_spki,
+        &vault_core::identity::backup_digest_message(&signer_serial, &digest),
+        &content.source_signature,
+    )
+    .map_err(|_| {
+        Error::Rejected(
+            "the source's signature over the backup's data does not verify: the data was \
+             changed after the source signed it"
+                .into(),
+        )
+    })?;
+    let payload: Payload = postcard::from_bytes(&content.payload)
+        .map_err(|e| Error::Rejected(format!("backup payload unreadable: {e}")))?;
+    drop(content);
     if payload.version != VERSION {
         return rejected(format!(
             "backup payload version {} not supported",
@@ -572,7 +791,8 @@ pub fn backup_local(
 ) -> Result<Summary> {
     let now = SystemTime::now();
     authenticate_pair(source, target, now)?;
-    let req = request(target)?;
+    let st = start(source)?;
+    let req = request(target, &st, now)?;
     let (bundle, exported) = export_bundle(source, &req, expect_root, now)?;
     let mut s = import_bundle(
         target,

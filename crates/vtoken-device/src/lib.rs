@@ -24,6 +24,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod chunked;
 pub mod vault_put;
 
 use std::time::SystemTime;

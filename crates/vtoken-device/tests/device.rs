@@ -255,10 +255,18 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     assert_eq!(summary.keys, 2);
     assert_eq!(summary.non_extractable_keys, 1);
     assert_eq!(summary.public_keys, 1);
-    // The target showed what it stores.
+    // The target showed what it stores: each object's kind and title (V11).
     let seen = pb.seen.lock().unwrap().last().cloned().unwrap();
     assert!(seen.description.contains(a.serial()), "{seen:?}");
-    assert!(seen.description.contains("mail"), "{seen:?}");
+    for item in [
+        "vault entry (website): mail",
+        "OTP credential: Example:alice",
+        "private key (EC): sig",
+        "public key (EC): sig",
+        "secret key (AES): aes",
+    ] {
+        assert!(seen.description.contains(item), "{item}: {seen:?}");
+    }
     assert!(!seen.description.contains("s3cret-marker"));
 
     assert_eq!(objects(&b), before, "every attribute restored");
@@ -316,6 +324,13 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     assert!(b.search(&q).unwrap().is_empty(), "the older copy is gone");
 }
 
+/// The handshake of ¶0104–0105: the source's "enable backup" request, the
+/// target's "verification passed" answer.
+fn handshake(a: &Token, b: &Token, now: SystemTime) -> backup::BackupRequest {
+    let st = backup::start(a).unwrap();
+    backup::request(b, &st, now).unwrap()
+}
+
 fn certified_pair(
     f: &Fixture,
     ca: &LocalCa,
@@ -335,7 +350,7 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     let ca = LocalCa::generate("vtoken test root", 30).unwrap();
     let (a, b, pb) = certified_pair(&f, &ca, false);
     let now = SystemTime::now();
-    let req = backup::request(&b).unwrap();
+    let req = handshake(&a, &b, now);
     let (bundle, summary): (Vec<u8>, Summary) =
         backup::export_bundle(&a, &req, Some(ca.cert_der()), now).unwrap();
     // The non-extractable key stays on A (policy not allowed at init), named.
@@ -373,7 +388,16 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     // A target certified by another root gets nothing, whatever root the caller names.
     let (d, _) = f.token("rogue", false);
     certify_local(&d, &other).unwrap();
-    let req_d = backup::request(&d).unwrap();
+    // D refuses A's start (A's certificate is not under D's root); an answer D
+    // makes by hand anyway is refused by A.
+    let st = backup::start(&a).unwrap();
+    assert!(backup::request(&d, &st, now).is_err());
+    let mut signed = d.backup_issue_nonce().unwrap();
+    signed.extend_from_slice(&hex::decode(&st.random).unwrap());
+    let req_d = backup::BackupRequest {
+        version: backup::REQUEST_VERSION,
+        attestation: attest(&d, &signed).unwrap(),
+    };
     let e = backup::export_bundle(&a, &req_d, None, now).unwrap_err();
     assert!(
         e.to_string().contains("does not chain to the device root"),
@@ -393,11 +417,181 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     assert!(e.to_string().contains("already imported"), "{e}");
     assert_eq!(objects(&b).len(), 4);
     // A new request and bundle of the same objects: no duplicates.
-    let req2 = backup::request(&b).unwrap();
+    let req2 = handshake(&a, &b, now);
     let (bundle2, _) = backup::export_bundle(&a, &req2, None, now).unwrap();
     let got = backup::import_bundle(&b, sid, &bundle2, None, None, now).unwrap();
     assert_eq!((got.created, got.unchanged), (0, 4));
     assert_eq!(objects(&b).len(), 4);
+}
+
+/// V11 (¶0106): the source signs a digest of the plaintext, not only the
+/// ciphertext. Someone who can open the envelope and have the source's key sign a
+/// new CMS envelope (the outer signature is then valid) changes the data: the
+/// target refuses it before showing anything, and the honest bundle still imports.
+#[test]
+fn data_changed_after_the_source_signed_it_is_refused() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, pb) = certified_pair(&f, &ca, false);
+    let now = SystemTime::now();
+    let req = handshake(&a, &b, now);
+    let (bundle, _) = backup::export_bundle(&a, &req, None, now).unwrap();
+    let a_leaf = a.identity_info().unwrap().chain[0].clone();
+    let b_leaf = b.identity_info().unwrap().chain[0].clone();
+    let plain = vault_core::sealed::open_signed(
+        &bundle,
+        |_| Ok(()),
+        |kt, enc| b.identity_unwrap_cek(kt, enc),
+        Some(&b_leaf),
+    )
+    .unwrap();
+    let mut content: backup::BundleContent = postcard::from_bytes(&plain).unwrap();
+    let pos = content
+        .payload
+        .windows(4)
+        .position(|w| w == b"mail")
+        .expect("the vault entry's title");
+    content.payload[pos] = b'M';
+    let inner = postcard::to_allocvec(&content).unwrap();
+    let forged =
+        vault_core::sealed::seal_signed(&b_leaf, &a_leaf, &inner, |s| a.identity_sign_cms(s))
+            .unwrap();
+    let sid = b.open_session(true).unwrap();
+    let shown = pb.seen.lock().unwrap().len();
+    let e = backup::import_bundle(&b, sid, &forged, None, None, now).unwrap_err();
+    assert!(
+        e.to_string().contains("changed after the source signed"),
+        "{e}"
+    );
+    assert!(objects(&b).is_empty());
+    assert_eq!(pb.seen.lock().unwrap().len(), shown, "nothing shown");
+    // The request is still pending: the honest bundle imports.
+    let got = backup::import_bundle(&b, sid, &bundle, None, None, now).unwrap();
+    assert_eq!(got.vault_entries, 1);
+}
+
+/// ¶0104–0105 across machines: both devices prove themselves with fresh randoms.
+/// The source answers each "verification passed" once; an answer replayed, one to
+/// a random the source never issued, or one to another source's start is refused;
+/// the target refuses a start whose certificate does not lead to its root.
+#[test]
+fn handshake_randoms_are_fresh_and_answers_are_not_replayed() {
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, _) = certified_pair(&f, &ca, false);
+    let now = SystemTime::now();
+    let st = backup::start(&a).unwrap();
+    assert_eq!(st.serial, a.serial());
+    let req = backup::request(&b, &st, now).unwrap();
+    backup::export_bundle(&a, &req, None, now).unwrap();
+    // The same answer again: refused (its random is spent).
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("backup start"), "{e}");
+    // A start with a random A never issued: B answers it, A refuses the answer.
+    let mut forged = backup::start(&a).unwrap();
+    forged.random = hex::encode([7u8; 32]);
+    let req = backup::request(&b, &forged, now).unwrap();
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("no pending backup start"), "{e}");
+    // An answer to another source's start.
+    let (c, _) = f.token("third", false);
+    certify_local(&c, &ca).unwrap();
+    let req = handshake(&c, &b, now);
+    assert!(backup::export_bundle(&a, &req, None, now).is_err());
+    // A start claiming another serial than its certificate, and one from a token
+    // certified under another root: the target answers neither.
+    let mut lying = backup::start(&a).unwrap();
+    lying.serial = c.serial().to_string();
+    let e = backup::request(&b, &lying, now).unwrap_err();
+    assert!(e.to_string().contains("claims"), "{e}");
+    let other = LocalCa::generate("other root", 30).unwrap();
+    let (d, _) = f.token("rogue", false);
+    certify_local(&d, &other).unwrap();
+    let e = backup::request(&b, &backup::start(&d).unwrap(), now).unwrap_err();
+    assert!(e.to_string().contains("source certificate refused"), "{e}");
+    // The attestation covers the source's random: changing it breaks the answer.
+    let st = backup::start(&a).unwrap();
+    let mut req = backup::request(&b, &st, now).unwrap();
+    let mut n = hex::decode(&req.attestation.nonce).unwrap();
+    let other_random = backup::start(&a).unwrap().random;
+    n.truncate(32);
+    n.extend_from_slice(&hex::decode(other_random).unwrap());
+    req.attestation.nonce = hex::encode(n);
+    let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
+    assert!(e.to_string().contains("not authenticated"), "{e}");
+}
+
+/// ¶0109: the chunked alternative. Each part is sealed to the target on its own
+/// and the list is signed by the source; the import takes it like a one-envelope
+/// bundle. A part changed, dropped or reordered, or the list re-signed by someone
+/// else, is refused and nothing is stored.
+#[test]
+fn chunked_bundle_imports_and_refuses_changed_parts() {
+    use vtoken_device::chunked::{ChunkedBundle, MIN_CHUNK};
+    let f = Fixture::new();
+    let ca = LocalCa::generate("vtoken test root", 30).unwrap();
+    let (a, b, pb) = certified_pair(&f, &ca, true);
+    let now = SystemTime::now();
+    let req = handshake(&a, &b, now);
+    let (bundle, _) =
+        backup::export_bundle_with(&a, &req, None, now, backup::Delivery::Chunked(MIN_CHUNK))
+            .unwrap();
+    let (content, _) = vault_core::sealed::verify_signed(&bundle).unwrap();
+    let list: ChunkedBundle = postcard::from_bytes(&content).unwrap();
+    assert!(list.chunks.len() > 2, "{} parts", list.chunks.len());
+    // Each part is an envelope to B alone: a third token cannot open one.
+    let (c, _) = f.token("third", false);
+    certify_local(&c, &ca).unwrap();
+    assert!(vault_core::sealed::open(
+        &list.chunks[0],
+        |kt, enc| c.identity_unwrap_cek(kt, enc),
+        None
+    )
+    .is_err());
+    let a_leaf = a.identity_info().unwrap().chain[0].clone();
+    let c_leaf = c.identity_info().unwrap().chain[0].clone();
+    let resign = |chunks: Vec<Vec<u8>>, by: &Token, leaf: &[u8]| {
+        let l = postcard::to_allocvec(&ChunkedBundle {
+            magic: *vtoken_device::chunked::MAGIC,
+            chunks,
+        })
+        .unwrap();
+        vault_core::sealed::sign(&l, leaf, |s| by.identity_sign_cms(s)).unwrap()
+    };
+    let sid = b.open_session(true).unwrap();
+    let mut dropped = list.chunks.clone();
+    dropped.remove(1);
+    let mut swapped = list.chunks.clone();
+    swapped.swap(0, 1);
+    let mut flipped = list.chunks.clone();
+    let n = flipped[1].len();
+    flipped[1][n - 30] ^= 1;
+    for (what, bad) in [
+        // Re-signed by the source itself: only the digest signature inside
+        // catches a dropped or reordered part; a flipped byte fails its envelope.
+        ("dropped", resign(dropped, &a, &a_leaf)),
+        ("reordered", resign(swapped, &a, &a_leaf)),
+        ("flipped", resign(flipped, &a, &a_leaf)),
+        // The whole list signed by another token of the same root.
+        ("foreign signer", resign(list.chunks.clone(), &c, &c_leaf)),
+    ] {
+        let e = backup::import_bundle(&b, sid, &bad, None, Some(a.serial()), now);
+        assert!(e.is_err(), "{what} accepted");
+        assert!(objects(&b).is_empty(), "{what}: stored something");
+    }
+    // A byte of the signed list itself.
+    let mut t = bundle.clone();
+    let n = t.len();
+    t[n / 2] ^= 1;
+    assert!(backup::import_bundle(&b, sid, &t, None, None, now).is_err());
+    // The real one: stored, shown like a one-envelope bundle.
+    let got = backup::import_bundle(&b, sid, &bundle, None, Some(a.serial()), now).unwrap();
+    assert_eq!(got.created, objects(&a).len());
+    assert_eq!(objects(&b), objects(&a));
+    let seen = pb.seen.lock().unwrap().last().cloned().unwrap();
+    assert!(seen.description.contains("vault entry (website): mail"));
+    // Once only.
+    assert!(backup::import_bundle(&b, sid, &bundle, None, None, now).is_err());
 }
 
 #[test]
@@ -414,7 +608,7 @@ fn device_root_is_fixed_and_only_device_certificates_receive() {
     // Renewal under the same root is fine.
     certify_local(&a, &ca).unwrap();
     // A certificate of the right root for B's key, but with the client usage.
-    let mut req = backup::request(&b).unwrap();
+    let mut req = handshake(&a, &b, now);
     let info = b.identity_info().unwrap();
     let client = ca
         .issue_for_spki(&info.spki, b.serial(), vtoken_pki::Usage::Client)
@@ -440,7 +634,7 @@ fn export_needs_the_source_prompt_and_the_gate() {
     certify_local(&b, &ca).unwrap();
     fill(&a);
     let now = SystemTime::now();
-    let req = backup::request(&b).unwrap();
+    let req = handshake(&a, &b, now);
     // The source's prompt: refused, nothing sealed.
     let pa = Arc::new(Scripted {
         answer: Mutex::new(Answer::Refused),
@@ -477,6 +671,7 @@ fn export_needs_the_source_prompt_and_the_gate() {
     })
     .unwrap();
     let asked = pa.seen.lock().unwrap().len();
+    let req = handshake(&a, &b, now);
     let e = backup::export_bundle(&a, &req, None, now).unwrap_err();
     assert!(
         matches!(

@@ -15,6 +15,8 @@
 //!   (RSA PKCS#1 v1.5, SHA-256) — the answer to a client's challenge;
 //! * [`Token::identity_sign_cms`]: signs the DER `SET OF` signed attributes of a CMS
 //!   SignedData (a backup bundle) — input must be such a SET;
+//! * [`Token::identity_sign_backup_digest`] signs
+//!   `BACKUP_DIGEST_CONTEXT || serial || SHA-256(backup plaintext)`;
 //! * [`Token::open_sealed`]: opens a CMS envelope sealed to the device certificate
 //!   ([`crate::sealed`]); only RSA-OAEP key transport is accepted (PKCS#1 v1.5 is
 //!   refused: RUSTSEC-2023-0071).
@@ -68,6 +70,21 @@ pub struct IdentityInfo {
     pub chain: Vec<Vec<u8>>,
     /// Whether non-extractable keys may travel in a backup to another vtoken.
     pub allow_key_backup: bool,
+}
+
+/// Prefix of a source token's signature over the digest of a backup's plaintext
+/// (SPEC V11, ¶0106): distinct from [`ATTEST_CONTEXT`], so an attestation answer
+/// can never pass for it, nor the reverse.
+pub const BACKUP_DIGEST_CONTEXT: &[u8] = b"vtoken backup plaintext digest v1\0";
+
+/// The bytes a backup source signs over its plaintext's SHA-256 `digest`.
+pub fn backup_digest_message(serial: &str, digest: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(BACKUP_DIGEST_CONTEXT.len() + serial.len() + 33);
+    m.extend_from_slice(BACKUP_DIGEST_CONTEXT);
+    m.extend_from_slice(serial.as_bytes());
+    m.push(0);
+    m.extend_from_slice(digest);
+    m
 }
 
 /// The bytes an attestation signs (the verifier rebuilds them).
@@ -437,6 +454,13 @@ impl Token {
         let sig = self.identity_sign_raw(&attestation_message(self.serial(), nonce))?;
         info!(serial = %self.serial(), "device attestation signed");
         Ok(sig)
+    }
+
+    /// Signs the SHA-256 digest of a backup's plaintext (V11, ¶0106: the source
+    /// signs what it sends, not only the ciphertext): RSA PKCS#1 v1.5 / SHA-256 over
+    /// [`backup_digest_message`]. User logged in.
+    pub fn identity_sign_backup_digest(&self, digest: &[u8; 32]) -> Result<Vec<u8>> {
+        self.identity_sign_raw(&backup_digest_message(self.serial(), digest))
     }
 
     /// Signs the DER signed attributes of a CMS SignedData (a backup bundle). The

@@ -13,6 +13,7 @@ pub mod gate;
 pub mod identity;
 pub mod otp;
 pub mod rks;
+pub mod sealed_unwrap;
 pub mod vault;
 pub mod wallet;
 
@@ -31,4 +32,5 @@ pub(crate) fn hooks() -> Hooks {
             Arc::new(wallet::WalletHook),
         ],
     )
+    .with_unwrap(vec![Arc::new(sealed_unwrap::SealedEnvelopeUnwrap)])
 }

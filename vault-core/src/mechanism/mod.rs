@@ -143,6 +143,7 @@ pub mod mldsa;
 pub mod mlkem;
 mod names;
 mod rsa;
+mod sealed_envelope;
 mod table;
 pub mod x25519;
 

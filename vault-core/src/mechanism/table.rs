@@ -20,7 +20,8 @@ use zeroize::Zeroizing;
 use super::encoding::private_key_pkcs8;
 use super::{
     aes, chacha, cmac, ctr, des3, digest, ecdh, ecdsa, eddsa, gcm, hkdf, hmac, kbkdf, kdf, kw,
-    mldsa, mlkem, rsa, x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism, SignOp, VerifyOp,
+    mldsa, mlkem, rsa, sealed_envelope, x25519, CipherOp, DigestOp, Key, MechInfo, Mechanism,
+    SignOp, VerifyOp,
 };
 use crate::attr::Attributes;
 use crate::error::{Error, Result};
@@ -176,7 +177,7 @@ pub(super) const ED: CK_FLAGS = CKF_ENCRYPT | CKF_DECRYPT;
 pub(super) const WU: CK_FLAGS = CKF_WRAP | CKF_UNWRAP;
 
 /// The families, in the order `C_GetMechanismList` reports them.
-const FAMILIES: [&[MechEntry]; 19] = [
+const FAMILIES: [&[MechEntry]; 20] = [
     rsa::ENTRIES,
     ecdsa::ENTRIES,
     eddsa::ENTRIES,
@@ -196,6 +197,7 @@ const FAMILIES: [&[MechEntry]; 19] = [
     kdf::ENTRIES,
     kbkdf::ENTRIES,
     hkdf::ENTRIES,
+    sealed_envelope::ENTRIES,
 ];
 
 const fn count(families: &[&[MechEntry]]) -> usize {

@@ -21,6 +21,15 @@
 //! picture ([`CaptchaReply::Refresh`]), 1 refuses; any other status is an error. The
 //! program has the challenge's lifetime; after it, it is killed as above and the
 //! reply is [`CaptchaReply::TimedOut`].
+//!
+//! ## Typed input
+//!
+//! For [`Prompt::ask`] (input on the token, SPEC V6) the program runs with
+//! `VTOKEN_PROMPT_KIND=ask`, the title and description as above,
+//! `VTOKEN_PROMPT_LABEL` (the field asked for) and `VTOKEN_PROMPT_SECRET` (`1` for a
+//! password or PIN). Exit status 0 with the value on the first line of standard
+//! output answers (an empty line leaves an optional field out); 1 refuses; the
+//! timeout as for a confirmation.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -31,7 +40,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::child::{self, kill_tree, wait_until};
-use super::{Answer, Captcha, CaptchaReply, Prompt, Request};
+use super::{Answer, Ask, AskReply, Captcha, CaptchaReply, Prompt, Request};
 use crate::error::{Error, PromptError, Result};
 
 /// Environment variable carrying the request's title.
@@ -44,6 +53,10 @@ pub const KIND_ENV: &str = "VTOKEN_PROMPT_KIND";
 pub const IMAGE_ENV: &str = "VTOKEN_PROMPT_IMAGE";
 /// Environment variable carrying a picture challenge's lifetime, in whole seconds.
 pub const LIFETIME_ENV: &str = "VTOKEN_PROMPT_LIFETIME_SECS";
+/// Environment variable carrying the label of a typed value (`ask`).
+pub const LABEL_ENV: &str = "VTOKEN_PROMPT_LABEL";
+/// Environment variable telling whether a typed value is secret (`1`) or not (`0`).
+pub const SECRET_ENV: &str = "VTOKEN_PROMPT_SECRET";
 
 /// Longest answer line read from a captcha program, in bytes.
 const ANSWER_MAX: usize = 1024;
@@ -311,49 +324,9 @@ impl Prompt for Command {
             (IMAGE_ENV, image.as_str()),
             (LIFETIME_ENV, lifetime.as_str()),
         ];
-        let (tx, rx) = mpsc::channel();
-        let run = self.run(
-            &env,
-            format!("{}\n", challenge.description),
-            Stdio::piped(),
-            challenge.lifetime,
-            |child| {
-                if let Some(out) = child.stdout.take() {
-                    std::thread::spawn(move || {
-                        let mut out = out;
-                        let r = first_line(&mut out);
-                        let _ = tx.send(r);
-                        let _ = std::io::copy(&mut out, &mut std::io::sink());
-                    });
-                }
-            },
-        );
+        let (run, rx) = self.run_reading(&env, &challenge.description, challenge.lifetime);
         drop(file);
-        let answer = || -> Result<CaptchaReply> {
-            // The line was written before the exit; a grandchild still holding
-            // the pipe open must not keep us waiting long.
-            let line = match rx.recv_timeout(Duration::from_secs(2)) {
-                Ok(Ok(l)) => l,
-                Ok(Err(e)) => {
-                    return Err(PromptError::io(
-                        format!("prompt command {}", self.program),
-                        "reading its answer",
-                        e,
-                    )
-                    .into())
-                }
-                Err(_) => Zeroizing::new(Vec::new()),
-            };
-            let text = std::str::from_utf8(&line).map_err(|_| {
-                Error::from(PromptError::protocol(
-                    format!("prompt command {}", self.program),
-                    "the answer is not valid UTF-8",
-                ))
-            })?;
-            Ok(CaptchaReply::Answer(Zeroizing::new(
-                text.trim().to_string(),
-            )))
-        };
+        let answer = || self.answer_line(&rx).map(CaptchaReply::Answer);
         let status = match run? {
             Run::Exited(st) => st,
             // The status is lost: the answer line decides. The gate checks it
@@ -382,5 +355,98 @@ impl Prompt for Command {
                 format!("was killed by a signal ({status})"),
             ))),
         }
+    }
+
+    fn ask(&self, q: &Ask) -> Result<AskReply> {
+        let env = [
+            (KIND_ENV, "ask"),
+            (TITLE_ENV, env_value(&q.title)),
+            (DESCRIPTION_ENV, env_value(&q.description)),
+            (LABEL_ENV, env_value(&q.label)),
+            (SECRET_ENV, if q.secret { "1" } else { "0" }),
+        ];
+        let (run, rx) = self.run_reading(&env, &q.description, self.timeout);
+        let status = match run? {
+            Run::Exited(st) => st,
+            // The status is lost; the typed value cannot be told from "refused"
+            // with certainty, so nothing is taken (fail closed).
+            Run::Reaped => {
+                return Err(Error::from(PromptError::protocol(
+                    format!("prompt command {}", self.program),
+                    "its exit status was collected by the host process (a SIGCHLD \
+                     handler), so its answer is unknown",
+                )))
+            }
+            Run::TimedOut => return Ok(AskReply::TimedOut),
+        };
+        match status.code() {
+            Some(0) => self.answer_line(&rx).map(AskReply::Text),
+            Some(1) => Ok(AskReply::Refused),
+            Some(c) => Err(Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                format!("exited with status {c} (0 answers, 1 refuses)"),
+            ))),
+            None => Err(Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                format!("was killed by a signal ({status})"),
+            ))),
+        }
+    }
+}
+
+type LineRx = mpsc::Receiver<std::io::Result<Zeroizing<Vec<u8>>>>;
+
+impl Command {
+    /// Runs the program with its standard output piped, a thread reading the
+    /// first line of it into the returned channel.
+    fn run_reading(
+        &self,
+        env: &[(&str, &str)],
+        description: &str,
+        timeout: Duration,
+    ) -> (Result<Run>, LineRx) {
+        let (tx, rx) = mpsc::channel();
+        let run = self.run(
+            env,
+            format!("{description}\n"),
+            Stdio::piped(),
+            timeout,
+            |child| {
+                if let Some(out) = child.stdout.take() {
+                    std::thread::spawn(move || {
+                        let mut out = out;
+                        let r = first_line(&mut out);
+                        let _ = tx.send(r);
+                        let _ = std::io::copy(&mut out, &mut std::io::sink());
+                    });
+                }
+            },
+        );
+        (run, rx)
+    }
+
+    /// The answer line the program wrote (trimmed; empty when it wrote none).
+    fn answer_line(&self, rx: &LineRx) -> Result<Zeroizing<String>> {
+        // The line was written before the exit; a grandchild still holding the
+        // pipe open must not keep us waiting long.
+        let line = match rx.recv_timeout(Duration::from_secs(2)) {
+            Ok(Ok(l)) => l,
+            Ok(Err(e)) => {
+                return Err(PromptError::io(
+                    format!("prompt command {}", self.program),
+                    "reading its answer",
+                    e,
+                )
+                .into())
+            }
+            Err(_) => Zeroizing::new(Vec::new()),
+        };
+        let text = std::str::from_utf8(&line).map_err(|_| {
+            Error::from(PromptError::protocol(
+                format!("prompt command {}", self.program),
+                "the answer is not valid UTF-8",
+            ))
+        })?;
+        Ok(Zeroizing::new(text.trim().to_string()))
     }
 }

@@ -17,6 +17,11 @@
 //! | `tty`      | [`tty::Tty`]           | `Confirm? [y/N]` on the terminal device             |
 //! | `command`  | [`command::Command`]   | whatever the program does; exit 0 confirms, 1 refuses |
 //!
+//! Besides confirming, an agent takes typed input ([`Prompt::ask`], SPEC V6): the
+//! tty agent reads a line from the terminal (without echo for secrets), pinentry
+//! asks with `GETPIN` (its entry never echoes), the command agent prints the value
+//! on its standard output; `deny` refuses.
+//!
 //! ## Configuration
 //!
 //! ```toml
@@ -110,6 +115,31 @@ pub enum CaptchaReply {
     TimedOut,
 }
 
+/// A text entry asked on the trusted prompt (SPEC V6, ¶0065, ¶0081: data typed on
+/// the token itself, so the client never holds it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ask {
+    /// One line: what the entry is for ("New vault entry (website)").
+    pub title: String,
+    /// What is asked, and what has been entered so far (no secrets).
+    pub description: String,
+    /// The field's label ("Password").
+    pub label: String,
+    /// Typed without echo (a password, a PIN).
+    pub secret: bool,
+}
+
+/// The user's reply to an [`Ask`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum AskReply {
+    /// The text typed (possibly empty: an optional field left out).
+    Text(zeroize::Zeroizing<String>),
+    /// The user refused.
+    Refused,
+    /// Nobody answered in time.
+    TimedOut,
+}
+
 /// A prompt agent.
 pub trait Prompt: Send + Sync {
     /// Shows `req` and waits for confirmation. `Err` when no prompt can be shown
@@ -126,6 +156,22 @@ pub trait Prompt: Send + Sync {
         let _ = challenge;
         Err(Error::FunctionNotSupported)
     }
+
+    /// Asks the user to type a value (SPEC V6): a field of a vault entry, or the
+    /// PIN. Agents that cannot take text return `Err` (the caller then refuses the
+    /// whole input and says why).
+    fn ask(&self, q: &Ask) -> Result<AskReply> {
+        let _ = q;
+        Err(crate::error::PromptError::Unsuitable {
+            agent: "prompt",
+            problem: format!(
+                "the {} agent cannot take typed input; use the tty, pinentry or command \
+                 agent (`vtoken prompt set --agent tty`)",
+                self.name()
+            ),
+        }
+        .into())
+    }
 }
 
 /// The agent that refuses everything (fail closed).
@@ -138,6 +184,9 @@ impl Prompt for Deny {
     }
     fn name(&self) -> &str {
         "deny"
+    }
+    fn ask(&self, _q: &Ask) -> Result<AskReply> {
+        Ok(AskReply::Refused)
     }
 }
 

@@ -37,6 +37,12 @@
 //! fonts would scramble the picture), one that does not say its flavor, or a
 //! picture that does not fit is `Err(FunctionNotSupported)` (nothing was shown;
 //! the reason is logged at `warn`): use the `tty` or `command` agent then.
+//!
+//! ## Typed input
+//!
+//! [`Prompt::ask`] (input on the token, SPEC V6) is a `GETPIN` with the field's label
+//! as `SETPROMPT`: pinentry never echoes its entry, so a non-secret field is typed
+//! unseen too, and the token shows the whole entry for confirmation afterwards.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -47,7 +53,7 @@ use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 use super::child::{self, kill_tree, wait_until};
-use super::{display_safe, Answer, Captcha, CaptchaReply, Prompt, Request};
+use super::{display_safe, Answer, Ask, AskReply, Captcha, CaptchaReply, Prompt, Request};
 use crate::error::{Error, PromptError, Result};
 
 /// Extra time the watchdog gives a pinentry beyond its own timeout.
@@ -550,6 +556,34 @@ impl Pinentry {
     }
 }
 
+impl Pinentry {
+    fn ask_inner(&self, conn: &mut Conn, q: &Ask) -> std::result::Result<AskReply, Fail> {
+        conn.setup(self, &q.title)?;
+        let desc = if q.description.is_empty() {
+            display_safe(&q.title)
+        } else {
+            display_safe(&format!("{}\n\n{}", q.title, q.description))
+        };
+        conn.set("SETDESC", &desc)?;
+        conn.set("SETPROMPT", &format!("{}:", display_safe(&q.label)))?;
+        conn.set("SETOK", "_OK")?;
+        conn.set("SETCANCEL", "_Refuse")?;
+        let mut data = Zeroizing::new(Vec::new());
+        Ok(match conn.command("GETPIN", &mut data)? {
+            Status::Ok => {
+                let text = std::str::from_utf8(&data)
+                    .map_err(|_| conn.err("the value is not valid UTF-8"))?;
+                AskReply::Text(Zeroizing::new(text.to_string()))
+            }
+            Status::Err { code, text } if is_timeout(code, &text) => AskReply::TimedOut,
+            Status::Err { code, text } if is_system_error(code) => {
+                return Err(conn.err(format!("cannot show a prompt: {text} (ERR {code})")))
+            }
+            Status::Err { .. } => AskReply::Refused,
+        })
+    }
+}
+
 impl Prompt for Pinentry {
     fn confirm(&self, req: &Request) -> Result<Answer> {
         let mut conn = Conn::start(self)?;
@@ -572,6 +606,24 @@ impl Prompt for Pinentry {
 
     fn name(&self) -> &str {
         "pinentry"
+    }
+
+    fn ask(&self, q: &Ask) -> Result<AskReply> {
+        let mut conn = Conn::start(self)?;
+        match self.ask_inner(&mut conn, q) {
+            Ok(r) => {
+                conn.bye();
+                Ok(r)
+            }
+            Err(Fail::Watchdog) => {
+                conn.kill();
+                Ok(AskReply::TimedOut)
+            }
+            Err(Fail::Other(e)) => {
+                conn.kill();
+                Err(e)
+            }
+        }
     }
 
     fn captcha(&self, challenge: &Captcha<'_>) -> Result<CaptchaReply> {

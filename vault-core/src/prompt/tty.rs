@@ -17,6 +17,12 @@
 //! the answer. An empty line or `r` asks for a new picture ([`CaptchaReply::Refresh`]),
 //! `q` or `n` refuses, end of input refuses, and no line within the challenge's
 //! lifetime is [`CaptchaReply::TimedOut`].
+//!
+//! Typed input ([`Prompt::ask`], SPEC V6) is one line after the label; a secret is
+//! read with the terminal's echo off (`stty -echo` on the device, restored after the
+//! line, a timeout or an error). An empty line is an empty value (an optional field
+//! left out); end of input (Ctrl-D) refuses; no line within the timeout is
+//! [`AskReply::TimedOut`].
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,8 +31,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use zeroize::Zeroizing;
+
 use super::picture::{self, Style};
-use super::{display_safe, Answer, Captcha, CaptchaReply, Prompt, Request};
+use super::{display_safe, Answer, Ask, AskReply, Captcha, CaptchaReply, Prompt, Request};
 use crate::error::{Error, PromptError, Result};
 
 /// The default device: the controlling terminal.
@@ -188,6 +196,38 @@ impl Tty {
     }
 }
 
+/// Switches the echo of terminal `dev` on or off (`stty echo` / `stty -echo`).
+fn set_echo(dev: &Path, on: bool) -> Result<()> {
+    let input = std::fs::File::open(dev).map_err(|e| open_err(dev, e))?;
+    let st = std::process::Command::new("stty")
+        .arg(if on { "echo" } else { "-echo" })
+        .stdin(input)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| PromptError::io("tty prompt", "running stty", e))?;
+    if st.success() {
+        Ok(())
+    } else {
+        Err(PromptError::protocol(
+            "tty prompt",
+            format!("stty could not switch the echo of {}", dev.display()),
+        )
+        .into())
+    }
+}
+
+/// Restores the terminal's echo when dropped (after a secret was read).
+struct EchoOff<'a>(&'a Path);
+
+impl Drop for EchoOff<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = set_echo(self.0, true) {
+            tracing::warn!(error = %e, "could not switch the terminal echo back on");
+        }
+    }
+}
+
 impl Prompt for Tty {
     fn confirm(&self, req: &Request) -> Result<Answer> {
         let mut map = readers().lock().unwrap_or_else(|e| e.into_inner());
@@ -236,6 +276,65 @@ impl Prompt for Tty {
 
     fn name(&self) -> &str {
         "tty"
+    }
+
+    fn ask(&self, q: &Ask) -> Result<AskReply> {
+        let mut map = readers().lock().unwrap_or_else(|e| e.into_inner());
+        let (mut out, rx) = self.open(&mut map)?;
+        let mut text = format!("\n{}\n", display_safe(&q.title));
+        if !q.description.is_empty() {
+            text.push_str(&display_safe(&q.description));
+            if !q.description.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+        let hint = if q.secret { " (not shown)" } else { "" };
+        text.push_str(&format!("{}{hint}: ", display_safe(&q.label)));
+        // Echo off before the label appears, so nothing typed after it is shown.
+        let echo = if q.secret {
+            set_echo(&self.device, false)?;
+            Some(EchoOff(&self.device))
+        } else {
+            None
+        };
+        out.write_all(text.as_bytes())
+            .and_then(|_| out.flush())
+            .map_err(|e| PromptError::io("tty prompt", self.device.display().to_string(), e))?;
+        let r = rx.recv_timeout(self.timeout);
+        drop(echo);
+        match r {
+            Ok(Ok(line)) => {
+                let mut line = Zeroizing::new(line);
+                if line.is_empty() {
+                    let _ = out.write_all(b"\n(refused)\n");
+                    return Ok(AskReply::Refused);
+                }
+                if q.secret {
+                    // The Enter typed was not echoed either.
+                    let _ = out.write_all(b"\n");
+                }
+                while line.ends_with('\n') || line.ends_with('\r') {
+                    line.pop();
+                }
+                Ok(AskReply::Text(line))
+            }
+            Ok(Err(e)) => Err(PromptError::io(
+                "tty prompt",
+                format!("reading {}", self.device.display()),
+                e,
+            )
+            .into()),
+            Err(RecvTimeoutError::Timeout) => {
+                let _ = out.write_all(b"\n(timed out: nothing taken)\n");
+                map.insert(self.device.clone(), rx);
+                Ok(AskReply::TimedOut)
+            }
+            Err(RecvTimeoutError::Disconnected) => Err(PromptError::protocol(
+                "tty prompt",
+                format!("reader for {} stopped", self.device.display()),
+            )
+            .into()),
+        }
     }
 
     fn captcha(&self, challenge: &Captcha<'_>) -> Result<CaptchaReply> {

@@ -297,19 +297,32 @@ impl Token {
         self.session(sid)?;
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
-        let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
-        self.key_check(OpClass::Unwrap, &u.obj.attrs, &u.verdict, "unwrap a key")?;
-        if exposes_value(template) {
-            // The unwrapped value can be read back: the unwrap is a decryption.
-            self.key_check(
-                OpClass::Decrypt,
-                &u.obj.attrs,
-                &u.verdict,
-                "unwrap into an extractable key",
-            )?;
-        }
-        let uk = u.key;
-        let plain = mechanism::unwrap(mech, &uk, wrapped)?;
+        let plain = if let Some(h) = self.hooks.unwrapper(mech.ty) {
+            // A vendor mechanism whose key the extension keeps (no object): it
+            // checks the handle, the login and the gate itself.
+            let plain = h.unwrap(self, unwrapping, wrapped)?;
+            if template.class() == Some(CKO_DATA) {
+                // A data object made from the template, as `C_CreateObject`
+                // would (its owner's hook confirms it), holding the plaintext.
+                let mut t = template.clone();
+                t.set(CKA_VALUE, plain.to_vec());
+                return self.create_object(sid, &t);
+            }
+            plain
+        } else {
+            let u = self.key_of(unwrapping, CKA_UNWRAP, mech)?;
+            self.key_check(OpClass::Unwrap, &u.obj.attrs, &u.verdict, "unwrap a key")?;
+            if exposes_value(template) {
+                // The unwrapped value can be read back: the unwrap is a decryption.
+                self.key_check(
+                    OpClass::Decrypt,
+                    &u.obj.attrs,
+                    &u.verdict,
+                    "unwrap into an extractable key",
+                )?;
+            }
+            mechanism::unwrap(mech, &u.key, wrapped)?
+        };
         let mut generated = match template.class() {
             Some(CKO_PRIVATE_KEY) => mechanism::encoding::pkcs8_to_attributes(&plain)?.1,
             Some(CKO_SECRET_KEY) => {

@@ -168,6 +168,33 @@ impl Store {
     /// Atomically increments a counter and returns the new value (read and write in
     /// one immediate transaction, so two processes never both see the old value).
     pub fn increment_counter(&mut self, name: &str) -> Result<u32> {
+        Ok(self
+            .update_counter(name, |old| Ok(old.saturating_add(1)))?
+            .1)
+    }
+
+    /// Atomically moves a counter forward to `to` and returns its old value; a
+    /// counter already past `to` is left as it is and the error from `behind`
+    /// (given the current value) returned. For counters that must never repeat a
+    /// value (an event factor, SPEC V9).
+    pub fn raise_counter(
+        &mut self,
+        name: &str,
+        to: u32,
+        behind: impl FnOnce(u32) -> Error,
+    ) -> Result<u32> {
+        Ok(self
+            .update_counter(name, |old| if to < old { Err(behind(old)) } else { Ok(to) })?
+            .0)
+    }
+
+    /// Reads a counter, computes its new value with `f` and writes it, in one
+    /// immediate transaction; returns (old, new). Nothing is written when `f` fails.
+    fn update_counter(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(u32) -> Result<u32>,
+    ) -> Result<(u32, u32)> {
         self.writable()?;
         let tx = self
             .conn
@@ -182,13 +209,13 @@ impl Store {
             None => 0,
             Some(s) => open_counter(&self.pub_key, &self.header.serial, name, &s)?,
         };
-        let new = old.saturating_add(1);
+        let new = f(old)?;
         let s = seal::seal(&self.pub_key, &ad, &new.to_le_bytes())?;
         tx.execute(
             "INSERT INTO counters(name, v) VALUES(?1, ?2) ON CONFLICT(name) DO UPDATE SET v = excluded.v",
             params![name, s],
         )?;
         tx.commit()?;
-        Ok(new)
+        Ok((old, new))
     }
 }

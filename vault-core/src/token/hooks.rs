@@ -26,6 +26,8 @@ use crate::attr::Attributes;
 use crate::error::{Error, Result};
 use crate::store::Header;
 use crate::token::Token;
+use cryptoki_sys::CK_MECHANISM_TYPE;
+use zeroize::Zeroizing;
 
 /// A class of high-privilege key use (SPEC C1): what a [`KeyUseHook`] is asked about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -181,11 +183,21 @@ pub trait LifecycleHook: Send + Sync {
     fn reinitialize(&self, old: &Header, new: &mut Header) -> Result<()>;
 }
 
+/// Runs a vendor unwrap mechanism with a key the extension keeps outside the
+/// object space (the device key of a sealed envelope, SPEC V8).
+pub trait UnwrapHook: Send + Sync {
+    /// The mechanism it runs.
+    fn mechanism(&self) -> CK_MECHANISM_TYPE;
+    /// The plaintext of `wrapped`; `unwrapping` is the handle the caller gave.
+    fn unwrap(&self, t: &Token, unwrapping: u64, wrapped: &[u8]) -> Result<Zeroizing<Vec<u8>>>;
+}
+
 /// The extensions of one opened token.
 pub struct Hooks {
     pub(crate) objects: Box<[Arc<dyn ObjectHook>]>,
     pub(crate) key_use: Arc<dyn KeyUseHook>,
     pub(crate) lifecycle: Box<[Arc<dyn LifecycleHook>]>,
+    pub(crate) unwrap: Box<[Arc<dyn UnwrapHook>]>,
 }
 
 impl Hooks {
@@ -204,7 +216,22 @@ impl Hooks {
             objects: objects.into(),
             key_use,
             lifecycle: lifecycle.into(),
+            unwrap: Box::new([]),
         }
+    }
+
+    /// Adds the unwrap hooks (vendor mechanisms whose key is no object).
+    pub fn with_unwrap(mut self, unwrap: Vec<Arc<dyn UnwrapHook>>) -> Hooks {
+        self.unwrap = unwrap.into();
+        self
+    }
+
+    /// The unwrap hook of mechanism `ty`, if an extension runs it.
+    pub(crate) fn unwrapper(&self, ty: CK_MECHANISM_TYPE) -> Option<&dyn UnwrapHook> {
+        self.unwrap
+            .iter()
+            .find(|h| h.mechanism() == ty)
+            .map(|h| h.as_ref())
     }
 
     /// The object hook that claims `attrs`, if any.

@@ -54,15 +54,19 @@ at certification): a target whose device certificate does not chain to the SOURC
 token's own root, or is not a device certificate, gets nothing. --root is only an
 extra check and must name that same root.
 
-Across machines, three steps:
-  1. on the target:  vtoken backup request --to spare -o spare.req
-     (a fresh nonce the target remembers, signed by its device key, with its chain)
-  2. on the source:  vtoken backup export --from work --request spare.req -o work.bundle
-     (passes the picture gate as key-export and vault-password and asks the source's
-     prompt agent to confirm; nothing is sealed otherwise)
-  3. on the target:  vtoken backup import --to spare --in work.bundle
-     (shows what it will store through the target's prompt agent; the bundle imports
-     once: a second import is refused)
+Across machines, four steps (the patent's handshake, paragraphs 0104-0109):
+  1. on the source:  vtoken backup start --from work -o work.start
+     (enable backup: the source's PIN, a fresh random it remembers, its chain)
+  2. on the target:  vtoken backup request --to spare --start work.start -o spare.req
+     (verification passed: the target's PIN; it checks the source's certificate
+     against its own root and signs the source's random and a fresh nonce of its own)
+  3. on the source:  vtoken backup export --from work --request spare.req -o work.bundle
+     (checks the target's certificate and signature; each answer is used once; passes
+     the picture gate as key-export and vault-password and asks the source's prompt
+     agent to confirm; signs the data's digest; nothing is sealed otherwise)
+  4. on the target:  vtoken backup import --to spare --in work.bundle
+     (checks both signatures, lists each object's kind and title through the target's
+     prompt agent; the bundle imports once: a second import is refused)
 
 On one machine, `vtoken backup --from work --to spare` runs the same steps.
 
@@ -91,11 +95,27 @@ pub struct Backup {
 /// Backup across machines.
 #[derive(Debug, Subcommand)]
 pub enum BackupCommand {
-    /// On the target machine: a request (fresh nonce + device chain) for the source.
+    /// On the source machine: the "enable backup" request (fresh random + device
+    /// chain) for the target.
+    Start {
+        /// Source token (label or serial).
+        #[arg(long, value_name = "LABEL|SERIAL")]
+        from: String,
+        /// The start message (JSON).
+        #[arg(long, short = 'o', value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        pins: BackupPins,
+    },
+    /// On the target machine: "verification passed", answering the source's start
+    /// (fresh nonce + signature over it and the source's random + device chain).
     Request {
         /// Target token (label or serial).
         #[arg(long, value_name = "LABEL|SERIAL")]
         to: String,
+        /// The source's start (`vtoken backup start`).
+        #[arg(long, value_name = "FILE")]
+        start: PathBuf,
         /// The request (JSON).
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
@@ -116,6 +136,18 @@ pub enum BackupCommand {
         /// Extra check: must be the source token's own device root.
         #[arg(long, value_name = "ROOT.pem")]
         root: Option<PathBuf>,
+        /// Send the data in parts, each sealed to the target on its own (for large
+        /// vaults, paragraph 0109) instead of one envelope; the import takes either.
+        #[arg(long)]
+        chunked: bool,
+        /// Bytes per part with --chunked (at least 256).
+        #[arg(
+            long,
+            value_name = "BYTES",
+            default_value_t = 65536,
+            requires = "chunked"
+        )]
+        chunk_size: usize,
         /// The bundle (DER CMS).
         #[arg(long, short = 'o', value_name = "FILE")]
         out: PathBuf,
@@ -212,7 +244,8 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
         None => {
             let (Some(from), Some(to)) = (&b.from, &b.to) else {
                 bail!(
-                    "give --from and --to (or a subcommand: request, export, import); see --help"
+                    "give --from and --to (or a subcommand: start, request, export, import); see \
+                     --help"
                 );
             };
             let root = root_opt(&b.root)?;
@@ -243,14 +276,50 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 json!({}),
             )
         }
-        Some(BackupCommand::Request { to, out, pins }) => {
+        Some(BackupCommand::Start { from, out, pins }) => {
+            let src = open_named(ctx, from)?;
+            login(
+                &src.token,
+                UserType::User,
+                &pin_of(
+                    &pins.from_pin,
+                    &pins.from_pin_file,
+                    "source token's user PIN",
+                )?,
+            )?;
+            let st = backup::start(&src.token).map_err(dev)?;
+            let text =
+                serde_json::to_string_pretty(&st).map_err(|e| CliError::new(e.to_string()))?;
+            write_out(Some(out), format!("{text}\n").as_bytes())?;
+            if json {
+                print_json(&json!({"start": out, "serial": src.entry.serial}))
+            } else {
+                outln!(
+                    "Backup start of token {} written to {}: take it to the target \
+                     (vtoken backup request --start ...)",
+                    src.entry.serial,
+                    out.display()
+                );
+                Ok(())
+            }
+        }
+        Some(BackupCommand::Request {
+            to,
+            start,
+            out,
+            pins,
+        }) => {
+            let st: backup::BackupStart =
+                serde_json::from_slice(&read_in(start)?).map_err(|e| {
+                    CliError::new(format!("{}: not a backup start: {e}", start.display()))
+                })?;
             let dst = open_named(ctx, to)?;
             login(
                 &dst.token,
                 UserType::User,
                 &pin_of(&pins.to_pin, &pins.to_pin_file, "target token's user PIN")?,
             )?;
-            let req = backup::request(&dst.token).map_err(dev)?;
+            let req = backup::request(&dst.token, &st, now).map_err(dev)?;
             let text =
                 serde_json::to_string_pretty(&req).map_err(|e| CliError::new(e.to_string()))?;
             write_out(Some(out), format!("{text}\n").as_bytes())?;
@@ -258,8 +327,10 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 print_json(&json!({"request": out, "serial": dst.entry.serial}))
             } else {
                 outln!(
-                    "Backup request of token {} written to {} (valid for 7 days, for one bundle)",
+                    "Verification passed: token {} checked source {}; answer written to {} \
+                     (valid for 7 days, for one bundle)",
                     dst.entry.serial,
+                    st.serial,
                     out.display()
                 );
                 Ok(())
@@ -270,6 +341,8 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
             request,
             to_cert,
             root,
+            chunked,
+            chunk_size,
             out,
             pins,
         }) => {
@@ -298,8 +371,20 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                     "source token's user PIN",
                 )?,
             )?;
+            let delivery = if *chunked {
+                if *chunk_size < vtoken_device::chunked::MIN_CHUNK {
+                    bail!(
+                        "--chunk-size must be at least {} bytes",
+                        vtoken_device::chunked::MIN_CHUNK
+                    );
+                }
+                backup::Delivery::Chunked(*chunk_size)
+            } else {
+                backup::Delivery::Envelope
+            };
             let (bundle, s) =
-                backup::export_bundle(&src.token, &req, root.as_deref(), now).map_err(dev)?;
+                backup::export_bundle_with(&src.token, &req, root.as_deref(), now, delivery)
+                    .map_err(dev)?;
             write_out(Some(out), &bundle)?;
             print_summary(
                 json,

@@ -41,7 +41,7 @@ impl Token {
         let t = now();
         e.created = t;
         e.modified = t;
-        self.confirm_write("Store this vault entry?".into(), e.describe_received())?;
+        self.confirm_write("Store this vault entry?".into(), &e, "")?;
         self.vault_insert(entry_attributes(&e)?)
     }
 
@@ -54,9 +54,11 @@ impl Token {
         e.normalize()?;
         e.created = old.created;
         e.modified = now();
-        let description =
-            Zeroizing::new(format!("{}\n(was: {})", &*e.describe_received(), old.title));
-        self.confirm_write("Change this vault entry?".into(), description)?;
+        self.confirm_write(
+            "Change this vault entry?".into(),
+            &e,
+            &format!("\n(was: {})", old.title),
+        )?;
         let mut attrs = (*o.attrs).clone();
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
@@ -86,12 +88,11 @@ impl Token {
     }
 
     /// Asks the user to confirm a vault write whose description holds the entry as
-    /// received, secrets included (V5); the description is wiped afterwards.
-    pub(super) fn confirm_write(
-        &self,
-        title: String,
-        mut description: Zeroizing<String>,
-    ) -> Result<()> {
+    /// received, secrets in the clear or as fingerprints by the token's policy (V5,
+    /// [`super::display`]), then `suffix`; the description is wiped afterwards.
+    pub(super) fn confirm_write(&self, title: String, e: &Entry, suffix: &str) -> Result<()> {
+        let mut description = self.write_description(e)?;
+        description.push_str(suffix);
         let mut req = crate::prompt::Request {
             title,
             description: std::mem::take(&mut *description),
@@ -288,6 +289,33 @@ impl Token {
         self.vault_require_user()?;
         self.vault_object(id)?;
         Ok(u64::from(self.store().counter(&event_counter_name(id))?))
+    }
+}
+
+impl Token {
+    /// Resynchronizes entry `id`'s event counter (V9): the user, logged in, names
+    /// the entry; the SO authorizes with `so_pin` (verified and counted like a
+    /// login). The counter moves forward to `next` (the event the next dynamic
+    /// password will use), never back, in one immediate transaction, so no event
+    /// value is ever used twice. Returns the value it had.
+    pub fn vault_event_resync(&self, id: u64, so_pin: &[u8], next: u64) -> Result<u64> {
+        self.vault_require_user()?;
+        self.vault_object(id)?;
+        let to = u32::try_from(next)
+            .ok()
+            .filter(|n| *n < u32::MAX)
+            .ok_or_else(|| Error::ArgumentsBad(format!("event counter {next} is out of range")))?;
+        self.verify_pin(UserType::So, so_pin)?;
+        let old = self
+            .store()
+            .raise_counter(&event_counter_name(id), to, |cur| {
+                Error::ArgumentsBad(format!(
+                    "the event counter of this entry is at {cur}: a resync only moves it \
+                     forward (a dynamic password must never repeat)"
+                ))
+            })?;
+        info!(serial = %self.serial(), id, from = old, to, "vault event counter resynchronized by the SO");
+        Ok(u64::from(old))
     }
 }
 

@@ -104,7 +104,7 @@ impl Token {
         e.modified = t;
         attrs.set(CKA_LABEL, e.title.as_bytes().to_vec());
         attrs.set(CKA_VALUE, e.to_json()?.to_vec());
-        self.confirm_write(format!("{what} this vault entry?"), e.describe_received())
+        self.confirm_write(format!("{what} this vault entry?"), &e, "")
     }
 
     /// Checks the deletion of a vault object through PKCS#11 (the user confirms).

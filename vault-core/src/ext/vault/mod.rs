@@ -42,7 +42,8 @@
 //! needs the user logged in and is shown to the user through the prompt agent as
 //! the token received it, secrets included ([`Entry::describe_received`]; ¶0087–0088:
 //! the display is there to catch data changed on its way from the client), and
-//! deletions with secrets masked ([`MASK`]); a refusal, a timeout or no agent
+//! or, by token policy, each secret as a per-write fingerprint the client shows too
+//! ([`SecretDisplay`]); deletions with secrets masked ([`MASK`]); a refusal, a timeout or no agent
 //! writes nothing ([`Error::FunctionRejected`]).
 //!
 //! # Password output (V10)
@@ -52,12 +53,15 @@
 //! as a dynamic password ([`otp_core::dynamic_password`] over the value, SPEC V9).
 
 pub mod csv;
+mod display;
 mod entries;
 mod entry;
 mod hook;
+mod on_token;
 mod pick;
 mod sealed;
 
+pub use display::{fingerprint, SecretDisplay, WRITE_NONCE_LEN};
 pub use entry::*;
 
 pub(crate) use hook::VaultHook;

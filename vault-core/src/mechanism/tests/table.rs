@@ -384,6 +384,11 @@ fn every_advertised_operation_dispatches_and_nothing_else() {
             for ty in mechanism_list() {
                 let flags = mechanism_info(ty).unwrap().flags;
                 for flag in OPERATIONS {
+                    if ty == crate::vendor::CKM_VTOKEN_SEALED_ENVELOPE && flag == CKF_UNWRAP {
+                        // Runs with the device key, which no candidate is (the
+                        // extension's unwrap hook): tests/tests/pkcs11_sealed_unwrap.rs.
+                        continue;
+                    }
                     if flags & flag != 0 {
                         assert!(runs(&c, ty, flag), "{ty:#x} advertises {flag:#x}");
                     } else {

@@ -4,17 +4,21 @@
 //! the clear, RSA-OAEP-encrypted or as a dynamic password; clipboard copy with
 //! automatic clearing; KeePassXC CSV import and export.
 
+mod display;
 mod helpers;
+mod on_token;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use vault_core::gate::OpClass;
-use vault_core::vault::{Entry, Kind, PasswordOutput, PublicKeyRef, Query, BANKS, MASK};
+use vault_core::vault::{
+    Entry, Kind, PasswordOutput, PublicKeyRef, Query, SecretDisplay, BANKS, MASK,
+};
 use zeroize::Zeroizing;
 
-use crate::args::UserPin;
+use crate::args::{SoPin, UserPin};
 use crate::context::Ctx;
 use crate::error::{bail, CliError, Result};
 use crate::gated;
@@ -130,6 +134,25 @@ Example:
         #[command(flatten)]
         user: UserPin,
     },
+    /// Show or set (SO) how the token's prompt shows the secrets of an entry about
+    /// to be stored: in the clear, or as per-write fingerprints (V5).
+    #[command(after_help = "\
+plain (the default) shows each secret as the token received it. fingerprint shows a
+short keyed hash of each secret under a fresh random of that write; `vtoken vault
+add` and `edit` print the fingerprints of what they send on standard error, and the
+user compares them with the prompt (¶0087-0088: data changed on its way to the
+token shows a different fingerprint), with no secret on the screen.
+
+Examples:
+  vtoken vault policy
+  vtoken vault policy --show-secrets fingerprint     # asks the SO PIN")]
+    Policy {
+        /// The new policy (needs the SO PIN); without it, show the current one.
+        #[arg(long, value_name = "plain|fingerprint")]
+        show_secrets: Option<SecretDisplay>,
+        #[command(flatten)]
+        so: SoPin,
+    },
     /// The preset bank list of bank-card and online-banking entries.
     Banks,
     /// Add an entry (shown through the prompt agent for confirmation first).
@@ -143,19 +166,31 @@ Kinds and their fields:
 Any kind takes extra --field / --secret-field values. A missing password, card
 number or card PIN is asked for without echo when stdin is a terminal.
 
-The token shows the entry (secrets masked) through its prompt agent (token policy:
-`vtoken prompt show`; the SO changes it with `vtoken prompt set`) and stores it
-only once the user confirms.
+The token shows the entry as it received it (secrets included, V5) through its
+prompt agent (token policy: `vtoken prompt show`; the SO changes it with `vtoken
+prompt set`) and stores it only once the user confirms.
+
+With --on-token (SPEC V6) nothing is typed into this program: the token's prompt
+agent asks for the user PIN, the title and each field of the kind (tty: on the
+terminal, secrets without echo; pinentry: its entry box; command: the program's
+output), shows the entry and stores it on confirmation. This program only prints
+the new entry's id and title. Ctrl-D (tty) or Cancel refuses; nothing is stored.
 
 Examples:
   vtoken vault add --kind website --title github --url https://github.com --username me
+  vtoken vault add --kind website --on-token
   vtoken vault add --kind bank-card --title visa --bank HSBC --card-number 4111111111111111
   vtoken vault add --kind custom --title wifi --field ssid=home --secret-field psk=...")]
     Add {
         #[arg(long, value_enum)]
         kind: KindArg,
-        #[arg(long)]
-        title: String,
+        #[arg(long, required_unless_present = "on_token")]
+        title: Option<String>,
+        /// Type the PIN and the whole entry on the token's trusted prompt instead
+        /// (V6): this program never sees them.
+        /// VTOKEN_PIN is not used then.
+        #[arg(long, conflicts_with_all = ["title", "pin_file"])]
+        on_token: bool,
         #[command(flatten)]
         fields: FieldArgs,
         #[command(flatten)]
@@ -190,6 +225,26 @@ Example:
         fields: FieldArgs,
         #[command(flatten)]
         user: UserPin,
+    },
+    /// The SO moves an entry's event counter forward (V9 resync): the next
+    /// `get --dynamic --event` uses NEXT. Never backwards, so no password repeats.
+    #[command(after_help = "\
+The user PIN names the entry (the vault is the user's); the SO PIN authorizes the
+change (verified and counted like a login). A value below the current counter is
+refused: an event value is never used twice.
+
+Example:
+  vtoken vault resync vpn --next 120 --so-pin-file so.txt")]
+    Resync {
+        /// The entry: its id or its title.
+        entry: String,
+        /// The event the next dynamic password uses.
+        #[arg(long, value_name = "N")]
+        next: u64,
+        #[command(flatten)]
+        user: UserPin,
+        #[command(flatten)]
+        so: SoPin,
     },
     /// Change an entry (confirmed like `add`).
     Edit {
@@ -343,6 +398,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             let open = ctx.open()?;
             print_status(&open.token.vault_status()?, json)
         }
+        VaultCommand::Policy { show_secrets, so } => display::policy(ctx, json, *show_secrets, so),
         VaultCommand::Banks => {
             if json {
                 return print_json(BANKS);
@@ -384,14 +440,24 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
         }
         VaultCommand::Add {
             kind,
+            title: None,
+            on_token: true,
+            fields,
+            user: _,
+        } => on_token::add(ctx, json, (*kind).into(), fields),
+        VaultCommand::Add {
+            kind,
             title,
             fields,
             user,
+            ..
         } => {
+            let title = title.as_deref().unwrap_or_default();
             let mut e = Entry::new((*kind).into(), title);
             apply_fields(&mut e, fields, true)?;
             e.normalize().map_err(cerr)?;
             let open = open_user(ctx, user)?;
+            display::announce(&open.token, &e)?;
             let id = open.token.vault_add(&e).map_err(cerr)?;
             if json {
                 print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
@@ -458,11 +524,37 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
                     bail!("the entry has no field \"{r}\"");
                 }
             }
+            display::announce(&open.token, &e)?;
             open.token.vault_update(id, &e).map_err(cerr)?;
             if json {
                 print_json(&json!({ "id": id, "title": e.title }))
             } else {
                 outln!("vault entry {id} changed");
+                Ok(())
+            }
+        }
+        VaultCommand::Resync {
+            entry,
+            next,
+            user,
+            so,
+        } => {
+            let open = open_user(ctx, user)?;
+            let id = resolve(&open.token, entry)?;
+            let so_pin = crate::pin::so(so)?;
+            let was = open
+                .token
+                .vault_event_resync(id, so_pin.as_bytes(), *next)
+                .map_err(|e| match e {
+                    e @ (vault_core::Error::PinIncorrect | vault_core::Error::PinLocked) => {
+                        crate::context::pin_error(&open.token, vault_core::token::UserType::So, e)
+                    }
+                    e => cerr(e),
+                })?;
+            if json {
+                print_json(&json!({ "id": id, "was": was, "next": next }))
+            } else {
+                outln!("vault entry {id}: event counter {was} -> {next}");
                 Ok(())
             }
         }
