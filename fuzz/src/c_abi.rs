@@ -500,6 +500,41 @@ fn template(inp: &mut Input, a: &mut Arena) -> (*mut CK_ATTRIBUTE, CK_ULONG, boo
     (p, n as CK_ULONG, bad)
 }
 
+/// Whether `ty`'s parameter structure holds pointers this interpreter does not
+/// build: random bytes of the structure's size would be garbage pointers, which
+/// no PKCS#11 module can survive (the caller's contract), so such mechanisms get
+/// random bytes only as the missing-parameter case.
+fn nested_pointers(ty: CK_MECHANISM_TYPE) -> bool {
+    matches!(
+        ty,
+        CKM_EDDSA
+            | CKM_ML_DSA
+            | CKM_HASH_ML_DSA
+            | CKM_HASH_ML_DSA_SHA224
+            | CKM_HASH_ML_DSA_SHA256
+            | CKM_HASH_ML_DSA_SHA384
+            | CKM_HASH_ML_DSA_SHA512
+            | CKM_HASH_ML_DSA_SHA3_224
+            | CKM_HASH_ML_DSA_SHA3_256
+            | CKM_HASH_ML_DSA_SHA3_384
+            | CKM_HASH_ML_DSA_SHA3_512
+            | CKM_HASH_ML_DSA_SHAKE128
+            | CKM_HASH_ML_DSA_SHAKE256
+            | CKM_CONCATENATE_BASE_AND_DATA
+            | CKM_CONCATENATE_DATA_AND_BASE
+            | CKM_XOR_BASE_AND_DATA
+            | CKM_AES_ECB_ENCRYPT_DATA
+            | CKM_DES3_ECB_ENCRYPT_DATA
+            | CKM_AES_CBC_ENCRYPT_DATA
+            | CKM_DES3_CBC_ENCRYPT_DATA
+            | CKM_SP800_108_COUNTER_KDF
+            | CKM_SP800_108_FEEDBACK_KDF
+            | CKM_CHACHA20_POLY1305
+            | CKM_HKDF_DERIVE
+            | CKM_HKDF_DATA
+    )
+}
+
 /// A mechanism with parameters; `None` for a NULL `CK_MECHANISM` pointer.
 fn mechanism(inp: &mut Input, a: &mut Arena) -> Option<CK_MECHANISM> {
     let f = fixture();
@@ -512,11 +547,12 @@ fn mechanism(inp: &mut Input, a: &mut Arena) -> Option<CK_MECHANISM> {
     let (p, len) = match inp.byte() % 8 {
         0 | 1 => (null_mut(), 0),
         2 => (null_mut(), 1 + inp.byte() as CK_ULONG),
-        3 => {
+        3 if !nested_pointers(ty) => {
             let v = inp.bytes(64);
             let n = v.len() as CK_ULONG;
             (a.keep(v) as *mut c_void, n)
         }
+        _ if nested_pointers(ty) => (null_mut(), 0),
         _ => match ty {
             CKM_AES_GCM => {
                 let (iv, ivl, _) = data(inp, a);
