@@ -1,6 +1,6 @@
 //! ECDH key derivation (`CKM_ECDH1_DERIVE`) with the raw shared secret, the ANSI
 //! X9.63 KDF or the NIST SP 800-56 single-step KDF, for P-256/P-384/P-521 keys (the point multiplication runs in the backend,
-//! [`super::backend`]) and X25519 keys ([`super::x25519`]).
+//! [`super::backend`]) and X25519/X448 keys ([`super::x25519`]).
 
 use cryptoki_sys::*;
 use zeroize::Zeroizing;
@@ -98,6 +98,8 @@ fn derive(
         }
         Material::XPrivate(k) => super::x25519::shared(k, public_data)
             .map_err(|_| param_err("ECDH public data is not an X25519 public key of order > 8"))?,
+        Material::X448Private(k) => super::x25519::shared448(k, public_data)
+            .map_err(|_| param_err("ECDH public data is not an X448 public key of order > 4"))?,
         _ => return Err(Error::KeyTypeInconsistent),
     };
     match kdf_hash {

@@ -36,6 +36,7 @@ pub(crate) enum Material {
     /// An X25519 public key does no operation of its own (a peer's key reaches ECDH
     /// as mechanism data); it is checked on the way in.
     XPublic,
+    X448Private(Zeroizing<[u8; 56]>),
     MlDsaPrivate(Box<dyn super::mldsa::PrivateOps>),
     MlDsaPublic(Box<dyn super::mldsa::PublicOps>),
     MlKemPrivate(Box<dyn super::mlkem::PrivateOps>),
@@ -124,12 +125,18 @@ impl Key {
                 }
             }
             (CKO_PRIVATE_KEY, CKK_EC_MONTGOMERY) => {
-                super::x25519::check_params(attrs.require(CKA_EC_PARAMS)?)?;
-                Material::XPrivate(super::x25519::private_from(attrs.require(CKA_VALUE)?)?)
+                let value = attrs.require(CKA_VALUE)?;
+                if super::x25519::is_x448(attrs.require(CKA_EC_PARAMS)?)? {
+                    Material::X448Private(super::x25519::private448_from(value)?)
+                } else {
+                    Material::XPrivate(super::x25519::private_from(value)?)
+                }
             }
             (CKO_PUBLIC_KEY, CKK_EC_MONTGOMERY) => {
-                super::x25519::check_params(attrs.require(CKA_EC_PARAMS)?)?;
-                super::encoding::point32_raw(attrs.require(CKA_EC_POINT)?)?;
+                super::x25519::check_public(
+                    attrs.require(CKA_EC_PARAMS)?,
+                    attrs.require(CKA_EC_POINT)?,
+                )?;
                 Material::XPublic
             }
             (CKO_PRIVATE_KEY, CKK_ML_DSA) => {
@@ -166,6 +173,7 @@ impl Key {
             | Material::EdPrivate(_)
             | Material::Ed448Private(_)
             | Material::XPrivate(_)
+            | Material::X448Private(_)
             | Material::MlDsaPrivate(_)
             | Material::MlKemPrivate(_) => CKO_PRIVATE_KEY,
             Material::RsaPublic(_)
@@ -188,7 +196,9 @@ impl Key {
             | Material::EdPublic(_)
             | Material::Ed448Private(_)
             | Material::Ed448Public(_) => CKK_EC_EDWARDS,
-            Material::XPrivate(_) | Material::XPublic => CKK_EC_MONTGOMERY,
+            Material::XPrivate(_) | Material::X448Private(_) | Material::XPublic => {
+                CKK_EC_MONTGOMERY
+            }
             Material::MlDsaPrivate(_) | Material::MlDsaPublic(_) => CKK_ML_DSA,
             Material::MlKemPrivate(_) | Material::MlKemPublic(_) => CKK_ML_KEM,
             Material::Secret { key_type, .. } => *key_type,

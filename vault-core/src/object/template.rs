@@ -213,8 +213,10 @@ fn key_defaults(
                     )?;
                 }
                 CKK_EC_MONTGOMERY => {
-                    crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
-                    crate::mechanism::encoding::point32_raw(o.require(CKA_EC_POINT)?)?;
+                    crate::mechanism::x25519::check_public(
+                        o.require(CKA_EC_PARAMS)?,
+                        o.require(CKA_EC_POINT)?,
+                    )?;
                 }
                 CKK_ML_DSA => {
                     crate::mechanism::mldsa::public_from(o)?;
@@ -255,8 +257,10 @@ fn key_defaults(
                     )?;
                 }
                 CKK_EC_MONTGOMERY => {
-                    crate::mechanism::x25519::check_params(o.require(CKA_EC_PARAMS)?)?;
-                    crate::mechanism::x25519::private_from(o.require(CKA_VALUE)?)?;
+                    crate::mechanism::x25519::check_private(
+                        o.require(CKA_EC_PARAMS)?,
+                        o.require(CKA_VALUE)?,
+                    )?;
                 }
                 CKK_ML_DSA => {
                     crate::mechanism::mldsa::complete_private(o)?;

@@ -98,3 +98,79 @@ fn x25519_with_the_sp800_kdf() {
         &h("AF8CE51D0139A6D60831A9BABAB20186")[..]
     );
 }
+
+fn private448(k: &[u8]) -> Key {
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_MONTGOMERY);
+    a.set(CKA_EC_PARAMS, super::X448_OID.to_vec());
+    a.set(CKA_VALUE, k.to_vec());
+    Key::from_attributes(&a).unwrap()
+}
+
+/// RFC 7748 §6.2: both X448 parties reach the published shared secret through
+/// `CKM_ECDH1_DERIVE` (bare and DER peer points); generation in both
+/// `CKA_EC_PARAMS` forms agrees too; a small-order peer point and wrong sizes are
+/// refused.
+#[test]
+fn x448_rfc7748_known_answer() {
+    let (a_k, a_pub) = (
+        h(
+            "9a8f4925d1519f5775cf46b04b5800d4ee9ee8bae8bc5565d498c28dd9c9baf574a9419744897391
+           006382a6f127ab1d9ac2d8c0a598726b",
+        ),
+        h(
+            "9b08f7cc31b7e3e67d22d5aea121074a273bd2b83de09c63faa73d2c22c5d9bbc836647241d953d4
+           0c5b12da88120d53177f80e532c41fa0",
+        ),
+    );
+    let (b_k, b_pub) = (
+        h(
+            "1c306a7ac2a0e2e0990b294470cba339e6453772b075811d8fad0d1d6927c120bb5ee8972b0d3e21
+           374c9c921b09d1b0366f10b65173992d",
+        ),
+        h(
+            "3eb7a829b0cd20f5bcfc0b599b6feccf6da4627107bdb0d4f345b43027d8b972fc3e34fb4232a13c
+           a706dcb57aec3dae07bdc1c67bf33609",
+        ),
+    );
+    let k = h(
+        "07fff4181ac6cc95ec1c16a94a0f74d12da232ce40a77552281d282bb60c0b56fd2464c335543936
+               521c24403085d59a449a5037514a879d",
+    );
+    let none = Attributes::new();
+    assert_eq!(
+        &derive(&ecdh(&b_pub), &private448(&a_k), &none).unwrap()[..],
+        &k[..]
+    );
+    let mut der = vec![0x04, 0x38];
+    der.extend(&a_pub);
+    assert_eq!(
+        &derive(&ecdh(&der), &private448(&b_k), &none).unwrap()[..],
+        &k[..]
+    );
+    // Generated pairs agree with each other.
+    let g = Mechanism::new(CKM_EC_MONTGOMERY_KEY_PAIR_GEN);
+    let pair = |params: &[u8]| {
+        let mut t = Attributes::new();
+        t.set(CKA_EC_PARAMS, params.to_vec());
+        let (pa, sa) = generate_key_pair(&g, &t, &Attributes::new()).unwrap();
+        assert_eq!(pa.get(CKA_EC_POINT).unwrap().len(), 58);
+        (pa, Key::from_attributes(&sa).unwrap())
+    };
+    let (p1, k1) = pair(super::X448_OID);
+    let (p2, k2) = pair(super::X448_NAME);
+    assert_eq!(
+        derive(&ecdh(p2.get(CKA_EC_POINT).unwrap()), &k1, &none).unwrap(),
+        derive(&ecdh(p1.get(CKA_EC_POINT).unwrap()), &k2, &none).unwrap()
+    );
+    // The zero point has small order; a 32-byte point is no X448 point.
+    assert!(derive(&ecdh(&[0u8; 56]), &k1, &none).is_err());
+    assert!(derive(&ecdh(&[9u8; 32]), &k1, &none).is_err());
+    let mut a = Attributes::new();
+    a.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    a.set_ulong(CKA_KEY_TYPE, CKK_EC_MONTGOMERY);
+    a.set(CKA_EC_PARAMS, super::X448_OID.to_vec());
+    a.set(CKA_VALUE, vec![1; 32]);
+    assert!(Key::from_attributes(&a).is_err());
+}
