@@ -1573,13 +1573,15 @@ fn ed25519_with_pkcs11_tool_and_openssl() {
         rv(s.verify(&m, public, MSG, &ph_sig)),
         RvError::SignatureInvalid
     );
-    // Ed25519ctx is not offered.
+    // Ed25519ctx: signs and verifies; the pure signature does not pass as it.
     let ctx_scheme = Mechanism::Eddsa(cryptoki::mechanism::eddsa::EddsaParams::new(
         cryptoki::mechanism::eddsa::EddsaSignatureScheme::Ed25519ctx(b"ctx"),
     ));
+    let ctx_sig = s.sign(&ctx_scheme, private, MSG).unwrap();
+    s.verify(&ctx_scheme, public, MSG, &ctx_sig).unwrap();
     assert_eq!(
-        rv(s.sign(&ctx_scheme, private, MSG)),
-        RvError::MechanismParamInvalid
+        rv(s.verify(&m, public, MSG, &ctx_sig)),
+        RvError::SignatureInvalid
     );
 }
 

@@ -7,8 +7,8 @@
 //! STRING (a bare 32-byte key is accepted on import); `CKA_VALUE` of the private key
 //! is the 32-byte secret seed. Pure Ed25519 and Ed25519ph (`CK_EDDSA_PARAMS` with
 //! `phFlag`, with or without a context; the message is hashed with SHA-512 as it
-//! arrives). Ed25519ctx (a context without pre-hash) is refused: ed25519-dalek
-//! does not offer it.
+//! arrives), and Ed25519ctx (a context without pre-hash), which ed25519-dalek does
+//! not offer, in [`super::ed25519ctx`].
 
 use cryptoki_sys::*;
 use ed25519_dalek::{Digest, Sha512, Signer, SigningKey, VerifyingKey};
@@ -130,8 +130,8 @@ fn generate_pair(
 }
 
 /// What a `CKM_EDDSA` parameter asks for: pure Ed25519 (no parameter, or
-/// `CK_EDDSA_PARAMS` without pre-hash or context) or Ed25519ph with a context of at
-/// most 255 bytes.
+/// `CK_EDDSA_PARAMS` without pre-hash or context), Ed25519ctx (a context without
+/// pre-hash) or Ed25519ph; a context is at most 255 bytes.
 fn variant(mech: &Mechanism) -> Result<Input> {
     match &mech.param {
         MechParam::None => Ok(Input::Pure(Zeroizing::new(Vec::new()))),
@@ -143,12 +143,12 @@ fn variant(mech: &Mechanism) -> Result<Input> {
             prehash: true,
             context,
         } if context.len() <= 255 => Ok(Input::Prehash(Box::new(Sha512::new()), context.clone())),
-        MechParam::Eddsa { prehash: true, .. } => {
-            Err(param_err("an Ed25519ph context is at most 255 bytes"))
-        }
-        _ => Err(param_err(
-            "Ed25519ctx (a context without pre-hash) is not supported; use Ed25519 or Ed25519ph",
-        )),
+        MechParam::Eddsa {
+            prehash: false,
+            context,
+        } if context.len() <= 255 => Ok(Input::Ctx(Zeroizing::new(Vec::new()), context.clone())),
+        MechParam::Eddsa { .. } => Err(param_err("an Ed25519 context is at most 255 bytes")),
+        _ => Err(param_err("CKM_EDDSA takes CK_EDDSA_PARAMS or no parameter")),
     }
 }
 
@@ -157,12 +157,14 @@ fn variant(mech: &Mechanism) -> Result<Input> {
 enum Input {
     Pure(Zeroizing<Vec<u8>>),
     Prehash(Box<Sha512>, Vec<u8>),
+    /// Ed25519ctx: the message (whole, it is hashed twice) and the context.
+    Ctx(Zeroizing<Vec<u8>>, Vec<u8>),
 }
 
 impl Input {
     fn update(&mut self, data: &[u8]) {
         match self {
-            Input::Pure(v) => v.extend_from_slice(data),
+            Input::Pure(v) | Input::Ctx(v, _) => v.extend_from_slice(data),
             Input::Prehash(h, _) => h.update(data),
         }
     }
@@ -207,6 +209,9 @@ impl SignOp for EdOp {
         let sk = self.key.ed_private()?;
         let sig = match &self.input {
             Input::Pure(m) => sk.sign(m),
+            Input::Ctx(m, ctx) => {
+                return Ok(super::ed25519ctx::sign(sk, ctx, m).to_vec());
+            }
             Input::Prehash(h, ctx) => sk
                 .sign_prehashed((**h).clone(), Some(ctx))
                 .map_err(|_| param_err("bad Ed25519ph context"))?,
@@ -226,15 +231,22 @@ impl VerifyOp for EdOp {
     }
 
     fn finish(&mut self, signature: &[u8]) -> Result<()> {
-        let sig: &[u8; 64] = signature.try_into().map_err(|_| Error::SignatureLenRange)?;
-        let sig = ed25519_dalek::Signature::from_bytes(sig);
+        let raw: &[u8; 64] = signature.try_into().map_err(|_| Error::SignatureLenRange)?;
+        let sig = ed25519_dalek::Signature::from_bytes(raw);
         let pk = self.key.ed_public()?;
         // Strict verification: no small-order keys, canonical encodings only.
-        match &self.input {
-            Input::Pure(m) => pk.verify_strict(m, &sig),
-            Input::Prehash(h, ctx) => pk.verify_prehashed_strict((**h).clone(), Some(ctx), &sig),
+        let ok = match &self.input {
+            Input::Pure(m) => pk.verify_strict(m, &sig).is_ok(),
+            Input::Prehash(h, ctx) => pk
+                .verify_prehashed_strict((**h).clone(), Some(ctx), &sig)
+                .is_ok(),
+            Input::Ctx(m, ctx) => super::ed25519ctx::verify(pk, ctx, m, raw),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::SignatureInvalid)
         }
-        .map_err(|_| Error::SignatureInvalid)
     }
 }
 

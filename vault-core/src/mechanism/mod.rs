@@ -129,6 +129,7 @@ mod des3;
 mod digest;
 mod ecdh;
 mod ecdsa;
+mod ed25519ctx;
 pub mod ed448;
 pub mod eddsa;
 pub mod encoding;

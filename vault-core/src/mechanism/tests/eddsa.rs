@@ -149,17 +149,12 @@ fn ed25519ph_rfc8032_known_answer() {
 #[test]
 fn ed25519_refuses_variants_and_bad_keys() {
     let sk = private(&[7; 32]);
-    // Ed25519ctx (no ed25519-dalek support) and an over-long Ed25519ph context.
-    for p in [
-        MechParam::Eddsa {
-            prehash: true,
+    // Over-long Ed25519ph and Ed25519ctx contexts.
+    for prehash in [true, false] {
+        let p = MechParam::Eddsa {
+            prehash,
             context: vec![0; 256],
-        },
-        MechParam::Eddsa {
-            prehash: false,
-            context: b"ctx".to_vec(),
-        },
-    ] {
+        };
         assert!(matches!(
             sign_init(&mech(CKM_EDDSA, p), &sk),
             Err(Error::MechanismParamInvalid(_))
@@ -350,4 +345,58 @@ fn openssl_verifies_ed448() {
         .output()
         .unwrap();
     assert!(!o.status.success());
+}
+
+/// RFC 8032 §7.2: Ed25519ctx (context "foo"); the context and the scheme both
+/// count, a signature with a non-canonical `s` or a flipped bit is refused, and
+/// multi-part input gives the same signature.
+#[test]
+fn ed25519ctx_rfc8032_known_answer() {
+    let ctx = |c: &[u8]| {
+        mech(
+            CKM_EDDSA,
+            MechParam::Eddsa {
+                prehash: false,
+                context: c.to_vec(),
+            },
+        )
+    };
+    let sk = private(&h(
+        "0305334e381af78f141cb666f6199f57bc3495335a256a95bd2a55bf546663f6",
+    ));
+    let pk = public(&h(
+        "dfc9425e4f968f7f0c29f0259cf5f9aed6851c2bb4ad8bfb860cfee0ab248292",
+    ))
+    .unwrap();
+    let msg = h("f726936d19c800494e3fdaff20b276a8");
+    let want = h(
+        "55a4cc2f70a54e04288c5f4cd1e45a7bb520b36292911876cada7323198dd87a
+                  8b36950b95130022907a7fb7c4e9b2d5f6cca685a587b4b21f4b888e4e7edb0d",
+    );
+    let foo = ctx(b"foo");
+    assert_eq!(sign(&foo, &sk, &msg).unwrap(), want);
+    verify(&foo, &pk, &msg, &want).unwrap();
+    let mut op = sign_init(&foo, &sk).unwrap();
+    op.update(&msg[..5]).unwrap();
+    op.update(&msg[5..]).unwrap();
+    assert_eq!(op.finish().unwrap(), want);
+    for other in [ctx(b"bar"), Mechanism::new(CKM_EDDSA)] {
+        assert!(matches!(
+            verify(&other, &pk, &msg, &want),
+            Err(Error::SignatureInvalid)
+        ));
+    }
+    let mut bad = want.clone();
+    bad[10] ^= 1;
+    assert!(verify(&foo, &pk, &msg, &bad).is_err());
+    // s + L (the group order) is the same scalar, but not canonical: refused.
+    let mut s_plus_l = want.clone();
+    let l = h("edd3f55c1a631258d69cf7a2def9de1400000000000000000000000000000010");
+    let mut carry = 0u16;
+    for i in 0..32 {
+        let v = s_plus_l[32 + i] as u16 + l[i] as u16 + carry;
+        s_plus_l[32 + i] = v as u8;
+        carry = v >> 8;
+    }
+    assert!(verify(&foo, &pk, &msg, &s_plus_l).is_err());
 }
