@@ -21,7 +21,10 @@ fn dom2(context: &[u8]) -> Vec<u8> {
 
 /// Signs `message` under `context` (1 to 255 bytes, checked by the caller).
 pub(super) fn sign(sk: &SigningKey, context: &[u8], message: &[u8]) -> [u8; 64] {
-    let h: [u8; 64] = Sha512::digest(sk.as_bytes()).into();
+    // The expanded key (zeroized on drop by the crate) from SHA-512(seed), which is
+    // wiped here too.
+    let h: zeroize::Zeroizing<[u8; 64]> =
+        zeroize::Zeroizing::new(Sha512::digest(sk.as_bytes()).into());
     let esk = ExpandedSecretKey::from_bytes(&h);
     let dom = dom2(context);
     let r = Scalar::from_hash(
