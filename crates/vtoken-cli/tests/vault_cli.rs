@@ -452,7 +452,7 @@ fn encrypted_and_dynamic_output() {
             otp_core::dynamic_password(SECRET, None, Some(k), 8).unwrap()
         );
     }
-    // The caller no longer names the counter.
+    // The event counter is the token's (V9): a caller's `--counter` is refused.
     let o = env.run(&["vault", "get", "site", "--dynamic", "--counter", "5"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--counter"));

@@ -574,9 +574,10 @@ pub(crate) fn vault_usable_in(st: &mut Store) -> bool {
 mod tests {
     use super::*;
 
-    /// A header written before `ever_enabled` still decodes: an activated vault
-    /// counts as once enabled (activation used to enable), so a switched-off one
-    /// reads as "disabled", and an optional one not yet activated as "absent".
+    /// A header without `ever_enabled` (written by a version whose activation also
+    /// enabled) still decodes: an activated vault counts as once enabled, so a
+    /// switched-off one reads as "disabled", and an optional one not yet activated
+    /// as "absent".
     #[test]
     fn state_from_before_ever_enabled_decodes() {
         #[derive(Serialize)]
