@@ -17,15 +17,6 @@ use pkcs11_common::*;
 const IETF_44_PUB: &str =
     include_str!("../../vault-core/src/mechanism/tests/vectors/ml-dsa-44.pub");
 
-fn spki_key(pem: &str, len: usize) -> Vec<u8> {
-    use base64::Engine;
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    der[der.len() - len..].to_vec()
-}
-
 #[test]
 fn ml_dsa_keys_sign_and_verify_through_the_module() {
     let ctx = Ctx::new();

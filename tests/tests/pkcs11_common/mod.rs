@@ -414,3 +414,14 @@ pub fn raw_attr(ty: CK_ATTRIBUTE_TYPE, buf: Option<&mut [u8]>) -> CK_ATTRIBUTE {
         },
     }
 }
+
+/// The raw public key at the end of an SPKI PEM (the BIT STRING's last `len`
+/// bytes): how the IETF example keys of ML-DSA and ML-KEM are published.
+pub fn spki_key(pem: &str, len: usize) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    der[der.len() - len..].to_vec()
+}

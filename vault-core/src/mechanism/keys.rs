@@ -226,6 +226,51 @@ impl Key {
     }
 }
 
+/// The `CKA_PARAMETER_SET` of a post-quantum key pair (ML-DSA, ML-KEM): required in
+/// the public template, and the private template may only repeat it.
+pub(super) fn pair_parameter_set(
+    key_type: CK_KEY_TYPE,
+    pub_t: &Attributes,
+    priv_t: &Attributes,
+) -> Result<CK_ULONG> {
+    check_template_type(pub_t, CKO_PUBLIC_KEY, &[key_type])?;
+    check_template_type(priv_t, CKO_PRIVATE_KEY, &[key_type])?;
+    let set = pub_t
+        .get_ulong(CKA_PARAMETER_SET)?
+        .ok_or_else(|| Error::TemplateIncomplete("CKA_PARAMETER_SET is required".into()))?;
+    if let Some(v) = priv_t.get_ulong(CKA_PARAMETER_SET)? {
+        if v != set {
+            return Err(Error::TemplateInconsistent(
+                "the two templates name different parameter sets".into(),
+            ));
+        }
+    }
+    Ok(set)
+}
+
+/// The attributes of a new post-quantum pair: the public key's encoding, and the
+/// private key's seed with its expanded form (PKCS#11 3.2 keeps both).
+pub(super) fn pair_parameter_set_attributes(
+    key_type: CK_KEY_TYPE,
+    set: CK_ULONG,
+    public_value: Vec<u8>,
+    seed: &[u8],
+    expanded: &[u8],
+) -> (Attributes, Attributes) {
+    let mut public = Attributes::new();
+    public.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
+    public.set_ulong(CKA_KEY_TYPE, key_type);
+    public.set_ulong(CKA_PARAMETER_SET, set);
+    public.set(CKA_VALUE, public_value);
+    let mut private = Attributes::new();
+    private.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
+    private.set_ulong(CKA_KEY_TYPE, key_type);
+    private.set_ulong(CKA_PARAMETER_SET, set);
+    private.set(CKA_SEED, seed.to_vec());
+    private.set(CKA_VALUE, expanded.to_vec());
+    (public, private)
+}
+
 pub(super) fn check_template_type(
     t: &Attributes,
     class: CK_OBJECT_CLASS,

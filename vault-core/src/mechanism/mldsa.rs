@@ -18,7 +18,7 @@ use cryptoki_sys::*;
 use ml_dsa::{Keypair, MlDsa44, MlDsa65, MlDsa87, MlDsaParams};
 use zeroize::Zeroizing;
 
-use super::keys::check_template_type;
+use super::keys::{pair_parameter_set, pair_parameter_set_attributes};
 use super::table::{MechEntry, Ops, SV};
 use super::{param_err, HashAlg, Key, MechParam, Mechanism, SignOp, VerifyOp, MAX_BUFFER};
 use crate::attr::Attributes;
@@ -234,35 +234,17 @@ fn generate_pair(
     pub_t: &Attributes,
     priv_t: &Attributes,
 ) -> Result<(Attributes, Attributes)> {
-    check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_ML_DSA])?;
-    check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_ML_DSA])?;
-    let set = ParamSet::from_ckp(
-        pub_t
-            .get_ulong(CKA_PARAMETER_SET)?
-            .ok_or_else(|| Error::TemplateIncomplete("CKA_PARAMETER_SET is required".into()))?,
-    )?;
-    if let Some(v) = priv_t.get_ulong(CKA_PARAMETER_SET)? {
-        if v != set.ckp() {
-            return Err(Error::TemplateInconsistent(
-                "the two templates name different ML-DSA parameter sets".into(),
-            ));
-        }
-    }
+    let set = ParamSet::from_ckp(pair_parameter_set(CKK_ML_DSA, pub_t, priv_t)?)?;
     let mut seed = Zeroizing::new([0u8; 32]);
     super::random(&mut seed[..])?;
     let (pk, enc, _) = expand(set, &seed);
-    let mut public = Attributes::new();
-    public.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
-    public.set_ulong(CKA_KEY_TYPE, CKK_ML_DSA);
-    public.set_ulong(CKA_PARAMETER_SET, set.ckp());
-    public.set(CKA_VALUE, pk);
-    let mut private = Attributes::new();
-    private.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
-    private.set_ulong(CKA_KEY_TYPE, CKK_ML_DSA);
-    private.set_ulong(CKA_PARAMETER_SET, set.ckp());
-    private.set(CKA_SEED, seed.to_vec());
-    private.set(CKA_VALUE, enc.to_vec());
-    Ok((public, private))
+    Ok(pair_parameter_set_attributes(
+        CKK_ML_DSA,
+        set.ckp(),
+        pk,
+        &seed[..],
+        &enc,
+    ))
 }
 
 /// The pre-hash functions of HashML-DSA (FIPS 204 §5.4): each with the last arc

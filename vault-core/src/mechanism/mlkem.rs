@@ -19,7 +19,7 @@ use ml_kem::ExpandedKeyEncoding;
 use ml_kem::{Decapsulate, KeyExport, MlKem1024, MlKem512, MlKem768};
 use zeroize::Zeroizing;
 
-use super::keys::check_template_type;
+use super::keys::{pair_parameter_set, pair_parameter_set_attributes};
 use super::table::{MechEntry, Ops};
 use super::{param_err, Key, MechParam, Mechanism};
 use crate::attr::Attributes;
@@ -223,35 +223,17 @@ fn generate_pair(
     pub_t: &Attributes,
     priv_t: &Attributes,
 ) -> Result<(Attributes, Attributes)> {
-    check_template_type(pub_t, CKO_PUBLIC_KEY, &[CKK_ML_KEM])?;
-    check_template_type(priv_t, CKO_PRIVATE_KEY, &[CKK_ML_KEM])?;
-    let set = ParamSet::from_ckp(
-        pub_t
-            .get_ulong(CKA_PARAMETER_SET)?
-            .ok_or_else(|| Error::TemplateIncomplete("CKA_PARAMETER_SET is required".into()))?,
-    )?;
-    if let Some(v) = priv_t.get_ulong(CKA_PARAMETER_SET)? {
-        if v != set.ckp() {
-            return Err(Error::TemplateInconsistent(
-                "the two templates name different ML-KEM parameter sets".into(),
-            ));
-        }
-    }
+    let set = ParamSet::from_ckp(pair_parameter_set(CKK_ML_KEM, pub_t, priv_t)?)?;
     let mut seed = Zeroizing::new([0u8; 64]);
     super::random(&mut seed[..])?;
     let (ek, enc, _) = expand(set, &seed);
-    let mut public = Attributes::new();
-    public.set_ulong(CKA_CLASS, CKO_PUBLIC_KEY);
-    public.set_ulong(CKA_KEY_TYPE, CKK_ML_KEM);
-    public.set_ulong(CKA_PARAMETER_SET, set.ckp());
-    public.set(CKA_VALUE, ek);
-    let mut private = Attributes::new();
-    private.set_ulong(CKA_CLASS, CKO_PRIVATE_KEY);
-    private.set_ulong(CKA_KEY_TYPE, CKK_ML_KEM);
-    private.set_ulong(CKA_PARAMETER_SET, set.ckp());
-    private.set(CKA_SEED, seed.to_vec());
-    private.set(CKA_VALUE, enc.to_vec());
-    Ok((public, private))
+    Ok(pair_parameter_set_attributes(
+        CKK_ML_KEM,
+        set.ckp(),
+        ek,
+        &seed[..],
+        &enc,
+    ))
 }
 
 fn no_param(mech: &Mechanism) -> Result<()> {

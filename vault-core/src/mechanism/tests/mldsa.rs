@@ -11,16 +11,6 @@ const SETS: [(CK_ULONG, &str, usize); 3] = [
     (CKP_ML_DSA_87, include_str!("vectors/ml-dsa-87.pub"), 2592),
 ];
 
-/// The raw public key in an SPKI PEM (the BIT STRING's last `len` bytes).
-fn spki_key(pem: &str, len: usize) -> Vec<u8> {
-    use base64::Engine;
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    der[der.len() - len..].to_vec()
-}
-
 fn pair(set: CK_ULONG) -> (Key, Key, Attributes, Attributes) {
     let mut pt = Attributes::new();
     pt.set_ulong(CKA_PARAMETER_SET, set);

@@ -27,15 +27,6 @@ const SETS: [(CK_ULONG, &str, usize, usize); 3] = [
     ),
 ];
 
-fn spki_key(pem: &str, len: usize) -> Vec<u8> {
-    use base64::Engine;
-    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    der[der.len() - len..].to_vec()
-}
-
 #[test]
 fn ietf_seed_gives_the_ietf_key_and_both_sides_agree() {
     let seed: [u8; 64] = std::array::from_fn(|i| i as u8);

@@ -201,3 +201,14 @@ pub(super) fn assert_ok(out: std::process::Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The raw public key at the end of an SPKI PEM (the BIT STRING's last `len`
+/// bytes): how the IETF example keys of ML-DSA and ML-KEM are published.
+pub(super) fn spki_key(pem: &str, len: usize) -> Vec<u8> {
+    use base64::Engine;
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    der[der.len() - len..].to_vec()
+}
