@@ -25,7 +25,7 @@ pub unsafe extern "C" fn C_GenerateKey(
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        let id = e.token.generate_key(h, &m, &t)?;
+        let id = e.token.generate_key(&e.core, &m, &t)?;
         // SAFETY: `key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *key = id as CK_OBJECT_HANDLE };
@@ -58,7 +58,7 @@ pub unsafe extern "C" fn C_GenerateKeyPair(
         let st = unsafe { template(priv_tmpl, priv_count) }?;
         non_null(pub_key)?;
         non_null(priv_key)?;
-        let (p, s) = e.token.generate_key_pair(h, &m, &pt, &st)?;
+        let (p, s) = e.token.generate_key_pair(&e.core, &m, &pt, &st)?;
         // SAFETY: `pub_key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *pub_key = p as CK_OBJECT_HANDLE };
@@ -88,7 +88,7 @@ pub unsafe extern "C" fn C_WrapKey(
         // mechanism whose parameter points to `ulParameterLen` bytes (PKCS#11).
         let m = unsafe { mechanism(mech) }?;
         let room = out.room()?;
-        let output = e.token.wrap_key(h, &m, wrapping, key, room)?;
+        let output = e.token.wrap_key(&e.core, &m, wrapping, key, room)?;
         out.deliver(output)
     })
 }
@@ -117,7 +117,7 @@ pub unsafe extern "C" fn C_UnwrapKey(
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        let id = e.token.unwrap_key(h, &m, unwrapping, w, &t)?;
+        let id = e.token.unwrap_key(&e.core, &m, unwrapping, w, &t)?;
         // SAFETY: `key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *key = id as CK_OBJECT_HANDLE };
@@ -149,13 +149,13 @@ pub unsafe extern "C" fn C_EncapsulateKey(
         // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
-        let need = e.token.encapsulated_len(h, &m, public)?;
+        let need = e.token.encapsulated_len(&e.core, &m, public)?;
         match out.room()? {
             OutLen::Buffer(n) if n >= need => {}
             _ => return out.deliver(Output::Needed(need)),
         }
         non_null(key)?;
-        let (c, id) = e.token.encapsulate_key(h, &m, public, &t)?;
+        let (c, id) = e.token.encapsulate_key(&e.core, &m, public, &t)?;
         out.deliver(Output::Bytes(c))?;
         // SAFETY: `key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
@@ -188,7 +188,7 @@ pub unsafe extern "C" fn C_DecapsulateKey(
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
         non_null(key)?;
-        let id = e.token.decapsulate_key(h, &m, private, &t, c)?;
+        let id = e.token.decapsulate_key(&e.core, &m, private, &t, c)?;
         // SAFETY: `key` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *key = id as CK_OBJECT_HANDLE };
@@ -217,7 +217,7 @@ pub unsafe extern "C" fn C_DeriveKey(
         non_null(key)?;
         // SAFETY: `mech` was decoded above, so its parameter is readable.
         let slots = unsafe { crate::kbkdf::key_slots(mech) }?;
-        let ids = match e.token.derive_keys(h, &m, base, &t) {
+        let ids = match e.token.derive_keys(&e.core, &m, base, &t) {
             Ok(ids) => ids,
             Err(err) => {
                 for s in &slots {

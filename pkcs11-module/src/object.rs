@@ -24,7 +24,7 @@ pub unsafe extern "C" fn C_CreateObject(
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
         non_null(object)?;
-        let id = e.token.create_object(h, &t)?;
+        let id = e.token.create_object(&e.core, &t)?;
         // SAFETY: `object` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *object = id as CK_OBJECT_HANDLE };
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn C_CopyObject(
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
         non_null(object)?;
-        let id = e.token.copy_object(h, source, &t)?;
+        let id = e.token.copy_object(&e.core, source, &t)?;
         // SAFETY: `object` is not NULL (checked above) and points to a writable
         // `CK_OBJECT_HANDLE` (PKCS#11).
         unsafe { *object = id as CK_OBJECT_HANDLE };
@@ -60,7 +60,7 @@ pub unsafe extern "C" fn C_CopyObject(
 pub unsafe extern "C" fn C_DestroyObject(h: CK_SESSION_HANDLE, object: CK_OBJECT_HANDLE) -> CK_RV {
     call("C_DestroyObject", || {
         let e = state::session(h)?;
-        e.token.destroy_object(h, object)?;
+        e.token.destroy_object(&e.core, object)?;
         Ok(())
     })
 }
@@ -75,7 +75,7 @@ pub unsafe extern "C" fn C_GetObjectSize(
     call("C_GetObjectSize", || {
         let e = state::session(h)?;
         non_null(size)?;
-        let n = e.token.object_size(h, object)?;
+        let n = e.token.object_size(&e.core, object)?;
         // SAFETY: `size` is not NULL (checked above) and points to a writable
         // `CK_ULONG` (PKCS#11).
         unsafe { *size = n as CK_ULONG };
@@ -131,7 +131,7 @@ pub unsafe extern "C" fn C_GetAttributeValue(
         // caller leaves to us for the call (PKCS#11); the values are written below.
         let attrs = unsafe { attr_slice(tmpl, count) }?;
         let types: Vec<CK_ATTRIBUTE_TYPE> = attrs.iter().map(|a| a.type_).collect();
-        let results = e.token.get_attributes(h, object, &types)?;
+        let results = e.token.get_attributes(&e.core, object, &types)?;
         if results.len() != attrs.len() {
             return Err(Rv(CKR_GENERAL_ERROR));
         }
@@ -162,7 +162,7 @@ pub unsafe extern "C" fn C_SetAttributeValue(
         // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
-        e.token.set_attributes(h, object, &t)?;
+        e.token.set_attributes(&e.core, object, &t)?;
         Ok(())
     })
 }
@@ -179,7 +179,7 @@ pub unsafe extern "C" fn C_FindObjectsInit(
         // SAFETY: `tmpl` is NULL with `count` 0 or holds `count` attributes, each
         // value pointing to `ulValueLen` bytes (PKCS#11); `template` copies them.
         let t = unsafe { template(tmpl, count) }?;
-        e.token.find_init(h, &t)?;
+        e.token.find_init(&e.core, &t)?;
         Ok(())
     })
 }
@@ -198,7 +198,7 @@ pub unsafe extern "C" fn C_FindObjects(
         if objects.is_null() && max > 0 {
             return Err(BAD);
         }
-        let ids = e.token.find_next(h, max as usize)?;
+        let ids = e.token.find_next(&e.core, max as usize)?;
         // `find_next` returns at most `max` handles; the bound is enforced here too,
         // so the writes below stay inside the caller's array whatever the core does.
         let ids = &ids[..ids.len().min(max as usize)];
@@ -219,7 +219,7 @@ pub unsafe extern "C" fn C_FindObjects(
 pub unsafe extern "C" fn C_FindObjectsFinal(h: CK_SESSION_HANDLE) -> CK_RV {
     call("C_FindObjectsFinal", || {
         let e = state::session(h)?;
-        e.token.find_final(h)?;
+        e.token.find_final(&e.core)?;
         Ok(())
     })
 }

@@ -29,7 +29,8 @@ pub unsafe extern "C" fn C_OpenSession(
             return Err(Rv(CKR_SESSION_PARALLEL_NOT_SUPPORTED));
         }
         let token = st.slot_token(slot)?;
-        let (h, core) = token.open_session_ref(flags & CKF_RW_SESSION != 0)?;
+        let core = token.open_session(flags & CKF_RW_SESSION != 0)?;
+        let h = core.id();
         st.add_session(h as CK_SESSION_HANDLE, SessionEntry::new(slot, token, core));
         // SAFETY: `session` is not NULL (checked above) and points to a writable
         // `CK_SESSION_HANDLE` (PKCS#11).
@@ -44,7 +45,7 @@ pub unsafe extern "C" fn C_CloseSession(h: CK_SESSION_HANDLE) -> CK_RV {
     call("C_CloseSession", || {
         let st = state::state()?;
         let e = st.remove_session(h).ok_or(Rv(CKR_SESSION_HANDLE_INVALID))?;
-        e.token.close_session(h)?;
+        e.token.close_session(&e.core)?;
         Ok(())
     })
 }
@@ -76,7 +77,7 @@ pub unsafe extern "C" fn C_GetSessionInfo(
         let st = state::state()?;
         let e = st.session(h)?;
         non_null(info)?;
-        let si = e.token.session_info(h)?;
+        let si = e.token.session_info(&e.core)?;
         let mut flags = CKF_SERIAL_SESSION;
         if si.rw {
             flags |= CKF_RW_SESSION;
@@ -116,11 +117,11 @@ pub unsafe extern "C" fn C_GetSessionValidationFlags(
     })
 }
 
-fn login(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
-    e.token.session_info(h)?;
+fn login(e: &SessionEntry, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
+    e.token.session_info(&e.core)?;
     if user == CKU_CONTEXT_SPECIFIC {
         // Also lets an operation waiting for it (CKA_ALWAYS_AUTHENTICATE key) run.
-        e.token.context_login(h, pin)?;
+        e.token.context_login(&e.core, pin)?;
     } else {
         e.token.login(UserType::from_ck(user)?, pin)?;
     }
@@ -140,7 +141,7 @@ pub unsafe extern "C" fn C_Login(
         // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
         // refuses NULL.
         let pin = unsafe { pin(pin_ptr, pin_len) }?;
-        login(&e, h, user, pin)
+        login(&e, user, pin)
     })
 }
 
@@ -162,7 +163,7 @@ pub unsafe extern "C" fn C_LoginUser(
         // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
         // refuses NULL.
         let pin = unsafe { pin(pin_ptr, pin_len) }?;
-        login(&e, h, user, pin)
+        login(&e, user, pin)
     })
 }
 
@@ -177,8 +178,8 @@ pub unsafe extern "C" fn C_Logout(h: CK_SESSION_HANDLE) -> CK_RV {
 }
 
 /// Fails with `CKR_SESSION_READ_ONLY` for a read-only session.
-fn require_rw(e: &SessionEntry, h: CK_SESSION_HANDLE) -> Result<(), Rv> {
-    if e.token.session_info(h)?.rw {
+fn require_rw(e: &SessionEntry) -> Result<(), Rv> {
+    if e.token.session_info(&e.core)?.rw {
         Ok(())
     } else {
         Err(Rv(CKR_SESSION_READ_ONLY))
@@ -194,7 +195,7 @@ pub unsafe extern "C" fn C_InitPIN(
 ) -> CK_RV {
     call("C_InitPIN", || {
         let e = state::session(h)?;
-        require_rw(&e, h)?;
+        require_rw(&e)?;
         // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
         // refuses NULL.
         let pin = unsafe { pin(pin_ptr, pin_len) }?;
@@ -214,7 +215,7 @@ pub unsafe extern "C" fn C_SetPIN(
 ) -> CK_RV {
     call("C_SetPIN", || {
         let e = state::session(h)?;
-        require_rw(&e, h)?;
+        require_rw(&e)?;
         // SAFETY: `old` and `new` point to `old_len` and `new_len` readable bytes
         // (PKCS#11); `pin` refuses NULL.
         let (old, new) = unsafe { (pin(old, old_len)?, pin(new, new_len)?) };
@@ -228,7 +229,7 @@ pub unsafe extern "C" fn C_SetPIN(
 pub unsafe extern "C" fn C_SessionCancel(h: CK_SESSION_HANDLE, _flags: CK_FLAGS) -> CK_RV {
     call("C_SessionCancel", || {
         let e = state::session(h)?;
-        e.token.cancel(h)?;
+        e.token.cancel(&e.core)?;
         Ok(())
     })
 }

@@ -22,6 +22,7 @@ use arc_swap::ArcSwapOption;
 
 use cryptoki_sys::*;
 use vault_core::config::Config;
+use vault_core::session::SessionRef;
 use vault_core::slots::{slot_id_for_serial, Registry, TokenEntry};
 use vault_core::token::{new_serial, ShardedHandles, Token};
 
@@ -43,16 +44,12 @@ pub(crate) struct SessionEntry {
     /// The token (shared by all sessions on it: login state is per application).
     pub token: Arc<Token>,
     /// The token's session itself, so a call does not look it up again by handle.
-    pub core: vault_core::session::SessionRef,
+    pub core: SessionRef,
     _cold_tail: [u8; 64],
 }
 
 impl SessionEntry {
-    pub(crate) fn new(
-        slot: CK_SLOT_ID,
-        token: Arc<Token>,
-        core: vault_core::session::SessionRef,
-    ) -> Self {
+    pub(crate) fn new(slot: CK_SLOT_ID, token: Arc<Token>, core: SessionRef) -> Self {
         SessionEntry {
             slot,
             token,

@@ -528,7 +528,7 @@ fn sealed_injection_and_its_attacks() {
         let reg =
             vault_core::slots::Registry::new(vault_core::config::Config::from_file(&conf).unwrap());
         let t = reg.open(&reg.find("evil").unwrap()).unwrap();
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         t.login(UserType::User, USER_PIN.as_bytes()).unwrap();
         let a_der = der_of(&["x509"], &a_pem);
         let fake_root = der_of(&["pkey", "-pubin"], &evil_rks.join("root.pem"));

@@ -474,7 +474,7 @@ fn tamper_token(env: &TestEnv, label: &str) -> (PathBuf, BTreeMap<u64, (String, 
     t.init_pin(USER_PIN.as_bytes()).unwrap();
     t.logout().unwrap();
     t.login(UserType::User, USER_PIN.as_bytes()).unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let mut objects = BTreeMap::new();
     for (l, private) in [
         ("pub1", false),
@@ -972,7 +972,7 @@ fn no_pin_key_or_private_value_in_the_files() {
     t.init_pin(user_pin.as_bytes()).unwrap();
     t.logout().unwrap();
     t.login(UserType::User, user_pin.as_bytes()).unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let mut key = Attributes::new();
     key.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
     key.set_ulong(CKA_KEY_TYPE, CKK_AES);
@@ -1076,9 +1076,10 @@ fn count_acks_from(start: usize, tag: &str, lines: &[String]) -> usize {
 /// A long-lived handle (a PKCS#11 module in a browser) while the same process lists
 /// the token directory (opening every token file again) and another process writes
 /// and exits: the handle must keep seeing the other process's commits, and neither
-/// side's acknowledged write may be lost. (Regression: `Store::open` probed
-/// writability with `std::fs::OpenOptions`, whose close dropped the long-lived
-/// connection's POSIX locks; the exiting writer then deleted the WAL under it.)
+/// side's acknowledged write may be lost. (POSIX locks are per process and file: any
+/// other descriptor of the file closed in this process — e.g. a writability probe
+/// through `std::fs` — drops the long-lived connection's locks, and an exiting writer
+/// then deletes the WAL under it. So `Store::open` never opens the file outside SQLite.)
 #[test]
 fn listing_in_a_process_keeps_its_open_handle_safe() {
     let env = TestEnv::new("");
@@ -1087,7 +1088,7 @@ fn listing_in_a_process_keeps_its_open_handle_safe() {
     let entry = reg.find(&serial).unwrap();
     let long = reg.open(&entry).unwrap();
     long.login(UserType::User, USER_PIN.as_bytes()).unwrap();
-    let sid = long.open_session(true).unwrap();
+    let sid = &long.open_session(true).unwrap();
     long.create_object(sid, &data_template("P-0", true))
         .unwrap();
     for round in 0..3 {

@@ -209,7 +209,7 @@ fn token_pins_and_key_values_are_wiped() {
         t.init_pin(&user_pin).unwrap();
         t.logout().unwrap();
         t.login(UserType::User, &user_pin).unwrap();
-        let s = t.open_session(true).unwrap();
+        let s = &t.open_session(true).unwrap();
         let mut tpl = Attributes::new();
         tpl.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
         tpl.set_ulong(CKA_KEY_TYPE, CKK_AES);

@@ -13,7 +13,7 @@ use p256::ecdsa::signature::Signer;
 use vault_core::config::Config;
 use vault_core::mechanism::{MechParam, Mechanism};
 use vault_core::pkcs11::*;
-use vault_core::session::{OutLen, Output};
+use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::slots::Registry;
 use vault_core::token::{Token, UserType};
 use vault_core::Attributes;
@@ -63,8 +63,8 @@ fn main() {
     t.init_pin(PIN).unwrap();
     t.logout().unwrap();
     t.login(UserType::User, PIN).unwrap();
-    let sessions: Vec<u64> = (0..2).map(|_| t.open_session(true).unwrap()).collect();
-    let s0 = sessions[0];
+    let sessions: Vec<SessionRef> = (0..2).map(|_| t.open_session(true).unwrap()).collect();
+    let s0 = &sessions[0];
 
     // P-256 key pair on the token.
     let mut pubt = Attributes::new();
@@ -100,7 +100,7 @@ fn main() {
     let msg = [0x5au8; 64];
     let ecdsa = Mechanism::new(CKM_ECDSA_SHA256);
     let sign = |th: usize| {
-        let s = sessions[th];
+        let s = &sessions[th];
         t.sign_init(s, &ecdsa, privk).unwrap();
         bytes(t.sign(s, &msg, OutLen::Buffer(64)).unwrap());
     };
@@ -109,7 +109,7 @@ fn main() {
         let _: p256::ecdsa::Signature = sk.sign(&msg);
     };
     let gcm = |th: usize| {
-        let s = sessions[th];
+        let s = &sessions[th];
         let m = Mechanism {
             ty: CKM_AES_GCM,
             param: MechParam::Gcm {
@@ -123,7 +123,7 @@ fn main() {
     };
     let hm = Mechanism::new(CKM_SHA256_HMAC);
     let mac = |th: usize| {
-        let s = sessions[th];
+        let s = &sessions[th];
         t.sign_init(s, &hm, hmac).unwrap();
         bytes(t.sign(s, &msg, OutLen::Buffer(32)).unwrap());
     };

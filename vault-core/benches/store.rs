@@ -39,7 +39,7 @@ fn token_with(n: usize) -> (tempfile::TempDir, Config, std::path::PathBuf) {
     t.init_pin(PIN).unwrap();
     t.logout().unwrap();
     t.login(UserType::User, PIN).unwrap();
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     let start = Instant::now();
     for i in 0..n {
         t.create_object(s, &data(format!("obj{i}"))).unwrap();
@@ -64,7 +64,7 @@ fn benches(c: &mut Criterion) {
         });
         let t = Token::open(&path, &cfg).unwrap();
         t.login(UserType::User, PIN).unwrap();
-        let s = t.open_session(true).unwrap();
+        let s = &t.open_session(true).unwrap();
         g.bench_with_input(BenchmarkId::new("create_one_object", n), &n, |b, _| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

@@ -8,9 +8,9 @@ use vault_core::Error;
 /// A token file whose user-PIN failure counter reads u32::MAX (a forged or
 /// 4-billion-times-failed file): token info and login must report the PIN as
 /// locked. Found by the `token_file` target (input `01 03 00 04 ff ff ff ff`: a
-/// sealed counter of u32::MAX). `Token::pin_status` computes `failures + 1`, which
-/// overflowed: a panic in builds with overflow checks (debug, fuzzing), a wrap to 0
-/// in release. Fixed with `failures.checked_add(1)`.
+/// sealed counter of u32::MAX). The next failure count (`failures + 1`) must not
+/// overflow: that would panic in builds with overflow checks (debug, fuzzing) and wrap
+/// to 0, an unlocked PIN, in release.
 #[test]
 fn saturated_pin_failure_counter_reads_as_locked() {
     let dir = tempfile::tempdir().unwrap();

@@ -21,7 +21,7 @@ use vault_core::gate::{GatePolicy, GateState, OpClass, CKA_VTOKEN_GATED, COUNTER
 use vault_core::mechanism::Mechanism;
 use vault_core::pkcs11::*;
 use vault_core::prompt::{Answer, Captcha, CaptchaReply, Prompt, Request};
-use vault_core::session::{OutLen, Output};
+use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::slots::{Registry, TokenEntry};
 use vault_core::token::{Token, UserType};
 use vault_core::{Attributes, Error};
@@ -146,7 +146,7 @@ fn setup() -> Fixture {
 }
 
 /// An EC P-256 token key pair; the private half flagged gated when `gated`.
-fn ec_pair(t: &Token, sid: u64, label: &str, gated: bool) -> (u64, u64) {
+fn ec_pair(t: &Token, sid: &SessionRef, label: &str, gated: bool) -> (u64, u64) {
     let mut pub_t = Attributes::new();
     pub_t.set(CKA_EC_PARAMS, P256.to_vec());
     pub_t.set_bool(CKA_VERIFY, true);
@@ -163,7 +163,7 @@ fn ec_pair(t: &Token, sid: u64, label: &str, gated: bool) -> (u64, u64) {
         .unwrap()
 }
 
-fn sign(t: &Token, sid: u64, key: u64, data: &[u8]) -> vault_core::Result<Vec<u8>> {
+fn sign(t: &Token, sid: &SessionRef, key: u64, data: &[u8]) -> vault_core::Result<Vec<u8>> {
     t.sign_init(sid, &Mechanism::new(CKM_ECDSA_SHA256), key)?;
     match t.sign(sid, data, OutLen::Buffer(256))? {
         Output::Bytes(b) => Ok(b),
@@ -171,7 +171,7 @@ fn sign(t: &Token, sid: u64, key: u64, data: &[u8]) -> vault_core::Result<Vec<u8
     }
 }
 
-fn verify(t: &Token, sid: u64, key: u64, data: &[u8], sig: &[u8]) {
+fn verify(t: &Token, sid: &SessionRef, key: u64, data: &[u8], sig: &[u8]) {
     t.verify_init(sid, &Mechanism::new(CKM_ECDSA_SHA256), key)
         .unwrap();
     t.verify(sid, data, sig).unwrap();
@@ -203,7 +203,7 @@ fn off_by_default_and_states() {
     t.login(UserType::User, USER).unwrap();
     assert_eq!(t.gate_state().unwrap(), GateState::PinVerified);
     assert_eq!(t.info().unwrap().gate, GateState::PinVerified);
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     // An unflagged key, no gated class: no picture at all.
     let (pk, sk) = ec_pair(t, sid, "plain", false);
     let sig = sign(t, sid, sk, b"data").unwrap();
@@ -218,7 +218,7 @@ fn gated_flag_is_fixed_at_creation() {
     let f = setup();
     let t = &f.t;
     t.login(UserType::User, USER).unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let (_, sk) = ec_pair(t, sid, "k", true);
     let (_, plain) = ec_pair(t, sid, "p", false);
     let mut on = Attributes::new();
@@ -246,7 +246,7 @@ fn low_privilege_requests_never_see_the_gate() {
         ..GatePolicy::default()
     })
     .unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let (gpk, _gated) = ec_pair(t, sid, "gated", true);
     let (pk, sk) = ec_pair(t, sid, "plain", false);
     // A digest.
@@ -271,7 +271,7 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     let f = setup();
     let t = &f.t;
     t.login(UserType::User, USER).unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let (_, sk) = ec_pair(t, sid, "transfer key", true);
     let (_, plain) = ec_pair(t, sid, "plain", false);
 
@@ -342,7 +342,7 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     // The first handle sees it too.
     assert!(!t.gate_locked().unwrap());
     t.login(UserType::User, USER).unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     sign(t, sid, plain, b"ok again").unwrap();
 }
 
@@ -352,7 +352,7 @@ fn timeout_refusal_and_agent_failure() {
     let t = &f.t;
     t.login(UserType::User, USER).unwrap();
     t.gate_configure(gate_sign()).unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let (_, sk) = ec_pair(t, sid, "k", false);
 
     // No answer in time: rejected, one chance used, no second picture.
@@ -546,12 +546,12 @@ fn lock_seen_by_an_other_open_handle() {
     // A second "process" with a session and a login, before the lock.
     let other = f.reg.open(&f.entry).unwrap();
     other.login(UserType::User, USER).unwrap();
-    let osid = other.open_session(true).unwrap();
+    let osid = &other.open_session(true).unwrap();
     let (_, plain) = ec_pair(&other, osid, "plain", false);
     sign(&other, osid, plain, b"before").unwrap();
     // Session opens check the gate; the second reuses the first's look.
     for _ in 0..2 {
-        let s = other.open_session(false).unwrap();
+        let s = &other.open_session(false).unwrap();
         other.close_session(s).unwrap();
     }
 
@@ -564,7 +564,7 @@ fn lock_seen_by_an_other_open_handle() {
     // A fresh look at the file (token info reads the header) and, within the look
     // window, a session open: the open must not trust its earlier "unlocked".
     assert_eq!(other.info().unwrap().gate, GateState::Locked);
-    let e = other.open_session(false).unwrap_err();
+    let e = &other.open_session(false).unwrap_err();
     assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
     let e = sign(&other, osid, plain, b"after").unwrap_err();
     assert_eq!(e.ckr(), CKR_DEVICE_REMOVED);
@@ -621,7 +621,7 @@ fn post_quantum_keys_are_gated_by_effect() {
         ..GatePolicy::default()
     })
     .unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let pair = |gen, set| {
         let mut pt = Attributes::new();
         pt.set_ulong(CKA_PARAMETER_SET, set);
@@ -688,7 +688,7 @@ mod hook {
         let f = setup();
         let t = &f.t;
         t.login(UserType::User, USER).unwrap();
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         let (pk, sk) = ec_pair(t, sid, "k", true);
         // Wrong first, then right: the second picture passes and the chances are back.
         f.p.push(&[Step::Wrong, Step::Right]);
@@ -718,7 +718,7 @@ mod hook {
             ..GatePolicy::default()
         })
         .unwrap();
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         let (pk, sk) = ec_pair(t, sid, "k", false);
         let c = t.gate_challenge(OpClass::Sign).unwrap();
         t.gate_answer(c.id, &hooked_answer()).unwrap();
@@ -769,7 +769,7 @@ mod hook {
         assert_eq!(failures(t), 1);
         assert!(!t.gate_has_pass(OpClass::Sign));
         // Through the agent: late, then right in time.
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         let (_, sk) = ec_pair(t, sid, "k", false);
         f.p.push(&[Step::RightAfter(Duration::from_millis(1200)), Step::Right]);
         sign(t, sid, sk, b"m").unwrap();

@@ -9,7 +9,7 @@ use vault_core::config::Config;
 use vault_core::gate::{GatePolicy, OpClass};
 use vault_core::mechanism::Mechanism;
 use vault_core::pkcs11::*;
-use vault_core::session::{OutLen, Output};
+use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::slots::{Registry, TokenEntry};
 use vault_core::store::LOOK_WINDOW;
 use vault_core::token::{Token, UserType};
@@ -24,7 +24,7 @@ struct Fixture {
     reg: Registry,
     entry: TokenEntry,
     t: Arc<Token>,
-    sid: u64,
+    sid: SessionRef,
     public: u64,
     private: u64,
 }
@@ -49,7 +49,7 @@ fn setup() -> Fixture {
     priv_t.set_bool(CKA_TOKEN, true);
     priv_t.set_bool(CKA_PRIVATE, true);
     let (public, private) = t
-        .generate_key_pair(sid, &Mechanism::new(CKM_EC_KEY_PAIR_GEN), &pub_t, &priv_t)
+        .generate_key_pair(&sid, &Mechanism::new(CKM_EC_KEY_PAIR_GEN), &pub_t, &priv_t)
         .unwrap();
     Fixture {
         _dir: dir,
@@ -62,7 +62,7 @@ fn setup() -> Fixture {
     }
 }
 
-fn sign(t: &Token, sid: u64, key: u64) -> vault_core::Result<Vec<u8>> {
+fn sign(t: &Token, sid: &SessionRef, key: u64) -> vault_core::Result<Vec<u8>> {
     t.sign_init(sid, &Mechanism::new(CKM_ECDSA_SHA256), key)?;
     match t.sign(sid, b"message", OutLen::Buffer(256))? {
         Output::Bytes(b) => Ok(b),
@@ -70,12 +70,12 @@ fn sign(t: &Token, sid: u64, key: u64) -> vault_core::Result<Vec<u8>> {
     }
 }
 
-fn verify(t: &Token, sid: u64, key: u64, sig: &[u8]) -> vault_core::Result<()> {
+fn verify(t: &Token, sid: &SessionRef, key: u64, sig: &[u8]) -> vault_core::Result<()> {
     t.verify_init(sid, &Mechanism::new(CKM_ECDSA_SHA256), key)?;
     t.verify(sid, b"message", sig)
 }
 
-fn set_bool(t: &Token, sid: u64, key: u64, attr: CK_ATTRIBUTE_TYPE, v: bool) {
+fn set_bool(t: &Token, sid: &SessionRef, key: u64, attr: CK_ATTRIBUTE_TYPE, v: bool) {
     let mut a = Attributes::new();
     a.set_bool(attr, v);
     t.set_attributes(sid, key, &a).unwrap();
@@ -84,7 +84,7 @@ fn set_bool(t: &Token, sid: u64, key: u64, attr: CK_ATTRIBUTE_TYPE, v: bool) {
 #[test]
 fn changes_in_this_process_end_the_reuse() {
     let f = setup();
-    let (t, s1) = (&f.t, f.sid);
+    let (t, s1) = (&f.t, &f.sid);
     // Two inits in a row with the same key: the second reuses the first's lookup.
     let sig = sign(t, s1, f.private).unwrap();
     sign(t, s1, f.private).unwrap();
@@ -92,7 +92,7 @@ fn changes_in_this_process_end_the_reuse() {
     verify(t, s1, f.public, &sig).unwrap();
 
     // Another session of this process takes the usage away: the next init sees it.
-    let s2 = t.open_session(true).unwrap();
+    let s2 = &t.open_session(true).unwrap();
     set_bool(t, s2, f.private, CKA_SIGN, false);
     let e = sign(t, s1, f.private).unwrap_err();
     assert!(matches!(e, Error::KeyFunctionNotPermitted), "{e:?}");
@@ -138,13 +138,13 @@ fn changes_in_this_process_end_the_reuse() {
 #[test]
 fn another_process_is_seen_within_the_look_window() {
     let f = setup();
-    let (a, sa) = (&f.t, f.sid);
+    let (a, sa) = (&f.t, &f.sid);
     let sig = sign(a, sa, f.private).unwrap();
     sign(a, sa, f.private).unwrap();
 
     // `b`: a second open of the file, as another process would have.
     let b = f.reg.open(&f.entry).unwrap();
-    let sb = b.open_session(true).unwrap();
+    let sb = &b.open_session(true).unwrap();
     b.login(UserType::User, USER).unwrap();
     set_bool(&b, sb, f.private, CKA_SIGN, false);
     std::thread::sleep(LOOK_WINDOW * 2);
@@ -181,10 +181,10 @@ fn another_process_is_seen_within_the_look_window() {
 fn two_sessions_reuse_their_own_keys_on_two_threads() {
     let f = setup();
     let t = f.t.clone();
-    let s2 = t.open_session(false).unwrap();
-    let sig = sign(&t, f.sid, f.private).unwrap();
+    let s2 = &t.open_session(false).unwrap();
+    let sig = sign(&t, &f.sid, f.private).unwrap();
     std::thread::scope(|sc| {
-        for (sid, n) in [(f.sid, 200), (s2, 200)] {
+        for (sid, n) in [(&f.sid, 200), (s2, 200)] {
             let t = &t;
             let sig = &sig;
             sc.spawn(move || {
@@ -200,7 +200,7 @@ fn two_sessions_reuse_their_own_keys_on_two_threads() {
     });
     // A logout in the middle of it all: both sessions' next inits fail.
     t.logout().unwrap();
-    for sid in [f.sid, s2] {
+    for sid in [&f.sid, s2] {
         let e = t
             .sign_init(sid, &Mechanism::new(CKM_ECDSA), f.private)
             .unwrap_err();
@@ -209,13 +209,13 @@ fn two_sessions_reuse_their_own_keys_on_two_threads() {
 }
 
 #[test]
-fn a_session_ref_names_its_session_on_its_token_only() {
+fn a_session_ref_names_its_session_on_its_token_only_while_open() {
     let f = setup();
-    let r = f.t.session_ref(f.sid).unwrap();
+    let r = f.sid.clone();
     let m = Mechanism::new(CKM_ECDSA);
     f.t.sign_init(&r, &m, f.private).unwrap();
-    // The same session, by handle or by reference: the operation is active.
-    let e = f.t.sign_init(f.sid, &m, f.private).unwrap_err();
+    // A clone names the same session: the operation is active there.
+    let e = f.t.sign_init(&f.sid, &m, f.private).unwrap_err();
     assert!(matches!(e, Error::OperationActive), "{e:?}");
     assert!(matches!(
         f.t.sign(&r, &[0x11; 32], OutLen::Buffer(256)).unwrap(),
@@ -224,5 +224,29 @@ fn a_session_ref_names_its_session_on_its_token_only() {
     // Another open of the same file is another token: the reference means nothing there.
     let b = f.reg.open(&f.entry).unwrap();
     let e = b.sign_init(&r, &m, f.private).unwrap_err();
+    assert!(matches!(e, Error::SessionHandleInvalid), "{e:?}");
+    assert!(matches!(
+        b.close_session(&r).unwrap_err(),
+        Error::SessionHandleInvalid
+    ));
+    // Kept past its close, a reference names nothing, as the handle would not.
+    f.t.sign_init(&r, &m, f.private).unwrap();
+    let keep = f.t.open_session(true).unwrap();
+    f.t.close_session(&f.sid).unwrap();
+    for e in [
+        f.t.sign(&r, &[0x11; 32], OutLen::Buffer(256)).unwrap_err(),
+        f.t.sign_init(&r, &m, f.private).unwrap_err(),
+        f.t.session_info(&r).unwrap_err(),
+        f.t.close_session(&r).unwrap_err(),
+    ] {
+        assert!(matches!(e, Error::SessionHandleInvalid), "{e:?}");
+    }
+    // The other session is untouched (and so is the login: it was not the last).
+    f.t.sign_init(&keep, &m, f.private).unwrap();
+    // C_CloseAllSessions closes every reference too.
+    f.t.close_all_sessions();
+    let e =
+        f.t.sign(&keep, &[0x11; 32], OutLen::Buffer(256))
+            .unwrap_err();
     assert!(matches!(e, Error::SessionHandleInvalid), "{e:?}");
 }

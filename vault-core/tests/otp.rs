@@ -279,7 +279,7 @@ fn credential_is_visible_to_pkcs11_but_computes_codes_only_through_otp_code() {
         false,
     )
     .unwrap();
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let mut tmpl = Attributes::new();
     tmpl.set(CKA_LABEL, b"Mod:hmac".to_vec());
     let found = t.search(&tmpl).unwrap();

@@ -141,7 +141,7 @@ fn success_resets_counter_and_change_pin() {
         Err(Error::UserAnotherAlreadyLoggedIn)
     ));
     // Change the user PIN while logged in; data stays readable with the new PIN.
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     let id = t
         .create_object(s, &data_object("secret", true, true))
         .unwrap();
@@ -193,7 +193,7 @@ fn so_lock_is_final_until_delete() {
 fn reinitialize_wipes_objects() {
     let (_d, _reg, t) = setup();
     t.login(UserType::User, USER).unwrap();
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     t.create_object(s, &data_object("a", false, true)).unwrap();
     t.close_all_sessions();
     assert!(matches!(
@@ -260,7 +260,7 @@ fn reinitialize_resets_every_policy_and_state() {
 #[test]
 fn private_objects_need_login_and_sessions_rules() {
     let (_d, reg, t) = setup();
-    let ro = t.open_session(false).unwrap();
+    let ro = &t.open_session(false).unwrap();
     // R/O session: no token objects.
     assert!(matches!(
         t.create_object(ro, &data_object("p", false, true)),
@@ -270,7 +270,7 @@ fn private_objects_need_login_and_sessions_rules() {
     let sess_obj = t
         .create_object(ro, &data_object("s", false, false))
         .unwrap();
-    let rw = t.open_session(true).unwrap();
+    let rw = &t.open_session(true).unwrap();
     // Private objects need the user.
     assert!(matches!(
         t.create_object(rw, &data_object("p", true, true)),
@@ -309,7 +309,7 @@ fn private_objects_need_login_and_sessions_rules() {
 fn search_by_label_id_class_and_find_protocol() {
     let (_d, _reg, t) = setup();
     t.login(UserType::User, USER).unwrap();
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     for i in 0..20 {
         // Keys carry CKA_ID (data objects may not: CKR_ATTRIBUTE_TYPE_INVALID).
         // Secret keys are always private (CKA_PRIVATE=false is refused on keys).
@@ -365,7 +365,7 @@ fn search_by_label_id_class_and_find_protocol() {
 fn attributes_sensitive_and_updates() {
     let (_d, _reg, t) = setup();
     t.login(UserType::User, USER).unwrap();
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     let mut k = Attributes::new();
     k.set_ulong(CKA_CLASS, CKO_SECRET_KEY);
     k.set_ulong(CKA_KEY_TYPE, CKK_AES);
@@ -413,8 +413,11 @@ fn attributes_sensitive_and_updates() {
         t.destroy_object(s, id),
         Err(Error::ObjectHandleInvalid)
     ));
+    // A session closed since: its reference names nothing.
+    let gone = t.open_session(true).unwrap();
+    t.close_session(&gone).unwrap();
     assert!(matches!(
-        t.get_attributes(999, id, &[CKA_LABEL]),
+        t.get_attributes(&gone, id, &[CKA_LABEL]),
         Err(Error::SessionHandleInvalid)
     ));
 }
@@ -471,7 +474,7 @@ fn truncated_and_read_only_files_give_clear_errors_and_stay_untouched() {
     use std::os::unix::fs::PermissionsExt;
     let (d, reg, t) = setup();
     t.login(UserType::User, USER).unwrap();
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     for i in 0..50 {
         t.create_object(s, &data_object(&format!("o{i}"), i % 2 == 0, true))
             .unwrap();
@@ -516,7 +519,7 @@ fn truncated_and_read_only_files_give_clear_errors_and_stay_untouched() {
         ro.login(UserType::User, USER),
         Err(Error::TokenWriteProtected(_))
     ));
-    let s = ro.open_session(true).unwrap();
+    let s = &ro.open_session(true).unwrap();
     assert!(matches!(
         ro.create_object(s, &data_object("new", false, true)),
         Err(Error::TokenWriteProtected(_))
@@ -536,7 +539,7 @@ fn label_and_id_searches_use_their_index() {
     use vault_core::store::{IndexFilter, Store};
     let (_d, reg, t) = setup();
     t.login(UserType::User, USER).unwrap();
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     for i in 0..20 {
         t.create_object(s, &data_object(&format!("o{i}"), true, true))
             .unwrap();
@@ -568,7 +571,7 @@ fn another_connections_changes_are_seen_within_the_look_window() {
     let (_d, reg, a) = setup();
     // `b` is a second, independent open of the same file: another process, in effect.
     let b = Token::open(a.path(), reg.config()).unwrap();
-    let sa = a.open_session(true).unwrap();
+    let sa = &a.open_session(true).unwrap();
     let id = a
         .create_object(sa, &data_object("before", false, true))
         .unwrap();
@@ -577,7 +580,7 @@ fn another_connections_changes_are_seen_within_the_look_window() {
         other => panic!("{other:?}"),
     };
     assert_eq!(label(&a, sa), "before"); // cached in `a`
-    let sb = b.open_session(true).unwrap();
+    let sb = &b.open_session(true).unwrap();
     let mut u = Attributes::new();
     u.set(CKA_LABEL, b"after".to_vec());
     b.set_attributes(sb, id, &u).unwrap();

@@ -149,7 +149,7 @@ fn confirm_writes_refuse_and_timeout_write_nothing() {
         ));
         assert!(matches!(t.vault_delete(id), Err(Error::FunctionRejected)));
         // Through PKCS#11 too.
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         let err = t
             .create_object(sid, &vault_template(&website("raw")))
             .unwrap_err();
@@ -276,7 +276,7 @@ fn optional_vault_refuses_everything_before_activation() {
     unavailable(t.vault_get(1).map(|_| ()));
     unavailable(t.vault_export_csv(false).map(|_| ()));
     unavailable(t.vault_enable());
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     unavailable(
         t.create_object(sid, &vault_template(&website("raw")))
             .map(|_| ()),
@@ -342,7 +342,7 @@ fn available_vault_needs_an_explicit_enable() {
     assert_eq!(err.ckr(), CKR_ACTION_PROHIBITED);
     assert!(err.to_string().contains("vtoken vault enable"), "{err}");
     // Not even visible through PKCS#11 before enable.
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     assert!(t
         .create_object(sid, &vault_template(&website("raw")))
         .is_err());
@@ -420,7 +420,7 @@ fn issuer_supplied_code_and_setup_needs_so() {
 #[test]
 fn pkcs11_view_of_vault_entries() {
     let (_d, t, p, _) = setup(VaultMode::Available);
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     // Before login: nothing visible, raw create refused.
     assert!(vault_find(&t).is_empty());
     t.login(UserType::User, USER).unwrap();
@@ -582,7 +582,7 @@ fn password_outputs() {
         .is_err());
     assert_eq!(t.vault_event_counter(id).unwrap(), 4);
     // RSA-OAEP to a key on the token; decrypted with the token's private key.
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let mut pub_t = Attributes::new();
     pub_t.set_ulong(CKA_MODULUS_BITS, 2048);
     pub_t.set(CKA_PUBLIC_EXPONENT, vec![1, 0, 1]);
@@ -788,7 +788,7 @@ fn vault_read_confirmation_when_configured() {
         t.vault_password(id, None, &PasswordOutput::Plain),
         Err(Error::FunctionRejected)
     ));
-    let s = t.open_session(false).unwrap();
+    let s = &t.open_session(false).unwrap();
     assert!(matches!(
         t.get_attributes(s, id, &[CKA_VALUE]),
         Err(Error::FunctionRejected)
@@ -920,7 +920,7 @@ fn data_changed_in_transit_is_seen_and_refused() {
     t.set_prompt(Arc::new(Checker {
         typed: PASSWORD.into(),
     }));
-    let sid = t.open_session(true).unwrap();
+    let sid = &t.open_session(true).unwrap();
     let sent = website("bank login");
     let mut altered = sent.clone();
     altered.set("password", "attacker-chosen-pw", true);

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use vault_core::config::Config;
+use vault_core::session::SessionRef;
 use vault_core::slots::{Registry, TokenEntry};
 use vault_core::token::{Token, UserType};
 use vault_core::Error;
@@ -78,7 +79,7 @@ impl Ctx {
 pub struct Open {
     pub entry: TokenEntry,
     pub token: Arc<Token>,
-    pub sid: u64,
+    pub sid: SessionRef,
 }
 
 impl Open {
@@ -90,7 +91,7 @@ impl Open {
 
 impl Drop for Open {
     fn drop(&mut self) {
-        let _ = self.token.close_session(self.sid);
+        let _ = self.token.close_session(&self.sid);
     }
 }
 

@@ -209,7 +209,7 @@ impl Env {
         let reg = self.registry();
         let entry = reg.create(label, SO_PIN.as_bytes(), Some(serial)).unwrap();
         let t = reg.open(&entry).unwrap();
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         t.login(UserType::So, SO_PIN.as_bytes()).unwrap();
         t.init_pin(pin.as_bytes()).unwrap();
         t.close_session(sid).unwrap();
@@ -219,7 +219,7 @@ impl Env {
     fn contents(&self, serial: &str, pin: &str) -> (Vec<Vec<u8>>, usize) {
         let reg = self.registry();
         let t = reg.open(&reg.find(serial).unwrap()).unwrap();
-        let sid = t.open_session(false).unwrap();
+        let sid = &t.open_session(false).unwrap();
         t.login(UserType::User, pin.as_bytes()).unwrap();
         let of = |class| {
             let mut a = Attributes::new();
@@ -923,7 +923,7 @@ fn device_verify_refuses_an_attestation_whose_certificate_is_not_device_identity
     let certify = |usage: Usage| {
         let reg = env.registry();
         let t = reg.open(&reg.find(&s).unwrap()).unwrap();
-        let sid = t.open_session(true).unwrap();
+        let sid = &t.open_session(true).unwrap();
         t.login(UserType::User, b"123456").unwrap();
         let spki = t.identity_info().unwrap().spki;
         let leaf = root.issue_for_spki(&spki, &s, usage).unwrap();

@@ -49,6 +49,7 @@ use vault_core::identity::CKA_VTOKEN_BACKUP_ORIGIN;
 use vault_core::otp::CKA_VTOKEN_OTP;
 use vault_core::pkcs11::*;
 use vault_core::prompt::Request;
+use vault_core::session::SessionRef;
 use vault_core::token::Token;
 use vault_core::Attributes;
 use zeroize::Zeroizing;
@@ -615,7 +616,7 @@ enum Plan {
 /// data and stores it only on the user's confirmation).
 pub fn import_bundle(
     target: &Token,
-    sid: u64,
+    sid: &SessionRef,
     bundle: &[u8],
     expect_root: Option<&[u8]>,
     expected_source: Option<&str>,
@@ -786,7 +787,7 @@ pub fn import_bundle(
 pub fn backup_local(
     source: &Token,
     target: &Token,
-    target_sid: u64,
+    target_sid: &SessionRef,
     expect_root: Option<&[u8]>,
 ) -> Result<Summary> {
     let now = SystemTime::now();

@@ -93,7 +93,7 @@ fn objects(t: &Token) -> Vec<Attributes> {
 }
 
 fn sign(t: &Token, key: u64, msg: &[u8]) -> Vec<u8> {
-    let s = t.open_session(false).unwrap();
+    let s = &t.open_session(false).unwrap();
     t.sign_init(s, &Mechanism::new(CKM_ECDSA_SHA256), key)
         .unwrap();
     let out = t.sign(s, msg, OutLen::Buffer(256)).unwrap();
@@ -115,7 +115,7 @@ fn find_label(t: &Token, class: CK_OBJECT_CLASS, label: &str) -> u64 {
 
 /// Fills a token with one of everything that travels.
 fn fill(t: &Token) {
-    let s = t.open_session(true).unwrap();
+    let s = &t.open_session(true).unwrap();
     t.vault_add(
         &Entry::new(Kind::Website, "mail")
             .with_url("https://mail.example")
@@ -247,7 +247,7 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     let before = objects(&a);
     assert_eq!(before.len(), 5, "vault entry, OTP, EC pair, AES key");
 
-    let sid = b.open_session(true).unwrap();
+    let sid = &b.open_session(true).unwrap();
     let summary = backup::backup_local(&a, &b, sid, Some(ca.cert_der())).unwrap();
     assert_eq!(summary.created, 5);
     assert_eq!(summary.vault_entries, 1);
@@ -273,7 +273,7 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     // Restored keys work: B signs, A's public key verifies.
     let msg = b"signed on the restored token";
     let sig = sign(&b, find_label(&b, CKO_PRIVATE_KEY, "sig"), msg);
-    let s = a.open_session(false).unwrap();
+    let s = &a.open_session(false).unwrap();
     a.verify_init(
         s,
         &Mechanism::new(CKM_ECDSA_SHA256),
@@ -290,7 +290,7 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 5));
     assert_eq!(objects(&b), before, "no duplicates");
     // A changed vault entry on the source replaces its older copy on the target.
-    let s = a.open_session(true).unwrap();
+    let s = &a.open_session(true).unwrap();
     let vid = find_label(&a, CKO_DATA, "mail");
     a.destroy_object(s, vid).unwrap();
     a.vault_add(
@@ -306,7 +306,7 @@ fn backup_on_one_machine_keeps_every_attribute_and_keys_sign() {
     // (A re-added entry is a new source object: its identity differs.)
     assert_eq!(objects(&b).len(), 6);
     // A source object changed in place (same CKA_UNIQUE_ID) replaces its copy.
-    let s = a.open_session(true).unwrap();
+    let s = &a.open_session(true).unwrap();
     let aes = find_label(&a, CKO_SECRET_KEY, "aes");
     let mut t = Attributes::new();
     t.set(CKA_LABEL, b"aes-renamed".to_vec());
@@ -358,7 +358,7 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     assert_eq!(summary.skipped_labels, vec!["sig".to_string()]);
     assert!(summary.skipped_warning().unwrap().contains("sig"));
     assert_eq!(summary.keys, 1);
-    let sid = b.open_session(true).unwrap();
+    let sid = &b.open_session(true).unwrap();
 
     // Tampered bundles: a byte flipped in several places.
     for pos in [bundle.len() / 3, bundle.len() / 2, bundle.len() - 40] {
@@ -382,7 +382,7 @@ fn bundle_tampering_wrong_target_refusal_and_policy_move_nothing() {
     // A bundle for B cannot be opened by a third token.
     let (c, _) = f.token("third", false);
     certify_local(&c, &ca).unwrap();
-    let csid = c.open_session(true).unwrap();
+    let csid = &c.open_session(true).unwrap();
     assert!(backup::import_bundle(&c, csid, &bundle, None, None, now).is_err());
     assert!(objects(&c).is_empty());
     // A target certified by another root gets nothing, whatever root the caller names.
@@ -456,7 +456,7 @@ fn data_changed_after_the_source_signed_it_is_refused() {
     let forged =
         vault_core::sealed::seal_signed(&b_leaf, &a_leaf, &inner, |s| a.identity_sign_cms(s))
             .unwrap();
-    let sid = b.open_session(true).unwrap();
+    let sid = &b.open_session(true).unwrap();
     let shown = pb.seen.lock().unwrap().len();
     let e = backup::import_bundle(&b, sid, &forged, None, None, now).unwrap_err();
     assert!(
@@ -558,7 +558,7 @@ fn chunked_bundle_imports_and_refuses_changed_parts() {
         .unwrap();
         vault_core::sealed::sign(&l, leaf, |s| by.identity_sign_cms(s)).unwrap()
     };
-    let sid = b.open_session(true).unwrap();
+    let sid = &b.open_session(true).unwrap();
     let mut dropped = list.chunks.clone();
     dropped.remove(1);
     let mut swapped = list.chunks.clone();
@@ -654,7 +654,7 @@ fn export_needs_the_source_prompt_and_the_gate() {
 
     // A gated key among what travels gates the whole export, even with no class
     // listed: the prompt agent cannot show the picture, so nothing is sealed.
-    let s = a.open_session(true).unwrap();
+    let s = &a.open_session(true).unwrap();
     let mut at = Attributes::new();
     at.set_bool(CKA_TOKEN, true);
     at.set_bool(CKA_EXTRACTABLE, true);

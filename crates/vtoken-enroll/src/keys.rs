@@ -4,7 +4,7 @@
 use cryptoki_sys::*;
 use vault_core::mechanism::backend::Curve;
 use vault_core::mechanism::{encoding, Mechanism};
-use vault_core::session::{OutLen, Output};
+use vault_core::session::{OutLen, Output, SessionRef};
 use vault_core::token::Token;
 use vault_core::Attributes;
 use vtoken_pki::{SigAlg, Usage};
@@ -102,7 +102,7 @@ pub(crate) fn generate_key_pair(
     };
     let (ph, kh) = s
         .token
-        .generate_key_pair(s.sid, &Mechanism::new(mech), &p, &k)?;
+        .generate_key_pair(&s.sid, &Mechanism::new(mech), &p, &k)?;
     let pa = s.token.attributes(ph)?;
     let ka = s.token.attributes(kh)?;
     Ok(KeyPair {
@@ -119,7 +119,7 @@ pub(crate) fn generate_key_pair(
 pub(crate) fn sign_request(s: &TokenSession, key: &KeyPair, usage: Usage) -> Result<Vec<u8>> {
     let alg = SigAlg::for_spki(&key.spki)?;
     let mech = mechanism_for(alg)?;
-    let sign = |tbs: &[u8]| token_sign(&s.token, s.sid, key.private, mech, tbs);
+    let sign = |tbs: &[u8]| token_sign(&s.token, &s.sid, key.private, mech, tbs);
     vtoken_pki::build_csr(&key.spki, s.token.serial(), usage, sign, alg).map_err(Error::Request)
 }
 
@@ -136,7 +136,7 @@ pub(crate) fn mechanism_for(alg: SigAlg) -> Result<CK_MECHANISM_TYPE> {
 /// Signs with private key `key` inside the token (the key never leaves it).
 pub(crate) fn token_sign(
     token: &Token,
-    sid: u64,
+    sid: &SessionRef,
     key: u64,
     mech: CK_MECHANISM_TYPE,
     msg: &[u8],
@@ -169,7 +169,7 @@ pub(crate) fn store_certificate(
         t.set(CKA_LABEL, label.as_bytes().to_vec());
         t.set_bool(CKA_TOKEN, true);
         t.set_bool(CKA_PRIVATE, false);
-        s.token.create_object(s.sid, &t)?;
+        s.token.create_object(&s.sid, &t)?;
     }
     Ok(())
 }

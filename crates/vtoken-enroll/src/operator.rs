@@ -88,10 +88,10 @@ impl Operator {
             };
             let spki = vtoken_pki::cert_spki(cert)?;
             let mech = keys::mechanism_for(SigAlg::for_spki(&spki)?)?;
-            let (token, sid) = (op.token.clone(), op.sid);
+            let (token, sid) = (op.token.clone(), op.sid.clone());
             let mut cred = Credential::new(
                 cert.to_vec(),
-                Box::new(move |msg| keys::token_sign(&token, sid, key, mech, msg)),
+                Box::new(move |msg| keys::token_sign(&token, &sid, key, mech, msg)),
             )?;
             cred.profile = Some(profile);
             return Ok(cred);

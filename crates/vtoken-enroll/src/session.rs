@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use vault_core::session::SessionRef;
 use vault_core::slots::{Registry, TokenEntry};
 use vault_core::token::{Token, UserType};
 
@@ -11,7 +12,7 @@ use crate::error::{Error, Result};
 pub struct TokenSession {
     pub entry: TokenEntry,
     pub token: Arc<Token>,
-    pub sid: u64,
+    pub sid: SessionRef,
 }
 
 impl TokenSession {
@@ -42,7 +43,7 @@ impl TokenSession {
 
 impl Drop for TokenSession {
     fn drop(&mut self) {
-        let _ = self.token.close_session(self.sid);
+        let _ = self.token.close_session(&self.sid);
     }
 }
 

@@ -26,7 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     token.login(UserType::User, b"user-pin-123")?;
-    let s = token.open_session(true)?;
+    let s = &token.open_session(true)?;
     let mut public = Attributes::new();
     public.set_bool(CKA_TOKEN, true);
     // DER of the P-256 OID, as CKA_EC_PARAMS carries it.

@@ -31,6 +31,7 @@ use rand::{Rng, SeedableRng};
 use vault_core::config::Config;
 use vault_core::pkcs11::*;
 use vault_core::prompt::{Answer, Prompt, Request};
+use vault_core::session::SessionRef;
 use vault_core::slots::Registry;
 use vault_core::token::{Token, UserType};
 use vault_core::Error;
@@ -65,7 +66,7 @@ fn ctx<T>(what: &str, r: vault_core::Result<T>) -> Res<T> {
 
 struct Work {
     t: Arc<Token>,
-    sid: u64,
+    sid: Option<SessionRef>,
     rng: StdRng,
     run: String,
     seq: u64,
@@ -82,6 +83,11 @@ struct Work {
 }
 
 impl Work {
+    /// The session opened after login (set before any operation runs).
+    fn sid(&self) -> &SessionRef {
+        self.sid.as_ref().expect("session opened")
+    }
+
     /// Announces the operation about to start (and, as a negative control with
     /// `VT_CRASH_EARLY_ACK=1`, acknowledges it before it is done).
     fn begin(&self, op: &str) {
@@ -174,7 +180,7 @@ impl Work {
         self.begin(&format!("create {label}"));
         let id = ctx(
             "create",
-            self.t.create_object(self.sid, &obj_template(&label)),
+            self.t.create_object(self.sid(), &obj_template(&label)),
         )?;
         self.objects.insert(label.clone(), (id, 0));
         self.ack(&format!("create {label}"));
@@ -190,7 +196,7 @@ impl Work {
         ctx(
             "update",
             self.t
-                .set_attributes(self.sid, id, &obj_update(&label, ver)),
+                .set_attributes(self.sid(), id, &obj_update(&label, ver)),
         )?;
         self.objects.insert(label.clone(), (id, ver));
         self.ack(&format!("update {label} {ver}"));
@@ -202,7 +208,7 @@ impl Work {
         let (label, (id, _)) = self.pick(&objects);
         self.objects = objects;
         self.begin(&format!("delete {label}"));
-        ctx("delete", self.t.destroy_object(self.sid, id))?;
+        ctx("delete", self.t.destroy_object(self.sid(), id))?;
         self.objects.remove(&label);
         self.ack(&format!("delete {label}"));
         Ok(())
@@ -285,7 +291,7 @@ fn run() -> Res<()> {
     let t = ctx("open token", reg.open(&entry))?;
     t.set_prompt(Arc::new(AlwaysConfirm));
     let mut w = Work {
-        sid: 0,
+        sid: None,
         t: t.clone(),
         rng: StdRng::seed_from_u64(seed),
         run: run.clone(),
@@ -298,7 +304,7 @@ fn run() -> Res<()> {
         early_ack: std::env::var_os("VT_CRASH_EARLY_ACK").is_some_and(|v| v == "1"),
     };
     w.login()?;
-    w.sid = ctx("open session", t.open_session(true))?;
+    w.sid = Some(ctx("open session", t.open_session(true))?);
     w.scan()?;
     out("ready");
     loop {

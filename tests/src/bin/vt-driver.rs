@@ -112,7 +112,7 @@ fn create_objects(args: &[String]) -> Res<()> {
     let sync = args.iter().any(|a| a == "--sync");
     let t = open(serial)?;
     ctx("login", t.login(UserType::User, pin.as_bytes()))?;
-    let sid = ctx("open session", t.open_session(true))?;
+    let sid = &ctx("open session", t.open_session(true))?;
     if sync {
         out("ready");
         if !wait_stdin_line() {

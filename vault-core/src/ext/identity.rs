@@ -31,6 +31,7 @@ use crate::error::{Error, IdentityError, Part, Result};
 use crate::mechanism::{self, HashAlg, Key, MechParam, Mechanism};
 use crate::pkcs11::*;
 use crate::sealed::KeyTransport;
+use crate::session::SessionRef;
 use crate::store::seal::{self, Key32};
 use crate::store::MasterKeys;
 use crate::token::{Token, UserType};
@@ -540,7 +541,7 @@ impl Token {
     /// all kept), except `CKA_UNIQUE_ID`, which the token assigns. The user must be
     /// logged in with a R/W session. Used only after the backup bundle's signature
     /// and the user's confirmation were checked.
-    pub fn restore_object(&self, sid: u64, mut attrs: Attributes) -> Result<u64> {
+    pub fn restore_object(&self, sid: &SessionRef, mut attrs: Attributes) -> Result<u64> {
         if self.logged_in() != Some(UserType::User) {
             return Err(Error::UserNotLoggedIn);
         }

@@ -5,7 +5,7 @@ use super::*;
 impl Token {
     pub(super) fn cipher_init(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         mech: &Mechanism,
         key: u64,
         enc: bool,
@@ -44,13 +44,13 @@ impl Token {
 
     pub(super) fn cipher_once(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         out: OutLen,
         enc: bool,
     ) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         once_in(Token::cipher_slot(&mut s, enc), data, out, enc)
     }
 
@@ -60,13 +60,13 @@ impl Token {
     /// [`Token::encrypt`] applies. `out` must not overlap `data`.
     pub(super) fn cipher_once_into(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         out: Option<&mut [u8]>,
         enc: bool,
     ) -> Result<Filled> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let slot = Token::cipher_slot(&mut s, enc);
         let Some(buf) = out else {
             return once_in(slot, data, OutLen::Query, enc).map(filled_from);
@@ -91,13 +91,13 @@ impl Token {
 
     pub(super) fn cipher_update(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         out: OutLen,
         enc: bool,
     ) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let slot = Token::cipher_slot(&mut s, enc);
         check_auth(slot)?;
         if let Some(st) = slot.as_mut() {
@@ -106,26 +106,21 @@ impl Token {
         step(slot, out, false, |st| st.op.update(data))
     }
 
-    pub(super) fn cipher_final(
-        &self,
-        sid: impl SessionKey,
-        out: OutLen,
-        enc: bool,
-    ) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub(super) fn cipher_final(&self, sid: &SessionRef, out: OutLen, enc: bool) -> Result<Output> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let slot = Token::cipher_slot(&mut s, enc);
         check_auth(slot)?;
         step(slot, out, true, |st| st.op.finish())
     }
 
     /// `C_EncryptInit`.
-    pub fn encrypt_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn encrypt_init(&self, sid: &SessionRef, mech: &Mechanism, key: u64) -> Result<()> {
         self.cipher_init(sid, mech, key, true)
     }
 
     /// `C_Encrypt`.
-    pub fn encrypt(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn encrypt(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_once(sid, data, out, true)
     }
 
@@ -133,7 +128,7 @@ impl Token {
     /// [`Token::encrypt`] for the length protocol. `out` must not overlap `data`.
     pub fn encrypt_into(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         out: Option<&mut [u8]>,
     ) -> Result<Filled> {
@@ -141,22 +136,22 @@ impl Token {
     }
 
     /// `C_EncryptUpdate`.
-    pub fn encrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn encrypt_update(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_update(sid, data, out, true)
     }
 
     /// `C_EncryptFinal`.
-    pub fn encrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+    pub fn encrypt_final(&self, sid: &SessionRef, out: OutLen) -> Result<Output> {
         self.cipher_final(sid, out, true)
     }
 
     /// `C_DecryptInit`.
-    pub fn decrypt_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn decrypt_init(&self, sid: &SessionRef, mech: &Mechanism, key: u64) -> Result<()> {
         self.cipher_init(sid, mech, key, false)
     }
 
     /// `C_Decrypt`.
-    pub fn decrypt(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn decrypt(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_once(sid, data, out, false)
     }
 
@@ -164,7 +159,7 @@ impl Token {
     /// [`Token::encrypt_into`].
     pub fn decrypt_into(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         out: Option<&mut [u8]>,
     ) -> Result<Filled> {
@@ -172,12 +167,12 @@ impl Token {
     }
 
     /// `C_DecryptUpdate`.
-    pub fn decrypt_update(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
+    pub fn decrypt_update(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
         self.cipher_update(sid, data, out, false)
     }
 
     /// `C_DecryptFinal`.
-    pub fn decrypt_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
+    pub fn decrypt_final(&self, sid: &SessionRef, out: OutLen) -> Result<Output> {
         self.cipher_final(sid, out, false)
     }
 }

@@ -4,9 +4,9 @@ use super::*;
 
 impl Token {
     /// `C_DigestInit`.
-    pub fn digest_init(&self, sid: impl SessionKey, mech: &Mechanism) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn digest_init(&self, sid: &SessionRef, mech: &Mechanism) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         if s.digest.is_some() {
             return Err(Error::OperationActive);
         }
@@ -15,9 +15,9 @@ impl Token {
     }
 
     /// `C_Digest`.
-    pub fn digest(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn digest(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         if let Some(st) = s.digest.as_ref() {
             if st.multi {
                 s.digest = None;
@@ -34,9 +34,9 @@ impl Token {
     }
 
     /// `C_DigestUpdate`.
-    pub fn digest_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn digest_update(&self, sid: &SessionRef, data: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let st = s.digest.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
         st.op.update(data);
@@ -45,14 +45,14 @@ impl Token {
 
     /// `C_DigestKey`: feeds a secret key's value into the digest. A failure ends the
     /// digest, as a failed `C_DigestUpdate` does.
-    pub fn digest_key(&self, sid: impl SessionKey, key: u64) -> Result<()> {
+    pub fn digest_key(&self, sid: &SessionRef, key: u64) -> Result<()> {
         let r = self.digest_key_value(key);
         match r {
             Ok(v) => self.digest_update(sid, &v),
             Err(e) => {
                 // Without an active digest the answer is that, not the key's fault.
-                let s = sid.resolve(self)?;
-                let mut s = Token::lock_session(&s);
+                let s = self.resolve(sid)?;
+                let mut s = Token::lock_session(s);
                 if s.digest.take().is_none() {
                     return Err(Error::OperationNotInitialized);
                 }
@@ -78,9 +78,9 @@ impl Token {
     }
 
     /// `C_DigestFinal`.
-    pub fn digest_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn digest_final(&self, sid: &SessionRef, out: OutLen) -> Result<Output> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         if let Some(st) = s.digest.as_ref() {
             if st.pending.is_none() && out == OutLen::Query {
                 return Ok(Output::Needed(st.op.len()));

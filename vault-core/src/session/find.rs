@@ -103,21 +103,21 @@ impl Token {
     }
 
     /// `C_FindObjectsInit`.
-    pub fn find_init(&self, sid: u64, template: &Attributes) -> Result<()> {
-        let s = self.session(sid)?;
-        if Token::lock_session(&s).find.is_some() {
+    pub fn find_init(&self, sid: &SessionRef, template: &Attributes) -> Result<()> {
+        let s = self.resolve(sid)?;
+        if Token::lock_session(s).find.is_some() {
             return Err(Error::OperationActive);
         }
         let mut ids = self.search(template)?;
         ids.reverse();
-        Token::lock_session(&s).find = Some(ids);
+        Token::lock_session(s).find = Some(ids);
         Ok(())
     }
 
     /// `C_FindObjects`: up to `max` more handles.
-    pub fn find_next(&self, sid: u64, max: usize) -> Result<Vec<u64>> {
-        let s = self.session(sid)?;
-        let mut s = Token::lock_session(&s);
+    pub fn find_next(&self, sid: &SessionRef, max: usize) -> Result<Vec<u64>> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let list = s.find.as_mut().ok_or(Error::OperationNotInitialized)?;
         let n = max.min(list.len());
         let at = list.len() - n;
@@ -127,9 +127,9 @@ impl Token {
     }
 
     /// `C_FindObjectsFinal`.
-    pub fn find_final(&self, sid: u64) -> Result<()> {
-        let s = self.session(sid)?;
-        let mut s = Token::lock_session(&s);
+    pub fn find_final(&self, sid: &SessionRef) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         s.find.take().ok_or(Error::OperationNotInitialized)?;
         Ok(())
     }

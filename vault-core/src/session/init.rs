@@ -88,12 +88,12 @@ impl Token {
     /// and the key kept for the next init.
     pub(super) fn init_keyed<T: ?Sized>(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         mech: &Mechanism,
         key: u64,
         kind: InitKind<T>,
     ) -> Result<()> {
-        let s = sid.resolve(self)?;
+        let s = self.resolve(sid)?;
         // The file's version as of a recent look (a look now if there was none), taken
         // before the session's lock: the store's lock is never taken under it.
         let dv = if key < SESSION_OBJECT_BASE {
@@ -103,7 +103,7 @@ impl Token {
         } else {
             None
         };
-        let mut g = Token::lock_session(&s);
+        let mut g = Token::lock_session(s);
         if (kind.slot)(&mut g).is_some() {
             return Err(Error::OperationActive);
         }
@@ -133,7 +133,7 @@ impl Token {
                 self.key_check(c, &k.obj.attrs, &k.verdict, verb)?;
             }
         }
-        let mut g = Token::lock_session(&s);
+        let mut g = Token::lock_session(s);
         if k.private && !self.user_in() {
             // A logout came in between and may have passed this session already.
             return Err(Error::KeyHandleInvalid);
@@ -169,10 +169,10 @@ impl Token {
     /// `C_Login(CKU_CONTEXT_SPECIFIC)` on session `sid`: the user PIN verified again
     /// (counted like a login) lets the operations initialized on this session with
     /// a `CKA_ALWAYS_AUTHENTICATE` key run (each later init needs a new one).
-    pub fn context_login(&self, sid: u64, pin: &[u8]) -> Result<()> {
-        let s = self.session(sid)?;
+    pub fn context_login(&self, sid: &SessionRef, pin: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
         self.verify_user_pin(pin)?;
-        let mut g = Token::lock_session(&s);
+        let mut g = Token::lock_session(s);
         if let Some(st) = g.sign.as_mut() {
             st.needs_auth = false;
         }

@@ -187,8 +187,13 @@ impl Token {
     }
 
     /// `C_GenerateKey`.
-    pub fn generate_key(&self, sid: u64, mech: &Mechanism, template: &Attributes) -> Result<u64> {
-        self.session(sid)?;
+    pub fn generate_key(
+        &self,
+        sid: &SessionRef,
+        mech: &Mechanism,
+        template: &Attributes,
+    ) -> Result<u64> {
+        self.resolve(sid)?;
         Token::check_mech_flag(mech, CKF_GENERATE)?;
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
@@ -204,12 +209,12 @@ impl Token {
     /// `C_GenerateKeyPair`: returns (public, private) ids.
     pub fn generate_key_pair(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         pub_t: &Attributes,
         priv_t: &Attributes,
     ) -> Result<(u64, u64)> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         Token::check_mech_flag(mech, CKF_GENERATE_KEY_PAIR)?;
         object::check_encoding(pub_t)?;
         object::check_encoding(priv_t)?;
@@ -256,13 +261,13 @@ impl Token {
     /// `C_WrapKey`.
     pub fn wrap_key(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         wrapping: u64,
         key: u64,
         out: OutLen,
     ) -> Result<Output> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         let w = self.key_of(wrapping, CKA_WRAP, mech)?;
         let o = self.object(key).map_err(|_| Error::KeyHandleInvalid)?;
         if !o.attrs.bool_or(CKA_EXTRACTABLE, false) {
@@ -288,13 +293,13 @@ impl Token {
     /// `C_UnwrapKey`.
     pub fn unwrap_key(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         unwrapping: u64,
         wrapped: &[u8],
         template: &Attributes,
     ) -> Result<u64> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let plain = if let Some(h) = self.hooks.unwrapper(mech.ty) {
@@ -349,7 +354,7 @@ impl Token {
     /// `C_DeriveKey`: the new key's handle (see [`Token::derive_keys`]).
     pub fn derive_key(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         base: u64,
         template: &Attributes,
@@ -364,12 +369,12 @@ impl Token {
     /// looked up and checked as the base key is. Either every key is stored or none.
     pub fn derive_keys(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         base: u64,
         template: &Attributes,
     ) -> Result<Vec<u64>> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         let additional: &[Attributes] = match &mech.param {
             mechanism::MechParam::Kbkdf(p) => &p.additional,
             _ => &[],
@@ -517,8 +522,8 @@ impl Token {
 
     /// `C_EncapsulateKey` length query (PKCS#11 3.2): the ciphertext length of
     /// `key` under `mech`, with the same checks as the operation.
-    pub fn encapsulated_len(&self, sid: u64, mech: &Mechanism, key: u64) -> Result<usize> {
-        self.session(sid)?;
+    pub fn encapsulated_len(&self, sid: &SessionRef, mech: &Mechanism, key: u64) -> Result<usize> {
+        self.resolve(sid)?;
         let k = self.key_of(key, CKA_ENCAPSULATE, mech)?;
         mechanism::mlkem::ciphertext_len(&k.key)
     }
@@ -528,12 +533,12 @@ impl Token {
     /// private key's holder and the new key's handle.
     pub fn encapsulate_key(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         key: u64,
         template: &Attributes,
     ) -> Result<(Vec<u8>, u64)> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let k = self.key_of(key, CKA_ENCAPSULATE, mech)?;
@@ -548,13 +553,13 @@ impl Token {
     /// new key can be read back.
     pub fn decapsulate_key(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         mech: &Mechanism,
         key: u64,
         template: &Attributes,
         ciphertext: &[u8],
     ) -> Result<u64> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         object::check_encoding(template)?;
         self.check_trusted_template(template)?;
         let k = self.key_of(key, CKA_DECAPSULATE, mech)?;
@@ -579,7 +584,12 @@ impl Token {
 
     /// Stores a KEM's shared secret as a secret key from `template` (a shorter
     /// `CKA_VALUE_LEN` keeps the leading bytes), with a derived key's rules.
-    fn store_shared_secret(&self, sid: u64, template: &Attributes, secret: &[u8]) -> Result<u64> {
+    fn store_shared_secret(
+        &self,
+        sid: &SessionRef,
+        template: &Attributes,
+        secret: &[u8],
+    ) -> Result<u64> {
         let mut t = self
             .key_template(template, Some(CKO_SECRET_KEY))
             .into_owned();

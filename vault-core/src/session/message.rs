@@ -187,7 +187,7 @@ impl Token {
     /// are checked as for the single-message functions.
     pub fn message_init(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         mech: &Mechanism,
         key: u64,
         kind: MessageKind,
@@ -224,9 +224,9 @@ impl Token {
     }
 
     /// `C_MessageEncryptFinal` and the other three: ends the context.
-    pub fn message_final(&self, sid: impl SessionKey, kind: MessageKind) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn message_final(&self, sid: &SessionRef, kind: MessageKind) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         slot(&mut s, kind)
             .take()
             .map(drop)
@@ -237,15 +237,15 @@ impl Token {
     /// `p` gets the tag (and a generated IV).
     pub fn aead_message(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         encrypt: bool,
         p: &mut AeadParams,
         aad: &[u8],
         data: &[u8],
         out: OutLen,
     ) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::aead(encrypt))?;
         if c.part.is_some() {
             return Err(Error::OperationActive);
@@ -261,13 +261,13 @@ impl Token {
     /// `C_EncryptMessageBegin` / `C_DecryptMessageBegin`.
     pub fn aead_message_begin(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         encrypt: bool,
         p: &AeadParams,
         aad: &[u8],
     ) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::aead(encrypt))?;
         if c.part.is_some() {
             return Err(Error::OperationActive);
@@ -289,15 +289,15 @@ impl Token {
     /// takes the part in.
     pub fn aead_message_next(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         encrypt: bool,
         p: &mut AeadParams,
         data: &[u8],
         end: bool,
         out: OutLen,
     ) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::aead(encrypt))?;
         let Some(Part::Aead { data: so_far, .. }) = c.part.as_mut() else {
             return Err(Error::OperationNotInitialized);
@@ -341,9 +341,9 @@ impl Token {
     }
 
     /// `C_SignMessage`: one whole message.
-    pub fn sign_message(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn sign_message(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::Sign)?;
         if c.part.is_some() {
             return Err(Error::OperationActive);
@@ -357,9 +357,9 @@ impl Token {
     }
 
     /// `C_VerifyMessage`: one whole message.
-    pub fn verify_message(&self, sid: impl SessionKey, data: &[u8], sig: &[u8]) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn verify_message(&self, sid: &SessionRef, data: &[u8], sig: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::Verify)?;
         if c.part.is_some() {
             return Err(Error::OperationActive);
@@ -370,9 +370,9 @@ impl Token {
     }
 
     /// `C_SignMessageBegin` / `C_VerifyMessageBegin`.
-    pub fn signature_message_begin(&self, sid: impl SessionKey, sign: bool) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn signature_message_begin(&self, sid: &SessionRef, sign: bool) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let kind = if sign {
             MessageKind::Sign
         } else {
@@ -394,12 +394,12 @@ impl Token {
     /// short buffer keeps the message going).
     pub fn sign_message_next(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         out: Option<OutLen>,
     ) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::Sign)?;
         let Some(Part::Sign(op)) = c.part.as_mut() else {
             return Err(Error::OperationNotInitialized);
@@ -422,12 +422,12 @@ impl Token {
     /// `C_VerifyMessageNext`: `sig` `None` feeds a part; `Some` also checks.
     pub fn verify_message_next(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         data: &[u8],
         sig: Option<&[u8]>,
     ) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let c = ctx(&mut s, MessageKind::Verify)?;
         let Some(Part::Verify(op)) = c.part.as_mut() else {
             return Err(Error::OperationNotInitialized);

@@ -7,7 +7,7 @@
 //! query or a too-small buffer returns [`Output::Needed`] and leaves the operation
 //! active (a computed result is kept for the next call); anything else ends it.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use cryptoki_sys::*;
@@ -20,7 +20,7 @@ use crate::mechanism::{self, CipherOp, Key, Mechanism};
 use crate::object::{self, Origin};
 use crate::store::IndexFilter;
 use crate::token::hooks::{KeyVerdict, OpClass};
-use crate::token::session_state::{KeyUse, Stage, Use};
+use crate::token::session_state::{KeyUse, SessionCell, Stage, Use};
 pub use crate::token::Session;
 use crate::token::{CachedObject, Token, UserType, SESSION_OBJECT_BASE};
 pub use message::MessageKind;
@@ -171,64 +171,33 @@ fn ulongs(v: &[u8]) -> impl Iterator<Item = u64> + '_ {
         .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
 }
 
-/// A session as a caller names it: by handle (`u64`, looked up in the token's
-/// session map) or by a [`SessionRef`] the caller keeps (no lookup: the PKCS#11
-/// module keeps one beside each handle). The operation functions take either.
-pub trait SessionKey: Copy {
-    #[doc(hidden)]
-    fn resolve<'t>(self, t: &'t Token) -> Result<Resolved<'t>>
-    where
-        Self: 't;
-}
-
-/// A session found for a call ([`SessionKey`]).
-#[doc(hidden)]
-pub enum Resolved<'a> {
-    Found(Arc<Mutex<Session>>),
-    Held(&'a Arc<Mutex<Session>>),
-}
-
-impl std::ops::Deref for Resolved<'_> {
-    type Target = Arc<Mutex<Session>>;
-    fn deref(&self) -> &Arc<Mutex<Session>> {
-        match self {
-            Resolved::Found(s) => s,
-            Resolved::Held(s) => s,
-        }
-    }
-}
-
-impl SessionKey for u64 {
-    fn resolve<'t>(self, t: &'t Token) -> Result<Resolved<'t>>
-    where
-        Self: 't,
-    {
-        t.session(self).map(Resolved::Found)
-    }
-}
-
-/// A session of one token, held by the caller instead of looked up by handle on
-/// every call ([`Token::session_ref`]). Valid for calls on that token only; after
-/// `C_CloseSession` the caller must drop it (the PKCS#11 module drops it with the
-/// handle).
+/// A session of one token: the one handle the session API takes.
+/// [`Token::open_session`] returns it and [`SessionRef::id`] is its PKCS#11 session
+/// handle (the module maps each `CK_SESSION_HANDLE` to its `SessionRef` once per
+/// call, so no call looks the session up again). It names a session of the token
+/// that opened it only, until [`Token::close_session`] or
+/// [`Token::close_all_sessions`]: after that every call with it answers
+/// `SessionHandleInvalid`, as the handle would.
 #[derive(Clone)]
 pub struct SessionRef {
-    session: Arc<Mutex<Session>>,
+    cell: Arc<SessionCell>,
     /// The token the session belongs to ([`Token::instance`], checked on use).
     token: u64,
+    id: u64,
 }
 
-impl SessionKey for &SessionRef {
-    fn resolve<'t>(self, t: &'t Token) -> Result<Resolved<'t>>
-    where
-        Self: 't,
-    {
-        if self.token != t.instance() {
-            return Err(Error::SessionHandleInvalid);
-        }
-        // As a lookup by handle does: a token the gate locked refuses every call.
-        t.ensure_unblocked_cached()?;
-        Ok(Resolved::Held(&self.session))
+impl SessionRef {
+    /// The session's handle: unique within the process across all tokens, never 0.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+impl std::fmt::Debug for SessionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRef")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -273,13 +242,7 @@ struct InitKind<T: ?Sized> {
 
 impl Token {
     /// `C_OpenSession`.
-    pub fn open_session(&self, rw: bool) -> Result<u64> {
-        Ok(self.open_session_ref(rw)?.0)
-    }
-
-    /// `C_OpenSession` for a caller that keeps the session's [`SessionRef`] beside
-    /// its handle.
-    pub fn open_session_ref(&self, rw: bool) -> Result<(u64, SessionRef)> {
+    pub fn open_session(&self, rw: bool) -> Result<SessionRef> {
         self.ensure_unblocked()?;
         if !rw && self.logged_in() == Some(UserType::So) {
             return Err(Error::SessionReadWriteSoExists);
@@ -299,24 +262,36 @@ impl Token {
             messages: None,
             _cold_tail: [0; 64],
         };
-        let s = Arc::new(Mutex::new(s));
-        self.sessions.insert(id, s.clone());
+        let cell = Arc::new(SessionCell {
+            state: Mutex::new(s),
+            open: AtomicBool::new(true),
+        });
+        self.sessions.insert(id, cell.clone());
         debug!(serial = %self.serial(), session = id, rw, "session opened");
-        Ok((id, self.session_ref_to(s)))
+        Ok(SessionRef {
+            cell,
+            token: self.instance(),
+            id,
+        })
     }
 
     /// `C_CloseSession`: its session objects go with it; the last session logs out.
-    pub fn close_session(&self, sid: u64) -> Result<()> {
-        self.sessions
-            .remove(sid)
+    pub fn close_session(&self, sid: &SessionRef) -> Result<()> {
+        if sid.token != self.instance() {
+            return Err(Error::SessionHandleInvalid);
+        }
+        let cell = self
+            .sessions
+            .remove(sid.id)
             .ok_or(Error::SessionHandleInvalid)?;
+        Token::close_cell(&cell);
         // (Two last closes at once may both see none left: the second logout is a
         // no-op.)
         let last = self.sessions.is_empty();
         self.session_objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (owner, _)| *owner != sid);
+            .retain(|_, (owner, _)| *owner != sid.id);
         if last {
             let _ = self.logout();
         }
@@ -325,7 +300,10 @@ impl Token {
 
     /// `C_CloseAllSessions`.
     pub fn close_all_sessions(&self) {
-        self.sessions.clear();
+        self.sessions.retain(|_, cell| {
+            Token::close_cell(cell);
+            false
+        });
         self.session_objects
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -333,9 +311,11 @@ impl Token {
         let _ = self.logout();
     }
 
-    /// Whether `sid` is a session of this token.
-    pub fn has_session(&self, sid: u64) -> bool {
-        self.sessions.contains(sid)
+    /// Marks a session closed for the references still held to it and drops its
+    /// operations (and the keys they hold) now rather than with the last reference.
+    fn close_cell(cell: &SessionCell) {
+        cell.open.store(false, Ordering::Release);
+        Token::lock_session(cell).end_all();
     }
 
     pub(crate) fn session_counts(&self) -> (u64, u64) {
@@ -366,34 +346,25 @@ impl Token {
             .retain(|_, (_, o)| !object::is_private(&o.attrs));
     }
 
-    /// Session `sid` as a [`SessionRef`], for callers that keep it beside the
-    /// handle and pass it to the operation functions instead of `sid`.
-    pub fn session_ref(&self, sid: u64) -> Result<SessionRef> {
-        Ok(self.session_ref_to(self.session(sid)?))
-    }
-
-    fn session_ref_to(&self, session: Arc<Mutex<Session>>) -> SessionRef {
-        SessionRef {
-            session,
-            token: self.instance(),
+    /// The session `sid` names, if it is open and of this token. A token locked by
+    /// the picture-verification gate refuses every operation (the state last seen;
+    /// each operation's init looks at the file).
+    fn resolve<'s>(&self, sid: &'s SessionRef) -> Result<&'s SessionCell> {
+        if sid.token != self.instance() || !sid.cell.open.load(Ordering::Acquire) {
+            return Err(Error::SessionHandleInvalid);
         }
-    }
-
-    fn session(&self, sid: u64) -> Result<Arc<Mutex<Session>>> {
-        // A token locked by the picture-verification gate refuses every operation
-        // (the state last seen; each operation's init looks at the file).
         self.ensure_unblocked_cached()?;
-        self.sessions.get(sid).ok_or(Error::SessionHandleInvalid)
+        Ok(&sid.cell)
     }
 
-    fn lock_session(s: &Arc<Mutex<Session>>) -> MutexGuard<'_, Session> {
-        s.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_session(s: &SessionCell) -> MutexGuard<'_, Session> {
+        s.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// `C_GetSessionInfo`.
-    pub fn session_info(&self, sid: u64) -> Result<SessionInfo> {
-        let s = self.session(sid)?;
-        let rw = Token::lock_session(&s).rw;
+    pub fn session_info(&self, sid: &SessionRef) -> Result<SessionInfo> {
+        let s = self.resolve(sid)?;
+        let rw = Token::lock_session(s).rw;
         let state = match (self.logged_in(), rw) {
             (Some(UserType::So), _) => CKS_RW_SO_FUNCTIONS,
             (Some(UserType::User), true) => CKS_RW_USER_FUNCTIONS,
@@ -405,18 +376,18 @@ impl Token {
     }
 
     /// Ends every operation of a session (`C_SessionCancel`).
-    pub fn cancel(&self, sid: impl SessionKey) -> Result<()> {
-        let s = sid.resolve(self)?;
-        Token::lock_session(&s).end_all();
+    pub fn cancel(&self, sid: &SessionRef) -> Result<()> {
+        let s = self.resolve(sid)?;
+        Token::lock_session(s).end_all();
         Ok(())
     }
 
     /// Ends one kind of operation of a session, if active: PKCS#11 ends an
     /// operation on any failed call except a short buffer or a length query,
     /// including calls refused for their arguments before they reach the token.
-    pub fn end_operation(&self, sid: impl SessionKey, op: Operation) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn end_operation(&self, sid: &SessionRef, op: Operation) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         match op {
             Operation::Encrypt => s.encrypt = None,
             Operation::Decrypt => s.decrypt = None,
@@ -428,9 +399,9 @@ impl Token {
     }
 
     /// Whether an operation of kind `op` is active on the session.
-    pub fn operation_active(&self, sid: impl SessionKey, op: Operation) -> Result<bool> {
-        let s = sid.resolve(self)?;
-        let s = Token::lock_session(&s);
+    pub fn operation_active(&self, sid: &SessionRef, op: Operation) -> Result<bool> {
+        let s = self.resolve(sid)?;
+        let s = Token::lock_session(s);
         Ok(match op {
             Operation::Encrypt => s.encrypt.is_some(),
             Operation::Decrypt => s.decrypt.is_some(),

@@ -103,9 +103,9 @@ impl Token {
         Ok(())
     }
 
-    pub(super) fn check_write(&self, sid: u64, attrs: &Attributes) -> Result<()> {
-        let s = self.session(sid)?;
-        let rw = Token::lock_session(&s).rw;
+    pub(super) fn check_write(&self, sid: &SessionRef, attrs: &Attributes) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let rw = Token::lock_session(s).rw;
         let token = attrs.bool_or(CKA_TOKEN, false);
         if token && !rw {
             return Err(Error::SessionReadOnly);
@@ -117,7 +117,7 @@ impl Token {
     }
 
     /// Stores a validated object; returns its id.
-    pub(crate) fn store_object(&self, sid: u64, mut attrs: Attributes) -> Result<u64> {
+    pub(crate) fn store_object(&self, sid: &SessionRef, mut attrs: Attributes) -> Result<u64> {
         self.check_write(sid, &attrs)?;
         // PKCS#11 3.0 CKA_UNIQUE_ID: assigned by the token, never by a template.
         attrs.set(
@@ -149,14 +149,14 @@ impl Token {
             self.session_objects
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(id, (sid, o));
+                .insert(id, (sid.id(), o));
             Ok(id)
         }
     }
 
     /// `C_CreateObject`.
-    pub fn create_object(&self, sid: u64, template: &Attributes) -> Result<u64> {
-        self.session(sid)?;
+    pub fn create_object(&self, sid: &SessionRef, template: &Attributes) -> Result<u64> {
+        self.resolve(sid)?;
         self.check_trusted_template(template)?;
         let template = self.key_template(template, template.class());
         let mut attrs = object::build(&template, Origin::Create, &Attributes::new())?;
@@ -168,8 +168,8 @@ impl Token {
     }
 
     /// `C_CopyObject`.
-    pub fn copy_object(&self, sid: u64, id: u64, template: &Attributes) -> Result<u64> {
-        self.session(sid)?;
+    pub fn copy_object(&self, sid: &SessionRef, id: u64, template: &Attributes) -> Result<u64> {
+        self.resolve(sid)?;
         let o = self.object(id)?;
         self.check_trusted_template(template)?;
         let mut attrs = object::apply_copy(&o.attrs, template)?;
@@ -185,7 +185,7 @@ impl Token {
     }
 
     /// `C_DestroyObject`.
-    pub fn destroy_object(&self, sid: u64, id: u64) -> Result<()> {
+    pub fn destroy_object(&self, sid: &SessionRef, id: u64) -> Result<()> {
         let o = self.object(id)?;
         self.check_write(sid, &o.attrs)?;
         if !o.attrs.bool_or(CKA_DESTROYABLE, true) {
@@ -210,11 +210,11 @@ impl Token {
     /// `C_GetAttributeValue`: one result per requested type.
     pub fn get_attributes(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         id: u64,
         types: &[CK_ATTRIBUTE_TYPE],
     ) -> Result<Vec<AttrResult>> {
-        self.session(sid)?;
+        self.resolve(sid)?;
         let o = self.object(id)?;
         let class = o.attrs.class().unwrap_or(CKO_DATA);
         let hide = object::hides_secrets(&o.attrs);
@@ -248,7 +248,7 @@ impl Token {
     }
 
     /// `C_SetAttributeValue`.
-    pub fn set_attributes(&self, sid: u64, id: u64, template: &Attributes) -> Result<()> {
+    pub fn set_attributes(&self, sid: &SessionRef, id: u64, template: &Attributes) -> Result<()> {
         let o = self.object(id)?;
         self.check_write(sid, &o.attrs)?;
         self.check_trusted_template(template)?;
@@ -287,8 +287,8 @@ impl Token {
     }
 
     /// `C_GetObjectSize`: the size of the object's serialized attributes.
-    pub fn object_size(&self, sid: u64, id: u64) -> Result<usize> {
-        self.session(sid)?;
+    pub fn object_size(&self, sid: &SessionRef, id: u64) -> Result<usize> {
+        self.resolve(sid)?;
         let o = self.object(id)?;
         // A zeroizing buffer: the serialization holds secret values.
         Ok(o.attrs.to_sealable().map(|v| v.len()).unwrap_or(0))

@@ -4,7 +4,7 @@ use super::*;
 
 impl Token {
     /// `C_SignInit`.
-    pub fn sign_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn sign_init(&self, sid: &SessionRef, mech: &Mechanism, key: u64) -> Result<()> {
         self.init_keyed(
             sid,
             mech,
@@ -21,9 +21,9 @@ impl Token {
     }
 
     /// `C_Sign` (single part).
-    pub fn sign(&self, sid: impl SessionKey, data: &[u8], out: OutLen) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn sign(&self, sid: &SessionRef, data: &[u8], out: OutLen) -> Result<Output> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         check_auth(&s.sign)?;
         if let Some(st) = s.sign.as_ref() {
             if st.multi {
@@ -41,9 +41,9 @@ impl Token {
     }
 
     /// `C_SignUpdate`.
-    pub fn sign_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn sign_update(&self, sid: &SessionRef, data: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         check_auth(&s.sign)?;
         let st = s.sign.as_mut().ok_or(Error::OperationNotInitialized)?;
         st.multi = true;
@@ -60,9 +60,9 @@ impl Token {
     }
 
     /// `C_SignFinal`.
-    pub fn sign_final(&self, sid: impl SessionKey, out: OutLen) -> Result<Output> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn sign_final(&self, sid: &SessionRef, out: OutLen) -> Result<Output> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         check_auth(&s.sign)?;
         if let Some(st) = s.sign.as_ref() {
             if out == OutLen::Query && st.pending.is_none() {
@@ -73,7 +73,7 @@ impl Token {
     }
 
     /// `C_VerifyInit`.
-    pub fn verify_init(&self, sid: impl SessionKey, mech: &Mechanism, key: u64) -> Result<()> {
+    pub fn verify_init(&self, sid: &SessionRef, mech: &Mechanism, key: u64) -> Result<()> {
         self.init_keyed(
             sid,
             mech,
@@ -90,9 +90,9 @@ impl Token {
     }
 
     /// `C_Verify` (single part). The operation ends whatever the outcome.
-    pub fn verify(&self, sid: impl SessionKey, data: &[u8], signature: &[u8]) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn verify(&self, sid: &SessionRef, data: &[u8], signature: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let mut st = take_verify(&mut s.verify, false)?;
         if st.multi {
             return Err(Error::OperationActive);
@@ -102,13 +102,13 @@ impl Token {
     }
 
     /// `C_VerifyUpdate`.
-    pub fn verify_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+    pub fn verify_update(&self, sid: &SessionRef, data: &[u8]) -> Result<()> {
         self.verify_part(sid, data, false)
     }
 
-    fn verify_part(&self, sid: impl SessionKey, data: &[u8], with_sig: bool) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    fn verify_part(&self, sid: &SessionRef, data: &[u8], with_sig: bool) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let st = s
             .verify
             .as_mut()
@@ -127,9 +127,9 @@ impl Token {
     }
 
     /// `C_VerifyFinal`.
-    pub fn verify_final(&self, sid: impl SessionKey, signature: &[u8]) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn verify_final(&self, sid: &SessionRef, signature: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let mut st = take_verify(&mut s.verify, false)?;
         st.op.finish(signature)
     }
@@ -140,14 +140,14 @@ impl Token {
     /// as this kind (`C_Verify*` and `C_VerifySignature*` do not mix).
     pub fn verify_signature_init(
         &self,
-        sid: impl SessionKey,
+        sid: &SessionRef,
         mech: &Mechanism,
         key: u64,
         signature: &[u8],
     ) -> Result<()> {
         self.verify_init(sid, mech, key)?;
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         if let Some(st) = s.verify.as_mut() {
             st.pending = Some(signature.to_vec());
         }
@@ -155,9 +155,9 @@ impl Token {
     }
 
     /// `C_VerifySignature` (single part). The operation ends whatever the outcome.
-    pub fn verify_signature(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn verify_signature(&self, sid: &SessionRef, data: &[u8]) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let mut st = take_verify(&mut s.verify, true)?;
         if st.multi {
             return Err(Error::OperationActive);
@@ -168,14 +168,14 @@ impl Token {
     }
 
     /// `C_VerifySignatureUpdate`.
-    pub fn verify_signature_update(&self, sid: impl SessionKey, data: &[u8]) -> Result<()> {
+    pub fn verify_signature_update(&self, sid: &SessionRef, data: &[u8]) -> Result<()> {
         self.verify_part(sid, data, true)
     }
 
     /// `C_VerifySignatureFinal`.
-    pub fn verify_signature_final(&self, sid: impl SessionKey) -> Result<()> {
-        let s = sid.resolve(self)?;
-        let mut s = Token::lock_session(&s);
+    pub fn verify_signature_final(&self, sid: &SessionRef) -> Result<()> {
+        let s = self.resolve(sid)?;
+        let mut s = Token::lock_session(s);
         let mut st = take_verify(&mut s.verify, true)?;
         let sig = st.pending.take().unwrap_or_default();
         st.op.finish(&sig)

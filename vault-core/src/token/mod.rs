@@ -162,7 +162,7 @@ pub struct Token {
     pub(crate) hooks: Hooks,
     /// Unique among the tokens this process opens (names it in a `SessionRef`).
     instance: u64,
-    pub(crate) sessions: ShardedHandles<Arc<Mutex<Session>>>,
+    pub(crate) sessions: ShardedHandles<Arc<session_state::SessionCell>>,
     pub(crate) session_objects: Mutex<HandleMap<(u64, Arc<CachedObject>)>>,
     pub(crate) next_session_object: AtomicU64,
     /// An agent the embedding program installed itself ([`Token::set_prompt`]);

@@ -3,7 +3,8 @@
 //! operations over this state live in `crate::session` (SPEC T3, T4).
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
 
 use cryptoki_sys::*;
 
@@ -21,6 +22,17 @@ pub(crate) struct Stage<T: ?Sized> {
     /// The key has `CKA_ALWAYS_AUTHENTICATE`: no step runs until a
     /// `C_Login(CKU_CONTEXT_SPECIFIC)` on this session after the init.
     pub(crate) needs_auth: bool,
+}
+
+/// A session as the token's session table and its [`crate::session::SessionRef`]s
+/// hold it: `open` turns false once, when the session closes, so a reference kept
+/// past `C_CloseSession` names nothing (read on every call; written only at close).
+/// `open` comes first, on the cache line of the session's lock (which this session's
+/// calls write anyway), not after `Session`'s cold tail beside the next heap block.
+#[repr(C)]
+pub(crate) struct SessionCell {
+    pub(crate) open: AtomicBool,
+    pub(crate) state: Mutex<Session>,
 }
 
 /// One session. Its lock and operation slots are written on every call, by whichever

@@ -267,7 +267,7 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 &pin_of(&p.to_pin, &p.to_pin_file, "target token's user PIN")?,
             )
             .map_err(|e| CliError::new(format!("target token: {e}")))?;
-            let s = backup::backup_local(&src.token, &dst.token, dst.sid, root.as_deref())
+            let s = backup::backup_local(&src.token, &dst.token, &dst.sid, root.as_deref())
                 .map_err(dev)?;
             print_summary(
                 json,
@@ -414,7 +414,7 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
             )?;
             let s = backup::import_bundle(
                 &dst.token,
-                dst.sid,
+                &dst.sid,
                 &bundle,
                 root.as_deref(),
                 from_serial.as_deref(),

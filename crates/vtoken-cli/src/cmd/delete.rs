@@ -77,7 +77,7 @@ fn delete_objects(
         }
     }
     for h in &handles {
-        open.token.destroy_object(open.sid, *h)?;
+        open.token.destroy_object(&open.sid, *h)?;
     }
     if json {
         return print_json(&json!({ "deleted": infos }));

@@ -385,9 +385,9 @@ fn store_opened(open: &Open, kind: OpenAs, label: &str, plain: &[u8]) -> Result<
             }
             s.set_bool(CKA_SENSITIVE, true);
             s.set_bool(CKA_EXTRACTABLE, false);
-            let sh = t.create_object(open.sid, &s)?;
-            let ph = t.create_object(open.sid, &p).inspect_err(|_| {
-                let _ = t.destroy_object(open.sid, sh);
+            let sh = t.create_object(&open.sid, &s)?;
+            let ph = t.create_object(&open.sid, &p).inspect_err(|_| {
+                let _ = t.destroy_object(&open.sid, sh);
             })?;
             Ok(vec![ph, sh])
         }
@@ -409,7 +409,7 @@ fn store_opened(open: &Open, kind: OpenAs, label: &str, plain: &[u8]) -> Result<
             a.set_bool(CKA_DECRYPT, true);
             a.set(CKA_LABEL, label.as_bytes().to_vec());
             a.set(CKA_VALUE, plain.to_vec());
-            Ok(vec![t.create_object(open.sid, &a)?])
+            Ok(vec![t.create_object(&open.sid, &a)?])
         }
         OpenAs::Vault => bail!("vault entries open through Token::vault_add_sealed"),
     }

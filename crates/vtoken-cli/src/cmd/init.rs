@@ -100,7 +100,7 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
     // The vault's factory setting too (SPEC V4), while the SO is logged in.
     let set_user = || -> Result<Option<String>> {
         let token = ctx.registry.open(&entry)?;
-        let sid = token.open_session(true)?;
+        let sid = &token.open_session(true)?;
         let res = login(&token, UserType::So, &so_pin)
             .and_then(|_| {
                 token

@@ -217,7 +217,7 @@ fn generate(
             s.set_bool(CKA_DECRYPT, true);
             s.set_bool(CKA_UNWRAP, true);
             let m = Mechanism::new(CKM_RSA_PKCS_KEY_PAIR_GEN);
-            let (a, b) = open.token.generate_key_pair(open.sid, &m, &p, &s)?;
+            let (a, b) = open.token.generate_key_pair(&open.sid, &m, &p, &s)?;
             vec![a, b]
         }
         KeyType::EcP256 | KeyType::EcP384 | KeyType::EcP521 => {
@@ -234,7 +234,7 @@ fn generate(
             s.set_bool(CKA_UNWRAP, false);
             s.set_bool(CKA_DERIVE, true);
             let m = Mechanism::new(CKM_EC_KEY_PAIR_GEN);
-            let (a, b) = open.token.generate_key_pair(open.sid, &m, &p, &s)?;
+            let (a, b) = open.token.generate_key_pair(&open.sid, &m, &p, &s)?;
             vec![a, b]
         }
         KeyType::Aes128 | KeyType::Aes256 | KeyType::Hmac => {
@@ -268,7 +268,7 @@ fn generate(
             }
             vec![open
                 .token
-                .generate_key(open.sid, &Mechanism::new(mech), &t)?]
+                .generate_key(&open.sid, &Mechanism::new(mech), &t)?]
         }
     };
     print_created(&open, json, "Generated", &handles)
@@ -468,12 +468,12 @@ pub fn import(ctx: &Ctx, json: bool, args: &ImportArgs) -> Result<()> {
                         p.set_bool(a, false);
                     }
                 }
-                let sh = open.token.create_object(open.sid, &s)?;
+                let sh = open.token.create_object(&open.sid, &s)?;
                 if existing(&open, CKO_PUBLIC_KEY, &kid)?.is_none() {
-                    match open.token.create_object(open.sid, &p) {
+                    match open.token.create_object(&open.sid, &p) {
                         Ok(ph) => handles.push(ph),
                         Err(e) => {
-                            let _ = open.token.destroy_object(open.sid, sh);
+                            let _ = open.token.destroy_object(&open.sid, sh);
                             return Err(e.into());
                         }
                     }
@@ -501,7 +501,7 @@ pub fn import(ctx: &Ctx, json: bool, args: &ImportArgs) -> Result<()> {
                 c.set_bool(CKA_TOKEN, true);
                 c.set_bool(CKA_PRIVATE, false);
                 c.set(CKA_LABEL, l.into_bytes());
-                handles.push(open.token.create_object(open.sid, &c)?);
+                handles.push(open.token.create_object(&open.sid, &c)?);
             }
             Material::PublicKey(mut p) => {
                 let kid = id.clone().unwrap_or_else(|| encoding::key_id(&p));
@@ -519,7 +519,7 @@ pub fn import(ctx: &Ctx, json: bool, args: &ImportArgs) -> Result<()> {
                 p.set_bool(CKA_PRIVATE, false);
                 p.set(CKA_LABEL, l.into_bytes());
                 p.set(CKA_ID, kid);
-                handles.push(open.token.create_object(open.sid, &p)?);
+                handles.push(open.token.create_object(&open.sid, &p)?);
             }
         }
     }

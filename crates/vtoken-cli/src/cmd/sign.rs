@@ -230,10 +230,10 @@ pub fn sign(ctx: &Ctx, args: &SignArgs) -> Result<()> {
         &format!("sign with key \"{}\"", attrs.label()),
         input != Path::new("-"),
     )?;
-    open.token.sign_init(open.sid, &mechanism_of(n), h)?;
+    open.token.sign_init(&open.sid, &mechanism_of(n), h)?;
     let sig = match open
         .token
-        .sign(open.sid, &data, OutLen::Buffer(usize::MAX))?
+        .sign(&open.sid, &data, OutLen::Buffer(usize::MAX))?
     {
         Output::Bytes(b) => b,
         Output::Needed(_) => bail!("internal error: signature buffer too small"),
@@ -311,8 +311,8 @@ fn check(ctx: &Ctx, args: &VerifyArgs) -> Result<bool> {
     } else {
         sig
     };
-    open.token.verify_init(open.sid, &mechanism_of(n), h)?;
-    match open.token.verify(open.sid, &data, &sig) {
+    open.token.verify_init(&open.sid, &mechanism_of(n), h)?;
+    match open.token.verify(&open.sid, &data, &sig) {
         Ok(()) => Ok(true),
         Err(Error::SignatureInvalid | Error::SignatureLenRange) => Ok(false),
         Err(e) => Err(e.into()),

@@ -10,13 +10,14 @@ use zeroize::Zeroizing;
 
 use super::{DeviceRecord, DEVICE_KEY, DEVICE_LABEL};
 use crate::error::{Error, Result};
+use crate::session::SessionRef;
 use crate::token::{Token, UserType};
 
 /// The token's object store as the download's sink (S320: each key stored in one
 /// transaction before it is acknowledged; a uid already held is not stored again).
 struct TokenSink<'a> {
     token: &'a Token,
-    sid: u64,
+    sid: &'a SessionRef,
 }
 
 impl KeySink for TokenSink<'_> {
@@ -42,7 +43,7 @@ impl Token {
     /// the protocol's, as both sides report it.
     pub fn rks_download(
         &self,
-        sid: u64,
+        sid: &SessionRef,
         transport: &mut Transport<'_>,
     ) -> Result<std::result::Result<Outcome, RksError>> {
         if self.logged_in() != Some(UserType::User) {

@@ -22,6 +22,7 @@ use zeroize::{Zeroize, Zeroizing};
 use crate::attr::Attributes;
 use crate::error::{Error, Part, Result};
 use crate::pkcs11::*;
+use crate::session::SessionRef;
 use crate::store::seal::{self, Key32};
 use crate::store::MasterKeys;
 use crate::token::{Token, UserType};
@@ -344,7 +345,7 @@ impl Token {
     /// Device (S320): stores a downloaded key as a sensitive, non-extractable
     /// `CKO_SECRET_KEY` token object (one store transaction), usable only as the
     /// server's usage bits allow. Returns its handle.
-    fn rks_store_key(&self, sid: u64, k: &Tmk) -> Result<u64> {
+    fn rks_store_key(&self, sid: &SessionRef, k: &Tmk) -> Result<u64> {
         self.rks_user_keys()?;
         use vtoken_rks::tmk::{USE_DECRYPT, USE_ENCRYPT, USE_UNWRAP, USE_WRAP};
         let mut t = Attributes::new();

@@ -252,7 +252,7 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &RksCommand) -> Result<()> {
             // leave it); this process only carries the frames over HTTP.
             let out = open
                 .token
-                .rks_download(open.sid, &mut |b| {
+                .rks_download(&open.sid, &mut |b| {
                     // The frame kind is the header's sixth byte (docs/rks.md).
                     let kind = b.get(5).copied();
                     let first_ack = kind == Some(Kind::Ack as u8) && !acked;

@@ -116,7 +116,7 @@ pub fn provision(ctx: &Ctx, json: bool, a: &ProvisionArgs<'_>) -> Result<()> {
         bail!("--station names the device token itself; give the station token");
     }
     let st = ctx.registry.open(&st_entry)?;
-    let st_sid = st.open_session(true)?;
+    let st_sid = &st.open_session(true)?;
     let st_pin = match a.station_pin.filter(|v| !v.is_empty()) {
         Some(v) => zeroize::Zeroizing::new(v.clone()),
         None => pin::prompt_named("station token's user PIN")?,
