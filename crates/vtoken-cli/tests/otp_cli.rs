@@ -318,7 +318,7 @@ fn hotp_counter_never_repeats_across_50_sigkills() {
         let mut child = env
             .cmd(&["otp", "code", "--pin", PIN, "Kill:test"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
         let delay = rng.below(31);
@@ -333,6 +333,13 @@ fn hotp_counter_never_repeats_across_50_sigkills() {
             .take()
             .unwrap()
             .read_to_string(&mut out)
+            .unwrap();
+        let mut err = String::new();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
             .unwrap();
         let code = out.trim();
         let counter = if code.is_empty() {
@@ -353,7 +360,7 @@ fn hotp_counter_never_repeats_across_50_sigkills() {
                 killed_after_printing += 1;
             }
         } else {
-            assert!(status.success(), "run {runs}: {status:?}");
+            assert!(status.success(), "run {runs}: {status:?}, stderr: {err}");
             completed.push(counter.expect("a completed run prints a code"));
         }
     }
