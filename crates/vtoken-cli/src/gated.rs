@@ -37,10 +37,36 @@ pub fn before(
     what: &str,
     stdin_free: bool,
 ) -> Result<()> {
-    if !open.token.gate_applies(class, key)? || !can_answer_here(open, stdin_free) {
+    if !open.token.gate_applies(class, key)? {
         return Ok(());
     }
+    if !can_answer_here(open, stdin_free) {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() && !stdin_has_data() {
+        // The agent is `deny` and stdin is /dev/null or closed: a picture drawn now
+        // would cost a chance that nobody can use. Refused before any is issued.
+        bail!(
+            "this request needs a picture check, and nobody can see one here: stdin is not a \
+             terminal and the token's prompt agent is `deny`; run it on a terminal, or have \
+             the SO set an agent (`vtoken prompt set --agent tty` or pinentry). No chance \
+             was used"
+        );
+    }
     picture_check(open, class, what)
+}
+
+/// Whether stdin can carry an answer: a pipe or a file (a script answering), not
+/// `/dev/null` or a closed descriptor.
+fn stdin_has_data() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata("/dev/stdin") {
+        Ok(m) => {
+            let t = m.file_type();
+            t.is_fifo() || t.is_file() || t.is_socket()
+        }
+        Err(_) => false,
+    }
 }
 
 /// Shows pictures on the terminal (stderr) until one is answered right, the user
