@@ -865,7 +865,13 @@ fn delete_objects_and_token() {
     assert!(Path::new(&path).exists());
     env.ok(&["--token", "t", "delete", "--token-file", "--force"]);
     assert!(!Path::new(&path).exists());
-    assert!(env.json(&["list", "--json"]).as_array().unwrap().is_empty());
+    let left = env.json(&["list", "--json"]);
+    assert_eq!(
+        left.as_array().unwrap().len(),
+        1,
+        "the free slot only: {left}"
+    );
+    assert_eq!(left[0]["free"], true);
 }
 
 #[test]
