@@ -522,10 +522,10 @@ impl Token {
         // One try, two readings: the folded form (codes set up with look-alikes
         // folded), then, when folding changed it, the unfolded form a token set up
         // before folding stored its verifier over.
-        let folded = normalize_code(code);
         let unfolded = normalize_code_unfolded(code);
-        let mut opened = verifier.unwrap(folded.as_bytes(), &code_ad(&h.serial))?;
-        if opened.is_none() && *folded != *unfolded {
+        let code = normalize_code(code);
+        let mut opened = verifier.unwrap(code.as_bytes(), &code_ad(&h.serial))?;
+        if opened.is_none() && *code != *unfolded {
             opened = verifier.unwrap(unfolded.as_bytes(), &code_ad(&h.serial))?;
         }
         match opened {
