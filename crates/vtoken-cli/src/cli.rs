@@ -10,7 +10,9 @@ Configuration:
 
 PINs are taken, in this order, from a --pin-file / --so-pin-file (first line), the
 --pin / --so-pin flag, the VTOKEN_PIN / VTOKEN_SO_PIN environment variables, or an
-interactive prompt (only when stdin is a terminal). PINs are never printed.
+interactive prompt on the terminal (also when stdin is a pipe: it is read from
+/dev/tty, as ssh and gpg do). PINs are never printed. Under --json an error is one
+JSON object {\"error\": ...} on stderr.
 
 Examples:
   vtoken init --label work --so-pin 12345678 --pin 123456
@@ -171,12 +173,13 @@ Examples:
   vtoken completions man | man -l -")]
     Completions(crate::cmd::completions::CompletionsArgs),
 
-    /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, delete, show.
+    /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, codes,
+    /// delete, show.
     #[command(subcommand)]
     Otp(crate::cmd::otp::OtpCommand),
 
     /// The vault: bank cards, logins and custom entries kept on the token (add, list,
-    /// show, get, edit, delete, activate, enable, CSV import/export).
+    /// show, get, edit, delete, activate, enable, KeePassXC CSV and KDBX import/export).
     #[command(subcommand)]
     Vault(Box<crate::cmd::vault::VaultCommand>),
 
