@@ -117,7 +117,7 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
         }
         let _ = write!(
             err,
-            "Type the characters ({} s, {} chance{} left; Enter alone: new picture, q: give up): ",
+            "Type the characters ({} s, {} chance{} left; Enter alone or r: new picture, q: give up): ",
             c.lifetime.as_secs_f64(),
             c.chances_left,
             if c.chances_left == 1 { "" } else { "s" }
@@ -131,7 +131,8 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
             open.token.gate_cancel(c.id).map_err(gate_error)?;
             bail!("picture check abandoned (the picture's chance is used)");
         }
-        if answer.is_empty() {
+        // The same keys as the token's tty agent (`r` or Enter: new picture).
+        if answer.is_empty() || answer.eq_ignore_ascii_case("r") {
             continue; // a refresh: the next challenge replaces this one
         }
         match open.token.gate_answer(c.id, answer) {
