@@ -169,7 +169,8 @@ impl World {
             .or_else(|| list["tokens"].as_array())
             .cloned()
             .unwrap_or_default();
-        for t in tokens {
+        // `list --json` ends with the free slot (no token, no serial).
+        for t in tokens.into_iter().filter(|t| t["free"] != true) {
             let serial = t["serial"].as_str().unwrap().to_string();
             self.cli_ok(&[
                 "--token", &serial, "prompt", "set", "--agent", prompt, "--so-pin", SO_PIN,

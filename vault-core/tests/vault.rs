@@ -638,12 +638,18 @@ fn csv_round_trip() {
     t.login(UserType::User, USER).unwrap();
     let csv = "\"Group\",\"Title\",\"Username\",\"Password\",\"URL\",\"Notes\",\"TOTP\",\"Icon\",\"Last Modified\",\"Created\"\n\
 \"Root\",\"Example\",\"alice\",\"pa\"\"ss,word\",\"https://example.com\",\"line 1\nline 2\",\"\",\"0\",\"2024-01-31T12:00:00Z\",\"2023-11-14T22:13:20Z\"\n\
-\"Root/Work\",\"Intranet\",\"bob\",\"hunter2\",\"https://intra.example\",\"\",\"otpauth://totp/x?secret=JBSWY3DPEHPK3PXP\",\"0\",\"2024-01-31T12:00:00Z\",\"2024-01-31T12:00:00Z\"\n";
+\"Root/Work\",\"Intranet\",\"bob\",\"hunter2\",\"https://intra.example\",\"\",\"otpauth://totp/Intranet:bob?secret=JBSWY3DPEHPK3PXP&issuer=Intranet\",\"0\",\"2024-01-31T12:00:00Z\",\"2024-01-31T12:00:00Z\"\n";
     let n = p.count();
-    let ids = t.vault_import_csv(csv).unwrap();
+    let r = t.vault_import_csv(csv).unwrap();
     assert_eq!(p.count(), n + 1, "one confirmation for the import");
     assert!(!p.last().description.contains("hunter2"));
+    assert!(
+        p.last().description.contains("Intranet:bob"),
+        "the new OTP credential is shown"
+    );
+    let ids = r.added.clone();
     assert_eq!(ids.len(), 2);
+    assert_eq!(r.otp_added, ["Intranet:bob"]);
     let e = t.vault_get(ids[0]).unwrap();
     assert_eq!(e.kind, Kind::Website);
     assert_eq!(e.title, "Example");
@@ -651,17 +657,52 @@ fn csv_round_trip() {
     assert_eq!(e.field("notes").unwrap().value, "line 1\nline 2");
     assert_eq!(e.created, 1_700_000_000);
     let e2 = t.vault_get(ids[1]).unwrap();
-    assert_eq!(e2.field("group").unwrap().value, "Root/Work");
-    assert!(e2.field("totp").unwrap().secret);
+    // Below the root group (KeePassXC names it; vtoken writes `Root`).
+    assert_eq!(e2.field("group").unwrap().value, "Work");
+    assert!(e.field("group").is_none());
+    // The TOTP column is an OTP credential on the token, linked from the entry.
+    assert_eq!(e2.field("otp_credential").unwrap().value, "Intranet:bob");
+    assert!(e2.field("totp").is_none());
+    assert_eq!(
+        t.otp_code("Intranet:bob", 1_700_000_000).unwrap(),
+        otp_core::totp(
+            b"Hello!\xde\xad\xbe\xef",
+            1_700_000_000,
+            30,
+            0,
+            6,
+            otp_core::Algorithm::Sha1
+        )
+        .unwrap()
+    );
 
-    // Export without secrets: no password.
+    // Importing the same file again adds nothing and asks nothing.
+    let again = t.vault_import_csv(csv).unwrap();
+    assert!(again.added.is_empty() && again.updated.is_empty() && again.otp_added.is_empty());
+    assert_eq!(again.unchanged, ids);
+    assert_eq!(p.count(), n + 1);
+    assert_eq!(t.vault_list().unwrap().len(), 2);
+    assert_eq!(t.otp_list().unwrap().len(), 1);
+
+    // Export without secrets: no password, no OTP secret.
     let out = t.vault_export_csv(false).unwrap();
     assert!(
         !out.contains("hunter2") && !out.contains("JBSWY3DP"),
         "{}",
         *out
     );
-    // With secrets: confirmed, and importing it again gives the same entries.
+    // ... and re-importing it erases nothing.
+    let r = t.vault_import_csv(&out).unwrap();
+    assert!(r.added.is_empty() && r.updated.is_empty(), "{r:?}");
+    assert_eq!(
+        t.vault_get(ids[1])
+            .unwrap()
+            .field("password")
+            .unwrap()
+            .value,
+        "hunter2"
+    );
+    // With secrets: confirmed, and reading it back gives the same entries.
     p.set(Answer::Refused);
     assert!(matches!(
         t.vault_export_csv(true),
@@ -670,21 +711,97 @@ fn csv_round_trip() {
     p.set(Answer::Confirmed);
     let out = t.vault_export_csv(true).unwrap();
     assert!(out.starts_with("\"Group\",\"Title\",\"Username\",\"Password\",\"URL\""));
-    let again = vault_core::vault::csv::parse_keepassxc(&out).unwrap();
-    assert_eq!(again.len(), 2);
-    for (a, id) in again.iter().zip(&ids) {
+    assert!(
+        out.contains("otpauth://totp/Intranet:bob?secret=JBSWY3DPEHPK3PXP"),
+        "{}",
+        *out
+    );
+    let back = vault_core::vault::csv::parse_records(&out).unwrap();
+    assert_eq!(back.len(), 2);
+    for (a, id) in back.iter().zip(&ids) {
         let b = t.vault_get(*id).unwrap();
-        assert_eq!(a.title, b.title);
-        assert_eq!(a.url, b.url);
-        assert_eq!(a.fields, b.fields);
-        assert_eq!(a.created, b.created);
+        assert_eq!(a.entry.title, b.title);
+        assert_eq!(a.entry.url, b.url);
+        assert_eq!(a.entry.created, b.created);
+        let mut theirs = b.fields.clone();
+        theirs.retain(|f| f.name != "otp_credential");
+        assert_eq!(a.entry.fields, theirs);
     }
+    assert_eq!(back[1].otp.as_ref().unwrap().name(), "Intranet:bob");
     // A file that is not a KeePassXC export.
     assert!(t.vault_import_csv("a,b\n1,2\n").is_err());
-    // Refused import writes nothing.
+    // A changed file: the change is confirmed; refused, nothing is written.
+    let changed = csv.replace("hunter2", "hunter3");
     p.set(Answer::Refused);
-    assert!(t.vault_import_csv(csv).is_err());
+    assert!(t.vault_import_csv(&changed).is_err());
+    assert_eq!(
+        t.vault_get(ids[1])
+            .unwrap()
+            .field("password")
+            .unwrap()
+            .value,
+        "hunter2"
+    );
+    p.set(Answer::Confirmed);
+    let r = t.vault_import_csv(&changed).unwrap();
+    assert_eq!((r.added.len(), r.updated.clone()), (0, vec![ids[1]]));
+    assert_eq!(
+        t.vault_get(ids[1])
+            .unwrap()
+            .field("password")
+            .unwrap()
+            .value,
+        "hunter3"
+    );
     assert_eq!(t.vault_list().unwrap().len(), 2);
+}
+
+/// Bank cards keep their kind and named fields through CSV; an OTP credential of
+/// the same name with another secret is stored beside, never overwritten.
+#[test]
+fn csv_keeps_kinds_and_never_overwrites_an_otp() {
+    let (_d, t, p, _) = setup(VaultMode::Available);
+    t.login(UserType::User, USER).unwrap();
+    p.set(Answer::Confirmed);
+    t.vault_add(
+        &Entry::new(Kind::BankCard, "visa")
+            .with("bank", "HSBC", false)
+            .with("card_number", "4111111111111111", true)
+            .with("card_pin", "1234", true),
+    )
+    .unwrap();
+    let out = t.vault_export_csv(true).unwrap();
+    let header = out.lines().next().unwrap();
+    assert!(
+        header.ends_with("\"Kind\",\"bank\",\"card_number (secret)\",\"card_pin (secret)\""),
+        "{header}"
+    );
+    let row = out.lines().nth(1).unwrap();
+    assert!(
+        row.starts_with("\"Root\",\"visa\",\"\",\"\","),
+        "no card data in Username/Password: {row}"
+    );
+    let back = vault_core::vault::csv::parse_records(&out).unwrap();
+    let e = &back[0].entry;
+    assert_eq!(e.kind, Kind::BankCard);
+    assert!(e.field("card_number").unwrap().secret);
+    assert_eq!(e.field("card_pin").unwrap().value, "1234");
+    assert!(t.vault_import_csv(&out).unwrap().added.is_empty());
+
+    let row = |secret: &str| {
+        format!("\"Title\",\"Username\",\"TOTP\"\n\"Site\",\"me\",\"otpauth://totp/Site:me?secret={secret}&issuer=Site\"\n")
+    };
+    assert_eq!(
+        t.vault_import_csv(&row("JBSWY3DPEHPK3PXP"))
+            .unwrap()
+            .otp_added,
+        ["Site:me"]
+    );
+    // Another file, same login and credential name, another secret.
+    let r = t.vault_import_csv(&row("GEZDGNBVGY3TQOJQ")).unwrap();
+    assert_eq!(r.otp_added, ["Site:me (2)"]);
+    assert_eq!(r.updated.len(), 1, "the entry now links the new credential");
+    assert_eq!(t.otp_list().unwrap().len(), 2);
 }
 
 #[test]

@@ -10,7 +10,9 @@ Configuration:
 
 PINs are taken, in this order, from a --pin-file / --so-pin-file (first line), the
 --pin / --so-pin flag, the VTOKEN_PIN / VTOKEN_SO_PIN environment variables, or an
-interactive prompt (only when stdin is a terminal). PINs are never printed.
+interactive prompt on the terminal (also when stdin is a pipe: it is read from
+/dev/tty, as ssh and gpg do). PINs are never printed. Under --json an error is one
+JSON object {\"error\": ...} on stderr.
 
 Examples:
   vtoken init --label work --so-pin 12345678 --pin 123456
@@ -80,7 +82,8 @@ With --json, prints a JSON array with one object per token:
     #[command(subcommand)]
     Key(crate::cmd::keys::KeyCommand),
 
-    /// Import a PKCS#8 private key, an X.509 certificate or a public key (PEM or DER).
+    /// Import a PKCS#8 private key (plain or encrypted), an X.509 certificate or a
+    /// public key (PEM or DER).
     #[command(after_help = "\
 Recognised inputs (PEM or DER):
   PRIVATE KEY (PKCS#8, RSA or EC P-256/P-384): imported as a private key object and a
@@ -88,11 +91,14 @@ Recognised inputs (PEM or DER):
   RSA PRIVATE KEY (PKCS#1): as above;
   CERTIFICATE (X.509): a certificate object whose CKA_ID is derived from its public
       key, so it pairs with the matching key pair;
+  ENCRYPTED PRIVATE KEY (PKCS#8, PBES2 as `openssl pkcs8 -topk8` writes it): asked
+      for its passphrase without echo (or --passphrase-file / VTOKEN_KEY_PASSPHRASE),
+      then as PRIVATE KEY;
   PUBLIC KEY (SubjectPublicKeyInfo): a public key object.
-Encrypted keys are not read: decrypt first (openssl pkcs8 -topk8 -nocrypt).
 
 Examples:
   vtoken import --file key.pem --label web
+  vtoken import --file key-encrypted.pem --label web      # asks the passphrase
   vtoken import --file cert.pem")]
     Import(crate::cmd::keys::ImportArgs),
 
@@ -134,10 +140,13 @@ Mechanisms (--mechanism):
   ecdsa                                raw ECDSA (input: the hash)
   hmac-sha1|sha256|sha384|sha512       HMAC (default for secret keys: hmac-sha256)
 ECDSA signatures are written as raw r||s (PKCS#11 form); --der writes the
-ASN.1 DER form that OpenSSL expects.
+ASN.1 DER form that OpenSSL expects. A signature is binary: it is not written to
+a terminal (give -o FILE, pipe it, or --force). With -i - the data comes from
+stdin and the PIN, if not given, is asked on the terminal (as ssh and gpg do).
 
 Examples:
   vtoken sign --label rsa-key -i data.bin -o data.sig
+  echo hello | vtoken sign --label ec-key -i - -o hello.sig
   openssl dgst -sha256 -verify rsa-key.pub.pem -signature data.sig data.bin
   vtoken sign --label ec-key --der -i data.bin -o data.sig")]
     Sign(crate::cmd::sign::SignArgs),
@@ -164,12 +173,13 @@ Examples:
   vtoken completions man | man -l -")]
     Completions(crate::cmd::completions::CompletionsArgs),
 
-    /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, delete, show.
+    /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, codes,
+    /// delete, show.
     #[command(subcommand)]
     Otp(crate::cmd::otp::OtpCommand),
 
     /// The vault: bank cards, logins and custom entries kept on the token (add, list,
-    /// show, get, edit, delete, activate, enable, CSV import/export).
+    /// show, get, edit, delete, activate, enable, KeePassXC CSV and KDBX import/export).
     #[command(subcommand)]
     Vault(Box<crate::cmd::vault::VaultCommand>),
 

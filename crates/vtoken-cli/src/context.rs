@@ -97,10 +97,36 @@ impl Drop for Open {
 
 /// Logs in with a helpful error: tries left, or how to unlock.
 pub fn login(token: &Token, who: UserType, pin: &Pin) -> Result<()> {
+    check_pin_length(token, who, pin)?;
     match token.login(who, pin.as_bytes()) {
         Ok(()) => Ok(()),
         Err(e) => Err(pin_error(token, who, e)),
     }
+}
+
+/// An SO PIN of a length the token never accepts is a typo: said as a length
+/// error (not "incorrect SO PIN"), and none of the SO's few tries is spent on it.
+/// (A user PIN of the wrong length still goes to the token and counts, as the
+/// token's PIN policy tests require of every wrong user PIN.)
+pub fn check_pin_length(token: &Token, who: UserType, pin: &Pin) -> Result<()> {
+    if who != UserType::So {
+        return Ok(());
+    }
+    if let Ok(i) = token.info() {
+        let n = pin.len();
+        if n < i.min_pin_len || n > i.max_pin_len {
+            let name = match who {
+                UserType::User => "user PIN",
+                UserType::So => "SO PIN",
+            };
+            bail!(
+                "the {name} of this token has {} to {} characters; the one given has {n}",
+                i.min_pin_len,
+                i.max_pin_len
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Explains a failed PIN check.
@@ -142,5 +168,35 @@ pub fn pin_message(who: UserType, e: &Error, tries_left: Option<u32>) -> CliErro
             ),
         },
         e => CliError::new(describe(e)),
+    }
+}
+
+/// The start of every CLI message for a refused confirmation.
+pub const NOT_CONFIRMED: &str = "not confirmed";
+
+/// A refused confirmation in the words of its likely cause, by the token's prompt
+/// agent: `deny` means nobody can ever confirm (the fix: an agent); any other
+/// agent means the person refused or did not answer in time (the fix: run again
+/// and confirm). Other errors pass unchanged.
+pub fn explain_rejection(ctx: &Ctx, e: CliError) -> CliError {
+    if !e.message.starts_with(NOT_CONFIRMED) {
+        return e;
+    }
+    let agent = ctx
+        .open()
+        .map(|o| o.token.prompt_agent_name())
+        .unwrap_or_default();
+    match agent.as_str() {
+        "deny" => CliError::new(
+            "not confirmed: this token has no prompt agent (its policy is `deny`), so nothing \
+             can be confirmed and nothing was written or revealed; the SO chooses one with \
+             `vtoken prompt set --agent tty` (or pinentry)",
+        ),
+        "" => e,
+        a => CliError::new(format!(
+            "not confirmed: the {a} prompt was refused, timed out, or could not be shown \
+             (the picture check, if any, was not passed); nothing was written or revealed — \
+             run the command again and confirm on the {a} prompt"
+        )),
     }
 }

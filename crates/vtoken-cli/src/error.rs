@@ -43,6 +43,12 @@ pub fn describe(e: &vault_core::Error) -> String {
         E::UserPinNotInitialized => {
             "the user PIN is not set on this token (set one with `vtoken pin unlock`)".into()
         }
+        // The core's words for PKCS#11 callers ("invalid arguments: …", "4..=64")
+        // in plain words for a person.
+        E::ArgumentsBad(m) => m.clone(),
+        E::PinLenRange { min, max } => {
+            format!("a PIN has {min} to {max} characters; choose one of that length")
+        }
         _ => e.to_string(),
     }
 }

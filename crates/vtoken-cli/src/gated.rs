@@ -37,10 +37,36 @@ pub fn before(
     what: &str,
     stdin_free: bool,
 ) -> Result<()> {
-    if !open.token.gate_applies(class, key)? || !can_answer_here(open, stdin_free) {
+    if !open.token.gate_applies(class, key)? {
         return Ok(());
     }
+    if !can_answer_here(open, stdin_free) {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() && !stdin_has_data() {
+        // The agent is `deny` and stdin is /dev/null or closed: a picture drawn now
+        // would cost a chance that nobody can use. Refused before any is issued.
+        bail!(
+            "this request needs a picture check, and nobody can see one here: stdin is not a \
+             terminal and the token's prompt agent is `deny`; run it on a terminal, or have \
+             the SO set an agent (`vtoken prompt set --agent tty` or pinentry). No chance \
+             was used"
+        );
+    }
     picture_check(open, class, what)
+}
+
+/// Whether stdin can carry an answer: a pipe or a file (a script answering), not
+/// `/dev/null` or a closed descriptor.
+fn stdin_has_data() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata("/dev/stdin") {
+        Ok(m) => {
+            let t = m.file_type();
+            t.is_fifo() || t.is_file() || t.is_socket()
+        }
+        Err(_) => false,
+    }
 }
 
 /// Shows pictures on the terminal (stderr) until one is answered right, the user
@@ -91,7 +117,7 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
         }
         let _ = write!(
             err,
-            "Type the characters ({} s, {} chance{} left; Enter alone: new picture, q: give up): ",
+            "Type the characters ({} s, {} chance{} left; Enter alone or r: new picture, q: give up): ",
             c.lifetime.as_secs_f64(),
             c.chances_left,
             if c.chances_left == 1 { "" } else { "s" }
@@ -105,7 +131,8 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
             open.token.gate_cancel(c.id).map_err(gate_error)?;
             bail!("picture check abandoned (the picture's chance is used)");
         }
-        if answer.is_empty() {
+        // The same keys as the token's tty agent (`r` or Enter: new picture).
+        if answer.is_empty() || answer.eq_ignore_ascii_case("r") {
             continue; // a refresh: the next challenge replaces this one
         }
         match open.token.gate_answer(c.id, answer) {

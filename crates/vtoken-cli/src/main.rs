@@ -35,6 +35,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let ctx = Ctx::load(cli.token.clone())?;
+    pin::set_new_pin_len(ctx.config().pin.min_len, ctx.config().pin.max_len);
     let json = cli.json;
     match &cli.command {
         Command::Init(a) => cmd::init::run(&ctx, json, a)?,
@@ -91,10 +92,16 @@ fn protect_process() {
 fn main() -> ExitCode {
     protect_process();
     let cli = Cli::parse();
+    let json = cli.json;
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e}");
+            if json {
+                // Under --json a failure is one JSON object on stderr, for scripts.
+                eprintln!("{}", serde_json::json!({ "error": e.message }));
+            } else {
+                eprintln!("error: {e}");
+            }
             ExitCode::FAILURE
         }
     }

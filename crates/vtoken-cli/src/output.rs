@@ -94,3 +94,37 @@ pub fn read_in(path: &Path) -> Result<Vec<u8>> {
     }
     std::fs::read(path).map_err(|e| CliError::new(format!("cannot read {}: {e}", path.display())))
 }
+
+/// A spinner on stderr while a long step runs (KDF, key generation, a backup, a
+/// batch), drawn only when stderr is a terminal: scripts and logs get nothing.
+/// Cleared when dropped.
+pub struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    /// Starts the spinner with `message` (on a terminal).
+    pub fn start(message: &str) -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_message(message.to_string());
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+
+    /// Changes the message.
+    pub fn set(&self, message: &str) {
+        if let Some(b) = &self.0 {
+            b.set_message(message.to_string());
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(b) = self.0.take() {
+            b.finish_and_clear();
+        }
+    }
+}

@@ -107,27 +107,80 @@ pub fn prompt(role: Role, confirm: bool) -> Result<Pin> {
     prompt_text(role, role.name(), confirm)
 }
 
-fn prompt_text(role: Role, what: &str, confirm: bool) -> Result<Pin> {
-    if !std::io::stdin().is_terminal() {
-        bail!(
-            "no {what} given and stdin is not a terminal: use {}",
-            role.flag()
-        );
+/// The length range of new PINs (the configuration's PIN policy), set once the
+/// configuration is read; a new PIN outside it is asked again.
+static NEW_PIN_LEN: std::sync::OnceLock<(usize, usize)> = std::sync::OnceLock::new();
+
+/// Records the PIN length range new PINs are checked against at the prompt.
+pub fn set_new_pin_len(min: usize, max: usize) {
+    let _ = NEW_PIN_LEN.set((min, max));
+}
+
+/// Whether a person can be asked: stdin is the terminal, or (as ssh and gpg do)
+/// stdin is a pipe or file (`echo data | vtoken sign -i - …`) while the session
+/// has a terminal — the prompt then goes to and is read from `/dev/tty`. Only
+/// when stderr is that terminal: a process whose diagnostics go elsewhere (a
+/// script, a test) is not watched by anyone who could answer, and must not wait.
+pub fn can_prompt() -> bool {
+    if std::io::stdin().is_terminal() {
+        return true;
     }
+    std::io::stderr().is_terminal()
+        && std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/tty")
+            .is_ok()
+}
+
+fn prompt_text(role: Role, what: &str, confirm: bool) -> Result<Pin> {
+    prompt_flags(what, role.flag(), confirm)
+}
+
+/// Asks for a PIN described as `what`; without a terminal the error names
+/// `flags`, the options that give it ("--from-pin, VTOKEN_FROM_PIN or ...").
+pub fn prompt_named_with(what: &str, flags: &str) -> Result<Pin> {
+    prompt_flags(what, flags, false)
+}
+
+fn prompt_flags(what: &str, flags: &str, confirm: bool) -> Result<Pin> {
+    if !can_prompt() {
+        bail!("no {what} given and no terminal to ask on: use {flags}");
+    }
+    // rpassword reads from /dev/tty, not stdin, so a piped stdin stays the data.
     let read = |label: &str| -> Result<Pin> {
         rpassword::prompt_password(label)
             .map(Zeroizing::new)
             .map_err(|e| crate::error::CliError::new(format!("cannot read the {what}: {e}")))
     };
-    let first = read(&format!("Enter {what}: "))?;
-    if first.is_empty() {
-        bail!("empty {what}");
-    }
-    if confirm {
-        let second = read(&format!("Repeat {what}: "))?;
-        if *first != *second {
-            bail!("the two {what} entries differ");
+    if !confirm {
+        let first = read(&format!("Enter {what}: "))?;
+        if first.is_empty() {
+            bail!("empty {what}");
         }
+        return Ok(first);
     }
-    Ok(first)
+    // A new PIN: a typo (too short, too long, the two entries differ) is asked
+    // again, three rounds at most, rather than ending the command.
+    for _ in 0..3 {
+        let first = read(&format!("Enter {what}: "))?;
+        if let Some(&(min, max)) = NEW_PIN_LEN.get() {
+            if first.len() < min || first.len() > max {
+                eprintln!(
+                    "a PIN has {min} to {max} characters (this one has {}); try again",
+                    first.len()
+                );
+                continue;
+            }
+        } else if first.is_empty() {
+            eprintln!("the {what} is empty; try again");
+            continue;
+        }
+        let second = read(&format!("Repeat {what}: "))?;
+        if *first == *second {
+            return Ok(first);
+        }
+        eprintln!("the two entries differ; try again");
+    }
+    bail!("no {what} set after three tries")
 }

@@ -58,7 +58,11 @@ fn init_list_and_info() {
 
     let list = env.json(&["list", "--json"]);
     let arr = list.as_array().expect("list --json prints an array");
-    assert_eq!(arr.len(), 1);
+    // The token, then the free slot (issue 22): what `C_GetSlotList` shows.
+    assert_eq!(arr.len(), 2);
+    assert_eq!(arr[1]["free"], true);
+    assert_eq!(arr[1]["token_initialized"], false);
+    assert_ne!(arr[1]["slot_id"], arr[0]["slot_id"]);
     let t = &arr[0];
     assert_eq!(t["label"], "first");
     assert_eq!(t["serial"].as_str().unwrap().len(), 16);
@@ -88,7 +92,7 @@ fn init_list_and_info() {
 
     // A second token: now --token is needed, by label or serial.
     env.init("second");
-    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 2);
+    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 3);
     let err = env.fails(&["info"]);
     assert!(err.contains("--token"), "{err}");
     let serial = t["serial"].as_str().unwrap();
@@ -110,8 +114,12 @@ fn pins_from_env_and_file_and_no_tty() {
     let env = Env::new();
     // No PIN and stdin is not a terminal: a clear error, nothing created.
     let err = env.fails(&["init", "--label", "x"]);
-    assert!(err.contains("not a terminal"), "{err}");
-    assert!(env.json(&["list", "--json"]).as_array().unwrap().is_empty());
+    assert!(err.contains("no terminal"), "{err}");
+    assert_eq!(
+        env.json(&["list", "--json"]).as_array().unwrap().len(),
+        1,
+        "the free slot only"
+    );
     // PIN files and environment variables.
     std::fs::write(env.path("so.txt"), format!("{SO_PIN}\n")).unwrap();
     let o = env
@@ -145,7 +153,7 @@ fn pins_from_env_and_file_and_no_tty() {
     // A too-short PIN is refused before any token is made.
     let err = env.fails(&["init", "--label", "y", "--so-pin", SO_PIN, "--pin", "1"]);
     assert!(err.contains("user PIN"), "{err}");
-    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 1);
+    assert_eq!(env.json(&["list", "--json"]).as_array().unwrap().len(), 2);
 }
 
 #[test]
@@ -857,7 +865,13 @@ fn delete_objects_and_token() {
     assert!(Path::new(&path).exists());
     env.ok(&["--token", "t", "delete", "--token-file", "--force"]);
     assert!(!Path::new(&path).exists());
-    assert!(env.json(&["list", "--json"]).as_array().unwrap().is_empty());
+    let left = env.json(&["list", "--json"]);
+    assert_eq!(
+        left.as_array().unwrap().len(),
+        1,
+        "the free slot only: {left}"
+    );
+    assert_eq!(left[0]["free"], true);
 }
 
 #[test]

@@ -132,10 +132,15 @@ fn wrong_answers_lock_until_reattach() {
     );
     let out = env.path("sig").to_string_lossy().into_owned();
     let args = with_data(&env, env.sign_args("k", &out));
-    // A wrong answer, a refresh (empty line), another wrong answer: locked.
-    let o = env.run_in(&strs(&args), "WRONG1\n\nWRONG2\n");
+    // A wrong answer, a refresh (`r`, the token's tty agent's key too), another
+    // wrong answer: locked.
+    let o = env.run_in(&strs(&args), "WRONG1\nr\nWRONG2\n");
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("Enter alone or r: new picture, q: give up"),
+        "{err}"
+    );
     assert!(
         err.contains("Picture check failed: wrong answer; 2 chances left"),
         "{err}"

@@ -12,7 +12,7 @@ use otp_core::{hotp, Algorithm};
 use serde_json::Value;
 
 mod common;
-use common::{Harness, PIN, SO_PIN};
+use common::{Harness, Tmux, PIN, SO_PIN};
 /// RFC 4226's secret "12345678901234567890" in base32.
 const RFC_B32: &str = "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ";
 const RFC_HEX: &str = "3132333435363738393031323334353637383930";
@@ -176,7 +176,7 @@ fn exact_forms_agree_with_oathtool() {
     assert!(err.contains("exists already"), "{err}");
     let err = env.fails(&["otp", "code", "--pin", PIN, "nobody"]);
     assert!(err.contains("no OTP credential"), "{err}");
-    env.ok(&["otp", "delete", "--pin", PIN, "Shop:carol"]);
+    env.ok(&["otp", "delete", "--pin", PIN, "Shop:carol", "--force"]);
     env.fails(&["otp", "code", "--pin", PIN, "Shop:carol"]);
     assert_eq!(
         env.json(&["otp", "list", "--json", "--pin", PIN])
@@ -223,6 +223,11 @@ fn confirm_flag_refuses_without_a_prompt_agent() {
     // The default agent is `deny`: no code, and the counter does not move.
     let err = env.fails(&["otp", "code", "--pin", PIN, "C:x"]);
     assert!(err.contains("not confirmed"), "{err}");
+    // "No agent" is told apart from a refusal, with the fix.
+    assert!(
+        err.contains("no prompt agent") && err.contains("vtoken prompt set --agent"),
+        "{err}"
+    );
     assert_eq!(env.cred("C:x")["counter"], 0);
 }
 
@@ -397,4 +402,176 @@ fn hotp_counter_never_repeats_across_50_sigkills() {
 
 fn libc_sigkill() -> i32 {
     9
+}
+
+#[test]
+fn names_match_ignoring_case_and_by_unique_prefix() {
+    let env = Env::new();
+    for (name, secret) in [
+        ("GitHub:alice", RFC_B32),
+        ("GitLab:bob", "JBSWY3DPEHPK3PXP"),
+    ] {
+        env.ok(&[
+            "otp", "add", "--pin", PIN, "--name", name, "--secret", secret,
+        ]);
+    }
+    let at = |sel: &str| env.ok(&["otp", "code", "--pin", PIN, sel, "--time", "1700000000"]);
+    let want = oathtool(&["--totp", "-N", "@1700000000", RFC_HEX]);
+    for sel in ["GitHub:alice", "github:ALICE", "github", "GITH", "alice"] {
+        assert_eq!(at(sel).trim(), want, "{sel}");
+    }
+    // Ambiguous: an error naming both, no code.
+    let err = env.fails(&["otp", "code", "--pin", PIN, "git"]);
+    assert!(
+        err.contains("GitHub:alice") && err.contains("GitLab:bob"),
+        "{err}"
+    );
+    let err = env.fails(&["otp", "code", "--pin", PIN, "nobody"]);
+    assert!(err.contains("no OTP credential"), "{err}");
+}
+
+#[test]
+fn codes_shows_every_totp_with_seconds_left_and_never_moves_hotp() {
+    let env = Env::new();
+    env.ok(&[
+        "otp", "add", "--pin", PIN, "--name", "Bank:bob", "--secret", RFC_B32,
+    ]);
+    let uri = format!("otpauth://hotp/H:x?secret={RFC_B32}&issuer=H&counter=5");
+    env.ok(&["otp", "add", "--pin", PIN, "--uri", &uri]);
+    let text = env.ok(&["otp", "codes", "--pin", PIN]);
+    let bob = text.lines().find(|l| l.starts_with("Bank:bob")).unwrap();
+    let code = bob.split_whitespace().nth(1).unwrap();
+    let (a, b) = (
+        oathtool(&["--totp", RFC_HEX]),
+        oathtool(&["--totp", "-N", "now - 30 seconds", RFC_HEX]),
+    );
+    assert!(code == a || code == b, "{bob} vs {a}/{b}");
+    assert!(bob.contains("s left)"), "{bob}");
+    let h = text.lines().find(|l| l.starts_with("H:x")).unwrap();
+    assert!(h.contains("HOTP"), "{h}");
+    let v = env.json(&["otp", "codes", "--json", "--pin", PIN]);
+    let rows = v.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    let left = rows[0]["valid_for"].as_u64().unwrap();
+    assert!((1..=30).contains(&left), "{v}");
+    assert_eq!(rows[1]["code"], Value::Null);
+    assert_eq!(env.cred("H:x")["counter"], 5, "codes never advances HOTP");
+    // A filter by prefix.
+    let only = env.ok(&["otp", "codes", "--pin", PIN, "bank"]);
+    assert_eq!(only.lines().count(), 1, "{only}");
+}
+
+#[test]
+fn delete_asks_unless_forced() {
+    let env = Env::new();
+    env.ok(&[
+        "otp", "add", "--pin", PIN, "--name", "Del:me", "--secret", RFC_B32,
+    ]);
+    // No terminal: refused with the fix, nothing deleted.
+    let err = env.fails(&["otp", "delete", "--pin", PIN, "del"]);
+    assert!(err.contains("--force"), "{err}");
+    env.cred("Del:me");
+    // On a terminal: "n" keeps it, "y" deletes it.
+    let tmux = Tmux::new();
+    let bin = common::vtoken().display().to_string();
+    tmux.run(
+        &env,
+        "no",
+        &format!("{bin} otp delete del"),
+        &[("VTOKEN_PIN", PIN)],
+    );
+    tmux.wait_for("no", "Delete OTP credential \"Del:me\"? [y/N]");
+    tmux.type_line("no", "n");
+    let s = tmux.wait_for("no", "[exit 1]");
+    assert!(s.contains("not deleted"), "{s}");
+    env.cred("Del:me");
+    tmux.run(
+        &env,
+        "yes",
+        &format!("{bin} otp delete del"),
+        &[("VTOKEN_PIN", PIN)],
+    );
+    tmux.wait_for("yes", "[y/N]");
+    tmux.type_line("yes", "y");
+    tmux.wait_for("yes", "[exit 0]");
+    assert!(env
+        .json(&["otp", "list", "--json", "--pin", PIN])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
+fn add_asks_the_secret_without_echo() {
+    let env = Env::new();
+    let tmux = Tmux::new();
+    let bin = common::vtoken().display().to_string();
+    tmux.run(
+        &env,
+        "add",
+        &format!("{bin} otp add --name Echo:test"),
+        &[("VTOKEN_PIN", PIN)],
+    );
+    tmux.wait_for("add", "Secret (base32");
+    // A typo first: asked again, not aborted.
+    tmux.type_line("add", "not base32!");
+    tmux.wait_for("add", "try again");
+    tmux.type_line("add", "gezd gnbv gy3t qojq gezd gnbv gy3t qojq");
+    let s = tmux.wait_for("add", "[exit 0]");
+    assert!(
+        !s.to_lowercase().contains("gezd"),
+        "the secret was echoed:\n{s}"
+    );
+    assert_eq!(
+        env.ok(&["otp", "code", "--pin", PIN, "Echo:test", "--time", "59"])
+            .trim(),
+        oathtool(&["--totp", "-N", "@59", RFC_HEX])
+    );
+    // Without a terminal: a clear error naming the options.
+    let err = env.fails(&["otp", "add", "--pin", PIN, "--name", "x"]);
+    assert!(err.contains("--secret"), "{err}");
+}
+
+#[test]
+fn add_from_a_qr_code_picture() {
+    let env = Env::new();
+    let uri = format!("otpauth://totp/QR:carol?secret={RFC_B32}&issuer=QR&digits=8");
+    let png = env.path("qr.png");
+    let o = Command::new("qrencode")
+        .args(["-o", png.to_str().unwrap(), "-s", "6", &uri])
+        .output()
+        .expect("qrencode (apt-get install qrencode)");
+    assert!(o.status.success(), "{o:?}");
+    env.ok(&[
+        "otp",
+        "add",
+        "--pin",
+        PIN,
+        "--qr-image",
+        png.to_str().unwrap(),
+    ]);
+    assert_eq!(env.cred("QR:carol")["digits"], 8);
+    assert_eq!(
+        env.ok(&["otp", "code", "--pin", PIN, "qr", "--time", "59"])
+            .trim(),
+        oathtool(&["--totp", "-d", "8", "-N", "@59", RFC_HEX])
+    );
+    // A picture without a QR code: a clear error.
+    let blank = env.path("blank.png");
+    let o = Command::new("qrencode")
+        .args(["-o", blank.to_str().unwrap(), "x"])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let err = env.fails(&[
+        "otp",
+        "add",
+        "--pin",
+        PIN,
+        "--qr-image",
+        blank.to_str().unwrap(),
+    ]);
+    assert!(err.contains("not an OTP credential"), "{err}");
+    let err = env.fails(&["otp", "add", "--pin", PIN, "--qr-image", "/nonexistent.png"]);
+    assert!(err.contains("cannot read the picture"), "{err}");
 }

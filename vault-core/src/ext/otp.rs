@@ -379,16 +379,61 @@ impl Token {
             &format!("reveal the OTP secret of \"{name}\""),
         )?;
         self.otp_confirm("Reveal an OTP secret?", name, &p)?;
-        let secret = secret_of(&o.attrs)?;
-        let mut uri = match p.kind()? {
-            OtpKind::Totp => OtpUri::new_totp(p.issuer.as_deref(), &p.account, secret.to_vec()),
-            OtpKind::Hotp => {
-                OtpUri::new_hotp(p.issuer.as_deref(), &p.account, secret.to_vec(), p.counter)
-            }
-        };
-        uri.algorithm = p.algorithm()?;
-        uri.digits = p.digits;
-        uri.period = p.period;
-        Ok(uri)
+        uri_of(&o.attrs, &p)
     }
+
+    /// Whether a credential named like `uri` exists with the same secret and
+    /// parameters (`Some(true)`), with others (`Some(false)`), or not at all
+    /// (`None`). Secrets are compared in constant time. User logged in.
+    pub(crate) fn otp_matches(&self, uri: &OtpUri) -> Result<Option<bool>> {
+        self.otp_keys()?;
+        let Some(id) = self.otp_lookup(&uri.name())? else {
+            return Ok(None);
+        };
+        let o = self.object(id)?;
+        let p = OtpParams::from_attributes(&o.attrs)?.ok_or(Error::ObjectHandleInvalid)?;
+        Ok(Some(same_credential(&uri_of(&o.attrs, &p)?, uri)))
+    }
+
+    /// Credential `name`'s URI for an export whose caller already passed the gate
+    /// and the user's confirmation for every secret it carries (the vault export,
+    /// [`crate::vault::Record`]); `None` when no such credential exists (deleted
+    /// since the entry linked it).
+    pub(crate) fn otp_uri_confirmed(&self, name: &str) -> Result<Option<OtpUri>> {
+        self.otp_keys()?;
+        let Some(id) = self.otp_lookup(name)? else {
+            return Ok(None);
+        };
+        let o = self.object(id)?;
+        let p = OtpParams::from_attributes(&o.attrs)?.ok_or(Error::ObjectHandleInvalid)?;
+        uri_of(&o.attrs, &p).map(Some)
+    }
+}
+
+/// Whether two descriptions are the same credential: kind, algorithm, digits,
+/// period and secret (constant time); names and HOTP counters aside.
+pub(crate) fn same_credential(a: &OtpUri, b: &OtpUri) -> bool {
+    use subtle::ConstantTimeEq;
+    let secret: bool = a.secret.ct_eq(&b.secret).into();
+    secret
+        && a.kind == b.kind
+        && a.algorithm == b.algorithm
+        && a.digits == b.digits
+        && (a.kind == OtpKind::Hotp || a.period == b.period)
+}
+
+/// The `otpauth://` description of a credential object (secret included; an HOTP
+/// URI carries the next counter).
+fn uri_of(attrs: &Attributes, p: &OtpParams) -> Result<OtpUri> {
+    let secret = secret_of(attrs)?;
+    let mut uri = match p.kind()? {
+        OtpKind::Totp => OtpUri::new_totp(p.issuer.as_deref(), &p.account, secret.to_vec()),
+        OtpKind::Hotp => {
+            OtpUri::new_hotp(p.issuer.as_deref(), &p.account, secret.to_vec(), p.counter)
+        }
+    };
+    uri.algorithm = p.algorithm()?;
+    uri.digits = p.digits;
+    uri.period = p.period;
+    Ok(uri)
 }

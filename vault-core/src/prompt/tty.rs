@@ -355,7 +355,7 @@ impl Prompt for Tty {
         let secs = challenge.lifetime.as_secs_f64().round() as u64;
         text.push_str(&format!(
             "\n\nType the characters in the picture within {secs} second{} \
-             (Enter alone or r: new picture, q: refuse): ",
+             (Enter alone or r: new picture, q: give up): ",
             if secs == 1 { "" } else { "s" }
         ));
         out.write_all(text.as_bytes())

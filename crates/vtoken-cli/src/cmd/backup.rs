@@ -178,9 +178,15 @@ fn pin_of(value: &Option<String>, file: &Option<PathBuf>, which: &str) -> Result
         pin: value.clone(),
         pin_file: file.clone(),
     };
+    // The options of this PIN, so an error names the ones that exist.
+    let flags = if which.starts_with("source") {
+        "--from-pin, VTOKEN_FROM_PIN or --from-pin-file"
+    } else {
+        "--to-pin, VTOKEN_TO_PIN or --to-pin-file"
+    };
     match pin::user_given(&u)? {
         Some(p) => Ok(p),
-        None => pin::prompt_named(which),
+        None => pin::prompt_named_with(which, flags),
     }
 }
 
@@ -267,8 +273,10 @@ pub fn run(ctx: &Ctx, json: bool, b: &Backup) -> Result<()> {
                 &pin_of(&p.to_pin, &p.to_pin_file, "target token's user PIN")?,
             )
             .map_err(|e| CliError::new(format!("target token: {e}")))?;
+            let progress = crate::output::Progress::start("backing up…");
             let s = backup::backup_local(&src.token, &dst.token, &dst.sid, root.as_deref())
                 .map_err(dev)?;
+            drop(progress);
             print_summary(
                 json,
                 &format!("Backed up {} to {}", src.entry.serial, dst.entry.serial),

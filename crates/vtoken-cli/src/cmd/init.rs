@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde_json::json;
+use vault_core::prompt::policy::AgentSpec;
 use vault_core::slots::remove_token_file;
 use vault_core::token::{check_pin_len, Token, UserType};
 use vault_core::vault::VaultMode;
@@ -31,6 +32,11 @@ pub struct InitArgs {
     pub vault: InitVault,
     #[command(flatten)]
     pub device: InitDevice,
+    /// The prompt agent that confirms vault and OTP uses (token policy, as `vtoken
+    /// prompt set --agent`): tty, pinentry[:PATH], deny or command:PATH [default:
+    /// asked on a terminal; otherwise the configuration's default].
+    #[arg(long, value_name = "AGENT")]
+    pub prompt_agent: Option<String>,
 }
 
 /// `vtoken init` options for the vault.
@@ -75,6 +81,7 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
         user,
         vault,
         device,
+        prompt_agent,
     } = args;
     let label = label.as_str();
     let policy = ctx.config().pin;
@@ -82,19 +89,22 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
         Some(p) => p,
         None => pin::prompt(Role::So, true)?,
     };
-    check_pin_len(&policy, so_pin.as_bytes()).map_err(|e| CliError::new(format!("SO PIN: {e}")))?;
+    check_pin_len(&policy, so_pin.as_bytes())
+        .map_err(|e| CliError::new(format!("SO PIN: {}", crate::error::describe(&e))))?;
     let user_pin = match pin::user_given(user)? {
         Some(p) => p,
         None => pin::prompt(Role::User, true)?,
     };
     check_pin_len(&policy, user_pin.as_bytes())
-        .map_err(|e| CliError::new(format!("user PIN: {e}")))?;
+        .map_err(|e| CliError::new(format!("user PIN: {}", crate::error::describe(&e))))?;
     if label.len() > 32 {
         bail!("the token label is longer than 32 bytes");
     }
     if ctx.registry.tokens()?.iter().any(|t| t.label == label) {
         bail!("a token labelled '{label}' exists already (labels name tokens; choose another)");
     }
+    let progress =
+        crate::output::Progress::start("creating the token (deriving keys from the PINs)…");
     let entry = ctx.registry.create(label, so_pin.as_bytes(), None)?;
     // Set the user PIN as the SO would through PKCS#11; undo the creation on failure.
     // The vault's factory setting too (SPEC V4), while the SO is logged in.
@@ -120,6 +130,7 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
         let _ = token.close_session(sid);
         res
     };
+    progress.set("setting the user PIN and the device key…");
     let vault_code = match set_user() {
         Ok(c) => c,
         Err(e) => {
@@ -127,6 +138,28 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
             return Err(e);
         }
     };
+    drop(progress);
+    let agent = match prompt_agent {
+        Some(a) => Some(a.clone()),
+        None if !json && std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            Some(choose_agent()?)
+        }
+        None => None,
+    };
+    if let Some(a) = &agent {
+        let set = || -> Result<()> {
+            let token = ctx.registry.open(&entry)?;
+            let mut p = token.prompt_policy()?;
+            p.agent = AgentSpec::parse(a)?;
+            token
+                .set_prompt_policy(so_pin.as_bytes(), p)
+                .map_err(|e| crate::context::pin_error(&token, UserType::So, e))
+        };
+        if let Err(e) = set() {
+            let _ = remove_token_file(&entry.path);
+            return Err(e);
+        }
+    }
     if json {
         print_json(&json!({
             "label": entry.label,
@@ -141,9 +174,42 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
         outln!("  serial:  {}", entry.serial);
         outln!("  slot id: {} (0x{:x})", entry.slot_id, entry.slot_id);
         outln!("  file:    {}", entry.path.display());
+        if let Some(a) = &agent {
+            outln!("  prompt:  {a} (confirms vault and OTP uses; change with `vtoken prompt set`)");
+        }
         init_text(vault, &vault_code);
         Ok(())
     }
+}
+
+/// Asks on the terminal which agent confirms vault and OTP uses on this token.
+fn choose_agent() -> Result<String> {
+    use std::io::{BufRead, Write};
+    let has_pinentry = vault_core::prompt::find_in_path("pinentry").is_some();
+    eprintln!("Who confirms vault and OTP uses on this token (its prompt agent)?");
+    eprintln!("  1) terminal  — asks on the terminal the command runs in (default)");
+    eprintln!(
+        "  2) pinentry  — a GnuPG pinentry window or terminal dialog{}",
+        if has_pinentry {
+            ""
+        } else {
+            " (not installed: apt-get install pinentry-gnome3)"
+        }
+    );
+    eprintln!("  3) nobody    — refuse every confirmation (headless tokens)");
+    for _ in 0..3 {
+        eprint!("Choice [1]: ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        match line.trim() {
+            "" | "1" | "terminal" | "tty" => return Ok("tty".into()),
+            "2" | "pinentry" => return Ok("pinentry".into()),
+            "3" | "nobody" | "deny" => return Ok("deny".into()),
+            other => eprintln!("{other:?} is not 1, 2 or 3"),
+        }
+    }
+    bail!("no prompt agent chosen; give --prompt-agent tty|pinentry|deny")
 }
 
 /// Sets the vault up on a new token (the SO is logged in). Returns the activation

@@ -1,5 +1,7 @@
 //! Key and certificate commands: `key generate`, `import`, `export`.
 
+mod p12;
+
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -83,6 +85,17 @@ pub struct ImportArgs {
     /// (see `vtoken gate`). Fixed at import.
     #[arg(long)]
     pub gate: bool,
+    /// Read the passphrase of an encrypted private key from this file's first line.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+    /// The passphrase of an encrypted private key (prefer the prompt or the file).
+    #[arg(
+        long,
+        env = "VTOKEN_KEY_PASSPHRASE",
+        hide_env_values = true,
+        hide = true
+    )]
+    pub passphrase: Option<String>,
     #[command(flatten)]
     pub user: UserPin,
 }
@@ -188,6 +201,7 @@ fn generate(
     let id = id.as_deref().map(parse_id).transpose()?;
     let open = ctx.open()?;
     login_user(&open, user)?;
+    warn_if_taken(&open, Some(label), id.as_deref());
     let pair = |kt: CK_KEY_TYPE| {
         let mut p = base_template(CKO_PUBLIC_KEY, kt, label, &id);
         p.set_bool(CKA_PRIVATE, false);
@@ -217,7 +231,10 @@ fn generate(
             s.set_bool(CKA_DECRYPT, true);
             s.set_bool(CKA_UNWRAP, true);
             let m = Mechanism::new(CKM_RSA_PKCS_KEY_PAIR_GEN);
+            let progress =
+                crate::output::Progress::start(&format!("generating an RSA-{bits} key pair…"));
             let (a, b) = open.token.generate_key_pair(&open.sid, &m, &p, &s)?;
+            drop(progress);
             vec![a, b]
         }
         KeyType::EcP256 | KeyType::EcP384 | KeyType::EcP521 => {
@@ -366,7 +383,7 @@ fn classify(block: &Block) -> Result<Material> {
         Some("CERTIFICATE") | Some("X509 CERTIFICATE") | Some("TRUSTED CERTIFICATE") => cert(&block.der),
         Some("PUBLIC KEY") => public(&block.der),
         Some("ENCRYPTED PRIVATE KEY") => {
-            bail!("encrypted private keys are not read: decrypt first with `openssl pkcs8 -in FILE -out plain.pem`")
+            bail!("internal error: an encrypted private key reached the import undecrypted")
         }
         Some("EC PRIVATE KEY") => bail!(
             "SEC1 'EC PRIVATE KEY' files are not read: convert with `openssl pkcs8 -topk8 -nocrypt -in FILE -out key.pem`"
@@ -383,12 +400,125 @@ fn classify(block: &Block) -> Result<Material> {
     }
 }
 
+/// Encrypted PKCS#8 blocks decrypted (PBES2: PBKDF2 or scrypt with AES-CBC, as
+/// OpenSSL writes them) with the passphrase, asked without echo once for all.
+fn decrypt_blocks(list: Vec<Block>, args: &ImportArgs) -> Result<Vec<Block>> {
+    use der::Decode;
+    if !list
+        .iter()
+        .any(|b| b.label.as_deref() == Some("ENCRYPTED PRIVATE KEY"))
+    {
+        return Ok(list);
+    }
+    let pass = key_passphrase(args)?;
+    list.into_iter()
+        .map(|b| {
+            if b.label.as_deref() != Some("ENCRYPTED PRIVATE KEY") {
+                return Ok(b);
+            }
+            let info = pkcs8::EncryptedPrivateKeyInfo::from_der(&b.der).map_err(|e| {
+                CliError::new(format!("the encrypted private key does not parse: {e}"))
+            })?;
+            let doc = info.decrypt(pass.as_bytes()).map_err(|_| {
+                CliError::new(
+                    "cannot decrypt the private key: wrong passphrase, or a cipher other than \
+                     PBES2 with AES (re-encrypt with `openssl pkcs8 -topk8 -v2 aes-256-cbc`)",
+                )
+            })?;
+            Ok(Block {
+                label: Some("PRIVATE KEY".into()),
+                der: doc.as_bytes().to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// A PKCS#12 file's keys and certificates as blocks (passphrase as for an
+/// encrypted key).
+fn p12_blocks(data: &[u8], args: &ImportArgs) -> Result<Vec<Block>> {
+    let pass = key_passphrase(args)?;
+    let c = p12::open(data, &pass)?;
+    if c.keys.is_empty() && c.certs.is_empty() {
+        bail!("the PKCS#12 file holds no private key and no certificate");
+    }
+    let mut out: Vec<Block> = c
+        .keys
+        .iter()
+        .map(|k| Block {
+            label: Some("PRIVATE KEY".into()),
+            der: k.to_vec(),
+        })
+        .collect();
+    out.extend(c.certs.into_iter().map(|der| Block {
+        label: Some("CERTIFICATE".into()),
+        der,
+    }));
+    Ok(out)
+}
+
+fn key_passphrase(args: &ImportArgs) -> Result<zeroize::Zeroizing<String>> {
+    if let Some(f) = &args.passphrase_file {
+        let text = zeroize::Zeroizing::new(std::fs::read_to_string(f).map_err(|e| {
+            CliError::new(format!("cannot read passphrase file {}: {e}", f.display()))
+        })?);
+        return Ok(zeroize::Zeroizing::new(
+            text.lines().next().unwrap_or("").to_string(),
+        ));
+    }
+    if let Some(p) = args.passphrase.as_ref().filter(|p| !p.is_empty()) {
+        return Ok(zeroize::Zeroizing::new(p.clone()));
+    }
+    if !pin::can_prompt() {
+        bail!(
+            "the file is encrypted and there is no terminal to ask its passphrase on: \
+             use --passphrase-file FILE or VTOKEN_KEY_PASSPHRASE"
+        );
+    }
+    rpassword::prompt_password(format!(
+        "Passphrase of {}: ",
+        args.file
+            .file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default()
+    ))
+    .map(zeroize::Zeroizing::new)
+    .map_err(|e| CliError::new(format!("cannot read the passphrase: {e}")))
+}
+
 /// An existing object of `class` with CKA_ID `id`, if any.
 fn existing(open: &Open, class: CK_OBJECT_CLASS, id: &[u8]) -> Result<Option<u64>> {
     let mut t = Attributes::new();
     t.set_ulong(CKA_CLASS, class);
     t.set(CKA_ID, id.to_vec());
     Ok(open.token.search(&t)?.into_iter().next())
+}
+
+/// Warns (stderr, not an error: PKCS#11 allows it) when a key with this label or
+/// CKA_ID is on the token already: applications picking a key by label or ID
+/// would then find two.
+fn warn_if_taken(open: &Open, label: Option<&str>, id: Option<&[u8]>) {
+    let taken = |attr: CK_ATTRIBUTE_TYPE, value: &[u8]| {
+        [CKO_PRIVATE_KEY, CKO_SECRET_KEY, CKO_PUBLIC_KEY]
+            .into_iter()
+            .any(|class| {
+                let mut t = vault_core::Attributes::new();
+                t.set_ulong(CKA_CLASS, class);
+                t.set(attr, value.to_vec());
+                open.token.search(&t).is_ok_and(|ids| !ids.is_empty())
+            })
+    };
+    if let Some(l) = label.filter(|l| taken(CKA_LABEL, l.as_bytes())) {
+        eprintln!(
+            "warning: a key labelled \"{l}\" is on the token already; the new one has the \
+             same label (applications choosing by label may take either)"
+        );
+    }
+    if let Some(i) = id.filter(|i| taken(CKA_ID, i)) {
+        eprintln!(
+            "warning: a key with ID {} is on the token already; the new one has the same ID",
+            hex::encode(i)
+        );
+    }
 }
 
 /// The label of a key already on the token with CKA_ID `id`.
@@ -413,11 +543,16 @@ pub fn import(ctx: &Ctx, json: bool, args: &ImportArgs) -> Result<()> {
         id,
         gate,
         user,
+        ..
     } = args;
     let gate = *gate;
     let id = id.as_deref().map(parse_id).transpose()?;
     let data = zeroize::Zeroizing::new(read_in(file)?);
-    let list = blocks(&data)?;
+    let list = if p12::is_pfx(&data) {
+        p12_blocks(&data, args)?
+    } else {
+        decrypt_blocks(blocks(&data)?, args)?
+    };
     if list.is_empty() {
         bail!("{}: no PEM block found", file.display());
     }
@@ -447,6 +582,7 @@ pub fn import(ctx: &Ctx, json: bool, args: &ImportArgs) -> Result<()> {
                     );
                 }
                 let l = label.clone().unwrap_or_else(|| file_label.clone());
+                warn_if_taken(&open, Some(&l), None);
                 for (a, private) in [(&mut p, false), (&mut s, true)] {
                     a.set_bool(CKA_TOKEN, true);
                     a.set_bool(CKA_PRIVATE, private);

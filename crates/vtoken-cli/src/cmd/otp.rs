@@ -1,5 +1,11 @@
 //! `vtoken otp`: OTP credentials on the token, like a YubiKey's OATH applet
-//! (`add`, `list`, `code`, `delete`, `show --qr`).
+//! (`add`, `list`, `code`, `codes`, `delete`, `show --qr`).
+//!
+//! Credentials are named on the command line as `ykman oath` names them: the exact
+//! name, else case-insensitively, else by a unique case-insensitive prefix of the
+//! name or of its account part ([`resolve`]); an ambiguous prefix is an error
+//! listing the matches, so a code is never computed for a credential the user did
+//! not mean (an HOTP code spends a counter).
 
 use clap::{Args, Subcommand, ValueEnum};
 use otp_core::{Algorithm, OtpKind, OtpUri};
@@ -37,12 +43,17 @@ impl From<OtpAlgorithm> for Algorithm {
 pub struct AddArgs {
     /// An otpauth:// URI (as in a QR code); the credential's name is its label,
     /// `issuer:account`.
-    #[arg(long, value_name = "URI", conflicts_with_all = ["name", "secret", "issuer", "hotp", "counter", "digits", "period", "algorithm"])]
+    #[arg(long, value_name = "URI", conflicts_with_all = ["name", "secret", "issuer", "hotp", "counter", "digits", "period", "algorithm", "qr_image"])]
     pub uri: Option<String>,
+    /// A picture of the provider's QR code (PNG or JPEG, e.g. a screenshot): the
+    /// otpauth:// URI in it is read here.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["name", "secret", "issuer", "hotp", "counter", "digits", "period", "algorithm"])]
+    pub qr_image: Option<std::path::PathBuf>,
     /// The credential's name: `account`, or `issuer:account` (without --issuer).
-    #[arg(long, requires = "secret")]
+    #[arg(long)]
     pub name: Option<String>,
-    /// The shared secret in base32 (as providers show it).
+    /// The shared secret in base32 (as providers show it) [default: asked without
+    /// echo on the terminal; it is visible in the process list when given here].
     #[arg(long, value_name = "BASE32", requires = "name")]
     pub secret: Option<String>,
     /// The provider (the name becomes `issuer:NAME`).
@@ -74,8 +85,14 @@ pub struct AddArgs {
 pub enum OtpCommand {
     /// Add an HOTP or TOTP credential, from an otpauth:// URI or a base32 secret.
     #[command(after_help = "\
+Give the credential as an otpauth:// URI, a QR code picture, or a name and its
+base32 secret; without --secret the secret is asked for without echo (spaces and
+case do not matter).
+
 Examples:
   vtoken otp add --pin 123456 --uri 'otpauth://totp/ACME:alice?secret=JBSWY3DPEHPK3PXP&issuer=ACME'
+  vtoken otp add --qr-image github-qr.png
+  vtoken otp add --name GitHub:alice              # asks for the secret
   vtoken otp add --name ACME:alice --secret JBSWY3DPEHPK3PXP
   vtoken otp add --name bob --issuer Bank --secret GEZDGNBV... --hotp --counter 0 --digits 8
   vtoken otp add --uri \"$URI\" --confirm     # every use asks the prompt agent")]
@@ -95,11 +112,16 @@ period, counter, confirm}; counter is the next HOTP counter.")]
 An HOTP counter is advanced and saved on the token before the code is shown, so no
 counter is ever used twice, even if vtoken is killed.
 
+NAME is matched as `ykman oath accounts code` does: exactly, else ignoring case, else
+as a unique prefix of the name or of its account (an ambiguous one lists the matches).
+
 Examples:
   vtoken otp code --pin 123456 ACME:alice
+  vtoken otp code github                           # GitHub:alice, if it is the only one
   vtoken otp code ACME:alice --time 1700000000     # TOTP at a given Unix time")]
     Code {
-        /// The credential (`issuer:account`, as `vtoken otp list` shows it).
+        /// The credential (`issuer:account` as `vtoken otp list` shows it, or a
+        /// unique prefix, any case).
         name: String,
         /// TOTP: the Unix time to compute the code for [default: now].
         #[arg(long, value_name = "UNIX")]
@@ -108,10 +130,34 @@ Examples:
         user: UserPin,
     },
 
-    /// Delete a credential.
+    /// Every TOTP code with the seconds it stays valid (like `ykman oath accounts
+    /// code`).
+    #[command(after_help = "\
+HOTP credentials are listed without a code: `codes` never advances a counter (use
+`vtoken otp code NAME`). Credentials that ask for confirmation on each use are listed
+without a code too. With --json: an array of {name, kind, code, valid_for}.
+
+Examples:
+  vtoken otp codes
+  vtoken otp codes github                          # only names matching a prefix")]
+    Codes {
+        /// Only credentials whose name or account starts with this (any case).
+        filter: Option<String>,
+        #[command(flatten)]
+        user: UserPin,
+    },
+
+    /// Delete a credential (asks first; --force does not).
+    #[command(after_help = "\
+Examples:
+  vtoken otp delete github                         # asks \"Delete ...? [y/N]\"
+  vtoken otp delete GitHub:alice --force           # scripts: no question")]
     Delete {
-        /// The credential.
+        /// The credential (name or unique prefix, as for `code`).
         name: String,
+        /// Delete without asking.
+        #[arg(long, short = 'f')]
+        force: bool,
         #[command(flatten)]
         user: UserPin,
     },
@@ -175,10 +221,23 @@ fn uri_of(a: &AddArgs) -> Result<OtpUri> {
         let u = Zeroizing::new(u.clone());
         return OtpUri::parse(&u).map_err(otp_err);
     }
-    let (Some(name), Some(secret)) = (&a.name, &a.secret) else {
-        bail!("give --uri URI, or --name NAME and --secret BASE32");
+    if let Some(f) = &a.qr_image {
+        let u = read_qr(f)?;
+        return OtpUri::parse(&u).map_err(|e| {
+            CliError::new(format!(
+                "{}: the QR code is not an OTP credential: {e}",
+                f.display()
+            ))
+        });
+    }
+    let Some(name) = &a.name else {
+        bail!("give --uri URI, --qr-image FILE, or --name NAME (and its secret)");
     };
-    let secret = otp_core::base32::decode(secret).map_err(otp_err)?;
+    let secret = match &a.secret {
+        Some(s) => Zeroizing::new(s.clone()),
+        None => ask_secret()?,
+    };
+    let secret = otp_core::base32::decode(&secret).map_err(otp_err)?;
     let (issuer, account) = match (&a.issuer, name.split_once(':')) {
         (Some(i), _) => (Some(i.as_str()), name.as_str()),
         (None, Some((i, acc))) => (Some(i), acc),
@@ -194,6 +253,107 @@ fn uri_of(a: &AddArgs) -> Result<OtpUri> {
     u.algorithm = a.algorithm.into();
     u.validate().map_err(otp_err)?;
     Ok(u)
+}
+
+/// The base32 secret, asked without echo on the terminal.
+fn ask_secret() -> Result<Zeroizing<String>> {
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        bail!("no secret given and stdin is not a terminal: use --secret BASE32 or --uri URI");
+    }
+    loop {
+        let s = rpassword::prompt_password("Secret (base32, as the provider shows it): ")
+            .map(Zeroizing::new)
+            .map_err(|e| CliError::new(format!("cannot read the secret: {e}")))?;
+        let compact: Zeroizing<String> = Zeroizing::new(
+            s.chars()
+                .filter(|c| !c.is_whitespace() && *c != '-')
+                .collect(),
+        );
+        match otp_core::base32::decode(&compact) {
+            Ok(_) if !compact.is_empty() => return Ok(compact),
+            Ok(_) => eprintln!("the secret is empty; try again (Ctrl-C gives up)"),
+            Err(e) => eprintln!("{e}; try again (Ctrl-C gives up)"),
+        }
+    }
+}
+
+/// The text of the QR code in the picture `path`.
+fn read_qr(path: &std::path::Path) -> Result<Zeroizing<String>> {
+    let img = image::open(path)
+        .map_err(|e| CliError::new(format!("{}: cannot read the picture: {e}", path.display())))?
+        .to_luma8();
+    let mut prepared = rqrr::PreparedImage::prepare(img);
+    let grids = prepared.detect_grids();
+    let Some(grid) = grids.first() else {
+        bail!(
+            "{}: no QR code found in the picture (crop it to the code, or use --uri)",
+            path.display()
+        );
+    };
+    let (_, content) = grid.decode().map_err(|e| {
+        CliError::new(format!(
+            "{}: the QR code is unreadable: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Zeroizing::new(content))
+}
+
+/// The one credential `sel` names: the exact name, else the name ignoring case,
+/// else a unique case-insensitive prefix of the name or of its account.
+pub fn resolve<'a>(list: &'a [OtpSummary], sel: &str) -> Result<&'a OtpSummary> {
+    if let Some(s) = list.iter().find(|s| s.name == sel) {
+        return Ok(s);
+    }
+    let low = sel.to_lowercase();
+    let same: Vec<_> = list
+        .iter()
+        .filter(|s| s.name.to_lowercase() == low)
+        .collect();
+    if let [one] = same[..] {
+        return Ok(one);
+    }
+    let hits: Vec<_> = if same.is_empty() {
+        matching(list, &low)
+    } else {
+        same
+    };
+    match hits[..] {
+        [one] => Ok(one),
+        [] => bail!("no OTP credential named {sel:?} (see `vtoken otp list`)"),
+        _ => bail!(
+            "{sel:?} matches several OTP credentials: {}; give more of the name",
+            hits.iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Credentials whose name or account starts with `low` (lower case).
+fn matching<'a>(list: &'a [OtpSummary], low: &str) -> Vec<&'a OtpSummary> {
+    list.iter()
+        .filter(|s| {
+            s.name.to_lowercase().starts_with(low) || s.account.to_lowercase().starts_with(low)
+        })
+        .collect()
+}
+
+/// Asks "question [y/N]" on the terminal; a script must say --force.
+fn confirm_on_terminal(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "stdin is not a terminal, so nobody can confirm: add --force to delete without asking"
+        );
+    }
+    eprint!("{question} [y/N] ");
+    std::io::stderr().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
 /// Runs one `vtoken otp` subcommand.
@@ -250,13 +410,16 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &OtpCommand) -> Result<()> {
         }
         OtpCommand::Code { name, time, user } => {
             let open = open_user(ctx, user)?;
+            let list = open.token.otp_list()?;
+            let name = &resolve(&list, name)?.name;
             let code = open
                 .token
                 .otp_code(name, time.unwrap_or_else(now))
                 .map_err(|e| match e {
-                    vault_core::Error::FunctionRejected => {
-                        CliError::new(format!("use of {name:?} was not confirmed"))
-                    }
+                    vault_core::Error::FunctionRejected => crate::context::explain_rejection(
+                        ctx,
+                        CliError::new(format!("not confirmed: the use of {name:?}")),
+                    ),
                     e => e.into(),
                 })?;
             if json {
@@ -265,8 +428,22 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &OtpCommand) -> Result<()> {
                 outln!("{code}");
             }
         }
-        OtpCommand::Delete { name, user } => {
+        OtpCommand::Codes { filter, user } => {
             let open = open_user(ctx, user)?;
+            let list = open.token.otp_list()?;
+            let shown = match filter {
+                Some(f) => matching(&list, &f.to_lowercase()),
+                None => list.iter().collect(),
+            };
+            codes(&open, &shown, json)?;
+        }
+        OtpCommand::Delete { name, force, user } => {
+            let open = open_user(ctx, user)?;
+            let list = open.token.otp_list()?;
+            let name = &resolve(&list, name)?.name;
+            if !*force && !confirm_on_terminal(&format!("Delete OTP credential {name:?}?"))? {
+                bail!("not deleted (answer y to delete)");
+            }
             open.token.otp_delete(name)?;
             if json {
                 print_json(&json!({ "deleted": name }))?;
@@ -276,6 +453,8 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &OtpCommand) -> Result<()> {
         }
         OtpCommand::Show { name, qr, user } => {
             let open = open_user(ctx, user)?;
+            let list = open.token.otp_list()?;
+            let name = &resolve(&list, name)?.name;
             let uri = open.token.otp_uri(name)?;
             let text = Zeroizing::new(uri.to_uri());
             let drawn = if *qr { Some(qr_text(&text)?) } else { None };
@@ -305,4 +484,50 @@ pub fn qr_text(text: &str) -> Result<String> {
         .light_color(Dense1x2::Dark)
         .quiet_zone(true)
         .build())
+}
+
+/// `vtoken otp codes`: each TOTP code with the seconds left in its step; HOTP and
+/// confirm-each-use credentials without a code (no counter moves, nobody is asked).
+fn codes(open: &Open, shown: &[&OtpSummary], json: bool) -> Result<()> {
+    let t = now();
+    let mut rows = Vec::new();
+    for s in shown {
+        let (code, left, note) = match s.kind {
+            OtpKind::Hotp => (None, None, "HOTP: `vtoken otp code` advances the counter"),
+            OtpKind::Totp if s.confirm => (None, None, "asks for confirmation: `vtoken otp code`"),
+            OtpKind::Totp => match open.token.otp_code(&s.name, t) {
+                Ok(c) => (Some(c), Some(s.period - t % s.period.max(1)), ""),
+                Err(e) => {
+                    eprintln!("{}: {}", s.name, crate::error::describe(&e));
+                    (None, None, "no code")
+                }
+            },
+        };
+        rows.push((s, code, left, note));
+    }
+    if json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(s, code, left, _)| {
+                json!({ "name": s.name, "kind": kind_str(s.kind), "code": code, "valid_for": left })
+            })
+            .collect();
+        return print_json(&v);
+    }
+    if rows.is_empty() {
+        outln!("no OTP credentials (add one with `vtoken otp add`)");
+        return Ok(());
+    }
+    let width = rows
+        .iter()
+        .map(|(s, ..)| s.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (s, code, left, note) in rows {
+        match (code, left) {
+            (Some(c), Some(l)) => outln!("{:<width$}  {c}  ({l}s left)", s.name),
+            _ => outln!("{:<width$}  [{note}]", s.name),
+        }
+    }
+    Ok(())
 }

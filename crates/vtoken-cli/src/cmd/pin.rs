@@ -75,6 +75,7 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
                     }
                 }
             };
+            crate::context::check_pin_length(&token, who, &old)?;
             let new =
                 pin::flag_or_prompt(new_pin, role, &format!("new {}", role_name(role)), true)?;
             token
@@ -84,6 +85,7 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
         }
         PinCommand::Unlock { so, new_pin } => {
             let so_pin = pin::so(so)?;
+            crate::context::check_pin_length(&token, UserType::So, &so_pin)?;
             let new = pin::flag_or_prompt(new_pin, Role::User, "new user PIN", true)?;
             token
                 .unlock_user(so_pin.as_bytes(), new.as_bytes())

@@ -40,6 +40,9 @@ pub struct SignArgs {
     /// ECDSA: write the signature as ASN.1 DER instead of raw r||s.
     #[arg(long)]
     pub der: bool,
+    /// Write the binary signature to stdout even when it is a terminal.
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub user: UserPin,
 }
@@ -209,9 +212,20 @@ pub fn sign(ctx: &Ctx, args: &SignArgs) -> Result<()> {
         input,
         out,
         der: der_out,
+        force,
         user,
     } = args;
     let (out, der_out) = (out.as_deref(), *der_out);
+    {
+        use std::io::IsTerminal;
+        let to_stdout = out.is_none() || out == Some(Path::new("-"));
+        if to_stdout && !force && std::io::stdout().is_terminal() {
+            bail!(
+                "a signature is binary and would garble the terminal: write it to a file \
+                 with -o FILE, pipe it (| base64), or give --force"
+            );
+        }
+    }
     let data = read_in(input)?;
     let open = ctx.open()?;
     open.login(UserType::User, &pin::user(user)?)?;

@@ -79,7 +79,8 @@ fn list_entry(info: &TokenInfo, slot_id: u64) -> Value {
     })
 }
 
-/// `vtoken list`.
+/// `vtoken list`: every token, then the free slot (with --json too: its entry has
+/// `"free": true`).
 pub fn list(ctx: &Ctx, json: bool) -> Result<()> {
     let mut out = Vec::new();
     let mut text = Vec::new();
@@ -116,14 +117,27 @@ pub fn list(ctx: &Ctx, json: bool) -> Result<()> {
             path.display()
         );
     }
+    // The free slot, under the ID PKCS#11 applications see it (the module reserves
+    // the next token's serial and names the slot after it).
+    let free_id = ctx
+        .registry
+        .free_serial()
+        .map(|s| vault_core::slots::slot_id_for_serial(&s))
+        .unwrap_or(vault_core::slots::FREE_SLOT_ID);
     if json {
+        out.push(json!({
+            "slot_id": free_id,
+            "free": true,
+            "token_initialized": false,
+            "token_dir": ctx.config().token_dir,
+        }));
         return print_json(&Value::Array(out));
     }
     for t in &text {
         outln!("{t}");
     }
     outln!(
-        "Free slot: `vtoken init --label LABEL` creates a new token in {}",
+        "Free slot {free_id} (0x{free_id:x}): `vtoken init --label LABEL` creates a new token in {}",
         ctx.config().token_dir.display()
     );
     Ok(())

@@ -6,16 +6,15 @@
 //! breaks allowed in quoted fields), times as ISO 8601 UTC (`2024-01-31T12:00:00Z`).
 //! Import maps columns by their header name (only `Title` is required; older
 //! exports without `TOTP`, `Icon` or the times work), so column order does not
-//! matter. Rows become website entries: `Username`, `Password` (secret), `Notes`,
-//! `TOTP` (secret, when present), `Group` (unless it is the root group) as fields.
-//!
-//! Export writes the same columns; entries of other kinds map their user name-like
-//! field (`username`, `address`) and their primary secret ([`super::Entry::primary_secret`])
-//! to `Username`/`Password`, and append their other fields to `Notes` as
-//! `name: value` lines.
+//! matter. vtoken's export adds a `Kind` column and one named column per other
+//! field (a bank card's `bank`, `card_number (secret)`, `card_pin (secret)`), so
+//! its own export reads back without loss; KeePassXC ignores the extra columns.
+//! The `TOTP` column is an OTP credential on the token ([`super::interop`]).
 
+use otp_core::OtpUri;
 use zeroize::Zeroizing;
 
+use super::interop::{ImportReport, Record};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -157,8 +156,77 @@ pub fn parse_iso8601(s: &str) -> Option<u64> {
     u64::try_from(t).ok()
 }
 
-/// Reads a KeePassXC CSV export into website entries.
-pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
+/// The column of an entry's kind (after KeePassXC's ten; KeePassXC ignores it).
+pub const KIND_COLUMN: &str = "Kind";
+/// The suffix of an extra column whose values are secret (`card_pin (secret)`).
+const SECRET_SUFFIX: &str = " (secret)";
+
+/// The field an entry's `Username` column holds: `address` for e-mail entries,
+/// `username` otherwise.
+fn user_field(kind: Kind) -> &'static str {
+    if kind == Kind::Email {
+        "address"
+    } else {
+        "username"
+    }
+}
+
+/// Fields that have a column of their own (not an extra, named column).
+fn mapped(kind: Kind, name: &str) -> bool {
+    name == user_field(kind)
+        || [
+            "password",
+            "notes",
+            "group",
+            "totp",
+            super::interop::OTP_LINK,
+        ]
+        .contains(&name)
+}
+
+/// The credential of a `TOTP` cell: an `otpauth://` URI (KeePassXC 2.6+), the
+/// older `key=BASE32&step=30&size=6` settings, or a bare base32 secret; the latter
+/// two are named `TITLE:USERNAME` (or `TITLE`), as KeePassXC names them.
+pub fn parse_totp(cell: &str, title: &str, username: &str) -> Result<OtpUri> {
+    let cell = cell.trim();
+    if cell.to_ascii_lowercase().starts_with("otpauth:") {
+        return OtpUri::parse(cell).map_err(|e| bad(format!("TOTP of \"{title}\": {e}")));
+    }
+    let mut key = cell;
+    let (mut step, mut size) = (30u64, 6u32);
+    if cell.contains("key=") {
+        for kv in cell.split('&') {
+            match kv.split_once('=') {
+                Some(("key", v)) => key = v,
+                Some(("step", v)) => step = v.parse().unwrap_or(30),
+                Some(("size", v)) => size = v.parse().unwrap_or(6),
+                _ => {}
+            }
+        }
+    }
+    let secret =
+        otp_core::base32::decode(key).map_err(|e| bad(format!("TOTP of \"{title}\": {e}")))?;
+    let issuer = title.replace(':', " ");
+    let issuer = issuer.trim();
+    let account = if username.is_empty() {
+        issuer
+    } else {
+        username
+    };
+    let mut u = OtpUri::new_totp((!issuer.is_empty()).then_some(issuer), account, secret);
+    u.period = step;
+    u.digits = size;
+    u.validate()
+        .map_err(|e| bad(format!("TOTP of \"{title}\": {e}")))?;
+    Ok(u)
+}
+
+/// Reads a KeePassXC CSV export (or vtoken's, which adds a `Kind` column and one
+/// named column per other field) into records. Columns are found by their header,
+/// so order does not matter; only `Title` is required. A `TOTP` cell becomes the
+/// record's OTP credential (one that cannot be read as a credential is kept as a
+/// secret `totp` field instead, so nothing is lost).
+pub fn parse_records(text: &str) -> Result<Vec<Record>> {
     let rows = parse(text)?;
     let mut it = rows.into_iter();
     let header = it.next().ok_or_else(|| bad("the file is empty"))?;
@@ -169,7 +237,7 @@ pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
             COLUMNS.map(quote).join(",")
         ))
     })?;
-    let (group, user, pass, url, notes, totp, modified, created) = (
+    let (group, user, pass, url, notes, totp, modified, created, kind) = (
         col("Group"),
         col("Username"),
         col("Password"),
@@ -178,10 +246,23 @@ pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
         col("TOTP"),
         col("Last Modified"),
         col("Created"),
+        col(KIND_COLUMN),
     );
+    // Every other column is a named field (`NAME` or `NAME (secret)`).
+    let extras: Vec<(usize, String, bool)> = header
+        .iter()
+        .enumerate()
+        .filter(|(_, h)| !COLUMNS.contains(&h.trim()) && h.trim() != KIND_COLUMN)
+        .filter(|(_, h)| !h.trim().is_empty())
+        .map(|(i, h)| match h.trim().strip_suffix(SECRET_SUFFIX) {
+            Some(n) => (i, n.to_string(), true),
+            None => (i, h.trim().to_string(), false),
+        })
+        .collect();
+    let rows: Vec<Zeroizing<Vec<String>>> = it.map(Zeroizing::new).collect();
+    let root = root_group(&rows, group);
     let mut out = Vec::new();
-    for (n, row) in it.enumerate() {
-        let row = Zeroizing::new(row);
+    for (n, row) in rows.into_iter().enumerate() {
         if row.len() != header.len() {
             return Err(bad(format!(
                 "row {} has {} fields, the header {}",
@@ -191,7 +272,13 @@ pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
             )));
         }
         let get = |c: Option<usize>| c.map(|c| row[c].as_str()).unwrap_or("");
-        let mut e = Entry::new(Kind::Website, row[title].trim());
+        let k = match get(kind).trim() {
+            "" => Kind::Website,
+            s => s
+                .parse::<Kind>()
+                .map_err(|e| bad(format!("row {}: {e}", n + 2)))?,
+        };
+        let mut e = Entry::new(k, row[title].trim());
         if e.title.is_empty() {
             e.title = if get(url).is_empty() {
                 format!("imported {}", n + 1)
@@ -201,7 +288,7 @@ pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
         }
         e.url = get(url).to_string();
         if !get(user).is_empty() {
-            e.set("username", get(user), false);
+            e.set(user_field(k), get(user), false);
         }
         if !get(pass).is_empty() {
             e.set("password", get(pass), true);
@@ -209,71 +296,134 @@ pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
         if !get(notes).is_empty() {
             e.set("notes", get(notes), false);
         }
-        if !get(totp).is_empty() {
-            e.set("totp", get(totp), true);
-        }
         let g = get(group);
-        if !g.is_empty() && g != "Root" {
+        let g = match &root {
+            Some(r) if g == r => "",
+            Some(r) => g
+                .strip_prefix(r.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                .unwrap_or(g),
+            None => g,
+        };
+        if !g.is_empty() {
             e.set("group", g, false);
+        }
+        for (i, name, secret) in &extras {
+            if !row[*i].is_empty() {
+                e.set(name, &row[*i], *secret);
+            }
+        }
+        let mut otp = None;
+        if !get(totp).trim().is_empty() {
+            match parse_totp(get(totp), &e.title, get(user)) {
+                Ok(u) => otp = Some(u),
+                Err(_) => e.set("totp", get(totp), true),
+            }
         }
         e.created = parse_iso8601(get(created)).unwrap_or(0);
         e.modified = parse_iso8601(get(modified)).unwrap_or(e.created);
-        out.push(e);
+        out.push(Record { entry: e, otp });
     }
     Ok(out)
 }
 
+/// The root group's name when every row's `Group` path starts with the same
+/// component, as in every KeePassXC export (`Passwords`, `Passwords/Work`; vtoken
+/// writes `Root`): entries then keep their path below the root (`Work`), so the
+/// same entry has the same group whichever database or format it came through.
+fn root_group(rows: &[Zeroizing<Vec<String>>], group: Option<usize>) -> Option<String> {
+    let c = group?;
+    let mut first: Option<&str> = None;
+    for r in rows {
+        let top = r.get(c)?.split('/').next().unwrap_or("");
+        match first {
+            None => first = Some(top),
+            Some(f) if f == top => {}
+            Some(_) => return None,
+        }
+    }
+    first.filter(|f| !f.is_empty()).map(str::to_string)
+}
+
+/// Reads a KeePassXC CSV export into entries (OTP credentials left aside).
+pub fn parse_keepassxc(text: &str) -> Result<Vec<Entry>> {
+    Ok(parse_records(text)?.into_iter().map(|r| r.entry).collect())
+}
+
 /// Writes entries as a KeePassXC CSV export; secret values only with `secrets`.
 pub fn write_keepassxc(entries: &[Entry], secrets: bool) -> Zeroizing<String> {
-    let mut out = Zeroizing::new(COLUMNS.map(quote).join(","));
-    out.push('\n');
-    for e in entries {
-        let user_field = if e.field("username").is_some() {
-            "username"
-        } else {
-            "address"
-        };
-        let primary = e.primary_secret().map(|f| f.name.clone());
-        let mut notes = Zeroizing::new(
-            e.field("notes")
-                .map(|f| f.value.clone())
-                .unwrap_or_default(),
-        );
-        for f in &e.fields {
-            let mapped = [user_field, "notes", "group", "totp"].contains(&f.name.as_str())
-                || Some(&f.name) == primary.as_ref();
-            if mapped || (f.secret && !secrets) {
+    let records: Vec<Record> = entries.iter().cloned().map(Record::new).collect();
+    write_records(&records, secrets)
+}
+
+/// Writes records as a KeePassXC CSV export: KeePassXC's ten columns (the user
+/// name-like field in `Username`, only a `password` field in `Password`, the OTP
+/// credential's `otpauth://` URI in `TOTP`, the group path under the root group
+/// `Root` in `Group`), then `Kind` and one column per other field name (`NAME (secret)` when
+/// the field is secret in any entry), so a bank card's number and PIN stay named.
+/// Secret values only with `secrets`.
+pub fn write_records(records: &[Record], secrets: bool) -> Zeroizing<String> {
+    let mut extras: Vec<(String, bool)> = Vec::new();
+    for r in records {
+        for f in &r.entry.fields {
+            if mapped(r.entry.kind, &f.name) {
                 continue;
             }
-            if !notes.is_empty() {
-                notes.push('\n');
+            match extras.iter_mut().find(|(n, _)| *n == f.name) {
+                Some((_, s)) => *s |= f.secret,
+                None => extras.push((f.name.clone(), f.secret)),
             }
-            notes.push_str(&format!("{}: {}", f.name, f.value));
         }
-        let value = |name: Option<&str>| -> Zeroizing<String> {
+    }
+    extras.sort();
+    let mut header: Vec<String> = COLUMNS.map(quote).to_vec();
+    header.push(quote(KIND_COLUMN));
+    for (n, s) in &extras {
+        header.push(quote(&format!(
+            "{n}{}",
+            if *s { SECRET_SUFFIX } else { "" }
+        )));
+    }
+    let mut out = Zeroizing::new(header.join(","));
+    out.push('\n');
+    for r in records {
+        let e = &r.entry;
+        let value = |name: &str| -> Zeroizing<String> {
             Zeroizing::new(
-                name.and_then(|n| e.field(n))
+                e.field(name)
                     .filter(|f| secrets || !f.secret)
                     .map(|f| f.value.clone())
                     .unwrap_or_default(),
             )
         };
-        let group = e
-            .field("group")
-            .map(|f| f.value.clone())
-            .unwrap_or_else(|| "Root".into());
-        let cells: [Zeroizing<String>; 10] = [
+        let group = match e.field("group") {
+            Some(f) => format!("Root/{}", f.value),
+            None => "Root".into(),
+        };
+        let totp = match (&r.otp, secrets) {
+            (Some(u), true) => Zeroizing::new(u.to_uri()),
+            _ => value("totp"),
+        };
+        let mut cells: Vec<Zeroizing<String>> = vec![
             Zeroizing::new(group),
             Zeroizing::new(e.title.clone()),
-            value(Some(user_field)),
-            value(primary.as_deref()),
+            value(user_field(e.kind)),
+            value("password"),
             Zeroizing::new(e.url.clone()),
-            notes,
-            value(Some("totp")),
+            value("notes"),
+            totp,
             Zeroizing::new("0".into()),
             Zeroizing::new(iso8601(e.modified)),
             Zeroizing::new(iso8601(e.created)),
+            Zeroizing::new(e.kind.as_str().into()),
         ];
+        for (n, _) in &extras {
+            cells.push(if mapped(e.kind, n) {
+                Zeroizing::new(String::new())
+            } else {
+                value(n)
+            });
+        }
         let line = Zeroizing::new(cells.iter().map(|c| quote(c)).collect::<Vec<_>>().join(","));
         out.push_str(&line);
         out.push('\n');
@@ -282,73 +432,19 @@ pub fn write_keepassxc(entries: &[Entry], secrets: bool) -> Zeroizing<String> {
 }
 
 impl crate::token::Token {
-    /// Imports a KeePassXC CSV export as website entries (user logged in; one
-    /// confirmation for the whole file). Returns the new ids.
-    pub fn vault_import_csv(&self, text: &str) -> Result<Vec<u64>> {
+    /// Imports a KeePassXC CSV export ([`parse_records`]; entries matched and
+    /// merged, OTP credentials created: [`super::interop`]).
+    pub fn vault_import_csv(&self, text: &str) -> Result<ImportReport> {
         self.vault_require_user()?;
-        let mut entries = parse_keepassxc(text)?;
-        let t = now();
-        let mut description = format!("{} entries:", entries.len());
-        for e in entries.iter_mut() {
-            e.normalize()?;
-            if e.created == 0 {
-                e.created = t;
-            }
-            if e.modified == 0 {
-                e.modified = t;
-            }
-            description.push_str(&format!(
-                "\n- {} ({}{}{})",
-                e.title,
-                e.username().unwrap_or(""),
-                if e.url.is_empty() { "" } else { ", " },
-                e.url
-            ));
-        }
-        self.confirm_for(
-            "vault-write",
-            &crate::prompt::Request {
-                title: "Import these vault entries?".into(),
-                description,
-            },
-        )?;
-        let mut ids = Vec::with_capacity(entries.len());
-        for e in &entries {
-            ids.push(self.vault_insert(entry_attributes(e)?)?);
-        }
-        Ok(ids)
+        self.vault_import_records(parse_records(text)?)
     }
 
-    /// Exports every entry in KeePassXC's CSV format. With `secrets` the passwords
-    /// and other secret values are included, after the gate (class
-    /// [`crate::gate::OpClass::VaultPassword`]: every secret of the vault leaves) and
-    /// the user's confirmation; without, they are left empty.
+    /// Exports every entry in KeePassXC's CSV format ([`write_records`]). With
+    /// `secrets` the passwords, other secret values and OTP secrets are included,
+    /// after the gate and the user's confirmation
+    /// ([`Token::vault_export_records`]); without, they are left empty.
     pub fn vault_export_csv(&self, secrets: bool) -> Result<Zeroizing<String>> {
-        self.vault_require_user()?;
-        let mut entries = Vec::new();
-        for (id, _) in self.vault_list()? {
-            entries.push(self.vault_get(id)?);
-        }
-        if secrets {
-            self.gate_check(
-                crate::gate::OpClass::VaultPassword,
-                None,
-                &format!("export {} vault entries with their secrets", entries.len()),
-            )?;
-            self.confirm(&crate::prompt::Request {
-                title: "Export the vault WITH its secrets?".into(),
-                description: format!(
-                    "{} entries, passwords in the clear, will leave the token:\n{}",
-                    entries.len(),
-                    entries
-                        .iter()
-                        .map(|e| format!("- {}", e.title))
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                ),
-            })?;
-        }
-        Ok(write_keepassxc(&entries, secrets))
+        Ok(write_records(&self.vault_export_records(secrets)?, secrets))
     }
 }
 
@@ -367,6 +463,32 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_iso8601("yesterday"), None);
+    }
+
+    /// KeePassXC names its root group (`Passwords`); entries keep the path below
+    /// it, and vtoken's `Root` reads back the same.
+    #[test]
+    fn groups_below_the_root() {
+        let text = "\"Group\",\"Title\"\n\"Passwords\",\"a\"\n\"Passwords/Work/Mail\",\"b\"\n";
+        let r = parse_records(text).unwrap();
+        assert!(r[0].entry.field("group").is_none());
+        assert_eq!(r[1].entry.field("group").unwrap().value, "Work/Mail");
+        let out = write_records(&r, true);
+        assert!(out.contains("\"Root/Work/Mail\",\"b\""), "{}", *out);
+        let back = parse_records(&out).unwrap();
+        assert_eq!(back[1].entry.field("group").unwrap().value, "Work/Mail");
+        // Top-level groups that differ: kept whole.
+        let r = parse_records("\"Group\",\"Title\"\n\"Home\",\"a\"\n\"Work\",\"b\"\n").unwrap();
+        assert_eq!(r[1].entry.field("group").unwrap().value, "Work");
+    }
+
+    #[test]
+    fn totp_cells() {
+        let u = parse_totp("key=JBSWY3DPEHPK3PXP&step=60&size=8", "Site", "me").unwrap();
+        assert_eq!((u.name().as_str(), u.period, u.digits), ("Site:me", 60, 8));
+        let u = parse_totp("jbsw y3dp ehpk 3pxp", "A:B", "").unwrap();
+        assert_eq!(u.name(), "A B:A B");
+        assert!(parse_totp("otpauth://totp/x?secret=!!", "t", "").is_err());
     }
 
     #[test]

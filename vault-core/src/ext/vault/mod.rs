@@ -57,12 +57,14 @@ mod display;
 mod entries;
 mod entry;
 mod hook;
+pub mod interop;
 mod on_token;
 mod pick;
 mod sealed;
 
 pub use display::{fingerprint, SecretDisplay, WRITE_NONCE_LEN};
 pub use entry::*;
+pub use interop::{identity, ImportReport, Record, OTP_LINK};
 
 pub(crate) use hook::VaultHook;
 
@@ -282,9 +284,34 @@ fn code_ad(serial: &str) -> Vec<u8> {
     format!("vtoken-vault-activation-v1\0{serial}").into_bytes()
 }
 
-/// Normalizes an activation code: upper case, without spaces and dashes.
+/// The alphabet of generated activation codes: Crockford's base32 (no I, L, O, U),
+/// so no two characters look alike.
+const CODE_ALPHABET: &[u8] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// Normalizes an activation code as Crockford base32 reads it: upper case, spaces
+/// and dashes dropped, and the look-alikes folded (O → 0, I and L → 1), so a
+/// look-alike typo is the same code and never costs one of the tries.
 fn normalize_code(code: &str) -> Zeroizing<String> {
     // Sized up front so growing never leaves partial copies in freed memory.
+    let mut s = Zeroizing::new(String::with_capacity(code.len() * 3 + 4));
+    for c in code
+        .chars()
+        .filter(|c| !c.is_whitespace() && *c != '-')
+        .flat_map(|c| c.to_uppercase())
+    {
+        s.push(match c {
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        });
+    }
+    s
+}
+
+/// The code as normalized before look-alikes were folded: the verifier of a
+/// token set up then (RFC 4648 alphabet codes, which hold I, L and O) was made
+/// over this form.
+fn normalize_code_unfolded(code: &str) -> Zeroizing<String> {
     let mut s = Zeroizing::new(String::with_capacity(code.len() * 3 + 4));
     for c in code
         .chars()
@@ -296,9 +323,8 @@ fn normalize_code(code: &str) -> Zeroizing<String> {
     s
 }
 
-/// A fresh activation code: 4 groups of 5 base32 characters (100 bits).
+/// A fresh activation code: 4 groups of 5 Crockford base32 characters (100 bits).
 fn new_code() -> Result<Zeroizing<String>> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let mut r = Zeroizing::new([0u8; 20]);
     crate::mechanism::random(&mut r[..])?;
     let mut s = Zeroizing::new(String::with_capacity(23));
@@ -306,7 +332,7 @@ fn new_code() -> Result<Zeroizing<String>> {
         if i > 0 && i % 5 == 0 {
             s.push('-');
         }
-        s.push(ALPHABET[(b & 31) as usize] as char);
+        s.push(CODE_ALPHABET[(b & 31) as usize] as char);
     }
     Ok(s)
 }
@@ -493,8 +519,16 @@ impl Token {
             Error::corrupt(Part::VaultState, "optional vault without activation code")
         })?;
         let n = st.increment_counter(COUNTER)?;
+        // One try, two readings: the folded form (codes set up with look-alikes
+        // folded), then, when folding changed it, the unfolded form a token set up
+        // before folding stored its verifier over.
+        let unfolded = normalize_code_unfolded(code);
         let code = normalize_code(code);
-        match verifier.unwrap(code.as_bytes(), &code_ad(&h.serial))? {
+        let mut opened = verifier.unwrap(code.as_bytes(), &code_ad(&h.serial))?;
+        if opened.is_none() && *code != *unfolded {
+            opened = verifier.unwrap(unfolded.as_bytes(), &code_ad(&h.serial))?;
+        }
+        match opened {
             Some(_) => {
                 s.activated = true;
                 let mut h = st.header()?.clone();
@@ -573,6 +607,23 @@ pub(crate) fn vault_usable_in(st: &mut Store) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Crockford reading: case, dashes, spaces and the look-alikes O/0, I/L/1 do
+    /// not matter; generated codes use no look-alike at all.
+    #[test]
+    fn activation_codes_read_leniently() {
+        let a = normalize_code("0I1L-abcd");
+        for typo in ["OI1L-ABCD", "o l i 1 abcd", "01-11ABCD", "0111abcd"] {
+            assert_eq!(*normalize_code(typo), *a, "{typo}");
+        }
+        assert_ne!(*normalize_code("0111ABCE"), *a);
+        for _ in 0..50 {
+            let c = new_code().unwrap();
+            assert_eq!(c.len(), 23);
+            assert!(!c.contains(['I', 'L', 'O', 'U']), "{}", *c);
+            assert_eq!(*normalize_code(&c), c.replace('-', ""));
+        }
+    }
 
     /// A header without `ever_enabled` (written by a version whose activation also
     /// enabled) still decodes: an activated vault counts as once enabled, so a

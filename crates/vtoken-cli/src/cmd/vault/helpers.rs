@@ -29,7 +29,7 @@ pub(super) fn cerr(e: vault_core::Error) -> CliError {
              set`), or the picture check was not passed; nothing was written or revealed",
         ),
         E::UserNotLoggedIn => CliError::new("not logged in (give the user PIN)"),
-        e => CliError::new(e.to_string()),
+        e => CliError::from(e),
     }
 }
 

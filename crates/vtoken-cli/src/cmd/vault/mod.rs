@@ -5,7 +5,10 @@
 //! automatic clearing; KeePassXC CSV import and export.
 
 mod display;
+mod generate;
 mod helpers;
+mod interop;
+mod kdbx;
 mod on_token;
 
 use std::path::{Path, PathBuf};
@@ -102,7 +105,8 @@ pub enum VaultCommand {
     /// Enter the activation code of an optional vault (then `vtoken vault enable`).
     #[command(after_help = "\
 The code is the one printed by `vtoken init --vault optional` (or supplied by the
-issuer); spaces, dashes and case do not matter. Wrong codes are counted: after 5 the
+issuer); spaces, dashes and case do not matter, and the look-alikes O and 0, and
+I, L and 1, are the same character (Crockford base32), so such a typo is no try. Wrong codes are counted: after 5 the
 vault can never be activated on this token (only re-initializing it helps).
 Activating does not switch the vault on: that is `vtoken vault enable` (S201, S202).
 
@@ -176,8 +180,16 @@ terminal, secrets without echo; pinentry: its entry box; command: the program's
 output), shows the entry and stores it on confirmation. This program only prints
 the new entry's id and title. Ctrl-D (tty) or Cancel refuses; nothing is stored.
 
+--generate makes the password (like `pass generate`): --length characters (20) from
+letters, digits and symbols (--no-symbols: letters and digits), drawn uniformly from
+the system's random source; it is shown once on stderr (or, with -c, copied to the
+clipboard and cleared after 45 seconds). A title, key label or ID that exists already
+is warned about on stderr (not an error: two logins may share a title).
+
 Examples:
   vtoken vault add --kind website --title github --url https://github.com --username me
+  vtoken vault add --kind website --title shop --username me --generate --length 24
+  vtoken vault add --kind website --title router --generate --no-symbols -c
   vtoken vault add --kind website --on-token
   vtoken vault add --kind bank-card --title visa --bank HSBC --card-number 4111111111111111
   vtoken vault add --kind custom --title wifi --field ssid=home --secret-field psk=...")]
@@ -193,6 +205,8 @@ Examples:
         on_token: bool,
         #[command(flatten)]
         fields: FieldArgs,
+        #[command(flatten)]
+        gen: generate::GenerateArgs,
         #[command(flatten)]
         user: UserPin,
     },
@@ -370,7 +384,9 @@ Examples:
         #[command(flatten)]
         user: UserPin,
     },
-    /// Import a KeePassXC CSV export as website entries (one confirmation for all).
+    /// Import a KeePassXC CSV export (one confirmation for the whole file;
+    /// importing the same file again adds nothing).
+    #[command(after_help = interop::IMPORT_HELP)]
     ImportCsv {
         file: PathBuf,
         #[command(flatten)]
@@ -378,6 +394,7 @@ Examples:
     },
     /// Export the vault as KeePassXC CSV; with secrets (the default) only after the
     /// user confirms through the prompt agent.
+    #[command(after_help = interop::EXPORT_CSV_HELP)]
     ExportCsv {
         /// Output file ("-" for stdout).
         file: PathBuf,
@@ -387,12 +404,38 @@ Examples:
         #[command(flatten)]
         user: UserPin,
     },
+    /// Import a KeePass/KeePassXC database (KDBX 4 or 3.1), like import-csv.
+    #[command(after_help = interop::IMPORT_KDBX_HELP)]
+    ImportKdbx {
+        /// The database file.
+        file: PathBuf,
+        #[command(flatten)]
+        pass: interop::PassphraseArgs,
+        #[command(flatten)]
+        user: UserPin,
+    },
+    /// Export the vault, secrets and OTP credentials included, as a KDBX 4
+    /// database KeePassXC opens (after the user confirms through the prompt agent).
+    #[command(after_help = interop::EXPORT_KDBX_HELP)]
+    ExportKdbx {
+        /// The database file to write (replaced if it exists).
+        file: PathBuf,
+        #[command(flatten)]
+        pass: interop::PassphraseArgs,
+        #[command(flatten)]
+        user: UserPin,
+    },
 }
 
 // ---------------------------------------------------------------------- run
 
-/// Runs `vtoken vault …`.
+/// Runs `vtoken vault …`; a refused confirmation is explained by the token's
+/// prompt agent ([`crate::context::explain_rejection`]).
 pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
+    run_inner(ctx, json, cmd).map_err(|e| crate::context::explain_rejection(ctx, e))
+}
+
+fn run_inner(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
     match cmd {
         VaultCommand::Status => {
             let open = ctx.open()?;
@@ -443,22 +486,39 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             title: None,
             on_token: true,
             fields,
-            user: _,
+            ..
         } => on_token::add(ctx, json, (*kind).into(), fields),
         VaultCommand::Add {
             kind,
             title,
             fields,
+            gen,
             user,
             ..
         } => {
             let title = title.as_deref().unwrap_or_default();
             let mut e = Entry::new((*kind).into(), title);
+            let generated = generate::apply(&mut e, gen)?;
             apply_fields(&mut e, fields, true)?;
             e.normalize().map_err(cerr)?;
             let open = open_user(ctx, user)?;
+            if !open
+                .token
+                .vault_find_title(&e.title)
+                .map_err(cerr)?
+                .is_empty()
+            {
+                eprintln!(
+                    "warning: a vault entry titled \"{}\" exists already; this adds another \
+                     (give the id to `vault get`/`edit`/`delete`)",
+                    printable(&e.title)
+                );
+            }
             display::announce(&open.token, &e)?;
             let id = open.token.vault_add(&e).map_err(cerr)?;
+            if let Some(pw) = &generated {
+                generate::hand_out(pw, gen)?;
+            }
             if json {
                 print_json(&json!({ "id": id, "title": e.title, "kind": e.kind }))
             } else {
@@ -724,57 +784,23 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &VaultCommand) -> Result<()> {
             line.push(b'\n');
             write_out(None, &line)
         }
-        VaultCommand::ImportCsv { file, user } => {
-            let bytes = Zeroizing::new(crate::output::read_in(file)?);
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| CliError::new(format!("{}: not UTF-8 text", file.display())))?;
-            let open = open_user(ctx, user)?;
-            let ids = open.token.vault_import_csv(text).map_err(cerr)?;
-            if json {
-                print_json(&json!({ "imported": ids }))
-            } else {
-                outln!("{} vault entries imported", ids.len());
-                Ok(())
-            }
-        }
+        VaultCommand::ImportCsv { file, user } => interop::import_csv(ctx, json, file, user),
         VaultCommand::ExportCsv {
             file,
             no_secrets,
             user,
-        } => {
-            let open = open_user(ctx, user)?;
-            if !*no_secrets {
-                gated::before(
-                    ctx,
-                    &open,
-                    OpClass::VaultPassword,
-                    None,
-                    "export the vault with its secrets",
-                    true,
-                )?;
-            }
-            let text = open.token.vault_export_csv(!no_secrets).map_err(cerr)?;
-            if file != Path::new("-") {
-                write_private(file, text.as_bytes())?;
-                eprintln!(
-                    "vault exported to {}{}",
-                    file.display(),
-                    if *no_secrets {
-                        " (without secrets)"
-                    } else {
-                        " WITH secrets in the clear: protect or delete the file"
-                    }
-                );
-                Ok(())
-            } else {
-                write_out(None, text.as_bytes())
-            }
+        } => interop::export_csv(ctx, file, *no_secrets, user),
+        VaultCommand::ImportKdbx { file, pass, user } => {
+            interop::import_kdbx(ctx, json, file, pass, user)
+        }
+        VaultCommand::ExportKdbx { file, pass, user } => {
+            interop::export_kdbx(ctx, json, file, pass, user)
         }
     }
 }
 
 /// Writes a file readable by its owner only (it may hold secrets).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create(true).truncate(true);
