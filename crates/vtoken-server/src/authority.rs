@@ -294,6 +294,14 @@ impl Backend for Authority {
         Ok(BatchResponse { results })
     }
 
+    fn ready(&self) -> Result<(), Refusal> {
+        self.store().db().ping().map_err(Self::db_err)
+    }
+
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        self.store().db().pool_status()
+    }
+
     fn cert(&self, token_serial: &str) -> Result<Option<Vec<u8>>, Refusal> {
         self.store().latest(token_serial).map_err(Self::db_err)
     }

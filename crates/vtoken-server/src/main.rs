@@ -11,6 +11,7 @@ mod certsrv;
 mod completions;
 mod db;
 mod http;
+mod ops;
 mod relay;
 mod rks;
 mod rks_store;

@@ -227,6 +227,11 @@ impl Store {
         self.db.describe()
     }
 
+    /// The database layer (readiness, pool state).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// Register an operator. Fails ([`Error::Duplicate`]) if the name or certificate
     /// is already registered.
     pub fn add_operator(&self, op: &Operator) -> crate::db::Result<()> {

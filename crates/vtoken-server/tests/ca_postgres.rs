@@ -515,3 +515,63 @@ fn database_connections_killed_and_postgres_restarted_mid_run() {
         Some(cert)
     );
 }
+
+/// `GET url`: (status, body).
+fn get(url: &str) -> (u16, String) {
+    match ureq::get(url).call() {
+        Ok(r) => (r.status(), r.into_string().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+        Err(e) => panic!("{url}: {e}"),
+    }
+}
+
+/// `/healthz`, `/readyz` (follows the database) and `/metrics` (Prometheus text:
+/// requests by route and status, errors, latency histogram, the pool).
+#[test]
+fn health_readiness_and_metrics() {
+    let mut pg = Postgres::start();
+    let url = pg.database("ca_ops");
+    let (_tmp, dir) = init_pg_ca(&url);
+    let op = Operator::register_with(&dir, "station", "device", &["--database", &url]);
+    let ca = instances(&dir, &url, 1).remove(0);
+    assert_eq!(get(&format!("{}/healthz", ca.url)), (200, "ok\n".into()));
+    assert_eq!(get(&format!("{}/readyz", ca.url)), (200, "ready\n".into()));
+    client::enroll(&ca.url, &Token::new(0x7000).csr(), Some(&op.cred())).unwrap();
+    assert_eq!(
+        client::fetch_cert(&ca.url, "00000000DEADBEEF").unwrap(),
+        None
+    );
+
+    pg.stop();
+    let (status, body) = get(&format!("{}/readyz", ca.url));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("database unavailable"), "{body}");
+    assert_eq!(get(&format!("{}/healthz", ca.url)).0, 200);
+    let e = client::enroll(&ca.url, &Token::new(0x7001).csr(), Some(&op.cred())).unwrap_err();
+    assert!(matches!(e, Error::Http { status: 503, .. }), "{e}");
+    pg.start_again();
+    assert_eq!(get(&format!("{}/readyz", ca.url)).0, 200);
+
+    let (status, m) = get(&format!("{}/metrics", ca.url));
+    assert_eq!(status, 200);
+    for line in [
+        "vtoken_http_requests_total{route=\"/api/v1/enroll\",status=\"200\"} 1",
+        "vtoken_http_requests_total{route=\"/api/v1/enroll\",status=\"503\"} 1",
+        // The route pattern, not the serial asked for.
+        "vtoken_http_requests_total{route=\"/api/v1/certs/:serial\",status=\"404\"} 1",
+        "vtoken_http_requests_total{route=\"/readyz\",status=\"503\"} 1",
+        "vtoken_http_errors_total 2",
+        "vtoken_db_pool_connections{state=\"max\"} 16",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} in:\n{m}");
+    }
+    assert!(m.contains("vtoken_http_request_duration_seconds_bucket{le=\"+Inf\"}"));
+    assert!(m.contains("vtoken_http_request_duration_seconds_count"));
+
+    // SQLite: ready, no pool.
+    let (_tmp2, dir2) = init_ca();
+    let ca2 = Server::ca(&dir2);
+    assert_eq!(get(&format!("{}/readyz", ca2.url)).0, 200);
+    let (_, m2) = get(&format!("{}/metrics", ca2.url));
+    assert!(!m2.contains("vtoken_db_pool"), "{m2}");
+}

@@ -368,6 +368,19 @@ impl Db {
         }
     }
 
+    /// Whether the database answers now (`/readyz`).
+    pub fn ping(&self) -> Result<()> {
+        self.query("SELECT 1", &[]).map(drop)
+    }
+
+    /// The PostgreSQL pool's state (none on SQLite).
+    pub fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        match &self.inner {
+            Inner::Sqlite(_) => None,
+            Inner::Postgres(p) => Some(p.status()),
+        }
+    }
+
     /// One statement in its own transaction.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         self.tx(Mode::ReadCommitted, |t| t.execute(sql, params))

@@ -155,6 +155,17 @@ impl Pg {
         &self.describe
     }
 
+    /// The pool's state (`/metrics`).
+    pub fn status(&self) -> crate::ops::PoolStatus {
+        let s = self.pool.status();
+        crate::ops::PoolStatus {
+            max: s.max_size,
+            open: s.size,
+            idle: s.available,
+            waiting: s.waiting,
+        }
+    }
+
     fn rt(&self) -> &tokio::runtime::Runtime {
         self.rt.as_ref().expect("runtime present until drop")
     }
