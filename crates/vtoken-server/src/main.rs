@@ -475,7 +475,19 @@ fn run(cli: Cli) -> Result<(), String> {
             let target = db::Target::resolve(db.database.as_deref(), &dir.join(store::DB_FILE))
                 .map_err(|e| e.to_string())?;
             if matches!(target, db::Target::Postgres(_)) {
-                authority::open_store(&dir, db.database.as_deref())?;
+                // A shared database holds one CA: a second `ca init` on it would mix
+                // two CAs' certificates under one serial counter.
+                let store = authority::open_store(&dir, db.database.as_deref())?;
+                let certs = store.cert_count().map_err(|e| e.to_string())?;
+                let operators = store.operators().map_err(|e| e.to_string())?.len();
+                if certs > 0 || operators > 0 {
+                    return Err(format!(
+                        "{} already holds a CA ({certs} certificates, {operators} operators): \
+                         give each CA its own database; the other instances of that CA need \
+                         a copy of its directory (ca.pem, ca.key), not `ca init`",
+                        store.describe()
+                    ));
+                }
             }
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
             let store = authority::open_store(&dir, db.database.as_deref())?;

@@ -251,11 +251,27 @@ fn a_batch_split_across_instances_issues_each_certificate_once() {
 fn a_postgres_database_newer_than_the_binary_is_refused() {
     let pg = Postgres::start();
     let url = pg.database("ca_newer");
-    let (_tmp, dir) = init_pg_ca(&url);
+    let (tmp, dir) = init_pg_ca(&url);
     assert_eq!(
         pg.psql("ca_newer", "SELECT version FROM ca.schema_version"),
         "2"
     );
+    // A second `ca init` on a database that holds a CA is refused.
+    Operator::register_with(&dir, "station", "device", &["--database", &url]);
+    let other = tmp.path().join("other-ca");
+    let (ok, err) = run(&[
+        "ca",
+        "init",
+        "--dir",
+        other.to_str().unwrap(),
+        "--database",
+        &url,
+    ]);
+    assert!(
+        !ok && err.contains("already holds a CA (0 certificates, 1 operators)"),
+        "{err}"
+    );
+    assert!(!other.join("ca.key").exists());
     // A second start migrates nothing and changes nothing.
     drop(instances(&dir, &url, 2));
     assert_eq!(
