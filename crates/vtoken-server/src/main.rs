@@ -137,9 +137,14 @@ Refusals: 400 bad request or signature, 401/403 (above), 403 serial outside the 
 (JSON {\"error\": ...}). Re-enrolling the same token, key and profile returns the stored
 certificate.
 
-Example:
+Examples:
   vtoken-server ca serve --dir /srv/vtoken-ca --listen 127.0.0.1:8440 \\
-      --serial-range 0000000000000000-00000000FFFFFFFF")]
+      --serial-range 0000000000000000-00000000FFFFFFFF
+  # several instances on one PostgreSQL database (each with a copy of the CA directory):
+  VTOKEN_DATABASE=postgres://vtoken:secret@db.example.org/vtoken \\
+      vtoken-server ca serve --dir /srv/vtoken-ca --listen 0.0.0.0:8440 --serial-range LO-HI
+Operations: GET /healthz, /readyz (503 while the database is unreachable), /metrics
+(Prometheus text).")]
     Serve {
         /// CA directory made by `ca init`.
         #[arg(long)]

@@ -87,9 +87,12 @@ Examples:
     },
     /// Serve the download protocol on LISTEN (POST /api/v1/rks, one frame each way).
     #[command(after_help = "\
-Example:
+Examples:
   vtoken-server rks serve --dir rks --listen 127.0.0.1:8450
-  vtoken rks download --token T --server http://127.0.0.1:8450")]
+  vtoken rks download --token T --server http://127.0.0.1:8450
+  # two instances on one PostgreSQL database (each with a copy of the directory:
+  # master.key, root.pem); keep each download on one instance:
+  vtoken-server rks serve --dir rks --database postgres://vtoken@db.example.org/vtoken")]
     Serve {
         /// RKS directory.
         #[arg(long)]
