@@ -591,3 +591,59 @@ fn health_readiness_and_metrics() {
     let (_, m2) = get(&format!("{}/metrics", ca2.url));
     assert!(!m2.contains("vtoken_db_pool"), "{m2}");
 }
+
+/// One of two instances killed (SIGKILL) while clients enroll through it: its open
+/// transactions roll back with its connections, so every token ends with exactly
+/// one certificate once the failed requests are retried on the other instance, and
+/// every certificate a client received is the stored one.
+#[test]
+fn an_instance_killed_mid_run_leaves_no_half_enrollment() {
+    let pg = Postgres::start();
+    let url = pg.database("ca_kill");
+    let (_tmp, dir) = init_pg_ca(&url);
+    let op = Operator::register_with(&dir, "station", "device", &["--database", &url]);
+    let mut cas = instances(&dir, &url, 2);
+    let (a, b) = (cas[0].url.clone(), cas[1].url.clone());
+    let got: Vec<(Token, Result<Vec<u8>, Error>)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..4u64)
+            .map(|t| {
+                let (a, op) = (&a, &op);
+                s.spawn(move || {
+                    let cred = op.cred();
+                    (0..60u64)
+                        .map(|i| {
+                            let token = Token::new(0x8000 + t * 1000 + i);
+                            let r = client::enroll(a, &token.csr(), Some(&cred));
+                            (token, r)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        // Server's drop is Child::kill: SIGKILL.
+        drop(cas.remove(0));
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let failed = got.iter().filter(|(_, r)| r.is_err()).count();
+    assert!(
+        failed > 0 && failed < got.len(),
+        "{failed} of {}",
+        got.len()
+    );
+    let cred = op.cred();
+    for (token, r) in &got {
+        let again = client::enroll(&b, &token.csr(), Some(&cred)).unwrap();
+        if let Ok(cert) = r {
+            assert_eq!(
+                &again, cert,
+                "re-enrollment returns the certificate received"
+            );
+        }
+        assert_eq!(client::fetch_cert(&b, &token.serial).unwrap(), Some(again));
+    }
+    assert_eq!(
+        pg.psql("ca_kill", "SELECT count(*) FROM ca.certs"),
+        got.len().to_string()
+    );
+}
