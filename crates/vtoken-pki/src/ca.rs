@@ -63,6 +63,18 @@ fn random_serial() -> Result<SerialNumber> {
     Ok(SerialNumber::new(&bytes)?)
 }
 
+/// The serial number of issuance `number`: 0x01, `number` (8 bytes, big-endian), 8
+/// random bytes. Serials so made order like the numbers (monotonic wherever the CA
+/// draws them from one counter, across every server instance sharing it), are unique
+/// when the numbers are, and keep 64 random bits (CA/Browser Forum BR 7.1).
+fn numbered_serial(number: u64) -> Result<SerialNumber> {
+    let mut bytes = [0u8; 17];
+    bytes[0] = 1;
+    bytes[1..9].copy_from_slice(&number.to_be_bytes());
+    OsRng.fill_bytes(&mut bytes[9..]);
+    Ok(SerialNumber::new(&bytes)?)
+}
+
 impl LocalCa {
     /// A new root CA in memory: fresh P-256 key, self-signed certificate
     /// `O=vtoken, CN=<name>` valid for `days`, basicConstraints CA:true (critical),
@@ -98,6 +110,7 @@ impl LocalCa {
             spki,
             time::validity_days(days)?,
             extensions,
+            random_serial()?,
         )?;
         LocalCa::from_parts(key, cert)
     }
@@ -190,7 +203,30 @@ impl LocalCa {
     /// Issue an end-entity certificate for a verified request ([`crate::verify_csr`]),
     /// valid for `validity_days` (E7: the subject carries the token serial only).
     pub fn issue(&self, csr: &CsrInfo, validity_days: u32) -> Result<Vec<u8>> {
-        self.issue_leaf(&csr.spki, &csr.serial, csr.usage, validity_days)
+        self.issue_leaf(
+            &csr.spki,
+            &csr.serial,
+            csr.usage,
+            validity_days,
+            random_serial()?,
+        )
+    }
+
+    /// [`LocalCa::issue`] with the serial number of issuance `number` (the CA
+    /// server's counter): `01 ‖ number ‖ 8 random bytes`, so serials grow with it.
+    pub fn issue_numbered(
+        &self,
+        csr: &CsrInfo,
+        validity_days: u32,
+        number: u64,
+    ) -> Result<Vec<u8>> {
+        self.issue_leaf(
+            &csr.spki,
+            &csr.serial,
+            csr.usage,
+            validity_days,
+            numbered_serial(number)?,
+        )
     }
 
     /// Issue a certificate for a token's public key without a request (the local-root
@@ -201,7 +237,13 @@ impl LocalCa {
         token_serial: &str,
         usage: Usage,
     ) -> Result<Vec<u8>> {
-        self.issue_leaf(spki_der, token_serial, usage, DEFAULT_LEAF_DAYS)
+        self.issue_leaf(
+            spki_der,
+            token_serial,
+            usage,
+            DEFAULT_LEAF_DAYS,
+            random_serial()?,
+        )
     }
 
     /// The certificate: subject `CN=vtoken <serial>, serialNumber=<serial>` only, a random
@@ -213,6 +255,7 @@ impl LocalCa {
         token_serial: &str,
         usage: Usage,
         days: u32,
+        serial_number: SerialNumber,
     ) -> Result<Vec<u8>> {
         let spki = SubjectPublicKeyInfoOwned::from_der(spki_der)?;
         let kind = sig::key_kind(&spki)?;
@@ -236,6 +279,7 @@ impl LocalCa {
             spki,
             time::validity_days(days)?,
             extensions,
+            serial_number,
         )?;
         Ok(cert.to_der()?)
     }
@@ -256,11 +300,12 @@ fn sign_tbs(
     spki: SubjectPublicKeyInfoOwned,
     validity: Validity,
     extensions: Vec<Extension>,
+    serial_number: SerialNumber,
 ) -> Result<Certificate> {
     let algorithm = SigAlg::EcdsaSha256.identifier();
     let tbs = TbsCertificate {
         version: Version::V3,
-        serial_number: random_serial()?,
+        serial_number,
         signature: algorithm.clone(),
         issuer,
         validity,

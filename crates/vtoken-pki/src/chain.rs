@@ -192,6 +192,29 @@ mod tests {
     }
 
     #[test]
+    fn numbered_serials_grow_with_the_number_and_stay_random() {
+        let ca = LocalCa::generate("test root", 30).unwrap();
+        let csr = crate::CsrInfo {
+            serial: "00000000CAFEF00D".into(),
+            spki: spki(),
+            usage: Usage::Device,
+        };
+        let serial = |n: u64| {
+            let der = ca.issue_numbered(&csr, 30, n).unwrap();
+            verify_chain(&der, &[], ca.cert_der(), SystemTime::now())
+                .unwrap()
+                .cert_serial
+        };
+        let (a, b, c) = (serial(9), serial(10), serial(0x1_0000_0000));
+        assert!(a.starts_with("010000000000000009") && a.len() == 34, "{a}");
+        assert!(b.starts_with("01000000000000000A"), "{b}");
+        // Upper-case hex of equal length: text order is number order.
+        assert!(a < b && b < c, "{a} {b} {c}");
+        // The same number twice still differs (the 64 random bits).
+        assert_ne!(serial(9), a);
+    }
+
+    #[test]
     fn forged_wrong_root_and_expired_are_rejected() {
         let ca = LocalCa::generate("test root", 30).unwrap();
         // Same name, different key: its certificates look alike but are forged.

@@ -4,7 +4,6 @@
 //! for), stores and publishes certificates.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -15,13 +14,14 @@ use vtoken_pki::api::{
 use vtoken_pki::auth::{Authenticated, MAX_SKEW_SECS};
 use vtoken_pki::{verify_chain, verify_csr, CsrInfo, LocalCa, SerialRange, Usage};
 
+use crate::db::{self, Target};
 use crate::http::{batch_entry, batch_item, Backend, Caller, Refusal};
-use crate::store::{IssuedCert, Store, DB_FILE};
+use crate::store::{Issue, Store, DB_FILE};
 
 /// The CA: its key and certificate, its database, the serial range it serves.
 pub struct Authority {
     ca: LocalCa,
-    store: Mutex<Store>,
+    store: Store,
     range: SerialRange,
     days: u32,
     log_keep: u64,
@@ -30,10 +30,12 @@ pub struct Authority {
 }
 
 impl Authority {
-    /// Load the CA from `dir` (made by `ca init`) and open its database; the request
-    /// log keeps the newest `log_keep` entries.
+    /// Load the CA from `dir` (made by `ca init`) and open its database (`database`:
+    /// `--database`, default `ca.db` in `dir`); the request log keeps the newest
+    /// `log_keep` entries.
     pub fn open(
         dir: &Path,
+        database: Option<&str>,
         range: SerialRange,
         days: u32,
         log_keep: u64,
@@ -44,11 +46,10 @@ impl Authority {
                 d = dir.display()
             )
         })?;
-        let db = dir.join(DB_FILE);
-        let store = Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+        let store = open_store(dir, database)?;
         Ok(Authority {
             ca,
-            store: Mutex::new(store),
+            store,
             range,
             days,
             log_keep,
@@ -66,15 +67,27 @@ impl Authority {
         self.store().cert_count().unwrap_or(0)
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
-        // A panic while holding the lock leaves no half-written state (SQLite commits
-        // are atomic), so a poisoned lock is still usable.
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    /// Which database the CA uses (for the log).
+    pub fn database(&self) -> &str {
+        self.store.describe()
     }
 
-    fn db_err(e: rusqlite::Error) -> Refusal {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// 503 when the database is unreachable (nothing was changed: the client may
+    /// retry), 500 for any other failure.
+    fn db_err(e: db::Error) -> Refusal {
         tracing::error!("database: {e}");
-        Refusal::internal(format!("CA database: {e}"))
+        Refusal {
+            status: if matches!(e, db::Error::Unavailable(_)) {
+                503
+            } else {
+                500
+            },
+            message: format!("CA database: {e}"),
+        }
     }
 
     /// The CA's decision on one request (E7): the request's own signature, then the
@@ -110,55 +123,50 @@ impl Authority {
         }
         let spki_sha256 = hex::encode(Sha256::digest(&info.spki));
         let usage = info.usage.as_str();
-        if let Some(der) = store
-            .find(&info.serial, &spki_sha256, usage)
-            .map_err(Self::db_err)?
-        {
-            tracing::info!(token = %info.serial, "re-enrollment: returning the stored certificate");
-            // Published again: a publication that failed before is made now.
-            self.publish(&der);
-            return Ok(der);
-        }
-        // One live identity per token: a certificate for a new key replaces nothing
-        // silently; the old one must be revoked first.
-        let others = store
-            .live_for_other_key(&info.serial, &spki_sha256)
-            .map_err(Self::db_err)?;
-        if let Some(old) = others.first() {
-            return Err(Refusal {
+        let outcome = store
+            .issue_once(&info.serial, &spki_sha256, usage, |number| {
+                let der = self
+                    .ca
+                    .issue_numbered(&info, self.days, number)
+                    .map_err(|e| db::Error::Other(format!("issuing: {e}")))?;
+                // Check our own output before storing and publishing it.
+                let checked = verify_chain(&der, &[], self.ca.cert_der(), SystemTime::now())
+                    .map_err(|e| {
+                        db::Error::Other(format!("issued certificate does not verify: {e}"))
+                    })?;
+                Ok((der, checked.cert_serial))
+            })
+            .map_err(|e| match e {
+                db::Error::Other(m) => Refusal::internal(m),
+                e => Self::db_err(e),
+            })?;
+        match outcome {
+            Issue::Existing(der) => {
+                tracing::info!(token = %info.serial, "re-enrollment: returning the stored certificate");
+                // Published again: a publication that failed before is made now.
+                self.publish(&der);
+                Ok(der)
+            }
+            Issue::OtherKey(old) => Err(Refusal {
                 status: 409,
                 message: format!(
                     "token {} already holds live certificate {old} for another key; \
                      revoke it first (vtoken-server ca revoke --serial {old})",
                     info.serial
                 ),
-            });
+            }),
+            Issue::Issued { der, cert_serial } => {
+                tracing::info!(
+                    token = %info.serial,
+                    cert = %cert_serial,
+                    %usage,
+                    operator = %caller.name,
+                    "issued"
+                );
+                self.publish(&der);
+                Ok(der)
+            }
         }
-        let der = self
-            .ca
-            .issue(&info, self.days)
-            .map_err(|e| Refusal::internal(format!("issuing: {e}")))?;
-        // Check our own output before publishing it.
-        let checked = verify_chain(&der, &[], self.ca.cert_der(), SystemTime::now())
-            .map_err(|e| Refusal::internal(format!("issued certificate does not verify: {e}")))?;
-        store
-            .insert(&IssuedCert {
-                cert_serial: checked.cert_serial.clone(),
-                token_serial: info.serial.clone(),
-                spki_sha256,
-                usage: usage.to_string(),
-                der: der.clone(),
-            })
-            .map_err(Self::db_err)?;
-        tracing::info!(
-            token = %info.serial,
-            cert = %checked.cert_serial,
-            %usage,
-            operator = %caller.name,
-            "issued"
-        );
-        self.publish(&der);
-        Ok(der)
     }
 
     /// Step 310: sends the certificate to the certificate server, whose record of it
@@ -174,6 +182,16 @@ impl Authority {
             Err(e) => tracing::warn!("publishing to the certificate server {url} failed: {e}"),
         }
     }
+}
+
+/// The CA database of `dir`: `--database` when given, else `dir/ca.db`.
+pub fn open_store(dir: &Path, database: Option<&str>) -> Result<Store, String> {
+    let target = Target::resolve(database, &dir.join(DB_FILE)).map_err(|e| e.to_string())?;
+    let name = match &target {
+        Target::Sqlite(p) => p.display().to_string(),
+        Target::Postgres(_) => "the CA database".to_string(),
+    };
+    Store::open(&target).map_err(|e| format!("{name}: {e}"))
 }
 
 impl Backend for Authority {
@@ -244,7 +262,7 @@ impl Backend for Authority {
 
     fn enroll(&self, caller: &Caller, csr_der: &[u8]) -> Result<Vec<u8>, Refusal> {
         let store = self.store();
-        let outcome = self.decide(&store, caller, csr_der);
+        let outcome = self.decide(store, caller, csr_der);
         let serial = vtoken_pki::csr_token_serial(csr_der).unwrap_or_default();
         let (status, text) = match &outcome {
             Ok(_) => (200, "issued".to_string()),
@@ -274,6 +292,14 @@ impl Backend for Authority {
             });
         }
         Ok(BatchResponse { results })
+    }
+
+    fn ready(&self) -> Result<(), Refusal> {
+        self.store().db().ping().map_err(Self::db_err)
+    }
+
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        self.store().db().pool_status()
     }
 
     fn cert(&self, token_serial: &str) -> Result<Option<Vec<u8>>, Refusal> {

@@ -90,6 +90,14 @@ pub trait Backend: Send + Sync + 'static {
     fn operator_challenge(&self) -> Result<OperatorChallenge, Refusal>;
     /// The verdict on an operator token's answer to a challenge.
     fn operator_authorise(&self, answer: &OperatorAnswer) -> Result<OperatorAuthorised, Refusal>;
+    /// Whether this instance can serve now (`/readyz`): the CA checks its database.
+    fn ready(&self) -> Result<(), Refusal> {
+        Ok(())
+    }
+    /// The database pool's state, for `/metrics` (none without a pool).
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        None
+    }
 }
 
 /// Token buckets keyed by client (peer address or operator): `per_minute` requests a
@@ -139,11 +147,12 @@ impl RateLimiter {
     }
 }
 
-/// The router's state: the backend and the rate limiter.
+/// The router's state: the backend, the rate limiter and the request counters.
 #[derive(Clone)]
 pub struct AppState {
-    backend: Arc<dyn Backend>,
+    pub(crate) backend: Arc<dyn Backend>,
     limiter: Arc<RateLimiter>,
+    pub(crate) metrics: Arc<crate::ops::Metrics>,
 }
 
 /// Decode one batch entry, or the error item for it.
@@ -360,6 +369,7 @@ pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
     let state = AppState {
         backend,
         limiter: Arc::new(RateLimiter::new(per_minute)),
+        metrics: Arc::default(),
     };
     Router::new()
         .route(api::ENROLL, post(enroll))
@@ -371,6 +381,13 @@ pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
         .route(api::EST_SIMPLEREENROLL, post(est_simpleenroll))
         .route(api::OPERATOR_CHALLENGE, post(operator_challenge))
         .route(api::OPERATOR_AUTHORISE, post(operator_authorise))
+        .route("/healthz", get(crate::ops::healthz))
+        .route("/readyz", get(crate::ops::readyz))
+        .route("/metrics", get(crate::ops::metrics))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::ops::track,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), limit_by_peer))
         .layer(DefaultBodyLimit::max(16 << 20))
         .with_state(state)

@@ -9,7 +9,9 @@ mod bank_http;
 mod bank_store;
 mod certsrv;
 mod completions;
+mod db;
 mod http;
+mod ops;
 mod relay;
 mod rks;
 mod rks_store;
@@ -93,6 +95,8 @@ enum CaCommand {
         /// CA name (the certificate's CN).
         #[arg(long, default_value = "vtoken CA")]
         name: String,
+        #[command(flatten)]
+        db: db::DatabaseArgs,
     },
     /// Register, list and remove operators: the issuing stations and relays allowed to
     /// request certificates, and the profiles each may request.
@@ -110,6 +114,8 @@ enum CaCommand {
         /// A certificate serial (hex) or a token serial (revokes all its live certificates).
         #[arg(long)]
         serial: String,
+        #[command(flatten)]
+        db: db::DatabaseArgs,
     },
     /// Serve the enrollment API and EST on LISTEN.
     #[command(after_help = "\
@@ -131,9 +137,14 @@ Refusals: 400 bad request or signature, 401/403 (above), 403 serial outside the 
 (JSON {\"error\": ...}). Re-enrolling the same token, key and profile returns the stored
 certificate.
 
-Example:
+Examples:
   vtoken-server ca serve --dir /srv/vtoken-ca --listen 127.0.0.1:8440 \\
-      --serial-range 0000000000000000-00000000FFFFFFFF")]
+      --serial-range 0000000000000000-00000000FFFFFFFF
+  # several instances on one PostgreSQL database (each with a copy of the CA directory):
+  VTOKEN_DATABASE=postgres://vtoken:secret@db.example.org/vtoken \\
+      vtoken-server ca serve --dir /srv/vtoken-ca --listen 0.0.0.0:8440 --serial-range LO-HI
+Operations: GET /healthz, /readyz (503 while the database is unreachable), /metrics
+(Prometheus text).")]
     Serve {
         /// CA directory made by `ca init`.
         #[arg(long)]
@@ -155,6 +166,8 @@ Example:
         /// notice stations poll (E8, steps 310-311).
         #[arg(long, value_name = "URL")]
         publish_to: Option<String>,
+        #[command(flatten)]
+        db: db::DatabaseArgs,
         #[command(flatten)]
         limit: LimitArgs,
         #[command(flatten)]
@@ -198,12 +211,16 @@ Examples:
         /// With --csr: validity of the issued operator certificate, in days.
         #[arg(long, default_value_t = DEFAULT_LEAF_DAYS, requires = "csr")]
         days: u32,
+        #[command(flatten)]
+        db: db::DatabaseArgs,
     },
     /// List the registered operators.
     List {
         /// CA directory.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: db::DatabaseArgs,
     },
     /// Remove an operator (by name or certificate fingerprint): its requests are refused.
     Remove {
@@ -213,6 +230,8 @@ Examples:
         /// Operator name or SHA-256 fingerprint.
         #[arg(long)]
         name: String,
+        #[command(flatten)]
+        db: db::DatabaseArgs,
     },
 }
 
@@ -310,15 +329,14 @@ fn read_cert(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
 }
 
 fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
-    let open = |dir: &PathBuf| {
-        let db = dir.join(store::DB_FILE);
+    let open = |dir: &PathBuf, db: &db::DatabaseArgs| {
         if !dir.join(vtoken_pki::CA_CERT_FILE).exists() {
             return Err(format!(
                 "{} is not a CA directory (create one with `vtoken-server ca init`)",
                 dir.display()
             ));
         }
-        store::Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))
+        authority::open_store(dir, db.database.as_deref())
     };
     match cmd {
         OperatorCommand::Add {
@@ -329,13 +347,14 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
             out,
             profiles,
             days,
+            db,
         } => {
             if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
                 return Err(format!(
                     "operator name {name:?}: 1 to 64 printable characters"
                 ));
             }
-            let store = open(&dir)?;
+            let store = open(&dir, &db)?;
             let issued = csr.is_some();
             let der = match (cert, csr) {
                 (Some(c), _) => read_cert(&c)?.remove(0),
@@ -383,9 +402,7 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
                     profiles: profiles.clone(),
                 })
                 .map_err(|e| match e {
-                    rusqlite::Error::SqliteFailure(f, _)
-                        if f.code == rusqlite::ErrorCode::ConstraintViolation =>
-                    {
+                    db::Error::Duplicate(_) => {
                         format!("an operator named {name:?} or with this certificate is already registered")
                     }
                     e => e.to_string(),
@@ -406,8 +423,8 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
             );
             Ok(())
         }
-        OperatorCommand::List { dir } => {
-            for op in open(&dir)?.operators().map_err(|e| e.to_string())? {
+        OperatorCommand::List { dir, db } => {
+            for op in open(&dir, &db)?.operators().map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}",
                     op.name,
@@ -421,8 +438,8 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        OperatorCommand::Remove { dir, name } => {
-            let n = open(&dir)?
+        OperatorCommand::Remove { dir, name, db } => {
+            let n = open(&dir, &db)?
                 .remove_operator(&name)
                 .map_err(|e| e.to_string())?;
             if n == 0 {
@@ -458,24 +475,40 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Completions { shell } => {
             completions::run(shell, <Cli as clap::CommandFactory>::command())
         }
-        Command::Ca(CaCommand::Init { dir, name }) => {
+        Command::Ca(CaCommand::Init { dir, name, db }) => {
+            // The database first: a wrong --database leaves no half-made CA behind.
+            let target = db::Target::resolve(db.database.as_deref(), &dir.join(store::DB_FILE))
+                .map_err(|e| e.to_string())?;
+            if matches!(target, db::Target::Postgres(_)) {
+                // A shared database holds one CA: a second `ca init` on it would mix
+                // two CAs' certificates under one serial counter.
+                let store = authority::open_store(&dir, db.database.as_deref())?;
+                let certs = store.cert_count().map_err(|e| e.to_string())?;
+                let operators = store.operators().map_err(|e| e.to_string())?.len();
+                if certs > 0 || operators > 0 {
+                    return Err(format!(
+                        "{} already holds a CA ({certs} certificates, {operators} operators): \
+                         give each CA its own database; the other instances of that CA need \
+                         a copy of its directory (ca.pem, ca.key), not `ca init`",
+                        store.describe()
+                    ));
+                }
+            }
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
-            let db = dir.join(store::DB_FILE);
-            store::Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+            let store = authority::open_store(&dir, db.database.as_deref())?;
             println!(
-                "created CA {} in {} ({}, {}, {})",
+                "created CA {} in {} ({}, {}; database {})",
                 ca.subject(),
                 dir.display(),
                 vtoken_pki::CA_CERT_FILE,
                 vtoken_pki::CA_KEY_FILE,
-                store::DB_FILE
+                store.describe()
             );
             Ok(())
         }
         Command::Ca(CaCommand::Operator(cmd)) => operator_command(cmd),
-        Command::Ca(CaCommand::Revoke { dir, serial }) => {
-            let db = dir.join(store::DB_FILE);
-            let store = store::Store::open(&db).map_err(|e| format!("{}: {e}", db.display()))?;
+        Command::Ca(CaCommand::Revoke { dir, serial, db }) => {
+            let store = authority::open_store(&dir, db.database.as_deref())?;
             let revoked = store.revoke(serial.trim()).map_err(|e| e.to_string())?;
             if revoked.is_empty() {
                 return Err(format!(
@@ -494,13 +527,21 @@ fn run(cli: Cli) -> Result<(), String> {
             days,
             log_keep,
             publish_to,
+            db,
             limit,
             tls,
         }) => {
-            let mut authority = authority::Authority::open(&dir, serial_range, days, log_keep)?;
+            let mut authority = authority::Authority::open(
+                &dir,
+                db.database.as_deref(),
+                serial_range,
+                days,
+                log_keep,
+            )?;
             authority.publish_to = publish_to;
             tracing::info!(
                 ca = %authority.subject(),
+                database = %authority.database(),
                 range = %serial_range,
                 issued = authority.issued(),
                 "CA loaded"

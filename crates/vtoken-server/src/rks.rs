@@ -1,6 +1,6 @@
 //! `vtoken-server rks`: the remote key server (seed CN103714642A, SPEC K1, K4, K5):
 //! its directory (root and working key pairs, DIK1 records, key queue, audit log in
-//! SQLite, see [`crate::rks_store`]) and the download endpoint, served over the same
+//! SQLite or PostgreSQL, see [`crate::rks_store`]) and the download endpoint, served over the same
 //! HTTP layer as the CA ([`crate::http::serve`]). The protocol logic is
 //! [`vtoken_rks::server`]; this module only moves frames.
 
@@ -33,6 +33,8 @@ pub enum RksCommand {
         /// Directory for the RKS (created if missing).
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: crate::db::DatabaseArgs,
     },
     /// DIK1 records: add one per DSN, export one sealed to a station token.
     #[command(subcommand)]
@@ -47,6 +49,8 @@ Examples:
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: crate::db::DatabaseArgs,
         /// The device's serial.
         #[arg(long)]
         dsn: String,
@@ -72,6 +76,8 @@ Examples:
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: crate::db::DatabaseArgs,
         /// JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -81,13 +87,18 @@ Examples:
     },
     /// Serve the download protocol on LISTEN (POST /api/v1/rks, one frame each way).
     #[command(after_help = "\
-Example:
+Examples:
   vtoken-server rks serve --dir rks --listen 127.0.0.1:8450
-  vtoken rks download --token T --server http://127.0.0.1:8450")]
+  vtoken rks download --token T --server http://127.0.0.1:8450
+  # two instances on one PostgreSQL database (each with a copy of the directory:
+  # master.key, root.pem); keep each download on one instance:
+  vtoken-server rks serve --dir rks --database postgres://vtoken@db.example.org/vtoken")]
     Serve {
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: crate::db::DatabaseArgs,
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:8450")]
         listen: String,
@@ -123,6 +134,8 @@ Examples:
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: crate::db::DatabaseArgs,
         /// The device's serial.
         #[arg(long, required_unless_present_any = ["range", "batch"], conflicts_with_all = ["range", "batch"])]
         dsn: Option<String>,
@@ -154,6 +167,8 @@ Example:
         /// RKS directory.
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: crate::db::DatabaseArgs,
         /// The device's serial.
         #[arg(long, required_unless_present_any = ["range", "batch"], conflicts_with_all = ["range", "batch"])]
         dsn: Option<String>,
@@ -318,8 +333,8 @@ fn export(
 /// Runs a `vtoken-server rks` command.
 pub fn run(cmd: RksCommand) -> Result<(), String> {
     match cmd {
-        RksCommand::Init { dir } => {
-            RksStore::init(&dir)?;
+        RksCommand::Init { dir, db } => {
+            RksStore::init(&dir, db.database.as_deref())?;
             println!(
                 "created RKS in {} (root.pem: RKS_RCRT_PK for the key-loading station)",
                 dir.display()
@@ -333,8 +348,9 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             batch,
             dsn_file: file,
             key,
+            db,
         }) => {
-            let store = RksStore::open(&dir)?;
+            let store = RksStore::open(&dir, db.database.as_deref())?;
             let key = match key {
                 Some(k) => {
                     let k = hex_arg("key", &k)?;
@@ -387,8 +403,9 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             batch,
             to_cert,
             out,
+            db,
         }) => {
-            let store = RksStore::open(&dir)?;
+            let store = RksStore::open(&dir, db.database.as_deref())?;
             if let Some(b) = batch {
                 let b = batch_arg(&b)?;
                 let k = store.get_dik1_batch(&b)?.ok_or_else(|| {
@@ -439,6 +456,7 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             value,
             id,
             usage,
+            db,
         } => {
             let dsn = dsn_arg(&dsn)?;
             let ty = TmkType::parse(&ty).map_err(|e| e.to_string())?;
@@ -448,7 +466,7 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             if label.is_empty() || label.len() > 256 {
                 return Err("--label has 1 to 256 characters".into());
             }
-            let store = RksStore::open(&dir)?;
+            let store = RksStore::open(&dir, db.database.as_deref())?;
             let uid = store.queue(
                 &dsn,
                 &label,
@@ -461,8 +479,13 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             println!("queued {} key {label:?} for {dsn} (uid {uid})", ty.as_str());
             Ok(())
         }
-        RksCommand::Status { dir, json, audit } => {
-            let store = RksStore::open(&dir)?;
+        RksCommand::Status {
+            dir,
+            json,
+            audit,
+            db,
+        } => {
+            let store = RksStore::open(&dir, db.database.as_deref())?;
             if audit {
                 let log = store.audit_log(None)?;
                 if json {
@@ -525,8 +548,10 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             listen,
             tls_cert,
             tls_key,
+            db,
         } => {
-            let store = RksStore::open(&dir)?;
+            let store = RksStore::open(&dir, db.database.as_deref())?;
+            tracing::info!(database = %store.describe(), "RKS loaded");
             let (working, sig) = store.working()?;
             let server = Arc::new(Server::new(store, working, sig).map_err(|e| e.to_string())?);
             let router = Router::new()

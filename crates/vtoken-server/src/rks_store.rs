@@ -1,4 +1,5 @@
-//! The RKS's SQLite database (SPEC K1): the root and working key pairs, DIK1 records
+//! The RKS's database (SPEC K1; SQLite `rks.db` in the RKS directory, or PostgreSQL
+//! schema `rks` shared by several instances, see [`crate::db`]): the root and working key pairs, DIK1 records
 //! by DSN, by production batch (a named list of DSNs) or by DSN range (one DIK1 for
 //! many devices, as the patent's embodiments allow, ¶0049; DIK2 stays per device
 //! since K3 diversifies by DSN), the queue of keys to deliver per DSN and the audit
@@ -8,17 +9,17 @@
 //! Secrets at rest (the two private keys, every DIK1 and every queued key value) are
 //! sealed with AES-256-GCM under the directory's master key (`master.key`, 32 random
 //! bytes, mode 0600), each with associated data naming what it is (`dik1 ‖ DSN`,
-//! `tmk ‖ uid`, ...), so a value moved to another row does not open. Every change
-//! is one SQLite transaction (WAL, synchronous FULL): a key is marked delivered in
-//! the same statement that checks it was not, so it is delivered once.
+//! `tmk ‖ uid`, ...), so a value moved to another row does not open. Every instance
+//! sharing a PostgreSQL database needs the same `master.key`. Every change is one
+//! transaction. Exactly-once delivery (K5, S319–S321), on any number of instances: a
+//! key is marked delivered by the device's acknowledgement in the one statement that
+//! checks it was not ([`RksStore::set_delivered`]).
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use aes_gcm::aead::{Aead, Payload};
 use aes_gcm::{Aes256Gcm, KeyInit, Nonce};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use vtoken_rks::crypto::{self, RootKey, WorkingKey};
 use vtoken_rks::derive::DIK_LEN;
@@ -27,12 +28,61 @@ use vtoken_rks::tmk::{Tmk, TmkType};
 use vtoken_rks::RksError;
 use zeroize::Zeroizing;
 
+use crate::db::{self, params, Db, Migration, Mode, Role, Row, Step, Target};
+
 /// Database file in an RKS directory.
 pub const DB_FILE: &str = "rks.db";
 /// Master key file (seals the secrets in the database).
 pub const MASTER_FILE: &str = "master.key";
 /// The root public key RKS_RCRT_PK (SPKI PEM), given to the key-loading station.
 pub const ROOT_FILE: &str = "root.pem";
+
+/// The RKS's schema versions: 1 is the schema from before versioning (SQLite:
+/// `CREATE ... IF NOT EXISTS`, so existing `rks.db` files open with their data).
+pub const ROLE: Role = Role {
+    name: "rks",
+    migrations: &[Migration {
+        version: 1,
+        sqlite: Step::Sql(SCHEMA),
+        postgres: Step::Sql(PG_V1),
+    }],
+};
+
+const PG_V1: &str = "
+CREATE TABLE meta (name TEXT PRIMARY KEY, value BYTEA NOT NULL);
+CREATE TABLE dik1 (dsn TEXT PRIMARY KEY, sealed BYTEA NOT NULL, added_at BIGINT NOT NULL);
+CREATE TABLE dik1_range (
+    first TEXT NOT NULL, last TEXT NOT NULL, sealed BYTEA NOT NULL,
+    added_at BIGINT NOT NULL, PRIMARY KEY (first, last)
+);
+CREATE TABLE dik1_batch (name TEXT PRIMARY KEY, sealed BYTEA NOT NULL, added_at BIGINT NOT NULL);
+CREATE TABLE dik1_batch_member (
+    dsn TEXT PRIMARY KEY, batch TEXT NOT NULL REFERENCES dik1_batch(name)
+);
+CREATE INDEX dik1_batch_member_batch ON dik1_batch_member(batch);
+CREATE TABLE queue (
+    id            BIGSERIAL PRIMARY KEY,
+    uid           TEXT NOT NULL UNIQUE,
+    dsn           TEXT NOT NULL,
+    label         TEXT NOT NULL,
+    ckid          BYTEA NOT NULL,
+    type          TEXT NOT NULL,
+    usage         BIGINT NOT NULL,
+    sealed        BYTEA NOT NULL,
+    queued_at     BIGINT NOT NULL,
+    delivered_at  BIGINT,
+    session       TEXT
+);
+CREATE INDEX queue_by_dsn ON queue (dsn, delivered_at);
+CREATE TABLE audit (
+    id       BIGSERIAL PRIMARY KEY,
+    at       BIGINT NOT NULL,
+    dsn      TEXT NOT NULL,
+    session  TEXT NOT NULL,
+    ok       BIGINT NOT NULL,
+    event    TEXT NOT NULL
+);
+";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
@@ -92,8 +142,12 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn db_err(e: rusqlite::Error) -> String {
-    format!("RKS database: {e}")
+fn db_err(e: db::Error) -> String {
+    match e {
+        // The role's own refusal, carried out of a transaction.
+        db::Error::Other(m) => m,
+        e => format!("RKS database: {e}"),
+    }
 }
 
 /// Writes `data` to a new file readable by its owner only; never overwrites.
@@ -158,20 +212,42 @@ pub struct AuditLine {
     pub event: String,
 }
 
-/// A queue row as read: uid, label, CKA_ID, type, usage, sealed value.
-type QueueRow = (String, String, Vec<u8>, String, u8, Vec<u8>);
-
 /// An opened RKS directory.
 pub struct RksStore {
-    conn: Mutex<Connection>,
+    db: Db,
     master: Zeroizing<[u8; 32]>,
+}
+
+fn one_blob(r: Option<Row>) -> Result<Option<Vec<u8>>, String> {
+    r.map(|r| r.blob(0)).transpose().map_err(db_err)
+}
+
+fn one_text(r: Option<Row>) -> Result<Option<String>, String> {
+    r.map(|r| r.text(0)).transpose().map_err(db_err)
 }
 
 impl RksStore {
     /// Creates an RKS in `dir`: master key, root and working RSA-2048 pairs (the root
-    /// signs the working key), `root.pem`, the database. Never overwrites.
-    pub fn init(dir: &Path) -> Result<RksStore, String> {
+    /// signs the working key), `root.pem`, the database (`database`: `--database`,
+    /// default `rks.db` in `dir`). Never overwrites.
+    pub fn init(dir: &Path, database: Option<&str>) -> Result<RksStore, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let target = Target::resolve(database, &dir.join(DB_FILE)).map_err(db_err)?;
+        if let Target::Postgres(_) = target {
+            // Refused before any file is written if that database holds an RKS.
+            let db = Db::open(&target, &ROLE).map_err(db_err)?;
+            if db
+                .query_opt("SELECT 1 FROM meta WHERE name = 'root_key'", &[])
+                .map_err(db_err)?
+                .is_some()
+            {
+                return Err(format!(
+                    "{} already holds an RKS; it is never overwritten (the other instances \
+                     of this RKS need a copy of its directory: {MASTER_FILE} and {ROOT_FILE})",
+                    db.describe()
+                ));
+            }
+        }
         for f in [DB_FILE, MASTER_FILE, ROOT_FILE] {
             if dir.join(f).exists() {
                 return Err(format!(
@@ -182,7 +258,7 @@ impl RksStore {
         }
         let master = crypto::random(32).map_err(|e| e.to_string())?;
         write_new_private(&dir.join(MASTER_FILE), &master)?;
-        let store = RksStore::open(dir)?;
+        let store = RksStore::open(dir, database)?;
         let root = RootKey::generate().map_err(|e| e.to_string())?;
         let working = WorkingKey::generate().map_err(|e| e.to_string())?;
         let working_spki = working.spki().map_err(|e| e.to_string())?;
@@ -195,30 +271,30 @@ impl RksStore {
             b"working key",
             &working.to_pkcs8().map_err(|e| e.to_string())?,
         )?;
-        {
-            let mut c = store.conn();
-            let tx = c.transaction().map_err(db_err)?;
-            for (n, v) in [
-                ("root_key", root_sealed),
-                ("root_spki", root_spki.clone()),
-                ("working_key", working_sealed),
-                ("working_sig", sig),
-            ] {
-                tx.execute(
-                    "INSERT INTO meta (name, value) VALUES (?1, ?2)",
-                    params![n, v],
-                )
-                .map_err(db_err)?;
-            }
-            tx.commit().map_err(db_err)?;
-        }
+        store
+            .db
+            .tx(Mode::ReadCommitted, |t| {
+                for (n, v) in [
+                    ("root_key", &root_sealed),
+                    ("root_spki", &root_spki),
+                    ("working_key", &working_sealed),
+                    ("working_sig", &sig),
+                ] {
+                    t.execute(
+                        "INSERT INTO meta (name, value) VALUES ($1, $2)",
+                        params![n, v],
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(db_err)?;
         let pem = pem_public_key(&root_spki);
         write_new_private(&dir.join(ROOT_FILE), pem.as_bytes())?;
         Ok(store)
     }
 
-    /// Opens an RKS made by [`RksStore::init`].
-    pub fn open(dir: &Path) -> Result<RksStore, String> {
+    /// Opens an RKS made by [`RksStore::init`] (`database` as there).
+    pub fn open(dir: &Path, database: Option<&str>) -> Result<RksStore, String> {
         let mk = dir.join(MASTER_FILE);
         let m = std::fs::read(&mk).map_err(|e| {
             format!(
@@ -231,22 +307,17 @@ impl RksStore {
             .as_slice()
             .try_into()
             .map_err(|_| format!("{}: not a 32-byte master key", mk.display()))?;
-        let conn = Connection::open(dir.join(DB_FILE)).map_err(db_err)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db_err)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db_err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))
-            .map_err(db_err)?;
-        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let target = Target::resolve(database, &dir.join(DB_FILE)).map_err(db_err)?;
+        let db = Db::open(&target, &ROLE).map_err(db_err)?;
         Ok(RksStore {
-            conn: Mutex::new(conn),
+            db,
             master: Zeroizing::new(master),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    /// Which database this is (for the log).
+    pub fn describe(&self) -> &str {
+        self.db.describe()
     }
 
     fn seal(&self, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
@@ -283,15 +354,12 @@ impl RksStore {
     }
 
     fn meta(&self, name: &str) -> Result<Vec<u8>, String> {
-        self.conn()
-            .query_row(
-                "SELECT value FROM meta WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?
-            .ok_or_else(|| format!("the RKS database has no {name}: not initialized"))
+        one_blob(
+            self.db
+                .query_opt("SELECT value FROM meta WHERE name = $1", params![name])
+                .map_err(db_err)?,
+        )?
+        .ok_or_else(|| format!("the RKS database has no {name}: not initialized"))
     }
 
     /// The working key and the root's signature over it.
@@ -321,10 +389,11 @@ impl RksStore {
         };
         let sealed = self.seal(&Self::dik1_ad(dsn), key)?;
         let n = self
-            .conn()
+            .db
             .execute(
-                "INSERT OR IGNORE INTO dik1 (dsn, sealed, added_at) VALUES (?1, ?2, ?3)",
-                params![dsn, sealed, now()],
+                "INSERT INTO dik1 (dsn, sealed, added_at) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                params![dsn, &sealed, now()],
             )
             .map_err(db_err)?;
         if n == 0 {
@@ -338,15 +407,11 @@ impl RksStore {
     /// DIK1 of a DSN (S306–S307): its own record first, else its batch's, else
     /// its range's.
     pub fn get_dik1(&self, dsn: &str) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
-        let sealed: Option<Vec<u8>> = self
-            .conn()
-            .query_row(
-                "SELECT sealed FROM dik1 WHERE dsn = ?1",
-                params![dsn],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?;
+        let sealed = one_blob(
+            self.db
+                .query_opt("SELECT sealed FROM dik1 WHERE dsn = $1", params![dsn])
+                .map_err(db_err)?,
+        )?;
         if let Some(sealed) = sealed {
             return Self::dik1_of(self.open_sealed(&Self::dik1_ad(dsn), &sealed)?).map(Some);
         }
@@ -385,29 +450,27 @@ impl RksStore {
             }
         };
         let sealed = self.seal(&Self::range_ad(first, last), key)?;
-        let mut c = self.conn();
-        let tx = c
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        let clash: Option<(String, String)> = tx
-            .query_row(
-                "SELECT first, last FROM dik1_range WHERE first <= ?2 AND last >= ?1 LIMIT 1",
-                params![first, last],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()
-            .map_err(db_err)?;
-        if let Some((f, l)) = clash {
-            return Err(format!(
-                "the range {first}..{last} overlaps the DIK1 range {f}..{l} (ranges never overlap)"
-            ));
-        }
-        tx.execute(
-            "INSERT INTO dik1_range (first, last, sealed, added_at) VALUES (?1, ?2, ?3, ?4)",
-            params![first, last, sealed, now()],
-        )
-        .map_err(db_err)?;
-        tx.commit().map_err(db_err)
+        // SERIALIZABLE: two overlapping ranges added at once on two instances
+        // cannot both pass the check (the loser retries and sees the winner).
+        self.db
+            .tx(Mode::Serializable, |t| {
+                if let Some(r) = t.query_opt(
+                    "SELECT first, last FROM dik1_range WHERE first <= $2 AND last >= $1 LIMIT 1",
+                    params![first, last],
+                )? {
+                    let (f, l) = (r.text(0)?, r.text(1)?);
+                    return Err(db::Error::Other(format!(
+                        "the range {first}..{last} overlaps the DIK1 range {f}..{l} \
+                         (ranges never overlap)"
+                    )));
+                }
+                t.execute(
+                    "INSERT INTO dik1_range (first, last, sealed, added_at) VALUES ($1, $2, $3, $4)",
+                    params![first, last, &sealed, now()],
+                )?;
+                Ok(())
+            })
+            .map_err(db_err)
     }
 
     /// The DIK1 of exactly this range.
@@ -416,15 +479,14 @@ impl RksStore {
         first: &str,
         last: &str,
     ) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
-        let sealed: Option<Vec<u8>> = self
-            .conn()
-            .query_row(
-                "SELECT sealed FROM dik1_range WHERE first = ?1 AND last = ?2",
-                params![first, last],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?;
+        let sealed = one_blob(
+            self.db
+                .query_opt(
+                    "SELECT sealed FROM dik1_range WHERE first = $1 AND last = $2",
+                    params![first, last],
+                )
+                .map_err(db_err)?,
+        )?;
         sealed
             .map(|s| Self::dik1_of(self.open_sealed(&Self::range_ad(first, last), &s)?))
             .transpose()
@@ -435,13 +497,12 @@ impl RksStore {
         if !is_dsn16(dsn) {
             return Ok(None);
         }
-        self.conn()
-            .query_row(
-                "SELECT first, last FROM dik1_range WHERE first <= ?1 AND last >= ?1",
+        self.db
+            .query_opt(
+                "SELECT first, last FROM dik1_range WHERE first <= $1 AND last >= $1",
                 params![dsn],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
+            .and_then(|r| r.map(|r| Ok((r.text(0)?, r.text(1)?))).transpose())
             .map_err(db_err)
     }
 
@@ -481,54 +542,51 @@ impl RksStore {
             }
         };
         let sealed = self.seal(&Self::batch_ad(name), key)?;
-        let mut c = self.conn();
-        let tx = c
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .map_err(db_err)?;
-        let n = tx
-            .execute(
-                "INSERT OR IGNORE INTO dik1_batch (name, sealed, added_at) VALUES (?1, ?2, ?3)",
-                params![name, sealed, now()],
-            )
-            .map_err(db_err)?;
-        if n == 0 {
-            return Err(format!("the batch {name} exists (never replaced)"));
-        }
-        {
-            let mut find = tx
-                .prepare("SELECT batch FROM dik1_batch_member WHERE dsn = ?1")
-                .map_err(db_err)?;
-            let mut ins = tx
-                .prepare("INSERT INTO dik1_batch_member (dsn, batch) VALUES (?1, ?2)")
-                .map_err(db_err)?;
-            for (line, dsn) in members {
-                let other: Option<String> = find
-                    .query_row(params![dsn], |r| r.get(0))
-                    .optional()
-                    .map_err(db_err)?;
-                if let Some(other) = other {
-                    return Err(format!(
-                        "line {line}: DSN {dsn} is already in the batch {other} \
-                         (a DSN belongs to one batch)"
-                    ));
+        // SERIALIZABLE: a DSN put in two batches at once on two instances makes one
+        // of them fail its check on retry.
+        self.db
+            .tx(Mode::Serializable, |t| {
+                let n = t.execute(
+                    "INSERT INTO dik1_batch (name, sealed, added_at) VALUES ($1, $2, $3)
+                     ON CONFLICT DO NOTHING",
+                    params![name, &sealed, now()],
+                )?;
+                if n == 0 {
+                    return Err(db::Error::Other(format!(
+                        "the batch {name} exists (never replaced)"
+                    )));
                 }
-                ins.execute(params![dsn, name]).map_err(db_err)?;
-            }
-        }
-        tx.commit().map_err(db_err)
+                for (line, dsn) in members {
+                    if let Some(other) = t.query_opt(
+                        "SELECT batch FROM dik1_batch_member WHERE dsn = $1",
+                        params![dsn],
+                    )? {
+                        return Err(db::Error::Other(format!(
+                            "line {line}: DSN {dsn} is already in the batch {} \
+                             (a DSN belongs to one batch)",
+                            other.text(0)?
+                        )));
+                    }
+                    t.execute(
+                        "INSERT INTO dik1_batch_member (dsn, batch) VALUES ($1, $2)",
+                        params![dsn, name],
+                    )?;
+                }
+                Ok(())
+            })
+            .map_err(db_err)
     }
 
     /// The DIK1 of this batch.
     pub fn get_dik1_batch(&self, name: &str) -> Result<Option<Zeroizing<[u8; DIK_LEN]>>, String> {
-        let sealed: Option<Vec<u8>> = self
-            .conn()
-            .query_row(
-                "SELECT sealed FROM dik1_batch WHERE name = ?1",
-                params![name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)?;
+        let sealed = one_blob(
+            self.db
+                .query_opt(
+                    "SELECT sealed FROM dik1_batch WHERE name = $1",
+                    params![name],
+                )
+                .map_err(db_err)?,
+        )?;
         sealed
             .map(|s| Self::dik1_of(self.open_sealed(&Self::batch_ad(name), &s)?))
             .transpose()
@@ -536,28 +594,25 @@ impl RksStore {
 
     /// The batch that lists `dsn`, if any.
     pub fn batch_of(&self, dsn: &str) -> Result<Option<String>, String> {
-        self.conn()
-            .query_row(
-                "SELECT batch FROM dik1_batch_member WHERE dsn = ?1",
-                params![dsn],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)
+        one_text(
+            self.db
+                .query_opt(
+                    "SELECT batch FROM dik1_batch_member WHERE dsn = $1",
+                    params![dsn],
+                )
+                .map_err(db_err)?,
+        )
     }
 
     /// The member DSNs of a batch, in order.
     pub fn batch_members(&self, name: &str) -> Result<Vec<String>, String> {
-        let c = self.conn();
-        let mut st = c
-            .prepare("SELECT dsn FROM dik1_batch_member WHERE batch = ?1 ORDER BY dsn")
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![name], |r| r.get(0))
-            .map_err(db_err)?
-            .collect::<rusqlite::Result<Vec<String>>>()
-            .map_err(db_err);
-        rows
+        self.db
+            .query(
+                "SELECT dsn FROM dik1_batch_member WHERE batch = $1 ORDER BY dsn",
+                params![name],
+            )
+            .and_then(|rows| rows.iter().map(|r| r.text(0)).collect())
+            .map_err(db_err)
     }
 
     fn dik1_of(k: Zeroizing<Vec<u8>>) -> Result<Zeroizing<[u8; DIK_LEN]>, String> {
@@ -603,62 +658,69 @@ impl RksStore {
         }
         let uid = hex::encode(&crypto::random(16).map_err(|e| e.to_string())?[..]);
         let sealed = self.seal(&Self::tmk_ad(&uid), value)?;
-        self.conn()
+        self.db
             .execute(
                 "INSERT INTO queue (uid, dsn, label, ckid, type, usage, sealed, queued_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![uid, dsn, label, ckid, ty.as_str(), usage, sealed, now()],
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                params![
+                    &uid,
+                    dsn,
+                    label,
+                    ckid,
+                    ty.as_str(),
+                    i64::from(usage),
+                    &sealed,
+                    now()
+                ],
             )
             .map_err(db_err)?;
         Ok(uid)
     }
 
-    /// The next undelivered key of a DSN.
+    /// S319: the next undelivered key of a DSN. Two sessions of one DSN (on one
+    /// instance or two) may both be sent it: the device stores a key before it
+    /// acknowledges it (S320), and only the first acknowledgement marks it delivered
+    /// ([`RksStore::set_delivered`]).
     pub fn next_undelivered(&self, dsn: &str) -> Result<Option<Tmk>, String> {
-        let row: Option<QueueRow> = self
-            .conn()
-            .query_row(
+        let Some(r) = self
+            .db
+            .query_opt(
                 "SELECT uid, label, ckid, type, usage, sealed FROM queue
-                 WHERE dsn = ?1 AND delivered_at IS NULL ORDER BY id LIMIT 1",
+                 WHERE dsn = $1 AND delivered_at IS NULL ORDER BY id LIMIT 1",
                 params![dsn],
-                |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get(1)?,
-                        r.get(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                        r.get(5)?,
-                    ))
-                },
             )
-            .optional()
-            .map_err(db_err)?;
-        let Some((uid, label, id, ty, usage, sealed)) = row else {
+            .map_err(db_err)?
+        else {
             return Ok(None);
         };
-        let value = self.open_sealed(&Self::tmk_ad(&uid), &sealed)?;
+        let uid = r.text(0).map_err(db_err)?;
+        let usage = u8::try_from(r.int(4).map_err(db_err)?)
+            .map_err(|_| "a queued key has a bad usage".to_string())?;
+        let value = self.open_sealed(&Self::tmk_ad(&uid), &r.blob(5).map_err(db_err)?)?;
         let uid_b: [u8; 16] = hex::decode(&uid)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or("a queued key has a bad uid")?;
         Ok(Some(Tmk {
             uid: uid_b,
-            ty: TmkType::parse(&ty).map_err(|e| e.to_string())?,
+            ty: TmkType::parse(&r.text(3).map_err(db_err)?).map_err(|e| e.to_string())?,
             usage,
-            label,
-            id,
+            label: r.text(1).map_err(db_err)?,
+            id: r.blob(2).map_err(db_err)?,
             value,
         }))
     }
 
-    /// Marks a key delivered, once (one statement: undelivered → delivered).
+    /// Marks a key delivered, once: one statement turns an undelivered key into a
+    /// delivered one. Of two acknowledgements racing on two instances, PostgreSQL
+    /// makes the second UPDATE wait for the first's row lock and then re-check
+    /// `delivered_at IS NULL` (false): it changes nothing and is refused.
     pub fn set_delivered(&self, dsn: &str, uid: &[u8; 16], session: &str) -> Result<(), String> {
         let n = self
-            .conn()
+            .db
             .execute(
-                "UPDATE queue SET delivered_at = ?1, session = ?2
-                 WHERE uid = ?3 AND dsn = ?4 AND delivered_at IS NULL",
+                "UPDATE queue SET delivered_at = $1, session = $2
+                 WHERE uid = $3 AND dsn = $4 AND delivered_at IS NULL",
                 params![now(), session, hex::encode(uid), dsn],
             )
             .map_err(db_err)?;
@@ -670,10 +732,10 @@ impl RksStore {
 
     /// Appends to the audit log.
     pub fn log(&self, dsn: &str, session: &str, ok: bool, event: &str) -> Result<(), String> {
-        self.conn()
+        self.db
             .execute(
-                "INSERT INTO audit (at, dsn, session, ok, event) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now(), dsn, session, ok, event],
+                "INSERT INTO audit (at, dsn, session, ok, event) VALUES ($1, $2, $3, $4, $5)",
+                params![now(), dsn, session, i64::from(ok), event],
             )
             .map_err(db_err)?;
         Ok(())
@@ -682,11 +744,10 @@ impl RksStore {
     /// Per DSN: DIK1 (its own or a range's), queued, delivered, refusals; then
     /// one line per DIK1 range.
     pub fn status(&self) -> Result<Vec<DsnStatus>, String> {
-        let mut out = {
-            let c = self.conn();
-            let mut st = c
-                .prepare(
-                    "SELECT d.dsn,
+        let mut out = self
+            .db
+            .query(
+                "SELECT d.dsn,
                    EXISTS(SELECT 1 FROM dik1 WHERE dsn = d.dsn),
                    (SELECT count(*) FROM queue WHERE dsn = d.dsn AND delivered_at IS NULL),
                    (SELECT count(*) FROM queue WHERE dsn = d.dsn AND delivered_at IS NOT NULL),
@@ -696,26 +757,30 @@ impl RksStore {
                        UNION SELECT dsn FROM audit) d
                  WHERE d.dsn NOT LIKE '%..%' AND d.dsn NOT LIKE 'batch %'
                  ORDER BY d.dsn",
-                )
-                .map_err(db_err)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok(DsnStatus {
-                        kind: "dsn",
-                        dsn: r.get(0)?,
-                        dik1: r.get(1)?,
-                        dik1_range: None,
-                        dik1_batch: None,
-                        members: None,
-                        queued: r.get(2)?,
-                        delivered: r.get(3)?,
-                        refusals: r.get(4)?,
-                        last_refusal: r.get(5)?,
+                &[],
+            )
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(DsnStatus {
+                            kind: "dsn",
+                            dsn: r.text(0)?,
+                            dik1: r.int(1)? != 0,
+                            dik1_range: None,
+                            dik1_batch: None,
+                            members: None,
+                            queued: r.int(2)? as u64,
+                            delivered: r.int(3)? as u64,
+                            refusals: r.int(4)? as u64,
+                            last_refusal: r.0.get(5).and_then(|v| match v {
+                                db::Value::Text(t) => Some(t.clone()),
+                                _ => None,
+                            }),
+                        })
                     })
-                })
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)?
-        };
+                    .collect::<db::Result<Vec<_>>>()
+            })
+            .map_err(db_err)?;
         for s in &mut out {
             if !s.dik1 {
                 if let Some(b) = self.batch_of(&s.dsn)? {
@@ -727,14 +792,14 @@ impl RksStore {
                 }
             }
         }
-        let c = self.conn();
-        let mut st = c
-            .prepare("SELECT first, last FROM dik1_range ORDER BY first")
-            .map_err(db_err)?;
-        let ranges = st
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(db_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
+        let ranges = self
+            .db
+            .query("SELECT first, last FROM dik1_range ORDER BY first", &[])
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| Ok((r.text(0)?, r.text(1)?)))
+                    .collect::<db::Result<Vec<_>>>()
+            })
             .map_err(db_err)?;
         for (f, l) in ranges {
             let (queued, delivered, refusals) = out
@@ -756,11 +821,11 @@ impl RksStore {
                 last_refusal: None,
             });
         }
-        drop(st);
         // Per batch: its members' totals (from the members table, so a member with
         // nothing queued counts too).
-        let mut st = c
-            .prepare(
+        let batches = self
+            .db
+            .query(
                 "SELECT b.name,
                    (SELECT count(*) FROM dik1_batch_member m WHERE m.batch = b.name),
                    (SELECT count(*) FROM queue q JOIN dik1_batch_member m ON q.dsn = m.dsn
@@ -770,25 +835,26 @@ impl RksStore {
                    (SELECT count(*) FROM audit a JOIN dik1_batch_member m ON a.dsn = m.dsn
                      WHERE m.batch = b.name AND a.ok = 0)
                  FROM dik1_batch b ORDER BY b.name",
+                &[],
             )
-            .map_err(db_err)?;
-        let batches = st
-            .query_map([], |r| {
-                Ok(DsnStatus {
-                    kind: "batch",
-                    dsn: r.get(0)?,
-                    dik1: true,
-                    dik1_range: None,
-                    dik1_batch: None,
-                    members: Some(r.get(1)?),
-                    queued: r.get(2)?,
-                    delivered: r.get(3)?,
-                    refusals: r.get(4)?,
-                    last_refusal: None,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(DsnStatus {
+                            kind: "batch",
+                            dsn: r.text(0)?,
+                            dik1: true,
+                            dik1_range: None,
+                            dik1_batch: None,
+                            members: Some(r.int(1)? as u64),
+                            queued: r.int(2)? as u64,
+                            delivered: r.int(3)? as u64,
+                            refusals: r.int(4)? as u64,
+                            last_refusal: None,
+                        })
+                    })
+                    .collect::<db::Result<Vec<_>>>()
             })
-            .map_err(db_err)?
-            .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(db_err)?;
         out.extend(batches);
         Ok(out)
@@ -796,25 +862,26 @@ impl RksStore {
 
     /// The audit log, oldest first (`dsn`: only this DSN).
     pub fn audit_log(&self, dsn: Option<&str>) -> Result<Vec<AuditLine>, String> {
-        let c = self.conn();
-        let mut st = c
-            .prepare(
+        self.db
+            .query(
                 "SELECT at, dsn, session, ok, event FROM audit
-                 WHERE ?1 IS NULL OR dsn = ?1 ORDER BY id",
+                 WHERE CAST($1 AS TEXT) IS NULL OR dsn = $1 ORDER BY id",
+                params![dsn],
             )
-            .map_err(db_err)?;
-        let rows = st
-            .query_map(params![dsn], |r| {
-                Ok(AuditLine {
-                    at: r.get(0)?,
-                    dsn: r.get(1)?,
-                    session: r.get(2)?,
-                    ok: r.get(3)?,
-                    event: r.get(4)?,
-                })
+            .and_then(|rows| {
+                rows.iter()
+                    .map(|r| {
+                        Ok(AuditLine {
+                            at: r.int(0)?,
+                            dsn: r.text(1)?,
+                            session: r.text(2)?,
+                            ok: r.int(3)? != 0,
+                            event: r.text(4)?,
+                        })
+                    })
+                    .collect()
             })
-            .map_err(db_err)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            .map_err(db_err)
     }
 }
 

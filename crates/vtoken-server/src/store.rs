@@ -1,17 +1,114 @@
-//! The CA's SQLite database: every issued certificate (published by token serial, E8),
-//! the registered operators (issuing stations and relays) and their policy, the nonces
-//! of recent signed requests (replay protection), and a bounded audit log of the
-//! requests the CA saw, accepted or refused.
+//! The CA's database (SQLite `ca.db` in the CA directory, or PostgreSQL schema `ca`):
+//! every issued certificate (published by token serial, E8), the registered operators
+//! (issuing stations and relays) and their policy, the nonces of recent signed requests
+//! (replay protection), and a bounded audit log of the requests the CA saw, accepted or
+//! refused.
+//!
+//! Several CA instances may share one PostgreSQL database; what keeps them consistent
+//! is written at each step ([`Store::issue_once`] is the one with a read-then-write).
 
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use crate::db::{params, Db, Dialect, Error, Migration, Mode, Role, Row, Step, Target, Tx};
 
 /// File name of the database in a CA directory.
 pub const DB_FILE: &str = "ca.db";
 
-const SCHEMA: &str = "
+/// The CA's schema versions. Version 1 is the schema the CA had before versioning
+/// (SQLite: created or completed in place, so existing `ca.db` files keep their data);
+/// version 2 adds the issuance counter the certificate serial numbers are made from.
+pub const ROLE: Role = Role {
+    name: "ca",
+    migrations: &[
+        Migration {
+            version: 1,
+            sqlite: Step::Code(sqlite_v1),
+            postgres: Step::Sql(PG_V1),
+        },
+        Migration {
+            version: 2,
+            sqlite: Step::Sql(
+                "CREATE TABLE IF NOT EXISTS cert_number (
+                     id   INTEGER PRIMARY KEY CHECK (id = 1),
+                     last INTEGER NOT NULL
+                 );
+                 INSERT INTO cert_number (id, last) VALUES (1, 0) ON CONFLICT DO NOTHING;",
+            ),
+            // A sequence: nextval() never blocks another instance and never returns a
+            // value twice (a rolled-back issuance leaves a gap, never a reuse).
+            postgres: Step::Sql("CREATE SEQUENCE IF NOT EXISTS cert_number"),
+        },
+    ],
+};
+
+const PG_V1: &str = "
+CREATE TABLE certs (
+    id           BIGSERIAL PRIMARY KEY,
+    cert_serial  TEXT NOT NULL UNIQUE,
+    token_serial TEXT NOT NULL,
+    spki_sha256  TEXT NOT NULL,
+    usage        TEXT NOT NULL,
+    cert         BYTEA NOT NULL,
+    issued_at    BIGINT NOT NULL,
+    revoked_at   BIGINT
+);
+CREATE INDEX certs_by_token ON certs (token_serial, spki_sha256, usage);
+CREATE INDEX certs_by_upper_token ON certs (upper(token_serial));
+CREATE TABLE requests (
+    id           BIGSERIAL PRIMARY KEY,
+    at           BIGINT NOT NULL,
+    token_serial TEXT NOT NULL,
+    status       BIGINT NOT NULL,
+    outcome      TEXT NOT NULL,
+    client       TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE operators (
+    id           BIGSERIAL PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    fingerprint  TEXT NOT NULL UNIQUE,
+    cert         BYTEA NOT NULL,
+    profiles     TEXT NOT NULL,
+    added_at     BIGINT NOT NULL
+);
+CREATE TABLE nonces (
+    nonce        TEXT PRIMARY KEY,
+    at           BIGINT NOT NULL
+);
+CREATE TABLE operator_certs (
+    id           BIGSERIAL PRIMARY KEY,
+    cert_serial  TEXT NOT NULL UNIQUE,
+    token_serial TEXT NOT NULL,
+    cert         BYTEA NOT NULL,
+    issued_at    BIGINT NOT NULL,
+    revoked_at   BIGINT
+);
+CREATE TABLE operator_challenges (
+    challenge    TEXT PRIMARY KEY,
+    issued_at    BIGINT NOT NULL
+);
+";
+
+/// SQLite version 1: the first schema, and the columns databases made by its first
+/// form lack (a `ca.db` from before versioning opens with its data).
+fn sqlite_v1(t: &mut dyn Tx) -> crate::db::Result<()> {
+    t.batch(SQLITE_V1)?;
+    for (table, column) in ADDED_COLUMNS {
+        let name = column.split_whitespace().next().unwrap_or_default();
+        let present = t
+            .query_one(
+                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = $1"),
+                params![name],
+            )?
+            .int(0)?
+            > 0;
+        if !present {
+            t.batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
+        }
+    }
+    Ok(())
+}
+
+const SQLITE_V1: &str = "
 CREATE TABLE IF NOT EXISTS certs (
     id           INTEGER PRIMARY KEY,
     cert_serial  TEXT NOT NULL UNIQUE,
@@ -55,8 +152,8 @@ CREATE TABLE IF NOT EXISTS operator_challenges (
 );
 ";
 
-/// Columns a database made by the first schema lacks; [`Store::open`] adds them, so
-/// every database the server opens has the full schema.
+/// Columns a database made by the first schema lacks; version 1 adds them, so every
+/// SQLite database the server opens has the full schema.
 const ADDED_COLUMNS: &[(&str, &str)] = &[
     ("certs", "revoked_at INTEGER"),
     ("requests", "client TEXT NOT NULL DEFAULT ''"),
@@ -78,23 +175,24 @@ pub struct Operator {
     pub profiles: Vec<vtoken_pki::Usage>,
 }
 
-/// A certificate as stored.
-pub struct IssuedCert {
-    /// Certificate serial number, upper-case hex.
-    pub cert_serial: String,
-    /// Token serial from the subject.
-    pub token_serial: String,
-    /// Hex SHA-256 of the DER SubjectPublicKeyInfo.
-    pub spki_sha256: String,
-    /// `device`, `client` or `signing`.
-    pub usage: String,
-    /// The certificate, DER.
-    pub der: Vec<u8>,
+/// What [`Store::issue_once`] decided for a token, key and usage.
+pub enum Issue {
+    /// Re-enrollment: the live certificate already issued for them.
+    Existing(Vec<u8>),
+    /// The token holds a live certificate for another key (its serial).
+    OtherKey(String),
+    /// A new certificate, stored.
+    Issued {
+        /// The certificate, DER.
+        der: Vec<u8>,
+        /// Its serial number, upper-case hex.
+        cert_serial: String,
+    },
 }
 
-/// Open connection to the CA database.
+/// The CA database.
 pub struct Store {
-    conn: Connection,
+    db: Db,
 }
 
 fn now() -> i64 {
@@ -104,189 +202,199 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+fn operator_row(r: &Row) -> crate::db::Result<Operator> {
+    let profiles = r.text(3)?;
+    Ok(Operator {
+        name: r.text(0)?,
+        fingerprint: r.text(1)?,
+        cert: r.blob(2)?,
+        // An unreadable profile grants nothing (fail closed).
+        profiles: profiles.split(',').filter_map(|p| p.parse().ok()).collect(),
+    })
+}
+
 impl Store {
-    /// Open (creating if needed) the database at `path`, in WAL mode.
-    pub fn open(path: &Path) -> rusqlite::Result<Store> {
-        let conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.execute_batch(SCHEMA)?;
-        for (table, column) in ADDED_COLUMNS {
-            let name = column.split_whitespace().next().unwrap_or_default();
-            let present: bool = conn.query_row(
-                &format!("SELECT count(*) FROM pragma_table_info('{table}') WHERE name = ?1"),
-                params![name],
-                |r| r.get::<_, i64>(0).map(|n| n > 0),
-            )?;
-            if !present {
-                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column}"))?;
-            }
-        }
-        Ok(Store { conn })
-    }
-
-    /// Register an operator. Fails if the name or certificate is already registered.
-    pub fn add_operator(&self, op: &Operator) -> rusqlite::Result<()> {
-        let profiles: Vec<&str> = op.profiles.iter().map(|u| u.as_str()).collect();
-        self.conn.execute(
-            "INSERT INTO operators (name, fingerprint, cert, profiles, added_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![op.name, op.fingerprint, op.cert, profiles.join(","), now()],
-        )?;
-        Ok(())
-    }
-
-    fn operator_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Operator> {
-        let profiles: String = r.get(3)?;
-        Ok(Operator {
-            name: r.get(0)?,
-            fingerprint: r.get(1)?,
-            cert: r.get(2)?,
-            // An unreadable profile grants nothing (fail closed).
-            profiles: profiles.split(',').filter_map(|p| p.parse().ok()).collect(),
+    /// Open (creating if needed) the CA database at `target` and bring its schema to
+    /// this binary's version.
+    pub fn open(target: &Target) -> crate::db::Result<Store> {
+        Ok(Store {
+            db: Db::open(target, &ROLE)?,
         })
     }
 
-    /// The operator registered with this certificate fingerprint.
-    pub fn operator_by_fingerprint(&self, fingerprint: &str) -> rusqlite::Result<Option<Operator>> {
-        self.conn
-            .query_row(
-                "SELECT name, fingerprint, cert, profiles FROM operators WHERE fingerprint = ?1",
-                params![fingerprint],
-                Self::operator_row,
-            )
-            .optional()
+    /// Which database this is (for logs).
+    pub fn describe(&self) -> &str {
+        self.db.describe()
     }
 
-    /// Every registered operator, by name.
-    pub fn operators(&self) -> rusqlite::Result<Vec<Operator>> {
-        let mut st = self
-            .conn
-            .prepare("SELECT name, fingerprint, cert, profiles FROM operators ORDER BY name")?;
-        let rows = st.query_map([], Self::operator_row)?;
-        rows.collect()
+    /// The database layer (readiness, pool state).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
 
-    /// Unregister an operator by name or fingerprint; returns how many were removed.
-    pub fn remove_operator(&self, name_or_fingerprint: &str) -> rusqlite::Result<usize> {
-        self.conn.execute(
-            "DELETE FROM operators WHERE name = ?1 OR fingerprint = lower(?1)",
-            params![name_or_fingerprint],
-        )
-    }
-
-    /// Record a request nonce; `false` if it was seen before (a replay). Nonces older
-    /// than `window` seconds are forgotten: requests that old fail the time check.
-    pub fn fresh_nonce(&self, nonce: &str, window: u64) -> rusqlite::Result<bool> {
-        let t = now();
-        self.conn.execute(
-            "DELETE FROM nonces WHERE at < ?1",
-            params![t - 2 * window as i64],
-        )?;
-        let n = self.conn.execute(
-            "INSERT OR IGNORE INTO nonces (nonce, at) VALUES (?1, ?2)",
-            params![nonce, t],
-        )?;
-        Ok(n == 1)
-    }
-
-    /// The live (not revoked) certificates of a token for a key other than
-    /// `spki_sha256`: their certificate serials.
-    pub fn live_for_other_key(
-        &self,
-        token_serial: &str,
-        spki_sha256: &str,
-    ) -> rusqlite::Result<Vec<String>> {
-        let mut st = self.conn.prepare(
-            "SELECT cert_serial FROM certs WHERE upper(token_serial) = upper(?1)
-             AND spki_sha256 != ?2 AND revoked_at IS NULL ORDER BY id",
-        )?;
-        let rows = st.query_map(params![token_serial, spki_sha256], |r| r.get(0))?;
-        rows.collect()
-    }
-
-    /// Revoke the certificates whose certificate serial or token serial is `serial`
-    /// (case-insensitive); returns the certificate serials revoked.
-    pub fn revoke(&self, serial: &str) -> rusqlite::Result<Vec<String>> {
-        let mut st = self.conn.prepare(
-            "SELECT cert_serial FROM certs WHERE revoked_at IS NULL AND
-             (upper(cert_serial) = upper(?1) OR upper(token_serial) = upper(?1)) ORDER BY id",
-        )?;
-        let serials: Vec<String> = st
-            .query_map(params![serial], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for s in &serials {
-            self.conn.execute(
-                "UPDATE certs SET revoked_at = ?1 WHERE cert_serial = ?2",
-                params![now(), s],
-            )?;
-        }
-        // Operator certificates (E1) are kept apart from the tokens' certificates
-        // (never published, never counted as issued to a token) but revoked alike.
-        let mut st = self.conn.prepare(
-            "SELECT cert_serial FROM operator_certs WHERE revoked_at IS NULL AND
-             (upper(cert_serial) = upper(?1) OR upper(token_serial) = upper(?1)) ORDER BY id",
-        )?;
-        let ops: Vec<String> = st
-            .query_map(params![serial], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for s in &ops {
-            self.conn.execute(
-                "UPDATE operator_certs SET revoked_at = ?1 WHERE cert_serial = ?2",
-                params![now(), s],
-            )?;
-        }
-        let mut serials = serials;
-        serials.extend(ops);
-        Ok(serials)
-    }
-
-    /// The certificate already issued for this token, key and usage, if any
-    /// (re-enrollment returns it: an interrupted batch can be rerun).
-    pub fn find(
-        &self,
-        token_serial: &str,
-        spki_sha256: &str,
-        usage: &str,
-    ) -> rusqlite::Result<Option<Vec<u8>>> {
-        self.conn
-            .query_row(
-                "SELECT cert FROM certs WHERE token_serial = ?1 AND spki_sha256 = ?2 AND usage = ?3
-                 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
-                params![token_serial, spki_sha256, usage],
-                |r| r.get(0),
-            )
-            .optional()
-    }
-
-    /// Record a new certificate.
-    pub fn insert(&self, c: &IssuedCert) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "INSERT INTO certs (cert_serial, token_serial, spki_sha256, usage, cert, issued_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    /// Register an operator. Fails ([`Error::Duplicate`]) if the name or certificate
+    /// is already registered.
+    pub fn add_operator(&self, op: &Operator) -> crate::db::Result<()> {
+        let profiles: Vec<&str> = op.profiles.iter().map(|u| u.as_str()).collect();
+        self.db.execute(
+            "INSERT INTO operators (name, fingerprint, cert, profiles, added_at)
+             VALUES ($1, $2, $3, $4, $5)",
             params![
-                c.cert_serial,
-                c.token_serial,
-                c.spki_sha256,
-                c.usage,
-                c.der,
+                &op.name,
+                &op.fingerprint,
+                &op.cert,
+                profiles.join(","),
                 now()
             ],
         )?;
         Ok(())
     }
 
+    /// The operator registered with this certificate fingerprint.
+    pub fn operator_by_fingerprint(
+        &self,
+        fingerprint: &str,
+    ) -> crate::db::Result<Option<Operator>> {
+        self.db
+            .query_opt(
+                "SELECT name, fingerprint, cert, profiles FROM operators WHERE fingerprint = $1",
+                params![fingerprint],
+            )?
+            .as_ref()
+            .map(operator_row)
+            .transpose()
+    }
+
+    /// Every registered operator, by name.
+    pub fn operators(&self) -> crate::db::Result<Vec<Operator>> {
+        self.db
+            .query(
+                "SELECT name, fingerprint, cert, profiles FROM operators ORDER BY name",
+                &[],
+            )?
+            .iter()
+            .map(operator_row)
+            .collect()
+    }
+
+    /// Unregister an operator by name or fingerprint; returns how many were removed.
+    pub fn remove_operator(&self, name_or_fingerprint: &str) -> crate::db::Result<u64> {
+        self.db.execute(
+            "DELETE FROM operators WHERE name = $1 OR fingerprint = lower($1)",
+            params![name_or_fingerprint],
+        )
+    }
+
+    /// Record a request nonce; `false` if it was seen before (a replay). Nonces older
+    /// than `window` seconds are forgotten: requests that old fail the time check.
+    /// Across instances the primary key decides: of two inserts of one nonce, the
+    /// second waits for the first and then inserts nothing.
+    pub fn fresh_nonce(&self, nonce: &str, window: u64) -> crate::db::Result<bool> {
+        let t = now();
+        self.db.tx(Mode::ReadCommitted, |tx| {
+            tx.execute(
+                "DELETE FROM nonces WHERE at < $1",
+                params![t - 2 * window as i64],
+            )?;
+            let n = tx.execute(
+                "INSERT INTO nonces (nonce, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                params![nonce, t],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    /// Revoke the certificates whose certificate serial or token serial is `serial`
+    /// (case-insensitive); returns the certificate serials revoked. One statement per
+    /// table: a concurrent revocation of the same certificate reports it once.
+    pub fn revoke(&self, serial: &str) -> crate::db::Result<Vec<String>> {
+        self.db.tx(Mode::ReadCommitted, |t| {
+            let mut serials = Vec::new();
+            // Operator certificates (E1) are kept apart from the tokens' certificates
+            // (never published, never counted as issued to a token) but revoked alike.
+            for table in ["certs", "operator_certs"] {
+                let rows = t.query(
+                    &format!(
+                        "UPDATE {table} SET revoked_at = $1 WHERE revoked_at IS NULL AND
+                         (upper(cert_serial) = upper($2) OR upper(token_serial) = upper($2))
+                         RETURNING cert_serial, id"
+                    ),
+                    params![now(), serial],
+                )?;
+                let mut rows: Vec<(i64, String)> = rows
+                    .iter()
+                    .map(|r| Ok((r.int(1)?, r.text(0)?)))
+                    .collect::<crate::db::Result<_>>()?;
+                rows.sort();
+                serials.extend(rows.into_iter().map(|(_, s)| s));
+            }
+            Ok(serials)
+        })
+    }
+
+    /// E7/E8, one token's decision in one transaction: the live certificate already
+    /// issued for this token, key and usage (re-enrollment returns it: an interrupted
+    /// batch can be rerun); else a refusal if the token holds a live certificate for
+    /// another key; else the next issuance number, the certificate `sign` makes with
+    /// it (returning the DER and its serial), stored.
+    ///
+    /// Isolation: on PostgreSQL READ COMMITTED plus a transaction-scoped advisory lock
+    /// on the token serial, taken before the reads, so two instances deciding for the
+    /// same token run one after the other (the second finds the first's certificate),
+    /// while different tokens never wait for each other. A row lock cannot do this (the
+    /// row to guard does not exist yet) and SERIALIZABLE would make the loser sign
+    /// again after its retry. On SQLite the IMMEDIATE transaction is the lock.
+    pub fn issue_once(
+        &self,
+        token_serial: &str,
+        spki_sha256: &str,
+        usage: &str,
+        sign: impl Fn(u64) -> crate::db::Result<(Vec<u8>, String)>,
+    ) -> crate::db::Result<Issue> {
+        self.db.tx(Mode::ReadCommitted, |t| {
+            if t.dialect() == Dialect::Postgres {
+                t.query(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('vtoken token ' || upper($1), 0))",
+                    params![token_serial],
+                )?;
+            }
+            if let Some(r) = t.query_opt(
+                "SELECT cert FROM certs WHERE token_serial = $1 AND spki_sha256 = $2 AND usage = $3
+                 AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
+                params![token_serial, spki_sha256, usage],
+            )? {
+                return Ok(Issue::Existing(r.blob(0)?));
+            }
+            // One live identity per token: a certificate for a new key replaces nothing
+            // silently; the old one must be revoked first.
+            if let Some(r) = t.query_opt(
+                "SELECT cert_serial FROM certs WHERE upper(token_serial) = upper($1)
+                 AND spki_sha256 != $2 AND revoked_at IS NULL ORDER BY id LIMIT 1",
+                params![token_serial, spki_sha256],
+            )? {
+                return Ok(Issue::OtherKey(r.text(0)?));
+            }
+            let number = next_number(t)?;
+            let (der, cert_serial) = sign(number)?;
+            t.execute(
+                "INSERT INTO certs (cert_serial, token_serial, spki_sha256, usage, cert, issued_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                params![&cert_serial, token_serial, spki_sha256, usage, &der, now()],
+            )?;
+            Ok(Issue::Issued { der, cert_serial })
+        })
+    }
+
     /// The newest certificate published for a token serial (case-insensitive; E8).
-    pub fn latest(&self, token_serial: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-        self.conn
-            .query_row(
-                "SELECT cert FROM certs WHERE upper(token_serial) = upper(?1)
+    pub fn latest(&self, token_serial: &str) -> crate::db::Result<Option<Vec<u8>>> {
+        self.db
+            .query_opt(
+                "SELECT cert FROM certs WHERE upper(token_serial) = upper($1)
                  AND revoked_at IS NULL ORDER BY id DESC LIMIT 1",
                 params![token_serial],
-                |r| r.get(0),
-            )
-            .optional()
+            )?
+            .map(|r| r.blob(0))
+            .transpose()
     }
 
     /// Append to the audit log, keeping only the newest `keep` entries. `client` names
@@ -298,41 +406,47 @@ impl Store {
         status: u16,
         outcome: &str,
         keep: u64,
-    ) -> rusqlite::Result<()> {
-        self.conn.execute(
-            "INSERT INTO requests (at, token_serial, client, status, outcome)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now(), token_serial, client, status, outcome],
-        )?;
-        let last = self.conn.last_insert_rowid();
-        self.conn.execute(
-            "DELETE FROM requests WHERE id <= ?1",
-            params![last - keep as i64],
-        )?;
-        Ok(())
+    ) -> crate::db::Result<()> {
+        self.db.tx(Mode::ReadCommitted, |t| {
+            let last = t
+                .query_one(
+                    "INSERT INTO requests (at, token_serial, client, status, outcome)
+                     VALUES ($1, $2, $3, $4, $5) RETURNING id",
+                    params![now(), token_serial, client, status, outcome],
+                )?
+                .int(0)?;
+            t.execute(
+                "DELETE FROM requests WHERE id <= $1",
+                params![last - keep as i64],
+            )?;
+            Ok(())
+        })
     }
 
     /// Record a fresh operator-authorisation challenge (E1, step 201); challenges
     /// older than `max_age` seconds are forgotten.
-    pub fn new_challenge(&self, challenge: &str, max_age: u64) -> rusqlite::Result<()> {
+    pub fn new_challenge(&self, challenge: &str, max_age: u64) -> crate::db::Result<()> {
         let t = now();
-        self.conn.execute(
-            "DELETE FROM operator_challenges WHERE issued_at < ?1",
-            params![t - max_age as i64],
-        )?;
-        self.conn.execute(
-            "INSERT INTO operator_challenges (challenge, issued_at) VALUES (?1, ?2)",
-            params![challenge, t],
-        )?;
-        Ok(())
+        self.db.tx(Mode::ReadCommitted, |tx| {
+            tx.execute(
+                "DELETE FROM operator_challenges WHERE issued_at < $1",
+                params![t - max_age as i64],
+            )?;
+            tx.execute(
+                "INSERT INTO operator_challenges (challenge, issued_at) VALUES ($1, $2)",
+                params![challenge, t],
+            )?;
+            Ok(())
+        })
     }
 
     /// Use up a challenge: `true` once for a challenge issued within `max_age`
     /// seconds; `false` for an unknown, expired or already answered one (a replay).
-    /// One DELETE decides, so two answers racing each other cannot both win.
-    pub fn take_challenge(&self, challenge: &str, max_age: u64) -> rusqlite::Result<bool> {
-        let n = self.conn.execute(
-            "DELETE FROM operator_challenges WHERE challenge = ?1 AND issued_at >= ?2",
+    /// One DELETE decides, so two answers racing each other (on any instances)
+    /// cannot both win.
+    pub fn take_challenge(&self, challenge: &str, max_age: u64) -> crate::db::Result<bool> {
+        let n = self.db.execute(
+            "DELETE FROM operator_challenges WHERE challenge = $1 AND issued_at >= $2",
             params![challenge, now() - max_age as i64],
         )?;
         Ok(n == 1)
@@ -345,28 +459,53 @@ impl Store {
         cert_serial: &str,
         token_serial: &str,
         der: &[u8],
-    ) -> rusqlite::Result<()> {
-        self.conn.execute(
+    ) -> crate::db::Result<()> {
+        self.db.execute(
             "INSERT INTO operator_certs (cert_serial, token_serial, cert, issued_at)
-             VALUES (?1, ?2, ?3, ?4)",
+             VALUES ($1, $2, $3, $4)",
             params![cert_serial, token_serial, der, now()],
         )?;
         Ok(())
     }
 
     /// Whether the operator certificate with this serial was revoked (`ca revoke`).
-    pub fn is_revoked(&self, cert_serial: &str) -> rusqlite::Result<bool> {
-        self.conn.query_row(
-            "SELECT count(*) FROM operator_certs WHERE upper(cert_serial) = upper(?1)
-             AND revoked_at IS NOT NULL",
-            params![cert_serial],
-            |r| r.get::<_, i64>(0).map(|n| n > 0),
-        )
+    pub fn is_revoked(&self, cert_serial: &str) -> crate::db::Result<bool> {
+        Ok(self
+            .db
+            .query_opt(
+                "SELECT count(*) FROM operator_certs WHERE upper(cert_serial) = upper($1)
+                 AND revoked_at IS NOT NULL",
+                params![cert_serial],
+            )?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0)
+            > 0)
     }
 
     /// Number of certificates issued so far.
-    pub fn cert_count(&self) -> rusqlite::Result<u64> {
-        self.conn
-            .query_row("SELECT count(*) FROM certs", [], |r| r.get(0))
+    pub fn cert_count(&self) -> crate::db::Result<u64> {
+        let n = self
+            .db
+            .query_opt("SELECT count(*) FROM certs", &[])?
+            .map(|r| r.int(0))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(n as u64)
     }
+}
+
+/// The next issuance number: the PostgreSQL sequence, or SQLite's counter row
+/// (inside the IMMEDIATE transaction, so no two issuances read the same value).
+fn next_number(t: &mut dyn Tx) -> crate::db::Result<u64> {
+    let n = match t.dialect() {
+        Dialect::Postgres => t.query_one("SELECT nextval('cert_number')", &[])?.int(0)?,
+        Dialect::Sqlite => t
+            .query_one(
+                "UPDATE cert_number SET last = last + 1 WHERE id = 1 RETURNING last",
+                &[],
+            )?
+            .int(0)?,
+    };
+    u64::try_from(n).map_err(|_| Error::Data(format!("issuance number {n}")))
 }

@@ -8,7 +8,11 @@
 //!   inherited variables are cleared) and the one way to write a test configuration.
 //! - [`cli`]: a scratch token directory with its configuration and a runner for one
 //!   CLI binary ([`cli::Env`]), shared by the CLI's integration tests.
+//! - [`postgres`]: a throwaway PostgreSQL cluster (Debian's package, a temporary
+//!   data directory, an unprivileged user, 127.0.0.1) for the servers' PostgreSQL
+//!   tests.
 
 pub mod artifacts;
 pub mod cli;
 pub mod env;
+pub mod postgres;

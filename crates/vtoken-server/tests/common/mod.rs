@@ -134,6 +134,11 @@ impl Operator {
     /// Register a new operator with `vtoken-server ca operator add --csr` (the real
     /// binary): the CA issues its certificate.
     pub fn register(ca_dir: &Path, name: &str, profiles: &str) -> Operator {
+        Operator::register_with(ca_dir, name, profiles, &[])
+    }
+
+    /// [`Operator::register`] with more `ca operator add` options (e.g. `--database`).
+    pub fn register_with(ca_dir: &Path, name: &str, profiles: &str, extra: &[&str]) -> Operator {
         let key = SigningKey::random(&mut rand_core::OsRng);
         let spki = key.verifying_key().to_public_key_der().unwrap();
         let csr = build_csr(
@@ -151,6 +156,7 @@ impl Operator {
             .args(["ca", "operator", "add", "--dir", ca_dir.to_str().unwrap()])
             .args(["--name", name, "--profiles", profiles, "--csr"])
             .arg(&csr_file)
+            .args(extra)
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
