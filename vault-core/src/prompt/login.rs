@@ -44,7 +44,9 @@ impl Token {
                     .into(),
             ));
         }
-        // Refuse what C_Login would refuse before bothering the user.
+        // Refuse what C_Login would refuse before bothering the user: a token the
+        // gate locked (SPEC C5), a login already made.
+        self.ensure_unblocked()?;
         match (self.logged_in(), context) {
             (None, true) => return Err(Error::UserNotLoggedIn),
             (Some(u), false) if u == who => return Err(Error::UserAlreadyLoggedIn),
