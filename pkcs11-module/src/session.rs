@@ -128,7 +128,30 @@ fn login(e: &SessionEntry, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
     Ok(())
 }
 
-/// `C_Login`. `CKU_CONTEXT_SPECIFIC` re-verifies the user PIN.
+/// `C_Login` with a NULL PIN: the protected authentication path (PKCS#11 3.0
+/// §5.6). The token's prompt agent asks for the PIN (SPEC V6), which then logs in
+/// like a typed one and is zeroized when dropped. A user who refuses or lets the
+/// prompt time out cancels the login: `CKR_FUNCTION_CANCELED` (PKCS#11 3.0 §5.1:
+/// it "also happens to a function that performs PIN entry through a protected
+/// path"), no PIN tried and nothing counted; `CKR_PIN_INCORRECT` is kept for a
+/// wrong PIN, so a client such as NSS, which asks again on it, does not ask again
+/// after a refusal. A token without the path (`[prompt] login = "agent"` unset)
+/// answers `CKR_ARGUMENTS_BAD`, as for any NULL PIN.
+fn login_on_prompt(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE) -> Result<(), Rv> {
+    e.token.session_info(h)?;
+    let who = UserType::from_ck(user)?;
+    let pin = e
+        .token
+        .pin_from_prompt(who, user == CKU_CONTEXT_SPECIFIC)
+        .map_err(|err| match err {
+            vault_core::Error::FunctionRejected => Rv(CKR_FUNCTION_CANCELED),
+            err => Rv::from(err),
+        })?;
+    login(e, h, user, pin.as_bytes())
+}
+
+/// `C_Login`. `CKU_CONTEXT_SPECIFIC` re-verifies the user PIN; a NULL PIN asks the
+/// token's prompt agent when the token has a protected authentication path.
 #[no_mangle]
 pub unsafe extern "C" fn C_Login(
     h: CK_SESSION_HANDLE,
@@ -138,8 +161,11 @@ pub unsafe extern "C" fn C_Login(
 ) -> CK_RV {
     call("C_Login", || {
         let e = state::session(h)?;
-        // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
-        // refuses NULL.
+        if pin_ptr.is_null() {
+            return login_on_prompt(&e, h, user);
+        }
+        // SAFETY: `pin_ptr` is not NULL (checked above) and points to `pin_len`
+        // readable bytes (PKCS#11).
         let pin = unsafe { pin(pin_ptr, pin_len) }?;
         login(&e, user, pin)
     })
@@ -160,8 +186,11 @@ pub unsafe extern "C" fn C_LoginUser(
         // SAFETY: `username` is NULL with length 0 or points to `username_len`
         // readable bytes (PKCS#11); it is checked, then ignored.
         unsafe { bytes(username, username_len) }?;
-        // SAFETY: `pin_ptr` points to `pin_len` readable bytes (PKCS#11); `pin`
-        // refuses NULL.
+        if pin_ptr.is_null() {
+            return login_on_prompt(&e, h, user);
+        }
+        // SAFETY: `pin_ptr` is not NULL (checked above) and points to `pin_len`
+        // readable bytes (PKCS#11).
         let pin = unsafe { pin(pin_ptr, pin_len) }?;
         login(&e, user, pin)
     })

@@ -138,7 +138,13 @@ pub unsafe extern "C" fn C_GetTokenInfo(slot: CK_SLOT_ID, info: *mut CK_TOKEN_IN
                 if t.blocked()? {
                     return Err(Rv(CKR_DEVICE_REMOVED));
                 }
-                token_info(&t.info()?)
+                let mut ti = token_info(&t.info()?);
+                // `[prompt] login = "agent"`: C_Login takes a NULL PIN and the
+                // token's prompt agent asks (PKCS#11 3.0 §5.6; SPEC V6).
+                if t.protected_login() {
+                    ti.flags |= CKF_PROTECTED_AUTHENTICATION_PATH;
+                }
+                ti
             }
             Slot::Free => {
                 let p = st.pin_policy();

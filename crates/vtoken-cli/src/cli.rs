@@ -170,7 +170,8 @@ Examples:
   vtoken completions bash > ~/.local/share/bash-completion/completions/vtoken
   vtoken completions zsh > ~/.zfunc/_vtoken      # a directory in $fpath
   vtoken completions fish > ~/.config/fish/completions/vtoken.fish
-  vtoken completions man | man -l -")]
+  vtoken completions man | man -l -
+  vtoken completions man --dir ~/.local/share/man/man1   # vtoken-init.1, vtoken-key-generate.1, …")]
     Completions(crate::cmd::completions::CompletionsArgs),
 
     /// OTP credentials (HOTP/TOTP, like a YubiKey's OATH applet): add, list, code, codes,

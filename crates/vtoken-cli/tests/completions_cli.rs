@@ -58,3 +58,43 @@ fn an_unknown_shell_is_a_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("possible values: bash, zsh, fish, man"));
 }
+
+#[test]
+fn man_dir_writes_one_page_per_subcommand_that_man_renders() {
+    let e = env();
+    let dir = e.path("man1");
+    let listed = e.ok(&["completions", "man", "--dir", &e.s("man1")]);
+    for page in [
+        "vtoken.1",
+        "vtoken-init.1",
+        "vtoken-key-generate.1",
+        "vtoken-vault-add.1",
+        "vtoken-completions.1",
+    ] {
+        assert!(
+            listed.lines().any(|l| l == page),
+            "{page} not listed: {listed}"
+        );
+        assert!(dir.join(page).is_file(), "{page} not written");
+    }
+    assert!(
+        !listed.contains("vtoken-help"),
+        "no page for the help subcommand"
+    );
+    // The page of a nested subcommand names itself and documents its options.
+    let o = Command::new("man")
+        .arg("-l")
+        .arg(dir.join("vtoken-key-generate.1"))
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+        .expect("run man");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "man -l: {o:?}");
+    assert!(text.contains("vtoken-key-generate"), "{text}");
+    assert!(text.contains("--type"), "{text}");
+    // Completions go to stdout: --dir with a shell is refused with a hint.
+    let err = e.fails(&["completions", "bash", "--dir", &e.s("x")]);
+    assert!(err.contains("--dir is for `man`"), "{err}");
+    assert!(!e.path("x").exists());
+}

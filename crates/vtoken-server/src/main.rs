@@ -72,13 +72,9 @@ enum Command {
     Bank(bank::BankCommand),
     /// Print shell completions (bash, zsh, fish) or the man page (man).
     #[command(
-        after_help = "Examples:\n  vtoken-server completions bash > ~/.local/share/bash-completion/completions/vtoken-server\n  vtoken-server completions man | man -l -"
+        after_help = "Examples:\n  vtoken-server completions bash > ~/.local/share/bash-completion/completions/vtoken-server\n  vtoken-server completions man | man -l -\n  vtoken-server completions man --dir ~/.local/share/man/man1"
     )]
-    Completions {
-        /// The shell, or `man` for the man page.
-        #[arg(value_enum, value_name = "SHELL")]
-        shell: completions::Target,
-    },
+    Completions(completions::Args),
 }
 
 #[derive(Subcommand)]
@@ -472,8 +468,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Rks(cmd) => rks::run(cmd),
         Command::Certs(cmd) => certsrv::run(cmd),
         Command::Bank(c) => bank::run(c),
-        Command::Completions { shell } => {
-            completions::run(shell, <Cli as clap::CommandFactory>::command())
+        Command::Completions(args) => {
+            completions::run(&args, <Cli as clap::CommandFactory>::command())
         }
         Command::Ca(CaCommand::Init { dir, name, db }) => {
             // The database first: a wrong --database leaves no half-made CA behind.

@@ -29,6 +29,8 @@
 //! tty = "/dev/pts/3"              # terminal for pinentry/tty; default $GPG_TTY or this one
 //! confirm = ["vault-write"]       # operations needing confirmation: vault-write,
 //!                                 # vault-read, otp-code, key-export
+//! login = "client"                # "agent": C_Login with a NULL PIN asks the token's
+//!                                 # agent (CKF_PROTECTED_AUTHENTICATION_PATH)
 //! [policy]
 //! rsa_pkcs1_decrypt = false       # pure-Rust build only: allow CKM_RSA_PKCS decrypt/unwrap
 //!                                 # (not constant-time there: RUSTSEC-2023-0071)
@@ -177,6 +179,25 @@ impl PromptAgent {
     }
 }
 
+/// Who gives the PIN of `C_Login` (`[prompt] login`).
+///
+/// `agent` makes the token a PKCS#11 "protected authentication path" token
+/// (`CKF_PROTECTED_AUTHENTICATION_PATH`): a client calls `C_Login` with a NULL PIN
+/// and the token's own prompt agent asks the user, so the application (a browser,
+/// say) never sees the PIN. A client that passes a PIN still may. This is the
+/// configuration of the process that loads the module, not token policy: it only
+/// decides whether the agent may be asked; which agent asks stays token policy
+/// (`crate::prompt::policy`), and the PIN is verified and counted as always.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoginInput {
+    /// The client passes the PIN (the default: every existing client keeps typing it).
+    #[default]
+    Client,
+    /// A NULL PIN asks the token's prompt agent.
+    Agent,
+}
+
 impl std::str::FromStr for PromptAgent {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
@@ -209,6 +230,7 @@ struct RawPrompt {
     timeout_secs: Option<u64>,
     tty: Option<PathBuf>,
     confirm: Option<Vec<String>>,
+    login: Option<LoginInput>,
 }
 
 /// Prompt settings: `[prompt]` (see [`crate::prompt`] for the agents and the
@@ -229,6 +251,8 @@ pub struct PromptConfig {
     pub tty: Option<PathBuf>,
     /// Operations that need the user's confirmation (see [`PromptConfig::OPERATIONS`]).
     pub confirm: Vec<String>,
+    /// Who gives the PIN of `C_Login` ([`LoginInput`]).
+    pub login: LoginInput,
 }
 
 impl Default for PromptConfig {
@@ -240,6 +264,7 @@ impl Default for PromptConfig {
             timeout_secs: PromptConfig::DEFAULT_TIMEOUT_SECS,
             tty: None,
             confirm: vec!["vault-write".to_string()],
+            login: LoginInput::Client,
         }
     }
 }
@@ -320,6 +345,7 @@ impl PromptConfig {
             timeout_secs: raw.timeout_secs.unwrap_or(d.timeout_secs),
             tty: raw.tty,
             confirm: raw.confirm.unwrap_or(d.confirm),
+            login: raw.login.unwrap_or_default(),
         };
         if c.timeout_secs == 0 || c.timeout_secs > 24 * 3600 {
             return Err(Error::config(

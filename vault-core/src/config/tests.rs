@@ -49,3 +49,14 @@ fn strict_wrap_is_on_unless_turned_off() {
     assert!(Config::from_toml("[policy]\nkey_defaults = \"open\"\n").is_err());
     assert!(Config::from_toml("[policy]\nstrict = false\n").is_err());
 }
+
+#[test]
+fn protected_login_is_off_unless_configured() {
+    assert_eq!(
+        Config::from_toml("").unwrap().prompt.login,
+        LoginInput::Client
+    );
+    let c = Config::from_toml("[prompt]\nlogin = \"agent\"\n").unwrap();
+    assert_eq!(c.prompt.login, LoginInput::Agent);
+    assert!(Config::from_toml("[prompt]\nlogin = \"pinpad\"\n").is_err());
+}

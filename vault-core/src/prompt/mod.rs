@@ -22,6 +22,10 @@
 //! asks with `GETPIN` (its entry never echoes), the command agent prints the value
 //! on its standard output; `deny` refuses.
 //!
+//! With `[prompt] login = "agent"` the PIN itself is typed on the agent: `C_Login`
+//! with a NULL PIN, PKCS#11's protected authentication path
+//! ([`crate::token::Token::pin_from_prompt`]).
+//!
 //! ## Configuration
 //!
 //! ```toml
@@ -32,6 +36,7 @@
 //! timeout_secs = 60                      # unanswered: TimedOut (a refusal)
 //! tty = "/dev/pts/3"                     # default: $GPG_TTY, else this process's terminal
 //! confirm = ["vault-write"]              # vault-write, vault-read, otp-code, key-export
+//! login = "agent"                        # client (default) | agent: C_Login(NULL) asks the agent
 //! ```
 //!
 //! ## `VTOKEN_PROMPT`: the default agent of a new token
@@ -60,6 +65,7 @@ use crate::error::{Error, Result};
 
 mod child;
 pub mod command;
+mod login;
 pub mod picture;
 pub mod pinentry;
 pub mod policy;

@@ -87,6 +87,11 @@ impl Token {
         }
     }
 
+    /// This process's `[prompt]` settings (timeout, terminal, `login`).
+    pub(crate) fn prompt_settings(&self) -> &crate::config::PromptConfig {
+        &self.prompt_local
+    }
+
     /// The name of the agent that asks the user now (`deny`, `tty`, …).
     pub fn prompt_agent_name(&self) -> String {
         self.prompt_agent().name().to_string()
