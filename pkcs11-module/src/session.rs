@@ -137,8 +137,8 @@ fn login(e: &SessionEntry, user: CK_USER_TYPE, pin: &[u8]) -> Result<(), Rv> {
 /// wrong PIN, so a client such as NSS, which asks again on it, does not ask again
 /// after a refusal. A token without the path (`[prompt] login = "agent"` unset)
 /// answers `CKR_ARGUMENTS_BAD`, as for any NULL PIN.
-fn login_on_prompt(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE) -> Result<(), Rv> {
-    e.token.session_info(h)?;
+fn login_on_prompt(e: &SessionEntry, user: CK_USER_TYPE) -> Result<(), Rv> {
+    e.token.session_info(&e.core)?;
     let who = UserType::from_ck(user)?;
     let pin = e
         .token
@@ -147,7 +147,7 @@ fn login_on_prompt(e: &SessionEntry, h: CK_SESSION_HANDLE, user: CK_USER_TYPE) -
             vault_core::Error::FunctionRejected => Rv(CKR_FUNCTION_CANCELED),
             err => Rv::from(err),
         })?;
-    login(e, h, user, pin.as_bytes())
+    login(e, user, pin.as_bytes())
 }
 
 /// `C_Login`. `CKU_CONTEXT_SPECIFIC` re-verifies the user PIN; a NULL PIN asks the
@@ -162,7 +162,7 @@ pub unsafe extern "C" fn C_Login(
     call("C_Login", || {
         let e = state::session(h)?;
         if pin_ptr.is_null() {
-            return login_on_prompt(&e, h, user);
+            return login_on_prompt(&e, user);
         }
         // SAFETY: `pin_ptr` is not NULL (checked above) and points to `pin_len`
         // readable bytes (PKCS#11).
@@ -187,7 +187,7 @@ pub unsafe extern "C" fn C_LoginUser(
         // readable bytes (PKCS#11); it is checked, then ignored.
         unsafe { bytes(username, username_len) }?;
         if pin_ptr.is_null() {
-            return login_on_prompt(&e, h, user);
+            return login_on_prompt(&e, user);
         }
         // SAFETY: `pin_ptr` is not NULL (checked above) and points to `pin_len`
         // readable bytes (PKCS#11).

@@ -311,11 +311,11 @@ impl Token {
         let _ = self.logout();
     }
 
-    /// Marks a session closed for the references still held to it and drops its
-    /// operations (and the keys they hold) now rather than with the last reference.
+    /// Marks a session closed for the references still held to it. Its operations
+    /// (and the keys they hold) go with the last reference: the module holds the only
+    /// one and drops it with the handle, so `C_CloseSession` takes no session lock.
     fn close_cell(cell: &SessionCell) {
         cell.open.store(false, Ordering::Release);
-        Token::lock_session(cell).end_all();
     }
 
     pub(crate) fn session_counts(&self) -> (u64, u64) {
