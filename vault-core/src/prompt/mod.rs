@@ -65,7 +65,6 @@ use crate::error::{Error, Result};
 
 mod child;
 pub mod command;
-mod login;
 pub mod picture;
 pub mod pinentry;
 pub mod policy;

@@ -28,6 +28,7 @@ pub mod fresh;
 pub mod handles;
 pub mod hooks;
 pub mod pin;
+mod protected_login;
 pub(crate) mod session_state;
 
 pub use handles::{HandleMap, ShardedHandles};

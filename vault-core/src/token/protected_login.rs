@@ -16,9 +16,9 @@
 
 use zeroize::Zeroizing;
 
-use super::{Ask, AskReply};
 use crate::config::LoginInput;
 use crate::error::{Error, Result};
+use crate::prompt::{Ask, AskReply};
 use crate::token::{Token, UserType};
 
 impl Token {
