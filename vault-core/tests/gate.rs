@@ -295,6 +295,13 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
             .any(|n| n.description.contains("may be compromised")),
         "{notices:?}"
     );
+    // ... and told what became of the last chance.
+    assert!(
+        notices.iter().any(|n| n
+            .description
+            .starts_with("the answer to the last picture was wrong; the token locked itself")),
+        "{notices:?}"
+    );
 
     // Locked: the process is logged out and every operation fails.
     let s = t.gate_status().unwrap();
@@ -344,6 +351,31 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     t.login(UserType::User, USER).unwrap();
     let sid = &t.open_session(true).unwrap();
     sign(t, sid, plain, b"ok again").unwrap();
+}
+
+#[test]
+fn a_last_chance_lost_to_time_says_so_in_the_lock_warning() {
+    let f = setup();
+    let t = &f.t;
+    t.login(UserType::User, USER).unwrap();
+    let sid = &t.open_session(true).unwrap();
+    let (_, sk) = ec_pair(t, sid, "late key", true);
+    // Two wrong answers, then no answer in time to the third and last picture.
+    f.p.push(&[Step::Wrong, Step::Wrong, Step::TimedOut]);
+    let e = sign(t, sid, sk, b"pay 100").unwrap_err();
+    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
+    assert_eq!(f.p.shown(), 3);
+    let notices = f.p.notices.lock().unwrap().clone();
+    assert!(
+        notices.iter().any(|n| n
+            .description
+            .starts_with("the answer to the last picture came too late; the token locked itself")),
+        "{notices:?}"
+    );
+    assert!(
+        !notices.iter().any(|n| n.description.contains("was wrong")),
+        "{notices:?}"
+    );
 }
 
 #[test]

@@ -85,12 +85,12 @@ impl Token {
             // Chances used up without a recorded lock (a process died holding the
             // last picture): lock now.
             drop(st);
-            return Err(self.gate_lock(None));
+            return Err(self.gate_lock(None, None));
         }
         let used = st.increment_counter(COUNTER)?;
         drop(st);
         if used > policy.chances {
-            return Err(self.gate_lock(None));
+            return Err(self.gate_lock(None, None));
         }
         let answer = challenge::random_text(&policy.alphabet, policy.length as usize)?;
         let png = self.gate_picture(&answer)?;
@@ -134,14 +134,16 @@ impl Token {
     ) -> Error {
         warn!(serial = %self.serial(), class = iss.class.as_str(), reason = reason.as_str(), used = iss.used, chances = iss.policy.chances, "picture check failed");
         if iss.used >= iss.policy.chances {
-            return self.gate_lock(agent);
+            return self.gate_lock(agent, Some(reason));
         }
         let left = iss.policy.chances - iss.used;
         Error::Gate(GateError::Rejected { reason, left })
     }
 
-    /// Locks the token (persisted), logs out and warns the user.
-    pub(super) fn gate_lock(&self, agent: Option<&dyn Prompt>) -> Error {
+    /// Locks the token (persisted), logs out and warns the user; `last` is why the
+    /// last chance failed, when a picture failed (the warning says whether the answer
+    /// was wrong or came too late, so the user knows what happened to it).
+    pub(super) fn gate_lock(&self, agent: Option<&dyn Prompt>, last: Option<GateFailure>) -> Error {
         let res = (|| -> Result<bool> {
             let mut st = self.store();
             let mut p = persisted(st.header()?)?;
@@ -155,12 +157,13 @@ impl Token {
         })();
         match res {
             Ok(true) => {
-                warn!(serial = %self.serial(), state = "locked", "{COMPROMISED}");
+                let why = last.map(last_chance).unwrap_or_default();
+                warn!(serial = %self.serial(), state = "locked", "{why}{COMPROMISED}");
                 self.log_state(super::GateState::Locked);
                 if let Some(agent) = agent {
                     let _ = agent.confirm(&crate::prompt::Request {
                         title: "WARNING: token locked".into(),
-                        description: COMPROMISED.into(),
+                        description: format!("{why}{COMPROMISED}"),
                     });
                 }
             }
@@ -334,5 +337,16 @@ impl Token {
         lock(&self.gate_rt().passes)
             .iter()
             .any(|p| p.class == class && p.until >= now)
+    }
+}
+
+/// What became of the last chance, as the lock warning starts.
+fn last_chance(reason: GateFailure) -> String {
+    match reason {
+        GateFailure::Wrong => "the answer to the last picture was wrong; ".into(),
+        GateFailure::Late | GateFailure::Unanswered => {
+            "the answer to the last picture came too late; ".into()
+        }
+        other => format!("the last picture failed ({}); ", other.as_str()),
     }
 }
