@@ -123,8 +123,13 @@ impl Pg {
         let mgr = Manager::from_config(
             cfg,
             NoTls,
+            // Verified: a pooled connection answers a query before it is handed out.
+            // `Fast` only asks whether the client noticed a close, and a connection
+            // PostgreSQL just terminated (a restart, `pg_terminate_backend`, a failover)
+            // may not be noticed yet: the next request would fail with a 503 although
+            // a fresh connection would serve it. One round trip per checkout buys that.
             ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
+                recycling_method: RecyclingMethod::Verified,
             },
         );
         let pool = {
