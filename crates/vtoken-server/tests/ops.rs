@@ -25,8 +25,7 @@ use vtoken_testsupport::postgres::Postgres;
 
 /// A server process whose log (stderr) goes to a file the test reads.
 struct Logged {
-    child: Child,
-    url: String,
+    server: Server,
     log: PathBuf,
     _tmp: tempfile::TempDir,
 }
@@ -35,67 +34,29 @@ impl Logged {
     fn start(args: &[&str], env: &[(&str, &str)]) -> Logged {
         let tmp = tempfile::tempdir().unwrap();
         let log = tmp.path().join("stderr.log");
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env("VTOKEN_LOG", "warn")
             .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start vtoken-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .unwrap_or_else(|| {
-                panic!(
-                    "no address in {line:?}; log: {}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                )
-            })
-            .to_string();
+            .stderr(std::fs::File::create(&log).unwrap());
         Logged {
-            child,
-            url,
+            server: Server::spawn(cmd),
             log,
             _tmp: tmp,
         }
     }
 
+    fn url(&self) -> &str {
+        &self.server.url
+    }
+
+    fn child(&mut self) -> &mut Child {
+        &mut self.server.child
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap()
     }
-}
-
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// GET `url` with optional headers: (status, body, response's `x-request-id`).
-fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String, Option<String>) {
-    let mut req = ureq::get(url);
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    let r = match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{url}: {e}"),
-    };
-    let id = r.header("x-request-id").map(str::to_string);
-    (r.status(), r.into_string().unwrap(), id)
-}
-
-fn get(url: &str) -> (u16, String) {
-    let (s, b, _) = get_with(url, &[]);
-    (s, b)
 }
 
 /// A CA (SQLite) and `n` certificates it issued to tokens 0x5000.. through its API.
@@ -146,11 +107,11 @@ fn certsrv_instances_on_postgres_notice_each_certificate_once_in_commit_order() 
     let db = ["--database", url.as_str()];
     let a = certsrv(tmp.path(), "certs-a", &ca_dir, &db, &[]);
     let b = certsrv(tmp.path(), "certs-b", &ca_dir, &db, &[]);
-    let urls = [a.url.clone(), b.url.clone()];
+    let urls = [a.url().to_string(), b.url().to_string()];
 
     let stop = Arc::new(AtomicBool::new(false));
     let station = {
-        let (url, stop) = (b.url.clone(), stop.clone());
+        let (url, stop) = (b.url().to_string(), stop.clone());
         std::thread::spawn(move || {
             let (mut seen, mut cursor) = (Vec::new(), 0u64);
             loop {
@@ -212,11 +173,11 @@ fn certsrv_instances_on_postgres_notice_each_certificate_once_in_commit_order() 
     for c in certs.iter().take(3) {
         let (token, _) = serial_of(&ca_dir, c);
         assert_eq!(
-            client::fetch_cert(&a.url, &token).unwrap().as_deref(),
+            client::fetch_cert(a.url(), &token).unwrap().as_deref(),
             Some(&c[..])
         );
         assert_eq!(
-            client::fetch_cert(&b.url, &token).unwrap().as_deref(),
+            client::fetch_cert(b.url(), &token).unwrap().as_deref(),
             Some(&c[..])
         );
     }
@@ -232,29 +193,29 @@ fn certsrv_and_key_server_answer_health_readiness_and_metrics() {
     let url = pg.database("certs_ops");
     let (tmp, ca_dir, certs) = issued(2);
     let s = certsrv(tmp.path(), "certs", &ca_dir, &["--database", &url], &[]);
-    assert_eq!(get(&format!("{}/healthz", s.url)), (200, "ok\n".into()));
-    assert_eq!(get(&format!("{}/readyz", s.url)), (200, "ready\n".into()));
-    client::publish(&s.url, &certs[0]).unwrap();
+    assert_eq!(get(&format!("{}/healthz", s.url())), (200, "ok\n".into()));
+    assert_eq!(get(&format!("{}/readyz", s.url())), (200, "ready\n".into()));
+    client::publish(s.url(), &certs[0]).unwrap();
 
     pg.stop();
-    let (status, body) = get(&format!("{}/readyz", s.url));
+    let (status, body) = get(&format!("{}/readyz", s.url()));
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("database unavailable"), "{body}");
-    assert_eq!(get(&format!("{}/healthz", s.url)).0, 200);
-    let e = client::publish(&s.url, &certs[1]).unwrap_err();
+    assert_eq!(get(&format!("{}/healthz", s.url())).0, 200);
+    let e = client::publish(s.url(), &certs[1]).unwrap_err();
     assert!(
         matches!(e, vtoken_pki::Error::Http { status: 503, .. }),
         "{e}"
     );
     pg.start_again();
-    assert_eq!(get(&format!("{}/readyz", s.url)).0, 200);
+    assert_eq!(get(&format!("{}/readyz", s.url())).0, 200);
     assert_eq!(
         pg.psql("certs_ops", "SELECT count(*) FROM certsrv.published"),
         "1"
     );
-    assert_eq!(client::publish(&s.url, &certs[1]).unwrap().notice, 2);
+    assert_eq!(client::publish(s.url(), &certs[1]).unwrap().notice, 2);
 
-    let (status, m) = get(&format!("{}/metrics", s.url));
+    let (status, m) = get(&format!("{}/metrics", s.url()));
     assert_eq!(status, 200);
     for line in [
         "vtoken_http_requests_total{route=\"/api/v1/publish\",status=\"200\"} 2",
@@ -278,14 +239,17 @@ fn certsrv_and_key_server_answer_health_readiness_and_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
     let rks = Logged::start(&["rks", "serve", "--dir", rks_dir.to_str().unwrap()], &[]);
-    assert_eq!(get(&format!("{}/healthz", rks.url)), (200, "ok\n".into()));
-    assert_eq!(get(&format!("{}/readyz", rks.url)), (200, "ready\n".into()));
+    assert_eq!(get(&format!("{}/healthz", rks.url())), (200, "ok\n".into()));
+    assert_eq!(
+        get(&format!("{}/readyz", rks.url())),
+        (200, "ready\n".into())
+    );
     // A frame that is not one: the protocol refuses it in a frame of its own.
-    let r = ureq::post(&format!("{}/api/v1/rks", rks.url))
+    let r = ureq::post(&format!("{}/api/v1/rks", rks.url()))
         .send_bytes(b"not a frame")
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (_, m) = get(&format!("{}/metrics", rks.url));
+    let (_, m) = get(&format!("{}/metrics", rks.url()));
     assert!(
         m.lines()
             .any(|l| l == "vtoken_http_requests_total{route=\"/api/v1/rks\",status=\"200\"} 1"),
@@ -309,11 +273,11 @@ fn every_request_has_an_id_in_its_response_and_in_its_log_lines() {
         &[("VTOKEN_LOG", "info")],
     );
     let (status, _, id) = get_with(
-        &format!("{}/api/v1/certs/00000000DEADBEEF", s.url),
+        &format!("{}/api/v1/certs/00000000DEADBEEF", s.url()),
         &[("x-request-id", "lb-7f3a.1")],
     );
     assert_eq!((status, id.as_deref()), (404, Some("lb-7f3a.1")));
-    let r = ureq::post(&format!("{}/api/v1/publish", s.url))
+    let r = ureq::post(&format!("{}/api/v1/publish", s.url()))
         .set("x-request-id", "pub-42")
         .set("content-type", "application/json")
         .send_string(
@@ -335,7 +299,7 @@ fn every_request_has_an_id_in_its_response_and_in_its_log_lines() {
         vec![],
         vec![],
     ] {
-        let (_, _, id) = get_with(&format!("{}/healthz", s.url), &h);
+        let (_, _, id) = get_with(&format!("{}/healthz", s.url()), &h);
         let id = id.unwrap();
         assert!(
             id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -447,7 +411,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
     let mut s = certsrv(tmp.path(), "certs", &ca_dir, &["--database", &url], &[]);
     let lock = LockHolder::take(&pg, "certs_term");
     let cert = certs[0].clone();
-    let target = s.url.clone();
+    let target = s.url().to_string();
     let publisher = std::thread::spawn(move || client::publish(&target, &cert));
     // Wait until the publication waits for the lock.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -460,13 +424,13 @@ fn sigterm_lets_the_request_in_flight_finish() {
         std::thread::sleep(Duration::from_millis(20));
     }
     let term = Command::new("kill")
-        .args(["-TERM", &s.child.id().to_string()])
+        .args(["-TERM", &s.child().id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        s.child.try_wait().unwrap().is_none(),
+        s.child().try_wait().unwrap().is_none(),
         "the server exited with a request in flight"
     );
     drop(lock);
@@ -477,7 +441,7 @@ fn sigterm_lets_the_request_in_flight_finish() {
     assert_eq!(published.notice, 1);
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(st) = s.child.try_wait().unwrap() {
+        if let Some(st) = s.child().try_wait().unwrap() {
             break st;
         }
         assert!(Instant::now() < deadline, "no exit after SIGTERM");
