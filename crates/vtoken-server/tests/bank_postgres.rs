@@ -593,9 +593,124 @@ fn a_thousand_concurrent_loads_on_two_instances_conserve_the_money() {
     audit(&pg, &f);
 }
 
+/// A `psql` session holding account `number`'s row lock until [`Held::release`].
+struct Held(std::process::Child);
+
+impl Held {
+    fn take(pg: &Postgres, db: &str, number: &str) -> Held {
+        use std::io::Write;
+        let mut child = Command::new("psql")
+            .args(["-X", "-q", "-h", "127.0.0.1", "-p", &pg.port().to_string()])
+            .args(["-U", vtoken_testsupport::postgres::USER, "-d", db])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("psql");
+        let stdin = child.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "SET application_name = 'holder'; BEGIN; \
+             SELECT balance FROM bank.accounts WHERE number = '{number}' FOR UPDATE;"
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+        wait_for(
+            pg,
+            db,
+            "application_name = 'holder' AND state = 'idle in transaction'",
+            1,
+        );
+        Held(child)
+    }
+
+    fn release(mut self) {
+        use std::io::Write;
+        let mut stdin = self.0.stdin.take().unwrap();
+        writeln!(stdin, "COMMIT;").unwrap();
+        drop(stdin);
+        assert!(self.0.wait().unwrap().success());
+    }
+}
+
+/// Waits until `n` sessions on `db` match `cond` (a `pg_stat_activity` condition).
+fn wait_for(pg: &Postgres, db: &str, cond: &str, n: i64) {
+    let sql = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{db}' AND {cond}");
+    for _ in 0..600 {
+        if psql_i64(pg, "postgres", &sql) >= n {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("never {n} sessions with {cond}");
+}
+
+/// kill -9 of an instance in the middle of load transactions, deterministically:
+/// account ACC00's row is held by another session, so the debits of its tokens sent
+/// to `victim` wait inside their transactions; `victim` is killed there. Its
+/// transactions die with its connections: once the row is free, each token's abort
+/// (through `other`) finds nothing debited, and no money moved.
+fn kill_inside_transactions(
+    pg: &Postgres,
+    f: &mut Fixture,
+    victim: &mut Option<Server>,
+    other: &str,
+) {
+    let before = pg.psql(
+        &f.db,
+        "SELECT balance FROM bank.accounts WHERE number = 'ACC00'",
+    );
+    let held = Held::take(pg, &f.db, "ACC00");
+    let urls = [victim.as_ref().unwrap().url.clone(), other.to_string()];
+    let bank_vk = f.bank_vk.clone();
+    let on_acc00: Vec<&mut Wallet> = f
+        .wallets
+        .iter_mut()
+        .filter(|w| w.account == "ACC00")
+        .collect();
+    let n = on_acc00.len();
+    let db = f.db.clone();
+    let ends: Vec<End> = std::thread::scope(|sc| {
+        let hs: Vec<_> = on_acc00
+            .into_iter()
+            .map(|w| {
+                let (urls, bank_vk) = (&urls, &bank_vk);
+                sc.spawn(move || {
+                    let end = w.load(bank_vk, urls, 500, false);
+                    w.ends.push(end);
+                    end
+                })
+            })
+            .collect();
+        // Every debit waits for the row, inside its transaction on the victim.
+        wait_for(
+            pg,
+            &db,
+            "wait_event_type = 'Lock' AND application_name = 'vtoken-server'",
+            n as i64,
+        );
+        drop(victim.take());
+        // The victim's sessions stay in the lock queue until the row is free (a
+        // backend waiting for a lock does not read its socket); they cannot commit
+        // then, for their client is gone. The aborts meanwhile reach the other
+        // instance (and queue for the row, or find it free).
+        std::thread::sleep(Duration::from_millis(300));
+        held.release();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(ends, vec![End::Interrupted(Outcome::Cancelled); n]);
+    assert_eq!(
+        pg.psql(
+            &f.db,
+            "SELECT balance FROM bank.accounts WHERE number = 'ACC00'"
+        ),
+        before
+    );
+}
+
 /// Issue 21: kill -9 of either instance mid-load. Phase 1 kills A while the wallets
-/// load through both: what A left debited is settled through B. A is restarted;
-/// phase 2 kills B, and the restarted A settles.
+/// load through both: what A left debited is settled through B; A is restarted and
+/// killed again inside waiting transactions. Phase 2 does the same to B, and the
+/// restarted A settles.
 #[test]
 fn either_instance_killed_mid_load_every_interrupted_load_settles() {
     let pg = Postgres::start();
@@ -625,12 +740,17 @@ fn either_instance_killed_mid_load_every_interrupted_load_settles() {
         );
         assert!(interrupted > 0, "the kill interrupted loads");
         audit(&pg, &f);
-        // The killed instance comes back on the same database.
-        if phase == 0 {
-            sa = Some(f.serve(&f.a));
+        // The killed instance comes back on the same database, and is killed again
+        // inside transactions.
+        let (victim, dir, other) = if phase == 0 {
+            (&mut sa, f.a.clone(), urls[1].clone())
         } else {
-            sb = Some(f.serve(&f.b));
-        }
+            (&mut sb, f.b.clone(), urls[0].clone())
+        };
+        *victim = Some(f.serve(&dir));
+        kill_inside_transactions(&pg, &mut f, victim, &other);
+        audit(&pg, &f);
+        *victim = Some(f.serve(&dir));
     }
     // Both serve again: loads complete on each.
     let urls = [
