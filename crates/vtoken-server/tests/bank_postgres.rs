@@ -417,7 +417,7 @@ fn run_wallets(
     stop: Option<&AtomicBool>,
     during: impl FnOnce(),
 ) {
-    let bank_vk = f.bank_vk.clone();
+    let bank_vk = f.bank_vk;
     let bank_vk = &bank_vk;
     std::thread::scope(|sc| {
         for (t, w) in f.wallets.iter_mut().enumerate() {
@@ -670,7 +670,7 @@ fn kill_inside_transactions(
     );
     let held = Held::take(pg, &f.db, "ACC00");
     let urls = [victim.as_ref().unwrap().url.clone(), other.to_string()];
-    let bank_vk = f.bank_vk.clone();
+    let bank_vk = f.bank_vk;
     let on_acc00: Vec<&mut Wallet> = f
         .wallets
         .iter_mut()
@@ -766,7 +766,7 @@ fn either_instance_killed_mid_load_every_interrupted_load_settles() {
         sa.as_ref().unwrap().url.clone(),
         sb.as_ref().unwrap().url.clone(),
     ];
-    let bank_vk = f.bank_vk.clone();
+    let bank_vk = f.bank_vk;
     for (i, w) in f.wallets.iter_mut().enumerate().take(4) {
         let order = [urls[i % 2].clone(), urls[1 - i % 2].clone()];
         let end = w.load(&bank_vk, &order, 1, false);
@@ -785,7 +785,7 @@ fn database_connections_killed_and_postgres_restarted_mid_load() {
     let mut f = Fixture::new(&pg, "bank_outage", 4, 8, RICH);
     let (sa, sb) = (f.serve(&f.a), f.serve(&f.b));
     let urls = [sa.url.clone(), sb.url.clone()];
-    let bank_vk = f.bank_vk.clone();
+    let bank_vk = f.bank_vk;
     run_wallets(&mut f, &urls, 3, 0, None, || {});
 
     // Every server connection cut: the next loads, on each instance, complete.
