@@ -4,7 +4,9 @@
 //! A bank directory holds the bank's ECDSA P-256 key pair and self-signed
 //! certificate (made by the same code as the CA: `ca.key`, mode 0600, and
 //! `ca.pem`, copied to `bank.pem` for the tokens), and `bank.db` (see
-//! [`crate::bank_store`]). The one key issues the tokens' wallet certificates and
+//! [`crate::bank_store`]), or, with `--database postgres://...` on every command,
+//! the bank's schema in a PostgreSQL database that several `bank serve` instances
+//! share (each with a copy of the directory). The one key issues the tokens' wallet certificates and
 //! signs the bank's protocol messages; a message never has a certificate's shape
 //! (every one starts with `vtoken_wallet::msg::CONTEXT`), so one use cannot stand
 //! in for the other.
@@ -57,7 +59,8 @@ Examples:
 /// `vtoken-server bank …`.
 #[derive(Subcommand)]
 pub enum BankCommand {
-    /// Create a bank: key pair, certificate (bank.pem) and database (bank.db) in DIR.
+    /// Create a bank: key pair and certificate (bank.pem) in DIR, and its database
+    /// (bank.db in DIR, or the PostgreSQL database of --database).
     #[command(after_help = EXAMPLES)]
     Init {
         /// Directory (created if missing; an existing bank is never overwritten).
@@ -159,8 +162,11 @@ unknown, revoked or expired certificate or wrong account, 409 replay):
   POST /wallet/v1/abort       the token's abort (313/315) -> settlement (refund)
   POST /wallet/v1/purchase    purchase record -> JSON verdict
 
-Example:
-  vtoken-server bank serve --dir B --listen 127.0.0.1:8450")]
+Examples:
+  vtoken-server bank serve --dir B --listen 127.0.0.1:8450
+  # several instances on one PostgreSQL database (each with a copy of the bank
+  # directory: ca.key, ca.pem, bank.pem; `bank init --database` made it):
+  vtoken-server bank serve --dir B --database postgres://vtoken@db.example.org/vtoken")]
     Serve {
         #[arg(long)]
         dir: PathBuf,
