@@ -4,7 +4,9 @@
 //! A bank directory holds the bank's ECDSA P-256 key pair and self-signed
 //! certificate (made by the same code as the CA: `ca.key`, mode 0600, and
 //! `ca.pem`, copied to `bank.pem` for the tokens), and `bank.db` (see
-//! [`crate::bank_store`]). The one key issues the tokens' wallet certificates and
+//! [`crate::bank_store`]), or, with `--database postgres://...` on every command,
+//! the bank's schema in a PostgreSQL database that several `bank serve` instances
+//! share (each with a copy of the directory). The one key issues the tokens' wallet certificates and
 //! signs the bank's protocol messages; a message never has a certificate's shape
 //! (every one starts with `vtoken_wallet::msg::CONTEXT`), so one use cannot stand
 //! in for the other.
@@ -18,7 +20,7 @@
 //! already have credited, and money must move once.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use clap::Subcommand;
@@ -33,6 +35,7 @@ use vtoken_wallet::msg::{
 use vtoken_wallet::{keys, Amount, Envelope, Kind, LoadState};
 
 use crate::bank_store::{self, BankStore, Load, StoreError, TokenReg};
+use crate::db::{DatabaseArgs, Target};
 use crate::http::Refusal;
 
 /// The bank certificate handed to tokens.
@@ -56,12 +59,15 @@ Examples:
 /// `vtoken-server bank …`.
 #[derive(Subcommand)]
 pub enum BankCommand {
-    /// Create a bank: key pair, certificate (bank.pem) and database (bank.db) in DIR.
+    /// Create a bank: key pair and certificate (bank.pem) in DIR, and its database
+    /// (bank.db in DIR, or the PostgreSQL database of --database).
     #[command(after_help = EXAMPLES)]
     Init {
         /// Directory (created if missing; an existing bank is never overwritten).
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// The bank's name (its certificate's CN).
         #[arg(long, default_value = "vtoken bank")]
         name: String,
@@ -80,6 +86,8 @@ Example:
     Register {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// The account the token loads from.
         #[arg(long)]
         account: String,
@@ -98,6 +106,8 @@ Example:
     Revoke {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         serial: String,
     },
@@ -106,6 +116,8 @@ Example:
     CardAdd {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// The card number.
         #[arg(long)]
         number: String,
@@ -118,6 +130,8 @@ Example:
     Verify {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// The purchase record file.
         #[arg(long, value_name = "FILE")]
         record: PathBuf,
@@ -129,6 +143,8 @@ Example:
     Loads {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// The token serial.
         #[arg(long)]
         serial: String,
@@ -146,11 +162,16 @@ unknown, revoked or expired certificate or wrong account, 409 replay):
   POST /wallet/v1/abort       the token's abort (313/315) -> settlement (refund)
   POST /wallet/v1/purchase    purchase record -> JSON verdict
 
-Example:
-  vtoken-server bank serve --dir B --listen 127.0.0.1:8450")]
+Examples:
+  vtoken-server bank serve --dir B --listen 127.0.0.1:8450
+  # several instances on one PostgreSQL database (each with a copy of the bank
+  # directory: ca.key, ca.pem, bank.pem; `bank init --database` made it):
+  vtoken-server bank serve --dir B --database postgres://vtoken@db.example.org/vtoken")]
     Serve {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:8450")]
         listen: String,
@@ -173,6 +194,8 @@ Example:
     Open {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         account: String,
         /// The holder's name (the user identity).
@@ -189,6 +212,8 @@ Example:
     Credit {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         account: String,
         /// Major units.
@@ -199,6 +224,8 @@ Example:
     Show {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         account: String,
         /// Print JSON (`"balance": "900.00"`, a decimal string).
@@ -209,6 +236,8 @@ Example:
     Log {
         #[arg(long)]
         dir: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
         #[arg(long)]
         account: String,
         #[arg(long)]
@@ -216,16 +245,23 @@ Example:
     },
 }
 
-fn db(dir: &Path) -> Result<BankStore, String> {
-    let p = dir.join(bank_store::DB_FILE);
-    if !p.exists() {
+/// The bank database of `dir` (`db`: `--database`, default `bank.db` in `dir`),
+/// which must exist: a SQLite file made by `bank init`, or, on PostgreSQL, a bank
+/// directory (its certificate) next to a database `bank init` claimed.
+fn db(dir: &Path, db: &DatabaseArgs) -> Result<BankStore, String> {
+    let target = bank_store::target(dir, db.database.as_deref()).map_err(|e| e.to_string())?;
+    let made = match &target {
+        Target::Sqlite(p) => p.exists(),
+        Target::Postgres(_) => dir.join(BANK_CERT_FILE).exists(),
+    };
+    if !made {
         return Err(format!(
             "{} is not a bank (create one with `vtoken-server bank init --dir {}`)",
             dir.display(),
             dir.display()
         ));
     }
-    BankStore::open(&p).map_err(|e| format!("{}: {e}", p.display()))
+    BankStore::open(&target).map_err(|e| e.to_string())
 }
 
 fn amount(s: &str) -> Result<Amount, String> {
@@ -235,24 +271,43 @@ fn amount(s: &str) -> Result<Amount, String> {
 /// Runs one `bank` subcommand.
 pub fn run(cmd: BankCommand) -> Result<(), String> {
     match cmd {
-        BankCommand::Init { dir, name } => {
-            if dir.join(bank_store::DB_FILE).exists() {
+        BankCommand::Init { dir, name, db } => {
+            if dir.join(bank_store::DB_FILE).exists() || dir.join(BANK_CERT_FILE).exists() {
                 return Err(format!(
                     "a bank exists in {} (not overwritten)",
                     dir.display()
                 ));
             }
+            // The database first: a wrong --database, or one that holds a bank,
+            // leaves no half-made bank directory behind.
+            let target =
+                bank_store::target(&dir, db.database.as_deref()).map_err(|e| e.to_string())?;
+            if let Target::Postgres(_) = target {
+                let store = BankStore::open(&target).map_err(|e| e.to_string())?;
+                if store.bank_cert().map_err(|e| e.to_string())?.is_some() {
+                    return Err(format!(
+                        "{} already holds a bank; it is never overwritten (the other \
+                         instances of that bank need a copy of its directory)",
+                        store.describe()
+                    ));
+                }
+            }
             let ca = LocalCa::init(&dir, &name).map_err(|e| e.to_string())?;
             std::fs::write(dir.join(BANK_CERT_FILE), ca.cert_pem())
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
-            let p = dir.join(bank_store::DB_FILE);
-            BankStore::open(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            let store = BankStore::open(&target).map_err(|e| e.to_string())?;
+            if !store.claim(ca.cert_der()).map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "{} was claimed by another bank while this one was made",
+                    store.describe()
+                ));
+            }
             println!(
-                "created bank {} in {} ({BANK_CERT_FILE}, {}, {})",
+                "created bank {} in {} ({BANK_CERT_FILE}, {}; database {})",
                 ca.subject(),
                 dir.display(),
                 vtoken_pki::CA_KEY_FILE,
-                bank_store::DB_FILE
+                store.describe()
             );
             Ok(())
         }
@@ -263,9 +318,10 @@ pub fn run(cmd: BankCommand) -> Result<(), String> {
             csr,
             out,
             days,
+            db: d,
         } => {
             let ca = LocalCa::load(&dir).map_err(|e| e.to_string())?;
-            let mut store = db(&dir)?;
+            let store = db(&dir, &d)?;
             store.account(&account).map_err(|e| e.to_string())?;
             let raw = std::fs::read(&csr).map_err(|e| format!("{}: {e}", csr.display()))?;
             let der = pem_or_der(&raw, "CERTIFICATE REQUEST")?;
@@ -295,8 +351,10 @@ pub fn run(cmd: BankCommand) -> Result<(), String> {
             );
             Ok(())
         }
-        BankCommand::Revoke { dir, serial } => {
-            let revoked = db(&dir)?.revoke(serial.trim()).map_err(|e| e.to_string())?;
+        BankCommand::Revoke { dir, serial, db: d } => {
+            let revoked = db(&dir, &d)?
+                .revoke(serial.trim())
+                .map_err(|e| e.to_string())?;
             if revoked.is_empty() {
                 return Err(format!("no live wallet certificate {serial}"));
             }
@@ -305,18 +363,28 @@ pub fn run(cmd: BankCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        BankCommand::CardAdd { dir, number, key } => {
+        BankCommand::CardAdd {
+            dir,
+            number,
+            key,
+            db: d,
+        } => {
             let raw = std::fs::read(&key).map_err(|e| format!("{}: {e}", key.display()))?;
             let spki = pem_or_der(&raw, "PUBLIC KEY")?;
             keys::verifying_key_of_spki(&spki).map_err(|e| e.to_string())?;
-            db(&dir)?
+            db(&dir, &d)?
                 .add_card(&number, &spki)
                 .map_err(|e| e.to_string())?;
             println!("card {number} registered");
             Ok(())
         }
-        BankCommand::Verify { dir, record, json } => {
-            let bank = Bank::open(&dir)?;
+        BankCommand::Verify {
+            dir,
+            record,
+            json,
+            db: d,
+        } => {
+            let bank = Bank::open(&dir, &d)?;
             let raw = std::fs::read(&record).map_err(|e| format!("{}: {e}", record.display()))?;
             let v = bank.purchase(&raw).map_err(|r| r.message)?;
             if json {
@@ -333,8 +401,13 @@ pub fn run(cmd: BankCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        BankCommand::Loads { dir, serial, json } => {
-            let loads = db(&dir)?.loads(&serial).map_err(|e| e.to_string())?;
+        BankCommand::Loads {
+            dir,
+            serial,
+            json,
+            db: d,
+        } => {
+            let loads = db(&dir, &d)?.loads(&serial).map_err(|e| e.to_string())?;
             if json {
                 let v: Vec<serde_json::Value> = loads
                     .iter()
@@ -365,8 +438,10 @@ pub fn run(cmd: BankCommand) -> Result<(), String> {
             listen,
             tls_cert,
             tls_key,
+            db: d,
         } => {
-            let bank = Arc::new(Bank::open(&dir)?);
+            let bank = Arc::new(Bank::open(&dir, &d)?);
+            tracing::info!(database = %bank.database(), "bank loaded");
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(crate::http::Tls { cert, key }),
                 _ => None,
@@ -412,6 +487,7 @@ fn account_command(c: AccountCommand) -> Result<(), String> {
             holder,
             balance,
             currency,
+            db: d,
         } => {
             vtoken_wallet::amount::check_currency(&currency).map_err(|e| e.to_string())?;
             if account.is_empty()
@@ -424,7 +500,7 @@ fn account_command(c: AccountCommand) -> Result<(), String> {
                 ));
             }
             let b = amount(&balance)?;
-            db(&dir)?
+            db(&dir, &d)?
                 .open_account(&account, &holder, b, &currency)
                 .map_err(|e| e.to_string())?;
             println!("opened account {account} for {holder}: {b} {currency}");
@@ -434,16 +510,22 @@ fn account_command(c: AccountCommand) -> Result<(), String> {
             dir,
             account,
             amount: a,
+            db: d,
         } => {
             let a = amount(&a)?;
-            let b = db(&dir)?
+            let b = db(&dir, &d)?
                 .credit_account(&account, a)
                 .map_err(|e| e.to_string())?;
             println!("credited {a} to {account}: balance {b}");
             Ok(())
         }
-        AccountCommand::Show { dir, account, json } => {
-            let a = db(&dir)?.account(&account).map_err(|e| e.to_string())?;
+        AccountCommand::Show {
+            dir,
+            account,
+            json,
+            db: d,
+        } => {
+            let a = db(&dir, &d)?.account(&account).map_err(|e| e.to_string())?;
             if json {
                 println!(
                     "{}",
@@ -462,8 +544,13 @@ fn account_command(c: AccountCommand) -> Result<(), String> {
             }
             Ok(())
         }
-        AccountCommand::Log { dir, account, json } => {
-            let ops = db(&dir)?.oplog(&account).map_err(|e| e.to_string())?;
+        AccountCommand::Log {
+            dir,
+            account,
+            json,
+            db: d,
+        } => {
+            let ops = db(&dir, &d)?.oplog(&account).map_err(|e| e.to_string())?;
             if json {
                 println!(
                     "{}",
@@ -487,7 +574,17 @@ pub struct Bank {
     cert_der: Vec<u8>,
     cert_pem: String,
     key: SigningKey,
-    store: Mutex<BankStore>,
+    store: BankStore,
+}
+
+/// `/readyz` and `/metrics` of the bank ask its database.
+impl crate::ops::Probe for Bank {
+    fn ready(&self) -> Result<(), Refusal> {
+        crate::ops::Probe::ready(self.store.db())
+    }
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        self.store.db().pool_status()
+    }
 }
 
 fn refused(status: u16, m: impl Into<String>) -> Refusal {
@@ -497,17 +594,27 @@ fn refused(status: u16, m: impl Into<String>) -> Refusal {
     }
 }
 
+/// 409 replay or conflict, 402 funds; 503 when the database is unreachable (nothing
+/// was changed: the client may send the same message again), 500 otherwise.
 fn store_refusal(e: StoreError) -> Refusal {
     match e {
         StoreError::Refused(m) => refused(409, m),
         StoreError::Funds(m) => refused(402, m),
-        StoreError::Db(e) => Refusal::internal(format!("database: {e}")),
+        StoreError::Db(e) => {
+            tracing::error!("database: {e}");
+            let status = if matches!(e, crate::db::Error::Unavailable(_)) {
+                503
+            } else {
+                500
+            };
+            refused(status, format!("bank database: {e}"))
+        }
     }
 }
 
 impl Bank {
-    /// Opens the bank in `dir`.
-    pub fn open(dir: &Path) -> Result<Bank, String> {
+    /// Opens the bank in `dir` on its database (`db`: `--database`).
+    pub fn open(dir: &Path, db_args: &DatabaseArgs) -> Result<Bank, String> {
         let ca = LocalCa::load(dir).map_err(|e| e.to_string())?;
         let key_path = dir.join(vtoken_pki::CA_KEY_FILE);
         let pem = zeroize::Zeroizing::new(
@@ -516,12 +623,29 @@ impl Bank {
         );
         let key =
             SigningKey::from_pkcs8_pem(&pem).map_err(|e| format!("{}: {e}", key_path.display()))?;
+        let store = db(dir, db_args)?;
+        // A database claimed by a bank serves that bank only (a copy of another
+        // bank's directory would sign permits the tokens do not trust).
+        if let Some(claimed) = store.bank_cert().map_err(|e| e.to_string())? {
+            if claimed != ca.cert_der() {
+                return Err(format!(
+                    "{} belongs to another bank (its certificate is not {}'s)",
+                    store.describe(),
+                    dir.display()
+                ));
+            }
+        }
         Ok(Bank {
             cert_der: ca.cert_der().to_vec(),
             cert_pem: ca.cert_pem(),
             key,
-            store: Mutex::new(db(dir)?),
+            store,
         })
+    }
+
+    /// Which database the bank uses (for the log).
+    pub fn database(&self) -> &str {
+        self.store.describe()
     }
 
     /// The bank certificate, PEM.
@@ -529,8 +653,8 @@ impl Bank {
         &self.cert_pem
     }
 
-    fn store(&self) -> std::sync::MutexGuard<'_, BankStore> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    fn store(&self) -> &BankStore {
+        &self.store
     }
 
     fn seal<T: serde::Serialize>(
@@ -708,7 +832,7 @@ impl Bank {
         }
         let (st, bal) = self
             .store()
-            .settle(&r.token_serial, r.seq, &r.random, true, || None)
+            .settle(&r.token_serial, r.seq, &r.random, true, None)
             .map_err(store_refusal)?;
         tracing::info!(token = %r.token_serial, seq = r.seq, state = %st, "load settled");
         self.settlement(&r.token_serial, r.seq, r.random, st, bal)
@@ -739,7 +863,7 @@ impl Bank {
         };
         let (st, bal) = self
             .store()
-            .settle(&a.token_serial, a.seq, &a.random, false, || Some(unseen))
+            .settle(&a.token_serial, a.seq, &a.random, false, Some(&unseen))
             .map_err(store_refusal)?;
         tracing::info!(token = %a.token_serial, seq = a.seq, state = %st, reason = %a.reason, "load aborted by the token");
         self.settlement(&a.token_serial, a.seq, a.random, st, bal)

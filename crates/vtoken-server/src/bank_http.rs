@@ -20,9 +20,7 @@ async fn blocking(
     bank: Arc<Bank>,
     f: impl FnOnce(&Bank) -> Result<Response, Refusal> + Send + 'static,
 ) -> Result<Response, Refusal> {
-    tokio::task::spawn_blocking(move || f(&bank))
-        .await
-        .map_err(|e| Refusal::internal(format!("worker failed: {e}")))?
+    crate::http::blocking(move || f(&bank)).await
 }
 
 fn message(bytes: Vec<u8>) -> Response {
@@ -84,9 +82,10 @@ async fn purchase(State(b): St, body: Bytes) -> Result<Response, Refusal> {
     )
 }
 
-/// The bank's router.
+/// The bank's router, with the operations endpoints (`/readyz` follows its
+/// database).
 pub fn router(bank: Arc<Bank>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route(api::BANK_PEM, get(bank_pem))
         .route(api::LOAD, post(load))
         .route(api::LOAD_SEALED, post(load_sealed))
@@ -94,5 +93,6 @@ pub fn router(bank: Arc<Bank>) -> Router {
         .route(api::ABORT, post(abort))
         .route(api::PURCHASE, post(purchase))
         .layer(DefaultBodyLimit::max(64 << 10))
-        .with_state(bank)
+        .with_state(bank.clone());
+    crate::ops::instrument(api, bank)
 }

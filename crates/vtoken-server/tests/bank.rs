@@ -482,3 +482,40 @@ fn expired_certificate_is_refused() {
     assert!(msg.contains("expired") || msg.contains("valid"), "{msg}");
     assert_eq!(balance(&f.dir, "ACC1"), "1000.00");
 }
+
+/// A `bank.db` from before the storage layer had versions (the same tables, no
+/// `schema_version`, no `meta`) opens with its accounts, tokens and log, and is
+/// brought to the current version in place.
+#[test]
+fn an_existing_bank_db_keeps_its_data() {
+    let f = fixture("730");
+    let db = f.dir.join("bank.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.execute_batch("DROP TABLE schema_version; DROP TABLE meta;")
+            .unwrap();
+    }
+    assert_eq!(balance(&f.dir, "ACC1"), "1000.00");
+    let srv = Server::start(&["bank", "serve", "--dir", s(&f.dir)]);
+    // The token registered before the upgrade still loads.
+    let req = seal(Kind::LoadRequest, &request(1, "ACC1", "10.00"), &f.key);
+    let permit: LoadPermit = Envelope::from_bytes(&post(&srv.url, api::LOAD, &req).unwrap())
+        .unwrap()
+        .open(Kind::LoadPermit, &f.bank_vk)
+        .unwrap();
+    assert_eq!(permit.amount, amt("10.00"));
+    assert_eq!(balance(&f.dir, "ACC1"), "990.00");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let v: i64 = c
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+    let ops: i64 = c
+        .query_row(
+            "SELECT count(*) FROM oplog WHERE account = 'ACC1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(ops, 3, "open, register, debit");
+}
