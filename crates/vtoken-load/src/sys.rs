@@ -33,6 +33,19 @@ fn stat(pid: u32) -> Option<(u32, f64, f64)> {
     ))
 }
 
+/// CPU seconds of the calling thread so far.
+pub fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec we own.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts);
+    }
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
 /// CPU seconds (user + system) of process `pid` so far.
 pub fn cpu_of(pid: u32) -> f64 {
     stat(pid).map_or(0.0, |(_, own, _)| own)
