@@ -62,13 +62,13 @@ struct Args {
     #[arg(long, default_value_t = 8)]
     clients: usize,
     /// Enrollments per CA cell.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     ca_ops: usize,
     /// Key downloads per key-server cell (one queued key per device).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1500)]
     rks_ops: usize,
     /// Wallet loads (request + receipt) per bank cell.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 4000)]
     bank_ops: usize,
     /// Tokens (wallets) of the bank cells, spread over the clients.
     #[arg(long, default_value_t = 50)]
@@ -145,6 +145,7 @@ struct Result_ {
     first_error: Option<String>,
     seconds: f64,
     ops_per_s: f64,
+    mean_ms: f64,
     p50_ms: f64,
     p99_ms: f64,
     max_ms: f64,
@@ -312,6 +313,11 @@ fn run_cell(
         first_error: run.errors.first().cloned(),
         seconds: secs,
         ops_per_s: ok as f64 / secs,
+        mean_ms: if ok > 0 {
+            run.latencies.iter().map(Duration::as_secs_f64).sum::<f64>() * 1e3 / ok as f64
+        } else {
+            0.0
+        },
         p50_ms: percentile(&run.latencies, 0.50),
         p99_ms: percentile(&run.latencies, 0.99),
         max_ms: percentile(&run.latencies, 1.0),
