@@ -4,8 +4,12 @@
 //! station polls; the station downloads the certificates later, by token serial
 //! (`vtoken enroll collect`), for batches issued asynchronously.
 //!
-//! Its state is its own SQLite database (`certsrv.db` in its directory): one row per
-//! published certificate, whose id is the notice's sequence number. Publishing needs
+//! Its state is one table (SQLite `certsrv.db` in its directory, or PostgreSQL schema
+//! `certsrv` shared by several instances, see [`crate::db`]): one row per published
+//! certificate, whose id is the notice's sequence number. Ids are handed out in
+//! commit order (one publication at a time: SQLite's single writer, a PostgreSQL
+//! advisory lock), so a station that has read the notices up to N never misses one
+//! committed later with a lower id. Publishing needs
 //! no credential because a certificate authenticates itself: the server accepts only
 //! certificates that chain to the CA certificate it was started with (`--ca-cert`),
 //! so nobody can plant a certificate the station would not also refuse. Publishing
@@ -18,7 +22,7 @@
 //! | `GET /api/v1/certs/{serial}` | — | newest certificate of the token, DER; 404 if none |
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
@@ -29,13 +33,25 @@ use axum::routing::{get, post};
 use axum::Router;
 use base64::Engine;
 use clap::Subcommand;
-use rusqlite::{params, Connection, OptionalExtension};
 use vtoken_pki::api::{Notice, Notices, Publish, Published, CT_CERT, MAX_NOTICES};
 
-use crate::http::Refusal;
+use crate::db::{params, DatabaseArgs, Db, Dialect, Migration, Mode, Role, Step, Target};
+use crate::http::{blocking, Refusal};
 
 /// File name of the database in the certificate server's directory.
 pub const DB_FILE: &str = "certsrv.db";
+
+/// The certificate server's schema versions: 1 is the schema from before
+/// versioning (SQLite: `CREATE ... IF NOT EXISTS`, so an existing `certsrv.db`
+/// opens with its data).
+pub const ROLE: Role = Role {
+    name: "certsrv",
+    migrations: &[Migration {
+        version: 1,
+        sqlite: Step::Sql(SCHEMA),
+        postgres: Step::Sql(PG_V1),
+    }],
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS published (
@@ -46,6 +62,17 @@ CREATE TABLE IF NOT EXISTS published (
     at           INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS published_by_token ON published (token_serial);
+";
+
+const PG_V1: &str = "
+CREATE TABLE published (
+    id           BIGINT PRIMARY KEY,
+    token_serial TEXT NOT NULL,
+    cert_serial  TEXT NOT NULL UNIQUE,
+    cert         BYTEA NOT NULL,
+    at           BIGINT NOT NULL
+);
+CREATE INDEX published_by_token ON published (token_serial);
 ";
 
 /// `vtoken-server certs`.
@@ -59,12 +86,16 @@ Endpoints:
                                 (only certificates of --ca-cert; republishing is a no-op)
   GET  /api/v1/notices?after=N  {\"notices\": [{id, token_serial, cert_serial}, ...]}
   GET  /api/v1/certs/SERIAL     newest certificate of token SERIAL, DER (404 if none)
+  GET  /healthz, /readyz, /metrics   operations (readiness follows the database)
 
-Example:
+Examples:
   vtoken-server certs serve --dir /srv/vtoken-certs --ca-cert /srv/vtoken-ca/ca.pem \\
       --listen 127.0.0.1:8442
   vtoken-server ca serve --dir /srv/vtoken-ca --serial-range 0-FFFFFFFF \\
-      --publish-to http://127.0.0.1:8442")]
+      --publish-to http://127.0.0.1:8442
+  # several instances on one PostgreSQL database:
+  VTOKEN_DATABASE=postgres://vtoken@db.internal/vtoken \\
+      vtoken-server certs serve --dir /srv/vtoken-certs --ca-cert ca.pem")]
     Serve {
         /// Directory of the certificate server's database (created if missing).
         #[arg(long)]
@@ -75,11 +106,13 @@ Example:
         /// Address to listen on (port 0 picks a free port; the bound address is printed).
         #[arg(long, default_value = "127.0.0.1:8442")]
         listen: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
     },
 }
 
 struct CertServer {
-    db: Mutex<Connection>,
+    db: Db,
     ca_cert: Vec<u8>,
 }
 
@@ -90,36 +123,23 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-fn db_err(e: rusqlite::Error) -> Refusal {
-    tracing::error!("database: {e}");
-    Refusal::internal(format!("certificate server database: {e}"))
+fn db_err(e: crate::db::Error) -> Refusal {
+    Refusal::database(&e)
 }
 
 impl CertServer {
-    fn open(dir: &Path, ca_cert: Vec<u8>) -> Result<CertServer, String> {
+    fn open(dir: &Path, database: Option<&str>, ca_cert: Vec<u8>) -> Result<CertServer, String> {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = dir.join(DB_FILE);
-        let conn = (|| {
-            let c = Connection::open(&path)?;
-            c.pragma_update(None, "journal_mode", "WAL")?;
-            c.pragma_update(None, "synchronous", "FULL")?;
-            c.busy_timeout(std::time::Duration::from_secs(10))?;
-            c.execute_batch(SCHEMA)?;
-            Ok::<_, rusqlite::Error>(c)
-        })()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(CertServer {
-            db: Mutex::new(conn),
-            ca_cert,
-        })
+        let target = Target::resolve(database, &dir.join(DB_FILE)).map_err(|e| e.to_string())?;
+        let db = Db::open(&target, &ROLE).map_err(|e| format!("{}: {e}", target_name(&target)))?;
+        Ok(CertServer { db, ca_cert })
     }
 
-    fn db(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.db.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Step 310: stores a certificate of the CA and records its notice (one INSERT,
-    /// so the notice exists exactly when the certificate does).
+    /// Step 310: stores a certificate of the CA and records its notice (one row, so
+    /// the notice exists exactly when the certificate does). Publications are
+    /// serialised (SQLite's single writer; on PostgreSQL an advisory lock held to the
+    /// commit), so the next id is the largest committed one plus one and ids appear
+    /// in commit order.
     fn publish(&self, p: &Publish) -> Result<Published, Refusal> {
         let der = base64::engine::general_purpose::STANDARD
             .decode(p.cert.trim())
@@ -131,24 +151,30 @@ impl CertServer {
                     message: format!("not a certificate of this server's CA: {e}"),
                 }
             })?;
-        let db = self.db();
-        db.execute(
-            "INSERT OR IGNORE INTO published (token_serial, cert_serial, cert, at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                v.token_serial.to_ascii_uppercase(),
-                v.cert_serial,
-                der,
-                now()
-            ],
-        )
-        .map_err(db_err)?;
-        let id: i64 = db
-            .query_row(
-                "SELECT id FROM published WHERE cert_serial = ?1",
-                params![v.cert_serial],
-                |r| r.get(0),
-            )
+        let token = v.token_serial.to_ascii_uppercase();
+        let id = self
+            .db
+            .tx(Mode::ReadCommitted, |t| {
+                if t.dialect() == Dialect::Postgres {
+                    t.query(
+                        "SELECT pg_advisory_xact_lock(hashtextextended('vtoken certsrv publish', 0))",
+                        &[],
+                    )?;
+                }
+                if let Some(r) = t.query_opt(
+                    "SELECT id FROM published WHERE cert_serial = $1",
+                    params![&v.cert_serial],
+                )? {
+                    return r.int(0);
+                }
+                t.query_one(
+                    "INSERT INTO published (id, token_serial, cert_serial, cert, at)
+                     SELECT coalesce(max(id), 0) + 1, $1, $2, $3, $4 FROM published
+                     RETURNING id",
+                    params![&token, &v.cert_serial, &der, now()],
+                )?
+                .int(0)
+            })
             .map_err(db_err)?;
         tracing::info!(token = %v.token_serial, cert = %v.cert_serial, notice = id, "published");
         Ok(Published {
@@ -159,45 +185,45 @@ impl CertServer {
     }
 
     fn notices(&self, after: u64) -> Result<Notices, Refusal> {
-        let db = self.db();
-        let mut st = db
-            .prepare(
-                "SELECT id, token_serial, cert_serial FROM published WHERE id > ?1
-                 ORDER BY id LIMIT ?2",
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let rows = self
+            .db
+            .query(
+                "SELECT id, token_serial, cert_serial FROM published WHERE id > $1
+                 ORDER BY id LIMIT $2",
+                params![after, MAX_NOTICES as i64],
             )
             .map_err(db_err)?;
-        let rows = st
-            .query_map(params![after as i64, MAX_NOTICES as i64], |r| {
+        let notices = rows
+            .iter()
+            .map(|r| {
                 Ok(Notice {
-                    id: r.get::<_, i64>(0)? as u64,
-                    token_serial: r.get(1)?,
-                    cert_serial: r.get(2)?,
+                    id: r.int(0)? as u64,
+                    token_serial: r.text(1)?,
+                    cert_serial: r.text(2)?,
                 })
             })
+            .collect::<crate::db::Result<_>>()
             .map_err(db_err)?;
-        Ok(Notices {
-            notices: rows.collect::<rusqlite::Result<_>>().map_err(db_err)?,
-        })
+        Ok(Notices { notices })
     }
 
     fn latest(&self, serial: &str) -> Result<Option<Vec<u8>>, Refusal> {
-        self.db()
-            .query_row(
-                "SELECT cert FROM published WHERE token_serial = upper(?1) ORDER BY id DESC LIMIT 1",
+        self.db
+            .query_opt(
+                "SELECT cert FROM published WHERE token_serial = upper($1) ORDER BY id DESC LIMIT 1",
                 params![serial],
-                |r| r.get(0),
             )
-            .optional()
+            .and_then(|r| r.map(|r| r.blob(0)).transpose())
             .map_err(db_err)
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
-) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Refusal::internal(format!("worker failed: {e}")))?
+fn target_name(t: &Target) -> String {
+    match t {
+        Target::Sqlite(p) => p.display().to_string(),
+        Target::Postgres(_) => "PostgreSQL".into(),
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Result<Response, Refusal> {
@@ -238,13 +264,26 @@ async fn cert(
     }
 }
 
+/// `/readyz` and `/metrics` of the certificate server ask its database.
+struct CertsProbe(Arc<CertServer>);
+
+impl crate::ops::Probe for CertsProbe {
+    fn ready(&self) -> Result<(), Refusal> {
+        crate::ops::Probe::ready(&self.0.db)
+    }
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        self.0.db.pool_status()
+    }
+}
+
 fn router(s: Arc<CertServer>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route(vtoken_pki::api::PUBLISH, post(publish))
         .route(vtoken_pki::api::NOTICES, get(notices))
         .route(&format!("{}:serial", vtoken_pki::api::CERTS), get(cert))
         .layer(axum::extract::DefaultBodyLimit::max(1 << 20))
-        .with_state(s)
+        .with_state(s.clone());
+    crate::ops::instrument(api, Arc::new(CertsProbe(s)))
 }
 
 /// `vtoken-server certs ...`.
@@ -253,6 +292,7 @@ pub fn run(cmd: CertsCommand) -> Result<(), String> {
         dir,
         ca_cert,
         listen,
+        db,
     } = cmd;
     let data = std::fs::read(&ca_cert).map_err(|e| format!("{}: {e}", ca_cert.display()))?;
     let ca = match std::str::from_utf8(&data) {
@@ -261,7 +301,8 @@ pub fn run(cmd: CertsCommand) -> Result<(), String> {
             .remove(0),
         _ => data,
     };
-    let server = Arc::new(CertServer::open(&dir, ca)?);
+    let server = Arc::new(CertServer::open(&dir, db.database.as_deref(), ca)?);
+    tracing::info!(database = %server.db.describe(), "certificate server loaded");
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -47,6 +47,20 @@ impl Refusal {
             message: message.into(),
         }
     }
+
+    /// A storage failure: 503 while the database is unreachable (nothing was changed;
+    /// the client may retry, a balancer may send it elsewhere), 500 otherwise.
+    pub fn database(e: &crate::db::Error) -> Refusal {
+        tracing::error!("database: {e}");
+        Refusal {
+            status: if matches!(e, crate::db::Error::Unavailable(_)) {
+                503
+            } else {
+                500
+            },
+            message: format!("database: {e}"),
+        }
+    }
 }
 
 impl IntoResponse for Refusal {
@@ -147,12 +161,23 @@ impl RateLimiter {
     }
 }
 
-/// The router's state: the backend, the rate limiter and the request counters.
+/// The router's state: the backend and the rate limiter.
 #[derive(Clone)]
 pub struct AppState {
-    pub(crate) backend: Arc<dyn Backend>,
+    backend: Arc<dyn Backend>,
     limiter: Arc<RateLimiter>,
-    pub(crate) metrics: Arc<crate::ops::Metrics>,
+}
+
+/// `/readyz` and `/metrics` of a CA or relay ask its backend.
+struct BackendProbe(Arc<dyn Backend>);
+
+impl crate::ops::Probe for BackendProbe {
+    fn ready(&self) -> Result<(), Refusal> {
+        self.0.ready()
+    }
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        self.0.pool_status()
+    }
 }
 
 /// Decode one batch entry, or the error item for it.
@@ -196,10 +221,13 @@ fn csr_from_body(body: &[u8]) -> Result<Vec<u8>, Refusal> {
     pkcs7::base64_decode(body).map_err(|e| Refusal::bad_request(e.to_string()))
 }
 
-async fn blocking<T: Send + 'static>(
+/// Run `f` on the blocking pool (it signs, or waits for the database), inside the
+/// request's log span so its log lines carry the request id.
+pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Refusal> + Send + 'static,
 ) -> Result<T, Refusal> {
-    tokio::task::spawn_blocking(f)
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| Refusal::internal(format!("worker failed: {e}")))?
 }
@@ -367,11 +395,10 @@ async fn operator_authorise(State(s): State<AppState>, body: Bytes) -> Result<Re
 /// `per_minute` requests a minute (per peer address, and per operator on enrollment).
 pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
     let state = AppState {
-        backend,
+        backend: backend.clone(),
         limiter: Arc::new(RateLimiter::new(per_minute)),
-        metrics: Arc::default(),
     };
-    Router::new()
+    let api = Router::new()
         .route(api::ENROLL, post(enroll))
         .route(api::ENROLL_BATCH, post(enroll_batch))
         .route(&format!("{}:serial", api::CERTS), get(cert))
@@ -381,16 +408,10 @@ pub fn router(backend: Arc<dyn Backend>, per_minute: u32) -> Router {
         .route(api::EST_SIMPLEREENROLL, post(est_simpleenroll))
         .route(api::OPERATOR_CHALLENGE, post(operator_challenge))
         .route(api::OPERATOR_AUTHORISE, post(operator_authorise))
-        .route("/healthz", get(crate::ops::healthz))
-        .route("/readyz", get(crate::ops::readyz))
-        .route("/metrics", get(crate::ops::metrics))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            crate::ops::track,
-        ))
         .layer(middleware::from_fn_with_state(state.clone(), limit_by_peer))
         .layer(DefaultBodyLimit::max(16 << 20))
-        .with_state(state)
+        .with_state(state);
+    crate::ops::instrument(api, Arc::new(BackendProbe(backend)))
 }
 
 /// The server's TLS certificate chain and key (PEM files), for HTTPS.

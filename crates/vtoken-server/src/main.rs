@@ -41,7 +41,9 @@ Examples:
   curl -s http://127.0.0.1:8440/.well-known/est/cacerts | openssl base64 -d |
       openssl pkcs7 -inform DER -print_certs
 
-Logs go to stderr; VTOKEN_LOG sets the level (e.g. VTOKEN_LOG=debug).";
+Logs go to stderr; VTOKEN_LOG sets the level (e.g. VTOKEN_LOG=debug), --log-format json
+(or VTOKEN_LOG_FORMAT=json) writes one JSON object a line. Every line logged while
+serving a request names its id (the x-request-id header, returned on every response).";
 
 /// vtoken servers: the enrollment certificate authority and its relay.
 #[derive(Parser)]
@@ -49,6 +51,21 @@ Logs go to stderr; VTOKEN_LOG sets the level (e.g. VTOKEN_LOG=debug).";
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: text, or json (one object a line, for log collectors).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = LogFormat::Text,
+        env = "VTOKEN_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -447,14 +464,23 @@ fn operator_command(cmd: OperatorCommand) -> Result<(), String> {
     }
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VTOKEN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The request's span (its id, method, route) rides on every line.
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), String> {
@@ -607,7 +633,7 @@ fn run(cli: Cli) -> Result<(), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -557,7 +557,8 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
             let router = Router::new()
                 .route(RKS_PATH, post(exchange))
                 .layer(DefaultBodyLimit::max(64 << 10))
-                .with_state(server);
+                .with_state(server.clone());
+            let router = crate::ops::instrument(router, Arc::new(RksProbe(server)));
             let tls = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => Some(crate::http::Tls { cert, key }),
                 _ => None,
@@ -572,10 +573,24 @@ pub fn run(cmd: RksCommand) -> Result<(), String> {
     }
 }
 
+/// `/readyz` and `/metrics` of the key server ask its database.
+struct RksProbe(Arc<Server<RksStore>>);
+
+impl crate::ops::Probe for RksProbe {
+    fn ready(&self) -> Result<(), crate::http::Refusal> {
+        crate::ops::Probe::ready(self.0.directory().db())
+    }
+    fn pool_status(&self) -> Option<crate::ops::PoolStatus> {
+        self.0.directory().db().pool_status()
+    }
+}
+
 /// One frame in, one frame out (the protocol logic runs off the async threads: it
-/// does RSA and SQLite).
+/// does RSA and database work). The protocol answers every refusal in a frame of its
+/// own; only a worker that died gives an empty reply (a broken exchange to the
+/// device, which starts again).
 async fn exchange(State(server): State<Arc<Server<RksStore>>>, body: Bytes) -> impl IntoResponse {
-    let reply = tokio::task::spawn_blocking(move || server.handle(&body))
+    let reply = crate::http::blocking(move || Ok(server.handle(&body)))
         .await
         .unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/octet-stream")], reply)

@@ -320,6 +320,11 @@ impl RksStore {
         self.db.describe()
     }
 
+    /// The database (for `/readyz` and `/metrics`).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     fn seal(&self, ad: &[u8], plain: &[u8]) -> Result<Vec<u8>, String> {
         let c = Aes256Gcm::new_from_slice(&self.master[..]).map_err(|e| e.to_string())?;
         let nonce = crypto::random(12).map_err(|e| e.to_string())?;

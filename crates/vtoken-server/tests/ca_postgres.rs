@@ -533,14 +533,6 @@ fn database_connections_killed_and_postgres_restarted_mid_run() {
 }
 
 /// `GET url`: (status, body).
-fn get(url: &str) -> (u16, String) {
-    match ureq::get(url).call() {
-        Ok(r) => (r.status(), r.into_string().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
-        Err(e) => panic!("{url}: {e}"),
-    }
-}
-
 /// `/healthz`, `/readyz` (follows the database) and `/metrics` (Prometheus text:
 /// requests by route and status, errors, latency histogram, the pool).
 #[test]

@@ -17,19 +17,26 @@ pub const RANGE: &str = "0000000000000000-00000000FFFFFFFF";
 
 /// A running server; killed on drop.
 pub struct Server {
-    child: Child,
+    pub child: Child,
     pub url: String,
 }
 
 impl Server {
     /// Start `vtoken-server ARGS --listen 127.0.0.1:0` and wait for its address line.
     pub fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .args(["--listen", "127.0.0.1:0"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
             .env("VTOKEN_LOG", "warn")
+            .stderr(Stdio::inherit());
+        Server::spawn(cmd)
+    }
+
+    /// Start `cmd` (a `vtoken-server ... serve`, its log and environment set by the
+    /// caller) on 127.0.0.1:0 and wait for its address line.
+    pub fn spawn(mut cmd: Command) -> Server {
+        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .expect("start vtoken-server");
         let mut line = String::new();
@@ -295,6 +302,27 @@ pub fn request_count(dir: &Path) -> i64 {
     db(dir)
         .query_row("SELECT count(*) FROM requests", [], |r| r.get(0))
         .unwrap()
+}
+
+/// GET `url` with `headers`: (status, body, the response's `x-request-id`).
+pub fn get_with(url: &str, headers: &[(&str, &str)]) -> (u16, String, Option<String>) {
+    let mut req = ureq::get(url);
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let r = match req.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{url}: {e}"),
+    };
+    let id = r.header("x-request-id").map(str::to_string);
+    (r.status(), r.into_string().unwrap(), id)
+}
+
+/// GET `url`: (status, body).
+pub fn get(url: &str) -> (u16, String) {
+    let (s, b, _) = get_with(url, &[]);
+    (s, b)
 }
 
 /// Run a shell pipeline; returns stdout; panics on failure.
