@@ -23,6 +23,8 @@ pub struct Postgres {
     port: u16,
     /// `Some((uid, gid))` of `nobody` when the test runs as root.
     run_as: Option<(u32, u32)>,
+    /// More `postgres` options, after the defaults (a later `-c` wins).
+    extra: Vec<String>,
     child: Option<Child>,
 }
 
@@ -72,6 +74,13 @@ impl Postgres {
     /// initdb and start a cluster; panics (with the server's log) if it does not
     /// come up.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// [`Postgres::start`] with more `postgres` options after the defaults, e.g.
+    /// `["-c", "fsync=on"]` for a durable cluster (the benchmarks: the tests run
+    /// with `fsync=off`).
+    pub fn start_with(extra: &[&str]) -> Postgres {
         let bin = bin_dir();
         let tmp = tempfile::Builder::new()
             .prefix("vtoken-pg-")
@@ -92,6 +101,7 @@ impl Postgres {
             tmp,
             port: 0,
             run_as,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             child: None,
         };
         if let Some((uid, gid)) = run_as {
@@ -152,6 +162,12 @@ impl Postgres {
         self.tmp.path()
     }
 
+    /// The postmaster's process id while the server runs (its backends are its
+    /// children), e.g. to read their CPU time from /proc.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The TCP port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
@@ -176,6 +192,7 @@ impl Postgres {
             .arg(self.socket_dir())
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "max_connections=200"])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

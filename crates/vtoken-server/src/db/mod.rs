@@ -24,6 +24,8 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// A value bound to a placeholder or read from a column.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -329,6 +331,26 @@ enum Inner {
 pub struct Db {
     inner: Inner,
     describe: String,
+    /// Transactions run through [`Db::tx`] and the wall time spent in them (waits
+    /// for SQLite's writer lock or a pooled connection included), reported when the
+    /// database is closed: the database's share of a request in `vtoken-load`.
+    txs: AtomicU64,
+    tx_nanos: AtomicU64,
+}
+
+/// The tracing target of the line [`Db`] logs (at debug level) when it is closed:
+/// `VTOKEN_LOG=warn,vtoken_db_stats=debug` shows it alone.
+pub const STATS_TARGET: &str = "vtoken_db_stats";
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        tracing::debug!(
+            target: STATS_TARGET,
+            transactions = self.txs.load(Ordering::Relaxed),
+            seconds = self.tx_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            "database time"
+        );
+    }
 }
 
 impl Db {
@@ -339,12 +361,16 @@ impl Db {
             Target::Sqlite(path) => Db {
                 inner: Inner::Sqlite(sqlite::Sqlite::open(path)?),
                 describe: format!("SQLite {}", path.display()),
+                txs: AtomicU64::new(0),
+                tx_nanos: AtomicU64::new(0),
             },
             Target::Postgres(url) => {
                 let pg = postgres::Pg::connect(url, role.name)?;
                 Db {
                     describe: format!("PostgreSQL {} (schema {})", pg.describe(), role.name),
                     inner: Inner::Postgres(pg),
+                    txs: AtomicU64::new(0),
+                    tx_nanos: AtomicU64::new(0),
                 }
             }
         };
@@ -362,10 +388,15 @@ impl Db {
     /// serialization failure (so it must not have effects outside the database that
     /// matter twice).
     pub fn tx<T>(&self, mode: Mode, f: impl FnMut(&mut dyn Tx) -> Result<T>) -> Result<T> {
-        match &self.inner {
+        let start = Instant::now();
+        let r = match &self.inner {
             Inner::Sqlite(s) => s.tx(f),
             Inner::Postgres(p) => p.tx(mode, f),
-        }
+        };
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.txs.fetch_add(1, Ordering::Relaxed);
+        self.tx_nanos.fetch_add(nanos, Ordering::Relaxed);
+        r
     }
 
     /// Whether the database answers now (`/readyz`).
