@@ -49,7 +49,7 @@ pub fn before(
         bail!(
             "this request needs a picture check, and nobody can see one here: stdin is not a \
              terminal and the token's prompt agent is `deny`; run it on a terminal, or have \
-             the SO set an agent (`vtoken prompt set --agent tty` or pinentry). No chance \
+             the SO set an agent (`vtoken prompt set --agent tty`, desktop or pinentry). No chance \
              was used"
         );
     }

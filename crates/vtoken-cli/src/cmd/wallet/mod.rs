@@ -404,6 +404,9 @@ fn not_confirmed(e: CoreError) -> CliError {
         CoreError::FunctionRejected => CliError::new(
             "not confirmed on the token (refused or no answer in time): nothing was done; run the command again to retry",
         ),
+        CoreError::NotConfirmed(n) => CliError::new(format!(
+            "{n}; nothing was done"
+        )),
         e => e.into(),
     }
 }
