@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vault_core::config::{Config, PromptAgent, PromptConfig};
-use vault_core::prompt::{self, pinentry, Answer, Command, Pinentry, Prompt, Request, Tty};
 use vault_core::error::NotConfirmed;
+use vault_core::prompt::{self, pinentry, Answer, Command, Pinentry, Prompt, Request, Tty};
 use vault_core::Error;
 
 fn req() -> Request {

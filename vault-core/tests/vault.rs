@@ -147,13 +147,19 @@ fn confirm_writes_refuse_and_timeout_write_nothing() {
             t.vault_update(id, &changed),
             Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
-        assert!(matches!(t.vault_delete(id), Err(Error::FunctionRejected | Error::NotConfirmed(_))));
+        assert!(matches!(
+            t.vault_delete(id),
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
+        ));
         // Through PKCS#11 too.
         let sid = &t.open_session(true).unwrap();
         let err = t
             .create_object(sid, &vault_template(&website("raw")))
             .unwrap_err();
-        assert!(matches!(err, Error::FunctionRejected | Error::NotConfirmed(_)), "{err:?}");
+        assert!(
+            matches!(err, Error::FunctionRejected | Error::NotConfirmed(_)),
+            "{err:?}"
+        );
         assert_eq!(err.ckr(), CKR_FUNCTION_REJECTED);
         assert!(matches!(
             t.destroy_object(sid, id),
@@ -998,12 +1004,18 @@ fn the_token_lists_and_the_user_picks() {
     // Refusing every entry picks nothing.
     let p = picker(None, false);
     t.set_prompt(p.clone());
-    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected | Error::NotConfirmed(_))));
+    assert!(matches!(
+        t.vault_pick("x"),
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
+    ));
     assert_eq!(p.seen.lock().unwrap().len(), 3);
     // A timeout ends the walk at once.
     let p = picker(Some("charlie"), true);
     t.set_prompt(p.clone());
-    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected | Error::NotConfirmed(_))));
+    assert!(matches!(
+        t.vault_pick("x"),
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
+    ));
     assert_eq!(p.seen.lock().unwrap().len(), 1);
 }
 

@@ -44,7 +44,15 @@ impl Xvfb {
             );
         }
         let mut child = Command::new("Xvfb")
-            .args(["-displayfd", "1", "-nolisten", "tcp", "-screen", "0", "1024x768x24"])
+            .args([
+                "-displayfd",
+                "1",
+                "-nolisten",
+                "tcp",
+                "-screen",
+                "0",
+                "1024x768x24",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -74,13 +82,18 @@ impl Xvfb {
             .expect("run xdotool")
     }
 
-    /// Waits for a window whose name contains `name`; its id.
-    fn window(&self, name: &str, vtoken: &mut Child) -> String {
+    /// Waits for a window whose name contains `name` (other than `old`, a dialog
+    /// that may still be closing); its id.
+    fn window(&self, name: &str, vtoken: &mut Child, old: Option<&str>) -> String {
         let start = Instant::now();
         loop {
             let o = self.xdotool(&["search", "--name", name]);
-            if let Some(w) = String::from_utf8_lossy(&o.stdout).lines().next() {
-                return w.trim().to_string();
+            let found = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(|l| l.trim().to_string())
+                .find(|w| !w.is_empty() && Some(w.as_str()) != old);
+            if let Some(w) = found {
+                return w;
             }
             if let Ok(Some(st)) = vtoken.try_wait() {
                 panic!("vtoken exited ({st}) before the dialog {name:?} appeared");
@@ -105,21 +118,6 @@ impl Xvfb {
         }
         let o = self.xdotool(&["key", keys]);
         assert!(o.status.success(), "key: {o:?}");
-    }
-
-    /// Waits until no window named `name` is left (the dialog closed).
-    fn gone(&self, name: &str) {
-        let start = Instant::now();
-        while !String::from_utf8_lossy(&self.xdotool(&["search", "--name", name]).stdout)
-            .trim()
-            .is_empty()
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "dialog {name:?} did not close"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 }
 
@@ -176,7 +174,9 @@ fn hooked_sign(h: &Harness, out: &Path) -> (Child, std::path::PathBuf) {
     let out = out.display().to_string();
     let mut c = h.cmd_with(
         artifacts::hooked_cli(),
-        &["sign", "--label", "k", "-i", &data, "-o", &out, "--pin", PIN],
+        &[
+            "sign", "--label", "k", "-i", &data, "-o", &out, "--pin", PIN,
+        ],
     );
     // A private TMPDIR, so the test sees the picture's directory come and go.
     std::fs::create_dir_all(h.path("tmp")).unwrap();
@@ -205,13 +205,12 @@ fn picture_dialog_right_wrong_and_cancel() {
 
     let (mut child, file) = hooked_sign(&h, &sig);
     let _first = next_answer(&file, &mut child);
-    let w = x.window(PICTURE, &mut child);
+    let w = x.window(PICTURE, &mut child, None);
     assert_private_picture(&h);
     x.type_into(&w, Some("WRONG7"), "Return");
     // The wrong answer brings a new picture in a new dialog.
     let a = next_answer(&file, &mut child);
-    x.gone(&w);
-    let w = x.window(PICTURE, &mut child);
+    let w = x.window(PICTURE, &mut child, Some(&w));
     x.type_into(&w, Some(&a), "Return");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -235,11 +234,10 @@ fn picture_dialog_right_wrong_and_cancel() {
     std::fs::remove_file(&sig).unwrap();
     let (mut child, file) = hooked_sign(&h, &sig);
     let _ = next_answer(&file, &mut child);
-    let w = x.window(PICTURE, &mut child);
+    let w = x.window(PICTURE, &mut child, None);
     x.type_into(&w, Some("WRONG8"), "Return");
     let _ = next_answer(&file, &mut child);
-    x.gone(&w);
-    let w = x.window(PICTURE, &mut child);
+    let w = x.window(PICTURE, &mut child, Some(&w));
     x.type_into(&w, None, "Escape");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -295,13 +293,13 @@ fn vault_confirmation_yes_and_no() {
         ])
     };
     let mut child = spawn(add("yes"));
-    let w = x.window("vtoken: Store", &mut child);
+    let w = x.window("vtoken: Store", &mut child, None);
     x.type_into(&w, None, "Return");
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let mut child = spawn(add("no"));
-    let w = x.window("vtoken: Store", &mut child);
+    let w = x.window("vtoken: Store", &mut child, None);
     x.type_into(&w, None, "Escape");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);

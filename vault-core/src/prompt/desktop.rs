@@ -149,9 +149,7 @@ impl Desktop {
         let mut stderr = child.stderr.take().expect("piped stderr");
         let out = std::thread::spawn(move || {
             let mut buf = Zeroizing::new(Vec::new());
-            let _ = (&mut stdout)
-                .take(ANSWER_MAX as u64)
-                .read_to_end(&mut buf);
+            let _ = (&mut stdout).take(ANSWER_MAX as u64).read_to_end(&mut buf);
             // Drain the rest so the dialog never blocks on a full pipe.
             let _ = std::io::copy(&mut stdout, &mut std::io::sink());
             buf
@@ -185,7 +183,9 @@ impl Desktop {
         }
         match status.code() {
             Some(c) => Ok(Ended::Exited(c, stdout)),
-            None => Err(PromptError::protocol(name, format!("the dialog ended by {status}")).into()),
+            None => {
+                Err(PromptError::protocol(name, format!("the dialog ended by {status}")).into())
+            }
         }
     }
 
@@ -245,7 +245,11 @@ fn body(title: &str, description: &str) -> String {
     if description.is_empty() {
         format!("<b>{}</b>", dialog_text(title))
     } else {
-        format!("<b>{}</b>\n\n{}", dialog_text(title), dialog_text(description))
+        format!(
+            "<b>{}</b>\n\n{}",
+            dialog_text(title),
+            dialog_text(description)
+        )
     }
 }
 
@@ -281,7 +285,10 @@ impl PictureDir {
             }
         }
         let dir = PictureDir(made.ok_or_else(|| {
-            Error::from(PromptError::protocol("desktop", "cannot create a picture directory"))
+            Error::from(PromptError::protocol(
+                "desktop",
+                "cannot create a picture directory",
+            ))
         })?);
         let file = dir.0.join("picture.png");
         let mut f = std::fs::OpenOptions::new()
@@ -453,5 +460,4 @@ mod tests {
         );
         assert_eq!(window_title("a\nb"), "vtoken: a b");
     }
-
 }
