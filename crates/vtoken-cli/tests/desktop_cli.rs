@@ -82,16 +82,18 @@ impl Xvfb {
             .expect("run xdotool")
     }
 
-    /// Waits for a window whose name contains `name` (other than `old`, a dialog
-    /// that may still be closing); its id.
-    fn window(&self, name: &str, vtoken: &mut Child, old: Option<&str>) -> String {
+    /// Waits for a visible window whose name contains `name`; its id. (X reuses
+    /// window ids across clients, so a dialog is told from the one before it by
+    /// when it is looked for: after the token issued its picture, the previous
+    /// dialog has exited.)
+    fn window(&self, name: &str, vtoken: &mut Child) -> String {
         let start = Instant::now();
         loop {
-            let o = self.xdotool(&["search", "--name", name]);
+            let o = self.xdotool(&["search", "--onlyvisible", "--name", name]);
             let found = String::from_utf8_lossy(&o.stdout)
                 .lines()
                 .map(|l| l.trim().to_string())
-                .find(|w| !w.is_empty() && Some(w.as_str()) != old);
+                .find(|w| !w.is_empty());
             if let Some(w) = found {
                 return w;
             }
@@ -201,16 +203,27 @@ fn picture_dialog_right_wrong_and_cancel() {
     h.ok(&[
         "key", "generate", "--type", "ec-p256", "--label", "k", "--gate", "--pin", PIN,
     ]);
+    // A picture lives 60 s (the SO may lengthen it without a picture), so a slow
+    // machine starting the dialogs never turns an answer into a late one.
+    h.ok(&[
+        "gate",
+        "configure",
+        "--so",
+        "--lifetime",
+        "60",
+        "--so-pin",
+        SO_PIN,
+    ]);
     let sig = h.path("sig");
 
     let (mut child, file) = hooked_sign(&h, &sig);
     let _first = next_answer(&file, &mut child);
-    let w = x.window(PICTURE, &mut child, None);
+    let w = x.window(PICTURE, &mut child);
     assert_private_picture(&h);
     x.type_into(&w, Some("WRONG7"), "Return");
     // The wrong answer brings a new picture in a new dialog.
     let a = next_answer(&file, &mut child);
-    let w = x.window(PICTURE, &mut child, Some(&w));
+    let w = x.window(PICTURE, &mut child);
     x.type_into(&w, Some(&a), "Return");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -234,10 +247,10 @@ fn picture_dialog_right_wrong_and_cancel() {
     std::fs::remove_file(&sig).unwrap();
     let (mut child, file) = hooked_sign(&h, &sig);
     let _ = next_answer(&file, &mut child);
-    let w = x.window(PICTURE, &mut child, None);
+    let w = x.window(PICTURE, &mut child);
     x.type_into(&w, Some("WRONG8"), "Return");
     let _ = next_answer(&file, &mut child);
-    let w = x.window(PICTURE, &mut child, Some(&w));
+    let w = x.window(PICTURE, &mut child);
     x.type_into(&w, None, "Escape");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
@@ -293,13 +306,13 @@ fn vault_confirmation_yes_and_no() {
         ])
     };
     let mut child = spawn(add("yes"));
-    let w = x.window("vtoken: Store", &mut child, None);
+    let w = x.window("vtoken: Store", &mut child);
     x.type_into(&w, None, "Return");
     let o = child.wait_with_output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 
     let mut child = spawn(add("no"));
-    let w = x.window("vtoken: Store", &mut child, None);
+    let w = x.window("vtoken: Store", &mut child);
     x.type_into(&w, None, "Escape");
     let o = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
