@@ -121,6 +121,10 @@ pub enum Error {
     FunctionNotSupported,
     #[error("function rejected by the user")]
     FunctionRejected,
+    /// A confirmation the user did not give, and why (`CKR_FUNCTION_REJECTED`, like
+    /// [`Error::FunctionRejected`]; the reason is for people, PKCS#11 sees one code).
+    #[error(transparent)]
+    NotConfirmed(#[from] NotConfirmed),
     /// The password vault refused (SPEC V2–V4).
     #[error(transparent)]
     Vault(#[from] VaultError),
@@ -196,11 +200,11 @@ impl Error {
             BufferTooSmall => CKR_BUFFER_TOO_SMALL,
             ActionProhibited | Prohibited(_) => CKR_ACTION_PROHIBITED,
             FunctionNotSupported => CKR_FUNCTION_NOT_SUPPORTED,
-            FunctionRejected => CKR_FUNCTION_REJECTED,
+            FunctionRejected | NotConfirmed(_) => CKR_FUNCTION_REJECTED,
             Vault(VaultError::Unavailable(_)) => CKR_ACTION_PROHIBITED,
             Vault(VaultError::CodeIncorrect { .. }) => CKR_PIN_INCORRECT,
             Gate(GateError::Rejected { .. }) => CKR_FUNCTION_REJECTED,
-            Gate(GateError::Locked) => CKR_DEVICE_REMOVED,
+            Gate(GateError::Locked | GateError::LockedNow { .. }) => CKR_DEVICE_REMOVED,
             Store(StoreError::Full(_)) => CKR_DEVICE_MEMORY,
             Store(
                 StoreError::Corrupt { .. }
@@ -387,6 +391,31 @@ impl std::fmt::Display for VaultUnavailable {
     }
 }
 
+/// Why a confirmation was not given: three different situations, each with its own
+/// fix, so a person is told which one happened.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotConfirmed {
+    /// The person said no (or closed the dialog), or the agent refused for them.
+    #[error("not confirmed: you (or the {agent} prompt agent) said no")]
+    Refused { agent: String },
+    /// Nobody answered within the prompt timeout.
+    #[error(
+        "not confirmed: no answer within {secs} s on the {agent} prompt; answer sooner, or \
+         raise the prompt timeout (`timeout_secs` in the `[prompt]` section of the \
+         configuration)"
+    )]
+    TimedOut { agent: String, secs: u64 },
+    /// No agent can ask: the token's policy is `deny`, or its agent cannot be shown
+    /// here (`why`).
+    #[error(
+        "not confirmed: no prompt agent can ask ({why}); the SO configures one with \
+         `vtoken prompt set --agent tty` (a terminal), `--agent desktop` (a dialog on \
+         the desktop) or `--agent pinentry`"
+    )]
+    NoAgent { why: String },
+}
+
 /// The picture gate (SPEC C1–C5).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -398,11 +427,25 @@ pub enum GateError {
     /// The gate locked the token after too many failed picture checks (SPEC C5): every
     /// operation fails with `CKR_DEVICE_REMOVED` — the software counterpart of a USB key
     /// that must be unplugged and replugged — until the SO runs `vtoken reattach`.
-    #[error(
-        "the token is locked after too many failed picture checks: this machine may be \
-         compromised; after checking it, run `vtoken reattach` (needs the SO PIN)"
-    )]
+    #[error("{LOCKED}")]
     Locked,
+    /// [`GateError::Locked`], caused by this very request: its picture was the last
+    /// chance, and `last` says what became of it (the answer was wrong, came too
+    /// late, ...). The same `CKR_DEVICE_REMOVED`.
+    #[error("{}{LOCKED}", .last.last_chance())]
+    LockedNow { last: GateFailure },
+}
+
+/// The lock message (both lock variants).
+const LOCKED: &str = "the token is locked after too many failed picture checks: this machine \
+                      may be compromised; after checking it, run `vtoken reattach` (needs the \
+                      SO PIN)";
+
+impl GateError {
+    /// Whether the token is locked (either lock variant).
+    pub fn is_locked(&self) -> bool {
+        matches!(self, GateError::Locked | GateError::LockedNow { .. })
+    }
 }
 
 /// How a picture check failed.
@@ -421,6 +464,18 @@ pub enum GateFailure {
 
 impl GateFailure {
     /// The reason as the user reads it (lower case, no full stop).
+    /// What became of the last chance, as the lock message starts ("the answer to
+    /// the last picture was wrong; ").
+    pub fn last_chance(self) -> String {
+        match self {
+            GateFailure::Wrong => "the answer to the last picture was wrong; ".into(),
+            GateFailure::Late | GateFailure::Unanswered => {
+                "the answer to the last picture came too late; ".into()
+            }
+            other => format!("the last picture failed ({}); ", other.as_str()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             GateFailure::Wrong => "wrong answer",

@@ -279,7 +279,15 @@ fn wrong_refresh_wrong_locks_and_lock_survives_reopen_until_reattach() {
     // use a chance; the third failure locks.
     f.p.push(&[Step::Wrong, Step::Refresh, Step::Wrong]);
     let e = sign(t, sid, sk, b"pay 100").unwrap_err();
-    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Gate(GateError::LockedNow {
+                last: GateFailure::Wrong
+            })
+        ),
+        "{e:?}"
+    );
     assert_eq!(e.ckr(), CKR_DEVICE_REMOVED);
     assert_eq!(f.p.shown(), 3);
     let seen = f.p.captchas.lock().unwrap().clone();
@@ -363,7 +371,15 @@ fn a_last_chance_lost_to_time_says_so_in_the_lock_warning() {
     // Two wrong answers, then no answer in time to the third and last picture.
     f.p.push(&[Step::Wrong, Step::Wrong, Step::TimedOut]);
     let e = sign(t, sid, sk, b"pay 100").unwrap_err();
-    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Gate(GateError::LockedNow {
+                last: GateFailure::Unanswered
+            })
+        ),
+        "{e:?}"
+    );
     assert_eq!(f.p.shown(), 3);
     let notices = f.p.notices.lock().unwrap().clone();
     assert!(
@@ -400,7 +416,10 @@ fn timeout_refusal_and_agent_failure() {
     // An agent that cannot show pictures: rejected, the chance given back.
     f.p.push(&[Step::Unsupported]);
     let e = sign(t, sid, sk, b"x").unwrap_err();
-    assert!(matches!(e, Error::FunctionRejected), "{e:?}");
+    assert!(
+        matches!(e, Error::FunctionRejected | Error::NotConfirmed(_)),
+        "{e:?}"
+    );
     assert_eq!(failures(t), 1);
     // The default `deny` agent behaves the same.
     t.set_prompt(Arc::new(vault_core::prompt::Deny));
@@ -412,13 +431,24 @@ fn timeout_refusal_and_agent_failure() {
     // A refusal: CKR_FUNCTION_REJECTED, and the picture's chance is used.
     f.p.push(&[Step::Refused]);
     let e = sign(t, sid, sk, b"x").unwrap_err();
-    assert!(matches!(e, Error::FunctionRejected), "{e:?}");
+    assert!(
+        matches!(e, Error::FunctionRejected | Error::NotConfirmed(_)),
+        "{e:?}"
+    );
     assert_eq!(failures(t), 2);
 
     // An agent failing after the picture: rejected; that was the last chance.
     f.p.push(&[Step::Fail]);
     let e = sign(t, sid, sk, b"x").unwrap_err();
-    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Gate(GateError::LockedNow {
+                last: GateFailure::AgentFailed
+            })
+        ),
+        "{e:?}"
+    );
     assert!(t.gate_locked().unwrap());
 }
 
@@ -468,7 +498,21 @@ fn captcha_aware_api_wrong_answers_and_refreshes() {
         Err(Error::ArgumentsBad(_))
     ));
     let e = t.gate_answer(c3.id, "still wrong").unwrap_err();
-    assert!(matches!(e, Error::Gate(GateError::Locked)), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            Error::Gate(GateError::LockedNow {
+                last: GateFailure::Wrong
+            })
+        ),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("the answer to the last picture was wrong; the token is locked"),
+        "{e}"
+    );
+    assert_eq!(e.ckr(), CKR_DEVICE_REMOVED);
     assert!(t.gate_locked().unwrap());
     assert_eq!(f.p.shown(), 0);
 }
@@ -552,7 +596,7 @@ fn policy_validation_persistence_and_weakening() {
         f.p.push(&[Step::Refused]);
         assert!(matches!(
             t.gate_configure(weak),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
         // Reset the used chance for the next round (the refusal used one).
         assert!(!t.gate_locked().unwrap());
@@ -766,7 +810,7 @@ mod hook {
         f.p.push(&[Step::Refused]);
         assert!(matches!(
             sign(t, sid, sk, b"m"),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
     }
 
@@ -854,7 +898,7 @@ mod hook {
         f.p.push(&[Step::Refused]);
         assert!(matches!(
             t.otp_code(&name, 59),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
         f.p.push(&[Step::Right]);
         t.otp_code(&name, 59).unwrap();
@@ -869,7 +913,7 @@ mod hook {
         f.p.push(&[Step::Wrong, Step::Refused]);
         assert!(matches!(
             t.vault_password(id, None, &plain),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
         f.p.push(&[Step::Right]);
         assert_eq!(

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vault_core::config::{Config, PromptAgent, PromptConfig};
+use vault_core::error::NotConfirmed;
 use vault_core::prompt::{self, pinentry, Answer, Command, Pinentry, Prompt, Request, Tty};
 use vault_core::Error;
 
@@ -185,19 +186,41 @@ fn token_confirm_uses_the_agent() {
     let reg = vault_core::slots::Registry::new(Config::for_dir(d.path().join("tokens")));
     let e = reg.create("prompt", b"so-secret-1", None).unwrap();
     let tok = reg.open(&e).unwrap();
-    // The default agent denies.
-    assert!(matches!(tok.confirm(&req()), Err(Error::FunctionRejected)));
+    // The default agent denies: no agent can ask.
+    let e = tok.confirm(&req()).unwrap_err();
+    assert!(
+        matches!(e, Error::NotConfirmed(NotConfirmed::NoAgent { .. })),
+        "{e:?}"
+    );
+    assert_eq!(e.ckr(), vault_core::pkcs11::CKR_FUNCTION_REJECTED);
     let yes = script(d.path(), "yes.sh", "exit 0");
     let no = script(d.path(), "no.sh", "exit 1");
+    let slow = script(d.path(), "slow.sh", "sleep 5");
     tok.set_prompt(Arc::new(command(&yes, Duration::from_secs(10))));
     tok.confirm(&req()).unwrap();
     tok.set_prompt(Arc::new(command(&no, Duration::from_secs(10))));
-    assert!(matches!(tok.confirm(&req()), Err(Error::FunctionRejected)));
+    let e = tok.confirm(&req()).unwrap_err();
+    assert!(
+        matches!(&e, Error::NotConfirmed(NotConfirmed::Refused { agent }) if agent == "command"),
+        "{e:?}"
+    );
+    assert_eq!(e.ckr(), vault_core::pkcs11::CKR_FUNCTION_REJECTED);
+    tok.set_prompt(Arc::new(command(&slow, Duration::from_millis(300))));
+    let e = tok.confirm(&req()).unwrap_err();
+    assert!(
+        matches!(e, Error::NotConfirmed(NotConfirmed::TimedOut { .. })),
+        "{e:?}"
+    );
+    assert_eq!(e.ckr(), vault_core::pkcs11::CKR_FUNCTION_REJECTED);
     tok.set_prompt(Arc::new(Tty {
         device: d.path().join("no-such-tty"),
         timeout: Duration::from_secs(1),
     }));
-    assert!(matches!(tok.confirm(&req()), Err(Error::FunctionRejected)));
+    let e = tok.confirm(&req()).unwrap_err();
+    assert!(
+        matches!(e, Error::NotConfirmed(NotConfirmed::NoAgent { .. })),
+        "{e:?}"
+    );
 }
 
 // ---------------------------------------------------------------- pinentry agent

@@ -139,25 +139,31 @@ fn confirm_writes_refuse_and_timeout_write_nothing() {
         p.set(a);
         assert!(matches!(
             t.vault_add(&website("refused")),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
         let mut changed = website("changed");
         changed.set("password", "other", true);
         assert!(matches!(
             t.vault_update(id, &changed),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
-        assert!(matches!(t.vault_delete(id), Err(Error::FunctionRejected)));
+        assert!(matches!(
+            t.vault_delete(id),
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
+        ));
         // Through PKCS#11 too.
         let sid = &t.open_session(true).unwrap();
         let err = t
             .create_object(sid, &vault_template(&website("raw")))
             .unwrap_err();
-        assert!(matches!(err, Error::FunctionRejected), "{err:?}");
+        assert!(
+            matches!(err, Error::FunctionRejected | Error::NotConfirmed(_)),
+            "{err:?}"
+        );
         assert_eq!(err.ckr(), CKR_FUNCTION_REJECTED);
         assert!(matches!(
             t.destroy_object(sid, id),
-            Err(Error::FunctionRejected)
+            Err(Error::FunctionRejected | Error::NotConfirmed(_))
         ));
         t.close_session(sid).unwrap();
         t.login(UserType::User, USER).unwrap();
@@ -459,7 +465,7 @@ fn pkcs11_view_of_vault_entries() {
     tmpl.set(CKA_LABEL, b"refused".to_vec());
     assert!(matches!(
         t.set_attributes(sid, id2, &tmpl),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     assert_eq!(t.vault_get(id2).unwrap().title, "renamed");
     p.set(Answer::Confirmed);
@@ -706,7 +712,7 @@ fn csv_round_trip() {
     p.set(Answer::Refused);
     assert!(matches!(
         t.vault_export_csv(true),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     p.set(Answer::Confirmed);
     let out = t.vault_export_csv(true).unwrap();
@@ -876,7 +882,7 @@ fn confirmation_follows_the_configuration() {
     t2.login(UserType::User, USER).unwrap();
     assert!(matches!(
         t2.vault_add(&website("refused")),
-        Err(vault_core::Error::FunctionRejected)
+        Err(vault_core::Error::FunctionRejected | vault_core::Error::NotConfirmed(_))
     ));
     assert_eq!(p2.count(), 1);
 }
@@ -903,12 +909,12 @@ fn vault_read_confirmation_when_configured() {
     p.set(Answer::Refused);
     assert!(matches!(
         t.vault_password(id, None, &PasswordOutput::Plain),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     let s = &t.open_session(false).unwrap();
     assert!(matches!(
         t.get_attributes(s, id, &[CKA_VALUE]),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     // The label alone needs no confirmation.
     assert!(t.get_attributes(s, id, &[CKA_LABEL]).is_ok());
@@ -998,12 +1004,18 @@ fn the_token_lists_and_the_user_picks() {
     // Refusing every entry picks nothing.
     let p = picker(None, false);
     t.set_prompt(p.clone());
-    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
+    assert!(matches!(
+        t.vault_pick("x"),
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
+    ));
     assert_eq!(p.seen.lock().unwrap().len(), 3);
     // A timeout ends the walk at once.
     let p = picker(Some("charlie"), true);
     t.set_prompt(p.clone());
-    assert!(matches!(t.vault_pick("x"), Err(Error::FunctionRejected)));
+    assert!(matches!(
+        t.vault_pick("x"),
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
+    ));
     assert_eq!(p.seen.lock().unwrap().len(), 1);
 }
 
@@ -1043,11 +1055,11 @@ fn data_changed_in_transit_is_seen_and_refused() {
     altered.set("password", "attacker-chosen-pw", true);
     assert!(matches!(
         t.create_object(sid, &vault_template(&altered)),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     assert!(matches!(
         t.vault_add(&altered),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     assert!(t.vault_list().unwrap().is_empty());
     t.create_object(sid, &vault_template(&sent)).unwrap();

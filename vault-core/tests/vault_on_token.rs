@@ -161,7 +161,7 @@ fn every_refusal_stores_nothing() {
     t.set_prompt(refuse);
     assert!(matches!(
         t.vault_add_on_token(Kind::BankCard),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     assert_eq!(count(&t), 0);
     t.logout().unwrap();
@@ -184,7 +184,7 @@ fn every_refusal_stores_nothing() {
     t.set_prompt(no);
     assert!(matches!(
         t.vault_add_on_token(Kind::BankCard),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     assert_eq!(count(&t), 0);
     t.logout().unwrap();
@@ -197,14 +197,14 @@ fn every_refusal_stores_nothing() {
     )));
     assert!(matches!(
         t.vault_add_on_token(Kind::Website),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
 
     // `deny` refuses at once.
     t.set_prompt(Arc::new(Deny));
     assert!(matches!(
         t.vault_add_on_token(Kind::Website),
-        Err(Error::FunctionRejected)
+        Err(Error::FunctionRejected | Error::NotConfirmed(_))
     ));
     assert_eq!(count(&t), 0);
 }

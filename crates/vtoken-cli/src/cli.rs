@@ -48,6 +48,23 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The commands whose output is data of its own (a signature, PEM, CSV, a shell
+/// script), for which `--json` means nothing: given, it is refused before anything
+/// runs (never silently ignored). Every other command prints JSON under `--json`;
+/// `tests/cli.rs` walks the command tree so a new command must be in one list or
+/// the other.
+pub const JSON_REFUSED: &[(&str, &str)] = &[
+    (
+        "sign",
+        "it writes the signature's bytes (to -o FILE, or stdout)",
+    ),
+    ("completions", "it prints a shell completion script"),
+    ("card key", "it writes the card's public key as PEM"),
+    ("device cert", "it writes the device certificates as PEM"),
+    ("device seal", "it writes the sealed bytes"),
+    ("vault export-csv", "it writes the vault as CSV"),
+];
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new token: sets its label, SO PIN and user PIN.

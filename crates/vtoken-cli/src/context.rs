@@ -174,12 +174,24 @@ pub fn pin_message(who: UserType, e: &Error, tries_left: Option<u32>) -> CliErro
 /// The start of every CLI message for a refused confirmation.
 pub const NOT_CONFIRMED: &str = "not confirmed";
 
+/// Whether a "not confirmed" message already says which of the three things
+/// happened ([`vault_core::error::NotConfirmed`]: refused, timed out, no agent).
+fn says_why(message: &str) -> bool {
+    [
+        "not confirmed: you (or",
+        "not confirmed: no answer within",
+        "not confirmed: no prompt agent can ask",
+    ]
+    .iter()
+    .any(|p| message.starts_with(p))
+}
+
 /// A refused confirmation in the words of its likely cause, by the token's prompt
 /// agent: `deny` means nobody can ever confirm (the fix: an agent); any other
 /// agent means the person refused or did not answer in time (the fix: run again
 /// and confirm). Other errors pass unchanged.
 pub fn explain_rejection(ctx: &Ctx, e: CliError) -> CliError {
-    if !e.message.starts_with(NOT_CONFIRMED) {
+    if !e.message.starts_with(NOT_CONFIRMED) || says_why(&e.message) {
         return e;
     }
     let agent = ctx
@@ -190,7 +202,7 @@ pub fn explain_rejection(ctx: &Ctx, e: CliError) -> CliError {
         "deny" => CliError::new(
             "not confirmed: this token has no prompt agent (its policy is `deny`), so nothing \
              can be confirmed and nothing was written or revealed; the SO chooses one with \
-             `vtoken prompt set --agent tty` (or pinentry)",
+             `vtoken prompt set --agent tty` (or desktop, or pinentry)",
         ),
         "" => e,
         a => CliError::new(format!(
@@ -198,5 +210,30 @@ pub fn explain_rejection(ctx: &Ctx, e: CliError) -> CliError {
              (the picture check, if any, was not passed); nothing was written or revealed — \
              run the command again and confirm on the {a} prompt"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vault_core::error::NotConfirmed;
+
+    /// Each of the three reasons is recognized, so `explain_rejection` keeps it.
+    #[test]
+    fn the_three_reasons_are_kept() {
+        for n in [
+            NotConfirmed::Refused {
+                agent: "desktop".into(),
+            },
+            NotConfirmed::TimedOut {
+                agent: "tty".into(),
+                secs: 60,
+            },
+            NotConfirmed::NoAgent {
+                why: "the token's prompt policy is `deny`".into(),
+            },
+        ] {
+            assert!(super::says_why(&n.to_string()), "{n}");
+        }
+        assert!(!super::says_why("not confirmed: the use of \"github\""));
     }
 }

@@ -49,7 +49,7 @@ pub fn before(
         bail!(
             "this request needs a picture check, and nobody can see one here: stdin is not a \
              terminal and the token's prompt agent is `deny`; run it on a terminal, or have \
-             the SO set an agent (`vtoken prompt set --agent tty` or pinentry). No chance \
+             the SO set an agent (`vtoken prompt set --agent tty`, desktop or pinentry). No chance \
              was used"
         );
     }
@@ -73,6 +73,7 @@ fn stdin_has_data() -> bool {
 /// gives up, or the token locks.
 pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
     let stdin = std::io::stdin();
+    let graphics = std::io::stderr().is_terminal();
     let colour = std::io::stderr().is_terminal()
         && std::env::var("TERM").map(|t| t != "dumb").unwrap_or(false)
         && std::env::var_os("NO_COLOR").is_none();
@@ -95,12 +96,17 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
             ),
             Err(_) => 76,
         };
-        match picture::render(&c.png, cols, style) {
-            Ok(s) => {
-                let _ = writeln!(err, "{s}");
-            }
-            Err(e) => {
-                let _ = writeln!(err, "(cannot draw the picture here: {e})");
+        if graphics && kitty_here() {
+            // The picture itself, as wide as the half blocks would be.
+            let _ = writeln!(err, "{}", kitty_image(&c.png, cols));
+        } else {
+            match picture::render(&c.png, cols, style) {
+                Ok(s) => {
+                    let _ = writeln!(err, "{s}");
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "(cannot draw the picture here: {e})");
+                }
             }
         }
         if let Some(path) = std::env::var_os("VTOKEN_GATE_PNG") {
@@ -146,7 +152,103 @@ pub fn picture_check(open: &Open, class: OpClass, what: &str) -> Result<()> {
     }
 }
 
+/// Whether this terminal shows pictures with the kitty graphics protocol (kitty,
+/// WezTerm, Ghostty), from what it says about itself; never inside tmux or screen,
+/// which do not pass the images on. Otherwise the picture is drawn in half blocks.
+fn kitty_here() -> bool {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    kitty_terminal(
+        var("TERM").as_deref(),
+        var("TERM_PROGRAM").as_deref(),
+        var("KITTY_WINDOW_ID").is_some(),
+        var("TMUX").is_some() || var("STY").is_some(),
+    )
+}
+
+fn kitty_terminal(
+    term: Option<&str>,
+    term_program: Option<&str>,
+    kitty_window: bool,
+    multiplexer: bool,
+) -> bool {
+    if multiplexer || term.is_some_and(|t| t.starts_with("screen") || t.starts_with("tmux")) {
+        return false;
+    }
+    kitty_window
+        || matches!(term, Some("xterm-kitty" | "xterm-ghostty"))
+        || matches!(term_program, Some("WezTerm" | "ghostty"))
+}
+
+/// `png` as kitty graphics protocol escapes: transmit and show (`a=T`) a PNG
+/// (`f=100`) `cols` cells wide, quietly (`q=2`: the terminal sends no reply, which
+/// would otherwise arrive on stdin where the answer is read), base64 in chunks of
+/// at most 4096 bytes (`m=1` while more follow).
+fn kitty_image(png: &[u8], cols: u16) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(png);
+    let chunks: Vec<&[u8]> = b64.as_bytes().chunks(4096).collect();
+    let mut out = String::with_capacity(b64.len() + chunks.len() * 16 + 32);
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = u8::from(i + 1 < chunks.len());
+        if i == 0 {
+            out.push_str(&format!("\x1b_Ga=T,f=100,q=2,c={cols},m={more};"));
+        } else {
+            out.push_str(&format!("\x1b_Gm={more};"));
+        }
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push_str("\x1b\\");
+    }
+    out
+}
+
 /// A gate error with what to do next.
 pub fn gate_error(e: Error) -> CliError {
     e.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kitty_is_used_only_where_the_terminal_says_so() {
+        assert!(kitty_terminal(Some("xterm-kitty"), None, false, false));
+        assert!(kitty_terminal(Some("xterm-256color"), None, true, false));
+        assert!(kitty_terminal(
+            Some("xterm-256color"),
+            Some("WezTerm"),
+            false,
+            false
+        ));
+        assert!(!kitty_terminal(Some("xterm-256color"), None, false, false));
+        assert!(!kitty_terminal(Some("xterm-kitty"), None, true, true));
+        assert!(!kitty_terminal(Some("tmux-256color"), None, true, false));
+        assert!(!kitty_terminal(None, None, false, false));
+    }
+
+    #[test]
+    fn kitty_image_chunks_carry_the_png() {
+        use base64::Engine;
+        // Large enough for three chunks.
+        let png: Vec<u8> = (0..7000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let s = kitty_image(&png, 40);
+        let parts: Vec<&str> = s.split("\x1b\\").filter(|p| !p.is_empty()).collect();
+        assert_eq!(parts.len(), 3, "{}", parts.len());
+        let mut payload = String::new();
+        for (i, p) in parts.iter().enumerate() {
+            let p = p.strip_prefix("\x1b_G").expect("an APC graphics command");
+            let (keys, data) = p.split_once(';').unwrap();
+            let last = i + 1 == parts.len();
+            if i == 0 {
+                assert!(keys.starts_with("a=T,f=100,q=2,c=40,"), "{keys}");
+            }
+            assert!(keys.ends_with(if last { "m=0" } else { "m=1" }), "{keys}");
+            assert!(data.len() <= 4096);
+            payload.push_str(data);
+        }
+        let back = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
+        assert_eq!(back, png);
+    }
 }

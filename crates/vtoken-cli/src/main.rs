@@ -41,7 +41,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init(a) => cmd::init::run(&ctx, json, a)?,
         Command::List => cmd::tokens::list(&ctx, json)?,
         Command::Info(a) => cmd::tokens::info(&ctx, json, a)?,
-        Command::Pin(c) => cmd::pin::run(&ctx, c)?,
+        Command::Pin(c) => cmd::pin::run(&ctx, json, c)?,
         Command::Key(c) => cmd::keys::run(&ctx, json, c)?,
         Command::Import(a) => cmd::keys::import(&ctx, json, a)?,
         Command::Export(a) => cmd::keys::export(&ctx, json, a)?,
@@ -89,8 +89,47 @@ fn protect_process() {
     }
 }
 
+/// `vtoken a b` for the subcommand path of `m` (`["vault", "export-csv"]`).
+fn leaf_path(m: &clap::ArgMatches) -> Vec<String> {
+    let mut path = Vec::new();
+    let mut cur = m;
+    while let Some((name, sub)) = cur.subcommand() {
+        path.push(name.to_string());
+        cur = sub;
+    }
+    path
+}
+
+/// `--json` given to a command it means nothing for ([`cli::JSON_REFUSED`]): the
+/// error, before anything runs. Read leniently (missing arguments do not matter
+/// here: the refusal comes first); help requests are left to clap.
+fn json_refusal() -> Option<String> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        return None;
+    }
+    let m = <Cli as clap::CommandFactory>::command()
+        .ignore_errors(true)
+        .try_get_matches_from(args)
+        .ok()?;
+    if !m.get_flag("json") {
+        return None;
+    }
+    let path = leaf_path(&m).join(" ");
+    cli::JSON_REFUSED
+        .iter()
+        .find(|(p, _)| *p == path)
+        .map(|(p, why)| {
+            format!("--json is not available for `vtoken {p}`: {why}; run it without --json")
+        })
+}
+
 fn main() -> ExitCode {
     protect_process();
+    if let Some(e) = json_refusal() {
+        eprintln!("{}", serde_json::json!({ "error": e }));
+        return ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {

@@ -90,8 +90,9 @@ fn a_new_pin_with_a_typo_is_asked_again() {
     tmux.wait_for("init", "Repeat user PIN");
     tmux.type_line("init", "246810");
     // On a terminal, init asks which agent confirms vault and OTP uses.
-    tmux.wait_for("init", "Choice [1]");
-    tmux.type_line("init", "2");
+    let s = tmux.wait_for("init", "Choice [1]");
+    assert!(s.contains("2) desktop"), "{s}");
+    tmux.type_line("init", "3");
     let s = tmux.wait_for("init", "[exit ");
     assert!(s.contains("[exit 0]"), "{s}");
     assert!(

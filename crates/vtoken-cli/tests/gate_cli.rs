@@ -145,7 +145,11 @@ fn wrong_answers_lock_until_reattach() {
         err.contains("Picture check failed: wrong answer; 2 chances left"),
         "{err}"
     );
-    assert!(err.contains("locked"), "{err}");
+    // The lock says what became of the last chance (the third answer was wrong).
+    assert!(
+        err.contains("the answer to the last picture was wrong; the token is locked"),
+        "{err}"
+    );
     assert!(err.contains("may be compromised"), "{err}");
     assert!(err.contains("vtoken reattach"), "{err}");
     assert!(!Path::new(&out).exists());
@@ -424,4 +428,46 @@ fn late_answer_uses_a_chance() {
     assert_eq!(o.status.code(), Some(1), "{err}");
     assert!(err.contains("too late"), "{err}");
     assert_eq!(env.status()["chances_left"], 1);
+}
+
+/// The CLI's own picture flow says why the last chance failed: a right answer that
+/// came too late to the only picture locks the token, and the message says so.
+#[test]
+fn late_last_answer_says_it_came_too_late() {
+    let env = Env::new();
+    env.ok(&[
+        "key", "generate", "--type", "ec-p256", "--label", "k", "--pin", PIN,
+    ]);
+    env.ok(&[
+        "gate",
+        "configure",
+        "--classes",
+        "sign",
+        "--chances",
+        "1",
+        "--lifetime",
+        "1",
+        "--transport",
+        "0",
+        "--pin",
+        PIN,
+    ]);
+    let out = env.path("sig").to_string_lossy().into_owned();
+    let (mut child, file) = hooked_sign(&env, "k", &out);
+    let mut stdin = child.stdin.take().unwrap();
+    let a = next_answer(&file, &mut child);
+    std::thread::sleep(Duration::from_millis(1300));
+    stdin.write_all(format!("{a}\n").as_bytes()).unwrap();
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("the answer to the last picture came too late; the token is locked"),
+        "{err}"
+    );
+    assert!(err.contains("vtoken reattach"), "{err}");
+    assert!(!err.contains(&a), "answer printed: {err}");
+    assert!(!Path::new(&out).exists());
+    assert_eq!(env.status()["locked"], true);
 }

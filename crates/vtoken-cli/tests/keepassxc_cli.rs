@@ -450,3 +450,41 @@ fn activation_codes_forgive_look_alikes() {
     let st = env.json(&["--json", "vault", "status"]);
     assert_eq!(st["activated"], true, "{st}");
 }
+
+/// Every export names an entry by the same UUID (derived from the token and the
+/// entry's id), so KeePassXC's merge of two exports, with an entry renamed in
+/// between, updates that entry instead of adding a second copy of everything.
+#[test]
+fn kdbx_exports_merge_without_duplicates() {
+    let env = Env::new();
+    let db = keepassxc_db(env.dir());
+    env.ok(&["vault", "import-kdbx", db.to_str().unwrap()]);
+    let first = env.path("first.kdbx");
+    let second = env.path("second.kdbx");
+    let (a, b) = (first.to_str().unwrap(), second.to_str().unwrap());
+    env.ok(&["vault", "export-kdbx", a]);
+    // KeePassXC's merge keeps the newer entry by its modification time, in seconds.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    env.ok(&["vault", "edit", "GitHub", "--title", "GitHub2"]);
+    env.ok(&["vault", "export-kdbx", b]);
+    let pw = format!("{KDBX_PW}\n");
+    // The same entry has the same UUID in both exports, even renamed.
+    let uuid = |db: &str, e: &str| kx(&["show", "-q", "-a", "Uuid", db, e], &pw);
+    assert_eq!(uuid(a, "Bank/visa"), uuid(b, "Bank/visa"));
+    assert_eq!(uuid(a, "GitHub"), uuid(b, "GitHub2"));
+    assert_ne!(uuid(a, "GitHub"), uuid(a, "Bank/visa"));
+    kx(&["merge", "-q", "-s", a, b], &pw);
+    let ls = kx(&["ls", "-q", "-R", "-f", a], &pw);
+    let entries: Vec<&str> = ls
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.ends_with('/'))
+        .collect();
+    assert_eq!(entries, vec!["GitHub2", "Bank/visa"], "{ls}");
+    // Exporting the same vault again gives a database KeePassXC merges to no change.
+    let third = env.path("third.kdbx");
+    let c = third.to_str().unwrap();
+    env.ok(&["vault", "export-kdbx", c]);
+    kx(&["merge", "-q", "-s", a, c], &pw);
+    assert_eq!(kx(&["ls", "-q", "-R", "-f", a], &pw), ls);
+}

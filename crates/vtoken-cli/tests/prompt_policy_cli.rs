@@ -283,3 +283,71 @@ fn prompt_set_needs_the_so_pin() {
     assert_eq!(env.titles(), vec!["y".to_string()]);
     assert_eq!(env.calls("yes"), "", "confirmations are off by policy");
 }
+
+/// A refusal, a timeout and "no agent" are three different messages, each with its
+/// fix, and none of them writes anything.
+#[test]
+fn refusal_timeout_and_no_agent_are_three_messages() {
+    let env = Env::new();
+    // A one-second prompt timeout, so the slow agent below times out.
+    env.config("[prompt]\ntimeout_secs = 1\n");
+    let no = env.agent("no", 1);
+    let slow = env.path("slow.sh");
+    script(&slow, "sleep 30");
+    env.init(&[prompt_env(&no)]);
+
+    // Refused: the agent said no.
+    let e = env.fails(&add("refused"), &[]);
+    assert!(
+        e.contains("not confirmed: you (or the command prompt agent) said no"),
+        "{e}"
+    );
+    assert!(e.contains("nothing was written"), "{e}");
+    assert!(env.calls("no").contains("Store"), "the agent was not asked");
+
+    // Timed out: nobody answered within the prompt timeout.
+    env.ok(
+        &[
+            "prompt",
+            "set",
+            "--agent",
+            &format!("command:{}", slow.display()),
+            "--so-pin",
+            SO_PIN,
+        ],
+        &[],
+    );
+    let e = env.fails(&add("late"), &[]);
+    assert!(
+        e.contains("not confirmed: no answer within 1 s on the command prompt"),
+        "{e}"
+    );
+    assert!(e.contains("timeout_secs"), "{e}");
+
+    // No agent: the policy is `deny`.
+    env.ok(
+        &["prompt", "set", "--agent", "deny", "--so-pin", SO_PIN],
+        &[],
+    );
+    let e = env.fails(&add("nobody"), &[]);
+    assert!(
+        e.contains("not confirmed: no prompt agent can ask (the token's prompt policy is `deny`)"),
+        "{e}"
+    );
+    assert!(e.contains("vtoken prompt set --agent"), "{e}");
+
+    // No agent: the desktop agent without a display (the harness clears DISPLAY).
+    env.ok(
+        &["prompt", "set", "--agent", "desktop", "--so-pin", SO_PIN],
+        &[],
+    );
+    assert_eq!(env.policy()["kind"], "desktop");
+    let e = env.fails(&add("no-display"), &[]);
+    assert!(
+        e.contains("not confirmed: no prompt agent can ask") && e.contains("DISPLAY"),
+        "{e}"
+    );
+
+    // Nothing was written by any of them.
+    assert!(env.titles().is_empty(), "{:?}", env.titles());
+}

@@ -677,7 +677,9 @@ fn export_needs_the_source_prompt_and_the_gate() {
         matches!(
             e,
             vtoken_device::Error::Token(
-                vault_core::Error::FunctionRejected | vault_core::Error::Gate(_)
+                vault_core::Error::FunctionRejected
+                    | vault_core::Error::NotConfirmed(_)
+                    | vault_core::Error::Gate(_)
             )
         ),
         "{e}"

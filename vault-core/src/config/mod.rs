@@ -165,6 +165,8 @@ pub enum PromptAgent {
     Tty,
     /// An external command: exit 0 confirms, 1 refuses.
     Command,
+    /// Dialogs on the graphical session (zenity / yad).
+    Desktop,
 }
 
 impl PromptAgent {
@@ -175,6 +177,7 @@ impl PromptAgent {
             PromptAgent::Pinentry => "pinentry",
             PromptAgent::Tty => "tty",
             PromptAgent::Command => "command",
+            PromptAgent::Desktop => "desktop",
         }
     }
 }
@@ -206,9 +209,13 @@ impl std::str::FromStr for PromptAgent {
             "pinentry" => Ok(PromptAgent::Pinentry),
             "tty" => Ok(PromptAgent::Tty),
             "command" => Ok(PromptAgent::Command),
+            "desktop" => Ok(PromptAgent::Desktop),
             other => Err(Error::config(
                 "prompt agent",
-                format!("\"{other}\": expected \"deny\", \"pinentry\", \"tty\" or \"command\""),
+                format!(
+                    "\"{other}\": expected \"deny\", \"pinentry\", \"tty\", \"desktop\" or \
+                     \"command\""
+                ),
             )),
         }
     }

@@ -16,6 +16,7 @@
 //! | `pinentry` | [`pinentry::Pinentry`] | a GnuPG pinentry dialog (curses, tty, gtk, qt)      |
 //! | `tty`      | [`tty::Tty`]           | `Confirm? [y/N]` on the terminal device             |
 //! | `command`  | [`command::Command`]   | whatever the program does; exit 0 confirms, 1 refuses |
+//! | `desktop`  | [`desktop::Desktop`]   | a zenity / yad dialog on the graphical session      |
 //!
 //! Besides confirming, an agent takes typed input ([`Prompt::ask`], SPEC V6): the
 //! tty agent reads a line from the terminal (without echo for secrets), pinentry
@@ -30,7 +31,7 @@
 //!
 //! ```toml
 //! [prompt]
-//! agent = "pinentry"                     # deny (default) | pinentry | tty | command
+//! agent = "pinentry"                     # deny (default) | pinentry | tty | command | desktop
 //! program = "/usr/bin/pinentry-curses"   # default: first of pinentry-curses, pinentry-tty, pinentry in PATH
 //! command = "/usr/local/bin/ask-user -q" # command agent: split on whitespace, or an array
 //! timeout_secs = 60                      # unanswered: TimedOut (a refusal)
@@ -50,6 +51,7 @@
 //! - `VTOKEN_PROMPT=tty` or `tty:/dev/pts/3`
 //! - `VTOKEN_PROMPT=pinentry` or `pinentry:/usr/bin/pinentry-tty`
 //! - `VTOKEN_PROMPT=command:/path/to/script arg1 arg2` (split on whitespace)
+//! - `VTOKEN_PROMPT=desktop`
 //!
 //! [`from_config`] applies it; [`build`] takes a configuration as it is.
 //!
@@ -65,12 +67,14 @@ use crate::error::{Error, Result};
 
 mod child;
 pub mod command;
+pub mod desktop;
 pub mod picture;
 pub mod pinentry;
 pub mod policy;
 pub mod tty;
 
 pub use command::Command;
+pub use desktop::Desktop;
 pub use pinentry::Pinentry;
 pub use tty::Tty;
 
@@ -170,8 +174,8 @@ pub trait Prompt: Send + Sync {
         Err(crate::error::PromptError::Unsuitable {
             agent: "prompt",
             problem: format!(
-                "the {} agent cannot take typed input; use the tty, pinentry or command \
-                 agent (`vtoken prompt set --agent tty`)",
+                "the {} agent cannot take typed input; use the tty, desktop, pinentry or \
+                 command agent (`vtoken prompt set --agent tty`)",
                 self.name()
             ),
         }
@@ -206,6 +210,7 @@ pub fn build(cfg: &PromptConfig) -> Result<Arc<dyn Prompt>> {
     let timeout = cfg.timeout();
     Ok(match cfg.agent {
         PromptAgent::Deny => Arc::new(Deny),
+        PromptAgent::Desktop => Arc::new(Desktop::from_path(timeout)),
         PromptAgent::Tty => Arc::new(Tty {
             device: cfg
                 .tty

@@ -42,11 +42,14 @@ pub enum AgentSpec {
     Pinentry(Option<PathBuf>),
     /// A program and its arguments: exit 0 confirms.
     Command(Vec<String>),
+    /// Dialogs on the graphical session (zenity / yad). Last, so the postcard
+    /// indices of the older variants stay what stored policies hold.
+    Desktop,
 }
 
 impl AgentSpec {
     /// Parses `deny`, `tty`, `tty:/dev/pts/3`, `pinentry`, `pinentry:PATH`,
-    /// `command:PATH [ARGS]`.
+    /// `command:PATH [ARGS]`, `desktop`.
     pub fn parse(spec: &str) -> Result<AgentSpec> {
         let c = PromptConfig::default()
             .with_override(spec)
@@ -61,16 +64,18 @@ impl AgentSpec {
             PromptAgent::Tty => AgentSpec::Tty(c.tty.clone()),
             PromptAgent::Pinentry => AgentSpec::Pinentry(c.program.clone()),
             PromptAgent::Command => AgentSpec::Command(c.command.clone()),
+            PromptAgent::Desktop => AgentSpec::Desktop,
         }
     }
 
-    /// The kind: `deny`, `tty`, `pinentry` or `command`.
+    /// The kind: `deny`, `tty`, `pinentry`, `command` or `desktop`.
     pub fn kind(&self) -> &'static str {
         match self {
             AgentSpec::Deny => "deny",
             AgentSpec::Tty(_) => "tty",
             AgentSpec::Pinentry(_) => "pinentry",
             AgentSpec::Command(_) => "command",
+            AgentSpec::Desktop => "desktop",
         }
     }
 }
@@ -84,6 +89,7 @@ impl std::fmt::Display for AgentSpec {
             AgentSpec::Pinentry(None) => f.write_str("pinentry"),
             AgentSpec::Pinentry(Some(p)) => write!(f, "pinentry:{}", p.display()),
             AgentSpec::Command(argv) => write!(f, "command:{}", argv.join(" ")),
+            AgentSpec::Desktop => f.write_str("desktop"),
         }
     }
 }
@@ -175,6 +181,7 @@ impl PromptPolicy {
                 c.agent = PromptAgent::Command;
                 c.command = argv.clone();
             }
+            AgentSpec::Desktop => c.agent = PromptAgent::Desktop,
         }
         super::build(&c)
     }
@@ -264,6 +271,7 @@ mod tests {
             "pinentry",
             "pinentry:/usr/bin/pinentry-tty",
             "command:/usr/local/bin/ask -q",
+            "desktop",
         ] {
             assert_eq!(AgentSpec::parse(s).unwrap().to_string(), s);
         }

@@ -115,21 +115,40 @@ impl Token {
     }
 
     /// Asks the user through the prompt agent; `Ok(())` only on confirmation.
-    /// A refusal, a timeout or an agent failure is `FunctionRejected` (logged).
+    /// Otherwise [`Error::NotConfirmed`] says which of three things happened (all
+    /// `CKR_FUNCTION_REJECTED`): a refusal, a timeout, or no agent that can ask
+    /// (the policy is `deny`, or the agent could not be shown). Logged.
     pub fn confirm(&self, req: &crate::prompt::Request) -> Result<()> {
+        use crate::error::NotConfirmed;
+        use crate::prompt::Answer;
         let agent = self.prompt_agent();
+        let name = agent.name().to_string();
         match agent.confirm(req) {
-            Ok(crate::prompt::Answer::Confirmed) => {
-                info!(serial = %self.serial, agent = agent.name(), title = %req.title, "confirmed by the user");
+            Ok(Answer::Confirmed) => {
+                info!(serial = %self.serial, agent = %name, title = %req.title, "confirmed by the user");
                 Ok(())
             }
             Ok(a) => {
-                warn!(serial = %self.serial, agent = agent.name(), title = %req.title, answer = ?a, "not confirmed");
-                Err(Error::FunctionRejected)
+                warn!(serial = %self.serial, agent = %name, title = %req.title, answer = ?a, "not confirmed");
+                Err(match a {
+                    // `deny` is no person saying no: nobody can ever confirm.
+                    _ if name == "deny" => NotConfirmed::NoAgent {
+                        why: "the token's prompt policy is `deny`".into(),
+                    },
+                    Answer::TimedOut => NotConfirmed::TimedOut {
+                        agent: name,
+                        secs: self.prompt_local.timeout().as_secs(),
+                    },
+                    _ => NotConfirmed::Refused { agent: name },
+                }
+                .into())
             }
             Err(e) => {
-                warn!(serial = %self.serial, agent = agent.name(), error = %e, "no prompt could be shown");
-                Err(Error::FunctionRejected)
+                warn!(serial = %self.serial, agent = %name, error = %e, "no prompt could be shown");
+                Err(NotConfirmed::NoAgent {
+                    why: format!("the {name} agent could not be shown: {e}"),
+                }
+                .into())
             }
         }
     }

@@ -33,7 +33,7 @@ pub struct InitArgs {
     #[command(flatten)]
     pub device: InitDevice,
     /// The prompt agent that confirms vault and OTP uses (token policy, as `vtoken
-    /// prompt set --agent`): tty, pinentry[:PATH], deny or command:PATH [default:
+    /// prompt set --agent`): tty, desktop, pinentry[:PATH], deny or command:PATH [default:
     /// asked on a terminal; otherwise the configuration's default].
     #[arg(long, value_name = "AGENT")]
     pub prompt_agent: Option<String>,
@@ -186,17 +186,29 @@ pub fn run(ctx: &Ctx, json: bool, args: &InitArgs) -> Result<()> {
 fn choose_agent() -> Result<String> {
     use std::io::{BufRead, Write};
     let has_pinentry = vault_core::prompt::find_in_path("pinentry").is_some();
+    let desktop = vault_core::prompt::Desktop::from_path(std::time::Duration::from_secs(1));
+    let desktop_note = if desktop.zenity.is_none() && desktop.yad.is_none() {
+        " (not installed: apt-get install zenity yad)"
+    } else if desktop.yad.is_none() {
+        " (pictures need yad: apt-get install yad)"
+    } else {
+        ""
+    };
     eprintln!("Who confirms vault and OTP uses on this token (its prompt agent)?");
     eprintln!("  1) terminal  — asks on the terminal the command runs in (default)");
     eprintln!(
-        "  2) pinentry  — a GnuPG pinentry window or terminal dialog{}",
+        "  2) desktop   — a dialog on the desktop, for browsers and other programs \
+         without a terminal{desktop_note}"
+    );
+    eprintln!(
+        "  3) pinentry  — a GnuPG pinentry window or terminal dialog{}",
         if has_pinentry {
             ""
         } else {
             " (not installed: apt-get install pinentry-gnome3)"
         }
     );
-    eprintln!("  3) nobody    — refuse every confirmation (headless tokens)");
+    eprintln!("  4) nobody    — refuse every confirmation (headless tokens)");
     for _ in 0..3 {
         eprint!("Choice [1]: ");
         std::io::stderr().flush()?;
@@ -204,12 +216,13 @@ fn choose_agent() -> Result<String> {
         std::io::stdin().lock().read_line(&mut line)?;
         match line.trim() {
             "" | "1" | "terminal" | "tty" => return Ok("tty".into()),
-            "2" | "pinentry" => return Ok("pinentry".into()),
-            "3" | "nobody" | "deny" => return Ok("deny".into()),
-            other => eprintln!("{other:?} is not 1, 2 or 3"),
+            "2" | "desktop" => return Ok("desktop".into()),
+            "3" | "pinentry" => return Ok("pinentry".into()),
+            "4" | "nobody" | "deny" => return Ok("deny".into()),
+            other => eprintln!("{other:?} is not 1, 2, 3 or 4"),
         }
     }
-    bail!("no prompt agent chosen; give --prompt-agent tty|pinentry|deny")
+    bail!("no prompt agent chosen; give --prompt-agent tty|desktop|pinentry|deny")
 }
 
 /// Sets the vault up on a new token (the SO is logged in). Returns the activation

@@ -420,6 +420,9 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &OtpCommand) -> Result<()> {
                         ctx,
                         CliError::new(format!("not confirmed: the use of {name:?}")),
                     ),
+                    vault_core::Error::NotConfirmed(n) => {
+                        CliError::new(format!("{n}; no code for {name:?} was made"))
+                    }
                     e => e.into(),
                 })?;
             if json {

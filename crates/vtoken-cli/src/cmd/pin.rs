@@ -45,7 +45,7 @@ If the SO PIN itself is locked, nothing can unlock the token: delete it with
 }
 
 /// `vtoken pin …`.
-pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
+pub fn run(ctx: &Ctx, json: bool, cmd: &PinCommand) -> Result<()> {
     let entry = ctx.entry()?;
     let token = ctx.registry.open(&entry)?;
     match cmd {
@@ -81,7 +81,11 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
             token
                 .change_pin(who, old.as_bytes(), new.as_bytes())
                 .map_err(|e| pin_error(&token, who, e))?;
-            eprintln!("{} changed", role_name(role));
+            if json {
+                crate::output::print_json(&serde_json::json!({ "changed": role_name(role) }))?;
+            } else {
+                eprintln!("{} changed", role_name(role));
+            }
         }
         PinCommand::Unlock { so, new_pin } => {
             let so_pin = pin::so(so)?;
@@ -90,7 +94,11 @@ pub fn run(ctx: &Ctx, cmd: &PinCommand) -> Result<()> {
             token
                 .unlock_user(so_pin.as_bytes(), new.as_bytes())
                 .map_err(|e| pin_error(&token, UserType::So, e))?;
-            eprintln!("user PIN reset and unlocked");
+            if json {
+                crate::output::print_json(&serde_json::json!({ "unlocked": "user PIN" }))?;
+            } else {
+                eprintln!("user PIN reset and unlocked");
+            }
         }
     }
     Ok(())

@@ -24,6 +24,9 @@ Agents:
   deny            refuse every confirmation and picture (headless tokens)
   tty             ask on the terminal (/dev/tty), or tty:/dev/pts/N
   pinentry        a GnuPG pinentry from PATH, or pinentry:/usr/bin/pinentry-gnome3
+  desktop         dialogs on the desktop (zenity; yad for pictures), for browsers
+                  and other programs without a terminal; needs DISPLAY or
+                  WAYLAND_DISPLAY where the token is used
   command:PATH    run PATH (absolute, with optional arguments): exit 0 confirms
 
 Operations (--confirm, comma-separated, or `none`): vault-write, vault-read,
@@ -34,9 +37,10 @@ defaults of new tokens; they never change an existing token's policy.
 
 Examples:
   vtoken --token work prompt set --agent pinentry --so-pin-file so-pin.txt
+  vtoken --token work prompt set --agent desktop --so-pin-file so-pin.txt
   vtoken --token work prompt set --agent deny --confirm vault-write,vault-read")]
     Set {
-        /// The agent: deny, tty[:DEVICE], pinentry[:PATH], command:PATH [ARGS].
+        /// The agent: deny, tty[:DEVICE], desktop, pinentry[:PATH], command:PATH [ARGS].
         #[arg(long, value_name = "AGENT")]
         agent: Option<String>,
         /// Operations that need confirmation (replaces the list; `none` clears it).

@@ -155,9 +155,10 @@ impl Token {
             save(&mut st, &p)?;
             Ok(true)
         })();
+        let locked_now = matches!(res, Ok(true));
         match res {
             Ok(true) => {
-                let why = last.map(last_chance).unwrap_or_default();
+                let why = last.map(GateFailure::last_chance).unwrap_or_default();
                 warn!(serial = %self.serial(), state = "locked", "{why}{COMPROMISED}");
                 self.log_state(super::GateState::Locked);
                 if let Some(agent) = agent {
@@ -174,7 +175,11 @@ impl Token {
         *lock(&self.gate_rt().pending) = None;
         lock(&self.gate_rt().passes).clear();
         let _ = self.logout();
-        Error::Gate(GateError::Locked)
+        match (locked_now, last) {
+            // This request's failure locked the token: say what became of it.
+            (true, Some(last)) => Error::Gate(GateError::LockedNow { last }),
+            _ => Error::Gate(GateError::Locked),
+        }
     }
 
     /// The picture check through the prompt agent (or a pass).
@@ -224,7 +229,7 @@ impl Token {
                 }
                 Ok(CaptchaReply::Refused) => {
                     return match self.gate_failed(&iss, GateFailure::Refused, Some(&*agent)) {
-                        Error::Gate(GateError::Locked) => Err(Error::Gate(GateError::Locked)),
+                        Error::Gate(g) if g.is_locked() => Err(Error::Gate(g)),
                         _ => Err(Error::FunctionRejected),
                     };
                 }
@@ -234,18 +239,25 @@ impl Token {
                     let n = st.counter(COUNTER)?;
                     st.set_counter(COUNTER, n.saturating_sub(1))?;
                     warn!(serial = %self.serial(), agent = agent.name(), "the prompt agent cannot show pictures: gated request rejected");
-                    return Err(Error::FunctionRejected);
+                    return Err(crate::error::NotConfirmed::NoAgent {
+                        why: format!(
+                            "the token's {} prompt agent cannot show a picture here (the log \
+                             says why); no chance was used",
+                            agent.name()
+                        ),
+                    }
+                    .into());
                 }
                 Err(e) => {
                     warn!(serial = %self.serial(), agent = agent.name(), error = %e, "no picture could be shown");
                     return match self.gate_failed(&iss, GateFailure::AgentFailed, Some(&*agent)) {
-                        Error::Gate(GateError::Locked) => Err(Error::Gate(GateError::Locked)),
+                        Error::Gate(g) if g.is_locked() => Err(Error::Gate(g)),
                         _ => Err(Error::FunctionRejected),
                     };
                 }
             };
             match self.gate_failed(&iss, reason, Some(&*agent)) {
-                Error::Gate(GateError::Locked) => return Err(Error::Gate(GateError::Locked)),
+                Error::Gate(g) if g.is_locked() => return Err(Error::Gate(g)),
                 _ => note = format!("{}. ", capitalized(reason.as_str())),
             }
         }
@@ -263,10 +275,10 @@ impl Token {
         }
         let old = lock(&self.gate_rt().pending).take();
         if let Some(old) = old {
-            if let Error::Gate(GateError::Locked) =
-                self.gate_failed(&old, GateFailure::Replaced, None)
-            {
-                return Err(Error::Gate(GateError::Locked));
+            if let Error::Gate(g) = self.gate_failed(&old, GateFailure::Replaced, None) {
+                if g.is_locked() {
+                    return Err(Error::Gate(g));
+                }
             }
         }
         let iss = self.gate_issue(class)?;
@@ -283,7 +295,7 @@ impl Token {
     /// The answer to challenge `id`. Right and in time: a one-time pass for the
     /// next gated request of the challenge's class in this process (valid for the
     /// challenge lifetime plus transport). Wrong or late: [`GateError::Rejected`],
-    /// or [`GateError::Locked`] when that was the last chance.
+    /// or [`GateError::LockedNow`] (with the reason) when that was the last chance.
     pub fn gate_answer(&self, id: u64, answer: &str) -> Result<()> {
         self.gate_ensure_unlocked()?;
         let iss = {
@@ -315,7 +327,7 @@ impl Token {
     }
 
     /// Gives up challenge `id` (the user quit): its chance stays used, and when it
-    /// was the last one the token locks now ([`GateError::Locked`]).
+    /// was the last one the token locks now ([`GateError::LockedNow`]).
     pub fn gate_cancel(&self, id: u64) -> Result<()> {
         let iss = {
             let mut p = lock(&self.gate_rt().pending);
@@ -325,7 +337,7 @@ impl Token {
             }
         };
         match self.gate_failed(&iss, GateFailure::Abandoned, None) {
-            Error::Gate(GateError::Locked) => Err(Error::Gate(GateError::Locked)),
+            Error::Gate(g) if g.is_locked() => Err(Error::Gate(g)),
             _ => Ok(()),
         }
     }
@@ -337,16 +349,5 @@ impl Token {
         lock(&self.gate_rt().passes)
             .iter()
             .any(|p| p.class == class && p.until >= now)
-    }
-}
-
-/// What became of the last chance, as the lock warning starts.
-fn last_chance(reason: GateFailure) -> String {
-    match reason {
-        GateFailure::Wrong => "the answer to the last picture was wrong; ".into(),
-        GateFailure::Late | GateFailure::Unanswered => {
-            "the answer to the last picture came too late; ".into()
-        }
-        other => format!("the last picture failed ({}); ", other.as_str()),
     }
 }

@@ -265,9 +265,21 @@ impl Token {
     /// `otp show`) and the user's confirmation; without, secret values are empty
     /// and no credential is attached.
     pub fn vault_export_records(&self, secrets: bool) -> Result<Vec<Record>> {
+        Ok(self
+            .vault_export_records_with_ids(secrets)?
+            .into_iter()
+            .map(|(_, r)| r)
+            .collect())
+    }
+
+    /// [`Token::vault_export_records`], each record with its entry's id (stable for
+    /// the entry's life on this token: an export can name entries by it).
+    pub fn vault_export_records_with_ids(&self, secrets: bool) -> Result<Vec<(u64, Record)>> {
         self.vault_require_user()?;
         let mut records = Vec::new();
+        let mut ids = Vec::new();
         for (id, _) in self.vault_list()? {
+            ids.push(id);
             let mut e = self.vault_get(id)?;
             if !secrets {
                 for f in e.fields.iter_mut().filter(|f| f.secret) {
@@ -277,7 +289,7 @@ impl Token {
             records.push(Record::new(e));
         }
         if !secrets {
-            return Ok(records);
+            return Ok(ids.into_iter().zip(records).collect());
         }
         let linked: Vec<String> = records
             .iter()
@@ -320,7 +332,7 @@ impl Token {
                 r.otp = self.otp_uri_confirmed(&name)?;
             }
         }
-        Ok(records)
+        Ok(ids.into_iter().zip(records).collect())
     }
 }
 

@@ -28,6 +28,7 @@ pub(super) fn cerr(e: vault_core::Error) -> CliError {
              agent cannot ask (see `vtoken prompt show`; the SO sets it with `vtoken prompt \
              set`), or the picture check was not passed; nothing was written or revealed",
         ),
+        E::NotConfirmed(n) => CliError::new(format!("{n}; nothing was written or revealed")),
         E::UserNotLoggedIn => CliError::new("not logged in (give the user PIN)"),
         e => CliError::from(e),
     }

@@ -218,8 +218,11 @@ pub(super) fn export_kdbx(
         "export the vault with its secrets",
         true,
     )?;
-    let records = open.token.vault_export_records(true).map_err(cerr)?;
-    kdbx::write(&records, file, &pw)?;
+    let records = open
+        .token
+        .vault_export_records_with_ids(true)
+        .map_err(cerr)?;
+    kdbx::write(&records, open.token.serial(), file, &pw)?;
     if json {
         print_json(&json!({ "exported": records.len(), "file": file.display().to_string() }))
     } else {

@@ -174,8 +174,49 @@ fn group_at<'a>(root: &'a mut Group, path: &str) -> &'a mut Group {
     g
 }
 
+/// A name-based UUID (RFC 9562 version 8: SHA-256, cut to 128 bits, with the
+/// version and variant bits set) for `parts` under the namespace `kind`. The same
+/// inputs always give the same UUID, so the same entry exported twice is one entry
+/// to KeePassXC (its merge matches entries and groups by UUID, and would otherwise
+/// duplicate every one).
+fn stable_uuid(kind: &str, parts: &[&[u8]]) -> uuid::Uuid {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"vtoken kdbx export\0");
+    h.update(kind.as_bytes());
+    for p in parts {
+        // Length-prefixed, so no two different part lists hash the same input.
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&d[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    uuid::Uuid::from_bytes(b)
+}
+
+/// Gives `g` and every group below it a UUID derived from the token and the
+/// group's path, so repeated exports name the same groups alike.
+fn stable_group_uuids(g: &mut Group, serial: &str, path: &str) {
+    g.uuid = stable_uuid("group", &[serial.as_bytes(), path.as_bytes()]);
+    for sub in &mut g.groups {
+        let p = format!("{path}/{}", sub.name);
+        stable_group_uuids(sub, serial, &p);
+    }
+}
+
 /// Writes records as a KDBX 4 database under `passphrase` (AES-256, Argon2d 64 MiB).
-pub(super) fn write(records: &[Record], path: &Path, passphrase: &str) -> Result<()> {
+/// Each entry's UUID is derived from the token's serial and the entry's id, and
+/// each group's from its path, so exporting twice and merging in KeePassXC adds
+/// nothing.
+pub(super) fn write(
+    records: &[(u64, Record)],
+    serial: &str,
+    path: &Path,
+    passphrase: &str,
+) -> Result<()> {
     let mut config = keepass::config::DatabaseConfig::default();
     if let keepass::config::KdfConfig::Argon2 {
         iterations,
@@ -191,9 +232,10 @@ pub(super) fn write(records: &[Record], path: &Path, passphrase: &str) -> Result
     }
     let mut db = Database::new(config);
     db.meta.generator = Some("vtoken".into());
-    for r in records {
+    for (id, r) in records {
         let e = &r.entry;
         let mut k = KEntry::new();
+        k.uuid = stable_uuid("entry", &[serial.as_bytes(), &id.to_be_bytes()]);
         set(&mut k, "Title", &e.title, false);
         set(&mut k, "URL", &e.url, false);
         if e.kind != Kind::Website {
@@ -229,6 +271,7 @@ pub(super) fn write(records: &[Record], path: &Path, passphrase: &str) -> Result
             .unwrap_or_default();
         group_at(&mut db.root, &group).entries.push(k);
     }
+    stable_group_uuids(&mut db.root, serial, "");
     let mut buf = Zeroizing::new(Vec::new());
     db.save(&mut *buf, DatabaseKey::new().with_password(passphrase))
         .map_err(|e| CliError::new(format!("cannot write the KeePass database: {e}")))?;

@@ -256,6 +256,9 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
                 },
             )?;
             o.token.wallet_install(&der)?;
+            if json {
+                return print_json(&json!({ "installed": true }));
+            }
             outln!("wallet certificate installed");
             Ok(())
         }
@@ -350,6 +353,9 @@ pub fn run(ctx: &Ctx, json: bool, cmd: &WalletCommand) -> Result<()> {
         WalletCommand::TrustCard { number, user } => {
             let o = open_user(ctx, user)?;
             o.token.wallet_trust_card(number)?;
+            if json {
+                return print_json(&json!({ "trusted": number }));
+            }
             outln!("card {number} trusted");
             Ok(())
         }
@@ -404,6 +410,9 @@ fn not_confirmed(e: CoreError) -> CliError {
         CoreError::FunctionRejected => CliError::new(
             "not confirmed on the token (refused or no answer in time): nothing was done; run the command again to retry",
         ),
+        CoreError::NotConfirmed(n) => CliError::new(format!(
+            "{n}; nothing was done"
+        )),
         e => e.into(),
     }
 }
