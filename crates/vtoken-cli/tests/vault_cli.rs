@@ -118,6 +118,27 @@ fn add_list_show_get_with_confirmation() {
     assert_eq!(st["state"], "enabled");
     assert_eq!(env.json(&["--json", "info"])["vault"], "enabled");
 
+    // An entry without a field its kind requires: said in the entry's words (not
+    // PKCS#11's template words), with where each kind's fields are listed.
+    let err = env.fails(&[
+        "vault",
+        "add",
+        "--kind",
+        "email",
+        "--title",
+        "mail",
+        "--password",
+        SECRET,
+    ]);
+    assert!(
+        err.contains(
+            "the field \"address\" is required for an entry of kind email; \
+             each kind's fields: `vtoken vault add --help`"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("template"), "{err}");
+
     // Refused: nothing written.
     env.answer(false);
     let err = env.fails(&[

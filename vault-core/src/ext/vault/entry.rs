@@ -223,7 +223,7 @@ impl Entry {
                 Some(f) => f.secret |= secret,
                 None if required => {
                     return Err(bad(format!(
-                        "a {} entry needs the field \"{name}\"",
+                        "the field \"{name}\" is required for an entry of kind {}",
                         self.kind
                     )))
                 }

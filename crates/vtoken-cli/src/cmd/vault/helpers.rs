@@ -20,6 +20,9 @@ use super::FieldArgs;
 
 // ---------------------------------------------------------------------- helpers
 
+/// How the core starts its complaints about an entry's content.
+const ENTRY: &str = "vault entry: ";
+
 pub(super) fn cerr(e: vault_core::Error) -> CliError {
     use vault_core::Error as E;
     match e {
@@ -30,6 +33,12 @@ pub(super) fn cerr(e: vault_core::Error) -> CliError {
         ),
         E::NotConfirmed(n) => CliError::new(format!("{n}; nothing was written or revealed")),
         E::UserNotLoggedIn => CliError::new("not logged in (give the user PIN)"),
+        // The core says what is wrong with the entry in PKCS#11's words (a template
+        // error); the user needs the entry's words and where the fields are listed.
+        E::TemplateInconsistent(m) if m.starts_with(ENTRY) => CliError::new(format!(
+            "{}; each kind's fields: `vtoken vault add --help`",
+            &m[ENTRY.len()..]
+        )),
         e => CliError::from(e),
     }
 }
